@@ -1,0 +1,34 @@
+# kcrash: two set-up commands on a fresh Debian 12 machine (as root): `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+KCRASH := $(VENV)/bin/kcrash
+DEMO_DIR ?= demo-out
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint typecheck layers unit corpus-score bootstrap clean
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+demo: bootstrap
+	@scripts/demo.sh "$(DEMO_DIR)"
+
+test: bootstrap
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: bootstrap
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: bootstrap
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+corpus-score: bootstrap
+	$(KCRASH) oops score ../shared/corpus
+
+clean:
+	rm -rf $(VENV) build *.egg-info $(DEMO_DIR)

@@ -1,0 +1,52 @@
+"""
+kcrash.cli
+==========
+
+The ``kcrash`` command. Only this package prints, picks exit codes or reads environment
+variables; each subcommand lives in its own module and delegates to the layers below.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kcrash.cli.app import kcrash
+from kcrash.errors import CliError, KcrashError
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every expected failure becomes one line on stderr and a non-zero exit."""
+    try:
+        kcrash.main(args=argv, prog_name="kcrash", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("kcrash: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except CliError as exc:
+        click.echo(f"kcrash: error: {exc}", err=True)
+        return exc.exit_code
+    except KcrashError as exc:
+        click.echo(f"kcrash: error: {exc}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        click.echo("kcrash: interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        return 141
+    except OSError as exc:
+        click.echo(f"kcrash: error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}",
+                   err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""
+kcrash.cli.app
+==============
+
+The root command group; subcommand groups register here.
+"""
+
+from __future__ import annotations
+
+import click
+
+from kcrash import __version__
+from kcrash.cli.dump import dump
+from kcrash.cli.lab import lab
+from kcrash.cli.oops import oops
+
+__all__ = ["kcrash"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kcrash")
+def kcrash() -> None:
+    """Linux kernel crash analysis and live kernel debugging."""
+
+
+kcrash.add_command(dump)
+kcrash.add_command(lab)
+kcrash.add_command(oops)

@@ -1,0 +1,6 @@
+"""
+kcrash.dumps
+============
+
+This layer is filled in by its own issue; see the README for the layering.
+"""

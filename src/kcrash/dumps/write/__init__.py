@@ -1,0 +1,6 @@
+"""
+kcrash.dumps.write
+==================
+
+This layer is filled in by its own issue; see the README for the layering.
+"""

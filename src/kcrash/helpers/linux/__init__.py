@@ -1,0 +1,6 @@
+"""
+kcrash.helpers.linux
+====================
+
+This layer is filled in by its own issue; see the README for the layering.
+"""

@@ -1,0 +1,6 @@
+"""
+kcrash.lab
+==========
+
+This layer is filled in by its own issue; see the README for the layering.
+"""

@@ -1,0 +1,6 @@
+"""
+kcrash.live.gdbremote
+=====================
+
+This layer is filled in by its own issue; see the README for the layering.
+"""
