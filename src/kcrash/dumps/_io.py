@@ -1,0 +1,65 @@
+"""
+kcrash.dumps._io
+================
+
+Positional reads of a dump file. :class:`PlainFile` reads with ``os.pread``; the flattened format
+(:mod:`kcrash.dumps.flattened`) offers the same interface over its record index, so the
+kdump-compressed reader does not care which one it has.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+from kcrash.errors import CorruptDumpError
+
+__all__ = ["FileView", "PlainFile"]
+
+
+class FileView(Protocol):
+    """A read-only file of ``size`` bytes with positional reads."""
+
+    path: Path
+    size: int
+
+    def pread(self, offset: int, n: int) -> bytes:
+        """Return up to ``n`` bytes at ``offset`` (short only at end of file)."""
+        ...
+
+    def close(self) -> None:
+        """Close the underlying descriptor."""
+        ...
+
+
+class PlainFile:
+    """An ordinary file read with ``os.pread``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY)
+        self.size = os.fstat(self._fd).st_size
+
+    def pread(self, offset: int, n: int) -> bytes:
+        """Return up to ``n`` bytes at ``offset``."""
+        if offset < 0 or n < 0:
+            raise CorruptDumpError(f"negative read ({n} bytes)", offset, str(self.path))
+        return os.pread(self._fd, n, offset)
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def read_exact(view: FileView, offset: int, n: int, what: str) -> bytes:
+    """Read exactly ``n`` bytes or raise CorruptDumpError naming ``what``."""
+    if offset < 0 or n < 0 or offset + n > view.size:
+        raise CorruptDumpError(f"{what} ({n} bytes) lies outside the file ({view.size} bytes)",
+                               offset, str(view.path))
+    data = view.pread(offset, n)
+    if len(data) != n:
+        raise CorruptDumpError(f"short read of {what}", offset, str(view.path))
+    return data

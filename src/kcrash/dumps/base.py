@@ -1,0 +1,123 @@
+"""
+kcrash.dumps.base
+=================
+
+What every dump format provides: the :class:`DumpFormat` protocol (``sniff(head)``, ``segments()``,
+``notes()``, ``vmcoreinfo()``, ``describe()``), the :class:`MemorySegment` records a format hands to
+the memory layer, and the :class:`DumpDescription` model of header facts. Formats know nothing of
+kernel symbols; address translation lives in :mod:`kcrash.memory`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Protocol, Self
+
+if TYPE_CHECKING:
+    from kcrash.dumps.notes import Note
+    from kcrash.dumps.vmcoreinfo import VmcoreInfo
+
+__all__ = [
+    "DumpDescription",
+    "DumpWarning",
+    "DumpFormat",
+    "MemorySegment",
+    "PageCounts",
+    "ReadFn",
+]
+
+#: ``read_fn(address, size) -> bytes``: ``address`` is absolute (inside the segment), ``size`` > 0.
+#: It raises :class:`~kcrash.errors.FaultError` for pages it cannot supply.
+ReadFn = Callable[[int, int], bytes]
+
+
+class DumpWarning(UserWarning):
+    """A dump is usable but not whole (incomplete flag, short page table); the CLI shows it as one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySegment:
+    """``size`` bytes of memory at ``start``, physical or virtual, read through ``read_fn``."""
+
+    start: int
+    size: int
+    read_fn: ReadFn
+    physical: bool
+
+    @property
+    def end(self) -> int:
+        """Return the first address after the segment."""
+        return self.start + self.size
+
+
+@dataclass(frozen=True, slots=True)
+class PageCounts:
+    """Page statistics of a dump (``page_size``-sized pages)."""
+
+    page_size: int
+    present: int = 0
+    excluded: int = 0
+    zero: int = 0
+    lost: int = 0
+    compressed: int = 0
+    raw: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DumpDescription:
+    """Header facts of one opened dump, as stored (no kernel knowledge)."""
+
+    path: str
+    format: str
+    codecs: tuple[str, ...]
+    pages: PageCounts
+    dump_level: int | None = None
+    header_version: int | None = None
+    nr_cpus: int | None = None
+    status: int | None = None
+    status_flags: tuple[str, ...] = ()
+    incomplete: bool = False
+    utsname: dict[str, str] = field(default_factory=dict)
+    timestamp: int | None = None
+    phys_base: int | None = None
+    split: tuple[int, int] | None = None
+    files: tuple[str, ...] = ()
+
+
+class DumpFormat(Protocol):
+    """An opened dump. Formats register with :func:`kcrash.dumps.registry.register_format`."""
+
+    format_name: ClassVar[str]
+    path: Path
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        """Return True if ``head`` (the first bytes of the file, up to 4 KiB) looks like this format."""
+        ...
+
+    @classmethod
+    def open(cls, path: Path, *, zero_fill: bool = False) -> Self:
+        """Open ``path``; ``zero_fill`` reads lost/excluded pages as zeros instead of faulting."""
+        ...
+
+    def segments(self) -> Sequence[MemorySegment]:
+        """Return the memory segments, physical and (when the file has them) virtual."""
+        ...
+
+    def notes(self) -> Sequence[Note]:
+        """Return the ELF notes (PRSTATUS, QEMU CPU state, VMCOREINFO, …) in file order."""
+        ...
+
+    def vmcoreinfo_or_none(self) -> VmcoreInfo | None:
+        """Return the parsed VMCOREINFO, or None when the dump has none."""
+        ...
+
+    def describe(self) -> DumpDescription:
+        """Return the header facts."""
+        ...
+
+    def close(self) -> None:
+        """Release the file."""
+        ...

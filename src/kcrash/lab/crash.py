@@ -1,0 +1,183 @@
+"""
+kcrash.lab.crash
+================
+
+Crash a real Debian kernel on purpose and collect the dump through QMP: boot the prepared guest
+with the crash kind on its command line, wait for ``GUEST_PANICKED`` (pvpanic freezes the VM
+inside ``panic()``), stop it, and write ``vmcore.elf`` (QEMU ELF, paging off), ``vmcore.kdump``
+(QEMU kdump-zlib, flattened format), ``console.log`` and ``lab.json`` (what was run and the
+facts the test module planted). :func:`cached_crash` reuses earlier results by content key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kcrash.errors import LabError
+from kcrash.lab.kinds import CrashKind, get_kind
+from kcrash.lab.kmod import MODULE_NAME
+from kcrash.lab.prepare import PreparedKernel, prepare_kernel
+from kcrash.lab.qemu import Vm, VmConfig
+
+__all__ = ["CrashOptions", "cached_crash", "crash_key", "kernel_cmdline", "planted_facts", "run_crash"]
+
+OBJECT_COUNT = 100
+FILES = ("vmcore.elf", "vmcore.kdump", "console.log", "lab.json")
+
+
+@dataclass(frozen=True, slots=True)
+class CrashOptions:
+    """What to crash and how."""
+
+    kind: str
+    kernel: str = "6.1"
+    kaslr: bool = False
+    mem: str = "256M"
+    smp: int = 2
+    timeout: float | None = None
+
+
+def kernel_cmdline(kind: CrashKind | None, kaslr: bool) -> str:
+    """The guest kernel command line (``kind`` None boots an idle guest)."""
+    parts = ["console=ttyS0", "panic=0", "oops=panic", "loglevel=7",
+             f"kcrash_kind={kind.name if kind else 'none'}", f"kcrash_alloc={OBJECT_COUNT}"]
+    if not kaslr:
+        parts.append("nokaslr")
+    return " ".join(parts)
+
+
+def crash_key(prepared: PreparedKernel, opts: CrashOptions) -> str:
+    """Content key of a crash run: kernel package, module source, initramfs and options."""
+    kind = get_kind(opts.kind)
+    text = "|".join([prepared.package.key, prepared.module.source_hash, prepared.initramfs.name, kind.name,
+                     str(opts.kaslr), opts.mem, str(opts.smp)])
+    return f"{kind.name.lower()}-{opts.kernel}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def planted_facts(console: str) -> dict[str, Any]:
+    """Facts the test module planted, with the addresses it printed at load time."""
+    facts: dict[str, Any] = {
+        "module": MODULE_NAME, "object_count": OBJECT_COUNT, "object_struct": "kcrash_test_obj",
+        "object_magic": 0xC0FFEE01, "list": "kcrash_test_objects", "slab_cache": "kcrash_test_cache",
+        "global": "kcrash_test_global",
+        "global_values": {"magic": 0xC0FFEE01, "answer": 42, "negative": -1234567,
+                          "big": 0x0123456789ABCDEF, "name": "kcrash planted global",
+                          "flag_a": 1, "mode": 5, "level": 9, "nr_objects": OBJECT_COUNT},
+        "sleeper_task": "kcrash_sleeper", "sleeper_function": "kcrash_test_sleep_deep",
+        "hostile_task": "<i>x</i>&\"'", "nonutf8_task_hex": b"nu\xff\xfe\x01<b>".hex(),
+    }
+    match = re.search(r"kcrash_test: planted (\d+) objects at ([0-9a-f]+), global at ([0-9a-f]+)", console)
+    if match:
+        facts["planted_count_printed"] = int(match.group(1))
+        facts["list_address"] = int(match.group(2), 16)
+        facts["global_address"] = int(match.group(3), 16)
+    return facts
+
+
+def _console_facts(console: str) -> dict[str, Any]:
+    facts: dict[str, Any] = {}
+    panic = re.search(r"^(?:\[\s*([\d.]+)\]\s*)?Kernel panic - not syncing: (.*)$", console, re.M)
+    if panic:
+        facts["panic_line"] = panic.group(2).strip()
+        if panic.group(1):
+            facts["panic_uptime_s"] = float(panic.group(1))
+    release = re.search(r"Linux version (\S+)", console)
+    if release:
+        facts["release_booted"] = release.group(1)
+    return facts
+
+
+async def _nmi_when_ready(vm: Vm, serial: Path, state: dict[str, bool]) -> None:
+    if state.get("sent"):
+        return
+    try:
+        text = serial.read_text(errors="replace")
+    except OSError:
+        return
+    if "kcrash-lab: ready kind=NMI" in text:
+        await vm.execute("inject-nmi")
+        state["sent"] = True
+
+
+async def _run_vm(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions, out: Path,
+                  sock_dir: Path) -> dict[str, Any]:
+    serial = out / "console.log"
+    cfg = VmConfig(prepared.vmlinuz, prepared.initramfs, kernel_cmdline(kind, opts.kaslr), serial,
+                   sock_dir / "qmp.sock", opts.mem, opts.smp)
+    timeout = opts.timeout or (150.0 if kind.slow else 90.0)
+    state: dict[str, bool] = {}
+    async with Vm(cfg) as vm:
+        version = await vm.execute("query-version")
+        start = time.monotonic()
+        tick = (lambda: _nmi_when_ready(vm, serial, state)) if kind.trigger == "nmi" else None
+        await vm.wait_event(("GUEST_PANICKED",), timeout, tick)
+        panicked = time.monotonic() - start
+        await vm.execute("stop")
+        status = await vm.execute("query-status")
+        t_elf = await vm.dump(out / "vmcore.elf", "elf")
+        t_kdump = await vm.dump(out / "vmcore.kdump", "kdump-zlib")
+    q = version["qemu"]
+    return {"qemu_version": f"{q['major']}.{q['minor']}.{q['micro']}", "status_after_stop": status["status"],
+            "timings": {"boot_to_panic_s": round(panicked, 2), "dump_elf_s": round(t_elf, 2),
+                        "dump_kdump_s": round(t_kdump, 2)}}
+
+
+def _lab_json(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions, run: dict[str, Any],
+              out: Path, total: float) -> dict[str, Any]:
+    console = (out / "console.log").read_text(errors="replace")
+    pkg = prepared.package
+    info: dict[str, Any] = {
+        "kind": kind.name, "trigger": kind.trigger,
+        "kernel": {"flavour": pkg.flavour, "package": pkg.name, "version": pkg.version, "release": pkg.release},
+        "kaslr": opts.kaslr, "mem": opts.mem, "smp": opts.smp, "cmdline": kernel_cmdline(kind, opts.kaslr),
+        "crash_function": kind.crash_function, "blocked_function": kind.blocked_function,
+        "expected_panic_message": kind.panic_message,
+        "module": {"name": MODULE_NAME, "source_hash": prepared.module.source_hash,
+                   "btf": prepared.module.has_btf, "path": str(prepared.module.path)},
+        "planted": planted_facts(console), **_console_facts(console), **run,
+    }
+    info["timings"]["total_s"] = round(total, 2)
+    info["files"] = {name: (out / name).stat().st_size for name in FILES[:3]}
+    return info
+
+
+def run_crash(cache: Path, opts: CrashOptions, out: Path) -> dict[str, Any]:
+    """Boot, crash and dump one guest into ``out``; returns the ``lab.json`` content."""
+    kind = get_kind(opts.kind)
+    start = time.monotonic()
+    prepared = prepare_kernel(cache, opts.kernel)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        (out / name).unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kcrash-lab-") as sock_dir:
+        run = asyncio.run(_run_vm(prepared, kind, opts, out, Path(sock_dir)))
+    info = _lab_json(prepared, kind, opts, run, out, time.monotonic() - start)
+    (out / "lab.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return info
+
+
+def cached_crash(cache: Path, opts: CrashOptions) -> Path:
+    """A crash directory for ``opts``, produced once and reused (keyed by content)."""
+    prepared = prepare_kernel(cache, opts.kernel)
+    final = cache / "crashes" / crash_key(prepared, opts)
+    if (final / "lab.json").exists():
+        return final
+    work = final.with_name(final.name + ".part")
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        run_crash(cache, opts, work)
+    except LabError:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    shutil.rmtree(final, ignore_errors=True)
+    work.rename(final)
+    return final

@@ -1,0 +1,53 @@
+#!/bin/busybox sh
+# /init of the kcrash lab's busybox initramfs. Reads kcrash_kind=KIND from the kernel command
+# line, loads the modules, plants background work, then triggers the crash kind (or idles).
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t debugfs debugfs /sys/kernel/debug
+mkdir -p /tmp && mount -t tmpfs -o size=90% tmpfs /tmp
+
+KIND=none
+ALLOC=100
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        kcrash_kind=*) KIND="${arg#kcrash_kind=}" ;;
+        kcrash_alloc=*) ALLOC="${arg#kcrash_alloc=}" ;;
+    esac
+done
+
+log() { echo "kcrash-lab: $*" > /dev/kmsg; echo "kcrash-lab: $*"; }
+
+for m in qemu_fw_cfg pvpanic pvpanic-mmio; do
+    insmod "/modules/$m.ko" || log "insmod $m failed"
+done
+insmod /modules/kcrash_test.ko alloc="$ALLOC" || log "insmod kcrash_test failed"
+
+# Background work so the task list is not trivial.
+for i in 1 2 3 4; do sleep 100000 & done
+(while true; do sleep 1; done) &
+
+sysctl() { echo "$2" > "/proc/sys/$(echo "$1" | tr . /)"; }
+echo 1 > /proc/sys/kernel/sysrq
+
+case "$KIND" in
+    WARNING) sysctl kernel.panic_on_warn 1 ;;
+    SOFTLOCKUP|SPINLOCKUP) sysctl kernel.softlockup_panic 1; sysctl kernel.watchdog_thresh 5 ;;
+    HUNG_ABBA) sysctl kernel.hung_task_panic 1; sysctl kernel.hung_task_timeout_secs 10 ;;
+    OOM) sysctl vm.panic_on_oom 1 ;;
+    NMI) sysctl kernel.unknown_nmi_panic 1 ;;
+esac
+
+log "ready kind=$KIND"
+case "$KIND" in
+    none) while true; do sleep 1; done ;;
+    SYSRQ) echo c > /proc/sysrq-trigger ;;
+    INITEXIT) exit 3 ;;
+    OOM) i=0; while true; do i=$((i+1)); dd if=/dev/zero of=/tmp/fill$i bs=1M count=16 2>/dev/null; done ;;
+    NMI) while true; do sleep 1; done ;;
+    *) echo "$KIND" > /sys/kernel/debug/kcrash_test/DIRECT ;;
+esac
+log "trigger for $KIND returned; waiting"
+while true; do sleep 1; done

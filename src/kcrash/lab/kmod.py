@@ -1,0 +1,94 @@
+"""
+kcrash.lab.kmod
+===============
+
+Build the lab's own test module (``kcrash_test.ko``, C source shipped in ``kmod/``) out of tree
+against a kernel's unpacked Debian headers, with module BTF when possible. Builds are cached by
+kernel release and source hash. The module's runtime behaviour is described in its source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from kcrash.errors import LabError, LabToolMissingError
+from kcrash.lab.vmlinux import extract_vmlinux
+
+__all__ = ["MODULE_NAME", "BuiltModule", "build_module", "module_source_hash"]
+
+MODULE_NAME = "kcrash_test"
+_SOURCES = ("kcrash_test.c", "Makefile")
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltModule:
+    """A built ``.ko``: its path, whether it carries a ``.BTF`` section, and the source hash."""
+
+    path: Path
+    has_btf: bool
+    source_hash: str
+
+
+def _source_bytes() -> dict[str, bytes]:
+    pkg = resources.files("kcrash.lab") / "kmod"
+    return {name: (pkg / name).read_bytes() for name in _SOURCES}
+
+
+def module_source_hash() -> str:
+    """SHA-256 (16 hex digits) over the module's source files; part of every lab cache key."""
+    digest = hashlib.sha256()
+    for name, data in sorted(_source_bytes().items()):
+        digest.update(name.encode() + b"\0" + data + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _ensure_btf_base(headers: Path, vmlinuz: Path) -> None:
+    # kbuild makes module BTF against $(objtree)/vmlinux; Debian ships one only for some ABIs.
+    # The stripped vmlinux inside vmlinuz keeps .BTF, which is all pahole needs.
+    target = headers / "vmlinux"
+    if not target.exists():
+        tmp = target.with_suffix(".part")
+        tmp.write_bytes(extract_vmlinux(vmlinuz.read_bytes()))
+        tmp.rename(target)
+
+
+def _has_section(path: Path, name: bytes) -> bool:
+    from elftools.elf.elffile import ELFFile
+
+    with path.open("rb") as f:
+        return ELFFile(f).get_section_by_name(name.decode()) is not None
+
+
+def build_module(cache: Path, release: str, headers: Path, vmlinuz: Path) -> BuiltModule:
+    """Build (or reuse) ``kcrash_test.ko`` for ``release`` against the unpacked ``headers``."""
+    if shutil.which("make") is None or shutil.which("gcc-12") is None:
+        raise LabToolMissingError("make/gcc-12", "make gcc-12")
+    source_hash = module_source_hash()
+    out = cache / "kmod" / f"{release}-{source_hash}"
+    ko = out / f"{MODULE_NAME}.ko"
+    if not ko.exists():
+        _ensure_btf_base(headers, vmlinuz)
+        _compile(out, headers)
+    return BuiltModule(ko, _has_section(ko, b".BTF"), source_hash)
+
+
+def _compile(out: Path, headers: Path) -> None:
+    work = out.with_name(out.name + ".build")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    for name, data in _source_bytes().items():
+        (work / name).write_bytes(data)
+    cmd = ["make", "-C", str(headers), f"M={work}", "modules"]
+    if not (headers / "tools" / "bpf" / "resolve_btfids" / "resolve_btfids").exists():
+        cmd.append("RESOLVE_BTFIDS=true")  # the module uses no BTF ids; the tool is optional
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not (work / f"{MODULE_NAME}.ko").exists():
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        raise LabError(f"building {MODULE_NAME}.ko failed: {tail}")
+    shutil.rmtree(out, ignore_errors=True)
+    work.rename(out)

@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kcrash_test: the kcrash crash lab's test module.
+ *
+ * 1. Plants known data at load time, so memory-analysis tests have a target whose true
+ *    contents are known: a dedicated slab cache with `alloc` objects on a global list, a global
+ *    struct with known field values, a kthread sleeping in a function of known name, and
+ *    kthreads whose names contain HTML metacharacters and non-UTF-8 bytes.
+ * 2. Crashes the kernel on demand, LKDTM-style (Debian ships no lkdtm): write a crash kind's
+ *    name to /sys/kernel/debug/kcrash_test/DIRECT. The write handler goes through two noinline
+ *    levels before acting, so traces have several module frames.
+ */
+#include <linux/module.h>
+#include <linux/kernel.h>
+#include <linux/slab.h>
+#include <linux/list.h>
+#include <linux/kthread.h>
+#include <linux/delay.h>
+#include <linux/debugfs.h>
+#include <linux/uaccess.h>
+#include <linux/mutex.h>
+#include <linux/spinlock.h>
+#include <linux/sched.h>
+#include <linux/string.h>
+
+#define KCRASH_TEST_MAGIC 0xC0FFEE01u
+
+static int alloc = 100;
+module_param(alloc, int, 0444);
+MODULE_PARM_DESC(alloc, "number of tracked objects planted in the kcrash_test_cache slab cache");
+
+/* One tracked object: the slab cache holds exactly `alloc` of them, all on kcrash_test_objects. */
+struct kcrash_test_obj {
+	u32 magic;
+	u32 id;
+	char tag[16];
+	struct list_head node;
+	u64 payload[4];
+};
+
+/* A global with known values of several kinds (ints, a string, pointers, bitfields). */
+struct kcrash_test_planted {
+	u32 magic;
+	int answer;
+	long negative;
+	u64 big;
+	char name[32];
+	char raw[8];
+	struct kcrash_test_planted *self;
+	struct kcrash_test_obj *first;
+	unsigned int flag_a : 1;
+	unsigned int mode : 3;
+	unsigned int level : 4;
+	unsigned int spare : 24;
+	int nr_objects;
+};
+
+struct kcrash_test_planted kcrash_test_global = {
+	.magic = KCRASH_TEST_MAGIC,
+	.answer = 42,
+	.negative = -1234567,
+	.big = 0x0123456789abcdefULL,
+	.name = "kcrash planted global",
+	.raw = { 'r', 'a', 'w', (char)0xff, (char)0xfe, '<', '>', 0 },
+	.flag_a = 1,
+	.mode = 5,
+	.level = 9,
+	.spare = 0,
+};
+EXPORT_SYMBOL_GPL(kcrash_test_global);
+
+LIST_HEAD(kcrash_test_objects);
+static struct kmem_cache *kcrash_test_cache;
+static struct dentry *kcrash_test_dir;
+static struct task_struct *kcrash_test_sleeper_task;
+static struct task_struct *kcrash_test_hostile_task;
+static struct task_struct *kcrash_test_nonutf8_task;
+
+static DEFINE_MUTEX(kcrash_test_mutex_a);
+static DEFINE_MUTEX(kcrash_test_mutex_b);
+static DEFINE_SPINLOCK(kcrash_test_lock);
+
+/* ---- planted kthreads ------------------------------------------------------------------ */
+
+static noinline void kcrash_test_sleep_deep(void)
+{
+	while (!kthread_should_stop())
+		schedule_timeout_interruptible(MAX_SCHEDULE_TIMEOUT);
+}
+
+static noinline int kcrash_test_sleeper(void *unused)
+{
+	kcrash_test_sleep_deep();
+	return 0;
+}
+
+/* ---- crash kinds ----------------------------------------------------------------------- */
+
+static noinline void kcrash_test_do_bug(void)
+{
+	BUG();
+}
+
+static noinline void kcrash_test_do_null_read(void)
+{
+	volatile int *p = (volatile int *)0x10;
+
+	pr_info("kcrash_test: read %d\n", *p);
+}
+
+static noinline void kcrash_test_do_null_write(void)
+{
+	volatile int *p = NULL;
+
+	*p = 0x1234;
+}
+
+static noinline void kcrash_test_do_warning(void)
+{
+	WARN(1, "kcrash_test: WARNING requested");
+}
+
+static noinline void kcrash_test_do_panic(void)
+{
+	panic("kcrash_test: PANIC requested");
+}
+
+static noinline void kcrash_test_do_divzero(void)
+{
+	volatile int zero = 0;
+	volatile int one = 1;
+
+	pr_info("kcrash_test: %d\n", one / zero);
+}
+
+static noinline int kcrash_test_recurse(int depth)
+{
+	volatile char frame[512];
+
+	memset((char *)frame, depth & 0xff, sizeof(frame));
+	return kcrash_test_recurse(depth + 1) + frame[depth % sizeof(frame)];
+}
+
+static noinline void kcrash_test_do_stack_overflow(void)
+{
+	pr_info("kcrash_test: %d\n", kcrash_test_recurse(0));
+}
+
+static noinline void kcrash_test_do_softlockup(void)
+{
+	preempt_disable();
+	for (;;)
+		cpu_relax();
+}
+
+static noinline void kcrash_test_do_spinlockup(void)
+{
+	spin_lock(&kcrash_test_lock);
+	spin_lock(&kcrash_test_lock);
+}
+
+static noinline void kcrash_test_abba_lock(struct mutex *first, struct mutex *second)
+{
+	mutex_lock(first);
+	msleep(200);
+	mutex_lock(second);	/* never returns: the other thread holds it */
+	mutex_unlock(second);
+	mutex_unlock(first);
+}
+
+static noinline int kcrash_test_abba_thread_a(void *unused)
+{
+	kcrash_test_abba_lock(&kcrash_test_mutex_a, &kcrash_test_mutex_b);
+	return 0;
+}
+
+static noinline int kcrash_test_abba_thread_b(void *unused)
+{
+	kcrash_test_abba_lock(&kcrash_test_mutex_b, &kcrash_test_mutex_a);
+	return 0;
+}
+
+static noinline void kcrash_test_do_hung_abba(void)
+{
+	kthread_run(kcrash_test_abba_thread_a, NULL, "kcrash_abba_a");
+	kthread_run(kcrash_test_abba_thread_b, NULL, "kcrash_abba_b");
+}
+
+struct kcrash_test_kind {
+	const char *name;
+	void (*fn)(void);
+};
+
+static const struct kcrash_test_kind kcrash_test_kinds[] = {
+	{ "BUG", kcrash_test_do_bug },
+	{ "NULL_READ", kcrash_test_do_null_read },
+	{ "NULL_WRITE", kcrash_test_do_null_write },
+	{ "WARNING", kcrash_test_do_warning },
+	{ "PANIC", kcrash_test_do_panic },
+	{ "DIVZERO", kcrash_test_do_divzero },
+	{ "STACK_OVERFLOW", kcrash_test_do_stack_overflow },
+	{ "SOFTLOCKUP", kcrash_test_do_softlockup },
+	{ "SPINLOCKUP", kcrash_test_do_spinlockup },
+	{ "HUNG_ABBA", kcrash_test_do_hung_abba },
+};
+
+static noinline int kcrash_test_level2(const char *kind)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(kcrash_test_kinds); i++) {
+		if (strcmp(kind, kcrash_test_kinds[i].name) == 0) {
+			pr_info("kcrash_test: triggering %s\n", kind);
+			kcrash_test_kinds[i].fn();
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static noinline int kcrash_test_level1(const char *kind)
+{
+	int ret = kcrash_test_level2(kind);
+
+	barrier();
+	return ret;
+}
+
+static ssize_t kcrash_test_direct_write(struct file *file, const char __user *ubuf,
+					size_t count, loff_t *ppos)
+{
+	char kind[32];
+	ssize_t len;
+	int ret;
+
+	len = simple_write_to_buffer(kind, sizeof(kind) - 1, ppos, ubuf, count);
+	if (len < 0)
+		return len;
+	kind[len] = '\0';
+	strim(kind);
+	ret = kcrash_test_level1(strim(kind));
+	return ret ? ret : count;
+}
+
+static const struct file_operations kcrash_test_direct_fops = {
+	.owner = THIS_MODULE,
+	.write = kcrash_test_direct_write,
+	.llseek = noop_llseek,
+};
+
+/* ---- load / unload --------------------------------------------------------------------- */
+
+static int kcrash_test_plant_objects(void)
+{
+	struct kcrash_test_obj *obj;
+	int i;
+
+	kcrash_test_cache = kmem_cache_create("kcrash_test_cache", sizeof(struct kcrash_test_obj),
+					      0, 0, NULL);
+	if (!kcrash_test_cache)
+		return -ENOMEM;
+	for (i = 0; i < alloc; i++) {
+		obj = kmem_cache_zalloc(kcrash_test_cache, GFP_KERNEL);
+		if (!obj)
+			return -ENOMEM;
+		obj->magic = KCRASH_TEST_MAGIC;
+		obj->id = i;
+		snprintf(obj->tag, sizeof(obj->tag), "obj-%d", i);
+		obj->payload[0] = (u64)i * 3;
+		list_add_tail(&obj->node, &kcrash_test_objects);
+		kcrash_test_global.nr_objects++;
+	}
+	kcrash_test_global.first = list_first_entry_or_null(&kcrash_test_objects,
+							     struct kcrash_test_obj, node);
+	return 0;
+}
+
+static void kcrash_test_free_objects(void)
+{
+	struct kcrash_test_obj *obj, *tmp;
+
+	list_for_each_entry_safe(obj, tmp, &kcrash_test_objects, node) {
+		list_del(&obj->node);
+		kmem_cache_free(kcrash_test_cache, obj);
+	}
+	kmem_cache_destroy(kcrash_test_cache);
+}
+
+static void kcrash_test_stop_threads(void)
+{
+	if (!IS_ERR_OR_NULL(kcrash_test_sleeper_task))
+		kthread_stop(kcrash_test_sleeper_task);
+	if (!IS_ERR_OR_NULL(kcrash_test_hostile_task))
+		kthread_stop(kcrash_test_hostile_task);
+	if (!IS_ERR_OR_NULL(kcrash_test_nonutf8_task))
+		kthread_stop(kcrash_test_nonutf8_task);
+}
+
+static int __init kcrash_test_init(void)
+{
+	int ret;
+
+	kcrash_test_global.self = &kcrash_test_global;
+	ret = kcrash_test_plant_objects();
+	if (ret) {
+		kcrash_test_free_objects();
+		return ret;
+	}
+	kcrash_test_sleeper_task = kthread_run(kcrash_test_sleeper, NULL, "kcrash_sleeper");
+	kcrash_test_hostile_task = kthread_run(kcrash_test_sleeper, NULL, "%s", "<i>x</i>&\"'");
+	kcrash_test_nonutf8_task = kthread_run(kcrash_test_sleeper, NULL, "%s", "nu\xff\xfe\x01<b>");
+	kcrash_test_dir = debugfs_create_dir("kcrash_test", NULL);
+	debugfs_create_file("DIRECT", 0200, kcrash_test_dir, NULL, &kcrash_test_direct_fops);
+	pr_info("kcrash_test: planted %d objects at %px, global at %px\n",
+		kcrash_test_global.nr_objects, &kcrash_test_objects, &kcrash_test_global);
+	return 0;
+}
+
+static void __exit kcrash_test_exit(void)
+{
+	debugfs_remove_recursive(kcrash_test_dir);
+	kcrash_test_stop_threads();
+	kcrash_test_free_objects();
+}
+
+module_init(kcrash_test_init);
+module_exit(kcrash_test_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("kcrash crash lab: planted data and on-demand crashes");

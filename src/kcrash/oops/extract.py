@@ -1,0 +1,292 @@
+"""
+kcrash.oops.extract
+===================
+
+From the text of one report to its raw title: try the formats of the matched oops group (earliest
+match wins), fill the template with the regex captures and the guilty frames, and build the alternative
+titles. Guilty frames come from the format's stack recipe (:class:`~kcrash.oops.patterns.StackSpec`), the
+skip list, the syscall-prefix stripping and the stall/hung-task extractors. Normalisation of the result is
+done by :mod:`kcrash.oops.title`; finding the report in a log is :mod:`kcrash.oops.parser`'s job.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from kcrash.oops.demangle import demangle
+from kcrash.oops.patterns import (
+    CORRUPTED_LINE_RES,
+    FRAME_RES,
+    STACK_START_RES,
+    STALL_ANCHORS,
+    STRIP_FRAME_PREFIXES,
+    OopsFormat,
+    OopsGroup,
+    Part,
+    StackSpec,
+    skip_regex,
+)
+
+__all__ = ["Description", "NO_FRAMES", "extract_description"]
+
+NO_FRAMES: Final = "extracted no frames"
+_CORRUPTED: Final = "corrupted"
+_FMT_ARG: Final = re.compile(r"\{(\d+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Description:
+    """The raw (not yet normalised) title, alt titles, chosen format and corruption reason."""
+
+    title: str
+    alt_titles: tuple[str, ...]
+    format: OopsFormat | None
+    corrupted_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyFrame:
+    canonical: str
+    raw: str
+
+
+def _strip_frame(frame: str) -> str:
+    best = frame
+    for prefix in STRIP_FRAME_PREFIXES:
+        if frame.startswith(prefix) and len(frame) - len(prefix) < len(best):
+            best = frame[len(prefix):]
+    return best
+
+
+def _stall_extractor(frames: list[str]) -> tuple[str, int]:
+    prev, prev_idx = frames[0], 0
+    for i, frame in enumerate(frames):
+        if STALL_ANCHORS.search(frame):
+            if "smp_call_function" in frame:
+                return "smp_call_function", i
+            return prev, prev_idx
+        prev, prev_idx = frame, i
+    return "", -1
+
+
+_HANG_ANCHORS: Final = (("rtnl_lock", ""), ("synchronize_rcu", "synchronize_rcu"),
+                        ("synchronize_srcu", "synchronize_rcu"), ("synchronize_net", "synchronize_rcu"),
+                        ("synchronize_sched", "synchronize_rcu"))
+_HANG_SKIP: Final = ("sched", "_lock", "_slowlock", "down", "rwsem", "completion", "kthread", "wait",
+                     "synchronize", "context_switch", "__switch_to", "cancel_delayed_work", "rcu_barrier")
+
+
+def _hang_extractor(frames: list[str]) -> tuple[str, int]:
+    for i, frame in enumerate(frames):
+        for anchor, replacement in _HANG_ANCHORS:
+            if anchor in frame:
+                return replacement or frame, i
+    for i, frame in enumerate(frames):
+        if not any(s in frame for s in _HANG_SKIP):
+            return frame, i
+    return "", -1
+
+
+_EXTRACTORS: Final[dict[str, Callable[[list[str]], tuple[str, int]]]] = {
+    "stall": _stall_extractor, "hang": _hang_extractor}
+
+
+def _key_frame(raw: list[str], spec: StackSpec) -> _KeyFrame:
+    if not raw:
+        return _KeyFrame("", "")
+    stripped = [_strip_frame(f) for f in raw]
+    if not spec.extractor:
+        return _KeyFrame(stripped[0], raw[0])
+    frame, idx = _EXTRACTORS[spec.extractor](stripped)
+    return _KeyFrame(frame, raw[idx]) if frame else _KeyFrame("", "")
+
+
+def _append_frames(frames: list[str], match: re.Match[str] | None, skip: re.Pattern[str]) -> None:
+    if match is None:
+        return
+    for group in match.groups():
+        if group is None:
+            continue
+        name = demangle(group)
+        if not skip.search(name):
+            frames.append(name)
+
+
+def _any(res: Sequence[re.Pattern[str]], line: str) -> bool:
+    return any(r.search(line) for r in res)
+
+
+def _frame_match(line: str) -> re.Match[str] | None:
+    for frame_re in FRAME_RES:
+        m = frame_re.search(line)
+        if m is not None:
+            return m
+    return None
+
+
+class _Walker:
+    # Walks the lines of a report through the parts of a stack recipe.
+
+    def __init__(self, lines: list[str], spec: StackSpec, parts: tuple[Part, ...]) -> None:
+        self.lines, self.spec, self.parts = lines, spec, parts
+        self.skip = skip_regex(spec.skip)
+        self.pos = 0
+        self.raw: list[str] = []
+        self.ok = True
+
+    def run(self) -> list[_KeyFrame]:
+        results: list[_KeyFrame] = []
+        idx, stacks = 0, 0
+        while True:
+            if idx == len(self.parts) or (self.parts[idx] is None and stacks > 0):
+                results.append(self._flush())
+            if idx == len(self.parts):
+                return results
+            part = self.parts[idx]
+            if part is None:
+                stacks += 1
+                idx = self._stack(idx)
+            else:
+                self._regex(part)
+            idx += 1
+
+    def _flush(self) -> _KeyFrame:
+        key = _key_frame(self.raw, self.spec)
+        self.raw = []
+        if not key.canonical:
+            self.ok = False
+            return _KeyFrame(_CORRUPTED, _CORRUPTED)
+        return key
+
+    def _regex(self, part: re.Pattern[str]) -> None:
+        while self.pos < len(self.lines):
+            line = self.lines[self.pos]
+            self.pos += 1
+            if _any(CORRUPTED_LINE_RES, line):
+                self.ok = False
+                return
+            m = part.search(line)
+            if m is not None:
+                _append_frames(self.raw, m, self.skip)
+                return
+
+    def _stack(self, idx: int) -> int:
+        nxt = self.parts[idx + 1] if idx + 1 < len(self.parts) else None
+        while self.pos < len(self.lines):
+            line = self.lines[self.pos]
+            self.pos += 1
+            if _any(CORRUPTED_LINE_RES, line):
+                self.ok = False
+                return idx
+            if _any(STACK_START_RES, line):
+                return idx
+            if nxt is not None:
+                m = nxt.search(line)
+                if m is not None:
+                    _append_frames(self.raw, m, self.skip)
+                    return idx + 1
+            _append_frames(self.raw, _frame_match(line), self.skip)
+        return idx
+
+
+def _extract_frames(spec: StackSpec, text: str) -> tuple[list[_KeyFrame], bool]:
+    lines = text.split("\n")
+    walker = _Walker(lines, spec, spec.parts)
+    frames = walker.run()
+    if walker.ok or not spec.parts2:
+        return frames, walker.ok
+    walker = _Walker(lines, spec, spec.parts2)
+    frames = walker.run()
+    return frames, walker.ok
+
+
+def _render(template: str, args: Sequence[str]) -> str:
+    def arg(m: re.Match[str]) -> str:
+        i = int(m.group(1)) - 1
+        return args[i] if 0 <= i < len(args) else ""
+
+    return _FMT_ARG.sub(arg, template)
+
+
+def _partial_args(prefix: list[str], frames: list[_KeyFrame]) -> list[list[str]]:
+    # The raw frames, then each syscall prefix removed where at least one frame starts with it.
+    out = [prefix + [f.raw for f in frames]]
+    for strip in STRIP_FRAME_PREFIXES:
+        if any(f.raw.startswith(strip) for f in frames):
+            out.append(prefix + [f.raw.removeprefix(strip) for f in frames])
+    return out
+
+
+def _titles(fmt: OopsFormat, prefix: list[str], frames: list[_KeyFrame]) -> tuple[str, list[str]]:
+    args = prefix + [f.canonical for f in frames]
+    title = _render(fmt.fmt, args)
+    alts = [_render(a, args) for a in fmt.alt]
+    for variant in _partial_args(prefix, frames):
+        alt_title = _render(fmt.fmt, variant)
+        if alt_title != title:
+            alts.append(alt_title)
+        alts.extend(_render(a, variant) for a in fmt.alt)
+    return title, alts
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+@dataclass(slots=True)
+class _State:
+    title: str = ""
+    fmt: OopsFormat | None = None
+    corrupted: str = ""
+    start: int = -1
+    matched_title: bool = False
+
+
+def _try_format(text: str, fmt: OopsFormat, st: _State, alts: list[str]) -> None:
+    m = fmt.title.search(text)
+    if m is None or (st.start >= 0 and m.start() > st.start):
+        return
+    if m.start() == st.start and st.title:
+        return
+    if st.start < 0 or m.start() < st.start:
+        st.title, st.fmt, st.start = "", None, m.start()
+    st.matched_title = True
+    if fmt.report is not None:
+        m = fmt.report.search(text)
+        if m is None:
+            return
+    prefix = [g or "" for g in m.groups()]
+    frames: list[_KeyFrame] = []
+    st.corrupted = ""
+    if fmt.stack is not None:
+        frames, ok = _extract_frames(fmt.stack, text[m.start():])
+        if not ok:
+            st.corrupted = NO_FRAMES
+    st.title, new_alts = _titles(fmt, prefix, frames)
+    alts[:] = _unique(alts + new_alts)
+    st.fmt = fmt
+
+
+def _fallback_title(text: str, group: OopsGroup) -> str:
+    pos = text.find(group.header)
+    if pos < 0:
+        return ""
+    end = text.find("\n", pos)
+    return text[pos:] if end < 0 else text[pos:end]
+
+
+def extract_description(text: str, group: OopsGroup) -> Description:
+    """Title, alt titles and format for ``text`` (the stripped report) and the matched ``group``."""
+    st = _State()
+    alts: list[str] = []
+    for fmt in group.formats:
+        _try_format(text, fmt, st, alts)
+    if not st.title:
+        reason = "matched title but not report regexp" if st.matched_title else st.corrupted
+        return Description(_fallback_title(text, group), tuple(alts), None, reason)
+    if not st.corrupted and st.fmt is not None and st.fmt.corrupted:
+        st.corrupted = "report format is marked as corrupted"
+    return Description(st.title, tuple(alts), st.fmt, st.corrupted)

@@ -1,0 +1,98 @@
+"""
+kcrash.oops.lines
+=================
+
+One console line at a time: its *context* (no timestamp, a plain printk timestamp, or a
+``CONFIG_PRINTK_CALLER`` caller id such as ``[ T1234]``/``[  C0]``) and its stripped text. Besides the
+printk prefix of syzkaller's console regex, syslog/journal prefixes (``Jan  2 03:04:05 host kernel:``,
+ISO-8601 journal timestamps) and ``dmesg -T`` wall-clock timestamps are understood, so a ``journalctl -k``
+or ``/var/log/kern.log`` excerpt parses like a serial console. Nothing here looks at several lines.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = [
+    "CONSOLE",
+    "iter_lines",
+    "is_cpu_context",
+    "is_task_context",
+    "line_context",
+    "strip_line",
+]
+
+#: Context of a line with a printk timestamp but no caller id.
+CONSOLE: Final = "console"
+
+_PRINTK_RE: Final = re.compile(
+    r"^(?:\*\* [0-9]+ printk messages dropped \*\* )?(?:.* login: )?(?:<[0-9]+>)?"
+    r"\[(?: *[0-9]+\.[0-9]+|[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} [0-9]{4})\]"
+    r"(\[ *(?:C|T)[0-9]+\])? ", re.ASCII)
+_SYSLOG_RE: Final = re.compile(
+    r"^(?:[A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)"
+    r" [^ ]+ kernel(?:\[[0-9]+\])?: ", re.ASCII)
+_QUESTIONABLE_RE: Final = re.compile(r"(\[\<[0-9a-f]+\>\])? \? ", re.ASCII)
+_TASK_RE: Final = re.compile(r"\[ *T[0-9]+\]")
+_CPU_RE: Final = re.compile(r"\[ *C[0-9]+\]")
+_SYSLOG: Final = "syslog"
+
+
+def _split_syslog(line: str) -> tuple[str, str]:
+    # Returns (syslog prefix, rest); the prefix is "" for plain console lines.
+    if line[:1].isalnum():
+        m = _SYSLOG_RE.match(line)
+        if m is not None:
+            return line[:m.end()], line[m.end():]
+    return "", line
+
+
+def line_context(line: str) -> str:
+    """The line's context: ``""``, :data:`CONSOLE`, ``"syslog"`` or the caller id text (``"[ T12]"``)."""
+    prefix, rest = _split_syslog(line)
+    m = _PRINTK_RE.match(rest)
+    if m is None:
+        return _SYSLOG if prefix else ""
+    return m.group(1) if m.group(1) is not None else CONSOLE
+
+
+def is_task_context(context: str) -> bool:
+    """True for a ``[ T123]`` caller id."""
+    return _TASK_RE.search(context) is not None
+
+
+def is_cpu_context(context: str) -> bool:
+    """True for a ``[ C1]`` caller id."""
+    return _CPU_RE.search(context) is not None
+
+
+def strip_line(line: str, context: str) -> tuple[str, bool]:
+    """Strip the console prefix; returns ``(text, questionable)`` (``?`` frames, ``(unreliable)``)."""
+    if not context:
+        return line, False
+    prefix, line = _split_syslog(line)
+    if context != _SYSLOG:
+        start = line.find("] ")
+        line = line[start + 2:]
+    if "<EOI>" not in line:
+        m = _QUESTIONABLE_RE.search(line)
+        if m is not None:
+            return line[line.index(" ? ") + 2:], True
+        if line.endswith(" (unreliable)"):
+            return line[:-13], True
+    return line, False
+
+
+def iter_lines(text: str, start: int = 0, stop: int | None = None) -> list[tuple[int, int]]:
+    """``(start, end)`` offsets of the lines of ``text[start:stop]`` (``end`` is the ``\\n`` or the end)."""
+    end_all = len(text) if stop is None else stop
+    out: list[tuple[int, int]] = []
+    pos = start
+    while pos < end_all:
+        nl = text.find("\n", pos, end_all)
+        nxt = end_all if nl == -1 else nl
+        out.append((pos, nxt))
+        pos = nxt + 1
+    return out

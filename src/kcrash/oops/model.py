@@ -1,0 +1,117 @@
+"""
+kcrash.oops.model
+=================
+
+The result of parsing a console log: one :class:`OopsReport` per crash found, with the syzkaller-style
+description (title, alternative titles, type, guilty frame, corrupted flag and reason, suppressed,
+panicked, executor, guilty file), the offsets of the report in the log, a stable crash
+:attr:`~OopsReport.signature`, and the structured fields read from the report text
+(:class:`OopsDetails`: registers, RIP, ``Code:`` bytes, call trace, taint, CPU, PID, comm, release,
+hardware). Pure frozen dataclasses plus :func:`report_to_dict` for JSON; no parsing here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = [
+    "CodeBytes",
+    "Executor",
+    "OopsDetails",
+    "OopsReport",
+    "Register",
+    "TraceFrame",
+    "report_to_dict",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceFrame:
+    """One call-trace line such as `` ? kcrash_test_level2+0x15/0x30 [kcrash_test]``."""
+
+    function: str
+    offset: int | None = None
+    size: int | None = None
+    module: str = ""
+    address: int | None = None
+    reliable: bool = True
+    section: str = ""
+    source: str = ""
+    inline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """A register name and value from the register dump (``RAX: 0000000000000000``)."""
+
+    name: str
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class CodeBytes:
+    """The ``Code:`` line: the bytes and the index of the faulting byte (``<0f>``/``(0f)``)."""
+
+    data: bytes
+    fault_index: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Executor:
+    """The syzkaller executor that ran into the crash (``Comm: syz.P.I``)."""
+
+    proc: int
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class OopsDetails:
+    """Structured fields of a report; absent fields are ``None``/empty."""
+
+    registers: tuple[Register, ...] = ()
+    rip: TraceFrame | None = None
+    code: CodeBytes | None = None
+    call_trace: tuple[TraceFrame, ...] = ()
+    tainted: bool | None = None
+    taint_flags: str = ""
+    cpu: int | None = None
+    pid: int | None = None
+    comm: str = ""
+    kernel_release: str = ""
+    hardware_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OopsReport:
+    """One crash report found in a log. Offsets are character offsets in the parsed text."""
+
+    title: str
+    alt_titles: tuple[str, ...]
+    crash_type: str
+    frame: str
+    report: str
+    start_pos: int
+    end_pos: int
+    skip_pos: int
+    corrupted: bool
+    corrupted_reason: str
+    suppressed: bool
+    panicked: bool
+    executor: Executor | None
+    context: str
+    prefix_len: int
+    guilty_file: str
+    signature: str
+    details: OopsDetails
+
+
+def report_to_dict(report: OopsReport) -> dict[str, Any]:
+    """A JSON-ready dict (bytes become hex strings, the type ``""`` becomes ``"UNKNOWN"``)."""
+    data = asdict(report)
+    data["crash_type"] = report.crash_type or "UNKNOWN"
+    data["alt_titles"] = list(report.alt_titles)
+    code = report.details.code
+    if code is not None:
+        data["details"]["code"] = {"data": code.data.hex(), "fault_index": code.fault_index}
+    return data
