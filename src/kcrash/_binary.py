@@ -212,7 +212,8 @@ def _qemu_cpu_state_fields() -> list[_Field]:
 
 
 @functools.cache
-def binary_structs(little_endian: bool = True, word_size: int = 8, max_align: int | None = None) -> BinaryStructs:
+def binary_structs(little_endian: bool = True, word_size: int = 8,
+                   max_align: int | None = None) -> BinaryStructs:
     """Return the (cached) layouts for one byte order and word size."""
     return BinaryStructs(little_endian, word_size, max_align)
 

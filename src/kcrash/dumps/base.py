@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 if TYPE_CHECKING:
     from kcrash.dumps.notes import Note
@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DumpDescription",
-    "DumpWarning",
     "DumpFormat",
+    "DumpWarning",
     "MemorySegment",
     "PageCounts",
     "ReadFn",
@@ -87,7 +87,8 @@ class DumpDescription:
 
 
 class DumpFormat(Protocol):
-    """An opened dump. Formats register with :func:`kcrash.dumps.registry.register_format`."""
+    """An opened dump. Format classes also have ``open(path, *, zero_fill)`` and register with
+    :func:`kcrash.dumps.registry.register_format`."""
 
     format_name: ClassVar[str]
     path: Path
@@ -95,11 +96,6 @@ class DumpFormat(Protocol):
     @classmethod
     def sniff(cls, head: bytes) -> bool:
         """Return True if ``head`` (the first bytes of the file, up to 4 KiB) looks like this format."""
-        ...
-
-    @classmethod
-    def open(cls, path: Path, *, zero_fill: bool = False) -> Self:
-        """Open ``path``; ``zero_fill`` reads lost/excluded pages as zeros instead of faulting."""
         ...
 
     def segments(self) -> Sequence[MemorySegment]:

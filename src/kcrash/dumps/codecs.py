@@ -71,31 +71,31 @@ def codec_name(flag: int) -> str:
     return _NAMES.get(flag, f"unknown({flag:#x})")
 
 
-def _lzo_d(data: bytes, size: int) -> bytes:
+def _lzo_d(data: bytes | memoryview, size: int) -> bytes:
     return bytes(_lzo().decompress(data, size))
 
 
-def _snappy(data: bytes, size: int) -> bytes:
+def _snappy(data: bytes | memoryview, size: int) -> bytes:
     snappy = _snappy_mod()
     if snappy.decompress_raw_len(data) > size:
         raise ValueError("snappy page larger than a page")
     return bytes(snappy.decompress_raw(data))
 
 
-def _zstd(data: bytes, size: int) -> bytes:
+def _zstd(data: bytes | memoryview, size: int) -> bytes:
     # Stream so that a frame claiming a huge content size cannot make us allocate it.
     with _zstd_d().stream_reader(data) as reader:
         return bytes(reader.read(size + 1))
 
 
-_DECODERS: dict[int, Callable[[bytes, int], bytes]] = {
+_DECODERS: dict[int, Callable[[bytes | memoryview, int], bytes]] = {
     DUMP_DH_COMPRESSED_LZO: _lzo_d,
     DUMP_DH_COMPRESSED_SNAPPY: _snappy,
     DUMP_DH_COMPRESSED_ZSTD: _zstd,
 }
 
 
-def decompress(flag: int, data: bytes, page_size: int, file_offset: int) -> bytes:
+def decompress(flag: int, data: bytes | memoryview, page_size: int, file_offset: int) -> bytes:
     """Decompress one page; the result must be exactly ``page_size`` bytes."""
     if flag == DUMP_DH_COMPRESSED_ZLIB:
         try:  # fast path: one C call

@@ -12,6 +12,7 @@ reads of the *rebuilt* file directly (no ``makedumpfile -R`` step); gaps read as
 from __future__ import annotations
 
 import bisect
+import itertools
 from pathlib import Path
 
 from kcrash._binary import flat_structs
@@ -74,7 +75,7 @@ class FlatFile:
         # Later records win where records overlap (as ``makedumpfile -R`` would write them);
         # a well-formed file has no overlaps, so this is only checked, not resolved.
         records.sort(key=lambda r: r[0])
-        for prev, cur in zip(records, records[1:], strict=False):
+        for prev, cur in itertools.pairwise(records):
             if cur[0] < prev[1]:
                 raise CorruptDumpError(f"flattened records overlap at rebuilt offset {cur[0]:#x}",
                                        cur[2] - 16, str(self.path))

@@ -134,7 +134,7 @@ def _main_header(view: FileView) -> tuple[BinaryStructs, Record]:
 def _sub_header(view: FileView, structs: BinaryStructs, hdr: Record) -> dict[str, int]:
     layout = structs.kdump_sub_header
     fields = dict.fromkeys(layout.fields, 0)
-    if hdr["sub_hdr_size"] == 0:
+    if hdr["sub_hdr_size"] == 0 or hdr["header_version"] < 1:
         return fields
     off = hdr["block_size"]
     rec = layout.unpack(read_exact(view, off, layout.size, "kdump_sub_header"), file_offset=off)

@@ -2,5 +2,42 @@
 kcrash.oops
 ===========
 
-This layer is filled in by its own issue; see the README for the layering.
+Kernel crash reports in console text (serial consoles, ``dmesg``, journal excerpts, bug reports, the
+dmesg of a vmcore): finding them, titling them the way syzkaller does, extracting structured fields, and
+giving each a stable crash signature. Text only: this package imports nothing from the dump, memory or
+debug-info layers; symbolizing an oops is a separate step.
 """
+
+from __future__ import annotations
+
+from kcrash.oops.corpus import CorpusScore, score_corpus
+from kcrash.oops.model import (
+    CodeBytes,
+    Executor,
+    OopsDetails,
+    OopsReport,
+    Register,
+    TraceFrame,
+    report_to_dict,
+)
+from kcrash.oops.parser import contains_crash, parse, parse_all
+from kcrash.oops.stream import decode_log, iter_reports, iter_reports_in_file, read_log
+
+__all__ = [
+    "CodeBytes",
+    "CorpusScore",
+    "Executor",
+    "OopsDetails",
+    "OopsReport",
+    "Register",
+    "TraceFrame",
+    "contains_crash",
+    "decode_log",
+    "iter_reports",
+    "iter_reports_in_file",
+    "parse",
+    "parse_all",
+    "read_log",
+    "report_to_dict",
+    "score_corpus",
+]

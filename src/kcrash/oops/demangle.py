@@ -70,8 +70,172 @@ def _nested(sym: str, pos: int) -> list[str] | None:
     return parts if parts and pos < len(sym) else None
 
 
+_BASIC: Final = {"a": "i8", "b": "bool", "c": "char", "d": "f64", "e": "str", "f": "f32", "h": "u8",
+                  "i": "isize", "j": "usize", "l": "i32", "m": "u32", "n": "i128", "o": "u128", "s": "i16",
+                  "t": "u16", "u": "()", "v": "...", "x": "i64", "y": "u64", "z": "!", "p": "_"}
+_B62: Final = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+class _RustV0:
+    # A small Rust v0 ("_R") demangler: paths, impls, backrefs and simple types; generics dropped.
+
+    def __init__(self, sym: str) -> None:
+        self.sym = sym
+        self.pos = 0
+        self.depth = 0
+
+    def _peek(self) -> str:
+        return self.sym[self.pos] if self.pos < len(self.sym) else ""
+
+    def _next(self) -> str:
+        ch = self._peek()
+        if not ch:
+            raise ValueError("truncated")
+        self.pos += 1
+        return ch
+
+    def _base62(self) -> int:
+        if self._peek() == "_":
+            self.pos += 1
+            return 0
+        value = 0
+        while (ch := self._next()) != "_":
+            value = value * 62 + _B62.index(ch)
+        return value + 1
+
+    def _disambiguator(self) -> None:
+        if self._peek() == "s":
+            self.pos += 1
+            self._base62()
+
+    def _ident(self) -> str:
+        self._disambiguator()
+        if self._peek() == "u":
+            self.pos += 1
+        start = self.pos
+        while self._peek().isdigit():
+            self.pos += 1
+        if start == self.pos:
+            raise ValueError("no identifier")
+        length = int(self.sym[start:self.pos])
+        if self._peek() == "_":
+            self.pos += 1
+        text = self.sym[self.pos:self.pos + length]
+        self.pos += length
+        return text
+
+    def _backref(self, parse: str) -> str:
+        target = self._base62()
+        saved, self.pos = self.pos, target
+        self.depth += 1
+        if self.depth > 50:
+            raise ValueError("backref loop")
+        out = self.path() if parse == "path" else self.type()
+        self.depth -= 1
+        self.pos = saved
+        return out
+
+    def path(self) -> str:
+        tag = self._next()
+        if tag == "C":
+            return self._ident()
+        if tag == "N":
+            ns = self._next()
+            inner = self.path()
+            name = self._ident()
+            if ns.isupper():
+                return f"{inner}::{{{'closure' if ns == 'C' else 'shim'}}}"
+            return f"{inner}::{name}" if name else inner
+        if tag == "M":
+            self._disambiguator()
+            self.path()
+            return f"<{self.type()}>"
+        if tag == "X":
+            self._disambiguator()
+            self.path()
+            ty = self.type()
+            return f"<{ty} as {self.path()}>"
+        if tag == "Y":
+            ty = self.type()
+            return f"<{ty} as {self.path()}>"
+        if tag == "I":
+            inner = self.path()
+            while self._peek() != "E":
+                self._generic_arg()
+            self.pos += 1
+            return inner
+        if tag == "B":
+            return self._backref("path")
+        raise ValueError("bad path")
+
+    def _generic_arg(self) -> None:
+        if self._peek() == "L":
+            self.pos += 1
+            self._base62()
+        elif self._peek() == "K":
+            self.pos += 1
+            self._const()
+        else:
+            self.type()
+
+    def _const(self) -> None:
+        if self._next() == "B":
+            self._base62()
+            return
+        while self._next() != "_":
+            pass
+
+    def type(self) -> str:
+        ch = self._peek()
+        if ch in _BASIC:
+            self.pos += 1
+            return _BASIC[ch]
+        if ch in "RQ":
+            self.pos += 1
+            if self._peek() == "L":
+                self.pos += 1
+                self._base62()
+            return ("&mut " if ch == "Q" else "&") + self.type()
+        if ch in "PO":
+            self.pos += 1
+            return ("*mut " if ch == "O" else "*const ") + self.type()
+        if ch == "S":
+            self.pos += 1
+            return f"[{self.type()}]"
+        if ch == "A":
+            self.pos += 1
+            inner = self.type()
+            self._const()
+            return f"[{inner}; _]"
+        if ch == "T":
+            self.pos += 1
+            items = []
+            while self._peek() != "E":
+                items.append(self.type())
+            self.pos += 1
+            return "(" + ", ".join(items) + ")"
+        if ch == "B":
+            self.pos += 1
+            return self._backref("type")
+        return self.path()
+
+
+def _rust_v0(name: str) -> str:
+    body = name[2:]
+    if body[:1].isdigit():
+        while body[:1].isdigit():
+            body = body[1:]
+        body = body.lstrip("_")
+    try:
+        return _RustV0(body).path()
+    except (ValueError, IndexError):
+        return name
+
+
 def demangle(name: str) -> str:
     """The demangled name without parameters, or ``name`` itself when it is not mangled."""
+    if name.startswith("_R") and len(name) > 3:
+        return _rust_v0(name)
     if not name.startswith("_Z") or len(name) < 4:
         return name
     if name[2] == "N":

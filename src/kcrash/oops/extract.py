@@ -11,6 +11,7 @@ done by :mod:`kcrash.oops.title`; finding the report in a log is :mod:`kcrash.oo
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from kcrash.oops.patterns import (
     skip_regex,
 )
 
-__all__ = ["Description", "NO_FRAMES", "extract_description"]
+__all__ = ["NO_FRAMES", "Description", "extract_description"]
 
 NO_FRAMES: Final = "extracted no frames"
 _CORRUPTED: Final = "corrupted"
@@ -104,14 +105,21 @@ def _key_frame(raw: list[str], spec: StackSpec) -> _KeyFrame:
     return _KeyFrame(frame, raw[idx]) if frame else _KeyFrame("", "")
 
 
+@functools.lru_cache(maxsize=1 << 15)
+def _kept_name(raw: str, skip: re.Pattern[str]) -> str | None:
+    # The demangled frame name, or None when the skip regex hides it.
+    name = demangle(raw)
+    return None if skip.search(name) else name
+
+
 def _append_frames(frames: list[str], match: re.Match[str] | None, skip: re.Pattern[str]) -> None:
     if match is None:
         return
     for group in match.groups():
         if group is None:
             continue
-        name = demangle(group)
-        if not skip.search(name):
+        name = _kept_name(group, skip)
+        if name is not None:
             frames.append(name)
 
 

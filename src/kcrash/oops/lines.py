@@ -11,14 +11,16 @@ or ``/var/log/kern.log`` excerpt parses like a serial console. Nothing here look
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final
 
 __all__ = [
     "CONSOLE",
-    "iter_lines",
+    "classify_line",
     "is_cpu_context",
     "is_task_context",
+    "iter_lines",
     "line_context",
     "strip_line",
 ]
@@ -83,6 +85,14 @@ def strip_line(line: str, context: str) -> tuple[str, bool]:
         if line.endswith(" (unreliable)"):
             return line[:-13], True
     return line, False
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def classify_line(line: str) -> tuple[str, str, bool]:
+    """``(context, stripped text, questionable)`` of one line (memoised: logs repeat lines a lot)."""
+    ctx = line_context(line)
+    stripped, questionable = strip_line(line, ctx)
+    return ctx, stripped, questionable
 
 
 def iter_lines(text: str, start: int = 0, stop: int | None = None) -> list[tuple[int, int]]:

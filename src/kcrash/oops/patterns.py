@@ -181,10 +181,15 @@ _GLOBAL_SKIP: Final = (
 )
 
 
+#: kcrash additions: x86 trap/exception entry glue of modern kernels (``exc_invalid_op``,
+#: ``asm_exc_page_fault``, ``handle_bug``, ``die``) that can show up as reliable frames.
+_KCRASH_SKIP: Final = ("^exc_", "^asm_exc_", "^handle_bug$", "^__die", "^die$", "^die_body$", "^oops_end$")
+
+
 @functools.lru_cache(maxsize=256)
 def skip_regex(extra: tuple[str, ...]) -> re.Pattern[str]:
     """The global skip list plus a format's own entries, as one substring-searched regex."""
-    return re.compile("|".join(_GLOBAL_SKIP + extra), re.ASCII)
+    return re.compile("|".join(_GLOBAL_SKIP + _KCRASH_SKIP + extra), re.ASCII)
 
 
 def _stack(*parts: Part, skip: tuple[str, ...] = (), parts2: tuple[Part, ...] = (),

@@ -1,0 +1,326 @@
+"""
+kcrash.dumps.kdump_compressed
+=============================
+
+Reader of kdump-compressed dumps (makedumpfile ``-c/-l/-p/-z``, QEMU ``kdump-*``), plain or in the
+makedumpfile flattened format (read directly through a record index). Pages are found through the
+2nd bitmap's rank and ``page_desc``; zlib, lzo, snappy and zstd pages and raw pages may mix; zero
+pages share ``pd_zero``. Pages missing from the dump raise :class:`~kcrash.errors.FaultError` with the
+reason (hole, excluded by the dump level, lost in an incomplete dump, in another part of a split
+dump) unless the dump was opened with ``zero_fill``. Decompressed pages live in a bounded LRU cache.
+It exposes one physical :class:`~kcrash.dumps.base.MemorySegment`; it knows nothing of virtual
+addresses.
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar, Self
+
+from kcrash.dumps._bitmap import Bitmap
+from kcrash.dumps._cache import LruCache
+from kcrash.dumps._io import FileView, PlainFile, read_exact
+from kcrash.dumps.base import DumpDescription, DumpWarning, MemorySegment, PageCounts
+from kcrash.dumps.codecs import codec_name, decompress
+from kcrash.dumps.flattened import FLAT_HEADER_SIZE, FlatFile, sniff_flattened
+from kcrash.dumps.kdump_header import (
+    DUMP_DH_COMPRESSED_INCOMPLETE,
+    KdumpHeader,
+    read_kdump_header,
+    sniff_kdump,
+    status_flag_names,
+)
+from kcrash.dumps.notes import Note, parse_notes
+from kcrash.dumps.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
+from kcrash.errors import CorruptDumpError, FaultError
+
+__all__ = ["DEFAULT_CACHE_PAGES", "KdumpCompressed"]
+
+#: decompressed pages kept by default (8 MiB of 4 KiB pages)
+DEFAULT_CACHE_PAGES = 2048
+_DESC_SIZE = 24
+_DESC_CHUNK = 1024
+_BATCH = 256
+_STATS_CHUNK = 1 << 16
+# (file offset, stored size, flags) of one page_desc
+_Desc = tuple[int, int, int]
+
+
+class KdumpCompressed:
+    """One kdump-compressed file (plain or flattened). Open with :meth:`open` or ``open_dump``."""
+
+    format_name: ClassVar[str] = "kdump-compressed"
+
+    def __init__(self, path: Path, view: FileView, header: KdumpHeader, *, zero_fill: bool = False,
+                 flattened: bool = False, cache_pages: int = DEFAULT_CACHE_PAGES) -> None:
+        self.path = path
+        self.header = header
+        self.flattened = flattened
+        self.zero_fill = zero_fill
+        self._view = view
+        self._bs = header.block_size
+        self._zero_page = bytes(self._bs)
+        self._bm1, self._bm2 = self._read_bitmaps()
+        self._start_pfn, self._end_pfn = (header.start_pfn, header.end_pfn) if header.split \
+            else (0, header.max_mapnr)
+        # A split part's descriptors count set bits from its start_pfn (only its range is dumpable).
+        start, end = self.pfn_range()
+        self._rank_base = self._bm2.rank(start)
+        self._num_dumpable = self._bm2.count_range(start, end)
+        self._pd = struct.Struct(("<" if header.little_endian else ">") + "qIIQ")
+        available = max(0, (view.size - header.page_desc_offset) // _DESC_SIZE)
+        self._available = min(self._num_dumpable, available)
+        self._data_start = header.page_desc_offset + self._num_dumpable * _DESC_SIZE
+        self._pages: LruCache[int, bytes] = LruCache(cache_pages)
+        self._desc_chunks: LruCache[int, list[tuple[int, int, int, int]]] = LruCache(32)
+        self._notes: list[Note] | None = None
+        self.incomplete = bool(header.status & DUMP_DH_COMPRESSED_INCOMPLETE) or \
+            self._available < self._num_dumpable
+        if self.incomplete:
+            warnings.warn(f"{path}: dump is incomplete; pages past the end of what was written "
+                          "read as lost", DumpWarning, stacklevel=3)
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def sniff(cls, head: bytes) -> bool:
+        """Return True for ``KDUMP   ``/``DISKDUMP`` files and flattened files that hold one."""
+        if sniff_kdump(head):
+            return True
+        record = FLAT_HEADER_SIZE + 16
+        return sniff_flattened(head) and sniff_kdump(head[record:record + 8])
+
+    @classmethod
+    def open(cls, path: Path, *, zero_fill: bool = False, cache_pages: int = DEFAULT_CACHE_PAGES) -> Self:
+        """Open ``path`` (plain or flattened)."""
+        with Path(path).open("rb") as f:
+            head = f.read(16)
+        flattened = sniff_flattened(head)
+        view: FileView = FlatFile(Path(path)) if flattened else PlainFile(Path(path))
+        try:
+            header = read_kdump_header(view)
+            return cls(Path(path), view, header, zero_fill=zero_fill, flattened=flattened,
+                       cache_pages=cache_pages)
+        except BaseException:
+            view.close()
+            raise
+
+    def _read_bitmaps(self) -> tuple[Bitmap, Bitmap]:
+        h = self.header
+        length = h.bitmap_len
+        raw = read_exact(self._view, h.bitmap_offset, 2 * length, "bitmaps")
+        return Bitmap(raw[:length], h.max_mapnr), Bitmap(raw[length:], h.max_mapnr)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._view.close()
+
+    # -- protocol ------------------------------------------------------------------------------
+
+    def segments(self) -> Sequence[MemorySegment]:
+        """Return one physical segment over the pfns this file covers."""
+        start, end = self.pfn_range()
+        return [MemorySegment(start * self._bs, (end - start) * self._bs, self.read, True)]
+
+    def pfn_range(self) -> tuple[int, int]:
+        """Return the ``[start, end)`` pfns this file is responsible for (a split part covers less)."""
+        return self._start_pfn, self._end_pfn
+
+    def notes(self) -> Sequence[Note]:
+        """Return the ELF notes copied after the sub-header (header_version ≥ 4)."""
+        if self._notes is None:
+            h = self.header
+            self._notes = []
+            if h.size_note:
+                data = read_exact(self._view, h.offset_note, h.size_note, "ELF notes")
+                self._notes = parse_notes(data, h.offset_note, little_endian=h.little_endian)
+        return self._notes
+
+    def vmcoreinfo_or_none(self) -> VmcoreInfo | None:
+        """Return VMCOREINFO from the sub-header (≥ v3) or from the notes, else None."""
+        h = self.header
+        if h.size_vmcoreinfo:
+            return parse_vmcoreinfo(read_exact(self._view, h.offset_vmcoreinfo, h.size_vmcoreinfo,
+                                               "VMCOREINFO"))
+        for note in self.notes():
+            if note.name == "VMCOREINFO":
+                return parse_vmcoreinfo(note.desc)
+        return None
+
+    def describe(self) -> DumpDescription:
+        """Return the header facts and page counts (scans the page descriptors once)."""
+        h = self.header
+        counts, codecs = self._page_stats()
+        fmt = self.format_name + (" (flattened)" if self.flattened else "")
+        return DumpDescription(
+            path=str(self.path), format=fmt, codecs=codecs, pages=counts, dump_level=h.dump_level,
+            header_version=h.header_version, nr_cpus=h.nr_cpus, status=h.status,
+            status_flags=status_flag_names(h.status), incomplete=self.incomplete, utsname=h.utsname,
+            timestamp=h.timestamp, phys_base=h.phys_base,
+            split=(h.start_pfn, h.end_pfn) if h.split else None, files=(str(self.path),))
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read(self, address: int, size: int) -> bytes:
+        """Read ``size`` bytes of physical memory at ``address``."""
+        bs = self._bs
+        first, last = address // bs, (address + size - 1) // bs
+        offset = address - first * bs
+        if first == last:
+            return self.read_page(first)[offset:offset + size]
+        parts: list[bytes] = []
+        pfn = first
+        while pfn <= last:
+            count = min(last + 1 - pfn, _BATCH)
+            parts.extend(self._read_pages(pfn, count))
+            pfn += count
+        data = b"".join(parts)
+        return data[offset:offset + size]
+
+    def read_page(self, pfn: int) -> bytes:
+        """Return the page of ``pfn`` (cached), or raise FaultError saying why it is missing."""
+        page = self._pages.get(pfn)
+        if page is not None:
+            return page
+        index = self._index_of(pfn)
+        if index is None:
+            return self._zero_page
+        desc = self._desc(index)
+        if desc is None:
+            return self._absent(pfn, "lost: dump incomplete", fillable=True)
+        page = self._load(index, desc)
+        self._pages.put(pfn, page)
+        return page
+
+    def _index_of(self, pfn: int) -> int | None:
+        # page_desc index of pfn; None when zero-filled; FaultError when absent.
+        if self._bm2.test(pfn) and self._in_range(pfn):
+            return self._bm2.rank(pfn) - self._rank_base
+        reason, fillable = self._absent_reason(pfn)
+        self._absent(pfn, reason, fillable=fillable)
+        return None
+
+    def _in_range(self, pfn: int) -> bool:
+        return self._start_pfn <= pfn < self._end_pfn
+
+    def _absent_reason(self, pfn: int) -> tuple[str, bool]:
+        if not 0 <= pfn < self.header.max_mapnr:
+            return f"beyond the end of the dump (max_mapnr {self.header.max_mapnr})", False
+        if not self._in_range(pfn):
+            return "in another file of a split dump", False
+        if not self._bm1.test(pfn):
+            return "not in the dump: not RAM", False
+        return f"excluded by dump level {self.header.dump_level}", True
+
+    def _absent(self, pfn: int, reason: str, *, fillable: bool) -> bytes:
+        if fillable and self.zero_fill:
+            return self._zero_page
+        raise FaultError(pfn * self._bs, True, reason)
+
+    def _desc(self, index: int) -> _Desc | None:
+        if index >= self._available:
+            return None
+        chunk_no = index // _DESC_CHUNK
+        chunk = self._desc_chunks.get(chunk_no)
+        if chunk is None:
+            first = chunk_no * _DESC_CHUNK
+            count = min(_DESC_CHUNK, self._available - first)
+            chunk = list(self._pd.iter_unpack(self._desc_bytes(first, count)))
+            self._desc_chunks.put(chunk_no, chunk)
+        offset, size, flags, _ = chunk[index % _DESC_CHUNK]
+        return None if offset == 0 else (offset, size, flags)
+
+    def _desc_bytes(self, first: int, count: int) -> bytes:
+        offset = self.header.page_desc_offset + first * _DESC_SIZE
+        return read_exact(self._view, offset, count * _DESC_SIZE, "page_desc")
+
+    def _check(self, index: int, desc: _Desc) -> None:
+        offset, size, flags = desc
+        bad = (size != self._bs) if flags == 0 else not 0 < size <= self._bs
+        if bad or offset < 0 or offset + size > self._view.size:
+            where = self.header.page_desc_offset + index * _DESC_SIZE
+            raise CorruptDumpError(f"page_desc[{index}] is invalid (offset {offset:#x}, size {size}, "
+                                   f"flags {flags:#x})", where, str(self.path))
+
+    def _is_zero_desc(self, desc: _Desc) -> bool:
+        return desc[0] == self._data_start and desc[2] == 0
+
+    def _load(self, index: int, desc: _Desc) -> bytes:
+        self._check(index, desc)
+        if self._is_zero_desc(desc):
+            return self._zero_page
+        offset, size, flags = desc
+        data = self._view.pread(offset, size)
+        if flags == 0:
+            return data
+        return decompress(flags, data, self._bs, offset)
+
+    def _read_pages(self, pfn: int, count: int) -> list[bytes]:
+        # Bulk path: every pfn present and every descriptor written → one read of descriptors
+        # and one read of the page data they point to.
+        if count < 4 or not self._in_range(pfn) or not self._in_range(pfn + count - 1) \
+                or not self._bm2.all_set(pfn, count):
+            return [self.read_page(p) for p in range(pfn, pfn + count)]
+        first = self._bm2.rank(pfn) - self._rank_base
+        if first + count > self._available:
+            return [self.read_page(p) for p in range(pfn, pfn + count)]
+        descs = [(o, s, f) for o, s, f, _ in self._pd.iter_unpack(self._desc_bytes(first, count))]
+        for i, desc in enumerate(descs):
+            if desc[0] == 0:
+                return [self.read_page(p) for p in range(pfn, pfn + count)]
+            self._check(first + i, desc)
+        return self._decode_span(descs)
+
+    def _decode_span(self, descs: list[_Desc]) -> list[bytes]:
+        data_descs = [d for d in descs if not self._is_zero_desc(d)]
+        if not data_descs:
+            return [self._zero_page] * len(descs)
+        lo = min(d[0] for d in data_descs)
+        hi = max(d[0] + d[1] for d in data_descs)
+        if hi - lo > 2 * len(descs) * self._bs:  # scattered: page by page
+            return [self._zero_page if self._is_zero_desc(d) else self._load_unchecked(d) for d in descs]
+        blob = memoryview(self._view.pread(lo, hi - lo))
+        out: list[bytes] = []
+        for desc in descs:
+            offset, size, flags = desc
+            if self._is_zero_desc(desc):
+                out.append(self._zero_page)
+            elif flags == 0:
+                out.append(bytes(blob[offset - lo:offset - lo + size]))
+            else:
+                out.append(decompress(flags, blob[offset - lo:offset - lo + size], self._bs, offset))
+        return out
+
+    def _load_unchecked(self, desc: _Desc) -> bytes:
+        offset, size, flags = desc
+        data = self._view.pread(offset, size)
+        return data if flags == 0 else decompress(flags, data, self._bs, offset)
+
+    # -- statistics ----------------------------------------------------------------------------
+
+    def _page_stats(self) -> tuple[PageCounts, tuple[str, ...]]:
+        zero = compressed = raw = 0
+        seen: set[int] = set()
+        for first in range(0, self._available, _STATS_CHUNK):
+            count = min(_STATS_CHUNK, self._available - first)
+            for offset, _size, flags, _ in self._pd.iter_unpack(self._desc_bytes(first, count)):
+                if offset == 0:
+                    continue
+                if offset == self._data_start and flags == 0:
+                    zero += 1
+                elif flags:
+                    compressed += 1
+                    seen.add(flags)
+                else:
+                    raw += 1
+        lost = self._num_dumpable - (zero + compressed + raw)
+        start, end = self.pfn_range()
+        ram = self._bm1.count_range(start, end)
+        dumped = self._bm2.count_range(start, end)
+        codecs = tuple(sorted(codec_name(f) for f in seen)) + (("raw",) if raw else ())
+        counts = PageCounts(self._bs, present=dumped - lost, excluded=max(ram - dumped, 0), zero=zero,
+                            lost=lost, compressed=compressed, raw=raw)
+        return counts, codecs

@@ -1,0 +1,33 @@
+"""
+kcrash.lab.tools
+================
+
+Host tools the lab needs, checked up front so a missing one is reported in one line naming the
+Debian package to install, before any download or build starts.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from kcrash.errors import LabToolMissingError
+
+__all__ = ["BOOT_TOOLS", "BUILD_TOOLS", "require_tools"]
+
+# tool -> Debian package
+BUILD_TOOLS: dict[str, str] = {
+    "apt-get": "apt", "apt-cache": "apt", "dpkg-deb": "dpkg", "tar": "tar",
+    "make": "make", "gcc-12": "gcc-12", "pahole": "dwarves",
+}
+BOOT_TOOLS: dict[str, str] = {"qemu-system-x86_64": "qemu-system-x86"}
+
+
+def require_tools(boot: bool) -> None:
+    """Raise :class:`LabToolMissingError` for the first missing tool (QEMU first when booting)."""
+    wanted = {**BOOT_TOOLS, **BUILD_TOOLS} if boot else BUILD_TOOLS
+    for tool, package in wanted.items():
+        if shutil.which(tool) is None:
+            raise LabToolMissingError(tool, package)
+    if not Path("/bin/busybox").exists():
+        raise LabToolMissingError("/bin/busybox", "busybox-static")

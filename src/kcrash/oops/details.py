@@ -1,0 +1,126 @@
+"""
+kcrash.oops.details
+===================
+
+Structured fields of one report, read from its stripped lines: the register dump, the faulting
+instruction pointer (``RIP:``/``pc :``/``PC is at``/``NIP``), the ``Code:`` bytes, the call-trace frames
+(function, offset, size, module, the ``?`` unreliable marker, ``<IRQ>``/``<TASK>``/``<NMI>``/
+``<SOFTIRQ>`` sections, source file and ``[inline]`` when symbolized), the taint flags, CPU, PID, comm,
+kernel release and hardware name. Read-only text parsing; lines that do not fit are ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Final
+
+from kcrash.oops.model import CodeBytes, OopsDetails, Register, TraceFrame
+
+__all__ = ["parse_code", "parse_details", "parse_frame"]
+
+_FRAME_RE: Final = re.compile(
+    r"^\s*(?:\[<?(?:0x)?(?P<addr>[0-9a-f]+)>?\]\s+)*(?P<q>\?\s+)?"
+    r"(?P<func>[A-Za-z_$.][\w$.]*)\+0x(?P<off>[0-9a-f]+)/0x(?P<size>[0-9a-f]+)"
+    r"(?:\s+\[(?P<mod>[\w.-]+)(?:\s[^\]]*)?\])?(?:\s+(?P<src>[\w./+-]+:\d+))?(?P<inl>\s+\[inline\])?", re.ASCII)
+_INLINE_RE: Final = re.compile(
+    r"^\s*(?P<func>[A-Za-z_][\w.]*)\s+(?P<src>[\w./+-]+\.[a-zA-Z]+:\d+)\s+\[inline\]\s*$", re.ASCII)
+_SECTION_RE: Final = re.compile(r"^\s*<(/?)(IRQ|TASK|NMI|SOFTIRQ|EOI|#[A-Z]+)>\s*$")
+_TRACE_START_RE: Final = re.compile(r"^\s*(?:Call Trace:|Call trace:|Backtrace:)\s*$")
+_RIP_RE: Final = re.compile(
+    r"^\s*(?:RIP: (?:[0-9a-f]{4}:)?|pc : |PC is at |NIP:? +|EIP: (?:[0-9a-f]{4}:)?)(?P<rest>.*)$", re.ASCII)
+_REG_LINE_RE: Final = re.compile(
+    r"^\s*(?:[A-Za-z][A-Za-z0-9]{0,5}\s?: ?(?:[0-9a-f]{4}:)?[0-9a-f]{4,16}\s*)+$", re.ASCII)
+_REG_PAIR_RE: Final = re.compile(
+    r"([A-Za-z][A-Za-z0-9]{0,5})\s?: ?(?:([0-9a-f]{4}):)?([0-9a-f]{4,16})\b", re.ASCII)
+_CODE_RE: Final = re.compile(r"^\s*Code: ((?:[<(]?[0-9a-fA-F]{2,8}[>)]?\s*)+)$", re.ASCII)
+_TASK_LINE_RE: Final = re.compile(
+    r"CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>\S+)"
+    r"(?: (?P<taint>Not tainted|Tainted: (?P<flags>[A-Z ]*?)))? +(?P<rel>\S+) #", re.ASCII)
+_HW_RE: Final = re.compile(r"Hardware name: (.*?)\s*$")
+
+
+def parse_frame(line: str, section: str = "") -> TraceFrame | None:
+    """A :class:`TraceFrame` from one stripped call-trace line, or ``None``."""
+    m = _FRAME_RE.match(line)
+    if m is None:
+        inline = _INLINE_RE.match(line)
+        if inline is None:
+            return None
+        return TraceFrame(inline["func"], section=section, source=inline["src"], inline=True)
+    addr = m["addr"]
+    return TraceFrame(m["func"], int(m["off"], 16), int(m["size"], 16), m["mod"] or "",
+                      int(addr, 16) if addr else None, m["q"] is None, section, m["src"] or "",
+                      m["inl"] is not None)
+
+
+def parse_code(line: str) -> CodeBytes | None:
+    """The bytes of a ``Code:`` line (``<..>``/``(..)`` marks the faulting byte)."""
+    m = _CODE_RE.match(line)
+    if m is None:
+        return None
+    data = bytearray()
+    fault: int | None = None
+    for token in m.group(1).split():
+        if token[0] in "<(":
+            fault = len(data)
+        try:
+            data += bytes.fromhex(token.strip("<>()"))
+        except ValueError:
+            return None
+    return CodeBytes(bytes(data), fault)
+
+
+def _registers(lines: Iterable[str]) -> tuple[Register, ...]:
+    regs: dict[str, int] = {}
+    for line in lines:
+        if "Code:" in line or not _REG_LINE_RE.match(line):
+            continue
+        for name, _seg, value in _REG_PAIR_RE.findall(line):
+            regs.setdefault(name, int(value, 16))
+    return tuple(Register(k, v) for k, v in regs.items())
+
+
+def _rip(lines: list[str]) -> TraceFrame | None:
+    for line in lines:
+        m = _RIP_RE.match(line)
+        if m is not None:
+            return parse_frame(m["rest"])
+    return None
+
+
+def _call_trace(lines: list[str]) -> tuple[TraceFrame, ...]:
+    frames: list[TraceFrame] = []
+    section, inside = "", False
+    for line in lines:
+        if _TRACE_START_RE.match(line):
+            if inside and frames:
+                break
+            inside = True
+            continue
+        if not inside:
+            continue
+        sec = _SECTION_RE.match(line)
+        if sec is not None:
+            section = "" if sec.group(1) or sec.group(2) == "EOI" else sec.group(2).lstrip("#")
+            continue
+        frame = parse_frame(line, section)
+        if frame is not None:
+            frames.append(frame)
+        elif frames and not line.strip():
+            break
+    return tuple(frames)
+
+
+def parse_details(lines: list[str]) -> OopsDetails:
+    """Structured fields of a report given as stripped lines (``?`` frames included)."""
+    task = next((m for m in map(_TASK_LINE_RE.search, lines) if m is not None), None)
+    hw = next((m for m in map(_HW_RE.search, lines) if m is not None), None)
+    code = next((c for c in map(parse_code, lines) if c is not None), None)
+    tainted = None if task is None or task["taint"] is None else task["taint"] != "Not tainted"
+    return OopsDetails(
+        registers=_registers(lines), rip=_rip(lines), code=code, call_trace=_call_trace(lines),
+        tainted=tainted, taint_flags=((task["flags"] or "").replace(" ", "") if task else ""),
+        cpu=int(task["cpu"]) if task else None, pid=int(task["pid"]) if task else None,
+        comm=task["comm"] if task else "", kernel_release=task["rel"] if task else "",
+        hardware_name=hw.group(1) if hw else "")

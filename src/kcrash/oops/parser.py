@@ -1,0 +1,269 @@
+"""
+kcrash.oops.parser
+==================
+
+Find crash reports in console or dmesg text: :func:`contains_crash`, :func:`parse` (the first report
+at or after an offset) and :func:`parse_all` (every report, one after another). A report starts at the
+first line matching an oops group (:data:`~kcrash.oops.patterns.OOPS_GROUPS`); its text is the lines of
+the same context (timestamps, caller ids, interleaved CPUs are sorted out by :mod:`kcrash.oops.lines`),
+plus a few prefix lines before it. Titles come from :mod:`kcrash.oops.extract`. Input is ``str``; byte
+logs should be decoded as latin-1 so that offsets are byte offsets. Damaged text gives a report flagged
+corrupted, never an exception. Reading files and streams is :mod:`kcrash.oops.stream`'s job.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Final
+
+from kcrash.oops.checks import find_executor, is_suppressed, why_corrupted
+from kcrash.oops.details import parse_details
+from kcrash.oops.extract import Description, extract_description
+from kcrash.oops.guilty import guilty_file
+from kcrash.oops.lines import CONSOLE, classify_line, is_cpu_context, is_task_context, line_context
+from kcrash.oops.model import OopsReport
+from kcrash.oops.patterns import INFO_MESSAGES_WITH_STACK, OOPS_GROUPS, REPORT_START_IGNORES, OopsGroup
+from kcrash.oops.signature import crash_signature
+from kcrash.oops.title import frame_from_title, normalize_title, title_to_type
+
+__all__ = ["contains_crash", "first_crash_line", "parse", "parse_all"]
+
+_HEADER_RE: Final = re.compile("|".join(re.escape(g.header) for g in OOPS_GROUPS))
+_BOUNDARY_RE: Final = re.compile("|".join(re.escape(h) for h in (
+    *(g.header for g in OOPS_GROUPS), *INFO_MESSAGES_WITH_STACK)))
+_REPLAY: Final = "** replaying previous printk message **"
+_PANIC: Final = "Kernel panic - not syncing"
+_VM_DISCONNECTED: Final = "serialport: VM disconnected."
+#: Bounds that keep pathological logs linear: lines looked at before and after the oops line.
+_MAX_PREFIX_SCAN: Final = 5000
+_MAX_REPORT_LINES: Final = 5000
+_MAX_REPORTS: Final = 100000
+
+
+def _line_at(log: str, pos: int, base: int) -> tuple[int, int]:
+    begin = max(log.rfind("\n", base, pos) + 1, base)
+    end = log.find("\n", pos)
+    return begin, len(log) if end < 0 else end
+
+
+def _match_group(line: str) -> OopsGroup | None:
+    for group in OOPS_GROUPS:
+        if group.header in line and not any(s.search(line) for s in group.suppressions):
+            return group
+    return None
+
+
+def _replayed(log: str, eol: int) -> bool:
+    if eol >= len(log):
+        return False
+    nxt = log.find("\n", eol + 1)
+    return _REPLAY in log[eol + 1:len(log) if nxt < 0 else nxt]
+
+
+def _oops_lines(log: str, base: int, stop: int | None = None) -> list[tuple[int, int, OopsGroup]]:
+    # Every line in log[base:stop] that matches an oops group (the replay rule is not applied).
+    out: list[tuple[int, int, OopsGroup]] = []
+    pos, limit = base, len(log) if stop is None else stop
+    while True:
+        m = _HEADER_RE.search(log, pos, limit)
+        if m is None:
+            return out
+        begin, end = _line_at(log, m.start(), base)
+        group = _match_group(log[begin:end])
+        if group is not None:
+            out.append((begin, end, group))
+        pos = end + 1
+
+
+def first_crash_line(log: str) -> int | None:
+    """The offset of the first line that looks like the start of a crash report, or ``None``."""
+    pos = 0
+    while True:
+        m = _HEADER_RE.search(log, pos)
+        if m is None:
+            return None
+        begin, end = _line_at(log, m.start(), 0)
+        if _match_group(log[begin:end]) is not None:
+            return begin
+        pos = end + 1
+
+
+def contains_crash(log: str) -> bool:
+    """True when some line of ``log`` looks like the start of a crash report."""
+    return first_crash_line(log) is not None
+
+
+def _find_first(log: str, base: int) -> tuple[OopsGroup, int] | None:
+    pos = base
+    while True:
+        m = _HEADER_RE.search(log, pos)
+        if m is None:
+            return None
+        begin, end = _line_at(log, m.start(), base)
+        group = _match_group(log[begin:end])
+        if group is not None and not _replayed(log, end):
+            return group, begin
+        pos = end + 1
+
+
+def _prefix_lines(log: str, base: int, start: int, ctx: str) -> list[str]:
+    limit = 50 if is_task_context(ctx) else 5
+    out: list[str] = []
+    pos = start
+    for _ in range(_MAX_PREFIX_SCAN):
+        if pos <= base or len(out) == limit:
+            break
+        begin = max(log.rfind("\n", base, pos - 1) + 1, base)
+        line = log[begin:pos - 1]
+        pos = begin
+        ctx1, stripped, questionable = classify_line(line)
+        if ctx1 != ctx:
+            continue
+        if stripped and not questionable:
+            out.append(stripped)
+    out.reverse()
+    return out
+
+
+@dataclass(slots=True)
+class _Collector:
+    # The forward pass over the lines from the oops line on (syzkaller's findReport).
+    ctx: str
+    min_lines: int
+    parts: list[str] = field(default_factory=list)
+    length: int = 0
+    report_end: int = 0
+    end_pos: int = 0
+    second: int = -1
+    text_lines: int = 0
+    skip_text: bool = False
+    cpu_traceback: bool = False
+
+    def boundary(self, log: str, begin: int, end: int, is_oops: bool) -> None:
+        line = log[begin:end]
+        if _match_group(line) is not None and not _replayed(log, end):
+            self.end_pos = end
+            if not is_oops and self.second < 0 and not any(r.search(line) for r in REPORT_START_IGNORES):
+                self.second = begin
+        if not is_oops and self.second < 0 and any(m in line for m in INFO_MESSAGES_WITH_STACK):
+            self.second = begin
+
+    def take(self, line: str, is_oops: bool) -> None:
+        ctx1, stripped, questionable = classify_line(line)
+        if not is_oops and (questionable or (ctx1 != self.ctx and not (
+                self.cpu_traceback and is_cpu_context(ctx1)))):
+            return
+        self.text_lines += 1
+        skip_line = self.skip_text
+        if "Disabling lock debugging due to kernel taint" in line:
+            skip_line = True
+        elif "Sending NMI from CPU" in line:
+            self.cpu_traceback = True
+        elif (_PANIC in line or "WARNING: possible circular locking dependency detected" in line) and \
+                self.text_lines > self.min_lines:
+            self.skip_text = skip_line = True
+        if not is_oops and skip_line:
+            return
+        self.parts.append(stripped + "\n")
+        self.length += len(stripped) + 1
+        if self.second < 0 or self.ctx not in ("", CONSOLE, "syslog"):
+            self.report_end = self.length
+
+
+def _collect(log: str, start: int, ctx: str) -> _Collector:
+    end_of_oops_line = _line_at(log, start, start)[1]
+    min_lines = 16 if "BUG: KMSAN:" in log[start:end_of_oops_line] else 22
+    col = _Collector(ctx, min_lines)
+    pos, count = start, 0
+    hit = _BOUNDARY_RE.search(log, start)
+    while pos < len(log) and count < _MAX_REPORT_LINES:
+        nl = log.find("\n", pos)
+        end = len(log) if nl < 0 else nl
+        if hit is not None and hit.start() <= end:
+            col.boundary(log, pos, end, pos == start)
+            hit = _BOUNDARY_RE.search(log, end + 1)
+        col.take(log[pos:end], pos == start)
+        pos, count = end + 1, count + 1
+    if pos < len(log):
+        rest = [e for _b, e, _g in _oops_lines(log, pos) if not _replayed(log, e)]
+        col.end_pos = rest[-1] if rest else col.end_pos
+    return col
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    desc: Description
+    report: str
+    prefix: list[str]
+    end_pos: int
+
+
+def _describe(log: str, base: int, group: OopsGroup, start: int) -> _Found:
+    ctx = line_context(log[start:_line_at(log, start, base)[1]])
+    col = _collect(log, start, ctx)
+    report = "".join(col.parts)
+    desc = extract_description(report[:col.report_end], group)
+    if desc.title:
+        return _Found(desc, report, _prefix_lines(log, base, start, ctx), col.end_pos)
+    raw = log[start:max(col.end_pos, start)]
+    desc = extract_description(raw, group)
+    if not desc.title:
+        line = log[start:_line_at(log, start, base)[1]]
+        desc = Description(line[max(line.find(group.header), 0):], (), None, "")
+    return _Found(desc, raw, [], col.end_pos)
+
+
+def parse(log: str, start: int = 0) -> OopsReport | None:
+    """The first crash report in ``log`` at or after offset ``start``, or ``None``."""
+    found = _find_first(log, start)
+    if found is None:
+        return None
+    group, start_pos = found
+    f = _describe(log, start, group, start_pos)
+    return _build(log, start, start_pos, f)
+
+
+def _build(log: str, base: int, start_pos: int, f: _Found) -> OopsReport:
+    prefix = "".join(p + "\n" for p in f.prefix)
+    reason = f.desc.corrupted_reason or why_corrupted(f.desc.title, f.report, f.desc.format)
+    if not reason and _VM_DISCONNECTED in log:
+        reason = "console disconnected (serialport: VM disconnected.)"
+    title = normalize_title(f.desc.title)
+    nl = log.find("\n", start_pos)
+    skip_pos = len(log) if nl < 0 else nl
+    details = parse_details(_detail_lines(log, start_pos, max(f.end_pos, skip_pos)))
+    return OopsReport(
+        title=title, alt_titles=tuple(sorted(normalize_title(a) for a in f.desc.alt_titles)),
+        crash_type=title_to_type(f.desc.title), frame=frame_from_title(title), report=prefix + f.report,
+        start_pos=start_pos, end_pos=max(f.end_pos, skip_pos), skip_pos=skip_pos, corrupted=bool(reason),
+        corrupted_reason=reason, suppressed=is_suppressed(log), panicked=log.find(_PANIC, base) >= 0,
+        executor=find_executor(prefix + f.report), context=line_context(log[start_pos:skip_pos]),
+        prefix_len=len(prefix), guilty_file=guilty_file(title, f.report),
+        signature=crash_signature(title, details.call_trace), details=details)
+
+
+def _detail_lines(log: str, start: int, end: int) -> list[str]:
+    # The report region's lines of the oops line's context, stripped but keeping "?" frames.
+    lines = log[start:end].split("\n")[:_MAX_REPORT_LINES]
+    ctx = line_context(lines[0]) if lines else ""
+    out: list[str] = []
+    for line in lines:
+        ctx1, stripped, questionable = classify_line(line)
+        if ctx1 != ctx:
+            continue
+        out.append(" ? " + stripped.lstrip() if questionable else stripped)
+    return out
+
+
+def parse_all(log: str) -> list[OopsReport]:
+    """Every crash report in ``log``, in order (each search resumes at the previous oops line's end)."""
+    reports: list[OopsReport] = []
+    pos = 0
+    while len(reports) < _MAX_REPORTS:
+        rep = parse(log, pos)
+        if rep is None:
+            break
+        reports.append(rep)
+        pos = rep.skip_pos
+    return reports

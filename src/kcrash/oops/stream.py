@@ -1,0 +1,110 @@
+"""
+kcrash.oops.stream
+==================
+
+Parsing logs that may be huge or hostile, in bounded memory: :func:`iter_reports` reads a binary stream
+in chunks (bytes are decoded as latin-1, so any input decodes and offsets stay byte offsets), throws
+away text that holds no crash (keeping nothing but a short tail), and runs :func:`~kcrash.oops.parser.parse`
+on windows of a few MiB around crash lines. Report offsets are shifted to stream offsets. A report that
+would need more than one window of text is cut at the window end (it is still returned).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, Final
+
+from kcrash.errors import OopsParseError
+from kcrash.oops.model import OopsReport
+from kcrash.oops.parser import first_crash_line, parse
+
+__all__ = ["decode_log", "iter_reports", "iter_reports_in_file", "read_log"]
+
+_CHUNK: Final = 1 << 20
+#: Text kept after the first crash line of a window before it is parsed.
+_WINDOW_AFTER: Final = 4 << 20
+#: Reports starting in the last part of a window are left for the next window.
+_MARGIN: Final = 1 << 20
+_KEEP_TAIL: Final = 64 << 10
+
+
+def decode_log(data: bytes) -> str:
+    """Bytes → text, one character per byte (never fails; NUL and invalid UTF-8 are kept as is)."""
+    return data.decode("latin-1")
+
+
+def read_log(path: Path) -> str:
+    """The whole log file as text (for small files; use :func:`iter_reports_in_file` for big ones)."""
+    try:
+        return decode_log(path.read_bytes())
+    except OSError as exc:
+        raise OopsParseError(f"{path}: {exc.strerror or exc}") from exc
+
+
+def _shift(rep: OopsReport, base: int) -> OopsReport:
+    return dataclasses.replace(rep, start_pos=rep.start_pos + base, end_pos=rep.end_pos + base,
+                               skip_pos=rep.skip_pos + base)
+
+
+def _line_start(text: str, pos: int) -> int:
+    return text.rfind("\n", 0, pos) + 1
+
+
+class _Window:
+    # The text currently held, its offset in the stream, and whether the stream has ended.
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream, self.text, self.base, self.eof = stream, "", 0, False
+
+    def fill(self, size: int) -> None:
+        while not self.eof and len(self.text) < size:
+            chunk = self.stream.read(_CHUNK)
+            if not chunk:
+                self.eof = True
+            self.text += decode_log(chunk)
+
+    def drop(self, upto: int) -> None:
+        self.base += upto
+        self.text = self.text[upto:]
+
+
+def _parse_window(win: _Window, crash: int) -> Iterator[OopsReport]:
+    win.fill(crash + _WINDOW_AFTER)
+    text = win.text
+    cut = len(text) if win.eof else _line_start(text, max(len(text) - _MARGIN, crash + 1))
+    resume, pos = cut, 0
+    while (rep := parse(text, pos)) is not None and rep.start_pos < cut:
+        yield _shift(rep, win.base)
+        pos = rep.skip_pos
+        resume = max(cut, min(rep.skip_pos + 1, len(text)))
+    win.drop(max(resume, 1) if not win.eof else len(text))
+
+
+def iter_reports(stream: BinaryIO) -> Iterator[OopsReport]:
+    """Every crash report in a binary stream, in order, in bounded memory."""
+    win = _Window(stream)
+    while True:
+        win.fill(_CHUNK)
+        if not win.text:
+            return
+        crash = first_crash_line(win.text)
+        if crash is not None:
+            yield from _parse_window(win, crash)
+            continue
+        if win.eof:
+            return
+        keep = _line_start(win.text, max(len(win.text) - _KEEP_TAIL, 0))
+        win.drop(keep if keep > 0 else len(win.text))
+
+
+def iter_reports_in_file(path: Path) -> Iterator[OopsReport]:
+    """Every crash report in the file at ``path`` (see :func:`iter_reports`)."""
+    try:
+        stream = path.open("rb")
+    except OSError as exc:
+        raise OopsParseError(f"{path}: {exc.strerror or exc}") from exc
+    with stream:
+        yield from iter_reports(stream)
+

@@ -1,0 +1,46 @@
+"""Shared pytest fixtures: the crash lab's real dumps, produced once and cached by content."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from kcrash.lab import debian
+from kcrash.lab.crash import CrashOptions, cached_crash
+
+
+@pytest.fixture(scope="session")
+def kcrash_cache() -> Path:
+    """The kcrash cache directory (``$KCRASH_CACHE`` or ``~/.cache/kcrash``)."""
+    env = os.environ.get("KCRASH_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "kcrash"
+
+
+@pytest.fixture(scope="session")
+def lab_crash(kcrash_cache: Path) -> Callable[..., Path]:
+    """Factory: ``lab_crash(kind="sysrq", kernel="6.1", kaslr=False)`` -> crash directory.
+
+    The directory holds ``vmcore.elf``, ``vmcore.kdump``, ``console.log`` and ``lab.json``. A crash
+    is produced on first use and reused from the cache afterwards.
+    """
+
+    @functools.cache
+    def make(kind: str = "sysrq", kernel: str = "6.1", kaslr: bool = False) -> Path:
+        return cached_crash(kcrash_cache, CrashOptions(kind, kernel, kaslr))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def lab_vmlinux_dbg(kcrash_cache: Path) -> Callable[[str], Path]:
+    """Factory: ``lab_vmlinux_dbg(kernel)`` -> the Debian ``-dbg`` vmlinux of that kernel."""
+
+    @functools.cache
+    def get(kernel: str) -> Path:
+        return debian.fetch_debuginfo(kcrash_cache, debian.resolve_kernel(kernel))
+
+    return get

@@ -1,0 +1,30 @@
+"""``kcrash lab`` argument handling and faults, in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kcrash.cli import main
+
+
+def test_unknown_kind_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lab", "crash", "MELTDOWN", "-o", str(tmp_path)]) == 2
+    assert "MELTDOWN" in capsys.readouterr().err
+
+
+def test_no_qemu_gives_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no tool at all
+    monkeypatch.setenv("KCRASH_CACHE", str(tmp_path / "cache"))
+    assert main(["lab", "crash", "BUG", "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("kcrash: error: qemu-system-x86_64 not found: install it with "
+                   "'apt-get install qemu-system-x86'")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert "kcrash, version" in capsys.readouterr().out

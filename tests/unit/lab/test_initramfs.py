@@ -1,0 +1,55 @@
+"""The newc writer, checked with cpio(1) as the oracle."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kcrash.lab import initramfs
+from kcrash.lab.initramfs import _entries, newc_archive
+
+
+def test_archive_is_4_byte_aligned_and_ends_with_trailer() -> None:
+    data = newc_archive(_entries({"init": b"#!/bin/sh\n", "a/odd": b"12345"}))
+    assert data.startswith(b"070701")
+    assert len(data) % 4 == 0
+    assert b"TRAILER!!!\0" in data[-128:]
+
+
+@pytest.mark.skipif(shutil.which("cpio") is None, reason="cpio(1) is the oracle")
+def test_cpio_lists_what_we_wrote() -> None:
+    files = {"init": b"#!/bin/busybox sh\necho hi\n", "bin/busybox": b"\x7fELF" + bytes(1000),
+             "modules/x.ko": b"ko" * 3}
+    listing = subprocess.run(["cpio", "-itv", "--quiet"], input=newc_archive(_entries(files)),
+                             capture_output=True, check=True).stdout.decode()
+    lines = {line.split()[-1]: line for line in listing.splitlines()}
+    for name in files:
+        assert name in lines
+    assert lines["dev/console"].startswith("crw-------")
+    assert lines["init"].startswith("-rwxr-xr-x")
+    assert lines["modules/x.ko"].startswith("-rw-r--r--")
+
+
+@pytest.mark.skipif(shutil.which("cpio") is None, reason="cpio(1) is the oracle")
+def test_cpio_extracts_identical_contents(tmp_path: Path) -> None:
+    files = {"init": b"abc", "bin/busybox": bytes(range(256)) * 7}
+    subprocess.run(["cpio", "-id", "--quiet", "--no-absolute-filenames"], cwd=tmp_path,
+                   input=newc_archive([e for e in _entries(files) if not stat.S_ISCHR(e.mode)]), check=True)
+    for name, data in files.items():
+        assert (tmp_path / name).read_bytes() == data
+
+
+def test_init_script_handles_every_non_module_kind() -> None:
+    script = initramfs.init_script().decode()
+    for kind in ("SYSRQ", "INITEXIT", "OOM", "NMI", "none"):
+        assert f"    {kind})" in script
+
+
+def test_find_module_finds_compressed_modules(tmp_path: Path) -> None:
+    (tmp_path / "kernel" / "drivers").mkdir(parents=True)
+    (tmp_path / "kernel" / "drivers" / "pvpanic.ko.xz").write_bytes(b"x")
+    assert initramfs.find_module(tmp_path, "pvpanic").name == "pvpanic.ko.xz"

@@ -1,0 +1,43 @@
+"""QEMU command line and helpers (no guest is started here)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from kcrash.lab.qemu import VmConfig, free_tcp_port, qemu_command, serial_tail
+
+
+def _cfg(tmp_path: Path, gdb: int | None = None) -> VmConfig:
+    return VmConfig(tmp_path / "vmlinuz", tmp_path / "initrd", "console=ttyS0", tmp_path / "serial.log",
+                    tmp_path / "qmp.sock", "128M", 2, gdb)
+
+
+def test_command_has_the_devices_a_crash_needs(tmp_path: Path) -> None:
+    cmd = qemu_command(_cfg(tmp_path))
+    joined = " ".join(cmd)
+    assert cmd[0] == "qemu-system-x86_64"
+    for piece in ("-accel tcg", "-device vmcoreinfo", "-device pvpanic", "-action panic=pause",
+                  "-no-reboot", "-m 128M", "-smp 2", f"-qmp unix:{tmp_path}/qmp.sock", "-S"):
+        assert piece in joined
+    assert cmd[cmd.index("-append") + 1] == "console=ttyS0"
+    assert "-gdb" not in cmd
+
+
+def test_gdbstub_binds_to_loopback_only(tmp_path: Path) -> None:
+    cmd = qemu_command(_cfg(tmp_path, gdb=4321))
+    assert cmd[cmd.index("-gdb") + 1] == "tcp:127.0.0.1:4321"
+
+
+def test_free_port_is_bindable() -> None:
+    port = free_tcp_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+def test_serial_tail_keeps_the_last_lines(tmp_path: Path) -> None:
+    log = tmp_path / "serial.log"
+    log.write_bytes(b"".join(b"line %d\n" % i for i in range(100)) + b"\xff bad utf8\n")
+    tail = serial_tail(log, lines=3)
+    assert tail.splitlines() == ["line 98", "line 99", "\ufffd bad utf8"]
+    assert serial_tail(tmp_path / "missing") == ""
