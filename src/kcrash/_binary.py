@@ -125,10 +125,13 @@ def _build(name: str, prefix: str, fields: list[_Field], max_align: int) -> Layo
         pad = (-offset) % align
         fmt += "x" * pad
         offset += pad
-        fmt += code
-        offset += struct.calcsize(prefix + code)
-        if not field_name.startswith("_"):
+        width = struct.calcsize(prefix + code)
+        if field_name.startswith("_"):  # padding or an ignored member
+            fmt += "x" * width
+        else:
+            fmt += code
             names.append(field_name)
+        offset += width
     fmt += "x" * ((-offset) % biggest)
     return Layout(name, struct.Struct(fmt), tuple(names))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +17,9 @@ pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 def _crashed_stack(dump: Path, debug_files: list[Path]) -> list[str]:
     prog = drgn.Program()
     prog.set_core_dump(str(dump))
-    try:
+    # Other modules of the guest have no debug info here; vmlinux and ours are loaded.
+    with contextlib.suppress(drgn.MissingDebugInfoError):
         prog.load_debug_info([str(p) for p in debug_files])
-    except drgn.MissingDebugInfoError:
-        pass  # other modules of the guest have no debug info here; vmlinux and ours are loaded
     return [frame.name or "" for frame in prog.crashed_thread().stack_trace()]
 
 

@@ -11,6 +11,7 @@ is shut down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import tempfile
 import time
@@ -71,10 +72,8 @@ async def _run(cfg: VmConfig, opts: BootOptions, release: str, on_ready: Callabl
         seconds = await _wait_ready(vm, cfg.serial, opts.boot_timeout)
         on_ready(LiveGuest(release, cfg.gdb_port, opts.qmp_socket, cfg.serial, seconds))
         while not stop.is_set() and vm.proc is not None and vm.proc.poll() is None:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
-            except TimeoutError:
-                pass
 
 
 def boot_live(cache: Path, opts: BootOptions, on_ready: Callable[[LiveGuest], None],

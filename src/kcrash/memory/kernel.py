@@ -25,7 +25,7 @@ from kcrash.memory.reader import MemoryReader
 from kcrash.memory.segments import SegmentMap
 from kcrash.memory.translate.x86_64 import START_KERNEL_MAP, X86_64PageTables, cr3_to_pgd
 
-__all__ = ["KernelLayout", "KernelMemory", "open_kernel_memory"]
+__all__ = ["KernelLayout", "KernelMemory", "find_panic_cpu_or_none", "open_kernel_memory"]
 
 #: ``__START_KERNEL``: where kernel text starts without KASLR
 START_KERNEL = 0xFFFFFFFF81000000
@@ -134,3 +134,26 @@ def _find_kernel_text(tables: X86_64PageTables) -> tuple[int | None, int | None]
         if walk.entries and not walk.entries[-1].present and walk.entries[-1].level in ("PGD", "P4D", "PUD"):
             return None, None
     return None, None
+
+
+_HLT = 0xF4
+
+
+def find_panic_cpu_or_none(memory: KernelMemory) -> int | None:
+    """Return the CPU that panicked when the CPU notes tell, else None.
+
+    After ``panic()`` the other CPUs sit halted in ``stop_this_cpu`` (their saved RIP follows an
+    ``hlt`` instruction). When exactly one CPU is not halted, it is the one that panicked.
+    """
+    running = []
+    for cpu in memory.cpus:
+        if cpu.prstatus is None:
+            return None
+        rip = cpu.prstatus.registers["rip"]
+        try:
+            halted = memory.read(rip - 1, 1)[0] == _HLT
+        except FaultError:
+            return None
+        if not halted:
+            running.append(cpu.cpu)
+    return running[0] if len(running) == 1 and len(memory.cpus) > 1 else None

@@ -123,8 +123,11 @@ def _append_frames(frames: list[str], match: re.Match[str] | None, skip: re.Patt
             frames.append(name)
 
 
-def _any(res: Sequence[re.Pattern[str]], line: str) -> bool:
-    return any(r.search(line) for r in res)
+_STACK_START_ANY: Final = re.compile("|".join(f"(?:{r.pattern})" for r in STACK_START_RES), re.ASCII)
+
+
+def _corrupted_line(line: str) -> bool:
+    return "should_fail" in line and any(r.search(line) for r in CORRUPTED_LINE_RES)
 
 
 def _frame_match(line: str) -> re.Match[str] | None:
@@ -173,7 +176,7 @@ class _Walker:
         while self.pos < len(self.lines):
             line = self.lines[self.pos]
             self.pos += 1
-            if _any(CORRUPTED_LINE_RES, line):
+            if _corrupted_line(line):
                 self.ok = False
                 return
             m = part.search(line)
@@ -186,10 +189,10 @@ class _Walker:
         while self.pos < len(self.lines):
             line = self.lines[self.pos]
             self.pos += 1
-            if _any(CORRUPTED_LINE_RES, line):
+            if _corrupted_line(line):
                 self.ok = False
                 return idx
-            if _any(STACK_START_RES, line):
+            if _STACK_START_ANY.search(line):
                 return idx
             if nxt is not None:
                 m = nxt.search(line)

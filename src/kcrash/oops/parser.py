@@ -14,6 +14,7 @@ corrupted, never an exception. Reading files and streams is :mod:`kcrash.oops.st
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -27,7 +28,7 @@ from kcrash.oops.patterns import INFO_MESSAGES_WITH_STACK, OOPS_GROUPS, REPORT_S
 from kcrash.oops.signature import crash_signature
 from kcrash.oops.title import frame_from_title, normalize_title, title_to_type
 
-__all__ = ["contains_crash", "first_crash_line", "parse", "parse_all"]
+__all__ = ["contains_crash", "first_crash_line", "iter_parse", "parse", "parse_all"]
 
 _HEADER_RE: Final = re.compile("|".join(re.escape(g.header) for g in OOPS_GROUPS))
 _BOUNDARY_RE: Final = re.compile("|".join(re.escape(h) for h in (
@@ -216,15 +217,19 @@ def _describe(log: str, base: int, group: OopsGroup, start: int) -> _Found:
 
 def parse(log: str, start: int = 0) -> OopsReport | None:
     """The first crash report in ``log`` at or after offset ``start``, or ``None``."""
+    return _parse(log, start, None)
+
+
+def _parse(log: str, start: int, suppressed: bool | None) -> OopsReport | None:
     found = _find_first(log, start)
     if found is None:
         return None
     group, start_pos = found
     f = _describe(log, start, group, start_pos)
-    return _build(log, start, start_pos, f)
+    return _build(log, start, start_pos, f, is_suppressed(log) if suppressed is None else suppressed)
 
 
-def _build(log: str, base: int, start_pos: int, f: _Found) -> OopsReport:
+def _build(log: str, base: int, start_pos: int, f: _Found, suppressed: bool) -> OopsReport:
     prefix = "".join(p + "\n" for p in f.prefix)
     reason = f.desc.corrupted_reason or why_corrupted(f.desc.title, f.report, f.desc.format)
     if not reason and _VM_DISCONNECTED in log:
@@ -237,7 +242,7 @@ def _build(log: str, base: int, start_pos: int, f: _Found) -> OopsReport:
         title=title, alt_titles=tuple(sorted(normalize_title(a) for a in f.desc.alt_titles)),
         crash_type=title_to_type(f.desc.title), frame=frame_from_title(title), report=prefix + f.report,
         start_pos=start_pos, end_pos=max(f.end_pos, skip_pos), skip_pos=skip_pos, corrupted=bool(reason),
-        corrupted_reason=reason, suppressed=is_suppressed(log), panicked=log.find(_PANIC, base) >= 0,
+        corrupted_reason=reason, suppressed=suppressed, panicked=log.find(_PANIC, base) >= 0,
         executor=find_executor(prefix + f.report), context=line_context(log[start_pos:skip_pos]),
         prefix_len=len(prefix), guilty_file=guilty_file(title, f.report),
         signature=crash_signature(title, details.call_trace), details=details)
@@ -256,14 +261,18 @@ def _detail_lines(log: str, start: int, end: int) -> list[str]:
     return out
 
 
-def parse_all(log: str) -> list[OopsReport]:
-    """Every crash report in ``log``, in order (each search resumes at the previous oops line's end)."""
-    reports: list[OopsReport] = []
-    pos = 0
-    while len(reports) < _MAX_REPORTS:
-        rep = parse(log, pos)
+def iter_parse(log: str, start: int = 0) -> Iterator[OopsReport]:
+    """Every crash report in ``log`` from ``start`` on, lazily (each search resumes at the end of the
+    previous oops line)."""
+    suppressed = is_suppressed(log)
+    for _ in range(_MAX_REPORTS):
+        rep = _parse(log, start, suppressed)
         if rep is None:
-            break
-        reports.append(rep)
-        pos = rep.skip_pos
-    return reports
+            return
+        yield rep
+        start = rep.skip_pos
+
+
+def parse_all(log: str) -> list[OopsReport]:
+    """Every crash report in ``log``, in order."""
+    return list(iter_parse(log))

@@ -18,7 +18,7 @@ from typing import BinaryIO, Final
 
 from kcrash.errors import OopsParseError
 from kcrash.oops.model import OopsReport
-from kcrash.oops.parser import first_crash_line, parse
+from kcrash.oops.parser import first_crash_line, iter_parse
 
 __all__ = ["decode_log", "iter_reports", "iter_reports_in_file", "read_log"]
 
@@ -74,10 +74,11 @@ def _parse_window(win: _Window, crash: int) -> Iterator[OopsReport]:
     win.fill(crash + _WINDOW_AFTER)
     text = win.text
     cut = len(text) if win.eof else _line_start(text, max(len(text) - _MARGIN, crash + 1))
-    resume, pos = cut, 0
-    while (rep := parse(text, pos)) is not None and rep.start_pos < cut:
+    resume = cut
+    for rep in iter_parse(text):
+        if rep.start_pos >= cut:
+            break
         yield _shift(rep, win.base)
-        pos = rep.skip_pos
         resume = max(cut, min(rep.skip_pos + 1, len(text)))
     win.drop(max(resume, 1) if not win.eof else len(text))
 

@@ -10,6 +10,7 @@ and the guilty frame read back from ``… in <frame>``. Pure string functions ov
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final
 
@@ -54,6 +55,7 @@ def _replace_all(title: str) -> str:
     return title
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def normalize_title(title: str) -> str:
     """The stable form of a raw title (dynamic parts replaced, then sanitised)."""
     return sanitize_title(_replace_all(title))

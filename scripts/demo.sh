@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# make demo: crash a real Debian kernel in the lab and show what kcrash can say about it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${1:-demo-out}"
+K=.venv/bin/kcrash
+
+echo "== kcrash lab crash BUG --kernel 6.12 --kaslr -o $OUT"
+$K lab crash BUG --kernel 6.12 --kaslr -o "$OUT"
+echo
+echo "== kcrash dump info $OUT/vmcore.kdump"
+$K dump info "$OUT/vmcore.kdump"
+echo
+echo "== kcrash dump info $OUT/vmcore.elf"
+$K dump info "$OUT/vmcore.elf"
+echo
+echo "== kcrash oops parse $OUT/console.log"
+$K oops parse "$OUT/console.log"
