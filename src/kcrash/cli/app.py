@@ -12,6 +12,7 @@ import click
 from kcrash import __version__
 from kcrash.cli.dump import dump
 from kcrash.cli.lab import lab
+from kcrash.cli.memory import rd, vtop
 from kcrash.cli.oops import oops
 
 __all__ = ["kcrash"]
@@ -26,3 +27,5 @@ def kcrash() -> None:
 kcrash.add_command(dump)
 kcrash.add_command(lab)
 kcrash.add_command(oops)
+kcrash.add_command(rd)
+kcrash.add_command(vtop)

@@ -9,6 +9,7 @@ number of set bits before any position, from cumulative counts per 512-bit block
 
 from __future__ import annotations
 
+import re
 from array import array
 
 __all__ = ["Bitmap"]
@@ -77,3 +78,28 @@ class Bitmap:
     def as_int(self) -> int:
         """Return the whole bitmap as one int (bit 0 = bit 0)."""
         return int.from_bytes(self.data, "little")
+
+    def runs(self) -> list[tuple[int, int]]:
+        """Return the ``[start, end)`` runs of set bits, in order."""
+        out: list[tuple[int, int]] = []
+        for match in re.finditer(rb"[^\x00]+", self.data):
+            base, chunk = match.start() * 8, match.group()
+            if chunk.count(0xFF) == len(chunk):
+                _append_run(out, base, base + 8 * len(chunk))
+                continue
+            value, bit = int.from_bytes(chunk, "little"), 0
+            while value:
+                zeros = (value & -value).bit_length() - 1
+                value >>= zeros
+                ones = (value ^ (value + 1)).bit_length() - 1
+                _append_run(out, base + bit + zeros, base + bit + zeros + ones)
+                value >>= ones
+                bit += zeros + ones
+        return [(s, min(e, self.nbits)) for s, e in out if s < self.nbits]
+
+
+def _append_run(runs: list[tuple[int, int]], start: int, end: int) -> None:
+    if runs and runs[-1][1] == start:
+        runs[-1] = (runs[-1][0], end)
+    else:
+        runs.append((start, end))

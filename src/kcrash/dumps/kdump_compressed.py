@@ -121,9 +121,16 @@ class KdumpCompressed:
     # -- protocol ------------------------------------------------------------------------------
 
     def segments(self) -> Sequence[MemorySegment]:
-        """Return one physical segment over the pfns this file covers."""
-        start, end = self.pfn_range()
-        return [MemorySegment(start * self._bs, (end - start) * self._bs, self.read, True)]
+        """Return a physical segment per run of RAM (1st bitmap) in the pfns this file covers."""
+        bs = self._bs
+        return [MemorySegment(start * bs, (end - start) * bs, self.read, True)
+                for start, end in self.ram_runs()]
+
+    def ram_runs(self) -> list[tuple[int, int]]:
+        """Return the ``[start, end)`` pfn runs of RAM this file covers (excluded pages included)."""
+        lo, hi = self.pfn_range()
+        runs = [(max(s, lo), min(e, hi)) for s, e in self._bm1.runs()]
+        return [(s, e) for s, e in runs if s < e]
 
     def pfn_range(self) -> tuple[int, int]:
         """Return the ``[start, end)`` pfns this file is responsible for (a split part covers less)."""

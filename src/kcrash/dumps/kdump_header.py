@@ -117,14 +117,18 @@ def _sane(rec: Record) -> bool:
             and bs & (bs - 1) == 0 and rec["sub_hdr_size"] >= 0 and rec["bitmap_blocks"] > 0)
 
 
-def _main_header(view: FileView) -> tuple[BinaryStructs, Record]:
+def _main_headers(view: FileView) -> list[tuple[BinaryStructs, Record]]:
+    # Every plausible (layout, header) pair; an unknown machine can leave several.
     buf = view.pread(0, 512)
     if not sniff_kdump(buf):
         raise UnsupportedDumpFormat(f"{view.path}: not a kdump-compressed file")
+    found = []
     for structs in _candidates(buf):
         rec = structs.disk_dump_header.unpack(buf, 0, file_offset=0)
         if _sane(rec):
-            return structs, rec
+            found.append((structs, rec))
+    if found:
+        return found
     rec = binary_structs().disk_dump_header.unpack(buf, 0, file_offset=0)
     raise CorruptDumpError(f"implausible disk_dump_header (header_version {rec['header_version']}, "
                            f"block_size {rec['block_size']}, bitmap_blocks {rec['bitmap_blocks']})",
@@ -149,24 +153,40 @@ def _sub_header(view: FileView, structs: BinaryStructs, hdr: Record) -> dict[str
 
 
 def read_kdump_header(view: FileView) -> KdumpHeader:
-    """Read and validate the headers of ``view``; raise CorruptDumpError with the offending offset."""
-    structs, hdr = _main_header(view)
+    """Read and validate the headers of ``view``; raise CorruptDumpError with the offending offset.
+
+    When the machine is unknown, the first layout whose sub-header validates wins (i386 packs
+    8-byte members at 4, other 32-bit targets align them at 8; only the sub-header differs).
+    """
+    error: CorruptDumpError | None = None
+    for structs, hdr in _main_headers(view):
+        try:
+            header = _header(view, structs, hdr)
+            _validate(header, view)
+            return header
+        except CorruptDumpError as exc:
+            error = error or exc
+    assert error is not None
+    raise error
+
+
+def _header(view: FileView, structs: BinaryStructs, hdr: Record) -> KdumpHeader:
     sub = _sub_header(view, structs, hdr)
     version = hdr["header_version"]
     max_mapnr = sub["max_mapnr_64"] if version >= 6 else hdr["max_mapnr"]
     start_pfn = sub["start_pfn_64"] if version >= 6 else sub["start_pfn"]
     end_pfn = sub["end_pfn_64"] if version >= 6 else sub["end_pfn"]
-    header = KdumpHeader(
+    bits = 8 * structs.word_size
+    phys_base = sub["phys_base"] - (1 << bits) if sub["phys_base"] >> (bits - 1) else sub["phys_base"]
+    return KdumpHeader(
         signature=hdr.raw("signature"), header_version=version, little_endian=structs.little_endian,
         word_size=structs.word_size, utsname=_utsname(hdr), timestamp=hdr["tv_sec"], status=hdr["status"],
         block_size=hdr["block_size"], sub_hdr_size=hdr["sub_hdr_size"], bitmap_blocks=hdr["bitmap_blocks"],
-        max_mapnr=max_mapnr, nr_cpus=hdr["nr_cpus"], phys_base=sub["phys_base"], dump_level=sub["dump_level"],
+        max_mapnr=max_mapnr, nr_cpus=hdr["nr_cpus"], phys_base=phys_base, dump_level=sub["dump_level"],
         split=sub["split"], start_pfn=start_pfn, end_pfn=end_pfn,
         offset_vmcoreinfo=sub["offset_vmcoreinfo"], size_vmcoreinfo=sub["size_vmcoreinfo"],
         offset_note=sub["offset_note"], size_note=sub["size_note"],
         offset_eraseinfo=sub["offset_eraseinfo"], size_eraseinfo=sub["size_eraseinfo"])
-    _validate(header, view)
-    return header
 
 
 def _utsname(hdr: Record) -> dict[str, str]:

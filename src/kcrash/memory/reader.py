@@ -78,8 +78,8 @@ class MemoryReader:
         if base is None:
             if self.translator is None:
                 raise FaultError(vaddr, False, "no page tables to translate virtual addresses")
-            phys, _size = self.translator.translate(page)
-            base = phys
+            phys, _size = self.translator.translate(vaddr)
+            base = phys - (vaddr - page)
             self._tlb.put(page, base)
         return base + (vaddr - page)
 

@@ -140,6 +140,7 @@ class _Collector:
     text_lines: int = 0
     skip_text: bool = False
     cpu_traceback: bool = False
+    last_end: int = 0
 
     def boundary(self, log: str, begin: int, end: int, is_oops: bool) -> None:
         line = log[begin:end]
@@ -150,11 +151,11 @@ class _Collector:
         if not is_oops and self.second < 0 and any(m in line for m in INFO_MESSAGES_WITH_STACK):
             self.second = begin
 
-    def take(self, line: str, is_oops: bool) -> None:
+    def take(self, line: str, is_oops: bool) -> bool:
         ctx1, stripped, questionable = classify_line(line)
         if not is_oops and (questionable or (ctx1 != self.ctx and not (
                 self.cpu_traceback and is_cpu_context(ctx1)))):
-            return
+            return False
         self.text_lines += 1
         skip_line = self.skip_text
         if "Disabling lock debugging due to kernel taint" in line:
@@ -165,11 +166,12 @@ class _Collector:
                 self.text_lines > self.min_lines:
             self.skip_text = skip_line = True
         if not is_oops and skip_line:
-            return
+            return False
         self.parts.append(stripped + "\n")
         self.length += len(stripped) + 1
         if self.second < 0 or self.ctx not in ("", CONSOLE, "syslog"):
             self.report_end = self.length
+        return True
 
 
 def _collect(log: str, start: int, ctx: str) -> _Collector:
@@ -184,7 +186,8 @@ def _collect(log: str, start: int, ctx: str) -> _Collector:
         if hit is not None and hit.start() <= end:
             col.boundary(log, pos, end, pos == start)
             hit = _BOUNDARY_RE.search(log, end + 1)
-        col.take(log[pos:end], pos == start)
+        if col.take(log[pos:end], pos == start):
+            col.last_end = end
         pos, count = end + 1, count + 1
     if pos < len(log):
         rest = [e for _b, e, _g in _oops_lines(log, pos) if not _replayed(log, e)]
@@ -198,6 +201,7 @@ class _Found:
     report: str
     prefix: list[str]
     end_pos: int
+    text_end: int
 
 
 def _describe(log: str, base: int, group: OopsGroup, start: int) -> _Found:
@@ -206,13 +210,13 @@ def _describe(log: str, base: int, group: OopsGroup, start: int) -> _Found:
     report = "".join(col.parts)
     desc = extract_description(report[:col.report_end], group)
     if desc.title:
-        return _Found(desc, report, _prefix_lines(log, base, start, ctx), col.end_pos)
+        return _Found(desc, report, _prefix_lines(log, base, start, ctx), col.end_pos, col.last_end)
     raw = log[start:max(col.end_pos, start)]
     desc = extract_description(raw, group)
     if not desc.title:
         line = log[start:_line_at(log, start, base)[1]]
         desc = Description(line[max(line.find(group.header), 0):], (), None, "")
-    return _Found(desc, raw, [], col.end_pos)
+    return _Found(desc, raw, [], col.end_pos, col.last_end)
 
 
 def parse(log: str, start: int = 0) -> OopsReport | None:
@@ -237,7 +241,7 @@ def _build(log: str, base: int, start_pos: int, f: _Found, suppressed: bool) -> 
     title = normalize_title(f.desc.title)
     nl = log.find("\n", start_pos)
     skip_pos = len(log) if nl < 0 else nl
-    details = parse_details(_detail_lines(log, start_pos, max(f.end_pos, skip_pos)))
+    details = parse_details(_detail_lines(log, start_pos, max(f.end_pos, skip_pos, f.text_end)))
     return OopsReport(
         title=title, alt_titles=tuple(sorted(normalize_title(a) for a in f.desc.alt_titles)),
         crash_type=title_to_type(f.desc.title), frame=frame_from_title(title), report=prefix + f.report,

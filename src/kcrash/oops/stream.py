@@ -19,6 +19,7 @@ from typing import BinaryIO, Final
 from kcrash.errors import OopsParseError
 from kcrash.oops.model import OopsReport
 from kcrash.oops.parser import first_crash_line, iter_parse
+from kcrash.oops.patterns import REPORT_START_IGNORES
 
 __all__ = ["decode_log", "iter_reports", "iter_reports_in_file", "read_log"]
 
@@ -28,6 +29,7 @@ _WINDOW_AFTER: Final = 4 << 20
 #: Reports starting in the last part of a window are left for the next window.
 _MARGIN: Final = 1 << 20
 _KEEP_TAIL: Final = 64 << 10
+_FOLLOWUP_LINES: Final = 400
 
 
 def decode_log(data: bytes) -> str:
@@ -70,21 +72,38 @@ class _Window:
         self.text = self.text[upto:]
 
 
-def _parse_window(win: _Window, crash: int) -> Iterator[OopsReport]:
+def _is_followup(text: str, rep: OopsReport, prev: OopsReport | None) -> bool:
+    # "invalid opcode: 0000", "Kernel panic - not syncing: Fatal exception", "---[ end ... ]---" and
+    # repeated titles shortly after a report belong to that report.
+    if prev is None or prev.start_pos > rep.start_pos:
+        return False
+    if text.count("\n", prev.start_pos, rep.start_pos) > _FOLLOWUP_LINES:
+        return False
+    line = text[rep.start_pos:rep.skip_pos]
+    return rep.title == prev.title or "---[ end " in line or any(r.search(line) for r in REPORT_START_IGNORES)
+
+
+def _parse_window(win: _Window, crash: int, distinct: bool) -> Iterator[OopsReport]:
     win.fill(crash + _WINDOW_AFTER)
     text = win.text
     cut = len(text) if win.eof else _line_start(text, max(len(text) - _MARGIN, crash + 1))
     resume = cut
+    prev: OopsReport | None = None
     for rep in iter_parse(text):
         if rep.start_pos >= cut:
             break
-        yield _shift(rep, win.base)
         resume = max(cut, min(rep.skip_pos + 1, len(text)))
+        if distinct and _is_followup(text, rep, prev):
+            continue
+        prev = rep
+        yield _shift(rep, win.base)
     win.drop(max(resume, 1) if not win.eof else len(text))
 
 
-def iter_reports(stream: BinaryIO) -> Iterator[OopsReport]:
-    """Every crash report in a binary stream, in order, in bounded memory."""
+def iter_reports(stream: BinaryIO, distinct: bool = True) -> Iterator[OopsReport]:
+    """Every crash report in a binary stream, in order, in bounded memory. With ``distinct``, the
+    follow-up oops lines of a report (its ``invalid opcode``/``Kernel panic - not syncing`` lines, its
+    ``---[ end trace`` line, a repeat of its title within a few hundred lines) are not reported again."""
     win = _Window(stream)
     while True:
         win.fill(_CHUNK)
@@ -92,7 +111,7 @@ def iter_reports(stream: BinaryIO) -> Iterator[OopsReport]:
             return
         crash = first_crash_line(win.text)
         if crash is not None:
-            yield from _parse_window(win, crash)
+            yield from _parse_window(win, crash, distinct)
             continue
         if win.eof:
             return
@@ -100,12 +119,12 @@ def iter_reports(stream: BinaryIO) -> Iterator[OopsReport]:
         win.drop(keep if keep > 0 else len(win.text))
 
 
-def iter_reports_in_file(path: Path) -> Iterator[OopsReport]:
+def iter_reports_in_file(path: Path, distinct: bool = True) -> Iterator[OopsReport]:
     """Every crash report in the file at ``path`` (see :func:`iter_reports`)."""
     try:
         stream = path.open("rb")
     except OSError as exc:
         raise OopsParseError(f"{path}: {exc.strerror or exc}") from exc
     with stream:
-        yield from iter_reports(stream)
+        yield from iter_reports(stream, distinct)
 

@@ -1,0 +1,154 @@
+"""
+kcrash.cli.memory
+=================
+
+``kcrash rd`` (read memory like crash's ``rd``: hex words and ASCII, physical with ``-p``, a string
+with ``-a``) and ``kcrash vtop`` (the page-table walk of one virtual address, level by level, like
+crash's ``vtop``). Argument parsing and output only; the work is in :mod:`kcrash.memory`.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import click
+
+from kcrash.cli.common import echo_json
+from kcrash.cli.dump import opened_dump
+from kcrash.errors import CliError
+from kcrash.memory.kernel import KernelMemory, open_kernel_memory
+from kcrash.memory.translate.x86_64 import PageWalk, X86_64PageTables, cr3_to_pgd
+
+__all__ = ["rd", "vtop"]
+
+_PRINTABLE = frozenset(string.ascii_letters + string.digits + string.punctuation + " ")
+_MAX_COUNT = 1 << 24
+_STRING_LIMIT = 4096
+
+
+def _parse_address(text: str, memory: KernelMemory) -> int:
+    # A hex number (0x optional, as crash takes it) or a VMCOREINFO SYMBOL() name.
+    try:
+        return int(text, 16)
+    except ValueError:
+        pass
+    if memory.vmcoreinfo is not None and text in memory.vmcoreinfo.symbols:
+        return memory.vmcoreinfo.get_symbol(text)
+    raise CliError(f"invalid address {text!r}: not a hex number nor a VMCOREINFO symbol", 2)
+
+
+@click.command()
+@click.argument("paths", metavar="DUMP", nargs=1, type=click.Path(exists=True, dir_okay=False))
+@click.argument("address", metavar="ADDR")
+@click.option("-p", "physical", is_flag=True, help="ADDR is a physical address.")
+@click.option("-n", "count", type=click.IntRange(1, _MAX_COUNT), default=None,
+              help="Number of units to read (default 1; with -a, the maximum string length).")
+@click.option("-8", "width", flag_value=1, help="Display 8-bit values.")
+@click.option("-16", "width", flag_value=2, help="Display 16-bit values.")
+@click.option("-32", "width", flag_value=4, help="Display 32-bit values.")
+@click.option("-64", "width", flag_value=8, default=True, help="Display 64-bit values (default).")
+@click.option("-a", "ascii_string", is_flag=True, help="Display a NUL-terminated ASCII string.")
+@click.option("--zero-fill", is_flag=True, help="Read excluded or lost pages as zeros.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def rd(paths: str, address: str, physical: bool, count: int | None, width: int, ascii_string: bool,
+       zero_fill: bool, as_json: bool) -> None:
+    """Read memory at ADDR (kernel virtual unless -p)."""
+    with opened_dump((paths,), zero_fill=zero_fill) as handle:
+        memory = open_kernel_memory(handle)
+        addr = _parse_address(address, memory)
+        if ascii_string:
+            text = _read_string(memory, addr, count or _STRING_LIMIT, physical)
+            _show_string(addr, text, physical, as_json)
+            return
+        data = memory.read(addr, (count or 1) * width, physical=physical)
+    _show_words(addr, data, width, physical, as_json)
+
+
+def _read_string(memory: KernelMemory, addr: int, limit: int, physical: bool) -> bytes:
+    out = bytearray()
+    while len(out) < limit:
+        chunk = memory.read(addr + len(out), min(256, limit - len(out), 4096 - (addr + len(out)) % 4096),
+                            physical=physical)
+        end = chunk.find(b"\0")
+        out += chunk if end < 0 else chunk[:end]
+        if end >= 0:
+            break
+    return bytes(out)
+
+
+def _show_string(addr: int, text: bytes, physical: bool, as_json: bool) -> None:
+    if as_json:
+        echo_json({"address": addr, "physical": physical, "string": text.decode("latin-1")})
+        return
+    shown = "".join(chr(b) if chr(b) in _PRINTABLE else "." for b in text)
+    for i in range(0, max(len(shown), 1), 60):
+        click.echo(f"{addr + i:x}:  {shown[i:i + 60]}")
+
+
+def _show_words(addr: int, data: bytes, width: int, physical: bool, as_json: bool) -> None:
+    values = [int.from_bytes(data[i:i + width], "little") for i in range(0, len(data), width)]
+    if as_json:
+        echo_json({"address": addr, "physical": physical, "width": width * 8, "values": values,
+                   "hex": data.hex()})
+        return
+    for i in range(0, len(data), 16):
+        row = data[i:i + 16]
+        words = " ".join(f"{v:0{2 * width}x}" for v in values[i // width:(i + len(row)) // width])
+        ascii_part = "".join(chr(b) if chr(b) in _PRINTABLE else "." for b in row)
+        click.echo(f"{addr + i:x}:  {words:<{(16 // width) * (2 * width + 1)}}  {ascii_part}")
+
+
+@click.command()
+@click.argument("paths", metavar="DUMP", nargs=1, type=click.Path(exists=True, dir_okay=False))
+@click.argument("address", metavar="ADDR")
+@click.option("--pgd", "pgd", default=None, help="Walk from this physical page-table root (user space).")
+@click.option("--cr3", "cr3", default=None, help="Walk from this CR3 value (PCID bits are dropped).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def vtop(paths: str, address: str, pgd: str | None, cr3: str | None, as_json: bool) -> None:
+    """Translate a virtual address, showing each page-table level."""
+    with opened_dump((paths,)) as handle:
+        memory = open_kernel_memory(handle)
+        vaddr = _parse_address(address, memory)
+        tables = _tables(memory, pgd, cr3)
+        walk = tables.walk(vaddr)
+    if as_json:
+        echo_json(_walk_json(walk, memory))
+    else:
+        _print_walk(walk, memory)
+    if walk.physical is None:
+        raise click.exceptions.Exit(1)
+
+
+def _tables(memory: KernelMemory, pgd: str | None, cr3: str | None) -> X86_64PageTables:
+    root = int(pgd, 16) if pgd else cr3_to_pgd(int(cr3, 16), kernel=False) if cr3 else None
+    if root is not None:
+        return X86_64PageTables(memory.page_tables.read_phys if memory.page_tables else
+                                (lambda a, n: memory.read(a, n, physical=True)), root,
+                                levels=memory.layout.levels, sme_mask=memory.layout.sme_mask)
+    if memory.page_tables is None:
+        raise CliError("no page tables: the dump has neither VMCOREINFO nor a CR3 note; use --pgd", 1)
+    return memory.page_tables
+
+
+def _walk_json(walk: PageWalk, memory: KernelMemory) -> dict[str, Any]:
+    return {"virtual": walk.vaddr, "physical": walk.physical, "page_size": walk.page_size,
+            "root": walk.root, "levels": walk.levels, "source": memory.layout.source, "reason": walk.reason,
+            "entries": [{"level": e.level, "table": e.table, "index": e.index, "address": e.address,
+                         "value": e.value, "flags": list(e.flags)} for e in walk.entries]}
+
+
+_SIZES = {1 << 12: "4KB", 1 << 21: "2MB", 1 << 30: "1GB"}
+
+
+def _print_walk(walk: PageWalk, memory: KernelMemory) -> None:
+    phys = "-" if walk.physical is None else f"{walk.physical:x}"
+    click.echo(f"{'VIRTUAL':<18}{'PHYSICAL'}")
+    click.echo(f"{walk.vaddr:<18x}{phys}\n")
+    click.echo(f"PAGE DIRECTORY: {walk.root:x}  ({walk.levels}-level, from {memory.layout.source})")
+    for e in walk.entries:
+        click.echo(f"{e.level:>6}: {e.address:x} => {e.value:x}  ({'|'.join(e.flags) or 'NOT PRESENT'})")
+    if walk.physical is None:
+        click.echo(f"\n{walk.reason}")
+        return
+    click.echo(f"{'PAGE':>6}: {walk.physical & ~(walk.page_size - 1):x}  ({_SIZES.get(walk.page_size, '?')})")

@@ -1,0 +1,61 @@
+"""VMCOREINFO parsing: every key kind, hex and decimal as the kernel writes them."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kcrash.dumps.vmcoreinfo import parse_vmcoreinfo
+
+REAL = """OSRELEASE=6.1.0-56-amd64
+BUILD-ID=eb4fbcd037e7253717950bf2b93bd5566f47c56f
+PAGESIZE=4096
+SYMBOL(init_uts_ns)=ffffffff82bfb000
+OFFSET(uts_namespace.name)=0
+SYMBOL(swapper_pg_dir)=ffffffff82a10000
+SIZE(page)=64
+OFFSET(page._refcount)=52
+LENGTH(mem_section)=4096
+NUMBER(SECTION_SIZE_BITS)=27
+NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-129
+NUMBER(phys_base)=0
+NUMBER(PHYS_OFFSET)=0x40000000
+KERNELOFFSET=10000000
+CRASHTIME=1700000000
+CONFIG_X86_PAE=y
+SRCFILE(pud_page)=arch/x86/include/asm/pgtable.h
+"""
+
+
+def test_every_key_kind() -> None:
+    info = parse_vmcoreinfo(REAL.encode() + b"\0\0garbage")
+    assert info.osrelease == "6.1.0-56-amd64"
+    assert info.build_id == "eb4fbcd037e7253717950bf2b93bd5566f47c56f"
+    assert info.page_size == 4096
+    assert info.get_symbol("swapper_pg_dir") == 0xFFFFFFFF82A10000
+    assert info.get_size("page") == 64
+    assert info.get_offset("page._refcount") == 52
+    assert info.get_length("mem_section") == 4096
+    assert info.get_number("PAGE_BUDDY_MAPCOUNT_VALUE") == -129
+    assert info.get_number("PHYS_OFFSET") == 0x40000000
+    assert info.kerneloffset == 0x10000000
+    assert info.crashtime == 1700000000
+    assert info.has_config("X86_PAE") and not info.has_config("PGTABLE_4")
+    assert info.srcfiles["pud_page"].endswith("pgtable.h")
+    assert info.get_symbol_or_none("nope") is None
+
+
+def test_missing_keys_raise_lookup_error() -> None:
+    info = parse_vmcoreinfo("PAGESIZE=x\n")
+    assert info.page_size is None
+    try:
+        info.get_symbol("_stext")
+    except LookupError:
+        pass
+    else:
+        raise AssertionError("expected LookupError")
+
+
+@given(st.binary(max_size=2000))
+def test_never_raises(data: bytes) -> None:
+    parse_vmcoreinfo(data)
