@@ -117,7 +117,7 @@ def vtop(paths: str, address: str, pgd: str | None, cr3: str | None, as_json: bo
     else:
         _print_walk(walk, memory)
     if walk.physical is None:
-        raise click.exceptions.Exit(1)
+        raise CliError(f"virtual address {vaddr:#x} is not mapped: {walk.reason}", 1)
 
 
 def _tables(memory: KernelMemory, pgd: str | None, cr3: str | None) -> X86_64PageTables:

@@ -74,7 +74,7 @@ def strip_line(line: str, context: str) -> tuple[str, bool]:
     """Strip the console prefix; returns ``(text, questionable)`` (``?`` frames, ``(unreliable)``)."""
     if not context:
         return line, False
-    prefix, line = _split_syslog(line)
+    line = _split_syslog(line)[1]
     if context != _SYSLOG:
         start = line.find("] ")
         line = line[start + 2:]

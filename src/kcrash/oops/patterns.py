@@ -562,10 +562,10 @@ TITLE_TO_TYPE: Final[tuple[tuple[tuple[str, ...], str], ...]] = (
     (("KASAN: null-ptr-deref Write",), "KASAN-NULL-POINTER-DEREFERENCE-WRITE"),
     (("KASAN: null-ptr-deref Read",), "KASAN-NULL-POINTER-DEREFERENCE-READ"),
     (("BUG: unable to handle kernel NULL pointer dereference in",), "NULL-POINTER-DEREFERENCE"),
-    (tuple(f"KASAN: {k}out-of-bounds Write" for k in _KASAN_OOB)
-     + ("KASAN: user-memory-access Write", "KASAN: wild-memory-access Write"), "KASAN-WRITE"),
-    (tuple(f"KASAN: {k}out-of-bounds Read" for k in _KASAN_OOB)
-     + ("KASAN: invalid-access Read", "KASAN: slab-out-of-bounds", "KASAN: stack-out-of-bounds",
+    ((*(f"KASAN: {k}out-of-bounds Write" for k in _KASAN_OOB),
+      "KASAN: user-memory-access Write", "KASAN: wild-memory-access Write"), "KASAN-WRITE"),
+    ((*(f"KASAN: {k}out-of-bounds Read" for k in _KASAN_OOB),
+      "KASAN: invalid-access Read", "KASAN: slab-out-of-bounds", "KASAN: stack-out-of-bounds",
         "KASAN: unknown-crash Read", "KASAN: user-memory-access Read", "KASAN: wild-memory-access Read",
         "KASAN: wild-memory-access"), "KASAN-READ"),
     (("KASAN: double-free or invalid-free", "KASAN: invalid-free"), "KASAN-INVALID-FREE"),

@@ -16,11 +16,19 @@ FIXTURE = REPO / "tests" / "fixtures" / "oops" / "x86_64" / "002.txt"
 CORPUS = REPO.parent / "shared" / "corpus"
 
 
-def test_parse_json_lists_reports() -> None:
-    result = CliRunner().invoke(kcrash, ["oops", "parse", "--json", str(FIXTURE)])
+@pytest.fixture
+def log_file(tmp_path: Path) -> Path:
+    path = tmp_path / "console.log"
+    path.write_bytes(FIXTURE.read_bytes().split(b"\n\n", 1)[1])
+    return path
+
+
+def test_parse_json_lists_reports(log_file: Path) -> None:
+    result = CliRunner().invoke(kcrash, ["oops", "parse", "--json", str(log_file)])
     assert result.exit_code == 0, result.output
     items = json.loads(result.output)
-    assert [i["title"] for i in items] == ["BUG: unable to handle kernel NULL pointer dereference in kcrash_test_level2"]
+    want = "BUG: unable to handle kernel NULL pointer dereference in kcrash_test_level2"
+    assert [i["title"] for i in items] == [want]
     assert items[0]["crash_type"] == "NULL-POINTER-DEREFERENCE"
     assert items[0]["details"]["rip"]["module"] == "kcrash_test"
 
@@ -31,14 +39,14 @@ def test_parse_reads_stdin_and_finds_nothing_in_garbage() -> None:
     assert json.loads(result.output) == []
 
 
-def test_parse_text_output() -> None:
-    result = CliRunner().invoke(kcrash, ["oops", "parse", str(FIXTURE)])
+def test_parse_text_output(log_file: Path) -> None:
+    result = CliRunner().invoke(kcrash, ["oops", "parse", str(log_file)])
     assert result.exit_code == 0
     assert "NULL-POINTER-DEREFERENCE  BUG: unable to handle kernel NULL pointer dereference" in result.output
 
 
-def test_signature_command() -> None:
-    result = CliRunner().invoke(kcrash, ["oops", "signature", "-"], input=FIXTURE.read_bytes())
+def test_signature_command(log_file: Path) -> None:
+    result = CliRunner().invoke(kcrash, ["oops", "signature", "-"], input=log_file.read_bytes())
     assert result.exit_code == 0
     sig, title = result.output.strip().split("  ", 1)
     assert sig.startswith("kc1-") and len(sig) == 20 and title.endswith("in kcrash_test_level2")

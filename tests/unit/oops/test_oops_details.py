@@ -27,7 +27,8 @@ def test_debian_null_deref_fields() -> None:
     assert (d.cpu, d.pid, d.comm, d.kernel_release) == (0, 998, "bash", "6.1.0-18-amd64")
     assert d.tainted is True and d.taint_flags == "GOE"
     assert d.hardware_name.startswith("QEMU Standard PC (Q35")
-    assert d.rip is not None and (d.rip.function, d.rip.offset, d.rip.module) == ("kcrash_test_level2", 0x15, "kcrash_test")
+    assert d.rip is not None
+    assert (d.rip.function, d.rip.offset, d.rip.module) == ("kcrash_test_level2", 0x15, "kcrash_test")
     regs = {r.name: r.value for r in d.registers}
     assert regs["RAX"] == 0 and regs["CR2"] == 0x10 and regs["RSP"] == 0xFFFFA8E2C0D77D98
     assert d.code is not None and d.code.fault_index is not None and d.code.data[d.code.fault_index] == 0x48
