@@ -13,7 +13,7 @@ import sys
 import click
 
 from kcrash.cli.app import kcrash
-from kcrash.errors import CliError, KcrashError
+from kcrash.errors import CliError, KcrashError, LabTimeoutError
 
 __all__ = ["main"]
 
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KcrashError as exc:
         click.echo(f"kcrash: error: {exc}", err=True)
+        _show_details(exc)
         return 1
     except KeyboardInterrupt:
         click.echo("kcrash: interrupted", err=True)
@@ -46,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
                    err=True)
         return 1
     return 0
+
+
+def _show_details(exc: KcrashError) -> None:
+    if isinstance(exc, LabTimeoutError) and exc.serial_tail:
+        click.echo("last lines of the guest console:", err=True)
+        for line in exc.serial_tail.splitlines():
+            click.echo(f"  | {line}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

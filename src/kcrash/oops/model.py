@@ -13,7 +13,6 @@ hardware). Pure frozen dataclasses plus :func:`report_to_dict` for JSON; no pars
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
 
 __all__ = [
     "CodeBytes",
@@ -106,12 +105,12 @@ class OopsReport:
     details: OopsDetails
 
 
-def report_to_dict(report: OopsReport) -> dict[str, Any]:
+def report_to_dict(report: OopsReport) -> dict[str, object]:
     """A JSON-ready dict (bytes become hex strings, the type ``""`` becomes ``"UNKNOWN"``)."""
-    data = asdict(report)
-    data["crash_type"] = report.crash_type or "UNKNOWN"
-    data["alt_titles"] = list(report.alt_titles)
+    data: dict[str, object] = asdict(report)
+    details: dict[str, object] = asdict(report.details)
     code = report.details.code
     if code is not None:
-        data["details"]["code"] = {"data": code.data.hex(), "fault_index": code.fault_index}
+        details["code"] = {"data": code.data.hex(), "fault_index": code.fault_index}
+    data.update(crash_type=report.crash_type or "UNKNOWN", alt_titles=list(report.alt_titles), details=details)
     return data

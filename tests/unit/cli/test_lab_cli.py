@@ -28,3 +28,19 @@ def test_no_qemu_gives_one_clear_line(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
     assert "kcrash, version" in capsys.readouterr().out
+
+
+def test_timeout_shows_the_console_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from kcrash.cli import lab as cli_lab
+    from kcrash.errors import LabTimeoutError
+
+    def never_panics(*args: object, **kwargs: object) -> None:
+        raise LabTimeoutError("no GUEST_PANICKED from the guest within 5 s", "[ 1.0] booting\n[ 2.0] idle")
+
+    monkeypatch.setattr(cli_lab, "require_tools", lambda boot: None)
+    monkeypatch.setattr(cli_lab, "run_crash", never_panics)
+    assert main(["lab", "crash", "BUG", "-o", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "kcrash: error: no GUEST_PANICKED from the guest within 5 s"
+    assert err[-2:] == ["  | [ 1.0] booting", "  | [ 2.0] idle"]

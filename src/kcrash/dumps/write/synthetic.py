@@ -125,7 +125,8 @@ def _cpu_notes(k: SyntheticKernel) -> bytes:
     busy_rip = k.stext + 0x201
     k.image.write(_TEXT_PHYS + 0x100, b"\xf4")  # hlt before CPU 0's rip
     k.image.write(_TEXT_PHYS + 0x200, b"\x90")
-    k.image.write(_TEXT_PHYS + 0x1000, b"Linux\0")
+    uts = (b"Linux", b"synthetic", b"6.1.0-synthetic", b"#1 SMP", b"x86_64", b"(none)")
+    k.image.write(_TEXT_PHYS + 0x1000, b"".join(f.ljust(65, b"\0") for f in uts))
     cr4 = 0x6F0 | (1 << 12 if k.levels == 5 else 0)
     notes = b""
     for cpu, rip in enumerate((hlt_rip, busy_rip)):
