@@ -74,7 +74,7 @@ def parse_code(line: str) -> CodeBytes | None:
 def _registers(lines: Iterable[str]) -> tuple[Register, ...]:
     regs: dict[str, int] = {}
     for line in lines:
-        if "Code:" in line or not _REG_LINE_RE.match(line):
+        if ": " not in line or "Code:" in line or not _REG_LINE_RE.match(line):
             continue
         for name, _seg, value in _REG_PAIR_RE.findall(line):
             regs.setdefault(name, int(value, 16))
@@ -114,9 +114,9 @@ def _call_trace(lines: list[str]) -> tuple[TraceFrame, ...]:
 
 def parse_details(lines: list[str]) -> OopsDetails:
     """Structured fields of a report given as stripped lines (``?`` frames included)."""
-    task = next((m for m in map(_TASK_LINE_RE.search, lines) if m is not None), None)
-    hw = next((m for m in map(_HW_RE.search, lines) if m is not None), None)
-    code = next((c for c in map(parse_code, lines) if c is not None), None)
+    task = next((m for line in lines if "PID: " in line and (m := _TASK_LINE_RE.search(line))), None)
+    hw = next((m for line in lines if "Hardware name: " in line and (m := _HW_RE.search(line))), None)
+    code = next((c for line in lines if "Code:" in line and (c := parse_code(line))), None)
     tainted = None if task is None or task["taint"] is None else task["taint"] != "Not tainted"
     return OopsDetails(
         registers=_registers(lines), rip=_rip(lines), code=code, call_trace=_call_trace(lines),

@@ -39,6 +39,7 @@ _VM_DISCONNECTED: Final = "serialport: VM disconnected."
 #: Bounds that keep pathological logs linear: lines looked at before and after the oops line.
 _MAX_PREFIX_SCAN: Final = 5000
 _MAX_REPORT_LINES: Final = 5000
+_MAX_REPORT_BYTES: Final = 4 << 20
 _MAX_REPORTS: Final = 100000
 
 
@@ -178,17 +179,21 @@ def _collect(log: str, start: int, ctx: str) -> _Collector:
     end_of_oops_line = _line_at(log, start, start)[1]
     min_lines = 16 if "BUG: KMSAN:" in log[start:end_of_oops_line] else 22
     col = _Collector(ctx, min_lines)
-    pos, count = start, 0
+    lines = log[start:start + _MAX_REPORT_BYTES].split("\n", _MAX_REPORT_LINES)
+    if start + _MAX_REPORT_BYTES < len(log) or len(lines) > _MAX_REPORT_LINES:
+        lines.pop()  # possibly cut: leave it to the end-of-log scan below
+    pos = start
     hit = _BOUNDARY_RE.search(log, start)
-    while pos < len(log) and count < _MAX_REPORT_LINES:
-        nl = log.find("\n", pos)
-        end = len(log) if nl < 0 else nl
+    for line in lines:
+        if pos >= len(log):
+            break
+        end = pos + len(line)
         if hit is not None and hit.start() <= end:
             col.boundary(log, pos, end, pos == start)
             hit = _BOUNDARY_RE.search(log, end + 1)
-        if col.take(log[pos:end], pos == start):
+        if col.take(line, pos == start):
             col.last_end = end
-        pos, count = end + 1, count + 1
+        pos = end + 1
     if pos < len(log):
         rest = [e for _b, e, _g in _oops_lines(log, pos) if not _replayed(log, e)]
         col.end_pos = rest[-1] if rest else col.end_pos

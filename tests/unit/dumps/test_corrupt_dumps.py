@@ -4,6 +4,7 @@ an unbounded allocation."""
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import tracemalloc
 import warnings
@@ -45,15 +46,11 @@ def exercise(path: Path) -> None:
         mem = SegmentMap(dump.segments())
         for start, end in mem.ranges(physical=True):
             for addr in range(start, min(end, start + (1 << 23)), 1 << 16):
-                try:
+                with contextlib.suppress(KcrashError):
                     mem.read(addr, min(1 << 16, end - addr), physical=True)
-                except KcrashError:
-                    pass
         km = open_kernel_memory(dump)
-        try:
+        with contextlib.suppress(KcrashError):
             km.read(_KERNEL.stext, 64)
-        except KcrashError:
-            pass
     finally:
         dump.close()
 
