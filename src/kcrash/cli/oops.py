@@ -43,8 +43,10 @@ def _reports(log: str) -> Iterator[OopsReport]:
 
 
 def _summary(log: str, rep: OopsReport) -> str:
+    # The guilty function is shown when the title does not already end with it.
+    guilty = f"  [guilty: {rep.guilty_function}]" if rep.guilty_function and rep.guilty_function != rep.frame else ""
     flags = f"  [corrupted: {rep.corrupted_reason}]" if rep.corrupted else ""
-    return f"{log}:{rep.start_pos}-{rep.end_pos}  {rep.crash_type or 'UNKNOWN'}  {rep.title}{flags}"
+    return f"{log}:{rep.start_pos}-{rep.end_pos}  {rep.crash_type or 'UNKNOWN'}  {rep.title}{guilty}{flags}"
 
 
 @click.group()

@@ -34,8 +34,10 @@ __all__ = [
 _REPORTS_DIR: Final = "syzkaller-linux-reports"
 _GUILTY_DIR: Final = "syzkaller-linux-guilty"
 _LIST_KEYS: Final = frozenset({"ALT"})
+#: ``GUILTY`` is a kcrash extension (own fixtures only): the expected
+#: :attr:`~kcrash.oops.model.OopsReport.guilty_function`.
 _KNOWN_KEYS: Final = frozenset({"TITLE", "ALT", "TYPE", "FRAME", "START", "END", "CORRUPTED", "SUPPRESSED",
-                                "PANICKED", "EXECUTOR"})
+                                "PANICKED", "EXECUTOR", "GUILTY"})
 
 
 @dataclass(frozen=True, slots=True)

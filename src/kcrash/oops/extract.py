@@ -5,8 +5,10 @@ kcrash.oops.extract
 From the text of one report to its raw title: try the formats of the matched oops group (earliest
 match wins), fill the template with the regex captures and the guilty frames, and build the alternative
 titles. Guilty frames come from the format's stack recipe (:class:`~kcrash.oops.patterns.StackSpec`), the
-skip list, the syscall-prefix stripping and the stall/hung-task extractors. Normalisation of the result is
-done by :mod:`kcrash.oops.title`; finding the report in a log is :mod:`kcrash.oops.parser`'s job.
+skip list, the syscall-prefix stripping and the stall/hung-task extractors. Where a format has a kcrash
+``guilty`` recipe, the guilty *function* (the function at fault by the kernel's semantics, which may differ
+from syzkaller's title frame) is extracted the same way. Normalisation of the result is done by
+:mod:`kcrash.oops.title`; finding the report in a log is :mod:`kcrash.oops.parser`'s job.
 """
 
 from __future__ import annotations
@@ -40,12 +42,17 @@ _FMT_ARG: Final = re.compile(r"\{(\d+)\}")
 
 @dataclass(frozen=True, slots=True)
 class Description:
-    """The raw (not yet normalised) title, alt titles, chosen format and corruption reason."""
+    """The raw (not yet normalised) title, alt titles, chosen format and corruption reason.
+
+    ``guilty`` is the function from the format's ``guilty`` recipe (``""`` when the recipe found no
+    frame), or ``None`` when the format has no such recipe and the title frame is the guilty function.
+    """
 
     title: str
     alt_titles: tuple[str, ...]
     format: OopsFormat | None
     corrupted_reason: str
+    guilty: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +150,7 @@ class _Walker:
 
     def __init__(self, lines: list[str], spec: StackSpec, parts: tuple[Part, ...]) -> None:
         self.lines, self.spec, self.parts = lines, spec, parts
-        self.skip = skip_regex(spec.skip)
+        self.skip = skip_regex(spec.skip, spec.global_skip)
         self.pos = 0
         self.raw: list[str] = []
         self.ok = True
@@ -214,6 +221,13 @@ def _extract_frames(spec: StackSpec, text: str) -> tuple[list[_KeyFrame], bool]:
     return frames, walker.ok
 
 
+def _guilty_function(spec: StackSpec, text: str) -> str:
+    # The first frame of a guilty recipe; "" when it finds none (never the "corrupted" placeholder).
+    walker = _Walker(text.split("\n"), spec, spec.parts)
+    frames = walker.run()
+    return frames[0].canonical if walker.ok and frames else ""
+
+
 def _render(template: str, args: Sequence[str]) -> str:
     def arg(m: re.Match[str]) -> str:
         i = int(m.group(1)) - 1
@@ -254,6 +268,7 @@ class _State:
     corrupted: str = ""
     start: int = -1
     matched_title: bool = False
+    guilty: str | None = None
 
 
 def _try_format(text: str, fmt: OopsFormat, st: _State, alts: list[str]) -> None:
@@ -279,6 +294,7 @@ def _try_format(text: str, fmt: OopsFormat, st: _State, alts: list[str]) -> None
     st.title, new_alts = _titles(fmt, prefix, frames)
     alts[:] = _unique(alts + new_alts)
     st.fmt = fmt
+    st.guilty = None if fmt.guilty is None else _guilty_function(fmt.guilty, text[m.start():])
 
 
 def _fallback_title(text: str, group: OopsGroup) -> str:
@@ -300,4 +316,4 @@ def extract_description(text: str, group: OopsGroup) -> Description:
         return Description(_fallback_title(text, group), tuple(alts), None, reason)
     if not st.corrupted and st.fmt is not None and st.fmt.corrupted:
         st.corrupted = "report format is marked as corrupted"
-    return Description(st.title, tuple(alts), st.fmt, st.corrupted)
+    return Description(st.title, tuple(alts), st.fmt, st.corrupted, st.guilty)

@@ -4,7 +4,8 @@ kcrash.oops.model
 
 The result of parsing a console log: one :class:`OopsReport` per crash found, with the syzkaller-style
 description (title, alternative titles, type, guilty frame, corrupted flag and reason, suppressed,
-panicked, executor, guilty file), the offsets of the report in the log, a stable crash
+panicked, executor, guilty file), kcrash's guilty function (the function at fault by the kernel's
+semantics, where it differs from syzkaller's title frame), the offsets of the report in the log, a stable crash
 :attr:`~OopsReport.signature`, and the structured fields read from the report text
 (:class:`OopsDetails`: registers, RIP, ``Code:`` bytes, call trace, taint, CPU, PID, comm, release,
 hardware). Pure frozen dataclasses plus :func:`report_to_dict` for JSON; no parsing here.
@@ -83,12 +84,20 @@ class OopsDetails:
 
 @dataclass(frozen=True, slots=True)
 class OopsReport:
-    """One crash report found in a log. Offsets are character offsets in the parsed text."""
+    """One crash report found in a log. Offsets are character offsets in the parsed text.
+
+    ``frame`` is syzkaller's title frame (pinned by the corpus). ``guilty_function`` is the function at
+    fault by the kernel's semantics: the same as ``frame`` for traps, oopses and warnings; the running
+    (RIP) function for soft lockups and stack overflows, where ``frame`` is the syscall-side caller; the
+    caller of ``panic()`` for explicit panics, where the title has no frame; the function a hung task
+    sleeps in, below the scheduler and the lock/wait primitives. ``""`` when the log does not show it.
+    """
 
     title: str
     alt_titles: tuple[str, ...]
     crash_type: str
     frame: str
+    guilty_function: str
     report: str
     start_pos: int
     end_pos: int

@@ -247,9 +247,11 @@ def _build(log: str, base: int, start_pos: int, f: _Found, suppressed: bool) -> 
     nl = log.find("\n", start_pos)
     skip_pos = len(log) if nl < 0 else nl
     details = parse_details(_detail_lines(log, start_pos, max(f.end_pos, skip_pos, f.text_end)))
+    frame = frame_from_title(title)
     return OopsReport(
         title=title, alt_titles=tuple(sorted(normalize_title(a) for a in f.desc.alt_titles)),
-        crash_type=title_to_type(f.desc.title), frame=frame_from_title(title), report=prefix + f.report,
+        crash_type=title_to_type(f.desc.title), frame=frame,
+        guilty_function=frame if f.desc.guilty is None else f.desc.guilty, report=prefix + f.report,
         start_pos=start_pos, end_pos=max(f.end_pos, skip_pos), skip_pos=skip_pos, corrupted=bool(reason),
         corrupted_reason=reason, suppressed=suppressed, panicked=log.find(_PANIC, base) >= 0,
         executor=find_executor(prefix + f.report), context=line_context(log[start_pos:skip_pos]),

@@ -44,7 +44,9 @@ _MACROS: Final = (
     ("{{ADDR}}", r"0x[0-9a-f]+"),
     ("{{PC}}", r"\[\<?(?:0x)?[0-9a-f]+\>?\]"),
     ("{{FUNC}}", r"([a-zA-Z0-9_]+)(?:\.|\+)"),
-    ("{{SRC}}", r"([a-zA-Z0-9-_/.]+\.[a-z]+:[0-9]+)"),
+    # kcrash: "+" added to syzkaller's class: out-of-tree modules are built under paths holding the kernel
+    # release, and Debian releases contain "+" ("6.12.117+deb12-amd64").
+    ("{{SRC}}", r"([a-zA-Z0-9-_/.+]+\.[a-z]+:[0-9]+)"),
     ("{{TASK}}", r"[\s\S]{0,100}?"),
 )
 
@@ -72,6 +74,9 @@ class StackSpec:
     parts2: tuple[Part, ...] = ()
     skip: tuple[str, ...] = ()
     extractor: Literal["", "stall", "hang"] = ""
+    #: ``False``: only ``skip`` applies, not the global skip list (whose substring entries such as
+    #: ``panic`` or ``string`` would hide the very function a kcrash guilty recipe looks for).
+    global_skip: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,10 @@ class OopsFormat:
     stack: StackSpec | None = None
     nostack: bool = False
     corrupted: bool = False
+    #: kcrash extension: the recipe for :attr:`~kcrash.oops.model.OopsReport.guilty_function` where the
+    #: title frame (syzkaller's choice, pinned by the corpus) is not the function at fault. ``None``
+    #: means the guilty function is the title frame.
+    guilty: StackSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +106,10 @@ class OopsGroup:
 
 
 def _fmt(title: str, fmt: str, *, report: str | None = None, alt: tuple[str, ...] = (),
-         stack: StackSpec | None = None, nostack: bool = False, corrupted: bool = False) -> OopsFormat:
+         stack: StackSpec | None = None, nostack: bool = False, corrupted: bool = False,
+         guilty: StackSpec | None = None) -> OopsFormat:
     return OopsFormat(_c(title), fmt, _c(report) if report is not None else None, alt, stack,
-                      nostack, corrupted)
+                      nostack, corrupted, guilty)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,14 +197,15 @@ _KCRASH_SKIP: Final = ("^exc_", "^asm_exc_", "^handle_bug$", "^__die", "^die$", 
 
 
 @functools.lru_cache(maxsize=256)
-def skip_regex(extra: tuple[str, ...]) -> re.Pattern[str]:
-    """The global skip list plus a format's own entries, as one substring-searched regex."""
-    return re.compile("|".join(_GLOBAL_SKIP + _KCRASH_SKIP + extra), re.ASCII)
+def skip_regex(extra: tuple[str, ...], global_skip: bool = True) -> re.Pattern[str]:
+    """The global skip list (unless ``global_skip`` is false) plus a format's own entries, as one
+    substring-searched regex."""
+    return re.compile("|".join((_GLOBAL_SKIP + _KCRASH_SKIP if global_skip else ()) + extra), re.ASCII)
 
 
 def _stack(*parts: Part, skip: tuple[str, ...] = (), parts2: tuple[Part, ...] = (),
-           extractor: Literal["", "stall", "hang"] = "") -> StackSpec:
-    return StackSpec(parts, parts2, skip, extractor)
+           extractor: Literal["", "stall", "hang"] = "", global_skip: bool = True) -> StackSpec:
+    return StackSpec(parts, parts2, skip, extractor, global_skip)
 
 
 def _warning_stack(*skip: str) -> StackSpec:
@@ -213,6 +224,37 @@ _PC_FUNC: Final = _c(r"{{PC}} +{{FUNC}}")
 _AT_FUNC: Final = _c(r"at: (?:{{PC}} +)?{{FUNC}}")
 _LOCK_HELD_USER: Final = (r"lock held when returning to user space(?:.*\n)+?.*leaving the kernel with locks "
                           r"still held(?:.*\n)+?.*at: (?:{{PC}} +)?{{FUNC}}")
+
+# kcrash guilty-function recipes (not syzkaller's; they never change a title). The guilty function is
+# the function the kernel's own semantics point at, where syzkaller's title frame points elsewhere.
+
+#: Lockups (soft lockup, stack overflow): the function that was running when the watchdog or the guard
+#: page fired, i.e. the RIP function, or the first non-skipped frame after it (a spinlock slow path is
+#: skipped, so a lock spinning on itself blames its caller). syzkaller titles these with the stall
+#: extractor instead, which walks up to the syscall/workqueue entry. A CPU stopper spinning in
+#: ``multi_cpu_stop`` is a victim waiting for another CPU (the one that does not reach the stop), so the
+#: stop-machine loop and the kthread plumbing under it are skipped too; with nothing left the guilty
+#: function is unknown rather than wrong.
+_GUILTY_RUNNING: Final = _stack(RIP_FRAME, CALL_TRACE, STACK, skip=(
+    "^stop_machine_yield$", "^multi_cpu_stop$", "^cpu_stopper_thread$", "^smpboot_thread_fn$", "^kthread$",
+    "^ret_from_fork"))
+#: Watchdog panics raised from the timer interrupt or the NMI on behalf of the code they interrupted (soft
+#: and hard lockups): that code, i.e. the RIP printed after the ``<IRQ>``/``<NMI>`` frames of the panic's
+#: trace, not the watchdog that called ``panic()``.
+_GUILTY_INTERRUPTED: Final = StackSpec((CALL_TRACE, RIP_FRAME, STACK), skip=_GUILTY_RUNNING.skip)
+#: ``panic()`` called explicitly: its caller. Only the panic/stack-dump/printk plumbing is skipped, not the
+#: global list: its ``panic`` substring entry would hide callers such as ``foo_do_panic``.
+_GUILTY_PANIC_CALLER: Final = _stack(CALL_TRACE, STACK, global_skip=False, skip=(
+    "^v?panic$", "^nmi_panic", "^dump_stack", "^show_stack", "^_?printk", "^vprintk", "^__pfx_"))
+#: Hung tasks: the function the task sleeps in, i.e. the first frame below the scheduler and the
+#: sleeping primitives (mutexes, rwsems, semaphores, completions, bit/folio waits, RCU grace periods).
+_GUILTY_BLOCKED: Final = _stack(CALL_TRACE, STACK, skip=(
+    "^__schedule", "^schedule", "^io_schedule", "^preempt_schedule", "^__mutex_lock", "^mutex_lock",
+    "^rt_mutex", "^__rt_mutex", "^rwsem_down", "^__rwsem", "^__down", "^down", "^percpu_(?:down|rwsem)",
+    "^__wait_for_common", "^wait_for_common", "^wait_for_completion", "^__wait_on_bit", "^out_of_line_wait_on_bit",
+    "^bit_wait", "^folio_wait", "^__folio_lock", "^__lock_page", "^wait_on_page", "^msleep", "^usleep_range",
+    "^schedule_timeout", "^synchronize_(?:rcu|srcu|net|sched)", "^__synchronize_srcu", "^wait_rcu_gp",
+    "^__wait_rcu_gp", "^rcu_barrier"))
 
 # ---------------------------------------------------------------------------------------------
 # Groups, in the order they are tried on a line.
@@ -257,7 +299,7 @@ _BUG_FORMATS: Final = (
          "wrong owner|wrong CPU|trylock failure on UP)", "BUG: {1} {2} in {3}",
          stack=_stack(CALL_TRACE, STACK, skip=("spin_", "_lock", "_unlock"))),
     _fmt("BUG: soft lockup", "BUG: soft lockup in {1}", alt=("stall in {1}",),
-         stack=_stack(RIP_FRAME, CALL_TRACE, STACK, extractor="stall")),
+         stack=_stack(RIP_FRAME, CALL_TRACE, STACK, extractor="stall"), guilty=_GUILTY_RUNNING),
     _fmt("BUG: .*still has locks held!", "BUG: still has locks held in {1}",
          report=r"BUG: .*still has locks held!(?:.*\n)+?.*{{PC}} +{{FUNC}}"),
     _fmt("BUG: scheduling while atomic", "BUG: scheduling while atomic in {1}",
@@ -294,7 +336,8 @@ _BUG_FORMATS: Final = (
                             "list_lru_init", "kasprintf", "kvasprintf", "pcpu_create", "strdup",
                             "strndup", "memdup"))),
     _fmt("BUG: .*stack guard page was hit at", "BUG: stack guard page was hit in {1}",
-         alt=("stack-overflow in {1}",), stack=_stack(RIP_FRAME, CALL_TRACE, STACK, extractor="stall")),
+         alt=("stack-overflow in {1}",), stack=_stack(RIP_FRAME, CALL_TRACE, STACK, extractor="stall"),
+         guilty=_GUILTY_RUNNING),
     _fmt("BUG: Invalid wait context", "WARNING: locking bug in {1}",
          stack=_stack(CALL_TRACE, STACK, skip=("lock_sock", "release_sock"))),
     _fmt(r"BUG:\s*(?:\n|\Z)", "BUG: corrupted", corrupted=True),
@@ -390,7 +433,7 @@ _INFO_FORMATS: Final = (
          report=r"INFO: suspicious RCU usage(?:.*\n)+?.*?{{SRC}}",
          stack=_stack(CALL_TRACE, STACK, skip=("rcu", "kmem", "slab"))),
     _fmt("INFO: task {{TASK}} blocked (?:in I/O wait )?for more than [0-9]+ seconds", "INFO: task hung in {1}",
-         alt=("hang in {1}",), stack=_stack(CALL_TRACE, STACK, extractor="hang")),
+         alt=("hang in {1}",), stack=_stack(CALL_TRACE, STACK, extractor="hang"), guilty=_GUILTY_BLOCKED),
     _fmt("INFO: task {{TASK}} can't die for more than .* seconds", "INFO: task can't die in {1}",
          alt=("hang in {1}",), stack=_stack(CALL_TRACE, STACK, skip=("schedule",))),
     _fmt("INFO: (Freed|Allocated) in (.*)", "INFO: {1} in {2}", corrupted=True),
@@ -410,14 +453,17 @@ _PANIC_FORMATS: Final = (
          stack=_stack(CALL_TRACE, STACK, skip=("schedule", "retint_kernel"), extractor="stall")),
     _fmt("Kernel panic - not syncing: kernel stack overflow", "kernel stack overflow in {1}",
          alt=("stack-overflow in {1}",), stack=_stack(CALL_TRACE, STACK, skip=("bad_stack",), extractor="stall")),
-    _fmt("Kernel panic - not syncing: Attempted to kill init!", "kernel panic: Attempted to kill init!"),
+    _fmt("Kernel panic - not syncing: Attempted to kill init!", "kernel panic: Attempted to kill init!",
+         guilty=_GUILTY_PANIC_CALLER),
     _fmt("Kernel panic - not syncing: Couldn't open N_TTY ldisc for [^ ]+ --- error -[0-9]+",
          "kernel panic: Couldn't open N_TTY ldisc"),
     _fmt("Kernel panic - not syncing: Fatal exception", "kernel panic: Fatal exception", corrupted=True),
     _fmt("Kernel panic - not syncing: panic_on_warn set", "kernel panic: panic_on_warn set", corrupted=True),
     _fmt("Kernel panic - not syncing: hung_task: blocked tasks", "kernel panic: hung_task: blocked tasks",
          corrupted=True),
-    _fmt("Kernel panic - not syncing: (.*)", "kernel panic: {1}"),
+    _fmt("Kernel panic - not syncing: (Hard LOCKUP|softlockup: hung tasks)", "kernel panic: {1}",
+         guilty=_GUILTY_INTERRUPTED),
+    _fmt("Kernel panic - not syncing: (.*)", "kernel panic: {1}", guilty=_GUILTY_PANIC_CALLER),
 )
 
 
