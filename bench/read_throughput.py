@@ -80,13 +80,16 @@ def main() -> None:
     print(f"dump {args.dump}: {sum(e - s for s, e in ranges) >> 20} MiB in {len(ranges)} RAM ranges")
     print(f"{'mode':5} {'tool':7} {'wall s (median)':>16} {'loop s':>8} {'peak RSS MiB':>13} {'MiB/s or reads/s':>17}")
     for mode in ("seq", "rand"):
+        meds = {}
         for tool in ("kcrash", "drgn"):
             runs = sorted((_measure(tool, mode, args.dump, args.random) for _ in range(args.repeat)),
                           key=lambda r: r["wall"])
-            med = runs[len(runs) // 2]
+            med = meds[tool] = {**runs[len(runs) // 2], "rss": max(r["rss_mib"] for r in runs)}
             rate = med["bytes"] / med["seconds"] / (1 << 20) if mode == "seq" else args.random / med["seconds"]
-            print(f"{mode:5} {tool:7} {med['wall']:16.2f} {med['seconds']:8.2f} {max(r['rss_mib'] for r in runs):13.1f}"
+            print(f"{mode:5} {tool:7} {med['wall']:16.2f} {med['seconds']:8.2f} {med['rss']:13.1f}"
                   f" {rate:17.0f}")
+        print(f"{mode:5} ratio kcrash/drgn: wall {meds['kcrash']['wall'] / meds['drgn']['wall']:.2f}x, "
+              f"peak RSS {meds['kcrash']['rss'] / meds['drgn']['rss']:.2f}x")
 
 
 if __name__ == "__main__":
