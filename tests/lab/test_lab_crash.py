@@ -99,3 +99,13 @@ def test_cli_crash_bug_612_kaslr(tmp_path: Path) -> None:
     assert info["crash_function"] == "kcrash_test_do_bug"
     assert info["kaslr"] is True and info["kernel"]["flavour"] == "6.12"
     assert int(_vmcoreinfo(out / "vmcore.elf")["KERNELOFFSET"], 16) != 0
+
+
+def test_cli_kernels_lists_both_supported_kernels(capsys: pytest.CaptureFixture[str]) -> None:
+    from kcrash.cli import main
+
+    assert main(["lab", "kernels", "--json"]) == 0
+    rows = {row["flavour"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["6.1"]["package"] == "linux-image-6.1.0-56-amd64" and rows["6.1"]["version"] == "6.1.192-2"
+    assert re.fullmatch(r"linux-image-6\.12\.\d+\+deb12-amd64", rows["6.12"]["package"])
+    assert rows["6.12"]["release"] == rows["6.12"]["package"].removeprefix("linux-image-")

@@ -96,14 +96,40 @@ def test_two_labs_at_once_and_no_qemu_left_behind(two_live_guests: list[tuple[su
     assert _wait_gone(str(serial_s)) == []
 
 
-def test_live_guest_gdbstub_answers(kcrash_cache: Path, tmp_path: Path) -> None:
+def _qmp_status(sock: Path) -> str:
+    import asyncio
+
+    from qemu.qmp import QMPClient
+
+    async def ask() -> str:
+        client = QMPClient("test")
+        await client.connect(str(sock))
+        try:
+            status = await client.execute("query-status")
+        finally:
+            await client.disconnect()
+        assert isinstance(status, dict)
+        return str(status["status"])
+
+    return asyncio.run(ask())
+
+
+def test_live_guest_gdbstub_and_qmp_answer(kcrash_cache: Path, tmp_path: Path) -> None:
     import socket
+    import threading
 
     from kcrash.lab.boot import BootOptions, LiveGuest, boot_live
 
     replies: list[bytes] = []
+    statuses: list[str] = []
+    qmp = tmp_path / "user-qmp.sock"
 
     def probe(guest: LiveGuest) -> None:
+        assert guest.qmp_socket == qmp
+        # The user-facing QMP monitor answers (from another thread: boot_live's event loop is busy here).
+        worker = threading.Thread(target=lambda: statuses.append(_qmp_status(qmp)))
+        worker.start()
+        worker.join(timeout=30)
         assert guest.gdb_port is not None
         with socket.create_connection(("127.0.0.1", guest.gdb_port), timeout=10) as s:
             s.sendall(b"$?#3f")
@@ -112,6 +138,8 @@ def test_live_guest_gdbstub_answers(kcrash_cache: Path, tmp_path: Path) -> None:
                 data += s.recv(4096)
             replies.append(data)
 
-    boot_live(kcrash_cache, BootOptions("6.1", mem="128M", smp=1, serial=tmp_path / "s.log"), probe, stop_after=1)
+    opts = BootOptions("6.1", mem="128M", smp=1, qmp_socket=qmp, serial=tmp_path / "s.log")
+    boot_live(kcrash_cache, opts, probe, stop_after=1)
+    assert statuses == ["running"]
     assert replies and replies[0].lstrip(b"+").startswith((b"$T", b"$S"))
     assert _wait_gone(str(tmp_path / "s.log")) == []
