@@ -74,6 +74,9 @@ def planted_facts(console: str) -> dict[str, Any]:
                           "flag_a": 1, "mode": 5, "level": 9, "nr_objects": OBJECT_COUNT},
         "sleeper_task": "kcrash_sleeper", "sleeper_function": "kcrash_test_sleep_deep",
         "hostile_task": "<i>x</i>&\"'", "nonutf8_task_hex": b"nu\xff\xfe\x01<b>".hex(),
+        # Corrupted structures: a list with a cycle that never returns to its head (3 objects, the third
+        # pointing back to the second) and a pointer to freed (unmapped) vmalloc memory.
+        "cycle_list": "kcrash_test_cycle", "cycle_objects": 3, "dangling_pointer": "kcrash_test_dangling",
     }
     match = re.search(r"kcrash_test: planted (\d+) objects at ([0-9a-f]+), global at ([0-9a-f]+)", console)
     if match:

@@ -22,6 +22,7 @@
 #include <linux/spinlock.h>
 #include <linux/sched.h>
 #include <linux/string.h>
+#include <linux/vmalloc.h>
 
 #define KCRASH_TEST_MAGIC 0xC0FFEE01u
 
@@ -70,6 +71,15 @@ struct kcrash_test_planted kcrash_test_global = {
 EXPORT_SYMBOL_GPL(kcrash_test_global);
 
 LIST_HEAD(kcrash_test_objects);
+
+/*
+ * Corrupted structures for robustness tests: a list whose third element points back to the
+ * second (a walk from the head never returns to it), and a pointer to vmalloc memory that was
+ * freed (its page is unmapped).
+ */
+LIST_HEAD(kcrash_test_cycle);
+static struct kcrash_test_obj kcrash_test_cycle_objs[3];
+struct kcrash_test_obj *kcrash_test_dangling;
 static struct kmem_cache *kcrash_test_cache;
 static struct dentry *kcrash_test_dir;
 static struct task_struct *kcrash_test_sleeper_task;
@@ -156,7 +166,9 @@ static noinline void kcrash_test_do_softlockup(void)
 static noinline void kcrash_test_do_spinlockup(void)
 {
 	spin_lock(&kcrash_test_lock);
-	spin_lock(&kcrash_test_lock);
+	spin_lock(&kcrash_test_lock);	/* spins forever; the unlocks keep it from being a tail call */
+	spin_unlock(&kcrash_test_lock);
+	spin_unlock(&kcrash_test_lock);
 }
 
 static noinline void kcrash_test_abba_lock(struct mutex *first, struct mutex *second)
@@ -275,6 +287,20 @@ static int kcrash_test_plant_objects(void)
 	return 0;
 }
 
+static void kcrash_test_plant_corruption(void)
+{
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		kcrash_test_cycle_objs[i].magic = KCRASH_TEST_MAGIC;
+		kcrash_test_cycle_objs[i].id = 1000 + i;
+		list_add_tail(&kcrash_test_cycle_objs[i].node, &kcrash_test_cycle);
+	}
+	kcrash_test_cycle_objs[2].node.next = &kcrash_test_cycle_objs[1].node;
+	kcrash_test_dangling = vzalloc(PAGE_SIZE);
+	vfree(kcrash_test_dangling);
+}
+
 static void kcrash_test_free_objects(void)
 {
 	struct kcrash_test_obj *obj, *tmp;
@@ -301,6 +327,7 @@ static int __init kcrash_test_init(void)
 	int ret;
 
 	kcrash_test_global.self = &kcrash_test_global;
+	kcrash_test_plant_corruption();
 	ret = kcrash_test_plant_objects();
 	if (ret) {
 		kcrash_test_free_objects();
@@ -318,6 +345,7 @@ static int __init kcrash_test_init(void)
 
 static void __exit kcrash_test_exit(void)
 {
+	INIT_LIST_HEAD(&kcrash_test_cycle);
 	debugfs_remove_recursive(kcrash_test_dir);
 	kcrash_test_stop_threads();
 	kcrash_test_free_objects();
