@@ -17,6 +17,7 @@ mapped at the boundary with ``raise ... from exc``); only :class:`CliError` carr
     ├── TypeLookupError                 (also LookupError)
     ├── UnwindError
     ├── ValidationError
+    ├── ExpressionError
     ├── OopsParseError
     ├── LiveTargetError
     │   ├── GdbRemoteProtocolError
@@ -34,6 +35,7 @@ __all__ = [
     "CliError",
     "CorruptDumpError",
     "DumpFormatError",
+    "ExpressionError",
     "FaultError",
     "GdbRemoteProtocolError",
     "KcrashError",
@@ -105,6 +107,10 @@ class UnwindError(KcrashError):
 
 class ValidationError(KcrashError):
     """A ``validate_*`` consistency check failed."""
+
+
+class ExpressionError(KcrashError):
+    """A typed-object operation or C expression is invalid (not a pointer, bad cast, syntax error)."""
 
 
 class OopsParseError(KcrashError):

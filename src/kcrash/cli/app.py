@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from kcrash import __version__
-from kcrash.cli import addr2line, analyze, collect, decode, dis, sym, types
+from kcrash.cli import addr2line, analyze, collect, decode, dis, live, sym, types
 from kcrash.cli.dump import dump
 from kcrash.cli.lab import lab
 from kcrash.cli.memory import rd, vtop
@@ -33,6 +33,6 @@ kcrash.add_command(vtop)
 
 # Each of these modules lists its commands in ``commands``; registering them in a loop keeps this file
 # stable while subcommands are added.
-for _module in (analyze, sym, types, collect, addr2line, decode, dis):
+for _module in (analyze, sym, types, collect, addr2line, decode, dis, live):
     for _command in _module.commands:
         kcrash.add_command(_command)

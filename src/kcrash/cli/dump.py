@@ -4,25 +4,33 @@ kcrash.cli.dump
 
 ``kcrash dump info DUMP…``: what a dump file holds (format, codecs, dump level, page counts,
 kernel release, build-id, crash time, KASLR offset, CPUs and their registers, the CPU that
-panicked when the notes tell). Also the shared ``open`` helper of the memory commands, which turns
-dump warnings into one ``kcrash: warning:`` line each.
+panicked when the notes tell). ``kcrash dump convert IN OUT``: filter and rewrite a dump like
+makedumpfile (the capture-kernel path). ``kcrash dump dmesg DUMP [OUT]``: the kernel log with no
+vmlinux, like ``makedumpfile --dump-dmesg``. Also the shared ``open`` helper of the memory
+commands, which turns dump warnings into one ``kcrash: warning:`` line each.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 
 from kcrash.cli.common import echo_json
+from kcrash.collect.convert import FORMATS, ConvertOptions, ConvertResult, convert_dump
 from kcrash.dumps import DumpFormat, DumpWarning, open_dump
+from kcrash.dumps.write.compress import CODECS
+from kcrash.errors import CliError
+from kcrash.helpers.linux.printk import format_dmesg, get_printk_records
 from kcrash.memory.kernel import KernelMemory, find_panic_cpu_or_none, open_kernel_memory
 
-__all__ = ["dump", "opened_dump"]
+__all__ = ["dump", "opened_dump", "progress_bar", "report_write"]
 
 
 @contextmanager
@@ -129,3 +137,113 @@ def _print_cpu(cpu: dict[str, Any], panicked: bool) -> None:
         click.echo("  " + "  ".join(f"{n.upper():>6}: {regs[n]:016x}" for n in names[i:i + 3]))
     if "cr3" in cpu:
         click.echo(f"     CR3: {cpu['cr3']:016x}  CR4: {cpu['cr4']:016x}  GS.base: {cpu['segment_bases']['gs']:016x}")
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None] | None]:
+    """Yield a ``progress(done, total)`` callback drawing a rich bar on stderr, or None when stderr
+    is not a terminal."""
+    import sys
+
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def report_write(result: ConvertResult, as_json: bool, extra: dict[str, Any] | None = None) -> None:
+    """Print what a conversion or collection wrote (plus ``extra`` facts); a dump left incomplete
+    becomes a :class:`CliError` after the report."""
+    w, rep = result.write, result.report
+    if as_json:
+        echo_json({**(extra or {}), "path": str(w.path), "incomplete": w.incomplete, "reason": w.reason,
+                   "size": w.size, "pages_written": w.pages_written, "pages_total": w.pages_total,
+                   "ram_pages": rep.ram_pages, "excluded": rep.excluded, "remaining": rep.remaining,
+                   "seconds": round(result.seconds, 3)})
+    else:
+        for key, value in (extra or {}).items():
+            click.echo(f"{key:<17}: {value}")
+        _print_report(result)
+    if w.incomplete:
+        raise CliError(f"{w.path} is INCOMPLETE ({w.reason}): {w.pages_written} of {w.pages_total} pages "
+                       "written; it is flagged incomplete and readers warn about it", 1)
+
+
+def _print_report(result: ConvertResult) -> None:
+    rep = result.report
+    labels = (("zero", "Pages filled with zero"), ("cache", "Non-private cache pages"),
+              ("cache_private", "Private cache pages"), ("user", "User process data pages"),
+              ("free", "Free pages"), ("hwpoison", "Hwpoison pages"), ("offline", "Offline pages"))
+    click.echo(f"RAM pages        : {rep.ram_pages}")
+    click.echo(f"  Excluded pages : {sum(rep.excluded.values())}")
+    for key, label in labels:
+        click.echo(f"    {label:<24}: {rep.excluded.get(key, 0)}")
+    click.echo(f"  Remaining pages: {rep.remaining}")
+    click.echo(f"Written          : {result.write.path} ({result.write.size} bytes, {result.seconds:.2f} s)")
+
+
+def _install_sigterm() -> None:
+    # SIGTERM interrupts like ^C, so the writer can flag and keep what it wrote.
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@dump.command()
+@click.argument("source", metavar="IN", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", metavar="OUT", type=click.Path(dir_okay=False, writable=True))
+@click.option("-d", "--dump-level", "level", type=click.IntRange(0, 31), default=31, show_default=True,
+              help="makedumpfile dump level (1 zero, 2 cache, 4 private cache, 8 user, 16 free).")
+@click.option("-c", "--codec", type=click.Choice(list(CODECS)), default="zlib", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="kdump", show_default=True,
+              help="kdump-compressed, its flattened (pipe) form, or a /proc/vmcore-shaped ELF file.")
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Compression threads (zlib and zstd gain from 2 or more).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def convert(source: str, out: str, level: int, codec: str, fmt: str, threads: int, as_json: bool) -> None:
+    """Filter and rewrite a dump (any format kcrash reads) like makedumpfile."""
+    opts = ConvertOptions(level, codec, fmt, threads)
+    _install_sigterm()
+    with opened_dump((source,)) as handle, progress_bar("converting") as progress:
+        try:
+            result = convert_dump(handle, Path(out), opts, progress)
+        except KeyboardInterrupt:
+            raise CliError(f"interrupted: {out} is INCOMPLETE (flagged so); pages past the interruption "
+                           "are lost", 130) from None
+    report_write(result, as_json)
+
+
+@dump.command()
+@click.argument("paths", metavar="DUMP", nargs=1, type=click.Path(exists=True, dir_okay=False))
+@click.argument("out", metavar="[OUT]", required=False, type=click.Path(dir_okay=False, writable=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
+def dmesg(paths: str, out: str | None, as_json: bool) -> None:
+    """Print the kernel log of a dump (no vmlinux needed), as makedumpfile --dump-dmesg does."""
+    with opened_dump((paths,)) as handle:
+        info = handle.vmcoreinfo_or_none()
+        if info is None:
+            raise CliError(f"{paths}: the dump has no VMCOREINFO; the log cannot be found without it", 1)
+        records = get_printk_records(open_kernel_memory(handle), info)
+    if as_json:
+        text = json.dumps([{"seq": r.seq, "ts_nsec": r.ts_nsec, "level": r.level, "caller": r.caller,
+                            "text": r.text.decode("utf-8", "replace")} for r in records], indent=2) + "\n"
+    else:
+        text = format_dmesg(records)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        Path(out).write_text(text, encoding="utf-8")
+        click.echo(f"The dmesg log is saved to {out} ({len(records)} records).", err=True)

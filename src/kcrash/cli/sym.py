@@ -2,13 +2,89 @@
 kcrash.cli.sym
 ==============
 
-Commands of this module are registered through :data:`commands` (filled in by its issue).
+``kcrash sym DUMP NAME|ADDR... [--json]``: like crash's ``sym``, from the dump's own kallsyms (no
+vmlinux). A name prints its address and type (every symbol of that name); an address prints the
+symbol covering it in the kernel's ``%pS`` form. A query is an address when it starts with ``0x``,
+or when it is all hex digits and no symbol has that name. Module symbols are not loaded yet (that
+needs the typed ``struct module`` walk).
 """
 
 from __future__ import annotations
 
+import string
+from typing import Any
+
 import click
 
-__all__ = ["commands"]
+from kcrash.cli.common import cache_dir, echo_json
+from kcrash.cli.dump import opened_dump
+from kcrash.debuginfo.kallsyms import load_kallsyms
+from kcrash.debuginfo.symbols import Symbol, SymbolTable
+from kcrash.errors import CliError
+from kcrash.memory.kernel import open_kernel_memory
 
-commands: list[click.Command] = []
+__all__ = ["commands", "lookup_query", "sym"]
+
+
+@click.command("sym")
+@click.argument("dump_path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+@click.argument("queries", metavar="NAME|ADDR...", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def sym(dump_path: str, queries: tuple[str, ...], as_json: bool) -> None:
+    """Translate symbol names to addresses and addresses to symbol+offset (kallsyms, no vmlinux)."""
+    with opened_dump((dump_path,)) as handle:
+        memory = open_kernel_memory(handle)
+        table = load_kallsyms(memory, memory.vmcoreinfo, cache_dir())
+    results = [lookup_query(table, q) for q in queries]
+    if as_json:
+        echo_json(results)
+    else:
+        for row in results:
+            _print_row(row)
+    missing = [r["query"] for r in results if "error" in r]
+    if missing:
+        raise CliError(f"{len(missing)} of {len(results)} not found: {', '.join(missing)}")
+
+
+def lookup_query(table: SymbolTable, query: str) -> dict[str, Any]:
+    """Resolve one ``sym`` argument to JSON-ready data (``matches`` for a name, ``symbol`` for an address)."""
+    address = _parse_address(table, query)
+    if address is None:
+        matches = [_symbol_data(s) for s in table.iter_symbols_by_name(query)]
+        return {"query": query, "matches": matches} if matches else {"query": query, "error": "symbol not found"}
+    found = table.symbolize_or_none(address)
+    if found is None:
+        return {"query": query, "address": address, "error": "no symbol at this address"}
+    symbol, offset = found
+    return {"query": query, "address": address, "offset": offset, "symbol": _symbol_data(symbol),
+            "formatted": table.format_address(address)}
+
+
+def _parse_address(table: SymbolTable, query: str) -> int | None:
+    text = query.lower()
+    if text.startswith("0x"):
+        text = text[2:]
+    elif table.has_symbol(query) or not text:
+        return None
+    if not text or not set(text) <= set(string.hexdigits):
+        return None
+    return int(text, 16)
+
+
+def _symbol_data(symbol: Symbol) -> dict[str, Any]:
+    return {"name": symbol.name, "address": symbol.address, "size": symbol.size, "kind": symbol.kind,
+            "module": symbol.module}
+
+
+def _print_row(row: dict[str, Any]) -> None:
+    if "error" in row:
+        click.echo(f"kcrash: sym: {row['query']}: {row['error']}", err=True)
+    elif "matches" in row:
+        for m in row["matches"]:
+            where = f" [{m['module']}]" if m["module"] else ""
+            click.echo(f"{m['address']:016x} ({m['kind']}) {m['name']}{where}")
+    else:
+        click.echo(f"{row['address']:016x} ({row['symbol']['kind']}) {row['formatted']}")
+
+
+commands: list[click.Command] = [sym]

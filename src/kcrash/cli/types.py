@@ -2,13 +2,105 @@
 kcrash.cli.types
 ================
 
-Commands of this module are registered through :data:`commands` (filled in by its issue).
+``kcrash struct DUMP TYPE [ADDR]`` (a type's layout with byte offsets, like crash's ``struct -o``,
+or the values of the object at ADDR) and ``kcrash p DUMP EXPR`` (evaluate a C expression, like
+crash's ``p``). Both need nothing but the dump: symbols from kallsyms, types from the in-memory
+BTF. Argument parsing and output only; the work is in :mod:`kcrash.types`.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
+
+from kcrash.cli.common import cache_dir, echo_json
+from kcrash.dumps import DumpWarning
+from kcrash.errors import CliError, TypeLookupError
+from kcrash.types.cexpr import evaluate
+from kcrash.types.format import format_layout, format_object, layout_to_json, object_to_json
+from kcrash.types.model import Type, TypeKind
+from kcrash.types.object import Object
+from kcrash.types.program import Program, open_program
 
 __all__ = ["commands"]
 
-commands: list[click.Command] = []
+
+@contextmanager
+def _program(path: str) -> Iterator[Program]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DumpWarning)
+        prog = open_program(path, cache_dir())
+    for w in caught:
+        click.echo(f"kcrash: warning: {w.message}", err=True)
+    try:
+        yield prog
+    finally:
+        prog.close()
+
+
+def _resolve_type(prog: Program, name: str) -> Type:
+    # crash accepts a bare tag ("task_struct"); try it as struct, union, then as written.
+    for candidate in (f"struct {name}", f"union {name}", name):
+        found = prog.find_type_or_none(candidate) if " " not in name or candidate == name else None
+        if found is not None:
+            return found
+    raise TypeLookupError(f"no type {name!r}")
+
+
+def _address(prog: Program, text: str) -> int:
+    try:
+        return int(text, 16)
+    except ValueError:
+        pass
+    obj = evaluate(prog, text)
+    if obj.type_.strip_typedefs().kind in (TypeKind.POINTER, TypeKind.INT):
+        return int(obj)
+    if obj.address_ is None:
+        raise CliError(f"{text!r} has no address", 2)
+    return obj.address_
+
+
+@click.command("struct")
+@click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+@click.argument("type_name", metavar="TYPE")
+@click.argument("address", metavar="ADDR", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def struct_command(path: str, type_name: str, address: str | None, as_json: bool) -> None:
+    """Show TYPE's layout with member offsets, or the TYPE object at ADDR (hex or expression)."""
+    with _program(path) as prog:
+        t = _resolve_type(prog, type_name)
+        if address is None:
+            _show_layout(t, as_json)
+            return
+        obj = Object(prog, t, address=_address(prog, address))
+        _show_object(obj, as_json)
+
+
+def _show_layout(t: Type, as_json: bool) -> None:
+    if as_json:
+        echo_json(layout_to_json(t))
+    else:
+        click.echo(format_layout(t))
+
+
+def _show_object(obj: Object, as_json: bool) -> None:
+    if as_json:
+        echo_json({"type": obj.type_.type_name(), "address": obj.address_, "value": object_to_json(obj)})
+    else:
+        click.echo(format_object(obj))
+
+
+@click.command("p")
+@click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+@click.argument("expression", metavar="EXPR")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def print_command(path: str, expression: str, as_json: bool) -> None:
+    """Evaluate a C expression (globals, . -> [] * & casts) and print its value."""
+    with _program(path) as prog:
+        _show_object(evaluate(prog, expression), as_json)
+
+
+commands: list[click.Command] = [struct_command, print_command]

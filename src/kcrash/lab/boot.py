@@ -4,8 +4,9 @@ kcrash.lab.boot
 
 A live lab guest that does not crash: the test module loaded, background processes running, a
 ``sleep 1`` loop driving the scheduler. For live-debugging work over the QEMU gdbstub (bound to
-127.0.0.1) and QMP. It runs until the caller's stop event is set or the guest exits, then QEMU
-is shut down.
+127.0.0.1) and QMP. Guest RAM is a shared memory-backend file (``LiveGuest.ram_file``), so
+``kcrash collect qemu --qmp SOCK`` can dump the running guest. It runs until the caller's stop event
+is set or the guest exits, then QEMU is shut down.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from kcrash.errors import LabError, LabTimeoutError
 from kcrash.lab.crash import kernel_cmdline
 from kcrash.lab.prepare import prepare_kernel
-from kcrash.lab.qemu import Vm, VmConfig, free_tcp_port, serial_tail
+from kcrash.lab.qemu import Vm, VmConfig, free_tcp_port, serial_tail, shm_ram_file
 
 __all__ = ["BootOptions", "LiveGuest", "boot_live"]
 
@@ -52,6 +53,7 @@ class LiveGuest:
     qmp_socket: Path | None
     serial: Path
     boot_seconds: float
+    ram_file: Path | None = None
 
 
 async def _wait_ready(vm: Vm, serial: Path, timeout: float) -> float:
@@ -70,7 +72,7 @@ async def _run(cfg: VmConfig, opts: BootOptions, release: str, on_ready: Callabl
                stop: asyncio.Event) -> None:
     async with Vm(cfg) as vm:
         seconds = await _wait_ready(vm, cfg.serial, opts.boot_timeout)
-        on_ready(LiveGuest(release, cfg.gdb_port, opts.qmp_socket, cfg.serial, seconds))
+        on_ready(LiveGuest(release, cfg.gdb_port, opts.qmp_socket, cfg.serial, seconds, cfg.ram_file))
         while not stop.is_set() and vm.proc is not None and vm.proc.poll() is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
@@ -87,7 +89,7 @@ def boot_live(cache: Path, opts: BootOptions, on_ready: Callable[[LiveGuest], No
     with tempfile.TemporaryDirectory(prefix="kcrash-lab-") as tmp:
         serial = opts.serial or Path(tmp) / "console.log"
         cfg = VmConfig(prepared.vmlinuz, prepared.initramfs, kernel_cmdline(None, opts.kaslr), serial,
-                       Path(tmp) / "qmp.sock", opts.mem, opts.smp, gdb_port, extra)
+                       Path(tmp) / "qmp.sock", opts.mem, opts.smp, gdb_port, extra, shm_ram_file("live"))
 
         async def main() -> None:
             stop = asyncio.Event()

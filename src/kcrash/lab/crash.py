@@ -5,13 +5,18 @@ kcrash.lab.crash
 Crash a real Debian kernel on purpose and collect the dump through QMP: boot the prepared guest
 with the crash kind on its command line, wait for ``GUEST_PANICKED`` (pvpanic freezes the VM
 inside ``panic()``), stop it, and write ``vmcore.elf`` (QEMU ELF, paging off), ``vmcore.kdump``
-(QEMU kdump-zlib, flattened format), ``console.log`` and ``lab.json`` (what was run and the
-facts the test module planted). :func:`cached_crash` reuses earlier results by content key.
+(QEMU kdump-zlib, flattened format), ``vmcore.kcrash`` (kcrash's own collector,
+:mod:`kcrash.collect.qemu`: a kdump-compressed file filtered at dump level 31, read from the
+guest's shared RAM file; QEMU's two dumps stay as the comparison), ``console.log`` and ``lab.json``
+(what was run and the facts the test module planted). :func:`cached_crash` reuses earlier results by
+content key; crash directories made before the collector existed have no ``vmcore.kcrash`` (and no
+``collector`` key in ``lab.json``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import re
@@ -22,16 +27,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kcrash.errors import LabError
+from kcrash.collect.convert import ConvertOptions
+from kcrash.collect.qemu import collect_qemu
 from kcrash.lab.kinds import CrashKind, get_kind
 from kcrash.lab.kmod import MODULE_NAME
 from kcrash.lab.prepare import PreparedKernel, prepare_kernel
-from kcrash.lab.qemu import Vm, VmConfig
+from kcrash.lab.qemu import Vm, VmConfig, shm_ram_file
 
 __all__ = ["CrashOptions", "cached_crash", "crash_key", "kernel_cmdline", "planted_facts", "run_crash"]
 
 OBJECT_COUNT = 100
 FILES = ("vmcore.elf", "vmcore.kdump", "console.log", "lab.json")
+#: written by kcrash's collector (not in FILES: older cached crashes lack it)
+COLLECTED = "vmcore.kcrash"
+COLLECT_OPTIONS = ConvertOptions(dump_level=31, codec="zlib", format="kdump", threads=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +124,7 @@ async def _run_vm(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions,
                   sock_dir: Path) -> dict[str, Any]:
     serial = out / "console.log"
     cfg = VmConfig(prepared.vmlinuz, prepared.initramfs, kernel_cmdline(kind, opts.kaslr), serial,
-                   sock_dir / "qmp.sock", opts.mem, opts.smp)
+                   sock_dir / "qmp.sock", opts.mem, opts.smp, ram_file=shm_ram_file("lab"))
     timeout = opts.timeout or (150.0 if kind.slow else 90.0)
     state: dict[str, bool] = {}
     async with Vm(cfg) as vm:
@@ -128,10 +137,15 @@ async def _run_vm(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions,
         status = await vm.execute("query-status")
         t_elf = await vm.dump(out / "vmcore.elf", "elf")
         t_kdump = await vm.dump(out / "vmcore.kdump", "kdump-zlib")
+        collected = await collect_qemu(vm.execute, out / COLLECTED, COLLECT_OPTIONS, resume=False)
     q = version["qemu"]
+    res = collected.result
     return {"qemu_version": f"{q['major']}.{q['minor']}.{q['micro']}", "status_after_stop": status["status"],
             "timings": {"boot_to_panic_s": round(panicked, 2), "dump_elf_s": round(t_elf, 2),
-                        "dump_kdump_s": round(t_kdump, 2)}}
+                        "dump_kdump_s": round(t_kdump, 2), "collect_s": round(res.seconds, 2)},
+            "collector": {"file": COLLECTED, "dump_level": COLLECT_OPTIONS.dump_level, "codec": COLLECT_OPTIONS.codec,
+                          "size": res.write.size, "incomplete": res.write.incomplete, "vmcoreinfo": collected.vmcoreinfo,
+                          "excluded": res.report.excluded, "remaining": res.report.remaining}}
 
 
 def _lab_json(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions, run: dict[str, Any],
@@ -159,7 +173,7 @@ def run_crash(cache: Path, opts: CrashOptions, out: Path) -> dict[str, Any]:
     start = time.monotonic()
     prepared = prepare_kernel(cache, opts.kernel)
     out.mkdir(parents=True, exist_ok=True)
-    for name in FILES:
+    for name in (*FILES, COLLECTED):
         (out / name).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="kcrash-lab-") as sock_dir:
         run = asyncio.run(_run_vm(prepared, kind, opts, out, Path(sock_dir)))
@@ -169,18 +183,28 @@ def run_crash(cache: Path, opts: CrashOptions, out: Path) -> dict[str, Any]:
 
 
 def cached_crash(cache: Path, opts: CrashOptions) -> Path:
-    """A crash directory for ``opts``, produced once and reused (keyed by content)."""
+    """A crash directory for ``opts``, produced once and reused (keyed by content).
+
+    Safe for concurrent callers: one produces the crash under a lock, the others wait and reuse it.
+    """
     prepared = prepare_kernel(cache, opts.kernel)
     final = cache / "crashes" / crash_key(prepared, opts)
     if (final / "lab.json").exists():
         return final
-    work = final.with_name(final.name + ".part")
-    shutil.rmtree(work, ignore_errors=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with (final.parent / f"{final.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (final / "lab.json").exists():
+            _produce(cache, opts, final)
+    return final
+
+
+def _produce(cache: Path, opts: CrashOptions, final: Path) -> None:
+    work = Path(tempfile.mkdtemp(prefix=f"{final.name}.", suffix=".part", dir=final.parent))
     try:
         run_crash(cache, opts, work)
-    except LabError:
+    except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     shutil.rmtree(final, ignore_errors=True)
     work.rename(final)
-    return final

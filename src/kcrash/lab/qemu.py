@@ -7,6 +7,11 @@ own client (:mod:`qemu.qmp`): start paused, resume, wait for an event such as
 ``GUEST_PANICKED``, stop, dump guest memory, quit. QEMU is always killed when the runner exits,
 and dies with this process (``PR_SET_PDEATHSIG``), so no guest is ever left behind. Building the
 guest's files is elsewhere (:mod:`kcrash.lab.initramfs`).
+
+With ``VmConfig.ram_file`` set, guest RAM is a shared memory-backend file (``-object
+memory-backend-file,id=ram0,...,share=on -machine memory-backend=ram0``), which is what
+``kcrash collect qemu`` reads; the file is deleted when the VM is closed. :func:`shm_ram_file`
+picks a name in ``/dev/shm`` (tmpfs) when it exists.
 """
 
 from __future__ import annotations
@@ -29,10 +34,13 @@ from qemu.qmp import EventListener, QMPClient, QMPError
 
 from kcrash.errors import LabError, LabTimeoutError, LabToolMissingError
 
-__all__ = ["QEMU_BINARY", "Vm", "VmConfig", "free_tcp_port", "qemu_command", "serial_tail"]
+__all__ = ["QEMU_BINARY", "RAM_BACKEND_ID", "Vm", "VmConfig", "free_tcp_port", "qemu_command", "serial_tail",
+           "shm_ram_file"]
 
 QEMU_BINARY = "qemu-system-x86_64"
 _PR_SET_PDEATHSIG = 1
+#: the id of the memory backend holding guest RAM (``-machine memory-backend=``)
+RAM_BACKEND_ID = "ram0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +56,16 @@ class VmConfig:
     smp: int = 2
     gdb_port: int | None = None
     extra: tuple[str, ...] = field(default_factory=tuple)
+    #: guest RAM in this shared file (for ``kcrash collect qemu``); None = QEMU's anonymous RAM
+    ram_file: Path | None = None
+
+
+def shm_ram_file(tag: str) -> Path:
+    """A fresh path for a guest RAM file, in ``/dev/shm`` when it exists (else the temp directory)."""
+    import tempfile
+
+    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    return base / f"kcrash-{tag}-{os.getpid()}-{os.urandom(4).hex()}.ram"
 
 
 def qemu_command(cfg: VmConfig, binary: str = QEMU_BINARY) -> list[str]:
@@ -62,6 +80,9 @@ def qemu_command(cfg: VmConfig, binary: str = QEMU_BINARY) -> list[str]:
     ]
     if cfg.gdb_port is not None:
         cmd += ["-gdb", f"tcp:127.0.0.1:{cfg.gdb_port}"]
+    if cfg.ram_file is not None:
+        cmd += ["-object", f"memory-backend-file,id={RAM_BACKEND_ID},size={cfg.mem},mem-path={cfg.ram_file},"
+                           "share=on", "-machine", f"memory-backend={RAM_BACKEND_ID}"]
     return cmd + list(cfg.extra)
 
 
@@ -181,6 +202,8 @@ class Vm:
         self.kill()
         with contextlib.suppress(FileNotFoundError):
             self.cfg.qmp_socket.unlink()
+        if self.cfg.ram_file is not None:
+            self.cfg.ram_file.unlink(missing_ok=True)
 
     def kill(self) -> None:
         """Kill QEMU (and its process group) now and reap it."""

@@ -1,0 +1,231 @@
+"""
+kcrash.analysis.decode
+======================
+
+Decoding a console oops with debug information, like the kernel's ``scripts/decode_stacktrace.sh``
+plus ``scripts/decodecode``: every ``func+0x…/0x… [module]`` frame and the ``RIP:`` line get their
+source lines and inline chain (from symbol + offset, so KASLR does not matter), and the ``Code:``
+bytes are disassembled with capstone, the faulting instruction marked. The log is parsed by
+:mod:`kcrash.oops`; addresses are resolved by a :class:`~kcrash.debuginfo.symbolizer.KernelSymbolizer`.
+Rendering beyond the annotated text lines is the CLI's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation, format_location
+from kcrash.errors import KcrashError, MissingDebugInfoError, OopsParseError
+from kcrash.oops import CodeBytes, OopsReport, TraceFrame, parse_all
+
+__all__ = [
+    "DecodedFrame",
+    "DecodedLog",
+    "Instruction",
+    "check_frame_sizes",
+    "decode_log_text",
+    "disassemble",
+    "disassemble_code_line",
+    "frame_key",
+]
+
+_MAX_INSN = 15
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedFrame:
+    """One ``func+off/size [module]`` frame and what the debug information says about it.
+
+    ``error`` says why ``locations`` is empty (no debug file for the module, unknown symbol)."""
+
+    function: str
+    offset: int
+    size: int | None
+    module: str
+    address: int | None
+    locations: tuple[SourceLocation, ...]
+    error: str = ""
+
+    def annotation(self, strip_prefix: str = "") -> str:
+        """``(file:line file:line …)`` as decode_stacktrace.sh prints it (innermost first)."""
+        return "(" + " ".join(format_location(loc, strip_prefix) for loc in self.locations) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class Instruction:
+    """One disassembled instruction; ``address`` is absolute when the faulting RIP is known, else
+    relative to the first ``Code:`` byte. ``faulting`` marks the instruction at the ``<..>`` byte."""
+
+    address: int
+    data: bytes
+    text: str
+    faulting: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedLog:
+    """The annotated log lines, the frames decoded (by ``function+off/size`` key) and the ``Code:``
+    disassembly of each report that has one."""
+
+    lines: tuple[str, ...]
+    frames: dict[str, DecodedFrame]
+    code: tuple[tuple[Instruction, ...], ...]
+    reports: tuple[OopsReport, ...]
+
+
+def frame_key(frame: TraceFrame) -> str:
+    """How the kernel prints the frame (``%pS``) without the module: ``func+0x1f/0x80``."""
+    size = f"/{frame.size:#x}" if frame.size is not None else ""
+    return f"{frame.function}+{frame.offset or 0:#x}{size}"
+
+
+def decode_log_text(text: str, symbolizer: KernelSymbolizer, *, syntax: str = "intel",
+                    strip_prefixes: dict[str, str] | None = None) -> DecodedLog:
+    """Decode every crash report in ``text``.
+
+    :param strip_prefixes: per module (``""`` for vmlinux), a source-tree path removed from file
+        names, as decode_stacktrace.sh's ``basepath``.
+    :raises OopsParseError: the log holds no call trace or ``RIP:`` frame to decode.
+    """
+    reports = tuple(parse_all(text))
+    frames = _decode_frames(_frames_of(reports), symbolizer)
+    if not frames:
+        raise OopsParseError("no kernel call trace (func+0x…/0x… frames) found in the log")
+    code = tuple(_code_of(r, frames, syntax) for r in reports if r.details.code is not None)
+    lines = tuple(_annotate(text, frames, code, strip_prefixes or {}))
+    return DecodedLog(lines, frames, code, reports)
+
+
+def _frames_of(reports: Iterable[OopsReport]) -> list[TraceFrame]:
+    out: list[TraceFrame] = []
+    for report in reports:
+        rip = report.details.rip
+        out.extend(f for f in ([rip] if rip else []) + list(report.details.call_trace)
+                   if f.function and f.offset is not None)
+    return out
+
+
+def _decode_frames(frames: list[TraceFrame], symbolizer: KernelSymbolizer) -> dict[str, DecodedFrame]:
+    decoded: dict[str, DecodedFrame] = {}
+    for frame in frames:
+        key = frame_key(frame)
+        if key not in decoded:
+            decoded[key] = _decode_frame(frame, symbolizer)
+    return decoded
+
+
+def _decode_frame(frame: TraceFrame, symbolizer: KernelSymbolizer) -> DecodedFrame:
+    offset = frame.offset or 0
+    try:
+        address = symbolizer.locate(frame.function, offset, frame.module, frame.size)
+        locations = symbolizer.object_for(frame.module).symbolize(address)
+    except KcrashError as exc:
+        return DecodedFrame(frame.function, offset, frame.size, frame.module, None, (), str(exc))
+    return DecodedFrame(frame.function, offset, frame.size, frame.module, address, locations)
+
+
+def check_frame_sizes(frames: Iterable[DecodedFrame], symbolizer: KernelSymbolizer) -> None:
+    """Refuse debug files of another build: most frames' function sizes (the ``/0x80`` part) must
+    equal the sizes the kernel computes from the ELF symbol table (distance to the next symbol).
+
+    :raises MissingDebugInfoError: more than half of the checkable frames disagree.
+    """
+    checked = wrong = 0
+    examples = []
+    for frame in frames:
+        if frame.address is None or frame.size is None:
+            continue
+        table = symbolizer.object_for(frame.module).symbols
+        sizes = {table.kallsyms_size(s) for s in table.get_symbols_by_name(frame.function)}
+        checked += 1
+        if frame.size not in sizes:
+            wrong += 1
+            examples.append(f"{frame.function} is {sorted(sizes)[0]:#x} bytes, the log says {frame.size:#x}")
+    if checked and wrong * 2 > checked:
+        raise MissingDebugInfoError(
+            f"the debug files are of another kernel build ({wrong} of {checked} frames disagree: "
+            f"{examples[0]}); pass the matching -dbg files, or --force")
+
+
+def _code_of(report: OopsReport, frames: dict[str, DecodedFrame], syntax: str) -> tuple[Instruction, ...]:
+    code = report.details.code
+    assert code is not None
+    rip = report.details.rip
+    decoded = frames.get(frame_key(rip)) if rip is not None and rip.offset is not None else None
+    start = decoded.address - (code.fault_index or 0) if decoded and decoded.address is not None else None
+    return disassemble_code_line(code, start, syntax)
+
+
+def disassemble_code_line(code: CodeBytes, start: int | None, syntax: str = "intel") -> tuple[Instruction, ...]:
+    """Disassemble ``Code:`` bytes like ``scripts/decodecode``: from the faulting byte on, and before
+    it from the first offset whose instructions end exactly at the faulting byte.
+
+    :param start: the address of the first byte (RIP minus the fault index), or None for offsets.
+    """
+    base = start if start is not None else 0
+    fault = code.fault_index
+    if fault is None:
+        return disassemble(code.data, base, syntax)
+    head: tuple[Instruction, ...] = ()
+    for skip in range(min(fault, _MAX_INSN)):
+        candidate = disassemble(code.data[skip:fault], base + skip, syntax)
+        if candidate and sum(len(i.data) for i in candidate) == fault - skip:
+            head = candidate
+            break
+    tail = disassemble(code.data[fault:], base + fault, syntax)
+    if tail:
+        first = tail[0]
+        tail = (Instruction(first.address, first.data, first.text, True), *tail[1:])
+    return head + tail
+
+
+def disassemble(data: bytes, address: int, syntax: str = "intel") -> tuple[Instruction, ...]:
+    """x86-64 instructions of ``data`` placed at ``address`` (capstone), stopping at the first byte
+    that does not decode.
+
+    :raises KcrashError: ``syntax`` is neither ``intel`` nor ``att``.
+    """
+    import capstone  # type: ignore[import-untyped]
+
+    if syntax not in ("intel", "att"):
+        raise KcrashError(f"unknown assembler syntax {syntax!r} (intel or att)")
+    engine = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    if syntax == "att":
+        engine.syntax = capstone.CS_OPT_SYNTAX_ATT
+    return tuple(Instruction(a, bytes(data[a - address:a - address + size]), f"{m} {o}".strip())
+                 for a, size, m, o in engine.disasm_lite(data, address))
+
+
+def _annotate(text: str, frames: dict[str, DecodedFrame], code: tuple[tuple[Instruction, ...], ...],
+              strip: dict[str, str]) -> Iterable[str]:
+    pending = list(code)
+    for raw in text.splitlines():
+        line = raw.rstrip("\r")
+        found = _frame_in_line(line, frames)
+        if found is not None and found.locations:
+            yield f"{line} {found.annotation(strip.get(found.module, ''))}"
+            continue
+        yield line
+        if "Code: " in line and "<" in line and pending:
+            yield from _code_lines(pending.pop(0))
+
+
+def _frame_in_line(line: str, frames: dict[str, DecodedFrame]) -> DecodedFrame | None:
+    if "+0x" not in line:
+        return None
+    for token in line.replace("(", " ").replace(")", " ").split():
+        start = token.find(":") + 1 if token.startswith("00") else 0  # RIP: 0010:func+0x5/0x10
+        found = frames.get(token[start:])
+        if found is not None:
+            return found
+    return None
+
+
+def _code_lines(instructions: tuple[Instruction, ...]) -> Iterable[str]:
+    yield "All code"
+    yield "========"
+    for insn in instructions:
+        mark = "\t\t<-- trapping instruction" if insn.faulting else ""
+        star = "*" if insn.faulting else ""
+        yield f"  {insn.address:x}:{star}\t{insn.data.hex(' '):<24}\t{insn.text}{mark}"

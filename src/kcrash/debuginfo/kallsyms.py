@@ -1,0 +1,416 @@
+"""
+kcrash.debuginfo.kallsyms
+=========================
+
+The kernel's in-memory symbol table (``kernel/kallsyms.c``, written by ``scripts/kallsyms``), found
+through the ``SYMBOL(kallsyms_*)`` lines of VMCOREINFO (Linux ≥ 6.0, commit 5fd8fea935a1), so a
+dump with no vmlinux still has symbols. Nothing in memory says which encoding the tables use, so
+every known one is tried and the decode is **validated**, never guessed from the release:
+
+* name lengths: one byte, or since commit 73bbb94466fd (v6.1, "big symbols") one or two bytes
+  (``(b0 & 0x7f) | b1 << 7`` when bit 7 of ``b0`` is set); a candidate is kept when every name
+  decodes to printable ASCII behind a type letter;
+* addresses: absolute ``kallsyms_addresses[]`` (dropped in v6.11), or ``kallsyms_offsets[]`` read
+  base-relative (``relative_base + (u32)off``), absolute-percpu (``off >= 0 ? off :
+  relative_base - 1 - off``, ``CONFIG_KALLSYMS_ABSOLUTE_PERCPU``) or place-relative
+  (``&kallsyms_offsets[i] + off``, v7.0); a candidate is kept when ``_stext`` decodes to
+  VMCOREINFO's ``SYMBOL(_stext)`` and the addresses are sorted, as the kernel's binary search needs.
+
+Each table is read with one memory read; names are expanded in bulk. The decoded names are cached
+by build-id (:mod:`kcrash.debuginfo.cache`), so a second open reads only the small tables. Module
+symbols are :mod:`kcrash.debuginfo.modules`. :func:`encode_kallsyms` writes the tables (for tests).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from kcrash.debuginfo.cache import cache_path_or_none, read_cache_or_none, write_cache
+from kcrash.debuginfo.symbols import SymbolTable
+from kcrash.errors import CorruptDumpError, FaultError, MissingDebugInfoError
+
+if TYPE_CHECKING:
+    from kcrash.dumps.vmcoreinfo import VmcoreInfo
+    from kcrash.memory.reader import MemoryReader
+
+__all__ = ["ADDRESS_ENCODINGS", "KallsymsImage", "KallsymsTables", "decode_kallsyms", "encode_kallsyms",
+           "load_kallsyms"]
+
+#: address encodings, in the order they are tried
+ADDRESS_ENCODINGS = ("absolute", "base-relative", "absolute-percpu", "place-relative")
+_CACHE_KIND = "kallsyms"
+_CACHE_VERSION = 1
+_MAX_SYMS = 1 << 24
+_NAMES_CAP = 64 << 20
+_PRINTABLE = bytes(range(0x21, 0x7F))
+_KIND_CHARS = frozenset("ABCDGINRSTUVWabcdginprstuvw?")
+_GIVE = "give a vmlinux or System.map"
+_U64 = np.uint64
+
+
+@dataclass(frozen=True, slots=True)
+class KallsymsTables:
+    """A decoded kallsyms: names and ``nm`` letters (``kinds``, one character per symbol) in table
+    order, runtime addresses, the encodings that validated, and whether the names came from the
+    cache."""
+
+    names: list[str]
+    kinds: str
+    addresses: npt.NDArray[np.uint64]
+    length_encoding: str
+    address_encoding: str
+    stext: int
+    from_cache: bool = False
+
+
+def load_kallsyms(mem: MemoryReader, vmcoreinfo: VmcoreInfo | None, cache_dir: Path | None = None) -> SymbolTable:
+    """Return the kernel's symbols decoded from its in-memory kallsyms (see the module doc).
+
+    :param mem: the kernel address space
+    :param vmcoreinfo: the dump's VMCOREINFO (None raises MissingDebugInfoError)
+    :param cache_dir: the kcrash cache directory; names are cached under ``cache_dir/kallsyms/``
+    """
+    tables = decode_kallsyms(mem, vmcoreinfo, cache_dir)
+    return SymbolTable(tables.names, tables.addresses, tables.kinds,
+                       kernel_ranges=_kernel_ranges(tables))
+
+
+def decode_kallsyms(mem: MemoryReader, vmcoreinfo: VmcoreInfo | None, cache_dir: Path | None = None) -> KallsymsTables:
+    """Decode and validate the kallsyms tables; raise MissingDebugInfoError when VMCOREINFO or the
+    tables are missing, CorruptDumpError when no encoding validates."""
+    where = _Where.from_vmcoreinfo(vmcoreinfo)
+    reader = _Reader(mem)
+    num = reader.u32(where.num_syms, "kallsyms_num_syms")
+    if not 0 < num <= _MAX_SYMS:
+        raise CorruptDumpError(f"kallsyms_num_syms at {where.num_syms:#x} is {num}")
+    tokens_raw, tokens = _read_tokens(reader, where)
+    path = cache_path_or_none(cache_dir, _CACHE_KIND, vmcoreinfo.build_id if vmcoreinfo else None)
+    facts = {"num_syms": num, "tokens_crc32": zlib.crc32(tokens_raw), "names": where.names - where.stext}
+    cached = _names_from_cache(path, facts)
+    if cached is not None:
+        length_encoding, blob = cached
+        candidates = [(length_encoding, blob)]
+    else:
+        candidates = _name_candidates(reader.names(where, num), num, tokens)
+    tables = _choose(reader, where, num, candidates, from_cache=cached is not None)
+    if cached is None:
+        blob = next(b for enc, b in candidates if enc == tables.length_encoding)
+        write_cache(path, _CACHE_KIND, _CACHE_VERSION, {**facts, "length_encoding": tables.length_encoding}, blob)
+    return tables
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    # Addresses of the tables (runtime, KASLR applied) as VMCOREINFO gives them.
+    stext: int
+    num_syms: int
+    names: int
+    token_table: int
+    token_index: int
+    offsets: int | None
+    relative_base: int | None
+    addresses: int | None
+    known: tuple[int, ...]
+
+    @classmethod
+    def from_vmcoreinfo(cls, info: VmcoreInfo | None) -> _Where:
+        if info is None:
+            raise MissingDebugInfoError(f"the dump has no VMCOREINFO, so its kallsyms cannot be found; {_GIVE}")
+        need = ("kallsyms_names", "kallsyms_num_syms", "kallsyms_token_table", "kallsyms_token_index", "_stext")
+        for name in need:
+            if info.get_symbol_or_none(name) is None:
+                raise MissingDebugInfoError(
+                    f"VMCOREINFO has no SYMBOL({name}): the kernel is older than 6.0 (or lacks the backport of "
+                    f"the kallsyms VMCOREINFO lines) or the dump lacks VMCOREINFO; {_GIVE}")
+        offsets, addresses = info.get_symbol_or_none("kallsyms_offsets"), info.get_symbol_or_none("kallsyms_addresses")
+        if offsets is None and addresses is None:
+            raise MissingDebugInfoError(
+                f"VMCOREINFO has neither SYMBOL(kallsyms_offsets) nor SYMBOL(kallsyms_addresses); {_GIVE}")
+        known = tuple(v for k, v in info.symbols.items() if k.startswith("kallsyms_"))
+        return cls(info.get_symbol("_stext"), info.get_symbol("kallsyms_num_syms"), info.get_symbol("kallsyms_names"),
+                   info.get_symbol("kallsyms_token_table"), info.get_symbol("kallsyms_token_index"), offsets,
+                   info.get_symbol_or_none("kallsyms_relative_base"), addresses, known)
+
+    def names_bound(self, num: int) -> int:
+        # The names table ends before the next kallsyms table above it (scripts/kallsyms emits
+        # them together); without one, assume at most 128 bytes a name.
+        above = [a for a in self.known if a > self.names]
+        return min(above) - self.names if above else min(num * 128, _NAMES_CAP)
+
+
+class _Reader:
+    # Bulk reads that turn a missing table into MissingDebugInfoError.
+
+    def __init__(self, mem: MemoryReader) -> None:
+        self.mem = mem
+
+    def read(self, address: int, size: int, what: str) -> bytes:
+        try:
+            return self.mem.read(address, size)
+        except FaultError as exc:
+            raise MissingDebugInfoError(
+                f"{what} at {address:#x} is not in the dump ({exc.reason}); {_GIVE}") from exc
+
+    def read_prefix(self, address: int, size: int, what: str) -> bytes:
+        # As much of [address, address + size) as is readable from the start (at least 1 byte).
+        try:
+            return self.mem.read(address, size)
+        except FaultError as exc:
+            if not address < exc.address < address + size:
+                raise MissingDebugInfoError(
+                    f"{what} at {address:#x} is not in the dump ({exc.reason}); {_GIVE}") from exc
+            return self.read(address, exc.address - address, what)
+
+    def u32(self, address: int, what: str) -> int:
+        return int.from_bytes(self.read(address, 4, what), "little")
+
+    def u64(self, address: int, what: str) -> int:
+        return int.from_bytes(self.read(address, 8, what), "little")
+
+    def names(self, where: _Where, num: int) -> bytes:
+        return self.read_prefix(where.names, where.names_bound(num), "kallsyms_names")
+
+
+def _read_tokens(reader: _Reader, where: _Where) -> tuple[bytes, list[bytes]]:
+    # kallsyms_token_index: 256 u16 offsets into kallsyms_token_table (NUL-terminated strings).
+    index = np.frombuffer(reader.read(where.token_index, 512, "kallsyms_token_index"), dtype="<u2").tolist()
+    gap = where.token_index - where.token_table
+    size = gap if 0 < gap <= 0x10000 else max(index) + 4096
+    table = reader.read_prefix(where.token_table, size, "kallsyms_token_table")
+    tokens = []
+    for off in index:
+        end = table.find(b"\0", off)
+        if end < 0:
+            raise CorruptDumpError(f"kallsyms_token_table at {where.token_table:#x}: token at +{off:#x} "
+                                   "is not NUL-terminated")
+        tokens.append(table[off:end])
+    return table[:max(index) + 1], tokens
+
+
+# -- names -------------------------------------------------------------------------------------
+
+def _name_candidates(data: bytes, num: int, tokens: list[bytes]) -> list[tuple[str, bytes]]:
+    # Decode with each length encoding; identical walks are decoded once. A candidate's blob is
+    # "\0" + "\0".join(type letter + name), checked by _valid_blob.
+    out = []
+    narrow = _walk(data, num, big=False)
+    if narrow is not None:
+        heads, end, saw_high_bit = narrow
+        blob = _expand(data, heads, end, tokens, big=False)
+        if _valid_blob(blob, num):
+            out.append(("1-byte", blob))
+        if not saw_high_bit and out:
+            return out  # no length needed a second byte: the 2-byte reading is the same
+    wide = _walk(data, num, big=True)
+    if wide is not None and (narrow is None or narrow[2]):
+        heads, end, _ = wide
+        blob = _expand(data, heads, end, tokens, big=True)
+        if _valid_blob(blob, num):
+            out.insert(0, ("2-byte", blob))
+    return out
+
+
+def _walk(data: bytes, num: int, *, big: bool) -> tuple[list[int], int, bool] | None:
+    # Positions of the length prefixes; None when the walk leaves the table.
+    heads = [0] * num
+    pos = 0
+    high = False
+    try:
+        for i in range(num):
+            heads[i] = pos
+            length = data[pos]
+            if length & 0x80:
+                high = True
+                if big:
+                    length = (length & 0x7F) | (data[pos + 1] << 7)
+                    pos += 1
+            pos += 1 + length
+    except IndexError:
+        return None
+    return (heads, pos, high) if pos <= len(data) else None
+
+
+def _expand(data: bytes, heads: list[int], end: int, tokens: list[bytes], *, big: bool) -> bytes:
+    # Expand every byte as a token, then overwrite the length prefixes with separators.
+    parts = list(map(tokens.__getitem__, data[:end]))
+    for h in heads:
+        parts[h] = b"\0"
+        if big and data[h] & 0x80:
+            parts[h + 1] = b""
+    return b"".join(parts)
+
+
+def _valid_blob(blob: bytes, num: int) -> bool:
+    # Printable names, none empty (type letters and name lengths are checked by _choose).
+    return blob.translate(None, _PRINTABLE) == b"\0" * num and b"\0\0" not in blob and not blob.endswith(b"\0")
+
+
+def _split_blob(blob: bytes) -> tuple[list[str], str]:
+    entries = blob.decode("ascii").split("\0")[1:]
+    kinds = "".join([e[0] for e in entries])
+    return [e[1:] for e in entries], kinds
+
+
+def _names_from_cache(path: Path | None, facts: dict[str, int]) -> tuple[str, bytes] | None:
+    found = read_cache_or_none(path, _CACHE_KIND, _CACHE_VERSION)
+    if found is None:
+        return None
+    cached, blob = found
+    encoding = cached.get("length_encoding")
+    if any(cached.get(k) != v for k, v in facts.items()) or encoding not in ("1-byte", "2-byte"):
+        return None
+    if blob.count(b"\0") != facts["num_syms"] or not blob.startswith(b"\0"):
+        return None
+    return str(encoding), blob
+
+
+# -- addresses ---------------------------------------------------------------------------------
+
+def _choose(reader: _Reader, where: _Where, num: int, candidates: list[tuple[str, bytes]], *,
+            from_cache: bool) -> KallsymsTables:
+    if not candidates:
+        raise CorruptDumpError(f"kallsyms_names at {where.names:#x} does not decode with 1- or 2-byte name "
+                               f"lengths ({num} symbols)")
+    address_sets = _address_candidates(reader, where, num)
+    for length_encoding, blob in candidates:
+        names, kinds = _split_blob(blob)
+        if len(names) != num or not _KIND_CHARS.issuperset(kinds) or "" in names:
+            continue
+        try:
+            stext_index = names.index("_stext")
+        except ValueError:
+            continue
+        for address_encoding, addrs in address_sets:
+            if int(addrs[stext_index]) == where.stext and bool(np.all(addrs[1:] >= addrs[:-1])):
+                return KallsymsTables(names, kinds, addrs, length_encoding, address_encoding, where.stext, from_cache)
+    raise CorruptDumpError(f"kallsyms tables at {where.names:#x} do not validate: no encoding puts _stext at "
+                           f"{where.stext:#x} with sorted addresses")
+
+
+def _address_candidates(reader: _Reader, where: _Where, num: int) -> list[tuple[str, npt.NDArray[np.uint64]]]:
+    out: list[tuple[str, npt.NDArray[np.uint64]]] = []
+    if where.addresses is not None:
+        raw = reader.read(where.addresses, num * 8, "kallsyms_addresses")
+        out.append(("absolute", np.frombuffer(raw, dtype="<u8").astype(_U64)))
+    if where.offsets is None:
+        return out
+    offs = np.frombuffer(reader.read(where.offsets, num * 4, "kallsyms_offsets"), dtype="<i4")
+    if where.relative_base is not None:
+        base = _U64(reader.u64(where.relative_base, "kallsyms_relative_base"))
+        out.append(("base-relative", base + offs.view("<u4").astype(_U64)))
+        # negative offsets count down from relative_base - 1: base - 1 - off == base + ~off
+        out.append(("absolute-percpu", np.where(offs >= 0, offs.astype(_U64), base + (~offs).astype(_U64))))
+    places = _U64(where.offsets) + np.arange(num, dtype=_U64) * _U64(4)
+    with np.errstate(over="ignore"):
+        out.append(("place-relative", places + offs.astype(np.int64).astype(_U64)))
+    return out
+
+
+def _kernel_ranges(tables: KallsymsTables) -> list[tuple[int, int]]:
+    # is_ksym_addr(): [_stext, _end) with KALLSYMS_ALL, else the text ranges; _stext is VMCOREINFO's.
+    ranges = SymbolTable.kernel_ranges_for(tables.names, tables.addresses, tables.kinds)
+    return [(tables.stext, end) if i == 0 else (start, end) for i, (start, end) in enumerate(ranges)]
+
+
+# -- writer (tests, fixtures) ------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class KallsymsImage:
+    """kallsyms tables laid out at ``base``: the bytes to place there and the VMCOREINFO lines
+    (``SYMBOL(kallsyms_*)=…``) that describe them."""
+
+    base: int
+    data: bytes
+    symbols: dict[str, int]
+
+    def vmcoreinfo_lines(self) -> list[str]:
+        """Return ``SYMBOL(name)=hex`` lines for the tables."""
+        return [f"SYMBOL({k})={v:x}" for k, v in self.symbols.items()]
+
+
+def encode_kallsyms(symbols: Sequence[tuple[str, str, int]], *, base: int, address_encoding: str = "absolute-percpu",
+                    big_lengths: bool = True, percpu: frozenset[str] = frozenset()) -> KallsymsImage:
+    """Write kallsyms tables for ``(kind, name, address)`` rows (sorted by address) at ``base``, in
+    the order 6.1's ``scripts/kallsyms`` emits them (addresses or offsets first). ``percpu`` names
+    are stored as absolute values under ``absolute-percpu``. ``big_lengths=False`` writes one length
+    byte (up to 255 tokens) as kernels before 6.1 did; else lengths over 127 take two bytes."""
+    texts = [k + n for k, n, _ in symbols]
+    tokens = _make_tokens(texts)
+    lookup = {t.decode(): i for i, t in enumerate(tokens) if t}
+    relative = min((a for (_, n, a) in symbols if n not in percpu), default=0)
+    tables: list[tuple[str, bytes]] = [
+        _address_table(symbols, address_encoding, base, relative, percpu),
+        ("kallsyms_relative_base", relative.to_bytes(8, "little")),
+        ("kallsyms_num_syms", len(symbols).to_bytes(4, "little")),
+        ("kallsyms_names", b"".join(_encode_name(t, lookup, big_lengths) for t in texts)),
+        ("kallsyms_token_table", b"".join(t + b"\0" for t in tokens)),
+        ("kallsyms_token_index", b"".join(_token_offsets(tokens))),
+    ]
+    if address_encoding not in ("base-relative", "absolute-percpu"):
+        del tables[1]
+    data, where = bytearray(), {}
+    for name, blob in tables:
+        data += bytes(-len(data) % 8)
+        where[name] = base + len(data)
+        data += blob
+    return KallsymsImage(base, bytes(data), where)
+
+
+def _address_table(symbols: Sequence[tuple[str, str, int]], encoding: str, at: int, relative: int,
+                   percpu: frozenset[str]) -> tuple[str, bytes]:
+    if encoding == "absolute":
+        return "kallsyms_addresses", b"".join(a.to_bytes(8, "little") for _, _, a in symbols)
+    values = []
+    for i, (_, name, a) in enumerate(symbols):
+        if encoding == "base-relative":
+            values.append(a - relative)
+        elif encoding == "absolute-percpu":
+            values.append(a if name in percpu else relative - 1 - a)
+        elif encoding == "place-relative":
+            values.append(a - (at + 4 * i))
+        else:
+            raise ValueError(f"unknown address encoding {encoding!r}")
+    return "kallsyms_offsets", b"".join((v & 0xFFFFFFFF).to_bytes(4, "little") for v in values)
+
+
+def _token_offsets(tokens: list[bytes]) -> list[bytes]:
+    out, pos = [], 0
+    for t in tokens:
+        out.append(pos.to_bytes(2, "little"))
+        pos += len(t) + 1
+    return out
+
+
+def _make_tokens(texts: list[str]) -> list[bytes]:
+    # 256 tokens: every character used, then the most frequent bigrams; unused slots stay empty.
+    tokens = [c.encode() for c in sorted({c for t in texts for c in t})]
+    counts: dict[str, int] = {}
+    for t in texts:
+        for i in range(len(t) - 1):
+            counts[t[i:i + 2]] = counts.get(t[i:i + 2], 0) + 1
+    for pair, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max(256 - len(tokens), 0)]:
+        tokens.append(pair.encode())
+    if len(tokens) > 256:
+        raise ValueError("more than 256 distinct characters")
+    return tokens + [b""] * (256 - len(tokens))
+
+
+def _encode_name(text: str, lookup: dict[str, int], big: bool) -> bytes:
+    out, i = bytearray(), 0
+    while i < len(text):
+        step = 2 if text[i:i + 2] in lookup else 1
+        out.append(lookup[text[i:i + step]])
+        i += step
+    n = len(out)
+    if n < (0x80 if big else 0x100):
+        return bytes([n]) + out
+    if not big or n >= 1 << 14:
+        raise ValueError(f"name {text!r} needs {n} tokens")
+    return bytes([0x80 | (n & 0x7F), n >> 7]) + out

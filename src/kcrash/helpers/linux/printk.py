@@ -1,0 +1,208 @@
+"""
+kcrash.helpers.linux.printk
+===========================
+
+The kernel log from a dump or a live target, with no vmlinux: the lockless printk ring buffer
+(``kernel/printk/printk_ringbuffer.h``, Linux ≥ 5.10) walked with the sizes and offsets the kernel
+exports in VMCOREINFO (``SYMBOL(prb)``, ``OFFSET(printk_ringbuffer.*)``, ``OFFSET(prb_desc*.*)``,
+``OFFSET(printk_info.*)``). :func:`get_printk_records` returns :class:`PrintkRecord`\\ s in sequence
+order; :func:`format_dmesg` renders them as ``makedumpfile --dump-dmesg`` does. The older
+variable-length ``log_buf`` format (3.5–5.9) is not read here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kcrash.errors import MissingDebugInfoError
+
+if TYPE_CHECKING:
+    from kcrash.dumps.vmcoreinfo import VmcoreInfo
+    from kcrash.memory.reader import MemoryReader
+
+__all__ = ["PrintkRecord", "format_dmesg", "format_record", "get_printk_records"]
+
+_BITS_PER_LONG = 64
+_STATE_SHIFT = _BITS_PER_LONG - 2
+_ID_MASK = (1 << _STATE_SHIFT) - 1
+_COMMITTED, _FINALIZED = 1, 2
+#: ``enum printk_info_flags``
+LOG_NEWLINE, LOG_CONT = 2, 8
+
+
+@dataclass(frozen=True, slots=True)
+class PrintkRecord:
+    """One printk record: ``text`` as stored (no prefix, no trailing newline)."""
+
+    seq: int
+    ts_nsec: int
+    text: bytes
+    caller_id: int | None
+    level: int | None
+    facility: int | None
+    flags: int | None
+
+    @property
+    def caller(self) -> str | None:
+        """Return ``T<pid>`` or ``C<cpu>`` (as printed with CONFIG_PRINTK_CALLER), or None."""
+        if self.caller_id is None:
+            return None
+        kind = "C" if self.caller_id & 0x80000000 else "T"
+        return f"{kind}{self.caller_id & 0x7FFFFFFF}"
+
+    @property
+    def is_continuation(self) -> bool:
+        """Return True if the record continues the previous one (``LOG_CONT`` without ``LOG_NEWLINE``)."""
+        return bool(self.flags is not None and self.flags & LOG_CONT)
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    # The offsets we need, all from VMCOREINFO.
+    desc_ring: int
+    text_ring: int
+    count_bits: int
+    descs: int
+    infos: int
+    head_id: int
+    tail_id: int
+    counter: int
+    size_bits: int
+    data: int
+    prb_desc: int
+    state_var: int
+    text_blk_lpos: int
+    lpos_begin: int
+    lpos_next: int
+    printk_info: int
+    seq: int
+    ts_nsec: int
+    text_len: int
+    caller_id: int | None
+
+
+def _layout(info: VmcoreInfo) -> _Layout:
+    o = info.offsets
+    try:
+        return _Layout(
+            o["printk_ringbuffer.desc_ring"], o["printk_ringbuffer.text_data_ring"], o["prb_desc_ring.count_bits"],
+            o["prb_desc_ring.descs"], o["prb_desc_ring.infos"], o["prb_desc_ring.head_id"],
+            o["prb_desc_ring.tail_id"], o.get("atomic_long_t.counter", 0), o["prb_data_ring.size_bits"],
+            o["prb_data_ring.data"], info.sizes["prb_desc"], o["prb_desc.state_var"], o["prb_desc.text_blk_lpos"],
+            o["prb_data_blk_lpos.begin"], o["prb_data_blk_lpos.next"], info.sizes["printk_info"],
+            o["printk_info.seq"], o["printk_info.ts_nsec"], o["printk_info.text_len"], o.get("printk_info.caller_id"))
+    except KeyError as exc:
+        raise MissingDebugInfoError(f"VMCOREINFO lacks {exc.args[0]} (no lockless printk ring buffer)") from None
+
+
+def _u(buf: bytes, off: int, size: int) -> int:
+    return int.from_bytes(buf[off:off + size], "little")
+
+
+def get_printk_records(mem: MemoryReader, info: VmcoreInfo) -> list[PrintkRecord]:
+    """Return the committed and finalized records of the ring buffer, oldest first.
+
+    :param mem: a reader of the kernel's virtual address space
+    :param info: VMCOREINFO of the same kernel (needs ``SYMBOL(prb)`` and the printk offsets)
+    """
+    prb_ptr = info.get_symbol_or_none("prb")
+    if prb_ptr is None:
+        raise MissingDebugInfoError("VMCOREINFO has no SYMBOL(prb) (kernel older than 5.10?)")
+    lay = _layout(info)
+    rb = mem.read_u64(prb_ptr)
+    head = mem.read(rb, max(lay.desc_ring, lay.text_ring) + 64)
+    dr, tr = lay.desc_ring, lay.text_ring
+    count = 1 << _u(head, dr + lay.count_bits, 4)
+    size = 1 << _u(head, tr + lay.size_bits, 4)
+    descs = mem.read(_u(head, dr + lay.descs, 8), count * lay.prb_desc)
+    infos = mem.read(_u(head, dr + lay.infos, 8), count * lay.printk_info)
+    data = mem.read(_u(head, tr + lay.data, 8), size)
+    tail_id = _u(head, dr + lay.tail_id + lay.counter, 8)
+    head_id = _u(head, dr + lay.head_id + lay.counter, 8)
+    ring = _Ring(lay, count, size, descs, infos, data)
+    return [r for r in (ring.record(i) for i in _ids(tail_id, head_id, count)) if r is not None]
+
+
+def _ids(tail_id: int, head_id: int, count: int) -> Iterator[int]:
+    # tail..head inclusive; a corrupt pair cannot make us loop more than the ring holds.
+    ident = tail_id
+    for _ in range(count):
+        yield ident
+        if ident == head_id:
+            return
+        ident = (ident + 1) & _ID_MASK
+
+
+@dataclass(frozen=True, slots=True)
+class _Ring:
+    lay: _Layout
+    count: int
+    size: int
+    descs: bytes
+    infos: bytes
+    data: bytes
+
+    def record(self, ident: int) -> PrintkRecord | None:
+        lay = self.lay
+        index = ident % self.count
+        desc = index * lay.prb_desc
+        state = _u(self.descs, desc + lay.state_var, 8) >> _STATE_SHIFT
+        if state not in (_COMMITTED, _FINALIZED):
+            return None
+        lpos = desc + lay.text_blk_lpos
+        begin = _u(self.descs, lpos + lay.lpos_begin, 8)
+        nxt = _u(self.descs, lpos + lay.lpos_next, 8)
+        if begin & 1:  # FAILED_LPOS / NO_LPOS: a record without text
+            return None
+        inf = index * lay.printk_info
+        return self._build(inf, self._text(begin, nxt, _u(self.infos, inf + lay.text_len, 2)))
+
+    def _text(self, begin: int, nxt: int, text_len: int) -> bytes:
+        b, n = begin % self.size, nxt % self.size
+        if b > n:  # the block wrapped: its data starts at the beginning of the ring
+            b = 0
+        b += 8  # the block starts with its descriptor id
+        return self.data[b:b + max(0, min(text_len, n - b))]
+
+    def _build(self, inf: int, text: bytes) -> PrintkRecord:
+        lay = self.lay
+        caller = _u(self.infos, inf + lay.caller_id, 4) if lay.caller_id is not None else None
+        # struct printk_info: u16 text_len; u8 facility; u8 flags:5, level:3 (stable since 5.10;
+        # not in VMCOREINFO, so read relative to text_len).
+        packed = _u(self.infos, inf + lay.text_len + 3, 1)
+        return PrintkRecord(seq=_u(self.infos, inf + lay.seq, 8), ts_nsec=_u(self.infos, inf + lay.ts_nsec, 8),
+                            text=text, caller_id=caller, level=packed >> 5,
+                            facility=_u(self.infos, inf + lay.text_len + 2, 1), flags=packed & 0x1F)
+
+
+def _escape(byte: int) -> str:
+    # makedumpfile prints ``\x%02x`` of a (signed) char: bytes >= 0x80 come out sign-extended.
+    return f"\\x{byte:02x}" if byte < 0x80 else f"\\x{byte | 0xFFFFFF00:08x}"
+
+
+_SPACE = frozenset(b" \t\n\v\f\r")
+
+
+def format_record(record: PrintkRecord) -> str:
+    """Return one record as ``makedumpfile --dump-dmesg`` prints it (with the trailing newline):
+    ``[%5lu.%06lu] `` then the text; newlines indent the next line under the text, bytes that
+    are neither printable ASCII nor white space become ``\\xNN``."""
+    prefix = f"[{record.ts_nsec // 1_000_000_000:5d}.{record.ts_nsec % 1_000_000_000 // 1000:06d}] "
+    out = [prefix]
+    indent = "\n" + " " * len(prefix)
+    for byte in record.text:
+        if byte == 0x0A:
+            out.append(indent)
+        elif 0x20 <= byte < 0x7F or byte in _SPACE:
+            out.append(chr(byte))
+        else:
+            out.append(_escape(byte))
+    out.append("\n")
+    return "".join(out)
+
+
+def format_dmesg(records: Iterable[PrintkRecord]) -> str:
+    """Return the whole log, one :func:`format_record` per record."""
+    return "".join(format_record(r) for r in records)

@@ -1,0 +1,206 @@
+"""
+kcrash.helpers.linux.stack
+==========================
+
+Stack traces of a typed kernel target (``arch/x86/kernel/unwind_orc.c``,
+``arch/x86/include/asm/switch_to.h``, ``arch/x86/include/asm/cpu_entry_area.h``) with nothing but
+the dump: :func:`stack_trace` unwinds a task (``struct task_struct *``) or a CPU (its
+``NT_PRSTATUS`` registers) with :func:`kcrash.unwind.unwind`. The ORC tables come from kernel memory
+(vmlinux: ``__start_orc_unwind_ip`` … from kallsyms; modules: ``mod->arch.orc_unwind_ip``,
+``orc_unwind``, ``num_orcs``), the stack bounds from the task's ``stack``, the per-CPU IRQ stack
+(``pcpu_hot.hardirq_stack_ptr`` or ``hardirq_stack_ptr``) and exception stacks
+(``cea_exception_stacks``). A task running on a CPU is unwound from that CPU's registers, as drgn
+does; other tasks from the ``struct inactive_task_frame`` at ``task->thread.sp``. x86-64 only. The
+NT_PRSTATUS note of CPU *n* is taken to be the *n*-th one (QEMU and kdump write them in CPU order).
+Symbolizing frames is the caller's business.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from kcrash.errors import FaultError, MissingDebugInfoError, SymbolNotFoundError, TypeLookupError
+from kcrash.helpers.linux.list import list_for_each_entry
+from kcrash.memory.kernel import KernelMemory
+from kcrash.types.object import Object
+from kcrash.types.percpu import per_cpu
+from kcrash.types.program import Program
+from kcrash.unwind import (
+    MemoryUnwindContext,
+    OrcTable,
+    OrcTables,
+    Registers,
+    StackRange,
+    Trace,
+    inactive_task_frame_registers,
+    unwind,
+    vmlinux_orc_table,
+)
+
+__all__ = ["KernelUnwinder", "kernel_unwinder", "stack_trace"]
+
+_DEFAULT_THREAD_SIZE = 16384
+_CACHE: weakref.WeakKeyDictionary[Program, KernelUnwinder] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True, slots=True)
+class _TaskFrameLayout:
+    members: dict[str, int]
+    size: int
+
+
+class KernelUnwinder:
+    """Everything :func:`stack_trace` needs, found once per program (tables, stacks, text)."""
+
+    def __init__(self, prog: Program) -> None:
+        self.prog = prog
+        vmlinux = vmlinux_orc_table(prog.memory, prog.symbol_address("__start_orc_unwind_ip"),
+                                    prog.symbol_address("__stop_orc_unwind_ip"),
+                                    prog.symbol_address("__start_orc_unwind"))
+        self.orc = OrcTables([vmlinux, *_module_tables(prog, vmlinux.format)])
+        self.thread_size = _thread_size(prog)
+        self.cpu_stacks = [s for cpu in range(self.num_cpus()) for s in _cpu_stacks(prog, cpu, self.thread_size)]
+        self.text = _text_ranges(prog, self.orc)
+        self._frame = _task_frame_layout(prog)
+        self._ret_from_fork = _symbol_or_none(prog, "ret_from_fork_asm") or _symbol_or_none(prog, "ret_from_fork")
+        self._running = {int(per_cpu(prog, "runqueues", cpu).curr): cpu for cpu in range(self.num_cpus())}
+
+    def num_cpus(self) -> int:
+        """Return the number of CPUs with registers in the dump."""
+        memory = self.prog.memory
+        return len(memory.cpus) if isinstance(memory, KernelMemory) else 0
+
+    def context(self, task_stack: StackRange | None = None) -> MemoryUnwindContext:
+        """Return an unwind context knowing the per-CPU stacks and ``task_stack``."""
+        stacks = self.cpu_stacks if task_stack is None else [*self.cpu_stacks, task_stack]
+        return MemoryUnwindContext(self.prog.memory, self.orc, stacks, self.text)
+
+    def cpu_registers(self, cpu: int) -> Registers:
+        """Return CPU ``cpu``'s registers from its NT_PRSTATUS note."""
+        memory = self.prog.memory
+        if not isinstance(memory, KernelMemory) or not 0 <= cpu < len(memory.cpus):
+            raise MissingDebugInfoError(f"the dump has no registers for CPU {cpu}")
+        prstatus = memory.cpus[cpu].prstatus
+        if prstatus is None:
+            raise MissingDebugInfoError(f"the dump has no NT_PRSTATUS note for CPU {cpu}")
+        return Registers.from_mapping(prstatus.registers)
+
+    def unwind_cpu(self, cpu: int, *, scan: bool = False) -> Trace:
+        """Unwind CPU ``cpu`` from its registers (its current task's stack included)."""
+        current = per_cpu(self.prog, "runqueues", cpu).curr
+        return unwind(self.cpu_registers(cpu), self.context(self.task_stack(current)), scan=scan)
+
+    def task_stack(self, task: Object) -> StackRange:
+        """Return ``[task->stack, task->stack + THREAD_SIZE)``."""
+        base = int(task.stack)
+        return StackRange(base, base + self.thread_size, f"task {int(task.pid)}")
+
+    def unwind_task(self, task: Object, *, scan: bool = False) -> Trace:
+        """Unwind ``task`` (``struct task_struct *``): from its CPU's registers when it is running,
+        else from its saved ``inactive_task_frame``."""
+        cpu = self._running.get(int(task))
+        if cpu is not None:
+            return self.unwind_cpu(cpu, scan=scan)
+        ctx = self.context(self.task_stack(task))
+        thread_sp = int(task.thread.sp)
+        try:
+            frame = self.prog.memory.read(thread_sp, self._frame.size)
+        except FaultError as exc:
+            return Trace((), f"cannot read the saved frame at thread.sp {thread_sp:#x}: {exc.reason}")
+        regs = inactive_task_frame_registers(frame, thread_sp, self._frame.members, self._frame.size)
+        return unwind(regs, ctx, interrupted=regs["rip"] == self._ret_from_fork, scan=scan)
+
+
+def kernel_unwinder(prog: Program) -> KernelUnwinder:
+    """Return the (cached) :class:`KernelUnwinder` of ``prog``."""
+    found = _CACHE.get(prog)
+    if found is None:
+        found = _CACHE[prog] = KernelUnwinder(prog)
+    return found
+
+
+def stack_trace(prog: Program, task_or_cpu: Object | int, *, scan: bool = False) -> Trace:
+    """Return the stack trace of a task or a CPU.
+
+    :param task_or_cpu: ``struct task_struct *``, or a CPU number (its NT_PRSTATUS registers)
+    :param scan: after an early stop, add unreliable frames found by scanning the stack
+    """
+    unwinder = kernel_unwinder(prog)
+    if isinstance(task_or_cpu, int):
+        return unwinder.unwind_cpu(task_or_cpu, scan=scan)
+    return unwinder.unwind_task(task_or_cpu, scan=scan)
+
+
+def _symbol_or_none(prog: Program, name: str) -> int | None:
+    try:
+        return prog.symbol_address(name)
+    except SymbolNotFoundError:
+        return None
+
+
+def _iter_modules(prog: Program) -> Iterator[Object]:
+    yield from list_for_each_entry("struct module", prog["modules"].address_of_(), "list", limit=10_000)
+
+
+def _module_tables(prog: Program, fmt: str) -> Iterator[OrcTable]:
+    for mod in _iter_modules(prog):
+        arch = mod.arch
+        num = int(arch.num_orcs)
+        if num:
+            name = mod.name.string_().decode(errors="replace")
+            yield OrcTable.from_memory(prog.memory, int(arch.orc_unwind_ip), int(arch.orc_unwind), num,
+                                       fmt=fmt, name=name)
+
+
+def _thread_size(prog: Program) -> int:
+    # init_stack is THREAD_SIZE long (include/asm-generic/vmlinux.lds.h: INIT_TASK_DATA)
+    start, end = _symbol_or_none(prog, "init_stack"), _symbol_or_none(prog, "__end_init_stack")
+    if start is not None and end is not None and 0 < end - start <= 1 << 20:
+        return end - start
+    return _DEFAULT_THREAD_SIZE
+
+
+def _hardirq_stack_ptr(prog: Program, cpu: int) -> int:
+    # Since Linux kernel commit 4ad4fdb49b40 (v6.2) it lives in struct pcpu_hot; before (and again
+    # after pcpu_hot was dissolved) it is a per-CPU variable of its own.
+    try:
+        return int(per_cpu(prog, "pcpu_hot", cpu).hardirq_stack_ptr)
+    except (SymbolNotFoundError, TypeLookupError):
+        return int(per_cpu(prog, "hardirq_stack_ptr", cpu))
+
+
+def _cpu_stacks(prog: Program, cpu: int, thread_size: int) -> list[StackRange]:
+    stacks = []
+    top = _hardirq_stack_ptr(prog, cpu)
+    if top:  # hardirq_stack_ptr is IRQ_STACK_SIZE (THREAD_SIZE) above the base, minus 8
+        stacks.append(StackRange(top + 8 - thread_size, top + 8, f"IRQ {cpu}"))
+    ces = per_cpu(prog, "cea_exception_stacks", cpu)
+    if int(ces):
+        stacks.extend(_exception_stacks(ces, cpu))
+    return stacks
+
+
+def _exception_stacks(ces: Object, cpu: int) -> Iterator[StackRange]:
+    base = int(ces)
+    for member, bits in ces.type_.type.iter_members():
+        if member.name and member.name.endswith("_stack"):
+            lo = base + bits // 8
+            yield StackRange(lo, lo + member.type.sizeof(), f"{member.name.removesuffix('_stack')} {cpu}")
+
+
+def _text_ranges(prog: Program, orc: OrcTables) -> list[tuple[int, int]]:
+    text = [(prog.symbol_address("_stext"), prog.symbol_address("_etext"))]
+    init = _symbol_or_none(prog, "_sinittext"), _symbol_or_none(prog, "_einittext")
+    if init[0] is not None and init[1] is not None:
+        text.append((init[0], init[1]))
+    # module text: what each module's ORC table covers (objtool covers every text section)
+    text.extend((table.start, table.end + 1) for table in orc.tables if table.name != "vmlinux")
+    return text
+
+
+def _task_frame_layout(prog: Program) -> _TaskFrameLayout:
+    frame_type = prog.type("struct inactive_task_frame")
+    members = {m.name: bits // 8 for m, bits in frame_type.iter_members() if m.name}
+    return _TaskFrameLayout(members, frame_type.sizeof())

@@ -1,0 +1,252 @@
+"""
+kcrash.live.gdbremote.transport
+===============================
+
+Byte transports for the GDB remote protocol: :class:`TcpTransport` (the QEMU gdbstub, or kgdb
+behind a TCP bridge such as ``agent-proxy``), :class:`SerialTransport` (a tty such as
+``/dev/ttyS0`` or a pty; raw mode, a chosen baud rate) and :class:`MockTransport` (a scripted peer
+for tests, like httpx's ``MockTransport(handler)``). :func:`open_transport` picks one from a target
+string. Transports move bytes only; framing is in :mod:`~kcrash.live.gdbremote.packets`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import termios
+import tty
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from kcrash.errors import LiveTargetError
+from kcrash.live.gdbremote.packets import INTERRUPT, Nak, Packet, PacketParser, frame
+
+__all__ = ["MockTransport", "Raw", "SerialTransport", "TcpTransport", "Transport", "open_transport"]
+
+_BAUDS = {9600: termios.B9600, 19200: termios.B19200, 38400: termios.B38400, 57600: termios.B57600,
+          115200: termios.B115200}
+
+
+class Transport(Protocol):
+    """A bidirectional byte stream to a stub."""
+
+    description: str
+
+    def send(self, data: bytes) -> None:
+        """Write all of ``data``; raise LiveTargetError if the peer is gone."""
+        ...
+
+    def recv(self, timeout: float) -> bytes:
+        """Return the bytes available within ``timeout`` s (b"" if none); raise LiveTargetError
+        when the peer closed the connection."""
+        ...
+
+    def close(self) -> None:
+        """Close the stream (idempotent)."""
+        ...
+
+
+class TcpTransport:
+    """A TCP connection, e.g. ``localhost:1234`` (QEMU ``-gdb tcp::1234``)."""
+
+    def __init__(self, host: str, port: int, *, connect_timeout: float = 5.0) -> None:
+        self.description = f"{host}:{port}"
+        try:
+            self._sock: socket.socket | None = socket.create_connection((host, port), timeout=connect_timeout)
+        except OSError as exc:
+            raise LiveTargetError(f"cannot connect to gdb stub at {host}:{port}: {exc.strerror or exc}") from exc
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock.setblocking(False)
+
+    def _socket(self) -> socket.socket:
+        if self._sock is None:
+            raise LiveTargetError(f"connection to {self.description} is closed")
+        return self._sock
+
+    def send(self, data: bytes) -> None:
+        """Write all of ``data``."""
+        sock = self._socket()
+        view = memoryview(data)
+        while view:
+            try:
+                n = sock.send(view)
+            except BlockingIOError:
+                select.select([], [sock], [], 1.0)
+                continue
+            except OSError as exc:
+                raise LiveTargetError(f"lost connection to {self.description}: {exc.strerror or exc}") from exc
+            view = view[n:]
+
+    def recv(self, timeout: float) -> bytes:
+        """Return what arrives within ``timeout`` s."""
+        sock = self._socket()
+        ready, _, _ = select.select([sock], [], [], max(timeout, 0.0))
+        if not ready:
+            return b""
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return b""
+        except OSError as exc:
+            raise LiveTargetError(f"lost connection to {self.description}: {exc.strerror or exc}") from exc
+        if not data:
+            raise LiveTargetError(f"{self.description} closed the connection")
+        return data
+
+    def close(self) -> None:
+        """Close the socket."""
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
+
+
+class SerialTransport:
+    """A serial device (kgdb over ``kgdboc``) in raw mode at ``baud``."""
+
+    def __init__(self, path: str, baud: int = 115200) -> None:
+        self.description = f"{path}@{baud}"
+        if baud not in _BAUDS:
+            raise LiveTargetError(f"unsupported baud rate {baud} (use one of {sorted(_BAUDS)})")
+        try:
+            self._fd: int | None = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError as exc:
+            raise LiveTargetError(f"cannot open serial device {path}: {exc.strerror}") from exc
+        with contextlib.suppress(termios.error):  # a plain file or FIFO in tests has no tty attributes
+            tty.setraw(self._fd)
+            attrs = termios.tcgetattr(self._fd)
+            attrs[4] = attrs[5] = _BAUDS[baud]
+            termios.tcsetattr(self._fd, termios.TCSANOW, attrs)
+
+    def _descriptor(self) -> int:
+        if self._fd is None:
+            raise LiveTargetError(f"serial device {self.description} is closed")
+        return self._fd
+
+    def send(self, data: bytes) -> None:
+        """Write all of ``data``."""
+        fd = self._descriptor()
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                select.select([], [fd], [], 1.0)
+            except OSError as exc:
+                raise LiveTargetError(f"serial device {self.description} failed: {exc.strerror}") from exc
+
+    def recv(self, timeout: float) -> bytes:
+        """Return what arrives within ``timeout`` s."""
+        fd = self._descriptor()
+        ready, _, _ = select.select([fd], [], [], max(timeout, 0.0))
+        if not ready:
+            return b""
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return b""
+        except OSError as exc:
+            raise LiveTargetError(f"serial device {self.description} failed: {exc.strerror}") from exc
+        if not data:
+            raise LiveTargetError(f"serial device {self.description} hung up")
+        return data
+
+    def close(self) -> None:
+        """Close the device."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """Bytes a :class:`MockTransport` handler sends as is (unframed), e.g. a corrupt packet."""
+
+    data: bytes
+
+
+#: a mock handler gets each packet's data (or :data:`~kcrash.live.gdbremote.packets.INTERRUPT`)
+#: and returns reply packet data, a list of replies, :class:`Raw` bytes, or None (no reply)
+MockReply = bytes | Raw | list[bytes | Raw] | None
+MockHandler = Callable[[bytes], MockReply]
+
+
+class MockTransport:
+    """A scripted stub: frames the handler's replies, acknowledges packets until
+    ``QStartNoAckMode`` is answered ``OK``, and can be made to drop the connection (``close_peer``)."""
+
+    def __init__(self, handler: MockHandler) -> None:
+        self.description = "mock"
+        self.handler = handler
+        self.sent: list[bytes] = []
+        self.ack_mode = True
+        self.peer_closed = False
+        self._parser = PacketParser()
+        self._pending = bytearray()
+        self._last = b""
+
+    def send(self, data: bytes) -> None:
+        """Feed the client's bytes to the scripted stub."""
+        if self.peer_closed:
+            raise LiveTargetError("mock peer closed the connection")
+        if data == INTERRUPT:
+            self._reply(self.handler(INTERRUPT))
+            return
+        for event in self._parser.feed(data):
+            if isinstance(event, Packet):
+                self.sent.append(event.data)
+                if self.ack_mode:
+                    self._pending += b"+"
+                self._answer(event.data)
+            elif isinstance(event, Nak):
+                self._pending += self._last
+
+    def _answer(self, data: bytes) -> None:
+        reply = self.handler(data)
+        self._reply(reply)
+        if data == b"QStartNoAckMode" and reply == b"OK":
+            self.ack_mode = False
+
+    def _reply(self, reply: MockReply) -> None:
+        items = reply if isinstance(reply, list) else [] if reply is None else [reply]
+        for item in items:
+            out = item.data if isinstance(item, Raw) else frame(item)
+            self._last = out
+            self._pending += out
+
+    def push(self, reply: MockReply) -> None:
+        """Make the stub send ``reply`` unprompted (e.g. a stop reply while running)."""
+        self._reply(reply)
+
+    def recv(self, timeout: float) -> bytes:
+        """Return what the stub has queued; b"" if nothing (no real waiting)."""
+        if not self._pending and self.peer_closed:
+            raise LiveTargetError("mock peer closed the connection")
+        data = bytes(self._pending)
+        self._pending.clear()
+        return data
+
+    def close_peer(self) -> None:
+        """Simulate the target dying."""
+        self.peer_closed = True
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def open_transport(target: str, *, connect_timeout: float = 5.0, baud: int = 115200) -> Transport:
+    """Open ``HOST:PORT``, ``:PORT``, ``tcp:HOST:PORT`` or a serial device path (``/dev/ttyS0``,
+    ``serial:/dev/pts/3``)."""
+    if target.startswith("serial:"):
+        return SerialTransport(target[len("serial:"):], baud)
+    if target.startswith("/") or Path(target).exists():
+        return SerialTransport(target, baud)
+    host, sep, port = target.removeprefix("tcp:").rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise LiveTargetError(f"target {target!r} is neither HOST:PORT nor a serial device path")
+    return TcpTransport(host or "localhost", int(port), connect_timeout=connect_timeout)

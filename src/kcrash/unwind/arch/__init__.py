@@ -1,0 +1,6 @@
+"""
+kcrash.unwind.arch
+==================
+
+One unwinder per architecture: :mod:`kcrash.unwind.arch.x86_64` (ORC).
+"""

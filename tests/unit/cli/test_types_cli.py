@@ -1,0 +1,96 @@
+"""CLI: kcrash struct / kcrash p on a synthetic program (open_program replaced), text and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kcrash.cli import main
+from kcrash.cli import types as cli_types
+from kcrash.errors import SymbolNotFoundError
+from kcrash.memory import MemoryReader, SegmentMap
+from kcrash.types.btf import parse_btf
+from kcrash.types.btf_write import BtfWriter
+from kcrash.types.program import Program
+
+BASE = 0xFFFF888000000000
+TASK = BASE + 0x100
+
+
+class _Symbols:
+    def address_of(self, name: str) -> int:
+        if name == "init_task":
+            return TASK
+        raise SymbolNotFoundError(name)
+
+
+def _program() -> Program:
+    w = BtfWriter()
+    i = w.add_int("int", 4, signed=True)
+    c = w.add_int("char", 1, signed=True, char=True)
+    lp = w.add_ptr(4)
+    w.add_struct("list_head", 16, [("next", lp, 0, 0), ("prev", lp, 64, 0)])
+    comm = w.add_array(c, 16, i)
+    w.add_struct("task_struct", 40, [("pid", i, 0, 0), ("comm", comm, 32, 0), ("tasks", 4, 192, 0)])
+    memory = bytearray(0x1000)
+    memory[0x100:0x104] = (1).to_bytes(4, "little")
+    memory[0x104:0x10A] = b"init\0\0"
+    memory[0x118:0x120] = (TASK + 24).to_bytes(8, "little")
+    segments = SegmentMap()
+    segments.add_segment(BASE, len(memory), lambda a, n: bytes(memory[a - BASE:a - BASE + n]), physical=False)
+    return Program(MemoryReader(segments), _Symbols(), parse_btf(w.to_bytes()))
+
+
+@pytest.fixture
+def dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "vmcore"
+    path.write_bytes(b"not really a dump")
+    monkeypatch.setattr(cli_types, "open_program", lambda p, cache: _program())
+    return path
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_struct_layout(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "struct", dump, "task_struct")
+    assert code == 0
+    assert out.splitlines() == ["struct task_struct {", "       [0] int pid;", "       [4] char comm[16];",
+                                "      [24] struct list_head tasks;", "}", "SIZE: 40"]
+    code, out, _ = _run(capsys, "struct", dump, "task_struct", "--json")
+    data = json.loads(out)
+    assert data["size"] == 40 and [m["offset"] for m in data["members"]] == [0, 4, 24]
+
+
+def test_struct_at_address_and_expression(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "struct", dump, "task_struct", f"{TASK:x}")
+    assert code == 0 and '.comm = "init",' in out and ".pid = 1," in out
+    code, out, _ = _run(capsys, "struct", dump, "list_head", "&init_task.tasks", "--json")
+    data = json.loads(out)
+    assert data["address"] == TASK + 24 and data["value"]["next"] == TASK + 24
+
+
+def test_print(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "p", dump, "init_task.comm")
+    assert (code, out) == (0, '(char [16])"init"\n')
+    code, out, _ = _run(capsys, "p", dump, "init_task.pid", "--json")
+    assert json.loads(out) == {"address": TASK, "type": "int", "value": 1}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("p", "init_task.nope"), "has no member 'nope'"),
+    (("p", "init_task +"), "unexpected '+'"),
+    (("p", "*(int *)0x10"), "cannot read"),
+    (("p", "missing"), "no symbol or enum constant 'missing'"),
+    (("struct", "nope"), "no type 'nope'"),
+])
+def test_errors_are_one_line(dump: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...],
+                             message: str) -> None:
+    code, out, err = _run(capsys, args[0], dump, *args[1:])
+    assert code == 1 and out == ""
+    assert err.startswith("kcrash: error: ") and message in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,217 @@
+"""kallsyms decoding on synthetic tables: every name-length and address encoding is found by validation
+(VMCOREINFO's OSRELEASE deliberately says nothing useful), the build-id cache, and typed errors on
+missing or corrupt tables."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kcrash.debuginfo.kallsyms import ADDRESS_ENCODINGS, KallsymsImage, decode_kallsyms, encode_kallsyms, load_kallsyms
+from kcrash.dumps.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
+from kcrash.errors import CorruptDumpError, KcrashError, MissingDebugInfoError
+from kcrash.memory import MemoryReader, SegmentMap
+
+STEXT = 0xFFFFFFFF81000000
+TABLES = STEXT + 0x1200000
+BUILD_ID = "0123456789abcdef0123456789abcdef01234567"
+PERCPU = frozenset({"__per_cpu_start", "fixed_percpu_data", "runqueues", "__per_cpu_end"})
+
+Row = tuple[str, str, int]
+
+
+def make_rows(*, long_name: bool, percpu: bool, count: int = 300, shift: int = 0, seed: int = 7) -> list[Row]:
+    """Symbols shaped like a kernel's: per-CPU values first, aliases at _stext, text, data, _end."""
+    rng = random.Random(seed)
+    rows: list[Row] = []
+    if percpu:
+        rows += [("A", "__per_cpu_start", 0), ("A", "fixed_percpu_data", 0), ("A", "runqueues", 0x31C40),
+                 ("A", "__per_cpu_end", 0x35000)]
+    addr = STEXT + shift
+    rows += [("T", "startup_64", addr), ("T", "_stext", addr), ("T", "_text", addr)]
+    addr += 0x70
+    for i in range(count):
+        kind = rng.choice("tTtTdDbr")
+        word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz_") for _ in range(rng.randrange(3, 20)))
+        rows.append((kind, f"{word}_{i}", addr))
+        addr += rng.randrange(1, 0x400)
+    if long_name:  # 128..255 tokens after bigram compression
+        rows.append(("t", "long_" + "".join(rng.choice("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(200)),
+                     addr))
+        addr += 0x40
+    rows += [("T", "_etext", addr), ("B", "_end", addr + 0x1000), ("B", "__brk_limit", addr + 0x1000)]
+    return rows
+
+
+def memory_with(image: KallsymsImage) -> MemoryReader:
+    data = image.data
+    segments = SegmentMap()
+    segments.add_segment(image.base, len(data), lambda a, n: data[a - image.base:a - image.base + n], physical=False)
+    return MemoryReader(segments)
+
+
+def vmcoreinfo_for(image: KallsymsImage, *, stext: int = STEXT, extra: tuple[str, ...] = ()) -> VmcoreInfo:
+    # OSRELEASE is the same for every encoding: the decoder must not look at it.
+    lines = ["OSRELEASE=6.12.0-test", f"BUILD-ID={BUILD_ID}", f"SYMBOL(_stext)={stext:x}",
+             *image.vmcoreinfo_lines(), *extra]
+    return parse_vmcoreinfo("\n".join(lines) + "\n")
+
+
+def encode(rows: list[Row], encoding: str, *, big: bool = True, base: int = TABLES) -> KallsymsImage:
+    return encode_kallsyms(rows, base=base, address_encoding=encoding, big_lengths=big, percpu=PERCPU)
+
+
+@pytest.mark.parametrize("encoding", ADDRESS_ENCODINGS)
+@pytest.mark.parametrize(("big", "long_name", "expected_lengths"), [
+    (True, True, "2-byte"),    # 6.1+ with a name over 127 tokens
+    (False, True, "1-byte"),   # before 6.1: a length byte >= 0x80 is one byte; the 2-byte reading must be refused
+    (True, False, "1-byte"),   # no long name: both readings agree
+])
+def test_every_encoding_is_found_by_validation(encoding: str, big: bool, long_name: bool,
+                                               expected_lengths: str) -> None:
+    rows = make_rows(long_name=long_name, percpu=encoding in ("absolute", "absolute-percpu"))
+    image = encode(rows, encoding, big=big)
+    extra = ()
+    if "kallsyms_relative_base" not in image.symbols:
+        # a decoy relative_base, so the base-relative and absolute-percpu readings are tried and refused
+        extra = (f"SYMBOL(kallsyms_relative_base)={image.symbols['kallsyms_token_table']:x}",)
+    tables = decode_kallsyms(memory_with(image), vmcoreinfo_for(image, extra=extra))
+    assert tables.address_encoding == encoding
+    assert tables.length_encoding == expected_lengths
+    assert tables.names == [n for _, n, _ in rows]
+    assert tables.kinds == "".join(k for k, _, _ in rows)
+    assert [int(a) for a in tables.addresses] == [a for _, _, a in rows]
+    assert not tables.from_cache
+
+
+def test_symbol_table_from_kallsyms() -> None:
+    rows = make_rows(long_name=False, percpu=True)
+    image = encode(rows, "absolute-percpu")
+    table = load_kallsyms(memory_with(image), vmcoreinfo_for(image))
+    assert table.num_symbols() == len(rows)
+    assert table.kernel_ranges == [(STEXT, rows[-1][2])]  # [_stext, _end)
+    symbol, offset = table.symbolize(STEXT + 3)
+    assert (symbol.name, offset, symbol.size) == ("startup_64", 3, 0x70)  # first alias, like %pS
+    assert table.address_of("runqueues") == 0x31C40
+    assert table.symbolize_or_none(0x31C40) is None  # per-CPU offsets are not kernel addresses
+
+
+def test_cache_makes_the_second_open_fast_and_survives_kaslr(tmp_path: Path) -> None:
+    rows = make_rows(long_name=True, percpu=True, count=3000)
+    image = encode(rows, "absolute-percpu")
+    cold_start = time.perf_counter()
+    cold = decode_kallsyms(memory_with(image), vmcoreinfo_for(image), tmp_path)
+    cold_time = time.perf_counter() - cold_start
+    assert (tmp_path / "kallsyms" / f"{BUILD_ID}.bin").is_file()
+    warm = decode_kallsyms(memory_with(image), vmcoreinfo_for(image), tmp_path)
+    assert warm.from_cache and not cold.from_cache
+    assert warm.names == cold.names and warm.kinds == cold.kinds and warm.length_encoding == "2-byte"
+    # the same kernel booted with another KASLR offset: names from the cache, addresses from memory
+    shift = 0x2E00000
+    moved_rows = make_rows(long_name=True, percpu=True, count=3000, shift=shift)
+    moved = encode(moved_rows, "absolute-percpu", base=TABLES + shift)
+    again = decode_kallsyms(memory_with(moved), vmcoreinfo_for(moved, stext=STEXT + shift), tmp_path)
+    assert again.from_cache
+    assert [int(a) for a in again.addresses] == [a for _, _, a in moved_rows]
+    assert cold_time < 5  # generous: the real 94k-symbol timings are in the oracle test
+
+
+def test_cache_that_does_not_match_is_ignored(tmp_path: Path) -> None:
+    rows = make_rows(long_name=False, percpu=True)
+    image = encode(rows, "absolute-percpu")
+    path = tmp_path / "kallsyms" / f"{BUILD_ID}.bin"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"KCRASH kallsyms 1\n{not json\n\0junk")
+    assert not decode_kallsyms(memory_with(image), vmcoreinfo_for(image), tmp_path).from_cache
+    assert decode_kallsyms(memory_with(image), vmcoreinfo_for(image), tmp_path).from_cache  # rewritten
+    # another kernel claiming the same build-id (different symbols): the cache must not be used
+    other = encode(make_rows(long_name=False, percpu=True, count=200, seed=9), "absolute-percpu")
+    tables = decode_kallsyms(memory_with(other), vmcoreinfo_for(other), tmp_path)
+    assert not tables.from_cache and len(tables.names) != len(rows)
+
+
+def test_unwritable_cache_does_not_fail(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    image = encode(make_rows(long_name=False, percpu=True), "absolute-percpu")
+    assert len(decode_kallsyms(memory_with(image), vmcoreinfo_for(image), blocker).names) > 0
+
+
+def test_missing_vmcoreinfo_names_what_would_help() -> None:
+    image = encode(make_rows(long_name=False, percpu=True), "absolute-percpu")
+    with pytest.raises(MissingDebugInfoError, match=r"no VMCOREINFO.*vmlinux or System.map"):
+        load_kallsyms(memory_with(image), None)
+    info = parse_vmcoreinfo(f"OSRELEASE=5.15.0\nSYMBOL(_stext)={STEXT:x}\n")
+    with pytest.raises(MissingDebugInfoError, match=r"no SYMBOL\(kallsyms_names\).*older than 6.0.*System.map"):
+        load_kallsyms(memory_with(image), info)
+    without_offsets = [x for x in image.vmcoreinfo_lines() if "kallsyms_offsets" not in x]
+    info = parse_vmcoreinfo("\n".join([f"SYMBOL(_stext)={STEXT:x}", *without_offsets]))
+    with pytest.raises(MissingDebugInfoError, match="kallsyms_offsets"):
+        load_kallsyms(memory_with(image), info)
+
+
+def test_tables_not_in_the_dump() -> None:
+    image = encode(make_rows(long_name=False, percpu=True), "absolute-percpu")
+    empty = MemoryReader(SegmentMap())
+    with pytest.raises(MissingDebugInfoError, match=r"kallsyms_num_syms at 0x.*not in the dump"):
+        decode_kallsyms(empty, vmcoreinfo_for(image))
+
+
+def test_wrong_stext_is_refused() -> None:
+    image = encode(make_rows(long_name=False, percpu=True), "absolute-percpu")
+    with pytest.raises(CorruptDumpError, match="_stext"):
+        decode_kallsyms(memory_with(image), vmcoreinfo_for(image, stext=STEXT + 0x1000))
+
+
+def _patched(image: KallsymsImage, table: str, offset: int, data: bytes) -> KallsymsImage:
+    at = image.symbols[table] - image.base + offset
+    buf = bytearray(image.data)
+    buf[at:at + len(data)] = data
+    return KallsymsImage(image.base, bytes(buf), image.symbols)
+
+
+@pytest.mark.parametrize(("table", "offset", "data", "error"), [
+    ("kallsyms_num_syms", 0, b"\0\0\0\0", CorruptDumpError),
+    ("kallsyms_num_syms", 0, b"\xff\xff\xff\x7f", CorruptDumpError),
+    ("kallsyms_num_syms", 0, b"\x00\x10\x00\x00", CorruptDumpError),   # more symbols than names
+    ("kallsyms_names", 0, b"\xff" * 64, CorruptDumpError),
+    ("kallsyms_names", 40, bytes(range(1, 200)), CorruptDumpError),
+    ("kallsyms_token_index", 0, b"\xff\xff" * 256, CorruptDumpError),  # tokens past the table
+    ("kallsyms_offsets", 0, b"\x01\x02\x03\x04" * 8, CorruptDumpError),  # addresses no longer sorted
+])
+def test_corrupt_tables_raise_typed_errors(table: str, offset: int, data: bytes, error: type[Exception]) -> None:
+    image = _patched(encode(make_rows(long_name=True, percpu=True), "absolute-percpu"), table, offset, data)
+    with pytest.raises(error):
+        decode_kallsyms(memory_with(image), vmcoreinfo_for(image))
+
+
+_FUZZ_IMAGE = encode(make_rows(long_name=True, percpu=True, count=120), "absolute-percpu")
+
+
+@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(_FUZZ_IMAGE.data) - 1), st.integers(0, 255)), min_size=1, max_size=8))
+def test_fuzzed_tables_decode_or_raise_typed_errors(flips: list[tuple[int, int]]) -> None:
+    buf = bytearray(_FUZZ_IMAGE.data)
+    for pos, value in flips:
+        buf[pos] = value
+    image = KallsymsImage(_FUZZ_IMAGE.base, bytes(buf), _FUZZ_IMAGE.symbols)
+    try:
+        tables = decode_kallsyms(memory_with(image), vmcoreinfo_for(image))
+    except KcrashError:
+        return
+    assert len(tables.names) == len(tables.kinds) == len(tables.addresses)
+    assert tables.names[tables.names.index("_stext")] == "_stext"
+
+
+def test_encoder_refuses_what_it_cannot_write() -> None:
+    rows = make_rows(long_name=True, percpu=False)
+    with pytest.raises(ValueError, match="address encoding"):
+        encode_kallsyms(rows, base=TABLES, address_encoding="relative-to-the-moon")
+    huge = [("t", "x" * 600 + "".join(chr(0x21 + i % 90) for i in range(600)), STEXT)]
+    with pytest.raises(ValueError, match="tokens"):
+        encode_kallsyms(huge, base=TABLES, big_lengths=False)

@@ -1,0 +1,213 @@
+"""The DWARF symbolizer on small programs compiled in the test (gcc -O2 -g, DWARF 5), with binutils'
+addr2line as the reference where it is installed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kcrash.debuginfo.elf_symtab import SHF_EXECINSTR
+from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation, Symbolizer, format_location
+from kcrash.errors import CorruptDumpError, MissingDebugInfoError, SymbolNotFoundError
+
+SAMPLE = r"""
+static inline __attribute__((always_inline)) int leaf(int x)
+{
+	return x * 3 + 1;
+}
+
+static inline __attribute__((always_inline)) int middle(int x)
+{
+	return leaf(x) ^ (x >> 2);
+}
+
+__attribute__((noinline)) int outer(volatile int *p)
+{
+	int r = middle(*p);
+	if (*p > 10)
+		r += middle(*p + 1);
+	return r;
+}
+
+__attribute__((noinline)) static int twin(int x)
+{
+	return x + 1;
+}
+
+int use_twin_a(int x) { return twin(x) * 2; }
+"""
+
+OTHER = r"""
+__attribute__((noinline)) static int twin(int x)
+{
+	volatile int y = x;
+	return y * 7 + x * 5 - 3;
+}
+
+int use_twin_b(int x) { return twin(x) + 4; }
+int main(void) { volatile int v = 3; extern int outer(volatile int *); return outer(&v); }
+"""
+
+needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
+needs_addr2line = pytest.mark.skipif(shutil.which("addr2line") is None, reason="binutils is not installed")
+
+
+def build(tmp: Path, *, relocatable: bool = False) -> Path:
+    """Compile the sample (an executable, or one relocatable object like a .ko)."""
+    (tmp / "sample.c").write_text(SAMPLE)
+    (tmp / "other.c").write_text(OTHER)
+    out = tmp / ("sample.o" if relocatable else "sample")
+    sources = ["sample.c"] if relocatable else ["sample.c", "other.c"]
+    flags = ["-c"] if relocatable else ["-Wl,--build-id"]
+    subprocess.run(["gcc", "-O2", "-g", "-gdwarf-5", *flags, "-o", out.name, *sources], cwd=tmp, check=True)
+    return out
+
+
+def addr2line(path: Path, addresses: list[int], section: str | None = None) -> list[list[tuple[str, str]]]:
+    """binutils' answer per address: [(function, "file:line"), ...] innermost first."""
+    extra = ["-j", section] if section else []
+    out = subprocess.run(["addr2line", "-a", "-f", "-i", *extra, "-e", str(path), *map(hex, addresses)],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    groups: list[list[str]] = []
+    for line in out:
+        if line.startswith("0x"):
+            groups.append([])
+        else:
+            groups[-1].append(line)
+    return [[(g[i], g[i + 1]) for i in range(0, len(g), 2)] for g in groups]
+
+
+def as_addr2line(locations: tuple[SourceLocation, ...]) -> list[tuple[str, str]]:
+    out = []
+    for loc in locations:
+        where = f"{loc.file}:{loc.line if loc.file != '??' else '?'}"
+        out.append((loc.function, where + (f" (discriminator {loc.discriminator})" if loc.discriminator else "")))
+    return out
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    return build(tmp_path_factory.mktemp("sample"))
+
+
+@needs_gcc
+def test_inline_chain_names_the_inlined_functions(sample: Path) -> None:
+    with Symbolizer.open(sample) as sym:
+        start = sym.address_of("outer")
+        chains = [sym.symbolize(a) for a in range(start, start + sym.symbols.get_symbols_by_name("outer")[0].size)]
+    names = {tuple(loc.function for loc in chain) for chain in chains}
+    assert ("leaf", "middle", "outer") in names
+    deep = next(c for c in chains if len(c) == 3)
+    assert [loc.inlined for loc in deep] == [True, True, False]
+    assert deep[0].file.endswith("sample.c") and deep[0].line == 4
+    assert deep[1].line == 9  # leaf() called from middle()
+    assert deep[2].line in (14, 16)  # middle() called from outer()
+
+
+@needs_gcc
+@needs_addr2line
+def test_every_code_byte_equals_addr2line(sample: Path) -> None:
+    # The C functions of the sample, every byte. The C runtime's startup code (crtstuff.c) has no
+    # DWARF; there addr2line takes a file name from STT_FILE symbols, which kcrash does not emulate.
+    with Symbolizer.open(sample) as sym:
+        addresses = []
+        for name in ("outer", "twin", "use_twin_a", "use_twin_b", "main"):
+            for found in sym.symbols.get_symbols_by_name(name):
+                addresses += range(found.address, found.address + found.size)
+        ours = [as_addr2line(sym.symbolize(a)) for a in addresses]
+    assert len(addresses) > 100
+    assert ours == addr2line(sample, addresses)
+
+
+@needs_gcc
+@needs_addr2line
+def test_relocatable_object_sections_equal_addr2line_j(tmp_path: Path) -> None:
+    obj = build(tmp_path, relocatable=True)
+    with Symbolizer.open(obj, module_base=0xFFFFFFFFC0000000) as sym:
+        for section in sym.image.sections:
+            if section.sh_flags & SHF_EXECINSTR and section.sh_size:
+                base = sym.load_address_of(section)
+                offsets = list(range(section.sh_size))
+                ours = [as_addr2line(sym.symbolize(base + o)) for o in offsets]
+                assert ours == addr2line(obj, offsets, section.name), section.name
+
+
+@needs_gcc
+def test_warm_cache_gives_the_same_answers_without_dwarf(sample: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    with Symbolizer.open(sample, cache_dir=tmp_path) as cold:
+        start = cold.address_of("outer")
+        first = [cold.symbolize(a) for a in range(start, start + 40)]
+    assert any((tmp_path / "debuginfo").rglob("cu-*.bin"))
+
+    def no_dwarf(*_: object) -> None:
+        raise AssertionError("the warm path parsed DWARF")
+
+    monkeypatch.setattr("kcrash.debuginfo.symbolizer.open_dwarf", no_dwarf)
+    with Symbolizer.open(sample, cache_dir=tmp_path) as warm:
+        assert [warm.symbolize(a) for a in range(start, start + 40)] == first
+
+
+@needs_gcc
+def test_duplicate_static_names_are_told_apart_by_size(sample: Path) -> None:
+    with Symbolizer.open(sample) as sym:
+        twins = sym.symbols.get_symbols_by_name("twin")
+        assert len(twins) == 2 and twins[0].size != twins[1].size
+        for twin in twins:
+            assert sym.address_of("twin", 0, twin.size) == twin.address
+        with pytest.raises(SymbolNotFoundError):
+            sym.address_of("no_such_function")
+
+
+@needs_gcc
+def test_stripped_file_is_refused_with_one_message(sample: Path, tmp_path: Path) -> None:
+    stripped = tmp_path / "stripped"
+    subprocess.run(["objcopy", "--strip-debug", str(sample), str(stripped)], check=True)
+    with pytest.raises(MissingDebugInfoError, match="stripped"):
+        Symbolizer.open(stripped)
+
+
+@needs_gcc
+def test_truncated_dwarf_is_a_typed_error(sample: Path, tmp_path: Path) -> None:
+    with Symbolizer.open(sample) as sym:
+        info = sym.image.find_section_or_none(".debug_info")
+        assert info is not None
+        start = sym.address_of("outer")
+        offset = info.sh_offset
+    damaged = tmp_path / "damaged"
+    data = bytearray(sample.read_bytes())
+    data[offset + 11:offset + 400] = b"\xff" * 389  # the unit's first DIEs, past the header
+    damaged.write_bytes(bytes(data))
+    with Symbolizer.open(damaged) as broken, pytest.raises(CorruptDumpError):
+        broken.symbolize(start)
+    cut = tmp_path / "cut"
+    cut.write_bytes(sample.read_bytes()[:offset + 50])
+    with pytest.raises(CorruptDumpError):
+        Symbolizer.open(cut)
+
+
+@needs_gcc
+def test_kernel_symbolizer_dispatches_modules_by_range(sample: Path, tmp_path: Path) -> None:
+    obj = build(tmp_path, relocatable=True)
+    base = 0xFFFFFFFFC0100000
+    with Symbolizer.open(sample) as top, Symbolizer.open(obj, module_base=base, name="sample") as mod:
+        kernel = KernelSymbolizer(top, {"sample": mod}, kaslr_offset=0x1000)
+        address = kernel.locate("outer", 5, "sample")
+        assert base <= address < base + 0x1000
+        assert kernel.symbolize(address) == mod.symbolize(address)
+        in_vmlinux = top.address_of("outer", 5)
+        assert kernel.symbolize(in_vmlinux + 0x1000) == top.symbolize(in_vmlinux)
+        with pytest.raises(MissingDebugInfoError, match="module other"):
+            kernel.locate("x", 0, "other")
+
+
+def test_format_location_strips_the_source_tree() -> None:
+    loc = SourceLocation("f", "/build/linux/mm/slub.c", 12)
+    assert format_location(loc, "/build/linux") == "mm/slub.c:12"
+    assert format_location(loc, "/elsewhere") == "/build/linux/mm/slub.c:12"
+    assert format_location(SourceLocation("f", "??", 0)) == "??:0"

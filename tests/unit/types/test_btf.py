@@ -1,0 +1,206 @@
+"""BTF parsing: every kind, bitfields, lookups, split BTF, and typed errors on bad blobs."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import Kernel, build_types
+from kcrash.errors import CorruptDumpError, TypeLookupError
+from kcrash.types.btf import Btf, parse_btf
+from kcrash.types.btf_write import BtfWriter
+from kcrash.types.model import Qualifiers, TypeKind
+
+
+def test_every_kind_builds(kernel: Kernel) -> None:
+    b, t = kernel.btf, kernel.ids
+    assert b.num_types() == t["decl_tag"]
+    i = b.type_by_id(t["int"])
+    assert (i.kind, i.name, i.size, i.is_signed) == (TypeKind.INT, "int", 4, True)
+    assert b.type_by_id(t["char"]).is_char
+    assert b.type_by_id(t["bool"]).kind is TypeKind.BOOL
+    assert b.type_by_id(t["double"]).kind is TypeKind.FLOAT
+    assert b.type_by_id(t["lh_ptr"]).type is b.type_by_id(t["list_head"])
+    arr = b.type_by_id(t["char16"])
+    assert (arr.kind, arr.length, arr.sizeof()) == (TypeKind.ARRAY, 16, 16)
+    fwd = b.type_by_id(t["opaque"])
+    assert (fwd.kind, fwd.tag, fwd.is_complete()) == (TypeKind.STRUCT, "opaque", False)
+    assert b.type_by_id(t["opaque_u"]).kind is TypeKind.UNION
+    td = b.type_by_id(t["u64"])
+    assert td.kind is TypeKind.TYPEDEF and td.strip_typedefs().name == "long unsigned int"
+    assert b.type_by_id(t["const_char"]).qualifiers == Qualifiers.CONST
+    assert b.type_by_id(t["vol_ulong"]).qualifiers == Qualifiers.VOLATILE
+    assert b.type_by_id(t["restrict_ptr"]).qualifiers == Qualifiers.RESTRICT
+    assert b.type_by_id(0).kind is TypeKind.VOID
+
+
+def test_enums_signed_and_64bit(kernel: Kernel) -> None:
+    color = kernel.btf.type_by_id(kernel.ids["color"])
+    assert [(e.name, e.value) for e in color.enumerators or ()] == [("RED", 0), ("GREEN", 1), ("BLUE", -1)]
+    huge = kernel.btf.type_by_id(kernel.ids["huge"])
+    assert [e.value for e in huge.enumerators or ()] == [1 << 40, (1 << 64) - 2]
+    assert huge.size == 8 and not huge.is_signed
+
+
+def test_struct_members_and_bitfields(kernel: Kernel) -> None:
+    item = kernel.btf.type_by_id(kernel.ids["item"])
+    assert item.tag == "item" and item.size == 104
+    rows = {m.name: (bits, m.bit_field_size) for m, bits in item.iter_members()}
+    assert rows["a"] == (320, 1) and rows["b"] == (321, 3) and rows["c"] == (324, 4) and rows["neg"] == (328, 5)
+    assert rows["x"] == (512, 0) and rows["y"] == (512, 0)  # anonymous union flattened
+    member, bits = item.member("node")
+    assert member.offset == 24 and bits == 192 and member.type.tag == "list_head"
+    assert item.bit_offset_of("node.prev") == 256
+    assert item.bit_offset_of("tag[3]") == 64 + 24
+    with pytest.raises(TypeLookupError):
+        item.member("nope")
+    assert item.has_member("y") and not item.has_member("z")
+
+
+def test_function_prototype(kernel: Kernel) -> None:
+    proto = kernel.btf.type_by_id(kernel.ids["proto"])
+    assert proto.kind is TypeKind.FUNCTION and proto.is_variadic
+    assert [p.name for p in proto.parameters] == ["fmt"]
+    assert proto.type.name == "int"
+    assert kernel.btf.type_by_id(kernel.ids["fn_ptr"]).type_name() == "int (*)(const char *, ...)"
+
+
+def test_lookup_by_name_and_kind(kernel: Kernel) -> None:
+    b = kernel.btf
+    assert b.get_type("item", TypeKind.STRUCT).size == 104
+    assert b.find_type_or_none("item", TypeKind.UNION) is None
+    assert b.get_type("u64", TypeKind.TYPEDEF).name == "u64"
+    assert b.get_type("long unsigned int", TypeKind.INT).size == 8
+    assert b.get_type("color", TypeKind.ENUM).size == 4
+    assert b.get_type("huge", TypeKind.ENUM).size == 8
+    assert b.get_type("opaque", TypeKind.STRUCT).is_complete() is False
+    assert b.get_type("opaque_union", TypeKind.UNION).kind is TypeKind.UNION
+    with pytest.raises(TypeLookupError):
+        b.get_type("nonexistent", TypeKind.STRUCT)
+
+
+def test_complete_definition_wins_over_forward() -> None:
+    w = BtfWriter()
+    w.add_fwd("thing")
+    i = w.add_int("int", 4, signed=True)
+    w.add_struct("thing", 4, [("v", i, 0, 0)])
+    assert parse_btf(w.to_bytes()).get_type("thing", TypeKind.STRUCT).is_complete()
+
+
+def test_variables_percpu_and_enumerators(kernel: Kernel) -> None:
+    b = kernel.btf
+    t = b.find_variable_type_or_none("runqueues")
+    assert t is not None and t.tag == "item"
+    assert b.find_variable_type_or_none("init_task") is None
+    assert b.is_percpu_variable("runqueues") and not b.is_percpu_variable("jiffies")
+    hit = b.find_enumerator_or_none("BLUE")
+    assert hit is not None and hit[1] == -1 and hit[0].tag == "color"
+    assert b.find_enumerator_or_none("PURPLE") is None
+
+
+def test_types_are_built_once(kernel: Kernel) -> None:
+    assert kernel.btf.type_by_id(kernel.ids["item"]) is kernel.btf.type_by_id(kernel.ids["item"])
+
+
+def test_split_btf_continues_ids_and_strings() -> None:
+    base_writer, ids = build_types()
+    base = parse_btf(base_writer.to_bytes())
+    w = BtfWriter(base=base_writer)
+    obj = w.add_struct("mod_obj", 24, [("magic", ids["u32"], 0, 0), ("node", ids["list_head"], 64, 0),
+                                       ("flag", ids["uint"], 32, 2)])
+    assert obj == base.end_id
+    w.add_typedef("mod_obj_t", obj)
+    w.add_var("mod_var", obj)
+    w.add_enum("mod_state", 4, [("MOD_LIVE", 3)])
+    split = parse_btf(w.to_bytes(), base, name="mod")
+    t = split.get_type("mod_obj", TypeKind.STRUCT)
+    assert t.type_id == base.end_id
+    assert t.member("node")[0].type is base.type_by_id(ids["list_head"])
+    assert t.member("flag")[0].bit_field_size == 2
+    assert split.get_type("list_head", TypeKind.STRUCT) is base.get_type("list_head", TypeKind.STRUCT)
+    assert split.get_type("mod_obj_t", TypeKind.TYPEDEF).strip_typedefs() is t
+    var = split.find_variable_type_or_none("mod_var")
+    assert var is t
+    assert split.find_enumerator_or_none("MOD_LIVE") is not None
+    assert split.find_enumerator_or_none("GREEN") is not None  # from the base
+
+
+def _header(blob: bytes, **fields: int) -> bytes:
+    names = ["hdr_len", "type_off", "type_len", "str_off", "str_len"]
+    out = bytearray(blob)
+    for name, value in fields.items():
+        i = 4 + 4 * names.index(name)
+        out[i:i + 4] = value.to_bytes(4, "little")
+    return bytes(out)
+
+
+def test_bad_blobs_raise_corrupt_dump_error() -> None:
+    good = build_types()[0].to_bytes()
+    bad = [
+        b"", good[:10], b"\xeb\x9f" + good[2:], good[:2] + b"\x02" + good[3:],
+        _header(good, type_len=len(good)), _header(good, type_len=6), _header(good, str_len=len(good)),
+        _header(good, hdr_len=3), good[:24 + 12 * 5 + 2],
+    ]
+    for blob in bad:
+        with pytest.raises(CorruptDumpError):
+            Btf(blob)
+
+
+def test_truncated_type_section_is_reported_with_offset() -> None:
+    w, _ = build_types()
+    blob = w.to_bytes()
+    type_len = int.from_bytes(blob[12:16], "little")
+    strings = blob[24 + type_len:]
+    cut = _header(blob[:24 + type_len - 8], type_len=type_len - 8, str_off=type_len - 8) + strings
+    with pytest.raises(CorruptDumpError, match="ends inside a record") as exc:
+        Btf(cut)
+    assert exc.value.offset is not None
+
+
+def test_unknown_kind_dangling_id_and_cycles() -> None:
+    w = BtfWriter()
+    w.record(25, "weird", 0, 0, [])
+    with pytest.raises(CorruptDumpError, match="unknown kind"):
+        parse_btf(w.to_bytes())
+    w = BtfWriter()
+    p = w.add_ptr(99)
+    c = w.add_qualifier("CONST", 3)
+    w.add_qualifier("VOLATILE", c)  # 3 -> 2 -> 3
+    b = parse_btf(w.to_bytes())
+    with pytest.raises(CorruptDumpError, match="out of range"):
+        b.type_by_id(p).type  # noqa: B018
+    with pytest.raises(CorruptDumpError, match="refers to itself"):
+        b.type_by_id(c)
+    w = BtfWriter()
+    w.record(1, "", 0, 4, [32])
+    w._records[-1][0] = 1 << 30  # name offset far past the strings
+    with pytest.raises(CorruptDumpError, match="string offset"):
+        parse_btf(w.to_bytes()).type_by_id(1)
+
+
+def test_typedef_cycle_does_not_hang() -> None:
+    w = BtfWriter()
+    w.add_typedef("a", 2)
+    w.add_typedef("b", 1)
+    b = parse_btf(w.to_bytes())
+    with pytest.raises(CorruptDumpError):
+        b.type_by_id(1).strip_typedefs()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_fuzzed_blobs_raise_only_typed_errors(data: st.DataObject) -> None:
+    blob = bytearray(build_types()[0].to_bytes())
+    for _ in range(data.draw(st.integers(1, 8))):
+        pos = data.draw(st.integers(0, len(blob) - 1))
+        blob[pos] = data.draw(st.integers(0, 255))
+    try:
+        b = Btf(bytes(blob))
+        for type_id in range(b.end_id):
+            t = b.type_by_id(type_id)
+            t.type_name()
+            for m in t.members or ():
+                m.type.type_name()
+    except (CorruptDumpError, TypeLookupError):
+        pass

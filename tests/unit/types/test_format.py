@@ -1,0 +1,60 @@
+"""Text and JSON forms of layouts and objects."""
+
+from __future__ import annotations
+
+from conftest import Kernel
+from kcrash.types.format import format_layout, format_object, layout_to_json, object_to_json
+
+
+def test_layout_text_like_crash_struct_o(kernel: Kernel) -> None:
+    assert format_layout(kernel.prog.type("struct item")) == """\
+struct item {
+       [0] u32 magic;
+       [4] int id;
+       [8] char tag[16];
+      [24] struct list_head node;
+    [40:0] unsigned int a : 1;
+    [40:1] unsigned int b : 3;
+    [40:4] unsigned int c : 4;
+    [41:0] int neg : 5;
+      [48] struct hlist_node hnode;
+      [64] union {
+        [64] long int x;
+        [64] int y;
+           };
+      [72] enum color col;
+      [80] const char *name;
+      [88] enum huge big;
+      [96] double ratio;
+}
+SIZE: 104"""
+    fn = format_layout(kernel.prog.type("struct task_struct"))
+    assert "int (*fn)(const char *, ...);" in fn
+
+
+def test_layout_json(kernel: Kernel) -> None:
+    data = layout_to_json(kernel.prog.type("item_t"))
+    assert data["size"] == 104 and data["type"] == "item_t"
+    rows = {m["name"]: m for m in data["members"]}
+    assert rows["neg"]["bit_offset"] == 328 and rows["neg"]["bit_size"] == 5
+    assert rows["y"]["offset"] == 64 and rows["tag"]["size"] == 16
+
+
+def test_object_text_and_json(kernel: Kernel) -> None:
+    item = kernel.prog.object("struct item", kernel.notes["item0"])
+    text = format_object(item)
+    assert text.startswith("(struct item){\n")
+    assert '\t.tag = "obj-0",' in text and "\t.col = BLUE," in text and "\t.neg = -3," in text
+    assert f"\t.next = {kernel.notes['item1'] + 24:#x}," in text
+    data = object_to_json(item)
+    assert data["tag"] == "obj-0" and data["node"]["prev"] == kernel.notes["head"] and data["ratio"] == 1.5
+
+
+def test_faults_inside_objects_are_marked(kernel: Kernel) -> None:
+    bad = kernel.prog.object("struct item *[2]", kernel.notes["item0"] + 80)  # name pointer, then big
+    assert format_object(bad).count("0x") == 2
+    # an array of items whose second element runs off mapped memory
+    edge = kernel.prog.object("struct item [2]", 0xFFFF888000010000 - 104)
+    text = format_object(edge, max_elements=2)
+    assert "<fault at 0xffff888000010000>" in text
+    assert object_to_json(edge)[1] == {"fault": 0xFFFF888000010000}
