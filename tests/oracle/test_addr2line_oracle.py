@@ -1,7 +1,7 @@
 """kcrash's symbolizer against binutils ``addr2line -f -i`` (one batched call per file): 1,000 random
 addresses in the text of the Debian -dbg vmlinux (DWARF 5) and 200 in the lab module's .ko.
 
-Normalization: none of the answer is rewritten. The comparison is function name + ``file:line`` (with
+Normalization: see spelled() for the discriminator. The comparison is function name + ``file:line`` (with
 addr2line's `` (discriminator N)`` suffix, which kcrash reproduces from the line table) for every frame
 of the inline chain, in addr2line's order (innermost first). addr2line prints ``??:?`` where kcrash
 has file ``??``; that spelling is the only mapping. Columns are not compared (addr2line has none).
@@ -39,11 +39,11 @@ def addr2line(path: Path, addresses: list[int], section: str | None = None) -> l
 
 
 def spelled(locations: tuple[SourceLocation, ...]) -> list[tuple[str, str]]:
-    out = []
-    for loc in locations:
-        where = f"{loc.file}:{loc.line if loc.file != '??' else '?'}"
-        out.append((loc.function, where + (f" (discriminator {loc.discriminator})" if loc.discriminator else "")))
-    return out
+    # addr2line prints the discriminator of the line-table row after *every* frame of the inline
+    # chain (binutils addr2line.c keeps the variable from the first lookup while it walks
+    # bfd_find_inliner_info); kcrash keeps it on the innermost location only. Normalized here.
+    disc = f" (discriminator {locations[0].discriminator})" if locations and locations[0].discriminator else ""
+    return [(loc.function, f"{loc.file}:{loc.line if loc.file != '??' else '?'}{disc}") for loc in locations]
 
 
 def test_vmlinux_1000_random_text_addresses(lab_vmlinux_dbg: Callable[[str], Path]) -> None:

@@ -42,9 +42,10 @@ def _program(path: str) -> Iterator[Program]:
 
 
 def _resolve_type(prog: Program, name: str) -> Type:
-    # crash accepts a bare tag ("task_struct"); try it as struct, union, then as written.
-    for candidate in (f"struct {name}", f"union {name}", name):
-        found = prog.find_type_or_none(candidate) if " " not in name or candidate == name else None
+    # crash accepts a bare tag ("task_struct"): try it as a struct, a union, then as written.
+    bare = name.isidentifier()
+    for candidate in ([f"struct {name}", f"union {name}"] if bare else []) + [name]:
+        found = prog.find_type_or_none(candidate)
         if found is not None:
             return found
     raise TypeLookupError(f"no type {name!r}")

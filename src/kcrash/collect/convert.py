@@ -109,7 +109,12 @@ def build_filter(pages: DumpPages, mem: KernelMemory | None, info: VmcoreInfo | 
         if level & ~DL_EXCLUDE_ZERO:
             raise MissingDebugInfoError(f"dump level {level} needs VMCOREINFO with SYMBOL(mem_section)")
         return present.copy(), counts
-    classes = classify_pages(mem, info, len(present), level)
+    try:
+        classes = classify_pages(mem, info, len(present), level)
+    except MissingDebugInfoError:
+        if level & ~DL_EXCLUDE_ZERO:
+            raise
+        return present.copy(), counts  # hwpoison/offline need struct page; zero pages still go
     excluded = (classes > 0) & present
     for value, name in _NAMES.items():
         counts[name] = int(np.count_nonzero(excluded & (classes == value)))

@@ -238,13 +238,20 @@ def _walk(data: bytes, num: int, *, big: bool) -> tuple[list[int], int, bool] | 
 
 
 def _expand(data: bytes, heads: list[int], end: int, tokens: list[bytes], *, big: bool) -> bytes:
-    # Expand every byte as a token, then overwrite the length prefixes with separators.
-    parts = list(map(tokens.__getitem__, data[:end]))
-    for h in heads:
-        parts[h] = b"\0"
-        if big and data[h] & 0x80:
-            parts[h + 1] = b""
-    return b"".join(parts)
+    # Every byte of the table becomes its token, in bulk: length prefixes become "\0" separators
+    # (id 256) and the second byte of a 2-byte length becomes nothing (id 257).
+    pool = np.frombuffer(b"".join(tokens) + b"\0", dtype=np.uint8)
+    lens = np.array([len(t) for t in tokens] + [1, 0], dtype=np.int64)
+    starts = np.concatenate(([0], np.cumsum(lens[:256]), [0]))
+    ids = np.frombuffer(data, dtype=np.uint8, count=end).astype(np.int16)
+    at = np.asarray(heads, dtype=np.int64)
+    if big:
+        ids[at[(ids[at] & 0x80) != 0] + 1] = 257
+    ids[at] = 256
+    counts = lens[ids]
+    shift = starts[ids] - (np.cumsum(counts) - counts)
+    gather = np.repeat(shift, counts) + np.arange(int(counts.sum()), dtype=np.int64)
+    return bytes(pool[gather].tobytes())
 
 
 def _valid_blob(blob: bytes, num: int) -> bool:
@@ -253,9 +260,14 @@ def _valid_blob(blob: bytes, num: int) -> bool:
 
 
 def _split_blob(blob: bytes) -> tuple[list[str], str]:
-    entries = blob.decode("ascii").split("\0")[1:]
-    kinds = "".join([e[0] for e in entries])
-    return [e[1:] for e in entries], kinds
+    # blob is "\0" + "\0".join(type letter + name), printable ASCII (see _valid_blob)
+    arr = np.frombuffer(blob, dtype=np.uint8)
+    kind_at = np.flatnonzero(arr == 0) + 1
+    kind_at = kind_at[kind_at < len(arr)]
+    keep = np.ones(len(arr), dtype=bool)
+    keep[kind_at] = False
+    names = arr[keep].tobytes().decode("ascii").split("\0")[1:]
+    return names, arr[kind_at].tobytes().decode("ascii")
 
 
 def _names_from_cache(path: Path | None, facts: dict[str, int]) -> tuple[str, bytes] | None:
@@ -266,7 +278,7 @@ def _names_from_cache(path: Path | None, facts: dict[str, int]) -> tuple[str, by
     encoding = cached.get("length_encoding")
     if any(cached.get(k) != v for k, v in facts.items()) or encoding not in ("1-byte", "2-byte"):
         return None
-    if blob.count(b"\0") != facts["num_syms"] or not blob.startswith(b"\0"):
+    if not blob.startswith(b"\0") or not _valid_blob(blob, facts["num_syms"]):
         return None
     return str(encoding), blob
 

@@ -210,13 +210,13 @@ class Symbolizer:
     def _remember(self, offset: int, unit: CuIndex) -> None:
         # Bounded memory over long runs: keep the most recent units, and start a fresh pyelftools
         # DWARFInfo now and then (it caches every unit and DIE it parsed).
-        if len(self._units) >= _MAX_UNITS:
+        self._units[offset] = unit
+        if len(self._units) > _MAX_UNITS:
             self.flush()
             self._units.pop(next(iter(self._units)))
         if self._built >= _MAX_UNITS:
             self._reader = None
             self._built = 0
-        self._units[offset] = unit
 
     def _scopes_or_none(self, unit: CuIndex, address: int) -> list[Scope] | None:
         die = unit.function_die_or_none(address)

@@ -50,11 +50,14 @@ class _Group:
 
     def __init__(self, module: str | None, names: Sequence[str], kinds: Sequence[str],
                  addrs: npt.NDArray[np.uint64], limits: Sequence[tuple[int, int]]) -> None:
-        order = np.argsort(addrs, kind="stable")
-        identity = bool(np.all(order == np.arange(len(order))))
+        identity = bool(np.all(addrs[1:] >= addrs[:-1]))
+        order = np.arange(len(addrs)) if identity else np.argsort(addrs, kind="stable")
         self.module = module
         self.names = list(names) if identity else [names[i] for i in order]
-        self.kinds = "".join(kinds) if identity else "".join(kinds[i] for i in order)
+        if identity:
+            self.kinds = kinds if isinstance(kinds, str) else "".join(kinds)
+        else:
+            self.kinds = "".join(kinds[i] for i in order)
         self.addrs = addrs if identity else addrs[order]
         # sorted_pos[k]: where the caller's k-th symbol went; None when the order was kept
         self.sorted_pos: list[int] | None = None if identity else np.argsort(order, kind="stable").tolist()
@@ -142,9 +145,9 @@ class SymbolTable:
         data symbols are present (``CONFIG_KALLSYMS_ALL``), else ``[_stext, _etext)`` and
         ``[_sinittext, _einittext)``. A missing bound falls back to the last symbol (inclusive)."""
         where = _first_addresses(names, addresses, ("_stext", "_text", "_end", "_etext", "_sinittext", "_einittext"))
-        top = int(max(addresses)) + 1 if len(addresses) else 0
+        top = int(np.asarray(addresses, dtype=_U64).max()) + 1 if len(addresses) else 0
         start = where.get("_stext", where.get("_text", 0))
-        if "_end" in where or any(k in _DATA_KINDS for k in kinds):
+        if "_end" in where or _has_data_kinds(kinds):
             return [(start, where.get("_end", top))]
         ranges = [(start, where.get("_etext", top))]
         if "_sinittext" in where:
@@ -284,13 +287,18 @@ class SymbolTable:
         return view
 
 
+def _has_data_kinds(kinds: Sequence[str]) -> bool:
+    if isinstance(kinds, str):
+        return any(k in kinds for k in _DATA_KINDS)
+    return any(k in _DATA_KINDS for k in kinds)
+
+
 def _first_addresses(names: Sequence[str], addresses: npt.NDArray[np.uint64] | Sequence[int],
                      wanted: Iterable[str]) -> dict[str, int]:
-    want = set(wanted)
     found: dict[str, int] = {}
-    for i, name in enumerate(names):
-        if name in want and name not in found:
-            found[name] = int(addresses[i])
-            if len(found) == len(want):
-                break
+    for name in wanted:
+        try:
+            found[name] = int(addresses[names.index(name)])
+        except ValueError:
+            continue
     return found

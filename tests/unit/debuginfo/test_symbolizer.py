@@ -81,11 +81,11 @@ def addr2line(path: Path, addresses: list[int], section: str | None = None) -> l
 
 
 def as_addr2line(locations: tuple[SourceLocation, ...]) -> list[tuple[str, str]]:
-    out = []
-    for loc in locations:
-        where = f"{loc.file}:{loc.line if loc.file != '??' else '?'}"
-        out.append((loc.function, where + (f" (discriminator {loc.discriminator})" if loc.discriminator else "")))
-    return out
+    # addr2line prints the discriminator of the line-table row after *every* frame of the inline
+    # chain (binutils addr2line.c keeps the variable from the first lookup while it walks
+    # bfd_find_inliner_info); kcrash keeps it on the innermost location only. Normalized here.
+    disc = f" (discriminator {locations[0].discriminator})" if locations and locations[0].discriminator else ""
+    return [(loc.function, f"{loc.file}:{loc.line if loc.file != '??' else '?'}{disc}") for loc in locations]
 
 
 @pytest.fixture(scope="module")

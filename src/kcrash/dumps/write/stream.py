@@ -319,7 +319,9 @@ def write_elf_dump(path: Path, source: PageSource, segments: Sequence[ElfSegment
     """Write a ``/proc/vmcore``-shaped ELF64 file of the ``dumpable`` pages of ``segments``.
 
     Excluded pages inside a segment become ``p_filesz < p_memsz`` tails (read as zeros), like
-    ``makedumpfile -E``. More than 65534 runs would need ``PN_XNUM`` and are refused.
+    ``makedumpfile -E``. If writing stops early, the program headers are cut to what was written and
+    ``e_flags`` keeps ``DUMP_ELF_INCOMPLETE``, so readers report the rest as lost. More than 65534
+    runs would need ``PN_XNUM`` and are refused.
     """
     bs = source.page_size
     loads = _elf_loads(segments, dumpable, bs)
@@ -328,23 +330,39 @@ def write_elf_dump(path: Path, source: PageSource, segments: Sequence[ElfSegment
     head, offsets = _elf_header(notes, loads, DUMP_ELF_INCOMPLETE)
     total = sum(f for _, _, f, _ in loads) // bs
     out = DumpOutput(path)
-    written = 0
+    done_bytes = [0] * len(loads)
     try:
         out.write(0, head)
-        for (paddr, _v, filesz, _m), offset in zip(loads, offsets, strict=True):
-            for done in range(0, filesz, _CHUNK_PAGES * bs):
-                n = min(_CHUNK_PAGES * bs, filesz - done)
-                out.write(offset + done, _read_span(source, paddr + done, n))
-                written += n // bs
+        for i, ((paddr, _v, filesz, _m), offset) in enumerate(zip(loads, offsets, strict=True)):
+            while done_bytes[i] < filesz:
+                n = min(_CHUNK_PAGES * bs, filesz - done_bytes[i])
+                out.write(offset + done_bytes[i], _read_span(source, paddr + done_bytes[i], n))
+                done_bytes[i] += n
                 if progress is not None:
-                    progress(written, total)
+                    progress(sum(done_bytes) // bs, total)
         out.patch(0, _elf_header(notes, loads, 0)[0][:_EHDR])
     except OutputFull:
-        pass
+        _cut_elf(out, notes, loads, done_bytes)
     except BaseException:
+        _cut_elf(out, notes, loads, done_bytes)
         out.commit()
         raise
+    written = sum(done_bytes) // bs
     return _result(out, total, written, 0, offsets[-1] + loads[-1][2] if loads else len(head))
+
+
+def _cut_elf(out: DumpOutput, notes: bytes, loads: list[tuple[int, int, int, int]], done: list[int]) -> None:
+    # Shrink every p_filesz to what reached the disk (same p_offset values: the header is rewritten in place).
+    cut = [(paddr, vaddr, d, memsz) for (paddr, vaddr, _f, memsz), d in zip(loads, done, strict=True)]
+    head, _ = _elf_header(notes, cut, DUMP_ELF_INCOMPLETE)
+    s = binary_structs(True, 8)
+    full_offsets = _elf_header(notes, loads, 0)[1]
+    phdrs = [s.Elf_Phdr.pack(p_type=4, p_offset=_EHDR + (1 + len(loads)) * _PHDR, p_filesz=len(notes),
+                             p_memsz=len(notes))]
+    for (paddr, vaddr, d, memsz), offset in zip(cut, full_offsets, strict=True):
+        phdrs.append(s.Elf_Phdr.pack(p_type=1, p_flags=7, p_offset=offset if d else 0, p_vaddr=vaddr, p_paddr=paddr,
+                                     p_filesz=d, p_memsz=memsz))
+    out.patch(0, head[:_EHDR] + b"".join(phdrs))
 
 
 def _read_span(source: PageSource, paddr: int, size: int) -> bytes:
