@@ -23,6 +23,7 @@ symbols are :mod:`kcrash.debuginfo.modules`. :func:`encode_kallsyms` writes the 
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,7 +60,9 @@ _U64 = np.uint64
 class KallsymsTables:
     """A decoded kallsyms: names and ``nm`` letters (``kinds``, one character per symbol) in table
     order, runtime addresses, the encodings that validated, and whether the names came from the
-    cache."""
+    cache. ``length_encoding`` is ``"2-byte"`` only when some length needed the second byte; when
+    every length fits in one byte both readings agree and it is ``"1-byte"``. ``address_encoding``
+    is one of :data:`ADDRESS_ENCODINGS`."""
 
     names: list[str]
     kinds: str
@@ -95,14 +98,12 @@ def decode_kallsyms(mem: MemoryReader, vmcoreinfo: VmcoreInfo | None, cache_dir:
     facts = {"num_syms": num, "tokens_crc32": zlib.crc32(tokens_raw), "names": where.names - where.stext}
     cached = _names_from_cache(path, facts)
     if cached is not None:
-        length_encoding, blob = cached
-        candidates = [(length_encoding, blob)]
-    else:
-        candidates = _name_candidates(reader.names(where, num), num, tokens)
-    tables = _choose(reader, where, num, candidates, from_cache=cached is not None)
-    if cached is None:
-        blob = next(b for enc, b in candidates if enc == tables.length_encoding)
-        write_cache(path, _CACHE_KIND, _CACHE_VERSION, {**facts, "length_encoding": tables.length_encoding}, blob)
+        with contextlib.suppress(CorruptDumpError):  # a stale cache: decode from memory instead
+            return _choose(reader, where, num, [cached], from_cache=True)
+    candidates = _name_candidates(reader.names(where, num), num, tokens)
+    tables = _choose(reader, where, num, candidates, from_cache=False)
+    blob = next(b for enc, b in candidates if enc == tables.length_encoding)
+    write_cache(path, _CACHE_KIND, _CACHE_VERSION, {**facts, "length_encoding": tables.length_encoding}, blob)
     return tables
 
 

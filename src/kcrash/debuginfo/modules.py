@@ -75,8 +75,9 @@ def _read_strtab(mem: MemoryReader, strtab: int, last_offset: int) -> bytes:
     size = last_offset + _KSYM_NAME_LEN
     try:
         return mem.read(strtab, size)
-    except FaultError:  # memory ends part-way: read up to the last name only
-        return mem.read(strtab, last_offset + 1)
+    except FaultError:  # memory ends part-way: read up to the end of the last name's page
+        page_end = (strtab + last_offset) // 4096 * 4096 + 4096
+        return mem.read(strtab, page_end - strtab)
 
 
 def _name(strings: bytes, offset: int, module: str) -> str:

@@ -144,11 +144,12 @@ class SymbolTable:
         """The kernel's ``is_ksym_addr`` ranges from the symbols themselves: ``[_stext, _end)`` when
         data symbols are present (``CONFIG_KALLSYMS_ALL``), else ``[_stext, _etext)`` and
         ``[_sinittext, _einittext)``. A missing bound falls back to the last symbol (inclusive)."""
-        where = _first_addresses(names, addresses, ("_stext", "_text", "_end", "_etext", "_sinittext", "_einittext"))
+        where = _first_addresses(names, addresses, ("_stext", "_text", "_end"))
         top = int(np.asarray(addresses, dtype=_U64).max()) + 1 if len(addresses) else 0
         start = where.get("_stext", where.get("_text", 0))
         if "_end" in where or _has_data_kinds(kinds):
             return [(start, where.get("_end", top))]
+        where.update(_first_addresses(names, addresses, ("_etext", "_sinittext", "_einittext")))
         ranges = [(start, where.get("_etext", top))]
         if "_sinittext" in where:
             ranges.append((where["_sinittext"], where.get("_einittext", top)))

@@ -168,7 +168,7 @@ def find_vmcoreinfo_in_memory(dump: LiveDump, *, limit: int = 1 << 30) -> Vmcore
     """Find the kernel's VMCOREINFO page (``OSRELEASE=`` at a page start, written at boot by
     ``crash_save_vmcoreinfo_init``) in guest RAM, scanning down from the top, and validate it: its
     ``KERNELOFFSET`` must match the kernel text found by probing. RAM ranges come from QEMU's
-    ``info mtree -f`` (monitor command through the stub); without it, ``[1 MiB, limit)`` is scanned."""
+    ``info mtree -f`` (monitor command through the stub); without it, ``[0, limit)`` is scanned."""
     if not dump.has_physical:
         raise LiveTargetError("no VMCOREINFO: give a QMP socket (--qmp), the stub cannot read physical memory")
     text = find_kernel_text(dump.client)
@@ -205,7 +205,7 @@ def _ram_ranges(client: GdbRemoteClient, limit: int) -> list[tuple[int, int]]:
         ranges = parse_mtree_ram(client.monitor("info mtree -f"))
     except LiveTargetError:
         ranges = []
-    return ranges or [(1 << 20, limit)]
+    return ranges or [(0, limit)]
 
 
 def _pages_top_down(ranges: list[tuple[int, int]]) -> Iterator[int]:

@@ -413,6 +413,7 @@ class LiveSession:
         if stop.is_exit:
             raise LiveTargetError(f"the target {stop.kind} (status {stop.signal})")
         ctx = HitContext(self, stop, stop.thread or self.thread, self.client.read_registers())
+        self.last = ctx
         if stop.watch_address is not None:
             points = self.breakpoints.watching(stop.watch_address, stop.watch_kind)
             self.counters.watchpoint_hits += bool(points)
@@ -461,6 +462,8 @@ class LiveSession:
         if client.running:
             client.interrupt()
         failures = self.breakpoints.remove_all() if client is self.client else _remove_on(client, self.breakpoints)
+        if client.closed:
+            raise LiveTargetError(failures[0] if failures else f"lost {client.transport.description}")
         if keep:
             client.close()  # QEMU keeps the guest paused when gdb goes away without 'D'
         else:

@@ -215,3 +215,16 @@ def test_encoder_refuses_what_it_cannot_write() -> None:
     huge = [("t", "x" * 600 + "".join(chr(0x21 + i % 90) for i in range(600)), STEXT)]
     with pytest.raises(ValueError, match="tokens"):
         encode_kallsyms(huge, base=TABLES, big_lengths=False)
+
+
+def test_stale_cache_with_the_same_facts_is_replaced(tmp_path: Path) -> None:
+    # Same build-id, symbol count, tokens and table position, but names that no longer validate
+    # (no _stext): the cache is dropped and the tables are decoded from memory.
+    rows = make_rows(long_name=False, percpu=True)
+    image = encode(rows, "absolute-percpu")
+    decode_kallsyms(memory_with(image), vmcoreinfo_for(image), tmp_path)
+    path = tmp_path / "kallsyms" / f"{BUILD_ID}.bin"
+    path.write_bytes(path.read_bytes().replace(b"\0T_stext\0", b"\0T_stexx\0"))
+    tables = decode_kallsyms(memory_with(image), vmcoreinfo_for(image), tmp_path)
+    assert not tables.from_cache and "_stext" in tables.names
+    assert b"T_stext" in path.read_bytes()

@@ -42,7 +42,7 @@ __all__ = ["DumpMeta", "ElfSegment", "PageSource", "Progress", "WriteResult", "p
 
 DUMP_DH_COMPRESSED_INCOMPLETE = 0x8
 DUMP_ELF_INCOMPLETE = 0x1
-_CHUNK_PAGES = 1024
+_CHUNK_PAGES = 256
 _DESC = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
 _EHDR, _PHDR = 64, 56
 

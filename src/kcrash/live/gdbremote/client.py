@@ -14,6 +14,7 @@ bytes are kept in :attr:`GdbRemoteClient.counters`. No knowledge of kernels or s
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections import deque
@@ -91,12 +92,16 @@ class GdbRemoteClient:
         self._selected: dict[str, str] = {}
         self._x_supported: bool | None = None
         self._vcont: set[str] | None = None
+        self._ack_pending = False
 
     # --- framing over the transport ---------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
         if self.closed:
             raise LiveTargetError(f"connection to {self.transport.description} is closed")
+        if self._ack_pending:
+            # The ack of the last packet travels with the next write (one segment, not two).
+            data, self._ack_pending = ACK + data, False
         try:
             self.transport.send(data)
         except LiveTargetError:
@@ -108,6 +113,8 @@ class GdbRemoteClient:
         return LiveTargetError(f"no reply from {self.transport.description} to {_show(what)} within {seconds:g} s")
 
     def _next_event(self, deadline: float, what: bytes) -> Event | None:
+        if self._ack_pending and not self._events:
+            self._write(b"")  # never wait with an ack still owed
         while not self._events:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -170,7 +177,7 @@ class GdbRemoteClient:
             assert isinstance(event, Packet)
             self.counters.packets_received += 1
             if self.ack_mode:
-                self._write(ACK)
+                self._ack_pending = True
             data = rle_decode(event.data)
             if data[:1] == b"O" and data != b"OK" and self._is_console(data):
                 continue
@@ -443,5 +450,8 @@ class GdbRemoteClient:
 
     def close(self) -> None:
         """Close the transport without detaching."""
+        if self._ack_pending and not self.closed:
+            with contextlib.suppress(LiveTargetError):
+                self._write(b"")
         self.closed = True
         self.transport.close()

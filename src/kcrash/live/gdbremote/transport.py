@@ -194,7 +194,7 @@ class MockTransport:
         """Feed the client's bytes to the scripted stub."""
         if self.peer_closed:
             raise LiveTargetError("mock peer closed the connection")
-        if data == INTERRUPT:
+        if data.lstrip(b"+") == INTERRUPT:
             self._reply(self.handler(INTERRUPT))
             return
         for event in self._parser.feed(data):

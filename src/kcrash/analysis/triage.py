@@ -1,0 +1,356 @@
+"""
+kcrash.analysis.triage
+======================
+
+Triage of a crashed kernel opened by :func:`~kcrash.analysis.target.open_target`: builds the
+:mod:`kcrash.report.model` pieces (system facts, tasks, modules, log, symbolized traces) and the
+whole :class:`~kcrash.report.model.CrashReport`. The crashing function is derived from the crashed
+thread's own trace, by the same rules as the oops parser's ``guilty_function``
+(:mod:`kcrash.oops.patterns`): for an oops, a warning under ``panic_on_warn`` or a lockup, the
+function where the exception/interrupt ``pt_regs`` frame was taken (spinlock slow paths skipped);
+for a hung-task panic, the function the blocked tasks sleep in (below the scheduler and the sleeping
+primitives); for any other panic, the caller of ``panic()``/``nmi_panic()`` (panic machinery
+skipped). The oops parser also runs on the dump's own log; both answers are kept and the trace's
+wins. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterable, Sequence
+
+from kcrash.analysis.target import module_debuginfo
+from kcrash.debuginfo.symbols import SymbolTable
+from kcrash.errors import FaultError, KcrashError, MissingDebugInfoError
+from kcrash.helpers.linux.module import for_each_module, module_base, module_name, module_size, module_taints
+from kcrash.helpers.linux.panic import (
+    crash_context,
+    crash_time_or_none,
+    panic_cpu_or_none,
+    panic_message_or_none,
+    tainted,
+    uptime_ns_or_none,
+)
+from kcrash.helpers.linux.printk import PrintkRecord, format_dmesg, get_printk_records
+from kcrash.helpers.linux.sched import cpu_curr, find_task_or_none, for_each_task, task_cpu, task_state_to_char
+from kcrash.helpers.linux.stack import kernel_unwinder, stack_trace
+from kcrash.memory.kernel import KernelMemory
+from kcrash.oops import OopsReport, iter_reports
+from kcrash.oops.patterns import skip_regex
+from kcrash.report import model
+from kcrash.types.object import Object
+from kcrash.types.program import Program
+from kcrash.unwind import Trace as UnwindTrace
+
+__all__ = [
+    "blocked_tasks",
+    "build_report",
+    "cpu_backtrace",
+    "cpu_backtraces",
+    "crashed_trace",
+    "crashing_context",
+    "log_lines",
+    "module_rows",
+    "symbolize_trace",
+    "system_info",
+    "task_backtrace",
+    "task_by_pid_or_address_or_none",
+    "task_row",
+    "task_rows",
+    "task_trace",
+    "verdict",
+]
+
+#: Panic messages raised on behalf of code a trap or interrupt stopped: blame that code.
+_INTERRUPTED = re.compile(r"Fatal exception|panic_on_warn set|softlockup: hung tasks|Hard LOCKUP|stack guard page")
+#: Hung-task panics: blame what the blocked tasks sleep in.
+_BLOCKED = re.compile(r"hung_task: blocked tasks")
+#: Lockups: a CPU stopper spinning for another CPU is a victim (as the oops parser's running rule).
+_RUNNING_SKIP = skip_regex(("^stop_machine_yield$", "^multi_cpu_stop$", "^cpu_stopper_thread$",
+                            "^smpboot_thread_fn$", "^kthread$", "^ret_from_fork"))
+#: panic() and the plumbing it calls (notifiers, stack dumps, the pvpanic device, console flushes)
+_PANIC_FUNCS = re.compile(r"^(?:v?panic|nmi_panic|__panic)$")
+_PANIC_SKIP = skip_regex(("^v?panic$", "^nmi_panic", "^dump_stack", "^show_stack", "^_?printk", "^vprintk",
+                          "^__pfx_"), global_skip=False)
+_BLOCKED_SKIP = skip_regex((
+    "^__schedule", "^schedule", "^io_schedule", "^preempt_schedule", "^__mutex_lock", "^mutex_lock",
+    "^rt_mutex", "^__rt_mutex", "^rwsem_down", "^__rwsem", "^__down", "^down", "^percpu_(?:down|rwsem)",
+    "^__wait_for_common", "^wait_for_common", "^wait_for_completion", "^__wait_on_bit", "^out_of_line_wait_on_bit",
+    "^bit_wait", "^folio_wait", "^__folio_lock", "^__lock_page", "^wait_on_page", "^msleep", "^usleep_range",
+    "^schedule_timeout", "^synchronize_(?:rcu|srcu|net|sched)", "^__synchronize_srcu", "^wait_rcu_gp",
+    "^__wait_rcu_gp", "^rcu_barrier"))
+_HUNG_LINE = re.compile(rb"INFO: task .*:(\d+) blocked for more than")
+_LOG_TAIL = 30
+
+
+# -- traces -------------------------------------------------------------------------------------
+
+def symbolize_trace(prog: Program, trace: UnwindTrace) -> model.Trace:
+    """The model of an unwound trace, every frame named the kernel's ``%pS`` way (a return
+    address is looked up one byte back, so a call at a function's very end names that function)."""
+    return model.Trace(tuple(_frame(prog, i, f.pc, f.sp, f.reliable, f.kind) for i, f in enumerate(trace.frames)),
+                       trace.truncated)
+
+
+def _frame(prog: Program, index: int, pc: int, sp: int, reliable: bool, kind: str) -> model.Frame:
+    table = prog.symbols if isinstance(prog.symbols, SymbolTable) else None
+    found = table.symbolize_or_none(pc - 1 if kind in ("call", "scan") else pc) if table else None
+    if found is None:
+        return model.Frame(index, pc, sp, None, 0, None, f"{pc:#x}", reliable, kind)
+    symbol, _ = found
+    offset = pc - symbol.address
+    text = f"{symbol.name}+{offset:#x}/{symbol.size:#x}" + (f" [{symbol.module}]" if symbol.module else "")
+    return model.Frame(index, pc, sp, symbol.name, offset, symbol.module, text, reliable, kind)
+
+
+def task_trace(prog: Program, task: Object) -> model.Trace:
+    """The symbolized stack of ``task`` (``struct task_struct *``), scanning past an early stop."""
+    try:
+        return symbolize_trace(prog, stack_trace(prog, task, scan=True))
+    except KcrashError as exc:
+        return model.Trace((), f"cannot unwind: {exc}")
+
+
+def crashed_trace(prog: Program, cpu: int) -> model.Trace:
+    """The symbolized stack of CPU ``cpu`` from its dump registers."""
+    try:
+        return symbolize_trace(prog, stack_trace(prog, cpu, scan=True))
+    except KcrashError as exc:
+        return model.Trace((), f"cannot unwind CPU {cpu}: {exc}")
+
+
+# -- tasks, modules, log, system ----------------------------------------------------------------
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _running(prog: Program) -> dict[int, int]:
+    try:
+        return {int(cpu_curr(prog, cpu)): cpu for cpu in range(kernel_unwinder(prog).num_cpus())}
+    except KcrashError:
+        return {}
+
+
+def task_row(task: Object, running: dict[int, int]) -> model.TaskRow:
+    """One ``ps`` row of ``task``; ``running`` maps active task addresses to their CPU."""
+    address = int(task)
+    cpu = running.get(address)
+    return model.TaskRow(pid=int(task.pid), ppid=int(task.real_parent.pid) if int(task.real_parent) else 0,
+                         tgid=int(task.tgid), cpu=task_cpu(task) if cpu is None else cpu, task=address,
+                         state=task_state_to_char(task), comm=_text(task.comm.string_()), active=cpu is not None)
+
+
+def task_rows(prog: Program) -> tuple[tuple[model.TaskRow, ...], str | None]:
+    """Every task, idle tasks first, then the task list order; and why the walk stopped early."""
+    running = _running(prog)
+    walk = for_each_task(prog, idle=True)
+    rows = []
+    for task in walk:
+        try:
+            rows.append(task_row(task, running))
+        except FaultError as exc:
+            walk.truncated = f"task {int(task):#x} unreadable at {exc.address:#x}"
+            break
+    return tuple(rows), walk.truncated
+
+
+def task_backtrace(prog: Program, task: Object) -> model.TaskTrace:
+    """``bt`` of one task."""
+    return model.TaskTrace(task_row(task, _running(prog)), task_trace(prog, task))
+
+
+def cpu_backtrace(prog: Program, cpu: int) -> model.TaskTrace:
+    """``bt`` of the task running on ``cpu``, unwound from the CPU's dump registers."""
+    return model.TaskTrace(task_row(cpu_curr(prog, cpu), _running(prog)), crashed_trace(prog, cpu))
+
+
+def cpu_backtraces(prog: Program) -> tuple[model.TaskTrace, ...]:
+    """``bt -a``: the active task of every CPU in the dump."""
+    return tuple(cpu_backtrace(prog, cpu) for cpu in range(kernel_unwinder(prog).num_cpus()))
+
+
+def task_by_pid_or_address_or_none(prog: Program, value: int) -> Object | None:
+    """The task with pid ``value``, or the ``struct task_struct`` at address ``value``."""
+    if value >= 1 << 47:
+        return Object(prog, prog.pointer_type("struct task_struct"), value)
+    return find_task_or_none(prog, value)
+
+
+def blocked_tasks(prog: Program, rows: Iterable[model.TaskRow]) -> tuple[model.TaskTrace, ...]:
+    """The D-state tasks of ``rows`` with their stacks."""
+    task_type = prog.pointer_type("struct task_struct")
+    return tuple(model.TaskTrace(row, task_trace(prog, Object(prog, task_type, row.task)))
+                 for row in rows if row.state == "D")
+
+
+def module_rows(prog: Program) -> tuple[model.ModuleRow, ...]:
+    """Every loaded module with what was loaded for it (see :func:`~kcrash.analysis.target.load_modules`)."""
+    loaded = {info.name: info for info in module_debuginfo(prog)[0]}
+    rows = []
+    for mod in for_each_module(prog):
+        name = module_name(mod)
+        info = loaded.get(name)
+        rows.append(model.ModuleRow(name, module_base(mod), module_size(mod), module_taints(mod),
+                                    info.num_symbols if info else 0, info.btf_size if info else 0,
+                                    info.error if info else "not loaded"))
+    return tuple(rows)
+
+
+def printk_records(prog: Program) -> list[PrintkRecord]:
+    """The kernel log records (MissingDebugInfoError without VMCOREINFO)."""
+    if prog.vmcoreinfo is None:
+        raise MissingDebugInfoError("the dump has no VMCOREINFO, so the printk ring buffer cannot be found; "
+                                    "a dump taken by kdump or with QEMU '-device vmcoreinfo' has it")
+    return get_printk_records(prog.memory, prog.vmcoreinfo)
+
+
+def log_lines(records: Sequence[PrintkRecord]) -> tuple[model.LogLine, ...]:
+    """Records as log lines (a multi-line record stays one line with its newlines)."""
+    return tuple(model.LogLine(r.seq, r.ts_nsec, r.caller, _text(r.text)) for r in records)
+
+
+def system_info(prog: Program, dump: str) -> model.SystemInfo:
+    """crash's ``sys``: release, machine, CPUs, uptime, time and taint at the crash."""
+    uts = prog["init_uts_ns"].name
+    memory = prog.memory
+    return model.SystemInfo(
+        release=_text(uts.release.string_()), version=_text(uts.version.string_()),
+        machine=_text(uts.machine.string_()), nodename=_text(uts.nodename.string_()),
+        cpus=len(memory.cpus) if isinstance(memory, KernelMemory) else 0, panic_cpu=panic_cpu_or_none(prog),
+        uptime_ns=uptime_ns_or_none(prog), crash_time=crash_time_or_none(prog), tainted=tainted(prog),
+        taint_mask=int(prog["tainted_mask"]), memory_bytes=_memory_bytes(prog), dump=dump)
+
+
+def _memory_bytes(prog: Program) -> int | None:
+    try:
+        return int(prog["_totalram_pages"].counter) * 4096
+    except KcrashError:
+        return None
+
+
+# -- the verdict --------------------------------------------------------------------------------
+
+def first_oops_or_none(records: Sequence[PrintkRecord]) -> OopsReport | None:
+    """The first crash report the oops parser finds in the dump's own log."""
+    return next(iter_reports(io.BytesIO(format_dmesg(records).encode("latin-1", "replace"))), None)
+
+
+def _panic_index(frames: Sequence[model.Frame]) -> int | None:
+    return next((i for i, f in enumerate(frames) if f.function and _PANIC_FUNCS.match(f.function)), None)
+
+
+def interrupted_function(frames: Sequence[model.Frame]) -> str | None:
+    """The function a trap or interrupt stopped: the first ``pt_regs`` frame after ``panic()`` (after
+    the first frame when there is no ``panic()``), spinlock slow paths and stopper loops skipped."""
+    start = (_panic_index(frames) or 0) + 1
+    regs = next((i for i in range(start, len(frames)) if frames[i].kind == "regs"), None)
+    if regs is None:
+        return None
+    return _first_unskipped(frames[regs:], _RUNNING_SKIP)
+
+
+def panic_caller(frames: Sequence[model.Frame]) -> str | None:
+    """The caller of ``panic()``/``nmi_panic()``, panic plumbing skipped."""
+    index = _panic_index(frames)
+    return None if index is None else _first_unskipped(frames[index + 1:], _PANIC_SKIP)
+
+
+def blocked_function(traces: Iterable[model.Trace]) -> str | None:
+    """The first function below the scheduler and the sleeping primitives, in the first trace with one."""
+    for trace in traces:
+        found = _first_unskipped(trace.frames, _BLOCKED_SKIP)
+        if found is not None:
+            return found
+    return None
+
+
+def _first_unskipped(frames: Iterable[model.Frame], skip: re.Pattern[str]) -> str | None:
+    for frame in frames:
+        if frame.reliable and frame.function and not skip.search(frame.function):
+            return frame.function
+    return None
+
+
+def _hung_pids(records: Sequence[PrintkRecord]) -> list[int]:
+    pids: list[int] = []
+    for record in records:
+        m = _HUNG_LINE.search(record.text)
+        if m is not None and int(m.group(1)) not in pids:
+            pids.append(int(m.group(1)))
+    return pids
+
+
+def _blocked_traces(records: Sequence[PrintkRecord], blocked: Sequence[model.TaskTrace]) -> list[model.Trace]:
+    # The tasks the hung-task detector named first, then the other D-state tasks.
+    named = _hung_pids(records)
+    ordered = sorted(blocked, key=lambda b: named.index(b.task.pid) if b.task.pid in named else len(named))
+    return [b.trace for b in ordered]
+
+
+def verdict(panic_message: str | None, frames: Sequence[model.Frame], records: Sequence[PrintkRecord],
+            blocked: Sequence[model.TaskTrace]) -> model.Verdict:
+    """The verdict from the panic message, the crashed thread's frames and the log."""
+    oops = first_oops_or_none(records)
+    message = panic_message or ""
+    if _BLOCKED.search(message):
+        from_trace = blocked_function(_blocked_traces(records, blocked))
+    elif _INTERRUPTED.search(message):
+        from_trace = interrupted_function(frames)
+    else:
+        from_trace = panic_caller(frames) or interrupted_function(frames)
+    from_log = (oops.guilty_function or None) if oops is not None else None
+    chosen, source = (from_trace, "backtrace") if from_trace else (from_log, "log" if from_log else None)
+    return model.Verdict(panic_message, oops.title if oops else None, (oops.crash_type or None) if oops else None,
+                         chosen, source, from_trace, from_log)
+
+
+# -- the crashing context and the report --------------------------------------------------------
+
+def crashing_context(prog: Program, cpu: int, frames: Sequence[model.Frame]) -> model.CrashingContext:
+    """The crashing CPU's task, and the registers of the exception that led to the panic when the
+    trace has one (else the CPU's dump registers)."""
+    ctx = crash_context(prog, cpu)
+    trace = stack_trace(prog, cpu)
+    start = (_panic_index(frames) or 0) + 1
+    regs_frame = next((f for f in trace.frames[start:] if f.kind == "regs" and f.regs is not None), None)
+    registers = regs_frame.regs.as_dict() if regs_frame is not None and regs_frame.regs is not None else ctx.registers
+    ip, sp = registers.get("rip", ctx.ip), registers.get("rsp", ctx.sp)
+    table = prog.symbols if isinstance(prog.symbols, SymbolTable) else None
+    return model.CrashingContext(cpu, ctx.pid, _text(ctx.comm), ctx.task, ip,
+                                 table.format_address(ip) if table else f"{ip:#x}", sp,
+                                 tuple(registers.items()), "pt_regs" if regs_frame is not None else "NT_PRSTATUS")
+
+
+def build_report(prog: Program, dump: str, *, log_tail: int = _LOG_TAIL) -> model.CrashReport:
+    """The whole report of a crashed kernel."""
+    notes: list[str] = []
+    records = printk_records(prog)
+    cpu = panic_cpu_or_none(prog)
+    if cpu is None:
+        notes.append("no CPU panicked (panic_cpu unset): the backtrace is CPU 0's")
+    trace = crashed_trace(prog, 0 if cpu is None else cpu)
+    rows, truncated = task_rows(prog)
+    if truncated:
+        notes.append(f"task list truncated: {truncated}")
+    blocked = blocked_tasks(prog, rows)
+    message = panic_message_or_none(records)
+    context = _context_or_note(prog, cpu, trace.frames, notes)
+    _, module_truncated = module_debuginfo(prog)
+    if module_truncated:
+        notes.append(f"module list truncated: {module_truncated}")
+    return model.CrashReport(system_info(prog, dump), verdict(message, trace.frames, records, blocked), context,
+                             trace, log_lines(records[-log_tail:] if log_tail else ()), blocked,
+                             module_rows(prog), tuple(notes))
+
+
+def _context_or_note(prog: Program, cpu: int | None, frames: Sequence[model.Frame],
+                     notes: list[str]) -> model.CrashingContext | None:
+    if cpu is None:
+        return None
+    try:
+        return crashing_context(prog, cpu, frames)
+    except KcrashError as exc:
+        notes.append(f"no crashing context: {exc}")
+        return None

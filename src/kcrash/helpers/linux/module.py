@@ -1,0 +1,180 @@
+"""
+kcrash.helpers.linux.module
+===========================
+
+Loaded kernel modules (``include/linux/module.h``, ``kernel/module/``): :func:`for_each_module`
+walks the ``modules`` list (bounded); :func:`module_address_regions` gives where a module lives
+(``mod->mem[]`` since v6.4, ``core_layout``/``init_layout`` before); :func:`module_taints` its taint
+letters. :func:`load_module_debuginfo` makes a module's symbols (its own ELF symbol table,
+``mod->kallsyms``) and its split BTF known to a :class:`~kcrash.types.program.Program`, so module
+functions symbolize and module types resolve with no ``.ko`` on disk. The module's BTF is
+``mod->btf_data`` while the module loads; the kernel clears that pointer once the module is live
+(``do_init_module``), after ``btf_module_notify`` (``kernel/bpf/btf.c``) copied it into a
+``struct btf`` on the ``btf_modules`` list, where it is found then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from kcrash.debuginfo.modules import module_symbols
+from kcrash.debuginfo.symbols import Symbol, SymbolTable
+from kcrash.errors import FaultError, KcrashError, SymbolNotFoundError
+from kcrash.helpers.linux.list import ListWalk, list_for_each_entry
+from kcrash.helpers.linux.panic import taint_flags
+from kcrash.types.object import Object
+from kcrash.types.program import Program
+
+__all__ = [
+    "ModuleDebugInfo",
+    "find_module_or_none",
+    "for_each_module",
+    "load_module_debuginfo",
+    "module_address_regions",
+    "module_base",
+    "module_btf_or_none",
+    "module_name",
+    "module_size",
+    "module_symbols_of",
+    "module_taints",
+]
+
+_MODULE_LIMIT = 100_000
+_MAX_BTF = 64 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleDebugInfo:
+    """What :func:`load_module_debuginfo` found for one module (``btf_size`` 0: no BTF;
+    ``error`` says why something could not be loaded)."""
+
+    name: str
+    num_symbols: int
+    btf_size: int
+    error: str | None = None
+
+
+def for_each_module(prog: Program) -> ListWalk:
+    """Every loaded module, as ``struct module *``, in list order (newest first)."""
+    return list_for_each_entry("struct module", prog["modules"].address_of_(), "list", limit=_MODULE_LIMIT)
+
+
+def module_name(mod: Object) -> str:
+    """``mod->name``."""
+    return mod.name.string_().decode("utf-8", "replace")
+
+
+def find_module_or_none(prog: Program, name: str) -> Object | None:
+    """The ``struct module *`` called ``name``, or None."""
+    return next((m for m in for_each_module(prog) if module_name(m) == name), None)
+
+
+def module_address_regions(mod: Object) -> list[tuple[int, int]]:
+    """Every ``(start, size)`` of the module's memory (text first; empty regions included).
+
+    :param mod: ``struct module *``
+    """
+    # Since Linux kernel commit ac3b43283923 (v6.4) the module memory is mod->mem[MOD_*];
+    # before it was core_layout (text, rodata, data) and init_layout.
+    try:
+        regions = mod.mem
+    except AttributeError:
+        core, init = mod.core_layout, mod.init_layout
+        return [(int(core.base), int(core.size)), (int(init.base), int(init.size))]
+    return [(int(r.base), int(r.size)) for r in regions]
+
+
+def module_base(mod: Object) -> int:
+    """Where the module's text starts (``mem[MOD_TEXT].base`` or ``core_layout.base``)."""
+    return module_address_regions(mod)[0][0]
+
+
+def module_size(mod: Object) -> int:
+    """The total size of the module's core memory (init memory excluded)."""
+    try:
+        regions = mod.mem
+    except AttributeError:
+        return int(mod.core_layout.size)
+    # MOD_TEXT, MOD_DATA, MOD_RODATA, MOD_RO_AFTER_INIT come before the MOD_INIT_* types
+    return sum(int(r.size) for r in list(regions)[:4])
+
+
+def module_taints(mod: Object) -> str:
+    """The module's taint letters (``mod->taints``), like ``lsmod``/oops lines print them."""
+    mask = int(mod.taints)
+    return "".join(true for i, (true, _false) in enumerate(taint_flags(mod.prog_)) if mask >> i & 1)
+
+
+def module_symbols_of(mod: Object) -> list[Symbol]:
+    """The module's symbols from its in-memory ELF symbol table (``mod->kallsyms``)."""
+    ks = mod.kallsyms
+    typetab = _member_or_none(ks, "typetab")
+    return module_symbols(mod.prog_.memory, int(ks.symtab), int(ks.num_symtab), int(ks.strtab),
+                          module_name(mod), typetab=None if typetab is None else int(typetab))
+
+
+def _member_or_none(obj: Object, name: str) -> Object | None:
+    try:
+        return obj.member_(name)
+    except KcrashError:
+        return None
+
+
+def module_btf_or_none(mod: Object) -> bytes | None:
+    """The module's split BTF (``mod->btf_data`` or its copy on ``btf_modules``), or None."""
+    prog = mod.prog_
+    size = _member_or_none(mod, "btf_data_size")
+    data = _member_or_none(mod, "btf_data")
+    if data is not None and size is not None and int(data) and 0 < int(size) <= _MAX_BTF:
+        return prog.read(int(data), int(size))
+    btf = _btf_of_module_or_none(prog, int(mod))
+    if btf is None or not 0 < int(btf.data_size) <= _MAX_BTF:
+        return None
+    return prog.read(int(btf.data), int(btf.data_size))
+
+
+def _btf_of_module_or_none(prog: Program, mod: int) -> Object | None:
+    for btf_mod in _btf_modules(prog):
+        if int(btf_mod.module) == mod:
+            return btf_mod.btf
+    return None
+
+
+def _btf_modules(prog: Program) -> Iterator[Object]:
+    # static LIST_HEAD(btf_modules) of struct btf_module (kernel/bpf/btf.c, CONFIG_DEBUG_INFO_BTF_MODULES)
+    try:
+        head = prog.object("struct list_head", prog.symbol_address("btf_modules"))
+    except (SymbolNotFoundError, KcrashError):
+        return iter(())
+    return iter(list_for_each_entry("struct btf_module", head, "list", limit=_MODULE_LIMIT))
+
+
+def load_module_debuginfo(prog: Program, mod: Object) -> ModuleDebugInfo:
+    """Add the module's symbols to ``prog.symbols`` (a :class:`SymbolTable`) and its split BTF to
+    ``prog``; what could not be read is reported in the result, not raised."""
+    name = module_name(mod)
+    errors: list[str] = []
+    symbols: list[Symbol] = []
+    try:
+        symbols = module_symbols_of(mod)
+        regions = [(start, size) for start, size in module_address_regions(mod) if size]
+        if isinstance(prog.symbols, SymbolTable) and regions:
+            base, size = regions[0]
+            prog.symbols.add_module(name, base, size, symbols, ranges=regions[1:])
+    except (FaultError, KcrashError) as exc:
+        errors.append(f"symbols: {exc}")
+    btf_size = _load_btf(prog, mod, name, errors)
+    return ModuleDebugInfo(name, len(symbols), btf_size, "; ".join(errors) or None)
+
+
+def _load_btf(prog: Program, mod: Object, name: str, errors: list[str]) -> int:
+    try:
+        data = module_btf_or_none(mod)
+        if data is None:
+            return 0
+        prog.add_module_types(name, data)
+    except (FaultError, KcrashError) as exc:
+        errors.append(f"BTF: {exc}")
+        return 0
+    return len(data)

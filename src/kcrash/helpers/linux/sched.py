@@ -1,0 +1,167 @@
+"""
+kcrash.helpers.linux.sched
+==========================
+
+Tasks (``include/linux/sched.h``, ``include/linux/sched/signal.h``, ``fs/proc/array.c``):
+:func:`for_each_task` yields every thread (not only group leaders) by walking ``init_task.tasks``
+and each leader's ``signal->thread_head``, with the bounded walks of
+:mod:`~kcrash.helpers.linux.list` so a corrupted list ends in a recorded truncation;
+:func:`task_state_to_char` gives the ``ps`` letter (``R S D T t X Z P I``) the way
+``fs/proc/array.c`` computes it; :func:`cpu_curr`, :func:`idle_task` and :func:`task_cpu` give the
+per-CPU view. Stack traces are :mod:`~kcrash.helpers.linux.stack`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from kcrash.debuginfo.symbols import SymbolTable
+from kcrash.errors import FaultError, KcrashError, SymbolNotFoundError
+from kcrash.helpers.linux.cpumask import for_each_present_cpu
+from kcrash.helpers.linux.list import ListWalk, list_for_each_entry
+from kcrash.types.object import Object
+from kcrash.types.percpu import per_cpu
+from kcrash.types.program import Program
+
+__all__ = [
+    "cpu_curr",
+    "find_task_or_none",
+    "for_each_task",
+    "idle_task",
+    "task_cpu",
+    "task_state_to_char",
+    "task_thread_count",
+]
+
+#: ``fs/proc/array.c`` ``task_state_array`` since v4.14: index = bit position + 1 of the state
+_DEFAULT_STATE_CHARS = "RSDTtXZPI"
+#: ``TASK_NOLOAD`` (``include/linux/sched.h``): ``TASK_IDLE`` is ``TASK_UNINTERRUPTIBLE | TASK_NOLOAD``
+_TASK_NOLOAD = 0x400
+_TASK_LIMIT = 1_000_000
+_CACHE_KEY = "_kcrash_task_state_chars"
+
+
+def for_each_task(prog: Program, *, idle: bool = False, limit: int = _TASK_LIMIT) -> ListWalk:
+    """Every thread of every process, as ``struct task_struct *`` (``for_each_process_thread``).
+
+    The idle tasks (pid 0, one per CPU, not on the task list) come first when ``idle`` is set.
+    ``truncated`` of the returned walk names the first broken list, if any.
+    """
+
+    def tasks(walk: ListWalk) -> Iterator[Object]:
+        if idle:
+            for cpu in for_each_present_cpu(prog):
+                yield idle_task(prog, cpu)
+        leaders = list_for_each_entry("struct task_struct", prog["init_task"].tasks, "tasks", limit=limit)
+        for leader in leaders:
+            yield from _threads(leader, walk, limit)
+        if leaders.truncated is not None:
+            walk.truncated = f"task list: {leaders.truncated}"
+
+    return ListWalk(tasks)
+
+
+def _threads(leader: Object, walk: ListWalk, limit: int) -> Iterator[Object]:
+    # signal->thread_head links every thread of the group through task->thread_node (since
+    # Linux kernel commit 0c740d0afc3b, v3.14). An exiting leader may have lost its signal_struct.
+    try:
+        signal = leader.signal
+        if not int(signal):
+            yield leader
+            return
+        threads = list_for_each_entry("struct task_struct", signal.thread_head, "thread_node", limit=limit)
+        yield from threads
+    except FaultError as exc:
+        walk.truncated = f"threads of task {int(leader):#x}: unreadable at {exc.address:#x}"
+        yield leader
+        return
+    if threads.truncated is not None:
+        walk.truncated = f"threads of pid {int(leader.pid)}: {threads.truncated}"
+
+
+def task_thread_count(task: Object) -> int:
+    """``signal->nr_threads`` of a task's group."""
+    return int(task.signal.nr_threads)
+
+
+def cpu_curr(prog: Program, cpu: int) -> Object:
+    """``cpu_curr(cpu)``: the task running on ``cpu`` (``struct task_struct *``)."""
+    return per_cpu(prog, "runqueues", cpu).curr
+
+
+def idle_task(prog: Program, cpu: int) -> Object:
+    """``idle_task(cpu)``: the idle task (``swapper/N``) of ``cpu``."""
+    return per_cpu(prog, "runqueues", cpu).idle
+
+
+def task_cpu(task: Object) -> int:
+    """``task_cpu(task)``: the CPU the task last ran on."""
+    # Since Linux kernel commit bcf9033e5449 (v5.16) the field is back in thread_info on x86.
+    try:
+        return int(task.thread_info.cpu)
+    except AttributeError:
+        return int(task.cpu)
+
+
+def find_task_or_none(prog: Program, pid: int) -> Object | None:
+    """The task with ``pid`` (the idle task of the first CPU for pid 0), or None."""
+    for task in for_each_task(prog, idle=True):
+        if int(task.pid) == pid:
+            return task
+    return None
+
+
+def _state_chars(prog: Program) -> str:
+    # The letters of fs/proc/array.c's task_state_array (a static array: found through kallsyms,
+    # its length from the symbol's size); the v4.14+ default when it cannot be read.
+    cached: str | None = getattr(prog, _CACHE_KEY, None)
+    if cached is None:
+        cached = _read_state_chars(prog) or _DEFAULT_STATE_CHARS
+        setattr(prog, _CACHE_KEY, cached)
+    return cached
+
+
+def _read_state_chars(prog: Program) -> str | None:
+    if not isinstance(prog.symbols, SymbolTable):
+        return None
+    try:
+        symbol = prog.symbols.get_symbol_by_name("task_state_array")
+        count = min(symbol.size // 8, 16)
+        pointers = prog.read(symbol.address, count * 8)
+        chars = [prog.read(int.from_bytes(pointers[i:i + 8], "little"), 1) for i in range(0, count * 8, 8)]
+    except (SymbolNotFoundError, KcrashError):
+        return None
+    text = b"".join(chars).decode("ascii", "replace")
+    # keep the prefix of plausible letters (the symbol's size may include padding)
+    good = ""
+    for c in text:
+        if c not in "RSDTtXZPIKWN":
+            break
+        good += c
+    return good if good.startswith("RSD") else None
+
+
+def task_state_to_char(task: Object) -> str:
+    """The task's state letter as ``ps``/``/proc/PID/stat`` print it (``fs/proc/array.c``).
+
+    :param task: ``struct task_struct *``
+    """
+    chars = _state_chars(task.prog_)
+    report_bits = _report_bits(chars)
+    # Since Linux kernel commit 2f064a59a11f (v5.14) the state is ``__state``.
+    try:
+        raw = int(task.member_("__state"))
+    except (AttributeError, KcrashError):
+        raw = int(task.member_("state"))
+    state = (raw | int(task.exit_state)) & report_bits
+    char = chars[min(state.bit_length(), len(chars) - 1)]
+    if char == "D" and raw & ~state == _TASK_NOLOAD:
+        return "I"
+    return char
+
+
+def _report_bits(chars: str) -> int:
+    # TASK_REPORT: the states up to the last of R S D T t X Z P in the table (TASK_REPORT_IDLE, 'I',
+    # is the one past it).
+    last = max(i for i, c in enumerate(chars) if c in "RSDTtXZP")
+    return (1 << last) - 1

@@ -1,0 +1,185 @@
+"""
+kcrash.report.model
+===================
+
+The crash report as data: frozen dataclasses built by :mod:`kcrash.analysis.triage` and rendered by
+:mod:`kcrash.report.terminal` (and later HTML/JSON renderers). Plain values only (str, int, bool,
+tuples of these and of the classes here), so :func:`to_dict` gives JSON-ready data and a renderer
+never needs the dump. Addresses are ints; byte strings from the kernel (``comm``) are decoded with
+``backslashreplace`` so they round-trip. This module imports nothing from kcrash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+__all__ = [
+    "CrashReport",
+    "CrashingContext",
+    "Frame",
+    "LogLine",
+    "ModuleRow",
+    "SystemInfo",
+    "TaskRow",
+    "TaskTrace",
+    "Trace",
+    "Verdict",
+    "to_dict",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One backtrace frame: ``text`` is the kernel's ``%pS`` form (``func+0x12/0x40 [mod]``, or
+    the bare address); ``reliable`` False marks a guess printed with ``?``; ``kind`` is how it was
+    found (``regs``: a register set, such as an exception's ``pt_regs``; ``call``; ``partial``;
+    ``scan``)."""
+
+    index: int
+    pc: int
+    sp: int
+    function: str | None
+    offset: int
+    module: str | None
+    text: str
+    reliable: bool
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """The frames of one stack, innermost first; ``truncated`` says why the walk stopped early."""
+
+    frames: tuple[Frame, ...]
+    truncated: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What happened: the panic message (the log's ``Kernel panic`` line or the oops line), the oops
+    title and crash type from the log parser, the crashing function and where it was found
+    (``backtrace`` or ``log``), and each source's own answer for comparison."""
+
+    panic_message: str | None
+    title: str | None
+    crash_type: str | None
+    crashing_function: str | None
+    source: str | None
+    trace_function: str | None
+    log_function: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CrashingContext:
+    """The crashing CPU and task, and the registers where the fault happened: an exception's
+    ``pt_regs`` when the crashed thread has one (``registers_from`` = ``pt_regs``), else the CPU's
+    dump registers (``NT_PRSTATUS``)."""
+
+    cpu: int
+    pid: int
+    comm: str
+    task: int
+    ip: int
+    ip_text: str
+    sp: int
+    registers: tuple[tuple[str, int], ...]
+    registers_from: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One kernel log line: seconds since boot, caller (``T123``/``C1``, when recorded) and text."""
+
+    seq: int
+    timestamp_ns: int
+    caller: str | None
+    text: str
+
+    def formatted(self, *, caller: bool = False) -> str:
+        """``[    1.234567] text`` as dmesg prints it (with ``[T123]`` when ``caller``)."""
+        stamp = f"[{self.timestamp_ns // 1_000_000_000:5d}.{self.timestamp_ns % 1_000_000_000 // 1000:06d}]"
+        who = f"[{self.caller:>6}]" if caller and self.caller else ""
+        return f"{stamp}{who} {self.text}"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    """One task as ``ps`` shows it; ``active`` marks a task running on a CPU (crash's ``>``)."""
+
+    pid: int
+    ppid: int
+    tgid: int
+    cpu: int
+    task: int
+    state: str
+    comm: str
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TaskTrace:
+    """A task and its stack (a ``bt`` entry; the report's blocked tasks)."""
+
+    task: TaskRow
+    trace: Trace
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleRow:
+    """A loaded module: name, text base, core size, taint letters, and the debug information found
+    in memory for it (symbols, BTF bytes; ``error`` when something could not be read)."""
+
+    name: str
+    base: int
+    size: int
+    taints: str
+    num_symbols: int
+    btf_size: int
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SystemInfo:
+    """Facts about the crashed system (crash's ``sys``)."""
+
+    release: str
+    version: str
+    machine: str
+    nodename: str
+    cpus: int
+    panic_cpu: int | None
+    uptime_ns: int | None
+    crash_time: int | None
+    tainted: str
+    taint_mask: int
+    memory_bytes: int | None
+    dump: str
+
+
+@dataclass(frozen=True, slots=True)
+class CrashReport:
+    """Everything ``kcrash report`` shows. ``notes`` lists what could not be determined and why."""
+
+    system: SystemInfo
+    verdict: Verdict
+    context: CrashingContext | None
+    backtrace: Trace
+    log_tail: tuple[LogLine, ...]
+    blocked: tuple[TaskTrace, ...]
+    modules: tuple[ModuleRow, ...]
+    notes: tuple[str, ...]
+
+
+def to_dict(model: object) -> dict[str, object]:
+    """Any model of this module as JSON-ready data (dataclasses become dicts, tuples lists)."""
+    data = asdict(model)  # type: ignore[call-overload]
+    assert isinstance(data, dict)
+    return _lists(data)  # type: ignore[return-value]
+
+
+def _lists(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    return value

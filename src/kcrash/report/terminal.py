@@ -1,0 +1,165 @@
+"""
+kcrash.report.terminal
+======================
+
+Terminal rendering of :mod:`kcrash.report.model` with rich: :func:`render_report` (the one-screen
+``kcrash report``) and the pieces the crash-like commands print (:func:`render_system`,
+:func:`render_trace`, :func:`render_tasks`, :func:`render_modules`, :func:`render_log`). Renderers
+take a model and a :class:`rich.console.Console` only; styles are dropped by rich when the console
+is not a terminal, and tables have no box drawing, so piped output is plain text. Backtraces look
+like the kernel's: ``#N [sp] func+0x12/0x40 [mod]``, unreliable frames prefixed with ``?``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from kcrash.report.model import CrashingContext, CrashReport, LogLine, ModuleRow, SystemInfo, TaskRow, Trace
+
+__all__ = ["make_console", "render_log", "render_modules", "render_report", "render_system", "render_tasks",
+           "render_trace"]
+
+_REG_ORDER = ("rip", "rsp", "eflags", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10",
+              "r11", "r12", "r13", "r14", "r15", "orig_rax", "cs", "ss")
+_MAX_FRAMES = 40
+
+
+def make_console(file: object = None, *, width: int | None = None, color: bool | None = None) -> Console:
+    """A console for these renderers (``color`` None: only on a terminal)."""
+    return Console(file=file, width=width, force_terminal=color, no_color=color is False,  # type: ignore[arg-type]
+                   highlight=False, soft_wrap=False)
+
+
+def _section(console: Console, title: str) -> None:
+    console.print()
+    console.print(Text(title, style="bold underline"))
+
+
+def _uptime(ns: int | None) -> str:
+    if ns is None:
+        return "unknown"
+    seconds = ns // 1_000_000_000
+    days, rest = divmod(seconds, 86400)
+    return (f"{days} days, " if days else "") + f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+
+
+def _time(seconds: int | None) -> str:
+    if seconds is None:
+        return "unknown"
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%a %b %e %H:%M:%S UTC %Y")
+
+
+def _pairs(console: Console, rows: Sequence[tuple[str, str]]) -> None:
+    table = Table.grid(padding=(0, 1))
+    table.add_column(justify="right", style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(f"{key}:", Text(value))
+    console.print(table)
+
+
+def render_system(info: SystemInfo, console: Console) -> None:
+    """crash's ``sys`` block."""
+    memory = "unknown" if info.memory_bytes is None else f"{info.memory_bytes / (1 << 20):.1f} MB"
+    _pairs(console, [
+        ("DUMPFILE", info.dump), ("CPUS", str(info.cpus)), ("RELEASE", info.release),
+        ("VERSION", info.version), ("MACHINE", info.machine), ("NODENAME", info.nodename),
+        ("MEMORY", memory), ("UPTIME", _uptime(info.uptime_ns)), ("DATE", _time(info.crash_time)),
+        ("PANIC CPU", "none" if info.panic_cpu is None else str(info.panic_cpu)),
+        ("TAINTED", f"{info.tainted.strip() or 'no'} ({info.taint_mask:#x})"),
+    ])
+
+
+def render_trace(trace: Trace, console: Console, *, limit: int | None = None) -> None:
+    """Frames as ``#N [sp] func+off/size [mod]``; ``?`` marks unreliable frames; the kind of a
+    register frame (an exception or interrupt's ``pt_regs``) is shown after it."""
+    frames = trace.frames if limit is None else trace.frames[:limit]
+    for f in frames:
+        mark = "? " if not f.reliable else ""
+        line = Text(f" #{f.index:<2} [{f.sp:016x}] ")
+        line.append(mark + f.text, style="dim" if not f.reliable else ("bold" if f.kind == "regs" else ""))
+        if f.kind == "regs" and f.index:
+            line.append("  <- pt_regs", style="cyan")
+        console.print(line)
+    if limit is not None and len(trace.frames) > limit:
+        console.print(Text(f" ... {len(trace.frames) - limit} more frames"))
+    if trace.truncated:
+        console.print(Text(f" (stack walk stopped: {trace.truncated})", style="yellow"))
+
+
+def _task_line(row: TaskRow) -> str:
+    return f"PID: {row.pid:<7} TASK: {row.task:016x}  CPU: {row.cpu:<3} COMMAND: \"{row.comm}\"  STATE: {row.state}"
+
+
+def render_tasks(rows: Sequence[TaskRow], console: Console) -> None:
+    """crash's ``ps``: ``>`` marks the tasks running on a CPU."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name, justify in (("", "left"), ("PID", "right"), ("PPID", "right"), ("CPU", "right"), ("TASK", "left"),
+                          ("ST", "left"), ("COMM", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        table.add_row(">" if r.active else "", str(r.pid), str(r.ppid), str(r.cpu), f"{r.task:016x}", r.state,
+                      escape(r.comm))
+    console.print(table)
+
+
+def render_modules(rows: Sequence[ModuleRow], console: Console) -> None:
+    """crash's ``mod``: name, base, size, taints and the in-memory debug information found."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("NAME", "BASE", "SIZE", "TAINTS", "SYMBOLS", "BTF", "NOTE"):
+        table.add_column(name, justify="right" if name in ("SIZE", "SYMBOLS", "BTF") else "left")
+    for m in rows:
+        table.add_row(escape(m.name), f"{m.base:016x}", str(m.size), m.taints or "-", str(m.num_symbols),
+                      str(m.btf_size), escape(m.error or ""))
+    console.print(table)
+
+
+def render_log(lines: Sequence[LogLine], console: Console, *, caller: bool = False) -> None:
+    """Log lines as dmesg prints them."""
+    for line in lines:
+        console.print(Text(line.formatted(caller=caller)))
+
+
+def _context(ctx: CrashingContext, console: Console) -> None:
+    console.print(Text(f"CPU {ctx.cpu}  PID {ctx.pid}  COMM \"{ctx.comm}\"  TASK {ctx.task:016x}"))
+    console.print(Text(f"RIP: {ctx.ip_text}   RSP: {ctx.sp:016x}   (registers from {ctx.registers_from})"))
+    regs = dict(ctx.registers)
+    names = [n for n in _REG_ORDER if n in regs and n not in ("rip", "rsp")]
+    for i in range(0, len(names), 3):
+        console.print(Text("  " + "  ".join(f"{n.upper():>8}: {regs[n]:016x}" for n in names[i:i + 3])))
+
+
+def render_report(report: CrashReport, console: Console, *, blocked_frames: int = 12) -> None:
+    """The whole report: verdict, system, crashing context, backtrace, log tail, blocked tasks,
+    modules and notes."""
+    v = report.verdict
+    console.print(Text("PANIC: ", style="bold red") + Text(v.panic_message or "no panic message in the log"))
+    if v.title:
+        console.print(Text("TITLE: ", style="bold") + Text(f"{v.title}" + (f"  ({v.crash_type})" if v.crash_type else "")))
+    where = f"{v.crashing_function}  (from the {v.source})" if v.crashing_function else "unknown"
+    console.print(Text("CRASHING FUNCTION: ", style="bold") + Text(where, style="bold yellow"))
+    _section(console, "System")
+    render_system(report.system, console)
+    if report.context is not None:
+        _section(console, "Crashing context")
+        _context(report.context, console)
+    _section(console, "Backtrace of the crashed thread")
+    render_trace(report.backtrace, console, limit=_MAX_FRAMES)
+    _section(console, f"Log (last {len(report.log_tail)} lines)")
+    render_log(report.log_tail, console)
+    _section(console, f"Blocked (D state) tasks: {len(report.blocked)}")
+    for b in report.blocked:
+        console.print(Text(_task_line(b.task)))
+        render_trace(b.trace, console, limit=blocked_frames)
+    _section(console, f"Modules: {len(report.modules)}  Tainted: {report.system.tainted.strip() or 'no'}")
+    render_modules(report.modules, console)
+    if report.notes:
+        _section(console, "Notes")
+        for note in report.notes:
+            console.print(Text(f"- {note}", style="yellow"))
