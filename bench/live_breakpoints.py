@@ -8,7 +8,10 @@ One round trip = the guest hits a software breakpoint (Z0), the debugger runs a 
 the hit, and the guest continues. gdb does the same with ``commands / silent / set $n = $n + 1 /
 if $n < N / continue / end / end``; kcrash with ``session.break_at(fn, handler)`` where the handler
 counts and returns whether N is reached. Both time the loop from the first ``continue`` to the Nth
-hit, on the same paused-then-resumed VM, alternately. The breakpoint is on a hot function so the
+hit, on the same VM, alternately. The lab guest is idle (a ``sleep 1`` loop), so the hit rate is
+mostly bounded by how often the guest calls the function; the debugger's own cost shows in the
+second number, the time the guest stays stopped per hit, measured on the wire by a proxy
+(:class:`StopTimer`) that both debuggers go through. The breakpoint is on a hot function so the
 debugger, not the guest, limits the rate. gdb runs without a vmlinux (``break *ADDRESS``; the
 address comes from kcrash's kallsyms), so neither side pays for symbol loading inside the loop.
 """
@@ -16,14 +19,75 @@ address comes from kcrash's kallsyms), so neither side pays for symbol loading i
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
+import signal
+import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from kcrash.cli.live import attach_kernel
+from kcrash.live.gdbremote.packets import Packet, PacketParser
+
+
+class StopTimer:
+    """A TCP proxy between a debugger and the stub that times, per breakpoint hit, how long the
+    guest stays stopped: from the stub's stop reply to the debugger's next continue (``c`` or
+    ``vCont;c``), step-overs included. The same proxy serves both debuggers, so it costs both alike."""
+
+    def __init__(self, target: str) -> None:
+        host, _, port = target.rpartition(":")
+        self.upstream = (host, int(port))
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.server.getsockname()[1]}"
+        self.stopped: list[float] = []
+        self._stop_at: float | None = None
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            down, _ = self.server.accept()
+            up = socket.create_connection(self.upstream)
+            for s in (down, up):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._pump, args=(up, down, True), daemon=True).start()
+            self._pump(down, up, False)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_stub: bool) -> None:
+        parser = PacketParser()
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                with contextlib.suppress(OSError):
+                    dst.shutdown(socket.SHUT_WR)
+                return
+            now = time.perf_counter()
+            for event in parser.feed(data.replace(b"\x03", b"")):
+                if isinstance(event, Packet):
+                    self._note(event.data, from_stub, now)
+            dst.sendall(data)
+
+    def _note(self, packet: bytes, from_stub: bool, now: float) -> None:
+        if from_stub and packet[:1] in (b"T", b"S") and self._stop_at is None:
+            self._stop_at = now
+        elif not from_stub and (packet == b"c" or packet.startswith(b"vCont;c")) and self._stop_at is not None:
+            self.stopped.append(now - self._stop_at)
+            self._stop_at = None
+
+    def take(self) -> float:
+        """Mean stopped time per hit (s) since the last call."""
+        values, self.stopped = self.stopped[1:], []  # the first continue follows the attach, not a hit
+        self._stop_at = None
+        return statistics.mean(values) if values else float("nan")
 
 
 def kcrash_rate(target: str, qmp: str, function: str, hits: int) -> tuple[float, int]:
@@ -78,46 +142,41 @@ def gdb_rate(target: str, address: int, hits: int) -> float:
 
 
 def run(target: str, qmp: str, function: str, hits: int, repeat: int) -> None:
-    ours, theirs = [], []
+    timer = StopTimer(target)
+    ours, theirs, our_stop, their_stop = [], [], [], []
     for i in range(repeat):
-        rate, address = kcrash_rate(target, qmp, function, hits)
+        rate, address = kcrash_rate(timer.address, qmp, function, hits)
         ours.append(rate)
-        theirs.append(gdb_rate(target, address, hits))
-        print(f"run {i + 1}: kcrash {ours[-1]:.0f}/s  gdb {theirs[-1]:.0f}/s  ({function} at {address:#x})")
+        our_stop.append(timer.take())
+        theirs.append(gdb_rate(timer.address, address, hits))
+        their_stop.append(timer.take())
+        print(f"run {i + 1}: kcrash {ours[-1]:.0f}/s, {our_stop[-1] * 1e3:.2f} ms stopped per hit; "
+              f"gdb {theirs[-1]:.0f}/s, {their_stop[-1] * 1e3:.2f} ms stopped per hit  ({function} at {address:#x})")
     k, g = statistics.median(ours), statistics.median(theirs)
-    print(f"median round trips/s over {repeat} runs of {hits} hits: kcrash {k:.0f}, gdb {g:.0f}, ratio {k / g:.2f}x")
+    ks, gs = statistics.median(our_stop), statistics.median(their_stop)
+    print(f"median over {repeat} runs of {hits} hits: round trips/s kcrash {k:.0f}, gdb {g:.0f}, ratio {k / g:.2f}x; "
+          f"guest stopped per hit kcrash {ks * 1e3:.2f} ms, gdb {gs * 1e3:.2f} ms, gdb/kcrash {gs / ks:.2f}x")
 
 
-def with_lab_vm(kernel: str, body: callable) -> None:  # type: ignore[valid-type]
-    from kcrash.lab.boot import BootOptions, boot_live
-
-    cache = Path.home() / ".cache/kcrash"
+def with_lab_vm(kernel: str, body: Callable[[str, str], None]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        qmp = Path(tmp) / "qmp.sock"
-        stop = threading.Event()
-        errors: list[BaseException] = []
-
-        def on_ready(guest: object) -> None:
-            def work() -> None:
-                try:
-                    body(f"127.0.0.1:{guest.gdb_port}", str(qmp))  # type: ignore[attr-defined]
-                except BaseException as exc:  # noqa: BLE001 - reported after the VM is down
-                    errors.append(exc)
-                finally:
-                    stop.set()
-            threading.Thread(target=work, daemon=True).start()
-
-        opts = BootOptions(kernel, kaslr=True, gdb_port=0, qmp_socket=qmp)
-        runner = threading.Thread(target=boot_live, args=(cache, opts, on_ready), kwargs={"stop_after": 1800})
-        runner.start()
-        while runner.is_alive() and not stop.wait(0.5):
-            pass
-        import os
-        import signal
-        os.kill(os.getpid(), signal.SIGTERM) if runner.is_alive() else None
-        runner.join()
-        if errors:
-            raise errors[0]
+        sock = Path(tmp) / "qmp.sock"
+        cmd = [sys.executable, "-m", "kcrash", "lab", "boot", "--kernel", kernel, "--kaslr", "--gdb", "0",
+               "--qmp", str(sock), "--duration", "1800"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            port = None
+            for line in proc.stdout or ():
+                m = re.search(r"target remote 127\.0\.0\.1:(\d+)", line)
+                if m:
+                    port = m.group(1)
+                    break
+            if port is None:
+                raise SystemExit("the lab guest did not come up")
+            body(f"127.0.0.1:{port}", str(sock))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
 
 
 def main() -> None:
@@ -125,8 +184,8 @@ def main() -> None:
     ap.add_argument("--target")
     ap.add_argument("--qmp")
     ap.add_argument("--kernel", default="6.1")
-    ap.add_argument("--function", default="schedule")
-    ap.add_argument("--hits", type=int, default=1000)
+    ap.add_argument("--function", default="_raw_spin_lock_irqsave")
+    ap.add_argument("--hits", type=int, default=500)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     if args.target:

@@ -94,7 +94,8 @@ def test_cli_crash_bug_612_kaslr(tmp_path: Path) -> None:
 
     out = tmp_path / "bug"
     assert main(["lab", "crash", "BUG", "--kernel", "6.12", "--kaslr", "-o", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["console.log", "lab.json", "vmcore.elf", "vmcore.kdump"]
+    assert sorted(p.name for p in out.iterdir()) == ["console.log", "lab.json", "vmcore.elf", "vmcore.kcrash",
+                                                     "vmcore.kdump"]
     info = json.loads((out / "lab.json").read_text())
     assert info["crash_function"] == "kcrash_test_do_bug"
     assert info["kaslr"] is True and info["kernel"]["flavour"] == "6.12"

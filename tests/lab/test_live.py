@@ -6,6 +6,7 @@ last one kills the guest to check the fault path. Under TCG on 2 cores, so they 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,12 +15,13 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from kcrash.cli.live import KernelBinder, attach_kernel, list_tasks
 from kcrash.errors import LiveTargetError
-from kcrash.live.attach import attach
+from kcrash.live.connect import attach
 from kcrash.live.qmp import QmpClient
 from kcrash.live.session import HitContext
 
@@ -78,10 +80,11 @@ def test_clock_nanosleep_breakpoint_sees_comm_and_timespec(guest: Guest) -> None
         session.break_at("__x64_sys_clock_nanosleep", handler)
         ctx = session.cont(timeout=30)
         assert ctx is not None and ctx.symbol.startswith("__x64_sys_clock_nanosleep+0x0")
-    assert [s[0] for s in seen] == ["sleep"] * 3
-    assert all(s[2:4] == (1, 0) for s in seen)  # busybox `sleep 1`
+    assert [s[0] for s in seen] == ["sleep"] * 3, seen
+    assert all(s[2:4] == (1, 0) for s in seen), seen  # busybox `sleep 1`
     assert seen[0][4] == "const struct __kernel_timespec *"
-    assert len({s[1] for s in seen}) == 3  # three different sleep processes: the guest ran between hits
+    # two `sleep 1` loops run in the guest: several sleep processes between hits = the guest ran
+    assert len({s[1] for s in seen}) >= 2, seen
 
 
 def test_jiffies_watchpoint_reports_old_and_new(guest: Guest) -> None:
@@ -163,6 +166,25 @@ def test_keep_stopped_and_live_commands(guest: Guest) -> None:
         qmp.close()
 
 
+def test_script_batch_mode(guest: Guest, tmp_path: Path) -> None:
+    script = tmp_path / "count.py"
+    script.write_text(
+        "hits = []\n"
+        "def handler(ctx):\n"
+        "    hits.append(ctx.task.comm.string_().decode())\n"
+        "    return len(hits) >= 2\n"
+        "session.break_at('__x64_sys_clock_nanosleep', handler)\n"
+        "ctx = session.cont(timeout=30)\n"
+        "print('HITS', len(hits), ','.join(hits), ctx.symbol)\n")
+    out = subprocess.run([sys.executable, "-m", "kcrash", "live", guest.target, "--qmp", guest.qmp, "--script",
+                          str(script), "--json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("HITS 2 sleep,sleep __x64_sys_clock_nanosleep+0x0")
+    metrics = json.loads(lines[-1])
+    assert metrics["breakpoint_hits"] == 2 and metrics["packets_sent"] > 0
+
+
 def test_target_dying_mid_session_is_a_clear_error_not_a_hang(guest: Guest) -> None:
     session = attach_kernel(guest.target, qmp=guest.qmp, timeout=3.0)
     assert len(list(list_tasks(kernel(session).prog))) > 50
@@ -171,7 +193,7 @@ def test_target_dying_mid_session_is_a_clear_error_not_a_hang(guest: Guest) -> N
     os.kill(guest.proc.pid, signal.SIGKILL)  # QEMU dies with its parent (PR_SET_PDEATHSIG)
     guest.proc.wait(30)
     start = time.monotonic()
-    with pytest.raises(LiveTargetError, match="closed the connection|no reply|lost"):
+    with pytest.raises(LiveTargetError, match=r"closed the connection|no reply|lost"):
         session.read(0xFFFFFFFF81000000, 8)
         session.registers()
     assert time.monotonic() - start < 5.0

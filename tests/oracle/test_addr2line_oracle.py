@@ -55,9 +55,24 @@ def test_vmlinux_1000_random_text_addresses(lab_vmlinux_dbg: Callable[[str], Pat
         addresses = sorted(rng.randrange(text.sh_addr, text.sh_addr + text.sh_size) for _ in range(1000))
         ours = [spelled(sym.symbolize(a)) for a in addresses]
     theirs = addr2line(vmlinux, addresses)
-    differ = [(hex(a), o, t) for a, o, t in zip(addresses, ours, theirs, strict=True) if o != t]
-    assert not differ, f"{len(differ)} of 1000 differ, e.g. {differ[:3]}"
+    differ = [(a, o, t) for a, o, t in zip(addresses, ours, theirs, strict=True) if o != t]
+    # Known binutils 2.40 quirk: in the few units whose DWARF 5 file 1 is not the primary file (the
+    # trace-event units, where gcc lists the trace header first), addr2line names the primary .c file
+    # for rows of file 1 (same line number). llvm-symbolizer reads those rows as kcrash does; such
+    # differences pass only when llvm-symbolizer confirms kcrash's file:line for every frame.
+    unexplained = [d for d in differ if not _llvm_agrees(vmlinux, d[0], d[1])]
+    assert not unexplained, f"{len(unexplained)} of 1000 differ, e.g. {[(hex(a), o, t) for a, o, t in unexplained[:3]]}"
+    assert len(differ) <= 10
     assert sum(len(o) > 1 for o in ours) > 100  # inline chains were really compared
+
+
+def _llvm_agrees(path: Path, address: int, ours: list[tuple[str, str]]) -> bool:
+    if shutil.which("llvm-symbolizer") is None:
+        return False
+    out = subprocess.run(["llvm-symbolizer", "--inlining", "-e", str(path), hex(address)],
+                         capture_output=True, text=True, check=True).stdout.split("\n\n")[0].splitlines()
+    frames = [(out[i], out[i + 1].rsplit(":", 1)[0]) for i in range(0, len(out) - 1, 2)]
+    return frames == [(f, w.split(" (discriminator")[0]) for f, w in ours]
 
 
 def test_module_200_random_addresses_per_section(lab_crash: Callable[..., Path]) -> None:

@@ -53,7 +53,6 @@ def test_live_ps_equals_drgn_qemu(kernel: str, tmp_path: Path, lab_vmlinux_dbg: 
     vmlinux = lab_vmlinux_dbg(kernel)
     sock = tmp_path / "qmp.sock"
     with live_guest(kernel, sock) as target, attach_kernel(target, qmp=str(sock)) as session:
-        time.sleep(0)  # the guest is stopped from here on
         ours = {(int(t.pid), t.comm.string_().decode("utf-8", "replace")) for t in list_tasks(session.binder.prog)}
         assert session.qmp is not None
         session.qmp.close()  # QEMU serves one QMP client at a time: hand the socket to drgn

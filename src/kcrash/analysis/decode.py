@@ -28,6 +28,7 @@ __all__ = [
     "disassemble",
     "disassemble_code_line",
     "frame_key",
+    "source_roots",
 ]
 
 _MAX_INSN = 15
@@ -85,7 +86,8 @@ def decode_log_text(text: str, symbolizer: KernelSymbolizer, *, syntax: str = "i
     """Decode every crash report in ``text``.
 
     :param strip_prefixes: per module (``""`` for vmlinux), a source-tree path removed from file
-        names, as decode_stacktrace.sh's ``basepath``.
+        names, as decode_stacktrace.sh's ``basepath``; by default each debug file's compilation
+        directory (:meth:`~kcrash.debuginfo.symbolizer.Symbolizer.source_root_or_none`).
     :raises OopsParseError: the log holds no call trace or ``RIP:`` frame to decode.
     """
     reports = tuple(parse_all(text))
@@ -93,8 +95,17 @@ def decode_log_text(text: str, symbolizer: KernelSymbolizer, *, syntax: str = "i
     if not frames:
         raise OopsParseError("no kernel call trace (func+0x…/0x… frames) found in the log")
     code = tuple(_code_of(r, frames, syntax) for r in reports if r.details.code is not None)
-    lines = tuple(_annotate(text, frames, code, strip_prefixes or {}))
+    prefixes = strip_prefixes if strip_prefixes is not None else source_roots(symbolizer)
+    lines = tuple(_annotate(text, frames, code, prefixes))
     return DecodedLog(lines, frames, code, reports)
+
+
+def source_roots(symbolizer: KernelSymbolizer) -> dict[str, str]:
+    """The compilation directory of vmlinux (key ``""``) and of each module, as far as known."""
+    out = {name: module.source_root_or_none() or "" for name, module in symbolizer.modules.items()}
+    if symbolizer.vmlinux is not None:
+        out[""] = symbolizer.vmlinux.source_root_or_none() or ""
+    return out
 
 
 def _frames_of(reports: Iterable[OopsReport]) -> list[TraceFrame]:

@@ -68,11 +68,9 @@ def decode(log: Path, debuginfo: tuple[Path, ...], module_bases: tuple[str, ...]
     symbolizer = _symbolizer_for_log(text, list(debuginfo), parse_module_bases(module_bases), force,
                                      None if no_cache else cache_dir())
     try:
-        decoded = decode_log_text(text, symbolizer, syntax=syntax, strip_prefixes=_prefixes(symbolizer))
+        decoded = decode_log_text(text, symbolizer, syntax=syntax)
         if not force:
             check_frame_sizes(decoded.frames.values(), symbolizer)
-        # Prefixes are known once units were read: annotate again with them.
-        decoded = decode_log_text(text, symbolizer, syntax=syntax, strip_prefixes=_prefixes(symbolizer))
     finally:
         symbolizer.close()
     _show(decoded, as_json)
@@ -97,13 +95,6 @@ def _symbolizer_for_log(text: str, paths: list[Path], bases: dict[str, int], for
             raise
         vmlinux = None
     return open_symbolizers(vmlinux, modules, cache_dir=cache)
-
-
-def _prefixes(symbolizer: KernelSymbolizer) -> dict[str, str]:
-    out = {name: module.source_root_or_none() or "" for name, module in symbolizer.modules.items()}
-    if symbolizer.vmlinux is not None:
-        out[""] = symbolizer.vmlinux.source_root_or_none() or ""
-    return out
 
 
 def _show(decoded: DecodedLog, as_json: bool) -> None:

@@ -31,8 +31,8 @@ from kcrash.dumps.base import MemorySegment
 from kcrash.errors import CliError, KcrashError, LiveTargetError, MissingDebugInfoError
 from kcrash.helpers.linux.list import list_for_each_entry
 from kcrash.helpers.linux.printk import format_record, get_printk_records
-from kcrash.live.attach import attach
 from kcrash.live.breakpoints import Breakpoint
+from kcrash.live.connect import attach
 from kcrash.live.session import ARGUMENT_REGISTERS, HitContext, LiveSession, Location
 from kcrash.memory import MemoryReader, SegmentMap, open_kernel_memory
 from kcrash.types.btf import BTF_KIND, parse_btf
@@ -187,7 +187,7 @@ def _int_or_none(text: str) -> int | None:
 
 
 def kernel_binder_factory(cache: Path | None) -> Callable[[LiveSession], KernelBinder]:
-    """A ``binder_factory`` for :func:`kcrash.live.attach.attach`."""
+    """A ``binder_factory`` for :func:`kcrash.live.attach`."""
     return lambda session: KernelBinder(session, cache)
 
 

@@ -172,7 +172,7 @@ def dump_meta(dump: DumpFormat, mem: KernelMemory | None, level: int) -> DumpMet
     phys_base = info.get_number_or_none("phys_base") if info is not None else None
     if phys_base is None and mem is not None:
         phys_base = mem.layout.phys_base
-    stamp = (info.crashtime if info is not None else None) or int(time.time())
+    stamp = (info.crashtime if info is not None else None) or 0  # 0 when unknown, as makedumpfile and QEMU
     return DumpMeta(notes=_raw_notes(dump), utsname=_utsname(mem, info), nr_cpus=max(cpus, 1),
                     phys_base=phys_base or 0, dump_level=level, timestamp=stamp)
 

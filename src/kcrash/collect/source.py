@@ -68,7 +68,8 @@ class RamFileSource:
         os.close(self._fd)
 
 
-def _read_across(read: Callable[[int, int], bytes], starts: list[int], ranges: Sequence[RamRange], address: int, size: int) -> bytes:
+def _read_across(read: Callable[[int, int], bytes], starts: list[int], ranges: Sequence[RamRange], address: int,
+                 size: int) -> bytes:
     parts = []
     pos, end = address, address + size
     while pos < end:
@@ -159,7 +160,8 @@ def _elf_pages(dump: ElfVmcore) -> DumpPages:
     present = _bits(max_pfn, [(p.p_paddr // bs, (p.p_paddr + p.p_filesz) // bs) for p in loads])
     segments = [ElfSegment(p.p_paddr, p.p_vaddr, p.p_memsz) for p in loads]
     pieces = [(p.p_paddr, p.p_filesz, p.p_offset) for p in loads if p.p_filesz]
-    return DumpPages(bs, ram, present, _merge_segments(segments), _Reader(pieces, os.open(dump.path, os.O_RDONLY), dump))
+    reader = _Reader(pieces, os.open(dump.path, os.O_RDONLY), dump)
+    return DumpPages(bs, ram, present, _merge_segments(segments), reader)
 
 
 def _merge_segments(segments: list[ElfSegment]) -> list[ElfSegment]:

@@ -22,7 +22,7 @@ import bisect
 import contextlib
 import io
 import marshal
-import posixpath
+import mmap
 import struct
 from array import array
 from collections.abc import Callable, Iterator
@@ -42,7 +42,7 @@ __all__ = [
     "open_dwarf",
 ]
 
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 _DWARF_SECTIONS = (".debug_info", ".debug_aranges", ".debug_abbrev", ".debug_str", ".debug_line",
                    ".debug_addr", ".debug_str_offsets", ".debug_line_str", ".debug_loclists",
                    ".debug_rnglists", ".debug_ranges", ".debug_loc")
@@ -209,29 +209,32 @@ class CuIndex:
         return cls(offset, arrays, ends, files, fns, walked, comp_dir)
 
 
-class _SectionStream:
-    # A file-like window on one section of the mapped ELF file: pyelftools seeks and reads
-    # section-relative offsets; nothing is copied until read.
-    __slots__ = ("_base", "_data", "_pos", "_size")
+class _SectionMap(mmap.mmap):
+    # A read-only mapping of one section that seeks section-relative offsets (pyelftools' view) while
+    # read() stays mmap's C implementation: mappings start at a page boundary, so positions are
+    # shifted by the section's offset within its first page.
+    _delta = 0
+    _size = 0
 
-    def __init__(self, data: memoryview, base: int, size: int) -> None:
-        self._data = data
-        self._base = base
-        self._size = size
-        self._pos = 0
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        self._pos = pos if whence == 0 else self._pos + pos if whence == 1 else self._size + pos
-        return self._pos
+    def seek(self, pos: int, whence: int = 0) -> None:
+        if whence == 0:
+            super().seek(pos + self._delta)
+        elif whence == 2:
+            super().seek(self._delta + self._size + pos)
+        else:
+            super().seek(pos, 1)
 
     def tell(self) -> int:
-        return self._pos
+        return super().tell() - self._delta
 
-    def read(self, n: int = -1) -> bytes:
-        start = self._pos
-        end = self._size if n < 0 else min(start + n, self._size)
-        self._pos = max(end, start)
-        return bytes(self._data[self._base + start:self._base + end])
+
+def _map_section(fileno: int, offset: int, size: int) -> _SectionMap:
+    aligned = offset - offset % mmap.ALLOCATIONGRANULARITY
+    mapped = _SectionMap(fileno, size + offset - aligned, offset=aligned, access=mmap.ACCESS_READ)
+    mapped._delta = offset - aligned
+    mapped._size = size
+    mapped.seek(0)
+    return mapped
 
 
 def open_dwarf(image: ElfImage, relocated: Callable[[str], bytes] | None = None) -> Any:
@@ -249,7 +252,6 @@ def open_dwarf(image: ElfImage, relocated: Callable[[str], bytes] | None = None)
     if info is None or info.sh_size == 0:
         raise MissingDebugInfoError(f"{image.path}: no DWARF debug information (.debug_info); it is stripped —"
                                     " use the -dbg package's file")
-    whole = memoryview(image.data)
     found: dict[str, Any] = {}
     for name in _DWARF_SECTIONS:
         section = image.find_section_or_none(name)
@@ -258,7 +260,7 @@ def open_dwarf(image: ElfImage, relocated: Callable[[str], bytes] | None = None)
         if section.sh_flags & 0x800 or section.sh_offset + section.sh_size > len(image.data):
             raise CorruptDumpError(f"{name} is compressed or truncated", section.sh_offset, str(image.path))
         stream: Any = (io.BytesIO(relocated(name)) if relocated is not None
-                       else _SectionStream(whole, section.sh_offset, section.sh_size))
+                       else _map_section(image.fileno, section.sh_offset, section.sh_size))
         found[name] = DebugSectionDescriptor(stream, name, section.sh_offset, section.sh_size, 0)
     args = {n[1:].replace(".", "_") + "_sec": found.get(n) for n in _DWARF_SECTIONS}
     return DWARFInfo(config=DwarfConfig(little_endian=True, machine_arch="x64", default_address_size=8),
@@ -429,14 +431,17 @@ def _file_names(program: Any, top: Any) -> list[str]:
 
 
 def _path(comp_dir: str, dirs: list[str], name: str, dir_index: int) -> str:
-    # binutils' concat_filename: a relative name goes under its directory, and a relative
-    # directory under DW_AT_comp_dir.
-    if posixpath.isabs(name):
+    # binutils' concat_filename, verbatim joins (no normalization, so "dir//name" when a directory
+    # ends in "/"): a relative name goes under its directory, a relative directory under comp_dir.
+    if name.startswith("/"):
         return name
     directory = dirs[dir_index] if 0 <= dir_index < len(dirs) else ""
-    if not posixpath.isabs(directory):
-        directory = posixpath.join(comp_dir, directory) if directory else comp_dir
-    return posixpath.join(directory, name) if directory else name
+    if directory.startswith("/"):
+        return f"{directory}/{name}"
+    if comp_dir and directory and directory != comp_dir:
+        return f"{comp_dir}/{directory}/{name}"
+    base = directory or comp_dir
+    return f"{base}/{name}" if base else name
 
 
 def _text(value: object) -> str:

@@ -103,8 +103,9 @@ class ElfImage:
     """An ELF file mapped read-only; ``sections`` are its section headers, ``e_type`` its type."""
 
     def __init__(self, path: Path, data: mmap.mmap, e_type: int, e_machine: int,
-                 sections: tuple[ElfSection, ...]) -> None:
+                 sections: tuple[ElfSection, ...], fileno: int = -1) -> None:
         self.path = path
+        self.fileno = fileno
         self.data = data
         self.e_type = e_type
         self.e_machine = e_machine
@@ -140,7 +141,10 @@ class ElfImage:
         return self.e_type == ET_REL
 
     def close(self) -> None:
-        """Unmap the file (views from :meth:`section_bytes` must be released first)."""
+        """Unmap the file and close it (views from :meth:`section_bytes` must be released first)."""
+        if self.fileno >= 0:
+            os.close(self.fileno)
+            self.fileno = -1
         self.data.close()
 
 
@@ -155,21 +159,22 @@ def open_elf_image(path: Path) -> ElfImage:
         if size < 64:
             raise CorruptDumpError("not an ELF file (too short)", 0, str(path))
         data = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
-    finally:
-        os.close(fd)
-    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
-        data.close()
-        raise CorruptDumpError("not a 64-bit little-endian ELF file", 0, str(path))
-    try:
-        return _parse_headers(path, data)
-    except CorruptDumpError:
-        # A view may still be referenced by the traceback; the mapping then goes with it.
-        with contextlib.suppress(BufferError):
+        if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
             data.close()
+            raise CorruptDumpError("not a 64-bit little-endian ELF file", 0, str(path))
+        try:
+            return _parse_headers(path, data, fd)
+        except CorruptDumpError:
+            # A view may still be referenced by the traceback; the mapping then goes with it.
+            with contextlib.suppress(BufferError):
+                data.close()
+            raise
+    except BaseException:
+        os.close(fd)
         raise
 
 
-def _parse_headers(path: Path, data: mmap.mmap) -> ElfImage:
+def _parse_headers(path: Path, data: mmap.mmap, fd: int) -> ElfImage:
     structs = binary_structs(True, 8)
     view = memoryview(data)
     ehdr = structs.Elf_Ehdr.unpack(view, 0, file_offset=0)
@@ -187,7 +192,7 @@ def _parse_headers(path: Path, data: mmap.mmap) -> ElfImage:
         ElfSection(i, _cstr(table, r["sh_name"]), r["sh_type"], r["sh_flags"], r["sh_addr"], r["sh_offset"],
                    r["sh_size"], r["sh_link"], r["sh_info"], r["sh_addralign"], r["sh_entsize"])
         for i, r in enumerate(raw))
-    return ElfImage(path, data, ehdr["e_type"], ehdr["e_machine"], sections)
+    return ElfImage(path, data, ehdr["e_type"], ehdr["e_machine"], sections, fd)
 
 
 def _cstr(table: bytes, offset: int) -> str:

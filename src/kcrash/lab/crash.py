@@ -144,7 +144,8 @@ async def _run_vm(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions,
             "timings": {"boot_to_panic_s": round(panicked, 2), "dump_elf_s": round(t_elf, 2),
                         "dump_kdump_s": round(t_kdump, 2), "collect_s": round(res.seconds, 2)},
             "collector": {"file": COLLECTED, "dump_level": COLLECT_OPTIONS.dump_level, "codec": COLLECT_OPTIONS.codec,
-                          "size": res.write.size, "incomplete": res.write.incomplete, "vmcoreinfo": collected.vmcoreinfo,
+                          "size": res.write.size, "incomplete": res.write.incomplete,
+                          "vmcoreinfo": collected.vmcoreinfo,
                           "excluded": res.report.excluded, "remaining": res.report.remaining}}
 
 

@@ -44,7 +44,9 @@ KINDS: dict[str, CrashKind] = {k.name: k for k in (
     CrashKind("STACK_OVERFLOW", "module", "kcrash_test_recurse", "Fatal exception"),
     CrashKind("SOFTLOCKUP", "module", "kcrash_test_do_softlockup", "softlockup: hung tasks", slow=True),
     CrashKind("SPINLOCKUP", "module", "kcrash_test_do_spinlockup", "softlockup: hung tasks", slow=True),
-    CrashKind("HUNG_ABBA", "module", "check_hung_uninterruptible_tasks", "hung_task: blocked tasks",
+    # khungtaskd's panic() caller check_hung_uninterruptible_tasks is inlined into watchdog on both
+    # Debian builds (drgn shows it as an inline frame), so the physical caller of panic() is watchdog
+    CrashKind("HUNG_ABBA", "module", "watchdog", "hung_task: blocked tasks",
               slow=True, blocked_function="kcrash_test_abba_lock"),
     CrashKind("SYSRQ", "sysrq", "sysrq_handle_crash", "sysrq triggered crash"),
     CrashKind("INITEXIT", "init", "do_exit", "Attempted to kill init!"),

@@ -61,11 +61,28 @@ class VmConfig:
 
 
 def shm_ram_file(tag: str) -> Path:
-    """A fresh path for a guest RAM file, in ``/dev/shm`` when it exists (else the temp directory)."""
+    """A fresh path for a guest RAM file, in ``/dev/shm`` when it exists (else the temp directory).
+
+    The name carries our pid. A runner that is killed (SIGKILL) cannot delete its file, so files of
+    processes that no longer exist are removed here first (they would hold the guest's RAM size of
+    tmpfs, i.e. memory, forever).
+    """
     import tempfile
 
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    _remove_stale_ram_files(base)
     return base / f"kcrash-{tag}-{os.getpid()}-{os.urandom(4).hex()}.ram"
+
+
+def _remove_stale_ram_files(base: Path) -> None:
+    for path in base.glob("kcrash-*-*-*.ram"):
+        try:
+            pid = int(path.name.split("-")[-2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except (ValueError, PermissionError, IndexError):
+            continue
 
 
 def qemu_command(cfg: VmConfig, binary: str = QEMU_BINARY) -> list[str]:

@@ -156,11 +156,13 @@ class HitContext:
     the current task and the function's typed arguments. For watchpoints, ``old_value`` and
     ``new_value`` hold the watched bytes before and after (``old``/``new`` typed)."""
 
-    def __init__(self, session: LiveSession, stop: StopReply, thread: str, registers: dict[str, int]) -> None:
+    def __init__(self, session: LiveSession, stop: StopReply, thread: str,
+                 registers: dict[str, int] | None = None) -> None:
         self.session = session
         self.stop = stop
         self.thread = thread
-        self.registers = registers
+        if registers is not None:
+            self.__dict__["registers"] = registers
         self.breakpoint: Breakpoint | None = None
         self.old_value: bytes | None = None
         self.new_value: bytes | None = None
@@ -170,10 +172,16 @@ class HitContext:
         """The CPU that stopped."""
         return thread_cpu(self.thread)
 
-    @property
+    @cached_property
+    def registers(self) -> dict[str, int]:
+        """All registers of the stopped vCPU (read on first use: one ``g`` packet)."""
+        return self.session.client.read_registers()
+
+    @cached_property
     def pc(self) -> int:
-        """The instruction pointer."""
-        return self.registers["rip"]
+        """The instruction pointer (one ``p`` packet unless the registers are already read)."""
+        regs = self.__dict__.get("registers")
+        return regs["rip"] if regs is not None else self.session.client.read_register("rip")
 
     @cached_property
     def task(self) -> object:
@@ -412,7 +420,7 @@ class LiveSession:
     def _dispatch(self, stop: StopReply) -> HitContext | None:
         if stop.is_exit:
             raise LiveTargetError(f"the target {stop.kind} (status {stop.signal})")
-        ctx = HitContext(self, stop, stop.thread or self.thread, self.client.read_registers())
+        ctx = HitContext(self, stop, stop.thread or self.thread)
         self.last = ctx
         if stop.watch_address is not None:
             points = self.breakpoints.watching(stop.watch_address, stop.watch_kind)

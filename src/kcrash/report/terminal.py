@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
+from typing import IO
 
 from rich.console import Console
 from rich.markup import escape
@@ -28,12 +29,16 @@ __all__ = ["make_console", "render_log", "render_modules", "render_report", "ren
 _REG_ORDER = ("rip", "rsp", "eflags", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10",
               "r11", "r12", "r13", "r14", "r15", "orig_rax", "cs", "ss")
 _MAX_FRAMES = 40
+_PLAIN_WIDTH = 200
 
 
-def make_console(file: object = None, *, width: int | None = None, color: bool | None = None) -> Console:
-    """A console for these renderers (``color`` None: only on a terminal)."""
-    return Console(file=file, width=width, force_terminal=color, no_color=color is False,  # type: ignore[arg-type]
-                   highlight=False, soft_wrap=False)
+def make_console(file: IO[str] | None = None, *, width: int | None = None, color: bool | None = None) -> Console:
+    """A console for these renderers: ``color`` None colours only a terminal; output that is not a
+    terminal gets a wide page (``width`` None) so lines are not wrapped."""
+    console = Console(file=file, width=width, force_terminal=color, no_color=color is False, highlight=False)
+    if width is None and not console.is_terminal:
+        console.width = _PLAIN_WIDTH
+    return console
 
 
 def _section(console: Console, title: str) -> None:
@@ -56,12 +61,9 @@ def _time(seconds: int | None) -> str:
 
 
 def _pairs(console: Console, rows: Sequence[tuple[str, str]]) -> None:
-    table = Table.grid(padding=(0, 1))
-    table.add_column(justify="right", style="bold")
-    table.add_column()
+    width = max(len(key) for key, _ in rows)
     for key, value in rows:
-        table.add_row(f"{key}:", Text(value))
-    console.print(table)
+        console.print(Text(f"{key:>{width}}: ", style="bold") + Text(value))
 
 
 def render_system(info: SystemInfo, console: Console) -> None:
@@ -132,7 +134,7 @@ def _context(ctx: CrashingContext, console: Console) -> None:
     regs = dict(ctx.registers)
     names = [n for n in _REG_ORDER if n in regs and n not in ("rip", "rsp")]
     for i in range(0, len(names), 3):
-        console.print(Text("  " + "  ".join(f"{n.upper():>8}: {regs[n]:016x}" for n in names[i:i + 3])))
+        console.print(Text("  " + "  ".join(f"{n.upper():>3}: {regs[n]:016x}" for n in names[i:i + 3])))
 
 
 def render_report(report: CrashReport, console: Console, *, blocked_frames: int = 12) -> None:
@@ -141,7 +143,8 @@ def render_report(report: CrashReport, console: Console, *, blocked_frames: int 
     v = report.verdict
     console.print(Text("PANIC: ", style="bold red") + Text(v.panic_message or "no panic message in the log"))
     if v.title:
-        console.print(Text("TITLE: ", style="bold") + Text(f"{v.title}" + (f"  ({v.crash_type})" if v.crash_type else "")))
+        kind = f"  ({v.crash_type})" if v.crash_type else ""
+        console.print(Text("TITLE: ", style="bold") + Text(v.title + kind))
     where = f"{v.crashing_function}  (from the {v.source})" if v.crashing_function else "unknown"
     console.print(Text("CRASHING FUNCTION: ", style="bold") + Text(where, style="bold yellow"))
     _section(console, "System")

@@ -78,6 +78,7 @@ class Btf:
         self._kinds: npt.NDArray[np.uint32] | None = None
         self._enumerators: dict[str, tuple[int, int]] | None = None
         self._percpu: set[str] | None = None
+        self._found_strings: dict[str, list[int]] = {}
 
     def num_types(self) -> int:
         """Number of type records in this blob (not counting void or the base)."""
@@ -136,8 +137,15 @@ class Btf:
         return self._strings[local:end].decode("utf-8", "replace")
 
     def _string_offsets(self, name: str) -> list[int]:
-        # Offsets of every occurrence of ``name`` as a whole string, in this blob and its bases.
-        out = self.base._string_offsets(name) if self.base is not None else []
+        # Offsets of every occurrence of ``name`` as a whole string, in this blob and its bases
+        # (memoized: each search scans megabytes of strings).
+        found = self._found_strings.get(name)
+        if found is None:
+            found = self._found_strings[name] = self._search_strings(name)
+        return found
+
+    def _search_strings(self, name: str) -> list[int]:
+        out = list(self.base._string_offsets(name)) if self.base is not None else []
         # A split blob's strings start right after the base's, with no leading NUL: search a copy
         # with one prepended, so a hit at ``pos`` is the string at local offset ``pos``.
         haystack = self._haystack

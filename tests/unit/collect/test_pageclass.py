@@ -112,21 +112,21 @@ def _classes(text: str, pages: list[dict[str, int]], level: int) -> list[int]:
     return [int(c) for c in classify_pages(FakeMemory(pages), info, NPAGES, level)]  # type: ignore[arg-type]
 
 
-C, CP, U, F, H, O = (PageClass.CACHE, PageClass.CACHE_PRIVATE, PageClass.USER, PageClass.FREE,
+C, CP, U, F, H, OFF = (PageClass.CACHE, PageClass.CACHE_PRIVATE, PageClass.USER, PageClass.FREE,
                      PageClass.HWPOISON, PageClass.OFFLINE)
 
 
 def test_level_31_on_61_layout() -> None:
-    assert _classes(V61, _pages_61(), 31) == [0, C, CP, U, F, F, F, F, U, U, H, O, 0, C, 0, 0]
+    assert _classes(V61, _pages_61(), 31) == [0, C, CP, U, F, F, F, F, U, U, H, OFF, 0, C, 0, 0]
 
 
 def test_levels_select_classes_and_always_exclude_hwpoison_offline() -> None:
     pages = _pages_61()
-    assert _classes(V61, pages, 0) == [0] * 10 + [H, O] + [0] * 4
-    assert _classes(V61, pages, 2) == [0, C, 0, 0, 0, C, 0, 0, 0, 0, H, O, 0, C, 0, 0]
-    assert _classes(V61, pages, 4) == [0, C, CP, 0, 0, C, 0, 0, 0, 0, H, O, 0, C, 0, 0]
-    assert _classes(V61, pages, 8) == [0, 0, 0, U, 0, 0, 0, 0, U, U, H, O, 0, 0, 0, 0]
-    assert _classes(V61, pages, 16) == [0, 0, 0, 0, F, F, F, F, 0, 0, H, O, 0, 0, 0, 0]
+    assert _classes(V61, pages, 0) == [0] * 10 + [H, OFF] + [0] * 4
+    assert _classes(V61, pages, 2) == [0, C, 0, 0, 0, C, 0, 0, 0, 0, H, OFF, 0, C, 0, 0]
+    assert _classes(V61, pages, 4) == [0, C, CP, 0, 0, C, 0, 0, 0, 0, H, OFF, 0, C, 0, 0]
+    assert _classes(V61, pages, 8) == [0, 0, 0, U, 0, 0, 0, 0, U, U, H, OFF, 0, 0, 0, 0]
+    assert _classes(V61, pages, 16) == [0, 0, 0, 0, F, F, F, F, 0, 0, H, OFF, 0, 0, 0, 0]
 
 
 def test_top_byte_page_types_of_612() -> None:
@@ -140,7 +140,7 @@ def test_top_byte_page_types_of_612() -> None:
     p[9] = {"flags": _bit(5) | _bit(14)}                                   # private cache
     p[10] = {"mapcount": 0xF0000005 - (1 << 32)}                           # buddy type byte, low bits set
     p[11] = {"mapcount": 3}                                                # mapped 4 times: nothing
-    assert _classes(V612, p, 31) == [0, F, F, 0, 0, U, U, 0, O, CP, F, 0, 0, 0, 0, 0]
+    assert _classes(V612, p, 31) == [0, F, F, 0, 0, U, U, 0, OFF, CP, F, 0, 0, 0, 0, 0]
 
 
 def test_missing_keys_raise_typed_error() -> None:

@@ -30,7 +30,7 @@ class Source:
     def __init__(self, seed: int = 3) -> None:
         rng = random.Random(seed)
         pages = []
-        for pfn in range(PAGES):
+        for _ in range(PAGES):
             r = rng.random()
             pages.append(bytes(4096) if r < 0.3 else rng.randbytes(4096) if r < 0.6
                          else bytes(rng.choice(b"ab \0") for _ in range(4096)))
@@ -201,7 +201,7 @@ def test_interrupted_writer_keeps_flagged_file(tmp_path: Path, source: Source) -
                 raise KeyboardInterrupt
             return super().read_pages(pfn, count)
 
-    ram, dumpable = _bitmaps()
+    _ram, dumpable = _bitmaps()
     out = tmp_path / "int.elf"
     with pytest.raises(KeyboardInterrupt):
         write_elf_dump(out, Boom(), [ElfSegment(0, 0, PAGES * 4096)], dumpable, _meta().notes)

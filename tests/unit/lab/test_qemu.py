@@ -41,3 +41,30 @@ def test_serial_tail_keeps_the_last_lines(tmp_path: Path) -> None:
     tail = serial_tail(log, lines=3)
     assert tail.splitlines() == ["line 98", "line 99", "\ufffd bad utf8"]
     assert serial_tail(tmp_path / "missing") == ""
+
+
+def test_ram_file_becomes_a_shared_memory_backend(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    cmd = qemu_command(replace(_cfg(tmp_path), ram_file=tmp_path / "guest.ram"))
+    obj = cmd[cmd.index("-object") + 1]
+    assert obj == f"memory-backend-file,id=ram0,size=128M,mem-path={tmp_path}/guest.ram,share=on"
+    assert cmd[cmd.index("-machine") + 1] == "memory-backend=ram0"
+    assert "-object" not in qemu_command(_cfg(tmp_path))
+
+
+def test_stale_ram_files_of_dead_runners_are_removed(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from kcrash.lab.qemu import _remove_stale_ram_files
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"kcrash-live-{dead.pid}-0011aabb.ram"
+    alive = tmp_path / f"kcrash-live-{os.getpid()}-0011aabb.ram"
+    other = tmp_path / "unrelated.ram"
+    for p in (stale, alive, other):
+        p.write_bytes(b"x")
+    _remove_stale_ram_files(tmp_path)
+    assert not stale.exists() and alive.exists() and other.exists()

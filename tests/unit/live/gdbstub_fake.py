@@ -87,7 +87,7 @@ class FakeStub:
         addr, _, length = data[1:].split(b":")[0].partition(b",")
         off = int(addr, 16) - self.memory_base
         n = int(length, 16)
-        return (off, n) if 0 <= off and off + n <= len(self.memory) else None
+        return (off, n) if off >= 0 and off + n <= len(self.memory) else None
 
     def _m(self, data: bytes) -> bytes:
         span = self._span(data)
@@ -137,7 +137,7 @@ class FakeStub:
         self.running = True
         if self.run_forever:
             return None
-        for kind, addr, length in sorted(self.points):
+        for kind, addr, _length in sorted(self.points):
             if kind in (0, 1):
                 self.regs["rip"] = addr
                 return self._stop(b"T05thread:%s;" % self.thread.encode())

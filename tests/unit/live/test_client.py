@@ -178,3 +178,43 @@ def test_open_transport_rejects_garbage_targets() -> None:
         open_transport("no-such-thing")
     with pytest.raises(LiveTargetError, match="cannot connect"):
         open_transport("127.0.0.1:1", connect_timeout=0.5)
+
+
+def test_serial_transport_over_a_pty() -> None:
+    import os
+    import threading
+
+    from kcrash.live.gdbremote.packets import PacketParser
+    from kcrash.live.gdbremote.transport import SerialTransport
+
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    stub = FakeStub()
+
+    def serve() -> None:  # the stub end of the line: answer each packet, kgdb-style with acks
+        parser = PacketParser()
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            for event in parser.feed(data):
+                if hasattr(event, "data"):
+                    reply = stub.handle(event.data)  # type: ignore[union-attr]
+                    if isinstance(reply, bytes):
+                        os.write(master, b"+" + frame(reply))
+
+    threading.Thread(target=serve, daemon=True).start()
+    transport = SerialTransport(path, 115200)
+    client = GdbRemoteClient(transport, timeout=2.0)
+    try:
+        assert client.connect().thread == "01"
+        stub.memory[:4] = b"kgdb"
+        assert client.read_memory(stub.memory_base, 4) == b"kgdb"
+        assert transport.description == f"{path}@115200"
+    finally:
+        client.close()
+        os.close(master)
+        os.close(slave)
+    with pytest.raises(LiveTargetError, match="unsupported baud"):
+        SerialTransport(path, 12345)

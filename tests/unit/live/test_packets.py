@@ -123,5 +123,5 @@ def test_target_description_with_undeclared_xi_include() -> None:
                             b"</feature>")
     regs = number_registers(list(feat.registers))
     assert [(r.name, r.regnum, r.size) for r in regs] == [("rax", 0, 8), ("eflags", 1, 4), ("x", 40, 1), ("y", 41, 1)]
-    with pytest.raises(GdbRemoteProtocolError, match="target.xml"):
+    with pytest.raises(GdbRemoteProtocolError, match=r"target\.xml"):
         parse_target_xml(b"<target><reg")

@@ -84,7 +84,7 @@ def test_hardware_slot_limit_is_reported_before_the_stub_refuses() -> None:
         session.watch(hex(BASE), length=16)  # two aligned 8-byte pieces: two slots
         session.break_at(hex(BASE + 0x20), hardware=True)
         session.break_at(hex(BASE + 0x30), hardware=True)
-        with pytest.raises(LiveTargetError, match="needs 1 hardware debug register.*4 of the target's 4"):
+        with pytest.raises(LiveTargetError, match=r"needs 1 hardware debug register.*4 of the target's 4"):
             session.break_at(hex(BASE + 0x40), hardware=True)
         session.break_at(hex(BASE + 0x40))  # software breakpoints need no slot
         session.disable(2)

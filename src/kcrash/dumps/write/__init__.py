@@ -2,5 +2,12 @@
 kcrash.dumps.write
 ==================
 
-This layer is filled in by its own issue; see the README for the layering.
+Dump writers. :mod:`~kcrash.dumps.write.stream` writes filtered kdump-compressed (header version 6,
+plain or flattened, zlib/lzo/snappy/zstd/none, the shared zero page, threaded compression) and
+``/proc/vmcore``-shaped ELF files page run by page run, crash-safely (:mod:`~kcrash.dumps.write.output`:
+temporary name, rename when complete, "incomplete" flag on ENOSPC or interruption).
+:mod:`~kcrash.dumps.write.kdump_compressed` and :mod:`~kcrash.dumps.write.elf_vmcore` build synthetic
+test dumps (any header version, word size, split, corrupt variants) and the ``/proc/vmcore``-shaped copy
+makedumpfile needs; :mod:`~kcrash.dumps.write.synthetic` is a fake kernel for tests. Deciding which pages
+to write is :mod:`kcrash.collect`'s job.
 """

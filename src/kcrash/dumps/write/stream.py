@@ -163,10 +163,10 @@ def _kdump_headers(meta: DumpMeta, lay: _KdumpLayout, max_mapnr: int, status: in
     note_offset = lay.bs + s.kdump_sub_header.size
     vmci_off, vmci_size = _vmcoreinfo_span(meta.notes)
     sub = s.kdump_sub_header.pack(
-        phys_base=meta.phys_base & (2**64 - 1), dump_level=meta.dump_level, split=0, start_pfn=0,
-        end_pfn=min(max_mapnr, 0xFFFFFFFF), offset_vmcoreinfo=note_offset + vmci_off if vmci_size else 0,
+        phys_base=meta.phys_base & (2**64 - 1), dump_level=meta.dump_level, split=0,  # start/end_pfn: split only
+        offset_vmcoreinfo=note_offset + vmci_off if vmci_size else 0,
         size_vmcoreinfo=vmci_size, offset_note=note_offset if meta.notes else 0, size_note=len(meta.notes),
-        start_pfn_64=0, end_pfn_64=max_mapnr, max_mapnr_64=max_mapnr)
+        max_mapnr_64=max_mapnr)
     return header, sub + meta.notes
 
 

@@ -2,5 +2,13 @@
 kcrash.live.gdbremote
 =====================
 
-This layer is filled in by its own issue; see the README for the layering.
+The GDB Remote Serial Protocol: :mod:`~kcrash.live.gdbremote.packets` (pure framing, checksums,
+escaping, stop replies), :mod:`~kcrash.live.gdbremote.tdesc` (target description XML),
+:mod:`~kcrash.live.gdbremote.transport` (TCP, serial, mock) and
+:mod:`~kcrash.live.gdbremote.client` (request/response, run control, counters).
 """
+
+from kcrash.live.gdbremote.client import ClientCounters, GdbRemoteClient
+from kcrash.live.gdbremote.transport import MockTransport, SerialTransport, TcpTransport, open_transport
+
+__all__ = ["ClientCounters", "GdbRemoteClient", "MockTransport", "SerialTransport", "TcpTransport", "open_transport"]

@@ -1,6 +1,6 @@
 """
-kcrash.live.attach
-==================
+kcrash.live.connect
+===================
 
 :func:`attach`: connect to a gdb stub (``HOST:PORT`` or a serial device), learn the kernel's
 VMCOREINFO (from QMP when a socket is given, else found in guest memory and validated), and return
@@ -10,6 +10,7 @@ session symbols and types (the ``kcrash live`` command does).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from kcrash.dumps.vmcoreinfo import VmcoreInfo
@@ -41,7 +42,8 @@ def attach(target: str, *, qmp: str | None = None, binder_factory: Callable[[Liv
                               keep_stopped=keep_stopped, step_over_inserted=kvm is False,
                               reconnect=lambda: open_transport(target, connect_timeout=timeout, baud=baud))
     except BaseException:
-        client.detach() if not client.closed else None
+        with contextlib.suppress(LiveTargetError):  # resume a QEMU guest the connect paused
+            client.detach()
         if qmp_client is not None:
             qmp_client.close()
         raise

@@ -1,0 +1,175 @@
+"""CLI: kcrash sys/bt/ps/log/mod/report/shell in-process through kcrash.cli.main, with the dump and the
+triage replaced by fixed models (the real thing is tests/lab/test_report_lab.py): text, --json, the
+arguments reaching triage, and bad input as one error line with a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kcrash.analysis import triage
+from kcrash.cli import analyze, main
+from kcrash.errors import MissingDebugInfoError
+from kcrash.helpers.linux.printk import PrintkRecord
+from kcrash.report.model import (
+    CrashingContext,
+    CrashReport,
+    Frame,
+    LogLine,
+    ModuleRow,
+    SystemInfo,
+    TaskRow,
+    TaskTrace,
+    Trace,
+    Verdict,
+)
+
+# the same fixed models as tests/unit/report/test_terminal.py
+FRAMES = (
+    Frame(0, 0xFFFFFFFF81000010, 0xFFFFC90000013800, "panic", 0x10, None, "panic+0x10/0x3a0", True, "regs"),
+    Frame(1, 0xFFFFFFFFC021B009, 0xFFFFC90000013A68, "kcrash_test_do_bug", 9, "kcrash_test",
+          "kcrash_test_do_bug+0x9/0x10 [kcrash_test]", True, "regs"),
+    Frame(2, 0xFFFFFFFF81234567, 0xFFFFC90000013A70, "vfs_write", 0x67, None, "vfs_write+0x67/0x450", False, "scan"),
+)
+ROW = TaskRow(1, 0, 1, 1, 0xFFFF88800425E100, "R", "init", True)
+
+
+def _report() -> CrashReport:
+    system = SystemInfo("6.12.117+deb12-amd64", "#1 SMP", "x86_64", "(none)", 2, 1, 4_486_392_927, 1_795_668_229,
+                        "G      D    OE     ", 0x3080, 222_748_672, "vmcore.elf")
+    verdict = Verdict("Kernel panic - not syncing: Fatal exception", "kernel BUG in kcrash_test_do_bug", "BUG",
+                      "kcrash_test_do_bug", "backtrace", "kcrash_test_do_bug", "kcrash_test_do_bug")
+    context = CrashingContext(1, 1, "init", ROW.task, FRAMES[1].pc, FRAMES[1].text, FRAMES[1].sp,
+                              (("rip", FRAMES[1].pc), ("rsp", FRAMES[1].sp), ("rax", 1)), "pt_regs")
+    blocked = TaskTrace(TaskRow(10, 2, 10, 0, 0xFFFF888004400000, "D", "kworker/0:1", False),
+                        Trace(FRAMES[2:], "no ORC entry for 0x1"))
+    return CrashReport(system, verdict, context, Trace(FRAMES, None),
+                       (LogLine(7, 4_665_849_420, "T1", "Kernel panic - not syncing: Fatal exception"),),
+                       (blocked,), (ModuleRow("kcrash_test", 0xFFFFFFFFC021B000, 16384, "OE", 73, 1411, None),), ())
+
+TASK = ROW.task
+
+
+class _Prog:
+    closed = False
+
+    def close(self) -> None:
+        _Prog.closed = True
+
+
+@pytest.fixture
+def dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "vmcore"
+    path.write_bytes(b"not really a dump")
+    report = _report()
+    _Prog.closed = False
+    monkeypatch.setattr(analyze, "open_target", lambda p, cache, orc=True: _Prog())
+    monkeypatch.setattr(analyze, "panic_cpu_or_none", lambda prog: 1)
+    monkeypatch.setattr(triage, "system_info", lambda prog, p: report.system)
+    monkeypatch.setattr(triage, "build_report", lambda prog, p, log_tail: report)
+    monkeypatch.setattr(triage, "task_rows", lambda prog: ((ROW,), "cycle: node 0x1 seen twice after 3 entries"))
+    monkeypatch.setattr(triage, "module_rows", lambda prog: report.modules)
+    monkeypatch.setattr(triage, "printk_records", lambda prog: [
+        PrintkRecord(i, i * 1_500_000_000, f"line {i}".encode(), 0x80000001 if i else 1, 6, 0, 0) for i in range(5)])
+    monkeypatch.setattr(triage, "cpu_backtrace", lambda prog, cpu: TaskTrace(
+        TaskRow(cpu, 0, cpu, cpu, TASK + cpu, "R", f"cpu{cpu}", True), Trace(FRAMES, None)))
+    monkeypatch.setattr(triage, "cpu_backtraces", lambda prog: tuple(triage.cpu_backtrace(prog, c) for c in (0, 1)))
+    monkeypatch.setattr(triage, "task_by_pid_or_address_or_none", lambda prog, v: v if v in (42, TASK) else None)
+    monkeypatch.setattr(triage, "task_backtrace", lambda prog, task: TaskTrace(
+        TaskRow(42, 1, 42, 0, TASK, "D", "sleeper", False), Trace(FRAMES[2:], None)))
+    return path
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _json(capsys: pytest.CaptureFixture[str], *args: object) -> Any:
+    code, out, err = _run(capsys, *args, "--json")
+    assert (code, err) == (0, "")
+    return json.loads(out)
+
+
+def test_sys(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "sys", dump)
+    assert code == 0 and "RELEASE: 6.12.117+deb12-amd64" in out and "PANIC CPU: 1" in out
+    assert _json(capsys, "sys", dump)["taint_mask"] == 0x3080
+    assert _Prog.closed
+
+
+def test_bt_default_is_the_panic_cpu(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "bt", dump)
+    assert code == 0
+    assert out.splitlines()[0] == f'PID: 1       TASK: {TASK + 1:016x}  CPU: 1   COMMAND: "cpu1"'
+    assert " #2  [ffffc90000013a70] ? vfs_write+0x67/0x450" in out.splitlines()
+    assert [e["task"]["cpu"] for e in _json(capsys, "bt", "-a", dump)] == [0, 1]
+
+
+@pytest.mark.parametrize("target", ["42", f"{TASK:#x}", f"{TASK:x}"])
+def test_bt_of_a_pid_or_task(dump: Path, capsys: pytest.CaptureFixture[str], target: str) -> None:
+    data = _json(capsys, "bt", dump, target)
+    assert [(e["task"]["pid"], len(e["trace"]["frames"])) for e in data] == [(42, 1)]
+
+
+@pytest.mark.parametrize(("target", "message"), [("7", "no task with pid 7"), ("zz", "not a PID or task address")])
+def test_bt_of_a_bad_target(dump: Path, capsys: pytest.CaptureFixture[str], target: str, message: str) -> None:
+    code, out, err = _run(capsys, "bt", dump, target)
+    assert code != 0 and out == "" and err.count("\n") == 1 and message in err
+
+
+def test_ps(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "ps", dump)
+    assert code == 0 and out.splitlines()[1].split() == [">", "1", "0", "1", f"{TASK:016x}", "R", "init"]
+    assert "task list truncated: cycle" in err
+    data = _json(capsys, "ps", dump)
+    assert data["tasks"][0]["comm"] == "init" and data["truncated"].startswith("cycle")
+
+
+def test_log(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "log", dump, "--tail", "2")
+    assert (code, out.splitlines()) == (0, ["[    4.500000] line 3", "[    6.000000] line 4"])
+    code, out, _ = _run(capsys, "log", dump, "--caller", "--tail", "1")
+    assert out == "[    6.000000][    C1] line 4\n"
+    assert [line["caller"] for line in _json(capsys, "log", dump)] == ["T1", "C1", "C1", "C1", "C1"]
+
+
+def test_mod(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "mod", dump)
+    assert code == 0 and out.splitlines()[1].split()[:4] == ["kcrash_test", "ffffffffc021b000", "16384", "OE"]
+    assert _json(capsys, "mod", dump)[0]["btf_size"] == 1411
+
+
+def test_report(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "report", dump)
+    assert code == 0 and "CRASHING FUNCTION: kcrash_test_do_bug  (from the backtrace)" in out
+    assert _json(capsys, "report", dump)["verdict"]["panic_message"].endswith("Fatal exception")
+
+
+def test_shell_runs_code_with_prog_and_helpers(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "shell", dump, "-c",
+                        "print(type(prog).__name__, callable(for_each_task), callable(stack_trace))")
+    assert (code, out) == (0, "_Prog True True\n")
+
+
+def test_missing_debug_info_is_one_error_line(dump: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise MissingDebugInfoError("the dump has no VMCOREINFO, so kallsyms cannot be found")
+
+    monkeypatch.setattr(analyze, "open_target", fail)
+    for command in ("sys", "bt", "ps", "log", "mod", "report"):
+        code, out, err = _run(capsys, command, dump)
+        assert (code, out) == (1, "")
+        assert err == "kcrash: error: the dump has no VMCOREINFO, so kallsyms cannot be found\n"
+
+
+def test_a_file_that_is_not_a_dump(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "junk"
+    path.write_bytes(b"\0" * 4096)
+    code, out, err = _run(capsys, "report", path)
+    assert code == 1 and out == "" and err.startswith("kcrash: error: ") and err.count("\n") == 1
