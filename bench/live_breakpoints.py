@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kcrash.cli.live import attach_kernel
+from kcrash.analysis.live import attach_kernel
 from kcrash.live.gdbremote.packets import Packet, PacketParser
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from kcrash.cli.live import KernelBinder, attach_kernel, list_tasks
+from kcrash.analysis.live import KernelBinder, attach_kernel, list_tasks
 from kcrash.errors import LiveTargetError
 from kcrash.live.connect import attach
 from kcrash.live.qmp import QmpClient

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from kcrash.cli.live import attach_kernel, list_tasks
+from kcrash.analysis.live import attach_kernel, list_tasks
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.pid import for_each_task  # noqa: E402
