@@ -37,6 +37,10 @@ from kcrash.lab.qemu import Vm, VmConfig, shm_ram_file
 __all__ = ["CrashOptions", "cached_crash", "crash_key", "kernel_cmdline", "planted_facts", "run_crash"]
 
 OBJECT_COUNT = 100
+# Bump when what a crash directory holds changes (new files, new lab.json keys), so cached crashes are remade.
+LAB_FORMAT = 3
+# After the dumps are taken, the guest runs this long (at most) so panic() flushes its console.
+CONSOLE_FLUSH_SECONDS = 3.0
 FILES = ("vmcore.elf", "vmcore.kdump", "console.log", "lab.json")
 #: written by kcrash's collector (not in FILES: older cached crashes lack it)
 COLLECTED = "vmcore.kcrash"
@@ -65,9 +69,10 @@ def kernel_cmdline(kind: CrashKind | None, kaslr: bool) -> str:
 
 
 def crash_key(prepared: PreparedKernel, opts: CrashOptions) -> str:
-    """Content key of a crash run: kernel package, module source, initramfs and options."""
+    """Content key of a crash run: lab format, kernel package, module source, initramfs and options."""
     kind = get_kind(opts.kind)
-    text = "|".join([prepared.package.key, prepared.module.source_hash, prepared.initramfs.name, kind.name,
+    text = "|".join([str(LAB_FORMAT), prepared.package.key, prepared.module.source_hash, prepared.initramfs.name,
+                     kind.name,
                      str(opts.kaslr), opts.mem, str(opts.smp)])
     return f"{kind.name.lower()}-{opts.kernel}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
@@ -120,6 +125,18 @@ async def _nmi_when_ready(vm: Vm, serial: Path, state: dict[str, bool]) -> None:
         state["sent"] = True
 
 
+async def _flush_console(vm: Vm, serial: Path) -> bool:
+    # pvpanic pauses the guest inside panic() before the console is flushed, so the serial log can miss
+    # the end of the oops (NMI, stack overflow). The dumps are taken by now; let panic() finish printing.
+    await vm.execute("cont")
+    deadline = time.monotonic() + CONSOLE_FLUSH_SECONDS
+    while time.monotonic() < deadline:
+        if b"---[ end Kernel panic" in serial.read_bytes():
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
 async def _run_vm(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions, out: Path,
                   sock_dir: Path) -> dict[str, Any]:
     serial = out / "console.log"
@@ -138,9 +155,11 @@ async def _run_vm(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions,
         t_elf = await vm.dump(out / "vmcore.elf", "elf")
         t_kdump = await vm.dump(out / "vmcore.kdump", "kdump-zlib")
         collected = await collect_qemu(vm.execute, out / COLLECTED, COLLECT_OPTIONS, resume=False)
+        flushed = await _flush_console(vm, serial)
     q = version["qemu"]
     res = collected.result
     return {"qemu_version": f"{q['major']}.{q['minor']}.{q['micro']}", "status_after_stop": status["status"],
+            "console_flushed_after_dump": flushed,
             "timings": {"boot_to_panic_s": round(panicked, 2), "dump_elf_s": round(t_elf, 2),
                         "dump_kdump_s": round(t_kdump, 2), "collect_s": round(res.seconds, 2)},
             "collector": {"file": COLLECTED, "dump_level": COLLECT_OPTIONS.dump_level, "codec": COLLECT_OPTIONS.codec,
