@@ -16,11 +16,12 @@ from typing import Any
 
 import click
 
+from kcrash.analysis.target import open_target
 from kcrash.cli.common import cache_dir, echo_json
 from kcrash.cli.dump import opened_dump
 from kcrash.debuginfo.kallsyms import load_kallsyms
 from kcrash.debuginfo.symbols import Symbol, SymbolTable
-from kcrash.errors import CliError
+from kcrash.errors import CliError, MissingDebugInfoError
 from kcrash.memory.kernel import open_kernel_memory
 
 __all__ = ["commands", "lookup_query", "sym"]
@@ -32,9 +33,11 @@ __all__ = ["commands", "lookup_query", "sym"]
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def sym(dump_path: str, queries: tuple[str, ...], as_json: bool) -> None:
     """Translate symbol names to addresses and addresses to symbol+offset (kallsyms, no vmlinux)."""
-    with opened_dump((dump_path,)) as handle:
-        memory = open_kernel_memory(handle)
-        table = load_kallsyms(memory, memory.vmcoreinfo, cache_dir())
+    table = _with_modules(dump_path)
+    if table is None:
+        with opened_dump((dump_path,)) as handle:
+            memory = open_kernel_memory(handle)
+            table = load_kallsyms(memory, memory.vmcoreinfo, cache_dir())
     results = [lookup_query(table, q) for q in queries]
     if as_json:
         echo_json(results)
@@ -44,6 +47,16 @@ def sym(dump_path: str, queries: tuple[str, ...], as_json: bool) -> None:
     missing = [r["query"] for r in results if "error" in r]
     if missing:
         raise CliError(f"{len(missing)} of {len(results)} not found: {', '.join(missing)}")
+
+
+def _with_modules(dump_path: str) -> SymbolTable | None:
+    # With BTF, open_target adds every module's own symbols to vmlinux's kallsyms; without it
+    # (MissingDebugInfoError), the caller falls back to vmlinux kallsyms alone.
+    try:
+        with open_target(dump_path, cache_dir(), orc=False) as prog:
+            return prog.symbols if isinstance(prog.symbols, SymbolTable) else None
+    except MissingDebugInfoError:
+        return None
 
 
 def lookup_query(table: SymbolTable, query: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 import click
 
+from kcrash.analysis.target import open_target
 from kcrash.cli.common import cache_dir, echo_json
 from kcrash.dumps import DumpWarning
 from kcrash.errors import CliError, TypeLookupError
@@ -23,7 +24,7 @@ from kcrash.types.cexpr import evaluate
 from kcrash.types.format import format_layout, format_object, layout_to_json, object_to_json
 from kcrash.types.model import Type, TypeKind
 from kcrash.types.object import Object
-from kcrash.types.program import Program, open_program
+from kcrash.types.program import Program
 
 __all__ = ["commands"]
 
@@ -32,7 +33,7 @@ __all__ = ["commands"]
 def _program(path: str) -> Iterator[Program]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DumpWarning)
-        prog = open_program(path, cache_dir())
+        prog = open_target(path, cache_dir(), orc=False)  # vmlinux and module types and symbols
     for w in caught:
         click.echo(f"kcrash: warning: {w.message}", err=True)
     try:

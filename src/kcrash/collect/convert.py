@@ -39,6 +39,7 @@ from kcrash.dumps.write.stream import (
 )
 from kcrash.errors import FaultError, MissingDebugInfoError, ValidationError
 from kcrash.memory.kernel import KernelMemory, open_kernel_memory
+from kcrash.metrics import COUNTERS, phase
 
 __all__ = ["FORMATS", "ConvertOptions", "ConvertResult", "FilterReport", "build_filter", "convert_dump",
            "dump_meta", "trim_to_mem_map", "write_filtered"]
@@ -197,6 +198,15 @@ def convert_dump(dump: DumpFormat, out: Path, opts: ConvertOptions, progress: Pr
     """Filter ``dump`` at ``opts.dump_level`` and write it to ``out`` (see the module docstring)."""
     opts.validate()
     start = time.monotonic()
+    with phase("convert"):
+        result, report = _convert(dump, out, opts, progress)
+    COUNTERS.memory_dumps_collected += 1
+    COUNTERS.memory_dump_bytes += result.size
+    return ConvertResult(result, report, time.monotonic() - start)
+
+
+def _convert(dump: DumpFormat, out: Path, opts: ConvertOptions, progress: Progress | None
+             ) -> tuple[WriteResult, FilterReport]:
     info = dump.vmcoreinfo_or_none()
     mem = open_kernel_memory(dump) if info is not None else None
     pages = dump_pages(dump)
@@ -209,4 +219,4 @@ def convert_dump(dump: DumpFormat, out: Path, opts: ConvertOptions, progress: Pr
         pages.close()
     report = FilterReport(int(np.count_nonzero(pages.ram)), int(np.count_nonzero(pages.present)),
                           {"zero": zero, **counts})
-    return ConvertResult(result, report, time.monotonic() - start)
+    return result, report

@@ -46,6 +46,7 @@ from kcrash.dumps.write.notes import build_prstatus, build_qemu_cpu_state, build
 from kcrash.dumps.write.stream import Progress
 from kcrash.errors import FaultError, LiveTargetError
 from kcrash.memory.kernel import open_kernel_memory
+from kcrash.metrics import phase
 
 __all__ = [
     "CollectResult",
@@ -289,6 +290,12 @@ async def collect_qemu(execute: Execute, out: Path, opts: ConvertOptions, *, res
     """Stop the guest, capture it, write ``out`` and resume it if it was running (``resume`` forces
     either way). The guest is resumed even when writing fails."""
     opts.validate()
+    with phase("collect"):
+        return await _collect(execute, out, opts, resume, progress)
+
+
+async def _collect(execute: Execute, out: Path, opts: ConvertOptions, resume: bool | None,
+                   progress: Progress | None) -> CollectResult:
     capture = await capture_guest(execute)
     do_resume = capture.was_running if resume is None else resume
     try:

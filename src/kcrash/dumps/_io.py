@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kcrash.errors import CorruptDumpError
+from kcrash.metrics import COUNTERS
 
 __all__ = ["FileView", "PlainFile"]
 
@@ -45,7 +46,9 @@ class PlainFile:
         """Return up to ``n`` bytes at ``offset``."""
         if offset < 0 or n < 0:
             raise CorruptDumpError(f"negative read ({n} bytes)", offset, str(self.path))
-        return os.pread(self._fd, n, offset)
+        data = os.pread(self._fd, n, offset)
+        COUNTERS.dump_bytes_read += len(data)
+        return data
 
     def close(self) -> None:
         """Close the file."""

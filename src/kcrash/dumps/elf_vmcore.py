@@ -25,6 +25,7 @@ from kcrash.dumps.base import DumpDescription, DumpWarning, MemorySegment, PageC
 from kcrash.dumps.notes import Note, parse_notes
 from kcrash.dumps.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 from kcrash.errors import CorruptDumpError, FaultError, UnsupportedDumpFormat
+from kcrash.metrics import COUNTERS
 
 __all__ = ["DUMP_ELF_INCOMPLETE", "ElfVmcore", "ProgramHeader"]
 
@@ -122,6 +123,7 @@ class ElfVmcore:
 
         def read(address: int, size: int) -> bytes:
             rel = address - base
+            COUNTERS.pages_read += (address + size - 1) // 4096 - address // 4096 + 1 if size else 0
             if rel + size <= ph.p_filesz:
                 return pread(ph.p_offset + rel, size)
             return self._read_tail(ph, rel, size, address, physical)

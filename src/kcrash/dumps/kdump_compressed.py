@@ -36,6 +36,7 @@ from kcrash.dumps.kdump_header import (
 from kcrash.dumps.notes import Note, parse_notes
 from kcrash.dumps.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 from kcrash.errors import CorruptDumpError, FaultError
+from kcrash.metrics import COUNTERS
 
 __all__ = ["DEFAULT_CACHE_PAGES", "KdumpCompressed"]
 
@@ -191,7 +192,9 @@ class KdumpCompressed:
         """Return the page of ``pfn`` (cached), or raise FaultError saying why it is missing."""
         page = self._pages.get(pfn)
         if page is not None:
+            COUNTERS.page_cache_hits += 1
             return page
+        COUNTERS.page_cache_misses += 1
         index = self._index_of(pfn)
         if index is None:
             return self._zero_page
@@ -259,11 +262,7 @@ class KdumpCompressed:
         self._check(index, desc)
         if self._is_zero_desc(desc):
             return self._zero_page
-        offset, size, flags = desc
-        data = self._view.pread(offset, size)
-        if flags == 0:
-            return data
-        return decompress(flags, data, self._bs, offset)
+        return self._load_unchecked(desc)
 
     def _read_pages(self, pfn: int, count: int) -> list[bytes]:
         # Bulk path: every pfn present and every descriptor written → one read of descriptors
@@ -290,6 +289,8 @@ class KdumpCompressed:
         if hi - lo > 2 * len(descs) * self._bs:  # scattered: page by page
             return [self._zero_page if self._is_zero_desc(d) else self._load_unchecked(d) for d in descs]
         blob = memoryview(self._view.pread(lo, hi - lo))
+        COUNTERS.pages_read += len(data_descs)
+        COUNTERS.pages_decompressed += sum(1 for d in data_descs if d[2] != 0)
         out: list[bytes] = []
         for desc in descs:
             offset, size, flags = desc
@@ -304,7 +305,11 @@ class KdumpCompressed:
     def _load_unchecked(self, desc: _Desc) -> bytes:
         offset, size, flags = desc
         data = self._view.pread(offset, size)
-        return data if flags == 0 else decompress(flags, data, self._bs, offset)
+        COUNTERS.pages_read += 1
+        if flags == 0:
+            return data
+        COUNTERS.pages_decompressed += 1
+        return decompress(flags, data, self._bs, offset)
 
     # -- statistics ----------------------------------------------------------------------------
 

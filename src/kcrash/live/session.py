@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
 
+from kcrash import metrics
 from kcrash.errors import LiveTargetError, MissingDebugInfoError
 from kcrash.live.breakpoints import WATCH_KINDS, Breakpoint, BreakpointTable, Condition, Handler
 from kcrash.live.gdbremote.client import GdbRemoteClient
@@ -368,10 +369,13 @@ class LiveSession:
         self.binder.invalidate()
         self.counters.resumes += 1
         self.counters.record_latency(time.perf_counter() - self._stopped_at)
+        metrics.COUNTERS.live_resumes += 1
+        metrics.observe_latency(time.perf_counter() - self._stopped_at)
 
     def _mark_stop(self) -> None:
         self._stopped_at = time.perf_counter()
         self.counters.stops += 1
+        metrics.COUNTERS.live_stops += 1
 
     def _step_over(self) -> StopReply | None:
         # Resuming on an inserted breakpoint would hit it again: step that vCPU alone first.
@@ -425,9 +429,11 @@ class LiveSession:
         if stop.watch_address is not None:
             points = self.breakpoints.watching(stop.watch_address, stop.watch_kind)
             self.counters.watchpoint_hits += bool(points)
+            metrics.COUNTERS.watchpoint_hits += bool(points)
         else:
             points = self.breakpoints.at_pc(ctx.pc)
             self.counters.breakpoint_hits += bool(points)
+            metrics.COUNTERS.breakpoint_hits += bool(points)
         if not points:
             return ctx
         report = False

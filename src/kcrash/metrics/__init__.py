@@ -233,10 +233,9 @@ def exposition() -> bytes:
     return generate_latest(registry())
 
 
-def serve(port: int, addr: str = "127.0.0.1") -> Callable[[], None]:
-    """Serve ``/metrics`` over HTTP on ``addr:port`` (loopback by default) from a daemon thread;
-    return a function that stops the server. ``port`` 0 picks a free port (see the server's
-    ``server_address``)."""
+def serve(port: int, addr: str = "127.0.0.1") -> tuple[int, Callable[[], None]]:
+    """Serve the metrics over HTTP on ``addr:port`` (loopback by default) from a daemon thread;
+    return the port bound (``port`` 0 picks a free one) and a function that stops the server."""
     from kcrash.metrics._prometheus import start_server
 
     return start_server(port, addr)

@@ -1,4 +1,4 @@
-"""CLI: kcrash struct / kcrash p on a synthetic program (open_program replaced), text and JSON."""
+"""CLI: kcrash struct / kcrash p on a synthetic program (open_target replaced), text and JSON."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def _program() -> Program:
 def dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "vmcore"
     path.write_bytes(b"not really a dump")
-    monkeypatch.setattr(cli_types, "open_program", lambda p, cache: _program())
+    monkeypatch.setattr(cli_types, "open_target", lambda p, cache, orc=True: _program())
     return path
 
 

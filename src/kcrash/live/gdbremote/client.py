@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from kcrash.errors import FaultError, GdbRemoteProtocolError, LiveTargetError, TargetNotStoppedError
+from kcrash.metrics import COUNTERS
 from kcrash.live.gdbremote.packets import (
     ACK,
     INTERRUPT,
@@ -108,6 +109,7 @@ class GdbRemoteClient:
             self.closed = True
             raise
         self.counters.bytes_sent += len(data)
+        COUNTERS.gdb_bytes_sent += len(data)
 
     def _timeout(self, what: bytes, seconds: float) -> LiveTargetError:
         return LiveTargetError(f"no reply from {self.transport.description} to {_show(what)} within {seconds:g} s")
@@ -125,6 +127,7 @@ class GdbRemoteClient:
                 self.closed = True
                 raise LiveTargetError(f"{exc} (while waiting for the reply to {_show(what)})") from exc
             self.counters.bytes_received += len(data)
+            COUNTERS.gdb_bytes_received += len(data)
             self._events.extend(self._parser.feed(data))
         return self._events.popleft()
 
@@ -133,6 +136,7 @@ class GdbRemoteClient:
         framed = frame(data)
         self._write(framed)
         self.counters.packets_sent += 1
+        COUNTERS.gdb_packets_sent += 1
         if not self.ack_mode:
             return
         seconds = timeout or self.timeout
@@ -176,6 +180,7 @@ class GdbRemoteClient:
                 continue
             assert isinstance(event, Packet)
             self.counters.packets_received += 1
+            COUNTERS.gdb_packets_received += 1
             if self.ack_mode:
                 self._ack_pending = True
             data = rle_decode(event.data)

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kcrash.errors import FaultError
+from kcrash.metrics import COUNTERS
 from kcrash.unwind.context import UnwindContext
 from kcrash.unwind.frame import PT_REGS_SIZE, Frame, Registers, Trace
 from kcrash.unwind.frame_pointer import FRAME_POINTER_ENTRY, NULL_ENTRY, scan_stack
@@ -126,6 +127,7 @@ def unwind(regs: Registers, ctx: UnwindContext, *, interrupted: bool = True, max
         current stack.
     """
     start = regs.as_dict()
+    COUNTERS.stack_traces_captured += 1
     if regs.user_mode:
         return Trace((), None, regs)
     if "rip" not in start or "rsp" not in start:
@@ -150,6 +152,7 @@ def _walk(ctx: UnwindContext, state: _State, frames: list[Frame], max_frames: in
     except _Stop as stop:
         if stop.reason is not None and scan and state.stack is not None:
             frames.extend(scan_stack(ctx, frames[-1].sp, state.stack[1]))
+        COUNTERS.stack_frames_unwound += len(frames)
         return Trace(tuple(frames), stop.reason, stop.user_regs)
 
 
