@@ -16,11 +16,19 @@ wins. Nothing here prints.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from kcrash.analysis.disasm import disassemble_around
+from kcrash.analysis.dumpinfo import dump_metadata
+from kcrash.analysis.memory_summary import memory_summary
+from kcrash.analysis.sources import annotate_context, annotate_trace
 from kcrash.analysis.target import module_debuginfo
+from kcrash.analysis.vmas import task_memory
+from kcrash.debuginfo.symbolizer import KernelSymbolizer
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import FaultError, KcrashError, MissingDebugInfoError
 from kcrash.helpers.linux.module import for_each_module, module_base, module_name, module_size, module_taints
@@ -29,6 +37,7 @@ from kcrash.helpers.linux.panic import (
     crash_time_or_none,
     panic_cpu_or_none,
     panic_message_or_none,
+    taint_flags,
     tainted,
     uptime_ns_or_none,
 )
@@ -36,6 +45,7 @@ from kcrash.helpers.linux.printk import PrintkRecord, format_dmesg, get_printk_r
 from kcrash.helpers.linux.sched import cpu_curr, find_task_or_none, for_each_task, task_cpu, task_state_to_char
 from kcrash.helpers.linux.stack import kernel_unwinder, stack_trace
 from kcrash.memory.kernel import KernelMemory
+from kcrash.metrics import phase
 from kcrash.oops import OopsReport, iter_reports
 from kcrash.oops.patterns import skip_regex
 from kcrash.report import model
@@ -54,10 +64,12 @@ __all__ = [
     "module_rows",
     "symbolize_trace",
     "system_info",
+    "taint_rows",
     "task_backtrace",
     "task_by_pid_or_address_or_none",
     "task_row",
     "task_rows",
+    "task_state_counts",
     "task_trace",
     "verdict",
 ]
@@ -303,7 +315,8 @@ def verdict(panic_message: str | None, frames: Sequence[model.Frame], records: S
     from_log = (oops.guilty_function or None) if oops is not None else None
     chosen, source = (from_trace, "backtrace") if from_trace else (from_log, "log" if from_log else None)
     return model.Verdict(panic_message, oops.title if oops else None, (oops.crash_type or None) if oops else None,
-                         chosen, source, from_trace, from_log)
+                         chosen, source, from_trace, from_log, oops.signature if oops else None,
+                         oops.corrupted if oops else False)
 
 
 # -- the crashing context and the report --------------------------------------------------------
@@ -323,26 +336,96 @@ def crashing_context(prog: Program, cpu: int, frames: Sequence[model.Frame]) -> 
                                  tuple(registers.items()), "pt_regs" if regs_frame is not None else "NT_PRSTATUS")
 
 
-def build_report(prog: Program, dump: str, *, log_tail: int = _LOG_TAIL) -> model.CrashReport:
-    """The whole report of a crashed kernel."""
+def build_report(prog: Program, dump: str, *, log_tail: int = _LOG_TAIL, symbolizer: KernelSymbolizer | None = None,
+                 source_dirs: Sequence[str] = ()) -> model.CrashReport:
+    """The whole report of a crashed kernel; with ``symbolizer`` (debug information), the frames
+    and the IP get source locations and the IP a source snippet (files looked up in ``source_dirs``
+    too)."""
     notes: list[str] = []
     records = printk_records(prog)
     cpu = panic_cpu_or_none(prog)
     if cpu is None:
         notes.append("no CPU panicked (panic_cpu unset): the backtrace is CPU 0's")
-    trace = crashed_trace(prog, 0 if cpu is None else cpu)
-    rows, truncated = task_rows(prog)
-    if truncated:
-        notes.append(f"task list truncated: {truncated}")
-    blocked = blocked_tasks(prog, rows)
+    with phase("unwind"):
+        trace = crashed_trace(prog, 0 if cpu is None else cpu)
+        rows, truncated = task_rows(prog)
+        if truncated:
+            notes.append(f"task list truncated: {truncated}")
+        blocked = blocked_tasks(prog, rows)
     message = panic_message_or_none(records)
     context = _context_or_note(prog, cpu, trace.frames, notes)
     _, module_truncated = module_debuginfo(prog)
     if module_truncated:
         notes.append(f"module list truncated: {module_truncated}")
-    return model.CrashReport(system_info(prog, dump), verdict(message, trace.frames, records, blocked), context,
-                             trace, log_lines(records[-log_tail:] if log_tail else ()), blocked,
-                             module_rows(prog), tuple(notes))
+    if symbolizer is not None:
+        with phase("source"):
+            trace, context = _with_sources(trace, context, symbolizer, source_dirs)
+    report = model.CrashReport(system_info(prog, dump), verdict(message, trace.frames, records, blocked), context,
+                               trace, log_lines(records[-log_tail:] if log_tail else ()), blocked,
+                               module_rows(prog), (), tasks=rows, task_states=task_state_counts(rows),
+                               taints=taint_rows(prog))
+    return _with_memory_sections(prog, dump, report, notes)
+
+
+def _with_sources(trace: model.Trace, context: model.CrashingContext | None, symbolizer: KernelSymbolizer,
+                  source_dirs: Sequence[str]) -> tuple[model.Trace, model.CrashingContext | None]:
+    trace = annotate_trace(trace, symbolizer)
+    return trace, annotate_context(context, symbolizer, source_dirs) if context is not None else None
+
+
+def task_state_counts(rows: Iterable[model.TaskRow]) -> tuple[model.TaskStateCount, ...]:
+    """How many tasks are in each state, most common first."""
+    counts = Counter(row.state for row in rows)
+    return tuple(model.TaskStateCount(state, n) for state, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+#: Documentation/admin-guide/tainted-kernels.rst, by bit
+_TAINT_NAMES = ("proprietary module", "module force loaded", "out-of-spec system (SMP/CPU)", "module force unloaded",
+                "machine check", "bad page", "user requested taint", "kernel died (oops or BUG)",
+                "ACPI table overridden", "kernel issued warning", "staging driver", "firmware workaround",
+                "out-of-tree module", "unsigned module", "soft lockup", "live patched", "auxiliary taint",
+                "built with struct randomization", "in-kernel test")
+
+
+def taint_rows(prog: Program) -> tuple[model.Taint, ...]:
+    """The taint flags set at the crash, letters from the kernel's own ``taint_flags[]``."""
+    try:
+        mask, flags = int(prog["tainted_mask"]), taint_flags(prog)
+    except KcrashError:
+        return ()
+    return tuple(model.Taint(letter, _TAINT_NAMES[bit] if bit < len(_TAINT_NAMES) else f"taint bit {bit}")
+                 for bit, (letter, _) in enumerate(flags) if mask >> bit & 1)
+
+
+def _with_memory_sections(prog: Program, dump: str, report: model.CrashReport, notes: list[str]) -> model.CrashReport:
+    # The sections that read more of the dump: disassembly, memory, the crashing task's VMAs, the file's metadata.
+    ctx = report.context
+    disassembly = disassemble_around(prog, ctx.ip) if ctx is not None else None
+    with phase("memory"):
+        memory = memory_summary(prog)
+    regions = None
+    if ctx is not None:
+        with phase("vmas"):
+            regions = _regions_or_note(prog, ctx.task, notes)
+    metadata = _dump_metadata_or_note(dump, notes)
+    return dataclasses.replace(report, disassembly=disassembly, memory=memory, regions=regions, dump=metadata,
+                               notes=tuple(notes))
+
+
+def _regions_or_note(prog: Program, task: int, notes: list[str]) -> model.TaskMemory | None:
+    try:
+        return task_memory(prog, Object(prog, prog.pointer_type("struct task_struct"), task))
+    except KcrashError as exc:
+        notes.append(f"no memory regions of the crashing task: {exc}")
+        return None
+
+
+def _dump_metadata_or_note(dump: str, notes: list[str]) -> model.DumpMetadata | None:
+    try:
+        return dump_metadata(dump)
+    except (KcrashError, OSError) as exc:
+        notes.append(f"no dump metadata: {exc}")
+        return None
 
 
 def _context_or_note(prog: Program, cpu: int | None, frames: Sequence[model.Frame],

@@ -4,7 +4,8 @@ kcrash.cli.analyze
 
 Crash-like commands on a dump with no vmlinux (symbols from kallsyms, types from BTF, unwinding
 from ORC, all read from the dump): ``kcrash sys``, ``bt [-a] [PID|TASK]``, ``ps``, ``log``, ``mod``,
-``report`` (the one-screen summary) and ``shell`` (a Python REPL with ``prog`` and the helpers).
+``report`` (the full report: terminal, one self-contained HTML file, or JSON checked by a published
+JSON Schema, ``--schema``) and ``shell`` (a Python REPL with ``prog`` and the helpers).
 Every command takes DUMP first and has ``--json`` (except ``shell``). Argument parsing and output
 only: the work is :mod:`kcrash.analysis`, the rendering :mod:`kcrash.report.terminal`.
 """
@@ -12,10 +13,12 @@ only: the work is :mod:`kcrash.analysis`, the rendering :mod:`kcrash.report.term
 from __future__ import annotations
 
 import code
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,6 +28,7 @@ from kcrash.cli.common import cache_dir, echo_json
 from kcrash.dumps import DumpWarning
 from kcrash.errors import CliError
 from kcrash.helpers.linux.panic import panic_cpu_or_none
+from kcrash.metrics import phase
 from kcrash.report.model import TaskTrace, to_dict
 from kcrash.report.terminal import (
     make_console,
@@ -37,6 +41,9 @@ from kcrash.report.terminal import (
 )
 from kcrash.types.program import Program
 
+if TYPE_CHECKING:
+    from kcrash.debuginfo.symbolizer import KernelSymbolizer
+
 __all__ = ["commands"]
 
 _DUMP = click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
@@ -45,7 +52,7 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 @contextmanager
 def _target(path: str, *, orc: bool = True) -> Iterator[Program]:
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, phase("open"):
         warnings.simplefilter("always", DumpWarning)
         prog = open_target(path, cache_dir(), orc=orc)
     for w in caught:
@@ -153,18 +160,81 @@ def mod_command(path: str, as_json: bool) -> None:
         render_modules(rows, make_console())
 
 
-@click.command("report")
-@_DUMP
-@click.option("--log-lines", type=click.IntRange(min=0), default=30, show_default=True, help="Log tail length.")
-@_JSON
-def report_command(path: str, log_lines: int, as_json: bool) -> None:
-    """One-screen summary: panic, crashing context, backtrace, log tail, D-state tasks, modules."""
-    with _target(path) as prog:
-        report = triage.build_report(prog, path, log_tail=log_lines)
-    if as_json:
-        echo_json(to_dict(report))
+def _symbolizer(prog: Program, vmlinux: str | None, modules: tuple[str, ...]) -> KernelSymbolizer | None:
+    from kcrash.debuginfo.symbolizer import open_symbolizers
+    from kcrash.helpers.linux.module import find_module_or_none, module_base
+    from kcrash.memory.kernel import KernelMemory
+
+    if vmlinux is None and not modules:
+        return None
+    placed: dict[str, tuple[Path, int]] = {}
+    for ko in modules:
+        name = Path(ko).name.removesuffix(".ko").replace("-", "_")
+        mod = find_module_or_none(prog, name)
+        if mod is None:
+            raise CliError(f"{ko}: module {name} is not loaded in the dump", 2)
+        placed[name] = (Path(ko), module_base(mod))
+    kaslr = prog.memory.layout.kaslr_offset if isinstance(prog.memory, KernelMemory) else None
+    return open_symbolizers(Path(vmlinux) if vmlinux else None, placed, cache_dir=cache_dir(), kaslr_offset=kaslr or 0)
+
+
+def _render(report: Any, fmt: str, output: str | None, color: bool | None) -> None:
+    from kcrash.report.html import render_html
+    from kcrash.report.json import render_json
+
+    with phase("render"):
+        if fmt == "terminal":
+            if output is None:
+                render_report(report, make_console(color=color))
+                return
+            with open(output, "w", encoding="utf-8") as out:
+                render_report(report, make_console(out, color=False))
+            return
+        text = render_html(report) if fmt == "html" else render_json(report)
+    if output is None:
+        click.echo(text, nl=False)
     else:
-        render_report(report, make_console())
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"kcrash: wrote {output}", err=True)
+
+
+@click.command("report")
+@click.argument("path", metavar="DUMP", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--log-lines", type=click.IntRange(min=0), default=30, show_default=True, help="Log tail length.")
+@click.option("--format", "fmt", type=click.Choice(["terminal", "html", "json"]), default="terminal",
+              show_default=True, help="terminal (rich), one self-contained HTML file, or JSON.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE.")
+@click.option("--schema", is_flag=True, help="Print the JSON Schema of the JSON report and exit.")
+@click.option("--no-color", is_flag=True, help="Plain terminal output even on a terminal.")
+@click.option("--vmlinux", type=click.Path(exists=True, dir_okay=False),
+              help="vmlinux with DWARF: source lines and inlines in the backtrace.")
+@click.option("--debuginfo", "modules", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A module .ko with DWARF (repeatable), placed at its load address in the dump.")
+@click.option("--source-dir", "source_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="Where to look for source files for snippets (repeatable).")
+@_JSON
+def report_command(path: str | None, log_lines: int, fmt: str, output: str | None, schema: bool, no_color: bool,
+                   vmlinux: str | None, modules: tuple[str, ...], source_dirs: tuple[str, ...], as_json: bool) -> None:
+    """The crash report: verdict, crashing context, backtrace, disassembly, log, tasks, modules,
+    memory, the crashing task's memory regions and the dump's metadata."""
+    if schema:
+        from kcrash.report.json import schema as json_schema
+
+        echo_json(json_schema())
+        return
+    if path is None:
+        raise CliError("missing argument DUMP (or --schema)", 2)
+    with _target(path) as prog:
+        symbolizer = _symbolizer(prog, vmlinux, modules)
+        try:
+            with phase("triage"):
+                report = triage.build_report(prog, path, log_tail=log_lines, symbolizer=symbolizer,
+                                             source_dirs=source_dirs)
+        finally:
+            if symbolizer is not None:
+                symbolizer.close()
+    color = False if no_color else (None if sys.stdout.isatty() else False)
+    _render(report, "json" if as_json else fmt, output, color)
 
 
 def shell_namespace(prog: Program) -> dict[str, Any]:

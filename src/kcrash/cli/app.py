@@ -5,15 +5,22 @@ kcrash.cli.app
 The root command group. Subcommands are imported only when they run (a dump command should not
 pay for importing the live debugger or the DWARF reader): :data:`COMMANDS` maps each command name
 to the module that defines it, and a test checks the table against the modules.
+
+Root options: ``--stats`` prints kcrash's own metrics (:mod:`kcrash.metrics`) on stderr after the
+command, ``--metrics FILE`` writes them in the Prometheus text format; both also when the command
+fails. Long work draws a progress bar on stderr when it is a terminal.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
-from kcrash import __version__
+from kcrash import __version__, metrics
 
 __all__ = ["COMMANDS", "kcrash"]
 
@@ -63,5 +70,58 @@ class _LazyGroup(click.Group):
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kcrash")
-def kcrash() -> None:
+@click.option("--stats", is_flag=True, help="Print kcrash's own metrics on stderr after the command.")
+@click.option("--metrics", "metrics_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write kcrash's own metrics to FILE (Prometheus text format) after the command.")
+@click.pass_context
+def kcrash(ctx: click.Context, stats: bool, metrics_file: str | None) -> None:
     """Linux kernel crash analysis and live kernel debugging."""
+    metrics.start_debug()
+    metrics.set_progress_hook(_progress_bar)
+    ctx.call_on_close(lambda: _finish(stats, metrics_file))
+
+
+@contextmanager
+def _progress_bar(description: str) -> Iterator[metrics.ProgressFn | None]:
+    # The dump commands' bar (stderr, only on a terminal), imported when long work starts.
+    from kcrash.cli.dump import progress_bar
+
+    with progress_bar(description) as update:
+        yield update
+
+
+def _finish(stats: bool, metrics_file: str | None) -> None:
+    # Runs when the root context closes: after the command, whether it succeeded or raised.
+    metrics.stop_debug()
+    metrics.set_progress_hook(None)
+    if metrics_file is not None:
+        try:
+            Path(metrics_file).write_bytes(metrics.exposition())
+        except OSError as exc:
+            click.echo(f"kcrash: error: cannot write metrics to {metrics_file}: {exc.strerror or exc}", err=True)
+    if stats:
+        print_stats(metrics.snapshot())
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f} s"
+
+
+def print_stats(snap: metrics.Snapshot) -> None:
+    """``--stats``: the counters, the page-cache hit rate, time per phase and total debug time, on stderr."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="kcrash stats", box=None, pad_edge=False, show_header=False, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in snap.counters.items():
+        table.add_row(name.replace("_", " "), f"{value:,}")
+    rate = snap.cache_hit_rate
+    table.add_row("page cache hit rate", "n/a" if rate is None else f"{rate:.1%}")
+    if snap.latency_count:
+        table.add_row("stop->resume latency (mean)", _seconds(snap.latency_sum / snap.latency_count))
+    for name, (count, seconds) in sorted(snap.phases.items()):
+        table.add_row(f"phase {name} ({count}x)", _seconds(seconds))
+    table.add_row("total debug time", _seconds(snap.debug_seconds))
+    Console(stderr=True, highlight=False).print(table)

@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from kcrash import metrics
 from kcrash.analysis.live import (
     KernelBinder,
     attach_kernel,
@@ -230,9 +231,29 @@ def _interactive(repl: _Repl) -> None:
 @click.option("--hw-slots", type=int, default=None, help="Hardware debug registers (default: 4 under KVM).")
 @click.option("--baud", default=115200, show_default=True, help="Baud rate of a serial target.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="N",
+              help="Serve kcrash's metrics (Prometheus) on http://127.0.0.1:N/ during the session (0: any port).")
 def live(target: str, qmp: str | None, script: str | None, commands_: tuple[str, ...], keep_stopped: bool,
-         timeout: float, hw_slots: int | None, baud: int, as_json: bool) -> None:
+         timeout: float, hw_slots: int | None, baud: int, as_json: bool, metrics_port: int | None) -> None:
     """Debug a running kernel over the GDB remote protocol (TARGET: HOST:PORT or a serial device)."""
+    with contextlib.ExitStack() as stack:
+        if metrics_port is not None:
+            stack.callback(_serve_metrics(metrics_port))
+        _live(target, qmp, script, commands_, keep_stopped, timeout, hw_slots, baud, as_json)
+
+
+def _serve_metrics(port: int) -> Callable[[], None]:
+    # Loopback only: the metrics describe the debugged machine's activity.
+    try:
+        bound, stop = metrics.serve(port, "127.0.0.1")
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+    click.echo(f"kcrash: metrics at http://127.0.0.1:{bound}/metrics", err=True)
+    return stop
+
+
+def _live(target: str, qmp: str | None, script: str | None, commands_: tuple[str, ...], keep_stopped: bool,
+          timeout: float, hw_slots: int | None, baud: int, as_json: bool) -> None:
     session = attach_kernel(target, qmp=qmp, cache=cache_dir(), timeout=timeout, hw_slots=hw_slots,
                             keep_stopped=keep_stopped, baud=baud)
     with session:

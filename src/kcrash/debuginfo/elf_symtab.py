@@ -195,6 +195,12 @@ def _parse_headers(path: Path, data: mmap.mmap, fd: int) -> ElfImage:
     return ElfImage(path, data, ehdr["e_type"], ehdr["e_machine"], sections, fd)
 
 
+def _raw_name(table: bytes, offset: int) -> bytes:
+    # A string-table entry as bytes; one without its NUL (a truncated table) never equals a name.
+    end = table.find(b"\0", offset)
+    return table[offset:end] if end >= 0 else table[offset:] + b"\0"
+
+
 def _cstr(table: bytes, offset: int) -> str:
     end = table.find(b"\0", offset)
     return table[offset:end if end >= 0 else len(table)].decode("utf-8", "replace")
@@ -295,7 +301,9 @@ class ElfSymbolTable:
         self._shndx = shndx
         self._strtab = strtab
         self._types = types
-        # Symbol indices ordered by name offset, for lookups by name without a dict of 100k names.
+        # Symbol indices ordered by name (bytes), and their name offsets in that order: lookups by
+        # name are a binary search, without a dict of 100k names (a scan of the string table for
+        # each name cost ~1 ms).
         self._name_order = name_order
         self._name_keys = name_keys
 
@@ -321,10 +329,12 @@ class ElfSymbolTable:
             values += offsets[syms["st_shndx"]]
         order = np.argsort(values, kind="stable")
         names = syms["st_name"][order]
-        by_name = np.argsort(names, kind="stable").astype(np.uint32)
+        offsets = names.tolist()
+        keys = [_raw_name(strtab, o) for o in offsets]
+        by_name = sorted(range(len(keys)), key=keys.__getitem__)
         return cls(array("Q", values[order].tobytes()), array("Q", syms["st_size"][order].tobytes()),
                    array("I", names.tobytes()), array("H", syms["st_shndx"][order].tobytes()), strtab,
-                   array("I", by_name.tobytes()), array("I", names[by_name].tobytes()),
+                   array("I", by_name), array("I", [offsets[i] for i in by_name]),
                    array("B", (syms["st_info"][order] & 0xF).tobytes()))
 
     def __len__(self) -> int:
@@ -377,20 +387,16 @@ class ElfSymbolTable:
 
     def get_symbols_by_name(self, name: str) -> tuple[ElfSymbol, ...]:
         """Every code symbol called ``name`` (static functions share names across files)."""
-        needle = name.encode() + b"\0"
-        positions = []
-        at = self._strtab.find(needle)
-        while at >= 0:
-            positions.append(at)
-            at = self._strtab.find(needle, at + 1)
-        if not positions:
-            return ()
+        needle, table, keys = name.encode(), self._strtab, self._name_keys
+
+        def key(k: int) -> bytes:
+            return _raw_name(table, keys[k])
+
+        k = bisect.bisect_left(range(len(keys)), needle, key=key)
         found = []
-        for at in positions:
-            k = bisect.bisect_left(self._name_keys, at)
-            while k < len(self._name_keys) and self._name_keys[k] == at:
-                found.append(self._name_order[k])
-                k += 1
+        while k < len(keys) and key(k) == needle:
+            found.append(self._name_order[k])
+            k += 1
         return tuple(self._symbol(i) for i in sorted(found))
 
     def address_of(self, name: str, size: int | None = None) -> int:

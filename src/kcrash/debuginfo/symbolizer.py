@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from kcrash.debuginfo.elf_symtab import (
     relocated_section,
 )
 from kcrash.errors import CorruptDumpError, MissingDebugInfoError, SymbolNotFoundError
+from kcrash.metrics import phase, progress
 
 __all__ = [
     "KernelSymbolizer",
@@ -62,6 +63,9 @@ def format_location(location: SourceLocation, strip_prefix: str = "") -> str:
 
 
 _UNKNOWN = SourceLocation("??", "??", 0)
+# The symbol-table cache entry; the name changes with the layout (v2: the name index is sorted by
+# name instead of by string-table offset), so that an older entry of the same size is never misread.
+_SYMBOLS_ENTRY = "symbols-v2.bin"
 _MAX_UNITS = 48
 
 
@@ -124,11 +128,11 @@ class Symbolizer:
     def symbols(self) -> ElfSymbolTable:
         """The code symbols (from the cache when present)."""
         if self._symbols is None:
-            blob = self._cached("symbols.bin")
+            blob = self._cached(_SYMBOLS_ENTRY)
             self._symbols = (ElfSymbolTable.from_bytes(blob) if blob is not None
                              else ElfSymbolTable.from_image(self.image, self._bases))
             if blob is None:
-                self._store("symbols.bin", self._symbols.to_bytes())
+                self._store(_SYMBOLS_ENTRY, self._symbols.to_bytes())
         return self._symbols
 
     def source_root_or_none(self) -> str | None:
@@ -201,11 +205,19 @@ class Symbolizer:
             if blob is not None:
                 unit = CuIndex.from_bytes(blob)
             else:
-                unit = self.reader.build_cu(offset)
+                with phase("debuginfo-index"):
+                    unit = self.reader.build_cu(offset)
                 self._dirty.add(offset)
                 self._built += 1
             self._remember(offset, unit)
         return unit
+
+    def is_indexed(self, address: int) -> bool:
+        """Whether symbolizing ``address`` needs no new index (its unit is loaded or cached, or
+        no unit covers it); False means a first-time parse of DWARF, the slow part."""
+        offset = self.aranges.cu_offset_or_none(address)
+        return offset is None or offset in self._units or (
+            self._cache is not None and (self._cache / f"cu-{offset:x}.bin").exists())
 
     def _remember(self, offset: int, unit: CuIndex) -> None:
         # Bounded memory over long runs: keep the most recent units, and start a fresh pyelftools
@@ -333,12 +345,31 @@ class KernelSymbolizer:
     def symbolize(self, address: int) -> tuple[SourceLocation, ...]:
         """Source locations of a runtime address, innermost first: module text first, then vmlinux
         (with ``kaslr_offset`` taken off)."""
+        target, at = self._object_at(address)
+        return (_UNKNOWN,) if target is None else target.symbolize(at)
+
+    def symbolize_many(self, addresses: Sequence[int]) -> list[tuple[SourceLocation, ...]]:
+        """:meth:`symbolize` of each address; first-time indexing, when any is needed, is
+        announced through :func:`kcrash.metrics.progress`."""
+        todo = [a for a in addresses if not self._indexed(a)]
+        if not todo:
+            return [self.symbolize(a) for a in addresses]
+        with progress(f"indexing debug information ({len(todo)} addresses)") as update:
+            for done, address in enumerate(todo):
+                update(done, len(todo))
+                self.symbolize(address)
+            update(len(todo), len(todo))
+        return [self.symbolize(a) for a in addresses]
+
+    def _indexed(self, address: int) -> bool:
+        target, at = self._object_at(address)
+        return target is None or target.is_indexed(at)
+
+    def _object_at(self, address: int) -> tuple[Symbolizer | None, int]:
         for lo, hi, module in self._ranges:
             if lo <= address < hi:
-                return module.symbolize(address)
-        if self.vmlinux is None:
-            return (_UNKNOWN,)
-        return self.vmlinux.symbolize(address - self.kaslr_offset)
+                return module, address
+        return self.vmlinux, address - self.kaslr_offset
 
     def symbolize_symbol(self, function: str, offset: int, module: str = "",
                          size: int | None = None) -> tuple[SourceLocation, ...]:

@@ -205,6 +205,8 @@ class Snapshot:
     latency_count: int
     latency_sum: float
     debug_seconds: float
+    #: cumulative (upper bound, count) pairs of the latency histogram, ``inf`` last
+    latency_buckets: tuple[tuple[float, int], ...]
 
     @property
     def cache_hit_rate(self) -> float | None:
@@ -216,7 +218,7 @@ class Snapshot:
 def snapshot() -> Snapshot:
     """Copy the current values."""
     return Snapshot({f.name: getattr(COUNTERS, f.name) for f in fields(Counters)}, dict(_TIMINGS.phases),
-                    sum(_TIMINGS.latency_buckets), _TIMINGS.latency_sum, debug_time())
+                    sum(_TIMINGS.latency_buckets), _TIMINGS.latency_sum, debug_time(), _latency_buckets())
 
 
 def registry() -> CollectorRegistry:
@@ -241,10 +243,10 @@ def serve(port: int, addr: str = "127.0.0.1") -> tuple[int, Callable[[], None]]:
     return start_server(port, addr)
 
 
-def _latency_buckets() -> list[tuple[float, int]]:
+def _latency_buckets() -> tuple[tuple[float, int], ...]:
     # Cumulative (upper bound, count) pairs, +Inf last, as Prometheus histograms want them.
     out, running = [], 0
     for bound, count in zip((*LATENCY_BUCKETS, float("inf")), _TIMINGS.latency_buckets, strict=True):
         running += count
         out.append((bound, running))
-    return out
+    return tuple(out)

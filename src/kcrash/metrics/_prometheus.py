@@ -54,7 +54,7 @@ class KcrashCollector(Collector):
 
     @staticmethod
     def _latency(snap: m.Snapshot) -> Metric:
-        buckets = [(_bound(bound), count) for bound, count in m._latency_buckets()]
+        buckets = [(_bound(bound), count) for bound, count in snap.latency_buckets]
         return HistogramMetricFamily("kcrash_live_stop_resume_seconds",
                                      "Live targets: time from a stop to the next resume.",
                                      buckets=buckets, sum_value=snap.latency_sum)

@@ -48,7 +48,7 @@ def why_corrupted(title: str, report: str, fmt: OopsFormat | None) -> str:
         m = key.search(report)
         if m is None:
             continue
-        lines = report[m.start():].split("\n")
+        lines = report[m.start():].split("\n", _LOOKAHEAD + 1)  # only the first lines are looked at
         if len(lines) < 4:
             return "call trace is missed"
         if _stack_has_frames(lines):

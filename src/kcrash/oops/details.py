@@ -11,6 +11,7 @@ kernel release and hardware name. Read-only text parsing; lines that do not fit 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Final
@@ -40,8 +41,13 @@ _TASK_LINE_RE: Final = re.compile(
 _HW_RE: Final = re.compile(r"Hardware name: (.*?)\s*$")
 
 
+@functools.lru_cache(maxsize=1 << 15)
 def parse_frame(line: str, section: str = "") -> TraceFrame | None:
-    """A :class:`TraceFrame` from one stripped call-trace line, or ``None``."""
+    """A :class:`TraceFrame` from one stripped call-trace line, or ``None`` (memoised: the frames are
+    immutable, and every report of a log re-reads the trace lines after it)."""
+    # Cheap exact pre-check: _FRAME_RE needs "+0x", _INLINE_RE needs "[inline]".
+    if "+0x" not in line and "[inline]" not in line:
+        return None
     m = _FRAME_RE.match(line)
     if m is None:
         inline = _INLINE_RE.match(line)
@@ -71,13 +77,20 @@ def parse_code(line: str) -> CodeBytes | None:
     return CodeBytes(bytes(data), fault)
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def _line_registers(line: str) -> tuple[tuple[str, int], ...]:
+    # The (name, value) pairs of one register-dump line; memoised like parse_frame.
+    if "Code:" in line or not _REG_LINE_RE.match(line):
+        return ()
+    return tuple((name, int(value, 16)) for name, _seg, value in _REG_PAIR_RE.findall(line))
+
+
 def _registers(lines: Iterable[str]) -> tuple[Register, ...]:
     regs: dict[str, int] = {}
     for line in lines:
-        if ": " not in line or "Code:" in line or not _REG_LINE_RE.match(line):
-            continue
-        for name, _seg, value in _REG_PAIR_RE.findall(line):
-            regs.setdefault(name, int(value, 16))
+        if ": " in line:
+            for name, value in _line_registers(line):
+                regs.setdefault(name, value)
     return tuple(Register(k, v) for k, v in regs.items())
 
 
@@ -93,14 +106,15 @@ def _call_trace(lines: list[str]) -> tuple[TraceFrame, ...]:
     frames: list[TraceFrame] = []
     section, inside = "", False
     for line in lines:
-        if _TRACE_START_RE.match(line):
+        # The pre-checks are exact: the trace-start words all end in "race:", a section marker has "<".
+        if "race:" in line and _TRACE_START_RE.match(line):
             if inside and frames:
                 break
             inside = True
             continue
         if not inside:
             continue
-        sec = _SECTION_RE.match(line)
+        sec = _SECTION_RE.match(line) if "<" in line else None
         if sec is not None:
             section = "" if sec.group(1) or sec.group(2) == "EOI" else sec.group(2).lstrip("#")
             continue

@@ -61,6 +61,7 @@ class _KeyFrame:
     raw: str
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def _strip_frame(frame: str) -> str:
     best = frame
     for prefix in STRIP_FRAME_PREFIXES:
@@ -112,20 +113,50 @@ def _key_frame(raw: list[str], spec: StackSpec) -> _KeyFrame:
     return _KeyFrame(frame, raw[idx]) if frame else _KeyFrame("", "")
 
 
-@functools.lru_cache(maxsize=1 << 15)
-def _kept_name(raw: str, skip: re.Pattern[str]) -> str | None:
-    # The demangled frame name, or None when the skip regex hides it.
-    name = demangle(raw)
-    return None if skip.search(name) else name
+_MAX_MEMO: Final = 1 << 15
 
 
-def _append_frames(frames: list[str], match: re.Match[str] | None, skip: re.Pattern[str]) -> None:
-    if match is None:
+class _NameFilter:
+    # Skip regexes plus a memo of their verdicts: the demangled frame name, or None when a regex hides
+    # it. (A memo keyed by the re.Pattern itself would re-hash the compiled code of the big global skip
+    # regex on every lookup, which cost more than the search it saves.)
+    __slots__ = ("kept", "skips")
+
+    def __init__(self, skips: tuple[re.Pattern[str], ...]) -> None:
+        self.skips = skips
+        self.kept: dict[str, str | None] = {}
+
+    def name(self, raw: str) -> str | None:
+        try:
+            return self.kept[raw]
+        except KeyError:
+            pass
+        name = demangle(raw)
+        kept = None if any(skip.search(name) for skip in self.skips) else name
+        if len(self.kept) < _MAX_MEMO:
+            self.kept[raw] = kept
+        return kept
+
+
+
+@functools.lru_cache(maxsize=256)
+def _name_filter(extra: tuple[str, ...], global_skip: bool) -> _NameFilter:
+    # skip_regex(extra, True) searched as two regexes: an alternation matches somewhere iff one of its
+    # branches does, and the big global list is then compiled once instead of once per recipe (3 ms
+    # each). skip_regex((), False) matches everything, as before.
+    skips: tuple[re.Pattern[str], ...] = (skip_regex((), True),) if global_skip else ()
+    if extra or not global_skip:
+        skips += (skip_regex(extra, False),)
+    return _NameFilter(skips)
+
+
+def _append_frames(frames: list[str], groups: tuple[str | None, ...] | None, names: _NameFilter) -> None:
+    if groups is None:
         return
-    for group in match.groups():
+    for group in groups:
         if group is None:
             continue
-        name = _kept_name(group, skip)
+        name = names.name(group)
         if name is not None:
             frames.append(name)
 
@@ -137,12 +168,17 @@ def _corrupted_line(line: str) -> bool:
     return "should_fail" in line and any(r.search(line) for r in CORRUPTED_LINE_RES)
 
 
-def _frame_match(line: str) -> re.Match[str] | None:
+@functools.lru_cache(maxsize=1 << 15)
+def _stack_line(line: str) -> tuple[bool, tuple[str | None, ...] | None]:
+    # (starts another stack, captures of the first frame regex that matches it) of one report line,
+    # memoised: every report of a log walks the lines after it, and logs repeat frame lines a lot.
+    if _STACK_START_ANY.search(line):
+        return True, None
     for frame_re in FRAME_RES:
         m = frame_re.search(line)
         if m is not None:
-            return m
-    return None
+            return False, m.groups()
+    return False, None
 
 
 class _Walker:
@@ -150,7 +186,7 @@ class _Walker:
 
     def __init__(self, lines: list[str], spec: StackSpec, parts: tuple[Part, ...]) -> None:
         self.lines, self.spec, self.parts = lines, spec, parts
-        self.skip = skip_regex(spec.skip, spec.global_skip)
+        self.names = _name_filter(spec.skip, spec.global_skip)
         self.pos = 0
         self.raw: list[str] = []
         self.ok = True
@@ -188,7 +224,7 @@ class _Walker:
                 return
             m = part.search(line)
             if m is not None:
-                _append_frames(self.raw, m, self.skip)
+                _append_frames(self.raw, m.groups(), self.names)
                 return
 
     def _stack(self, idx: int) -> int:
@@ -199,14 +235,15 @@ class _Walker:
             if _corrupted_line(line):
                 self.ok = False
                 return idx
-            if _STACK_START_ANY.search(line):
+            starts, frame = _stack_line(line)
+            if starts:
                 return idx
             if nxt is not None:
                 m = nxt.search(line)
                 if m is not None:
-                    _append_frames(self.raw, m, self.skip)
+                    _append_frames(self.raw, m.groups(), self.names)
                     return idx + 1
-            _append_frames(self.raw, _frame_match(line), self.skip)
+            _append_frames(self.raw, frame, self.names)
         return idx
 
 

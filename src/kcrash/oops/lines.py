@@ -28,15 +28,19 @@ __all__ = [
 #: Context of a line with a printk timestamp but no caller id.
 CONSOLE: Final = "console"
 
+_PRINTK_TAIL: Final = (r"(?:<[0-9]+>)?"
+                       r"\[(?: *[0-9]+\.[0-9]+|[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} [0-9]{4})\]"
+                       r"(\[ *(?:C|T)[0-9]+\])? ")
 _PRINTK_RE: Final = re.compile(
-    r"^(?:\*\* [0-9]+ printk messages dropped \*\* )?(?:.* login: )?(?:<[0-9]+>)?"
-    r"\[(?: *[0-9]+\.[0-9]+|[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8} [0-9]{4})\]"
-    r"(\[ *(?:C|T)[0-9]+\])? ", re.ASCII)
+    r"^(?:\*\* [0-9]+ printk messages dropped \*\* )?(?:.* login: )?" + _PRINTK_TAIL, re.ASCII)
+# The same without the "login: " branch, for the lines that cannot match it (most): its ".*" made every
+# line cost a scan to its end and back.
+_PRINTK_NO_LOGIN_RE: Final = re.compile(
+    r"^(?:\*\* [0-9]+ printk messages dropped \*\* )?" + _PRINTK_TAIL, re.ASCII)
 _SYSLOG_RE: Final = re.compile(
     r"^(?:[A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}"
     r"|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)"
     r" [^ ]+ kernel(?:\[[0-9]+\])?: ", re.ASCII)
-_QUESTIONABLE_RE: Final = re.compile(r"(\[\<[0-9a-f]+\>\])? \? ", re.ASCII)
 _TASK_RE: Final = re.compile(r"\[ *T[0-9]+\]")
 _CPU_RE: Final = re.compile(r"\[ *C[0-9]+\]")
 _SYSLOG: Final = "syslog"
@@ -51,13 +55,16 @@ def _split_syslog(line: str) -> tuple[str, str]:
     return "", line
 
 
-def line_context(line: str) -> str:
-    """The line's context: ``""``, :data:`CONSOLE`, ``"syslog"`` or the caller id text (``"[ T12]"``)."""
-    prefix, rest = _split_syslog(line)
-    m = _PRINTK_RE.match(rest)
+def _context(prefix: str, rest: str) -> str:
+    m = (_PRINTK_RE if " login: " in rest else _PRINTK_NO_LOGIN_RE).match(rest)
     if m is None:
         return _SYSLOG if prefix else ""
     return m.group(1) if m.group(1) is not None else CONSOLE
+
+
+def line_context(line: str) -> str:
+    """The line's context: ``""``, :data:`CONSOLE`, ``"syslog"`` or the caller id text (``"[ T12]"``)."""
+    return _context(*_split_syslog(line))
 
 
 def is_task_context(context: str) -> bool:
@@ -74,14 +81,19 @@ def strip_line(line: str, context: str) -> tuple[str, bool]:
     """Strip the console prefix; returns ``(text, questionable)`` (``?`` frames, ``(unreliable)``)."""
     if not context:
         return line, False
-    line = _split_syslog(line)[1]
+    return _strip(_split_syslog(line)[1], context)
+
+
+def _strip(line: str, context: str) -> tuple[str, bool]:
+    # strip_line on the text after the syslog prefix.
     if context != _SYSLOG:
         start = line.find("] ")
         line = line[start + 2:]
     if "<EOI>" not in line:
-        m = _QUESTIONABLE_RE.search(line)
-        if m is not None:
-            return line[line.index(" ? ") + 2:], True
+        # A "?" frame: " ? " (optionally after a "[<addr>]"); the substring alone decides.
+        at = line.find(" ? ")
+        if at >= 0:
+            return line[at + 2:], True
         if line.endswith(" (unreliable)"):
             return line[:-13], True
     return line, False
@@ -90,8 +102,11 @@ def strip_line(line: str, context: str) -> tuple[str, bool]:
 @functools.lru_cache(maxsize=1 << 16)
 def classify_line(line: str) -> tuple[str, str, bool]:
     """``(context, stripped text, questionable)`` of one line (memoised: logs repeat lines a lot)."""
-    ctx = line_context(line)
-    stripped, questionable = strip_line(line, ctx)
+    prefix, rest = _split_syslog(line)
+    ctx = _context(prefix, rest)
+    if not ctx:
+        return ctx, line, False
+    stripped, questionable = _strip(rest, ctx)
     return ctx, stripped, questionable
 
 

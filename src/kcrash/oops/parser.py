@@ -13,7 +13,7 @@ corrupted, never an exception. Reading files and streams is :mod:`kcrash.oops.st
 
 from __future__ import annotations
 
-import re
+import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
@@ -30,9 +30,7 @@ from kcrash.oops.title import frame_from_title, normalize_title, title_to_type
 
 __all__ = ["contains_crash", "first_crash_line", "iter_parse", "parse", "parse_all"]
 
-_HEADER_RE: Final = re.compile("|".join(re.escape(g.header) for g in OOPS_GROUPS))
-_BOUNDARY_RE: Final = re.compile("|".join(re.escape(h) for h in (
-    *(g.header for g in OOPS_GROUPS), *INFO_MESSAGES_WITH_STACK)))
+_HEADERS: Final = tuple(dict.fromkeys(g.header for g in OOPS_GROUPS))
 _REPLAY: Final = "** replaying previous printk message **"
 _PANIC: Final = "Kernel panic - not syncing"
 _VM_DISCONNECTED: Final = "serialport: VM disconnected."
@@ -41,6 +39,61 @@ _MAX_PREFIX_SCAN: Final = 5000
 _MAX_REPORT_LINES: Final = 5000
 _MAX_REPORT_BYTES: Final = 4 << 20
 _MAX_REPORTS: Final = 100000
+#: First block of text indexed for header words; each further block doubles the indexed part.
+_FIRST_BLOCK: Final = 1 << 16
+
+
+class _Hits:
+    # Sorted offsets where any of ``needles`` starts in ``text``, found with str.find (one pass of each
+    # needle over the text, never repeated) a block at a time, so that a report's forward scan, the
+    # search for the next report and the end-of-log scan all share the work (a regex alternation of the
+    # ~30 header words re-scanned the rest of the log for each of them, and is slower per byte).
+
+    __slots__ = ("horizon", "needles", "pos", "text")
+
+    def __init__(self, text: str, needles: tuple[str, ...]) -> None:
+        self.text, self.needles = text, needles
+        self.pos: list[int] = []
+        self.horizon = 0
+
+    def _extend(self) -> None:
+        lo, text = self.horizon, self.text
+        hi = min(len(text), lo + max(_FIRST_BLOCK, lo))
+        found: set[int] = set()
+        for needle in self.needles:
+            at = text.find(needle, lo, hi + len(needle) - 1)
+            while at >= 0:
+                found.add(at)
+                at = text.find(needle, at + 1, hi + len(needle) - 1)
+        self.pos.extend(sorted(found))
+        self.horizon = hi
+
+    def next(self, pos: int) -> int:
+        # The first offset >= pos, or -1.
+        while True:
+            i = bisect.bisect_left(self.pos, pos)
+            if i < len(self.pos):
+                return self.pos[i]
+            if self.horizon >= len(self.text):
+                return -1
+            self._extend()
+
+
+@dataclass(slots=True)
+class _Scan:
+    # One log and its header-word indexes, shared by every search made while parsing it.
+    log: str
+    headers: _Hits
+    info: _Hits
+
+    @classmethod
+    def of(cls, log: str) -> _Scan:
+        return cls(log, _Hits(log, _HEADERS), _Hits(log, INFO_MESSAGES_WITH_STACK))
+
+    def boundary(self, pos: int) -> int:
+        # The next oops-header or stack-carrying info word at or after pos, or -1.
+        a, b = self.headers.next(pos), self.info.next(pos)
+        return a if b < 0 or 0 <= a < b else b
 
 
 def _line_at(log: str, pos: int, base: int) -> tuple[int, int]:
@@ -63,15 +116,15 @@ def _replayed(log: str, eol: int) -> bool:
     return _REPLAY in log[eol + 1:len(log) if nxt < 0 else nxt]
 
 
-def _oops_lines(log: str, base: int, stop: int | None = None) -> list[tuple[int, int, OopsGroup]]:
-    # Every line in log[base:stop] that matches an oops group (the replay rule is not applied).
+def _oops_lines(scan: _Scan, base: int) -> list[tuple[int, int, OopsGroup]]:
+    # Every line in log[base:] that matches an oops group (the replay rule is not applied).
     out: list[tuple[int, int, OopsGroup]] = []
-    pos, limit = base, len(log) if stop is None else stop
+    log, pos = scan.log, base
     while True:
-        m = _HEADER_RE.search(log, pos, limit)
-        if m is None:
+        at = scan.headers.next(pos)
+        if at < 0:
             return out
-        begin, end = _line_at(log, m.start(), base)
+        begin, end = _line_at(log, at, base)
         group = _match_group(log[begin:end])
         if group is not None:
             out.append((begin, end, group))
@@ -80,12 +133,13 @@ def _oops_lines(log: str, base: int, stop: int | None = None) -> list[tuple[int,
 
 def first_crash_line(log: str) -> int | None:
     """The offset of the first line that looks like the start of a crash report, or ``None``."""
+    hits = _Hits(log, _HEADERS)
     pos = 0
     while True:
-        m = _HEADER_RE.search(log, pos)
-        if m is None:
+        at = hits.next(pos)
+        if at < 0:
             return None
-        begin, end = _line_at(log, m.start(), 0)
+        begin, end = _line_at(log, at, 0)
         if _match_group(log[begin:end]) is not None:
             return begin
         pos = end + 1
@@ -96,13 +150,13 @@ def contains_crash(log: str) -> bool:
     return first_crash_line(log) is not None
 
 
-def _find_first(log: str, base: int) -> tuple[OopsGroup, int] | None:
-    pos = base
+def _find_first(scan: _Scan, base: int) -> tuple[OopsGroup, int] | None:
+    log, pos = scan.log, base
     while True:
-        m = _HEADER_RE.search(log, pos)
-        if m is None:
+        at = scan.headers.next(pos)
+        if at < 0:
             return None
-        begin, end = _line_at(log, m.start(), base)
+        begin, end = _line_at(log, at, base)
         group = _match_group(log[begin:end])
         if group is not None and not _replayed(log, end):
             return group, begin
@@ -175,27 +229,28 @@ class _Collector:
         return True
 
 
-def _collect(log: str, start: int, ctx: str) -> _Collector:
+def _collect(scan: _Scan, start: int, ctx: str) -> _Collector:
+    log = scan.log
     end_of_oops_line = _line_at(log, start, start)[1]
     min_lines = 16 if "BUG: KMSAN:" in log[start:end_of_oops_line] else 22
     col = _Collector(ctx, min_lines)
     lines = log[start:start + _MAX_REPORT_BYTES].split("\n", _MAX_REPORT_LINES)
     if start + _MAX_REPORT_BYTES < len(log) or len(lines) > _MAX_REPORT_LINES:
         lines.pop()  # possibly cut: leave it to the end-of-log scan below
-    pos = start
-    hit = _BOUNDARY_RE.search(log, start)
+    pos, size = start, len(log)
+    hit = scan.boundary(start)
     for line in lines:
-        if pos >= len(log):
+        if pos >= size:
             break
         end = pos + len(line)
-        if hit is not None and hit.start() <= end:
+        if 0 <= hit <= end:
             col.boundary(log, pos, end, pos == start)
-            hit = _BOUNDARY_RE.search(log, end + 1)
+            hit = scan.boundary(end + 1)
         if col.take(line, pos == start):
             col.last_end = end
         pos = end + 1
     if pos < len(log):
-        rest = [e for _b, e, _g in _oops_lines(log, pos) if not _replayed(log, e)]
+        rest = [e for _b, e, _g in _oops_lines(scan, pos) if not _replayed(log, e)]
         col.end_pos = rest[-1] if rest else col.end_pos
     return col
 
@@ -209,9 +264,10 @@ class _Found:
     text_end: int
 
 
-def _describe(log: str, base: int, group: OopsGroup, start: int) -> _Found:
+def _describe(scan: _Scan, base: int, group: OopsGroup, start: int) -> _Found:
+    log = scan.log
     ctx = line_context(log[start:_line_at(log, start, base)[1]])
-    col = _collect(log, start, ctx)
+    col = _collect(scan, start, ctx)
     report = "".join(col.parts)
     desc = extract_description(report[:col.report_end], group)
     if desc.title:
@@ -226,15 +282,16 @@ def _describe(log: str, base: int, group: OopsGroup, start: int) -> _Found:
 
 def parse(log: str, start: int = 0) -> OopsReport | None:
     """The first crash report in ``log`` at or after offset ``start``, or ``None``."""
-    return _parse(log, start, None)
+    return _parse(_Scan.of(log), start, None)
 
 
-def _parse(log: str, start: int, suppressed: bool | None) -> OopsReport | None:
-    found = _find_first(log, start)
+def _parse(scan: _Scan, start: int, suppressed: bool | None) -> OopsReport | None:
+    found = _find_first(scan, start)
     if found is None:
         return None
     group, start_pos = found
-    f = _describe(log, start, group, start_pos)
+    f = _describe(scan, start, group, start_pos)
+    log = scan.log
     return _build(log, start, start_pos, f, is_suppressed(log) if suppressed is None else suppressed)
 
 
@@ -276,8 +333,9 @@ def iter_parse(log: str, start: int = 0) -> Iterator[OopsReport]:
     """Every crash report in ``log`` from ``start`` on, lazily (each search resumes at the end of the
     previous oops line)."""
     suppressed = is_suppressed(log)
+    scan = _Scan.of(log)
     for _ in range(_MAX_REPORTS):
-        rep = _parse(log, start, suppressed)
+        rep = _parse(scan, start, suppressed)
         if rep is None:
             return
         yield rep

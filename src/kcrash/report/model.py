@@ -3,7 +3,8 @@ kcrash.report.model
 ===================
 
 The crash report as data: frozen dataclasses built by :mod:`kcrash.analysis.triage` and rendered by
-:mod:`kcrash.report.terminal` (and later HTML/JSON renderers). Plain values only (str, int, bool,
+:mod:`kcrash.report.terminal`, :mod:`kcrash.report.html` and :mod:`kcrash.report.json` (whose JSON
+Schema is derived from these classes). Plain values only (str, int, bool,
 tuples of these and of the classes here), so :func:`to_dict` gives JSON-ready data and a renderer
 never needs the dump. Addresses are ints; byte strings from the kernel (``comm``) are decoded with
 ``backslashreplace`` so they round-trip. This module imports nothing from kcrash.
@@ -16,16 +17,48 @@ from dataclasses import asdict, dataclass
 __all__ = [
     "CrashReport",
     "CrashingContext",
+    "Disassembly",
+    "DumpMetadata",
     "Frame",
+    "Instruction",
     "LogLine",
+    "MemoryRegion",
+    "MemorySummary",
     "ModuleRow",
+    "SlabCache",
+    "SourceLine",
+    "SourceSnippet",
     "SystemInfo",
+    "Taint",
+    "TaskMemory",
     "TaskRow",
+    "TaskStateCount",
     "TaskTrace",
     "Trace",
     "Verdict",
     "to_dict",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLine:
+    """One source location of an address (from DWARF, when debug information was given):
+    ``inlined`` is True when ``function`` was inlined into the next (outer) location."""
+
+    function: str
+    file: str
+    line: int
+    inlined: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSnippet:
+    """Lines of a source file around ``line`` (``first`` is the number of ``lines[0]``)."""
+
+    file: str
+    line: int
+    first: int
+    lines: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +77,7 @@ class Frame:
     text: str
     reliable: bool
     kind: str
+    source: tuple[SourceLine, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +101,8 @@ class Verdict:
     source: str | None
     trace_function: str | None
     log_function: str | None
+    signature: str | None = None
+    corrupted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +120,8 @@ class CrashingContext:
     sp: int
     registers: tuple[tuple[str, int], ...]
     registers_from: str
+    ip_source: tuple[SourceLine, ...] = ()
+    snippet: SourceSnippet | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +195,115 @@ class SystemInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Instruction:
+    """One disassembled instruction: its bytes as hex, its text, and whether it is at the
+    faulting IP."""
+
+    address: int
+    hex: str
+    text: str
+    faulting: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Disassembly:
+    """Instructions around the faulting IP, decoded from the dump's own kernel text (from the
+    function's start when known); ``error`` says why there are none."""
+
+    ip: int
+    function: str | None
+    instructions: tuple[Instruction, ...]
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStateCount:
+    """How many tasks are in one state (``ps`` letter)."""
+
+    state: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Taint:
+    """One kernel taint flag set at the crash: its letter and what it means."""
+
+    letter: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SlabCache:
+    """One slab cache (``/proc/slabinfo``): object size, objects and slabs allocated, total bytes."""
+
+    name: str
+    object_size: int
+    objects: int
+    slabs: int
+    total_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySummary:
+    """Memory at the crash (``/proc/meminfo`` style, bytes) and the biggest slab caches; ``error``
+    says what could not be read."""
+
+    total_bytes: int | None
+    free_bytes: int | None
+    file_bytes: int | None
+    anon_bytes: int | None
+    slab_reclaimable_bytes: int | None
+    slab_unreclaimable_bytes: int | None
+    slab_caches: int
+    top_slabs: tuple[SlabCache, ...]
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRegion:
+    """One VMA of a task (the article's ``memory_region``): [start, end), ``vm_flags``, ``perms``
+    as ``/proc/PID/maps`` prints them (``rwxp``/``rwxs``), the file offset and what backs it (a
+    file path, or ``[heap]``, ``[stack]``, ``[vdso]``, ``[anon]``)."""
+
+    start: int
+    end: int
+    flags: int
+    perms: str
+    offset: int
+    backing: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMemory:
+    """The memory regions of a task; none for kernel threads (``kernel_thread``); ``truncated``
+    says why the walk stopped early."""
+
+    pid: int
+    comm: str
+    kernel_thread: bool
+    regions: tuple[MemoryRegion, ...]
+    truncated: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DumpMetadata:
+    """The dump file itself: format, codecs, dump level, size, when it was collected (seconds
+    since the epoch) and where that time comes from (``header``, ``vmcoreinfo`` or ``file mtime``),
+    whether it is incomplete, and page counts."""
+
+    path: str
+    format: str
+    codecs: tuple[str, ...]
+    dump_level: int | None
+    size: int
+    collected: int | None
+    collected_from: str
+    incomplete: bool
+    pages_total: int
+    pages_dumped: int
+
+
+@dataclass(frozen=True, slots=True)
 class CrashReport:
     """Everything ``kcrash report`` shows. ``notes`` lists what could not be determined and why."""
 
@@ -168,6 +315,13 @@ class CrashReport:
     blocked: tuple[TaskTrace, ...]
     modules: tuple[ModuleRow, ...]
     notes: tuple[str, ...]
+    disassembly: Disassembly | None = None
+    tasks: tuple[TaskRow, ...] = ()
+    task_states: tuple[TaskStateCount, ...] = ()
+    taints: tuple[Taint, ...] = ()
+    memory: MemorySummary | None = None
+    regions: TaskMemory | None = None
+    dump: DumpMetadata | None = None
 
 
 def to_dict(model: object) -> dict[str, object]:

@@ -13,6 +13,7 @@ like the kernel's: ``#N [sp] func+0x12/0x40 [mod]``, unreliable frames prefixed 
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Sequence
 from typing import IO
 
@@ -21,10 +22,23 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from kcrash.report.model import CrashingContext, CrashReport, LogLine, ModuleRow, SystemInfo, TaskRow, Trace
+from kcrash.report.model import (
+    CrashingContext,
+    CrashReport,
+    Disassembly,
+    DumpMetadata,
+    LogLine,
+    MemorySummary,
+    ModuleRow,
+    SourceLine,
+    SystemInfo,
+    TaskMemory,
+    TaskRow,
+    Trace,
+)
 
-__all__ = ["make_console", "render_log", "render_modules", "render_report", "render_system", "render_tasks",
-           "render_trace"]
+__all__ = ["make_console", "render_disassembly", "render_dump", "render_log", "render_memory", "render_modules",
+           "render_regions", "render_report", "render_system", "render_tasks", "render_trace", "visible"]
 
 _REG_ORDER = ("rip", "rsp", "eflags", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10",
               "r11", "r12", "r13", "r14", "r15", "orig_rax", "cs", "ss")
@@ -39,6 +53,15 @@ def make_console(file: IO[str] | None = None, *, width: int | None = None, color
     if width is None and not console.is_terminal:
         console.width = _PLAIN_WIDTH
     return console
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters shown as ``\\xNN`` (kernel strings may hold any byte, and
+    an escape sequence in a task name must not drive the terminal)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _section(console: Console, title: str) -> None:
@@ -89,14 +112,22 @@ def render_trace(trace: Trace, console: Console, *, limit: int | None = None) ->
         if f.kind == "regs" and f.index:
             line.append("  <- pt_regs", style="cyan")
         console.print(line)
+        _sources(f.source, console, indent=6)
     if limit is not None and len(trace.frames) > limit:
         console.print(Text(f" ... {len(trace.frames) - limit} more frames"))
     if trace.truncated:
         console.print(Text(f" (stack walk stopped: {trace.truncated})", style="yellow"))
 
 
+def _sources(lines: Sequence[SourceLine], console: Console, *, indent: int) -> None:
+    for s in lines:
+        console.print(Text(" " * indent + f"{s.function} at {s.file}:{s.line}" + (" (inlined)" if s.inlined else ""),
+                           style="cyan" if s.inlined else "dim"))
+
+
 def _task_line(row: TaskRow) -> str:
-    return f"PID: {row.pid:<7} TASK: {row.task:016x}  CPU: {row.cpu:<3} COMMAND: \"{row.comm}\"  STATE: {row.state}"
+    return (f"PID: {row.pid:<7} TASK: {row.task:016x}  CPU: {row.cpu:<3} COMMAND: \"{visible(row.comm)}\"  "
+            f"STATE: {row.state}")
 
 
 def render_tasks(rows: Sequence[TaskRow], console: Console) -> None:
@@ -107,7 +138,7 @@ def render_tasks(rows: Sequence[TaskRow], console: Console) -> None:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for r in rows:
         table.add_row(">" if r.active else "", str(r.pid), str(r.ppid), str(r.cpu), f"{r.task:016x}", r.state,
-                      escape(r.comm))
+                      escape(visible(r.comm)))
     console.print(table)
 
 
@@ -129,24 +160,85 @@ def render_log(lines: Sequence[LogLine], console: Console, *, caller: bool = Fal
 
 
 def _context(ctx: CrashingContext, console: Console) -> None:
-    console.print(Text(f"CPU {ctx.cpu}  PID {ctx.pid}  COMM \"{ctx.comm}\"  TASK {ctx.task:016x}"))
+    console.print(Text(f"CPU {ctx.cpu}  PID {ctx.pid}  COMM \"{visible(ctx.comm)}\"  TASK {ctx.task:016x}"))
     console.print(Text(f"RIP: {ctx.ip_text}   RSP: {ctx.sp:016x}   (registers from {ctx.registers_from})"))
+    _sources(ctx.ip_source, console, indent=2)
+    if ctx.snippet is not None:
+        for n, text in enumerate(ctx.snippet.lines, ctx.snippet.first):
+            console.print(Text(f"  {'>' if n == ctx.snippet.line else ' '}{n:5d}  {visible(text)}",
+                               style="bold" if n == ctx.snippet.line else "dim"))
     regs = dict(ctx.registers)
     names = [n for n in _REG_ORDER if n in regs and n not in ("rip", "rsp")]
     for i in range(0, len(names), 3):
         console.print(Text("  " + "  ".join(f"{n.upper():>3}: {regs[n]:016x}" for n in names[i:i + 3])))
 
 
-def render_report(report: CrashReport, console: Console, *, blocked_frames: int = 12) -> None:
-    """The whole report: verdict, system, crashing context, backtrace, log tail, blocked tasks,
-    modules and notes."""
+def render_disassembly(dis: Disassembly, console: Console) -> None:
+    """Instructions around the faulting IP; ``=>`` marks the one at the IP."""
+    console.print(Text(f"{dis.function or 'unknown function'}, IP {dis.ip:016x}", style="dim"))
+    for i in dis.instructions:
+        console.print(Text(f"{'=> ' if i.faulting else '   '}{i.address:016x}  {i.hex:<22} {i.text}",
+                           style="bold yellow" if i.faulting else ""))
+    if dis.error:
+        console.print(Text(f" ({dis.error})", style="yellow"))
+
+
+def _mb(value: int | None) -> str:
+    return "unknown" if value is None else f"{value / (1 << 20):.1f} MB"
+
+
+def render_memory(mem: MemorySummary, console: Console) -> None:
+    """Memory totals and the top slab caches."""
+    _pairs(console, [("Total", _mb(mem.total_bytes)), ("Free", _mb(mem.free_bytes)),
+                     ("Page cache", _mb(mem.file_bytes)), ("Anonymous", _mb(mem.anon_bytes)),
+                     ("Slab reclaimable", _mb(mem.slab_reclaimable_bytes)),
+                     ("Slab unreclaimable", _mb(mem.slab_unreclaimable_bytes))])
+    table = Table(box=None, pad_edge=False, header_style="bold", title=f"Top slab caches (of {mem.slab_caches})",
+                  title_justify="left")
+    for name in ("NAME", "OBJSIZE", "OBJECTS", "SLABS", "TOTAL"):
+        table.add_column(name, justify="left" if name == "NAME" else "right")
+    for s in mem.top_slabs:
+        table.add_row(escape(visible(s.name)), str(s.object_size), str(s.objects), str(s.slabs), _mb(s.total_bytes))
+    console.print(table)
+    if mem.error:
+        console.print(Text(f" ({mem.error})", style="yellow"))
+
+
+def render_regions(regions: TaskMemory, console: Console) -> None:
+    """A task's VMAs as ``/proc/PID/maps`` lines."""
+    if regions.kernel_thread:
+        console.print(Text(f"PID {regions.pid} \"{visible(regions.comm)}\" is a kernel thread: no user memory"))
+    for v in regions.regions:
+        console.print(Text(f"{v.start:016x}-{v.end:016x} {v.perms} {v.offset:08x} {visible(v.backing)}"))
+    if regions.truncated:
+        console.print(Text(f" (walk stopped: {regions.truncated})", style="yellow"))
+
+
+def render_dump(meta: DumpMetadata, console: Console) -> None:
+    """The dump file's format, level, size and collection time."""
+    _pairs(console, [("File", meta.path), ("Format", f"{meta.format} ({', '.join(meta.codecs)})"),
+                     ("Dump level", "n/a" if meta.dump_level is None else str(meta.dump_level)),
+                     ("Size", f"{meta.size} bytes"), ("Collected", f"{_time(meta.collected)} ({meta.collected_from})"),
+                     ("Pages", f"{meta.pages_dumped} of {meta.pages_total}"
+                      + (" INCOMPLETE" if meta.incomplete else ""))])
+
+
+def _verdict(report: CrashReport, console: Console) -> None:
     v = report.verdict
     console.print(Text("PANIC: ", style="bold red") + Text(v.panic_message or "no panic message in the log"))
     if v.title:
         kind = f"  ({v.crash_type})" if v.crash_type else ""
         console.print(Text("TITLE: ", style="bold") + Text(v.title + kind))
+    if v.signature:
+        console.print(Text("SIGNATURE: ", style="bold") + Text(v.signature + ("  (corrupted)" if v.corrupted else "")))
     where = f"{v.crashing_function}  (from the {v.source})" if v.crashing_function else "unknown"
     console.print(Text("CRASHING FUNCTION: ", style="bold") + Text(where, style="bold yellow"))
+
+
+def render_report(report: CrashReport, console: Console, *, blocked_frames: int = 12) -> None:
+    """The whole report: verdict, system, crashing context, backtrace, disassembly, log tail, tasks
+    by state, blocked tasks, modules and taints, memory, the crashing task's regions, the dump, notes."""
+    _verdict(report, console)
     _section(console, "System")
     render_system(report.system, console)
     if report.context is not None:
@@ -154,15 +246,41 @@ def render_report(report: CrashReport, console: Console, *, blocked_frames: int 
         _context(report.context, console)
     _section(console, "Backtrace of the crashed thread")
     render_trace(report.backtrace, console, limit=_MAX_FRAMES)
+    if report.disassembly is not None:
+        _section(console, "Disassembly around the faulting IP")
+        render_disassembly(report.disassembly, console)
     _section(console, f"Log (last {len(report.log_tail)} lines)")
     render_log(report.log_tail, console)
-    _section(console, f"Blocked (D state) tasks: {len(report.blocked)}")
-    for b in report.blocked:
-        console.print(Text(_task_line(b.task)))
-        render_trace(b.trace, console, limit=blocked_frames)
+    _tasks_sections(report, console, blocked_frames)
     _section(console, f"Modules: {len(report.modules)}  Tainted: {report.system.tainted.strip() or 'no'}")
+    for t in report.taints:
+        console.print(Text(f"  {t.letter}  {t.name}"))
     render_modules(report.modules, console)
+    _memory_sections(report, console)
     if report.notes:
         _section(console, "Notes")
         for note in report.notes:
             console.print(Text(f"- {note}", style="yellow"))
+
+
+def _tasks_sections(report: CrashReport, console: Console, blocked_frames: int) -> None:
+    if report.task_states:
+        states = "  ".join(f"{s.state}: {s.count}" for s in report.task_states)
+        _section(console, f"Tasks: {len(report.tasks)}")
+        console.print(Text(f"  {states}"))
+    _section(console, f"Blocked (D state) tasks: {len(report.blocked)}")
+    for b in report.blocked:
+        console.print(Text(_task_line(b.task)))
+        render_trace(b.trace, console, limit=blocked_frames)
+
+
+def _memory_sections(report: CrashReport, console: Console) -> None:
+    if report.memory is not None:
+        _section(console, "Memory")
+        render_memory(report.memory, console)
+    if report.regions is not None:
+        _section(console, f"Memory regions of PID {report.regions.pid}: {len(report.regions.regions)}")
+        render_regions(report.regions, console)
+    if report.dump is not None:
+        _section(console, "Dump")
+        render_dump(report.dump, console)

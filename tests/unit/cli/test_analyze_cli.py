@@ -69,7 +69,7 @@ def dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(analyze, "open_target", lambda p, cache, orc=True: _Prog())
     monkeypatch.setattr(analyze, "panic_cpu_or_none", lambda prog: 1)
     monkeypatch.setattr(triage, "system_info", lambda prog, p: report.system)
-    monkeypatch.setattr(triage, "build_report", lambda prog, p, log_tail: report)
+    monkeypatch.setattr(triage, "build_report", lambda prog, p, log_tail, **options: report)
     monkeypatch.setattr(triage, "task_rows", lambda prog: ((ROW,), "cycle: node 0x1 seen twice after 3 entries"))
     monkeypatch.setattr(triage, "module_rows", lambda prog: report.modules)
     monkeypatch.setattr(triage, "printk_records", lambda prog: [

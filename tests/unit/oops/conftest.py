@@ -19,18 +19,8 @@ GOLDEN = FIXTURES / "golden"
 _SCORE: dict[str, CorpusScore] = {}
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--update-golden", action="store_true", default=False,
-                     help="rewrite the kcrash oops expectation files under tests/fixtures/oops")
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes several seconds (big generated inputs)")
-
-
-@pytest.fixture(scope="session")
-def update_golden(request: pytest.FixtureRequest) -> bool:
-    return bool(request.config.getoption("--update-golden"))
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,6 @@ from collections import deque
 from dataclasses import dataclass
 
 from kcrash.errors import FaultError, GdbRemoteProtocolError, LiveTargetError, TargetNotStoppedError
-from kcrash.metrics import COUNTERS
 from kcrash.live.gdbremote.packets import (
     ACK,
     INTERRUPT,
@@ -46,6 +45,7 @@ from kcrash.live.gdbremote.packets import (
 )
 from kcrash.live.gdbremote.tdesc import RegisterInfo, number_registers, parse_target_xml
 from kcrash.live.gdbremote.transport import Transport
+from kcrash.metrics import COUNTERS
 
 __all__ = ["BREAKPOINT_TYPES", "ClientCounters", "GdbRemoteClient"]
 

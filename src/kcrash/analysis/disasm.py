@@ -1,0 +1,53 @@
+"""
+kcrash.analysis.disasm
+======================
+
+The instructions around a faulting IP for the report, decoded (capstone, through
+:func:`kcrash.analysis.decode.disassemble`) from the kernel text in the dump itself. x86 code has
+no fixed instruction boundaries, so decoding starts at the start of the function holding the IP
+(from the symbol table) when it is near, and otherwise a little before the IP (then the first
+instructions may be misdecoded and the IP may fall inside one; the model says so in ``error``).
+Nothing here prints.
+"""
+
+from __future__ import annotations
+
+from kcrash.analysis.decode import disassemble
+from kcrash.debuginfo.symbols import SymbolTable
+from kcrash.errors import KcrashError
+from kcrash.report import model
+from kcrash.types.program import Program
+
+__all__ = ["disassemble_around"]
+
+_MAX_LEAD = 4096
+_GUESS_LEAD = 32
+_TAIL = 48
+
+
+def _start(prog: Program, ip: int) -> tuple[int, str | None]:
+    table = prog.symbols if isinstance(prog.symbols, SymbolTable) else None
+    found = table.symbolize_or_none(ip) if table is not None else None
+    if found is None or ip - found[0].address > _MAX_LEAD:
+        return ip - _GUESS_LEAD, None
+    return found[0].address, found[0].name
+
+
+def disassemble_around(prog: Program, ip: int, *, before: int = 12, after: int = 8) -> model.Disassembly:
+    """Up to ``before`` instructions before the one at ``ip`` and ``after`` from it on."""
+    start, function = _start(prog, ip)
+    try:
+        data = prog.read(start, ip - start + _TAIL)
+    except KcrashError as exc:
+        return model.Disassembly(ip, function, (), f"cannot read the code at {start:#x}: {exc}")
+    decoded = disassemble(data, start)
+    at = next((i for i, insn in enumerate(decoded) if insn.address == ip), None)
+    error = None
+    if at is None:
+        error = f"no instruction starts at {ip:#x} when decoding from {start:#x}"
+        at = next((i for i, insn in enumerate(decoded) if insn.address > ip), len(decoded))
+    elif function is None:
+        error = f"the function of {ip:#x} is unknown: decoding started {_GUESS_LEAD} bytes before it"
+    window = decoded[max(0, at - before):at + after]
+    return model.Disassembly(ip, function, tuple(model.Instruction(i.address, i.data.hex(), i.text, i.address == ip)
+                                                 for i in window), error)

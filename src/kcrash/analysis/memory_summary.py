@@ -1,0 +1,111 @@
+"""
+kcrash.analysis.memory_summary
+==============================
+
+Memory at the crash for the report: totals the way ``/proc/meminfo`` computes them (``_totalram_pages``,
+``vm_zone_stat[NR_FREE_PAGES]``, ``vm_node_stat[...]``) and the biggest slab caches the way
+``/proc/slabinfo`` counts them (``struct kmem_cache_node``'s ``nr_slabs``/``total_objects`` on every
+node, slab size from ``kmem_cache.oo``; ``mm/slub.c``). Counters that a kernel lacks are None; item
+names are probed (``NR_SLAB_RECLAIMABLE_B`` since v5.9, ``NR_SLAB_RECLAIMABLE`` before), never
+versions. Slab counts need ``CONFIG_SLUB_DEBUG`` (Debian has it). Nothing here prints.
+"""
+
+from __future__ import annotations
+
+from kcrash.errors import KcrashError
+from kcrash.helpers.linux.list import list_for_each_entry
+from kcrash.report import model
+from kcrash.types.object import Object
+from kcrash.types.program import Program
+
+__all__ = ["memory_summary", "slab_cache", "slab_caches"]
+
+_PAGE_SIZE = 4096
+#: ``struct kmem_cache_order_objects``: order in the bits above OO_SHIFT (mm/slub.c)
+_OO_SHIFT = 16
+_MAX_CACHES = 4096
+#: globals this module reads, with their C types (kallsyms gives addresses only)
+_DECLARATIONS = {"nr_node_ids": "unsigned int", "vm_zone_stat": "atomic_long_t[]",
+                 "vm_node_stat": "atomic_long_t[]"}
+
+
+def _declare(prog: Program) -> None:
+    for name, spec in _DECLARATIONS.items():
+        try:
+            prog.variable_type(name)
+        except KcrashError:
+            prog.declare(name, spec)
+
+
+def _stat_or_none(prog: Program, array: str, *items: str) -> int | None:
+    # The first of ``items`` this kernel's enum has, read from ``array`` (a page count), in bytes.
+    for item in items:
+        try:
+            index = int(prog.constant(item))
+        except KcrashError:
+            continue
+        try:
+            return int(prog[array][index].counter) * _PAGE_SIZE
+        except KcrashError:
+            return None
+    return None
+
+
+def _total_or_none(prog: Program) -> int | None:
+    try:
+        return int(prog["_totalram_pages"].counter) * _PAGE_SIZE
+    except KcrashError:
+        return None
+
+
+def _node_counts(prog: Program, cache: Object, nodes: int) -> tuple[int, int]:
+    slabs = objects = 0
+    for i in range(nodes):
+        node = cache.node[i]
+        if not int(node):
+            continue
+        slabs += int(node.nr_slabs.counter)
+        objects += int(node.total_objects.counter)
+    return slabs, objects
+
+
+def slab_cache(prog: Program, cache: Object, nodes: int) -> model.SlabCache:
+    """The ``/proc/slabinfo`` counts of one ``struct kmem_cache *``."""
+    slabs, objects = _node_counts(prog, cache, nodes)
+    order = int(cache.oo.x) >> _OO_SHIFT
+    name = cache.name.string_().decode("utf-8", "backslashreplace")
+    return model.SlabCache(name, int(cache.object_size), objects, slabs, slabs * (_PAGE_SIZE << order))
+
+
+def slab_caches(prog: Program) -> tuple[list[model.SlabCache], str | None]:
+    """Every slab cache on ``slab_caches``, and why the walk stopped early (None: it did not)."""
+    _declare(prog)
+    nodes = max(1, int(prog["nr_node_ids"]))
+    walk = list_for_each_entry("struct kmem_cache", prog["slab_caches"].address_of_(), "list", limit=_MAX_CACHES)
+    out: list[model.SlabCache] = []
+    try:
+        for cache in walk:
+            out.append(slab_cache(prog, cache, nodes))
+    except KcrashError as exc:
+        walk.truncated = str(exc)
+    return out, walk.truncated
+
+
+def memory_summary(prog: Program, top: int = 10) -> model.MemorySummary:
+    """Totals, page-cache/anonymous/slab bytes and the ``top`` slab caches by size."""
+    _declare(prog)
+    error = None
+    try:
+        caches, error = slab_caches(prog)
+    except KcrashError as exc:
+        caches, error = [], f"slab caches: {exc}"
+    caches.sort(key=lambda c: (-c.total_bytes, c.name))
+    return model.MemorySummary(
+        total_bytes=_total_or_none(prog),
+        free_bytes=_stat_or_none(prog, "vm_zone_stat", "NR_FREE_PAGES"),
+        file_bytes=_stat_or_none(prog, "vm_node_stat", "NR_FILE_PAGES"),
+        anon_bytes=_stat_or_none(prog, "vm_node_stat", "NR_ANON_MAPPED"),
+        slab_reclaimable_bytes=_stat_or_none(prog, "vm_node_stat", "NR_SLAB_RECLAIMABLE_B", "NR_SLAB_RECLAIMABLE"),
+        slab_unreclaimable_bytes=_stat_or_none(prog, "vm_node_stat", "NR_SLAB_UNRECLAIMABLE_B",
+                                               "NR_SLAB_UNRECLAIMABLE"),
+        slab_caches=len(caches), top_slabs=tuple(caches[:top]), error=error)

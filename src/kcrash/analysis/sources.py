@@ -1,0 +1,93 @@
+"""
+kcrash.analysis.sources
+=======================
+
+Source-level annotation of the report when debug information is given: each backtrace frame's
+file, line and inlined-call chain (:class:`~kcrash.debuginfo.symbolizer.KernelSymbolizer`, return
+addresses looked up one byte back like ``addr2line``), and the source lines around the faulting IP
+when the file can be found (as recorded, under the unit's compilation directory, or under a source
+directory given by the caller). Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation
+from kcrash.errors import KcrashError
+from kcrash.report import model
+
+__all__ = ["annotate_context", "annotate_trace", "covers", "source_snippet_or_none"]
+
+_SNIPPET_CONTEXT = 5
+_MAX_SOURCE = 4 << 20
+
+
+def _lines(locations: Sequence[SourceLocation]) -> tuple[model.SourceLine, ...]:
+    return tuple(model.SourceLine(loc.function, loc.file, loc.line, loc.inlined) for loc in locations
+                 if loc.file != "??" or loc.function != "??")
+
+
+def _lookup_pc(frame: model.Frame) -> int:
+    return frame.pc - 1 if frame.kind in ("call", "scan") else frame.pc
+
+
+def covers(symbolizer: KernelSymbolizer, address: int) -> bool:
+    """Whether debug information was given for the code at ``address`` (a module's text, or
+    vmlinux's at its KASLR offset); other addresses would be named after unrelated functions."""
+    ranges = [r for m in symbolizer.modules.values() for r in m.text_ranges()]
+    if symbolizer.vmlinux is not None:
+        shift = symbolizer.kaslr_offset
+        ranges += [(lo + shift, hi + shift) for lo, hi in symbolizer.vmlinux.text_ranges()]
+    return any(lo <= address < hi for lo, hi in ranges)
+
+
+def annotate_trace(trace: model.Trace, symbolizer: KernelSymbolizer) -> model.Trace:
+    """``trace`` with the source locations (innermost first) of the frames debug information
+    covers filled in."""
+    wanted = [f for f in trace.frames if covers(symbolizer, _lookup_pc(f))]
+    try:
+        found = dict(zip((f.index for f in wanted), symbolizer.symbolize_many([_lookup_pc(f) for f in wanted]),
+                         strict=True))
+    except KcrashError:
+        return trace
+    frames = tuple(dataclasses.replace(f, source=_lines(found[f.index])) if f.index in found else f
+                   for f in trace.frames)
+    return dataclasses.replace(trace, frames=frames)
+
+
+def _find_file(name: str, roots: Sequence[str]) -> Path | None:
+    candidates = [Path(name)] if Path(name).is_absolute() else [Path(root) / name for root in roots if root]
+    return next((p for p in candidates if p.is_file() and p.stat().st_size <= _MAX_SOURCE), None)
+
+
+def source_snippet_or_none(line: model.SourceLine, roots: Sequence[str],
+                           context: int = _SNIPPET_CONTEXT) -> model.SourceSnippet | None:
+    """Up to ``context`` lines either side of ``line`` from its file, if it can be found."""
+    path = _find_file(line.file, roots) if line.line > 0 else None
+    if path is None:
+        return None
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    first = max(1, line.line - context)
+    return model.SourceSnippet(str(path), line.line, first, tuple(text[first - 1:line.line + context]))
+
+
+def annotate_context(ctx: model.CrashingContext, symbolizer: KernelSymbolizer,
+                     source_dirs: Sequence[str] = ()) -> model.CrashingContext:
+    """``ctx`` with the IP's source locations and, when the file is found, a source snippet."""
+    if not covers(symbolizer, ctx.ip):
+        return ctx
+    try:
+        locations = _lines(symbolizer.symbolize(ctx.ip))
+    except KcrashError:
+        return ctx
+    roots = [*source_dirs, *_roots(symbolizer)]
+    snippet = source_snippet_or_none(locations[0], roots) if locations else None
+    return dataclasses.replace(ctx, ip_source=locations, snippet=snippet)
+
+
+def _roots(symbolizer: KernelSymbolizer) -> list[str]:
+    objects = [*symbolizer.modules.values(), *([symbolizer.vmlinux] if symbolizer.vmlinux else [])]
+    return [root for root in (o.source_root_or_none() for o in objects) if root]

@@ -1,0 +1,72 @@
+"""
+kcrash.report.html
+==================
+
+The HTML rendering of a :class:`~kcrash.report.model.CrashReport`: one self-contained file (inline
+CSS and a few lines of JS, no external resource, a Content-Security-Policy that forbids loading any),
+each section a ``<details>`` element with an ``id`` (``context``, ``backtrace``, ``disassembly``,
+``log``, ``tasks``, ``blocked``, ``modules``, ``memory``, ``regions``, ``dump``; the verdict on top).
+Templates are Jinja2 files shipped in ``kcrash/report/templates`` and rendered with autoescaping
+on, so kernel strings (task names, log lines, file names) always appear as text, never as markup;
+control characters in them are shown as ``\\xNN`` (a task name may hold any byte).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+import jinja2
+import markupsafe
+
+from kcrash import __version__
+from kcrash.report.model import CrashReport
+
+__all__ = ["SECTIONS", "render_html"]
+
+#: the ``id`` of every section, in page order
+SECTIONS = ("verdict", "context", "backtrace", "disassembly", "log", "tasks", "blocked", "modules", "memory",
+            "regions", "dump")
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _visible(value: object) -> object:
+    # Every {{ expression }} passes here before escaping; markup built by the templates is left alone.
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    return value
+
+
+def _hex16(value: int) -> str:
+    return f"{value:016x}"
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "unknown"
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if value >= 1 << shift:
+            return f"{value / (1 << shift):.1f} {unit}"
+    return f"{value} B"
+
+
+def _time(seconds: int | None) -> str:
+    if seconds is None:
+        return "unknown"
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("kcrash.report", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, finalize=_visible)
+    env.filters.update(hex16=_hex16, size=_size, time=_time)
+    return env
+
+
+def render_html(report: CrashReport) -> str:
+    """The report as one self-contained HTML page."""
+    env = _environment()
+    trace = env.get_template("trace.html.j2").module.trace  # type: ignore[attr-defined]
+    return env.get_template("report.html.j2").render(r=report, trace=trace, version=__version__)

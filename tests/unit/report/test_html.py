@@ -1,0 +1,70 @@
+"""The HTML renderer: one self-contained page, every section a ``<details>`` with its id, kernel
+strings escaped (markup characters, control characters), nothing loaded from the network."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+from kcrash.report.html import SECTIONS, render_html
+from kcrash.report.model import CrashReport
+
+
+class _Collect(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def _parse(page: str) -> _Collect:
+    parser = _Collect()
+    parser.feed(page)
+    parser.close()
+    return parser
+
+
+def test_every_section_is_present(report: CrashReport) -> None:
+    page = _parse(render_html(report))
+    ids = {attrs.get("id") for _, attrs in page.tags}
+    assert set(SECTIONS) <= ids
+    details = [attrs["id"] for tag, attrs in page.tags if tag == "details" and attrs.get("data-section")]
+    assert details == [*(s for s in SECTIONS if s != "verdict"), "notes"]
+
+
+def test_kernel_strings_are_text_not_markup(report: CrashReport) -> None:
+    html = render_html(report)
+    page = _parse(html)
+    assert "i" not in {tag for tag, _ in page.tags}  # the template itself uses <b>, never <i>
+    assert "<i>x</i>" not in html and "&lt;i&gt;x&lt;/i&gt;&amp;&#34;&#39;" in html
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "/bin/&lt;b&gt;busy&lt;/b&gt;" in html
+    text = "".join(page.text)
+    assert "<i>x</i>&\"'" in text  # what a reader sees
+    assert "nu\\xff\\xfe\\x01<b>" in text  # the control byte shown as \x01, not raw
+    assert "\x01" not in html
+    assert sum(1 for tag, _ in page.tags if tag == "script") == 1  # only the page's own toolbar script
+
+
+def test_self_contained(report: CrashReport) -> None:
+    html = render_html(report)
+    page = _parse(html)
+    for tag, attrs in page.tags:
+        for name in ("src", "href"):
+            assert not (attrs.get(name) or "").startswith(("http:", "https:", "//")), (tag, attrs)
+        assert not (tag == "link" and attrs.get("rel") == "stylesheet")
+    assert not re.search(r"url\(\s*['\"]?(?:https?:)?//", html)
+    assert "default-src 'none'" in html
+
+
+def test_source_and_inlines_shown(report: CrashReport) -> None:
+    text = "".join(_parse(render_html(report)).text)
+    assert "kcrash_test_inner at /build/kcrash_test.c:120 (inlined)" in text
+    assert "BUG();  /* <here> */" in text
+    assert "ud2" in text and "kc1-0123456789abcdef" in text
