@@ -15,11 +15,15 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation
-from kcrash.errors import KcrashError
+from kcrash.debuginfo.finder import find_debuginfo, find_module_debuginfo
+from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation, open_symbolizers
+from kcrash.errors import KcrashError, MissingDebugInfoError
+from kcrash.helpers.linux.module import for_each_module, module_base, module_name
+from kcrash.memory.kernel import KernelMemory
 from kcrash.report import model
+from kcrash.types.program import Program
 
-__all__ = ["annotate_context", "annotate_trace", "covers", "source_snippet_or_none"]
+__all__ = ["annotate_context", "annotate_trace", "covers", "open_kernel_symbolizer", "source_snippet_or_none"]
 
 _SNIPPET_CONTEXT = 5
 _MAX_SOURCE = 4 << 20
@@ -91,3 +95,35 @@ def annotate_context(ctx: model.CrashingContext, symbolizer: KernelSymbolizer,
 def _roots(symbolizer: KernelSymbolizer) -> list[str]:
     objects = [*symbolizer.modules.values(), *([symbolizer.vmlinux] if symbolizer.vmlinux else [])]
     return [root for root in (o.source_root_or_none() for o in objects) if root]
+
+
+def open_kernel_symbolizer(prog: Program, paths: Sequence[Path], *, force: bool = False,
+                           cache_dir: Path | None = None) -> KernelSymbolizer:
+    """A symbolizer for the kernel of ``prog`` from debug files found in ``paths`` (files or
+    directories) and the standard Debian locations: the vmlinux of this build (matched by GNU
+    build-id; another build is refused unless ``force``) and the debug ``.ko`` of every loaded module
+    that has one, placed at the module's load address in the dump.
+
+    :raises MissingDebugInfoError: no matching vmlinux and no module debug file was found.
+    """
+    info = prog.memory.vmcoreinfo if isinstance(prog.memory, KernelMemory) else None
+    release = info.osrelease if info is not None else None
+    build_id = info.build_id if info is not None else None
+    try:
+        vmlinux: Path | None = find_debuginfo(release, build_id, paths, force)
+    except MissingDebugInfoError:
+        if not any(_is_module_file(p) for p in paths):
+            raise
+        vmlinux = None  # only module debug files were given
+    placed: dict[str, tuple[Path, int]] = {}
+    for mod in for_each_module(prog):
+        name = module_name(mod)
+        ko = find_module_debuginfo(name, release, paths)
+        if ko is not None:
+            placed[name] = (ko, module_base(mod))
+    kaslr = prog.memory.layout.kaslr_offset if isinstance(prog.memory, KernelMemory) else 0
+    return open_symbolizers(vmlinux, placed, cache_dir=cache_dir, kaslr_offset=kaslr or 0)
+
+
+def _is_module_file(path: Path) -> bool:
+    return path.is_file() and path.name.endswith((".ko", ".ko.debug"))

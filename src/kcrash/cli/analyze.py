@@ -13,6 +13,7 @@ only: the work is :mod:`kcrash.analysis`, the rendering :mod:`kcrash.report.term
 from __future__ import annotations
 
 import code
+import dataclasses
 import sys
 import warnings
 from collections.abc import Iterator
@@ -48,6 +49,12 @@ __all__ = ["commands"]
 
 _DUMP = click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+_DEBUGINFO = click.option("--debuginfo", "debuginfo", multiple=True, type=click.Path(exists=True),
+                          help="vmlinux / module .ko with DWARF, or a directory holding them (repeatable); "
+                               "matched to the dump by build-id.")
+_FORCE = click.option("--force", is_flag=True, help="Use a vmlinux even if its build-id differs from the dump's.")
+
 
 
 @contextmanager
@@ -98,11 +105,18 @@ def _backtraces(prog: Program, all_cpus: bool, target: str | None) -> tuple[Task
 @_DUMP
 @click.argument("target", metavar="[PID|TASK]", required=False)
 @click.option("-a", "all_cpus", is_flag=True, help="The active task of every CPU.")
+@_DEBUGINFO
+@_FORCE
 @_JSON
-def bt_command(path: str, target: str | None, all_cpus: bool, as_json: bool) -> None:
-    """Backtrace of the panic task (default), a PID or task address, or every CPU (-a)."""
+def bt_command(path: str, target: str | None, all_cpus: bool, debuginfo: tuple[str, ...], force: bool,
+               as_json: bool) -> None:
+    """Backtrace of the panic task (default), a PID or task address, or every CPU (-a); with
+    --debuginfo, each frame's file:line and inlined calls."""
     with _target(path) as prog:
         traces = _backtraces(prog, all_cpus, target)
+        symbolizer = _symbolizer(prog, None, debuginfo, force)
+    if symbolizer is not None:
+        traces = _with_sources(traces, symbolizer)
     if as_json:
         echo_json([to_dict(t) for t in traces])
         return
@@ -114,6 +128,15 @@ def bt_command(path: str, target: str | None, all_cpus: bool, as_json: bool) -> 
         console.print(f"PID: {row.pid:<7} TASK: {row.task:016x}  CPU: {row.cpu:<3} COMMAND: \"{row.comm}\"",
                       markup=False)
         render_trace(entry.trace, console)
+
+
+def _with_sources(traces: tuple[Any, ...], symbolizer: KernelSymbolizer) -> tuple[Any, ...]:
+    from kcrash.analysis.sources import annotate_trace
+
+    try:
+        return tuple(dataclasses.replace(t, trace=annotate_trace(t.trace, symbolizer)) for t in traces)
+    finally:
+        symbolizer.close()
 
 
 @click.command("ps")
@@ -160,22 +183,13 @@ def mod_command(path: str, as_json: bool) -> None:
         render_modules(rows, make_console())
 
 
-def _symbolizer(prog: Program, vmlinux: str | None, modules: tuple[str, ...]) -> KernelSymbolizer | None:
-    from kcrash.debuginfo.symbolizer import open_symbolizers
-    from kcrash.helpers.linux.module import find_module_or_none, module_base
-    from kcrash.memory.kernel import KernelMemory
+def _symbolizer(prog: Program, vmlinux: str | None, debuginfo: tuple[str, ...], force: bool) -> KernelSymbolizer | None:
+    from kcrash.analysis.sources import open_kernel_symbolizer
 
-    if vmlinux is None and not modules:
+    paths = [Path(p) for p in ((vmlinux,) if vmlinux else ()) + debuginfo]
+    if not paths:
         return None
-    placed: dict[str, tuple[Path, int]] = {}
-    for ko in modules:
-        name = Path(ko).name.removesuffix(".ko").replace("-", "_")
-        mod = find_module_or_none(prog, name)
-        if mod is None:
-            raise CliError(f"{ko}: module {name} is not loaded in the dump", 2)
-        placed[name] = (Path(ko), module_base(mod))
-    kaslr = prog.memory.layout.kaslr_offset if isinstance(prog.memory, KernelMemory) else None
-    return open_symbolizers(Path(vmlinux) if vmlinux else None, placed, cache_dir=cache_dir(), kaslr_offset=kaslr or 0)
+    return open_kernel_symbolizer(prog, paths, force=force, cache_dir=cache_dir())
 
 
 def _render(report: Any, fmt: str, output: str | None, color: bool | None) -> None:
@@ -208,13 +222,14 @@ def _render(report: Any, fmt: str, output: str | None, color: bool | None) -> No
 @click.option("--no-color", is_flag=True, help="Plain terminal output even on a terminal.")
 @click.option("--vmlinux", type=click.Path(exists=True, dir_okay=False),
               help="vmlinux with DWARF: source lines and inlines in the backtrace.")
-@click.option("--debuginfo", "modules", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="A module .ko with DWARF (repeatable), placed at its load address in the dump.")
+@_DEBUGINFO
+@_FORCE
 @click.option("--source-dir", "source_dirs", multiple=True, type=click.Path(file_okay=False),
               help="Where to look for source files for snippets (repeatable).")
 @_JSON
 def report_command(path: str | None, log_lines: int, fmt: str, output: str | None, schema: bool, no_color: bool,
-                   vmlinux: str | None, modules: tuple[str, ...], source_dirs: tuple[str, ...], as_json: bool) -> None:
+                   vmlinux: str | None, debuginfo: tuple[str, ...], force: bool, source_dirs: tuple[str, ...],
+                   as_json: bool) -> None:
     """The crash report: verdict, crashing context, backtrace, disassembly, log, tasks, modules,
     memory, the crashing task's memory regions and the dump's metadata."""
     if schema:
@@ -225,7 +240,7 @@ def report_command(path: str | None, log_lines: int, fmt: str, output: str | Non
     if path is None:
         raise CliError("missing argument DUMP (or --schema)", 2)
     with _target(path) as prog:
-        symbolizer = _symbolizer(prog, vmlinux, modules)
+        symbolizer = _symbolizer(prog, vmlinux, debuginfo, force)
         try:
             with phase("triage"):
                 report = triage.build_report(prog, path, log_tail=log_lines, symbolizer=symbolizer,

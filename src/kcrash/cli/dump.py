@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -192,6 +193,16 @@ def _print_report(result: ConvertResult) -> None:
     click.echo(f"Written          : {result.write.path} ({result.write.size} bytes, {result.seconds:.2f} s)")
 
 
+def _default_threads(codec: str) -> int:
+    # zlib and zstd spend ~45 us per page in C with the GIL released: they scale with cores. LZO and
+    # snappy take a few us per page, about as long as the Python around each call, so a pool only
+    # adds contention (measured: LZO is ~5 % slower with 2 threads).
+    if codec not in ("zlib", "zstd"):
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cpus, 64)
+
+
 def _install_sigterm() -> None:
     # SIGTERM interrupts like ^C, so the writer can flag and keep what it wrote.
     import signal
@@ -210,12 +221,13 @@ def _install_sigterm() -> None:
 @click.option("-c", "--codec", type=click.Choice(list(CODECS)), default="zlib", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="kdump", show_default=True,
               help="kdump-compressed, its flattened (pipe) form, or a /proc/vmcore-shaped ELF file.")
-@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Compression threads (zlib and zstd gain from 2 or more).")
+@click.option("--threads", type=click.IntRange(1, 64), default=None,
+              help="Compression threads (default: the CPUs this process may run on for zlib and zstd, "
+                   "1 for the fast codecs; makedumpfile uses one).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def convert(source: str, out: str, level: int, codec: str, fmt: str, threads: int, as_json: bool) -> None:
+def convert(source: str, out: str, level: int, codec: str, fmt: str, threads: int | None, as_json: bool) -> None:
     """Filter and rewrite a dump (any format kcrash reads) like makedumpfile."""
-    opts = ConvertOptions(level, codec, fmt, threads)
+    opts = ConvertOptions(level, codec, fmt, threads or _default_threads(codec))
     _install_sigterm()
     with opened_dump((source,)) as handle, progress_bar("converting") as progress:
         try:

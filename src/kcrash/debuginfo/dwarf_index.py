@@ -286,6 +286,19 @@ class DwarfReader:
         section.stream.seek(0)
         return ArangeIndex.from_section(section.stream.read(section.size))
 
+    def unit_length(self, offset: int) -> int:
+        """The length of the unit at ``.debug_info`` offset ``offset`` (its header's ``unit_length``,
+        read directly: 4 bytes, or 12 for 64-bit DWARF), or 0 when it cannot be read."""
+        section = self._dwarf.debug_info_sec
+        section.stream.seek(offset)
+        head = section.stream.read(12)
+        if len(head) < 4:
+            return 0
+        length: int = _U32.unpack_from(head)[0]
+        if length == 0xFFFFFFFF and len(head) == 12:
+            length = _U64.unpack_from(head, 4)[0]
+        return length
+
     def build_cu(self, offset: int) -> CuIndex:
         """Index the compilation unit at ``.debug_info`` offset ``offset``."""
         with self._mapped_errors(offset):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,6 +213,33 @@ class Symbolizer:
             self._remember(offset, unit)
         return unit
 
+    def prefetch(self, addresses: Iterable[int], *, workers: int | None = None) -> None:
+        """Index, ahead of :meth:`symbolize`, the compilation units holding ``addresses`` that are
+        neither loaded nor cached (and the functions holding the addresses), several units at a time
+        in forked worker processes when there are several CPUs: pyelftools is pure Python, so threads
+        would not run in parallel. Units that fail to build there are left to :meth:`symbolize`,
+        which builds them in-process (and raises its usual errors).
+
+        :param workers: at most this many processes (default: the CPUs this process may run on).
+        """
+        todo: dict[int, list[int]] = {}
+        for address in addresses:
+            offset = self.aranges.cu_offset_or_none(address)
+            if offset is not None and offset not in self._units and not self._load_cached_unit(offset):
+                todo.setdefault(offset, []).append(address)
+        count = min(len(todo), workers if workers is not None else len(os.sched_getaffinity(0)))
+        if count < 2 or threading.active_count() > 1:
+            return  # one unit or one CPU: nothing to overlap; other threads: fork is unsafe
+        for offset, blob in _build_units_forked(self, todo, count).items():
+            self._dirty.add(offset)
+            self._remember(offset, CuIndex.from_bytes(blob))
+
+    def _load_cached_unit(self, offset: int) -> bool:
+        blob = self._cached(f"cu-{offset:x}.bin")
+        if blob is not None:
+            self._remember(offset, CuIndex.from_bytes(blob))
+        return blob is not None
+
     def is_indexed(self, address: int) -> bool:
         """Whether symbolizing ``address`` needs no new index (its unit is loaded or cached, or
         no unit covers it); False means a first-time parse of DWARF, the slow part."""
@@ -294,6 +322,42 @@ def _cache_path(cache_dir: Path | None, build_id: str | None, bases: dict[int, i
         return None
     placement = f"@{min(bases.values()):x}" if bases else ""
     return cache_dir / "debuginfo" / f"{build_id}{placement}"
+
+
+#: The symbolizer whose units the forked workers of :meth:`Symbolizer.prefetch` build (inherited
+#: through fork, so that nothing but unit offsets and index blobs crosses the process boundary).
+_FORKED: list[Symbolizer] = []
+
+
+def _build_units_forked(symbolizer: Symbolizer, todo: dict[int, list[int]], workers: int) -> dict[int, bytes]:
+    # Biggest units first (their .debug_info length stands for the work), so that the last one to
+    # finish is a small one.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = sorted(todo.items(), key=lambda job: -symbolizer.reader.unit_length(job[0]))
+    _FORKED[:] = [symbolizer]
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            built = list(pool.map(_build_unit_in_worker, jobs))
+    finally:
+        _FORKED.clear()
+    return {offset: blob for (offset, _), blob in zip(jobs, built, strict=True) if blob is not None}
+
+
+def _build_unit_in_worker(job: tuple[int, list[int]]) -> bytes | None:
+    # In a forked worker: the unit's index plus the scopes of the functions holding the addresses.
+    offset, addresses = job
+    reader = _FORKED[0].reader
+    try:
+        unit = reader.build_cu(offset)
+        for address in addresses:
+            die = unit.function_die_or_none(address)
+            if die is not None and die not in unit.scopes:
+                reader.walk_function(unit, die)
+    except (CorruptDumpError, MissingDebugInfoError):
+        return None
+    return unit.to_bytes()
 
 
 def _chain(scopes: list[Scope], address: int) -> list[int]:

@@ -117,13 +117,13 @@ _MAX_MEMO: Final = 1 << 15
 
 
 class _NameFilter:
-    # Skip regexes plus a memo of their verdicts: the demangled frame name, or None when a regex hides
-    # it. (A memo keyed by the re.Pattern itself would re-hash the compiled code of the big global skip
-    # regex on every lookup, which cost more than the search it saves.)
-    __slots__ = ("kept", "skips")
+    # A recipe's skip regexes plus a memo of their verdicts: the demangled frame name, or None when a
+    # regex hides it. (A memo keyed by the re.Pattern itself would re-hash the compiled code of the big
+    # global skip regex on every lookup, which cost more than the search it saves.)
+    __slots__ = ("extra", "global_skip", "kept")
 
-    def __init__(self, skips: tuple[re.Pattern[str], ...]) -> None:
-        self.skips = skips
+    def __init__(self, global_skip: bool, extra: re.Pattern[str] | None) -> None:
+        self.global_skip, self.extra = global_skip, extra
         self.kept: dict[str, str | None] = {}
 
     def name(self, raw: str) -> str | None:
@@ -131,12 +131,20 @@ class _NameFilter:
             return self.kept[raw]
         except KeyError:
             pass
-        name = demangle(raw)
-        kept = None if any(skip.search(name) for skip in self.skips) else name
+        name, skipped = _demangled(raw)
+        hidden = (self.global_skip and skipped) or (self.extra is not None and self.extra.search(name))
+        kept = None if hidden else name
         if len(self.kept) < _MAX_MEMO:
             self.kept[raw] = kept
         return kept
 
+
+@functools.lru_cache(maxsize=_MAX_MEMO)
+def _demangled(raw: str) -> tuple[str, bool]:
+    # The demangled name and whether the global skip list hides it, shared by every recipe (the global
+    # list is ~300 alternatives: searching it costs microseconds per name).
+    name = demangle(raw)
+    return name, skip_regex((), True).search(name) is not None
 
 
 @functools.lru_cache(maxsize=256)
@@ -144,10 +152,7 @@ def _name_filter(extra: tuple[str, ...], global_skip: bool) -> _NameFilter:
     # skip_regex(extra, True) searched as two regexes: an alternation matches somewhere iff one of its
     # branches does, and the big global list is then compiled once instead of once per recipe (3 ms
     # each). skip_regex((), False) matches everything, as before.
-    skips: tuple[re.Pattern[str], ...] = (skip_regex((), True),) if global_skip else ()
-    if extra or not global_skip:
-        skips += (skip_regex(extra, False),)
-    return _NameFilter(skips)
+    return _NameFilter(global_skip, skip_regex(extra, False) if extra or not global_skip else None)
 
 
 def _append_frames(frames: list[str], groups: tuple[str | None, ...] | None, names: _NameFilter) -> None:

@@ -154,6 +154,27 @@ def test_warm_cache_gives_the_same_answers_without_dwarf(sample: Path, tmp_path:
 
 
 @needs_gcc
+def test_prefetch_in_worker_processes_gives_the_serial_answers(sample: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    with Symbolizer.open(sample) as serial:
+        addresses = [s.address + 1 for name in ("outer", "use_twin_a", "use_twin_b", "main")
+                     for s in serial.symbols.get_symbols_by_name(name)]
+        expected = [serial.symbolize(a) for a in addresses]
+    with Symbolizer.open(sample, cache_dir=tmp_path) as sym:
+        units = {sym.aranges.cu_offset_or_none(a) for a in addresses}
+        assert len(units) == 2  # sample.c and other.c: two units for two workers
+        sym.prefetch(addresses, workers=2)
+
+        def no_build(*_: object) -> None:
+            raise AssertionError("a unit was built in-process after prefetch")
+
+        monkeypatch.setattr(sym.reader, "build_cu", no_build)
+        monkeypatch.setattr(sym.reader, "walk_function", no_build)
+        assert [sym.symbolize(a) for a in addresses] == expected
+    assert len(list((tmp_path / "debuginfo").rglob("cu-*.bin"))) == 2
+
+
+@needs_gcc
 def test_duplicate_static_names_are_told_apart_by_size(sample: Path) -> None:
     with Symbolizer.open(sample) as sym:
         twins = sym.symbols.get_symbols_by_name("twin")

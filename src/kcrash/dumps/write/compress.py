@@ -17,7 +17,6 @@ than the ``lzallright`` binding, which uses a slower LZO1X variant); otherwise `
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import threading
 import zlib
@@ -36,11 +35,21 @@ _Compress = Callable[[bytes], bytes]
 
 @functools.cache
 def _liblzo2() -> Any:
-    name = ctypes.util.find_library("lzo2")
-    if name is None:
-        return None
+    # The library's soname first: ctypes.util.find_library runs ldconfig in a subprocess, and
+    # importing ctypes.util costs more than a whole LZO conversion's compression.
     try:
-        lib = ctypes.CDLL(name)
+        lib = ctypes.CDLL("liblzo2.so.2")
+    except OSError:
+        from ctypes.util import find_library
+
+        name = find_library("lzo2")
+        if name is None:
+            return None
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            return None
+    try:
         # lzo_init() is a macro for __lzo_init_v2(LZO_VERSION, sizeof(short), ...); -1 skips a size check.
         if lib.__lzo_init_v2(ctypes.c_uint(0x20A0), *([-1] * 9)) != 0:
             return None
@@ -66,11 +75,12 @@ class _LzoCtypes:
         self._work = ctypes.create_string_buffer(16384 * ctypes.sizeof(ctypes.c_void_p))
         self._len = ctypes.c_size_t()
         self._ref = ctypes.byref(self._len)
+        self._view = memoryview(self._out).cast("B")  # copies out without ctypes.string_at's call layers
 
     def __call__(self, page: bytes) -> bytes:
         if self._fn(page, len(page), self._out, self._ref, self._work) != 0:
             return page  # cannot happen for LZO1X-1; stored raw if it ever does
-        return ctypes.string_at(self._out, self._len.value)
+        return self._view[:self._len.value].tobytes()
 
 
 def _make(codec: str, page_size: int) -> _Compress:
