@@ -227,8 +227,8 @@ class Symbolizer:
             offset = self.aranges.cu_offset_or_none(address)
             if offset is not None and offset not in self._units and not self._load_cached_unit(offset):
                 todo.setdefault(offset, []).append(address)
-        count = min(len(todo), workers if workers is not None else len(os.sched_getaffinity(0)))
-        if count < 2 or threading.active_count() > 1:
+        count = min(len(todo), workers if workers is not None else _usable_cpus())
+        if count < 2 or threading.active_count() > 1 or not hasattr(os, "fork"):
             return  # one unit or one CPU: nothing to overlap; other threads: fork is unsafe
         for offset, blob in _build_units_forked(self, todo, count).items():
             self._dirty.add(offset)
@@ -324,6 +324,10 @@ def _cache_path(cache_dir: Path | None, build_id: str | None, bases: dict[int, i
     return cache_dir / "debuginfo" / f"{build_id}{placement}"
 
 
+def _usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 #: The symbolizer whose units the forked workers of :meth:`Symbolizer.prefetch` build (inherited
 #: through fork, so that nothing but unit offsets and index blobs crosses the process boundary).
 _FORKED: list[Symbolizer] = []
@@ -333,13 +337,15 @@ def _build_units_forked(symbolizer: Symbolizer, todo: dict[int, list[int]], work
     # Biggest units first (their .debug_info length stands for the work), so that the last one to
     # finish is a small one.
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 
     jobs = sorted(todo.items(), key=lambda job: -symbolizer.reader.unit_length(job[0]))
     _FORKED[:] = [symbolizer]
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             built = list(pool.map(_build_unit_in_worker, jobs))
+    except (OSError, BrokenExecutor):
+        return {}  # no processes (limits) or a worker died: symbolize() builds the units in-process
     finally:
         _FORKED.clear()
     return {offset: blob for (offset, _), blob in zip(jobs, built, strict=True) if blob is not None}

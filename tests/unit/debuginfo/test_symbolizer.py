@@ -3,6 +3,7 @@ addr2line as the reference where it is installed."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -172,6 +173,22 @@ def test_prefetch_in_worker_processes_gives_the_serial_answers(sample: Path, tmp
         monkeypatch.setattr(sym.reader, "walk_function", no_build)
         assert [sym.symbolize(a) for a in addresses] == expected
     assert len(list((tmp_path / "debuginfo").rglob("cu-*.bin"))) == 2
+
+
+def _die_in_worker(job: object) -> None:
+    os._exit(3)  # a worker killed mid-unit (OOM killer, signal)
+
+
+@needs_gcc
+def test_prefetch_falls_back_to_in_process_builds_when_a_worker_dies(sample: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("kcrash.debuginfo.symbolizer._build_unit_in_worker", _die_in_worker)
+    with Symbolizer.open(sample) as serial:
+        addresses = [serial.address_of("outer") + 1, serial.address_of("use_twin_b") + 1]
+        expected = [serial.symbolize(a) for a in addresses]
+    with Symbolizer.open(sample) as sym:
+        sym.prefetch(addresses, workers=2)
+        assert [sym.symbolize(a) for a in addresses] == expected
 
 
 @needs_gcc
