@@ -12,7 +12,7 @@ versions. Slab counts need ``CONFIG_SLUB_DEBUG`` (Debian has it). Nothing here p
 
 from __future__ import annotations
 
-from kcrash.errors import KcrashError
+from kcrash.errors import FaultError, KcrashError
 from kcrash.helpers.linux.list import list_for_each_entry
 from kcrash.report import model
 from kcrash.types.object import Object
@@ -58,12 +58,22 @@ def _total_or_none(prog: Program) -> int | None:
         return None
 
 
+def _copy(ptr: Object) -> Object:
+    # ``*ptr`` read in one go (members then come from the copy); member by member from memory when
+    # the whole structure is not readable.
+    try:
+        return ptr.deref_().read_()
+    except FaultError:
+        return ptr
+
+
 def _node_counts(prog: Program, cache: Object, nodes: int) -> tuple[int, int]:
     slabs = objects = 0
     for i in range(nodes):
-        node = cache.node[i]
-        if not int(node):
+        pointer = cache.node[i]
+        if not int(pointer):
             continue
+        node = _copy(pointer)
         slabs += int(node.nr_slabs.counter)
         objects += int(node.total_objects.counter)
     return slabs, objects
@@ -71,6 +81,7 @@ def _node_counts(prog: Program, cache: Object, nodes: int) -> tuple[int, int]:
 
 def slab_cache(prog: Program, cache: Object, nodes: int) -> model.SlabCache:
     """The ``/proc/slabinfo`` counts of one ``struct kmem_cache *``."""
+    cache = _copy(cache)
     slabs, objects = _node_counts(prog, cache, nodes)
     order = int(cache.oo.x) >> _OO_SHIFT
     name = cache.name.string_().decode("utf-8", "backslashreplace")

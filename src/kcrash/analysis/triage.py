@@ -17,18 +17,14 @@ wins. Nothing here prints.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from kcrash.analysis.disasm import disassemble_around
-from kcrash.analysis.dumpinfo import dump_metadata
-from kcrash.analysis.memory_summary import memory_summary
-from kcrash.analysis.sources import annotate_context, annotate_trace
 from kcrash.analysis.target import module_debuginfo
-from kcrash.analysis.vmas import task_memory
-from kcrash.debuginfo.symbolizer import KernelSymbolizer
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import FaultError, KcrashError, MissingDebugInfoError
 from kcrash.helpers.linux.module import for_each_module, module_base, module_name, module_size, module_taints
@@ -46,12 +42,18 @@ from kcrash.helpers.linux.sched import cpu_curr, find_task_or_none, for_each_tas
 from kcrash.helpers.linux.stack import kernel_unwinder, stack_trace
 from kcrash.memory.kernel import KernelMemory
 from kcrash.metrics import phase
-from kcrash.oops import OopsReport, iter_reports
-from kcrash.oops.patterns import skip_regex
 from kcrash.report import model
 from kcrash.types.object import Object
 from kcrash.types.program import Program
 from kcrash.unwind import Trace as UnwindTrace
+
+if TYPE_CHECKING:
+    from kcrash.debuginfo.symbolizer import KernelSymbolizer
+    from kcrash.oops import OopsReport
+
+# The oops parser (kcrash.oops), capstone (analysis.disasm), the debug-info symbolizer
+# (analysis.sources) and the dump-file reader (analysis.dumpinfo) are imported where they are used:
+# ``sys``/``ps``/``bt`` never need them, and ``report`` without --vmlinux never needs the symbolizer.
 
 __all__ = [
     "blocked_tasks",
@@ -79,21 +81,28 @@ _INTERRUPTED = re.compile(r"Fatal exception|panic_on_warn set|softlockup: hung t
 #: Hung-task panics: blame what the blocked tasks sleep in.
 _BLOCKED = re.compile(r"hung_task: blocked tasks")
 #: Lockups: a CPU stopper spinning for another CPU is a victim (as the oops parser's running rule).
-_RUNNING_SKIP = skip_regex(("^stop_machine_yield$", "^multi_cpu_stop$", "^cpu_stopper_thread$",
-                            "^smpboot_thread_fn$", "^kthread$", "^ret_from_fork"))
+_RUNNING_SKIP = ("^stop_machine_yield$", "^multi_cpu_stop$", "^cpu_stopper_thread$", "^smpboot_thread_fn$",
+                 "^kthread$", "^ret_from_fork")
 #: panic() and the plumbing it calls (notifiers, stack dumps, the pvpanic device, console flushes)
 _PANIC_FUNCS = re.compile(r"^(?:v?panic|nmi_panic|__panic)$")
-_PANIC_SKIP = skip_regex(("^v?panic$", "^nmi_panic", "^dump_stack", "^show_stack", "^_?printk", "^vprintk",
-                          "^__pfx_"), global_skip=False)
-_BLOCKED_SKIP = skip_regex((
+_PANIC_SKIP = ("^v?panic$", "^nmi_panic", "^dump_stack", "^show_stack", "^_?printk", "^vprintk", "^__pfx_")
+_BLOCKED_SKIP = (
     "^__schedule", "^schedule", "^io_schedule", "^preempt_schedule", "^__mutex_lock", "^mutex_lock",
     "^rt_mutex", "^__rt_mutex", "^rwsem_down", "^__rwsem", "^__down", "^down", "^percpu_(?:down|rwsem)",
     "^__wait_for_common", "^wait_for_common", "^wait_for_completion", "^__wait_on_bit", "^out_of_line_wait_on_bit",
     "^bit_wait", "^folio_wait", "^__folio_lock", "^__lock_page", "^wait_on_page", "^msleep", "^usleep_range",
     "^schedule_timeout", "^synchronize_(?:rcu|srcu|net|sched)", "^__synchronize_srcu", "^wait_rcu_gp",
-    "^__wait_rcu_gp", "^rcu_barrier"))
+    "^__wait_rcu_gp", "^rcu_barrier")
 _HUNG_LINE = re.compile(rb"INFO: task .*:(\d+) blocked for more than")
 _LOG_TAIL = 30
+
+
+@functools.cache
+def _skip(patterns: tuple[str, ...], global_skip: bool = True) -> re.Pattern[str]:
+    # The oops parser's skip regex (its global skip list added unless ``global_skip`` is False), built once.
+    from kcrash.oops.patterns import skip_regex
+
+    return skip_regex(patterns, global_skip=global_skip)
 
 
 # -- traces -------------------------------------------------------------------------------------
@@ -246,6 +255,8 @@ def _memory_bytes(prog: Program) -> int | None:
 
 def first_oops_or_none(records: Sequence[PrintkRecord]) -> OopsReport | None:
     """The first crash report the oops parser finds in the dump's own log."""
+    from kcrash.oops import iter_reports
+
     return next(iter_reports(io.BytesIO(format_dmesg(records).encode("latin-1", "replace"))), None)
 
 
@@ -260,19 +271,19 @@ def interrupted_function(frames: Sequence[model.Frame]) -> str | None:
     regs = next((i for i in range(start, len(frames)) if frames[i].kind == "regs"), None)
     if regs is None:
         return None
-    return _first_unskipped(frames[regs:], _RUNNING_SKIP)
+    return _first_unskipped(frames[regs:], _skip(_RUNNING_SKIP))
 
 
 def panic_caller(frames: Sequence[model.Frame]) -> str | None:
     """The caller of ``panic()``/``nmi_panic()``, panic plumbing skipped."""
     index = _panic_index(frames)
-    return None if index is None else _first_unskipped(frames[index + 1:], _PANIC_SKIP)
+    return None if index is None else _first_unskipped(frames[index + 1:], _skip(_PANIC_SKIP, global_skip=False))
 
 
 def blocked_function(traces: Iterable[model.Trace]) -> str | None:
     """The first function below the scheduler and the sleeping primitives, in the first trace with one."""
     for trace in traces:
-        found = _first_unskipped(trace.frames, _BLOCKED_SKIP)
+        found = _first_unskipped(trace.frames, _skip(_BLOCKED_SKIP))
         if found is not None:
             return found
     return None
@@ -369,6 +380,8 @@ def build_report(prog: Program, dump: str, *, log_tail: int = _LOG_TAIL, symboli
 
 def _with_sources(trace: model.Trace, context: model.CrashingContext | None, symbolizer: KernelSymbolizer,
                   source_dirs: Sequence[str]) -> tuple[model.Trace, model.CrashingContext | None]:
+    from kcrash.analysis.sources import annotate_context, annotate_trace
+
     trace = annotate_trace(trace, symbolizer)
     return trace, annotate_context(context, symbolizer, source_dirs) if context is not None else None
 
@@ -399,6 +412,9 @@ def taint_rows(prog: Program) -> tuple[model.Taint, ...]:
 
 def _with_memory_sections(prog: Program, dump: str, report: model.CrashReport, notes: list[str]) -> model.CrashReport:
     # The sections that read more of the dump: disassembly, memory, the crashing task's VMAs, the file's metadata.
+    from kcrash.analysis.disasm import disassemble_around
+    from kcrash.analysis.memory_summary import memory_summary
+
     ctx = report.context
     disassembly = disassemble_around(prog, ctx.ip) if ctx is not None else None
     with phase("memory"):
@@ -413,6 +429,8 @@ def _with_memory_sections(prog: Program, dump: str, report: model.CrashReport, n
 
 
 def _regions_or_note(prog: Program, task: int, notes: list[str]) -> model.TaskMemory | None:
+    from kcrash.analysis.vmas import task_memory
+
     try:
         return task_memory(prog, Object(prog, prog.pointer_type("struct task_struct"), task))
     except KcrashError as exc:
@@ -421,6 +439,8 @@ def _regions_or_note(prog: Program, task: int, notes: list[str]) -> model.TaskMe
 
 
 def _dump_metadata_or_note(dump: str, notes: list[str]) -> model.DumpMetadata | None:
+    from kcrash.analysis.dumpinfo import dump_metadata
+
     try:
         return dump_metadata(dump)
     except (KcrashError, OSError) as exc:

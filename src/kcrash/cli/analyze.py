@@ -193,9 +193,6 @@ def _symbolizer(prog: Program, vmlinux: str | None, debuginfo: tuple[str, ...], 
 
 
 def _render(report: Any, fmt: str, output: str | None, color: bool | None) -> None:
-    from kcrash.report.html import render_html
-    from kcrash.report.json import render_json
-
     with phase("render"):
         if fmt == "terminal":
             if output is None:
@@ -204,12 +201,23 @@ def _render(report: Any, fmt: str, output: str | None, color: bool | None) -> No
             with open(output, "w", encoding="utf-8") as out:
                 render_report(report, make_console(out, color=False))
             return
-        text = render_html(report) if fmt == "html" else render_json(report)
+        text = _render_text(report, fmt)
     if output is None:
         click.echo(text, nl=False)
     else:
         Path(output).write_text(text, encoding="utf-8")
         click.echo(f"kcrash: wrote {output}", err=True)
+
+
+def _render_text(report: Any, fmt: str) -> str:
+    # jinja2 (HTML) and the JSON renderer only for their formats
+    if fmt == "html":
+        from kcrash.report.html import render_html
+
+        return render_html(report)
+    from kcrash.report.json import render_json
+
+    return render_json(report)
 
 
 @click.command("report")

@@ -21,6 +21,7 @@ from kcrash.memory.segments import SegmentMap
 __all__ = ["MemoryReader", "Translator"]
 
 _PAGE = 4096
+_CHUNK = 2 << 20
 _U8, _U16, _U32, _U64 = (struct.Struct(f) for f in ("<B", "<H", "<I", "<Q"))
 
 
@@ -40,6 +41,7 @@ class MemoryReader:
         self.segments = segments
         self.translator = translator
         self._tlb: LruCache[int, int] = LruCache(tlb_entries)
+        self._huge: LruCache[int, int] = LruCache(tlb_entries)
 
     def read(self, address: int, size: int, *, physical: bool = False) -> bytes:
         """Read ``size`` bytes at ``address``; raise FaultError (with the failing address) otherwise."""
@@ -56,32 +58,48 @@ class MemoryReader:
         parts: list[bytes] = []
         pos, end = address, address + size
         while pos < end:
-            phys = self.translate(pos)
-            run = min(end, (pos | (_PAGE - 1)) + 1) - pos
-            # extend the run while the next virtual page is physically contiguous
-            while pos + run < end and self._next_contiguous(pos + run, phys + run):
-                run = min(end - pos, run + _PAGE)
+            phys, span = self._translate_span(pos)
+            run = min(end - pos, span)
+            # extend the run while the next virtual page (or huge-page chunk) is physically contiguous
+            while pos + run < end:
+                following = self._span_or_none(pos + run)
+                if following is None or following[0] != phys + run:
+                    break
+                run = min(end - pos, run + following[1])
             parts.append(self.segments.read(phys, run, physical=True))
             pos += run
         return b"".join(parts)
 
-    def _next_contiguous(self, vaddr: int, expected_phys: int) -> bool:
+    def _span_or_none(self, vaddr: int) -> tuple[int, int] | None:
         try:
-            return self.translate(vaddr) == expected_phys
+            return self._translate_span(vaddr)
         except FaultError:
-            return False
+            return None
 
     def translate(self, vaddr: int) -> int:
         """Return the physical address of ``vaddr`` or raise FaultError."""
+        return self._translate_span(vaddr)[0]
+
+    def _translate_span(self, vaddr: int) -> tuple[int, int]:
+        # (physical address, bytes to the end of the cached unit: the 4 KiB page, or the 2 MiB chunk
+        # of a huge page, which is physically contiguous). Huge pages are cached per 2 MiB chunk, so
+        # the direct map and kernel text cost one page walk per chunk instead of one per 4 KiB.
         page = vaddr & ~(_PAGE - 1)
         base = self._tlb.get(page)
-        if base is None:
-            if self.translator is None:
-                raise FaultError(vaddr, False, "no page tables to translate virtual addresses")
-            phys, _size = self.translator.translate(vaddr)
-            base = phys - (vaddr - page)
-            self._tlb.put(page, base)
-        return base + (vaddr - page)
+        if base is not None:
+            return base + (vaddr - page), _PAGE - (vaddr - page)
+        chunk = vaddr & ~(_CHUNK - 1)
+        base = self._huge.get(chunk)
+        if base is not None:
+            return base + (vaddr - chunk), _CHUNK - (vaddr - chunk)
+        if self.translator is None:
+            raise FaultError(vaddr, False, "no page tables to translate virtual addresses")
+        phys, page_size = self.translator.translate(vaddr)
+        if page_size >= _CHUNK:
+            self._huge.put(chunk, phys - (vaddr - chunk))
+            return phys, _CHUNK - (vaddr - chunk)
+        self._tlb.put(page, phys - (vaddr - page))
+        return phys, _PAGE - (vaddr - page)
 
     def read_u8(self, address: int, *, physical: bool = False) -> int:
         """Read one byte."""

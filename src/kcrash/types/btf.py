@@ -76,7 +76,8 @@ class Btf:
         self._building: set[int] = set()
         self._names: npt.NDArray[np.uint32] | None = None
         self._kinds: npt.NDArray[np.uint32] | None = None
-        self._enumerators: dict[str, tuple[int, int]] | None = None
+        self._sorted: tuple[npt.NDArray[np.intp], npt.NDArray[np.uint32]] | None = None
+        self._enumerators: dict[int, tuple[int, int]] | None = None
         self._percpu: set[str] | None = None
         self._found_strings: dict[str, list[int]] = {}
 
@@ -172,9 +173,22 @@ class Btf:
         offsets = self._string_offsets(name)
         if not offsets or not self._offsets:
             return []
-        names, kind_col = self._columns()
-        hits = np.nonzero(np.isin(names, offsets) & np.isin(kind_col, list(kinds)))[0]
-        return [self.first_id + int(i) for i in hits]
+        _, kind_col = self._columns()
+        order, sorted_names = self._name_order()
+        hits: list[int] = []
+        for off in offsets:
+            lo, hi = np.searchsorted(sorted_names, off, "left"), np.searchsorted(sorted_names, off, "right")
+            hits.extend(order[lo:hi].tolist())
+        wanted = frozenset(kinds)
+        return [self.first_id + i for i in sorted(hits) if int(kind_col[i]) in wanted]
+
+    def _name_order(self) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.uint32]]:
+        # The name column sorted once (stable: equal names keep id order), searched per lookup.
+        if self._sorted is None:
+            names = self._columns()[0]
+            order = np.argsort(names, kind="stable")
+            self._sorted = order, names[order]
+        return self._sorted
 
     def find_type_or_none(self, name: str, kind: TypeKind) -> Type | None:
         """The type ``name`` of ``kind`` (STRUCT/UNION/ENUM by tag, TYPEDEF/INT/FLOAT by name);
@@ -229,21 +243,30 @@ class Btf:
         return out
 
     def find_enumerator_or_none(self, name: str) -> tuple[Type, int] | None:
-        """The enum type and value of enum constant ``name``."""
+        """The enum type and value of enum constant ``name`` (the first enum, by id, that has it)."""
         if self._enumerators is None:
             self._enumerators = self._index_enumerators()
-        hit = self._enumerators.get(name)
-        if hit is not None:
-            return self.type_by_id(hit[0]), hit[1]
+        hits = [hit for off in self._string_offsets(name) if (hit := self._enumerators.get(off)) is not None]
+        if hits:
+            type_id, value = min(hits)
+            return self.type_by_id(type_id), value
         return self.base.find_enumerator_or_none(name) if self.base is not None else None
 
-    def _index_enumerators(self) -> dict[str, tuple[int, int]]:
-        out: dict[str, tuple[int, int]] = {}
+    def _index_enumerators(self) -> dict[int, tuple[int, int]]:
+        # name string offset -> (enum id, value) of its first enumerator, straight from the words
+        # (no Type built, no string decoded); values as _enum computes them.
+        out: dict[int, tuple[int, int]] = {}
         _, kinds = self._columns()
-        for i in np.nonzero(np.isin(kinds, (_K["ENUM"], _K["ENUM64"])))[0]:
-            enum = self.type_by_id(self.first_id + int(i))
-            for e in enum.enumerators or ():
-                out.setdefault(e.name, (self.first_id + int(i), e.value))
+        w = self._words
+        for i in np.nonzero(np.isin(kinds, (_K["ENUM"], _K["ENUM64"])))[0].tolist():
+            p, _, kind, vlen, kflag, _ = self._record(self.first_id + i)
+            wide = kind == _K["ENUM64"]
+            step, bits = (3, 64) if wide else (2, 32)
+            for j in range(p + 3, p + 3 + step * vlen, step):
+                value = w[j + 1] | w[j + 2] << 32 if wide else w[j + 1]
+                if kflag and value >> (bits - 1):
+                    value -= 1 << bits
+                out.setdefault(w[j], (self.first_id + i, value))
         return out
 
 
