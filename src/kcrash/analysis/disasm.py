@@ -3,7 +3,7 @@ kcrash.analysis.disasm
 ======================
 
 The instructions around a faulting IP for the report, decoded (capstone, through
-:func:`kcrash.analysis.decode.disassemble`) from the kernel text in the dump itself. x86 code has
+:func:`kcrash.analysis.x86_disasm.disassemble`) from the kernel text in the dump itself. x86 code has
 no fixed instruction boundaries, so decoding starts at the start of the function holding the IP
 (from the symbol table) when it is near, and otherwise a little before the IP (then the first
 instructions may be misdecoded and the IP may fall inside one; the model says so in ``error``).
@@ -12,7 +12,7 @@ Nothing here prints.
 
 from __future__ import annotations
 
-from kcrash.analysis.decode import disassemble
+from kcrash.analysis.x86_disasm import disassemble
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import KcrashError
 from kcrash.report import model

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from kcrash.analysis.decode import Instruction, disassemble
+from kcrash.analysis.x86_disasm import Instruction, disassemble
 from kcrash.cli.common import cache_dir, echo_json
 from kcrash.cli.decode import debuginfo_options, parse_module_bases
 from kcrash.debuginfo.finder import find_debuginfo, find_module_debuginfo

@@ -10,7 +10,8 @@ debug-info layers; symbolizing an oops is a separate step.
 
 from __future__ import annotations
 
-from kcrash.oops.corpus import CorpusScore, score_corpus
+from typing import TYPE_CHECKING, Any
+
 from kcrash.oops.model import (
     CodeBytes,
     Executor,
@@ -22,6 +23,9 @@ from kcrash.oops.model import (
 )
 from kcrash.oops.parser import contains_crash, parse, parse_all
 from kcrash.oops.stream import decode_log, iter_reports, iter_reports_in_file, read_log
+
+if TYPE_CHECKING:
+    from kcrash.oops.corpus import CorpusScore, score_corpus
 
 __all__ = [
     "CodeBytes",
@@ -41,3 +45,12 @@ __all__ = [
     "report_to_dict",
     "score_corpus",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The corpus scorer (and its regexes) loads only when asked for: parsing a log does not need it.
+    if name in ("CorpusScore", "score_corpus"):
+        from kcrash.oops import corpus
+
+        return getattr(corpus, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
