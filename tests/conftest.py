@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kcrash.lab import debian
 from kcrash.lab.crash import CrashOptions, cached_crash
+from kcrash.lab.prepare import fetch_debuginfo
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +41,6 @@ def lab_vmlinux_dbg(kcrash_cache: Path) -> Callable[[str], Path]:
 
     @functools.cache
     def get(kernel: str) -> Path:
-        return debian.fetch_debuginfo(kcrash_cache, debian.resolve_kernel(kernel))
+        return fetch_debuginfo(kcrash_cache, kernel)
 
     return get

@@ -17,7 +17,7 @@ from kcrash.lab import debian
 from kcrash.lab.boot import BootOptions, LiveGuest, boot_live
 from kcrash.lab.crash import CrashOptions, run_crash
 from kcrash.lab.kinds import KINDS
-from kcrash.lab.prepare import prepare_kernel
+from kcrash.lab.prepare import fetch_debuginfo, prepare_kernel
 from kcrash.lab.tools import require_tools
 
 __all__ = ["lab"]
@@ -39,9 +39,9 @@ def kernels(fetch: str | None, with_debuginfo: bool, as_json: bool) -> None:
     cache = cache_dir()
     if fetch:
         require_tools(boot=False)
-        prepared = prepare_kernel(cache, fetch)
+        prepare_kernel(cache, fetch)
         if with_debuginfo:
-            debian.fetch_debuginfo(cache, prepared.package)
+            fetch_debuginfo(cache, fetch)
     rows = [_kernel_row(cache, flavour) for flavour in sorted(debian.KERNEL_FLAVOURS)]
     if as_json:
         echo_json(rows)
