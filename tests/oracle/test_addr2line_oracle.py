@@ -46,10 +46,12 @@ def spelled(locations: tuple[SourceLocation, ...]) -> list[tuple[str, str]]:
     return [(loc.function, f"{loc.file}:{loc.line if loc.file != '??' else '?'}{disc}") for loc in locations]
 
 
-def test_vmlinux_1000_random_text_addresses(lab_vmlinux_dbg: Callable[[str], Path]) -> None:
+def test_vmlinux_1000_random_text_addresses(lab_vmlinux_dbg: Callable[[str], Path], kcrash_cache: Path) -> None:
     vmlinux = lab_vmlinux_dbg("6.1")
     rng = random.Random(20240605)
-    with Symbolizer.open(vmlinux) as sym:
+    # The kcrash cache holds the index by build-id: the first run builds it (cold path), later runs
+    # check the cached index against addr2line (warm path).
+    with Symbolizer.open(vmlinux, cache_dir=kcrash_cache) as sym:
         text = sym.image.find_section_or_none(".text")
         assert text is not None
         addresses = sorted(rng.randrange(text.sh_addr, text.sh_addr + text.sh_size) for _ in range(1000))
