@@ -4,6 +4,9 @@ PY := $(VENV)/bin/python
 KCRASH := $(VENV)/bin/kcrash
 DEMO_DIR ?= demo-out
 PYTEST_ARGS ?=
+# Two workers (the CI machine has 2 cores); tests of one file stay on one worker. The lab's cache locks
+# make concurrent kernel preparation and crash production safe.
+PYTEST_PARALLEL ?= -n auto --dist loadfile
 
 .PHONY: demo test lint typecheck layers unit corpus-score bootstrap clean
 
@@ -17,7 +20,7 @@ test: bootstrap
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 unit: bootstrap
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
