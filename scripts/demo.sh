@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make demo: crash a real Debian kernel in the lab and show what kcrash can say about it.
+# make demo: crash a real Debian kernel in the lab and show what kcrash says about the dump, with no vmlinux.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-demo-out}"
@@ -11,8 +11,11 @@ echo
 echo "== kcrash dump info $OUT/vmcore.kdump"
 $K dump info "$OUT/vmcore.kdump"
 echo
-echo "== kcrash dump info $OUT/vmcore.elf"
-$K dump info "$OUT/vmcore.elf"
+echo "== kcrash report $OUT/vmcore.kdump   (no vmlinux: kallsyms, BTF and ORC from the dump itself)"
+$K report "$OUT/vmcore.kdump"
+$K report "$OUT/vmcore.kdump" --format html -o "$OUT/report.html"
 echo
 echo "== kcrash oops parse $OUT/console.log"
 $K oops parse "$OUT/console.log"
+echo
+echo "HTML report: $OUT/report.html"
