@@ -18,7 +18,9 @@ for arg in $(cat /proc/cmdline); do
     esac
 done
 
-log() { echo "kcrash-lab: $*" > /dev/kmsg; echo "kcrash-lab: $*"; }
+# Through the kernel log only: printk serializes console output, while a direct write to the console
+# could interleave with an oops being printed on another CPU.
+log() { echo "kcrash-lab: $*" > /dev/kmsg; }
 
 for m in qemu_fw_cfg pvpanic pvpanic-mmio; do
     insmod "/modules/$m.ko" || log "insmod $m failed"
