@@ -184,11 +184,11 @@ def mod_command(path: str, as_json: bool) -> None:
 
 
 def _symbolizer(prog: Program, vmlinux: str | None, debuginfo: tuple[str, ...], force: bool) -> KernelSymbolizer | None:
-    from kcrash.analysis.sources import open_kernel_symbolizer
-
     paths = [Path(p) for p in ((vmlinux,) if vmlinux else ()) + debuginfo]
     if not paths:
         return None
+    from kcrash.analysis.sources import open_kernel_symbolizer  # DWARF modules only with debuginfo
+
     return open_kernel_symbolizer(prog, paths, force=force, cache_dir=cache_dir())
 
 

@@ -37,15 +37,16 @@ def read_cache_or_none(path: Path | None, kind: str, version: int) -> tuple[dict
         data = path.read_bytes()
     except OSError:
         return None
-    head, _, rest = data.partition(b"\n")
-    if head != _magic(kind, version):
+    # two newline-terminated header lines, then the payload (sliced once: payloads are megabytes)
+    first = data.find(b"\n")
+    second = data.find(b"\n", first + 1) if first >= 0 else -1
+    if second < 0 or data[:first] != _magic(kind, version):
         return None
-    facts_line, _, payload = rest.partition(b"\n")
     try:
-        facts = json.loads(facts_line)
+        facts = json.loads(data[first + 1:second])
     except ValueError:
         return None
-    return (facts, payload) if isinstance(facts, dict) else None
+    return (facts, data[second + 1:]) if isinstance(facts, dict) else None
 
 
 def write_cache(path: Path | None, kind: str, version: int, facts: dict[str, object], payload: bytes) -> None:

@@ -23,8 +23,10 @@ symbols are :mod:`kcrash.debuginfo.modules`. :func:`encode_kallsyms` writes the 
 
 from __future__ import annotations
 
-import contextlib
+import bisect
+import sys
 import zlib
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +49,7 @@ __all__ = ["ADDRESS_ENCODINGS", "KallsymsImage", "KallsymsTables", "decode_kalls
 #: address encodings, in the order they are tried
 ADDRESS_ENCODINGS = ("absolute", "base-relative", "absolute-percpu", "place-relative")
 _CACHE_KIND = "kallsyms"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 _MAX_SYMS = 1 << 24
 _NAMES_CAP = 64 << 20
 _PRINTABLE = bytes(range(0x21, 0x7F))
@@ -71,6 +73,8 @@ class KallsymsTables:
     address_encoding: str
     stext: int
     from_cache: bool = False
+    #: positions of ``names`` sorted by name (ties by position): lookups by name bisect it
+    name_order: Sequence[int] | None = None
 
 
 def load_kallsyms(mem: MemoryReader, vmcoreinfo: VmcoreInfo | None, cache_dir: Path | None = None) -> SymbolTable:
@@ -82,7 +86,7 @@ def load_kallsyms(mem: MemoryReader, vmcoreinfo: VmcoreInfo | None, cache_dir: P
     """
     tables = decode_kallsyms(mem, vmcoreinfo, cache_dir)
     return SymbolTable(tables.names, tables.addresses, tables.kinds,
-                       kernel_ranges=_kernel_ranges(tables))
+                       kernel_ranges=_kernel_ranges(tables), name_order=tables.name_order)
 
 
 def decode_kallsyms(mem: MemoryReader, vmcoreinfo: VmcoreInfo | None, cache_dir: Path | None = None) -> KallsymsTables:
@@ -96,15 +100,15 @@ def decode_kallsyms(mem: MemoryReader, vmcoreinfo: VmcoreInfo | None, cache_dir:
     tokens_raw, tokens = _read_tokens(reader, where)
     path = cache_path_or_none(cache_dir, _CACHE_KIND, vmcoreinfo.build_id if vmcoreinfo else None)
     facts = {"num_syms": num, "tokens_crc32": zlib.crc32(tokens_raw), "names": where.names - where.stext}
-    cached = _names_from_cache(path, facts)
+    cached = _from_cache(reader, where, read_cache_or_none(path, _CACHE_KIND, _CACHE_VERSION), facts)
     if cached is not None:
-        with contextlib.suppress(CorruptDumpError):  # a stale cache: decode from memory instead
-            return _choose(reader, where, num, [cached], from_cache=True)
+        return cached
     candidates = _name_candidates(reader.names(where, num), num, tokens)
     tables = _choose(reader, where, num, candidates, from_cache=False)
-    blob = next(b for enc, b in candidates if enc == tables.length_encoding)
-    write_cache(path, _CACHE_KIND, _CACHE_VERSION, {**facts, "length_encoding": tables.length_encoding}, blob)
-    return tables
+    order = array("I", sorted(range(num), key=tables.names.__getitem__))
+    write_cache(path, _CACHE_KIND, _CACHE_VERSION, {**facts, **_cache_facts(tables)}, _cache_payload(tables, order))
+    return KallsymsTables(tables.names, tables.kinds, tables.addresses, tables.length_encoding,
+                          tables.address_encoding, tables.stext, False, order)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,17 +275,62 @@ def _split_blob(blob: bytes) -> tuple[list[str], str]:
     return names, arr[kind_at].tobytes().decode("ascii")
 
 
-def _names_from_cache(path: Path | None, facts: dict[str, int]) -> tuple[str, bytes] | None:
-    found = read_cache_or_none(path, _CACHE_KIND, _CACHE_VERSION)
+# -- cache: names, kinds and the name order by build-id; addresses are always read from memory ---
+
+def _cache_facts(tables: KallsymsTables) -> dict[str, object]:
+    return {"length_encoding": tables.length_encoding, "address_encoding": tables.address_encoding,
+            "names_len": sum(map(len, tables.names)) + len(tables.names) - 1}
+
+
+def _cache_payload(tables: KallsymsTables, order: array[int]) -> bytes:
+    # "\0".join(names), then the kind letters, then the name order (u32, little-endian)
+    if order.itemsize != 4:  # pragma: no cover - exotic platforms
+        return b""
+    return "\0".join(tables.names).encode("ascii") + tables.kinds.encode("ascii") + _le(order).tobytes()
+
+
+def _le(words: array[int]) -> array[int]:
+    if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+        words = array(words.typecode, words)
+        words.byteswap()
+    return words
+
+
+def _from_cache(reader: _Reader, where: _Where, found: tuple[dict[str, object], bytes] | None,
+                facts: dict[str, int]) -> KallsymsTables | None:
+    # The cached tables when they belong to these kallsyms and validate against memory
+    # (_stext at VMCOREINFO's address, sorted addresses with the cached encoding); else None.
     if found is None:
         return None
-    cached, blob = found
-    encoding = cached.get("length_encoding")
-    if any(cached.get(k) != v for k, v in facts.items()) or encoding not in ("1-byte", "2-byte"):
+    cached, payload = found
+    num, size = facts["num_syms"], cached.get("names_len")
+    length_encoding, address_encoding = cached.get("length_encoding"), cached.get("address_encoding")
+    if any(cached.get(k) != v for k, v in facts.items()) or not isinstance(size, int) or \
+            length_encoding not in ("1-byte", "2-byte") or address_encoding not in ADDRESS_ENCODINGS or \
+            len(payload) != size + num * 5:
         return None
-    if not blob.startswith(b"\0") or not _valid_blob(blob, facts["num_syms"]):
+    try:
+        names = payload[:size].decode("ascii").split("\0")
+        kinds = payload[size:size + num].decode("ascii")
+    except UnicodeDecodeError:
         return None
-    return str(encoding), blob
+    order = _le(array("I", payload[size + num:]))
+    if len(names) != num or not _KIND_CHARS.issuperset(kinds):
+        return None
+    stext_index = _index_by_order(names, order, "_stext")
+    for encoding, addrs in _address_candidates(reader, where, num, only=str(address_encoding)):
+        if stext_index is not None and int(addrs[stext_index]) == where.stext and _is_sorted(addrs):
+            return KallsymsTables(names, kinds, addrs, str(length_encoding), encoding, where.stext, True, order)
+    return None
+
+
+def _index_by_order(names: list[str], order: array[int], name: str) -> int | None:
+    k = bisect.bisect_left(order, name, key=names.__getitem__)
+    return order[k] if k < len(order) and names[order[k]] == name else None
+
+
+def _is_sorted(addrs: npt.NDArray[np.uint64]) -> bool:
+    return bool(np.all(addrs[1:] >= addrs[:-1]))
 
 
 # -- addresses ---------------------------------------------------------------------------------
@@ -301,18 +350,26 @@ def _choose(reader: _Reader, where: _Where, num: int, candidates: list[tuple[str
         except ValueError:
             continue
         for address_encoding, addrs in address_sets:
-            if int(addrs[stext_index]) == where.stext and bool(np.all(addrs[1:] >= addrs[:-1])):
+            if int(addrs[stext_index]) == where.stext and _is_sorted(addrs):
                 return KallsymsTables(names, kinds, addrs, length_encoding, address_encoding, where.stext, from_cache)
     raise CorruptDumpError(f"kallsyms tables at {where.names:#x} do not validate: no encoding puts _stext at "
                            f"{where.stext:#x} with sorted addresses")
 
 
-def _address_candidates(reader: _Reader, where: _Where, num: int) -> list[tuple[str, npt.NDArray[np.uint64]]]:
+def _address_candidates(reader: _Reader, where: _Where, num: int, *,
+                        only: str | None = None) -> list[tuple[str, npt.NDArray[np.uint64]]]:
+    # Each address encoding the tables allow (``only``: just that one, when it applies).
+    out = _decoded_addresses(reader, where, num, only)
+    return [(enc, addrs) for enc, addrs in out if only is None or enc == only]
+
+
+def _decoded_addresses(reader: _Reader, where: _Where, num: int,
+                       only: str | None) -> list[tuple[str, npt.NDArray[np.uint64]]]:
     out: list[tuple[str, npt.NDArray[np.uint64]]] = []
-    if where.addresses is not None:
+    if where.addresses is not None and only in (None, "absolute"):
         raw = reader.read(where.addresses, num * 8, "kallsyms_addresses")
         out.append(("absolute", np.frombuffer(raw, dtype="<u8").astype(_U64)))
-    if where.offsets is None:
+    if where.offsets is None or only == "absolute":
         return out
     offs = np.frombuffer(reader.read(where.offsets, num * 4, "kallsyms_offsets"), dtype="<i4")
     if where.relative_base is not None:

@@ -46,10 +46,11 @@ class _Group:
     # kept among aliases; ``ends[i]`` is where symbol i stops (the next higher address or the end
     # of its range). Symbol objects are made on demand: tables hold 100k+ entries.
 
-    __slots__ = ("_by_name", "addrs", "ends", "kinds", "module", "names", "sorted_pos")
+    __slots__ = ("_by_name", "_order", "addrs", "ends", "kinds", "module", "names", "sorted_pos")
 
     def __init__(self, module: str | None, names: Sequence[str], kinds: Sequence[str],
-                 addrs: npt.NDArray[np.uint64], limits: Sequence[tuple[int, int]]) -> None:
+                 addrs: npt.NDArray[np.uint64], limits: Sequence[tuple[int, int]],
+                 name_order: Sequence[int] | None = None) -> None:
         identity = bool(np.all(addrs[1:] >= addrs[:-1]))
         order = np.arange(len(addrs)) if identity else np.argsort(addrs, kind="stable")
         self.module = module
@@ -63,6 +64,8 @@ class _Group:
         self.sorted_pos: list[int] | None = None if identity else np.argsort(order, kind="stable").tolist()
         self.ends = _ends(self.addrs, limits)
         self._by_name: dict[str, int] | None = None
+        # positions sorted by (name, position), valid when the caller's order was kept
+        self._order = name_order if identity and name_order is not None and len(name_order) == len(names) else None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -72,6 +75,10 @@ class _Group:
         return Symbol(self.names[i], address, int(self.ends[i]) - address, self.kinds[i], self.module)
 
     def index_of_name(self, name: str) -> int | None:
+        if self._order is not None:
+            names, order = self.names, self._order
+            k = bisect.bisect_left(order, name, key=names.__getitem__)
+            return order[k] if k < len(order) and names[order[k]] == name else None
         if self._by_name is None:
             self._by_name = self._build_name_index()
         return self._by_name.get(name)
@@ -117,16 +124,19 @@ class SymbolTable:
     :param kinds: their ``nm`` letters, one character each
     :param kernel_ranges: ``[start, end)`` ranges where an address resolves to a kernel symbol; None
         computes them from the symbols (see :meth:`kernel_ranges_for`)
+    :param name_order: optional positions of ``names`` sorted by name, ties by position (kallsyms
+        caches it): name lookups bisect it instead of hashing every name into a dict
     """
 
     def __init__(self, names: Sequence[str], addresses: npt.NDArray[np.uint64] | Sequence[int],
-                 kinds: Sequence[str], *, kernel_ranges: Sequence[tuple[int, int]] | None = None) -> None:
+                 kinds: Sequence[str], *, kernel_ranges: Sequence[tuple[int, int]] | None = None,
+                 name_order: Sequence[int] | None = None) -> None:
         if not len(names) == len(addresses) == len(kinds):
             raise ValueError("names, addresses and kinds differ in length")
         addrs = np.asarray(addresses, dtype=_U64)
         ranges = list(kernel_ranges) if kernel_ranges is not None else self.kernel_ranges_for(names, addrs, kinds)
         self.kernel_ranges: list[tuple[int, int]] = sorted(ranges)
-        self._vmlinux = _Group(None, names, kinds, addrs, self.kernel_ranges)
+        self._vmlinux = _Group(None, names, kinds, addrs, self.kernel_ranges, name_order)
         self._modules: dict[str, _Group] = {}
         self._module_ranges: list[tuple[int, int, str]] = []
 

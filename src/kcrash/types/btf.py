@@ -10,17 +10,22 @@ and enum constants. Split BTF (kernel modules) takes the vmlinux :class:`Btf` as
 ids and string offsets continue after the base's. Input is untrusted: a bad header, truncated record,
 unknown kind, dangling id or offset raises :class:`~kcrash.errors.CorruptDumpError` with the offset
 in the blob. Little-endian BTF only; no line info or CO-RE relocations (``.BTF.ext``).
+With a cache directory and key (the kernel's build-id), the record offsets of a blob are kept
+under ``cache_dir/btf-index/`` and reused when the blob's CRC-32 and size match.
 """
 
 from __future__ import annotations
 
 import sys
+import zlib
 from array import array
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from kcrash.debuginfo.cache import cache_path_or_none, read_cache_or_none, write_cache
 from kcrash.errors import CorruptDumpError, TypeLookupError
 from kcrash.types.model import Enumerator, Member, Parameter, Qualifiers, Type, TypeKind
 
@@ -49,18 +54,33 @@ _LOOKUP_KINDS = {
     TypeKind.INT: (_K["INT"],), TypeKind.BOOL: (_K["INT"],), TypeKind.FLOAT: (_K["FLOAT"],),
 }
 _VOID = Type(TypeKind.VOID, type_id=0)
+_CACHE_KIND, _CACHE_VERSION = "btf-index", 1
 
 
-def parse_btf(data: bytes, base: Btf | None = None, *, name: str = "vmlinux") -> Btf:
-    """Index a BTF blob (``base``: the vmlinux BTF of a module's split BTF)."""
-    return Btf(data, base, name=name)
+def parse_btf(data: bytes, base: Btf | None = None, *, name: str = "vmlinux", cache_dir: Path | None = None,
+              cache_key: str | None = None) -> Btf:
+    """Index a BTF blob (``base``: the vmlinux BTF of a module's split BTF); with ``cache_dir`` and a
+    hex ``cache_key`` (a build-id), the record index is read from and written to the cache."""
+    path = cache_path_or_none(cache_dir, _CACHE_KIND, cache_key)
+    if path is None:
+        return Btf(data, base, name=name)
+    facts = {"crc32": zlib.crc32(data), "size": len(data)}
+    found = read_cache_or_none(path, _CACHE_KIND, _CACHE_VERSION)
+    if found is not None and found[0] == facts and len(found[1]) % 4 == 0:
+        offsets = array("I", found[1])
+        if sys.byteorder == "little" and len(offsets) and offsets[0] == 0:
+            return Btf(data, base, name=name, offsets=offsets)
+    btf = Btf(data, base, name=name)
+    if sys.byteorder == "little":
+        write_cache(path, _CACHE_KIND, _CACHE_VERSION, dict(facts), array("I", btf._offsets).tobytes())
+    return btf
 
 
 class Btf:
     """One BTF blob: a lazily built type table with name lookups."""
 
     def __init__(self, data: bytes, base: Btf | None = None, *, name: str = "vmlinux",
-                 pointer_size: int = 8) -> None:
+                 pointer_size: int = 8, offsets: Sequence[int] | None = None) -> None:
         self.data = bytes(data)
         self.base: Btf | None = base
         self.name = name
@@ -70,7 +90,9 @@ class Btf:
         self.first_id: int = base.end_id if base is not None else 1
         self._str_base: int = len(base._strings) + base._str_base if base is not None else 0
         self._words = _words(self.data, self._type_start, type_len)
-        self._offsets = _index(self._words, self._type_start)
+        # offsets: a record index computed earlier for these very bytes (the cache); still checked
+        self._offsets = _index(self._words, self._type_start) if offsets is None else \
+            _checked(offsets, self._words, self._type_start)
         self.end_id: int = self.first_id + len(self._offsets)
         self._cache: dict[int, Type] = {0: _VOID}
         self._building: set[int] = set()
@@ -317,12 +339,32 @@ def _index(words: array[int], file_start: int) -> list[int]:
     if pos != n:
         raise CorruptDumpError("BTF type section ends inside a record", file_start + 4 * offsets[-1])
     if offsets:
-        kinds = (np.frombuffer(words, dtype="<u4")[np.asarray(offsets, dtype=np.int64) + 1] >> 24) & 0x1F
-        bad = np.nonzero((kinds == 0) | (kinds > _K["ENUM64"]))[0]
-        if len(bad):
-            i = int(bad[0])
-            raise CorruptDumpError(f"BTF type id {i + 1}: unknown kind {int(kinds[i])}", file_start + 4 * offsets[i])
+        _check_kinds(words, np.asarray(offsets, dtype=np.int64), file_start)
     return offsets
+
+
+def _checked(offsets: Sequence[int], words: array[int], file_start: int) -> Sequence[int]:
+    # A given index must fit the words: increasing offsets inside the section, valid kinds, and its
+    # last record ending at the section's end.
+    offs = np.asarray(offsets, dtype=np.int64)
+    n = len(words)
+    if not len(offs) or offs[0] != 0 or bool(np.any(offs[1:] <= offs[:-1])) or int(offs[-1]) + 3 > n:
+        raise CorruptDumpError("BTF record index does not fit the type section", file_start)
+    last = int(offs[-1])
+    info = words[last + 1]
+    k = (info >> 24) & 0x1F
+    if last + _FIXED[k] + (info & 0xFFFF) * _PER[k] != n:
+        raise CorruptDumpError("BTF record index does not fit the type section", file_start)
+    _check_kinds(words, offs, file_start)
+    return offsets
+
+
+def _check_kinds(words: array[int], offs: npt.NDArray[np.int64], file_start: int) -> None:
+    kinds = (np.frombuffer(words, dtype="<u4")[offs + 1] >> 24) & 0x1F
+    bad = np.nonzero((kinds == 0) | (kinds > _K["ENUM64"]))[0]
+    if len(bad):
+        i = int(bad[0])
+        raise CorruptDumpError(f"BTF type id {i + 1}: unknown kind {int(kinds[i])}", file_start + 4 * int(offs[i]))
 
 
 # -- one builder per kind: (btf, id, word offset, name, vlen, kind_flag, size_or_type) -> Type ------

@@ -229,7 +229,8 @@ def open_program(dump_paths: str | os.PathLike[str] | Sequence[str | os.PathLike
         memory = open_kernel_memory(dump)
         info = dump.vmcoreinfo_or_none()
         symbols = _load_symbols(memory, info, cache_dir)
-        btf = parse_btf(read_vmlinux_btf(memory, symbols), name="vmlinux")
+        btf = parse_btf(read_vmlinux_btf(memory, symbols), name="vmlinux", cache_dir=cache_dir,
+                        cache_key=info.build_id if info is not None else None)
         prog = Program(memory, symbols, btf, vmcoreinfo=info)
     except BaseException:
         dump.close()

@@ -224,7 +224,9 @@ def test_stale_cache_with_the_same_facts_is_replaced(tmp_path: Path) -> None:
     image = encode(rows, "absolute-percpu")
     decode_kallsyms(memory_with(image), vmcoreinfo_for(image), tmp_path)
     path = tmp_path / "kallsyms" / f"{BUILD_ID}.bin"
-    path.write_bytes(path.read_bytes().replace(b"\0T_stext\0", b"\0T_stexx\0"))
+    stale = path.read_bytes().replace(b"\0_stext\0", b"\0_stexx\0")
+    assert stale != path.read_bytes()
+    path.write_bytes(stale)
     tables = decode_kallsyms(memory_with(image), vmcoreinfo_for(image), tmp_path)
     assert not tables.from_cache and "_stext" in tables.names
-    assert b"T_stext" in path.read_bytes()
+    assert b"\0_stext\0" in path.read_bytes()

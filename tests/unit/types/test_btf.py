@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -204,3 +206,40 @@ def test_fuzzed_blobs_raise_only_typed_errors(data: st.DataObject) -> None:
                 m.type.type_name()
     except (CorruptDumpError, TypeLookupError):
         pass
+
+
+BUILD_ID = "ab" * 20
+
+
+def test_record_index_is_cached_by_build_id_and_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blob = build_types()[0].to_bytes()
+    cold = parse_btf(blob, cache_dir=tmp_path, cache_key=BUILD_ID)
+    assert (tmp_path / "btf-index" / f"{BUILD_ID}.bin").is_file()
+
+    def no_walk(*_: object) -> list[int]:
+        raise AssertionError("the warm open walked the type section")
+
+    monkeypatch.setattr("kcrash.types.btf._index", no_walk)
+    warm = parse_btf(blob, cache_dir=tmp_path, cache_key=BUILD_ID)
+    assert warm.num_types() == cold.num_types()
+    assert list(warm._offsets) == list(cold._offsets)
+    assert warm.get_type("list_head", TypeKind.STRUCT).members == cold.get_type("list_head", TypeKind.STRUCT).members
+
+
+def test_cached_index_of_other_bytes_is_not_used(tmp_path: Path) -> None:
+    blob = build_types()[0].to_bytes()
+    parse_btf(blob, cache_dir=tmp_path, cache_key=BUILD_ID)
+    writer = build_types()[0]
+    writer.add_int("extra", 2)
+    other = writer.to_bytes()
+    btf = parse_btf(other, cache_dir=tmp_path, cache_key=BUILD_ID)  # same key, different bytes: re-indexed
+    assert btf.get_type("extra", TypeKind.INT).size == 2
+    assert btf.num_types() == parse_btf(other).num_types()
+
+
+def test_an_index_that_does_not_fit_the_blob_is_corrupt() -> None:
+    blob = build_types()[0].to_bytes()
+    good = list(parse_btf(blob)._offsets)
+    for bad in (good[:-1], [0, *(o + 1 for o in good[1:])], [0, 0, *good[2:]]):
+        with pytest.raises(CorruptDumpError):
+            Btf(blob, offsets=bad)
