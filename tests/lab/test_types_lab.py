@@ -93,3 +93,21 @@ def _current_task(prog: Program, cpu: int) -> Any:
     if "pcpu_hot" in prog:
         return per_cpu(prog, "pcpu_hot", cpu).current_task
     return per_cpu(prog, "current_task", cpu)
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "6.12"])
+def test_cached_btf_indexes_answer_like_a_fresh_scan(lab_crash: Callable[..., Path], tmp_path: Path,
+                                                     kernel: str) -> None:
+    # open twice with one cache directory: the second open's BTF uses the cached record and string
+    # indexes; every lookup must equal the uncached blob's scan of the string section
+    out = lab_crash("BUG", kernel, False)
+    with open_program(out / "vmcore.elf", tmp_path):
+        pass
+    with open_program(out / "vmcore.elf", tmp_path) as warm:
+        btf = warm.btf
+        assert btf._string_order is not None
+        scan = type(btf)(btf.data)
+        assert list(scan._offsets) == list(btf._offsets)
+        names = [btf.string(off) for off in btf._string_order[::97]] + ["task_struct", "no_such_type_name"]
+        for name in names:
+            assert btf._search_strings(name) == scan._search_strings(name), name

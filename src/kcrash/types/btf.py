@@ -16,6 +16,8 @@ under ``cache_dir/btf-index/`` and reused when the blob's CRC-32 and size match.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import sys
 import zlib
 from array import array
@@ -54,25 +56,28 @@ _LOOKUP_KINDS = {
     TypeKind.INT: (_K["INT"],), TypeKind.BOOL: (_K["INT"],), TypeKind.FLOAT: (_K["FLOAT"],),
 }
 _VOID = Type(TypeKind.VOID, type_id=0)
-_CACHE_KIND, _CACHE_VERSION = "btf-index", 1
+_CACHE_KIND, _CACHE_VERSION = "btf-index", 2
 
 
 def parse_btf(data: bytes, base: Btf | None = None, *, name: str = "vmlinux", cache_dir: Path | None = None,
               cache_key: str | None = None) -> Btf:
     """Index a BTF blob (``base``: the vmlinux BTF of a module's split BTF); with ``cache_dir`` and a
-    hex ``cache_key`` (a build-id), the record index is read from and written to the cache."""
+    hex ``cache_key`` (a build-id), the record index and the sorted string index are read from and
+    written to the cache."""
     path = cache_path_or_none(cache_dir, _CACHE_KIND, cache_key)
-    if path is None:
+    if path is None or sys.byteorder != "little":
         return Btf(data, base, name=name)
     facts = {"crc32": zlib.crc32(data), "size": len(data)}
     found = read_cache_or_none(path, _CACHE_KIND, _CACHE_VERSION)
-    if found is not None and found[0] == facts and len(found[1]) % 4 == 0:
-        offsets = array("I", found[1])
-        if sys.byteorder == "little" and len(offsets) and offsets[0] == 0:
-            return Btf(data, base, name=name, offsets=offsets)
+    records = found[0].get("records") if found is not None else None
+    if found is not None and {k: found[0].get(k) for k in facts} == facts and isinstance(records, int) \
+            and 0 < records and len(found[1]) % 4 == 0:
+        words = array("I", found[1])
+        return Btf(data, base, name=name, offsets=words[:records], string_order=words[records:])
     btf = Btf(data, base, name=name)
-    if sys.byteorder == "little":
-        write_cache(path, _CACHE_KIND, _CACHE_VERSION, dict(facts), array("I", btf._offsets).tobytes())
+    order = btf.string_order()
+    write_cache(path, _CACHE_KIND, _CACHE_VERSION, {**facts, "records": btf.num_types()},
+                array("I", btf._offsets).tobytes() + order.tobytes())
     return btf
 
 
@@ -80,7 +85,8 @@ class Btf:
     """One BTF blob: a lazily built type table with name lookups."""
 
     def __init__(self, data: bytes, base: Btf | None = None, *, name: str = "vmlinux",
-                 pointer_size: int = 8, offsets: Sequence[int] | None = None) -> None:
+                 pointer_size: int = 8, offsets: Sequence[int] | None = None,
+                 string_order: array[int] | None = None) -> None:
         self.data = bytes(data)
         self.base: Btf | None = base
         self.name = name
@@ -102,6 +108,8 @@ class Btf:
         self._enumerators: dict[int, tuple[int, int]] | None = None
         self._percpu: set[str] | None = None
         self._found_strings: dict[str, list[int]] = {}
+        # local string offsets sorted by string (ties by offset): name searches bisect it
+        self._string_order = _checked_order(string_order, self._strings) if string_order is not None else None
 
     def num_types(self) -> int:
         """Number of type records in this blob (not counting void or the base)."""
@@ -171,6 +179,8 @@ class Btf:
         out = list(self.base._string_offsets(name)) if self.base is not None else []
         # A split blob's strings start right after the base's, with no leading NUL: search a copy
         # with one prepended, so a hit at ``pos`` is the string at local offset ``pos``.
+        if self._string_order is not None:
+            return out + [off + self._str_base for off in self._sorted_hits(name.encode())]
         haystack = self._haystack
         needle = b"\0" + name.encode() + b"\0"
         pos = haystack.find(needle)
@@ -178,6 +188,27 @@ class Btf:
             out.append(pos + self._str_base)
             pos = haystack.find(needle, pos + 1)
         return out
+
+    def _sorted_hits(self, name: bytes) -> list[int]:
+        order, key = self._string_order or array("I"), self._string_at
+        k = bisect.bisect_left(order, name, key=key)
+        hits = []
+        while k < len(order) and key(order[k]) == name:
+            hits.append(order[k])
+            k += 1
+        return hits
+
+    def _string_at(self, local: int) -> bytes:
+        return self._strings[local:self._strings.find(b"\0", local)]
+
+    def string_order(self) -> array[int]:
+        """The local offsets of this blob's strings sorted by string, equal strings by offset (what
+        the cache keeps so that name searches bisect instead of scanning the string section)."""
+        if self._string_order is None:
+            parts = self._strings.split(b"\0")[:-1]  # the section ends with a NUL
+            starts = list(itertools.accumulate((len(p) + 1 for p in parts[:-1]), initial=0))
+            self._string_order = array("I", (starts[i] for i in sorted(range(len(parts)), key=parts.__getitem__)))
+        return self._string_order
 
     # -- name lookups ---------------------------------------------------------------------------
 
@@ -357,6 +388,13 @@ def _checked(offsets: Sequence[int], words: array[int], file_start: int) -> Sequ
         raise CorruptDumpError("BTF record index does not fit the type section", file_start)
     _check_kinds(words, offs, file_start)
     return offsets
+
+
+def _checked_order(order: array[int], strings: bytes) -> array[int]:
+    # A given string order must have one entry per string, each inside the section.
+    if len(order) != strings.count(b"\0") or (len(order) and max(order) >= len(strings)):
+        raise CorruptDumpError("BTF string index does not fit the string section")
+    return order
 
 
 def _check_kinds(words: array[int], offs: npt.NDArray[np.int64], file_start: int) -> None:

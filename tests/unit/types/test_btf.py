@@ -243,3 +243,18 @@ def test_an_index_that_does_not_fit_the_blob_is_corrupt() -> None:
     for bad in (good[:-1], [0, *(o + 1 for o in good[1:])], [0, 0, *good[2:]]):
         with pytest.raises(CorruptDumpError):
             Btf(blob, offsets=bad)
+
+
+def test_sorted_string_index_finds_what_the_scan_finds() -> None:
+    writer, _ = build_types()
+    writer.add_int("dup", 1)
+    writer.add_typedef("dup", 1)  # the writer keeps one string per name; equal names share it
+    blob = writer.to_bytes()
+    scan, indexed = parse_btf(blob), parse_btf(blob)
+    indexed.string_order()
+    names = [scan.string(off) for off in indexed.string_order()] + ["absent", "", "lis", "list_headx"]
+    for name in names:
+        assert indexed._search_strings(name) == scan._search_strings(name), name
+    assert indexed.ids_named("dup", [1, 8]) == scan.ids_named("dup", [1, 8]) != []
+    with pytest.raises(CorruptDumpError, match="string index"):
+        Btf(blob, string_order=indexed.string_order()[:-1])
