@@ -71,7 +71,7 @@ def parse_btf(data: bytes, base: Btf | None = None, *, name: str = "vmlinux", ca
     found = read_cache_or_none(path, _CACHE_KIND, _CACHE_VERSION)
     records = found[0].get("records") if found is not None else None
     if found is not None and {k: found[0].get(k) for k in facts} == facts and isinstance(records, int) \
-            and 0 < records and len(found[1]) % 4 == 0:
+            and records > 0 and len(found[1]) % 4 == 0:
         words = array("I", found[1])
         return Btf(data, base, name=name, offsets=words[:records], string_order=words[records:])
     btf = Btf(data, base, name=name)
