@@ -111,3 +111,21 @@ def test_cached_btf_indexes_answer_like_a_fresh_scan(lab_crash: Callable[..., Pa
         names = [btf.string(off) for off in btf._string_order[::97]] + ["task_struct", "no_such_type_name"]
         for name in names:
             assert btf._search_strings(name) == scan._search_strings(name), name
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "6.12"])
+def test_enum_constants_match_the_enum_types(lab_crash: Callable[..., Path], tmp_path: Path, kernel: str) -> None:
+    # find_enumerator_or_none reads the words directly; every constant must give what the built enum
+    # Type says, for the first enum (by id) that defines it
+    with open_program(lab_crash("BUG", kernel, False) / "vmcore.elf", tmp_path) as prog:
+        btf = prog.btf
+        first: dict[str, tuple[int, int]] = {}
+        for type_id in range(btf.first_id, btf.end_id):
+            kind = (btf._record(type_id)[2])
+            if kind in (6, 19):  # ENUM, ENUM64
+                for e in btf.type_by_id(type_id).enumerators or ():
+                    first.setdefault(e.name, (type_id, e.value))
+        assert len(first) > 1000
+        for name, (type_id, value) in list(first.items())[::7]:
+            found = btf.find_enumerator_or_none(name)
+            assert found is not None and (found[0].type_id, found[1]) == (type_id, value), name

@@ -12,7 +12,6 @@ only: the work is :mod:`kcrash.analysis`, the rendering :mod:`kcrash.report.term
 
 from __future__ import annotations
 
-import code
 import dataclasses
 import sys
 import warnings
@@ -285,6 +284,8 @@ def shell_command(path: str, command: str | None) -> None:
             return
         banner = (f"kcrash shell: {path}\n`prog` is the dump; helpers: for_each_task, task_state_to_char, "
                   "stack_trace, for_each_module, list_for_each_entry, per_cpu, triage ...")
+        import code  # the REPL modules only for the shell
+
         code.interact(banner=banner, local=namespace, exitmsg="")
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 __all__ = ["cache_path_or_none", "read_cache_or_none", "write_cache"]
@@ -56,6 +55,8 @@ def write_cache(path: Path | None, kind: str, version: int, facts: dict[str, obj
     body = _magic(kind, version) + b"\n" + json.dumps(facts, sort_keys=True).encode() + b"\n" + payload
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # only writers need it (a warm open only reads)
+
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out:

@@ -105,7 +105,7 @@ class Btf:
         self._names: npt.NDArray[np.uint32] | None = None
         self._kinds: npt.NDArray[np.uint32] | None = None
         self._sorted: tuple[npt.NDArray[np.intp], npt.NDArray[np.uint32]] | None = None
-        self._enumerators: dict[int, tuple[int, int]] | None = None
+        self._enumerators: tuple[npt.NDArray[np.uint32], npt.NDArray[np.intp], npt.NDArray[np.int64]] | None = None
         self._percpu: set[str] | None = None
         self._found_strings: dict[str, list[int]] = {}
         # local string offsets sorted by string (ties by offset): name searches bisect it
@@ -298,29 +298,42 @@ class Btf:
     def find_enumerator_or_none(self, name: str) -> tuple[Type, int] | None:
         """The enum type and value of enum constant ``name`` (the first enum, by id, that has it)."""
         if self._enumerators is None:
-            self._enumerators = self._index_enumerators()
-        hits = [hit for off in self._string_offsets(name) if (hit := self._enumerators.get(off)) is not None]
+            self._enumerators = self._enumerator_columns()
+        names, records, positions = self._enumerators
+        hits = []
+        for off in self._string_offsets(name):
+            found = np.flatnonzero(names == np.uint32(off))
+            if len(found):
+                k = int(found[0])
+                record = int(records[k])
+                hits.append((self.first_id + record, self._enumerator_value(record, int(positions[k]))))
         if hits:
             type_id, value = min(hits)
             return self.type_by_id(type_id), value
         return self.base.find_enumerator_or_none(name) if self.base is not None else None
 
-    def _index_enumerators(self) -> dict[int, tuple[int, int]]:
-        # name string offset -> (enum id, value) of its first enumerator, straight from the words
-        # (no Type built, no string decoded); values as _enum computes them.
-        out: dict[int, tuple[int, int]] = {}
+    def _enumerator_columns(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.intp], npt.NDArray[np.int64]]:
+        # Every enumerator of this blob, in id order, straight from the words (no Type built, no
+        # string decoded): its name offset, its record index and the word offset of its entry.
         _, kinds = self._columns()
+        records = np.flatnonzero((kinds == _K["ENUM"]) | (kinds == _K["ENUM64"]))
+        words = np.frombuffer(self._words, dtype=np.uint32)
+        starts = np.asarray(self._offsets, dtype=np.int64)[records]
+        info = words[starts + 1]
+        counts = (info & np.uint32(0xFFFF)).astype(np.int64)
+        step = np.where((info >> np.uint32(24)) & np.uint32(0x1F) == _K["ENUM64"], 3, 2).astype(np.int64)
+        owner = np.repeat(np.arange(len(records)), counts)
+        nth = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+        positions = starts[owner] + 3 + step[owner] * nth
+        return words[positions], records[owner], positions
+
+    def _enumerator_value(self, record: int, pos: int) -> int:
+        # The value of the enumerator of record ``record`` whose entry is at word ``pos``, as _enum computes it.
         w = self._words
-        for i in np.nonzero(np.isin(kinds, (_K["ENUM"], _K["ENUM64"])))[0].tolist():
-            p, _, kind, vlen, kflag, _ = self._record(self.first_id + i)
-            wide = kind == _K["ENUM64"]
-            step, bits = (3, 64) if wide else (2, 32)
-            for j in range(p + 3, p + 3 + step * vlen, step):
-                value = w[j + 1] | w[j + 2] << 32 if wide else w[j + 1]
-                if kflag and value >> (bits - 1):
-                    value -= 1 << bits
-                out.setdefault(w[j], (self.first_id + i, value))
-        return out
+        info = w[self._offsets[record] + 1]
+        wide, kflag = (info >> 24) & 0x1F == _K["ENUM64"], info >> 31
+        value, bits = (w[pos + 1] | w[pos + 2] << 32, 64) if wide else (w[pos + 1], 32)
+        return value - (1 << bits) if kflag and value >> (bits - 1) else value
 
 
 def _parse_header(data: bytes) -> tuple[int, int, bytes]:

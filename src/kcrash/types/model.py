@@ -171,6 +171,8 @@ class Type:
 
     def strip_typedefs(self) -> Type:
         """Follow typedefs to the underlying type (qualifiers of the typedefs are kept)."""
+        if self.kind is not TypeKind.TYPEDEF:
+            return self
         t, quals = self, self.qualifiers
         for _ in range(_MAX_DEPTH):
             if t.kind is not TypeKind.TYPEDEF:

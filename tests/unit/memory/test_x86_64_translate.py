@@ -73,3 +73,18 @@ def test_reads_cross_pages_and_fault_addresses(tmp_path: Path) -> None:
         mem.read(start + 16 * 4096 - 8, 16)
     assert exc.value.address == start + 16 * 4096 and not exc.value.physical
     assert mem.read_u32(k.stext + 0x1000) == int.from_bytes(b"Linu", "little")
+
+
+@pytest.mark.parametrize("levels", [4, 5])
+def test_cached_table_pages_agree_with_the_walk_and_never_cache_a_missing_entry(levels: int) -> None:
+    image = PhysImage()
+    tables = PageTableBuilder(image, levels=levels)
+    tables.map(0xFFFFC90000000000, 0x40000, 16 * 4096)
+    walker = X86_64PageTables(image.read, tables.root, levels=levels)
+    for i in range(16):
+        vaddr = 0xFFFFC90000000000 + i * 4096 + 0x18
+        assert walker.translate(vaddr) == (walker.walk(vaddr).physical, 4096) == (0x40018 + i * 4096, 4096)
+    with pytest.raises(FaultError):
+        walker.translate(0xFFFFC90000010000)  # the next page: not mapped yet, its PTE page is cached
+    tables.map(0xFFFFC90000010000, 0x90000, 4096)  # a live target maps it later
+    assert walker.translate(0xFFFFC90000010010) == (0x90010, 4096)

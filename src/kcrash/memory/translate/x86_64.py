@@ -14,6 +14,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kcrash.dumps._cache import LruCache
 from kcrash.errors import FaultError
 
 __all__ = [
@@ -35,6 +36,8 @@ _FLAG_NAMES = ((0, "PRESENT"), (1, "RW"), (2, "USER"), (3, "PWT"), (4, "PCD"), (
 _LEVEL_NAMES = {5: ("PGD", "P4D", "PUD", "PMD", "PTE"), 4: ("PGD", "PUD", "PMD", "PTE")}
 _LEVEL_SHIFTS = {5: (48, 39, 30, 21, 12), 4: (39, 30, 21, 12)}
 _U64 = struct.Struct("<Q")
+_TABLE = struct.Struct("<512Q")
+_TABLES_CACHED = 64
 # KPTI keeps the user copy of the PGD in the second page of an 8 KiB pair (PTI_USER_PGTABLE_BIT).
 _PTI_USER_BIT = 1 << 12
 
@@ -98,6 +101,8 @@ class X86_64PageTables:
         self.root = root
         self.levels = levels
         self._mask = _PHYS_MASK & ~sme_mask
+        # whole table pages, for translate(): a run of 4 KiB pages shares its PTE page
+        self._tables: LruCache[int, tuple[int, ...]] = LruCache(_TABLES_CACHED)
 
     def canonical(self, vaddr: int) -> bool:
         """Return True if ``vaddr`` is canonical for this paging mode."""
@@ -127,6 +132,36 @@ class X86_64PageTables:
             table = entry.value & self._mask
         raise AssertionError("unreachable")
 
+    def _translate_cached_or_none(self, vaddr: int) -> tuple[int, int] | None:
+        # The walk through cached table pages; None sends the caller to walk(), which re-reads
+        # the entries one by one and explains a failure (a missing entry is never trusted from
+        # the cache: a live target may have mapped it since).
+        if not self.canonical(vaddr):
+            return None
+        table = self.root
+        for shift in _LEVEL_SHIFTS[self.levels]:
+            entries = self._table_or_none(table)
+            if entries is None:
+                return None
+            value = entries[(vaddr >> shift) & 0x1FF]
+            if not value & _PRESENT:
+                return None
+            if shift == 12 or (value & _PSE and shift in (30, 21)):
+                size = 1 << shift
+                return (value & self._mask & ~(size - 1)) | (vaddr & (size - 1)), size
+            table = value & self._mask
+        return None
+
+    def _table_or_none(self, table: int) -> tuple[int, ...] | None:
+        entries = self._tables.get(table)
+        if entries is None:
+            try:
+                entries = _TABLE.unpack(self.read_phys(table, _TABLE.size))
+            except FaultError:
+                return None
+            self._tables.put(table, entries)
+        return entries
+
     def _entry(self, name: str, table: int, index: int) -> PageTableEntry:
         address = table + 8 * index
         try:
@@ -137,6 +172,9 @@ class X86_64PageTables:
 
     def translate(self, vaddr: int) -> tuple[int, int]:
         """Return ``(physical address, page size)`` or raise FaultError."""
+        found = self._translate_cached_or_none(vaddr)
+        if found is not None:
+            return found
         walk = self.walk(vaddr)
         if walk.physical is None:
             raise FaultError(vaddr, False, walk.reason or "not mapped")
