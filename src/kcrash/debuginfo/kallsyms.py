@@ -244,19 +244,15 @@ def _walk(data: bytes, num: int, *, big: bool) -> tuple[list[int], int, bool] | 
 
 def _expand(data: bytes, heads: list[int], end: int, tokens: list[bytes], *, big: bool) -> bytes:
     # Every byte of the table becomes its token, in bulk: length prefixes become "\0" separators
-    # (id 256) and the second byte of a 2-byte length becomes nothing (id 257).
-    pool = np.frombuffer(b"".join(tokens) + b"\0", dtype=np.uint8)
-    lens = np.array([len(t) for t in tokens] + [1, 0], dtype=np.int64)
-    starts = np.concatenate(([0], np.cumsum(lens[:256]), [0]))
-    ids = np.frombuffer(data, dtype=np.uint8, count=end).astype(np.int16)
+    # (id 256) and the second byte of a 2-byte length becomes nothing (id 257). The ids are made
+    # one code point each and str.translate (C) maps them to their tokens, read as Latin-1.
+    ids = np.frombuffer(data, dtype=np.uint8, count=end).astype("<u4")
     at = np.asarray(heads, dtype=np.int64)
     if big:
         ids[at[(ids[at] & 0x80) != 0] + 1] = 257
     ids[at] = 256
-    counts = lens[ids]
-    shift = starts[ids] - (np.cumsum(counts) - counts)
-    gather = np.repeat(shift, counts) + np.arange(int(counts.sum()), dtype=np.int64)
-    return bytes(pool[gather].tobytes())
+    table = [token.decode("latin-1") for token in tokens] + ["\0", ""]
+    return ids.tobytes().decode("utf-32-le").translate(table).encode("latin-1")
 
 
 def _valid_blob(blob: bytes, num: int) -> bool:

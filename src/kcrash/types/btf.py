@@ -17,7 +17,6 @@ under ``cache_dir/btf-index/`` and reused when the blob's CRC-32 and size match.
 from __future__ import annotations
 
 import bisect
-import itertools
 import sys
 import zlib
 from array import array
@@ -206,8 +205,10 @@ class Btf:
         the cache keeps so that name searches bisect instead of scanning the string section)."""
         if self._string_order is None:
             parts = self._strings.split(b"\0")[:-1]  # the section ends with a NUL
-            starts = list(itertools.accumulate((len(p) + 1 for p in parts[:-1]), initial=0))
-            self._string_order = array("I", (starts[i] for i in sorted(range(len(parts)), key=parts.__getitem__)))
+            ends = np.flatnonzero(np.frombuffer(self._strings, dtype=np.uint8) == 0)
+            starts = np.concatenate(([0], ends[:-1] + 1)).astype("<u4")
+            order = np.asarray(sorted(range(len(parts)), key=parts.__getitem__), dtype=np.int64)
+            self._string_order = array("I", starts[order].tobytes())
         return self._string_order
 
     # -- name lookups ---------------------------------------------------------------------------
