@@ -1,7 +1,8 @@
 """kcrash's symbolizer against binutils ``addr2line -f -i`` (one batched call per file): 1,000 random
 addresses in the text of the Debian -dbg vmlinux (DWARF 5) and 200 in the lab module's .ko.
 
-Normalization: see spelled() for the discriminator. The comparison is function name + ``file:line`` (with
+Normalization: see ``support.addr2line.as_addr2line`` for the discriminator. The comparison is function
+name + ``file:line`` (with
 addr2line's `` (discriminator N)`` suffix, which kcrash reproduces from the line table) for every frame
 of the inline chain, in addr2line's order (innermost first). addr2line prints ``??:?`` where kcrash
 has file ``??``; that spelling is the only mapping. Columns are not compared (addr2line has none).
@@ -19,31 +20,11 @@ from pathlib import Path
 import pytest
 
 from kcrash.debuginfo.elf_symtab import SHF_EXECINSTR
-from kcrash.debuginfo.symbolizer import SourceLocation, Symbolizer
+from kcrash.debuginfo.symbolizer import Symbolizer
+from support.addr2line import addr2line, as_addr2line
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle,
               pytest.mark.skipif(shutil.which("addr2line") is None, reason="binutils is not installed")]
-
-
-def addr2line(path: Path, addresses: list[int], section: str | None = None) -> list[list[tuple[str, str]]]:
-    extra = ["-j", section] if section else []
-    out = subprocess.run(["addr2line", "-a", "-f", "-i", *extra, "-e", str(path), *map(hex, addresses)],
-                         capture_output=True, text=True, check=True).stdout.splitlines()
-    groups: list[list[str]] = []
-    for line in out:
-        if line.startswith("0x"):
-            groups.append([])
-        else:
-            groups[-1].append(line)
-    return [[(g[i], g[i + 1]) for i in range(0, len(g), 2)] for g in groups]
-
-
-def spelled(locations: tuple[SourceLocation, ...]) -> list[tuple[str, str]]:
-    # addr2line prints the discriminator of the line-table row after *every* frame of the inline
-    # chain (binutils addr2line.c keeps the variable from the first lookup while it walks
-    # bfd_find_inliner_info); kcrash keeps it on the innermost location only. Normalized here.
-    disc = f" (discriminator {locations[0].discriminator})" if locations and locations[0].discriminator else ""
-    return [(loc.function, f"{loc.file}:{loc.line if loc.file != '??' else '?'}{disc}") for loc in locations]
 
 
 def test_vmlinux_1000_random_text_addresses(lab_vmlinux_dbg: Callable[[str], Path], kcrash_cache: Path) -> None:
@@ -55,7 +36,7 @@ def test_vmlinux_1000_random_text_addresses(lab_vmlinux_dbg: Callable[[str], Pat
         text = sym.image.find_section_or_none(".text")
         assert text is not None
         addresses = sorted(rng.randrange(text.sh_addr, text.sh_addr + text.sh_size) for _ in range(1000))
-        ours = [spelled(sym.symbolize(a)) for a in addresses]
+        ours = [as_addr2line(sym.symbolize(a)) for a in addresses]
     theirs = addr2line(vmlinux, addresses)
     differ = [(a, o, t) for a, o, t in zip(addresses, ours, theirs, strict=True) if o != t]
     # Known binutils 2.40 quirk: in the few units whose DWARF 5 file 1 is not the primary file (the
@@ -90,7 +71,7 @@ def test_module_200_random_addresses_per_section(lab_crash: Callable[..., Path])
             count = max(1, round(200 * section.sh_size / total))
             offsets = sorted(rng.randrange(section.sh_size) for _ in range(count))
             base = sym.load_address_of(section)
-            ours = [spelled(sym.symbolize(base + o)) for o in offsets]
+            ours = [as_addr2line(sym.symbolize(base + o)) for o in offsets]
             assert ours == addr2line(module, offsets, section.name), section.name
             compared += count
     assert compared >= 200

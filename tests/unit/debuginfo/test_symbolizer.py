@@ -13,6 +13,7 @@ import pytest
 from kcrash.debuginfo.elf_symtab import SHF_EXECINSTR
 from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation, Symbolizer, format_location
 from kcrash.errors import CorruptDumpError, MissingDebugInfoError, SymbolNotFoundError
+from support.addr2line import addr2line, as_addr2line
 
 SAMPLE = r"""
 static inline __attribute__((always_inline)) int leaf(int x)
@@ -65,28 +66,6 @@ def build(tmp: Path, *, relocatable: bool = False) -> Path:
     flags = ["-c"] if relocatable else ["-Wl,--build-id"]
     subprocess.run(["gcc", "-O2", "-g", "-gdwarf-5", *flags, "-o", out.name, *sources], cwd=tmp, check=True)
     return out
-
-
-def addr2line(path: Path, addresses: list[int], section: str | None = None) -> list[list[tuple[str, str]]]:
-    """binutils' answer per address: [(function, "file:line"), ...] innermost first."""
-    extra = ["-j", section] if section else []
-    out = subprocess.run(["addr2line", "-a", "-f", "-i", *extra, "-e", str(path), *map(hex, addresses)],
-                         capture_output=True, text=True, check=True).stdout.splitlines()
-    groups: list[list[str]] = []
-    for line in out:
-        if line.startswith("0x"):
-            groups.append([])
-        else:
-            groups[-1].append(line)
-    return [[(g[i], g[i + 1]) for i in range(0, len(g), 2)] for g in groups]
-
-
-def as_addr2line(locations: tuple[SourceLocation, ...]) -> list[tuple[str, str]]:
-    # addr2line prints the discriminator of the line-table row after *every* frame of the inline
-    # chain (binutils addr2line.c keeps the variable from the first lookup while it walks
-    # bfd_find_inliner_info); kcrash keeps it on the innermost location only. Normalized here.
-    disc = f" (discriminator {locations[0].discriminator})" if locations and locations[0].discriminator else ""
-    return [(loc.function, f"{loc.file}:{loc.line if loc.file != '??' else '?'}{disc}") for loc in locations]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""Test builders shared by several test directories (on the pytest ``pythonpath``)."""
