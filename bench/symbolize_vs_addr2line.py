@@ -2,6 +2,7 @@
 (one ``addr2line -f -i`` process per frame) and one batched ``llvm-symbolizer --inlining`` call.
 
 Usage: .venv/bin/python bench/symbolize_vs_addr2line.py VMLINUX LOG... [--repeat N] [--frames 30]
+       [--no-bytecode-cache]
 
 The oops: the first report of the first LOG, its call trace extended to ``--frames`` vmlinux frames with
 real frames (``func+off/size`` as the kernel printed them) from the other LOGs, so every address was
@@ -10,6 +11,13 @@ measurement is a whole process (wall from fork to exit, peak RSS from ``wait4``)
 "cold" runs ``kcrash decode`` with an empty cache directory, "warm" with the directory a cold run
 filled (the index by build-id: aranges, code symbols, the units and functions touched). The
 addresses for the peers come from ``nm`` beforehand (not timed: the script would run it per frame).
+
+Bytecode: kcrash runs with compiled bytecode, as an installed package has it. ``PYTHONDONTWRITEBYTECODE``
+is removed from the environment of every timed process and ``PYTHONPYCACHEPREFIX`` points at a private
+temporary directory (the source tree is not touched); one untimed ``kcrash decode`` run with its own
+empty cache and one untimed ``kcrash --help`` fill it first. ``--no-bytecode-cache`` keeps the caller's
+environment as it is (under ``PYTHONDONTWRITEBYTECODE`` every run then recompiles kcrash's modules).
+The peers are native programs and get the same environment.
 """
 
 from __future__ import annotations
@@ -83,12 +91,23 @@ def median(samples: list[tuple[float, float]]) -> tuple[float, float]:
     return statistics.median(s[0] for s in samples), max(s[1] for s in samples)
 
 
+def bytecode_env(work: Path, keep: bool) -> dict[str, str]:
+    """The environment of every timed process: compiled bytecode in a private cache unless ``keep``."""
+    env = dict(os.environ)
+    if not keep:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    return env
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("vmlinux", type=Path)
     ap.add_argument("logs", type=Path, nargs="+")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--no-bytecode-cache", action="store_true",
+                    help="Keep PYTHONDONTWRITEBYTECODE if set (every run recompiles uncached modules).")
     args = ap.parse_args()
     text, frames = build_log(args.logs, args.frames)
     addresses = nm_addresses(args.vmlinux, frames)
@@ -97,26 +116,33 @@ def main() -> None:
     log.write_text(text)
     decode = [KCRASH, "decode", str(log), "--debuginfo", str(args.vmlinux)]
     results: dict[str, tuple[float, float]] = {}
+    base = bytecode_env(work, args.no_bytecode_cache)
+    if not args.no_bytecode_cache:
+        # Untimed: fills the private bytecode cache (its own index cache, removed after).
+        run(decode, {**base, "KCRASH_CACHE": str(work / "warm-up")})
+        run([KCRASH, "--help"], base)
+        shutil.rmtree(work / "warm-up")
 
     cold = []
     for k in range(args.repeat):
-        env = {**os.environ, "KCRASH_CACHE": str(work / f"cold{k}")}
+        env = {**base, "KCRASH_CACHE": str(work / f"cold{k}")}
         cold.append(run(decode, env))
     results["kcrash decode, cold (no cache)"] = median(cold)
-    warm_env = {**os.environ, "KCRASH_CACHE": str(work / "cold0")}
+    warm_env = {**base, "KCRASH_CACHE": str(work / "cold0")}
     results["kcrash decode, warm (index cached)"] = median([run(decode, warm_env) for _ in range(args.repeat)])
-    results["kcrash --help (CLI start-up alone)"] = median([run([KCRASH, "--help"]) for _ in range(args.repeat)])
+    results["kcrash --help (CLI start-up alone)"] = median([run([KCRASH, "--help"], base)
+                                                            for _ in range(args.repeat)])
     per_frame = []
     for _ in range(args.repeat):
         start = time.perf_counter()
         rss = 0.0
         for address in addresses:
-            rss = max(rss, run(["addr2line", "-f", "-i", "-e", str(args.vmlinux), hex(address)])[1])
+            rss = max(rss, run(["addr2line", "-f", "-i", "-e", str(args.vmlinux), hex(address)], base)[1])
         per_frame.append((time.perf_counter() - start, rss))
     results[f"addr2line -f -i, one process per frame ({len(addresses)})"] = median(per_frame)
     if shutil.which("llvm-symbolizer"):
         batch = ["llvm-symbolizer", "--inlining", "-e", str(args.vmlinux), *map(hex, addresses)]
-        results["llvm-symbolizer --inlining, one batched call"] = median([run(batch) for _ in range(args.repeat)])
+        results["llvm-symbolizer --inlining, one batched call"] = median([run(batch, base) for _ in range(args.repeat)])
     index = sum(f.stat().st_size for f in (work / "cold0").rglob("*") if f.is_file())
     report(results, index, len(addresses))
     shutil.rmtree(work, ignore_errors=True)

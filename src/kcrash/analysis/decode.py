@@ -13,7 +13,7 @@ Rendering beyond the annotated text lines is the CLI's job.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from kcrash.analysis.x86_disasm import Instruction, disassemble
@@ -73,15 +73,17 @@ def frame_key(frame: TraceFrame) -> str:
 
 
 def decode_log_text(text: str, symbolizer: KernelSymbolizer, *, syntax: str = "intel",
-                    strip_prefixes: dict[str, str] | None = None) -> DecodedLog:
+                    strip_prefixes: dict[str, str] | None = None,
+                    reports: Sequence[OopsReport] | None = None) -> DecodedLog:
     """Decode every crash report in ``text``.
 
     :param strip_prefixes: per module (``""`` for vmlinux), a source-tree path removed from file
         names, as decode_stacktrace.sh's ``basepath``; by default each debug file's compilation
         directory (:meth:`~kcrash.debuginfo.symbolizer.Symbolizer.source_root_or_none`).
+    :param reports: ``parse_all(text)`` when the caller has it already (it is not parsed again).
     :raises OopsParseError: the log holds no call trace or ``RIP:`` frame to decode.
     """
-    reports = tuple(parse_all(text))
+    reports = tuple(parse_all(text) if reports is None else reports)
     frames = _decode_frames(_frames_of(reports), symbolizer)
     if not frames:
         raise OopsParseError("no kernel call trace (func+0x…/0x… frames) found in the log")

@@ -8,6 +8,7 @@ variables; each subcommand lives in its own module and delegates to the layers b
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import click
@@ -19,7 +20,20 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; every expected failure becomes one line on stderr and a non-zero exit."""
+    """Run the CLI; every expected failure becomes one line on stderr and a non-zero exit.
+
+    Without ``argv`` (the ``kcrash`` program itself, which exits next) the objects left are frozen
+    out of the garbage collector first: the collections at interpreter exit would otherwise walk and
+    free every imported module's objects, about 10 ms of a 0.1 s command, for memory the exit frees.
+    """
+    try:
+        return _run(argv)
+    finally:
+        if argv is None:
+            gc.freeze()
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         kcrash.main(args=argv, prog_name="kcrash", standalone_mode=False)
     except click.exceptions.Abort:

@@ -9,7 +9,7 @@ disassembled, like ``decode_stacktrace.sh`` + ``decodecode`` but without binutil
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +21,7 @@ from kcrash.cli.common import cache_dir, echo_json
 from kcrash.debuginfo.finder import find_debuginfo, find_module_debuginfo
 from kcrash.debuginfo.symbolizer import KernelSymbolizer, open_symbolizers
 from kcrash.errors import MissingDebugInfoError, OopsParseError
-from kcrash.oops import parse_all, read_log
+from kcrash.oops import OopsReport, parse_all, read_log
 
 __all__ = ["commands", "debuginfo_options", "parse_module_bases"]
 
@@ -65,10 +65,11 @@ def decode(log: Path, debuginfo: tuple[Path, ...], module_bases: tuple[str, ...]
            syntax: str, as_json: bool) -> None:
     """Decode a console oops LOG ('-' for stdin) with source lines and disassembly."""
     text = sys.stdin.read() if str(log) == "-" else read_log(log)
-    symbolizer = _symbolizer_for_log(text, list(debuginfo), parse_module_bases(module_bases), force,
+    reports = parse_all(text)
+    symbolizer = _symbolizer_for_log(reports, list(debuginfo), parse_module_bases(module_bases), force,
                                      None if no_cache else cache_dir())
     try:
-        decoded = decode_log_text(text, symbolizer, syntax=syntax)
+        decoded = decode_log_text(text, symbolizer, syntax=syntax, reports=reports)
         if not force:
             check_frame_sizes(decoded.frames.values(), symbolizer)
     finally:
@@ -76,9 +77,8 @@ def decode(log: Path, debuginfo: tuple[Path, ...], module_bases: tuple[str, ...]
     _show(decoded, as_json)
 
 
-def _symbolizer_for_log(text: str, paths: list[Path], bases: dict[str, int], force: bool,
+def _symbolizer_for_log(reports: Sequence[OopsReport], paths: list[Path], bases: dict[str, int], force: bool,
                         cache: Path | None) -> KernelSymbolizer:
-    reports = parse_all(text)
     frames = [f for r in reports for f in ([r.details.rip] if r.details.rip else []) + list(r.details.call_trace)]
     if not any(f.offset is not None for f in frames):
         raise OopsParseError("no kernel call trace (func+0x…/0x… frames) found in the log")
@@ -105,8 +105,8 @@ def _show(decoded: DecodedLog, as_json: bool) -> None:
             "code": [[{**asdict(i), "data": i.data.hex()} for i in block] for block in decoded.code],
         })
         return
-    for line in decoded.lines:
-        click.echo(line)
+    if decoded.lines:
+        click.echo("\n".join(decoded.lines))  # one write: per-line echo flushes every line
 
 
 commands: list[click.Command] = [decode]

@@ -27,7 +27,7 @@ import struct
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from kcrash.errors import CorruptDumpError, MissingDebugInfoError
 
@@ -143,12 +143,16 @@ def _read_arange_set(data: bytes | memoryview, pos: int, rows: list[tuple[int, i
     return int(end)
 
 
+#: A column of integers: an array while building, a typed view of the cache entry's bytes once reloaded.
+_Column: TypeAlias = "array[int] | memoryview[int]"
+
+
 class CuIndex:
     """What one compilation unit tells about addresses: line rows, file names, function ranges, and
     the inline scopes of the functions walked so far (filled in by :class:`DwarfReader`)."""
 
-    def __init__(self, offset: int, rows: tuple[array[int], ...], ends: bytes, files: list[str],
-                 functions: tuple[array[int], array[int], array[int]],
+    def __init__(self, offset: int, rows: tuple[_Column, ...], ends: bytes, files: list[str],
+                 functions: tuple[_Column, _Column, _Column],
                  scopes: dict[int, list[Scope]] | None = None, comp_dir: str = "") -> None:
         self.offset = offset
         self.comp_dir = comp_dir
@@ -192,8 +196,9 @@ class CuIndex:
                               self.comp_dir))
 
     @classmethod
-    def from_bytes(cls, blob: bytes) -> CuIndex:
-        """Reload :meth:`to_bytes` output.
+    def from_bytes(cls, blob: bytes | mmap.mmap) -> CuIndex:
+        """Reload :meth:`to_bytes` output (``blob`` may be a mapping of the cache file: nothing
+        keeps a reference to it).
 
         :raises CorruptDumpError: the blob is damaged or from another cache version.
         """
@@ -201,8 +206,12 @@ class CuIndex:
             version, offset, rows, ends, files, functions, scopes, comp_dir = marshal.loads(blob)
             if version != _CACHE_VERSION:
                 raise ValueError(version)
-            arrays = tuple(array(code, raw) for code, raw in zip("QIIII", rows, strict=True))
-            fns = (array("Q", functions[0]), array("Q", functions[1]), array("Q", functions[2]))
+            # Views, not copies: a warm decode reloads megabytes of line tables.
+            addresses, files_of, lines, columns, discriminators = rows
+            arrays = (memoryview(addresses).cast("Q"), memoryview(files_of).cast("I"), memoryview(lines).cast("I"),
+                      memoryview(columns).cast("I"), memoryview(discriminators).cast("I"))
+            fns = (memoryview(functions[0]).cast("Q"), memoryview(functions[1]).cast("Q"),
+                   memoryview(functions[2]).cast("Q"))
             walked = {k: [Scope(*t) for t in v] for k, v in scopes.items()}
         except (ValueError, TypeError, EOFError) as exc:
             raise CorruptDumpError(f"compilation-unit cache entry is damaged ({exc})", 0) from exc

@@ -13,6 +13,7 @@ debug files is :mod:`kcrash.debuginfo.finder`'s job; parsing console logs is :mo
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -202,10 +203,8 @@ class Symbolizer:
             return None
         unit = self._units.get(offset)
         if unit is None:
-            blob = self._cached(f"cu-{offset:x}.bin")
-            if blob is not None:
-                unit = CuIndex.from_bytes(blob)
-            else:
+            unit = self._cached_unit_or_none(offset)
+            if unit is None:
                 with phase("debuginfo-index"):
                     unit = self.reader.build_cu(offset)
                 self._dirty.add(offset)
@@ -235,10 +234,23 @@ class Symbolizer:
             self._remember(offset, CuIndex.from_bytes(blob))
 
     def _load_cached_unit(self, offset: int) -> bool:
-        blob = self._cached(f"cu-{offset:x}.bin")
-        if blob is not None:
-            self._remember(offset, CuIndex.from_bytes(blob))
-        return blob is not None
+        unit = self._cached_unit_or_none(offset)
+        if unit is not None:
+            self._remember(offset, unit)
+        return unit is not None
+
+    def _cached_unit_or_none(self, offset: int) -> CuIndex | None:
+        # Parsed straight from a mapping of the file: its megabytes of line tables are copied once.
+        if self._cache is None:
+            return None
+        try:
+            with open(self._cache / f"cu-{offset:x}.bin", "rb") as file:
+                if os.fstat(file.fileno()).st_size == 0:
+                    return CuIndex.from_bytes(b"")  # a damaged entry: mmap cannot map an empty file
+                with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
+                    return CuIndex.from_bytes(view)
+        except OSError:
+            return None
 
     def is_indexed(self, address: int) -> bool:
         """Whether symbolizing ``address`` needs no new index (its unit is loaded or cached, or

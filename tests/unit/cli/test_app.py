@@ -31,3 +31,13 @@ def test_version_does_not_import_the_subcommands() -> None:
            "if m.startswith('kcrash.cli.') and m not in ('kcrash.cli.app', 'kcrash.cli.common')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_only_the_program_itself_freezes_the_garbage_collector() -> None:
+    # main() without argv is the kcrash program, which exits next: it freezes what is left so that the
+    # collections at interpreter exit skip it. main(argv) is a caller's (a test's) and must not.
+    code = "import gc, sys; from kcrash.cli import main; before = gc.get_freeze_count(); main(['--version']); " \
+           "after_argv = gc.get_freeze_count(); sys.argv = ['kcrash', '--version']; main(); " \
+           "print(before == after_argv == 0, gc.get_freeze_count() > 0)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "True True"

@@ -134,6 +134,41 @@ def test_warm_cache_gives_the_same_answers_without_dwarf(sample: Path, tmp_path:
 
 
 @needs_gcc
+def test_reloaded_unit_extended_and_stored_again_keeps_its_answers(sample: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # A unit reloaded from the cache (typed views of the entry's bytes) gets the scopes of another
+    # function of the same unit and is stored again; a third process answers both without DWARF.
+    with Symbolizer.open(sample) as serial:
+        outer, twin = serial.address_of("outer"), serial.address_of("use_twin_a")
+        expected = [serial.symbolize(a) for a in (outer + 4, twin + 1)]
+    with Symbolizer.open(sample, cache_dir=tmp_path) as cold:
+        assert cold.symbolize(outer + 4) == expected[0]
+    with Symbolizer.open(sample, cache_dir=tmp_path) as warm:
+        assert warm.aranges.cu_offset_or_none(outer) == warm.aranges.cu_offset_or_none(twin)
+        assert warm.symbolize(twin + 1) == expected[1]
+
+    def no_dwarf(*_: object) -> None:
+        raise AssertionError("the warm path parsed DWARF")
+
+    monkeypatch.setattr("kcrash.debuginfo.symbolizer.open_dwarf", no_dwarf)
+    with Symbolizer.open(sample, cache_dir=tmp_path) as third:
+        assert [third.symbolize(a) for a in (outer + 4, twin + 1)] == expected
+
+
+@needs_gcc
+def test_damaged_unit_cache_entries_are_typed_errors(sample: Path, tmp_path: Path) -> None:
+    with Symbolizer.open(sample, cache_dir=tmp_path) as cold:
+        start = cold.address_of("outer")
+        cold.symbolize(start)
+    (entry,) = (tmp_path / "debuginfo").rglob("cu-*.bin")
+    good = entry.read_bytes()
+    for damaged in (b"", good[:len(good) // 2], good[:-1]):
+        entry.write_bytes(damaged)
+        with Symbolizer.open(sample, cache_dir=tmp_path) as warm, pytest.raises(CorruptDumpError, match="damaged"):
+            warm.symbolize(start)
+
+
+@needs_gcc
 def test_prefetch_in_worker_processes_gives_the_serial_answers(sample: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     with Symbolizer.open(sample) as serial:
