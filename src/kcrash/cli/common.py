@@ -8,7 +8,6 @@ Small things every subcommand shares: the cache directory (``$KCRASH_CACHE``, de
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -26,4 +25,6 @@ def cache_dir() -> Path:
 
 def echo_json(data: Any) -> None:
     """Print ``data`` as indented JSON."""
+    import json  # only --json output needs it
+
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))

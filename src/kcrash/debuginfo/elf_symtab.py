@@ -436,9 +436,10 @@ class ElfSymbolTable:
         if len(head) != 2 or len(blob) != 16 + head[0] * 31 + head[1]:
             raise CorruptDumpError("symbol cache entry is damaged", 0)
         n, pos = head[0], 16
-        out: list[array[int]] = []
+        view = memoryview(blob)
+        out: list[Any] = []  # columns are casts of the blob (no copies), read like the arrays
         for code, width in (("Q", 8), ("Q", 8), ("I", 4), ("I", 4), ("I", 4), ("H", 2), ("B", 1)):
-            out.append(array(code, blob[pos:pos + n * width]))
+            out.append(view[pos:pos + n * width].cast(code))  # type: ignore[call-overload]
             pos += n * width
         return cls(out[0], out[1], out[2], out[5], blob[pos:], out[3], out[4], out[6])
 

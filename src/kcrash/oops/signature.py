@@ -11,7 +11,6 @@ not change it. The same bug in a serial console log and in a vmcore's dmesg gets
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Final
 
@@ -48,4 +47,6 @@ def signature_components(title: str, frames: Sequence[TraceFrame]) -> list[str]:
 def crash_signature(title: str, frames: Sequence[TraceFrame]) -> str:
     """``kc1-`` and 16 hex digits identifying the bug behind a normalised ``title``."""
     text = "\n".join(signature_components(title, frames))
+    import hashlib  # OpenSSL is loaded only when a signature is made
+
     return f"{SIGNATURE_VERSION}-{hashlib.sha256(text.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}"
