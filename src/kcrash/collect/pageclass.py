@@ -16,8 +16,10 @@ e.g. -129) or in the top byte of ``page_type`` (``PGTY_buddy << 24``, ≥ 6.11),
 value's shape; hugetlb by ``PAGE_HUGETLB_MAPCOUNT_VALUE`` (≥ 6.9), ``PG_hugetlb`` (6.6–6.8) or
 ``compound_dtor == HUGETLB_PAGE_DTOR``. The precedence of the classes and the handling of compound
 and buddy ranges follow makedumpfile's ``__exclude_unnecessary_pages``: a head page's class covers
-its whole ``1 << order`` range (buddy order from ``page.private``), tails are otherwise skipped, and
-a page is counted in the class of the first range that covers it.
+its whole ``1 << order`` range (buddy order from ``page.private``), tails are otherwise skipped, a
+page is counted in the class of the first range that covers it, a head inside an earlier range is
+never looked at (the walk resumes after the range), and a buddy page whose order is not below
+``LENGTH(zone.free_area)`` is left alone.
 """
 
 from __future__ import annotations
@@ -228,6 +230,7 @@ class _Facts:
     offline: npt.NDArray[np.bool_]
     order: U64
     free_pages: U64
+    bad_order: npt.NDArray[np.bool_]
 
 
 def _facts(k: _Keys, raw: npt.NDArray[np.uint8], start_pfn: int) -> _Facts:
@@ -249,21 +252,24 @@ def _facts(k: _Keys, raw: npt.NDArray[np.uint8], start_pfn: int) -> _Facts:
     swapcache = _bit(flags, num, "PG_swapcache")
     if "PG_swapbacked" in num:  # PG_swapcache means swap cache only with PG_swapbacked (4.10+)
         swapcache &= _bit(flags, num, "PG_swapbacked")
-    order_ok = private < np.uint64(k.free_area_len) if k.free_area_len else np.ones(n, np.bool_)
-    free_pages = np.where(order_ok, np.left_shift(np.uint64(1), np.minimum(private, np.uint64(63))), np.uint64(1))
+    bad_order = private >= np.uint64(k.free_area_len) if k.free_area_len else np.zeros(n, np.bool_)
+    free_pages = np.left_shift(np.uint64(1), np.minimum(private, np.uint64(63)))
     return _Facts(tail=(_field(raw, k.compound_head) & np.uint64(1)) != 0, buddy=buddy,
                   cache=_bit(flags, num, "PG_lru") | swapcache, private=_bit(flags, num, "PG_private"),
                   anon=((_field(raw, k.mapping) & np.uint64(1)) != 0) & ~slab, hugetlb=hugetlb,
                   hwpoison=_bit(flags, num, "PG_hwpoison"),
                   offline=_type_is(mapcount, num, "PAGE_OFFLINE_MAPCOUNT_VALUE") & ~_bit(flags, num, "PG_slab"),
-                  order=order, free_pages=np.asarray(free_pages, dtype=np.uint64))
+                  order=order, free_pages=np.asarray(free_pages, dtype=np.uint64),
+                  bad_order=np.asarray(bad_order, dtype=np.bool_))
 
 
 def _rules(f: _Facts, level: int) -> list[tuple[npt.NDArray[np.bool_] | None, int]]:
-    # makedumpfile's order: the first rule that matches decides; tails (-1) are left alone.
+    # makedumpfile's order: the first rule that matches decides; tails (-1) are left alone, and so
+    # is a free block with an impossible order (makedumpfile warns and skips the page).
     cache = f.cache & ~f.anon
     return [
         (f.tail, -1),
+        (f.buddy & f.bad_order if level & DL_EXCLUDE_FREE else None, PageClass.KEPT),
         (f.buddy if level & DL_EXCLUDE_FREE else None, PageClass.FREE),
         (cache & ~f.private if level & DL_EXCLUDE_CACHE else None, PageClass.CACHE),
         (cache & f.private if level & DL_EXCLUDE_CACHE_PRI else None, PageClass.CACHE_PRIVATE),
@@ -323,12 +329,13 @@ def _read_chunk(mem: MemoryReader, chunk: MemMapChunk, size: int) -> npt.NDArray
 
 
 def _resolve_ranges(classes: Classes, ranges: list[tuple[int, int, int]]) -> Classes:
-    # makedumpfile walks pfns upward and clears a head's whole range at once; a pfn is therefore
-    # counted in the class of the lowest head whose range covers it, whatever its own class.
-    owner = np.full(classes.shape[0], -1, dtype=np.int8)
+    # makedumpfile walks pfns upward, clears a head's whole range at once and resumes after it: a
+    # pfn in a range is counted in the range's class whatever its own, and a head inside an earlier
+    # range (a stale buddy or compound head) is never looked at, so its range counts for nothing.
+    owner = classes.copy()
+    reach = 0
     for start, end, cls in sorted(ranges):
-        seg = owner[start:end]
-        seg[seg < 0] = cls
-    free = owner < 0
-    owner[free] = classes[free]
+        if start >= reach:
+            owner[start:end] = cls
+            reach = end
     return owner

@@ -152,3 +152,32 @@ def test_find_mem_map_decodes_sections() -> None:
     info = parse_vmcoreinfo(V61.format(roots=MS_ROOTS))
     chunks = find_mem_map(FakeMemory(_pages_61()), info, 70000)  # type: ignore[arg-type]
     assert [(c.start_pfn, c.end_pfn, c.mem_map) for c in chunks] == [(0, 32768, MEM_MAP)]
+
+
+def test_head_inside_an_earlier_range_is_never_looked_at() -> None:
+    # makedumpfile resumes its walk after a head's range: the stale buddy head at 5 (order 2, pfns 5-8) lies
+    # inside the block at 4 (order 1) and is skipped, so 6-8 are classified on their own, and the compound
+    # head at 8 that the stale range would have swallowed starts its own range (user data, pfns 8-9).
+    p: list[dict[str, int]] = [{} for _ in range(NPAGES)]
+    p[4] = {"mapcount": -129, "private": 1}
+    p[5] = {"mapcount": -129, "private": 2}
+    p[6] = {"flags": _bit(4)}                                                       # page cache
+    p[8] = {"flags": 65536, "mapping": 0xFFFF888001234001}                          # anonymous compound head
+    p[9] = {"head": (MEM_MAP + 8 * 64) | 1, "order": 1, "mapcount": -129}           # its tail
+    p[12] = {"mapcount": -129, "private": 0}
+    assert _classes(V61, p, 31) == [0, 0, 0, 0, F, F, C, 0, U, U, 0, 0, F, 0, 0, 0]
+    assert _classes(V61, p, 2) == [0] * 6 + [C] + [0] * 9
+
+
+def test_free_block_of_impossible_order_is_left_alone() -> None:
+    # order 11 is not below LENGTH(zone.free_area): makedumpfile skips the page (no class at all) when it
+    # excludes free pages; otherwise the page goes through the other classes as usual.
+    p: list[dict[str, int]] = [{} for _ in range(NPAGES)]
+    p[2] = {"mapcount": -129, "private": 11, "flags": _bit(23)}   # also hwpoison
+    p[3] = {"mapcount": -129, "private": 10}                      # order 10: valid, pfns 3-1026 (cut at 16)
+    assert _classes(V61, p, 31) == [0, 0, 0] + [F] * 13
+    assert _classes(V61, p, 15) == [0, 0, H] + [0] * 13
+    p[3] = {}
+    p[2]["mapping"] = 0xFFFF888001234001
+    assert _classes(V61, p, 8) == [0, 0, U] + [0] * 13
+    assert _classes(V61, p, 31) == [0, 0, 0] + [0] * 13
