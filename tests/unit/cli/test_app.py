@@ -37,7 +37,7 @@ def test_only_the_program_itself_freezes_the_garbage_collector() -> None:
     # main() without argv is the kcrash program, which exits next: it freezes what is left so that the
     # collections at interpreter exit skip it. main(argv) is a caller's (a test's) and must not.
     code = "import gc, sys; from kcrash.cli import main; before = gc.get_freeze_count(); main(['--version']); " \
-           "after_argv = gc.get_freeze_count(); sys.argv = ['kcrash', '--version']; main(); " \
-           "print(before == after_argv == 0, gc.get_freeze_count() > 0)"
+           "after_argv = gc.get_freeze_count(); t = gc.get_threshold(); sys.argv = ['kcrash', '--version']; main(); " \
+           "print(before == after_argv == 0, gc.get_freeze_count() > 0, t == (700, 10, 10), gc.get_threshold()[0])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "True True"
+    assert out.strip().splitlines()[-1] == "True True True 20000"
