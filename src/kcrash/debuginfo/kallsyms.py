@@ -30,7 +30,7 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -66,7 +66,7 @@ class KallsymsTables:
     every length fits in one byte both readings agree and it is ``"1-byte"``. ``address_encoding``
     is one of :data:`ADDRESS_ENCODINGS`."""
 
-    names: list[str]
+    names: Sequence[str]
     kinds: str
     addresses: npt.NDArray[np.uint64]
     length_encoding: str
@@ -305,14 +305,15 @@ def _from_cache(reader: _Reader, where: _Where, found: tuple[dict[str, object], 
             length_encoding not in ("1-byte", "2-byte") or address_encoding not in ADDRESS_ENCODINGS or \
             len(payload) != size + num * 5:
         return None
+    blob = payload[:size]
     try:
-        names = payload[:size].decode("ascii").split("\0")
         kinds = payload[size:size + num].decode("ascii")
     except UnicodeDecodeError:
         return None
     order = _le(array("I", payload[size + num:]))
-    if len(names) != num or not _KIND_CHARS.issuperset(kinds):
+    if not blob.isascii() or blob.count(b"\0") != num - 1 or not _KIND_CHARS.issuperset(kinds):
         return None
+    names = NameList(blob)
     stext_index = _index_by_order(names, order, "_stext")
     for encoding, addrs in _address_candidates(reader, where, num, only=str(address_encoding)):
         if stext_index is not None and int(addrs[stext_index]) == where.stext and _is_sorted(addrs):
@@ -320,7 +321,58 @@ def _from_cache(reader: _Reader, where: _Where, found: tuple[dict[str, object], 
     return None
 
 
-def _index_by_order(names: list[str], order: array[int], name: str) -> int | None:
+class NameList(Sequence[str]):
+    """Symbol names kept as one ``"\\0"``-joined ASCII blob and decoded on access (a cached
+    kallsyms of 10^5 names opens without making 10^5 strings)."""
+
+    def __init__(self, blob: bytes) -> None:
+        self._blob = blob
+        self._haystack: bytes | None = None
+        ends = np.flatnonzero(np.frombuffer(blob, dtype=np.uint8) == 0)
+        self._starts = np.concatenate(([0], ends + 1)).tolist()
+        self._starts.append(len(blob) + 1)
+
+    def __len__(self) -> int:
+        return len(self._starts) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._blob[self._starts[i]:self._starts[i + 1] - 1].decode("ascii")
+
+    def index(self, value: object, start: int = 0, stop: int | None = None) -> int:
+        # one search of the blob, not a decode of every name
+        if not isinstance(value, str) or not value.isascii() or "\0" in value:
+            raise ValueError(f"{value!r} is not in the list")
+        needle = value.encode("ascii")
+        if self._haystack is None:
+            self._haystack = b"\0" + self._blob + b"\0"
+        haystack = self._haystack
+        pos = haystack.find(b"\0" + needle + b"\0")
+        while pos >= 0:
+            i = bisect.bisect_left(self._starts, pos)
+            if start <= i and (stop is None or i < stop):
+                return i
+            pos = haystack.find(b"\0" + needle + b"\0", pos + 1)
+        raise ValueError(f"{value!r} is not in the list")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _index_by_order(names: Sequence[str], order: array[int], name: str) -> int | None:
     k = bisect.bisect_left(order, name, key=names.__getitem__)
     return order[k] if k < len(order) and names[order[k]] == name else None
 

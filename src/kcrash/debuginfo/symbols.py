@@ -47,6 +47,7 @@ class _Group:
     # of its range). Symbol objects are made on demand: tables hold 100k+ entries.
 
     __slots__ = ("_by_name", "_order", "addrs", "ends", "kinds", "module", "names", "sorted_pos")
+    names: Sequence[str]
 
     def __init__(self, module: str | None, names: Sequence[str], kinds: Sequence[str],
                  addrs: npt.NDArray[np.uint64], limits: Sequence[tuple[int, int]],
@@ -54,7 +55,8 @@ class _Group:
         identity = bool(np.all(addrs[1:] >= addrs[:-1]))
         order = np.arange(len(addrs)) if identity else np.argsort(addrs, kind="stable")
         self.module = module
-        self.names = list(names) if identity else [names[i] for i in order]
+        # a caller's sequence is kept as it is (kallsyms passes names decoded on demand)
+        self.names = names if identity else [names[i] for i in order]
         if identity:
             self.kinds = kinds if isinstance(kinds, str) else "".join(kinds)
         else:

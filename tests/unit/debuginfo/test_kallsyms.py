@@ -230,3 +230,21 @@ def test_stale_cache_with_the_same_facts_is_replaced(tmp_path: Path) -> None:
     tables = decode_kallsyms(memory_with(image), vmcoreinfo_for(image), tmp_path)
     assert not tables.from_cache and "_stext" in tables.names
     assert b"\0_stext\0" in path.read_bytes()
+
+
+def test_name_list_decodes_on_access_like_a_list() -> None:
+    from kcrash.debuginfo.kallsyms import NameList
+
+    names = ["_text", "startup_64", "x", "_stext", "dup", "dup", "_end"]
+    lazy = NameList("\0".join(names).encode())
+    assert len(lazy) == len(names) and list(lazy) == names and lazy == names
+    assert [lazy[i] for i in range(-len(names), len(names))] == names + names
+    assert lazy[1:4] == names[1:4]
+    for name in names:
+        assert lazy.index(name) == names.index(name)
+    assert lazy.index("dup", 5) == 5
+    for absent in ("du", "up", "_", "", "x\0y", "ü"):
+        with pytest.raises(ValueError):
+            lazy.index(absent)
+    with pytest.raises(IndexError):
+        lazy[len(names)]
