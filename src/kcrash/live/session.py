@@ -139,6 +139,8 @@ class SessionCounters:
     latency_count: int = 0
     latency_total: float = 0.0
     latency_max: float = 0.0
+    #: ``watch:`` reports that matched no watchpoint (QEMU's left-over hits, see ``_watched``)
+    stale_watch_reports: int = 0
 
     def record_latency(self, seconds: float) -> None:
         """Add one stop→resume interval."""
@@ -319,7 +321,8 @@ class LiveSession:
                 "stop_resume_latency_mean_s": c.latency_mean, "stop_resume_latency_max_s": c.latency_max,
                 "packets_sent": m.packets_sent, "packets_received": m.packets_received,
                 "bytes_sent": m.bytes_sent, "bytes_received": m.bytes_received,
-                "memory_cache_hits": self.dump.counters.hits, "memory_cache_misses": self.dump.counters.misses}
+                "memory_cache_hits": self.dump.counters.hits, "memory_cache_misses": self.dump.counters.misses,
+                "stale_watch_reports": c.stale_watch_reports}
 
     # --- execution ----------------------------------------------------------------------------
 
@@ -394,7 +397,7 @@ class LiveSession:
         self._mark_stop()
         for bp in points:
             self.breakpoints.insert(bp)
-        return stop if stop.watch_address is not None or stop.signal != 5 else None
+        return stop if stop.signal != 5 or self._watched(stop) else None
 
     def step(self) -> HitContext:
         """Execute one instruction on the stopped vCPU (``next-instruction``)."""
@@ -426,20 +429,35 @@ class LiveSession:
             raise LiveTargetError(f"the target {stop.kind} (status {stop.signal})")
         ctx = HitContext(self, stop, stop.thread or self.thread)
         self.last = ctx
-        if stop.watch_address is not None:
-            points = self.breakpoints.watching(stop.watch_address, stop.watch_kind)
-            self.counters.watchpoint_hits += bool(points)
-            metrics.COUNTERS.watchpoint_hits += bool(points)
-        else:
-            points = self.breakpoints.at_pc(ctx.pc)
-            self.counters.breakpoint_hits += bool(points)
-            metrics.COUNTERS.breakpoint_hits += bool(points)
-        if not points:
+        watched = self._watched(stop)
+        # Breakpoints at pc count whatever the stop reply says: the next resume steps over them, so
+        # they are hit now or never (a watch report may come with a breakpoint stop, see _watched).
+        hit = self.breakpoints.at_pc(ctx.pc)
+        self.counters.watchpoint_hits += bool(watched)
+        self.counters.breakpoint_hits += bool(hit)
+        metrics.COUNTERS.watchpoint_hits += bool(watched)
+        metrics.COUNTERS.breakpoint_hits += bool(hit)
+        if not watched and not hit:
             return ctx
-        report = False
-        for bp in points:
-            report |= self._hit(ctx, bp)
-        return ctx if report else None
+        reporting = [bp for bp in [*watched, *hit] if self._hit(ctx, bp)]
+        if not reporting:
+            return None
+        ctx.breakpoint = reporting[0]
+        return ctx
+
+    def _watched(self, stop: StopReply) -> list[Breakpoint]:
+        # QEMU's gdbstub (7.2) puts a vCPU's watchpoint hit into a stop reply only when that vCPU is
+        # the one reported. When two vCPUs stop at once (one at a watchpoint, the other at a
+        # breakpoint) the unreported one keeps its hit, also after the watchpoint is removed, and
+        # its next reported stop, e.g. at a breakpoint in a later session, carries that stale
+        # ``watch:`` address (read from the freed watchpoint). A report that matches none of our
+        # watchpoints is therefore no watchpoint hit; the stop is judged by its pc.
+        if stop.watch_address is None:
+            return []
+        points = self.breakpoints.watching(stop.watch_address, stop.watch_kind)
+        if not points:
+            self.counters.stale_watch_reports += 1
+        return points
 
     def _hit(self, ctx: HitContext, bp: Breakpoint) -> bool:
         bp.hits += 1

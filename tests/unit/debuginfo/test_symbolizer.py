@@ -175,8 +175,8 @@ def test_prefetch_in_worker_processes_gives_the_serial_answers(sample: Path, tmp
         addresses = [s.address + 1 for name in ("outer", "use_twin_a", "use_twin_b", "main")
                      for s in serial.symbols.get_symbols_by_name(name)]
         expected = [serial.symbolize(a) for a in addresses]
-    # prefetch forks only in a single-threaded process; pytest-rerunfailures keeps an idle server
-    # thread in a non-xdist pytest process, which is safe to fork around
+    # prefetch forks only in a single-threaded process; a pytest plugin may keep an idle thread of its
+    # own (pytest-rerunfailures did), which is safe to fork around
     monkeypatch.setattr("kcrash.debuginfo.symbolizer.threading.active_count", lambda: 1)
     with Symbolizer.open(sample, cache_dir=tmp_path) as sym:
         units = {sym.aranges.cu_offset_or_none(a) for a in addresses}

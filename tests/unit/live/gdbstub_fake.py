@@ -3,7 +3,9 @@
 Two vCPUs, an x86-64 target description, a little memory, Z0–Z4 bookkeeping. ``vCont;c`` stops at
 once on the first inserted point it can "hit" (breakpoints report rip = address, write watchpoints
 bump the watched u64 and report ``watch:``), or keeps running until an interrupt. Every packet is
-logged in ``log`` so tests can check what the client sent.
+logged in ``log`` so tests can check what the client sent. ``stale_watch`` makes the next stop reply
+(of a continue or a step) also carry ``watch:ADDR``, as QEMU 7.2 does for a vCPU that kept an
+unreported watchpoint hit from an earlier stop.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class FakeStub:
         self.detached = False
         self.thread = "01"
         self.phys = False
+        self.stale_watch: int | None = None
 
     def transport(self) -> MockTransport:
         return MockTransport(self.handle)
@@ -131,6 +134,9 @@ class FakeStub:
 
     def _stop(self, reply: bytes) -> bytes:
         self.running = False
+        if self.stale_watch is not None and reply.startswith(b"T05") and b"watch:" not in reply:
+            reply += b"watch:%x;" % self.stale_watch
+            self.stale_watch = None  # QEMU clears the hit once it reports it
         return reply
 
     def _cont(self, data: bytes) -> MockReply:
@@ -150,7 +156,7 @@ class FakeStub:
 
     def _step(self, data: bytes) -> bytes:
         self.regs["rip"] += 1
-        return b"T05thread:%s;" % self.thread.encode()
+        return self._stop(b"T05thread:%s;" % self.thread.encode())
 
     def _phys(self, data: bytes) -> bytes:
         self.phys = data.endswith(b"1")

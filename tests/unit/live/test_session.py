@@ -220,3 +220,53 @@ def test_mtree_ram_ranges() -> None:
             "  0000000000100000-000000000fffffff (prio 0, ram): pc.ram @0000000000100000\r\n"
             "FlatView #1\r\n  0000000000000000-0000000000000007 (prio 0, ram): other\r\n")
     assert parse_mtree_ram(text) == [(0, 0xC3000), (0x100000, 0x10000000)]
+
+
+# QEMU 7.2 left this in a lab run: a vCPU kept a watchpoint hit from an earlier session (another vCPU's
+# stop was reported instead), and its next stop, at our breakpoint, carried the freed watchpoint's address.
+STALE_WATCH = 0x55CA12206330
+
+
+def test_a_stale_watch_report_at_a_breakpoint_still_runs_its_handler() -> None:
+    stub = FakeStub()
+    stub.stale_watch = STALE_WATCH
+    hits: list[int] = []
+    with make_session(stub) as session:
+        bp = session.break_at(hex(BASE + 0x40), lambda ctx: (hits.append(ctx.pc), True)[1])
+        ctx = session.cont()
+        assert ctx is not None and ctx.stop.watch_address == STALE_WATCH
+        assert ctx.breakpoint is bp and hits == [BASE + 0x40] and bp.hits == 1
+        m = session.metrics()
+        assert m["breakpoint_hits"] == 1 and m["watchpoint_hits"] == 0 and m["stale_watch_reports"] == 1
+
+
+def test_a_stale_watch_report_ending_a_step_over_is_not_a_stop() -> None:
+    stub = FakeStub()
+    count = [0]
+
+    def handler(ctx: HitContext) -> bool:
+        count[0] += 1
+        stub.stale_watch = STALE_WATCH  # carried by the next stop reply: the step over this breakpoint
+        return count[0] >= 2
+
+    with make_session(stub, step_over_inserted=True) as session:
+        bp = session.break_at(hex(BASE), handler)
+        ctx = session.cont()
+        assert ctx is not None and ctx.breakpoint is bp and count[0] == 2
+        assert session.metrics()["stale_watch_reports"] == 1  # the step's (the second hit's is never sent)
+    assert stub.log.count(b"vCont;s:01") == 1
+
+
+def test_a_watch_report_does_not_hide_a_breakpoint_at_pc() -> None:
+    stub = FakeStub()
+    seen: list[str] = []
+    with make_session(stub) as session:
+        wp = session.watch(hex(BASE + 0x100), handler=lambda ctx: (seen.append("watch"), False)[1])
+        bp = session.break_at(hex(BASE + 0x40), lambda ctx: (seen.append("break"), True)[1])
+        stub.stale_watch = BASE + 0x100  # a left-over hit of a watchpoint that still exists
+        ctx = session.cont()
+        # hit at the stop that carried the watch report, not stepped over (which QEMU would not re-hit)
+        assert ctx is not None and ctx.stop.watch_address == BASE + 0x100 and ctx.breakpoint is bp
+        assert seen == ["watch", "break"] and wp.hits == 1 and bp.hits == 1
+        assert session.metrics()["stale_watch_reports"] == 0
+    assert b"vCont;s:01" not in stub.log
