@@ -17,6 +17,7 @@ under ``cache_dir/btf-index/`` and reused when the blob's CRC-32 and size match.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import sys
 import zlib
 from array import array
@@ -72,7 +73,8 @@ def parse_btf(data: bytes, base: Btf | None = None, *, name: str = "vmlinux", ca
     if found is not None and {k: found[0].get(k) for k in facts} == facts and isinstance(records, int) \
             and records > 0 and len(found[1]) % 4 == 0:
         words = array("I", found[1])
-        return Btf(data, base, name=name, offsets=words[:records], string_order=words[records:])
+        with contextlib.suppress(CorruptDumpError):  # a damaged cache file: index the blob again
+            return Btf(data, base, name=name, offsets=words[:records], string_order=words[records:])
     btf = Btf(data, base, name=name)
     order = btf.string_order()
     write_cache(path, _CACHE_KIND, _CACHE_VERSION, {**facts, "records": btf.num_types()},

@@ -4,8 +4,10 @@ missing or corrupt tables."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -224,12 +226,26 @@ def test_stale_cache_with_the_same_facts_is_replaced(tmp_path: Path) -> None:
     image = encode(rows, "absolute-percpu")
     decode_kallsyms(memory_with(image), vmcoreinfo_for(image), tmp_path)
     path = tmp_path / "kallsyms" / f"{BUILD_ID}.bin"
-    stale = path.read_bytes().replace(b"\0_stext\0", b"\0_stexx\0")
-    assert stale != path.read_bytes()
-    path.write_bytes(stale)
+    head, facts, payload = path.read_bytes().split(b"\n", 2)
+    payload = payload.replace(b"\0_stext\0", b"\0_stexx\0")
+    fields = json.loads(facts)
+    fields["payload_crc32"] = zlib.crc32(payload)  # a consistent file: the names themselves must not validate
+    path.write_bytes(b"\n".join([head, json.dumps(fields).encode(), payload]))
     tables = decode_kallsyms(memory_with(image), vmcoreinfo_for(image), tmp_path)
     assert not tables.from_cache and "_stext" in tables.names
     assert b"\0_stext\0" in path.read_bytes()
+
+
+def test_a_damaged_cache_file_reads_as_absent(tmp_path: Path) -> None:
+    image = encode(make_rows(long_name=False, percpu=True), "absolute-percpu")
+    decode_kallsyms(memory_with(image), vmcoreinfo_for(image), tmp_path)
+    path = tmp_path / "kallsyms" / f"{BUILD_ID}.bin"
+    good = path.read_bytes()
+    flipped = bytearray(good)
+    flipped[-40] ^= 0x01  # one bit of the name order
+    path.write_bytes(bytes(flipped))
+    assert not decode_kallsyms(memory_with(image), vmcoreinfo_for(image), tmp_path).from_cache
+    assert path.read_bytes() == good
 
 
 def test_name_list_decodes_on_access_like_a_list() -> None:

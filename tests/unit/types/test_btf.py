@@ -258,3 +258,18 @@ def test_sorted_string_index_finds_what_the_scan_finds() -> None:
     assert indexed.ids_named("dup", [1, 8]) == scan.ids_named("dup", [1, 8]) != []
     with pytest.raises(CorruptDumpError, match="string index"):
         Btf(blob, string_order=indexed.string_order()[:-1])
+
+
+def test_a_damaged_index_cache_is_rebuilt_not_blamed_on_the_dump(tmp_path: Path) -> None:
+    blob = build_types()[0].to_bytes()
+    parse_btf(blob, cache_dir=tmp_path, cache_key=BUILD_ID)
+    path = tmp_path / "btf-index" / f"{BUILD_ID}.bin"
+    good = path.read_bytes()
+    head = good[:good.index(b"\n", good.index(b"\n") + 1) + 1]
+    body = good[len(head):]
+    for damaged in (head + body[:-8], head + bytes(len(body)), head + body[4:] + b"\0" * 4):
+        path.write_bytes(damaged)
+        btf = parse_btf(blob, cache_dir=tmp_path, cache_key=BUILD_ID)
+        assert btf.get_type("list_head", TypeKind.STRUCT).size == 16
+        assert list(btf._offsets) == list(parse_btf(blob)._offsets)
+        assert path.read_bytes() == good  # rewritten
