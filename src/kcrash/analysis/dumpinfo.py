@@ -15,20 +15,24 @@ import os
 from collections.abc import Sequence
 
 from kcrash.dumps import open_dump
+from kcrash.dumps.base import DumpFormat
 from kcrash.report import model
 
 __all__ = ["dump_metadata"]
 
 
-def dump_metadata(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> model.DumpMetadata:
-    """Describe the dump at ``paths`` (one file, or the parts of a split dump)."""
+def dump_metadata(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
+                  opened: DumpFormat | None = None) -> model.DumpMetadata:
+    """Describe the dump at ``paths`` (one file, or the parts of a split dump); ``opened`` is that
+    dump already open (it is described, not reopened, and left open)."""
     files = [os.fspath(paths)] if isinstance(paths, (str, os.PathLike)) else [os.fspath(p) for p in paths]
-    dump = open_dump(files)
+    dump = opened if opened is not None else open_dump(files)
     try:
         desc = dump.describe()
         info = dump.vmcoreinfo_or_none()
     finally:
-        dump.close()
+        if opened is None:
+            dump.close()
     collected, source = _collected(desc.timestamp, info.crashtime if info is not None else None, files[0])
     return model.DumpMetadata(
         path=files[0] if len(files) == 1 else " ".join(files), format=desc.format, codecs=tuple(desc.codecs),

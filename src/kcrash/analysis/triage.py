@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -49,6 +50,7 @@ from kcrash.unwind import Trace as UnwindTrace
 
 if TYPE_CHECKING:
     from kcrash.debuginfo.symbolizer import KernelSymbolizer
+    from kcrash.dumps.base import DumpFormat
     from kcrash.oops import OopsReport
 
 # The oops parser (kcrash.oops), capstone (analysis.disasm), the debug-info symbolizer
@@ -423,7 +425,9 @@ def _with_memory_sections(prog: Program, dump: str, report: model.CrashReport, n
     if ctx is not None:
         with phase("vmas"):
             regions = _regions_or_note(prog, ctx.task, notes)
-    metadata = _dump_metadata_or_note(dump, notes)
+    # the program's own open dump when it is this file (a flattened kdump is indexed once)
+    same = prog.dump is not None and os.path.realpath(prog.dump.path) == os.path.realpath(dump)
+    metadata = _dump_metadata_or_note(dump, notes, prog.dump if same else None)
     return dataclasses.replace(report, disassembly=disassembly, memory=memory, regions=regions, dump=metadata,
                                notes=tuple(notes))
 
@@ -438,11 +442,11 @@ def _regions_or_note(prog: Program, task: int, notes: list[str]) -> model.TaskMe
         return None
 
 
-def _dump_metadata_or_note(dump: str, notes: list[str]) -> model.DumpMetadata | None:
+def _dump_metadata_or_note(dump: str, notes: list[str], opened: DumpFormat | None) -> model.DumpMetadata | None:
     from kcrash.analysis.dumpinfo import dump_metadata
 
     try:
-        return dump_metadata(dump)
+        return dump_metadata(dump, opened=opened)
     except (KcrashError, OSError) as exc:
         notes.append(f"no dump metadata: {exc}")
         return None

@@ -314,20 +314,23 @@ class KdumpCompressed:
     # -- statistics ----------------------------------------------------------------------------
 
     def _page_stats(self) -> tuple[PageCounts, tuple[str, ...]]:
+        import numpy as np  # a descriptor table has one entry per dumped page: millions on big machines
+
+        order = "<" if self.header.little_endian else ">"
+        dtype = np.dtype([("offset", order + "i8"), ("size", order + "u4"), ("flags", order + "u4"),
+                          ("page_flags", order + "u8")])
         zero = compressed = raw = 0
         seen: set[int] = set()
         for first in range(0, self._available, _STATS_CHUNK):
             count = min(_STATS_CHUNK, self._available - first)
-            for offset, _size, flags, _ in self._pd.iter_unpack(self._desc_bytes(first, count)):
-                if offset == 0:
-                    continue
-                if offset == self._data_start and flags == 0:
-                    zero += 1
-                elif flags:
-                    compressed += 1
-                    seen.add(flags)
-                else:
-                    raw += 1
+            desc = np.frombuffer(self._desc_bytes(first, count), dtype=dtype)
+            written = desc[desc["offset"] != 0]
+            is_zero = (written["offset"] == self._data_start) & (written["flags"] == 0)
+            packed = written["flags"] != 0
+            zero += int(np.count_nonzero(is_zero))
+            compressed += int(np.count_nonzero(packed))
+            raw += int(np.count_nonzero(~packed & ~is_zero))
+            seen.update(int(f) for f in np.unique(written["flags"][packed]))
         lost = self._num_dumpable - (zero + compressed + raw)
         start, end = self.pfn_range()
         ram = self._bm1.count_range(start, end)

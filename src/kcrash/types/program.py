@@ -26,6 +26,7 @@ from kcrash.types.model import Type, TypeKind, array_type, int_type, pointer_typ
 from kcrash.types.object import Object
 
 if TYPE_CHECKING:
+    from kcrash.dumps.base import DumpFormat
     from kcrash.dumps.vmcoreinfo import VmcoreInfo
     from kcrash.memory.reader import MemoryReader
 
@@ -66,6 +67,8 @@ class Program:
         self._user: set[str] = set()
         self._types: dict[str, Type] = {}
         self._closers: list[Callable[[], None]] = []
+        #: the dump file(s) this program reads, when :func:`open_program` opened them
+        self.dump: DumpFormat | None = None
 
     # -- memory ---------------------------------------------------------------------------------
 
@@ -235,6 +238,7 @@ def open_program(dump_paths: str | os.PathLike[str] | Sequence[str | os.PathLike
     except BaseException:
         dump.close()
         raise
+    prog.dump = dump
     prog._closers.append(dump.close)
     return prog
 

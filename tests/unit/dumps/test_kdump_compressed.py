@@ -48,6 +48,8 @@ def test_codecs_round_trip(tmp_path: Path, codec: str, flattened: bool) -> None:
     desc = dump.describe()
     assert codec in desc.codecs and "raw" in desc.codecs
     assert desc.pages.zero == 16 and desc.pages.present == 64
+    # the 16 random pages do not compress and are stored raw; the other 32 are compressed
+    assert (desc.pages.raw, desc.pages.compressed, desc.pages.lost) == (16, 32, 0)
     assert desc.format.endswith("(flattened)") == flattened
 
 
