@@ -81,7 +81,7 @@ def signature_cmd(log: str) -> None:
 @click.option("--check", is_flag=True, help="Exit with status 1 when a score is below its target.")
 @click.option("--misses", is_flag=True, help="Also list the cases each metric missed.")
 def score_cmd(corpus_dir: Path, check: bool, misses: bool) -> None:
-    """Score the oops parser on a syzkaller-style corpus (e.g. ../shared/corpus)."""
+    """Score the oops parser on a syzkaller-style corpus, for example ../shared/corpus."""
     if not corpus_dir.is_dir():
         raise CliError(f"{corpus_dir}: not a directory")
     score = score_corpus(corpus_dir)

@@ -95,7 +95,7 @@ def _show_object(obj: Object, as_json: bool) -> None:
         click.echo(format_object(obj))
 
 
-@click.command("p")
+@click.command("p", short_help="Evaluate a C expression and print its value.")
 @click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
 @click.argument("expression", metavar="EXPR")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
