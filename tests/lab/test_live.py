@@ -24,6 +24,7 @@ from kcrash.errors import LiveTargetError
 from kcrash.live.connect import attach
 from kcrash.live.qmp import QmpClient
 from kcrash.live.session import HitContext
+from support.live_guest import boot_live_guest
 
 pytestmark = pytest.mark.lab
 
@@ -38,25 +39,8 @@ class Guest:
 @pytest.fixture(scope="module", params=["6.1", "6.12"])
 def guest(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     sock = tmp_path_factory.mktemp("live") / "qmp.sock"
-    cmd = [sys.executable, "-m", "kcrash", "lab", "boot", "--kernel", request.param, "--kaslr", "--gdb", "0",
-           "--qmp", str(sock), "--duration", "900"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    port = None
-    deadline = time.monotonic() + 300
-    while port is None and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        m = re.search(r"target remote 127\.0\.0\.1:(\d+)", line)
-        port = int(m.group(1)) if m else None
-    if port is None:
-        proc.kill()
-        pytest.fail(f"the live guest did not come up: {proc.stdout.read()}")
-    yield Guest(f"127.0.0.1:{port}", str(sock), proc)
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+    with boot_live_guest(request.param, sock, 900) as (target, proc):
+        yield Guest(target, str(sock), proc)
 
 
 def kernel(session: object) -> KernelBinder:

@@ -8,17 +8,13 @@ stays stopped by kcrash's gdb connection while drgn reads it, so both see the sa
 from __future__ import annotations
 
 import contextlib
-import re
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from kcrash.analysis.live import attach_kernel, list_tasks
+from support.live_guest import boot_live_guest
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.pid import for_each_task  # noqa: E402
@@ -26,33 +22,11 @@ from drgn.helpers.linux.pid import for_each_task  # noqa: E402
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
 
-@contextlib.contextmanager
-def live_guest(kernel: str, sock: Path) -> Iterator[str]:
-    cmd = [sys.executable, "-m", "kcrash", "lab", "boot", "--kernel", kernel, "--kaslr", "--gdb", "0",
-           "--qmp", str(sock), "--duration", "600"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    try:
-        port = None
-        deadline = time.monotonic() + 300
-        while port is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            m = re.search(r"target remote 127\.0\.0\.1:(\d+)", line)
-            port = m.group(1) if m else None
-        assert port is not None, "the live guest did not come up"
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-
-
 @pytest.mark.parametrize("kernel", ["6.1", "6.12"])
 def test_live_ps_equals_drgn_qemu(kernel: str, tmp_path: Path, lab_vmlinux_dbg: Callable[[str], Path]) -> None:
     vmlinux = lab_vmlinux_dbg(kernel)
     sock = tmp_path / "qmp.sock"
-    with live_guest(kernel, sock) as target, attach_kernel(target, qmp=str(sock)) as session:
+    with boot_live_guest(kernel, sock, 600) as (target, _), attach_kernel(target, qmp=str(sock)) as session:
         ours = {(int(t.pid), t.comm.string_().decode("utf-8", "replace")) for t in list_tasks(session.binder.prog)}
         assert session.qmp is not None
         session.qmp.close()  # QEMU serves one QMP client at a time: hand the socket to drgn
