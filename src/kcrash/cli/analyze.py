@@ -14,18 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from kcrash.analysis import triage
-from kcrash.analysis.target import open_target
-from kcrash.cli.common import cache_dir, echo_json
-from kcrash.dumps import DumpWarning
+from kcrash.cli.common import cache_dir, echo_json, opened_target
 from kcrash.errors import CliError
 from kcrash.helpers.linux.panic import panic_cpu_or_none
 from kcrash.metrics import phase
@@ -56,25 +51,12 @@ _FORCE = click.option("--force", is_flag=True, help="Use a vmlinux even if its b
 
 
 
-@contextmanager
-def _target(path: str, *, orc: bool = True) -> Iterator[Program]:
-    with warnings.catch_warnings(record=True) as caught, phase("open"):
-        warnings.simplefilter("always", DumpWarning)
-        prog = open_target(path, cache_dir(), orc=orc)
-    for w in caught:
-        click.echo(f"kcrash: warning: {w.message}", err=True)
-    try:
-        yield prog
-    finally:
-        prog.close()
-
-
 @click.command("sys")
 @_DUMP
 @_JSON
 def sys_command(path: str, as_json: bool) -> None:
     """System facts at the crash: release, CPUs, uptime, time, panic CPU, taint."""
-    with _target(path, orc=False) as prog:
+    with opened_target(path, orc=False) as prog:
         info = triage.system_info(prog, path)
     if as_json:
         echo_json(to_dict(info))
@@ -111,7 +93,7 @@ def bt_command(path: str, target: str | None, all_cpus: bool, debuginfo: tuple[s
                as_json: bool) -> None:
     """Backtrace of the panic task (default), a PID or task address, or every CPU (-a); with
     --debuginfo, each frame's file:line and inlined calls."""
-    with _target(path) as prog:
+    with opened_target(path) as prog:
         traces = _backtraces(prog, all_cpus, target)
         symbolizer = _symbolizer(prog, None, debuginfo, force)
     if symbolizer is not None:
@@ -143,7 +125,7 @@ def _with_sources(traces: tuple[Any, ...], symbolizer: KernelSymbolizer) -> tupl
 @_JSON
 def ps_command(path: str, as_json: bool) -> None:
     """Every task (all threads, idle tasks first) with its state letter; '>' marks running ones."""
-    with _target(path, orc=False) as prog:
+    with opened_target(path, orc=False) as prog:
         rows, truncated = triage.task_rows(prog)
     if as_json:
         echo_json({"tasks": [to_dict(r) for r in rows], "truncated": truncated})
@@ -160,7 +142,7 @@ def ps_command(path: str, as_json: bool) -> None:
 @_JSON
 def log_command(path: str, caller: bool, tail: int | None, as_json: bool) -> None:
     """The kernel log (printk ring buffer) with timestamps."""
-    with _target(path, orc=False) as prog:
+    with opened_target(path, orc=False) as prog:
         records = triage.printk_records(prog)
     lines = triage.log_lines(records[-tail:] if tail else records)
     if as_json:
@@ -174,7 +156,7 @@ def log_command(path: str, caller: bool, tail: int | None, as_json: bool) -> Non
 @_JSON
 def mod_command(path: str, as_json: bool) -> None:
     """Loaded modules: name, base, size, taints, and the symbols/BTF found in memory."""
-    with _target(path, orc=False) as prog:
+    with opened_target(path, orc=False) as prog:
         rows = triage.module_rows(prog)
     if as_json:
         echo_json([to_dict(r) for r in rows])
@@ -246,7 +228,7 @@ def report_command(path: str | None, log_lines: int, fmt: str, output: str | Non
         return
     if path is None:
         raise CliError("missing argument DUMP (or --schema)", 2)
-    with _target(path) as prog:
+    with opened_target(path) as prog:
         symbolizer = _symbolizer(prog, vmlinux, debuginfo, force)
         try:
             with phase("triage"):
@@ -277,7 +259,7 @@ def shell_namespace(prog: Program) -> dict[str, Any]:
 @click.option("-c", "command", help="Run this Python code instead of the interactive prompt.")
 def shell_command(path: str, command: str | None) -> None:
     """A Python REPL with `prog` (the dump as typed objects) and the helpers loaded."""
-    with _target(path) as prog:
+    with opened_target(path) as prog:
         namespace = shell_namespace(prog)
         if command is not None:
             exec(compile(command, "<kcrash shell -c>", "exec"), namespace)  # the user's own code

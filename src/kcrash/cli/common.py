@@ -3,18 +3,24 @@ kcrash.cli.common
 =================
 
 Small things every subcommand shares: the cache directory (``$KCRASH_CACHE``, default
-``~/.cache/kcrash``) and JSON output.
+``~/.cache/kcrash``), JSON output, and opening dumps with their warnings printed as one line each.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-__all__ = ["cache_dir", "echo_json"]
+if TYPE_CHECKING:
+    from kcrash.types.program import Program
+
+__all__ = ["cache_dir", "echo_json", "opened_target", "printed_dump_warnings"]
 
 
 def cache_dir() -> Path:
@@ -28,3 +34,31 @@ def echo_json(data: Any) -> None:
     import json  # only --json output needs it
 
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+@contextmanager
+def printed_dump_warnings() -> Iterator[None]:
+    """Collect the warnings raised inside (every :class:`~kcrash.dumps.DumpWarning`, repeats too) and
+    print each as one ``kcrash: warning:`` line when the block succeeds."""
+    from kcrash.dumps import DumpWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DumpWarning)
+        yield
+    for w in caught:
+        click.echo(f"kcrash: warning: {w.message}", err=True)
+
+
+@contextmanager
+def opened_target(path: str, *, orc: bool = True) -> Iterator[Program]:
+    """The dump at ``path`` as a ready program (symbols, types, modules; ``orc``: the unwinder's
+    tables), its warnings printed; closed afterwards."""
+    from kcrash.analysis.target import open_target
+    from kcrash.metrics import phase
+
+    with printed_dump_warnings(), phase("open"):
+        prog = open_target(path, cache_dir(), orc=orc)
+    try:
+        yield prog
+    finally:
+        prog.close()

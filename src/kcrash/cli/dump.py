@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,9 +22,9 @@ from typing import Any
 
 import click
 
-from kcrash.cli.common import echo_json
+from kcrash.cli.common import echo_json, printed_dump_warnings
 from kcrash.collect.convert import FORMATS, ConvertOptions, ConvertResult, convert_dump
-from kcrash.dumps import DumpFormat, DumpWarning, open_dump
+from kcrash.dumps import DumpFormat, open_dump
 from kcrash.dumps.write.compress import CODECS
 from kcrash.errors import CliError
 from kcrash.helpers.linux.printk import format_dmesg, get_printk_records
@@ -37,11 +36,8 @@ __all__ = ["dump", "opened_dump", "progress_bar", "report_write"]
 @contextmanager
 def opened_dump(paths: tuple[str, ...], *, zero_fill: bool = False) -> Iterator[DumpFormat]:
     """Open ``paths`` as one dump, print its warnings as one line each, and close it afterwards."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DumpWarning)
+    with printed_dump_warnings():
         handle = open_dump(list(paths), zero_fill=zero_fill)
-    for w in caught:
-        click.echo(f"kcrash: warning: {w.message}", err=True)
     try:
         yield handle
     finally:

@@ -10,15 +10,9 @@ BTF. Argument parsing and output only; the work is in :mod:`kcrash.types`.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import click
 
-from kcrash.analysis.target import open_target
-from kcrash.cli.common import cache_dir, echo_json
-from kcrash.dumps import DumpWarning
+from kcrash.cli.common import echo_json, opened_target
 from kcrash.errors import CliError, TypeLookupError
 from kcrash.types.cexpr import evaluate
 from kcrash.types.format import format_layout, format_object, layout_to_json, object_to_json
@@ -27,19 +21,6 @@ from kcrash.types.object import Object
 from kcrash.types.program import Program
 
 __all__ = ["commands"]
-
-
-@contextmanager
-def _program(path: str) -> Iterator[Program]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DumpWarning)
-        prog = open_target(path, cache_dir(), orc=False)  # vmlinux and module types and symbols
-    for w in caught:
-        click.echo(f"kcrash: warning: {w.message}", err=True)
-    try:
-        yield prog
-    finally:
-        prog.close()
 
 
 def _resolve_type(prog: Program, name: str) -> Type:
@@ -72,7 +53,7 @@ def _address(prog: Program, text: str) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def struct_command(path: str, type_name: str, address: str | None, as_json: bool) -> None:
     """Show TYPE's layout with member offsets, or the TYPE object at ADDR (hex or expression)."""
-    with _program(path) as prog:
+    with opened_target(path, orc=False) as prog:
         t = _resolve_type(prog, type_name)
         if address is None:
             _show_layout(t, as_json)
@@ -101,7 +82,7 @@ def _show_object(obj: Object, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def print_command(path: str, expression: str, as_json: bool) -> None:
     """Evaluate a C expression (globals, . -> [] * & casts) and print its value."""
-    with _program(path) as prog:
+    with opened_target(path, orc=False) as prog:
         _show_object(evaluate(prog, expression), as_json)
 
 

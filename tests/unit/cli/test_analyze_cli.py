@@ -38,7 +38,7 @@ def dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.write_bytes(b"not really a dump")
     report = _report()
     _Prog.closed = False
-    monkeypatch.setattr(analyze, "open_target", lambda p, cache, orc=True: _Prog())
+    monkeypatch.setattr("kcrash.analysis.target.open_target", lambda p, cache, orc=True: _Prog())
     monkeypatch.setattr(analyze, "panic_cpu_or_none", lambda prog: 1)
     monkeypatch.setattr(triage, "system_info", lambda prog, p: report.system)
     monkeypatch.setattr(triage, "build_report", lambda prog, p, log_tail, **options: report)
@@ -133,7 +133,7 @@ def test_missing_debug_info_is_one_error_line(dump: Path, capsys: pytest.Capture
     def fail(*args: object, **kwargs: object) -> None:
         raise MissingDebugInfoError("the dump has no VMCOREINFO, so kallsyms cannot be found")
 
-    monkeypatch.setattr(analyze, "open_target", fail)
+    monkeypatch.setattr("kcrash.analysis.target.open_target", fail)
     for command in ("sys", "bt", "ps", "log", "mod", "report"):
         code, out, err = _run(capsys, command, dump)
         assert (code, out) == (1, "")

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from kcrash.cli import main
-from kcrash.cli import types as cli_types
 from kcrash.errors import SymbolNotFoundError
 from kcrash.memory import MemoryReader, SegmentMap
 from kcrash.types.btf import parse_btf
@@ -47,7 +46,7 @@ def _program() -> Program:
 def dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "vmcore"
     path.write_bytes(b"not really a dump")
-    monkeypatch.setattr(cli_types, "open_target", lambda p, cache, orc=True: _program())
+    monkeypatch.setattr("kcrash.analysis.target.open_target", lambda p, cache, orc=True: _program())
     return path
 
 
