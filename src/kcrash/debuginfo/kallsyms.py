@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kcrash.debuginfo.cache import cache_path_or_none, read_cache_or_none, write_cache
-from kcrash.debuginfo.symbols import SymbolTable
+from kcrash.debuginfo.symbols import SymbolTable, index_in_name_order
 from kcrash.errors import CorruptDumpError, FaultError, MissingDebugInfoError
 
 if TYPE_CHECKING:
@@ -314,7 +314,7 @@ def _from_cache(reader: _Reader, where: _Where, found: tuple[dict[str, object], 
     if not blob.isascii() or blob.count(b"\0") != num - 1 or not _KIND_CHARS.issuperset(kinds):
         return None
     names = NameList(blob)
-    stext_index = _index_by_order(names, order, "_stext")
+    stext_index = index_in_name_order(names, order, "_stext")
     for encoding, addrs in _address_candidates(reader, where, num, only=str(address_encoding)):
         if stext_index is not None and int(addrs[stext_index]) == where.stext and _is_sorted(addrs):
             return KallsymsTables(names, kinds, addrs, str(length_encoding), encoding, where.stext, True, order)
@@ -372,11 +372,6 @@ class NameList(Sequence[str]):
         return all(a == b for a, b in zip(self, other, strict=True))
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def _index_by_order(names: Sequence[str], order: array[int], name: str) -> int | None:
-    k = bisect.bisect_left(order, name, key=names.__getitem__)
-    return order[k] if k < len(order) and names[order[k]] == name else None
 
 
 def _is_sorted(addrs: npt.NDArray[np.uint64]) -> bool:

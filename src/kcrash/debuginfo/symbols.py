@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from kcrash.errors import SymbolNotFoundError
 
-__all__ = ["Symbol", "SymbolTable"]
+__all__ = ["Symbol", "SymbolTable", "index_in_name_order"]
 
 _U64 = np.uint64
 _DATA_KINDS = frozenset("DdBbRr")
@@ -78,9 +78,7 @@ class _Group:
 
     def index_of_name(self, name: str) -> int | None:
         if self._order is not None:
-            names, order = self.names, self._order
-            k = bisect.bisect_left(order, name, key=names.__getitem__)
-            return order[k] if k < len(order) and names[order[k]] == name else None
+            return index_in_name_order(self.names, self._order, name)
         if self._by_name is None:
             self._by_name = self._build_name_index()
         return self._by_name.get(name)
@@ -298,6 +296,13 @@ class SymbolTable:
         view = self._vmlinux.addrs.view()
         view.flags.writeable = False
         return view
+
+
+def index_in_name_order(names: Sequence[str], order: Sequence[int], name: str) -> int | None:
+    """The first position of ``name`` in ``names``, found by bisecting ``order`` (the positions of
+    ``names`` sorted by name, ties by position); None when absent."""
+    k = bisect.bisect_left(order, name, key=names.__getitem__)
+    return order[k] if k < len(order) and names[order[k]] == name else None
 
 
 def _has_data_kinds(kinds: Sequence[str]) -> bool:

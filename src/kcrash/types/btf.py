@@ -178,10 +178,10 @@ class Btf:
 
     def _search_strings(self, name: str) -> list[int]:
         out = list(self.base._string_offsets(name)) if self.base is not None else []
-        # A split blob's strings start right after the base's, with no leading NUL: search a copy
-        # with one prepended, so a hit at ``pos`` is the string at local offset ``pos``.
         if self._string_order is not None:
             return out + [off + self._str_base for off in self._sorted_hits(name.encode())]
+        # A split blob's strings start right after the base's, with no leading NUL: search a copy
+        # with one prepended, so a hit at ``pos`` is the string at local offset ``pos``.
         haystack = self._haystack
         needle = b"\0" + name.encode() + b"\0"
         pos = haystack.find(needle)
@@ -331,12 +331,9 @@ class Btf:
         return words[positions], records[owner], positions
 
     def _enumerator_value(self, record: int, pos: int) -> int:
-        # The value of the enumerator of record ``record`` whose entry is at word ``pos``, as _enum computes it.
-        w = self._words
-        info = w[self._offsets[record] + 1]
-        wide, kflag = (info >> 24) & 0x1F == _K["ENUM64"], info >> 31
-        value, bits = (w[pos + 1] | w[pos + 2] << 32, 64) if wide else (w[pos + 1], 32)
-        return value - (1 << bits) if kflag and value >> (bits - 1) else value
+        # The value of the enumerator of record ``record`` whose entry is at word ``pos``.
+        info = self._words[self._offsets[record] + 1]
+        return _entry_value(self._words, pos, (info >> 24) & 0x1F == _K["ENUM64"], info >> 31)
 
 
 def _parse_header(data: bytes) -> tuple[int, int, bytes]:
@@ -455,12 +452,15 @@ def _enum(b: Btf, tid: int, p: int, name: str | None, vlen: int, kflag: int, sot
     wide = (w[p + 1] >> 24) & 0x1F == _K["ENUM64"]
     step = 3 if wide else 2
     for i in range(p + 3, p + 3 + step * vlen, step):
-        value, bits = (w[i + 1] | w[i + 2] << 32, 64) if wide else (w[i + 1], 32)
-        if kflag and value >> (bits - 1):
-            value -= 1 << bits
-        values.append(Enumerator(b.string(w[i]), value))
+        values.append(Enumerator(b.string(w[i]), _entry_value(w, i, wide, kflag)))
     return Type(TypeKind.ENUM, tag=name, size=sot, is_signed=bool(kflag),
                 enumerators=tuple(values), type_id=tid, table=b)
+
+
+def _entry_value(w: array[int], pos: int, wide: bool, kflag: int) -> int:
+    # The value of the ENUM/ENUM64 entry at word ``pos`` (signed when the record's kind_flag is set).
+    value, bits = (w[pos + 1] | w[pos + 2] << 32, 64) if wide else (w[pos + 1], 32)
+    return value - (1 << bits) if kflag and value >> (bits - 1) else value
 
 
 def _fwd(b: Btf, tid: int, p: int, name: str | None, vlen: int, kflag: int, sot: int) -> Type:
