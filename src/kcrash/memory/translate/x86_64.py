@@ -124,11 +124,9 @@ class X86_64PageTables:
             if not entry.present:
                 return PageWalk(vaddr, self.root, self.levels, tuple(entries), None, 0,
                                 f"{name} entry not present")
-            leaf = shift == 12 or (entry.value & _PSE and name in ("PUD", "PMD"))
-            if leaf:
-                size = 1 << shift
-                phys = (entry.value & self._mask & ~(size - 1)) | (vaddr & (size - 1))
-                return PageWalk(vaddr, self.root, self.levels, tuple(entries), phys, size)
+            leaf = self._leaf_or_none(entry.value, shift, vaddr)
+            if leaf is not None:
+                return PageWalk(vaddr, self.root, self.levels, tuple(entries), *leaf)
             table = entry.value & self._mask
         raise AssertionError("unreachable")
 
@@ -146,11 +144,19 @@ class X86_64PageTables:
             value = entries[(vaddr >> shift) & 0x1FF]
             if not value & _PRESENT:
                 return None
-            if shift == 12 or (value & _PSE and shift in (30, 21)):
-                size = 1 << shift
-                return (value & self._mask & ~(size - 1)) | (vaddr & (size - 1)), size
+            leaf = self._leaf_or_none(value, shift, vaddr)
+            if leaf is not None:
+                return leaf
             table = value & self._mask
         return None
+
+    def _leaf_or_none(self, value: int, shift: int, vaddr: int) -> tuple[int, int] | None:
+        # ``(physical address, page size)`` when the present entry ``value`` at the level of
+        # ``shift`` maps a page (a PTE, or a PUD/PMD with PSE: 1 GiB / 2 MiB); None for a table.
+        if shift != 12 and not (value & _PSE and shift in (30, 21)):
+            return None
+        size = 1 << shift
+        return (value & self._mask & ~(size - 1)) | (vaddr & (size - 1)), size
 
     def _table_or_none(self, table: int) -> tuple[int, ...] | None:
         entries = self._tables.get(table)
