@@ -16,27 +16,35 @@ every known one is tried and the decode is **validated**, never guessed from the
   (``&kallsyms_offsets[i] + off``, v7.0); a candidate is kept when ``_stext`` decodes to
   VMCOREINFO's ``SYMBOL(_stext)`` and the addresses are sorted, as the kernel's binary search needs.
 
-Each table is read with one memory read; names are expanded in bulk. The decoded names are cached
-by build-id (:mod:`kcrash.debuginfo.cache`), so a second open reads only the small tables. Module
-symbols are :mod:`kcrash.debuginfo.modules`. :func:`encode_kallsyms` writes the tables (for tests).
+Each table is read with one memory read; names stay compressed and are expanded on access, found
+by name through hashes (:mod:`kcrash.debuginfo.kallsyms_names`). The validated reading (prefix
+positions, name hashes, encodings) is cached by build-id (:mod:`kcrash.debuginfo.cache`) and trusted
+only for the very same table bytes, so a second open skips the walk. Module symbols are
+:mod:`kcrash.debuginfo.modules`. :func:`encode_kallsyms` writes the tables (for tests).
 """
 
 from __future__ import annotations
 
-import bisect
-import sys
 import zlib
-from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from kcrash.debuginfo.cache import cache_path_or_none, read_cache_or_none, write_cache
-from kcrash.debuginfo.symbols import SymbolTable, index_in_name_order
+from kcrash.debuginfo.kallsyms_names import (
+    KallsymsNames,
+    NameLayout,
+    check_names,
+    kind_letters,
+    layout_from_heads,
+    name_hashes,
+    walk_names,
+)
+from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import CorruptDumpError, FaultError, MissingDebugInfoError
 
 if TYPE_CHECKING:
@@ -49,11 +57,9 @@ __all__ = ["ADDRESS_ENCODINGS", "KallsymsImage", "KallsymsTables", "decode_kalls
 #: address encodings, in the order they are tried
 ADDRESS_ENCODINGS = ("absolute", "base-relative", "absolute-percpu", "place-relative")
 _CACHE_KIND = "kallsyms"
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 _MAX_SYMS = 1 << 24
 _NAMES_CAP = 64 << 20
-_PRINTABLE = bytes(range(0x21, 0x7F))
-_KIND_CHARS = frozenset("ABCDGINRSTUVWabcdginprstuvw?")
 _GIVE = "give a vmlinux or System.map"
 _U64 = np.uint64
 
@@ -73,8 +79,6 @@ class KallsymsTables:
     address_encoding: str
     stext: int
     from_cache: bool = False
-    #: positions of ``names`` sorted by name (ties by position): lookups by name bisect it
-    name_order: Sequence[int] | None = None
 
 
 def load_kallsyms(mem: MemoryReader, vmcoreinfo: VmcoreInfo | None, cache_dir: Path | None = None) -> SymbolTable:
@@ -85,8 +89,7 @@ def load_kallsyms(mem: MemoryReader, vmcoreinfo: VmcoreInfo | None, cache_dir: P
     :param cache_dir: the kcrash cache directory; names are cached under ``cache_dir/kallsyms/``
     """
     tables = decode_kallsyms(mem, vmcoreinfo, cache_dir)
-    return SymbolTable(tables.names, tables.addresses, tables.kinds,
-                       kernel_ranges=_kernel_ranges(tables), name_order=tables.name_order)
+    return SymbolTable(tables.names, tables.addresses, tables.kinds, kernel_ranges=_kernel_ranges(tables))
 
 
 def decode_kallsyms(mem: MemoryReader, vmcoreinfo: VmcoreInfo | None, cache_dir: Path | None = None) -> KallsymsTables:
@@ -98,17 +101,16 @@ def decode_kallsyms(mem: MemoryReader, vmcoreinfo: VmcoreInfo | None, cache_dir:
     if not 0 < num <= _MAX_SYMS:
         raise CorruptDumpError(f"kallsyms_num_syms at {where.num_syms:#x} is {num}")
     tokens_raw, tokens = _read_tokens(reader, where)
+    data = reader.names(where, num)
     path = cache_path_or_none(cache_dir, _CACHE_KIND, vmcoreinfo.build_id if vmcoreinfo else None)
     facts = {"num_syms": num, "tokens_crc32": zlib.crc32(tokens_raw), "names": where.names - where.stext}
-    cached = _from_cache(reader, where, read_cache_or_none(path, _CACHE_KIND, _CACHE_VERSION), facts)
+    cached = _from_cache(reader, where, data, tokens, read_cache_or_none(path, _CACHE_KIND, _CACHE_VERSION), facts)
     if cached is not None:
         return cached
-    candidates = _name_candidates(reader.names(where, num), num, tokens)
-    tables = _choose(reader, where, num, candidates, from_cache=False)
-    order = array("I", sorted(range(num), key=tables.names.__getitem__))
-    write_cache(path, _CACHE_KIND, _CACHE_VERSION, {**facts, **_cache_facts(tables)}, _cache_payload(tables, order))
-    return KallsymsTables(tables.names, tables.kinds, tables.addresses, tables.length_encoding,
-                          tables.address_encoding, tables.stext, False, order)
+    tables, found = _choose(reader, where, num, _name_candidates(data, num, tokens))
+    write_cache(path, _CACHE_KIND, _CACHE_VERSION, {**facts, **_cache_facts(tables, found, data)},
+                _cache_payload(found))
+    return tables
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,177 +203,81 @@ def _read_tokens(reader: _Reader, where: _Where) -> tuple[bytes, list[bytes]]:
 
 # -- names -------------------------------------------------------------------------------------
 
-def _name_candidates(data: bytes, num: int, tokens: list[bytes]) -> list[tuple[str, bytes]]:
-    # Decode with each length encoding; identical walks are decoded once. A candidate's blob is
-    # "\0" + "\0".join(type letter + name), checked by _valid_blob.
+@dataclass(frozen=True, slots=True)
+class _Names:
+    # One reading of kallsyms_names that validated (see kallsyms_names.check_names).
+    length_encoding: str
+    big: bool
+    layout: NameLayout
+    names: KallsymsNames
+    kinds: str
+
+
+def _name_candidates(data: bytes, num: int, tokens: list[bytes]) -> list[_Names]:
+    # Read the lengths both ways; identical walks are read once, the 2-byte reading goes first.
     out = []
-    narrow = _walk(data, num, big=False)
+    narrow = walk_names(data, num, big=False)
     if narrow is not None:
-        heads, end, saw_high_bit = narrow
-        blob = _expand(data, heads, end, tokens, big=False)
-        if _valid_blob(blob, num):
-            out.append(("1-byte", blob))
-        if not saw_high_bit and out:
+        found = _reading(data, narrow[0], narrow[1], tokens, big=False)
+        out += [found] if found is not None else []
+        if not narrow[2] and out:
             return out  # no length needed a second byte: the 2-byte reading is the same
-    wide = _walk(data, num, big=True)
+    wide = walk_names(data, num, big=True)
     if wide is not None and (narrow is None or narrow[2]):
-        heads, end, _ = wide
-        blob = _expand(data, heads, end, tokens, big=True)
-        if _valid_blob(blob, num):
-            out.insert(0, ("2-byte", blob))
+        found = _reading(data, wide[0], wide[1], tokens, big=True)
+        out[:0] = [found] if found is not None else []
     return out
 
 
-def _walk(data: bytes, num: int, *, big: bool) -> tuple[list[int], int, bool] | None:
-    # Positions of the length prefixes; None when the walk leaves the table.
-    heads = [0] * num
-    pos = 0
-    high = False
-    try:
-        for i in range(num):
-            heads[i] = pos
-            length = data[pos]
-            if length & 0x80:
-                high = True
-                if big:
-                    length = (length & 0x7F) | (data[pos + 1] << 7)
-                    pos += 1
-            pos += 1 + length
-    except IndexError:
+def _reading(data: bytes, heads: Sequence[int] | npt.NDArray[np.int64], end: int, tokens: list[bytes], *, big: bool,
+             hashes: npt.NDArray[np.uint32] | None = None) -> _Names | None:
+    # The names of one length reading when its prefixes chain and every name decodes, else None.
+    # A cached reading (hashes given) was checked when written, for these very table bytes.
+    layout = layout_from_heads(data, np.asarray(heads, dtype=np.int64), end, big=big)
+    if layout is None or (hashes is None and not check_names(data, layout, tokens)):
         return None
-    return (heads, pos, high) if pos <= len(data) else None
+    if hashes is None:
+        hashes = name_hashes(data, layout, tokens)
+    names = KallsymsNames(data, layout, tokens, hashes)
+    wide = big and bool(np.any(layout.bodies - layout.heads == 2))
+    return _Names("2-byte" if wide else "1-byte", big, layout, names, kind_letters(data, layout, tokens))
 
 
-def _expand(data: bytes, heads: list[int], end: int, tokens: list[bytes], *, big: bool) -> bytes:
-    # Every byte of the table becomes its token, in bulk: length prefixes become "\0" separators
-    # (id 256) and the second byte of a 2-byte length becomes nothing (id 257). The ids are made
-    # one code point each and str.translate (C) maps them to their tokens, read as Latin-1.
-    ids = np.frombuffer(data, dtype=np.uint8, count=end).astype("<u4")
-    at = np.asarray(heads, dtype=np.int64)
-    if big:
-        ids[at[(ids[at] & 0x80) != 0] + 1] = 257
-    ids[at] = 256
-    table = [token.decode("latin-1") for token in tokens] + ["\0", ""]
-    return ids.tobytes().decode("utf-32-le").translate(table).encode("latin-1")
+# -- cache: the name layout and hashes by build-id; names and addresses are always read from memory -
+
+def _cache_facts(tables: KallsymsTables, found: _Names, data: bytes) -> dict[str, object]:
+    end = found.layout.end
+    return {"length_encoding": tables.length_encoding, "big": found.big,
+            "address_encoding": tables.address_encoding, "names_end": end, "names_crc32": zlib.crc32(data[:end])}
 
 
-def _valid_blob(blob: bytes, num: int) -> bool:
-    # Printable names, none empty (type letters and name lengths are checked by _choose).
-    return blob.translate(None, _PRINTABLE) == b"\0" * num and b"\0\0" not in blob and not blob.endswith(b"\0")
+def _cache_payload(found: _Names) -> bytes:
+    # the prefix positions (u32), then the name hashes (u32), little-endian
+    return found.layout.heads.astype("<u4").tobytes() + found.names.hashes.astype("<u4").tobytes()
 
 
-def _split_blob(blob: bytes) -> tuple[list[str], str]:
-    # blob is "\0" + "\0".join(type letter + name), printable ASCII (see _valid_blob)
-    arr = np.frombuffer(blob, dtype=np.uint8)
-    kind_at = np.flatnonzero(arr == 0) + 1
-    kind_at = kind_at[kind_at < len(arr)]
-    keep = np.ones(len(arr), dtype=bool)
-    keep[kind_at] = False
-    names = arr[keep].tobytes().decode("ascii").split("\0")[1:]
-    return names, arr[kind_at].tobytes().decode("ascii")
-
-
-# -- cache: names, kinds and the name order by build-id; addresses are always read from memory ---
-
-def _cache_facts(tables: KallsymsTables) -> dict[str, object]:
-    return {"length_encoding": tables.length_encoding, "address_encoding": tables.address_encoding,
-            "names_len": sum(map(len, tables.names)) + len(tables.names) - 1}
-
-
-def _cache_payload(tables: KallsymsTables, order: array[int]) -> bytes:
-    # "\0".join(names), then the kind letters, then the name order (u32, little-endian)
-    if order.itemsize != 4:  # pragma: no cover - exotic platforms
-        return b""
-    return "\0".join(tables.names).encode("ascii") + tables.kinds.encode("ascii") + _le(order).tobytes()
-
-
-def _le(words: array[int]) -> array[int]:
-    if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
-        words = array(words.typecode, words)
-        words.byteswap()
-    return words
-
-
-def _from_cache(reader: _Reader, where: _Where, found: tuple[dict[str, object], bytes] | None,
-                facts: dict[str, int]) -> KallsymsTables | None:
-    # The cached tables when they belong to these kallsyms and validate against memory
-    # (_stext at VMCOREINFO's address, sorted addresses with the cached encoding); else None.
+def _from_cache(reader: _Reader, where: _Where, data: bytes, tokens: list[bytes],
+                found: tuple[dict[str, object], bytes] | None, facts: dict[str, int]) -> KallsymsTables | None:
+    # The cached reading when it belongs to these very names (same table bytes), its prefixes chain
+    # and it validates against memory (_stext at VMCOREINFO's address, sorted addresses); else None.
     if found is None:
         return None
     cached, payload = found
-    num, size = facts["num_syms"], cached.get("names_len")
-    length_encoding, address_encoding = cached.get("length_encoding"), cached.get("address_encoding")
-    if any(cached.get(k) != v for k, v in facts.items()) or not isinstance(size, int) or \
-            length_encoding not in ("1-byte", "2-byte") or address_encoding not in ADDRESS_ENCODINGS or \
-            len(payload) != size + num * 5:
+    num, end, big = facts["num_syms"], cached.get("names_end"), cached.get("big")
+    address_encoding = cached.get("address_encoding")
+    if any(cached.get(k) != v for k, v in facts.items()) or not isinstance(end, int) or not isinstance(big, bool) \
+            or address_encoding not in ADDRESS_ENCODINGS or len(payload) != num * 8 or not 0 < end <= len(data) \
+            or cached.get("names_crc32") != zlib.crc32(data[:end]):
         return None
-    blob = payload[:size]
-    try:
-        kinds = payload[size:size + num].decode("ascii")
-    except UnicodeDecodeError:
+    words = np.frombuffer(payload, dtype="<u4")
+    names = _reading(data, words[:num].astype(np.int64), end, tokens, big=big, hashes=words[num:].astype(np.uint32))
+    if names is None or names.length_encoding != cached.get("length_encoding"):
         return None
-    order = _le(array("I", payload[size + num:]))
-    if not blob.isascii() or blob.count(b"\0") != num - 1 or not _KIND_CHARS.issuperset(kinds):
-        return None
-    names = NameList(blob)
-    stext_index = index_in_name_order(names, order, "_stext")
+    stext = names.names.positions_of("_stext")
     for encoding, addrs in _address_candidates(reader, where, num, only=str(address_encoding)):
-        if stext_index is not None and int(addrs[stext_index]) == where.stext and _is_sorted(addrs):
-            return KallsymsTables(names, kinds, addrs, str(length_encoding), encoding, where.stext, True, order)
+        if stext and int(addrs[stext[0]]) == where.stext and _is_sorted(addrs):
+            return KallsymsTables(names.names, names.kinds, addrs, names.length_encoding, encoding, where.stext, True)
     return None
-
-
-class NameList(Sequence[str]):
-    """Symbol names kept as one ``"\\0"``-joined ASCII blob and decoded on access (a cached
-    kallsyms of 10^5 names opens without making 10^5 strings)."""
-
-    def __init__(self, blob: bytes) -> None:
-        self._blob = blob
-        self._haystack: bytes | None = None
-        ends = np.flatnonzero(np.frombuffer(blob, dtype=np.uint8) == 0)
-        self._starts = np.concatenate(([0], ends + 1)).tolist()
-        self._starts.append(len(blob) + 1)
-
-    def __len__(self) -> int:
-        return len(self._starts) - 1
-
-    @overload
-    def __getitem__(self, i: int) -> str: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[str]: ...
-
-    def __getitem__(self, i: int | slice) -> str | list[str]:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        return self._blob[self._starts[i]:self._starts[i + 1] - 1].decode("ascii")
-
-    def index(self, value: object, start: int = 0, stop: int | None = None) -> int:
-        # one search of the blob, not a decode of every name
-        if not isinstance(value, str) or not value.isascii() or "\0" in value:
-            raise ValueError(f"{value!r} is not in the list")
-        needle = value.encode("ascii")
-        if self._haystack is None:
-            self._haystack = b"\0" + self._blob + b"\0"
-        haystack = self._haystack
-        pos = haystack.find(b"\0" + needle + b"\0")
-        while pos >= 0:
-            i = bisect.bisect_left(self._starts, pos)
-            if start <= i and (stop is None or i < stop):
-                return i
-            pos = haystack.find(b"\0" + needle + b"\0", pos + 1)
-        raise ValueError(f"{value!r} is not in the list")
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence) or len(self) != len(other):
-            return False
-        return all(a == b for a, b in zip(self, other, strict=True))
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 def _is_sorted(addrs: npt.NDArray[np.uint64]) -> bool:
@@ -380,23 +286,17 @@ def _is_sorted(addrs: npt.NDArray[np.uint64]) -> bool:
 
 # -- addresses ---------------------------------------------------------------------------------
 
-def _choose(reader: _Reader, where: _Where, num: int, candidates: list[tuple[str, bytes]], *,
-            from_cache: bool) -> KallsymsTables:
+def _choose(reader: _Reader, where: _Where, num: int, candidates: list[_Names]) -> tuple[KallsymsTables, _Names]:
     if not candidates:
         raise CorruptDumpError(f"kallsyms_names at {where.names:#x} does not decode with 1- or 2-byte name "
                                f"lengths ({num} symbols)")
     address_sets = _address_candidates(reader, where, num)
-    for length_encoding, blob in candidates:
-        names, kinds = _split_blob(blob)
-        if len(names) != num or not _KIND_CHARS.issuperset(kinds) or "" in names:
-            continue
-        try:
-            stext_index = names.index("_stext")
-        except ValueError:
-            continue
+    for found in candidates:
+        stext = found.names.positions_of("_stext")
         for address_encoding, addrs in address_sets:
-            if int(addrs[stext_index]) == where.stext and _is_sorted(addrs):
-                return KallsymsTables(names, kinds, addrs, length_encoding, address_encoding, where.stext, from_cache)
+            if stext and int(addrs[stext[0]]) == where.stext and _is_sorted(addrs):
+                return KallsymsTables(found.names, found.kinds, addrs, found.length_encoding, address_encoding,
+                                      where.stext), found
     raise CorruptDumpError(f"kallsyms tables at {where.names:#x} do not validate: no encoding puts _stext at "
                            f"{where.stext:#x} with sorted addresses")
 

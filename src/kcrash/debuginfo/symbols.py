@@ -17,16 +17,24 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from kcrash.errors import SymbolNotFoundError
 
-__all__ = ["Symbol", "SymbolTable", "index_in_name_order"]
+__all__ = ["IndexedNames", "Symbol", "SymbolTable"]
 
 _U64 = np.uint64
 _DATA_KINDS = frozenset("DdBbRr")
+
+
+@runtime_checkable
+class IndexedNames(Protocol):
+    """A sequence of names that finds a name's positions itself (ascending)."""
+
+    def positions_of(self, name: str) -> list[int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +54,11 @@ class _Group:
     # kept among aliases; ``ends[i]`` is where symbol i stops (the next higher address or the end
     # of its range). Symbol objects are made on demand: tables hold 100k+ entries.
 
-    __slots__ = ("_by_name", "_order", "addrs", "ends", "kinds", "module", "names", "sorted_pos")
+    __slots__ = ("_by_name", "_positions", "addrs", "ends", "kinds", "module", "names", "sorted_pos")
     names: Sequence[str]
 
     def __init__(self, module: str | None, names: Sequence[str], kinds: Sequence[str],
-                 addrs: npt.NDArray[np.uint64], limits: Sequence[tuple[int, int]],
-                 name_order: Sequence[int] | None = None) -> None:
+                 addrs: npt.NDArray[np.uint64], limits: Sequence[tuple[int, int]]) -> None:
         identity = bool(np.all(addrs[1:] >= addrs[:-1]))
         order = np.arange(len(addrs)) if identity else np.argsort(addrs, kind="stable")
         self.module = module
@@ -66,8 +73,8 @@ class _Group:
         self.sorted_pos: list[int] | None = None if identity else np.argsort(order, kind="stable").tolist()
         self.ends = _ends(self.addrs, limits)
         self._by_name: dict[str, int] | None = None
-        # positions sorted by (name, position), valid when the caller's order was kept
-        self._order = name_order if identity and name_order is not None and len(name_order) == len(names) else None
+        # names that index themselves answer lookups (valid when the caller's order was kept)
+        self._positions = names.positions_of if identity and isinstance(names, IndexedNames) else None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -77,11 +84,20 @@ class _Group:
         return Symbol(self.names[i], address, int(self.ends[i]) - address, self.kinds[i], self.module)
 
     def index_of_name(self, name: str) -> int | None:
-        if self._order is not None:
-            return index_in_name_order(self.names, self._order, name)
+        if self._positions is not None:
+            found = self._positions(name)
+            return found[0] if found else None
         if self._by_name is None:
             self._by_name = self._build_name_index()
         return self._by_name.get(name)
+
+    def positions_of(self, name: str) -> list[int]:
+        # every position of ``name``, ascending
+        if self._positions is not None:
+            return self._positions(name)
+        if self.index_of_name(name) is None:
+            return []
+        return [i for i, n in enumerate(self.names) if n == name]
 
     def _build_name_index(self) -> dict[str, int]:
         # Walk the caller's order backwards so the first occurrence is written last and wins.
@@ -124,19 +140,19 @@ class SymbolTable:
     :param kinds: their ``nm`` letters, one character each
     :param kernel_ranges: ``[start, end)`` ranges where an address resolves to a kernel symbol; None
         computes them from the symbols (see :meth:`kernel_ranges_for`)
-    :param name_order: optional positions of ``names`` sorted by name, ties by position (kallsyms
-        caches it): name lookups bisect it instead of hashing every name into a dict
+
+    ``names`` may index itself (:class:`IndexedNames`, as kallsyms' compressed names do): name
+    lookups then ask it instead of hashing every name into a dict.
     """
 
     def __init__(self, names: Sequence[str], addresses: npt.NDArray[np.uint64] | Sequence[int],
-                 kinds: Sequence[str], *, kernel_ranges: Sequence[tuple[int, int]] | None = None,
-                 name_order: Sequence[int] | None = None) -> None:
+                 kinds: Sequence[str], *, kernel_ranges: Sequence[tuple[int, int]] | None = None) -> None:
         if not len(names) == len(addresses) == len(kinds):
             raise ValueError("names, addresses and kinds differ in length")
         addrs = np.asarray(addresses, dtype=_U64)
         ranges = list(kernel_ranges) if kernel_ranges is not None else self.kernel_ranges_for(names, addrs, kinds)
         self.kernel_ranges: list[tuple[int, int]] = sorted(ranges)
-        self._vmlinux = _Group(None, names, kinds, addrs, self.kernel_ranges, name_order)
+        self._vmlinux = _Group(None, names, kinds, addrs, self.kernel_ranges)
         self._modules: dict[str, _Group] = {}
         self._module_ranges: list[tuple[int, int, str]] = []
 
@@ -208,9 +224,7 @@ class SymbolTable:
     def iter_symbols_by_name(self, name: str) -> Iterator[Symbol]:
         """Yield every symbol called ``name`` (kernel first), in address order within each image."""
         for group in self._groups_for(None):
-            if group.index_of_name(name) is not None:
-                hits = [i for i, n in enumerate(group.names) if n == name]
-                yield from (group.symbol(i) for i in hits)
+            yield from (group.symbol(i) for i in group.positions_of(name))
 
     def has_symbol(self, name: str, module: str | None = None) -> bool:
         """Return True if :meth:`get_symbol_by_name` would find ``name``."""
@@ -296,13 +310,6 @@ class SymbolTable:
         view = self._vmlinux.addrs.view()
         view.flags.writeable = False
         return view
-
-
-def index_in_name_order(names: Sequence[str], order: Sequence[int], name: str) -> int | None:
-    """The first position of ``name`` in ``names``, found by bisecting ``order`` (the positions of
-    ``names`` sorted by name, ties by position); None when absent."""
-    k = bisect.bisect_left(order, name, key=names.__getitem__)
-    return order[k] if k < len(order) and names[order[k]] == name else None
 
 
 def _has_data_kinds(kinds: Sequence[str]) -> bool:

@@ -8,6 +8,7 @@ import json
 import random
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kcrash.debuginfo.kallsyms import ADDRESS_ENCODINGS, KallsymsImage, decode_kallsyms, encode_kallsyms, load_kallsyms
+from kcrash.debuginfo.kallsyms_names import KallsymsNames, name_hash
 from kcrash.dumps.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 from kcrash.errors import CorruptDumpError, KcrashError, MissingDebugInfoError
 from kcrash.memory import MemoryReader, SegmentMap
@@ -219,21 +221,51 @@ def test_encoder_refuses_what_it_cannot_write() -> None:
         encode_kallsyms(huge, base=TABLES, big_lengths=False)
 
 
-def test_stale_cache_with_the_same_facts_is_replaced(tmp_path: Path) -> None:
-    # Same build-id, symbol count, tokens and table position, but names that no longer validate
-    # (no _stext): the cache is dropped and the tables are decoded from memory.
+def _rewrite_payload(path: Path, edit: Callable[[bytearray, int], None]) -> None:
+    # edit the payload (prefix positions, then hashes; u32 each) and keep the file consistent
+    head, facts, payload = path.read_bytes().split(b"\n", 2)
+    fields = json.loads(facts)
+    changed = bytearray(payload)
+    edit(changed, fields["num_syms"])
+    fields["payload_crc32"] = zlib.crc32(changed)  # a consistent file: its content must be checked
+    path.write_bytes(b"\n".join([head, json.dumps(fields).encode(), bytes(changed)]))
+
+
+def _zero_hashes(payload: bytearray, num: int) -> None:
+    payload[num * 4:] = bytes(num * 4)
+
+
+def _shift_a_prefix(payload: bytearray, num: int) -> None:
+    payload[40:44] = (int.from_bytes(payload[40:44], "little") + 1).to_bytes(4, "little")
+
+
+@pytest.mark.parametrize("edit", [_zero_hashes, _shift_a_prefix])
+def test_stale_cache_with_the_same_facts_is_replaced(tmp_path: Path, edit: Callable[[bytearray, int], None]) -> None:
+    # Same build-id, symbols, tokens and table bytes, but a cached reading that is wrong (hashes that
+    # do not find _stext; prefix positions that do not chain): dropped, decoded again and rewritten.
+    image = encode(make_rows(long_name=False, percpu=True), "absolute-percpu")
+    decode_kallsyms(memory_with(image), vmcoreinfo_for(image), tmp_path)
+    path = tmp_path / "kallsyms" / f"{BUILD_ID}.bin"
+    good = path.read_bytes()
+    _rewrite_payload(path, edit)
+    tables = decode_kallsyms(memory_with(image), vmcoreinfo_for(image), tmp_path)
+    assert not tables.from_cache and tables.names.index("_stext") == 5
+    assert path.read_bytes() == good
+
+
+def test_cache_of_other_names_is_not_used(tmp_path: Path) -> None:
+    # Same count, tokens and position but other name bytes (a name renamed in place): the names'
+    # CRC-32 differs, so the cached reading is not trusted.
     rows = make_rows(long_name=False, percpu=True)
     image = encode(rows, "absolute-percpu")
     decode_kallsyms(memory_with(image), vmcoreinfo_for(image), tmp_path)
-    path = tmp_path / "kallsyms" / f"{BUILD_ID}.bin"
-    head, facts, payload = path.read_bytes().split(b"\n", 2)
-    payload = payload.replace(b"\0_stext\0", b"\0_stexx\0")
-    fields = json.loads(facts)
-    fields["payload_crc32"] = zlib.crc32(payload)  # a consistent file: the names themselves must not validate
-    path.write_bytes(b"\n".join([head, json.dumps(fields).encode(), payload]))
-    tables = decode_kallsyms(memory_with(image), vmcoreinfo_for(image), tmp_path)
-    assert not tables.from_cache and "_stext" in tables.names
-    assert b"\0_stext\0" in path.read_bytes()
+    pos, data = image.symbols["kallsyms_names"] - image.base, bytearray(image.data)
+    for _ in range(10):  # to the 11th name (a random word: the tokens after its kind letter differ)
+        pos += 1 + data[pos]
+    assert data[pos] >= 3 and data[pos + 2] != data[pos + 3]
+    data[pos + 2], data[pos + 3] = data[pos + 3], data[pos + 2]
+    other = KallsymsImage(image.base, bytes(data), image.symbols)
+    assert not decode_kallsyms(memory_with(other), vmcoreinfo_for(other), tmp_path).from_cache
 
 
 def test_a_damaged_cache_file_reads_as_absent(tmp_path: Path) -> None:
@@ -248,19 +280,34 @@ def test_a_damaged_cache_file_reads_as_absent(tmp_path: Path) -> None:
     assert path.read_bytes() == good
 
 
-def test_name_list_decodes_on_access_like_a_list() -> None:
-    from kcrash.debuginfo.kallsyms import NameList
-
+def test_compressed_names_decode_on_access_like_a_list() -> None:
     names = ["_text", "startup_64", "x", "_stext", "dup", "dup", "_end"]
-    lazy = NameList("\0".join(names).encode())
+    rows = [("T", n, STEXT + 16 * (i - 3)) for i, n in enumerate(names)]
+    image = encode_kallsyms(rows, base=TABLES, address_encoding="base-relative")
+    lazy = decode_kallsyms(memory_with(image), vmcoreinfo_for(image)).names
+    assert isinstance(lazy, KallsymsNames)
     assert len(lazy) == len(names) and list(lazy) == names and lazy == names
     assert [lazy[i] for i in range(-len(names), len(names))] == names + names
     assert lazy[1:4] == names[1:4]
     for name in names:
-        assert lazy.index(name) == names.index(name)
-    assert lazy.index("dup", 5) == 5
-    for absent in ("du", "up", "_", "", "x\0y", "ü"):
+        assert lazy.index(name) == names.index(name) and name in lazy
+    assert lazy.index("dup", 5) == 5 and lazy.positions_of("dup") == [4, 5]
+    for absent in ("du", "up", "_", "", "x\0y", "ü", "_stex", "_stextt"):
+        assert absent not in lazy and lazy.positions_of(absent) == []
         with pytest.raises(ValueError):
             lazy.index(absent)
     with pytest.raises(IndexError):
         lazy[len(names)]
+
+
+@given(st.lists(st.text(alphabet="abcdefgh_0123456789.$", min_size=1, max_size=40), min_size=1, max_size=60))
+@settings(max_examples=60, deadline=None)
+def test_name_hashes_equal_the_hash_of_the_expanded_name(words: list[str]) -> None:
+    # The vectorized per-token hash equals name_hash of every expanded name, whatever the tokens.
+    rows = [("t", "_stext", STEXT)] + [("t", w, STEXT + 16 * (i + 1)) for i, w in enumerate(words)]
+    image = encode_kallsyms(rows, base=TABLES, address_encoding="base-relative")
+    names = decode_kallsyms(memory_with(image), vmcoreinfo_for(image)).names
+    assert isinstance(names, KallsymsNames)
+    assert names.hashes.tolist() == [name_hash(n.encode()) for n in ["_stext", *words]]
+    for w in words:
+        assert names.index(w) == ["_stext", *words].index(w)
