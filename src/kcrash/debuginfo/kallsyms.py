@@ -43,6 +43,7 @@ from kcrash.debuginfo.kallsyms_names import (
     layout_from_heads,
     name_hashes,
     walk_names,
+    walk_names_by_markers,
 )
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import CorruptDumpError, FaultError, MissingDebugInfoError
@@ -107,7 +108,7 @@ def decode_kallsyms(mem: MemoryReader, vmcoreinfo: VmcoreInfo | None, cache_dir:
     cached = _from_cache(reader, where, data, tokens, read_cache_or_none(path, _CACHE_KIND, _CACHE_VERSION), facts)
     if cached is not None:
         return cached
-    tables, found = _choose(reader, where, num, _name_candidates(data, num, tokens))
+    tables, found = _choose(reader, where, num, _name_candidates(data, where, num, tokens))
     write_cache(path, _CACHE_KIND, _CACHE_VERSION, {**facts, **_cache_facts(tables, found, data)},
                 _cache_payload(found))
     return tables
@@ -213,20 +214,47 @@ class _Names:
     kinds: str
 
 
-def _name_candidates(data: bytes, num: int, tokens: list[bytes]) -> list[_Names]:
+def _name_candidates(data: bytes, where: _Where, num: int, tokens: list[bytes]) -> list[_Names]:
     # Read the lengths both ways; identical walks are read once, the 2-byte reading goes first.
     out = []
-    narrow = walk_names(data, num, big=False)
+    markers = _marker_tables(data, where, num)
+    narrow = _walk(data, num, markers, big=False)
     if narrow is not None:
         found = _reading(data, narrow[0], narrow[1], tokens, big=False)
         out += [found] if found is not None else []
         if not narrow[2] and out:
             return out  # no length needed a second byte: the 2-byte reading is the same
-    wide = walk_names(data, num, big=True)
+    wide = _walk(data, num, markers, big=True)
     if wide is not None and (narrow is None or narrow[2]):
         found = _reading(data, wide[0], wide[1], tokens, big=True)
         out[:0] = [found] if found is not None else []
     return out
+
+
+def _marker_tables(data: bytes, where: _Where, num: int) -> list[tuple[npt.NDArray[np.int64], int]]:
+    # Where kallsyms_markers (u32; unsigned long in older kernels) may lie, with its offset: between
+    # the names and the next table, right before it or before kallsyms_seqs_of_names (3 bytes a
+    # symbol, when the kernel has it); scripts/kallsyms aligns each label to 8 bytes.
+    if not any(a > where.names for a in where.known):
+        return []
+    top, chunks, out = where.names + len(data), (num + 255) // 256, []
+    for seqs in (0, 3 * num):
+        for width in (4, 8):
+            start = ((top - seqs) // 8 * 8 - width * chunks) // 8 * 8 - where.names
+            if start > 0:
+                table = np.frombuffer(data, dtype=f"<u{width}", count=chunks, offset=start)
+                out.append((table.astype(np.int64), start))
+    return out
+
+
+def _walk(data: bytes, num: int, markers: list[tuple[npt.NDArray[np.int64], int]], *,
+          big: bool) -> tuple[Sequence[int] | npt.NDArray[np.int64], int, bool] | None:
+    # The length prefixes, from the markers that fit, else by walking every name.
+    for table, start in markers:
+        found = walk_names_by_markers(data, table, num, big=big, limit=start)
+        if found is not None:
+            return found
+    return walk_names(data, num, big=big)
 
 
 def _reading(data: bytes, heads: Sequence[int] | npt.NDArray[np.int64], end: int, tokens: list[bytes], *, big: bool,

@@ -11,6 +11,7 @@ confirmed by expanding the name. The kind letter (``nm`` type) is the first char
 symbol's first token.
 
 * :func:`walk_names` finds every length prefix (one byte, or since 6.1 one or two bytes);
+  :func:`walk_names_by_markers` does it 256 chunks at a time from ``kallsyms_markers``;
 * :func:`layout_from_heads` derives where each name's tokens lie and checks the prefixes chain;
 * :func:`check_names` validates a reading (every token used is printable, every kind letter known,
   no empty name), :class:`KallsymsNames` is the lazy sequence with hash lookups.
@@ -26,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = ["KIND_CHARS", "KallsymsNames", "NameLayout", "check_names", "kind_letters", "layout_from_heads",
-           "name_hash", "name_hashes", "walk_names"]
+           "name_hash", "name_hashes", "walk_names", "walk_names_by_markers"]
 
 #: the ``nm`` letters kallsyms uses
 KIND_CHARS = frozenset("ABCDGINRSTUVWabcdginprstuvw?")
@@ -63,6 +64,37 @@ def walk_names(data: bytes, num: int, *, big: bool) -> tuple[list[int], int, boo
     except IndexError:
         return None
     return (heads, pos, high) if pos <= len(data) else None
+
+
+def walk_names_by_markers(data: bytes, markers: npt.NDArray[np.int64], num: int, *, big: bool,
+                          limit: int) -> tuple[npt.NDArray[np.int64], int, bool] | None:
+    """Like :func:`walk_names`, with ``kallsyms_markers`` (the offset of every 256th name): the
+    chunks are walked side by side, and each must end exactly where the next marker says, the last
+    by ``limit``; None when one does not (or the markers do not fit ``num``)."""
+    chunks = len(markers)
+    if chunks != (num + 255) // 256 or not chunks or int(markers[0]) != 0 or \
+            bool(np.any(markers[1:] <= markers[:-1])) or int(markers[-1]) >= limit:
+        return None
+    arr = np.frombuffer(data, dtype=np.uint8)
+    heads = np.empty(chunks * 256, dtype=np.int64)
+    pos = markers.copy()
+    high = False
+    for j in range(256):
+        live = pos if j < num - 256 * (chunks - 1) else pos[:-1]  # the last chunk may be short
+        if not len(live) or int(live.max()) >= len(arr) - 1:
+            return None
+        heads[j::256][:len(live)] = live
+        step = arr[live].astype(np.int64)
+        wide = (step & 0x80) != 0
+        if bool(wide.any()):
+            high = True
+            if big:  # a 2-byte prefix: one more byte, and the length takes 7 + 8 bits
+                step = np.where(wide, ((step & 0x7F) | (arr[live + 1].astype(np.int64) << 7)) + 1, step)
+        live += 1 + step
+    end = int(pos[-1])
+    if bool(np.any(pos[:-1] != markers[1:])) or end > limit:
+        return None
+    return heads[:num], end, high
 
 
 @dataclass(frozen=True, slots=True)

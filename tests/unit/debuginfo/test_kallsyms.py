@@ -11,12 +11,13 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kcrash.debuginfo.kallsyms import ADDRESS_ENCODINGS, KallsymsImage, decode_kallsyms, encode_kallsyms, load_kallsyms
-from kcrash.debuginfo.kallsyms_names import KallsymsNames, name_hash
+from kcrash.debuginfo.kallsyms_names import KallsymsNames, name_hash, walk_names, walk_names_by_markers
 from kcrash.dumps.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 from kcrash.errors import CorruptDumpError, KcrashError, MissingDebugInfoError
 from kcrash.memory import MemoryReader, SegmentMap
@@ -311,3 +312,25 @@ def test_name_hashes_equal_the_hash_of_the_expanded_name(words: list[str]) -> No
     assert names.hashes.tolist() == [name_hash(n.encode()) for n in ["_stext", *words]]
     for w in words:
         assert names.index(w) == ["_stext", *words].index(w)
+
+
+@pytest.mark.parametrize(("count", "long_name"), [(600, True), (600, False), (252, False), (1021, True)])
+def test_markers_walk_finds_the_prefixes_the_byte_walk_finds(count: int, long_name: bool) -> None:
+    # kallsyms_markers (every 256th name's offset) lets the chunks be walked side by side; the last
+    # chunk may be short; a marker that is off by one byte, or a limit before the end, is refused.
+    rows = make_rows(long_name=long_name, percpu=True, count=count)
+    image = encode(rows, "absolute-percpu")
+    start = image.symbols["kallsyms_names"] - image.base
+    data = image.data[start:image.symbols["kallsyms_token_table"] - image.base]
+    walked = walk_names(data, len(rows), big=True)
+    assert walked is not None
+    heads, end, high = walked
+    markers = np.asarray(heads[::256], dtype=np.int64)
+    found = walk_names_by_markers(data, markers, len(rows), big=True, limit=len(data))
+    assert found is not None
+    assert found[0].tolist() == heads and found[1:] == (end, high)
+    assert walk_names_by_markers(data, markers, len(rows), big=True, limit=end - 1) is None
+    if len(markers) > 1:
+        markers[-1] += 1
+        assert walk_names_by_markers(data, markers, len(rows), big=True, limit=len(data)) is None
+    assert walk_names_by_markers(data, markers[:1], len(rows) + 256, big=True, limit=len(data)) is None
