@@ -141,7 +141,8 @@ def check_names(data: bytes, layout: NameLayout, tokens: Sequence[bytes]) -> boo
     if not len(layout.counts) or int(layout.counts.min()) < 1:
         return False
     # bytes that are not usable token ids may only be length prefixes
-    suspects = np.flatnonzero(~_per_token(tokens, _PRINTABLE.issuperset)[arr])
+    unusable = ~_per_token(tokens, _PRINTABLE.issuperset)
+    suspects = np.flatnonzero(unusable[arr]) if bool(unusable.any()) else ()
     if len(suspects):
         prefix = np.zeros(layout.end, dtype=bool)
         prefix[layout.heads] = True
@@ -168,14 +169,21 @@ def name_hashes(data: bytes, layout: NameLayout, tokens: Sequence[bytes]) -> npt
     whole, step = _token_hashes(tokens, skip_first=False)
     first, _ = _token_hashes(tokens, skip_first=True)
     order = np.argsort(-layout.counts.astype(np.int16), kind="stable")  # radix sort: ≤ 2**14 tokens
-    starts = layout.bodies[order]
-    longer = len(order) - np.cumsum(np.bincount(layout.counts[order], minlength=1))  # names with > k tokens
-    hashes = first[arr[starts]]
+    at = layout.bodies[order]  # where each name's next token is
+    n = len(order)
+    longer = n - np.cumsum(np.bincount(layout.counts[order], minlength=1))  # names with > k tokens
+    hashes = first[arr[at]]
+    ids, factor = np.empty(n, dtype=np.uint8), np.empty(n, dtype=np.uint32)
     for k in range(1, int(layout.counts[order[0]])):
         live = int(longer[k])
-        ids = arr[starts[:live] + k]
-        hashes[:live] = hashes[:live] * step[ids] + whole[ids]
-    out = np.empty(len(order), dtype=np.uint32)
+        here, h, t, f = at[:live], ids[:live], hashes[:live], factor[:live]
+        here += 1
+        np.take(arr, here, out=h)
+        np.take(step, h, out=f)
+        t *= f
+        np.take(whole, h, out=f)
+        t += f
+    out = np.empty(n, dtype=np.uint32)
     out[order] = hashes
     return out
 
