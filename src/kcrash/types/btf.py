@@ -3,20 +3,21 @@ kcrash.types.btf
 ================
 
 BTF (``include/uapi/linux/btf.h``) as a lazy :class:`~kcrash.types.model.TypeTable`. Parsing
-indexes the record offsets in one pass over the type section; :class:`~kcrash.types.model.Type`
+indexes the record offsets (vectorised, :mod:`kcrash.types.btf_index`); :class:`~kcrash.types.model.Type`
 objects are built on demand and cached by id. Lookups: by name and kind (:meth:`Btf.find_type_or_none`),
 global variables that BTF describes (``VAR``, in practice per-CPU ones in DATASEC ``.data..percpu``)
 and enum constants. Split BTF (kernel modules) takes the vmlinux :class:`Btf` as ``base``: its type
 ids and string offsets continue after the base's. Input is untrusted: a bad header, truncated record,
 unknown kind, dangling id or offset raises :class:`~kcrash.errors.CorruptDumpError` with the offset
 in the blob. Little-endian BTF only; no line info or CO-RE relocations (``.BTF.ext``).
-With a cache directory and key (the kernel's build-id), the record offsets of a blob are kept
-under ``cache_dir/btf-index/`` and reused when the blob's CRC-32 and size match.
+Name lookups compare one 64-bit key per record name (:func:`~kcrash.types.btf_index.string_keys`),
+then the candidates' bytes. With a cache directory and key (the kernel's build-id), the record
+offsets of a blob are kept under ``cache_dir/btf-index/`` and reused when the blob's CRC-32 and size
+match and the offsets chain through the records exactly as a fresh walk would.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import sys
 import zlib
@@ -29,6 +30,7 @@ import numpy.typing as npt
 
 from kcrash.debuginfo.cache import cache_path_or_none, read_cache_or_none, write_cache
 from kcrash.errors import CorruptDumpError, TypeLookupError
+from kcrash.types.btf_index import check_record_offsets, record_offsets, string_key, string_keys
 from kcrash.types.model import Enumerator, Member, Parameter, Qualifiers, Type, TypeKind
 
 __all__ = ["BTF_KIND", "Btf", "parse_btf"]
@@ -43,9 +45,6 @@ BTF_KIND = {
     "DATASEC": 15, "FLOAT": 16, "DECL_TAG": 17, "TYPE_TAG": 18, "ENUM64": 19,
 }
 _K = BTF_KIND
-# Words after the 3-word ``struct btf_type``: fixed part, and per vlen entry (by kind number).
-_FIXED = [3, 4, 3, 6, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4, 3, 3, 4, 3, 3] + [3] * 12
-_PER = [0, 0, 0, 0, 3, 3, 2, 0, 0, 0, 0, 0, 0, 2, 0, 3, 0, 0, 0, 3] + [0] * 12
 _QUALIFIER = {_K["CONST"]: Qualifiers.CONST, _K["VOLATILE"]: Qualifiers.VOLATILE,
               _K["RESTRICT"]: Qualifiers.RESTRICT, _K["TYPE_TAG"]: Qualifiers.NONE}
 _INT_SIGNED, _INT_CHAR, _INT_BOOL = 1, 2, 4
@@ -56,29 +55,26 @@ _LOOKUP_KINDS = {
     TypeKind.INT: (_K["INT"],), TypeKind.BOOL: (_K["INT"],), TypeKind.FLOAT: (_K["FLOAT"],),
 }
 _VOID = Type(TypeKind.VOID, type_id=0)
-_CACHE_KIND, _CACHE_VERSION = "btf-index", 2
+# v3: record offsets only (v2 also kept a sorted string order)
+_CACHE_KIND, _CACHE_VERSION = "btf-index", 3
 
 
 def parse_btf(data: bytes, base: Btf | None = None, *, name: str = "vmlinux", cache_dir: Path | None = None,
               cache_key: str | None = None) -> Btf:
     """Index a BTF blob (``base``: the vmlinux BTF of a module's split BTF); with ``cache_dir`` and a
-    hex ``cache_key`` (a build-id), the record index and the sorted string index are read from and
-    written to the cache."""
+    hex ``cache_key`` (a build-id), the record index is read from and written to the cache."""
     path = cache_path_or_none(cache_dir, _CACHE_KIND, cache_key)
-    if path is None or sys.byteorder != "little":
+    if path is None:
         return Btf(data, base, name=name)
     facts = {"crc32": zlib.crc32(data), "size": len(data)}
     found = read_cache_or_none(path, _CACHE_KIND, _CACHE_VERSION)
-    records = found[0].get("records") if found is not None else None
-    if found is not None and {k: found[0].get(k) for k in facts} == facts and isinstance(records, int) \
-            and records > 0 and len(found[1]) % 4 == 0:
-        words = array("I", found[1])
+    if found is not None and {k: found[0].get(k) for k in facts} == facts \
+            and found[0].get("records") == len(found[1]) // 4 and len(found[1]) % 4 == 0:
         with contextlib.suppress(CorruptDumpError):  # a damaged cache file: index the blob again
-            return Btf(data, base, name=name, offsets=words[:records], string_order=words[records:])
+            return Btf(data, base, name=name, offsets=np.frombuffer(found[1], dtype="<u4"))
     btf = Btf(data, base, name=name)
-    order = btf.string_order()
     write_cache(path, _CACHE_KIND, _CACHE_VERSION, {**facts, "records": btf.num_types()},
-                array("I", btf._offsets).tobytes() + order.tobytes())
+                btf._offsets.astype("<u4").tobytes())
     return btf
 
 
@@ -86,31 +82,33 @@ class Btf:
     """One BTF blob: a lazily built type table with name lookups."""
 
     def __init__(self, data: bytes, base: Btf | None = None, *, name: str = "vmlinux",
-                 pointer_size: int = 8, offsets: Sequence[int] | None = None,
-                 string_order: array[int] | None = None) -> None:
+                 pointer_size: int = 8, offsets: Sequence[int] | npt.NDArray[np.integer] | None = None) -> None:
         self.data = bytes(data)
         self.base: Btf | None = base
         self.name = name
         self.pointer_size = pointer_size
-        self._type_start, type_len, self._strings = _parse_header(self.data)
-        self._haystack = b"\0" + self._strings
+        self._type_start, type_len, self._str_start, self._str_len = _parse_header(self.data)
+        self._str_end = self._str_start + self._str_len
         self.first_id: int = base.end_id if base is not None else 1
-        self._str_base: int = len(base._strings) + base._str_base if base is not None else 0
+        # string offsets past the base's strings are this blob's
+        self._str_base: int = base._str_len + base._str_base if base is not None else 0
         self._words = _words(self.data, self._type_start, type_len)
-        # offsets: a record index computed earlier for these very bytes (the cache); still checked
-        self._offsets = _index(self._words, self._type_start) if offsets is None else \
-            _checked(offsets, self._words, self._type_start)
+        self._word_array = np.frombuffer(self.data, dtype="<u4", count=type_len // 4, offset=self._type_start)
+        if offsets is None:
+            self._offsets, self._kinds = record_offsets(self._word_array, self._type_start)
+        else:  # a record index computed earlier for these very bytes (the cache): checked, not trusted
+            self._offsets = np.asarray(offsets, dtype=np.int64)
+            self._kinds = check_record_offsets(self._offsets, self._word_array, self._type_start)
         self.end_id: int = self.first_id + len(self._offsets)
         self._cache: dict[int, Type] = {0: _VOID}
         self._building: set[int] = set()
         self._names: npt.NDArray[np.uint32] | None = None
-        self._kinds: npt.NDArray[np.uint32] | None = None
-        self._sorted: tuple[npt.NDArray[np.intp], npt.NDArray[np.uint32]] | None = None
-        self._enumerators: tuple[npt.NDArray[np.uint32], npt.NDArray[np.intp], npt.NDArray[np.int64]] | None = None
+        # (named FUNC records?) -> (record indexes, their name offsets, the keys of those names)
+        self._name_index: dict[bool, tuple[npt.NDArray[np.intp], npt.NDArray[np.uint32], npt.NDArray[np.uint64]]] = {}
+        self._named: dict[tuple[str, bool], list[int]] = {}
+        self._enumerators: tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint32], npt.NDArray[np.intp],
+                                 npt.NDArray[np.int64]] | None = None
         self._percpu: set[str] | None = None
-        self._found_strings: dict[str, list[int]] = {}
-        # local string offsets sorted by string (ties by offset): name searches bisect it
-        self._string_order = _checked_order(string_order, self._strings) if string_order is not None else None
 
     def num_types(self) -> int:
         """Number of type records in this blob (not counting void or the base)."""
@@ -138,11 +136,11 @@ class Btf:
         return t
 
     def _file_offset(self, type_id: int) -> int:
-        return self._type_start + 4 * self._offsets[type_id - self.first_id]
+        return self._type_start + 4 * int(self._offsets[type_id - self.first_id])
 
     def _record(self, type_id: int) -> tuple[int, int, int, int, int, int]:
         # (word offset, name_off, kind, vlen, kind_flag, size_or_type)
-        p = self._offsets[type_id - self.first_id]
+        p = int(self._offsets[type_id - self.first_id])
         w = self._words
         info = w[p + 1]
         return p, w[p], (info >> 24) & 0x1F, info & 0xFFFF, info >> 31, w[p + 2]
@@ -163,88 +161,68 @@ class Btf:
         if offset < self._str_base and self.base is not None:
             return self.base.string(offset)
         local = offset - self._str_base
-        end = self._strings.find(b"\0", local)
-        if local < 0 or end < 0:
+        if not 0 <= local < self._str_len:
             raise CorruptDumpError(f"BTF {self.name}: string offset {offset} out of range")
-        return self._strings[local:end].decode("utf-8", "replace")
+        start = self._str_start + local
+        return self.data[start:self.data.index(b"\0", start, self._str_end)].decode("utf-8", "replace")
 
-    def _string_offsets(self, name: str) -> list[int]:
-        # Offsets of every occurrence of ``name`` as a whole string, in this blob and its bases
-        # (memoized: each search scans megabytes of strings).
-        found = self._found_strings.get(name)
-        if found is None:
-            found = self._found_strings[name] = self._search_strings(name)
-        return found
+    def _has_string(self, offset: int, name: bytes) -> bool:
+        # Whether the string at ``offset`` is ``name`` (False for offsets out of range).
+        if offset < self._str_base and self.base is not None:
+            return self.base._has_string(offset, name)
+        local = offset - self._str_base
+        return 0 <= local < self._str_len and self.data.startswith(name + b"\0", self._str_start + local, self._str_end)
 
-    def _search_strings(self, name: str) -> list[int]:
-        out = list(self.base._string_offsets(name)) if self.base is not None else []
-        if self._string_order is not None:
-            return out + [off + self._str_base for off in self._sorted_hits(name.encode())]
-        # A split blob's strings start right after the base's, with no leading NUL: search a copy
-        # with one prepended, so a hit at ``pos`` is the string at local offset ``pos``.
-        haystack = self._haystack
-        needle = b"\0" + name.encode() + b"\0"
-        pos = haystack.find(needle)
-        while pos >= 0:
-            out.append(pos + self._str_base)
-            pos = haystack.find(needle, pos + 1)
-        return out
+    def _string_keys(self, offsets: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint64]:
+        # The lookup key of the string at each offset (offsets below this blob's are the base's;
+        # out-of-range ones get some key, and _has_string never matches them).
+        local = offsets.astype(np.int64) - self._str_base
+        keys = string_keys(self.data, self._str_start + np.clip(local, 0, max(self._str_len - 1, 0)))
+        inherited = local < 0
+        if self.base is not None and bool(inherited.any()):
+            keys[inherited] = self.base._string_keys(offsets[inherited])
+        return keys
 
-    def _sorted_hits(self, name: bytes) -> list[int]:
-        order, key = self._string_order or array("I"), self._string_at
-        k = bisect.bisect_left(order, name, key=key)
-        hits = []
-        while k < len(order) and key(order[k]) == name:
-            hits.append(order[k])
-            k += 1
-        return hits
-
-    def _string_at(self, local: int) -> bytes:
-        return self._strings[local:self._strings.find(b"\0", local)]
-
-    def string_order(self) -> array[int]:
-        """The local offsets of this blob's strings sorted by string, equal strings by offset (what
-        the cache keeps so that name searches bisect instead of scanning the string section)."""
-        if self._string_order is None:
-            parts = self._strings.split(b"\0")[:-1]  # the section ends with a NUL
-            ends = np.flatnonzero(np.frombuffer(self._strings, dtype=np.uint8) == 0)
-            starts = np.concatenate(([0], ends[:-1] + 1)).astype("<u4")
-            order = np.asarray(sorted(range(len(parts)), key=parts.__getitem__), dtype=np.int64)
-            self._string_order = array("I", starts[order].tobytes())
-        return self._string_order
+    def _name_column(self) -> npt.NDArray[np.uint32]:
+        # the name offset of every record, in id order
+        if self._names is None:
+            self._names = self._word_array[self._offsets]
+        return self._names
 
     # -- name lookups ---------------------------------------------------------------------------
 
-    def _columns(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
-        if self._names is None or self._kinds is None:
-            words = np.frombuffer(self._words, dtype=np.uint32)
-            offs = np.asarray(self._offsets, dtype=np.int64)
-            names, kinds = words[offs], (words[offs + 1] >> np.uint32(24)) & np.uint32(0x1F)
-            self._names, self._kinds = names, kinds
-            return names, kinds
-        return self._names, self._kinds
+    def _records_named(self, name: str, funcs: bool) -> list[int]:
+        # Indexes (ids - first_id) of this blob's FUNC records (or all other records) named ``name``.
+        found = self._named.get((name, funcs))
+        if found is None:
+            records, names, keys = self._names_of(funcs)
+            found = self._named[name, funcs] = [int(records[k]) for k in self._matching(name, keys, names)]
+        return found
+
+    def _names_of(self, funcs: bool) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.uint32], npt.NDArray[np.uint64]]:
+        # The named FUNC records (80% of a vmlinux's named records, wanted only to find functions)
+        # or the other named records: their indexes, name offsets and name keys.
+        index = self._name_index.get(funcs)
+        if index is None:
+            names, kinds = self._name_column(), self._kinds
+            records = np.flatnonzero((names != 0) & ((kinds == _K["FUNC"]) == funcs))
+            index = self._name_index[funcs] = records, names[records], self._string_keys(names[records])
+        return index
+
+    def _matching(self, name: str, keys: npt.NDArray[np.uint64], offsets: npt.NDArray[np.uint32]) -> list[int]:
+        # The indexes k, in order, of the strings at ``offsets[k]`` that are ``name`` (``keys``: their keys).
+        needle = name.encode()
+        if not needle or b"\0" in needle:
+            return []
+        candidates = np.flatnonzero(keys == np.uint64(string_key(needle))).tolist()
+        return [k for k in candidates if self._has_string(int(offsets[k]), needle)]
 
     def ids_named(self, name: str, kinds: Sequence[int]) -> list[int]:
-        """Ids of this blob's records (not the base's) named ``name`` with a BTF kind in ``kinds``."""
-        offsets = self._string_offsets(name)
-        if not offsets or not self._offsets:
-            return []
-        _, kind_col = self._columns()
-        order, sorted_names = self._name_order()
-        hits: list[int] = []
-        for off in offsets:
-            lo, hi = np.searchsorted(sorted_names, off, "left"), np.searchsorted(sorted_names, off, "right")
-            hits.extend(order[lo:hi].tolist())
+        """Ids of this blob's records (not the base's) named ``name`` with a BTF kind in ``kinds``
+        (none for the empty name: anonymous records are not found by name)."""
         wanted = frozenset(kinds)
-        return [self.first_id + i for i in sorted(hits) if int(kind_col[i]) in wanted]
-
-    def _name_order(self) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.uint32]]:
-        # The name column sorted once (stable: equal names keep id order), searched per lookup.
-        if self._sorted is None:
-            names = self._columns()[0]
-            order = np.argsort(names, kind="stable")
-            self._sorted = order, names[order]
-        return self._sorted
+        found = [i for funcs in {kind == _K["FUNC"] for kind in wanted} for i in self._records_named(name, funcs)]
+        return [self.first_id + i for i in sorted(found) if int(self._kinds[i]) in wanted]
 
     def find_type_or_none(self, name: str, kind: TypeKind) -> Type | None:
         """The type ``name`` of ``kind`` (STRUCT/UNION/ENUM by tag, TYPEDEF/INT/FLOAT by name);
@@ -301,27 +279,21 @@ class Btf:
     def find_enumerator_or_none(self, name: str) -> tuple[Type, int] | None:
         """The enum type and value of enum constant ``name`` (the first enum, by id, that has it)."""
         if self._enumerators is None:
-            self._enumerators = self._enumerator_columns()
-        names, records, positions = self._enumerators
-        hits = []
-        for off in self._string_offsets(name):
-            found = np.flatnonzero(names == np.uint32(off))
-            if len(found):
-                k = int(found[0])
-                record = int(records[k])
-                hits.append((self.first_id + record, self._enumerator_value(record, int(positions[k]))))
-        if hits:
-            type_id, value = min(hits)
-            return self.type_by_id(type_id), value
+            names, records, positions = self._enumerator_columns()
+            self._enumerators = self._string_keys(names), names, records, positions
+        keys, names, records, positions = self._enumerators
+        for k in self._matching(name, keys, names)[:1]:
+            record = int(records[k])
+            return self.type_by_id(self.first_id + record), self._enumerator_value(record, int(positions[k]))
         return self.base.find_enumerator_or_none(name) if self.base is not None else None
 
     def _enumerator_columns(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.intp], npt.NDArray[np.int64]]:
         # Every enumerator of this blob, in id order, straight from the words (no Type built, no
         # string decoded): its name offset, its record index and the word offset of its entry.
-        _, kinds = self._columns()
+        kinds = self._kinds
         records = np.flatnonzero((kinds == _K["ENUM"]) | (kinds == _K["ENUM64"]))
-        words = np.frombuffer(self._words, dtype=np.uint32)
-        starts = np.asarray(self._offsets, dtype=np.int64)[records]
+        words = self._word_array
+        starts = self._offsets[records]
         info = words[starts + 1]
         counts = (info & np.uint32(0xFFFF)).astype(np.int64)
         step = np.where((info >> np.uint32(24)) & np.uint32(0x1F) == _K["ENUM64"], 3, 2).astype(np.int64)
@@ -332,12 +304,12 @@ class Btf:
 
     def _enumerator_value(self, record: int, pos: int) -> int:
         # The value of the enumerator of record ``record`` whose entry is at word ``pos``.
-        info = self._words[self._offsets[record] + 1]
+        info = self._words[int(self._offsets[record]) + 1]
         return _entry_value(self._words, pos, (info >> 24) & 0x1F == _K["ENUM64"], info >> 31)
 
 
-def _parse_header(data: bytes) -> tuple[int, int, bytes]:
-    # -> (file offset of the type section, its length, the string section)
+def _parse_header(data: bytes) -> tuple[int, int, int, int]:
+    # -> (file offset of the type section, its length, file offset of the string section, its length)
     if len(data) < _HDR_LEN:
         raise CorruptDumpError(f"BTF too short ({len(data)} bytes)", 0)
     magic = int.from_bytes(data[0:2], "little")
@@ -354,68 +326,17 @@ def _parse_header(data: bytes) -> tuple[int, int, bytes]:
         raise CorruptDumpError(f"BTF type section ({type_off}+{type_len}) out of bounds or misaligned", 8)
     if str_start + str_len > len(data) or (str_len and data[str_start + str_len - 1] != 0):
         raise CorruptDumpError(f"BTF string section ({str_off}+{str_len}) out of bounds or unterminated", 16)
-    return type_start, type_len, data[str_start:str_start + str_len]
+    return type_start, type_len, str_start, str_len
 
 
-def _words(data: bytes, start: int, length: int) -> array[int]:
-    words = array("I")
-    if words.itemsize != 4:  # pragma: no cover - exotic platforms
-        raise CorruptDumpError("no 32-bit array type on this platform")
-    words.frombytes(data[start:start + length])
+def _words(data: bytes, start: int, length: int) -> Sequence[int]:
+    # The type section as native 32-bit words: a view of the blob (a byte-swapped copy on big-endian hosts).
+    words: Sequence[int] = memoryview(data)[start:start + length].cast("I")
     if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
-        words.byteswap()
+        swapped = array("I", data[start:start + length])
+        swapped.byteswap()
+        words = swapped
     return words
-
-
-def _index(words: array[int], file_start: int) -> list[int]:
-    # One pass: the word offset of each record. Invalid kinds are checked afterwards, vectorised.
-    offsets: list[int] = []
-    append, fixed, per = offsets.append, _FIXED, _PER
-    n, pos = len(words), 0
-    try:
-        while pos < n:
-            append(pos)
-            info = words[pos + 1]
-            k = (info >> 24) & 0x1F
-            pos += fixed[k] + (info & 0xFFFF) * per[k]
-    except IndexError:
-        pos = n + 1
-    if pos != n:
-        raise CorruptDumpError("BTF type section ends inside a record", file_start + 4 * offsets[-1])
-    if offsets:
-        _check_kinds(words, np.asarray(offsets, dtype=np.int64), file_start)
-    return offsets
-
-
-def _checked(offsets: Sequence[int], words: array[int], file_start: int) -> Sequence[int]:
-    # A given index must fit the words: increasing offsets inside the section, valid kinds, and its
-    # last record ending at the section's end.
-    offs = np.asarray(offsets, dtype=np.int64)
-    n = len(words)
-    if not len(offs) or offs[0] != 0 or bool(np.any(offs[1:] <= offs[:-1])) or int(offs[-1]) + 3 > n:
-        raise CorruptDumpError("BTF record index does not fit the type section", file_start)
-    last = int(offs[-1])
-    info = words[last + 1]
-    k = (info >> 24) & 0x1F
-    if last + _FIXED[k] + (info & 0xFFFF) * _PER[k] != n:
-        raise CorruptDumpError("BTF record index does not fit the type section", file_start)
-    _check_kinds(words, offs, file_start)
-    return offsets
-
-
-def _checked_order(order: array[int], strings: bytes) -> array[int]:
-    # A given string order must have one entry per string, each inside the section.
-    if len(order) != strings.count(b"\0") or (len(order) and max(order) >= len(strings)):
-        raise CorruptDumpError("BTF string index does not fit the string section")
-    return order
-
-
-def _check_kinds(words: array[int], offs: npt.NDArray[np.int64], file_start: int) -> None:
-    kinds = (np.frombuffer(words, dtype="<u4")[offs + 1] >> 24) & 0x1F
-    bad = np.nonzero((kinds == 0) | (kinds > _K["ENUM64"]))[0]
-    if len(bad):
-        i = int(bad[0])
-        raise CorruptDumpError(f"BTF type id {i + 1}: unknown kind {int(kinds[i])}", file_start + 4 * int(offs[i]))
 
 
 # -- one builder per kind: (btf, id, word offset, name, vlen, kind_flag, size_or_type) -> Type ------
@@ -457,7 +378,7 @@ def _enum(b: Btf, tid: int, p: int, name: str | None, vlen: int, kflag: int, sot
                 enumerators=tuple(values), type_id=tid, table=b)
 
 
-def _entry_value(w: array[int], pos: int, wide: bool, kflag: int) -> int:
+def _entry_value(w: Sequence[int], pos: int, wide: bool, kflag: int) -> int:
     # The value of the ENUM/ENUM64 entry at word ``pos`` (signed when the record's kind_flag is set).
     value, bits = (w[pos + 1] | w[pos + 2] << 32, 64) if wide else (w[pos + 1], 32)
     return value - (1 << bits) if kflag and value >> (bits - 1) else value

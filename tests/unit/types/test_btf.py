@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -199,13 +200,20 @@ def test_fuzzed_blobs_raise_only_typed_errors(data: st.DataObject) -> None:
         blob[pos] = data.draw(st.integers(0, 255))
     try:
         b = Btf(bytes(blob))
+    except CorruptDumpError:
+        return
+    with contextlib.suppress(CorruptDumpError, TypeLookupError):  # name lookups on damaged names
+        for name in ("item", "list_head", "runqueues", "printk", "BLUE", "HUGE_B", "nope"):
+            b.ids_named(name, range(1, 20))
+            b.find_enumerator_or_none(name)
+            b.find_variable_type_or_none(name)
+            b.is_percpu_variable(name)
+    with contextlib.suppress(CorruptDumpError, TypeLookupError):
         for type_id in range(b.end_id):
             t = b.type_by_id(type_id)
             t.type_name()
             for m in t.members or ():
                 m.type.type_name()
-    except (CorruptDumpError, TypeLookupError):
-        pass
 
 
 BUILD_ID = "ab" * 20
@@ -219,10 +227,11 @@ def test_record_index_is_cached_by_build_id_and_reused(tmp_path: Path, monkeypat
     def no_walk(*_: object) -> list[int]:
         raise AssertionError("the warm open walked the type section")
 
-    monkeypatch.setattr("kcrash.types.btf._index", no_walk)
+    monkeypatch.setattr("kcrash.types.btf.record_offsets", no_walk)
     warm = parse_btf(blob, cache_dir=tmp_path, cache_key=BUILD_ID)
     assert warm.num_types() == cold.num_types()
     assert list(warm._offsets) == list(cold._offsets)
+    assert list(warm._kinds) == list(cold._kinds)
     assert warm.get_type("list_head", TypeKind.STRUCT).members == cold.get_type("list_head", TypeKind.STRUCT).members
 
 
@@ -239,25 +248,83 @@ def test_cached_index_of_other_bytes_is_not_used(tmp_path: Path) -> None:
 
 def test_an_index_that_does_not_fit_the_blob_is_corrupt() -> None:
     blob = build_types()[0].to_bytes()
-    good = list(parse_btf(blob)._offsets)
-    for bad in (good[:-1], [0, *(o + 1 for o in good[1:])], [0, 0, *good[2:]]):
-        with pytest.raises(CorruptDumpError):
+    good = [int(o) for o in parse_btf(blob)._offsets]
+    assert Btf(blob, offsets=good).num_types() == len(good)
+    # short, shifted, repeated, a record left out (still increasing, still ending at the end),
+    # two records merged the other way, out of range either side
+    for bad in (good[:-1], [0, *(o + 1 for o in good[1:])], [0, 0, *good[2:]], good[:3] + good[4:],
+                [*good[:3], good[3] + 1, *good[4:]], [0, -(10 ** 9), *good[2:]], [*good[:-1], 10 ** 9], []):
+        with pytest.raises(CorruptDumpError, match="record index"):
             Btf(blob, offsets=bad)
 
 
-def test_sorted_string_index_finds_what_the_scan_finds() -> None:
-    writer, _ = build_types()
+ALL_KINDS = range(1, 20)
+
+
+def _scan(btf: Btf, name: str) -> list[int]:
+    # the definition: ids of the blob's records whose name string is ``name``
+    return [i for i in range(btf.first_id, btf.end_id) if btf.string(btf._record(i)[1]) == name]
+
+
+def test_name_lookups_find_what_a_scan_of_every_record_finds() -> None:
+    writer, ids = build_types()
+    prefix = "a_name_longer_than_the_24_bytes_a_key_reads_"
+    for suffix in ("x", "y", "xy", ""):
+        writer.add_struct(prefix + suffix, 0, [])
     writer.add_int("dup", 1)
     writer.add_typedef("dup", 1)  # the writer keeps one string per name; equal names share it
-    blob = writer.to_bytes()
-    scan, indexed = parse_btf(blob), parse_btf(blob)
-    indexed.string_order()
-    names = [scan.string(off) for off in indexed.string_order()] + ["absent", "", "lis", "list_headx"]
-    for name in names:
-        assert indexed._search_strings(name) == scan._search_strings(name), name
-    assert indexed.ids_named("dup", [1, 8]) == scan.ids_named("dup", [1, 8]) != []
-    with pytest.raises(CorruptDumpError, match="string index"):
-        Btf(blob, string_order=indexed.string_order()[:-1])
+    again = writer.strings_size
+    writer._strings += b"dup\0"  # the same name stored a second time
+    writer.add_typedef("other", 1)
+    writer._records[-1][0] = again
+    writer.add_func("dup", ids["proto"])
+    writer.add_struct("\u00e9t\u00e9", 0, [])
+    writer.add_struct("zz", 0, [])  # the last string of the blob: its key is read near the end
+    btf = parse_btf(writer.to_bytes())
+    names = {btf.string(btf._record(i)[1]) for i in range(btf.first_id, btf.end_id)} - {""}
+    assert prefix + "xy" in names and "zz" in names
+    for name in [*sorted(names), "absent", "lis", "list_headx", prefix[:-1], "dup\0", "z"]:
+        assert btf.ids_named(name, ALL_KINDS) == _scan(btf, name), name
+    assert btf.ids_named("dup", [1, 8]) == [i for i in _scan(btf, "dup") if btf._record(i)[2] in (1, 8)]
+    assert len(btf.ids_named("dup", ALL_KINDS)) == 4 and btf.ids_named("dup", [12]) == _scan(btf, "dup")[-1:]
+    assert btf.ids_named("", ALL_KINDS) == []  # no record is named by the empty string
+
+
+def test_split_name_lookups_find_what_a_scan_finds() -> None:
+    base_writer, ids = build_types()
+    base = parse_btf(base_writer.to_bytes())
+    w = BtfWriter(base=base_writer)
+    w.add_struct("list_head", 16, [])  # a name from the base's strings
+    w.add_struct("mod_only", 8, [("magic", ids["u32"], 0, 0)])
+    w.add_enum("mod_state", 4, [("RED", 7), ("MOD_LIVE", 3)])  # RED: also a base constant
+    split = parse_btf(w.to_bytes(), base, name="mod")
+    for name in ("list_head", "mod_only", "mod_state", "magic", "item", "absent"):
+        assert split.ids_named(name, ALL_KINDS) == _scan(split, name), name
+    assert split.ids_named("list_head", ALL_KINDS) == [base.end_id]
+    red = split.find_enumerator_or_none("RED")
+    assert red is not None and red[1] == 7 and red[0].tag == "mod_state"  # this blob before its base
+    base_red = base.find_enumerator_or_none("RED")
+    assert base_red is not None and base_red[1] == 0
+
+
+def test_the_first_enum_by_id_gives_a_constant() -> None:
+    w = BtfWriter()
+    w.add_enum("first", 4, [("SAME", 1), ("ONLY_FIRST", 2)])
+    w.add_enum("second", 4, [("SAME", 5)])
+    btf = parse_btf(w.to_bytes())
+    same = btf.find_enumerator_or_none("SAME")
+    assert same is not None and (same[0].tag, same[1]) == ("first", 1)
+    assert btf.find_enumerator_or_none("ONLY") is None and btf.find_enumerator_or_none("") is None
+
+
+def test_an_index_cached_by_an_older_version_is_replaced(tmp_path: Path) -> None:
+    blob = build_types()[0].to_bytes()
+    path = tmp_path / "btf-index" / f"{BUILD_ID}.bin"
+    path.parent.mkdir()
+    path.write_bytes(b"KCRASH btf-index 2\n{}\n" + bytes(64))
+    btf = parse_btf(blob, cache_dir=tmp_path, cache_key=BUILD_ID)
+    assert btf.get_type("list_head", TypeKind.STRUCT).size == 16
+    assert path.read_bytes().startswith(b"KCRASH btf-index 3\n")
 
 
 def test_a_damaged_index_cache_is_rebuilt_not_blamed_on_the_dump(tmp_path: Path) -> None:
