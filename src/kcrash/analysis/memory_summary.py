@@ -12,7 +12,8 @@ versions. Slab counts need ``CONFIG_SLUB_DEBUG`` (Debian has it). Nothing here p
 
 from __future__ import annotations
 
-from kcrash.errors import FaultError, KcrashError
+from kcrash.errors import KcrashError
+from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.list import list_for_each_entry
 from kcrash.report import model
 from kcrash.types.object import Object
@@ -24,6 +25,7 @@ _PAGE_SIZE = 4096
 #: ``struct kmem_cache_order_objects``: order in the bits above OO_SHIFT (mm/slub.c)
 _OO_SHIFT = 16
 _MAX_CACHES = 4096
+_NODE_MEMBERS = ("nr_slabs.counter", "total_objects.counter")
 #: globals this module reads, with their C types (kallsyms gives addresses only)
 _DECLARATIONS = {"nr_node_ids": "unsigned int", "vm_zone_stat": "atomic_long_t[]",
                  "vm_node_stat": "atomic_long_t[]"}
@@ -58,34 +60,33 @@ def _total_or_none(prog: Program) -> int | None:
         return None
 
 
-def _copy(ptr: Object) -> Object:
-    # ``*ptr`` read in one go (members then come from the copy); member by member from memory when
-    # the whole structure is not readable.
-    try:
-        return ptr.deref_().read_()
-    except FaultError:
-        return ptr
+def _layouts(prog: Program, nodes: int) -> tuple[StructLayout, StructLayout]:
+    # The members read of ``struct kmem_cache`` (node pointers first, as they are used) and of
+    # ``struct kmem_cache_node``.
+    cache = StructLayout(prog.type("struct kmem_cache"),
+                         [*(f"node[{i}]" for i in range(nodes)), "oo.x", "name", "object_size"])
+    return cache, StructLayout(prog.type("struct kmem_cache_node"), _NODE_MEMBERS)
 
 
-def _node_counts(prog: Program, cache: Object, nodes: int) -> tuple[int, int]:
+def _slab_cache(prog: Program, layouts: tuple[StructLayout, StructLayout], address: int,
+                nodes: int) -> model.SlabCache:
+    cache_layout, node_layout = layouts
+    cache = cache_layout.read(prog, address)
     slabs = objects = 0
     for i in range(nodes):
-        pointer = cache.node[i]
-        if not int(pointer):
-            continue
-        node = _copy(pointer)
-        slabs += int(node.nr_slabs.counter)
-        objects += int(node.total_objects.counter)
-    return slabs, objects
+        pointer = cache.value(f"node[{i}]")
+        if pointer:
+            node = node_layout.read(prog, pointer)
+            slabs += node.value("nr_slabs.counter")
+            objects += node.value("total_objects.counter")
+    order = cache.value("oo.x") >> _OO_SHIFT
+    name = cache.object("name").string_().decode("utf-8", "backslashreplace")
+    return model.SlabCache(name, cache.value("object_size"), objects, slabs, slabs * (_PAGE_SIZE << order))
 
 
 def slab_cache(prog: Program, cache: Object, nodes: int) -> model.SlabCache:
     """The ``/proc/slabinfo`` counts of one ``struct kmem_cache *``."""
-    cache = _copy(cache)
-    slabs, objects = _node_counts(prog, cache, nodes)
-    order = int(cache.oo.x) >> _OO_SHIFT
-    name = cache.name.string_().decode("utf-8", "backslashreplace")
-    return model.SlabCache(name, int(cache.object_size), objects, slabs, slabs * (_PAGE_SIZE << order))
+    return _slab_cache(prog, _layouts(prog, nodes), int(cache), nodes)
 
 
 def slab_caches(prog: Program) -> tuple[list[model.SlabCache], str | None]:
@@ -95,8 +96,9 @@ def slab_caches(prog: Program) -> tuple[list[model.SlabCache], str | None]:
     walk = list_for_each_entry("struct kmem_cache", prog["slab_caches"].address_of_(), "list", limit=_MAX_CACHES)
     out: list[model.SlabCache] = []
     try:
+        layouts = _layouts(prog, nodes)
         for cache in walk:
-            out.append(slab_cache(prog, cache, nodes))
+            out.append(_slab_cache(prog, layouts, int(cache), nodes))
     except KcrashError as exc:
         walk.truncated = str(exc)
     return out, walk.truncated

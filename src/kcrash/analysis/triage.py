@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from kcrash.analysis.target import module_debuginfo
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import FaultError, KcrashError, MissingDebugInfoError
+from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.module import for_each_module, module_base, module_name, module_size, module_taints
 from kcrash.helpers.linux.panic import (
     crash_context,
@@ -39,7 +40,7 @@ from kcrash.helpers.linux.panic import (
     uptime_ns_or_none,
 )
 from kcrash.helpers.linux.printk import PrintkRecord, format_dmesg, get_printk_records
-from kcrash.helpers.linux.sched import cpu_curr, find_task_or_none, for_each_task, task_cpu, task_state_to_char
+from kcrash.helpers.linux.sched import cpu_curr, find_task_or_none, for_each_task, task_ps_layout, task_state_char
 from kcrash.helpers.linux.stack import kernel_unwinder, stack_trace
 from kcrash.memory.kernel import KernelMemory
 from kcrash.metrics import phase
@@ -158,21 +159,31 @@ def _running(prog: Program) -> dict[int, int]:
 
 def task_row(task: Object, running: dict[int, int]) -> model.TaskRow:
     """One ``ps`` row of ``task``; ``running`` maps active task addresses to their CPU."""
-    address = int(task)
+    return _task_row(task.prog_, task_ps_layout(task.prog_), int(task), running)
+
+
+def _task_row(prog: Program, layout: StructLayout, address: int, running: dict[int, int]) -> model.TaskRow:
+    # The members in the order ps used to read them one by one (a fault in an unreadable task
+    # names the same member).
+    task = layout.read(prog, address)
     cpu = running.get(address)
-    return model.TaskRow(pid=int(task.pid), ppid=int(task.real_parent.pid) if int(task.real_parent) else 0,
-                         tgid=int(task.tgid), cpu=task_cpu(task) if cpu is None else cpu, task=address,
-                         state=task_state_to_char(task), comm=_text(task.comm.string_()), active=cpu is not None)
+    pid, parent = task.value("pid"), task.value("real_parent")
+    ppid = layout.read_value(prog, parent, "pid") if parent else 0
+    tgid = task.value("tgid")
+    return model.TaskRow(pid=pid, ppid=ppid, tgid=tgid, cpu=task.value("cpu") if cpu is None else cpu, task=address,
+                         state=task_state_char(prog, task.value("state"), task.value("exit_state")),
+                         comm=_text(task.string("comm")), active=cpu is not None)
 
 
 def task_rows(prog: Program) -> tuple[tuple[model.TaskRow, ...], str | None]:
     """Every task, idle tasks first, then the task list order; and why the walk stopped early."""
     running = _running(prog)
     walk = for_each_task(prog, idle=True)
+    layout = task_ps_layout(prog)
     rows = []
     for task in walk:
         try:
-            rows.append(task_row(task, running))
+            rows.append(_task_row(prog, layout, int(task), running))
         except FaultError as exc:
             walk.truncated = f"task {int(task):#x} unreadable at {exc.address:#x}"
             break

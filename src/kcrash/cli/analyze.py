@@ -7,7 +7,8 @@ from ORC, all read from the dump): ``kcrash sys``, ``bt [-a] [PID|TASK]``, ``ps`
 ``report`` (the full report: terminal, one self-contained HTML file, or JSON checked by a published
 JSON Schema, ``--schema``) and ``shell`` (a Python REPL with ``prog`` and the helpers).
 Every command takes DUMP first and has ``--json`` (except ``shell``). Argument parsing and output
-only: the work is :mod:`kcrash.analysis`, the rendering :mod:`kcrash.report.terminal`.
+only: the work is :mod:`kcrash.analysis`, the rendering :mod:`kcrash.report.terminal` (rich, imported
+only for terminal output).
 """
 
 from __future__ import annotations
@@ -25,15 +26,6 @@ from kcrash.errors import CliError
 from kcrash.helpers.linux.panic import panic_cpu_or_none
 from kcrash.metrics import phase
 from kcrash.report.model import TaskTrace, to_dict
-from kcrash.report.terminal import (
-    make_console,
-    render_log,
-    render_modules,
-    render_report,
-    render_system,
-    render_tasks,
-    render_trace,
-)
 from kcrash.types.program import Program
 
 if TYPE_CHECKING:
@@ -60,8 +52,10 @@ def sys_command(path: str, as_json: bool) -> None:
         info = triage.system_info(prog, path)
     if as_json:
         echo_json(to_dict(info))
-    else:
-        render_system(info, make_console())
+        return
+    from kcrash.report.terminal import make_console, render_system
+
+    render_system(info, make_console())
 
 
 def _parse_task(text: str) -> int:
@@ -101,6 +95,8 @@ def bt_command(path: str, target: str | None, all_cpus: bool, debuginfo: tuple[s
     if as_json:
         echo_json([to_dict(t) for t in traces])
         return
+    from kcrash.report.terminal import make_console, render_trace
+
     console = make_console()
     for i, entry in enumerate(traces):
         if i:
@@ -130,6 +126,8 @@ def ps_command(path: str, as_json: bool) -> None:
     if as_json:
         echo_json({"tasks": [to_dict(r) for r in rows], "truncated": truncated})
         return
+    from kcrash.report.terminal import make_console, render_tasks
+
     render_tasks(rows, make_console())
     if truncated:
         click.echo(f"kcrash: warning: task list truncated: {truncated}", err=True)
@@ -147,8 +145,10 @@ def log_command(path: str, caller: bool, tail: int | None, as_json: bool) -> Non
     lines = triage.log_lines(records[-tail:] if tail else records)
     if as_json:
         echo_json([to_dict(line) for line in lines])
-    else:
-        render_log(lines, make_console(), caller=caller)
+        return
+    from kcrash.report.terminal import make_console, render_log
+
+    render_log(lines, make_console(), caller=caller)
 
 
 @click.command("mod")
@@ -160,8 +160,10 @@ def mod_command(path: str, as_json: bool) -> None:
         rows = triage.module_rows(prog)
     if as_json:
         echo_json([to_dict(r) for r in rows])
-    else:
-        render_modules(rows, make_console())
+        return
+    from kcrash.report.terminal import make_console, render_modules
+
+    render_modules(rows, make_console())
 
 
 def _symbolizer(prog: Program, vmlinux: str | None, debuginfo: tuple[str, ...], force: bool) -> KernelSymbolizer | None:
@@ -176,11 +178,7 @@ def _symbolizer(prog: Program, vmlinux: str | None, debuginfo: tuple[str, ...], 
 def _render(report: Any, fmt: str, output: str | None, color: bool | None) -> None:
     with phase("render"):
         if fmt == "terminal":
-            if output is None:
-                render_report(report, make_console(color=color))
-                return
-            with open(output, "w", encoding="utf-8") as out:
-                render_report(report, make_console(out, color=False))
+            _render_terminal(report, output, color)
             return
         text = _render_text(report, fmt)
     if output is None:
@@ -188,6 +186,17 @@ def _render(report: Any, fmt: str, output: str | None, color: bool | None) -> No
     else:
         Path(output).write_text(text, encoding="utf-8")
         click.echo(f"kcrash: wrote {output}", err=True)
+
+
+def _render_terminal(report: Any, output: str | None, color: bool | None) -> None:
+    # rich only for terminal output
+    from kcrash.report.terminal import make_console, render_report
+
+    if output is None:
+        render_report(report, make_console(color=color))
+        return
+    with open(output, "w", encoding="utf-8") as out:
+        render_report(report, make_console(out, color=False))
 
 
 def _render_text(report: Any, fmt: str) -> str:

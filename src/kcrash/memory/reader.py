@@ -55,10 +55,16 @@ class MemoryReader:
         return self._read_translated(address, size)
 
     def _read_translated(self, address: int, size: int) -> bytes:
+        if not size:
+            return b""
+        phys, span = self._translate_span(address)
+        if size <= span:  # the common case: within one page (or huge-page chunk)
+            return self.segments.read(phys, size, physical=True)
         parts: list[bytes] = []
         pos, end = address, address + size
         while pos < end:
-            phys, span = self._translate_span(pos)
+            if pos != address:
+                phys, span = self._translate_span(pos)
             run = min(end - pos, span)
             # extend the run while the next virtual page (or huge-page chunk) is physically contiguous
             while pos + run < end:

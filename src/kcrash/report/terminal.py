@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from typing import IO
 
-from rich.console import Console
+from rich.console import Console, Group, NewLine, RenderableType
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -48,10 +48,15 @@ _PLAIN_WIDTH = 200
 
 def make_console(file: IO[str] | None = None, *, width: int | None = None, color: bool | None = None) -> Console:
     """A console for these renderers: ``color`` None colours only a terminal; output that is not a
-    terminal gets a wide page (``width`` None) so lines are not wrapped."""
-    console = Console(file=file, width=width, force_terminal=color, no_color=color is False, highlight=False)
+    terminal gets a wide page (``width`` None) so lines are not wrapped. Emoji codes are not
+    replaced (a task named ``:fire:`` is printed as such)."""
+    console = Console(file=file, width=width, force_terminal=color, no_color=color is False, highlight=False,
+                      emoji=False)
     if width is None and not console.is_terminal:
         console.width = _PLAIN_WIDTH
+    if width is not None or not console.is_terminal:
+        # a fixed page: its height measured once (rich asks the terminal on every print otherwise)
+        console.height = console.height
     return console
 
 
@@ -64,9 +69,18 @@ def visible(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def _section(console: Console, title: str) -> None:
-    console.print()
-    console.print(Text(title, style="bold underline"))
+# Renderers build lists of renderables and print them as one Group: rich's work per print (the
+# render buffer, hooks, options) is then done once per command instead of once per line.
+_Lines = list[RenderableType]
+
+
+def _print(console: Console, lines: _Lines) -> None:
+    if lines:
+        console.print(Group(*lines))
+
+
+def _section(title: str) -> _Lines:
+    return [NewLine(), Text(title, style="bold underline")]
 
 
 def _uptime(ns: int | None) -> str:
@@ -83,16 +97,19 @@ def _time(seconds: int | None) -> str:
     return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%a %b %e %H:%M:%S UTC %Y")
 
 
-def _pairs(console: Console, rows: Sequence[tuple[str, str]]) -> None:
+def _pairs(rows: Sequence[tuple[str, str]]) -> _Lines:
     width = max(len(key) for key, _ in rows)
-    for key, value in rows:
-        console.print(Text(f"{key:>{width}}: ", style="bold") + Text(value))
+    return [Text(f"{key:>{width}}: ", style="bold") + Text(value) for key, value in rows]
 
 
 def render_system(info: SystemInfo, console: Console) -> None:
     """crash's ``sys`` block."""
+    _print(console, _system(info))
+
+
+def _system(info: SystemInfo) -> _Lines:
     memory = "unknown" if info.memory_bytes is None else f"{info.memory_bytes / (1 << 20):.1f} MB"
-    _pairs(console, [
+    return _pairs([
         ("DUMPFILE", info.dump), ("CPUS", str(info.cpus)), ("RELEASE", info.release),
         ("VERSION", info.version), ("MACHINE", info.machine), ("NODENAME", info.nodename),
         ("MEMORY", memory), ("UPTIME", _uptime(info.uptime_ns)), ("DATE", _time(info.crash_time)),
@@ -104,25 +121,28 @@ def render_system(info: SystemInfo, console: Console) -> None:
 def render_trace(trace: Trace, console: Console, *, limit: int | None = None) -> None:
     """Frames as ``#N [sp] func+off/size [mod]``; ``?`` marks unreliable frames; the kind of a
     register frame (an exception or interrupt's ``pt_regs``) is shown after it."""
-    frames = trace.frames if limit is None else trace.frames[:limit]
-    for f in frames:
+    _print(console, _trace(trace, limit))
+
+
+def _trace(trace: Trace, limit: int | None) -> _Lines:
+    out: _Lines = []
+    for f in trace.frames if limit is None else trace.frames[:limit]:
         mark = "? " if not f.reliable else ""
         line = Text(f" #{f.index:<2} [{f.sp:016x}] ")
         line.append(mark + f.text, style="dim" if not f.reliable else ("bold" if f.kind == "regs" else ""))
         if f.kind == "regs" and f.index:
             line.append("  <- pt_regs", style="cyan")
-        console.print(line)
-        _sources(f.source, console, indent=6)
+        out += [line, *_sources(f.source, indent=6)]
     if limit is not None and len(trace.frames) > limit:
-        console.print(Text(f" ... {len(trace.frames) - limit} more frames"))
+        out.append(Text(f" ... {len(trace.frames) - limit} more frames"))
     if trace.truncated:
-        console.print(Text(f" (stack walk stopped: {trace.truncated})", style="yellow"))
+        out.append(Text(f" (stack walk stopped: {trace.truncated})", style="yellow"))
+    return out
 
 
-def _sources(lines: Sequence[SourceLine], console: Console, *, indent: int) -> None:
-    for s in lines:
-        console.print(Text(" " * indent + f"{s.function} at {s.file}:{s.line}" + (" (inlined)" if s.inlined else ""),
-                           style="cyan" if s.inlined else "dim"))
+def _sources(lines: Sequence[SourceLine], *, indent: int) -> _Lines:
+    return [Text(" " * indent + f"{s.function} at {s.file}:{s.line}" + (" (inlined)" if s.inlined else ""),
+                 style="cyan" if s.inlined else "dim") for s in lines]
 
 
 def _task_line(row: TaskRow) -> str:
@@ -144,43 +164,55 @@ def render_tasks(rows: Sequence[TaskRow], console: Console) -> None:
 
 def render_modules(rows: Sequence[ModuleRow], console: Console) -> None:
     """crash's ``mod``: name, base, size, taints and the in-memory debug information found."""
+    console.print(_modules(rows))
+
+
+def _modules(rows: Sequence[ModuleRow]) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
     for name in ("NAME", "BASE", "SIZE", "TAINTS", "SYMBOLS", "BTF", "NOTE"):
         table.add_column(name, justify="right" if name in ("SIZE", "SYMBOLS", "BTF") else "left")
     for m in rows:
         table.add_row(escape(m.name), f"{m.base:016x}", str(m.size), m.taints or "-", str(m.num_symbols),
                       str(m.btf_size), escape(m.error or ""))
-    console.print(table)
+    return table
 
 
 def render_log(lines: Sequence[LogLine], console: Console, *, caller: bool = False) -> None:
     """Log lines as dmesg prints them."""
-    for line in lines:
-        console.print(Text(line.formatted(caller=caller)))
+    _print(console, _log(lines, caller))
 
 
-def _context(ctx: CrashingContext, console: Console) -> None:
-    console.print(Text(f"CPU {ctx.cpu}  PID {ctx.pid}  COMM \"{visible(ctx.comm)}\"  TASK {ctx.task:016x}"))
-    console.print(Text(f"RIP: {ctx.ip_text}   RSP: {ctx.sp:016x}   (registers from {ctx.registers_from})"))
-    _sources(ctx.ip_source, console, indent=2)
+def _log(lines: Sequence[LogLine], caller: bool) -> _Lines:
+    return [Text(line.formatted(caller=caller)) for line in lines]
+
+
+def _context(ctx: CrashingContext) -> _Lines:
+    out: _Lines = [Text(f"CPU {ctx.cpu}  PID {ctx.pid}  COMM \"{visible(ctx.comm)}\"  TASK {ctx.task:016x}"),
+                   Text(f"RIP: {ctx.ip_text}   RSP: {ctx.sp:016x}   (registers from {ctx.registers_from})"),
+                   *_sources(ctx.ip_source, indent=2)]
     if ctx.snippet is not None:
-        for n, text in enumerate(ctx.snippet.lines, ctx.snippet.first):
-            console.print(Text(f"  {'>' if n == ctx.snippet.line else ' '}{n:5d}  {visible(text)}",
-                               style="bold" if n == ctx.snippet.line else "dim"))
+        out += [Text(f"  {'>' if n == ctx.snippet.line else ' '}{n:5d}  {visible(text)}",
+                     style="bold" if n == ctx.snippet.line else "dim")
+                for n, text in enumerate(ctx.snippet.lines, ctx.snippet.first)]
     regs = dict(ctx.registers)
     names = [n for n in _REG_ORDER if n in regs and n not in ("rip", "rsp")]
-    for i in range(0, len(names), 3):
-        console.print(Text("  " + "  ".join(f"{n.upper():>3}: {regs[n]:016x}" for n in names[i:i + 3])))
+    out += [Text("  " + "  ".join(f"{n.upper():>3}: {regs[n]:016x}" for n in names[i:i + 3]))
+            for i in range(0, len(names), 3)]
+    return out
 
 
 def render_disassembly(dis: Disassembly, console: Console) -> None:
     """Instructions around the faulting IP; ``=>`` marks the one at the IP."""
-    console.print(Text(f"{dis.function or 'unknown function'}, IP {dis.ip:016x}", style="dim"))
-    for i in dis.instructions:
-        console.print(Text(f"{'=> ' if i.faulting else '   '}{i.address:016x}  {i.hex:<22} {i.text}",
-                           style="bold yellow" if i.faulting else ""))
+    _print(console, _disassembly(dis))
+
+
+def _disassembly(dis: Disassembly) -> _Lines:
+    out: _Lines = [Text(f"{dis.function or 'unknown function'}, IP {dis.ip:016x}", style="dim")]
+    out += [Text(f"{'=> ' if i.faulting else '   '}{i.address:016x}  {i.hex:<22} {i.text}",
+                 style="bold yellow" if i.faulting else "") for i in dis.instructions]
     if dis.error:
-        console.print(Text(f" ({dis.error})", style="yellow"))
+        out.append(Text(f" ({dis.error})", style="yellow"))
+    return out
 
 
 def _mb(value: int | None) -> str:
@@ -189,98 +221,105 @@ def _mb(value: int | None) -> str:
 
 def render_memory(mem: MemorySummary, console: Console) -> None:
     """Memory totals and the top slab caches."""
-    _pairs(console, [("Total", _mb(mem.total_bytes)), ("Free", _mb(mem.free_bytes)),
-                     ("Page cache", _mb(mem.file_bytes)), ("Anonymous", _mb(mem.anon_bytes)),
-                     ("Slab reclaimable", _mb(mem.slab_reclaimable_bytes)),
-                     ("Slab unreclaimable", _mb(mem.slab_unreclaimable_bytes))])
+    _print(console, _memory(mem))
+
+
+def _memory(mem: MemorySummary) -> _Lines:
+    out = _pairs([("Total", _mb(mem.total_bytes)), ("Free", _mb(mem.free_bytes)),
+                  ("Page cache", _mb(mem.file_bytes)), ("Anonymous", _mb(mem.anon_bytes)),
+                  ("Slab reclaimable", _mb(mem.slab_reclaimable_bytes)),
+                  ("Slab unreclaimable", _mb(mem.slab_unreclaimable_bytes))])
     table = Table(box=None, pad_edge=False, header_style="bold", title=f"Top slab caches (of {mem.slab_caches})",
                   title_justify="left")
     for name in ("NAME", "OBJSIZE", "OBJECTS", "SLABS", "TOTAL"):
         table.add_column(name, justify="left" if name == "NAME" else "right")
     for s in mem.top_slabs:
         table.add_row(escape(visible(s.name)), str(s.object_size), str(s.objects), str(s.slabs), _mb(s.total_bytes))
-    console.print(table)
+    out.append(table)
     if mem.error:
-        console.print(Text(f" ({mem.error})", style="yellow"))
+        out.append(Text(f" ({mem.error})", style="yellow"))
+    return out
 
 
 def render_regions(regions: TaskMemory, console: Console) -> None:
     """A task's VMAs as ``/proc/PID/maps`` lines."""
+    _print(console, _regions(regions))
+
+
+def _regions(regions: TaskMemory) -> _Lines:
+    out: _Lines = []
     if regions.kernel_thread:
-        console.print(Text(f"PID {regions.pid} \"{visible(regions.comm)}\" is a kernel thread: no user memory"))
-    for v in regions.regions:
-        console.print(Text(f"{v.start:016x}-{v.end:016x} {v.perms} {v.offset:08x} {visible(v.backing)}"))
+        out.append(Text(f"PID {regions.pid} \"{visible(regions.comm)}\" is a kernel thread: no user memory"))
+    out += [Text(f"{v.start:016x}-{v.end:016x} {v.perms} {v.offset:08x} {visible(v.backing)}")
+            for v in regions.regions]
     if regions.truncated:
-        console.print(Text(f" (walk stopped: {regions.truncated})", style="yellow"))
+        out.append(Text(f" (walk stopped: {regions.truncated})", style="yellow"))
+    return out
 
 
 def render_dump(meta: DumpMetadata, console: Console) -> None:
     """The dump file's format, level, size and collection time."""
-    _pairs(console, [("File", meta.path), ("Format", f"{meta.format} ({', '.join(meta.codecs)})"),
-                     ("Dump level", "n/a" if meta.dump_level is None else str(meta.dump_level)),
-                     ("Size", f"{meta.size} bytes"), ("Collected", f"{_time(meta.collected)} ({meta.collected_from})"),
-                     ("Pages", f"{meta.pages_dumped} of {meta.pages_total}"
-                      + (" INCOMPLETE" if meta.incomplete else ""))])
+    _print(console, _dump(meta))
 
 
-def _verdict(report: CrashReport, console: Console) -> None:
+def _dump(meta: DumpMetadata) -> _Lines:
+    return _pairs([("File", meta.path), ("Format", f"{meta.format} ({', '.join(meta.codecs)})"),
+                   ("Dump level", "n/a" if meta.dump_level is None else str(meta.dump_level)),
+                   ("Size", f"{meta.size} bytes"), ("Collected", f"{_time(meta.collected)} ({meta.collected_from})"),
+                   ("Pages", f"{meta.pages_dumped} of {meta.pages_total}"
+                    + (" INCOMPLETE" if meta.incomplete else ""))])
+
+
+def _verdict(report: CrashReport) -> _Lines:
     v = report.verdict
-    console.print(Text("PANIC: ", style="bold red") + Text(v.panic_message or "no panic message in the log"))
+    out: _Lines = [Text("PANIC: ", style="bold red") + Text(v.panic_message or "no panic message in the log")]
     if v.title:
         kind = f"  ({v.crash_type})" if v.crash_type else ""
-        console.print(Text("TITLE: ", style="bold") + Text(v.title + kind))
+        out.append(Text("TITLE: ", style="bold") + Text(v.title + kind))
     if v.signature:
-        console.print(Text("SIGNATURE: ", style="bold") + Text(v.signature + ("  (corrupted)" if v.corrupted else "")))
+        out.append(Text("SIGNATURE: ", style="bold") + Text(v.signature + ("  (corrupted)" if v.corrupted else "")))
     where = f"{v.crashing_function}  (from the {v.source})" if v.crashing_function else "unknown"
-    console.print(Text("CRASHING FUNCTION: ", style="bold") + Text(where, style="bold yellow"))
+    out.append(Text("CRASHING FUNCTION: ", style="bold") + Text(where, style="bold yellow"))
+    return out
 
 
 def render_report(report: CrashReport, console: Console, *, blocked_frames: int = 12) -> None:
     """The whole report: verdict, system, crashing context, backtrace, disassembly, log tail, tasks
     by state, blocked tasks, modules and taints, memory, the crashing task's regions, the dump, notes."""
-    _verdict(report, console)
-    _section(console, "System")
-    render_system(report.system, console)
+    out = [*_verdict(report), *_section("System"), *_system(report.system)]
     if report.context is not None:
-        _section(console, "Crashing context")
-        _context(report.context, console)
-    _section(console, "Backtrace of the crashed thread")
-    render_trace(report.backtrace, console, limit=_MAX_FRAMES)
+        out += [*_section("Crashing context"), *_context(report.context)]
+    out += [*_section("Backtrace of the crashed thread"), *_trace(report.backtrace, _MAX_FRAMES)]
     if report.disassembly is not None:
-        _section(console, "Disassembly around the faulting IP")
-        render_disassembly(report.disassembly, console)
-    _section(console, f"Log (last {len(report.log_tail)} lines)")
-    render_log(report.log_tail, console)
-    _tasks_sections(report, console, blocked_frames)
-    _section(console, f"Modules: {len(report.modules)}  Tainted: {report.system.tainted.strip() or 'no'}")
-    for t in report.taints:
-        console.print(Text(f"  {t.letter}  {t.name}"))
-    render_modules(report.modules, console)
-    _memory_sections(report, console)
+        out += [*_section("Disassembly around the faulting IP"), *_disassembly(report.disassembly)]
+    out += [*_section(f"Log (last {len(report.log_tail)} lines)"), *_log(report.log_tail, False),
+            *_tasks_sections(report, blocked_frames),
+            *_section(f"Modules: {len(report.modules)}  Tainted: {report.system.tainted.strip() or 'no'}"),
+            *(Text(f"  {t.letter}  {t.name}") for t in report.taints), _modules(report.modules),
+            *_memory_sections(report)]
     if report.notes:
-        _section(console, "Notes")
-        for note in report.notes:
-            console.print(Text(f"- {note}", style="yellow"))
+        out += [*_section("Notes"), *(Text(f"- {note}", style="yellow") for note in report.notes)]
+    _print(console, out)
 
 
-def _tasks_sections(report: CrashReport, console: Console, blocked_frames: int) -> None:
+def _tasks_sections(report: CrashReport, blocked_frames: int) -> _Lines:
+    out: _Lines = []
     if report.task_states:
         states = "  ".join(f"{s.state}: {s.count}" for s in report.task_states)
-        _section(console, f"Tasks: {len(report.tasks)}")
-        console.print(Text(f"  {states}"))
-    _section(console, f"Blocked (D state) tasks: {len(report.blocked)}")
+        out += [*_section(f"Tasks: {len(report.tasks)}"), Text(f"  {states}")]
+    out += _section(f"Blocked (D state) tasks: {len(report.blocked)}")
     for b in report.blocked:
-        console.print(Text(_task_line(b.task)))
-        render_trace(b.trace, console, limit=blocked_frames)
+        out += [Text(_task_line(b.task)), *_trace(b.trace, blocked_frames)]
+    return out
 
 
-def _memory_sections(report: CrashReport, console: Console) -> None:
+def _memory_sections(report: CrashReport) -> _Lines:
+    out: _Lines = []
     if report.memory is not None:
-        _section(console, "Memory")
-        render_memory(report.memory, console)
+        out += [*_section("Memory"), *_memory(report.memory)]
     if report.regions is not None:
-        _section(console, f"Memory regions of PID {report.regions.pid}: {len(report.regions.regions)}")
-        render_regions(report.regions, console)
+        out += [*_section(f"Memory regions of PID {report.regions.pid}: {len(report.regions.regions)}"),
+                *_regions(report.regions)]
     if report.dump is not None:
-        _section(console, "Dump")
-        render_dump(report.dump, console)
+        out += [*_section("Dump"), *_dump(report.dump)]
+    return out

@@ -1,13 +1,17 @@
 """The crashing-function rules of triage on synthetic traces (the shapes seen on real lab dumps):
 oopses and lockups blame the pt_regs frame after panic(), explicit panics the caller of
 panic()/nmi_panic(), hung tasks what the blocked tasks sleep in; the log parser's answer is kept and
-used when the trace gives none."""
+used when the trace gives none. And ps rows of synthetic tasks."""
 
 from __future__ import annotations
 
-from kcrash.analysis.triage import blocked_function, interrupted_function, panic_caller, verdict
+import pytest
+
+from kcrash.analysis.triage import blocked_function, interrupted_function, panic_caller, task_row, verdict
+from kcrash.errors import FaultError
 from kcrash.helpers.linux.printk import PrintkRecord
 from kcrash.report.model import Frame, TaskRow, TaskTrace, Trace
+from support.task_kernel import END, Kernel
 
 
 def _frames(*spec: str) -> tuple[Frame, ...]:
@@ -90,3 +94,16 @@ def test_the_log_answers_when_the_trace_cannot() -> None:
     v = verdict("Kernel panic - not syncing: Fatal exception", (), records, ())
     assert (v.crashing_function, v.source, v.trace_function) == ("kcrash_test_do_bug", "log", None)
     assert v.title is not None and v.title.startswith("kernel BUG")
+
+
+def test_task_rows_and_the_member_an_unreadable_task_faults_at() -> None:
+    k = Kernel()
+    parent = k.task(1, 1, b"init")
+    child = k.task(7, 7, b"sh", state=1, parent=parent, cpu=1)
+    running = {child: 0}
+    assert task_row(k.obj(parent), {}) == TaskRow(1, 0, 1, 0, parent, "R", "init", False)
+    assert task_row(k.obj(child), running) == TaskRow(7, 1, 7, 0, child, "S", "sh", True)
+    # a task straddling the end of memory: its pid is read, the fault names real_parent (at 72)
+    with pytest.raises(FaultError) as exc:
+        task_row(k.obj(END - 0x10), {})
+    assert exc.value.address == END - 0x10 + 72

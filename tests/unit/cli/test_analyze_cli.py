@@ -5,6 +5,8 @@ arguments reaching triage, and bad input as one error line with a non-zero exit.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +147,10 @@ def test_a_file_that_is_not_a_dump(tmp_path: Path, capsys: pytest.CaptureFixture
     path.write_bytes(b"\0" * 4096)
     code, out, err = _run(capsys, "report", path)
     assert code == 1 and out == "" and err.startswith("kcrash: error: ") and err.count("\n") == 1
+
+
+def test_json_output_does_not_import_rich() -> None:
+    # rich (~15 ms to import) is for terminal output only
+    code = "import sys; import kcrash.cli.analyze; print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -1,6 +1,7 @@
 """sched.h / panic.h helpers on a synthetic kernel: every thread (not only leaders), ps state letters
-from the kernel's own task_state_array, a corrupted thread list ends in a marked truncation, taint
-letters from taint_flags[], and the panic-line ranking. Also pins each helper module's __all__."""
+from the kernel's own task_state_array, the ps members read in one go equal to the per-member
+helpers, a corrupted thread list ends in a marked truncation, taint letters from taint_flags[], and
+the panic-line ranking. Also pins each helper module's __all__."""
 
 from __future__ import annotations
 
@@ -9,90 +10,10 @@ import inspect
 
 import pytest
 
-from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.helpers.linux.panic import panic_message_or_none, taint_flags, tainted
 from kcrash.helpers.linux.printk import PrintkRecord
-from kcrash.helpers.linux.sched import for_each_task, task_state_to_char
-from kcrash.memory import MemoryReader, SegmentMap
-from kcrash.types.btf import parse_btf
-from kcrash.types.btf_write import BtfWriter
-from kcrash.types.object import Object
-from kcrash.types.program import Program
-
-BASE = 0xFFFFFFFF81000000
-TASK_SIZE = 0x60
-INIT_TASK = BASE + 0x1000
-STATES = BASE + 0x100  # task_state_array: 9 pointers
-STATE_TEXT = BASE + 0x200
-TAINTS = BASE + 0x300
-TAINTED_MASK = BASE + 0x400
-END = BASE + 0x4000
-
-
-class Kernel:
-    """task_struct {pid, tgid, __state, exit_state, comm[16], tasks, thread_node, signal, real_parent};
-    signal_struct {thread_head, nr_threads}; struct taint_flag {c_true, c_false, module}."""
-
-    def __init__(self) -> None:
-        w = BtfWriter()
-        i = w.add_int("int", 4, signed=True)
-        u = w.add_int("unsigned int", 4)
-        c = w.add_int("char", 1, signed=True, char=True)
-        b = w.add_int("_Bool", 1, bool_=True)
-        lp = w.add_ptr(w.next_id + 1)
-        lh = w.add_struct("list_head", 16, [("next", lp, 0, 0), ("prev", lp, 64, 0)])
-        comm = w.add_array(c, 16, i)
-        sig_ptr = w.add_ptr(w.next_id + 2)
-        task_ptr = w.add_ptr(w.next_id + 2)
-        w.add_struct("signal_struct", 24, [("thread_head", lh, 0, 0), ("nr_threads", i, 128, 0)])
-        w.add_struct("task_struct", TASK_SIZE, [
-            ("pid", i, 0, 0), ("tgid", i, 32, 0), ("__state", u, 64, 0), ("exit_state", i, 96, 0),
-            ("comm", comm, 128, 0), ("tasks", lh, 256, 0), ("thread_node", lh, 384, 0),
-            ("signal", sig_ptr, 512, 0), ("real_parent", task_ptr, 576, 0)])
-        w.add_struct("taint_flag", 3, [("c_true", c, 0, 0), ("c_false", c, 8, 0), ("module", b, 16, 0)])
-        self.memory = bytearray(END - BASE)
-        segments = SegmentMap()
-        segments.add_segment(BASE, len(self.memory), lambda a, n: bytes(self.memory[a - BASE:a - BASE + n]),
-                             physical=False)
-        names = ["_stext", "task_state_array", "taint_flags", "tainted_mask", "init_task", "_end"]
-        addrs = [BASE, STATES, TAINTS, TAINTED_MASK, INIT_TASK, END]
-        self.symbols = SymbolTable(names, addrs, "TrrDDD")
-        self.prog = Program(MemoryReader(segments), self.symbols, parse_btf(w.to_bytes()))
-        for k, letter in enumerate(b"RSDTtXZPI"):
-            self.u64(STATES + 8 * k, STATE_TEXT + 16 * k)
-            self.memory[STATE_TEXT + 16 * k - BASE] = letter
-        self.put(TAINTS, b"PGxF xS xR xD x")  # P/G, F, S, R, D; then a non-letter entry ends the table
-        self.put(TAINTS + 15, b"\x01\x02\x00")
-        self.next_task = INIT_TASK + TASK_SIZE
-
-    def put(self, addr: int, data: bytes) -> None:
-        self.memory[addr - BASE:addr - BASE + len(data)] = data
-
-    def u64(self, addr: int, value: int) -> None:
-        self.put(addr, value.to_bytes(8, "little"))
-
-    def task(self, pid: int, tgid: int, comm: bytes, state: int = 0, exit_state: int = 0) -> int:
-        addr = self.next_task
-        self.next_task += TASK_SIZE + 0x20  # signal_struct right after the task
-        for off, value in ((0, pid), (4, tgid), (8, state), (12, exit_state)):
-            self.put(addr + off, value.to_bytes(4, "little"))
-        self.put(addr + 16, comm.ljust(16, b"\0"))
-        return addr
-
-    def ring(self, head: int, nodes: list[int]) -> None:
-        ring = [head, *nodes]
-        for k, node in enumerate(ring):
-            self.u64(node, ring[(k + 1) % len(ring)])
-            self.u64(node + 8, ring[k - 1])
-
-    def group(self, tasks: list[int]) -> None:
-        signal = tasks[0] + TASK_SIZE
-        self.ring(signal, [t + 48 for t in tasks])
-        for t in tasks:
-            self.u64(t + 64, signal)
-
-    def obj(self, addr: int) -> Object:
-        return Object(self.prog, self.prog.pointer_type("struct task_struct"), addr)
+from kcrash.helpers.linux.sched import for_each_task, task_cpu, task_ps_layout, task_state_to_char
+from support.task_kernel import INIT_TASK, TAINTED_MASK, Kernel
 
 
 @pytest.fixture
@@ -120,6 +41,17 @@ def test_for_each_task_yields_every_thread(kernel: Kernel) -> None:
 def test_state_letters_follow_task_state_array(kernel: Kernel, state: int, exit_state: int, letter: str) -> None:
     addr = kernel.task(9, 9, b"x", state=state, exit_state=exit_state)
     assert task_state_to_char(kernel.obj(addr)) == letter
+
+
+def test_ps_layout_reads_what_the_object_helpers_read(kernel: Kernel) -> None:
+    parent = kernel.task(1, 1, b"init")
+    addr = kernel.task(42, 40, b"worker", state=0x402, parent=parent, cpu=3)
+    members = task_ps_layout(kernel.prog).read(kernel.prog, addr)
+    task = kernel.obj(addr)
+    assert (members.value("pid"), members.value("tgid"), members.value("real_parent"), members.value("cpu"),
+            members.value("state"), members.value("exit_state"), members.string("comm")) == \
+        (int(task.pid), int(task.tgid), parent, task_cpu(task), int(task.member_("__state")), 0, b"worker")
+    assert task_cpu(task) == 3 and task_state_to_char(task) == "I"
 
 
 def test_a_cycle_in_a_thread_list_is_a_marked_truncation(kernel: Kernel) -> None:

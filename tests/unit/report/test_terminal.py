@@ -64,3 +64,10 @@ def test_report_names_panic_function_and_sections() -> None:
     assert "[    4.665849] Kernel panic - not syncing: Fatal exception" in lines
     assert any(line.startswith("kcrash_test") and "ffffffffc021b000" in line and "OE" in line for line in lines)
     assert "\x1b" not in text
+
+
+def test_kernel_strings_are_not_turned_into_emoji() -> None:
+    # rich replaces ``:name:`` codes in plain strings by default: a task or module named like one
+    # must print as it is.
+    lines = _render(render_tasks, [TaskRow(7, 2, 7, 0, 0xFFFF888004259840, "S", ":fire:", False)])
+    assert lines.splitlines()[1].split() == ["7", "2", "0", "ffff888004259840", "S", ":fire:"]

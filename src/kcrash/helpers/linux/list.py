@@ -14,10 +14,14 @@ links too. RCU and ``llist`` variants are not here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from kcrash.errors import FaultError, ValidationError
-from kcrash.types.model import Type, TypeKind
+from kcrash.types.model import Type, TypeKind, pointer_type
 from kcrash.types.object import Object, container_of, offsetof
+
+if TYPE_CHECKING:
+    from kcrash.types.program import Program
 
 __all__ = [
     "ListWalk",
@@ -90,17 +94,28 @@ def _link_reader(head: Object, struct: str, link: str) -> Callable[[int], int]:
     return lambda pos: prog.read_u64(pos + off)
 
 
-def _list_nodes(head: Object, link: str, limit: int) -> ListWalk:
+def _list_addresses(head: Object, link: str, limit: int) -> Callable[[ListWalk], Iterator[int]]:
+    # The node addresses of a list_head list, following ``link`` (next or prev).
     ptr = _pointer(head, "list_head")
-    prog, node_type = head.prog_, ptr.type_
     next_of = _link_reader(head, "list_head", link)
 
-    def nodes(walk: ListWalk) -> Iterator[Object]:
+    def addresses(walk: ListWalk) -> Iterator[int]:
         start = int(ptr)
-        for pos in _chain(walk, next_of(start), start, next_of, limit):
+        return _chain(walk, next_of(start), start, next_of, limit)
+
+    return addresses
+
+
+def _nodes(prog: Program, node_type: Type, addresses: Callable[[ListWalk], Iterator[int]]) -> ListWalk:
+    def nodes(walk: ListWalk) -> Iterator[Object]:
+        for pos in addresses(walk):
             yield Object(prog, node_type, pos)
 
     return ListWalk(nodes)
+
+
+def _list_nodes(head: Object, link: str, limit: int) -> ListWalk:
+    return _nodes(head.prog_, _pointer(head, "list_head").type_, _list_addresses(head, link, limit))
 
 
 def list_for_each(head: Object, *, limit: int = DEFAULT_LIMIT) -> ListWalk:
@@ -116,11 +131,17 @@ def list_for_each_reverse(head: Object, *, limit: int = DEFAULT_LIMIT) -> ListWa
     return _list_nodes(head, "prev", limit)
 
 
-def _entries(nodes: ListWalk, type: Type | str, member: str) -> ListWalk:
+def _entries(prog: Program, addresses: Callable[[ListWalk], Iterator[int]], type: Type | str,
+             member: str) -> ListWalk:
+    # container_of(node, type, member) of each node, the entry type and offset found once per walk
+    # (at its first node, so an empty list needs neither).
     def entries(walk: ListWalk) -> Iterator[Object]:
-        for node in nodes:
-            yield container_of(node, type, member)
-        walk.truncated = nodes.truncated
+        entry: tuple[Type, int] | None = None
+        for pos in addresses(walk):
+            if entry is None:
+                t = prog.type(type)
+                entry = pointer_type(t), offsetof(t, member)
+            yield Object(prog, entry[0], pos - entry[1])
 
     return ListWalk(entries)
 
@@ -132,13 +153,13 @@ def list_for_each_entry(type: Type | str, head: Object, member: str, *, limit: i
     :param head: ``struct list_head *`` (or a ``struct list_head``)
     :param member: the ``struct list_head`` member of ``type`` that links the entries
     """
-    return _entries(list_for_each(head, limit=limit), type, member)
+    return _entries(head.prog_, _list_addresses(head, "next", limit), type, member)
 
 
 def list_for_each_entry_reverse(type: Type | str, head: Object, member: str, *,
                                 limit: int = DEFAULT_LIMIT) -> ListWalk:
     """Each entry of a list, last first."""
-    return _entries(list_for_each_reverse(head, limit=limit), type, member)
+    return _entries(head.prog_, _list_addresses(head, "prev", limit), type, member)
 
 
 def list_empty(head: Object) -> bool:
@@ -163,26 +184,28 @@ def hlist_empty(head: Object) -> bool:
     return not int(_pointer(head, "hlist_head").first)
 
 
+def _hlist_addresses(head: Object, limit: int) -> Callable[[ListWalk], Iterator[int]]:
+    ptr = _pointer(head, "hlist_head")
+    next_of = _link_reader(head, "hlist_node", "next")
+
+    def addresses(walk: ListWalk) -> Iterator[int]:
+        return _chain(walk, int(ptr.first), 0, next_of, limit)
+
+    return addresses
+
+
 def hlist_for_each(head: Object, *, limit: int = DEFAULT_LIMIT) -> ListWalk:
     """Each node of a hash list, as ``struct hlist_node *``.
 
     :param head: ``struct hlist_head *`` (or a ``struct hlist_head``)
     """
-    ptr = _pointer(head, "hlist_head")
     prog = head.prog_
-    node_type = prog.pointer_type("struct hlist_node")
-    next_of = _link_reader(head, "hlist_node", "next")
-
-    def nodes(walk: ListWalk) -> Iterator[Object]:
-        for pos in _chain(walk, int(ptr.first), 0, next_of, limit):
-            yield Object(prog, node_type, pos)
-
-    return ListWalk(nodes)
+    return _nodes(prog, prog.pointer_type("struct hlist_node"), _hlist_addresses(head, limit))
 
 
 def hlist_for_each_entry(type: Type | str, head: Object, member: str, *, limit: int = DEFAULT_LIMIT) -> ListWalk:
     """Each entry of a hash list, as a ``type *`` (``member`` is its ``struct hlist_node``)."""
-    return _entries(hlist_for_each(head, limit=limit), type, member)
+    return _entries(head.prog_, _hlist_addresses(head, limit), type, member)
 
 
 def validate_list(head: Object, *, limit: int = DEFAULT_LIMIT) -> int:

@@ -8,7 +8,9 @@ and each leader's ``signal->thread_head``, with the bounded walks of
 :mod:`~kcrash.helpers.linux.list` so a corrupted list ends in a recorded truncation;
 :func:`task_state_to_char` gives the ``ps`` letter (``R S D T t X Z P I``) the way
 ``fs/proc/array.c`` computes it; :func:`cpu_curr`, :func:`idle_task` and :func:`task_cpu` give the
-per-CPU view. Stack traces are :mod:`~kcrash.helpers.linux.stack`.
+per-CPU view. For many tasks, :func:`task_ps_layout` reads the members ``ps`` shows with one read
+per task (:mod:`~kcrash.helpers.layout`) and :func:`task_state_char` turns them into the letter.
+Stack traces are :mod:`~kcrash.helpers.linux.stack`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from collections.abc import Iterator
 
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import FaultError, KcrashError, SymbolNotFoundError
+from kcrash.helpers.layout import StructBytes, StructLayout
 from kcrash.helpers.linux.cpumask import for_each_present_cpu
 from kcrash.helpers.linux.list import ListWalk, list_for_each_entry
+from kcrash.types.model import TypeKind
 from kcrash.types.object import Object
 from kcrash.types.percpu import per_cpu
 from kcrash.types.program import Program
@@ -29,6 +33,8 @@ __all__ = [
     "for_each_task",
     "idle_task",
     "task_cpu",
+    "task_ps_layout",
+    "task_state_char",
     "task_state_to_char",
     "task_thread_count",
 ]
@@ -39,6 +45,15 @@ _DEFAULT_STATE_CHARS = "RSDTtXZPI"
 _TASK_NOLOAD = 0x400
 _TASK_LIMIT = 1_000_000
 _CACHE_KEY = "_kcrash_task_state_chars"
+#: the ``struct task_struct`` members ``ps`` shows, each with the names it had (newest first)
+_PS_MEMBERS: dict[str, str | tuple[str, ...]] = {
+    "pid": "pid", "tgid": "tgid", "real_parent": "real_parent",
+    # Since Linux kernel commit bcf9033e5449 (v5.16) the field is back in thread_info on x86.
+    "cpu": ("thread_info.cpu", "cpu"),
+    # Since Linux kernel commit 2f064a59a11f (v5.14) the state is ``__state``.
+    "state": ("__state", "state"),
+    "exit_state": "exit_state", "comm": "comm",
+}
 
 
 def for_each_task(prog: Program, *, idle: bool = False, limit: int = _TASK_LIMIT) -> ListWalk:
@@ -96,11 +111,22 @@ def idle_task(prog: Program, cpu: int) -> Object:
 
 def task_cpu(task: Object) -> int:
     """``task_cpu(task)``: the CPU the task last ran on."""
-    # Since Linux kernel commit bcf9033e5449 (v5.16) the field is back in thread_info on x86.
-    try:
-        return int(task.thread_info.cpu)
-    except AttributeError:
-        return int(task.cpu)
+    return _task_members(task, "cpu").value("cpu")
+
+
+def task_ps_layout(prog: Program) -> StructLayout:
+    """Where the members ``ps`` shows are in this kernel's ``struct task_struct``, named ``pid``,
+    ``tgid``, ``real_parent``, ``cpu``, ``state``, ``exit_state`` and ``comm`` whatever the kernel
+    calls them (for reading many tasks, one read each)."""
+    return StructLayout(prog.type("struct task_struct"), _PS_MEMBERS)
+
+
+def _task_members(task: Object, *names: str) -> StructBytes:
+    # Some of the ps members of one task (``struct task_struct *``, or a ``struct task_struct`` in memory).
+    prog = task.prog_
+    layout = StructLayout(prog.type("struct task_struct"), {name: _PS_MEMBERS[name] for name in names})
+    pointer = task.type_.strip_typedefs().kind is TypeKind.POINTER
+    return layout.read(prog, int(task) if pointer else int(task.address_of_()))
 
 
 def find_task_or_none(prog: Program, pid: int) -> Object | None:
@@ -146,16 +172,17 @@ def task_state_to_char(task: Object) -> str:
 
     :param task: ``struct task_struct *``
     """
-    chars = _state_chars(task.prog_)
-    report_bits = _report_bits(chars)
-    # Since Linux kernel commit 2f064a59a11f (v5.14) the state is ``__state``.
-    try:
-        raw = int(task.member_("__state"))
-    except (AttributeError, KcrashError):
-        raw = int(task.member_("state"))
-    state = (raw | int(task.exit_state)) & report_bits
-    char = chars[min(state.bit_length(), len(chars) - 1)]
-    if char == "D" and raw & ~state == _TASK_NOLOAD:
+    members = _task_members(task, "state", "exit_state")
+    return task_state_char(task.prog_, members.value("state"), members.value("exit_state"))
+
+
+def task_state_char(prog: Program, state: int, exit_state: int) -> str:
+    """:func:`task_state_to_char` of a task whose ``__state`` (``state`` before v5.14) and
+    ``exit_state`` members hold ``state`` and ``exit_state``."""
+    chars = _state_chars(prog)
+    reported = (state | exit_state) & _report_bits(chars)
+    char = chars[min(reported.bit_length(), len(chars) - 1)]
+    if char == "D" and state & ~reported == _TASK_NOLOAD:
         return "I"
     return char
 

@@ -1,0 +1,130 @@
+"""
+kcrash.helpers.layout
+=====================
+
+Reading a few members of many structures of one type: :class:`StructLayout` finds where each
+member is (byte offset, size, signedness) once per type, and :meth:`StructLayout.read` gets one
+object's members with a single read of the bytes they span, decoded as
+:class:`~kcrash.types.object.Object` decodes them (little-endian integers, sign from the type, C
+strings up to the first NUL). A helper walking hundreds of ``struct task_struct`` or ``struct
+kmem_cache`` uses it instead of one member lookup and one memory read per member and object. When
+the span is unreadable, each member is read on its own, so a fault names the member's address, as
+member access does. Bitfields are not supported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from kcrash.errors import ExpressionError, FaultError, TypeLookupError
+from kcrash.types.model import Type, TypeKind
+from kcrash.types.object import Object
+
+if TYPE_CHECKING:
+    from kcrash.types.program import Program
+
+__all__ = ["StructBytes", "StructLayout"]
+
+# one member: (byte offset, size, signed, type)
+_Field = tuple[int, int, bool, Type]
+
+
+class StructLayout:
+    """Members of one structure type, by name.
+
+    :param type: the structure type (``struct task_struct``)
+    :param members: member paths (``"pid"``, ``"nr_slabs.counter"``, ``"node[1]"``), each its own
+        name (a single path may be a plain string); or a mapping from a name to a path or to
+        candidate paths, the first one the type has being used (``{"state": ("__state", "state")}``);
+        TypeLookupError if it has none of them
+    """
+
+    __slots__ = ("_fields", "_size", "_start", "type")
+
+    def __init__(self, type: Type, members: Mapping[str, str | tuple[str, ...]] | Iterable[str] | str) -> None:
+        if isinstance(members, str):
+            members = (members,)
+        named = dict(members.items()) if isinstance(members, Mapping) else {path: path for path in members}
+        self.type = type
+        self._fields = {name: _first_field(type, (paths,) if isinstance(paths, str) else paths)
+                        for name, paths in named.items()}
+        if not self._fields:
+            raise ValueError("a layout needs at least one member")
+        self._start = min(field[0] for field in self._fields.values())
+        self._size = max(field[0] + field[1] for field in self._fields.values()) - self._start
+
+    def offsetof(self, name: str) -> int:
+        """Byte offset of member ``name`` from the start of the structure."""
+        return self._fields[name][0]
+
+    def read(self, prog: Program, address: int) -> StructBytes:
+        """The members of the structure at ``address`` (one read of the bytes they span)."""
+        return StructBytes(self, prog, address)
+
+    def read_value(self, prog: Program, address: int, name: str) -> int:
+        """Member ``name`` of the structure at ``address`` as an integer, reading that member only."""
+        offset, size, signed, _ = self._fields[name]
+        return int.from_bytes(prog.read(address + offset, size), "little", signed=signed)
+
+
+class StructBytes:
+    """The members of one structure, read by :meth:`StructLayout.read`; FaultError on access when a
+    member is unreadable."""
+
+    __slots__ = ("_buf", "_layout", "_prog", "address")
+
+    def __init__(self, layout: StructLayout, prog: Program, address: int) -> None:
+        self._layout, self._prog, self.address = layout, prog, address
+        try:
+            self._buf: bytes | None = prog.read(address + layout._start, layout._size)
+        except FaultError:
+            self._buf = None  # member by member, on access
+
+    def raw(self, name: str) -> bytes:
+        """The bytes of member ``name``."""
+        offset, size, _, _ = self._layout._fields[name]
+        if self._buf is None:
+            return self._prog.read(self.address + offset, size)
+        start = offset - self._layout._start
+        return self._buf[start:start + size]
+
+    def value(self, name: str) -> int:
+        """Member ``name`` as an integer (an integer, enum, bool or pointer member)."""
+        return int.from_bytes(self.raw(name), "little", signed=self._layout._fields[name][2])
+
+    def string(self, name: str) -> bytes:
+        """The C string in char array member ``name`` (up to its first NUL)."""
+        return self.raw(name).split(b"\0", 1)[0]
+
+    def object(self, name: str) -> Object:
+        """Member ``name`` as a value :class:`~kcrash.types.object.Object` (for what the other
+        accessors do not decode, such as the string a ``char *`` member points to)."""
+        return Object(self._prog, self._layout._fields[name][3], self.raw(name))
+
+
+def _first_field(type: Type, paths: tuple[str, ...]) -> _Field:
+    for path in paths[:-1]:
+        try:
+            return _field(type, path)
+        except TypeLookupError:
+            continue
+    return _field(type, paths[-1])
+
+
+def _field(type: Type, path: str) -> _Field:
+    # Like Type.bit_offset_of, also keeping the member's type: (byte offset, size, signed).
+    t, bits = type, 0
+    for part in path.replace("[", ".[").split("."):
+        if part.startswith("["):
+            array = t.strip_typedefs()
+            if array.kind is not TypeKind.ARRAY:
+                raise ExpressionError(f"{t.type_name()} is not an array")
+            t = array.type
+            bits += int(part.strip("[]"), 0) * t.sizeof() * 8
+        elif part:
+            member, offset = t.member(part)
+            if member.bit_field_size or offset % 8:
+                raise ExpressionError(f"{path} is a bitfield")
+            t, bits = member.type, bits + offset
+    return bits // 8, t.sizeof(), t.strip_typedefs().is_signed, t
