@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from kcrash.oops.lazyre import LazyPattern
 from kcrash.oops.model import Executor
 from kcrash.oops.patterns import (
     CORRUPTED_TITLE_RE,
@@ -24,22 +25,22 @@ from kcrash.oops.patterns import (
 
 __all__ = ["find_executor", "is_suppressed", "why_corrupted"]
 
-_EXECUTOR_RE: Final = re.compile(r" Comm: syz\.(\d+)\.(\d+) ", re.ASCII)
+_EXECUTOR_RE: Final = LazyPattern(r" Comm: syz\.(\d+)\.(\d+) ", re.ASCII)
 _LOOKAHEAD: Final = 15
 
 
 def _stack_has_frames(lines: list[str]) -> bool:
     for line in lines[1:1 + _LOOKAHEAD]:
-        if any(r.search(line) for r in STACK_START_RES):
+        if any(r.found_in(line) for r in STACK_START_RES):
             return False
-        if "(stack is not available)" in line or any(r.search(line) for r in FRAME_RES):
+        if "(stack is not available)" in line or any(r.found_in(line) for r in FRAME_RES):
             return True
     return False
 
 
 def why_corrupted(title: str, report: str, fmt: OopsFormat | None) -> str:
     """The reason ``report`` (stripped, without prefix) looks corrupted, or ``""``."""
-    if CORRUPTED_TITLE_RE.search(title):
+    if CORRUPTED_TITLE_RE.found_in(title):
         return "title matches corrupted regexp"
     if fmt is None or fmt.nostack:
         return ""
@@ -60,7 +61,7 @@ def why_corrupted(title: str, report: str, fmt: OopsFormat | None) -> str:
 
 def is_suppressed(log: str) -> bool:
     """True when the log shows a known infrastructure failure (OOM-killed executor, SIGBUS, …)."""
-    return any(r.search(log) for r in SUPPRESSIONS)
+    return any(r.found_in(log) for r in SUPPRESSIONS)
 
 
 def find_executor(report: str) -> Executor | None:

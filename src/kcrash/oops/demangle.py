@@ -10,12 +10,13 @@ this is not a general demangler (no substitutions, templates are dropped).
 
 from __future__ import annotations
 
-import re
 from typing import Final
+
+from kcrash.oops.lazyre import LazyPattern
 
 __all__ = ["demangle"]
 
-_RUST_HASH: Final = re.compile(r"h[0-9a-f]{16}")
+_RUST_HASH: Final = LazyPattern(r"h[0-9a-f]{16}")
 _CV: Final = frozenset("rVKRO")
 
 

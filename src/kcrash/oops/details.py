@@ -16,29 +16,34 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
+from kcrash.oops.lazyre import LazyPattern
 from kcrash.oops.model import CodeBytes, OopsDetails, Register, TraceFrame
 
 __all__ = ["parse_code", "parse_details", "parse_frame"]
 
-_FRAME_RE: Final = re.compile(
+# Compiled on first use, without the literal prefilter: the callers test each line for the literal first
+# ("+0x", "<", "race:", "Code:", "PID: ", "Hardware name: "), or every report has such lines (RIP, registers).
+_FRAME_RE: Final = LazyPattern(
     r"^\s*(?:\[<?(?:0x)?(?P<addr>[0-9a-f]+)>?\]\s+)*(?P<q>\?\s+)?"
     r"(?P<func>[A-Za-z_$.][\w$.]*)\+0x(?P<off>[0-9a-f]+)/0x(?P<size>[0-9a-f]+)"
-    r"(?:\s+\[(?P<mod>[\w.-]+)(?:\s[^\]]*)?\])?(?:\s+(?P<src>[\w./+-]+:\d+))?(?P<inl>\s+\[inline\])?", re.ASCII)
-_INLINE_RE: Final = re.compile(
+    r"(?:\s+\[(?P<mod>[\w.-]+)(?:\s[^\]]*)?\])?(?:\s+(?P<src>[\w./+-]+:\d+))?(?P<inl>\s+\[inline\])?", re.ASCII,
+    prefilter=False)
+_INLINE_RE: Final = LazyPattern(
     r"^\s*(?P<func>[A-Za-z_][\w.]*)\s+(?P<src>[\w./+-]+\.[a-zA-Z]+:\d+)\s+\[inline\]\s*$", re.ASCII)
-_SECTION_RE: Final = re.compile(r"^\s*<(/?)(IRQ|TASK|NMI|SOFTIRQ|EOI|#[A-Z]+)>\s*$")
-_TRACE_START_RE: Final = re.compile(r"^\s*(?:Call Trace:|Call trace:|Backtrace:)\s*$")
-_RIP_RE: Final = re.compile(
-    r"^\s*(?:RIP: (?:[0-9a-f]{4}:)?|pc : |PC is at |NIP:? +|EIP: (?:[0-9a-f]{4}:)?)(?P<rest>.*)$", re.ASCII)
-_REG_LINE_RE: Final = re.compile(
-    r"^\s*(?:[A-Za-z][A-Za-z0-9]{0,5}\s?: ?(?:[0-9a-f]{4}:)?[0-9a-f]{4,16}\s*)+$", re.ASCII)
-_REG_PAIR_RE: Final = re.compile(
-    r"([A-Za-z][A-Za-z0-9]{0,5})\s?: ?(?:([0-9a-f]{4}):)?([0-9a-f]{4,16})\b", re.ASCII)
-_CODE_RE: Final = re.compile(r"^\s*Code: ((?:[<(]?[0-9a-fA-F]{2,8}[>)]?\s*)+)$", re.ASCII)
-_TASK_LINE_RE: Final = re.compile(
+_SECTION_RE: Final = LazyPattern(r"^\s*<(/?)(IRQ|TASK|NMI|SOFTIRQ|EOI|#[A-Z]+)>\s*$", prefilter=False)
+_TRACE_START_RE: Final = LazyPattern(r"^\s*(?:Call Trace:|Call trace:|Backtrace:)\s*$", prefilter=False)
+_RIP_RE: Final = LazyPattern(
+    r"^\s*(?:RIP: (?:[0-9a-f]{4}:)?|pc : |PC is at |NIP:? +|EIP: (?:[0-9a-f]{4}:)?)(?P<rest>.*)$", re.ASCII,
+    prefilter=False)
+_REG_LINE_RE: Final = LazyPattern(
+    r"^\s*(?:[A-Za-z][A-Za-z0-9]{0,5}\s?: ?(?:[0-9a-f]{4}:)?[0-9a-f]{4,16}\s*)+$", re.ASCII, prefilter=False)
+_REG_PAIR_RE: Final = LazyPattern(
+    r"([A-Za-z][A-Za-z0-9]{0,5})\s?: ?(?:([0-9a-f]{4}):)?([0-9a-f]{4,16})\b", re.ASCII, prefilter=False)
+_CODE_RE: Final = LazyPattern(r"^\s*Code: ((?:[<(]?[0-9a-fA-F]{2,8}[>)]?\s*)+)$", re.ASCII, prefilter=False)
+_TASK_LINE_RE: Final = LazyPattern(
     r"CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>\S+)"
-    r"(?: (?P<taint>Not tainted|Tainted: (?P<flags>[A-Z ]*?)))? +(?P<rel>\S+) #", re.ASCII)
-_HW_RE: Final = re.compile(r"Hardware name: (.*?)\s*$")
+    r"(?: (?P<taint>Not tainted|Tainted: (?P<flags>[A-Z ]*?)))? +(?P<rel>\S+) #", re.ASCII, prefilter=False)
+_HW_RE: Final = LazyPattern(r"Hardware name: (.*?)\s*$", prefilter=False)
 
 
 @functools.lru_cache(maxsize=1 << 15)

@@ -16,13 +16,13 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Final
 
-from kcrash.oops.demangle import demangle
+from kcrash.oops.lazyre import Alternation, LazyPattern
 from kcrash.oops.patterns import (
     CORRUPTED_LINE_RES,
     FRAME_RES,
+    GLOBAL_SKIP,
     STACK_START_RES,
     STALL_ANCHORS,
     STRIP_FRAME_PREFIXES,
@@ -30,35 +30,43 @@ from kcrash.oops.patterns import (
     OopsGroup,
     Part,
     StackSpec,
-    skip_regex,
+    skip_alternation,
 )
 
 __all__ = ["NO_FRAMES", "Description", "extract_description"]
 
 NO_FRAMES: Final = "extracted no frames"
 _CORRUPTED: Final = "corrupted"
-_FMT_ARG: Final = re.compile(r"\{(\d+)\}")
+_FMT_ARG: Final = LazyPattern(r"\{(\d+)\}", 0)
 
 
-@dataclass(frozen=True, slots=True)
 class Description:
     """The raw (not yet normalised) title, alt titles, chosen format and corruption reason.
 
     ``guilty`` is the function from the format's ``guilty`` recipe (``""`` when the recipe found no
     frame), or ``None`` when the format has no such recipe and the title frame is the guilty function.
+    (Records here are plain slotted classes, never changed once made: a dataclass costs ~0.4 ms of
+    import per class.)
     """
 
+    __slots__ = ("alt_titles", "corrupted_reason", "format", "guilty", "title")
     title: str
     alt_titles: tuple[str, ...]
     format: OopsFormat | None
     corrupted_reason: str
-    guilty: str | None = None
+    guilty: str | None
+
+    def __init__(self, title: str, alt_titles: tuple[str, ...], fmt: OopsFormat | None, corrupted_reason: str,
+                 guilty: str | None = None) -> None:
+        self.title, self.alt_titles, self.format = title, alt_titles, fmt
+        self.corrupted_reason, self.guilty = corrupted_reason, guilty
 
 
-@dataclass(frozen=True, slots=True)
 class _KeyFrame:
-    canonical: str
-    raw: str
+    __slots__ = ("canonical", "raw")
+
+    def __init__(self, canonical: str, raw: str) -> None:
+        self.canonical, self.raw = canonical, raw
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -73,7 +81,7 @@ def _strip_frame(frame: str) -> str:
 def _stall_extractor(frames: list[str]) -> tuple[str, int]:
     prev, prev_idx = frames[0], 0
     for i, frame in enumerate(frames):
-        if STALL_ANCHORS.search(frame):
+        if STALL_ANCHORS.found_in(frame):
             if "smp_call_function" in frame:
                 return "smp_call_function", i
             return prev, prev_idx
@@ -114,15 +122,15 @@ def _key_frame(raw: list[str], spec: StackSpec) -> _KeyFrame:
 
 
 _MAX_MEMO: Final = 1 << 15
+_MANGLED: Final = ("_Z", "_R")
 
 
 class _NameFilter:
-    # A recipe's skip regexes plus a memo of their verdicts: the demangled frame name, or None when a
-    # regex hides it. (A memo keyed by the re.Pattern itself would re-hash the compiled code of the big
-    # global skip regex on every lookup, which cost more than the search it saves.)
+    # A recipe's skip lists plus a memo of their verdicts: the demangled frame name, or None when a
+    # list hides it.
     __slots__ = ("extra", "global_skip", "kept")
 
-    def __init__(self, global_skip: bool, extra: re.Pattern[str] | None) -> None:
+    def __init__(self, global_skip: bool, extra: Alternation | None) -> None:
         self.global_skip, self.extra = global_skip, extra
         self.kept: dict[str, str | None] = {}
 
@@ -132,7 +140,7 @@ class _NameFilter:
         except KeyError:
             pass
         name, skipped = _demangled(raw)
-        hidden = (self.global_skip and skipped) or (self.extra is not None and self.extra.search(name))
+        hidden = (self.global_skip and skipped) or (self.extra is not None and self.extra.found_in(name))
         kept = None if hidden else name
         if len(self.kept) < _MAX_MEMO:
             self.kept[raw] = kept
@@ -141,18 +149,24 @@ class _NameFilter:
 
 @functools.lru_cache(maxsize=_MAX_MEMO)
 def _demangled(raw: str) -> tuple[str, bool]:
-    # The demangled name and whether the global skip list hides it, shared by every recipe (the global
-    # list is ~300 alternatives: searching it costs microseconds per name).
-    name = demangle(raw)
-    return name, skip_regex((), True).search(name) is not None
+    # The demangled name and whether the global skip list hides it, shared by every recipe. Only
+    # "_Z"/"_R" names are mangled (demangle returns any other name as it is): the demangler is loaded
+    # for the first of them.
+    if raw.startswith(_MANGLED):
+        from kcrash.oops.demangle import demangle
+
+        name = demangle(raw)
+    else:
+        name = raw
+    return name, GLOBAL_SKIP.found_in(name)
 
 
 @functools.lru_cache(maxsize=256)
 def _name_filter(extra: tuple[str, ...], global_skip: bool) -> _NameFilter:
-    # skip_regex(extra, True) searched as two regexes: an alternation matches somewhere iff one of its
-    # branches does, and the big global list is then compiled once instead of once per recipe (3 ms
-    # each). skip_regex((), False) matches everything, as before.
-    return _NameFilter(global_skip, skip_regex(extra, False) if extra or not global_skip else None)
+    # skip_regex(extra, True) searched as two lists: an alternation matches somewhere iff one of its
+    # branches does, so the global list is looked up once per name for every recipe.
+    # skip_regex((), False) matches everything, as before.
+    return _NameFilter(global_skip, skip_alternation(extra, False) if extra or not global_skip else None)
 
 
 def _append_frames(frames: list[str], groups: tuple[str | None, ...] | None, names: _NameFilter) -> None:
@@ -166,18 +180,20 @@ def _append_frames(frames: list[str], groups: tuple[str | None, ...] | None, nam
             frames.append(name)
 
 
-_STACK_START_ANY: Final = re.compile("|".join(f"(?:{r.pattern})" for r in STACK_START_RES), re.ASCII)
+# The stack-start patterns as one alternation (none has a top-level "|", so no group is needed around
+# each): its needles are theirs, and the frame lines of a stack hold none of them.
+_STACK_START_ANY: Final = LazyPattern("|".join(r.pattern for r in STACK_START_RES), re.ASCII)
 
 
 def _corrupted_line(line: str) -> bool:
-    return "should_fail" in line and any(r.search(line) for r in CORRUPTED_LINE_RES)
+    return "should_fail" in line and any(r.found_in(line) for r in CORRUPTED_LINE_RES)
 
 
 @functools.lru_cache(maxsize=1 << 15)
 def _stack_line(line: str) -> tuple[bool, tuple[str | None, ...] | None]:
     # (starts another stack, captures of the first frame regex that matches it) of one report line,
     # memoised: every report of a log walks the lines after it, and logs repeat frame lines a lot.
-    if _STACK_START_ANY.search(line):
+    if _STACK_START_ANY.found_in(line):
         return True, None
     for frame_re in FRAME_RES:
         m = frame_re.search(line)
@@ -220,7 +236,7 @@ class _Walker:
             return _KeyFrame(_CORRUPTED, _CORRUPTED)
         return key
 
-    def _regex(self, part: re.Pattern[str]) -> None:
+    def _regex(self, part: LazyPattern) -> None:
         while self.pos < len(self.lines):
             line = self.lines[self.pos]
             self.pos += 1
@@ -303,14 +319,17 @@ def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-@dataclass(slots=True)
 class _State:
-    title: str = ""
-    fmt: OopsFormat | None = None
-    corrupted: str = ""
-    start: int = -1
-    matched_title: bool = False
-    guilty: str | None = None
+    # The best format so far while the formats of a group are tried.
+
+    __slots__ = ("corrupted", "fmt", "guilty", "matched_title", "start", "title")
+
+    def __init__(self) -> None:
+        self.title = self.corrupted = ""
+        self.fmt: OopsFormat | None = None
+        self.start = -1
+        self.matched_title = False
+        self.guilty: str | None = None
 
 
 def _try_format(text: str, fmt: OopsFormat, st: _State, alts: list[str]) -> None:

@@ -14,15 +14,18 @@ import posixpath
 import re
 from typing import Final
 
+from kcrash.oops.lazyre import Alternation, LazyPattern
+
 __all__ = ["guilty_file"]
 
 # The lookbehind only makes the search linear (the leftmost match always starts where a run of path
 # characters starts, so it changes no result; without it every position inside a run was retried).
-_FILE_RE: Final = re.compile(r"(?<![a-zA-Z0-9_\-\./])([a-zA-Z0-9_\-\./]*[a-zA-Z0-9_\-]+\.(c|h)):[0-9]+", re.ASCII)
-_DEEPER_RE: Final = re.compile(r"^/[a-zA-Z0-9_\-\./]+/[a-zA-Z0-9_\-]+\.(c|h)$", re.ASCII)
-_LINE_IGNORE: Final = re.compile(
+_FILE_RE: Final = LazyPattern(r"(?<![a-zA-Z0-9_\-\./])([a-zA-Z0-9_\-\./]*[a-zA-Z0-9_\-]+\.(c|h)):[0-9]+", re.ASCII,
+                              prefilter=False)  # _file_in tests ".c:"/".h:" first
+_DEEPER_RE: Final = LazyPattern(r"^/[a-zA-Z0-9_\-\./]+/[a-zA-Z0-9_\-]+\.(c|h)$", re.ASCII)
+_LINE_IGNORE: Final = LazyPattern(
     r"(hardirqs|softirqs)\s+last\s+(enabled|disabled)|,\s+at:\s+|^\s*#\d+:|^Register r\d+ information", re.ASCII)
-_FILE_IGNORE: Final = re.compile("|".join((
+_FILE_IGNORE: Final = Alternation((
     r".*\.h", "^lib/.*", "^virt/lib/.*", "^mm/kasan/.*", "^mm/kmsan/.*", "^kernel/kcov.c", "^mm/sl.b.c",
     "^mm/filemap.c", "^mm/folio-compat.c", "^mm/truncate.c", "^mm/memory.c", "^mm/percpu.*", "^mm/vmalloc.c",
     "^mm/page_alloc.c", "^mm/mempool.c", "^mm/util.c", "^kernel/rcu/.*", "^arch/.*/kernel/traps.c",
@@ -32,7 +35,7 @@ _FILE_IGNORE: Final = re.compile("|".join((
     "^kernel/sched/.*.c", "^kernel/stacktrace.c", "^kernel/time/timer.c", "^kernel/workqueue.c", "^net/core/dev.c",
     "^net/core/sock.c", "^net/core/skbuff.c", "^fs/proc/generic.c", "^trusty/", "^drivers/usb/core/urb.c",
     "^arch/.*/lib/crc.*",
-)), re.ASCII)
+), re.ASCII)
 _RCU_STALL_STARTS: Final = ("apic_timer_interrupt+0x", "el1h_64_irq+0x", "Exception stack")
 
 
@@ -50,7 +53,7 @@ def _file_in(line: str) -> str | None:
 
 
 def _ignored(path: str, line: str) -> bool:
-    return _FILE_IGNORE.search(path) is not None or _LINE_IGNORE.search(line) is not None
+    return _FILE_IGNORE.found_in(path) or _LINE_IGNORE.found_in(line)
 
 
 def _first_guilty(lines: list[str]) -> tuple[str, int]:

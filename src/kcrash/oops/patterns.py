@@ -9,21 +9,24 @@ skip list for guilty frames, the title normalisation rules and the title → cra
 A new crash kind is one :class:`OopsFormat` row in :data:`OOPS_GROUPS` plus a fixture file under
 ``tests/fixtures/oops/``. The behaviour follows ``shared/reference/oops-reports.md`` (which is
 derived from syzkaller's ``pkg/report``); the regular expressions quoted there are the specification.
-This module holds no parsing logic beyond compiling the tables.
+This module holds no parsing logic beyond building the tables. Building them compiles nothing: every
+expression is a :class:`~kcrash.oops.lazyre.LazyPattern`, compiled on the first text that could match it,
+and the skip lists are :class:`~kcrash.oops.lazyre.Alternation` objects.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final, Literal
+
+from kcrash.oops.lazyre import Alternation, LazyPattern
 
 __all__ = [
     "CORRUPTED_LINE_RES",
     "CORRUPTED_TITLE_RE",
     "FRAME_RES",
+    "GLOBAL_SKIP",
     "INFO_MESSAGES_WITH_STACK",
     "OOPS_GROUPS",
     "REPORT_START_IGNORES",
@@ -39,6 +42,7 @@ __all__ = [
     "OopsGroup",
     "StackSpec",
     "compile_pattern",
+    "skip_alternation",
     "skip_regex",
 ]
 
@@ -53,93 +57,102 @@ _MACROS: Final = (
 )
 
 
+def _expand(pattern: str) -> str:
+    if "{{" in pattern:
+        for macro, expansion in _MACROS:
+            pattern = pattern.replace(macro, expansion)
+    return pattern
+
+
 def compile_pattern(pattern: str) -> re.Pattern[str]:
     """Expand the ``{{ADDR}} {{PC}} {{FUNC}} {{SRC}} {{TASK}}`` macros and compile (ASCII classes)."""
-    for macro, expansion in _MACROS:
-        pattern = pattern.replace(macro, expansion)
-    return re.compile(pattern, re.ASCII)
+    return re.compile(_expand(pattern), re.ASCII)
 
 
-_c = compile_pattern
+def _c(pattern: str, *, prefilter: bool = True) -> LazyPattern:
+    # compile_pattern, on first use (see LazyPattern for the prefilter).
+    return LazyPattern(_expand(pattern), re.ASCII, prefilter=prefilter)
 
-
-class LazyPattern:
-    """A :func:`compile_pattern` expression compiled on first use: the title and report patterns of
-    the format table (about 150, a sixth of a second-long CLI start) are only needed for the groups
-    a log actually matches. ``search`` is the compiled pattern's own method once compiled."""
-
-    __slots__ = ("pattern", "search")
-    search: Callable[[str], re.Match[str] | None]
-
-    def __init__(self, pattern: str) -> None:
-        self.pattern = pattern
-
-    def __getattr__(self, name: str) -> Callable[[str], re.Match[str] | None]:
-        # Only reached while the slot is unset, i.e. before the first search.
-        if name != "search":
-            raise AttributeError(name)
-        self.search = compile_pattern(self.pattern).search
-        return self.search
 
 #: Marker in :attr:`StackSpec.parts`: "parse a stack trace from here".
 STACK: Final = None
 
-Part = re.Pattern[str] | None
+Part = LazyPattern | None
 
 
-@dataclass(frozen=True, slots=True)
+# The table rows are plain slotted classes, never changed after the tables are built: a frozen
+# dataclass (or a NamedTuple) costs 0.15-0.4 ms of import per class, as much as building all the rows.
+
+
 class StackSpec:
     """How the guilty frame is found: ``parts`` are matched in sequence (``STACK`` parses frames)."""
 
+    __slots__ = ("extractor", "global_skip", "parts", "parts2", "skip")
     parts: tuple[Part, ...]
-    parts2: tuple[Part, ...] = ()
-    skip: tuple[str, ...] = ()
-    extractor: Literal["", "stall", "hang"] = ""
+    parts2: tuple[Part, ...]
+    skip: tuple[str, ...]
+    extractor: Literal["", "stall", "hang"]
     #: ``False``: only ``skip`` applies, not the global skip list (whose substring entries such as
     #: ``panic`` or ``string`` would hide the very function a kcrash guilty recipe looks for).
-    global_skip: bool = True
+    global_skip: bool
+
+    def __init__(self, parts: tuple[Part, ...], parts2: tuple[Part, ...] = (), skip: tuple[str, ...] = (),
+                 extractor: Literal["", "stall", "hang"] = "", global_skip: bool = True) -> None:
+        self.parts, self.parts2, self.skip, self.extractor, self.global_skip = parts, parts2, skip, extractor, \
+            global_skip
 
 
-@dataclass(frozen=True, slots=True)
 class OopsFormat:
     """One title format: ``fmt`` uses ``{N}`` for the N-th argument (captures, then frames)."""
 
+    __slots__ = ("alt", "corrupted", "fmt", "guilty", "nostack", "report", "stack", "title")
     title: LazyPattern
     fmt: str
-    report: LazyPattern | None = None
-    alt: tuple[str, ...] = ()
-    stack: StackSpec | None = None
-    nostack: bool = False
-    corrupted: bool = False
+    report: LazyPattern | None
+    alt: tuple[str, ...]
+    stack: StackSpec | None
+    nostack: bool
+    corrupted: bool
     #: kcrash extension: the recipe for :attr:`~kcrash.oops.model.OopsReport.guilty_function` where the
     #: title frame (syzkaller's choice, pinned by the corpus) is not the function at fault. ``None``
     #: means the guilty function is the title frame.
-    guilty: StackSpec | None = None
+    guilty: StackSpec | None
+
+    def __init__(self, title: LazyPattern, fmt: str, report: LazyPattern | None = None, alt: tuple[str, ...] = (),
+                 stack: StackSpec | None = None, nostack: bool = False, corrupted: bool = False,
+                 guilty: StackSpec | None = None) -> None:
+        self.title, self.fmt, self.report, self.alt = title, fmt, report, alt
+        self.stack, self.nostack, self.corrupted, self.guilty = stack, nostack, corrupted, guilty
 
 
-@dataclass(frozen=True, slots=True)
 class OopsGroup:
     """Lines containing ``header`` (and matching none of ``suppressions``) start a report."""
 
+    __slots__ = ("formats", "header", "suppressions")
     header: str
     formats: tuple[OopsFormat, ...]
-    suppressions: tuple[re.Pattern[str], ...] = ()
+    suppressions: tuple[LazyPattern, ...]
+
+    def __init__(self, header: str, formats: tuple[OopsFormat, ...], suppressions: tuple[LazyPattern, ...] = ()) \
+            -> None:
+        self.header, self.formats, self.suppressions = header, formats, suppressions
 
 
 def _fmt(title: str, fmt: str, *, report: str | None = None, alt: tuple[str, ...] = (),
          stack: StackSpec | None = None, nostack: bool = False, corrupted: bool = False,
          guilty: StackSpec | None = None) -> OopsFormat:
-    return OopsFormat(LazyPattern(title), fmt, LazyPattern(report) if report is not None else None, alt, stack,
-                      nostack, corrupted, guilty)
+    return OopsFormat(_c(title), fmt, _c(report) if report is not None else None, alt, stack, nostack, corrupted,
+                      guilty)
 
 
 # ---------------------------------------------------------------------------------------------
 # Frames and stacks
 
+# The stack-walk patterns are searched line by line in every report: compiled on first use, unfiltered.
 RIP_FRAME: Final = _c(
     r"(?:IP|NIP|pc |PC is at):? (?:(?:[0-9]+:)?(?:{{PC}} +){0,2}{{FUNC}}|(?:[0-9]+:)?0x[0-9a-f]+|"
-    r"(?:[0-9]+:)?{{PC}} +\[< *\(null\)>\] +\(null\)|[0-9]+: +\(null\))")
-CALL_TRACE: Final = _c(r"(?:Call (?:T|t)race:)|(?:Backtrace:)")
+    r"(?:[0-9]+:)?{{PC}} +\[< *\(null\)>\] +\(null\)|[0-9]+: +\(null\))", prefilter=False)
+CALL_TRACE: Final = _c(r"(?:Call (?:T|t)race:)|(?:Backtrace:)", prefilter=False)
 
 STACK_START_RES: Final = tuple(_c(p) for p in (
     r"Call (?:T|t)race", r"Allocated:", r"Allocated by task [0-9]+:", r"Freed:",
@@ -151,7 +164,7 @@ STACK_START_RES: Final = tuple(_c(p) for p in (
 RISCV_STACK_START: Final = STACK_START_RES[-1]
 
 FRAME_RES: Final = (
-    _c(r"^ *(?:{{PC}} ){0,2}{{FUNC}}"),
+    _c(r"^ *(?:{{PC}} ){0,2}{{FUNC}}", prefilter=False),
     _c(r"^ *{{PC}} \(([a-zA-Z0-9_.]+)\) from {{PC}} \({{FUNC}}"),
 )
 CORRUPTED_LINE_RES: Final = (_c(r"^( \[\<?(?:0x)?[0-9a-f]+\>?\])? should_fail(slab)?(\.[a-z0-9.]+)?\+0x"),)
@@ -220,8 +233,19 @@ _KCRASH_SKIP: Final = ("^exc_", "^asm_exc_", "^handle_bug$", "^__die", "^die$", 
 @functools.lru_cache(maxsize=256)
 def skip_regex(extra: tuple[str, ...], global_skip: bool = True) -> re.Pattern[str]:
     """The global skip list (unless ``global_skip`` is false) plus a format's own entries, as one
-    substring-searched regex."""
+    substring-searched regex (compiled now: the parser itself uses :func:`skip_alternation`)."""
     return re.compile("|".join((_GLOBAL_SKIP + _KCRASH_SKIP if global_skip else ()) + extra), re.ASCII)
+
+
+@functools.lru_cache(maxsize=256)
+def skip_alternation(extra: tuple[str, ...], global_skip: bool = True) -> Alternation:
+    """:func:`skip_regex` as an :class:`~kcrash.oops.lazyre.Alternation`: ``found_in(name)`` is
+    ``skip_regex(extra, global_skip).search(name) is not None``, with nothing compiled up front."""
+    return Alternation((_GLOBAL_SKIP + _KCRASH_SKIP if global_skip else ()) + extra, re.ASCII)
+
+
+#: The global skip list: ``GLOBAL_SKIP.found_in(name)`` is ``skip_regex(()).search(name) is not None``.
+GLOBAL_SKIP: Final = skip_alternation(())
 
 
 def _stack(*parts: Part, skip: tuple[str, ...] = (), parts2: tuple[Part, ...] = (),
@@ -229,10 +253,12 @@ def _stack(*parts: Part, skip: tuple[str, ...] = (), parts2: tuple[Part, ...] = 
     return StackSpec(parts, parts2, skip, extractor, global_skip)
 
 
+# x86 WARNINGs trap and print "RIP:"; powerpc64 prints "--- interrupt: N at func".
+_WARNING_FIRST: Final = _c(f"(?:{RIP_FRAME.pattern}|--- interrupt: [0-9]+ at {{{{FUNC}}}})")
+
+
 def _warning_stack(*skip: str) -> StackSpec:
-    # x86 WARNINGs trap and print "RIP:"; powerpc64 prints "--- interrupt: N at func".
-    first = _c(f"(?:{RIP_FRAME.pattern}|--- interrupt: [0-9]+ at {{{{FUNC}}}})")
-    return StackSpec((first, STACK), (CALL_TRACE, STACK), skip)
+    return StackSpec((_WARNING_FIRST, STACK), (CALL_TRACE, STACK), skip)
 
 
 _RIP_CT: Final = _stack(RIP_FRAME, CALL_TRACE, STACK)
@@ -599,16 +625,20 @@ SUPPRESSIONS: Final = tuple(_c(p) for p in (
 # ---------------------------------------------------------------------------------------------
 # Title normalisation: each rule is applied until the string stops changing, in this order.
 
-TITLE_REPLACEMENTS: Final = tuple((re.compile(p, re.ASCII), r) for p, r in (
-    (r"syz-executor\.?[0-9]+((/|:)[0-9]+)?", "syz-executor"),
-    (r"syzkaller[0-9]+((/|:)[0-9]+)?", "syzkaller"),
-    (r"([^a-zA-Z0-9])(?:0x)?[0-9a-f]{6,}", r"\1ADDR"),
-    (r"([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})", "IP"),
-    (r"(\.\w+)(:[0-9]+)+", r"\1:LINE"),
-    (r"([a-zA-Z][a-zA-Z0-9_.]+)\+0x[0-9a-z]+/0x[0-9a-z]+", r"\1"),
-    (r"CPU#[0-9]+", "CPU"),
-    (r"(\W)(\d+)(\W|\Z)", r"\1NUM\3"),
-    (r"(\d+){7,}", "NUM"),
+#: Every match of the IP, LINE and NUM rules holds an ASCII digit (``[0-9]`` or, under re.ASCII, ``\d``,
+#: each required at least once): titles without digits, the common case, never compile them.
+_DIGITS: Final = tuple("0123456789")
+
+TITLE_REPLACEMENTS: Final = tuple((LazyPattern(p, re.ASCII, needles=n), r) for p, r, n in (
+    (r"syz-executor\.?[0-9]+((/|:)[0-9]+)?", "syz-executor", None),
+    (r"syzkaller[0-9]+((/|:)[0-9]+)?", "syzkaller", None),
+    (r"([^a-zA-Z0-9])(?:0x)?[0-9a-f]{6,}", r"\1ADDR", None),
+    (r"([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})", "IP", _DIGITS),
+    (r"(\.\w+)(:[0-9]+)+", r"\1:LINE", _DIGITS),
+    (r"([a-zA-Z][a-zA-Z0-9_.]+)\+0x[0-9a-z]+/0x[0-9a-z]+", r"\1", None),
+    (r"CPU#[0-9]+", "CPU", None),
+    (r"(\W)(\d+)(\W|\Z)", r"\1NUM\3", _DIGITS),
+    (r"(\d+){7,}", "NUM", _DIGITS),
 ))
 
 # ---------------------------------------------------------------------------------------------
@@ -676,7 +706,7 @@ TITLE_TO_TYPE: Final[tuple[tuple[tuple[str, ...], str], ...]] = (
 )
 
 #: Stall extractor anchors (substring search): the frame just above the first anchor is guilty.
-STALL_ANCHORS: Final = re.compile("|".join((
+STALL_ANCHORS: Final = Alternation((
     "process_one_work", "do_syscall_", "do_fast_syscall_", "sysenter_dispatch", "tracesys_phase2",
     "el0_svc_handler", "invoke_syscall", "ret_fast_syscall", "netif_receive_skb", "do_softirq",
     "call_timer_fn", "_run_timers", "run_timer_softirq", "hrtimer_run", "run_ksoftirqd", "smpboot_thread_fn",
@@ -690,4 +720,4 @@ STALL_ANCHORS: Final = re.compile("|".join((
     "^sock_do_ioctl", "^sock_ioctl", "^compat_sock_ioctl", "^nfnetlink_rcv_msg", "^rtnetlink_rcv_msg",
     "^netlink_dump", "^(sys_)?(socketpair|connect|ioctl)", "__do_fault", "do_page_fault", "^page_fault$",
     "__fput", "task_work_run", "exit_to_usermode", "smp_call_function", "tasklet_action", "tasklet_hi_action",
-)), re.ASCII)
+), re.ASCII)

@@ -80,7 +80,7 @@ def _is_followup(text: str, rep: OopsReport, prev: OopsReport | None) -> bool:
     if text.count("\n", prev.start_pos, rep.start_pos) > _FOLLOWUP_LINES:
         return False
     line = text[rep.start_pos:rep.skip_pos]
-    return rep.title == prev.title or "---[ end " in line or any(r.search(line) for r in REPORT_START_IGNORES)
+    return rep.title == prev.title or "---[ end " in line or any(r.found_in(line) for r in REPORT_START_IGNORES)
 
 
 def _parse_window(win: _Window, crash: int, distinct: bool) -> Iterator[OopsReport]:
@@ -109,7 +109,9 @@ def iter_reports(stream: BinaryIO, distinct: bool = True) -> Iterator[OopsReport
         win.fill(_CHUNK)
         if not win.text:
             return
-        crash = first_crash_line(win.text)
+        # At the end of the stream the window is parsed whole whatever the first crash line is (it only
+        # sizes the window), so the parser's own search finds it: no separate scan of the text.
+        crash = 0 if win.eof else first_crash_line(win.text)
         if crash is not None:
             yield from _parse_window(win, crash, distinct)
             continue

@@ -14,12 +14,13 @@ import functools
 import re
 from typing import Final
 
+from kcrash.oops.lazyre import LazyPattern
 from kcrash.oops.patterns import TITLE_REPLACEMENTS, TITLE_TO_TYPE
 
 __all__ = ["frame_from_title", "normalize_title", "sanitize_title", "title_to_type"]
 
 _MAX_TITLE_BYTES: Final = 120
-_FRAME_RE: Final = re.compile(r".* in ((?:<[a-zA-Z0-9_: ]+>)?[a-zA-Z0-9_:]+)", re.ASCII)
+_FRAME_RE: Final = LazyPattern(r".* in ((?:<[a-zA-Z0-9_: ]+>)?[a-zA-Z0-9_:]+)", re.ASCII)
 
 
 def _as_bytes(text: str) -> bytes:
