@@ -17,7 +17,6 @@ wins. Nothing here prints.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import io
 import os
 import re
@@ -53,6 +52,7 @@ if TYPE_CHECKING:
     from kcrash.debuginfo.symbolizer import KernelSymbolizer
     from kcrash.dumps.base import DumpFormat
     from kcrash.oops import OopsReport
+    from kcrash.oops.lazyre import Alternation
 
 # The oops parser (kcrash.oops), capstone (analysis.disasm), the debug-info symbolizer
 # (analysis.sources) and the dump-file reader (analysis.dumpinfo) are imported where they are used:
@@ -100,12 +100,12 @@ _HUNG_LINE = re.compile(rb"INFO: task .*:(\d+) blocked for more than")
 _LOG_TAIL = 30
 
 
-@functools.cache
-def _skip(patterns: tuple[str, ...], global_skip: bool = True) -> re.Pattern[str]:
-    # The oops parser's skip regex (its global skip list added unless ``global_skip`` is False), built once.
-    from kcrash.oops.patterns import skip_regex
+def _skip(patterns: tuple[str, ...], global_skip: bool = True) -> Alternation:
+    # The oops parser's skip list (its global list added unless ``global_skip`` is False), tried
+    # entry by entry where it can match instead of compiled whole (skip_alternation caches it).
+    from kcrash.oops.patterns import skip_alternation
 
-    return skip_regex(patterns, global_skip=global_skip)
+    return skip_alternation(patterns, global_skip=global_skip)
 
 
 # -- traces -------------------------------------------------------------------------------------
@@ -302,9 +302,9 @@ def blocked_function(traces: Iterable[model.Trace]) -> str | None:
     return None
 
 
-def _first_unskipped(frames: Iterable[model.Frame], skip: re.Pattern[str]) -> str | None:
+def _first_unskipped(frames: Iterable[model.Frame], skip: Alternation) -> str | None:
     for frame in frames:
-        if frame.reliable and frame.function and not skip.search(frame.function):
+        if frame.reliable and frame.function and not skip.found_in(frame.function):
             return frame.function
     return None
 
