@@ -35,7 +35,11 @@ from drgn.helpers.linux.pid import for_each_task
 from drgn.helpers.linux.printk import get_printk_records
 from drgn.helpers.linux.sched import idle_task, task_cpu, task_state_to_char
 dump, *debug = sys.argv[1:]
-prog = drgn.Program()
+if dump.endswith(".kdump"):  # QEMU's kdump files carry no architecture drgn's libkdumpfile can read
+    prog = drgn.Program(drgn.Platform(drgn.Architecture.X86_64,
+                                      drgn.PlatformFlags.IS_64_BIT | drgn.PlatformFlags.IS_LITTLE_ENDIAN))
+else:
+    prog = drgn.Program()
 prog.set_core_dump(dump)
 with contextlib.suppress(drgn.MissingDebugInfoError):
     prog.load_debug_info(debug)
