@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from kcrash.errors import ExpressionError, FaultError, TypeLookupError
-from kcrash.types.model import Type, TypeKind
+from kcrash.types.model import Type
 from kcrash.types.object import Object
 
 if TYPE_CHECKING:
@@ -113,18 +113,11 @@ def _first_field(type: Type, paths: tuple[str, ...]) -> _Field:
 
 
 def _field(type: Type, path: str) -> _Field:
-    # Like Type.bit_offset_of, also keeping the member's type: (byte offset, size, signed).
-    t, bits = type, 0
-    for part in path.replace("[", ".[").split("."):
-        if part.startswith("["):
-            array = t.strip_typedefs()
-            if array.kind is not TypeKind.ARRAY:
-                raise ExpressionError(f"{t.type_name()} is not an array")
-            t = array.type
-            bits += int(part.strip("[]"), 0) * t.sizeof() * 8
-        elif part:
-            member, offset = t.member(part)
-            if member.bit_field_size or offset % 8:
-                raise ExpressionError(f"{path} is a bitfield")
-            t, bits = member.type, bits + offset
+    # Type.walk_path, as (byte offset, size, signed, type); bit-fields are not read this way.
+    try:
+        bits, t, field_bits = type.walk_path(path)
+    except TypeError as exc:
+        raise ExpressionError(str(exc)) from exc
+    if field_bits or bits % 8:
+        raise ExpressionError(f"{path} is a bitfield")
     return bits // 8, t.sizeof(), t.strip_typedefs().is_signed, t

@@ -218,7 +218,12 @@ class Type:
 
     def bit_offset_of(self, path: str) -> int:
         """Bit offset of ``path`` (``"a.b.c"``, ``"a[3].b"``) from the start of this type."""
-        t, total = self, 0
+        return self.walk_path(path)[0]
+
+    def walk_path(self, path: str) -> tuple[int, Type, int]:
+        """``(bit offset, type, bit-field size)`` of the member or element ``path`` names (``"a.b"``,
+        ``"a[3].b"``); the bit-field size is 0 unless the last step is a bit-field member."""
+        t, total, field_bits = self, 0, 0
         for part in path.replace("[", ".[").split("."):
             if not part:
                 continue
@@ -226,12 +231,12 @@ class Type:
                 elem = t.strip_typedefs()
                 if elem.kind is not TypeKind.ARRAY:
                     raise TypeError(f"{t.type_name()} is not an array")
-                t = elem.type
+                t, field_bits = elem.type, 0
                 total += int(part.strip("[]"), 0) * t.sizeof() * 8
                 continue
             member, bits = t.member(part)
-            t, total = member.type, total + bits
-        return total
+            t, total, field_bits = member.type, total + bits, member.bit_field_size
+        return total, t, field_bits
 
     def iter_members(self) -> Iterator[tuple[Member, int]]:
         """Named members with their bit offsets, anonymous members flattened."""
