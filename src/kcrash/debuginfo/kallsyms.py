@@ -379,20 +379,26 @@ class KallsymsImage:
 
 
 def encode_kallsyms(symbols: Sequence[tuple[str, str, int]], *, base: int, address_encoding: str = "absolute-percpu",
-                    big_lengths: bool = True, percpu: frozenset[str] = frozenset()) -> KallsymsImage:
+                    big_lengths: bool = True, percpu: frozenset[str] = frozenset(), markers: bool = True,
+                    seqs_of_names: bool = False) -> KallsymsImage:
     """Write kallsyms tables for ``(kind, name, address)`` rows (sorted by address) at ``base``, in
     the order 6.1's ``scripts/kallsyms`` emits them (addresses or offsets first). ``percpu`` names
     are stored as absolute values under ``absolute-percpu``. ``big_lengths=False`` writes one length
-    byte (up to 255 tokens) as kernels before 6.1 did; else lengths over 127 take two bytes."""
+    byte (up to 255 tokens) as kernels before 6.1 did; else lengths over 127 take two bytes.
+    ``markers`` writes ``kallsyms_markers`` (u32) after the names and ``seqs_of_names`` then
+    ``kallsyms_seqs_of_names`` (6.2+); like the kernel's VMCOREINFO, the image does not name them."""
     texts = [k + n for k, n, _ in symbols]
     tokens = _make_tokens(texts)
     lookup = {t.decode(): i for i, t in enumerate(tokens) if t}
     relative = min((a for (_, n, a) in symbols if n not in percpu), default=0)
+    names = [_encode_name(t, lookup, big_lengths) for t in texts]
     tables: list[tuple[str, bytes]] = [
         _address_table(symbols, address_encoding, base, relative, percpu),
         ("kallsyms_relative_base", relative.to_bytes(8, "little")),
         ("kallsyms_num_syms", len(symbols).to_bytes(4, "little")),
-        ("kallsyms_names", b"".join(_encode_name(t, lookup, big_lengths) for t in texts)),
+        ("kallsyms_names", b"".join(names)),
+        ("kallsyms_markers", _markers(names) if markers else b""),
+        ("kallsyms_seqs_of_names", _seqs_of_names(symbols) if seqs_of_names else b""),
         ("kallsyms_token_table", b"".join(t + b"\0" for t in tokens)),
         ("kallsyms_token_index", b"".join(_token_offsets(tokens))),
     ]
@@ -401,9 +407,25 @@ def encode_kallsyms(symbols: Sequence[tuple[str, str, int]], *, base: int, addre
     data, where = bytearray(), {}
     for name, blob in tables:
         data += bytes(-len(data) % 8)
-        where[name] = base + len(data)
+        if name not in ("kallsyms_markers", "kallsyms_seqs_of_names"):
+            where[name] = base + len(data)
         data += blob
     return KallsymsImage(base, bytes(data), where)
+
+
+def _markers(names: list[bytes]) -> bytes:
+    offsets, pos = [], 0
+    for i, name in enumerate(names):
+        if i % 256 == 0:
+            offsets.append(pos)
+        pos += len(name)
+    return b"".join(o.to_bytes(4, "little") for o in offsets)
+
+
+def _seqs_of_names(symbols: Sequence[tuple[str, str, int]]) -> bytes:
+    # positions sorted by name (ties by address, then position), 3 bytes each, big-endian
+    order = sorted(range(len(symbols)), key=lambda i: (symbols[i][1], symbols[i][2], i))
+    return b"".join(i.to_bytes(3, "big") for i in order)
 
 
 def _address_table(symbols: Sequence[tuple[str, str, int]], encoding: str, at: int, relative: int,

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kcrash.debuginfo import kallsyms
 from kcrash.debuginfo.kallsyms import ADDRESS_ENCODINGS, KallsymsImage, decode_kallsyms, encode_kallsyms, load_kallsyms
 from kcrash.debuginfo.kallsyms_names import KallsymsNames, name_hash, walk_names, walk_names_by_markers
 from kcrash.dumps.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
@@ -77,14 +78,19 @@ def encode(rows: list[Row], encoding: str, *, big: bool = True, base: int = TABL
     (False, True, "1-byte"),   # before 6.1: a length byte >= 0x80 is one byte; the 2-byte reading must be refused
     (True, False, "1-byte"),   # no long name: both readings agree
 ])
-def test_every_encoding_is_found_by_validation(encoding: str, big: bool, long_name: bool,
-                                               expected_lengths: str) -> None:
-    rows = make_rows(long_name=long_name, percpu=encoding in ("absolute", "absolute-percpu"))
-    image = encode(rows, encoding, big=big)
+@pytest.mark.parametrize(("markers", "seqs"), [(True, False), (True, True), (False, False)],
+                         ids=["markers", "markers+seqs", "no-markers"])
+def test_every_encoding_is_found_by_validation(encoding: str, big: bool, long_name: bool, expected_lengths: str,
+                                               markers: bool, seqs: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = make_rows(long_name=long_name, percpu=encoding in ("absolute", "absolute-percpu"), count=600)
+    image = encode_kallsyms(rows, base=TABLES, address_encoding=encoding, big_lengths=big, percpu=PERCPU,
+                            markers=markers, seqs_of_names=seqs)
     extra = ()
     if "kallsyms_relative_base" not in image.symbols:
         # a decoy relative_base, so the base-relative and absolute-percpu readings are tried and refused
         extra = (f"SYMBOL(kallsyms_relative_base)={image.symbols['kallsyms_token_table']:x}",)
+    if markers:  # the right reading must come from the markers alone, without the byte walk
+        monkeypatch.setattr(kallsyms, "walk_names", lambda *_, **__: None)
     tables = decode_kallsyms(memory_with(image), vmcoreinfo_for(image, extra=extra))
     assert tables.address_encoding == encoding
     assert tables.length_encoding == expected_lengths
@@ -195,7 +201,7 @@ def test_corrupt_tables_raise_typed_errors(table: str, offset: int, data: bytes,
         decode_kallsyms(memory_with(image), vmcoreinfo_for(image))
 
 
-_FUZZ_IMAGE = encode(make_rows(long_name=True, percpu=True, count=120), "absolute-percpu")
+_FUZZ_IMAGE = encode(make_rows(long_name=True, percpu=True, count=300), "absolute-percpu")
 
 
 @settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
