@@ -50,6 +50,21 @@ class PlainFile:
         COUNTERS.dump_bytes_read += len(data)
         return data
 
+    def preadv(self, buffers: list[memoryview], offset: int) -> int:
+        """Fill ``buffers`` in turn from the file at ``offset``; return the bytes read."""
+        if hasattr(os, "preadv"):
+            n = os.preadv(self._fd, buffers, offset)
+        else:  # one pread per buffer
+            n = 0
+            for buf in buffers:
+                data = os.pread(self._fd, len(buf), offset + n)
+                buf[:len(data)] = data
+                n += len(data)
+                if len(data) < len(buf):
+                    break
+        COUNTERS.dump_bytes_read += n
+        return n
+
     def close(self) -> None:
         """Close the file."""
         if self._fd >= 0:

@@ -7,7 +7,9 @@ makedumpfile flattened format (read directly through a record index). Pages are 
 2nd bitmap's rank and ``page_desc``; zlib, lzo, snappy and zstd pages and raw pages may mix; zero
 pages share ``pd_zero``. Pages missing from the dump raise :class:`~kcrash.errors.FaultError` with the
 reason (hole, excluded by the dump level, lost in an incomplete dump, in another part of a split
-dump) unless the dump was opened with ``zero_fill``. Decompressed pages live in a bounded LRU cache.
+dump) unless the dump was opened with ``zero_fill``. Decompressed pages live in a bounded LRU cache;
+long reads bypass it and decode their pages together (one read of their data; zlib on two threads
+when a CPU is idle, see :func:`~kcrash.dumps.codecs.decompress_pages`).
 It exposes one physical :class:`~kcrash.dumps.base.MemorySegment`; it knows nothing of virtual
 addresses.
 """
@@ -24,7 +26,7 @@ from kcrash.dumps._bitmap import Bitmap
 from kcrash.dumps._cache import LruCache
 from kcrash.dumps._io import FileView, PlainFile, read_exact
 from kcrash.dumps.base import DumpDescription, DumpWarning, MemorySegment, PageCounts
-from kcrash.dumps.codecs import codec_name, decompress
+from kcrash.dumps.codecs import codec_name, decompress, decompress_pages
 from kcrash.dumps.flattened import FLAT_HEADER_SIZE, FlatFile, sniff_flattened
 from kcrash.dumps.kdump_header import (
     DUMP_DH_COMPRESSED_INCOMPLETE,
@@ -185,8 +187,12 @@ class KdumpCompressed:
             count = min(last + 1 - pfn, _BATCH)
             parts.extend(self._read_pages(pfn, count))
             pfn += count
-        data = b"".join(parts)
-        return data[offset:offset + size]
+        if not parts:  # size 0 at a page boundary
+            return b""
+        # Trim the end pages, then one join: the result is copied once.
+        parts[0] = parts[0][offset:]
+        parts[-1] = parts[-1][:(address + size) - last * bs]
+        return b"".join(parts)
 
     def read_page(self, pfn: int) -> bytes:
         """Return the page of ``pfn`` (cached), or raise FaultError saying why it is missing."""
@@ -281,25 +287,29 @@ class KdumpCompressed:
         return self._decode_span(descs)
 
     def _decode_span(self, descs: list[_Desc]) -> list[bytes]:
-        data_descs = [d for d in descs if not self._is_zero_desc(d)]
+        zero, data_start = self._zero_page, self._data_start
+        data_descs = [d for d in descs if d[0] != data_start or d[2] != 0]
         if not data_descs:
-            return [self._zero_page] * len(descs)
+            return [zero] * len(descs)
         lo = min(d[0] for d in data_descs)
         hi = max(d[0] + d[1] for d in data_descs)
         if hi - lo > 2 * len(descs) * self._bs:  # scattered: page by page
-            return [self._zero_page if self._is_zero_desc(d) else self._load_unchecked(d) for d in descs]
-        blob = memoryview(self._view.pread(lo, hi - lo))
+            return [zero if self._is_zero_desc(d) else self._load_unchecked(d) for d in descs]
+        blob = self._view.pread(lo, hi - lo)
+        view = memoryview(blob)
+        out = [zero] * len(descs)
+        packed: list[tuple[int, memoryview, int]] = []
+        where: list[int] = []
+        for i, (offset, size, flags) in enumerate(descs):
+            if flags:
+                packed.append((flags, view[offset - lo:offset - lo + size], offset))
+                where.append(i)
+            elif offset != data_start:
+                out[i] = blob[offset - lo:offset - lo + size]
         COUNTERS.pages_read += len(data_descs)
-        COUNTERS.pages_decompressed += sum(1 for d in data_descs if d[2] != 0)
-        out: list[bytes] = []
-        for desc in descs:
-            offset, size, flags = desc
-            if self._is_zero_desc(desc):
-                out.append(self._zero_page)
-            elif flags == 0:
-                out.append(bytes(blob[offset - lo:offset - lo + size]))
-            else:
-                out.append(decompress(flags, blob[offset - lo:offset - lo + size], self._bs, offset))
+        COUNTERS.pages_decompressed += len(packed)
+        for i, page in zip(where, decompress_pages(packed, self._bs), strict=True):
+            out[i] = page
         return out
 
     def _load_unchecked(self, desc: _Desc) -> bytes:
