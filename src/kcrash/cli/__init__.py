@@ -9,7 +9,13 @@ variables; each subcommand lives in its own module and delegates to the layers b
 from __future__ import annotations
 
 import gc
+import os
 import sys
+
+# kcrash does no linear algebra: without this, importing numpy starts OpenBLAS worker threads that
+# spin on the other cores for ~50 ms of CPU (measured), competing with kcrash's own second thread
+# (kdump inflate) and with whatever else runs. A user's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import click
 
