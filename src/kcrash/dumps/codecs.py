@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -63,11 +64,17 @@ def _lzo() -> Any:
     return lzallright.LZOCompressor()
 
 
-@functools.cache
-def _zstd_d() -> Any:
-    import zstandard
+_PER_THREAD = threading.local()
 
-    return zstandard.ZstdDecompressor()
+
+def _zstd_d() -> Any:
+    # One decompressor per thread: zstandard's are not safe to share between threads.
+    found = getattr(_PER_THREAD, "zstd", None)
+    if found is None:
+        import zstandard
+
+        found = _PER_THREAD.zstd = zstandard.ZstdDecompressor()
+    return found
 
 
 def _snappy_mod() -> Any:
@@ -162,7 +169,6 @@ def _decompress_on_two_threads(pages: Sequence[_Packed], page_size: int) -> list
     # kept: a live thread would stop the symbolizer from forking its workers. The error raised
     # is the first bad page's in page order, as one thread would raise it.
     import itertools
-    import threading
 
     chunks = [pages[i:i + _CHUNK] for i in range(0, len(pages), _CHUNK)]
     done: list[list[bytes] | None] = [None] * len(chunks)

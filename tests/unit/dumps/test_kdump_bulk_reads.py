@@ -185,3 +185,27 @@ def test_flattened_short_record_data_is_an_error(tmp_path: Path) -> None:
         flat.pread(0, flat.size)
     assert exc.value.offset is not None
     flat.close()
+
+
+def test_zstd_pages_decode_on_several_threads_at_once() -> None:
+    # zstandard's decompressors must not be shared between threads: each thread gets its own, and
+    # pages decoded on four threads at once all come out right.
+    import threading
+
+    pages = [bytes([i % 251]) * 2048 + os.urandom(64) + bytes(2048 - 64) for i in range(64)]
+    packed = [codecs.compress(codecs.DUMP_DH_COMPRESSED_ZSTD, p) for p in pages]
+    results: list[list[bytes]] = [[] for _ in range(4)]
+    owners: list[object] = [None] * 4
+
+    def work(k: int) -> None:
+        owners[k] = codecs._zstd_d()
+        for _ in range(20):
+            results[k] = [codecs.decompress(codecs.DUMP_DH_COMPRESSED_ZSTD, c, 4096, 0) for c in packed]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r == pages for r in results)
+    assert len({id(o) for o in owners}) == 4 and codecs._zstd_d() is codecs._zstd_d()
