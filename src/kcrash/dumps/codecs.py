@@ -146,21 +146,7 @@ def decompress_pages(pages: Sequence[_Packed], page_size: int) -> list[bytes]:
 
 
 def _decompress_run(pages: Sequence[_Packed], page_size: int) -> list[bytes]:
-    # zlib inline (one C call a page); anything else, and any zlib page that fails or comes out
-    # the wrong size, through decompress() so that the error is the one it raises.
-    inflate, zlib_flag, zlib_error = zlib.decompress, DUMP_DH_COMPRESSED_ZLIB, zlib.error
-    out: list[bytes] = []
-    for flag, data, offset in pages:
-        if flag == zlib_flag:
-            try:
-                page = inflate(data, bufsize=page_size)
-            except zlib_error:
-                page = b""
-            if len(page) == page_size:
-                out.append(page)
-                continue
-        out.append(decompress(flag, data, page_size, offset))
-    return out
+    return [decompress(flag, data, page_size, offset) for flag, data, offset in pages]
 
 
 def _decompress_on_two_threads(pages: Sequence[_Packed], page_size: int) -> list[bytes]:
