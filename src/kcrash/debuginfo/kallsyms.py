@@ -303,13 +303,15 @@ def _from_cache(reader: _Reader, where: _Where, data: bytes, tokens: list[bytes]
         return None
     stext = names.names.positions_of("_stext")
     for encoding, addrs in _address_candidates(reader, where, num, only=str(address_encoding)):
-        if stext and int(addrs[stext[0]]) == where.stext and _is_sorted(addrs):
+        if _validates(stext, addrs, where):
             return KallsymsTables(names.names, names.kinds, addrs, names.length_encoding, encoding, where.stext, True)
     return None
 
 
-def _is_sorted(addrs: npt.NDArray[np.uint64]) -> bool:
-    return bool(np.all(addrs[1:] >= addrs[:-1]))
+def _validates(stext: list[int], addrs: npt.NDArray[np.uint64], where: _Where) -> bool:
+    # _stext (its positions in the names) at VMCOREINFO's address, and the addresses sorted as the
+    # kernel's binary search needs
+    return bool(stext) and int(addrs[stext[0]]) == where.stext and bool(np.all(addrs[1:] >= addrs[:-1]))
 
 
 # -- addresses ---------------------------------------------------------------------------------
@@ -322,7 +324,7 @@ def _choose(reader: _Reader, where: _Where, num: int, candidates: list[_Names]) 
     for found in candidates:
         stext = found.names.positions_of("_stext")
         for address_encoding, addrs in address_sets:
-            if stext and int(addrs[stext[0]]) == where.stext and _is_sorted(addrs):
+            if _validates(stext, addrs, where):
                 return KallsymsTables(found.names, found.kinds, addrs, found.length_encoding, address_encoding,
                                       where.stext), found
     raise CorruptDumpError(f"kallsyms tables at {where.names:#x} do not validate: no encoding puts _stext at "

@@ -84,13 +84,9 @@ def walk_names_by_markers(data: bytes, markers: npt.NDArray[np.int64], num: int,
         if not len(live) or int(live.max()) >= len(arr) - 1:
             return None
         heads[j::256][:len(live)] = live
-        step = arr[live].astype(np.int64)
-        wide = (step & 0x80) != 0
-        if bool(wide.any()):
-            high = True
-            if big:  # a 2-byte prefix: one more byte, and the length takes 7 + 8 bits
-                step = np.where(wide, ((step & 0x7F) | (arr[live + 1].astype(np.int64) << 7)) + 1, step)
-        live += 1 + step
+        counts, prefix, wide = _prefixes(arr, live, big=big)
+        high = high or wide
+        live += prefix + counts
     end = int(pos[-1])
     if bool(np.any(pos[:-1] != markers[1:])) or end > limit:
         return None
@@ -113,20 +109,25 @@ def layout_from_heads(data: bytes, heads: npt.NDArray[np.int64], end: int, *, bi
     where the next prefix starts and the last one at ``end``."""
     if not len(heads) or not 0 < end <= len(data) or int(heads[0]) != 0 or int(heads.max()) >= end:
         return None
-    arr = np.frombuffer(data, dtype=np.uint8, count=end)
-    b0 = arr[heads].astype(np.int64)
-    counts = b0
-    bodies = heads + 1
-    if big:
-        two = (b0 & 0x80) != 0
-        if bool(two.any()):
-            second = arr[np.minimum(heads + 1, end - 1)].astype(np.int64)
-            counts = np.where(two, (b0 & 0x7F) | (second << 7), b0)
-            bodies = heads + 1 + two
+    counts, prefix, _ = _prefixes(np.frombuffer(data, dtype=np.uint8, count=end), heads, big=big)
+    bodies = heads + prefix
     stops = bodies + counts
     if int(stops[-1]) != end or bool(np.any(stops[:-1] != heads[1:])):
         return None
     return NameLayout(heads, bodies, counts, end)
+
+
+def _prefixes(arr: npt.NDArray[np.uint8], at: npt.NDArray[np.int64], *,
+              big: bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | int, bool]:
+    # The token counts and prefix sizes of the length prefixes at ``at``, and whether one had bit 7
+    # set; with ``big`` such a prefix takes two bytes and its count 7 + 8 bits.
+    counts = arr[at].astype(np.int64)
+    wide = (counts & 0x80) != 0
+    high = bool(wide.any())
+    if not (big and high):
+        return counts, 1, high
+    second = arr[np.minimum(at + 1, len(arr) - 1)].astype(np.int64)
+    return np.where(wide, (counts & 0x7F) | (second << 7), counts), 1 + wide, high
 
 
 def _per_token(tokens: Sequence[bytes], test: Callable[[bytes], bool]) -> npt.NDArray[np.bool_]:
