@@ -163,9 +163,9 @@ def _demangled(raw: str) -> tuple[str, bool]:
 
 @functools.lru_cache(maxsize=256)
 def _name_filter(extra: tuple[str, ...], global_skip: bool) -> _NameFilter:
-    # skip_regex(extra, True) searched as two lists: an alternation matches somewhere iff one of its
-    # branches does, so the global list is looked up once per name for every recipe.
-    # skip_regex((), False) matches everything, as before.
+    # skip_alternation(extra, True) searched as two lists: an alternation matches somewhere iff one
+    # of its branches does, so the global list is looked up once per name for every recipe.
+    # An empty list without the global one matches everything (the empty regex), as before.
     return _NameFilter(global_skip, skip_alternation(extra, False) if extra or not global_skip else None)
 
 

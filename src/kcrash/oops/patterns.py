@@ -43,7 +43,6 @@ __all__ = [
     "StackSpec",
     "compile_pattern",
     "skip_alternation",
-    "skip_regex",
 ]
 
 _MACROS: Final = (
@@ -231,20 +230,14 @@ _KCRASH_SKIP: Final = ("^exc_", "^asm_exc_", "^handle_bug$", "^__die", "^die$", 
 
 
 @functools.lru_cache(maxsize=256)
-def skip_regex(extra: tuple[str, ...], global_skip: bool = True) -> re.Pattern[str]:
-    """The global skip list (unless ``global_skip`` is false) plus a format's own entries, as one
-    substring-searched regex (compiled now: the parser itself uses :func:`skip_alternation`)."""
-    return re.compile("|".join((_GLOBAL_SKIP + _KCRASH_SKIP if global_skip else ()) + extra), re.ASCII)
-
-
-@functools.lru_cache(maxsize=256)
 def skip_alternation(extra: tuple[str, ...], global_skip: bool = True) -> Alternation:
-    """:func:`skip_regex` as an :class:`~kcrash.oops.lazyre.Alternation`: ``found_in(name)`` is
-    ``skip_regex(extra, global_skip).search(name) is not None``, with nothing compiled up front."""
+    """The global skip list (unless ``global_skip`` is false) plus a format's own entries as an
+    :class:`~kcrash.oops.lazyre.Alternation`: ``found_in(name)`` is what searching ``name`` with
+    the entries joined by ``|`` into one regex (``re.ASCII``) answers, with nothing compiled up front."""
     return Alternation((_GLOBAL_SKIP + _KCRASH_SKIP if global_skip else ()) + extra, re.ASCII)
 
 
-#: The global skip list: ``GLOBAL_SKIP.found_in(name)`` is ``skip_regex(()).search(name) is not None``.
+#: The global skip list: ``GLOBAL_SKIP.found_in(name)`` is ``skip_alternation(()).found_in(name)``.
 GLOBAL_SKIP: Final = skip_alternation(())
 
 

@@ -146,7 +146,7 @@ def test_compiled_only_when_a_needle_shows_up() -> None:
 
 
 def _skip_lists() -> list[tuple[tuple[str, ...], Alternation]]:
-    # (the alternatives skip_regex joins, the Alternation the parser uses instead) for every list.
+    # (the alternatives of each skip list, the Alternation the parser uses for them) for every list.
     global_skip = patterns._GLOBAL_SKIP + patterns._KCRASH_SKIP
     lists = {global_skip: patterns.GLOBAL_SKIP}
     for spec in _specs():
