@@ -4,6 +4,7 @@ IRET frames, stack switches, sleeping tasks) and on corrupted stacks (truncation
 from __future__ import annotations
 
 import struct
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -241,6 +242,21 @@ def test_stack_entered_twice_is_a_loop() -> None:
     trace = unwind(_regs(rip=INDIRECT + 0x10, rsp=irq_sp), _ctx(mem))
     assert trace.pcs == (INDIRECT + 0x10, INDIRECT + 0x10)
     assert trace.truncated == "stack IRQ 0 entered twice"
+
+
+def test_scan_after_an_off_stack_frame_is_bounded() -> None:
+    # A pt_regs from a damaged dump puts sp at 0x1000 (on no stack); the next frame reaches the IRQ
+    # stack through r10 and ends on a non-text return address. The scan must not run from 0x1000 to
+    # the end of the IRQ stack (~2**64 bytes of faulting reads, once a hang of the suite).
+    mem = _mem()
+    mem.write(S, _pt_regs(rip=R10F + 0x10, rsp=0x1000, r10=IRQ + 0x300))
+    mem.write_u64(IRQ + 0x2F8, 0x1234)
+    began = time.monotonic()
+    trace = unwind(_regs(rip=REGSF + 0x10, rsp=S), _ctx(mem), scan=True)
+    assert time.monotonic() - began < 1.0
+    assert trace.pcs == (REGSF + 0x10, R10F + 0x10)
+    assert trace.frames[-1].sp == 0x1000
+    assert trace.truncated is not None and "0x1234" in trace.truncated
 
 
 @settings(max_examples=150, deadline=None)

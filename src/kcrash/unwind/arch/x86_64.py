@@ -150,10 +150,20 @@ def _walk(ctx: UnwindContext, state: _State, frames: list[Frame], max_frames: in
             seen.add((frame.pc, frame.sp))
             frames.append(frame)
     except _Stop as stop:
-        if stop.reason is not None and scan and state.stack is not None:
-            frames.extend(scan_stack(ctx, frames[-1].sp, state.stack[1]))
+        if stop.reason is not None and scan:
+            _scan_rest(ctx, frames)
         COUNTERS.stack_frames_unwound += len(frames)
         return Trace(tuple(frames), stop.reason, stop.user_regs)
+
+
+def _scan_rest(ctx: UnwindContext, frames: list[Frame]) -> None:
+    # Only the rest of the stack that holds the last frame's sp is scanned: the stack the walk was
+    # on may differ (the stop came after a switch), and an sp on no known stack has no end to scan
+    # to (a value from the dump never bounds the scan).
+    sp = frames[-1].sp
+    stack = ctx.stack_bounds(sp)
+    if stack is not None:
+        frames.extend(scan_stack(ctx, sp, stack[1]))
 
 
 def _find_entry(ctx: UnwindContext, state: _State) -> OrcEntry:
