@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # make concurrent kernel preparation and crash production safe.
 PYTEST_PARALLEL ?= -n auto --dist loadfile
 
-.PHONY: demo test lint typecheck layers unit corpus-score bootstrap clean
+.PHONY: demo test fuzz lint typecheck layers unit corpus-score bootstrap clean lock
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -22,6 +22,10 @@ test: bootstrap
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
+# Every property test with 20 fresh random seeds (FUZZ_SEEDS=N for more), at most 60 s a test.
+fuzz: bootstrap
+	@scripts/fuzz.sh
+
 unit: bootstrap
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
@@ -32,6 +36,10 @@ lint: bootstrap
 
 corpus-score: bootstrap
 	$(KCRASH) oops score ../shared/corpus
+
+# Re-resolve requirements.lock; `make lock UPGRADE=hypothesis` bumps one package, UPGRADE=--all every one.
+lock:
+	@scripts/lock.sh $(UPGRADE)
 
 clean:
 	rm -rf $(VENV) build *.egg-info $(DEMO_DIR)

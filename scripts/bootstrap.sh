@@ -35,9 +35,12 @@ stamp="$VENV/.kcrash-installed"
 if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV" || { echo "kcrash: cannot create a venv (apt-get install python3-venv)" >&2; exit 1; }
 fi
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# Exact versions with hashes from requirements.lock (refresh: `make lock`), then kcrash itself with
+# no dependency resolution and no build isolation (its build backend is in the lock too).
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -nt "$stamp" ]; then
     log="$VENV/pip-install.log"
-    if ! "$VENV/bin/pip" install -q -e '.[dev]' >"$log" 2>&1; then
+    if ! { "$VENV/bin/pip" install -q --require-hashes -r requirements.lock \
+           && "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e . ; } >"$log" 2>&1; then
         echo "kcrash: pip install failed (see $log)" >&2
         exit 1
     fi

@@ -8,9 +8,29 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from kcrash.lab.crash import CrashOptions, cached_crash
 from kcrash.lab.prepare import fetch_debuginfo
+
+# Property tests: `make test` runs them derandomized (the same examples on every run, so a green CI
+# run says something about the next); `make fuzz` runs them with fresh random seeds (profile "fuzz").
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("fuzz", database=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("KCRASH_HYPOTHESIS_PROFILE", "ci"))
+
+# A hang fails one test, in minutes: the default per-test limit is pyproject.toml's `timeout`;
+# tests that boot kernels (and on a cold cache download and unpack them first) get this one.
+LAB_TIMEOUT = 900
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give lab and oracle tests without their own time limit :data:`LAB_TIMEOUT` seconds."""
+    for item in items:
+        if item.get_closest_marker("timeout") is None and (
+                item.get_closest_marker("lab") or item.get_closest_marker("oracle")):
+            item.add_marker(pytest.mark.timeout(LAB_TIMEOUT))
 
 
 @pytest.fixture(scope="session")
