@@ -24,9 +24,19 @@ class FileView(Protocol):
 
     path: Path
     size: int
+    #: the file is known to be cut short (a flattened file without its end record)
+    truncated: bool
 
     def pread(self, offset: int, n: int) -> bytes:
         """Return up to ``n`` bytes at ``offset`` (short only at end of file)."""
+        ...
+
+    def covers(self, offset: int, n: int) -> bool:
+        """Whether the file holds all of ``[offset, offset + n)`` (a cut file lacks some)."""
+        ...
+
+    def covered(self, offset: int, n: int) -> int:
+        """How many bytes of ``[offset, offset + n)``, from ``offset`` on without a hole, the file holds."""
         ...
 
     def close(self) -> None:
@@ -41,6 +51,7 @@ class PlainFile:
         self.path = path
         self._fd = os.open(path, os.O_RDONLY)
         self.size = os.fstat(self._fd).st_size
+        self.truncated = False  # a plain file cannot tell; its readers check offsets against size
 
     def pread(self, offset: int, n: int) -> bytes:
         """Return up to ``n`` bytes at ``offset``."""
@@ -49,6 +60,14 @@ class PlainFile:
         data = os.pread(self._fd, n, offset)
         COUNTERS.dump_bytes_read += len(data)
         return data
+
+    def covers(self, offset: int, n: int) -> bool:
+        """Whether ``[offset, offset + n)`` lies inside the file."""
+        return offset >= 0 and offset + n <= self.size
+
+    def covered(self, offset: int, n: int) -> int:
+        """How many bytes of ``[offset, offset + n)`` lie inside the file."""
+        return max(0, min(n, self.size - offset)) if offset >= 0 else 0
 
     def preadv(self, buffers: list[memoryview], offset: int) -> int:
         """Fill ``buffers`` in turn from the file at ``offset``; return the bytes read."""

@@ -26,6 +26,7 @@ __all__ = [
     "MemorySegment",
     "PageCounts",
     "ReadFn",
+    "missing_pages_warning",
 ]
 
 #: ``read_fn(address, size) -> bytes``: ``address`` is absolute (inside the segment), ``size`` > 0.
@@ -35,6 +36,13 @@ ReadFn = Callable[[int, int], bytes]
 
 class DumpWarning(UserWarning):
     """A dump is usable but not whole (incomplete flag, short page table); the CLI shows it as one line."""
+
+
+def missing_pages_warning(path: object, why: str, missing: int, total: int) -> str:
+    """The one line a dump with pages missing (``why``: cut short, flagged incomplete) warns with."""
+    kept = 100 * (total - missing) // total if total else 0
+    return (f"{path}: {why} — {missing:,} of {total:,} pages missing ({kept} % present); "
+            "what lay in them (tasks, log records, stacks) may be incomplete")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +68,7 @@ class PageCounts:
     present: int = 0
     excluded: int = 0
     zero: int = 0
-    lost: int = 0
+    lost: int = 0  # in the dump's range but not in the file: cut short, or flagged incomplete
     compressed: int = 0
     raw: int = 0
 

@@ -8,11 +8,14 @@ paging off, virtual addresses with paging on) and the ``/proc/kcore`` layout (``
 regions with no physical address). ELF32 and ELF64, either byte order; ``PN_XNUM`` program header
 counts. Every ``PT_LOAD`` becomes a physical segment at ``p_paddr`` and, when ``p_vaddr`` differs, a
 virtual one; bytes between ``p_filesz`` and ``p_memsz`` read as zeros, or as lost pages when the
-dump is flagged incomplete (``e_flags & DUMP_ELF_INCOMPLETE``).
+dump is flagged incomplete (``e_flags & DUMP_ELF_INCOMPLETE``). A file cut short keeps every byte it
+still has: the part of a segment past the end of the file reads as missing (a
+:class:`~kcrash.errors.FaultError`), and the dump warns once with the count of missing pages.
 """
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +24,7 @@ from typing import ClassVar, Self
 
 from kcrash._binary import BinaryStructs, Record, binary_structs
 from kcrash.dumps._io import PlainFile, read_exact
-from kcrash.dumps.base import DumpDescription, DumpWarning, MemorySegment, PageCounts, ReadFn
+from kcrash.dumps.base import DumpDescription, DumpWarning, MemorySegment, PageCounts, ReadFn, missing_pages_warning
 from kcrash.dumps.notes import Note, parse_notes
 from kcrash.dumps.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 from kcrash.errors import CorruptDumpError, FaultError, UnsupportedDumpFormat
@@ -38,6 +41,7 @@ _NT_TASKSTRUCT = 4
 _MAX_PHNUM = 1 << 22
 _MAX_NOTE_BYTES = 64 << 20
 _PAGE = 4096
+_ALIGN_SLACK = 1 << 16  # the most padding a writer puts before a segment (page or 64 KiB alignment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,13 @@ class ElfVmcore:
         self._structs = structs
         self._notes: list[Note] | None = None
         self.incomplete = bool(ehdr["e_flags"] & DUMP_ELF_INCOMPLETE)
+        #: pages of PT_LOAD data past the end of a file cut short
+        self.cut_pages = sum(_pages(ph.p_filesz) - self._stored(ph) // _PAGE for ph in self.loads()
+                             if self._stored(ph) < ph.p_filesz)
+        if self.cut_pages:
+            total = sum(_pages(ph.p_filesz) for ph in self.loads())
+            warnings.warn(missing_pages_warning(path, f"dump is cut short at byte {file.size:,}", self.cut_pages,
+                                                total), DumpWarning, stacklevel=3)
         if self.incomplete:
             warnings.warn(f"{path}: ELF dump is flagged incomplete", DumpWarning, stacklevel=3)
 
@@ -118,20 +129,29 @@ class ElfVmcore:
                 out.append(MemorySegment(ph.p_vaddr, ph.p_memsz, self._reader(ph, ph.p_vaddr, False), False))
         return out
 
+    def _stored(self, ph: ProgramHeader) -> int:
+        # bytes of the segment's p_filesz that the file still has (fewer when it is cut short)
+        return max(0, min(ph.p_filesz, self._file.size - ph.p_offset))
+
     def _reader(self, ph: ProgramHeader, base: int, physical: bool) -> ReadFn:
         pread = self._file.pread
+        stored = self._stored(ph)
 
         def read(address: int, size: int) -> bytes:
             rel = address - base
             COUNTERS.pages_read += (address + size - 1) // 4096 - address // 4096 + 1 if size else 0
-            if rel + size <= ph.p_filesz:
+            if rel + size <= stored:
                 return pread(ph.p_offset + rel, size)
             return self._read_tail(ph, rel, size, address, physical)
 
         return read
 
     def _read_tail(self, ph: ProgramHeader, rel: int, size: int, address: int, physical: bool) -> bytes:
-        # Part or all of the read lies between p_filesz and p_memsz.
+        # Part or all of the read lies past what the file has, or between p_filesz and p_memsz.
+        have = self._stored(ph)
+        if have < ph.p_filesz and rel + size > have:
+            raise FaultError(address + max(have - rel, 0), physical,
+                             f"missing: the dump file is cut short ({self._file.size:,} bytes)")
         stored = max(0, min(ph.p_filesz - rel, size))
         head = self._file.pread(ph.p_offset + rel, stored) if stored else b""
         if self.incomplete and not self.zero_fill:
@@ -148,8 +168,10 @@ class ElfVmcore:
                 if ph.p_filesz > _MAX_NOTE_BYTES:
                     raise CorruptDumpError(f"PT_NOTE p_filesz {ph.p_filesz} is absurd", ph.p_offset,
                                            str(self.path))
-                data = read_exact(self._file, ph.p_offset, ph.p_filesz, "PT_NOTE segment")
-                self._notes += parse_notes(data, ph.p_offset, little_endian=self._structs.little_endian)
+                have = self._stored(ph)  # a cut file: the notes that are whole
+                data = read_exact(self._file, ph.p_offset, have, "PT_NOTE segment")
+                self._notes += parse_notes(data, ph.p_offset, little_endian=self._structs.little_endian,
+                                           partial=have < ph.p_filesz)
         return self._notes
 
     def vmcoreinfo_or_none(self) -> VmcoreInfo | None:
@@ -175,15 +197,16 @@ class ElfVmcore:
         loads = self.loads()
         stored = sum(p.p_filesz for p in loads)
         total = sum(p.p_memsz for p in loads if p.p_paddr != (1 << (8 * self.word_size)) - 1)
-        present = stored // _PAGE
+        present = stored // _PAGE - self.cut_pages
         unstored = max(total - stored, 0) // _PAGE
         counts = PageCounts(_PAGE, present=present, zero=0 if self.incomplete else unstored,
-                            lost=unstored if self.incomplete else 0, raw=present)
+                            lost=(unstored if self.incomplete else 0) + self.cut_pages, raw=present)
         cpus = sum(1 for n in self.notes() if n.name == "CORE" and n.n_type == 1)
         return DumpDescription(
             path=str(self.path), format=f"elf{8 * self.word_size} ({self.layout()})", codecs=("raw",),
             pages=counts, nr_cpus=cpus, status=self.ehdr["e_flags"],
-            status_flags=("incomplete",) if self.incomplete else (), incomplete=self.incomplete,
+            status_flags=(("incomplete",) if self.incomplete else ()) + (("cut short",) if self.cut_pages else ()),
+            incomplete=self.incomplete or bool(self.cut_pages),
             files=(str(self.path),))
 
 
@@ -215,7 +238,23 @@ def _read_phdrs(file: PlainFile, structs: BinaryStructs, ehdr: Record) -> list[P
              for i in range(phnum)]
     for i, ph in enumerate(phdrs):
         _check_phdr(ph, file, phoff + i * layout.size)
+    _check_cut(phdrs, file, phoff)
     return phdrs
+
+
+def _check_cut(phdrs: list[ProgramHeader], file: PlainFile, phoff: int) -> None:
+    # Segments past the end of the file are a cut only if they are laid out as a writer lays them:
+    # one after another, without overlap, and with no more room between them than alignment needs;
+    # otherwise the headers are garbage.
+    spans = sorted((p.p_offset, p.p_offset + p.p_filesz, i) for i, p in enumerate(phdrs)
+                   if p.p_type in (PT_LOAD, PT_NOTE))
+    if not spans or max(end for _, end, _ in spans) <= file.size:
+        return
+    room = phoff + sum(end - start for start, end, _ in spans) + _ALIGN_SLACK * len(spans)
+    for (_, prev_end, _), (start, end, i) in itertools.pairwise([(0, 0, -1), *spans]):
+        if start < prev_end or end > room:
+            raise CorruptDumpError(f"segment {i} [{start:#x}, {end:#x}) lies outside the file ({file.size} bytes) "
+                                   "and is not where a cut file would have it", phoff, str(file.path))
 
 
 def _extended_phnum(file: PlainFile, structs: BinaryStructs, ehdr: Record) -> int:
@@ -233,11 +272,17 @@ def _phdr(rec: Record) -> ProgramHeader:
                          rec["p_memsz"], rec["p_flags"], rec["p_align"])
 
 
+def _pages(size: int) -> int:
+    return (size + _PAGE - 1) // _PAGE
+
+
 def _check_phdr(ph: ProgramHeader, file: PlainFile, where: int) -> None:
+    # A segment running past the end of the file is a file cut short (its head is kept); one that
+    # cannot lie in any file is corrupt.
     if ph.p_type not in (PT_LOAD, PT_NOTE):
         return
-    if ph.p_offset + ph.p_filesz > file.size:
-        raise CorruptDumpError(f"segment [{ph.p_offset:#x}, +{ph.p_filesz:#x}) lies outside the file "
-                               f"({file.size} bytes)", where, str(file.path))
+    if ph.p_offset + ph.p_filesz >= 1 << 63:
+        raise CorruptDumpError(f"segment [{ph.p_offset:#x}, +{ph.p_filesz:#x}) lies outside any file",
+                               where, str(file.path))
     if ph.p_type == PT_LOAD and ph.p_filesz > ph.p_memsz:
         raise CorruptDumpError(f"p_filesz {ph.p_filesz:#x} > p_memsz {ph.p_memsz:#x}", where, str(file.path))

@@ -7,7 +7,9 @@ The makedumpfile flattened format (pipe/SSH output, and what QEMU 7.2 writes for
 followed by ``buf_size`` bytes meant for ``offset`` of the rebuilt file, until ``offset == -1``.
 Records are not in offset order. :class:`FlatFile` indexes them once and then serves positional
 reads of the *rebuilt* file directly (no ``makedumpfile -R`` step); gaps read as zeros. A read across
-records takes one ``preadv`` per run of records that follow each other in the file.
+records takes one ``preadv`` per run of records that follow each other in the file. A file cut short
+(no end record) is indexed as far as its records go, the last one's data as far as it is present;
+:meth:`FlatFile.covers` then tells which bytes of the rebuilt file were written before the cut.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class FlatFile:
         self._file = PlainFile(path)
         try:
             self._check_header()
+            #: True when the file ends before its end record (cut short)
+            self.truncated = False
             self._starts, self._ends, self._file_offsets = self._index()
         except BaseException:
             self._file.close()
@@ -59,23 +63,24 @@ class FlatFile:
 
     def _index(self) -> tuple[list[int], list[int], list[int]]:
         # One 16-byte pread and a plain struct unpack per record (thousands of records: QEMU
-        # writes one per 16 KiB); a header cut short is the same error Layout.unpack raises.
+        # writes one per 16 KiB). The loop advances by at least a record header per step and
+        # ends at the file's end, so a record size read from the file never bounds it.
         header = flat_structs().makedumpfile_data_header.struct
         read, size = self._file.pread, self._file.size
         records: list[tuple[int, int, int]] = []
         pos = FLAT_HEADER_SIZE
-        while pos < size:  # a file cut at a record boundary is read as far as it goes
-            raw = read(pos, header.size)
-            if len(raw) != header.size:
-                raise CorruptDumpError("truncated makedumpfile_data_header", pos)
-            offset, buf_size = header.unpack(raw)
+        self.truncated = True
+        while pos + header.size <= size:
+            offset, buf_size = header.unpack(read(pos, header.size))
             if offset == _END_FLAG_FLAT_HEADER:
+                self.truncated = False
                 break
-            if offset < 0 or buf_size < 0 or pos + header.size + buf_size > size:
+            if offset < 0 or buf_size < 0 or offset + buf_size >= 1 << 63:
                 raise CorruptDumpError(f"bad flattened record (offset {offset}, buf_size {buf_size})",
                                        pos, str(self.path))
-            if buf_size:
-                records.append((offset, offset + buf_size, pos + header.size))
+            present = min(buf_size, size - pos - header.size)  # the last record of a cut file: its head
+            if present:
+                records.append((offset, offset + present, pos + header.size))
             pos += header.size + buf_size
         return self._sorted(records)
 
@@ -98,6 +103,25 @@ class FlatFile:
         if self._starts[i] <= offset and end <= self._ends[i]:  # one record: the common case
             return self._file.pread(self._file_offsets[i] + offset - self._starts[i], end - offset)
         return self._gather(i, offset, end)
+
+    def covers(self, offset: int, n: int) -> bool:
+        """Whether every byte of ``[offset, offset + n)`` of the rebuilt file was written (always,
+        inside the rebuilt size, for a whole file; only where records are, for a cut one)."""
+        return n <= 0 or self.covered(offset, n) == n
+
+    def covered(self, offset: int, n: int) -> int:
+        """How many bytes of ``[offset, offset + n)``, from ``offset`` on without a hole, were written."""
+        if offset < 0 or n <= 0 or offset >= self.size:
+            return 0
+        end = min(offset + n, self.size)
+        if not self.truncated:
+            return end - offset
+        at = offset
+        i = bisect.bisect_right(self._starts, at) - 1
+        while 0 <= i < len(self._starts) and self._starts[i] <= at < end:
+            at = max(at, self._ends[i])
+            i += 1
+        return min(at, end) - offset
 
     def _gather(self, i: int, offset: int, end: int) -> bytes:
         # The pieces of the records that cover [offset, end); runs of pieces that follow each

@@ -20,12 +20,12 @@ import struct
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from kcrash.dumps._bitmap import Bitmap
 from kcrash.dumps._cache import LruCache
 from kcrash.dumps._io import FileView, PlainFile, read_exact
-from kcrash.dumps.base import DumpDescription, DumpWarning, MemorySegment, PageCounts
+from kcrash.dumps.base import DumpDescription, DumpWarning, MemorySegment, PageCounts, missing_pages_warning
 from kcrash.dumps.codecs import codec_name, decompress, decompress_pages
 from kcrash.dumps.flattened import FLAT_HEADER_SIZE, FlatFile, sniff_flattened
 from kcrash.dumps.kdump_header import (
@@ -39,6 +39,9 @@ from kcrash.dumps.notes import Note, parse_notes
 from kcrash.dumps.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 from kcrash.errors import CorruptDumpError, FaultError
 from kcrash.metrics import COUNTERS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["DEFAULT_CACHE_PAGES", "KdumpCompressed"]
 
@@ -80,11 +83,14 @@ class KdumpCompressed:
         self._pages: LruCache[int, bytes] = LruCache(cache_pages)
         self._desc_chunks: LruCache[int, list[tuple[int, int, int, int]]] = LruCache(32)
         self._notes: list[Note] | None = None
-        self.incomplete = bool(header.status & DUMP_DH_COMPRESSED_INCOMPLETE) or \
-            self._available < self._num_dumpable
+        self._stats: tuple[PageCounts, tuple[str, ...]] | None = None
+        flagged = bool(header.status & DUMP_DH_COMPRESSED_INCOMPLETE)
+        self.incomplete = flagged or self._looks_cut()
         if self.incomplete:
-            warnings.warn(f"{path}: dump is incomplete; pages past the end of what was written "
-                          "read as lost", DumpWarning, stacklevel=3)
+            why = "dump is flagged incomplete (makedumpfile ran out of space?)" if flagged \
+                else "dump is cut short"
+            lost = self._page_stats()[0].lost
+            warnings.warn(missing_pages_warning(path, why, lost, self._num_dumpable), DumpWarning, stacklevel=3)
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -111,10 +117,27 @@ class KdumpCompressed:
             view.close()
             raise
 
+    def _looks_cut(self) -> bool:
+        # Page data is written in descriptor order, so a whole file holds the last written page;
+        # only a file that fails this cheap test gets its descriptors scanned.
+        if self._view.truncated or self._available < self._num_dumpable or self._bitmap_end < self.header.max_mapnr:
+            return True
+        if not self._available:
+            return False
+        offset, size, _, _ = self._pd.unpack(self._desc_bytes(self._available - 1, 1))
+        return offset != 0 and not self._view.covers(offset, size)
+
     def _read_bitmaps(self) -> tuple[Bitmap, Bitmap]:
+        # A cut flattened file may lack bitmap records: bits past the first hole are unknown, so the
+        # dump ends there (a page above it is missing, never "excluded" or read through a wrong rank).
         h = self.header
         length = h.bitmap_len
-        raw = read_exact(self._view, h.bitmap_offset, 2 * length, "bitmaps")
+        kept = min(self._view.covered(h.bitmap_offset, length), self._view.covered(h.bitmap_offset + length, length))
+        if kept == 0 and length:
+            raise CorruptDumpError("the page bitmaps are missing (the file is cut short)", h.bitmap_offset,
+                                   str(self.path))
+        self._bitmap_end = min(kept * 8, h.max_mapnr)
+        raw = self._view.pread(h.bitmap_offset, 2 * length).ljust(2 * length, b"\0")
         return Bitmap(raw[:length], h.max_mapnr), Bitmap(raw[length:], h.max_mapnr)
 
     def close(self) -> None:
@@ -207,12 +230,18 @@ class KdumpCompressed:
         desc = self._desc(index)
         if desc is None:
             return self._absent(pfn, "lost: dump incomplete", fillable=True)
-        page = self._load(index, desc)
+        try:
+            page = self._load(index, desc)
+        except CorruptDumpError as exc:  # one damaged page, not a damaged dump
+            return self._absent(pfn, f"unreadable: {exc}", fillable=True)
         self._pages.put(pfn, page)
         return page
 
     def _index_of(self, pfn: int) -> int | None:
         # page_desc index of pfn; None when zero-filled; FaultError when absent.
+        if pfn >= self._bitmap_end and pfn < self.header.max_mapnr:
+            self._absent(pfn, "missing: the page bitmaps are cut short before it", fillable=True)
+            return None
         if self._bm2.test(pfn) and self._in_range(pfn):
             return self._bm2.rank(pfn) - self._rank_base
         reason, fillable = self._absent_reason(pfn)
@@ -255,11 +284,14 @@ class KdumpCompressed:
 
     def _check(self, index: int, desc: _Desc) -> None:
         offset, size, flags = desc
+        where = self.header.page_desc_offset + index * _DESC_SIZE
         bad = (size != self._bs) if flags == 0 else not 0 < size <= self._bs
-        if bad or offset < 0 or offset + size > self._view.size:
-            where = self.header.page_desc_offset + index * _DESC_SIZE
+        if bad or offset < 0:
             raise CorruptDumpError(f"page_desc[{index}] is invalid (offset {offset:#x}, size {size}, "
                                    f"flags {flags:#x})", where, str(self.path))
+        if not self._view.covers(offset, size):
+            raise CorruptDumpError(f"page data [{offset:#x}, +{size:#x}) is missing: the file is cut short",
+                                   where, str(self.path))
 
     def _is_zero_desc(self, desc: _Desc) -> bool:
         return desc[0] == self._data_start and desc[2] == 0
@@ -274,17 +306,21 @@ class KdumpCompressed:
         # Bulk path: every pfn present and every descriptor written → one read of descriptors
         # and one read of the page data they point to.
         if count < 4 or not self._in_range(pfn) or not self._in_range(pfn + count - 1) \
+                or pfn + count > self._bitmap_end \
                 or not self._bm2.all_set(pfn, count):
             return [self.read_page(p) for p in range(pfn, pfn + count)]
         first = self._bm2.rank(pfn) - self._rank_base
         if first + count > self._available:
             return [self.read_page(p) for p in range(pfn, pfn + count)]
         descs = [(o, s, f) for o, s, f, _ in self._pd.iter_unpack(self._desc_bytes(first, count))]
-        for i, desc in enumerate(descs):
-            if desc[0] == 0:
-                return [self.read_page(p) for p in range(pfn, pfn + count)]
-            self._check(first + i, desc)
-        return self._decode_span(descs)
+        try:
+            for i, desc in enumerate(descs):
+                if desc[0] == 0:
+                    return [self.read_page(p) for p in range(pfn, pfn + count)]
+                self._check(first + i, desc)
+            return self._decode_span(descs)
+        except CorruptDumpError:  # page by page: only the damaged pages fault
+            return [self.read_page(p) for p in range(pfn, pfn + count)]
 
     def _decode_span(self, descs: list[_Desc]) -> list[bytes]:
         zero, data_start = self._zero_page, self._data_start
@@ -324,6 +360,11 @@ class KdumpCompressed:
     # -- statistics ----------------------------------------------------------------------------
 
     def _page_stats(self) -> tuple[PageCounts, tuple[str, ...]]:
+        if self._stats is None:
+            self._stats = self._count_pages()
+        return self._stats
+
+    def _count_pages(self) -> tuple[PageCounts, tuple[str, ...]]:
         import numpy as np  # a descriptor table has one entry per dumped page: millions on big machines
 
         order = "<" if self.header.little_endian else ">"
@@ -335,6 +376,8 @@ class KdumpCompressed:
             count = min(_STATS_CHUNK, self._available - first)
             desc = np.frombuffer(self._desc_bytes(first, count), dtype=dtype)
             written = desc[desc["offset"] != 0]
+            if self.incomplete:  # page data past the cut counts as lost
+                written = written[self._present_mask(written)]
             is_zero = (written["offset"] == self._data_start) & (written["flags"] == 0)
             packed = written["flags"] != 0
             zero += int(np.count_nonzero(is_zero))
@@ -349,3 +392,14 @@ class KdumpCompressed:
         counts = PageCounts(self._bs, present=dumped - lost, excluded=max(ram - dumped, 0), zero=zero,
                             lost=lost, compressed=compressed, raw=raw)
         return counts, codecs
+
+    def _present_mask(self, written: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        ends = written["offset"] + written["size"].astype(np.int64)
+        mask = ends <= self._view.size
+        if self._view.truncated:  # a cut flattened file also has holes where records are missing
+            covers = self._view.covers
+            mask &= np.fromiter((covers(int(o), int(n)) for o, n in zip(written["offset"], written["size"],
+                                                                          strict=True)), bool, len(written))
+        return mask

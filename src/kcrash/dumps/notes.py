@@ -34,10 +34,11 @@ def _align4(n: int) -> int:
     return (n + 3) & ~3
 
 
-def parse_notes(data: bytes, file_offset: int, *, little_endian: bool = True) -> list[Note]:
+def parse_notes(data: bytes, file_offset: int, *, little_endian: bool = True, partial: bool = False) -> list[Note]:
     """Parse the notes in ``data`` (read from ``file_offset``); a bad note raises CorruptDumpError.
 
-    Trailing zero padding (a zero ``Nhdr``) ends the list, as in ``/proc/vmcore``.
+    Trailing zero padding (a zero ``Nhdr``) ends the list, as in ``/proc/vmcore``. With ``partial``
+    (``data`` is the head of a segment cut short) a note running past the end ends the list instead.
     """
     nhdr = binary_structs(little_endian, 8).Elf_Nhdr
     notes: list[Note] = []
@@ -51,6 +52,8 @@ def parse_notes(data: bytes, file_offset: int, *, little_endian: bool = True) ->
         desc_at = name_at + _align4(namesz)
         end = desc_at + _align4(descsz)
         if desc_at + descsz > len(data):
+            if partial:
+                break
             raise CorruptDumpError(f"ELF note overruns its segment (n_descsz {descsz})", file_offset + pos)
         name = data[name_at:name_at + namesz].split(b"\0", 1)[0].decode("ascii", "replace")
         notes.append(Note(name, hdr["n_type"], bytes(data[desc_at:desc_at + descsz]), file_offset + desc_at))

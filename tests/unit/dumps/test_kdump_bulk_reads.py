@@ -17,7 +17,7 @@ from kcrash.dumps import codecs
 from kcrash.dumps.flattened import FlatFile
 from kcrash.dumps.kdump_compressed import KdumpCompressed
 from kcrash.dumps.write.kdump_compressed import KdumpSpec, write_kdump
-from kcrash.errors import CorruptDumpError
+from kcrash.errors import CorruptDumpError, FaultError
 
 PAGE = 4096
 N = 300  # more than one 256-page batch, more than PARALLEL_MIN_PAGES zlib pages per batch
@@ -82,17 +82,18 @@ def _corrupt(path: Path, dump: KdumpCompressed, pfn: int, junk: Callable[[bytes]
     return offset
 
 
-def _error(read: Callable[[], object]) -> tuple[str, int | None]:
-    with pytest.raises(CorruptDumpError) as exc:
+def _error(read: Callable[[], object]) -> tuple[str, int]:
+    # a damaged page is one missing page: a fault at its address naming the damage
+    with pytest.raises(FaultError) as exc:
         read()
-    return str(exc.value), exc.value.offset
+    return str(exc.value), exc.value.address
 
 
 @pytest.mark.parametrize("junk", [
     lambda old: old[:2] + bytes(x ^ 0x5A for x in old[2:]),  # broken deflate data
     lambda old: zlib.compress(b"short", 1),                    # a valid stream of the wrong size
 ], ids=["bad-data", "wrong-size"])
-def test_bad_page_raises_the_same_error_on_every_path(tmp_path: Path, junk: Callable[[bytes], bytes],
+def test_bad_page_faults_the_same_way_on_every_path(tmp_path: Path, junk: Callable[[bytes], bytes],
                                                       threads: tuple[bool, list[int]]) -> None:
     path = tmp_path / "d"
     write_kdump(path, KdumpSpec(_pages(), N))
@@ -100,10 +101,13 @@ def test_bad_page_raises_the_same_error_on_every_path(tmp_path: Path, junk: Call
     first = _corrupt(path, dump, 200, junk)  # late in its batch: maybe the other thread's
     _corrupt(path, dump, 290, junk)
     lone = _error(lambda: KdumpCompressed.open(path).read_page(200))
-    assert lone[1] == first and "zlib page" in lone[0]
+    assert lone[1] == 200 * PAGE and "zlib page" in lone[0] and f"{first:#x}" in lone[0]
     assert _error(lambda: KdumpCompressed.open(path).read(0, N * PAGE)) == lone
     assert _error(lambda: KdumpCompressed.open(path).read(150 * PAGE + 9, 100 * PAGE)) == lone
-    assert _error(lambda: KdumpCompressed.open(path).read(260 * PAGE, 40 * PAGE))[1] != first
+    assert _error(lambda: KdumpCompressed.open(path).read(260 * PAGE, 40 * PAGE))[1] == 290 * PAGE
+    # the pages around them read as before
+    pages = _pages()
+    assert KdumpCompressed.open(path).read(201 * PAGE, 89 * PAGE) == b"".join(pages[p] for p in range(201, 290))
     assert bool(threads[1]) == threads[0]
 
 
