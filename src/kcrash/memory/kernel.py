@@ -29,6 +29,8 @@ __all__ = ["KernelLayout", "KernelMemory", "find_panic_cpu_or_none", "open_kerne
 
 #: ``__START_KERNEL``: where kernel text starts without KASLR
 START_KERNEL = 0xFFFFFFFF81000000
+#: ``KERNEL_IMAGE_SIZE`` with KASLR (``arch/x86/include/asm/page_64_types.h``), when VMCOREINFO lacks it
+_KERNEL_IMAGE_SIZE_MAX = 1 << 30
 _CR4_LA57 = 1 << 12
 _PMD_SIZE = 1 << 21
 
@@ -56,7 +58,10 @@ class KernelMemory(MemoryReader):
         self.vmcoreinfo = vmcoreinfo
         self.page_tables = None if layout.pgd is None else X86_64PageTables(
             self._read_physical, layout.pgd, levels=layout.levels, sme_mask=layout.sme_mask)
-        super().__init__(segments, self.page_tables)
+        image_size = vmcoreinfo.get_number_or_none("KERNEL_IMAGE_SIZE") if vmcoreinfo is not None else None
+        translator = None if self.page_tables is None else _KernelTranslator(
+            self.page_tables, layout.phys_base, image_size or _KERNEL_IMAGE_SIZE_MAX)
+        super().__init__(segments, translator)
 
     def _read_physical(self, address: int, size: int) -> bytes:
         return self.segments.read(address, size, physical=True)
@@ -67,6 +72,27 @@ class KernelMemory(MemoryReader):
         tables = X86_64PageTables(self._read_physical, pgd, levels=self.layout.levels,
                                   sme_mask=self.layout.sme_mask)
         return MemoryReader(self.segments, tables)
+
+
+class _KernelTranslator:
+    # The page tables; where a page-table page itself is missing from the dump (cut short,
+    # filtered), an address of the kernel image still translates by the image's fixed linear map,
+    # as __pa_symbol() computes it (arch/x86/include/asm/page_64.h): va - __START_KERNEL_map + phys_base.
+
+    def __init__(self, tables: X86_64PageTables, phys_base: int | None, image_size: int) -> None:
+        self.tables = tables
+        self.phys_base = phys_base
+        self.image_end = START_KERNEL_MAP + image_size
+
+    def translate(self, vaddr: int) -> tuple[int, int]:
+        try:
+            return self.tables.translate(vaddr)
+        except FaultError as exc:
+            # a fault at a physical address is a table page that cannot be read; a virtual one is an
+            # entry that is not present, which the linear rule must not paper over
+            if not exc.physical or self.phys_base is None or not START_KERNEL_MAP <= vaddr < self.image_end:
+                raise
+            return vaddr - START_KERNEL_MAP + self.phys_base, 1 << 12
 
 
 def open_kernel_memory(dump: DumpFormat) -> KernelMemory:

@@ -88,3 +88,30 @@ def test_cached_table_pages_agree_with_the_walk_and_never_cache_a_missing_entry(
         walker.translate(0xFFFFC90000010000)  # the next page: not mapped yet, its PTE page is cached
     tables.map(0xFFFFC90000010000, 0x90000, 4096)  # a live target maps it later
     assert walker.translate(0xFFFFC90000010010) == (0x90010, 4096)
+
+
+def test_kernel_image_reads_survive_a_missing_page_table_page(tmp_path: Path) -> None:
+    # The PGD page is filtered out of the dump: kernel-image addresses still translate by the image's
+    # linear map (__pa_symbol), other addresses fault; an entry that is not present is never papered over.
+    k = make_synthetic_kernel()
+    pages = {p: d for p, d in k.pages().items() if not 0xA0 <= p < 0xC0}
+    pgd_pfn = k.pgd // 4096
+    del pages[pgd_pfn]
+    k.write_kdump(tmp_path / "d", pages=pages, excluded=frozenset({pgd_pfn}))
+    mem = open_kernel_memory(open_dump(tmp_path / "d"))
+    assert mem.read(k.stext + 0x1000, 5) == b"Linux"
+    assert mem.translate(k.stext + 0x1234) == k.mappings[k.stext + 0x1000] + 0x234
+    with pytest.raises(FaultError) as exc:
+        mem.read(0xFFFFC90000000000, 8)
+    assert exc.value.physical and "PGD table not readable" in exc.value.reason
+
+
+def test_unmapped_kernel_image_address_is_not_read_through_the_linear_map(tmp_path: Path) -> None:
+    k = make_synthetic_kernel()
+    k.write_kdump(tmp_path / "d")
+    mem = open_kernel_memory(open_dump(tmp_path / "d"))
+    unmapped = k.stext + 0x10000000  # inside the image's 1 GiB window, not mapped by the tables
+    assert unmapped - (unmapped & 0xFFF) not in k.mappings
+    with pytest.raises(FaultError) as exc:
+        mem.read(unmapped, 8)
+    assert not exc.value.physical
