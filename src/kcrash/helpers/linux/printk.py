@@ -7,7 +7,9 @@ The kernel log from a dump or a live target, with no vmlinux: the lockless print
 exports in VMCOREINFO (``SYMBOL(prb)``, ``OFFSET(printk_ringbuffer.*)``, ``OFFSET(prb_desc*.*)``,
 ``OFFSET(printk_info.*)``). :func:`get_printk_records` returns :class:`PrintkRecord`\\ s in sequence
 order; :func:`format_dmesg` renders them as ``makedumpfile --dump-dmesg`` does. The older
-variable-length ``log_buf`` format (3.5–5.9) is not read here.
+variable-length ``log_buf`` format (3.5–5.9) is not read here. On a damaged dump (pages cut off or
+filtered) the rings are read page by page: every record whose descriptor, info and text bytes are
+present is returned, the others are counted in :attr:`PrintkLog.missing`.
 """
 
 from __future__ import annotations
@@ -16,18 +18,23 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kcrash.errors import MissingDebugInfoError
+from kcrash.errors import FaultError, MissingDebugInfoError, ValidationError
 
 if TYPE_CHECKING:
     from kcrash.dumps.vmcoreinfo import VmcoreInfo
     from kcrash.memory.reader import MemoryReader
 
-__all__ = ["PrintkRecord", "format_dmesg", "format_record", "get_printk_records"]
+__all__ = ["PrintkLog", "PrintkRecord", "format_dmesg", "format_record", "get_printk_log", "get_printk_records"]
 
 _BITS_PER_LONG = 64
 _STATE_SHIFT = _BITS_PER_LONG - 2
 _ID_MASK = (1 << _STATE_SHIFT) - 1
 _COMMITTED, _FINALIZED = 1, 2
+# The largest rings a kernel can have: log_buf_len is at most 2 GiB (log_buf_len_update() caps it),
+# and a descriptor ring has one descriptor per 32 bytes of text (PRB_AVGBITS 5).
+_MAX_SIZE_BITS = 31
+_MAX_COUNT_BITS = _MAX_SIZE_BITS - 5
+_PAGE = 4096
 #: ``enum printk_info_flags``
 LOG_NEWLINE, LOG_CONT = 2, 8
 
@@ -101,11 +108,30 @@ def _u(buf: bytes, off: int, size: int) -> int:
     return int.from_bytes(buf[off:off + size], "little")
 
 
+@dataclass(frozen=True, slots=True)
+class PrintkLog:
+    """The records that could be read, and how many committed ones were lost to missing pages."""
+
+    records: list[PrintkRecord]
+    missing: int
+
+
 def get_printk_records(mem: MemoryReader, info: VmcoreInfo) -> list[PrintkRecord]:
     """Return the committed and finalized records of the ring buffer, oldest first.
 
     :param mem: a reader of the kernel's virtual address space
     :param info: VMCOREINFO of the same kernel (needs ``SYMBOL(prb)`` and the printk offsets)
+
+    >>> get_printk_records(prog.memory, prog.vmcoreinfo)[0].text  # doctest: +SKIP
+    b'Linux version 6.1.0-56-amd64 ...'
+    """
+    return get_printk_log(mem, info).records
+
+
+def get_printk_log(mem: MemoryReader, info: VmcoreInfo) -> PrintkLog:
+    """Return the readable records and the count of records lost to missing pages.
+
+    Raises :class:`~kcrash.errors.FaultError` only when ``prb`` itself or the ring heads cannot be read.
     """
     prb_ptr = info.get_symbol_or_none("prb")
     if prb_ptr is None:
@@ -114,15 +140,65 @@ def get_printk_records(mem: MemoryReader, info: VmcoreInfo) -> list[PrintkRecord
     rb = mem.read_u64(prb_ptr)
     head = mem.read(rb, max(lay.desc_ring, lay.text_ring) + 64)
     dr, tr = lay.desc_ring, lay.text_ring
-    count = 1 << _u(head, dr + lay.count_bits, 4)
-    size = 1 << _u(head, tr + lay.size_bits, 4)
-    descs = mem.read(_u(head, dr + lay.descs, 8), count * lay.prb_desc)
-    infos = mem.read(_u(head, dr + lay.infos, 8), count * lay.printk_info)
-    data = mem.read(_u(head, tr + lay.data, 8), size)
+    count_bits, size_bits = _u(head, dr + lay.count_bits, 4), _u(head, tr + lay.size_bits, 4)
+    if count_bits > _MAX_COUNT_BITS or size_bits > _MAX_SIZE_BITS:
+        raise ValidationError(f"printk ring sizes 2**{count_bits} descriptors, 2**{size_bits} bytes are impossible")
+    count, size = 1 << count_bits, 1 << size_bits
+    descs = _Sparse.read(mem, _u(head, dr + lay.descs, 8), count * lay.prb_desc)
+    infos = _Sparse.read(mem, _u(head, dr + lay.infos, 8), count * lay.printk_info)
+    data = _Sparse.read(mem, _u(head, tr + lay.data, 8), size)
     tail_id = _u(head, dr + lay.tail_id + lay.counter, 8)
     head_id = _u(head, dr + lay.head_id + lay.counter, 8)
     ring = _Ring(lay, count, size, descs, infos, data)
-    return [r for r in (ring.record(i) for i in _ids(tail_id, head_id, count)) if r is not None]
+    records: list[PrintkRecord] = []
+    missing = 0
+    for ident in _ids(tail_id, head_id, count):
+        try:
+            record = ring.record(ident)
+        except _Missing:
+            missing += 1
+            continue
+        if record is not None:
+            records.append(record)
+    return PrintkLog(records, missing)
+
+
+class _Missing(Exception):
+    """A record touches bytes the dump does not have."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Sparse:
+    # A ring read page by page: unreadable pages are zeros, listed in ``holes`` (page indexes).
+    data: bytes
+    holes: frozenset[int]
+    base: int
+
+    @classmethod
+    def read(cls, mem: MemoryReader, address: int, size: int) -> _Sparse:
+        try:
+            return cls(mem.read(address, size), frozenset(), address)
+        except FaultError:
+            pass
+        parts: list[bytes] = []
+        holes: set[int] = set()
+        pos = address
+        while pos < address + size:
+            step = min(_PAGE - pos % _PAGE, address + size - pos)
+            try:
+                parts.append(mem.read(pos, step))
+            except FaultError:
+                parts.append(bytes(step))
+                holes.add(pos // _PAGE)
+            pos += step
+        return cls(b"".join(parts), frozenset(holes), address)
+
+    def get(self, offset: int, size: int) -> bytes:
+        if self.holes:
+            first, last = (self.base + offset) // _PAGE, (self.base + offset + max(size, 1) - 1) // _PAGE
+            if any(page in self.holes for page in range(first, last + 1)):
+                raise _Missing
+        return self.data[offset:offset + size]
 
 
 def _ids(tail_id: int, head_id: int, count: int) -> Iterator[int]:
@@ -140,41 +216,41 @@ class _Ring:
     lay: _Layout
     count: int
     size: int
-    descs: bytes
-    infos: bytes
-    data: bytes
+    descs: _Sparse
+    infos: _Sparse
+    data: _Sparse
 
     def record(self, ident: int) -> PrintkRecord | None:
         lay = self.lay
         index = ident % self.count
-        desc = index * lay.prb_desc
-        state = _u(self.descs, desc + lay.state_var, 8) >> _STATE_SHIFT
+        desc = self.descs.get(index * lay.prb_desc, lay.prb_desc)
+        state = _u(desc, lay.state_var, 8) >> _STATE_SHIFT
         if state not in (_COMMITTED, _FINALIZED):
             return None
-        lpos = desc + lay.text_blk_lpos
-        begin = _u(self.descs, lpos + lay.lpos_begin, 8)
-        nxt = _u(self.descs, lpos + lay.lpos_next, 8)
+        lpos = lay.text_blk_lpos
+        begin = _u(desc, lpos + lay.lpos_begin, 8)
+        nxt = _u(desc, lpos + lay.lpos_next, 8)
         if begin & 1:  # FAILED_LPOS / NO_LPOS: a record without text
             return None
-        inf = index * lay.printk_info
-        return self._build(inf, self._text(begin, nxt, _u(self.infos, inf + lay.text_len, 2)))
+        info = self.infos.get(index * lay.printk_info, lay.printk_info)
+        return self._build(info, self._text(begin, nxt, _u(info, lay.text_len, 2)))
 
     def _text(self, begin: int, nxt: int, text_len: int) -> bytes:
         b, n = begin % self.size, nxt % self.size
         if b > n:  # the block wrapped: its data starts at the beginning of the ring
             b = 0
         b += 8  # the block starts with its descriptor id
-        return self.data[b:b + max(0, min(text_len, n - b))]
+        return self.data.get(b, max(0, min(text_len, n - b)))
 
-    def _build(self, inf: int, text: bytes) -> PrintkRecord:
+    def _build(self, info: bytes, text: bytes) -> PrintkRecord:
         lay = self.lay
-        caller = _u(self.infos, inf + lay.caller_id, 4) if lay.caller_id is not None else None
+        caller = _u(info, lay.caller_id, 4) if lay.caller_id is not None else None
         # struct printk_info: u16 text_len; u8 facility; u8 flags:5, level:3 (stable since 5.10;
         # not in VMCOREINFO, so read relative to text_len).
-        packed = _u(self.infos, inf + lay.text_len + 3, 1)
-        return PrintkRecord(seq=_u(self.infos, inf + lay.seq, 8), ts_nsec=_u(self.infos, inf + lay.ts_nsec, 8),
+        packed = _u(info, lay.text_len + 3, 1)
+        return PrintkRecord(seq=_u(info, lay.seq, 8), ts_nsec=_u(info, lay.ts_nsec, 8),
                             text=text, caller_id=caller, level=packed >> 5,
-                            facility=_u(self.infos, inf + lay.text_len + 2, 1), flags=packed & 0x1F)
+                            facility=_u(info, lay.text_len + 2, 1), flags=packed & 0x1F)
 
 
 def _escape(byte: int) -> str:
