@@ -21,8 +21,8 @@ import io
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from kcrash.analysis.target import module_debuginfo
 from kcrash.debuginfo.symbols import SymbolTable
@@ -38,7 +38,7 @@ from kcrash.helpers.linux.panic import (
     tainted,
     uptime_ns_or_none,
 )
-from kcrash.helpers.linux.printk import PrintkRecord, format_dmesg, get_printk_records
+from kcrash.helpers.linux.printk import PrintkLog, PrintkRecord, format_dmesg, get_printk_log
 from kcrash.helpers.linux.sched import cpu_curr, find_task_or_none, for_each_task, task_ps_layout, task_state_char
 from kcrash.helpers.linux.stack import kernel_unwinder, stack_trace
 from kcrash.memory.kernel import KernelMemory
@@ -98,6 +98,7 @@ _BLOCKED_SKIP = (
     "^__wait_rcu_gp", "^rcu_barrier")
 _HUNG_LINE = re.compile(rb"INFO: task .*:(\d+) blocked for more than")
 _LOG_TAIL = 30
+_T = TypeVar("_T")
 
 
 def _skip(patterns: tuple[str, ...], global_skip: bool = True) -> Alternation:
@@ -181,13 +182,18 @@ def task_rows(prog: Program) -> tuple[tuple[model.TaskRow, ...], str | None]:
     walk = for_each_task(prog, idle=True)
     layout = task_ps_layout(prog)
     rows = []
-    for task in walk:
+    unreadable: list[FaultError] = []
+    for task in walk:  # an unreadable task is skipped; the walk itself stops where its links fail
         try:
-            rows.append(_task_row(prog, layout, int(task), running))
+            address = int(task)  # may itself be read from memory (a CPU's idle task)
+            rows.append(_task_row(prog, layout, address, running))
         except FaultError as exc:
-            walk.truncated = f"task {int(task):#x} unreadable at {exc.address:#x}"
-            break
-    return tuple(rows), walk.truncated
+            unreadable.append(exc)
+    reasons = [walk.truncated] if walk.truncated else []
+    if unreadable:
+        first = unreadable[0]
+        reasons.append(f"{len(unreadable)} task(s) unreadable, the first at {first.address:#x} ({first.reason})")
+    return tuple(rows), "; ".join(reasons) or None
 
 
 def task_backtrace(prog: Program, task: Object) -> model.TaskTrace:
@@ -234,10 +240,16 @@ def module_rows(prog: Program) -> tuple[model.ModuleRow, ...]:
 
 def printk_records(prog: Program) -> list[PrintkRecord]:
     """The kernel log records (MissingDebugInfoError without VMCOREINFO)."""
+    return printk_log(prog).records
+
+
+def printk_log(prog: Program) -> PrintkLog:
+    """The kernel log records and how many were lost to missing pages (MissingDebugInfoError without
+    VMCOREINFO)."""
     if prog.vmcoreinfo is None:
         raise MissingDebugInfoError("the dump has no VMCOREINFO, so the printk ring buffer cannot be found; "
                                     "a dump taken by kdump or with QEMU '-device vmcoreinfo' has it")
-    return get_printk_records(prog.memory, prog.vmcoreinfo)
+    return get_printk_log(prog.memory, prog.vmcoreinfo)
 
 
 def log_lines(records: Sequence[PrintkRecord]) -> tuple[model.LogLine, ...]:
@@ -360,35 +372,82 @@ def crashing_context(prog: Program, cpu: int, frames: Sequence[model.Frame]) -> 
                                  tuple(registers.items()), "pt_regs" if regs_frame is not None else "NT_PRSTATUS")
 
 
+class _Sections:
+    # Each report section is computed on its own: one that fails becomes a note in that section
+    # (SectionNote), and the rest of the report is still built.
+
+    def __init__(self) -> None:
+        self.unavailable: list[model.SectionNote] = []
+
+    def get(self, section: str, compute: Callable[[], _T], default: _T) -> _T:
+        try:
+            return compute()
+        except KcrashError as exc:
+            self.note(section, str(exc))
+            return default
+
+    def note(self, section: str, reason: str) -> None:
+        self.unavailable.append(model.SectionNote(section, reason))
+
+
 def build_report(prog: Program, dump: str, *, log_tail: int = _LOG_TAIL, symbolizer: KernelSymbolizer | None = None,
                  source_dirs: Sequence[str] = ()) -> model.CrashReport:
     """The whole report of a crashed kernel; with ``symbolizer`` (debug information), the frames
     and the IP get source locations and the IP a source snippet (files looked up in ``source_dirs``
-    too)."""
+    too). A section that cannot be read (a damaged dump) is listed in ``unavailable`` with the
+    reason, and the other sections are still reported."""
     notes: list[str] = []
-    records = printk_records(prog)
-    cpu = panic_cpu_or_none(prog)
+    sections = _Sections()
+    records = _log_section(prog, sections)
+    cpu = sections.get("system", lambda: panic_cpu_or_none(prog), None)
     if cpu is None:
         notes.append("no CPU panicked (panic_cpu unset): the backtrace is CPU 0's")
     with phase("unwind"):
         trace = crashed_trace(prog, 0 if cpu is None else cpu)
-        rows, truncated = task_rows(prog)
+        no_rows: tuple[tuple[model.TaskRow, ...], str | None] = ((), None)
+        rows, truncated = sections.get("tasks", lambda: task_rows(prog), no_rows)
         if truncated:
-            notes.append(f"task list truncated: {truncated}")
-        blocked = blocked_tasks(prog, rows)
+            sections.note("tasks", f"task list truncated: {truncated}")
+        no_blocked: tuple[model.TaskTrace, ...] = ()
+        blocked = sections.get("blocked", lambda: blocked_tasks(prog, rows), no_blocked)
     message = panic_message_or_none(records)
     context = _context_or_note(prog, cpu, trace.frames, notes)
-    _, module_truncated = module_debuginfo(prog)
-    if module_truncated:
-        notes.append(f"module list truncated: {module_truncated}")
+    modules = _module_section(prog, sections)
     if symbolizer is not None:
         with phase("source"):
             trace, context = _with_sources(trace, context, symbolizer, source_dirs)
-    report = model.CrashReport(system_info(prog, dump), verdict(message, trace.frames, records, blocked), context,
+    system = sections.get("system", lambda: system_info(prog, dump), _bare_system_info(prog, dump))
+    report = model.CrashReport(system, verdict(message, trace.frames, records, blocked), context,
                                trace, log_lines(records[-log_tail:] if log_tail else ()), blocked,
-                               module_rows(prog), (), tasks=rows, task_states=task_state_counts(rows),
+                               modules, (), tasks=rows, task_states=task_state_counts(rows),
                                taints=taint_rows(prog))
-    return _with_memory_sections(prog, dump, report, notes)
+    report = _with_memory_sections(prog, dump, report, notes, sections)
+    return dataclasses.replace(report, unavailable=tuple(sections.unavailable))
+
+
+def _log_section(prog: Program, sections: _Sections) -> list[PrintkRecord]:
+    log = sections.get("log", lambda: printk_log(prog), None)
+    if log is None:
+        return []
+    if log.missing:
+        sections.note("log", f"{log.missing} record(s) lie in pages missing from the dump")
+    return log.records
+
+
+def _module_section(prog: Program, sections: _Sections) -> tuple[model.ModuleRow, ...]:
+    module_truncated = sections.get("modules", lambda: module_debuginfo(prog)[1], None)
+    if module_truncated:
+        sections.note("modules", f"module list truncated: {module_truncated}")
+    return sections.get("modules", lambda: module_rows(prog), ())
+
+
+def _bare_system_info(prog: Program, dump: str) -> model.SystemInfo:
+    # What VMCOREINFO and the CPU notes say when the kernel's own structures cannot be read.
+    info, memory = prog.vmcoreinfo, prog.memory
+    release = (info.osrelease or "") if info is not None else ""
+    return model.SystemInfo(release=release, version="", machine="", nodename="",
+                            cpus=len(memory.cpus) if isinstance(memory, KernelMemory) else 0, panic_cpu=None,
+                            uptime_ns=None, crash_time=None, tainted="", taint_mask=0, memory_bytes=None, dump=dump)
 
 
 def _with_sources(trace: model.Trace, context: model.CrashingContext | None, symbolizer: KernelSymbolizer,
@@ -423,15 +482,16 @@ def taint_rows(prog: Program) -> tuple[model.Taint, ...]:
                  for bit, (letter, _) in enumerate(flags) if mask >> bit & 1)
 
 
-def _with_memory_sections(prog: Program, dump: str, report: model.CrashReport, notes: list[str]) -> model.CrashReport:
+def _with_memory_sections(prog: Program, dump: str, report: model.CrashReport, notes: list[str],
+                          sections: _Sections) -> model.CrashReport:
     # The sections that read more of the dump: disassembly, memory, the crashing task's VMAs, the file's metadata.
     from kcrash.analysis.disasm import disassemble_around
     from kcrash.analysis.memory_summary import memory_summary
 
     ctx = report.context
-    disassembly = disassemble_around(prog, ctx.ip) if ctx is not None else None
+    disassembly = sections.get("disassembly", lambda: disassemble_around(prog, ctx.ip), None) if ctx else None
     with phase("memory"):
-        memory = memory_summary(prog)
+        memory = sections.get("memory", lambda: memory_summary(prog), None)
     regions = None
     if ctx is not None:
         with phase("vmas"):

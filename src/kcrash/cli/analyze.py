@@ -248,6 +248,10 @@ def report_command(path: str | None, log_lines: int, fmt: str, output: str | Non
                 symbolizer.close()
     color = False if no_color else (None if sys.stdout.isatty() else False)
     _render(report, "json" if as_json else fmt, output, color)
+    if report.unavailable:
+        names = ", ".join(dict.fromkeys(n.section for n in report.unavailable))
+        click.echo(f"kcrash: warning: the report lacks part of: {names} (the dump is damaged or filtered; "
+                   "each section says why)", err=True)
 
 
 def shell_namespace(prog: Program) -> dict[str, Any]:

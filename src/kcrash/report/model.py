@@ -25,6 +25,7 @@ __all__ = [
     "MemoryRegion",
     "MemorySummary",
     "ModuleRow",
+    "SectionNote",
     "SlabCache",
     "SourceLine",
     "SourceSnippet",
@@ -304,6 +305,16 @@ class DumpMetadata:
 
 
 @dataclass(frozen=True, slots=True)
+class SectionNote:
+    """A report section that could not be read (whole or in part), and why: ``section`` is one of
+    ``system``, ``log``, ``backtrace``, ``context``, ``tasks``, ``blocked``, ``modules``, ``disassembly``,
+    ``memory``, ``regions``, ``dump``."""
+
+    section: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class CrashReport:
     """Everything ``kcrash report`` shows. ``notes`` lists what could not be determined and why."""
 
@@ -322,6 +333,7 @@ class CrashReport:
     memory: MemorySummary | None = None
     regions: TaskMemory | None = None
     dump: DumpMetadata | None = None
+    unavailable: tuple[SectionNote, ...] = ()
 
 
 def to_dict(model: object) -> dict[str, object]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO
 
 from rich.console import Console, Group, NewLine, RenderableType
@@ -286,28 +286,41 @@ def _verdict(report: CrashReport) -> _Lines:
 def render_report(report: CrashReport, console: Console, *, blocked_frames: int = 12) -> None:
     """The whole report: verdict, system, crashing context, backtrace, disassembly, log tail, tasks
     by state, blocked tasks, modules and taints, memory, the crashing task's regions, the dump, notes."""
-    out = [*_verdict(report), *_section("System"), *_system(report.system)]
-    if report.context is not None:
-        out += [*_section("Crashing context"), *_context(report.context)]
-    out += [*_section("Backtrace of the crashed thread"), *_trace(report.backtrace, _MAX_FRAMES)]
-    if report.disassembly is not None:
-        out += [*_section("Disassembly around the faulting IP"), *_disassembly(report.disassembly)]
-    out += [*_section(f"Log (last {len(report.log_tail)} lines)"), *_log(report.log_tail, False),
+    gone = _unavailable(report)
+    out = [*_verdict(report), *_section("System"), *gone("system"), *_system(report.system)]
+    if report.context is not None or gone("context"):
+        out += [*_section("Crashing context"), *gone("context")]
+        out += _context(report.context) if report.context is not None else []
+    out += [*_section("Backtrace of the crashed thread"), *gone("backtrace"), *_trace(report.backtrace, _MAX_FRAMES)]
+    if report.disassembly is not None or gone("disassembly"):
+        out += [*_section("Disassembly around the faulting IP"), *gone("disassembly")]
+        out += _disassembly(report.disassembly) if report.disassembly is not None else []
+    out += [*_section(f"Log (last {len(report.log_tail)} lines)"), *gone("log"), *_log(report.log_tail, False),
             *_tasks_sections(report, blocked_frames),
             *_section(f"Modules: {len(report.modules)}  Tainted: {report.system.tainted.strip() or 'no'}"),
-            *(Text(f"  {t.letter}  {t.name}") for t in report.taints), _modules(report.modules),
+            *gone("modules"), *(Text(f"  {t.letter}  {t.name}") for t in report.taints), _modules(report.modules),
             *_memory_sections(report)]
     if report.notes:
         out += [*_section("Notes"), *(Text(f"- {note}", style="yellow") for note in report.notes)]
     _print(console, out)
 
 
+def _unavailable(report: CrashReport) -> Callable[[str], _Lines]:
+    # The one-line notes of the sections that could not be read (a damaged dump).
+    def lines(section: str) -> _Lines:
+        return [Text(f"  not available: {n.reason}", style="yellow")
+                for n in report.unavailable if n.section == section]
+
+    return lines
+
+
 def _tasks_sections(report: CrashReport, blocked_frames: int) -> _Lines:
     out: _Lines = []
-    if report.task_states:
+    gone = _unavailable(report)
+    if report.task_states or gone("tasks"):
         states = "  ".join(f"{s.state}: {s.count}" for s in report.task_states)
-        out += [*_section(f"Tasks: {len(report.tasks)}"), Text(f"  {states}")]
-    out += _section(f"Blocked (D state) tasks: {len(report.blocked)}")
+        out += [*_section(f"Tasks: {len(report.tasks)}"), *gone("tasks"), Text(f"  {states}")]
+    out += [*_section(f"Blocked (D state) tasks: {len(report.blocked)}"), *gone("blocked")]
     for b in report.blocked:
         out += [Text(_task_line(b.task)), *_trace(b.trace, blocked_frames)]
     return out
@@ -315,8 +328,9 @@ def _tasks_sections(report: CrashReport, blocked_frames: int) -> _Lines:
 
 def _memory_sections(report: CrashReport) -> _Lines:
     out: _Lines = []
-    if report.memory is not None:
-        out += [*_section("Memory"), *_memory(report.memory)]
+    gone = _unavailable(report)
+    if report.memory is not None or gone("memory"):
+        out += [*_section("Memory"), *gone("memory"), *(_memory(report.memory) if report.memory else [])]
     if report.regions is not None:
         out += [*_section(f"Memory regions of PID {report.regions.pid}: {len(report.regions.regions)}"),
                 *_regions(report.regions)]

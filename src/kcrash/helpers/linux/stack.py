@@ -61,11 +61,14 @@ class KernelUnwinder:
                                     prog.symbol_address("__start_orc_unwind"))
         self.orc = OrcTables([vmlinux, *_module_tables(prog, vmlinux.format)])
         self.thread_size = _thread_size(prog)
-        self.cpu_stacks = [s for cpu in range(self.num_cpus()) for s in _cpu_stacks(prog, cpu, self.thread_size)]
+        # A CPU whose per-CPU area is missing from the dump has no known IRQ/exception stacks and
+        # no known running task; the others are unaffected.
+        self.cpu_stacks = [s for cpu in range(self.num_cpus())
+                           for s in _cpu_stacks_or_none(prog, cpu, self.thread_size)]
         self.text = _text_ranges(prog, self.orc)
         self._frame = _task_frame_layout(prog)
         self._ret_from_fork = _symbol_or_none(prog, "ret_from_fork_asm") or _symbol_or_none(prog, "ret_from_fork")
-        self._running = {int(per_cpu(prog, "runqueues", cpu).curr): cpu for cpu in range(self.num_cpus())}
+        self._running = {curr: cpu for cpu in range(self.num_cpus()) if (curr := _cpu_curr_or_none(prog, cpu))}
 
     def num_cpus(self) -> int:
         """Return the number of CPUs with registers in the dump."""
@@ -145,13 +148,17 @@ def _iter_modules(prog: Program) -> Iterator[Object]:
 
 
 def _module_tables(prog: Program, fmt: str) -> Iterator[OrcTable]:
+    # A module whose struct module or tables are missing from the dump is unwound without ORC.
     for mod in _iter_modules(prog):
-        arch = mod.arch
-        num = int(arch.num_orcs)
-        if num:
-            name = mod.name.string_().decode(errors="replace")
-            yield OrcTable.from_memory(prog.memory, int(arch.orc_unwind_ip), int(arch.orc_unwind), num,
-                                       fmt=fmt, name=name)
+        try:
+            arch = mod.arch
+            num = int(arch.num_orcs)
+            if num:
+                name = mod.name.string_().decode(errors="replace")
+                yield OrcTable.from_memory(prog.memory, int(arch.orc_unwind_ip), int(arch.orc_unwind), num,
+                                           fmt=fmt, name=name)
+        except FaultError:
+            continue
 
 
 def _thread_size(prog: Program) -> int:
@@ -169,6 +176,20 @@ def _hardirq_stack_ptr(prog: Program, cpu: int) -> int:
         return int(per_cpu(prog, "pcpu_hot", cpu).hardirq_stack_ptr)
     except (SymbolNotFoundError, TypeLookupError):
         return int(per_cpu(prog, "hardirq_stack_ptr", cpu))
+
+
+def _cpu_stacks_or_none(prog: Program, cpu: int, thread_size: int) -> list[StackRange]:
+    try:
+        return _cpu_stacks(prog, cpu, thread_size)
+    except FaultError:
+        return []
+
+
+def _cpu_curr_or_none(prog: Program, cpu: int) -> int | None:
+    try:
+        return int(per_cpu(prog, "runqueues", cpu).curr)
+    except FaultError:
+        return None
 
 
 def _cpu_stacks(prog: Program, cpu: int, thread_size: int) -> list[StackRange]:
