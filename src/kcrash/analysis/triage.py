@@ -41,7 +41,7 @@ from kcrash.helpers.linux.panic import (
 from kcrash.helpers.linux.printk import PrintkLog, PrintkRecord, format_dmesg, get_printk_log
 from kcrash.helpers.linux.sched import cpu_curr, find_task_or_none, for_each_task, task_ps_layout, task_state_char
 from kcrash.helpers.linux.stack import kernel_unwinder, stack_trace
-from kcrash.memory.kernel import KernelMemory
+from kcrash.memory.kernel import KernelMemory, open_kernel_memory
 from kcrash.metrics import phase
 from kcrash.report import model
 from kcrash.types.object import Object
@@ -250,6 +250,15 @@ def printk_log(prog: Program) -> PrintkLog:
         raise MissingDebugInfoError("the dump has no VMCOREINFO, so the printk ring buffer cannot be found; "
                                     "a dump taken by kdump or with QEMU '-device vmcoreinfo' has it")
     return get_printk_log(prog.memory, prog.vmcoreinfo)
+
+
+def dump_log(dump: DumpFormat) -> PrintkLog:
+    """The kernel log of ``dump`` from VMCOREINFO alone (no symbols, types or vmlinux needed), as
+    ``makedumpfile --dump-dmesg`` reads it; records lost to missing pages are counted."""
+    info = dump.vmcoreinfo_or_none()
+    if info is None:
+        raise MissingDebugInfoError(f"{dump.path}: the dump has no VMCOREINFO; the log cannot be found without it")
+    return get_printk_log(open_kernel_memory(dump), info)
 
 
 def log_lines(records: Sequence[PrintkRecord]) -> tuple[model.LogLine, ...]:

@@ -139,10 +139,15 @@ def ps_command(path: str, as_json: bool) -> None:
 @click.option("--tail", type=click.IntRange(min=1), help="Only the last N records.")
 @_JSON
 def log_command(path: str, caller: bool, tail: int | None, as_json: bool) -> None:
-    """The kernel log (printk ring buffer) with timestamps."""
-    with opened_target(path, orc=False) as prog:
-        records = triage.printk_records(prog)
+    """The kernel log (printk ring buffer) with timestamps; needs only the dump's VMCOREINFO."""
+    from kcrash.cli.dump import opened_dump
+
+    with opened_dump((path,)) as handle:
+        log = triage.dump_log(handle)
+    records = log.records
     lines = triage.log_lines(records[-tail:] if tail else records)
+    if log.missing:
+        click.echo(f"kcrash: warning: {log.missing} log record(s) lie in pages missing from the dump", err=True)
     if as_json:
         echo_json([to_dict(line) for line in lines])
         return

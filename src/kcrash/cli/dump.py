@@ -22,12 +22,13 @@ from typing import Any
 
 import click
 
+from kcrash.analysis.triage import dump_log
 from kcrash.cli.common import echo_json, printed_dump_warnings
 from kcrash.collect.convert import FORMATS, ConvertOptions, ConvertResult, convert_dump
 from kcrash.dumps import DumpFormat, open_dump
 from kcrash.dumps.write.compress import CODECS
 from kcrash.errors import CliError
-from kcrash.helpers.linux.printk import format_dmesg, get_printk_records
+from kcrash.helpers.linux.printk import format_dmesg
 from kcrash.memory.kernel import KernelMemory, find_panic_cpu_or_none, open_kernel_memory
 
 __all__ = ["dump", "opened_dump", "progress_bar", "report_write"]
@@ -241,10 +242,10 @@ def convert(source: str, out: str, level: int, codec: str, fmt: str, threads: in
 def dmesg(paths: str, out: str | None, as_json: bool) -> None:
     """Print the kernel log of a dump (no vmlinux needed), as makedumpfile --dump-dmesg does."""
     with opened_dump((paths,)) as handle:
-        info = handle.vmcoreinfo_or_none()
-        if info is None:
-            raise CliError(f"{paths}: the dump has no VMCOREINFO; the log cannot be found without it", 1)
-        records = get_printk_records(open_kernel_memory(handle), info)
+        log = dump_log(handle)
+    records = log.records
+    if log.missing:
+        click.echo(f"kcrash: warning: {log.missing} log record(s) lie in pages missing from the dump", err=True)
     if as_json:
         text = json.dumps([{"seq": r.seq, "ts_nsec": r.ts_nsec, "level": r.level, "caller": r.caller,
                             "text": r.text.decode("utf-8", "replace")} for r in records], indent=2) + "\n"

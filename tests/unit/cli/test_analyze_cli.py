@@ -15,7 +15,7 @@ import pytest
 from kcrash.analysis import triage
 from kcrash.cli import analyze, main
 from kcrash.errors import MissingDebugInfoError
-from kcrash.helpers.linux.printk import PrintkRecord
+from kcrash.helpers.linux.printk import PrintkLog, PrintkRecord
 from kcrash.report.model import (
     TaskRow,
     TaskTrace,
@@ -46,8 +46,10 @@ def dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(triage, "build_report", lambda prog, p, log_tail, **options: report)
     monkeypatch.setattr(triage, "task_rows", lambda prog: ((ROW,), "cycle: node 0x1 seen twice after 3 entries"))
     monkeypatch.setattr(triage, "module_rows", lambda prog: report.modules)
-    monkeypatch.setattr(triage, "printk_records", lambda prog: [
-        PrintkRecord(i, i * 1_500_000_000, f"line {i}".encode(), 0x80000001 if i else 1, 6, 0, 0) for i in range(5)])
+    monkeypatch.setattr("kcrash.cli.dump.open_dump", lambda paths, zero_fill=False: _Prog())
+    monkeypatch.setattr(triage, "dump_log", lambda handle: PrintkLog([
+        PrintkRecord(i, i * 1_500_000_000, f"line {i}".encode(), 0x80000001 if i else 1, 6, 0, 0) for i in range(5)],
+        0))
     monkeypatch.setattr(triage, "cpu_backtrace", lambda prog, cpu: TaskTrace(
         TaskRow(cpu, 0, cpu, cpu, TASK + cpu, "R", f"cpu{cpu}", True), Trace(FRAMES, None)))
     monkeypatch.setattr(triage, "cpu_backtraces", lambda prog: tuple(triage.cpu_backtrace(prog, c) for c in (0, 1)))
@@ -136,10 +138,24 @@ def test_missing_debug_info_is_one_error_line(dump: Path, capsys: pytest.Capture
         raise MissingDebugInfoError("the dump has no VMCOREINFO, so kallsyms cannot be found")
 
     monkeypatch.setattr("kcrash.analysis.target.open_target", fail)
-    for command in ("sys", "bt", "ps", "log", "mod", "report"):
+    for command in ("sys", "bt", "ps", "mod", "report"):
         code, out, err = _run(capsys, command, dump)
         assert (code, out) == (1, "")
         assert err == "kcrash: error: the dump has no VMCOREINFO, so kallsyms cannot be found\n"
+    # the log needs VMCOREINFO only, not kallsyms
+    assert _run(capsys, "log", dump, "--tail", "1")[:2] == (0, "[    6.000000] line 4\n")
+    monkeypatch.setattr(triage, "dump_log", fail)
+    code, out, err = _run(capsys, "log", dump)
+    assert (code, out, err.count("\n")) == (1, "", 1) and err.startswith("kcrash: error: ")
+
+
+def test_log_warns_of_records_in_missing_pages(dump: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(triage, "dump_log", lambda handle: PrintkLog(
+        [PrintkRecord(7, 0, b"survivor", None, 6, 0, 0)], 3))
+    code, out, err = _run(capsys, "log", dump)
+    assert (code, out) == (0, "[    0.000000] survivor\n")
+    assert err == "kcrash: warning: 3 log record(s) lie in pages missing from the dump\n"
 
 
 def test_a_file_that_is_not_a_dump(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
