@@ -37,7 +37,8 @@ def dump_metadata(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str
     return model.DumpMetadata(
         path=files[0] if len(files) == 1 else " ".join(files), format=desc.format, codecs=tuple(desc.codecs),
         dump_level=desc.dump_level, size=sum(os.path.getsize(f) for f in files), collected=collected,
-        collected_from=source, incomplete=desc.incomplete, pages_total=desc.pages.present + desc.pages.excluded,
+        collected_from=source, incomplete=desc.incomplete,
+        pages_total=desc.pages.present + desc.pages.excluded + desc.pages.lost,
         pages_dumped=desc.pages.present)
 
 

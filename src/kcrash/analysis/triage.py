@@ -434,6 +434,32 @@ def build_report(prog: Program, dump: str, *, log_tail: int = _LOG_TAIL, symboli
     return dataclasses.replace(report, unavailable=tuple(sections.unavailable))
 
 
+def build_bare_report(dump: DumpFormat, path: str, reason: str, *, log_tail: int = _LOG_TAIL) -> model.CrashReport:
+    """The report of a dump whose kernel symbols cannot be read (``reason``; the kernel image's
+    pages are missing, say): what VMCOREINFO, the CPU notes and the log still tell, every other
+    section listed as unavailable."""
+    from kcrash.analysis.dumpinfo import dump_metadata
+    from kcrash.dumps.cpustate import cpu_states
+
+    sections = _Sections()
+    log = sections.get("log", lambda: dump_log(dump), None)
+    records = log.records if log is not None else []
+    if log is not None and log.missing:
+        sections.note("log", f"{log.missing} record(s) lie in pages missing from the dump")
+    info = dump.vmcoreinfo_or_none()
+    cpus = sections.get("system", lambda: len(cpu_states(dump.notes())), 0)
+    system = model.SystemInfo(release=(info.osrelease or "") if info else "", version="", machine="", nodename="",
+                              cpus=cpus, panic_cpu=None, uptime_ns=None, crash_time=info.crashtime if info else None,
+                              tainted="", taint_mask=0, memory_bytes=None, dump=path)
+    gone = f"the kernel's symbols cannot be read: {reason}"
+    for section in ("system", "context", "backtrace", "tasks", "blocked", "modules", "memory"):
+        sections.note(section, gone)
+    metadata = sections.get("dump", lambda: dump_metadata(path, opened=dump), None)
+    return model.CrashReport(system, verdict(panic_message_or_none(records), (), records, ()), None,
+                             model.Trace((), gone), log_lines(records[-log_tail:] if log_tail else ()), (), (), (),
+                             dump=metadata, unavailable=tuple(sections.unavailable))
+
+
 def _log_section(prog: Program, sections: _Sections) -> list[PrintkRecord]:
     log = sections.get("log", lambda: printk_log(prog), None)
     if log is None:

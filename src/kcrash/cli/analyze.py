@@ -22,7 +22,7 @@ import click
 
 from kcrash.analysis import triage
 from kcrash.cli.common import cache_dir, echo_json, opened_target
-from kcrash.errors import CliError
+from kcrash.errors import CliError, FaultError, MissingDebugInfoError, ValidationError
 from kcrash.helpers.linux.panic import panic_cpu_or_none
 from kcrash.metrics import phase
 from kcrash.report.model import TaskTrace, to_dict
@@ -242,21 +242,32 @@ def report_command(path: str | None, log_lines: int, fmt: str, output: str | Non
         return
     if path is None:
         raise CliError("missing argument DUMP (or --schema)", 2)
-    with opened_target(path) as prog:
-        symbolizer = _symbolizer(prog, vmlinux, debuginfo, force)
-        try:
-            with phase("triage"):
-                report = triage.build_report(prog, path, log_tail=log_lines, symbolizer=symbolizer,
-                                             source_dirs=source_dirs)
-        finally:
-            if symbolizer is not None:
-                symbolizer.close()
+    try:
+        with opened_target(path) as prog:
+            symbolizer = _symbolizer(prog, vmlinux, debuginfo, force)
+            try:
+                with phase("triage"):
+                    report = triage.build_report(prog, path, log_tail=log_lines, symbolizer=symbolizer,
+                                                 source_dirs=source_dirs)
+            finally:
+                if symbolizer is not None:
+                    symbolizer.close()
+    except (FaultError, MissingDebugInfoError, ValidationError) as exc:  # a dump whose symbols are gone
+        report = _bare_report(path, str(exc), log_lines)
     color = False if no_color else (None if sys.stdout.isatty() else False)
     _render(report, "json" if as_json else fmt, output, color)
     if report.unavailable:
         names = ", ".join(dict.fromkeys(n.section for n in report.unavailable))
         click.echo(f"kcrash: warning: the report lacks part of: {names} (the dump is damaged or filtered; "
                    "each section says why)", err=True)
+
+
+def _bare_report(path: str, reason: str, log_lines: int) -> Any:
+    from kcrash.cli.dump import opened_dump
+
+    click.echo(f"kcrash: warning: {reason}", err=True)
+    with opened_dump((path,)) as handle:
+        return triage.build_bare_report(handle, path, reason, log_tail=log_lines)
 
 
 def shell_namespace(prog: Program) -> dict[str, Any]:

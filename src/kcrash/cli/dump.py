@@ -107,8 +107,8 @@ def _print_info(data: dict[str, Any]) -> None:
         ("files", ", ".join(data["files"])), ("format", data["format"]),
         ("codecs", ", ".join(data["codecs"]) or "-"),
         ("dump level", "-" if data["dump_level"] is None else str(data["dump_level"])),
-        ("pages", f"{pages['present']} present, {pages['excluded']} excluded, {pages['zero']} zero, "
-                  f"{pages['lost']} lost (page size {pages['page_size']})"),
+        ("pages", f"{pages['present']:,} present ({pages['zero']:,} of them zero), {pages['lost']:,} missing, "
+                  f"{pages['excluded']:,} filtered (page size {pages['page_size']})"),
         ("status", ", ".join(data["status_flags"]) or "-"),
         ("kernel release", data["kernel_release"] or "-"), ("build-id", data["build_id"] or "-"),
         ("crash time", str(data["crash_time"] or "-")),

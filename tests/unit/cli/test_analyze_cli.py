@@ -4,6 +4,7 @@ arguments reaching triage, and bad input as one error line with a non-zero exit.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from kcrash.cli import analyze, main
 from kcrash.errors import MissingDebugInfoError
 from kcrash.helpers.linux.printk import PrintkLog, PrintkRecord
 from kcrash.report.model import (
+    SectionNote,
     TaskRow,
     TaskTrace,
     Trace,
@@ -138,10 +140,18 @@ def test_missing_debug_info_is_one_error_line(dump: Path, capsys: pytest.Capture
         raise MissingDebugInfoError("the dump has no VMCOREINFO, so kallsyms cannot be found")
 
     monkeypatch.setattr("kcrash.analysis.target.open_target", fail)
-    for command in ("sys", "bt", "ps", "mod", "report"):
+    for command in ("sys", "bt", "ps", "mod"):
         code, out, err = _run(capsys, command, dump)
         assert (code, out) == (1, "")
         assert err == "kcrash: error: the dump has no VMCOREINFO, so kallsyms cannot be found\n"
+    # the report says what the dump still tells, with the reason as a warning
+    bare = dataclasses.replace(_report(), unavailable=(SectionNote("tasks", "no symbols"),))
+    monkeypatch.setattr(triage, "build_bare_report", lambda handle, path, reason, log_tail: bare)
+    code, out, err = _run(capsys, "report", dump)
+    assert code == 0 and "not available: no symbols" in out
+    assert err.splitlines() == ["kcrash: warning: the dump has no VMCOREINFO, so kallsyms cannot be found",
+                                "kcrash: warning: the report lacks part of: tasks (the dump is damaged or filtered; "
+                                "each section says why)"]
     # the log needs VMCOREINFO only, not kallsyms
     assert _run(capsys, "log", dump, "--tail", "1")[:2] == (0, "[    6.000000] line 4\n")
     monkeypatch.setattr(triage, "dump_log", fail)
