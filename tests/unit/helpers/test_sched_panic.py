@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import time
 
 import pytest
 
@@ -62,6 +63,20 @@ def test_a_cycle_in_a_thread_list_is_a_marked_truncation(kernel: Kernel) -> None
     walk = for_each_task(kernel.prog)
     assert [int(t.pid) for t in walk] == [10, 11, 12]
     assert walk.truncated is not None and "cycle" in walk.truncated and "pid 10" in walk.truncated
+
+
+def test_leaders_sharing_one_thread_list_stop_at_the_task_limit(kernel: Kernel) -> None:
+    # Corrupt signal pointers: every leader's thread list is the same 40-thread group, so the walk
+    # would yield 40 * 40 tasks; the limit bounds the whole walk, not each list.
+    tasks = [kernel.task(100 + k, 100, b"t") for k in range(40)]
+    kernel.group(tasks)
+    kernel.ring(INIT_TASK + 32, [t + 32 for t in tasks])
+    began = time.monotonic()
+    walk = for_each_task(kernel.prog, limit=100)
+    pids = [int(t.pid) for t in walk]
+    assert time.monotonic() - began < 1.0
+    assert pids == [100 + k % 40 for k in range(100)]
+    assert walk.truncated == "stopped at the limit of 100 tasks"
 
 
 def test_a_null_signal_yields_the_leader_alone(kernel: Kernel) -> None:

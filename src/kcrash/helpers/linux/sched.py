@@ -60,20 +60,30 @@ def for_each_task(prog: Program, *, idle: bool = False, limit: int = _TASK_LIMIT
     """Every thread of every process, as ``struct task_struct *`` (``for_each_process_thread``).
 
     The idle tasks (pid 0, one per CPU, not on the task list) come first when ``idle`` is set.
-    ``truncated`` of the returned walk names the first broken list, if any.
+    ``truncated`` of the returned walk names the first broken list, if any. At most ``limit`` tasks
+    are yielded in all (each thread list is bounded too, but corrupt ``signal`` pointers can make
+    every leader's list the same long one).
     """
 
     def tasks(walk: ListWalk) -> Iterator[Object]:
-        if idle:
-            for cpu in for_each_present_cpu(prog):
-                yield idle_task(prog, cpu)
-        leaders = list_for_each_entry("struct task_struct", prog["init_task"].tasks, "tasks", limit=limit)
-        for leader in leaders:
-            yield from _threads(leader, walk, limit)
-        if leaders.truncated is not None:
-            walk.truncated = f"task list: {leaders.truncated}"
+        for count, task in enumerate(_all_tasks(prog, walk, idle, limit)):
+            if count >= limit:
+                walk.truncated = f"stopped at the limit of {limit} tasks"
+                return
+            yield task
 
     return ListWalk(tasks)
+
+
+def _all_tasks(prog: Program, walk: ListWalk, idle: bool, limit: int) -> Iterator[Object]:
+    if idle:
+        for cpu in for_each_present_cpu(prog):
+            yield idle_task(prog, cpu)
+    leaders = list_for_each_entry("struct task_struct", prog["init_task"].tasks, "tasks", limit=limit)
+    for leader in leaders:
+        yield from _threads(leader, walk, limit)
+    if leaders.truncated is not None:
+        walk.truncated = f"task list: {leaders.truncated}"
 
 
 def _threads(leader: Object, walk: ListWalk, limit: int) -> Iterator[Object]:
