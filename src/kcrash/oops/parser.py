@@ -82,10 +82,15 @@ class _Scan:
     # One log and its header-word indexes, shared by every search made while parsing it. (The records
     # of this module are plain slotted classes: a dataclass costs ~0.4 ms of import per class.)
 
-    __slots__ = ("headers", "info", "log")
+    __slots__ = ("_last_oops", "disconnected", "headers", "info", "log", "panic_at")
 
     def __init__(self, log: str, headers: _Hits, info: _Hits) -> None:
         self.log, self.headers, self.info = log, headers, info
+        # Facts about the whole log that every report of it needs, found once per log (a search per
+        # report made parse_all quadratic in the number of reports).
+        self.panic_at = log.rfind(_PANIC)
+        self.disconnected = _VM_DISCONNECTED in log
+        self._last_oops: list[tuple[int, int] | None] = []  # filled on first use
 
     @classmethod
     def of(cls, log: str) -> _Scan:
@@ -95,6 +100,13 @@ class _Scan:
         # The next oops-header or stack-carrying info word at or after pos, or -1.
         a, b = self.headers.next(pos), self.info.next(pos)
         return a if b < 0 or 0 <= a < b else b
+
+    def last_oops_line(self) -> tuple[int, int] | None:
+        # ``(begin, end)`` of the last line of the log that matches an oops group and is not
+        # replayed, or None; found once, from the end (each header hit is looked at at most once).
+        if not self._last_oops:
+            self._last_oops.append(_last_oops_line(self))
+        return self._last_oops[0]
 
 
 def _line_at(log: str, pos: int, base: int) -> tuple[int, int]:
@@ -117,19 +129,16 @@ def _replayed(log: str, eol: int) -> bool:
     return _REPLAY in log[eol + 1:len(log) if nxt < 0 else nxt]
 
 
-def _oops_lines(scan: _Scan, base: int) -> list[tuple[int, int, OopsGroup]]:
-    # Every line in log[base:] that matches an oops group (the replay rule is not applied).
-    out: list[tuple[int, int, OopsGroup]] = []
-    log, pos = scan.log, base
-    while True:
-        at = scan.headers.next(pos)
-        if at < 0:
-            return out
-        begin, end = _line_at(log, at, base)
-        group = _match_group(log[begin:end])
-        if group is not None:
-            out.append((begin, end, group))
-        pos = end + 1
+def _last_oops_line(scan: _Scan) -> tuple[int, int] | None:
+    log, hits = scan.log, scan.headers
+    hits.next(len(log))  # index the whole log
+    i = len(hits.pos) - 1
+    while i >= 0:
+        begin, end = _line_at(log, hits.pos[i], 0)
+        if _match_group(log[begin:end]) is not None and not _replayed(log, end):
+            return begin, end
+        i = bisect.bisect_left(hits.pos, begin) - 1  # the hits before this line
+    return None
 
 
 def first_crash_line(log: str) -> int | None:
@@ -233,24 +242,30 @@ def _collect(scan: _Scan, start: int, ctx: str) -> _Collector:
     end_of_oops_line = _line_at(log, start, start)[1]
     min_lines = 16 if "BUG: KMSAN:" in log[start:end_of_oops_line] else 22
     col = _Collector(ctx, min_lines)
-    lines = log[start:start + _MAX_REPORT_BYTES].split("\n", _MAX_REPORT_LINES)
-    if start + _MAX_REPORT_BYTES < len(log) or len(lines) > _MAX_REPORT_LINES:
-        lines.pop()  # possibly cut: leave it to the end-of-log scan below
+    # At most _MAX_REPORT_LINES lines of the first _MAX_REPORT_BYTES, found in place (a copy of that
+    # much text per report made a log of many short reports quadratic); a line the byte bound cuts
+    # is left out. Once the second report is found, oops lines matter only for end_pos, which is the
+    # last oops line of the log, found once per log.
     pos, size = start, len(log)
+    stop = min(size, start + _MAX_REPORT_BYTES)
     hit = scan.boundary(start)
-    for line in lines:
+    for _ in range(_MAX_REPORT_LINES):
         if pos >= size:
             break
-        end = pos + len(line)
+        end = log.find("\n", pos, stop)
+        if end < 0:
+            if stop < size:
+                break
+            end = size
         if 0 <= hit <= end:
             col.boundary(log, pos, end, pos == start)
-            hit = scan.boundary(end + 1)
-        if col.take(line, pos == start):
+            hit = scan.boundary(end + 1) if col.second < 0 else -1
+        if col.take(log[pos:end], pos == start):
             col.last_end = end
         pos = end + 1
-    if pos < len(log):
-        rest = [e for _b, e, _g in _oops_lines(scan, pos) if not _replayed(log, e)]
-        col.end_pos = rest[-1] if rest else col.end_pos
+    last = scan.last_oops_line()
+    if last is not None and last[0] >= start:
+        col.end_pos = last[1]
     return col
 
 
@@ -269,7 +284,7 @@ def _describe(scan: _Scan, base: int, group: OopsGroup, start: int) -> _Found:
     desc = extract_description(report[:col.report_end], group)
     if desc.title:
         return _Found(desc, report, _prefix_lines(log, base, start, ctx), col.end_pos, col.last_end)
-    raw = log[start:max(col.end_pos, start)]
+    raw = log[start:min(max(col.end_pos, start), start + _MAX_REPORT_BYTES)]
     desc = extract_description(raw, group)
     if not desc.title:
         line = log[start:_line_at(log, start, base)[1]]
@@ -288,14 +303,14 @@ def _parse(scan: _Scan, start: int, suppressed: bool | None) -> OopsReport | Non
         return None
     group, start_pos = found
     f = _describe(scan, start, group, start_pos)
+    return _build(scan, start, start_pos, f, is_suppressed(scan.log) if suppressed is None else suppressed)
+
+
+def _build(scan: _Scan, base: int, start_pos: int, f: _Found, suppressed: bool) -> OopsReport:
     log = scan.log
-    return _build(log, start, start_pos, f, is_suppressed(log) if suppressed is None else suppressed)
-
-
-def _build(log: str, base: int, start_pos: int, f: _Found, suppressed: bool) -> OopsReport:
     prefix = "".join(p + "\n" for p in f.prefix)
     reason = f.desc.corrupted_reason or why_corrupted(f.desc.title, f.report, f.desc.format)
-    if not reason and _VM_DISCONNECTED in log:
+    if not reason and scan.disconnected:
         reason = "console disconnected (serialport: VM disconnected.)"
     title = normalize_title(f.desc.title)
     nl = log.find("\n", start_pos)
@@ -307,15 +322,16 @@ def _build(log: str, base: int, start_pos: int, f: _Found, suppressed: bool) -> 
         crash_type=title_to_type(f.desc.title), frame=frame,
         guilty_function=frame if f.desc.guilty is None else f.desc.guilty, report=prefix + f.report,
         start_pos=start_pos, end_pos=max(f.end_pos, skip_pos), skip_pos=skip_pos, corrupted=bool(reason),
-        corrupted_reason=reason, suppressed=suppressed, panicked=log.find(_PANIC, base) >= 0,
+        corrupted_reason=reason, suppressed=suppressed, panicked=scan.panic_at >= base,
         executor=find_executor(prefix + f.report), context=line_context(log[start_pos:skip_pos]),
         prefix_len=len(prefix), guilty_file=guilty_file(title, f.report),
         signature=crash_signature(title, details.call_trace), details=details)
 
 
 def _detail_lines(log: str, start: int, end: int) -> list[str]:
-    # The report region's lines of the oops line's context, stripped but keeping "?" frames.
-    lines = log[start:end].split("\n")[:_MAX_REPORT_LINES]
+    # The report region's lines of the oops line's context, stripped but keeping "?" frames: at most
+    # _MAX_REPORT_LINES lines of the first _MAX_REPORT_BYTES (the region may run to the log's end).
+    lines = log[start:min(end, start + _MAX_REPORT_BYTES)].split("\n", _MAX_REPORT_LINES)[:_MAX_REPORT_LINES]
     ctx = line_context(lines[0]) if lines else ""
     out: list[str] = []
     for line in lines:

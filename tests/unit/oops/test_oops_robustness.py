@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 import tracemalloc
 from collections.abc import Iterator
 
@@ -51,6 +52,28 @@ def test_one_megabyte_line() -> None:
     line = "BUG: spinlock bad magic " + "x" * (1 << 20) + "\n"
     rep = parse(line + "Call Trace:\n foo+0x1/0x2\n")
     assert rep is not None and rep.title == "BUG: spinlock bad magic in foo"
+
+
+def test_a_flood_of_oops_lines_parses_in_linear_time() -> None:
+    # 200,000 one-line warnings (9 MB): each report's end is the last oops line of the log, found once
+    # per log; it was searched for again from each report on, over every later line (10 s per parse
+    # of a million lines, and quadratic in parse_all).
+    line = "WARNING: CPU: 0 PID: 1 at foo.c:1 bar+0x1/0x2\n"
+    log = line * 200_000
+    began = time.monotonic()
+    rep = parse(log)
+    assert time.monotonic() - began < 1.0
+    assert rep is not None and rep.start_pos == 0 and rep.skip_pos == len(line) - 1
+    assert rep.end_pos == len(log) - 1
+
+
+def test_reports_of_a_flood_end_at_the_last_oops_line() -> None:
+    line = "WARNING: CPU: 0 PID: 1 at foo.c:1 bar+0x1/0x2\n"
+    log = line * 300 + "[ 1.0] eth0: link is up\n" * 10
+    reports = parse_all(log)
+    assert len(reports) == 300
+    assert {r.end_pos for r in reports} == {300 * len(line) - 1}
+    assert [r.start_pos for r in reports] == [k * len(line) for k in range(300)]
 
 
 def _big_log(total: int) -> Iterator[bytes]:
