@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -70,6 +72,28 @@ def test_parser_reports_bad_checksum_and_skips_garbage() -> None:
     events = list(parser.feed(b"xx$OK#00" + frame(b"E01")))
     assert events == [BadChecksum(b"OK", 0x9A, 0), Packet(b"E01")]
     assert parser.garbage == 2
+
+
+def test_a_megabyte_of_garbage_is_skipped_in_one_pass() -> None:
+    # a call per garbage byte was a RecursionError after a few thousand bytes
+    parser = PacketParser()
+    began = time.monotonic()
+    events = list(parser.feed(b"\x00" * (1 << 20) + b"+" + frame(b"OK")))
+    assert time.monotonic() - began < 1.0
+    assert events == [Ack(), Packet(b"OK")]
+    assert parser.garbage == 1 << 20
+
+
+def test_a_large_packet_fed_a_byte_at_a_time_is_searched_once() -> None:
+    payload = b"a" * 200_000
+    parser = PacketParser()
+    stream = frame(payload)
+    events = []
+    began = time.monotonic()
+    for i in range(len(stream)):
+        events.extend(parser.feed(stream[i:i + 1]))
+    assert time.monotonic() - began < 1.0
+    assert events == [Packet(payload)]
 
 
 def test_parser_rejects_non_hex_checksum_naming_the_packet() -> None:

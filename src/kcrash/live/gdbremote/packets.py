@@ -188,6 +188,9 @@ class PacketParser:
     max_packet: int = 1 << 20
     garbage: int = 0
     _buf: bytearray = field(default_factory=bytearray)
+    # how far the pending packet was searched for its ``#`` (so a packet fed a byte at a time is
+    # searched once, not once per byte: that was quadratic up to ``max_packet``)
+    _searched: int = 1
 
     def feed(self, data: bytes) -> Iterator[Event]:
         """Add ``data`` and yield every complete event it finishes."""
@@ -199,21 +202,26 @@ class PacketParser:
             yield event
 
     def _next(self) -> Event | None:
+        # A loop over the noise, not a call per noise byte (a few thousand bytes of garbage were a
+        # RecursionError); bounded by the buffer.
         buf = self._buf
-        head = buf[0]
-        if head in b"$%":
-            return self._packet(head)
-        del buf[0]
-        if head == 0x2B:
-            return Ack()
-        if head == 0x2D:
-            return Nak()
-        self.garbage += 1
-        return self._next() if buf else None
+        while buf:
+            head = buf[0]
+            if head in b"$%":
+                return self._packet(head)
+            del buf[0]
+            if head == 0x2B:
+                return Ack()
+            if head == 0x2D:
+                return Nak()
+            self.garbage += 1
+        return None
 
     def _packet(self, head: int) -> Event | None:
         buf = self._buf
-        end = buf.find(b"#")
+        end = buf.find(b"#", self._searched)
+        if end < 0:
+            self._searched = max(len(buf), 1)
         if end < 0 or len(buf) < end + 3:
             if len(buf) > self.max_packet:
                 raise GdbRemoteProtocolError(f"packet longer than {self.max_packet} bytes: {_show(bytes(buf))}")
@@ -221,6 +229,7 @@ class PacketParser:
         data = bytes(buf[1:end])
         cs_text = bytes(buf[end + 1:end + 3])
         del buf[:end + 3]
+        self._searched = 1
         try:
             received = int(cs_text, 16)
         except ValueError:
