@@ -19,12 +19,12 @@ _BLOCK_SHIFT = 9  # 512 bits per block
 
 
 class Bitmap:
-    """``nbits`` bits of ``data`` (bits past ``nbits`` are ignored)."""
+    """``nbits`` bits of ``data`` (bits past ``nbits`` are ignored; bits past a short ``data`` are 0)."""
 
     def __init__(self, data: bytes, nbits: int) -> None:
         nbytes = (nbits + 7) // 8
         data = data[:nbytes]
-        if nbits % 8 and data:
+        if nbits % 8 and len(data) == nbytes:  # a short ``data`` has no last byte to mask
             data = data[:-1] + bytes([data[-1] & ((1 << (nbits % 8)) - 1)])
         self.data = data
         self.nbits = nbits
@@ -41,12 +41,13 @@ class Bitmap:
 
     def test(self, bit: int) -> bool:
         """Return True if ``bit`` is set (False outside the bitmap)."""
-        if not 0 <= bit < self.nbits:
+        if not 0 <= bit < self.nbits or bit >> 3 >= len(self.data):
             return False
         return bool(self.data[bit >> 3] >> (bit & 7) & 1)
 
     def rank(self, bit: int) -> int:
         """Return the number of set bits before ``bit``."""
+        bit = min(max(bit, 0), 8 * len(self.data))  # no bits before 0 or past the data
         block = bit >> _BLOCK_SHIFT
         start = block * _BLOCK_BYTES
         partial = int.from_bytes(self.data[start:bit >> 3], "little").bit_count()
