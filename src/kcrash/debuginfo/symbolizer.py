@@ -385,7 +385,10 @@ def _chain(scopes: list[Scope], address: int) -> list[int]:
         if scope.depth > scopes[best].depth and scope.contains(address):
             best = i
     chain = [best]
-    while scopes[chain[-1]].parent >= 0:
+    # A parent precedes its children (DwarfReader.walk_function appends them so); a parent link
+    # that does not point back (a damaged cache entry: a cycle, an index out of range) ends the
+    # chain, so it has at most len(scopes) entries.
+    while 0 <= scopes[chain[-1]].parent < chain[-1]:
         chain.append(scopes[chain[-1]].parent)
     return chain
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -266,3 +267,19 @@ def test_format_location_strips_the_source_tree() -> None:
     assert format_location(loc, "/build/linux") == "mm/slub.c:12"
     assert format_location(loc, "/elsewhere") == "/build/linux/mm/slub.c:12"
     assert format_location(SourceLocation("f", "??", 0)) == "??:0"
+
+
+def test_inline_chain_of_a_damaged_cache_entry_ends() -> None:
+    # Scopes come back from the cache as stored; a parent link that does not point to an earlier
+    # scope (here: scope 1 is its own parent, scope 2's parent is out of range) must not loop.
+    from kcrash.debuginfo.dwarf_index import Scope
+    from kcrash.debuginfo.symbolizer import _chain
+
+    fn = Scope(((0x1000, 0x2000),), -1, 0, "f", 0, 0, 0)
+    looped = Scope(((0x1000, 0x1100),), 1, 1, "g", 1, 2, 3)
+    stray = Scope(((0x1200, 0x1300),), 99, 1, "h", 1, 2, 3)
+    began = time.monotonic()
+    assert _chain([fn, looped, stray], 0x1010) == [1]
+    assert _chain([fn, looped, stray], 0x1210) == [2]
+    assert _chain([fn, Scope(((0x1000, 0x1100),), 0, 1, "g", 1, 2, 3)], 0x1010) == [1, 0]
+    assert time.monotonic() - began < 1.0
