@@ -183,19 +183,30 @@ class Type:
 
     def is_complete(self) -> bool:
         """False for void, incomplete structs/unions/enums and arrays without a length."""
-        t = self.strip_typedefs()
-        if t.kind is TypeKind.ARRAY:
-            return t.length is not None and t.type.is_complete()
+        t, _ = self._element_or_none()
+        if t is None:
+            return False
         return t.kind is not TypeKind.VOID and (t.kind is TypeKind.FUNCTION or t.size is not None)
 
     def sizeof(self) -> int:
-        """``sizeof(type)``; TypeError for void, functions and incomplete types."""
-        t = self.strip_typedefs()
-        if t.kind is TypeKind.ARRAY and t.length is not None:
-            return t.length * t.type.sizeof()
-        if t.size is None or t.kind in (TypeKind.VOID, TypeKind.FUNCTION):
+        """``sizeof(type)``; TypeError for void, functions and incomplete types (arrays nested at
+        most 64 deep: a deeper or cyclic nesting, from corrupt debug info, is CorruptDumpError)."""
+        t, count = self._element_or_none()
+        if t is None or t.size is None or t.kind in (TypeKind.VOID, TypeKind.FUNCTION):
             raise TypeError(f"cannot get the size of incomplete type {self.type_name()}")
-        return t.size
+        return count * t.size
+
+    def _element_or_none(self) -> tuple[Type | None, int]:
+        # The innermost element type of nested arrays and how many of it they hold (None for an
+        # array without a length), walked in a loop bounded by _MAX_DEPTH, not by the debug info.
+        t, count = self.strip_typedefs(), 1
+        for _ in range(_MAX_DEPTH):
+            if t.kind is not TypeKind.ARRAY:
+                return t, count
+            if t.length is None:
+                return None, count
+            t, count = t.type.strip_typedefs(), count * t.length
+        raise CorruptDumpError(f"arrays in {self.type_name()} are nested too deep")
 
     def has_member(self, name: str) -> bool:
         """True if the struct/union (or a nested anonymous one) has a member ``name``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 
 import pytest
@@ -340,3 +341,25 @@ def test_a_damaged_index_cache_is_rebuilt_not_blamed_on_the_dump(tmp_path: Path)
         assert btf.get_type("list_head", TypeKind.STRUCT).size == 16
         assert list(btf._offsets) == list(parse_btf(blob)._offsets)
         assert path.read_bytes() == good  # rewritten
+
+
+def test_an_array_of_itself_has_no_size() -> None:
+    # Corrupt BTF: an ARRAY whose element type is the array itself (and a chain of 100 nested
+    # arrays). sizeof() and is_complete() walk nested arrays in a bounded loop (it was a recursion
+    # with no end) and report the corruption.
+    w = BtfWriter()
+    i = w.add_int("int", 4, signed=True)
+    looped = w.add_array(w.next_id, 2, i)
+    nested = [w.add_array(i, 2, i)]
+    for _ in range(99):
+        nested.append(w.add_array(nested[-1], 2, i))
+    btf = parse_btf(w.to_bytes())
+    began = time.monotonic()
+    for type_id in (looped, nested[-1]):
+        t = btf.type_by_id(type_id)
+        with pytest.raises(CorruptDumpError, match="nested too deep"):
+            t.sizeof()
+        with pytest.raises(CorruptDumpError, match="nested too deep"):
+            t.is_complete()
+    assert time.monotonic() - began < 1.0
+    assert btf.type_by_id(nested[10]).sizeof() == 4 * 2 ** 11
