@@ -205,7 +205,8 @@ class Type:
                 return t, count
             if t.length is None:
                 return None, count
-            t, count = t.type.strip_typedefs(), count * t.length
+            count *= t.length
+            t = t.type.strip_typedefs()
         raise CorruptDumpError(f"arrays in {self.type_name()} are nested too deep")
 
     def has_member(self, name: str) -> bool:
