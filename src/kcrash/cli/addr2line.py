@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from kcrash.cli.common import cache_dir, echo_json
+from kcrash.cli.params import Number, parse_number
 from kcrash.debuginfo.elf_symtab import ElfSection
 from kcrash.debuginfo.symbolizer import SourceLocation, Symbolizer
 from kcrash.errors import CliError
@@ -24,23 +25,22 @@ __all__ = ["commands"]
 
 
 @click.command("addr2line")
-@click.argument("addresses", nargs=-1)
+@click.argument("addresses", nargs=-1, type=Number("hex"))
 @click.option("-e", "--exe", "path", default="vmlinux", show_default=True,
               type=click.Path(path_type=Path, dir_okay=False), help="vmlinux or .ko with DWARF.")
 @click.option("-j", "--section", default=None, help="Addresses are offsets into this section (for a .ko).")
-@click.option("--base", default=None, help="Load address (hex) of a .ko's .text.")
+@click.option("--base", type=Number("hex"), default=None, help="Load address (hex) of a .ko's .text.")
 @click.option("-a", "--addresses", "show_address", is_flag=True, help="Print each address first.")
 @click.option("-f", "--functions", is_flag=True, help="Print function names.")
 @click.option("-i", "--inlines", is_flag=True, help="Print the inline chain.")
 @click.option("-p", "--pretty-print", "pretty", is_flag=True, help="One line per address.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the index cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def addr2line(addresses: tuple[str, ...], path: Path, section: str | None, base: str | None, show_address: bool,
+def addr2line(addresses: tuple[int, ...], path: Path, section: str | None, base: int | None, show_address: bool,
               functions: bool, inlines: bool, pretty: bool, no_cache: bool, as_json: bool) -> None:
     """Turn ADDRESSES (hex; read from stdin when none) into source locations."""
-    values = [_parse_address(a) for a in (addresses or _stdin_words())]
-    module_base = _parse_address(base) if base is not None else None
-    with Symbolizer.open(path, cache_dir=None if no_cache else cache_dir(), module_base=module_base) as symbolizer:
+    values = list(addresses) or [parse_number(a, "hex", "address") for a in _stdin_words()]
+    with Symbolizer.open(path, cache_dir=None if no_cache else cache_dir(), module_base=base) as symbolizer:
         shift = _section_base(symbolizer, section) if section else 0
         results = [(a, symbolizer.symbolize(a + shift)) for a in values]
     if as_json:
@@ -53,13 +53,6 @@ def addr2line(addresses: tuple[str, ...], path: Path, section: str | None, base:
 
 def _stdin_words() -> list[str]:
     return sys.stdin.read().split()
-
-
-def _parse_address(text: str) -> int:
-    try:
-        return int(text, 16)
-    except ValueError:
-        raise CliError(f"{text!r} is not a hexadecimal address", 2) from None
 
 
 def _section_base(symbolizer: Symbolizer, name: str) -> int:

@@ -18,9 +18,10 @@ import click
 
 from kcrash.analysis.decode import DecodedLog, check_frame_sizes, decode_log_text
 from kcrash.cli.common import cache_dir, echo_json
+from kcrash.cli.params import parse_number
 from kcrash.debuginfo.finder import find_debuginfo, find_module_debuginfo
 from kcrash.debuginfo.symbolizer import KernelSymbolizer, open_symbolizers
-from kcrash.errors import MissingDebugInfoError, OopsParseError
+from kcrash.errors import CliError, MissingDebugInfoError, OopsParseError
 from kcrash.oops import OopsReport, parse_all, read_log
 
 __all__ = ["commands", "debuginfo_options", "parse_module_bases"]
@@ -44,14 +45,15 @@ def debuginfo_options(command: _F) -> _F:
 
 
 def parse_module_bases(values: tuple[str, ...]) -> dict[str, int]:
-    """``NAME=ADDR`` pairs to a dict; a malformed one is a usage error."""
+    """``NAME=ADDR`` pairs to a dict (ADDR as :mod:`kcrash.cli.params` reads addresses); a malformed
+    one is a usage error."""
     bases = {}
     for value in values:
         name, _, address = value.partition("=")
         try:
-            bases[name.replace("-", "_")] = int(address, 16)
-        except ValueError:
-            raise click.BadParameter(f"{value!r} is not NAME=HEXADDR", param_hint="--module-base") from None
+            bases[name.replace("-", "_")] = parse_number(address, "address", "address")
+        except CliError as exc:
+            raise click.BadParameter(f"{value!r} is not NAME=ADDR: {exc}", param_hint="--module-base") from None
     return bases
 
 

@@ -19,6 +19,7 @@ import click
 from kcrash.analysis.x86_disasm import Instruction, disassemble
 from kcrash.cli.common import cache_dir, echo_json
 from kcrash.cli.decode import debuginfo_options, parse_module_bases
+from kcrash.cli.params import AddressArg, Number
 from kcrash.debuginfo.finder import find_debuginfo, find_module_debuginfo
 from kcrash.debuginfo.kallsyms import load_kallsyms
 from kcrash.debuginfo.symbolizer import SourceLocation, open_symbolizers
@@ -45,7 +46,7 @@ class _Target:
 
 @click.command("dis")
 @click.argument("dump", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("target")
+@click.argument("target", metavar="SYMBOL[+OFF]|ADDR", type=Number("symbol"))
 @click.option("-r", "reverse", is_flag=True, help="From the function start up to and including ADDR.")
 @click.option("-l", "lines", is_flag=True, help="Interleave source lines (needs debug information).")
 @click.option("--count", type=click.IntRange(1, 100000), default=None, help="Number of instructions.")
@@ -53,10 +54,10 @@ class _Target:
 @click.option("--intel", "syntax", flag_value="intel", default=True, help="Intel syntax (default).")
 @debuginfo_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def dis(dump: Path, target: str, reverse: bool, lines: bool, count: int | None, syntax: str,
+def dis(dump: Path, target: AddressArg, reverse: bool, lines: bool, count: int | None, syntax: str,
         debuginfo: tuple[Path, ...], module_bases: tuple[str, ...], force: bool, no_cache: bool,
         as_json: bool) -> None:
-    """Disassemble SYMBOL, SYMBOL+0xOFF or ADDR (hex) from the kernel memory in DUMP."""
+    """Disassemble SYMBOL, SYMBOL+OFF or ADDR (0x-prefixed or 8+ hex digits) from the kernel memory in DUMP."""
     cache = None if no_cache else cache_dir()
     opened = open_dump(dump)
     info = opened.vmcoreinfo_or_none()
@@ -79,16 +80,17 @@ def _symbols(mem: KernelMemory, info: VmcoreInfo | None, cache: Path | None) -> 
     return None
 
 
-def _resolve(target: str, symbols: SymbolTable | None, reverse: bool, count: int | None) -> _Target:
-    name, _, off = target.partition("+")
-    address = _hex_or_none(target)
-    if address is None:
+def _resolve(target: AddressArg, symbols: SymbolTable | None, reverse: bool, count: int | None) -> _Target:
+    address = target.address
+    if target.symbol is not None:
         if symbols is None:
-            raise CliError("no kallsyms in this dump: give a hexadecimal address")
-        symbol = symbols.get_symbol_by_name(name)
-        start = symbol.address + (_hex_or_none(off) or 0)
-        end = symbol.address + symbol.size if not off else start + 16 * (count or 1)
+            raise CliError("no kallsyms in this dump: give an address (0x followed by hex digits)")
+        symbol = symbols.get_symbol_by_name(target.symbol)
+        start = symbol.address + target.offset
+        whole = "+" not in target.text
+        end = symbol.address + symbol.size if whole else start + 16 * (count or 1)
         return _Target(start, min(end, start + _MAX_FUNCTION), symbol.name, symbol.address, symbol.module or "")
+    assert address is not None
     found = symbols.symbolize_or_none(address) if symbols is not None else None
     if found is None:
         if reverse:
@@ -98,14 +100,6 @@ def _resolve(target: str, symbols: SymbolTable | None, reverse: bool, count: int
     if reverse:
         return _Target(symbol.address, address + 16, symbol.name, symbol.address, symbol.module or "")
     return _Target(address, address + 16 * (count or 1), symbol.name, symbol.address, symbol.module or "")
-
-
-def _hex_or_none(text: str) -> int | None:
-    try:
-        return int(text, 16) if text.lower().startswith("0x") or (all(c in "0123456789abcdefABCDEF" for c in text) \
-            and len(text) >= 8) else None
-    except ValueError:
-        return None
 
 
 def _source(mem: KernelMemory, info: VmcoreInfo | None, insns: tuple[Instruction, ...], paths: list[Path],

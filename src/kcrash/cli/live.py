@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import runpy
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +29,8 @@ from kcrash.analysis.live import (
     list_tasks,
     task_row,
 )
-from kcrash.cli.common import cache_dir
+from kcrash.cli.common import cache_dir, run_user_code
+from kcrash.cli.params import parse_number
 from kcrash.errors import CliError, KcrashError, MissingDebugInfoError
 from kcrash.helpers.linux.printk import format_record, get_printk_records
 from kcrash.live.breakpoints import Breakpoint
@@ -62,7 +62,10 @@ class _Repl:
         self.echo(json.dumps(data, default=str) if self.as_json and data is not None else text)
 
     def run(self, line: str) -> None:
-        words = shlex.split(line)
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise CliError(f"cannot read live command {line!r}: {exc}", 2) from None
         if not words:
             return
         handler = getattr(self, "do_" + _ALIASES.get(words[0], words[0]).replace("-", "_"), None)
@@ -77,28 +80,28 @@ class _Repl:
         if not args:
             raise CliError("usage: break SPEC [--hw] [if PYTHON-CONDITION]")
         cond = _condition(args)
-        bp = self.session.break_at(args[0], hardware="--hw" in args, condition=cond)
+        bp = self.session.break_at(_spec(args[0]), hardware="--hw" in args, condition=cond)
         self.out(f"breakpoint {bp.number} at {bp.spec} ({bp.address:#x})", _bp_row(bp))
 
     def do_watch(self, args: list[str]) -> None:
         if not args:
             raise CliError("usage: watch EXPR [--len N] [--write|--read|--access] [if PYTHON-CONDITION]")
         kind = next((a[2:] for a in args if a in ("--write", "--read", "--access")), "write")
-        length = int(args[args.index("--len") + 1], 0) if "--len" in args else None
-        bp = self.session.watch(args[0], length=length, kind=kind, condition=_condition(args))
+        length = _option_number(args, "--len", "watch length") if "--len" in args else None
+        bp = self.session.watch(_spec(args[0]), length=length, kind=kind, condition=_condition(args))
         self.out(f"watchpoint {bp.number} ({kind}) on {bp.spec}, {bp.length} bytes at {bp.address:#x}", _bp_row(bp))
 
     def do_delete(self, args: list[str]) -> None:
-        for n in args or [str(bp.number) for bp in self.session.breakpoints]:
-            self.session.delete(int(n))
+        for n in _point_numbers(args) if args else [bp.number for bp in self.session.breakpoints]:
+            self.session.delete(n)
 
     def do_enable(self, args: list[str]) -> None:
-        for n in args:
-            self.session.enable(int(n))
+        for n in _point_numbers(args):
+            self.session.enable(n)
 
     def do_disable(self, args: list[str]) -> None:
-        for n in args:
-            self.session.disable(int(n))
+        for n in _point_numbers(args):
+            self.session.disable(n)
 
     def do_info(self, args: list[str]) -> None:
         rows = [_bp_row(bp) for bp in self.session.breakpoints]
@@ -109,7 +112,7 @@ class _Repl:
             self.out("no breakpoints or watchpoints", [])
 
     def do_continue(self, args: list[str]) -> None:
-        ctx = self.session.cont(timeout=float(args[0]) if args else None)
+        ctx = self.session.cont(timeout=parse_number(args[0], "seconds", "timeout") if args else None)
         self._report(ctx)
 
     def do_step(self, args: list[str]) -> None:
@@ -147,11 +150,13 @@ class _Repl:
             self.echo(f"{r['pid']:>7} {r['tgid']:>7} {r['state']:>6}  {r['task']:#018x} {r['comm']}")
 
     def do_log(self, args: list[str]) -> None:
+        count = parse_number(args[0], "number", "record count") if args else None
         info = self.session.dump.vmcoreinfo
         if info is None:
             raise MissingDebugInfoError("log needs VMCOREINFO")
-        records = get_printk_records(self.binder.memory, info)[-int(args[0]):] if args else \
-            get_printk_records(self.binder.memory, info)
+        records = get_printk_records(self.binder.memory, info)
+        if count is not None:
+            records = records[-count:] if count else []
         lines = [format_record(r).rstrip("\n") for r in records]
         self.out("\n".join(lines), lines)
 
@@ -173,11 +178,33 @@ _ALIASES = {"b": "break", "c": "continue", "cont": "continue", "si": "step", "st
             "i": "info", "print": "p", "dmesg": "log"}
 
 
+def _spec(text: str) -> str:
+    # A break/watch SPEC: an address by kcrash.cli.params' rule goes to the binder as 0x...; a
+    # symbol[+offset] or C expression as written.
+    arg = parse_number(text, "expression", "location")
+    return f"{arg.address:#x}" if arg.address is not None else text
+
+
+def _point_numbers(args: list[str]) -> list[int]:
+    return [parse_number(n, "number", "breakpoint number") for n in args]
+
+
+def _option_number(args: list[str], option: str, what: str) -> int:
+    at = args.index(option) + 1
+    if at >= len(args):
+        raise CliError(f"{option} needs a value", 2)
+    value: int = parse_number(args[at], "number", what)
+    return value
+
+
 def _condition(args: list[str]) -> Callable[[HitContext], bool] | None:
     if "if" not in args:
         return None
     source = " ".join(args[args.index("if") + 1:])
-    code = compile(source, "<condition>", "eval")
+    try:
+        code = compile(source, "<condition>", "eval")
+    except SyntaxError as exc:
+        raise CliError(f"invalid condition {source!r}: {exc.msg}", 2) from None
     return lambda ctx: bool(eval(code, {}, _ConditionNames(ctx)))
 
 
@@ -271,9 +298,14 @@ def _live(target: str, qmp: str | None, script: str | None, commands_: tuple[str
 def _run_script(session: LiveSession, path: Path) -> None:
     binder = session.binder
     prog = binder.prog if isinstance(binder, KernelBinder) else None
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read script {path}: {exc}", 1) from None
+    namespace: dict[str, Any] = {"session": session, "t": session, "prog": prog, "__name__": "__main__",
+                                 "__file__": str(path)}
     with contextlib.suppress(SystemExit):
-        runpy.run_path(str(path), init_globals={"session": session, "t": session, "prog": prog},
-                       run_name="__main__")
+        run_user_code(source, namespace, str(path))
 
 
 commands: list[click.Command] = [live]

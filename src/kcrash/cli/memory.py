@@ -16,6 +16,7 @@ import click
 
 from kcrash.cli.common import echo_json
 from kcrash.cli.dump import opened_dump
+from kcrash.cli.params import AddressArg, Number
 from kcrash.errors import CliError
 from kcrash.memory.kernel import KernelMemory, open_kernel_memory
 from kcrash.memory.translate.x86_64 import PageWalk, X86_64PageTables, cr3_to_pgd
@@ -27,20 +28,20 @@ _MAX_COUNT = 1 << 24
 _STRING_LIMIT = 4096
 
 
-def _parse_address(text: str, memory: KernelMemory) -> int:
-    # A hex number (0x optional, as crash takes it) or a VMCOREINFO SYMBOL() name.
-    try:
-        return int(text, 16)
-    except ValueError:
-        pass
-    if memory.vmcoreinfo is not None and text in memory.vmcoreinfo.symbols:
-        return memory.vmcoreinfo.get_symbol(text)
-    raise CliError(f"invalid address {text!r}: not a hex number nor a VMCOREINFO symbol", 2)
+def _resolve(arg: AddressArg, memory: KernelMemory) -> int:
+    # An address, or a VMCOREINFO SYMBOL() name [+offset] (kcrash.cli.params has the rule).
+    def lookup(name: str) -> int:
+        if memory.vmcoreinfo is not None and name in memory.vmcoreinfo.symbols:
+            return memory.vmcoreinfo.get_symbol(name)
+        raise CliError(f"no VMCOREINFO symbol {name!r} (an address is 0x followed by hex digits, "
+                       "or 8 to 16 hex digits)", 1)
+
+    return arg.resolve(lookup)
 
 
 @click.command()
 @click.argument("paths", metavar="DUMP", nargs=1, type=click.Path(exists=True, dir_okay=False))
-@click.argument("address", metavar="ADDR")
+@click.argument("address", metavar="ADDR|SYMBOL[+OFF]", type=Number("symbol"))
 @click.option("-p", "physical", is_flag=True, help="ADDR is a physical address.")
 @click.option("-n", "count", type=click.IntRange(1, _MAX_COUNT), default=None,
               help="Number of units to read (default 1; with -a, the maximum string length).")
@@ -51,12 +52,13 @@ def _parse_address(text: str, memory: KernelMemory) -> int:
 @click.option("-a", "ascii_string", is_flag=True, help="Display a NUL-terminated ASCII string.")
 @click.option("--zero-fill", is_flag=True, help="Read excluded or lost pages as zeros.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def rd(paths: str, address: str, physical: bool, count: int | None, width: int, ascii_string: bool,
+def rd(paths: str, address: AddressArg, physical: bool, count: int | None, width: int, ascii_string: bool,
        zero_fill: bool, as_json: bool) -> None:
-    """Read memory at ADDR (kernel virtual unless -p)."""
+    """Read memory at ADDR (0x-prefixed or 8+ hex digits) or a VMCOREINFO SYMBOL (kernel virtual
+    unless -p)."""
     with opened_dump((paths,), zero_fill=zero_fill) as handle:
         memory = open_kernel_memory(handle)
-        addr = _parse_address(address, memory)
+        addr = _resolve(address, memory)
         if ascii_string:
             text = _read_string(memory, addr, count or _STRING_LIMIT, physical)
             _show_string(addr, text, physical, as_json)
@@ -101,15 +103,17 @@ def _show_words(addr: int, data: bytes, width: int, physical: bool, as_json: boo
 
 @click.command()
 @click.argument("paths", metavar="DUMP", nargs=1, type=click.Path(exists=True, dir_okay=False))
-@click.argument("address", metavar="ADDR")
-@click.option("--pgd", "pgd", default=None, help="Walk from this physical page-table root (user space).")
-@click.option("--cr3", "cr3", default=None, help="Walk from this CR3 value (PCID bits are dropped).")
+@click.argument("address", metavar="ADDR|SYMBOL[+OFF]", type=Number("symbol"))
+@click.option("--pgd", "pgd", type=Number("address"), default=None, metavar="ADDR",
+              help="Walk from this physical page-table root (user space).")
+@click.option("--cr3", "cr3", type=Number("address"), default=None, metavar="ADDR",
+              help="Walk from this CR3 value (PCID bits are dropped).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def vtop(paths: str, address: str, pgd: str | None, cr3: str | None, as_json: bool) -> None:
+def vtop(paths: str, address: AddressArg, pgd: int | None, cr3: int | None, as_json: bool) -> None:
     """Translate a virtual address, showing each page-table level."""
     with opened_dump((paths,)) as handle:
         memory = open_kernel_memory(handle)
-        vaddr = _parse_address(address, memory)
+        vaddr = _resolve(address, memory)
         tables = _tables(memory, pgd, cr3)
         walk = tables.walk(vaddr)
     if as_json:
@@ -120,8 +124,8 @@ def vtop(paths: str, address: str, pgd: str | None, cr3: str | None, as_json: bo
         raise CliError(f"virtual address {vaddr:#x} is not mapped: {walk.reason}", 1)
 
 
-def _tables(memory: KernelMemory, pgd: str | None, cr3: str | None) -> X86_64PageTables:
-    root = int(pgd, 16) if pgd else cr3_to_pgd(int(cr3, 16), kernel=False) if cr3 else None
+def _tables(memory: KernelMemory, pgd: int | None, cr3: int | None) -> X86_64PageTables:
+    root = pgd if pgd is not None else cr3_to_pgd(cr3, kernel=False) if cr3 is not None else None
     if root is not None:
         return X86_64PageTables(memory.page_tables.read_phys if memory.page_tables else
                                 (lambda a, n: memory.read(a, n, physical=True)), root,

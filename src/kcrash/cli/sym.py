@@ -4,14 +4,12 @@ kcrash.cli.sym
 
 ``kcrash sym DUMP NAME|ADDR... [--json]``: like crash's ``sym``, from the dump's own kallsyms (no
 vmlinux). A name prints its address and type (every symbol of that name); an address prints the
-symbol covering it in the kernel's ``%pS`` form. A query is an address when it starts with ``0x``,
-or when it is all hex digits and no symbol has that name. Module symbols are not loaded yet (that
-needs the typed ``struct module`` walk).
+symbol covering it in the kernel's ``%pS`` form, and so does ``NAME+OFFSET``. A query is an address
+when it starts with ``0x`` or is 8 to 16 hex digits (the rule of :mod:`kcrash.cli.params`).
 """
 
 from __future__ import annotations
 
-import string
 from typing import Any
 
 import click
@@ -19,6 +17,7 @@ import click
 from kcrash.analysis.target import open_target
 from kcrash.cli.common import cache_dir, echo_json
 from kcrash.cli.dump import opened_dump
+from kcrash.cli.params import AddressArg, Number, parse_number
 from kcrash.debuginfo.kallsyms import load_kallsyms
 from kcrash.debuginfo.symbols import Symbol, SymbolTable
 from kcrash.errors import CliError, MissingDebugInfoError
@@ -29,9 +28,9 @@ __all__ = ["commands", "lookup_query", "sym"]
 
 @click.command("sym")
 @click.argument("dump_path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
-@click.argument("queries", metavar="NAME|ADDR...", nargs=-1, required=True)
+@click.argument("queries", metavar="NAME[+OFF]|ADDR...", nargs=-1, required=True, type=Number("symbol"))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def sym(dump_path: str, queries: tuple[str, ...], as_json: bool) -> None:
+def sym(dump_path: str, queries: tuple[AddressArg, ...], as_json: bool) -> None:
     """Translate symbol names to addresses and addresses to symbol+offset (kallsyms, no vmlinux)."""
     table = _with_modules(dump_path)
     if table is None:
@@ -44,7 +43,7 @@ def sym(dump_path: str, queries: tuple[str, ...], as_json: bool) -> None:
     else:
         for row in results:
             _print_row(row)
-    missing = [r["query"] for r in results if "error" in r]
+    missing = [str(r["query"]) for r in results if "error" in r]
     if missing:
         raise CliError(f"{len(missing)} of {len(results)} not found: {', '.join(missing)}")
 
@@ -59,29 +58,26 @@ def _with_modules(dump_path: str) -> SymbolTable | None:
         return None
 
 
-def lookup_query(table: SymbolTable, query: str) -> dict[str, Any]:
-    """Resolve one ``sym`` argument to JSON-ready data (``matches`` for a name, ``symbol`` for an address)."""
-    address = _parse_address(table, query)
-    if address is None:
-        matches = [_symbol_data(s) for s in table.iter_symbols_by_name(query)]
-        return {"query": query, "matches": matches} if matches else {"query": query, "error": "symbol not found"}
+def lookup_query(table: SymbolTable, query: str | AddressArg) -> dict[str, Any]:
+    """Resolve one ``sym`` argument to JSON-ready data (``matches`` for a name, ``symbol`` for an
+    address or ``NAME+OFFSET``)."""
+    arg = parse_number(query, "symbol", "symbol or address") if isinstance(query, str) else query
+    query = arg.text
+    address = arg.address
+    if arg.symbol is not None:
+        matches = [_symbol_data(s) for s in table.iter_symbols_by_name(arg.symbol)]
+        if not matches:
+            return {"query": query, "error": "symbol not found"}
+        if "+" not in query:
+            return {"query": query, "matches": matches}
+        address = matches[0]["address"] + arg.offset
+    assert address is not None
     found = table.symbolize_or_none(address)
     if found is None:
         return {"query": query, "address": address, "error": "no symbol at this address"}
     symbol, offset = found
     return {"query": query, "address": address, "offset": offset, "symbol": _symbol_data(symbol),
             "formatted": table.format_address(address)}
-
-
-def _parse_address(table: SymbolTable, query: str) -> int | None:
-    text = query.lower()
-    if text.startswith("0x"):
-        text = text[2:]
-    elif table.has_symbol(query) or not text:
-        return None
-    if not text or not set(text) <= set(string.hexdigits):
-        return None
-    return int(text, 16)
 
 
 def _symbol_data(symbol: Symbol) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import click
 
 from kcrash.cli.common import echo_json, opened_target
+from kcrash.cli.params import AddressArg, Number
 from kcrash.errors import CliError, TypeLookupError
 from kcrash.types.cexpr import evaluate
 from kcrash.types.format import format_layout, format_object, layout_to_json, object_to_json
@@ -33,26 +34,27 @@ def _resolve_type(prog: Program, name: str) -> Type:
     raise TypeLookupError(f"no type {name!r}")
 
 
-def _address(prog: Program, text: str) -> int:
-    try:
-        return int(text, 16)
-    except ValueError:
-        pass
-    obj = evaluate(prog, text)
+def _address(prog: Program, arg: AddressArg) -> int:
+    # An address (kcrash.cli.params has the rule), else a C expression: a pointer or integer is
+    # the address, an object in memory gives its own.
+    if arg.address is not None:
+        return arg.address
+    obj = evaluate(prog, arg.text)
     if obj.type_.strip_typedefs().kind in (TypeKind.POINTER, TypeKind.INT):
         return int(obj)
     if obj.address_ is None:
-        raise CliError(f"{text!r} has no address", 2)
+        raise CliError(f"{arg.text!r} has no address", 2)
     return obj.address_
 
 
 @click.command("struct")
 @click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
 @click.argument("type_name", metavar="TYPE")
-@click.argument("address", metavar="ADDR", required=False)
+@click.argument("address", metavar="ADDR|EXPR", required=False, type=Number("expression"))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def struct_command(path: str, type_name: str, address: str | None, as_json: bool) -> None:
-    """Show TYPE's layout with member offsets, or the TYPE object at ADDR (hex or expression)."""
+def struct_command(path: str, type_name: str, address: AddressArg | None, as_json: bool) -> None:
+    """Show TYPE's layout with member offsets, or the TYPE object at ADDR (0x-prefixed or 8+ hex
+    digits) or at the address a C expression gives."""
     with opened_target(path, orc=False) as prog:
         t = _resolve_type(prog, type_name)
         if address is None:

@@ -49,7 +49,7 @@ def test_dump_info_text(dumps: tuple[Path, Path], capsys: pytest.CaptureFixture[
 def test_rd(dumps: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "rd", dumps[1], "init_uts_ns", "-a")
     assert code == 0 and out.strip().endswith("Linux")
-    code, out, _ = _run(capsys, "rd", dumps[0], "-p", "1000", "-8", "-n", "10")
+    code, out, _ = _run(capsys, "rd", dumps[0], "-p", "0x1000", "-8", "-n", "10")
     assert code == 0 and out.startswith("1000:  6c 6f 77 20 6d 65 6d 6f 72 79") and "low memory" in out
     code, out, _ = _run(capsys, "rd", dumps[0], "-p", "0x1000", "-32", "-n", "2", "--json")
     assert json.loads(out)["values"] == [0x20776F6C, 0x6F6D656D]
@@ -80,7 +80,7 @@ def test_bad_input_is_one_line(dumps: tuple[Path, Path], tmp_path: Path, capsys:
         data = bytearray(b"nonsense" * 100)
     bad = tmp_path / "bad"
     bad.write_bytes(bytes(data))
-    for args in (("dump", "info", bad), ("rd", bad, "0"), ("vtop", bad, "0")):
+    for args in (("dump", "info", bad), ("rd", bad, "0x0"), ("vtop", bad, "0x0")):
         code, out, err = _run(capsys, *args)
         assert code != 0
         assert err.count("\n") == 1 and err.startswith("kcrash: error:"), err
@@ -88,5 +88,5 @@ def test_bad_input_is_one_line(dumps: tuple[Path, Path], tmp_path: Path, capsys:
 
 
 def test_fault_is_one_line(dumps: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _run(capsys, "rd", dumps[1], "-p", "a0000")
+    code, _, err = _run(capsys, "rd", dumps[1], "-p", "0xa0000")
     assert code == 1 and err.strip() == "kcrash: error: cannot read physical address 0xa0000: not in the dump"
