@@ -210,6 +210,14 @@ def _install_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _check_output(source: Path, out: Path, force: bool) -> None:
+    # Never write over the input; over another existing file only when asked to.
+    if out.exists() and source.exists() and out.samefile(source):
+        raise CliError(f"{out} is the input dump: give another output file", 1)
+    if out.exists() and not force:
+        raise CliError(f"{out} exists: give --force to replace it", 1)
+
+
 @dump.command()
 @click.argument("source", metavar="IN", type=click.Path(exists=True, dir_okay=False))
 @click.argument("out", metavar="OUT", type=click.Path(dir_okay=False, writable=True))
@@ -221,9 +229,13 @@ def _install_sigterm() -> None:
 @click.option("--threads", type=click.IntRange(1, 64), default=None,
               help="Compression threads (default: the CPUs this process may run on for zlib and zstd, "
                    "1 for the fast codecs; makedumpfile uses one).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def convert(source: str, out: str, level: int, codec: str, fmt: str, threads: int | None, as_json: bool) -> None:
-    """Filter and rewrite a dump (any format kcrash reads) like makedumpfile."""
+def convert(source: str, out: str, level: int, codec: str, fmt: str, threads: int | None, force: bool,
+            as_json: bool) -> None:
+    """Filter and rewrite a dump (any format kcrash reads) like makedumpfile. OUT appears only when
+    written (a killed conversion leaves none); an existing OUT is kept unless --force."""
+    _check_output(Path(source), Path(out), force)
     opts = ConvertOptions(level, codec, fmt, threads or _default_threads(codec))
     _install_sigterm()
     with opened_dump((source,)) as handle, progress_bar("converting") as progress:

@@ -10,7 +10,9 @@ instead. :meth:`DumpOutput.patch` rewrites bytes that were already written *in p
 flattened file, inside the record that holds them), which needs no new disk blocks: that is how the
 writers clear the "incomplete" mark they set first, or leave it set when the disk fills up.
 A failed write is recorded (:attr:`DumpOutput.failure`) instead of raised when it is ``ENOSPC``,
-``EDQUOT`` or ``EFBIG``: the caller then stops, and the file stays readable up to that point.
+``EDQUOT`` or ``EFBIG``: the caller then stops, and the file stays readable up to that point. When
+not even the headers fit, there is nothing to keep: :meth:`DumpOutput.abandon` deletes the file and
+raises the error as an ``OSError`` naming the final path.
 """
 
 from __future__ import annotations
@@ -51,7 +53,10 @@ class DumpOutput:
         self._records: list[tuple[int, int, int]] = []  # (offset, size, file position of data)
         if flattened:
             header = flat_structs().makedumpfile_header.pack(signature=b"makedumpfile", type=1, version=1)
-            self._append(header.ljust(_FLAT_HEADER, b"\0"))
+            try:
+                self._append(header.ljust(_FLAT_HEADER, b"\0"))
+            except OutputFull:
+                self.abandon()
 
     def _append(self, data: bytes | memoryview) -> None:
         # Append at the end of a flattened file; on a short write, cut back so no partial record is left.
@@ -118,6 +123,11 @@ class DumpOutput:
         self._fd = -1
         os.replace(self.path, self.final)
         return self.final
+
+    def abandon(self) -> NoReturn:
+        """Delete the file (it is too short to be read as a dump) and raise why as an ``OSError``."""
+        self.discard()
+        raise OSError(errno.ENOSPC, self.failure or os.strerror(errno.ENOSPC), str(self.final))
 
     def discard(self) -> None:
         """Close and delete the temporary file."""

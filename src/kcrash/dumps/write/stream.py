@@ -17,7 +17,8 @@ Crash safety: the file is written under a temporary name and renamed when done
 (``DUMP_DH_COMPRESSED_INCOMPLETE`` / ELF ``e_flags`` ``DUMP_ELF_INCOMPLETE``) from the start and the
 mark is cleared in place only once every page is written. When the disk fills up, or the writer is
 interrupted, the pages written so far stay readable, later page descriptors read as lost, and the
-file is still renamed, flagged incomplete; :class:`WriteResult` says so.
+file is still renamed, flagged incomplete; :class:`WriteResult` says so. When the disk fills up
+before the headers are written, no file is left and ``OSError`` (``ENOSPC``) is raised.
 """
 
 from __future__ import annotations
@@ -232,13 +233,8 @@ def write_kdump_dump(path: Path, source: PageSource, ram: Bits, dumpable: Bits, 
     out = DumpOutput(path, flattened=flattened)
     comp = PageCompressor(codec, lay.bs, threads)
     writer = _KdumpWriter(out, source, meta, comp, lay)
+    _kdump_start(out, writer, header, sub, ram, dumpable)
     try:
-        out.write(0, header)
-        out.write(lay.bs, sub)
-        bm_off = (1 + lay.sub_hdr_size) * lay.bs
-        out.write(bm_off, _packbits(ram, lay.bitmap_len))
-        out.write(bm_off + lay.bitmap_len, _packbits(dumpable, lay.bitmap_len))
-        writer.start()
         _pump(writer, _chunks(dumpable), comp.threads, lay.num_dumpable, progress)
         done_header, _ = _kdump_headers(meta, lay, max_mapnr, status)
         out.patch(0, done_header)
@@ -250,6 +246,25 @@ def write_kdump_dump(path: Path, source: PageSource, ram: Bits, dumpable: Bits, 
         raise
     comp.close()
     return _result(out, lay.num_dumpable, writer.written, writer.zero_pages, writer.data_pos)
+
+
+def _kdump_start(out: DumpOutput, writer: _KdumpWriter, header: bytes, sub: bytes, ram: Bits,
+                 dumpable: Bits) -> None:
+    # Headers and bitmaps; a file without all of them is no dump, so a full disk here leaves none.
+    lay = writer.lay
+    bm_off = (1 + lay.sub_hdr_size) * lay.bs
+    try:
+        out.write(0, header)
+        out.write(lay.bs, sub)
+        out.write(bm_off, _packbits(ram, lay.bitmap_len))
+        out.write(bm_off + lay.bitmap_len, _packbits(dumpable, lay.bitmap_len))
+        writer.start()
+    except BaseException as exc:
+        writer.comp.close()
+        if isinstance(exc, OutputFull):
+            out.abandon()
+        out.discard()
+        raise
 
 
 def _pump(writer: _KdumpWriter, chunks: list[tuple[int, int]], threads: int, total: int,
@@ -333,6 +348,12 @@ def write_elf_dump(path: Path, source: PageSource, segments: Sequence[ElfSegment
     done_bytes = [0] * len(loads)
     try:
         out.write(0, head)
+    except BaseException as exc:
+        if isinstance(exc, OutputFull):
+            out.abandon()
+        out.discard()
+        raise
+    try:
         for i, ((paddr, _v, filesz, _m), offset) in enumerate(zip(loads, offsets, strict=True)):
             while done_bytes[i] < filesz:
                 n = min(_CHUNK_PAGES * bs, filesz - done_bytes[i])
