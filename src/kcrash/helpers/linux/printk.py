@@ -14,6 +14,7 @@ present is returned, the others are counted in :attr:`PrintkLog.missing`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -35,6 +36,8 @@ _COMMITTED, _FINALIZED = 1, 2
 _MAX_SIZE_BITS = 31
 _MAX_COUNT_BITS = _MAX_SIZE_BITS - 5
 _PAGE = 4096
+_MAX_STRUCT = 4096  # no printk struct (or member offset in one) is this large
+_WHOLE_READ = 16 << 20  # rings up to this size are read at once; larger ones page by page, on demand
 #: ``enum printk_info_flags``
 LOG_NEWLINE, LOG_CONT = 2, 8
 
@@ -104,6 +107,18 @@ def _layout(info: VmcoreInfo) -> _Layout:
         raise MissingDebugInfoError(f"VMCOREINFO lacks {exc.args[0]} (no lockless printk ring buffer)") from None
 
 
+def _checked(lay: _Layout) -> _Layout:
+    # Offsets and sizes come from VMCOREINFO (untrusted): each lies inside a small struct, so none
+    # may make us read (or allocate) beyond one page per struct.
+    for name in lay.__dataclass_fields__:
+        value = getattr(lay, name)
+        if value is not None and not 0 <= value < _MAX_STRUCT:
+            raise ValidationError(f"VMCOREINFO printk offset or size {name}={value} is impossible")
+    if lay.prb_desc == 0 or lay.printk_info == 0:
+        raise ValidationError("VMCOREINFO gives a zero SIZE(prb_desc) or SIZE(printk_info)")
+    return lay
+
+
 def _u(buf: bytes, off: int, size: int) -> int:
     return int.from_bytes(buf[off:off + size], "little")
 
@@ -136,7 +151,7 @@ def get_printk_log(mem: MemoryReader, info: VmcoreInfo) -> PrintkLog:
     prb_ptr = info.get_symbol_or_none("prb")
     if prb_ptr is None:
         raise MissingDebugInfoError("VMCOREINFO has no SYMBOL(prb) (kernel older than 5.10?)")
-    lay = _layout(info)
+    lay = _checked(_layout(info))
     rb = mem.read_u64(prb_ptr)
     head = mem.read(rb, max(lay.desc_ring, lay.text_ring) + 64)
     dr, tr = lay.desc_ring, lay.text_ring
@@ -167,38 +182,45 @@ class _Missing(Exception):
     """A record touches bytes the dump does not have."""
 
 
-@dataclass(frozen=True, slots=True)
 class _Sparse:
-    # A ring read page by page: unreadable pages are zeros, listed in ``holes`` (page indexes).
-    data: bytes
-    holes: frozenset[int]
-    base: int
+    # A ring of ``size`` bytes at ``base``: read whole when it can be, else page by page on demand
+    # (so a ring whose size the dump gives does not make us allocate that size); a record that
+    # touches an unreadable page raises _Missing.
+    __slots__ = ("_mem", "_pages", "_whole", "base", "size")
+
+    def __init__(self, mem: MemoryReader, address: int, size: int) -> None:
+        self._mem, self.base, self.size = mem, address, size
+        self._whole: bytes | None = None
+        self._pages: dict[int, bytes | None] = {}
+        if size <= _WHOLE_READ:
+            with contextlib.suppress(FaultError):
+                self._whole = mem.read(address, size)
 
     @classmethod
     def read(cls, mem: MemoryReader, address: int, size: int) -> _Sparse:
-        try:
-            return cls(mem.read(address, size), frozenset(), address)
-        except FaultError:
-            pass
-        parts: list[bytes] = []
-        holes: set[int] = set()
-        pos = address
-        while pos < address + size:
-            step = min(_PAGE - pos % _PAGE, address + size - pos)
-            try:
-                parts.append(mem.read(pos, step))
-            except FaultError:
-                parts.append(bytes(step))
-                holes.add(pos // _PAGE)
-            pos += step
-        return cls(b"".join(parts), frozenset(holes), address)
+        return cls(mem, address, size)
 
     def get(self, offset: int, size: int) -> bytes:
-        if self.holes:
-            first, last = (self.base + offset) // _PAGE, (self.base + offset + max(size, 1) - 1) // _PAGE
-            if any(page in self.holes for page in range(first, last + 1)):
+        if self._whole is not None:
+            return self._whole[offset:offset + size]
+        start, end = self.base + offset, self.base + min(offset + size, self.size)
+        parts: list[bytes] = []
+        for page in range(start // _PAGE, (max(end, start + 1) - 1) // _PAGE + 1):
+            data = self._page(page)
+            if data is None:
                 raise _Missing
-        return self.data[offset:offset + size]
+            lo = max(page * _PAGE, self.base)
+            parts.append(data[max(start - lo, 0):max(end - lo, 0)])
+        return b"".join(parts)
+
+    def _page(self, page: int) -> bytes | None:
+        if page not in self._pages:
+            lo, hi = max(page * _PAGE, self.base), min((page + 1) * _PAGE, self.base + self.size)
+            try:
+                self._pages[page] = self._mem.read(lo, hi - lo) if hi > lo else b""
+            except FaultError:
+                self._pages[page] = None
+        return self._pages[page]
 
 
 def _ids(tail_id: int, head_id: int, count: int) -> Iterator[int]:
