@@ -19,6 +19,7 @@ from kcrash.errors import GdbRemoteProtocolError
 __all__ = ["RegisterInfo", "TargetDescription", "number_registers", "parse_target_xml"]
 
 _XINCLUDE = ("{http://www.w3.org/2001/XInclude}include", "include")
+_MAX_BITSIZE = 1 << 16  # bits; the widest registers (SVE Z) have 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,8 @@ def _register(el: ET.Element, annex: str) -> RegisterInfo:
         raise GdbRemoteProtocolError(f"register {name!r} in {annex} has a bad bitsize/regnum") from None
     if not name or bitsize <= 0:
         raise GdbRemoteProtocolError(f"register without name or size in {annex}")
+    if bitsize > _MAX_BITSIZE:
+        raise GdbRemoteProtocolError(f"register {name!r} in {annex} has an impossible bitsize {bitsize}")
     return RegisterInfo(name, bitsize, regnum, el.get("type") or "int", el.get("group") or "")
 
 
