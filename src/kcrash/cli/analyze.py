@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kcrash.analysis import triage
-from kcrash.cli.common import cache_dir, echo_json, opened_target
+from kcrash.cli.common import cache_dir, echo_json, opened_target, run_user_code
+from kcrash.cli.params import Number
 from kcrash.errors import CliError, FaultError, MissingDebugInfoError, ValidationError
 from kcrash.helpers.linux.panic import panic_cpu_or_none
 from kcrash.metrics import phase
@@ -58,19 +59,12 @@ def sys_command(path: str, as_json: bool) -> None:
     render_system(info, make_console())
 
 
-def _parse_task(text: str) -> int:
-    try:
-        return int(text, 16) if text.lower().startswith("0x") or len(text) >= 12 else int(text)
-    except ValueError:
-        raise CliError(f"not a PID or task address: {text!r}", 2) from None
-
-
-def _backtraces(prog: Program, all_cpus: bool, target: str | None) -> tuple[TaskTrace, ...]:
+def _backtraces(prog: Program, all_cpus: bool, target: int | None) -> tuple[TaskTrace, ...]:
     if all_cpus:
         return triage.cpu_backtraces(prog)
     if target is None:
         return (triage.cpu_backtrace(prog, panic_cpu_or_none(prog) or 0),)
-    task = triage.task_by_pid_or_address_or_none(prog, _parse_task(target))
+    task = triage.task_by_pid_or_address_or_none(prog, target)
     if task is None:
         raise CliError(f"no task with pid {target}")
     return (triage.task_backtrace(prog, task),)
@@ -78,12 +72,12 @@ def _backtraces(prog: Program, all_cpus: bool, target: str | None) -> tuple[Task
 
 @click.command("bt")
 @_DUMP
-@click.argument("target", metavar="[PID|TASK]", required=False)
+@click.argument("target", metavar="[PID|TASK]", required=False, type=Number("pid_or_address"))
 @click.option("-a", "all_cpus", is_flag=True, help="The active task of every CPU.")
 @_DEBUGINFO
 @_FORCE
 @_JSON
-def bt_command(path: str, target: str | None, all_cpus: bool, debuginfo: tuple[str, ...], force: bool,
+def bt_command(path: str, target: int | None, all_cpus: bool, debuginfo: tuple[str, ...], force: bool,
                as_json: bool) -> None:
     """Backtrace of the panic task (default), a PID or task address, or every CPU (-a); with
     --debuginfo, each frame's file:line and inlined calls."""
@@ -291,7 +285,7 @@ def shell_command(path: str, command: str | None) -> None:
     with opened_target(path) as prog:
         namespace = shell_namespace(prog)
         if command is not None:
-            exec(compile(command, "<kcrash shell -c>", "exec"), namespace)  # the user's own code
+            run_user_code(command, namespace, "<kcrash shell -c>")
             return
         banner = (f"kcrash shell: {path}\n`prog` is the dump; helpers: for_each_task, task_state_to_char, "
                   "stack_trace, for_each_module, list_for_each_entry, per_cpu, triage ...")

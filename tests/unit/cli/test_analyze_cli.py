@@ -94,10 +94,19 @@ def test_bt_of_a_pid_or_task(dump: Path, capsys: pytest.CaptureFixture[str], tar
     assert [(e["task"]["pid"], len(e["trace"]["frames"])) for e in data] == [(42, 1)]
 
 
-@pytest.mark.parametrize(("target", "message"), [("7", "no task with pid 7"), ("zz", "not a PID or task address")])
+@pytest.mark.parametrize(("target", "message"), [("7", "no task with pid 7"),
+                                                 ("zz", "is neither a PID (decimal) nor a task address"),
+                                                 ("0xq", "is not an address"), ("12345678901234567", "is neither")])
 def test_bt_of_a_bad_target(dump: Path, capsys: pytest.CaptureFixture[str], target: str, message: str) -> None:
     code, out, err = _run(capsys, "bt", dump, target)
-    assert code != 0 and out == "" and err.count("\n") == 1 and message in err
+    assert code != 0 and out == "" and message in err and "Traceback" not in err
+
+
+def test_shell_error_shows_only_the_users_frames(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, "shell", dump, "-c", "def f():\n    return 1 / 0\nf()")
+    assert code == 1 and out == ""
+    assert err.splitlines()[-1] == "kcrash: error: ZeroDivisionError: division by zero"
+    assert "<kcrash shell -c>" in err and "kcrash/cli" not in err and "site-packages" not in err
 
 
 def test_ps(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
