@@ -233,23 +233,29 @@ async def _hmp(execute: Execute, command: str) -> str:
 
 async def _ram_backend(execute: Execute) -> tuple[str, Path]:
     memdevs = await execute("query-memdev", None)
-    for dev in memdevs:
-        name = dev.get("id")
-        if not name:
+    for dev in memdevs if isinstance(memdevs, list) else []:  # QMP replies are checked, not trusted
+        name = dev.get("id") if isinstance(dev, dict) else None
+        if not name or not isinstance(name, str):
             continue
-        with contextlib.suppress(Exception):
+        path = None
+        with contextlib.suppress(Exception):  # not a memory-backend-file: no mem-path property
             path = await execute("qom-get", {"path": f"/objects/{name}", "property": "mem-path"})
-            if not dev.get("share"):
-                raise LiveTargetError(f"memory backend {name} is not shared (add share=on): its file does "
-                                      "not show guest RAM")
-            return name, Path(path)
+        if not isinstance(path, str) or not path:
+            continue
+        if not dev.get("share"):
+            raise LiveTargetError(f"memory backend {name} is not shared (add share=on): its file does "
+                                  "not show guest RAM")
+        return name, Path(path)
     raise LiveTargetError("guest RAM is not a memory-backend-file: start QEMU with -object memory-backend-file,"
                           "id=ram0,size=SIZE,mem-path=FILE,share=on -machine memory-backend=ram0")
 
 
 async def capture_guest(execute: Execute) -> GuestCapture:
     """Stop the guest and capture its registers and RAM layout (the VM is left stopped)."""
-    status = (await execute("query-status", None))["status"]
+    reply = await execute("query-status", None)
+    status = reply.get("status") if isinstance(reply, dict) else None
+    if not isinstance(status, str):
+        raise LiveTargetError(f"unexpected QMP reply to query-status: {str(reply)[:80]}")
     was_running = status == "running"
     await execute("stop", None)
     backend, ram_file = await _ram_backend(execute)

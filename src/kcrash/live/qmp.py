@@ -29,6 +29,7 @@ from kcrash.errors import KcrashError, LiveTargetError
 __all__ = ["QmpClient"]
 
 JsonValue = dict[str, object] | list[object] | str | int | float | bool | None
+_MAX_LINE = 16 << 20  # one reply; the longest QEMU sends (HMP text of 'info mtree -f') is far shorter
 
 
 class QmpClient:
@@ -65,10 +66,12 @@ class QmpClient:
             if not chunk:
                 raise LiveTargetError(f"QMP at {self.address} closed the connection")
             self._buf += chunk
+            if len(self._buf) > _MAX_LINE and b"\n" not in chunk:  # the line so far had none
+                raise LiveTargetError(f"QMP at {self.address} sent a line longer than {_MAX_LINE} bytes")
         line, _, self._buf = self._buf.partition(b"\n")
         try:
             return cast(JsonValue, json.loads(line))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise LiveTargetError(f"QMP at {self.address} sent malformed JSON: {line[:80]!r}") from exc
 
     def execute(self, command: str, arguments: dict[str, object] | None = None) -> JsonValue:
