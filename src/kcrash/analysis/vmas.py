@@ -24,6 +24,8 @@ __all__ = ["mt_entries", "task_memory", "vma_backing", "vma_perms"]
 VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 0x1, 0x2, 0x4, 0x8
 _MAX_VMAS = 65536
 _MAX_DEPTH = 16
+#: budget of distinct maple nodes one walk reads (a tree of _MAX_VMAS entries needs far fewer)
+_MAX_NODES = 65536
 _KERNEL = 0xFFFF800000000000
 # include/linux/maple_tree.h: node entries end in 0b10 and carry the node type in bits 3-6;
 # maple_leaf_64 is 1, maple_range_64 2, maple_arange_64 3.
@@ -44,24 +46,34 @@ def _is_node(entry: int) -> bool:
 
 def mt_entries(prog: Program, root: int, *, limit: int = _MAX_VMAS) -> Iterator[int]:
     """The non-NULL leaf entries of a maple tree whose ``ma_root`` is ``root``, in index order.
+    The walk reads each node at most once and at most 65536 nodes, whatever the slots say.
 
-    :raises KcrashError: a node is unreadable, of an unknown type, or the tree is too deep/large.
+    :raises KcrashError: a node is unreadable, of an unknown type, reached twice (a slot shared by
+        two parents), or the tree is too deep/large.
     """
-    for count, entry in enumerate(_walk(prog, root, 0), 1):
+    for count, entry in enumerate(_walk(prog, root, 0, set()), 1):
         if count > limit:
             raise KcrashError(f"more than {limit} entries (corrupt tree?)")
         yield entry
 
 
-def _walk(prog: Program, entry: int, depth: int) -> Iterator[int]:
+def _walk(prog: Program, entry: int, depth: int, seen: set[int]) -> Iterator[int]:
+    # Bounded by the nodes read (``seen``, at most _MAX_NODES), not by entries yielded: slots that
+    # all point at one child would otherwise visit 16**16 nodes within _MAX_DEPTH levels.
     if not _is_node(entry):
         if entry >= _KERNEL:
             yield entry
         return
     if depth > _MAX_DEPTH:
         raise KcrashError(f"maple tree deeper than {_MAX_DEPTH} levels (corrupt tree?)")
+    address = entry & ~_NODE_MASK
+    if address in seen:
+        raise KcrashError(f"maple node {address:#x} reached twice after {len(seen)} nodes (corrupt tree?)")
+    if len(seen) >= _MAX_NODES:
+        raise KcrashError(f"more than {_MAX_NODES} maple nodes (corrupt tree?)")
+    seen.add(address)
     kind = (entry >> _TYPE_SHIFT) & _TYPE_MASK
-    node = prog.object("struct maple_node", entry & ~_NODE_MASK)
+    node = prog.object("struct maple_node", address)
     if kind == _ARANGE_64:
         slots = node.ma64.slot
     elif kind in (_LEAF_64, _RANGE_64):
@@ -70,8 +82,10 @@ def _walk(prog: Program, entry: int, depth: int) -> Iterator[int]:
         raise KcrashError(f"maple node {entry:#x} has unexpected type {kind}")
     for slot in slots:
         value = int(slot)
-        if value:
-            yield from (_walk(prog, value, depth + 1) if kind != _LEAF_64 else ([value] if value >= _KERNEL else []))
+        if value and kind != _LEAF_64:
+            yield from _walk(prog, value, depth + 1, seen)
+        elif value >= _KERNEL:
+            yield value
 
 
 def _vmas(prog: Program, mm: Object) -> Iterator[Object]:
