@@ -84,18 +84,29 @@ def _slab_cache(prog: Program, layouts: tuple[StructLayout, StructLayout], addre
     return model.SlabCache(name, cache.value("object_size"), objects, slabs, slabs * (_PAGE_SIZE << order))
 
 
+def _node_count(prog: Program, nodes: int) -> int:
+    # ``nodes`` (nr_node_ids, read from the dump) bounded by the length of ``kmem_cache.node[]``
+    # (MAX_NUMNODES, from the type): the kernel keeps nr_node_ids <= MAX_NUMNODES.
+    member, _ = prog.type("struct kmem_cache").member("node")
+    return max(1, min(nodes, member.type.strip_typedefs().length or 1))
+
+
 def slab_cache(prog: Program, cache: Object, nodes: int) -> model.SlabCache:
-    """The ``/proc/slabinfo`` counts of one ``struct kmem_cache *``."""
+    """The ``/proc/slabinfo`` counts of one ``struct kmem_cache *`` over its first ``nodes`` nodes
+    (at most the length of ``kmem_cache.node[]``)."""
+    nodes = _node_count(prog, nodes)
     return _slab_cache(prog, _layouts(prog, nodes), int(cache), nodes)
 
 
 def slab_caches(prog: Program) -> tuple[list[model.SlabCache], str | None]:
-    """Every slab cache on ``slab_caches``, and why the walk stopped early (None: it did not)."""
+    """Every slab cache on ``slab_caches``, and why the walk stopped early (None: it did not).
+    Each cache's nodes are the first ``nr_node_ids``, at most the length of ``kmem_cache.node[]``."""
     _declare(prog)
-    nodes = max(1, int(prog["nr_node_ids"]))
+    nr_node_ids = int(prog["nr_node_ids"])
     walk = list_for_each_entry("struct kmem_cache", prog["slab_caches"].address_of_(), "list", limit=_MAX_CACHES)
     out: list[model.SlabCache] = []
     try:
+        nodes = _node_count(prog, nr_node_ids)
         layouts = _layouts(prog, nodes)
         for cache in walk:
             out.append(_slab_cache(prog, layouts, int(cache), nodes))

@@ -1,11 +1,14 @@
 """The report's memory section on a synthetic kernel: /proc/slabinfo counts of every cache on
 ``slab_caches`` summed over the NUMA nodes (slab bytes from the order in ``oo``), the biggest caches
-first, /proc/meminfo totals from the vm stat arrays by enum item, and a cache whose node is
-unreadable ending the walk with the reason kept."""
+first, /proc/meminfo totals from the vm stat arrays by enum item, a cache whose node is
+unreadable ending the walk with the reason kept, and a corrupt ``nr_node_ids`` bounded by the
+length of ``kmem_cache.node[]``."""
 
 from __future__ import annotations
 
-from kcrash.analysis.memory_summary import memory_summary, slab_cache
+import time
+
+from kcrash.analysis.memory_summary import memory_summary, slab_cache, slab_caches
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.memory import MemoryReader, SegmentMap
 from kcrash.report.model import SlabCache
@@ -119,3 +122,17 @@ def test_an_unreadable_node_ends_the_walk_with_the_reason() -> None:
     summary = memory_summary(k.prog)
     assert [s.name for s in summary.top_slabs] == ["good"]
     assert summary.error is not None and f"{END + 0x1000 + 8:#x}" in summary.error
+
+
+def test_nr_node_ids_is_bounded_by_the_length_of_node() -> None:
+    # A corrupt nr_node_ids of 2**32 - 1 drove range() over the members read; kmem_cache.node[]
+    # has 2 entries, so 2 nodes are summed.
+    k = Kernel()
+    k.cache(b"kmalloc-64", 64, 0, [(3, 192), (1, 64)])
+    k.put(NR_NODE_IDS, (0xFFFFFFFF).to_bytes(4, "little"))
+    start = time.monotonic()
+    caches, truncated = slab_caches(k.prog)
+    assert time.monotonic() - start < 1
+    assert caches == [SlabCache("kmalloc-64", 64, 256, 4, 4 * 4096)] and truncated is None
+    one = Object(k.prog, k.prog.pointer_type("struct kmem_cache"), k.caches[0])
+    assert slab_cache(k.prog, one, 1 << 40) == SlabCache("kmalloc-64", 64, 256, 4, 4 * 4096)
