@@ -48,6 +48,8 @@ def walk_names(data: bytes, num: int, *, big: bool) -> tuple[list[int], int, boo
     """Positions of the ``num`` length prefixes, the end of the table and whether a prefix had bit 7
     set (``big``: such a prefix takes two bytes, ``(b0 & 0x7f) | b1 << 7``); None when the walk
     leaves ``data``."""
+    if num > len(data):  # every name takes at least its length byte: do not allocate for a bogus count
+        return None
     heads = [0] * num
     pos = 0
     high = False
@@ -72,7 +74,7 @@ def walk_names_by_markers(data: bytes, markers: npt.NDArray[np.int64], num: int,
     chunks are walked side by side, and each must end exactly where the next marker says, the last
     by ``limit``; None when one does not (or the markers do not fit ``num``)."""
     chunks = len(markers)
-    if chunks != (num + 255) // 256 or not chunks or int(markers[0]) != 0 or \
+    if num > len(data) or chunks != (num + 255) // 256 or not chunks or int(markers[0]) != 0 or \
             bool(np.any(markers[1:] <= markers[:-1])) or int(markers[-1]) >= limit:
         return None
     arr = np.frombuffer(data, dtype=np.uint8)

@@ -22,6 +22,7 @@ from kcrash.debuginfo.kallsyms_names import KallsymsNames, name_hash, walk_names
 from kcrash.dumps.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 from kcrash.errors import CorruptDumpError, KcrashError, MissingDebugInfoError
 from kcrash.memory import MemoryReader, SegmentMap
+from support.fuzzing import MEMORY_CAP, parse_or_kcrash_error, peak_allocation
 
 STEXT = 0xFFFFFFFF81000000
 TABLES = STEXT + 0x1200000
@@ -211,12 +212,27 @@ def test_fuzzed_tables_decode_or_raise_typed_errors(flips: list[tuple[int, int]]
     for pos, value in flips:
         buf[pos] = value
     image = KallsymsImage(_FUZZ_IMAGE.base, bytes(buf), _FUZZ_IMAGE.symbols)
-    try:
-        tables = decode_kallsyms(memory_with(image), vmcoreinfo_for(image))
-    except KcrashError:
+    tables = parse_or_kcrash_error(lambda: decode_kallsyms(memory_with(image), vmcoreinfo_for(image)))
+    if isinstance(tables, KcrashError):
         return
     assert len(tables.names) == len(tables.kinds) == len(tables.addresses)
     assert tables.names[tables.names.index("_stext")] == "_stext"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["kallsyms_names", "kallsyms_token_table", "kallsyms_token_index", "kallsyms_offsets",
+                        "kallsyms_markers"]), st.integers(0, 4096), st.binary(min_size=1, max_size=256))
+def test_random_table_bytes_decode_or_raise_typed_errors(table: str, offset: int, junk: bytes) -> None:
+    if table not in _FUZZ_IMAGE.symbols:
+        return
+    image = _patched(_FUZZ_IMAGE, table, offset, junk)
+    parse_or_kcrash_error(lambda: decode_kallsyms(memory_with(image), vmcoreinfo_for(image)))
+
+
+def test_absurd_counts_are_cheap() -> None:
+    for count in (1 << 24, (1 << 24) + 1, 2**32 - 1):
+        image = _patched(_FUZZ_IMAGE, "kallsyms_num_syms", 0, count.to_bytes(4, "little"))
+        assert peak_allocation(lambda i=image: decode_kallsyms(memory_with(i), vmcoreinfo_for(i))) < MEMORY_CAP
 
 
 def test_encoder_refuses_what_it_cannot_write() -> None:
