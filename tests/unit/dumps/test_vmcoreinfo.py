@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kcrash.dumps.vmcoreinfo import parse_vmcoreinfo
+from kcrash.dumps.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
+from support.fuzzing import MEMORY_CAP, parse_or_kcrash_error, peak_allocation
 
 REAL = """OSRELEASE=6.1.0-56-amd64
 BUILD-ID=eb4fbcd037e7253717950bf2b93bd5566f47c56f
@@ -59,3 +60,26 @@ def test_missing_keys_raise_lookup_error() -> None:
 @given(st.binary(max_size=2000))
 def test_never_raises(data: bytes) -> None:
     parse_vmcoreinfo(data)
+
+
+_KEYS = st.sampled_from(["SYMBOL(prb)", "SIZE(page)", "OFFSET(a.b)", "LENGTH(x)", "NUMBER(y)", "SRCFILE(z)",
+                         "PAGESIZE", "KERNELOFFSET", "CRASHTIME", "BUILD-ID", "OSRELEASE", "CONFIG_X", "SYMBOL(",
+                         "NUMBER()", "", "=", "\0"])
+_VALUES = st.one_of(st.text(max_size=12), st.sampled_from(["0x", "-0x1", "1_000", "  7 ", "9" * 5000, "f" * 5000,
+                                                           "0b101", "\u0661", "-"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_KEYS, _VALUES), max_size=20), st.booleans())
+def test_hostile_lines_parse_in_bounded_time(lines: list[tuple[str, str]], as_bytes: bool) -> None:
+    text = "".join(f"{k}={v}\n" for k, v in lines)
+    data: bytes | str = text.encode("utf-8", "surrogatepass") if as_bytes else text
+    info = parse_or_kcrash_error(lambda: parse_vmcoreinfo(data))
+    assert isinstance(info, VmcoreInfo)
+    for prop in (info.page_size, info.kerneloffset, info.crashtime, info.osrelease, info.build_id):
+        assert prop is None or isinstance(prop, (int, str))
+
+
+def test_a_huge_note_is_parsed_in_linear_memory() -> None:
+    data = b"NUMBER(x)=" + b"9" * (8 << 20) + b"\n" + b"A=1\n" * 100_000
+    assert peak_allocation(lambda: parse_vmcoreinfo(data)) < MEMORY_CAP
