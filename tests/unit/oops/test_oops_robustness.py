@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kcrash.oops import contains_crash, decode_log, iter_reports, parse, parse_all
+from support.fuzzing import parse_or_kcrash_error
 
 _PIECES = [
     "BUG: ", "WARNING: ", "INFO: ", "Kernel panic - not syncing: ", "general protection fault: 0000",
@@ -117,3 +118,11 @@ def test_hundred_megabyte_stream_in_bounded_memory() -> None:
         tracemalloc.stop()
     assert titles and set(titles) == {"BUG: unable to handle kernel NULL pointer dereference in kcrash_test_level2"}
     assert peak < 64 << 20
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(_PIECES), st.integers(1, 400)), max_size=4))
+def test_repeated_pieces_parse_in_bounded_time(runs: list[tuple[str, int]]) -> None:
+    # Long runs of one piece (no newline between them) are where a backtracking pattern would blow up.
+    log = "".join(piece * count for piece, count in runs)
+    parse_or_kcrash_error(lambda: (parse(log), parse_all(log), contains_crash(log)))
