@@ -203,7 +203,17 @@ def task_backtrace(prog: Program, task: Object) -> model.TaskTrace:
 
 def cpu_backtrace(prog: Program, cpu: int) -> model.TaskTrace:
     """``bt`` of the task running on ``cpu``, unwound from the CPU's dump registers."""
-    return model.TaskTrace(task_row(cpu_curr(prog, cpu), _running(prog)), crashed_trace(prog, cpu))
+    return model.TaskTrace(_cpu_task_row(prog, cpu), crashed_trace(prog, cpu))
+
+
+def _cpu_task_row(prog: Program, cpu: int) -> model.TaskRow:
+    # The task running on ``cpu``; when its per-CPU run queue or task_struct is missing from the
+    # dump, a row that says so (the CPU's registers still give the backtrace).
+    try:
+        return task_row(cpu_curr(prog, cpu), _running(prog))
+    except FaultError as exc:
+        return model.TaskRow(pid=-1, ppid=-1, tgid=-1, cpu=cpu, task=0, state="?",
+                             comm=f"(unreadable at {exc.address:#x})", active=True)
 
 
 def cpu_backtraces(prog: Program) -> tuple[model.TaskTrace, ...]:

@@ -118,14 +118,19 @@ class KdumpCompressed:
             raise
 
     def _looks_cut(self) -> bool:
-        # Page data is written in descriptor order, so a whole file holds the last written page;
-        # only a file that fails this cheap test gets its descriptors scanned.
+        # Page data is written in descriptor order, so a whole file holds the last page with data
+        # of its own (zero pages share pd_zero's); only a file that fails this test gets all its
+        # descriptors scanned. The backward walk reads as many chunks as there are trailing zero pages.
         if self._view.truncated or self._available < self._num_dumpable or self._bitmap_end < self.header.max_mapnr:
             return True
-        if not self._available:
-            return False
-        offset, size, _, _ = self._pd.unpack(self._desc_bytes(self._available - 1, 1))
-        return offset != 0 and not self._view.covers(offset, size)
+        end = self._available
+        while end > 0:
+            first = max(0, end - _DESC_CHUNK)
+            for offset, size, flags, _ in reversed(list(self._pd.iter_unpack(self._desc_bytes(first, end - first)))):
+                if offset != 0 and not (offset == self._data_start and flags == 0):
+                    return not self._view.covers(offset, size)
+            end = first
+        return False
 
     def _read_bitmaps(self) -> tuple[Bitmap, Bitmap]:
         # A cut flattened file may lack bitmap records: bits past the first hole are unknown, so the

@@ -59,13 +59,14 @@ class KernelUnwinder:
         vmlinux = vmlinux_orc_table(prog.memory, prog.symbol_address("__start_orc_unwind_ip"),
                                     prog.symbol_address("__stop_orc_unwind_ip"),
                                     prog.symbol_address("__start_orc_unwind"))
-        self.orc = OrcTables([vmlinux, *_module_tables(prog, vmlinux.format)])
+        modules, self.modules_complete = _module_tables(prog, vmlinux.format)
+        self.orc = OrcTables([vmlinux, *modules])
         self.thread_size = _thread_size(prog)
         # A CPU whose per-CPU area is missing from the dump has no known IRQ/exception stacks and
         # no known running task; the others are unaffected.
         self.cpu_stacks = [s for cpu in range(self.num_cpus())
                            for s in _cpu_stacks_or_none(prog, cpu, self.thread_size)]
-        self.text = _text_ranges(prog, self.orc)
+        self.text = _text_ranges(prog, self.orc, self.modules_complete)
         self._frame = _task_frame_layout(prog)
         self._ret_from_fork = _symbol_or_none(prog, "ret_from_fork_asm") or _symbol_or_none(prog, "ret_from_fork")
         self._running = {curr: cpu for cpu in range(self.num_cpus()) if (curr := _cpu_curr_or_none(prog, cpu))}
@@ -91,9 +92,22 @@ class KernelUnwinder:
         return Registers.from_mapping(prstatus.registers)
 
     def unwind_cpu(self, cpu: int, *, scan: bool = False) -> Trace:
-        """Unwind CPU ``cpu`` from its registers (its current task's stack included)."""
-        current = per_cpu(self.prog, "runqueues", cpu).curr
-        return unwind(self.cpu_registers(cpu), self.context(self.task_stack(current)), scan=scan)
+        """Unwind CPU ``cpu`` from its registers (its current task's stack included; when the run
+        queue or the task is missing from the dump, the THREAD_SIZE-aligned stack around ``rsp``)."""
+        regs = self.cpu_registers(cpu)
+        try:
+            stack: StackRange | None = self.task_stack(per_cpu(self.prog, "runqueues", cpu).curr)
+        except FaultError:
+            sp = regs.get_or_none("rsp")
+            stack = self._stack_around(sp) if sp is not None else None
+        return unwind(regs, self.context(stack), scan=scan)
+
+    def _stack_around(self, sp: int) -> StackRange | None:
+        # Task stacks are THREAD_SIZE long and THREAD_SIZE aligned (THREAD_ALIGN, kernel/fork.c).
+        if any(s.lo <= sp < s.hi for s in self.cpu_stacks):
+            return None
+        base = sp & ~(self.thread_size - 1)
+        return StackRange(base, base + self.thread_size, "running task (around sp)")
 
     def task_stack(self, task: Object) -> StackRange:
         """Return ``[task->stack, task->stack + THREAD_SIZE)``."""
@@ -143,22 +157,22 @@ def _symbol_or_none(prog: Program, name: str) -> int | None:
         return None
 
 
-def _iter_modules(prog: Program) -> Iterator[Object]:
-    yield from list_for_each_entry("struct module", prog["modules"].address_of_(), "list", limit=10_000)
-
-
-def _module_tables(prog: Program, fmt: str) -> Iterator[OrcTable]:
-    # A module whose struct module or tables are missing from the dump is unwound without ORC.
-    for mod in _iter_modules(prog):
+def _module_tables(prog: Program, fmt: str) -> tuple[list[OrcTable], bool]:
+    # The ORC table of every module, and whether every module could be read: one whose struct
+    # module or tables are missing from the dump (or a broken list) is unwound without ORC.
+    walk = list_for_each_entry("struct module", prog["modules"].address_of_(), "list", limit=10_000)
+    tables, complete = [], True
+    for mod in walk:
         try:
             arch = mod.arch
             num = int(arch.num_orcs)
             if num:
                 name = mod.name.string_().decode(errors="replace")
-                yield OrcTable.from_memory(prog.memory, int(arch.orc_unwind_ip), int(arch.orc_unwind), num,
-                                           fmt=fmt, name=name)
+                tables.append(OrcTable.from_memory(prog.memory, int(arch.orc_unwind_ip), int(arch.orc_unwind), num,
+                                                   fmt=fmt, name=name))
         except FaultError:
-            continue
+            complete = False
+    return tables, complete and walk.truncated is None
 
 
 def _thread_size(prog: Program) -> int:
@@ -176,6 +190,11 @@ def _hardirq_stack_ptr(prog: Program, cpu: int) -> int:
         return int(per_cpu(prog, "pcpu_hot", cpu).hardirq_stack_ptr)
     except (SymbolNotFoundError, TypeLookupError):
         return int(per_cpu(prog, "hardirq_stack_ptr", cpu))
+
+
+_START_KERNEL_MAP = 0xFFFFFFFF80000000
+_KERNEL_IMAGE_SIZE_KASLR = 1 << 30
+_MODULES_END = 0xFFFFFFFFFF000000
 
 
 def _cpu_stacks_or_none(prog: Program, cpu: int, thread_size: int) -> list[StackRange]:
@@ -211,14 +230,25 @@ def _exception_stacks(ces: Object, cpu: int) -> Iterator[StackRange]:
             yield StackRange(lo, lo + member.type.sizeof(), f"{member.name.removesuffix('_stack')} {cpu}")
 
 
-def _text_ranges(prog: Program, orc: OrcTables) -> list[tuple[int, int]]:
+def _text_ranges(prog: Program, orc: OrcTables, modules_complete: bool) -> list[tuple[int, int]]:
     text = [(prog.symbol_address("_stext"), prog.symbol_address("_etext"))]
     init = _symbol_or_none(prog, "_sinittext"), _symbol_or_none(prog, "_einittext")
     if init[0] is not None and init[1] is not None:
         text.append((init[0], init[1]))
-    # module text: what each module's ORC table covers (objtool covers every text section)
+    # module text: what each module's ORC table covers (objtool covers every text section); when
+    # some module could not be read, the whole module area, so the stack scan still finds its frames
     text.extend((table.start, table.end + 1) for table in orc.tables if table.name != "vmlinux")
+    if not modules_complete:
+        text.append(_module_area(prog))
     return text
+
+
+def _module_area(prog: Program) -> tuple[int, int]:
+    # [MODULES_VADDR, MODULES_END): right after the kernel image mapping, which is KERNEL_IMAGE_SIZE
+    # long (arch/x86/include/asm/pgtable_64_types.h); VMCOREINFO has it since v4.19, else the KASLR 1 GiB.
+    info = prog.vmcoreinfo
+    size = info.get_number_or_none("KERNEL_IMAGE_SIZE") if info is not None else None
+    return _START_KERNEL_MAP + (size or _KERNEL_IMAGE_SIZE_KASLR), _MODULES_END
 
 
 def _task_frame_layout(prog: Program) -> _TaskFrameLayout:
