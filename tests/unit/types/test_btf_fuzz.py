@@ -9,12 +9,29 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import build_types
 from kcrash.errors import KcrashError
 from kcrash.types.btf import Btf
+from kcrash.types.btf_write import BtfWriter
 from support.fuzzing import MEMORY_CAP, parse_or_kcrash_error, peak_allocation
 
-_BLOB = build_types()[0].to_bytes()
+
+def _blob() -> bytes:
+    # A few of every kind (the suite's richer set is in conftest.build_types; this one stands alone).
+    w = BtfWriter()
+    i32, u64, char = w.add_int("int", 4, signed=True), w.add_int("long unsigned int", 8), w.add_int("char", 1)
+    lh = w.next_id + 1
+    lh_ptr = w.add_ptr(lh)
+    w.add_struct("list_head", 16, [("next", lh_ptr, 0, 0), ("prev", lh_ptr, 64, 0)])
+    w.add_enum("color", 4, [("RED", 0), ("BLUE", -1)], signed=True)
+    name = w.add_array(char, 16, i32)
+    w.add_struct("item", 40, [("id", w.add_typedef("u32", i32), 0, 0), ("name", name, 32, 0),
+                              ("node", lh, 160, 0), ("flags", u64, 288, 3)])
+    w.add_fwd("opaque")
+    w.add_qualifier("CONST", char)
+    return w.to_bytes()
+
+
+_BLOB = _blob()
 _U32 = st.one_of(st.integers(0, 2**32 - 1), st.sampled_from([0, 3, 24, 2**31, 2**32 - 1, 2**32 - 4]))
 
 
