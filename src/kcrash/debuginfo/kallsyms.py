@@ -60,6 +60,7 @@ ADDRESS_ENCODINGS = ("absolute", "base-relative", "absolute-percpu", "place-rela
 _CACHE_KIND = "kallsyms"
 _CACHE_VERSION = 3
 _MAX_SYMS = 1 << 24
+#: budget of one read of kallsyms_names (a real table is a few MiB)
 _NAMES_CAP = 64 << 20
 _GIVE = "give a vmlinux or System.map"
 _U64 = np.uint64
@@ -148,9 +149,10 @@ class _Where:
 
     def names_bound(self, num: int) -> int:
         # The names table ends before the next kallsyms table above it (scripts/kallsyms emits
-        # them together); without one, assume at most 128 bytes a name.
+        # them together); without one, assume at most 128 bytes a name. Either way at most
+        # _NAMES_CAP: the addresses come from VMCOREINFO, not from the table's own size.
         above = [a for a in self.known if a > self.names]
-        return min(above) - self.names if above else min(num * 128, _NAMES_CAP)
+        return min(min(above) - self.names if above else num * 128, _NAMES_CAP)
 
 
 class _Reader:

@@ -356,3 +356,34 @@ def test_markers_walk_finds_the_prefixes_the_byte_walk_finds(count: int, long_na
         markers[-1] += 1
         assert walk_names_by_markers(data, markers, len(rows), big=True, limit=len(data)) is None
     assert walk_names_by_markers(data, markers[:1], len(rows) + 256, big=True, limit=len(data)) is None
+
+
+def test_a_table_far_above_the_names_reads_at_most_the_names_cap() -> None:
+    # VMCOREINFO names a kallsyms table 1 GiB above kallsyms_names (the token tables are moved below
+    # the image) in a dump readable up to the top of the address space: the names are read up to
+    # _NAMES_CAP, not up to that table.
+    image = encode(make_rows(long_name=False, percpu=True), "absolute-percpu")
+    token_table, token_index = image.symbols["kallsyms_token_table"], image.symbols["kallsyms_token_index"]
+    moved = image.data[token_table - image.base:]
+    low = image.base - 0x1000
+    data = moved + bytes(0x1000 - len(moved)) + image.data
+    sizes: list[int] = []
+
+    def read(address: int, size: int) -> bytes:
+        sizes.append(size)
+        if size > 4 * kallsyms._NAMES_CAP:  # the unbounded read would allocate GiBs here
+            raise AssertionError(f"read of {size:#x} bytes")
+        chunk = data[address - low:address - low + size]
+        return chunk + bytes(size - len(chunk))
+
+    segments = SegmentMap()
+    segments.add_segment(low, (1 << 64) - low, read, physical=False)
+    symbols = {**image.symbols, "kallsyms_token_table": low, "kallsyms_token_index": low + token_index - token_table,
+               "kallsyms_seqs_of_names": image.symbols["kallsyms_names"] + (1 << 30)}
+    lines = [f"SYMBOL(_stext)={STEXT:x}", *(f"SYMBOL({k})={v:x}" for k, v in symbols.items())]
+    info = parse_vmcoreinfo("\n".join(lines))
+    start = time.monotonic()
+    tables = decode_kallsyms(MemoryReader(segments), info)
+    assert time.monotonic() - start < 1
+    assert max(sizes) <= kallsyms._NAMES_CAP
+    assert len(tables.names) == len(make_rows(long_name=False, percpu=True)) and tables.stext == STEXT
