@@ -57,7 +57,7 @@ def module_symbols(mem: MemoryReader, symtab: int, num_symtab: int, strtab: int,
     if num_symtab == 0:
         return []
     syms = np.frombuffer(mem.read(symtab, num_symtab * Elf64_Sym.itemsize), dtype=Elf64_Sym)
-    strings = _read_strtab(mem, strtab, int(syms["st_name"].max()))
+    strings = _read_strtab(mem, strtab, int(syms["st_name"].max()), num_symtab)
     types = mem.read(typetab, num_symtab) if typetab is not None else None
     out = []
     for i, row in enumerate(syms.tolist()):
@@ -70,17 +70,22 @@ def module_symbols(mem: MemoryReader, symtab: int, num_symtab: int, strtab: int,
     return out
 
 
-def _read_strtab(mem: MemoryReader, strtab: int, last_offset: int) -> bytes:
-    # Up to the last name plus the longest name the kernel allows; less if memory ends sooner.
-    size = last_offset + _KSYM_NAME_LEN
+def _read_strtab(mem: MemoryReader, strtab: int, last_offset: int, num_symtab: int) -> bytes:
+    # Up to the last name plus the longest name the kernel allows, and never more than
+    # ``num_symtab`` names of KSYM_NAME_LEN bytes (a larger st_name is corrupt and _name says so,
+    # instead of a read of up to 4 GiB); less if memory ends sooner.
+    size = min(last_offset + _KSYM_NAME_LEN, num_symtab * _KSYM_NAME_LEN)
     try:
         return mem.read(strtab, size)
     except FaultError:  # memory ends part-way: read up to the end of the last name's page
-        page_end = (strtab + last_offset) // 4096 * 4096 + 4096
+        page_end = (strtab + min(last_offset, size)) // 4096 * 4096 + 4096
         return mem.read(strtab, page_end - strtab)
 
 
 def _name(strings: bytes, offset: int, module: str) -> str:
+    if offset >= len(strings):
+        raise CorruptDumpError(f"module {module}: symbol name at strtab+{offset:#x} is past the "
+                               f"{len(strings):#x} bytes of strtab read")
     end = strings.find(b"\0", offset)
     if end < 0:
         raise CorruptDumpError(f"module {module}: symbol name at strtab+{offset:#x} is not NUL-terminated")

@@ -1,6 +1,9 @@
-"""module_symbols: a module's in-memory Elf64_Sym table (mod->kallsyms) parsed from synthetic memory."""
+"""module_symbols: a module's in-memory Elf64_Sym table (mod->kallsyms) parsed from synthetic memory,
+with the strtab read bounded by num_symtab, not by a corrupt st_name."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -87,3 +90,26 @@ def test_empty_and_corrupt_tables() -> None:
     # strtab placed so that name 1 starts in the run of "y" bytes that ends with memory
     with pytest.raises(CorruptDumpError, match="not NUL-terminated"):
         module_symbols(unterminated, SYMTAB, 2, TYPETAB + 0xE00, "m")
+
+
+def test_a_huge_st_name_reads_at_most_ksym_name_len_per_symbol() -> None:
+    # st_name near 1 GiB in memory that reads up to the top of the address space: the strtab read
+    # is bounded by num_symtab names of KSYM_NAME_LEN (512) bytes, not by st_name (up to 4 GiB),
+    # and the name is refused.
+    rows = np.array([(0, 0, 0, 0, 0, 0), (0x3F000000, 0x12, 0, 1, BASE, 4)], dtype=Elf64_Sym).tobytes()
+    sizes: list[int] = []
+
+    def read(address: int, size: int) -> bytes:
+        sizes.append(size)
+        if size > 1 << 20:  # the unbounded read would allocate 4 GiB here
+            raise AssertionError(f"read of {size:#x} bytes")
+        chunk = rows[address - SYMTAB:address - SYMTAB + size] if address >= SYMTAB else b""
+        return chunk + bytes(size - len(chunk))
+
+    segments = SegmentMap()
+    segments.add_segment(SYMTAB, (1 << 64) - SYMTAB, read, physical=False)
+    start = time.monotonic()
+    with pytest.raises(CorruptDumpError, match=r"strtab\+0x3f000000 is past the 0x400 bytes"):
+        module_symbols(MemoryReader(segments), SYMTAB, 2, STRTAB, "m")
+    assert time.monotonic() - start < 1
+    assert max(sizes) <= 2 * 512
