@@ -8,8 +8,9 @@ objects are built on demand and cached by id. Lookups: by name and kind (:meth:`
 global variables that BTF describes (``VAR``, in practice per-CPU ones in DATASEC ``.data..percpu``)
 and enum constants. Split BTF (kernel modules) takes the vmlinux :class:`Btf` as ``base``: its type
 ids and string offsets continue after the base's. Input is untrusted: a bad header, truncated record,
-unknown kind, dangling id or offset raises :class:`~kcrash.errors.CorruptDumpError` with the offset
-in the blob. Little-endian BTF only; no line info or CO-RE relocations (``.BTF.ext``).
+unknown kind, dangling id or offset, or records built through one another more than 64 deep raises
+:class:`~kcrash.errors.CorruptDumpError` with the offset in the blob. Little-endian BTF only; no line
+info or CO-RE relocations (``.BTF.ext``).
 Name lookups compare one 64-bit key per record name (:func:`~kcrash.types.btf_index.string_keys`),
 then the candidates' bytes. With a cache directory and key (the kernel's build-id), the record
 offsets of a blob are kept under ``cache_dir/btf-index/`` and reused when the blob's CRC-32 and size
@@ -55,6 +56,9 @@ _LOOKUP_KINDS = {
     TypeKind.INT: (_K["INT"],), TypeKind.BOOL: (_K["INT"],), TypeKind.FLOAT: (_K["FLOAT"],),
 }
 _VOID = Type(TypeKind.VOID, type_id=0)
+#: how deep records may be built through one another (CONST/VOLATILE/RESTRICT/TYPE_TAG, FUNC, VAR
+#: resolve their target at once); real BTF nests a few, a corrupt chain of hundreds is refused
+_MAX_NESTING = 64
 # v3: record offsets only (v2 also kept a sorted string order)
 _CACHE_KIND, _CACHE_VERSION = "btf-index", 3
 
@@ -117,7 +121,8 @@ class Btf:
     # -- ids -> types ---------------------------------------------------------------------------
 
     def type_by_id(self, type_id: int) -> Type:
-        """Return the type with id ``type_id`` (0 = void)."""
+        """Return the type with id ``type_id`` (0 = void); CorruptDumpError for a cycle or for
+        records built through one another more than 64 deep (a chain of qualifiers)."""
         cached = self._cache.get(type_id)
         if cached is not None:
             return cached
@@ -127,6 +132,9 @@ class Btf:
             raise CorruptDumpError(f"BTF {self.name}: type id {type_id} out of range")
         if type_id in self._building:
             raise CorruptDumpError(f"BTF {self.name}: type id {type_id} refers to itself", self._file_offset(type_id))
+        if len(self._building) >= _MAX_NESTING:  # each level is a few Python frames: stop long before RecursionError
+            raise CorruptDumpError(f"BTF {self.name}: type id {type_id} is nested more than {_MAX_NESTING} deep",
+                                   self._file_offset(type_id))
         self._building.add(type_id)
         try:
             t = self._build(type_id)

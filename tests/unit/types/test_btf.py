@@ -363,3 +363,25 @@ def test_an_array_of_itself_has_no_size() -> None:
             t.is_complete()
     assert time.monotonic() - began < 1.0
     assert btf.type_by_id(nested[10]).sizeof() == 4 * 2 ** 11
+
+
+def test_a_long_chain_of_qualifiers_is_corrupt_not_a_recursion_error() -> None:
+    # Corrupt BTF: 500 CONST records, each qualifying the next (a qualifier resolves its target at
+    # once, so this recursed until RecursionError), and a VAR at the top of it. Nesting deeper than
+    # 64 is CorruptDumpError; a chain of 60 still builds.
+    w = BtfWriter()
+    i = w.add_int("int", 4, signed=True)
+    consts = [w.add_qualifier("CONST", i)]
+    for _ in range(499):
+        consts.append(w.add_qualifier("CONST", consts[-1]))
+    var = w.add_var("v", consts[-1])
+    short = w.add_qualifier("VOLATILE", consts[58])
+    btf = parse_btf(w.to_bytes())
+    began = time.monotonic()
+    for type_id in (consts[-1], var, consts[100]):
+        with pytest.raises(CorruptDumpError, match="nested more than 64 deep") as exc:
+            btf.type_by_id(type_id)
+        assert exc.value.offset is not None
+    assert time.monotonic() - began < 1.0
+    t = btf.type_by_id(short)
+    assert (t.kind, t.name, t.qualifiers) == (TypeKind.INT, "int", Qualifiers.CONST | Qualifiers.VOLATILE)
