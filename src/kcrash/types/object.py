@@ -88,12 +88,23 @@ class Object:
         if self.address_ is not None:
             return Object(self.prog_, t, address=self.address_ + total // 8, bit_offset=total % 8,
                           bit_field_size=bit_field_size)
-        assert self._buf is not None
         obj = Object.__new__(Object)
         for name, value in (("prog_", self.prog_), ("type_", t), ("address_", None), ("bit_offset_", total % 8),
-                            ("bit_field_size_", bit_field_size), ("_buf", self._buf[total // 8:])):
+                            ("bit_field_size_", bit_field_size), ("_buf", self._sub_buffer(t, total, bit_field_size))):
             object.__setattr__(obj, name, value)
         return obj
+
+    def _sub_buffer(self, t: Type, bits: int, bit_field_size: int) -> bytes:
+        # The bytes of a sub-object of a value, only as many as it spans, so that taking every
+        # element of an array copies the array once in all (the rest of the buffer each time was
+        # quadratic); a type without a size (a flexible array) keeps the rest of the buffer.
+        assert self._buf is not None
+        start = bits // 8
+        try:
+            size = (bits % 8 + (bit_field_size or t.sizeof() * 8) + 7) // 8
+        except TypeError:
+            return self._buf[start:]
+        return self._buf[start:start + size]
 
     # -- values ---------------------------------------------------------------------------------
 
@@ -146,11 +157,12 @@ class Object:
         return obj
 
     def string_(self, limit: int = _STRING_LIMIT) -> bytes:
-        """The C string of a char array (up to its length) or a char pointer (up to ``limit``)."""
+        """The C string of a char array or a char pointer, at most ``limit`` bytes (of an array,
+        at most its length; only that many bytes are read)."""
         t = self.type_.strip_typedefs()
         if t.kind is TypeKind.ARRAY:
-            data = self.to_bytes_() if t.length else b""
-            return data[:limit].split(b"\0", 1)[0]
+            data = self._bytes(min(self._storage_size(), limit)) if t.length else b""
+            return data.split(b"\0", 1)[0]
         if t.kind is TypeKind.POINTER:
             return _read_c_string(self.prog_, self._int(t), limit)
         raise ExpressionError(f"{self.type_.type_name()} is not a string (array or pointer)")

@@ -1,12 +1,16 @@
 """Program and Object on the synthetic kernel: variables, members, pointers, arrays, bitfields,
-casts, container_of, strings, per-CPU variables, faults."""
+casts, container_of, strings, per-CPU variables, faults; string_() and value arrays cost what is
+asked, not the array's whole length for each element."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
 from conftest import BASE, SIZE, Kernel
 from kcrash.errors import ExpressionError, FaultError, MissingDebugInfoError, SymbolNotFoundError, TypeLookupError
+from kcrash.memory import MemoryReader, SegmentMap
 from kcrash.types.model import TypeKind
 from kcrash.types.object import Object, cast, container_of, offsetof, reinterpret, sizeof
 from kcrash.types.percpu import per_cpu, per_cpu_offset, per_cpu_ptr
@@ -169,3 +173,41 @@ def test_types_by_c_name(kernel: Kernel) -> None:
     assert prog.type("void *").type.kind is TypeKind.VOID
     assert prog.type("struct list_head").sizeof() == 16
     assert prog.array_type("int", 3).sizeof() == 12
+
+
+def test_a_huge_char_array_reads_only_up_to_the_limit(kernel: Kernel) -> None:
+    # char[1 << 30] in memory that reads as far as asked: string_() reads at most ``limit`` bytes
+    # (it read the whole array before cutting).
+    sizes: list[int] = []
+
+    def read(address: int, size: int) -> bytes:
+        sizes.append(size)
+        if size > 1 << 20:  # the unbounded read would allocate 1 GiB here
+            raise AssertionError(f"read of {size:#x} bytes")
+        return b"A" * size
+
+    segments = SegmentMap()
+    segments.add_segment(BASE, 1 << 32, read, physical=False)
+    prog = Program(MemoryReader(segments), None, kernel.prog.btf)
+    huge = Object(prog, prog.array_type("char", 1 << 30), address=BASE)
+    start = time.monotonic()
+    assert huge.string_() == b"A" * 4096 and huge.string_(limit=10) == b"A" * 10
+    assert time.monotonic() - start < 1
+    assert max(sizes) <= 4096
+
+
+def test_the_elements_of_a_value_array_take_linear_time(kernel: Kernel) -> None:
+    # Each element of a value copy held the rest of the buffer: the 2048 rows of a char[2048][4096]
+    # value copied 8 GiB in all; now each holds its own 4096 bytes.
+    count, row = 2048, 4096
+    prog = kernel.prog
+    array = Object(prog, prog.array_type(prog.array_type("char", row), count),
+                   b"".join(f"row {i}".encode().ljust(row, b"\0") for i in range(count)))
+    start = time.monotonic()
+    rows = list(array)
+    assert rows[-1].string_() == b"row 2047" and array[1000].string_() == b"row 1000"
+    assert time.monotonic() - start < 1
+    assert all(len(r.to_bytes_()) == row for r in rows)
+    words = b"".join(i.to_bytes(8, "little") for i in range(1000))
+    numbers = Object(prog, prog.array_type("unsigned long", 1000), words)
+    assert numbers.value_() == list(range(1000))
