@@ -24,6 +24,8 @@ class FileView(Protocol):
 
     path: Path
     size: int
+    #: bytes the file really stores (a flattened file's rebuilt ``size`` may have holes)
+    stored: int
     #: the file is known to be cut short (a flattened file without its end record)
     truncated: bool
 
@@ -51,6 +53,7 @@ class PlainFile:
         self.path = path
         self._fd = os.open(path, os.O_RDONLY)
         self.size = os.fstat(self._fd).st_size
+        self.stored = self.size
         self.truncated = False  # a plain file cannot tell; its readers check offsets against size
 
     def pread(self, offset: int, n: int) -> bytes:

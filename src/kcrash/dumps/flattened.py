@@ -54,6 +54,8 @@ class FlatFile:
         #: size of the rebuilt file
         self.size = self._ends[-1] if self._ends else 0
         self.num_records = len(self._starts)
+        #: bytes of the rebuilt file that records hold
+        self.stored = sum(e - s for s, e in zip(self._starts, self._ends, strict=True))
 
     def _check_header(self) -> None:
         layout = flat_structs().makedumpfile_header

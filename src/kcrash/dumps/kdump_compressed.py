@@ -135,15 +135,20 @@ class KdumpCompressed:
     def _read_bitmaps(self) -> tuple[Bitmap, Bitmap]:
         # A cut flattened file may lack bitmap records: bits past the first hole are unknown, so the
         # dump ends there (a page above it is missing, never "excluded" or read through a wrong rank).
+        # Only the bytes max_mapnr needs are read, and never more than the file stores.
         h = self.header
         length = h.bitmap_len
-        kept = min(self._view.covered(h.bitmap_offset, length), self._view.covered(h.bitmap_offset + length, length))
-        if kept == 0 and length:
+        need = min(length, (h.max_mapnr + 7) // 8)
+        if 2 * need > self._view.stored:
+            raise CorruptDumpError(f"page bitmaps of {need} bytes each do not fit in the {self._view.stored} bytes "
+                                   "the file stores", h.bitmap_offset, str(self.path))
+        kept = min(self._view.covered(h.bitmap_offset, need), self._view.covered(h.bitmap_offset + length, need))
+        if kept == 0 and need:
             raise CorruptDumpError("the page bitmaps are missing (the file is cut short)", h.bitmap_offset,
                                    str(self.path))
         self._bitmap_end = min(kept * 8, h.max_mapnr)
-        raw = self._view.pread(h.bitmap_offset, 2 * length).ljust(2 * length, b"\0")
-        return Bitmap(raw[:length], h.max_mapnr), Bitmap(raw[length:], h.max_mapnr)
+        first, second = self._view.pread(h.bitmap_offset, kept), self._view.pread(h.bitmap_offset + length, kept)
+        return Bitmap(first, h.max_mapnr), Bitmap(second, h.max_mapnr)
 
     def close(self) -> None:
         """Close the file."""

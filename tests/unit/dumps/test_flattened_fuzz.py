@@ -66,3 +66,12 @@ def test_absurd_record_sizes_are_cheap() -> None:
     for offset, size in ((0, 2**62), (2**62, 2**62 - 1), (2**63 - 2, 1), (0, 2**40)):
         data = _HEADER + struct.pack(">qq", offset, size) + bytes(64) + struct.pack(">qq", -1, 0)
         assert peak_allocation(lambda d=data: _index_and_read(d, [(0, 4096), (2**40, 4096)])) < MEMORY_CAP
+
+
+def test_a_far_record_does_not_make_the_bitmaps_huge() -> None:
+    # One byte at rebuilt offset 2**50 makes the rebuilt file that long; an absurd bitmap_blocks then
+    # fits it on paper. The bitmaps are read only as far as max_mapnr needs and the file stores.
+    data = bytearray(original("flat")[0])
+    struct.pack_into("<I", data, 4096 + 16 + 436, 2**31 - 2)  # bitmap_blocks, in the first record
+    data = data[:-16] + struct.pack(">qq", 1 << 50, 1) + b"x" + data[-16:]
+    assert peak_allocation(lambda: read_everything(bytes(data))) < MEMORY_CAP
