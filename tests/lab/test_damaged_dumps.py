@@ -186,3 +186,36 @@ def test_crashed_backtrace_survives_with_its_stack(lab_crash: Callable[..., Path
             assert pcs == [f["pc"] for f in full["frames"]]
     else:
         assert trace["truncated"]
+
+
+@pytest.mark.parametrize(("kind", "kernel"), [("BUG", "6.12")])
+def test_report_without_usable_orc(lab_crash: Callable[..., Path], capsys: pytest.CaptureFixture[str],
+                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, kernel: str) -> None:
+    # The vmlinux ORC entries overwritten with noise (no layout fits): the report still exits 0, the
+    # backtrace is all guesses (unreliable) and says why.
+    import random
+
+    from kcrash.types.program import open_program
+
+    monkeypatch.setenv("KCRASH_CACHE", str(tmp_path / "cache"))
+    whole = lab_crash(kind, kernel) / "vmcore.elf"
+    prog = open_program(whole)
+    start = prog.symbol_address("__start_orc_unwind")
+    count = (prog.symbol_address("__stop_orc_unwind_ip") - prog.symbol_address("__start_orc_unwind_ip")) // 4
+    physical = prog.memory.translate(start)  # type: ignore[attr-defined]
+    load = next(p for p in prog.dump.loads() if p.p_paddr <= physical < p.p_paddr + p.p_filesz)  # type: ignore[union-attr]
+    prog.close()
+    data = bytearray(whole.read_bytes())
+    at = load.p_offset + physical - load.p_paddr
+    data[at:at + 6 * count] = random.Random(1).randbytes(6 * count)
+    damaged = tmp_path / "vmcore.elf"
+    damaged.write_bytes(data)
+    del data
+    code, out, _ = _run(capsys, "report", damaged, "--json")
+    assert code == 0
+    trace = json.loads(out)["backtrace"]
+    assert "no usable ORC table" in trace["truncated"] and "fits no known layout" in trace["truncated"]
+    assert trace["frames"] and not any(f["reliable"] for f in trace["frames"][1:])
+    # the guesses still include the function that crashed (the stack scan finds it)
+    lab = json.loads((whole.parent / "lab.json").read_text())
+    assert any(f["function"] == lab["crash_function"] for f in trace["frames"])

@@ -17,11 +17,12 @@ Symbolizing frames is the caller's business.
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from kcrash.errors import FaultError, MissingDebugInfoError, SymbolNotFoundError, TypeLookupError
+from kcrash.errors import CorruptDumpError, FaultError, MissingDebugInfoError, SymbolNotFoundError, TypeLookupError
 from kcrash.helpers.linux.list import list_for_each_entry
 from kcrash.memory.kernel import KernelMemory
 from kcrash.types.object import Object
@@ -56,11 +57,21 @@ class KernelUnwinder:
 
     def __init__(self, prog: Program) -> None:
         self.prog = prog
-        vmlinux = vmlinux_orc_table(prog.memory, prog.symbol_address("__start_orc_unwind_ip"),
-                                    prog.symbol_address("__stop_orc_unwind_ip"),
-                                    prog.symbol_address("__start_orc_unwind"))
-        modules, self.modules_complete = _module_tables(prog, vmlinux.format)
-        self.orc = OrcTables([vmlinux, *modules])
+        #: why there is no vmlinux ORC table (unknown layout, damaged, missing pages), or None
+        self.orc_error: str | None = None
+        try:
+            vmlinux = vmlinux_orc_table(prog.memory, prog.symbol_address("__start_orc_unwind_ip"),
+                                        prog.symbol_address("__stop_orc_unwind_ip"),
+                                        prog.symbol_address("__start_orc_unwind"))
+        except (CorruptDumpError, FaultError, SymbolNotFoundError) as exc:
+            # Without ORC every frame is the kernel's orc_fp_entry guess plus the stack scan,
+            # all unreliable; the traces say why.
+            self.orc_error = str(exc)
+            self.modules_complete = False
+            self.orc = OrcTables([])
+        else:
+            modules, self.modules_complete = _module_tables(prog, vmlinux.format)
+            self.orc = OrcTables([vmlinux, *modules])
         self.thread_size = _thread_size(prog)
         # A CPU whose per-CPU area is missing from the dump has no known IRQ/exception stacks and
         # no known running task; the others are unaffected.
@@ -146,8 +157,13 @@ def stack_trace(prog: Program, task_or_cpu: Object | int, *, scan: bool = False)
     """
     unwinder = kernel_unwinder(prog)
     if isinstance(task_or_cpu, int):
-        return unwinder.unwind_cpu(task_or_cpu, scan=scan)
-    return unwinder.unwind_task(task_or_cpu, scan=scan)
+        trace = unwinder.unwind_cpu(task_or_cpu, scan=scan or unwinder.orc_error is not None)
+    else:
+        trace = unwinder.unwind_task(task_or_cpu, scan=scan or unwinder.orc_error is not None)
+    if unwinder.orc_error is None:
+        return trace
+    why = f"no usable ORC table ({unwinder.orc_error}): frames are frame-pointer and stack-scan guesses"
+    return dataclasses.replace(trace, truncated=f"{trace.truncated}; {why}" if trace.truncated else why)
 
 
 def _symbol_or_none(prog: Program, name: str) -> int | None:
