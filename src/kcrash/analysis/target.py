@@ -29,14 +29,16 @@ _LOADED: weakref.WeakKeyDictionary[Program, tuple[tuple[ModuleDebugInfo, ...], s
     weakref.WeakKeyDictionary()
 
 
-def open_target(dump_paths: DumpPaths, cache_dir: Path | None = None, *, orc: bool = True) -> Program:
+def open_target(dump_paths: DumpPaths, cache_dir: Path | None = None, *, orc: bool = True,
+                symbol_file: Path | None = None, force: bool = False) -> Program:
     """Open dump files as a :class:`Program` with module symbols, module BTF and (``orc``) the ORC
     tables loaded. The caller closes it (``with open_target(...) as prog``).
 
     :param dump_paths: one dump file, or the parts of a split dump
     :param cache_dir: the kcrash cache directory (decoded kallsyms are kept there by build-id)
+    :param symbol_file: a System.map or vmlinux for the kernel's symbols (see :func:`open_program`)
     """
-    prog = open_program(dump_paths, cache_dir)
+    prog = open_program(dump_paths, cache_dir, symbol_file=symbol_file, force=force)
     try:
         load_modules(prog)
         if orc:

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kcrash.analysis import triage
-from kcrash.cli.common import cache_dir, echo_json, opened_target, run_user_code
+from kcrash.cli.common import (
+    cache_dir,
+    echo_json,
+    given_vmlinux,
+    opened_target,
+    run_user_code,
+    symbol_file_options,
+)
 from kcrash.cli.params import Number
 from kcrash.errors import CliError, FaultError, MissingDebugInfoError, ValidationError
 from kcrash.helpers.linux.panic import panic_cpu_or_none
@@ -46,6 +53,7 @@ _FORCE = click.option("--force", is_flag=True, help="Use a vmlinux even if its b
 
 @click.command("sys")
 @_DUMP
+@symbol_file_options
 @_JSON
 def sys_command(path: str, as_json: bool) -> None:
     """System facts at the crash: release, CPUs, uptime, time, panic CPU, taint."""
@@ -72,6 +80,7 @@ def _backtraces(prog: Program, all_cpus: bool, target: int | None) -> tuple[Task
 
 @click.command("bt")
 @_DUMP
+@symbol_file_options
 @click.argument("target", metavar="[PID|TASK]", required=False, type=Number("pid_or_address"))
 @click.option("-a", "all_cpus", is_flag=True, help="The active task of every CPU.")
 @_DEBUGINFO
@@ -112,6 +121,7 @@ def _with_sources(traces: tuple[Any, ...], symbolizer: KernelSymbolizer) -> tupl
 
 @click.command("ps")
 @_DUMP
+@symbol_file_options
 @_JSON
 def ps_command(path: str, as_json: bool) -> None:
     """Every task (all threads, idle tasks first) with its state letter; '>' marks running ones."""
@@ -152,6 +162,7 @@ def log_command(path: str, caller: bool, tail: int | None, as_json: bool) -> Non
 
 @click.command("mod")
 @_DUMP
+@symbol_file_options
 @_JSON
 def mod_command(path: str, as_json: bool) -> None:
     """Loaded modules: name, base, size, taints, and the symbols/BTF found in memory."""
@@ -217,16 +228,14 @@ def _render_text(report: Any, fmt: str) -> str:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE.")
 @click.option("--schema", is_flag=True, help="Print the JSON Schema of the JSON report and exit.")
 @click.option("--no-color", is_flag=True, help="Plain terminal output even on a terminal.")
-@click.option("--vmlinux", type=click.Path(exists=True, dir_okay=False),
-              help="vmlinux with DWARF: source lines and inlines in the backtrace.")
+@symbol_file_options
 @_DEBUGINFO
 @_FORCE
 @click.option("--source-dir", "source_dirs", multiple=True, type=click.Path(file_okay=False),
               help="Where to look for source files for snippets (repeatable).")
 @_JSON
 def report_command(path: str | None, log_lines: int, fmt: str, output: str | None, schema: bool, no_color: bool,
-                   vmlinux: str | None, debuginfo: tuple[str, ...], force: bool, source_dirs: tuple[str, ...],
-                   as_json: bool) -> None:
+                   debuginfo: tuple[str, ...], force: bool, source_dirs: tuple[str, ...], as_json: bool) -> None:
     """The crash report: verdict, crashing context, backtrace, disassembly, log, tasks, modules,
     memory, the crashing task's memory regions and the dump's metadata."""
     if schema:
@@ -238,7 +247,7 @@ def report_command(path: str | None, log_lines: int, fmt: str, output: str | Non
         raise CliError("missing argument DUMP (or --schema)", 2)
     try:
         with opened_target(path) as prog:
-            symbolizer = _symbolizer(prog, vmlinux, debuginfo, force)
+            symbolizer = _symbolizer(prog, given_vmlinux(), debuginfo, force)
             try:
                 with phase("triage"):
                     report = triage.build_report(prog, path, log_tail=log_lines, symbolizer=symbolizer,
@@ -279,6 +288,7 @@ def shell_namespace(prog: Program) -> dict[str, Any]:
 
 @click.command("shell")
 @_DUMP
+@symbol_file_options
 @click.option("-c", "command", help="Run this Python code instead of the interactive prompt.")
 def shell_command(path: str, command: str | None) -> None:
     """A Python REPL with `prog` (the dump as typed objects) and the helpers loaded."""

@@ -14,7 +14,7 @@ import linecache
 import os
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,7 @@ from kcrash.errors import CliError
 if TYPE_CHECKING:
     from kcrash.types.program import Program
 
-__all__ = ["cache_dir", "echo_json", "opened_target", "printed_dump_warnings", "run_user_code"]
+__all__ = ["cache_dir", "echo_json", "opened_target", "printed_dump_warnings", "run_user_code", "symbol_file_options"]
 
 
 def cache_dir() -> Path:
@@ -55,15 +55,52 @@ def printed_dump_warnings() -> Iterator[None]:
         click.echo(f"kcrash: warning: {w.message}", err=True)
 
 
+_SYMBOL_FILE = "kcrash.symbol_file"
+_VMLINUX = "kcrash.vmlinux"
+
+
+def symbol_file_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--vmlinux FILE`` and ``--system-map FILE`` to an analysis command: the kernel's symbols
+    from that file instead of the dump's kallsyms (kept in the click context for
+    :func:`opened_target`; a vmlinux also serves ``report``'s source lines)."""
+
+    def store(key: str) -> Callable[[click.Context, click.Parameter, str | None], None]:
+        def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+            if value:
+                ctx.meta[_SYMBOL_FILE] = Path(value)
+                if key == _VMLINUX:
+                    ctx.meta[_VMLINUX] = value
+        return callback
+
+    path = click.Path(exists=True, dir_okay=False)
+    command = click.option("--system-map", type=path, expose_value=False, callback=store(_SYMBOL_FILE),
+                           help="The kernel's System.map: symbols when the dump's kallsyms cannot be read.")(command)
+    return click.option("--vmlinux", type=path, expose_value=False, callback=store(_VMLINUX),
+                        help="The kernel's vmlinux (build-id checked): symbols, and DWARF where used.")(command)
+
+
+def given_symbol_file() -> Path | None:
+    """The ``--vmlinux``/``--system-map`` of the running command, if given."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(_SYMBOL_FILE) if ctx is not None else None
+
+
+def given_vmlinux() -> str | None:
+    """The ``--vmlinux`` of the running command, if given."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(_VMLINUX) if ctx is not None else None
+
+
 @contextmanager
 def opened_target(path: str, *, orc: bool = True) -> Iterator[Program]:
     """The dump at ``path`` as a ready program (symbols, types, modules; ``orc``: the unwinder's
-    tables), its warnings printed; closed afterwards."""
+    tables), its warnings printed; closed afterwards. Symbols come from ``--vmlinux``/``--system-map``
+    when the command was given one."""
     from kcrash.analysis.target import open_target
     from kcrash.metrics import phase
 
     with printed_dump_warnings(), phase("open"):
-        prog = open_target(path, cache_dir(), orc=orc)
+        prog = open_target(path, cache_dir(), orc=orc, symbol_file=given_symbol_file())
     try:
         yield prog
     finally:

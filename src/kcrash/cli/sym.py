@@ -14,11 +14,11 @@ from typing import Any
 
 import click
 
-from kcrash.analysis.target import open_target
-from kcrash.cli.common import cache_dir, echo_json
+from kcrash.cli.common import cache_dir, echo_json, given_symbol_file, opened_target, symbol_file_options
 from kcrash.cli.dump import opened_dump
 from kcrash.cli.params import AddressArg, Number, parse_number
 from kcrash.debuginfo.kallsyms import load_kallsyms
+from kcrash.debuginfo.symbol_files import load_symbol_file
 from kcrash.debuginfo.symbols import Symbol, SymbolTable
 from kcrash.errors import CliError, MissingDebugInfoError
 from kcrash.memory.kernel import open_kernel_memory
@@ -30,13 +30,16 @@ __all__ = ["commands", "lookup_query", "sym"]
 @click.argument("dump_path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
 @click.argument("queries", metavar="NAME[+OFF]|ADDR...", nargs=-1, required=True, type=Number("symbol"))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@symbol_file_options
 def sym(dump_path: str, queries: tuple[AddressArg, ...], as_json: bool) -> None:
     """Translate symbol names to addresses and addresses to symbol+offset (kallsyms, no vmlinux)."""
     table = _with_modules(dump_path)
     if table is None:
         with opened_dump((dump_path,)) as handle:
             memory = open_kernel_memory(handle)
-            table = load_kallsyms(memory, memory.vmcoreinfo, cache_dir())
+            symbol_file = given_symbol_file()
+            table = load_kallsyms(memory, memory.vmcoreinfo, cache_dir()) if symbol_file is None \
+                else load_symbol_file(symbol_file, memory.vmcoreinfo)
     results = [lookup_query(table, q) for q in queries]
     if as_json:
         echo_json(results)
@@ -52,7 +55,7 @@ def _with_modules(dump_path: str) -> SymbolTable | None:
     # With BTF, open_target adds every module's own symbols to vmlinux's kallsyms; without it
     # (MissingDebugInfoError), the caller falls back to vmlinux kallsyms alone.
     try:
-        with open_target(dump_path, cache_dir(), orc=False) as prog:
+        with opened_target(dump_path, orc=False) as prog:
             return prog.symbols if isinstance(prog.symbols, SymbolTable) else None
     except MissingDebugInfoError:
         return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import click
 
-from kcrash.cli.common import echo_json, opened_target
+from kcrash.cli.common import echo_json, opened_target, symbol_file_options
 from kcrash.cli.params import AddressArg, Number
 from kcrash.errors import CliError, TypeLookupError
 from kcrash.types.cexpr import evaluate
@@ -48,6 +48,7 @@ def _address(prog: Program, arg: AddressArg) -> int:
 
 
 @click.command("struct")
+@symbol_file_options
 @click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
 @click.argument("type_name", metavar="TYPE")
 @click.argument("address", metavar="ADDR|EXPR", required=False, type=Number("expression"))
@@ -79,6 +80,7 @@ def _show_object(obj: Object, as_json: bool) -> None:
 
 
 @click.command("p", short_help="Evaluate a C expression and print its value.")
+@symbol_file_options
 @click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
 @click.argument("expression", metavar="EXPR")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from kcrash.errors import MissingDebugInfoError, SymbolNotFoundError, TypeLookupError
+from kcrash.errors import FaultError, MissingDebugInfoError, SymbolNotFoundError, TypeLookupError
 from kcrash.types.btf import Btf, parse_btf
 from kcrash.types.declarations import KERNEL_DECLARATIONS, TypeSpec, parse_declarations, parse_type_spec
 from kcrash.types.model import Type, TypeKind, array_type, int_type, pointer_type
@@ -222,8 +222,14 @@ def read_vmlinux_btf(memory: MemoryReader, symbols: SymbolSource) -> bytes:
 
 
 def open_program(dump_paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-                 cache_dir: Path | None = None, *, zero_fill: bool = False) -> Program:
-    """Open dump files as a :class:`Program` with kallsyms symbols and in-memory BTF types."""
+                 cache_dir: Path | None = None, *, zero_fill: bool = False, symbol_file: Path | None = None,
+                 force: bool = False) -> Program:
+    """Open dump files as a :class:`Program` with kallsyms symbols and in-memory BTF types.
+
+    :param symbol_file: a System.map or vmlinux to take the kernel's symbols from instead of its
+        kallsyms (checked against the dump unless ``force``). Without it, a dump whose kallsyms cannot
+        be read falls back to one found in the usual places (:func:`find_symbol_file_or_none`).
+    """
     from kcrash.dumps import open_dump
     from kcrash.memory import open_kernel_memory
 
@@ -231,7 +237,7 @@ def open_program(dump_paths: str | os.PathLike[str] | Sequence[str | os.PathLike
     try:
         memory = open_kernel_memory(dump)
         info = dump.vmcoreinfo_or_none()
-        symbols = _load_symbols(memory, info, cache_dir)
+        symbols = _symbols(memory, info, cache_dir, symbol_file, force)
         btf = parse_btf(read_vmlinux_btf(memory, symbols), name="vmlinux", cache_dir=cache_dir,
                         cache_key=info.build_id if info is not None else None)
         prog = Program(memory, symbols, btf, vmcoreinfo=info)
@@ -241,6 +247,24 @@ def open_program(dump_paths: str | os.PathLike[str] | Sequence[str | os.PathLike
     prog.dump = dump
     prog._closers.append(dump.close)
     return prog
+
+
+def _symbols(memory: MemoryReader, info: VmcoreInfo | None, cache_dir: Path | None, symbol_file: Path | None,
+             force: bool) -> SymbolSource:
+    from kcrash.debuginfo.symbol_files import find_symbol_file_or_none, load_symbol_file
+
+    if symbol_file is not None:
+        return load_symbol_file(symbol_file, info, force=force)
+    try:
+        return _load_symbols(memory, info, cache_dir)
+    except (MissingDebugInfoError, FaultError) as exc:
+        found = find_symbol_file_or_none(info.osrelease if info is not None else None)
+        if found is None:
+            raise MissingDebugInfoError(f"{exc}; give --system-map or --vmlinux") from None
+        try:
+            return load_symbol_file(found, info)
+        except MissingDebugInfoError as refused:
+            raise MissingDebugInfoError(f"{exc}; and {refused}") from None
 
 
 def _load_symbols(memory: MemoryReader, info: VmcoreInfo | None, cache_dir: Path | None) -> SymbolSource:

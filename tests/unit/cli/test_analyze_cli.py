@@ -42,7 +42,7 @@ def dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.write_bytes(b"not really a dump")
     report = _report()
     _Prog.closed = False
-    monkeypatch.setattr("kcrash.analysis.target.open_target", lambda p, cache, orc=True: _Prog())
+    monkeypatch.setattr("kcrash.analysis.target.open_target", lambda p, cache, orc=True, **kw: _Prog())
     monkeypatch.setattr(analyze, "panic_cpu_or_none", lambda prog: 1)
     monkeypatch.setattr(triage, "system_info", lambda prog, p: report.system)
     monkeypatch.setattr(triage, "build_report", lambda prog, p, log_tail, **options: report)

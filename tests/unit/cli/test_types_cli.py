@@ -46,7 +46,7 @@ def _program() -> Program:
 def dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "vmcore"
     path.write_bytes(b"not really a dump")
-    monkeypatch.setattr("kcrash.analysis.target.open_target", lambda p, cache, orc=True: _program())
+    monkeypatch.setattr("kcrash.analysis.target.open_target", lambda p, cache, orc=True, **kw: _program())
     return path
 
 

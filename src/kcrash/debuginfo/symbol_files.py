@@ -1,0 +1,168 @@
+"""
+kcrash.debuginfo.symbol_files
+=============================
+
+Kernel symbols from files the user has, for dumps whose own kallsyms cannot be read (VMCOREINFO
+without the ``kallsyms_*`` lines, as before Linux 6.0; kallsyms pages missing or filtered): a
+``System.map`` (in every distribution's kernel image package, no debug package needed) or a
+vmlinux's ``.symtab``. Kernel-image addresses are moved by the dump's KASLR offset (VMCOREINFO
+``KERNELOFFSET``); the zero-based per-CPU symbols are not. Before the file is trusted it must agree
+with the dump: a vmlinux's build-id with VMCOREINFO ``BUILD-ID``, and every ``SYMBOL(name)`` VMCOREINFO
+lists that the file also has (at least one must be checked). :func:`find_symbol_file_or_none` looks
+for one in the usual places. This module does not read DWARF (see :mod:`kcrash.debuginfo.dwarf_index`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kcrash.debuginfo.elf_symtab import ElfSection, open_elf_image
+from kcrash.debuginfo.symbols import SymbolTable
+from kcrash.errors import CorruptDumpError, MissingDebugInfoError
+
+if TYPE_CHECKING:
+    from kcrash.dumps.vmcoreinfo import VmcoreInfo
+
+__all__ = ["find_symbol_file_or_none", "load_symbol_file"]
+
+#: ``__START_KERNEL_map``: kernel-image symbols lie above it and move with KASLR
+_START_KERNEL_MAP = 0xFFFFFFFF80000000
+_LINE = re.compile(rb"^([0-9a-fA-F]{1,16}) ([A-Za-z?]) (\S+)", re.MULTILINE)
+_MAX_MAP_BYTES = 256 << 20
+_MIN_SYMBOLS = 1000  # a kernel has tens of thousands; fewer is a stub or another file
+_SHN_UNDEF, _SHN_ABS = 0, 0xFFF1
+_STB_LOCAL = 0
+_SHF_WRITE, _SHF_EXECINSTR = 0x1, 0x4
+_SHT_NOBITS = 8
+_DEBUG_ROOT = Path("usr/lib/debug")
+
+
+def load_symbol_file(path: Path, vmcoreinfo: VmcoreInfo | None, *, force: bool = False) -> SymbolTable:
+    """The kernel symbols of ``path`` (a System.map or a vmlinux ELF file), at the dump's addresses.
+
+    :raises MissingDebugInfoError: the file does not belong to the dump (another build-id, symbols
+        that disagree with VMCOREINFO), unless ``force``; or it holds no symbols.
+    """
+    with open(path, "rb") as f:
+        is_elf = f.read(4) == b"\x7fELF"
+    names, addresses, kinds = _read_elf(path, vmcoreinfo, force) if is_elf else _read_map(path)
+    if len(names) < _MIN_SYMBOLS:
+        raise MissingDebugInfoError(f"{path}: {len(names)} symbol(s), not a kernel's symbol table (Debian's "
+                                    "image package ships a stub System.map; the real one is in the -dbg package)")
+    offset = (vmcoreinfo.kerneloffset or 0) if vmcoreinfo is not None else 0
+    moved = [a + offset if a >= _START_KERNEL_MAP else a for a in addresses]
+    if not force:
+        _check_against_vmcoreinfo(path, names, moved, vmcoreinfo)
+    order = sorted(range(len(names)), key=lambda i: moved[i])
+    return SymbolTable([names[i] for i in order], [moved[i] for i in order], [kinds[i] for i in order])
+
+
+def _read_map(path: Path) -> tuple[list[str], list[int], list[str]]:
+    if path.stat().st_size > _MAX_MAP_BYTES:
+        raise MissingDebugInfoError(f"{path}: {path.stat().st_size} bytes is too large for a System.map")
+    data = path.read_bytes()
+    names, addresses, kinds = [], [], []
+    for match in _LINE.finditer(data):
+        addresses.append(int(match.group(1), 16))
+        kinds.append(match.group(2).decode())
+        names.append(match.group(3).decode("utf-8", "replace"))
+    if data.strip() and not names:
+        raise MissingDebugInfoError(f"{path}: neither an ELF file nor a System.map ('ADDRESS TYPE NAME' lines)")
+    return names, addresses, kinds
+
+
+def _read_elf(path: Path, vmcoreinfo: VmcoreInfo | None, force: bool) -> tuple[list[str], list[int], list[str]]:
+    import numpy as np
+
+    try:
+        image = open_elf_image(path)
+    except CorruptDumpError as exc:
+        raise MissingDebugInfoError(f"{path}: {exc}") from None
+    try:
+        want = vmcoreinfo.build_id if vmcoreinfo is not None else None
+        found = image.build_id_or_none()
+        if want and found and found != want.lower() and not force:
+            raise MissingDebugInfoError(f"{path} is another build (build-id {found}, the dump's is {want})")
+        symtab = image.find_section_or_none(".symtab")
+        if symtab is None or symtab.sh_link >= len(image.sections):
+            return [], [], []
+        strtab = bytes(image.section_bytes(image.sections[symtab.sh_link]))
+        sym = np.dtype([("st_name", "<u4"), ("st_info", "u1"), ("st_other", "u1"), ("st_shndx", "<u2"),
+                        ("st_value", "<u8"), ("st_size", "<u8")])
+        # copied out of the mapping, which must have no views left when the image is closed
+        syms = np.frombuffer(bytes(image.section_bytes(symtab)), sym, symtab.sh_size // sym.itemsize)
+        sections = image.sections
+        names, addresses, kinds = [], [], []
+        for st_name, st_info, st_shndx, st_value in zip(syms["st_name"].tolist(), syms["st_info"].tolist(),
+                                                         syms["st_shndx"].tolist(), syms["st_value"].tolist(),
+                                                         strict=True):
+            if st_shndx == _SHN_UNDEF or st_info & 0xF in (3, 4) or st_name >= len(strtab):  # SECTION, FILE
+                continue
+            end = strtab.find(b"\0", st_name)
+            name = strtab[st_name:end if end >= 0 else len(strtab)].decode("utf-8", "replace")
+            if not name:
+                continue
+            letter = "A" if st_shndx == _SHN_ABS or st_shndx >= len(sections) else _letter(sections[st_shndx])
+            names.append(name)
+            addresses.append(st_value)
+            kinds.append(letter.lower() if st_info >> 4 == _STB_LOCAL else letter)
+        return names, addresses, kinds
+    finally:
+        image.close()
+
+
+def _letter(section: ElfSection) -> str:
+    # nm's letter for a symbol in ``section``
+    if section.sh_flags & _SHF_EXECINSTR:
+        return "T"
+    if section.sh_type == _SHT_NOBITS:
+        return "B"
+    return "D" if section.sh_flags & _SHF_WRITE else "R"
+
+
+def _check_against_vmcoreinfo(path: Path, names: Sequence[str], addresses: Sequence[int],
+                              vmcoreinfo: VmcoreInfo | None) -> None:
+    # Every kernel-image symbol VMCOREINFO names and the file has must sit at the same address (some
+    # SYMBOL() lines hold a pointer's value instead, e.g. mem_section with SPARSEMEM_EXTREME: skipped).
+    if vmcoreinfo is None:
+        raise MissingDebugInfoError(f"{path}: the dump has no VMCOREINFO to check the symbols against "
+                                    "(use --force to trust them)")
+    where = dict(zip(names, addresses, strict=True))
+    checked = 0
+    for name, address in vmcoreinfo.symbols.items():
+        if name in where and address >= _START_KERNEL_MAP:
+            if where[name] != address:
+                raise MissingDebugInfoError(
+                    f"{path} does not match the dump: {name} is at {where[name]:#x} in it, at {address:#x} "
+                    "in the dump's VMCOREINFO (another kernel build?)")
+            checked += 1
+    if not checked:
+        raise MissingDebugInfoError(f"{path}: none of the dump's VMCOREINFO symbols is in it, so it cannot be "
+                                    "checked against the dump (use --force to trust it)")
+
+
+def find_symbol_file_or_none(release: str | None, *, root: Path = Path("/")) -> Path | None:
+    """A vmlinux or System.map for kernel ``release`` in the usual places: the directories of
+    ``$KCRASH_DEBUGINFO_PATH`` (``:``-separated), ``/usr/lib/debug/boot``, ``/usr/lib/debug/lib/modules``,
+    ``/boot``. The caller checks it against the dump (:func:`load_symbol_file`)."""
+    for candidate in _candidates(release, root):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _candidates(release: str | None, root: Path) -> Iterator[Path]:
+    if not release:
+        return
+    dirs = [Path(d) for d in os.environ.get("KCRASH_DEBUGINFO_PATH", "").split(":") if d]
+    for d in dirs:
+        yield from (d / f"vmlinux-{release}", d / f"System.map-{release}", d / release / "vmlinux",
+                    d / release / "System.map")
+    yield root / _DEBUG_ROOT / "boot" / f"vmlinux-{release}"
+    yield root / _DEBUG_ROOT / "lib/modules" / release / "vmlinux"
+    yield root / "boot" / f"System.map-{release}"
+    yield root / "boot" / f"vmlinux-{release}"

@@ -1,0 +1,78 @@
+"""Kernel symbols from a System.map or a vmlinux the user gives: moved by the dump's KASLR offset, checked
+against VMCOREINFO (and the build-id), refused with one reason when they do not belong to the dump."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kcrash.debuginfo.symbol_files import find_symbol_file_or_none, load_symbol_file
+from kcrash.dumps.vmcoreinfo import parse_vmcoreinfo
+from kcrash.errors import MissingDebugInfoError
+
+LINK = 0xFFFFFFFF81000000
+OFFSET = 0x1E00000
+
+
+def _map(tmp: Path, stext: int = LINK, extra: int = 2000) -> Path:
+    lines = [f"{stext:016x} T _stext", f"{LINK + 0x1000:016x} D init_uts_ns", "0000000000000000 D __per_cpu_start",
+             "000000000001b000 D runqueues"]
+    lines += [f"{LINK + 0x10 * i + 0x2000:016x} t func_{i}" for i in range(extra)]
+    path = tmp / "System.map"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _info(offset: int = OFFSET) -> object:
+    return parse_vmcoreinfo(f"OSRELEASE=6.1.0-test\nKERNELOFFSET={offset:x}\nSYMBOL(_stext)={LINK + offset:x}\n"
+                            f"SYMBOL(init_uts_ns)={LINK + 0x1000 + offset:x}\n"
+                            "SYMBOL(mem_section)=ffff888003a00000\n")
+
+
+def test_system_map_symbols_move_by_the_kaslr_offset(tmp_path: Path) -> None:
+    table = load_symbol_file(_map(tmp_path), _info())  # type: ignore[arg-type]
+    assert table.address_of("_stext") == LINK + OFFSET
+    assert table.address_of("func_7") == LINK + 0x2070 + OFFSET
+    assert table.address_of("runqueues") == 0x1B000  # per-CPU symbols are not moved
+    symbol, offset = table.symbolize(LINK + OFFSET + 0x2075)
+    assert (symbol.name, offset) == ("func_7", 5)
+
+
+def test_a_map_of_another_build_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(MissingDebugInfoError, match="does not match the dump: _stext"):
+        load_symbol_file(_map(tmp_path, stext=LINK + 0x40), _info())  # type: ignore[arg-type]
+    table = load_symbol_file(_map(tmp_path, stext=LINK + 0x40), _info(), force=True)  # type: ignore[arg-type]
+    assert table.address_of("_stext") == LINK + 0x40 + OFFSET
+
+
+def test_a_stub_map_is_refused_with_the_reason(tmp_path: Path) -> None:
+    stub = tmp_path / "System.map-stub"
+    stub.write_text("ffffffffffffffff B The real System.map is in the linux-image-<version>-dbg package\n")
+    with pytest.raises(MissingDebugInfoError, match=r"1 symbol.*stub System\.map"):
+        load_symbol_file(stub, _info())  # type: ignore[arg-type]
+
+
+def test_nothing_to_check_against_is_refused(tmp_path: Path) -> None:
+    info = parse_vmcoreinfo("OSRELEASE=6.1.0-test\nSYMBOL(mem_section)=ffff888003a00000\n")
+    with pytest.raises(MissingDebugInfoError, match="cannot be checked"):
+        load_symbol_file(_map(tmp_path), info)
+
+
+def test_garbage_is_not_a_symbol_file(tmp_path: Path) -> None:
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\x00\x01garbage\n" * 100)
+    with pytest.raises(MissingDebugInfoError, match=r"neither an ELF file nor a System\.map"):
+        load_symbol_file(junk, _info())  # type: ignore[arg-type]
+
+
+def test_found_in_the_usual_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert find_symbol_file_or_none("6.1.0-test", root=tmp_path) is None
+    (tmp_path / "boot").mkdir()
+    (tmp_path / "boot" / "System.map-6.1.0-test").write_text("x")
+    assert find_symbol_file_or_none("6.1.0-test", root=tmp_path) == tmp_path / "boot" / "System.map-6.1.0-test"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "vmlinux-6.1.0-test").write_text("x")
+    monkeypatch.setenv("KCRASH_DEBUGINFO_PATH", str(mine))
+    assert find_symbol_file_or_none("6.1.0-test", root=tmp_path) == mine / "vmlinux-6.1.0-test"
