@@ -18,13 +18,16 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kcrash.debuginfo.elf_symtab import ElfSection, open_elf_image
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import CorruptDumpError, MissingDebugInfoError
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from kcrash.dumps.vmcoreinfo import VmcoreInfo
 
 __all__ = ["find_symbol_file_or_none", "load_symbol_file"]
@@ -53,12 +56,15 @@ def load_symbol_file(path: Path, vmcoreinfo: VmcoreInfo | None, *, force: bool =
     if len(names) < _MIN_SYMBOLS:
         raise MissingDebugInfoError(f"{path}: {len(names)} symbol(s), not a kernel's symbol table (Debian's "
                                     "image package ships a stub System.map; the real one is in the -dbg package)")
+    import numpy as np
+
     offset = (vmcoreinfo.kerneloffset or 0) if vmcoreinfo is not None else 0
-    moved = [a + offset if a >= _START_KERNEL_MAP else a for a in addresses]
+    raw = np.array(addresses, dtype=np.uint64)
+    moved = np.where(raw >= np.uint64(_START_KERNEL_MAP), raw + np.uint64(offset), raw)
     if not force:
-        _check_against_vmcoreinfo(path, names, moved, vmcoreinfo)
-    order = sorted(range(len(names)), key=lambda i: moved[i])
-    return SymbolTable([names[i] for i in order], [moved[i] for i in order], [kinds[i] for i in order])
+        _check_against_vmcoreinfo(path, names, moved.tolist(), vmcoreinfo)
+    order = np.argsort(moved, kind="stable").tolist()
+    return SymbolTable([names[i] for i in order], moved[order], [kinds[i] for i in order])
 
 
 def _read_map(path: Path) -> tuple[list[str], list[int], list[str]]:
@@ -95,24 +101,26 @@ def _read_elf(path: Path, vmcoreinfo: VmcoreInfo | None, force: bool) -> tuple[l
                         ("st_value", "<u8"), ("st_size", "<u8")])
         # copied out of the mapping, which must have no views left when the image is closed
         syms = np.frombuffer(bytes(image.section_bytes(symtab)), sym, symtab.sh_size // sym.itemsize)
-        sections = image.sections
-        names, addresses, kinds = [], [], []
-        for st_name, st_info, st_shndx, st_value in zip(syms["st_name"].tolist(), syms["st_info"].tolist(),
-                                                         syms["st_shndx"].tolist(), syms["st_value"].tolist(),
-                                                         strict=True):
-            if st_shndx == _SHN_UNDEF or st_info & 0xF in (3, 4) or st_name >= len(strtab):  # SECTION, FILE
-                continue
-            end = strtab.find(b"\0", st_name)
-            name = strtab[st_name:end if end >= 0 else len(strtab)].decode("utf-8", "replace")
-            if not name:
-                continue
-            letter = "A" if st_shndx == _SHN_ABS or st_shndx >= len(sections) else _letter(sections[st_shndx])
-            names.append(name)
-            addresses.append(st_value)
-            kinds.append(letter.lower() if st_info >> 4 == _STB_LOCAL else letter)
-        return names, addresses, kinds
+        letters = np.array([ord(_letter(section)) for section in image.sections] + [ord("A")], dtype=np.uint8)
+        return _columns(syms, strtab, letters)
     finally:
         image.close()
+
+
+def _columns(syms: npt.NDArray[Any], strtab: bytes,
+             letters: npt.NDArray[np.uint8]) -> tuple[list[str], list[int], list[str]]:
+    # Named symbols of a section or SHN_ABS (not SECTION/FILE entries), vectorized: 200k symbols.
+    import numpy as np
+
+    keep = (syms["st_shndx"] != _SHN_UNDEF) & ~np.isin(syms["st_info"] & 0xF, (3, 4)) & \
+        (syms["st_name"] > 0) & (syms["st_name"] < len(strtab))
+    syms = syms[keep]
+    shndx = np.minimum(syms["st_shndx"].astype(np.int64), len(letters) - 1)
+    kind = letters[shndx]
+    kind = np.where(syms["st_info"] >> 4 == _STB_LOCAL, kind | 0x20, kind).astype(np.uint8)  # lower case
+    text = strtab.decode("latin-1")  # one character per byte: offsets stay byte offsets
+    names = [text[o:text.find("\0", o)] for o in syms["st_name"].tolist()]
+    return names, syms["st_value"].tolist(), [chr(k) for k in kind.tolist()]
 
 
 def _letter(section: ElfSection) -> str:
