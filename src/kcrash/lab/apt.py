@@ -194,8 +194,7 @@ def _config_text(root: Path, arch: str, inherited: list[str]) -> str:
     }
     lines = [f"{key} {_quote(str(value))};" for key, value in d.items()]
     lines += [f"APT::Architecture {_quote(arch)};", f"APT::Architectures {{ {_quote(arch)}; }};",
-              'Acquire::Languages "none";', 'Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled "false";',
-              'Dir::Cache::pkgcache "";', 'Dir::Cache::srcpkgcache "";']
+              'Acquire::Languages "none";', 'Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled "false";']
     return "\n".join(lines + inherited) + "\n"
 
 

@@ -29,8 +29,9 @@ from typing import Any
 
 from kcrash.collect.convert import ConvertOptions
 from kcrash.collect.qemu import collect_qemu
-from kcrash.errors import LabTimeoutError
-from kcrash.lab.kinds import CrashKind, get_kind
+from kcrash.errors import LabError, LabTimeoutError
+from kcrash.lab.debian import get_flavour
+from kcrash.lab.kinds import CrashKind, get_kind, supported_kinds
 from kcrash.lab.kmod import MODULE_NAME
 from kcrash.lab.prepare import PreparedKernel, prepare_kernel
 from kcrash.lab.qemu import Vm, VmConfig, shm_ram_file
@@ -69,10 +70,20 @@ def kernel_cmdline(kind: CrashKind | None, kaslr: bool) -> str:
     return " ".join(parts)
 
 
+def _supported_kind(prepared: PreparedKernel, name: str) -> CrashKind:
+    kind = get_kind(name)
+    if prepared.module is None and kind.trigger == "module":
+        flavour = get_flavour(prepared.package.flavour)
+        raise LabError(f"{kind.name} needs the test module, which is not built for kernel {flavour.name} "
+                       f"({flavour.why}); it supports {', '.join(supported_kinds(False))}")
+    return kind
+
+
 def crash_key(prepared: PreparedKernel, opts: CrashOptions) -> str:
     """Content key of a crash run: lab format, kernel package, module source, initramfs and options."""
-    kind = get_kind(opts.kind)
-    text = "|".join([str(LAB_FORMAT), prepared.package.key, prepared.module.source_hash, prepared.initramfs.name,
+    kind = _supported_kind(prepared, opts.kind)
+    module_hash = prepared.module.source_hash if prepared.module else "no-module"
+    text = "|".join([str(LAB_FORMAT), prepared.package.key, module_hash, prepared.initramfs.name,
                      kind.name,
                      str(opts.kaslr), opts.mem, str(opts.smp)])
     return f"{kind.name.lower()}-{opts.kernel}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
@@ -169,6 +180,13 @@ async def _run_vm(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions,
                           "excluded": res.report.excluded, "remaining": res.report.remaining}}
 
 
+def _module_json(prepared: PreparedKernel) -> dict[str, Any] | None:
+    module = prepared.module
+    if module is None:
+        return None
+    return {"name": MODULE_NAME, "source_hash": module.source_hash, "btf": module.has_btf, "path": str(module.path)}
+
+
 def _lab_json(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions, run: dict[str, Any],
               out: Path, total: float) -> dict[str, Any]:
     console = (out / "console.log").read_text(errors="replace")
@@ -179,9 +197,8 @@ def _lab_json(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions, run
         "kaslr": opts.kaslr, "mem": opts.mem, "smp": opts.smp, "cmdline": kernel_cmdline(kind, opts.kaslr),
         "crash_function": kind.crash_function, "blocked_function": kind.blocked_function,
         "expected_panic_message": kind.panic_message,
-        "module": {"name": MODULE_NAME, "source_hash": prepared.module.source_hash,
-                   "btf": prepared.module.has_btf, "path": str(prepared.module.path)},
-        "planted": planted_facts(console), **_console_facts(console), **run,
+        "module": _module_json(prepared),
+        "planted": planted_facts(console) if prepared.module else {}, **_console_facts(console), **run,
     }
     info["timings"]["total_s"] = round(total, 2)
     info["files"] = {name: (out / name).stat().st_size for name in FILES[:3]}
@@ -189,10 +206,13 @@ def _lab_json(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions, run
 
 
 def run_crash(cache: Path, opts: CrashOptions, out: Path) -> dict[str, Any]:
-    """Boot, crash and dump one guest into ``out``; returns the ``lab.json`` content."""
-    kind = get_kind(opts.kind)
+    """Boot, crash and dump one guest into ``out``; returns the ``lab.json`` content.
+
+    ``lab.json``'s ``module`` is None on kernels the test module is not built for.
+    """
     start = time.monotonic()
     prepared = prepare_kernel(cache, opts.kernel)
+    kind = _supported_kind(prepared, opts.kind)
     out.mkdir(parents=True, exist_ok=True)
     for name in (*FILES, COLLECTED):
         (out / name).unlink(missing_ok=True)

@@ -4,7 +4,9 @@ kcrash.lab.initramfs
 
 Build the lab's busybox initramfs: ``/init`` (``init.sh``), a static busybox, and the modules
 the guest loads (``qemu_fw_cfg`` so ``-device vmcoreinfo`` works, ``pvpanic`` so a panic freezes
-the VM, and the test module). Packed as a gzip'd ``newc`` cpio (written here), cached by content hash.
+the VM, and the test module where it can be built). Modules are found wherever the unpacked tree
+keeps them and unpacked from whatever compression the kernel's packaging uses (none, xz, zstd, gzip).
+Packed as a gzip'd ``newc`` cpio (written here), cached by content hash.
 """
 
 from __future__ import annotations
@@ -13,16 +15,33 @@ import gzip
 import hashlib
 import lzma
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+import zstandard
 
 from kcrash.errors import LabError, LabToolMissingError
 
 __all__ = ["GUEST_MODULES", "build_initramfs", "find_module", "init_script", "newc_archive"]
 
 GUEST_MODULES = ("qemu_fw_cfg", "pvpanic", "pvpanic-mmio")
+# Kernels before the 2021 pvpanic split (5.10) have one pvpanic.ko (drivers/misc/pvpanic.ko) that
+# drives QEMU's ISA device itself; later ones need pvpanic-mmio.ko (drivers/misc/pvpanic/) for it.
+_OPTIONAL_MODULES = frozenset({"pvpanic-mmio"})
 _BUSYBOX = Path("/bin/busybox")
+
+
+def _zstd(data: bytes) -> bytes:
+    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+
+
+# Module file suffixes in the order tried, with how to get the plain ELF back (busybox insmod
+# wants plain ELF): MODULE_COMPRESS_NONE, _XZ (Debian 6.12), _ZSTD, _GZIP.
+_MODULE_SUFFIXES: dict[str, Callable[[bytes], bytes]] = {
+    ".ko": lambda data: data, ".ko.xz": lzma.decompress, ".ko.zst": _zstd, ".ko.gz": gzip.decompress,
+}
 
 
 def init_script() -> bytes:
@@ -31,18 +50,20 @@ def init_script() -> bytes:
 
 
 def find_module(modules_root: Path, name: str) -> Path:
-    """Path of ``name.ko`` or ``name.ko.xz`` under an unpacked ``lib/modules/RELEASE``."""
-    for pattern in (f"{name}.ko", f"{name}.ko.xz"):
-        found = sorted(modules_root.rglob(pattern))
+    """Path of ``name.ko`` (or ``.ko.xz``, ``.ko.zst``, ``.ko.gz``) anywhere under an unpacked
+    ``lib/modules/RELEASE``."""
+    for suffix in _MODULE_SUFFIXES:
+        found = sorted(modules_root.rglob(f"{name}{suffix}"))
         if found:
             return found[0]
     raise LabError(f"module {name} not found under {modules_root}")
 
 
 def _module_bytes(path: Path) -> bytes:
-    data = path.read_bytes()
-    # Debian 6.12 ships .ko.xz (MODULE_COMPRESS_XZ); busybox insmod wants plain ELF.
-    return lzma.decompress(data) if path.suffix == ".xz" else data
+    for suffix, decompress in _MODULE_SUFFIXES.items():
+        if path.name.endswith(suffix) and suffix != ".ko":
+            return decompress(path.read_bytes())
+    return path.read_bytes()
 
 
 def _busybox() -> Path:
@@ -51,16 +72,22 @@ def _busybox() -> Path:
     return _BUSYBOX
 
 
-def _contents(modules_root: Path, test_module: Path) -> dict[str, bytes]:
+def _contents(modules_root: Path, test_module: Path | None) -> dict[str, bytes]:
     files = {"init": init_script(), "bin/busybox": _busybox().read_bytes()}
     for name in GUEST_MODULES:
-        files[f"modules/{name}.ko"] = _module_bytes(find_module(modules_root, name))
-    files["modules/kcrash_test.ko"] = test_module.read_bytes()
+        try:
+            files[f"modules/{name}.ko"] = _module_bytes(find_module(modules_root, name))
+        except LabError:
+            if name not in _OPTIONAL_MODULES:
+                raise
+    if test_module is not None:
+        files["modules/kcrash_test.ko"] = test_module.read_bytes()
     return files
 
 
-def build_initramfs(cache: Path, modules_root: Path, test_module: Path) -> Path:
-    """Build (or reuse) the initramfs; returns the path of the ``.cpio.gz``."""
+def build_initramfs(cache: Path, modules_root: Path, test_module: Path | None) -> Path:
+    """Build (or reuse) the initramfs; returns the path of the ``.cpio.gz``. Without a
+    ``test_module`` the guest boots without it (only kinds that need no module work there)."""
     files = _contents(modules_root, test_module)
     digest = hashlib.sha256()
     for name, data in sorted(files.items()):

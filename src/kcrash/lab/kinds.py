@@ -5,7 +5,8 @@ kcrash.lab.kinds
 The table of crash kinds the lab can produce: how each is triggered (the test module, sysrq, the
 init process, memory pressure, an injected NMI), where the crash originates, and the panic
 message the kernel prints. A new kind is one row here plus its trigger in ``init.sh`` (and, for
-module kinds, in ``kmod/kcrash_test.c``).
+module kinds, in ``kmod/kcrash_test.c``). Kinds whose trigger is ``module`` need the test module;
+kernels that cannot build it (see :class:`kcrash.lab.debian.Flavour`) run the others only.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from kcrash.errors import LabError
 
-__all__ = ["KINDS", "CrashKind", "get_kind"]
+__all__ = ["KINDS", "CrashKind", "get_kind", "supported_kinds"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +62,9 @@ def get_kind(name: str) -> CrashKind:
     if key not in KINDS:
         raise LabError(f"unknown crash kind {name!r}; known kinds: {', '.join(KINDS)}")
     return KINDS[key]
+
+
+def supported_kinds(test_module: bool) -> tuple[str, ...]:
+    """Names of the kinds a kernel can crash with: all of them, or without the test module those
+    that need none (sysrq, init, oom, nmi triggers)."""
+    return tuple(name for name, kind in KINDS.items() if test_module or kind.trigger != "module")

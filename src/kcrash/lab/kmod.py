@@ -10,6 +10,7 @@ kernel release and source hash. The module's runtime behaviour is described in i
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ from pathlib import Path
 from kcrash.errors import LabError, LabToolMissingError
 from kcrash.lab.vmlinux import extract_vmlinux
 
-__all__ = ["MODULE_NAME", "BuiltModule", "build_module", "module_source_hash"]
+__all__ = ["MODULE_NAME", "BuiltModule", "build_module", "compiler_override", "module_source_hash"]
 
 MODULE_NAME = "kcrash_test"
 _SOURCES = ("kcrash_test.c", "Makefile")
+# The compiler modules are built with when the one a kernel was built with is not installed.
+_HOST_CC = "gcc-12"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +69,8 @@ def _has_section(path: Path, name: bytes) -> bool:
 
 def build_module(cache: Path, release: str, headers: Path, vmlinuz: Path) -> BuiltModule:
     """Build (or reuse) ``kcrash_test.ko`` for ``release`` against the unpacked ``headers``."""
-    if shutil.which("make") is None or shutil.which("gcc-12") is None:
-        raise LabToolMissingError("make/gcc-12", "make gcc-12")
+    if shutil.which("make") is None or shutil.which(_HOST_CC) is None:
+        raise LabToolMissingError(f"make/{_HOST_CC}", f"make {_HOST_CC}")
     source_hash = module_source_hash()
     out = cache / "kmod" / f"{release}-{source_hash}"
     ko = out / f"{MODULE_NAME}.ko"
@@ -77,13 +80,27 @@ def build_module(cache: Path, release: str, headers: Path, vmlinuz: Path) -> Bui
     return BuiltModule(ko, _has_section(ko, b".BTF"), source_hash)
 
 
+def compiler_override(headers: Path) -> list[str]:
+    """``make`` arguments that replace the compiler Debian's headers name (``.kernelvariables``:
+    ``CC = ... gcc-N``, the one the kernel was built with) by the host's when it is not installed
+    (Debian 11's gcc-10, unstable's newer gcc on a bookworm host). Empty when it is installed."""
+    try:
+        text = (headers / ".kernelvariables").read_text()
+    except OSError:
+        return []
+    match = re.search(r"^CC\s*=.*?\b(gcc-\d+)\b", text, re.M)
+    if match is None or shutil.which(match.group(1)) is not None:
+        return []
+    return [f"CC={_HOST_CC}"]
+
+
 def _compile(out: Path, headers: Path) -> None:
     work = out.with_name(out.name + ".build")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     for name, data in _source_bytes().items():
         (work / name).write_bytes(data)
-    cmd = ["make", "-C", str(headers), f"M={work}", "modules"]
+    cmd = ["make", "-C", str(headers), f"M={work}", "modules", *compiler_override(headers)]
     if not (headers / "tools" / "bpf" / "resolve_btfids" / "resolve_btfids").exists():
         cmd.append("RESOLVE_BTFIDS=true")  # the module uses no BTF ids; the tool is optional
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from kcrash.lab.crash import _console_facts, kernel_cmdline, planted_facts
+from pathlib import Path
+
+import pytest
+
+from kcrash.errors import LabError
+from kcrash.lab.crash import CrashOptions, _console_facts, crash_key, kernel_cmdline, planted_facts
+from kcrash.lab.debian import KernelPackage
 from kcrash.lab.kinds import get_kind
+from kcrash.lab.kmod import BuiltModule
+from kcrash.lab.prepare import PreparedKernel
 
 CONSOLE = """\
 [    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14+deb12u1))
@@ -35,3 +43,21 @@ def test_console_facts() -> None:
     facts = _console_facts(CONSOLE)
     assert facts == {"panic_line": "sysrq triggered crash", "panic_uptime_s": 1.685349,
                      "release_booted": "6.1.0-56-amd64"}
+
+
+def _prepared(flavour: str, module: bool) -> PreparedKernel:
+    pkg = KernelPackage(flavour, "linux-image-x", "1", "x")
+    built = BuiltModule(Path("/m.ko"), False, "abc") if module else None
+    return PreparedKernel(pkg, Path("/vmlinuz"), Path("/modules"), built, Path("/initrd-0123.cpio.gz"))
+
+
+def test_module_kinds_are_refused_where_the_module_is_not_built() -> None:
+    prepared = _prepared("7", module=False)
+    with pytest.raises(LabError, match=r"BUG needs the test module.*supports SYSRQ, INITEXIT, OOM, NMI"):
+        crash_key(prepared, CrashOptions("BUG", "7"))
+    assert crash_key(prepared, CrashOptions("SYSRQ", "7")).startswith("sysrq-7-")
+
+
+def test_crash_key_depends_on_whether_the_module_is_built() -> None:
+    opts = CrashOptions("SYSRQ", "6.1")
+    assert crash_key(_prepared("6.1", True), opts) != crash_key(_prepared("6.1", False), opts)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
+import lzma
 import shutil
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import zstandard
 
+from kcrash.errors import LabError
 from kcrash.lab import initramfs
 from kcrash.lab.initramfs import _entries, newc_archive
 
@@ -53,3 +58,43 @@ def test_find_module_finds_compressed_modules(tmp_path: Path) -> None:
     (tmp_path / "kernel" / "drivers").mkdir(parents=True)
     (tmp_path / "kernel" / "drivers" / "pvpanic.ko.xz").write_bytes(b"x")
     assert initramfs.find_module(tmp_path, "pvpanic").name == "pvpanic.ko.xz"
+
+
+@pytest.mark.parametrize(("suffix", "compress"), [
+    (".ko", lambda b: b), (".ko.xz", lzma.compress), (".ko.zst", lambda b: zstandard.ZstdCompressor().compress(b)),
+    (".ko.gz", gzip.compress)])
+def test_modules_are_unpacked_from_any_compression(tmp_path: Path, suffix: str,
+                                                   compress: Callable[[bytes], bytes]) -> None:
+    path = tmp_path / "kernel" / "drivers" / "misc" / f"pvpanic{suffix}"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(compress(b"\x7fELF module"))
+    found = initramfs.find_module(tmp_path, "pvpanic")
+    assert found == path
+    assert initramfs._module_bytes(found) == b"\x7fELF module"
+
+
+def _modules(root: Path, names: list[str]) -> None:
+    for name in names:
+        path = root / "kernel" / "drivers" / f"{name}.ko"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\x7fELF " + name.encode())
+
+
+def test_a_kernel_before_the_pvpanic_split_needs_no_pvpanic_mmio(tmp_path: Path) -> None:
+    _modules(tmp_path, ["qemu_fw_cfg", "pvpanic"])
+    files = initramfs._contents(tmp_path, None)
+    assert {"modules/qemu_fw_cfg.ko", "modules/pvpanic.ko"} <= set(files)
+    assert "modules/pvpanic-mmio.ko" not in files
+
+
+def test_without_a_test_module_the_guest_gets_none(tmp_path: Path) -> None:
+    _modules(tmp_path, ["qemu_fw_cfg", "pvpanic", "pvpanic-mmio"])
+    assert "modules/kcrash_test.ko" not in initramfs._contents(tmp_path, None)
+    (tmp_path / "t.ko").write_bytes(b"\x7fELF test")
+    assert initramfs._contents(tmp_path, tmp_path / "t.ko")["modules/kcrash_test.ko"] == b"\x7fELF test"
+
+
+def test_a_missing_required_module_is_an_error(tmp_path: Path) -> None:
+    _modules(tmp_path, ["qemu_fw_cfg", "pvpanic-mmio"])
+    with pytest.raises(LabError, match="module pvpanic not found"):
+        initramfs._contents(tmp_path, None)

@@ -8,7 +8,7 @@ from importlib import resources
 import pytest
 
 from kcrash.errors import LabError
-from kcrash.lab.kinds import KINDS, get_kind
+from kcrash.lab.kinds import KINDS, get_kind, supported_kinds
 
 
 def _module_kinds() -> set[str]:
@@ -42,3 +42,8 @@ def test_the_issue_list_of_kinds_is_covered() -> None:
     wanted = {"BUG", "NULL_READ", "NULL_WRITE", "WARNING", "PANIC", "DIVZERO", "STACK_OVERFLOW",
               "SOFTLOCKUP", "HUNG_ABBA", "SYSRQ", "INITEXIT", "OOM", "NMI"}
     assert wanted <= set(KINDS)
+
+
+def test_without_the_test_module_only_module_free_kinds_remain() -> None:
+    assert set(supported_kinds(False)) == {"SYSRQ", "INITEXIT", "OOM", "NMI"}
+    assert supported_kinds(True) == tuple(KINDS)
