@@ -286,9 +286,19 @@ def fetch_image(cache: Path, pkg: KernelPackage) -> KernelImage:
     found = _probe_image(root, pkg.release)
     if found is None:
         raise KernelPackageError(f"no vmlinuz-{pkg.release} and modules in {', '.join(d.name for d in debs)}")
+    _boot_link(found, pkg.release)
     for deb in debs:
         deb.unlink()
-    return found
+    return _probe_image(root, pkg.release) or found
+
+
+def _boot_link(image: KernelImage, release: str) -> None:
+    # An installed kernel is /boot/vmlinuz-RELEASE in every packaging (Debian 13+ links it there at
+    # install time); give the unpacked tree the same name for whoever looks there.
+    link = image.root / "boot" / f"vmlinuz-{release}"
+    if image.vmlinuz != link and not link.exists():
+        link.parent.mkdir(exist_ok=True)
+        link.symlink_to(os.path.relpath(image.vmlinuz, link.parent))
 
 
 def fetch_headers(cache: Path, pkg: KernelPackage) -> Path:

@@ -161,3 +161,17 @@ def test_makefile_kbuild_output_is_pointed_at_the_private_copy(tmp_path: Path) -
     debian._privatize_makefile(makefile, tmp_path)
     assert makefile.read_text() == (f"KBUILD_OUTPUT={tmp_path}/usr/src/linux-headers-7.2.13+deb14-amd64\n"
                                     f"include {tmp_path}/usr/src/linux-headers-7.2.13+deb14-common/Makefile\n")
+
+
+def test_split_packages_get_the_installed_boot_name(tmp_path: Path) -> None:
+    release = "7.2.13+deb14-amd64"
+    modules = tmp_path / "usr" / "lib" / "modules" / release
+    _touch(modules / "vmlinuz", b"bzImage")
+    _touch(modules / "kernel" / "drivers" / "firmware" / "qemu_fw_cfg.ko.xz")
+    image = debian._probe_image(tmp_path, release)
+    assert image is not None
+    debian._boot_link(image, release)
+    again = debian._probe_image(tmp_path, release)
+    assert again is not None and again.vmlinuz == tmp_path / "boot" / f"vmlinuz-{release}"
+    assert again.vmlinuz.read_bytes() == b"bzImage" and not os.readlink(again.vmlinuz).startswith("/")
+    debian._boot_link(again, release)  # idempotent
