@@ -62,7 +62,8 @@ _CACHE_VERSION = 3
 _MAX_SYMS = 1 << 24
 #: budget of one read of kallsyms_names (a real table is a few MiB)
 _NAMES_CAP = 64 << 20
-_GIVE = "give a vmlinux or System.map"
+_GIVE = "give --system-map or --vmlinux"
+_MAX_PLACEMENTS = 64  # candidate table placements tried (a real image has one or two)
 _U64 = np.uint64
 
 
@@ -90,8 +91,32 @@ def load_kallsyms(mem: MemoryReader, vmcoreinfo: VmcoreInfo | None, cache_dir: P
     :param vmcoreinfo: the dump's VMCOREINFO (None raises MissingDebugInfoError)
     :param cache_dir: the kcrash cache directory; names are cached under ``cache_dir/kallsyms/``
     """
-    tables = decode_kallsyms(mem, vmcoreinfo, cache_dir)
+    if vmcoreinfo is not None and vmcoreinfo.get_symbol_or_none("kallsyms_names") is None:
+        tables = _decode_found(mem, vmcoreinfo, cache_dir)
+    else:
+        tables = decode_kallsyms(mem, vmcoreinfo, cache_dir)
     return SymbolTable(tables.names, tables.addresses, tables.kinds, kernel_ranges=_kernel_ranges(tables))
+
+
+def _decode_found(mem: MemoryReader, vmcoreinfo: VmcoreInfo, cache_dir: Path | None) -> KallsymsTables:
+    # VMCOREINFO without the kallsyms lines (before v6.0): the tables recognised in the image by
+    # their structure (kcrash.debuginfo.kallsyms_finder), each placement validated by the decoder.
+    from kcrash.debuginfo.kallsyms_finder import find_kallsyms_candidates
+    from kcrash.dumps.vmcoreinfo import parse_vmcoreinfo
+
+    stext = vmcoreinfo.get_symbol_or_none("_stext")
+    if stext is None:
+        raise MissingDebugInfoError(f"VMCOREINFO has neither the kallsyms lines nor SYMBOL(_stext); {_GIVE}")
+    for tried, symbols in enumerate(find_kallsyms_candidates(mem, stext)):
+        if tried >= _MAX_PLACEMENTS:
+            break
+        lines = "".join(f"SYMBOL({name})={address:x}\n" for name, address in symbols.items())
+        try:
+            return decode_kallsyms(mem, parse_vmcoreinfo(vmcoreinfo.text.rstrip("\n") + "\n" + lines), cache_dir)
+        except (CorruptDumpError, MissingDebugInfoError):
+            continue
+    raise MissingDebugInfoError("VMCOREINFO has no SYMBOL(kallsyms_*) lines (kernel older than 6.0?) and no "
+                                f"kallsyms tables were recognised in the kernel image; {_GIVE}")
 
 
 def decode_kallsyms(mem: MemoryReader, vmcoreinfo: VmcoreInfo | None, cache_dir: Path | None = None) -> KallsymsTables:
