@@ -6,19 +6,25 @@ The report's facts about the dump file itself (:class:`~kcrash.report.model.Dump
 codecs, dump level, size on disk, when it was collected, completeness and page counts, from the
 format reader's header description. The collection time is the header's timestamp (kdump), else
 the kernel's ``CRASHTIME`` from VMCOREINFO, else the file's modification time (QEMU records
-neither); ``collected_from`` says which. Nothing here prints.
+neither); ``collected_from`` says which. :func:`debuginfo_sources` says how the symbols, types and
+unwind tables were found. Nothing here prints.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from kcrash.dumps import open_dump
 from kcrash.dumps.base import DumpFormat
+from kcrash.errors import KcrashError
 from kcrash.report import model
 
-__all__ = ["dump_metadata"]
+if TYPE_CHECKING:
+    from kcrash.types.program import Program
+
+__all__ = ["debuginfo_sources", "dump_metadata"]
 
 
 def dump_metadata(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
@@ -48,3 +54,32 @@ def _collected(timestamp: int | None, crashtime: int | None, path: str) -> tuple
     if crashtime:
         return crashtime, "vmcoreinfo"
     return int(os.stat(path).st_mtime), "file mtime"
+
+
+def debuginfo_sources(prog: Program) -> dict[str, str]:
+    """How the kernel's symbols, types and unwind tables of ``prog`` were found, one line each
+    (``symbols``, ``types``, ``unwind``), for ``dump info``."""
+    from kcrash.debuginfo.symbols import SymbolTable
+    from kcrash.helpers.linux.stack import kernel_unwinder
+
+    symbols = prog.symbols
+    facts = {"symbols": f"{symbols.source} ({symbols.num_symbols():,} symbols)"
+             if isinstance(symbols, SymbolTable) else "unknown"}
+    try:
+        start, stop = prog.symbol_address("__start_BTF"), prog.symbol_address("__stop_BTF")
+        facts["types"] = f"BTF in the kernel image, __start_BTF..__stop_BTF ({stop - start:,} bytes)"
+    except KcrashError as exc:
+        facts["types"] = f"unavailable: {exc}"
+    try:
+        unwinder = kernel_unwinder(prog)
+    except KcrashError as exc:
+        facts["unwind"] = f"unavailable: {exc}"
+        return facts
+    if unwinder.orc_error is not None:
+        facts["unwind"] = f"no usable ORC table ({unwinder.orc_error}): frame pointers and stack scan, unreliable"
+    else:
+        tables = unwinder.orc.tables
+        vmlinux = next(t for t in tables if t.name == "vmlinux")
+        facts["unwind"] = (f"ORC from __start_orc_unwind_ip ({len(vmlinux.ips):,} entries, {vmlinux.format} layout)"
+                           f", {len(tables) - 1} module table(s)")
+    return facts

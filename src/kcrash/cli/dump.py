@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,11 +24,11 @@ from typing import Any
 import click
 
 from kcrash.analysis.triage import dump_log
-from kcrash.cli.common import echo_json, printed_dump_warnings
+from kcrash.cli.common import cache_dir, echo_json, given_symbol_file, printed_dump_warnings, symbol_file_options
 from kcrash.collect.convert import FORMATS, ConvertOptions, ConvertResult, convert_dump
 from kcrash.dumps import DumpFormat, open_dump
 from kcrash.dumps.write.compress import CODECS
-from kcrash.errors import CliError
+from kcrash.errors import CliError, KcrashError
 from kcrash.helpers.linux.printk import format_dmesg
 from kcrash.memory.kernel import KernelMemory, find_panic_cpu_or_none, open_kernel_memory
 
@@ -53,14 +54,34 @@ def dump() -> None:
 @dump.command()
 @click.argument("paths", metavar="DUMP...", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@symbol_file_options
 def info(paths: tuple[str, ...], as_json: bool) -> None:
-    """Describe a dump (several files: one --split set)."""
+    """Describe a dump (several files: one --split set), and how its symbols, types and unwind tables
+    are found."""
     with opened_dump(paths) as handle:
         data = dump_info(handle)
+    data["debuginfo"] = _debuginfo(paths)
     if as_json:
         echo_json(data)
     else:
         _print_info(data)
+
+
+def _debuginfo(paths: tuple[str, ...]) -> dict[str, str]:
+    # How symbols, types and unwind tables are found (the dump's own, or --vmlinux/--system-map).
+    from kcrash.analysis.dumpinfo import debuginfo_sources
+    from kcrash.analysis.target import open_target
+
+    with warnings.catch_warnings():  # the dump's own warnings were printed once already
+        warnings.simplefilter("ignore")
+        try:
+            prog = open_target(list(paths), cache_dir(), orc=False, symbol_file=given_symbol_file())
+        except KcrashError as exc:
+            return {"symbols": f"unavailable: {exc}"}
+    try:
+        return debuginfo_sources(prog)
+    finally:
+        prog.close()
 
 
 def dump_info(handle: DumpFormat) -> dict[str, Any]:
@@ -118,6 +139,7 @@ def _print_info(data: dict[str, Any]) -> None:
         ("CPUs", f"{len(data['cpus'])} in notes, nr_cpus {data['nr_cpus']}"),
         ("panicked CPU", "unknown" if data["panic_cpu"] is None else str(data["panic_cpu"])),
     ]
+    lines += list(data.get("debuginfo", {}).items())
     for key, value in lines:
         click.echo(f"{key:>15}: {value}")
     for cpu in data["cpus"]:

@@ -92,13 +92,15 @@ def load_kallsyms(mem: MemoryReader, vmcoreinfo: VmcoreInfo | None, cache_dir: P
     :param cache_dir: the kcrash cache directory; names are cached under ``cache_dir/kallsyms/``
     """
     if vmcoreinfo is not None and vmcoreinfo.get_symbol_or_none("kallsyms_names") is None:
-        tables = _decode_found(mem, vmcoreinfo, cache_dir)
+        tables, names = _decode_found(mem, vmcoreinfo, cache_dir)
+        source = f"kallsyms, recognised in the kernel image (kallsyms_names at {names:#x})"
     else:
-        tables = decode_kallsyms(mem, vmcoreinfo, cache_dir)
-    return SymbolTable(tables.names, tables.addresses, tables.kinds, kernel_ranges=_kernel_ranges(tables))
+        tables, source = decode_kallsyms(mem, vmcoreinfo, cache_dir), "kallsyms, located by VMCOREINFO"
+    return SymbolTable(tables.names, tables.addresses, tables.kinds, kernel_ranges=_kernel_ranges(tables),
+                       source=f"{source}; {tables.address_encoding} addresses, {tables.length_encoding} lengths")
 
 
-def _decode_found(mem: MemoryReader, vmcoreinfo: VmcoreInfo, cache_dir: Path | None) -> KallsymsTables:
+def _decode_found(mem: MemoryReader, vmcoreinfo: VmcoreInfo, cache_dir: Path | None) -> tuple[KallsymsTables, int]:
     # VMCOREINFO without the kallsyms lines (before v6.0): the tables recognised in the image by
     # their structure (kcrash.debuginfo.kallsyms_finder), each placement validated by the decoder.
     from kcrash.debuginfo.kallsyms_finder import find_kallsyms_candidates
@@ -112,7 +114,8 @@ def _decode_found(mem: MemoryReader, vmcoreinfo: VmcoreInfo, cache_dir: Path | N
             break
         lines = "".join(f"SYMBOL({name})={address:x}\n" for name, address in symbols.items())
         try:
-            return decode_kallsyms(mem, parse_vmcoreinfo(vmcoreinfo.text.rstrip("\n") + "\n" + lines), cache_dir)
+            found = decode_kallsyms(mem, parse_vmcoreinfo(vmcoreinfo.text.rstrip("\n") + "\n" + lines), cache_dir)
+            return found, symbols["kallsyms_names"]
         except (CorruptDumpError, MissingDebugInfoError):
             continue
     raise MissingDebugInfoError("VMCOREINFO has no SYMBOL(kallsyms_*) lines (kernel older than 6.0?) and no "

@@ -64,7 +64,8 @@ def load_symbol_file(path: Path, vmcoreinfo: VmcoreInfo | None, *, force: bool =
     if not force:
         _check_against_vmcoreinfo(path, names, moved.tolist(), vmcoreinfo)
     order = np.argsort(moved, kind="stable").tolist()
-    return SymbolTable([names[i] for i in order], moved[order], [kinds[i] for i in order])
+    return SymbolTable([names[i] for i in order], moved[order], [kinds[i] for i in order],
+                       source=f"{'vmlinux' if is_elf else 'System.map'} {path}")
 
 
 def _read_map(path: Path) -> tuple[list[str], list[int], list[str]]:

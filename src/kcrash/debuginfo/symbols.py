@@ -146,7 +146,10 @@ class SymbolTable:
     """
 
     def __init__(self, names: Sequence[str], addresses: npt.NDArray[np.uint64] | Sequence[int],
-                 kinds: Sequence[str], *, kernel_ranges: Sequence[tuple[int, int]] | None = None) -> None:
+                 kinds: Sequence[str], *, kernel_ranges: Sequence[tuple[int, int]] | None = None,
+                 source: str = "") -> None:
+        #: where the kernel's symbols came from (``dump info`` says it), e.g. "kallsyms (VMCOREINFO)"
+        self.source = source
         if not len(names) == len(addresses) == len(kinds):
             raise ValueError("names, addresses and kinds differ in length")
         addrs = np.asarray(addresses, dtype=_U64)
