@@ -157,3 +157,32 @@ def test_damaged_page_is_one_missing_page(tmp_path: Path) -> None:
     assert exc.value.address == 100 * PAGE
     assert mem.read(99 * PAGE, PAGE, physical=True) == PAGES[99]
     assert mem.read(101 * PAGE, 200 * PAGE, physical=True) == b"".join(PAGES[p] for p in range(101, 301))
+
+
+def test_split_set_with_one_part_cut_short(tmp_path: Path) -> None:
+    # makedumpfile --split: three files; the middle one cut in half. The other parts read whole, the
+    # cut part's surviving pages read as written, the rest fault; one warning names the count.
+    from kcrash.dumps.split import SplitDump
+
+    ranges = [(0, 200), (200, 400), (400, N)]
+    for i, rng in enumerate(ranges):
+        write_kdump(tmp_path / f"p{i}", KdumpSpec(PAGES, N, split=rng))
+    middle = tmp_path / "p1"
+    middle.write_bytes(middle.read_bytes()[: middle.stat().st_size // 2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DumpWarning)
+        dump = open_dump([tmp_path / "p0", middle, tmp_path / "p2"])
+    assert isinstance(dump, SplitDump)
+    assert [str(w.message) for w in caught if "cut short" in str(w.message)]
+    mem = SegmentMap(dump.segments())
+    assert mem.read(0, 200 * PAGE, physical=True) == b"".join(PAGES[p] for p in range(200))
+    assert mem.read(400 * PAGE, (N - 400) * PAGE, physical=True) == b"".join(PAGES[p] for p in range(400, N))
+    survived = missing = 0
+    for pfn in range(200, 400):
+        try:
+            assert mem.read(pfn * PAGE, PAGE, physical=True) == PAGES[pfn]
+            survived += 1
+        except FaultError:
+            missing += 1
+    assert survived > 0 and missing > 0
+    assert dump.describe().pages.lost == missing
