@@ -175,3 +175,9 @@ def test_split_packages_get_the_installed_boot_name(tmp_path: Path) -> None:
     assert again is not None and again.vmlinuz == tmp_path / "boot" / f"vmlinuz-{release}"
     assert again.vmlinuz.read_bytes() == b"bzImage" and not os.readlink(again.vmlinuz).startswith("/")
     debian._boot_link(again, release)  # idempotent
+
+
+def test_every_flavour_without_the_test_module_says_why() -> None:
+    assert not debian.KERNEL_FLAVOURS["7"].test_module
+    for flavour in debian.KERNEL_FLAVOURS.values():
+        assert flavour.test_module or flavour.why, flavour.name
