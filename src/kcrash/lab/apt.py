@@ -222,9 +222,7 @@ def _host_arch() -> str:
 
 def _lists_fresh(root: Path, sources: str) -> bool:
     stamp = root / "state" / "updated"
-    if not stamp.exists() or stamp.read_text() != sources:
-        return False
-    return time.time() - stamp.stat().st_mtime < LISTS_MAX_AGE_S
+    return _has_lists(root, sources) and time.time() - stamp.stat().st_mtime < LISTS_MAX_AGE_S
 
 
 def _update(apt: PrivateApt, sources: str) -> None:
@@ -239,7 +237,8 @@ def _update(apt: PrivateApt, sources: str) -> None:
 
 def private_apt(cache: Path, suites: tuple[str, ...], sources: list[AptSource] | None = None) -> PrivateApt:
     """The private apt configuration for ``suites`` under ``cache/apt``, its package lists fetched
-    (again when older than :data:`LISTS_MAX_AGE_S`). ``sources`` defaults to the machine's."""
+    (again when older than :data:`LISTS_MAX_AGE_S`; older lists are kept when that fails).
+    ``sources`` defaults to the machine's."""
     machine = system_sources() if sources is None else sources
     name = "+".join(suites)
     apt = PrivateApt(cache / "apt" / name, suites)
@@ -247,5 +246,16 @@ def private_apt(cache: Path, suites: tuple[str, ...], sources: list[AptSource] |
     with cache_lock(cache, f"apt-{name}"):
         _layout(apt.root, text, _config_text(apt.root, _host_arch(), _inherited_settings()))
         if not _lists_fresh(apt.root, text):
-            _update(apt, text)
+            try:
+                _update(apt, text)
+            except KernelPackageError:
+                # Lists of these very sources exist: an archive out of reach keeps the lab working
+                # from them (a package gone since is still reported when its download fails).
+                if not _has_lists(apt.root, text):
+                    raise
     return apt
+
+
+def _has_lists(root: Path, sources: str) -> bool:
+    stamp = root / "state" / "updated"
+    return stamp.exists() and stamp.read_text() == sources

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,21 @@ def test_lists_are_fetched_once_and_again_when_the_sources_change(tmp_path: Path
     moved = [AptSource(("http://other.example/debian",), ("bookworm",), ("main",))]
     apt.private_apt(tmp_path, ("sid",), moved)
     assert len(updates) == 2 and "other.example" in updates[1]
+
+
+def test_stale_lists_are_kept_when_the_archive_is_out_of_reach(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing_update(private: apt.PrivateApt, sources: str) -> None:
+        raise KernelPackageError("apt-get update of sid failed: Err: no route")
+
+    monkeypatch.setattr(apt, "_host_arch", lambda: "amd64")
+    monkeypatch.setattr(apt, "_inherited_settings", list)
+    monkeypatch.setattr(apt, "_update", failing_update)
+    sources = parse_deb822_sources(DEB822)
+    with pytest.raises(KernelPackageError, match="no route"):
+        apt.private_apt(tmp_path, ("sid",), sources)  # no lists at all yet
+    root = tmp_path / "apt" / "sid"
+    stamp = root / "state" / "updated"
+    stamp.write_text(apt._sources_text([archive_for_suite(sources, "sid")]))
+    os.utime(stamp, (0, 0))  # lists from 1970
+    assert apt.private_apt(tmp_path, ("sid",), sources).root == root
