@@ -72,6 +72,7 @@ struct pcpu_hot pcpu_hot;
 int cpu_number;
 struct irq_stack *hardirq_stack_ptr;
 struct irq_stack irq_stack_backing_store;
+struct cea_exception_stacks *cea_exception_stacks;
 unsigned long tainted_mask;
 atomic_t panic_cpu;
 int panic_on_oops;
