@@ -37,6 +37,7 @@ import numpy.typing as npt
 from kcrash.errors import CorruptDumpError
 
 __all__ = [
+    "IDENTITY_REGISTERS",
     "ORC_FORMATS",
     "ORC_REG_BP",
     "ORC_REG_BP_INDIRECT",
@@ -55,8 +56,10 @@ __all__ = [
     "OrcTables",
     "count_orc_violations",
     "decode_orc_entry",
+    "deduce_register_numbers",
     "detect_orc_format",
     "encode_orc_entry",
+    "renumber_registers",
     "vmlinux_orc_table",
 ]
 
@@ -194,6 +197,51 @@ def detect_orc_format(words: npt.NDArray[np.uint16], *, tolerance: float = 0.001
     return best
 
 
+#: the ``ORC_REG_*`` numbering (Linux up to 7.1): each number means itself
+IDENTITY_REGISTERS = tuple(range(16))
+#: a table number whose meaning could not be deduced (the unwinder stops at it)
+_UNKNOWN_REG = 15
+
+
+def deduce_register_numbers(entries: npt.NDArray[np.void]) -> tuple[int, ...]:
+    """Map each register number a table uses to the ``ORC_REG_*`` it means, judged by how the
+    kernel's own code uses them rather than from a list of numberings (Linux 7.2 renumbered them):
+    the CFA of almost every instruction is the stack pointer plus an offset (``SP``); the caller's
+    frame pointer, when saved, is found relative to the CFA (``PREV_SP``, the common ``bp_reg``);
+    frame-pointer functions take the CFA from the frame pointer at offset 16 (``BP``); a CFA read
+    through a frame pointer at a negative offset is ``BP_INDIRECT``. Numbers not judged keep their
+    ``ORC_REG_*`` meaning unless that meaning went to another number (then they are unknown).
+    The layout check that follows (:func:`detect_orc_format`) validates the result.
+    """
+    word = entries["word"].astype(np.int64)
+    sp_reg, bp_reg, offset = word & 0xF, (word >> 4) & 0xF, entries["sp_offset"].astype(np.int64)
+    used = sp_reg != ORC_REG_UNDEFINED
+    if not used.any():
+        return IDENTITY_REGISTERS
+    sp = _most_common(sp_reg[used], ORC_REG_SP)
+    prev_sp = _most_common(bp_reg[bp_reg != ORC_REG_UNDEFINED], ORC_REG_PREV_SP)
+    bp = _most_common(sp_reg[used & (sp_reg != sp) & (offset == 16)], ORC_REG_BP)
+    bp_indirect = _most_common(sp_reg[used & (offset < 0) & (sp_reg != sp) & (sp_reg != bp)], ORC_REG_BP_INDIRECT)
+    roles = {sp: ORC_REG_SP, prev_sp: ORC_REG_PREV_SP, bp: ORC_REG_BP, bp_indirect: ORC_REG_BP_INDIRECT}
+    if len(roles) < 4:  # two roles on one number: not a numbering, leave it to the layout check
+        return IDENTITY_REGISTERS
+    taken = set(roles.values())
+    return tuple(roles.get(n, n if n not in taken else _UNKNOWN_REG) for n in range(16))
+
+
+def _most_common(values: npt.NDArray[np.int64], default: int) -> int:
+    return int(np.bincount(values, minlength=16).argmax()) if len(values) else default
+
+
+def renumber_registers(entries: npt.NDArray[np.void], registers: tuple[int, ...]) -> npt.NDArray[np.void]:
+    """A copy of ``entries`` with ``sp_reg``/``bp_reg`` rewritten through ``registers``."""
+    table = np.asarray(registers, dtype=np.uint16)
+    out = entries.copy()
+    word = out["word"]
+    out["word"] = (word & np.uint16(0xFF00)) | table[word & 0xF] | (table[(word >> 4) & 0xF] << np.uint16(4))
+    return out
+
+
 class OrcTable:
     """One sorted ORC table (vmlinux or one module): instruction addresses and their entries."""
 
@@ -208,13 +256,17 @@ class OrcTable:
         self.entries = entries
         self.format = fmt
         self.name = name
+        #: the table's register numbers, mapped to the ``ORC_REG_*`` they mean (index: number in the table)
+        self.registers: tuple[int, ...] = IDENTITY_REGISTERS
 
     @classmethod
     def from_memory(cls, mem: OrcReader, ip_table: int, entries: int, num_orcs: int, *,
-                    fmt: str | None = None, name: str = "") -> OrcTable:
+                    fmt: str | None = None, name: str = "", registers: tuple[int, ...] | None = None) -> OrcTable:
         """Read a table: ``num_orcs`` ``int`` ips at ``ip_table`` (place-relative) and as many
         ``struct orc_entry`` at ``entries``. ``fmt=None`` detects the layout (see
-        :func:`detect_orc_format`); module tables should pass the vmlinux table's ``format``.
+        :func:`detect_orc_format`) and ``registers=None`` the register numbering (see
+        :func:`deduce_register_numbers`); module tables should pass the vmlinux table's ``format``
+        and ``registers``. Entries are kept renumbered to the ``ORC_REG_*`` numbers.
         Raises FaultError when the arrays cannot be read, CorruptDumpError when they make no sense.
         """
         if not 0 < num_orcs <= _MAX_ENTRIES:
@@ -227,9 +279,15 @@ class OrcTable:
         ips += _U64(ip_table)
         signed = ips.view(np.int64)  # int64 + int32 stays integer (uint64 + int32 would go through float)
         signed += rel
+        if registers is None:
+            registers = deduce_register_numbers(raw)
+        if registers != IDENTITY_REGISTERS:
+            raw = renumber_registers(raw, registers)
         if fmt is None:
             fmt = detect_orc_format(raw["word"])
-        return cls(ips, raw, fmt, name)
+        table = cls(ips, raw, fmt, name)
+        table.registers = registers
+        return table
 
     def __len__(self) -> int:
         return len(self.ips)

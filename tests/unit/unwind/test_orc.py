@@ -7,6 +7,7 @@ import pytest
 
 from kcrash.errors import CorruptDumpError
 from kcrash.unwind.orc import (
+    IDENTITY_REGISTERS,
     ORC_FORMATS,
     ORC_REG_BP,
     ORC_REG_PREV_SP,
@@ -18,8 +19,10 @@ from kcrash.unwind.orc import (
     OrcTables,
     count_orc_violations,
     decode_orc_entry,
+    deduce_register_numbers,
     detect_orc_format,
     encode_orc_entry,
+    renumber_registers,
     vmlinux_orc_table,
 )
 
@@ -119,3 +122,53 @@ def test_tables_prefer_a_defined_entry_over_another_tables_gap() -> None:
     assert tables.lookup(TEXT + 0x10) == CALL8
     assert tables.lookup(TEXT + 0x2000) == UNDEF
     assert tables.lookup(TEXT + 0x20000) is None
+
+
+# Linux 7.2's numbering (read off its tables: SP 3, PREV_SP 8, BP_INDIRECT 10; BP, DX, R10, R13 and
+# SP_INDIRECT unchanged), as a map from the old ORC_REG_* numbers to the new ones.
+_RENUMBERED = {ORC_REG_UNDEFINED: 0, ORC_REG_PREV_SP: 8, 2: 2, ORC_REG_BP: 4, ORC_REG_SP: 3, 6: 6, 7: 7,
+               8: 10, ORC_REG_SP_INDIRECT: 9}
+BP_IND = OrcEntry(-40, 0, 8, ORC_REG_UNDEFINED, "call", False)
+
+
+def _renumbered_words(entries: np.ndarray) -> np.ndarray:
+    out = entries.copy()
+    word = out["word"].astype(np.int64)
+    sp, bp = word & 0xF, (word >> 4) & 0xF
+    new = [_RENUMBERED[int(s)] | _RENUMBERED[int(b)] << 4 for s, b in zip(sp, bp, strict=True)]
+    out["word"] = (word & 0xFF00) | np.array(new)
+    return out
+
+
+@pytest.mark.parametrize("fmt", ORC_FORMATS)
+def test_old_numbering_is_deduced_as_itself(fmt: str) -> None:
+    rows = _typical_rows() + [(TEXT + 0x10000 + 16 * i, BP_IND) for i in range(5)]
+    assert deduce_register_numbers(table_from_rows(rows, fmt).entries) == IDENTITY_REGISTERS
+
+
+def test_a_renumbered_table_reads_as_the_old_one() -> None:
+    rows = _typical_rows() + [(TEXT + 0x10000 + 16 * i, BP_IND) for i in range(5)]
+    plain = table_from_rows(rows, "type3")
+    renumbered = _renumbered_words(plain.entries)
+    registers = deduce_register_numbers(renumbered)
+    assert [registers[new] for new in (3, 8, 4, 10, 9, 6, 7, 2, 0)] == \
+        [ORC_REG_SP, ORC_REG_PREV_SP, ORC_REG_BP, 8, ORC_REG_SP_INDIRECT, 6, 7, 2, ORC_REG_UNDEFINED]
+    assert registers[5] == registers[1] == 15  # numbers whose old meaning moved elsewhere: unknown
+    with pytest.raises(CorruptDumpError):
+        detect_orc_format(renumbered["word"])  # as they are, they fit no layout
+    fixed = renumber_registers(renumbered, registers)
+    assert np.array_equal(fixed["word"], plain.entries["word"])
+    assert detect_orc_format(fixed["word"]) == "type3"
+
+
+def test_renumbered_table_from_memory_decodes_and_modules_follow_vmlinux() -> None:
+    rows = _typical_rows() + [(TEXT + 0x10000 + 16 * i, BP_IND) for i in range(5)]
+    mem = FakeMemory()
+    ip_table, entries, n = build_table(mem, 0xFFFFFFFF82000000, rows, "type3")
+    dtype = table_from_rows(rows, "type3").entries.dtype
+    mem.write(entries, _renumbered_words(np.frombuffer(mem.read(entries, 6 * n), dtype=dtype)).tobytes())
+    table = OrcTable.from_memory(mem, ip_table, entries, n, name="vmlinux")
+    assert table.format == "type3" and table.registers[3] == ORC_REG_SP
+    assert [table.get_entry(i) for i in range(len(rows))] == [e for _, e in sorted(rows, key=lambda r: r[0])]
+    module = OrcTable.from_memory(mem, ip_table, entries, 4, fmt=table.format, name="m", registers=table.registers)
+    assert module.get_entry(1) == rows[1][1]

@@ -70,7 +70,7 @@ class KernelUnwinder:
             self.modules_complete = False
             self.orc = OrcTables([])
         else:
-            modules, self.modules_complete = _module_tables(prog, vmlinux.format)
+            modules, self.modules_complete = _module_tables(prog, vmlinux.format, vmlinux.registers)
             self.orc = OrcTables([vmlinux, *modules])
         self.thread_size = _thread_size(prog)
         # A CPU whose per-CPU area is missing from the dump has no known IRQ/exception stacks and
@@ -173,7 +173,7 @@ def _symbol_or_none(prog: Program, name: str) -> int | None:
         return None
 
 
-def _module_tables(prog: Program, fmt: str) -> tuple[list[OrcTable], bool]:
+def _module_tables(prog: Program, fmt: str, registers: tuple[int, ...]) -> tuple[list[OrcTable], bool]:
     # The ORC table of every module, and whether every module could be read: one whose struct
     # module or tables are missing from the dump (or a broken list) is unwound without ORC.
     walk = list_for_each_entry("struct module", prog["modules"].address_of_(), "list", limit=10_000)
@@ -185,7 +185,7 @@ def _module_tables(prog: Program, fmt: str) -> tuple[list[OrcTable], bool]:
             if num:
                 name = mod.name.string_().decode(errors="replace")
                 tables.append(OrcTable.from_memory(prog.memory, int(arch.orc_unwind_ip), int(arch.orc_unwind), num,
-                                                   fmt=fmt, name=name))
+                                                   fmt=fmt, name=name, registers=registers))
         except FaultError:
             complete = False
     return tables, complete and walk.truncated is None
