@@ -139,6 +139,7 @@ def ps_command(path: str, as_json: bool) -> None:
 
 @click.command("log")
 @_DUMP
+@symbol_file_options
 @click.option("--caller", is_flag=True, help="Show the caller id ([T123]/[C1]) when recorded.")
 @click.option("--tail", type=click.IntRange(min=1), help="Only the last N records.")
 @_JSON
