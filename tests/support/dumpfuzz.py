@@ -39,17 +39,23 @@ def read_everything(data: bytes) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fuzzed"
         path.write_bytes(data)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            dump = open_dump(path)
-        try:
-            dump.describe()
-            cpu_states(dump.notes())
-            dump.vmcoreinfo_or_none()
-            mem = SegmentMap(dump.segments())
-            for start, end in mem.ranges(physical=True)[:64]:
-                for addr in range(start, min(end, start + (1 << 20)), 1 << 16):
-                    with contextlib.suppress(KcrashError):
-                        mem.read(addr, min(1 << 14, end - addr), physical=True)
-        finally:
-            dump.close()
+        exercise(path, span=1 << 20, read=1 << 14, ranges=64)
+
+
+def exercise(path: Path, *, span: int = 1 << 23, read: int = 1 << 16, ranges: int | None = None) -> None:
+    """Open ``path`` as a dump and read its headers, notes and, in each of its first ``ranges``
+    physical ranges, ``read`` bytes every 64 KiB of the first ``span`` bytes; only KcrashError escapes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dump = open_dump(path)
+    try:
+        dump.describe()
+        cpu_states(dump.notes())
+        dump.vmcoreinfo_or_none()
+        mem = SegmentMap(dump.segments())
+        for start, end in mem.ranges(physical=True)[:ranges]:
+            for addr in range(start, min(end, start + span), 1 << 16):
+                with contextlib.suppress(KcrashError):
+                    mem.read(addr, min(read, end - addr), physical=True)
+    finally:
+        dump.close()
