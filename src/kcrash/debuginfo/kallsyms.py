@@ -25,6 +25,7 @@ only for the very same table bytes, so a second open skips the walk. Module symb
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,7 +64,8 @@ _MAX_SYMS = 1 << 24
 #: budget of one read of kallsyms_names (a real table is a few MiB)
 _NAMES_CAP = 64 << 20
 _GIVE = "give --system-map or --vmlinux"
-_MAX_PLACEMENTS = 64  # candidate table placements tried (a real image has one or two)
+_MAX_PLACEMENTS = 64
+_PLACEMENT_KIND = "kallsyms-placement"  # candidate table placements tried (a real image has one or two)
 _U64 = np.uint64
 
 
@@ -100,6 +102,16 @@ def load_kallsyms(mem: MemoryReader, vmcoreinfo: VmcoreInfo | None, cache_dir: P
                        source=f"{source}; {tables.address_encoding} addresses, {tables.length_encoding} lengths")
 
 
+def _kept_placement(path: Path | None, stext: int) -> list[dict[str, int]]:
+    kept = read_cache_or_none(path, _PLACEMENT_KIND, 1)
+    if kept is None or kept[0].get("stext") != stext:
+        return []
+    symbols = kept[0].get("symbols")
+    if not isinstance(symbols, dict) or not all(isinstance(v, int) for v in symbols.values()):
+        return []
+    return [{str(k): int(v) for k, v in symbols.items()}]
+
+
 def _decode_found(mem: MemoryReader, vmcoreinfo: VmcoreInfo, cache_dir: Path | None) -> tuple[KallsymsTables, int]:
     # VMCOREINFO without the kallsyms lines (before v6.0): the tables recognised in the image by
     # their structure (kcrash.debuginfo.kallsyms_finder), each placement validated by the decoder.
@@ -109,15 +121,21 @@ def _decode_found(mem: MemoryReader, vmcoreinfo: VmcoreInfo, cache_dir: Path | N
     stext = vmcoreinfo.get_symbol_or_none("_stext")
     if stext is None:
         raise MissingDebugInfoError(f"VMCOREINFO has neither the kallsyms lines nor SYMBOL(_stext); {_GIVE}")
-    for tried, symbols in enumerate(find_kallsyms_candidates(mem, stext)):
+    # The placement that validated is kept by build-id (and _stext: KASLR moves it), so the image is
+    # scanned once; a kept placement is still decoded and validated like any other candidate.
+    path = cache_path_or_none(cache_dir, _PLACEMENT_KIND, vmcoreinfo.build_id)
+    known = _kept_placement(path, stext)
+    for tried, symbols in enumerate(itertools.chain(known, find_kallsyms_candidates(mem, stext))):
         if tried >= _MAX_PLACEMENTS:
             break
         lines = "".join(f"SYMBOL({name})={address:x}\n" for name, address in symbols.items())
         try:
             found = decode_kallsyms(mem, parse_vmcoreinfo(vmcoreinfo.text.rstrip("\n") + "\n" + lines), cache_dir)
-            return found, symbols["kallsyms_names"]
         except (CorruptDumpError, MissingDebugInfoError):
             continue
+        if not (known and tried == 0):
+            write_cache(path, _PLACEMENT_KIND, 1, {"stext": stext, "symbols": symbols}, b"")
+        return found, symbols["kallsyms_names"]
     raise MissingDebugInfoError("VMCOREINFO has no SYMBOL(kallsyms_*) lines (kernel older than 6.0?) and no "
                                 f"kallsyms tables were recognised in the kernel image; {_GIVE}")
 

@@ -4,6 +4,7 @@ placements scripts/kallsyms has used (offsets first, up to v6.1; names first, v6
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -84,3 +85,23 @@ def test_an_image_without_kallsyms_names_what_to_give() -> None:
     mem = _image_memory(b"", TABLES)
     with pytest.raises(MissingDebugInfoError, match=r"no kallsyms tables were recognised.*--system-map"):
         load_kallsyms(mem, _only_stext())  # type: ignore[arg-type]
+
+
+def test_the_placement_found_is_kept_by_build_id(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    from kcrash.debuginfo import kallsyms_finder
+
+    image = encode(make_rows(long_name=False, percpu=True, count=500), "absolute-percpu")
+    mem = _image_memory(image.data, TABLES)
+    info = parse_vmcoreinfo(f"OSRELEASE=5.10.0-test\nBUILD-ID={'ab' * 20}\nSYMBOL(_stext)={STEXT:x}\n")
+    first = load_kallsyms(mem, info, Path(str(tmp_path)))
+
+    def no_scan(*args: object, **kwargs: object) -> Iterator[dict[str, int]]:
+        raise AssertionError("the image was scanned again")
+        yield {}  # a generator, as the real finder is
+
+    monkeypatch.setattr(kallsyms_finder, "find_kallsyms_candidates", no_scan)
+    again = load_kallsyms(mem, info, Path(str(tmp_path)))
+    assert [s.name for s in again.iter_symbols()] == [s.name for s in first.iter_symbols()]
+    assert "recognised in the kernel image" in again.source
