@@ -154,20 +154,26 @@ def _check_against_vmcoreinfo(path: Path, names: Sequence[str], addresses: Seque
                                     "checked against the dump (use --force to trust it)")
 
 
-def find_symbol_file_or_none(release: str | None, *, root: Path = Path("/")) -> Path | None:
-    """A vmlinux or System.map for kernel ``release`` in the usual places: the directories of
-    ``$KCRASH_DEBUGINFO_PATH`` (``:``-separated), ``/usr/lib/debug/boot``, ``/usr/lib/debug/lib/modules``,
-    ``/boot``. The caller checks it against the dump (:func:`load_symbol_file`)."""
-    for candidate in _candidates(release, root):
+def find_symbol_file_or_none(release: str | None, build_id: str | None = None, *,
+                             root: Path = Path("/")) -> Path | None:
+    """A vmlinux or System.map for kernel ``release`` in the usual places: by build-id under
+    ``.build-id/`` of ``/usr/lib/debug`` and of each ``$KCRASH_DEBUGINFO_PATH`` directory
+    (``:``-separated), then by release in those directories, ``/usr/lib/debug/boot``,
+    ``/usr/lib/debug/lib/modules`` and ``/boot``. The caller checks it against the dump
+    (:func:`load_symbol_file`)."""
+    for candidate in _candidates(release, build_id, root):
         if candidate.is_file():
             return candidate
     return None
 
 
-def _candidates(release: str | None, root: Path) -> Iterator[Path]:
+def _candidates(release: str | None, build_id: str | None, root: Path) -> Iterator[Path]:
+    dirs = [Path(d) for d in os.environ.get("KCRASH_DEBUGINFO_PATH", "").split(":") if d]
+    if build_id and len(build_id) > 2:
+        tail = Path(".build-id") / build_id[:2].lower() / f"{build_id[2:].lower()}.debug"
+        yield from (d / tail for d in (*dirs, root / _DEBUG_ROOT))
     if not release:
         return
-    dirs = [Path(d) for d in os.environ.get("KCRASH_DEBUGINFO_PATH", "").split(":") if d]
     for d in dirs:
         yield from (d / f"vmlinux-{release}", d / f"System.map-{release}", d / release / "vmlinux",
                     d / release / "System.map")

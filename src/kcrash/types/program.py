@@ -258,7 +258,8 @@ def _symbols(memory: MemoryReader, info: VmcoreInfo | None, cache_dir: Path | No
     try:
         return _load_symbols(memory, info, cache_dir)
     except (MissingDebugInfoError, FaultError) as exc:
-        found = find_symbol_file_or_none(info.osrelease if info is not None else None)
+        found = find_symbol_file_or_none(info.osrelease if info is not None else None,
+                                         info.build_id if info is not None else None)
         if found is None:
             raise MissingDebugInfoError(f"{exc}; give --system-map or --vmlinux") from None
         try:

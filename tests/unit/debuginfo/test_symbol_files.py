@@ -76,3 +76,11 @@ def test_found_in_the_usual_places(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (mine / "vmlinux-6.1.0-test").write_text("x")
     monkeypatch.setenv("KCRASH_DEBUGINFO_PATH", str(mine))
     assert find_symbol_file_or_none("6.1.0-test", root=tmp_path) == mine / "vmlinux-6.1.0-test"
+
+
+def test_found_by_build_id(tmp_path: Path) -> None:
+    where = tmp_path / "usr/lib/debug/.build-id/ab"
+    where.mkdir(parents=True)
+    (where / "cdef.debug").write_text("x")
+    assert find_symbol_file_or_none(None, "ABcdef", root=tmp_path) == where / "cdef.debug"
+    assert find_symbol_file_or_none(None, "ffff", root=tmp_path) is None
