@@ -264,11 +264,18 @@ def printk_log(prog: Program) -> PrintkLog:
 
 def dump_log(dump: DumpFormat) -> PrintkLog:
     """The kernel log of ``dump`` from VMCOREINFO alone (no symbols, types or vmlinux needed), as
-    ``makedumpfile --dump-dmesg`` reads it; records lost to missing pages are counted."""
+    ``makedumpfile --dump-dmesg`` reads it; records lost to missing pages are counted, and on a damaged
+    dump whose ring itself is gone the log is empty with the reason in ``unreadable``."""
     info = dump.vmcoreinfo_or_none()
     if info is None:
         raise MissingDebugInfoError(f"{dump.path}: the dump has no VMCOREINFO; the log cannot be found without it")
-    return get_printk_log(open_kernel_memory(dump), info)
+    try:
+        return get_printk_log(open_kernel_memory(dump), info)
+    except FaultError as exc:
+        if not dump.describe().incomplete:  # an intact dump that cannot be read is an error
+            raise
+        # a damaged dump whose ring lies in its missing pages: no record survives, and that is the answer
+        return PrintkLog([], 0, f"the printk ring lies in pages missing from the dump ({exc})")
 
 
 def log_lines(records: Sequence[PrintkRecord]) -> tuple[model.LogLine, ...]:
@@ -456,6 +463,8 @@ def build_bare_report(dump: DumpFormat, path: str, reason: str, *, log_tail: int
     records = log.records if log is not None else []
     if log is not None and log.missing:
         sections.note("log", f"{log.missing} record(s) lie in pages missing from the dump")
+    if log is not None and log.unreadable:
+        sections.note("log", log.unreadable)
     info = dump.vmcoreinfo_or_none()
     cpus = sections.get("system", lambda: len(cpu_states(dump.notes())), 0)
     system = model.SystemInfo(release=(info.osrelease or "") if info else "", version="", machine="", nodename="",

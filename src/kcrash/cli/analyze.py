@@ -153,6 +153,8 @@ def log_command(path: str, caller: bool, tail: int | None, as_json: bool) -> Non
     lines = triage.log_lines(records[-tail:] if tail else records)
     if log.missing:
         click.echo(f"kcrash: warning: {log.missing} log record(s) lie in pages missing from the dump", err=True)
+    if log.unreadable:
+        click.echo(f"kcrash: warning: no log record survives: {log.unreadable}", err=True)
     if as_json:
         echo_json([to_dict(line) for line in lines])
         return

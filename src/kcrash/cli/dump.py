@@ -280,6 +280,8 @@ def dmesg(paths: str, out: str | None, as_json: bool) -> None:
     records = log.records
     if log.missing:
         click.echo(f"kcrash: warning: {log.missing} log record(s) lie in pages missing from the dump", err=True)
+    if log.unreadable:
+        click.echo(f"kcrash: warning: no log record survives: {log.unreadable}", err=True)
     if as_json:
         text = json.dumps([{"seq": r.seq, "ts_nsec": r.ts_nsec, "level": r.level, "caller": r.caller,
                             "text": r.text.decode("utf-8", "replace")} for r in records], indent=2) + "\n"

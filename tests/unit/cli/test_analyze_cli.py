@@ -189,3 +189,11 @@ def test_json_output_does_not_import_rich() -> None:
     code = "import sys; import kcrash.cli.analyze; print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_log_of_a_dump_whose_ring_is_gone(dump: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(triage, "dump_log", lambda handle: PrintkLog([], 0, "the printk ring lies in pages missing"))
+    code, out, err = _run(capsys, "log", dump)
+    assert (code, out) == (0, "")
+    assert err == "kcrash: warning: no log record survives: the printk ring lies in pages missing\n"

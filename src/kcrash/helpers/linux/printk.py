@@ -125,10 +125,13 @@ def _u(buf: bytes, off: int, size: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class PrintkLog:
-    """The records that could be read, and how many committed ones were lost to missing pages."""
+    """The records that could be read, and how many committed ones were lost to missing pages (or, in
+    ``unreadable``, why the ring itself could not be read)."""
 
     records: list[PrintkRecord]
     missing: int
+    #: why not even the ring could be read (its own pages are missing from a damaged dump), else None
+    unreadable: str | None = None
 
 
 def get_printk_records(mem: MemoryReader, info: VmcoreInfo) -> list[PrintkRecord]:
