@@ -51,6 +51,7 @@ from kcrash.unwind import Trace as UnwindTrace
 if TYPE_CHECKING:
     from kcrash.debuginfo.symbolizer import KernelSymbolizer
     from kcrash.dumps.base import DumpFormat
+    from kcrash.dumps.vmcoreinfo import VmcoreInfo
     from kcrash.oops import OopsReport
     from kcrash.oops.lazyre import Alternation
 
@@ -424,7 +425,7 @@ def build_report(prog: Program, dump: str, *, log_tail: int = _LOG_TAIL, symboli
     reason, and the other sections are still reported."""
     notes: list[str] = []
     sections = _Sections()
-    records = _log_section(prog, sections)
+    records = _log_section(sections, lambda: printk_log(prog))
     cpu = sections.get("system", lambda: panic_cpu_or_none(prog), None)
     if cpu is None:
         notes.append("no CPU panicked (panic_cpu unset): the backtrace is CPU 0's")
@@ -442,7 +443,8 @@ def build_report(prog: Program, dump: str, *, log_tail: int = _LOG_TAIL, symboli
     if symbolizer is not None:
         with phase("source"):
             trace, context = _with_sources(trace, context, symbolizer, source_dirs)
-    system = sections.get("system", lambda: system_info(prog, dump), _bare_system_info(prog, dump))
+    cpus = len(prog.memory.cpus) if isinstance(prog.memory, KernelMemory) else 0
+    system = sections.get("system", lambda: system_info(prog, dump), _bare_system_info(prog.vmcoreinfo, cpus, dump))
     report = model.CrashReport(system, verdict(message, trace.frames, records, blocked), context,
                                trace, log_lines(records[-log_tail:] if log_tail else ()), blocked,
                                modules, (), tasks=rows, task_states=task_state_counts(rows),
@@ -459,17 +461,9 @@ def build_bare_report(dump: DumpFormat, path: str, reason: str, *, log_tail: int
     from kcrash.dumps.cpustate import cpu_states
 
     sections = _Sections()
-    log = sections.get("log", lambda: dump_log(dump), None)
-    records = log.records if log is not None else []
-    if log is not None and log.missing:
-        sections.note("log", f"{log.missing} record(s) lie in pages missing from the dump")
-    if log is not None and log.unreadable:
-        sections.note("log", log.unreadable)
-    info = dump.vmcoreinfo_or_none()
+    records = _log_section(sections, lambda: dump_log(dump))
     cpus = sections.get("system", lambda: len(cpu_states(dump.notes())), 0)
-    system = model.SystemInfo(release=(info.osrelease or "") if info else "", version="", machine="", nodename="",
-                              cpus=cpus, panic_cpu=None, uptime_ns=None, crash_time=info.crashtime if info else None,
-                              tainted="", taint_mask=0, memory_bytes=None, dump=path)
+    system = _bare_system_info(dump.vmcoreinfo_or_none(), cpus, path)
     gone = f"the kernel's symbols cannot be read: {reason}"
     for section in ("system", "context", "backtrace", "tasks", "blocked", "modules", "memory"):
         sections.note(section, gone)
@@ -479,12 +473,15 @@ def build_bare_report(dump: DumpFormat, path: str, reason: str, *, log_tail: int
                              dump=metadata, unavailable=tuple(sections.unavailable))
 
 
-def _log_section(prog: Program, sections: _Sections) -> list[PrintkRecord]:
-    log = sections.get("log", lambda: printk_log(prog), None)
+def _log_section(sections: _Sections, read: Callable[[], PrintkLog]) -> list[PrintkRecord]:
+    # The records ``read`` gives; what it could not read is noted in the log section.
+    log = sections.get("log", read, None)
     if log is None:
         return []
     if log.missing:
         sections.note("log", f"{log.missing} record(s) lie in pages missing from the dump")
+    if log.unreadable:
+        sections.note("log", log.unreadable)
     return log.records
 
 
@@ -495,13 +492,11 @@ def _module_section(prog: Program, sections: _Sections) -> tuple[model.ModuleRow
     return sections.get("modules", lambda: module_rows(prog), ())
 
 
-def _bare_system_info(prog: Program, dump: str) -> model.SystemInfo:
+def _bare_system_info(info: VmcoreInfo | None, cpus: int, dump: str) -> model.SystemInfo:
     # What VMCOREINFO and the CPU notes say when the kernel's own structures cannot be read.
-    info, memory = prog.vmcoreinfo, prog.memory
-    release = (info.osrelease or "") if info is not None else ""
-    return model.SystemInfo(release=release, version="", machine="", nodename="",
-                            cpus=len(memory.cpus) if isinstance(memory, KernelMemory) else 0, panic_cpu=None,
-                            uptime_ns=None, crash_time=None, tainted="", taint_mask=0, memory_bytes=None, dump=dump)
+    return model.SystemInfo(release=(info.osrelease or "") if info else "", version="", machine="", nodename="",
+                            cpus=cpus, panic_cpu=None, uptime_ns=None, crash_time=info.crashtime if info else None,
+                            tainted="", taint_mask=0, memory_bytes=None, dump=dump)
 
 
 def _with_sources(trace: model.Trace, context: model.CrashingContext | None, symbolizer: KernelSymbolizer,

@@ -28,6 +28,7 @@ from kcrash.cli.common import (
     opened_target,
     run_user_code,
     symbol_file_options,
+    warn_of_missing_log,
 )
 from kcrash.cli.params import Number
 from kcrash.errors import CliError, FaultError, MissingDebugInfoError, ValidationError
@@ -151,10 +152,7 @@ def log_command(path: str, caller: bool, tail: int | None, as_json: bool) -> Non
         log = triage.dump_log(handle)
     records = log.records
     lines = triage.log_lines(records[-tail:] if tail else records)
-    if log.missing:
-        click.echo(f"kcrash: warning: {log.missing} log record(s) lie in pages missing from the dump", err=True)
-    if log.unreadable:
-        click.echo(f"kcrash: warning: no log record survives: {log.unreadable}", err=True)
+    warn_of_missing_log(log)
     if as_json:
         echo_json([to_dict(line) for line in lines])
         return

@@ -24,9 +24,11 @@ import click
 from kcrash.errors import CliError
 
 if TYPE_CHECKING:
+    from kcrash.helpers.linux.printk import PrintkLog
     from kcrash.types.program import Program
 
-__all__ = ["cache_dir", "echo_json", "opened_target", "printed_dump_warnings", "run_user_code", "symbol_file_options"]
+__all__ = ["cache_dir", "echo_json", "opened_target", "printed_dump_warnings", "run_user_code", "symbol_file_options",
+           "warn_of_missing_log"]
 
 
 def cache_dir() -> Path:
@@ -105,6 +107,14 @@ def opened_target(path: str, *, orc: bool = True) -> Iterator[Program]:
         yield prog
     finally:
         prog.close()
+
+
+def warn_of_missing_log(log: PrintkLog) -> None:
+    """Say on stderr what of the kernel log a damaged dump lacks (``log`` and ``dump dmesg``)."""
+    if log.missing:
+        click.echo(f"kcrash: warning: {log.missing} log record(s) lie in pages missing from the dump", err=True)
+    if log.unreadable:
+        click.echo(f"kcrash: warning: no log record survives: {log.unreadable}", err=True)
 
 
 def run_user_code(source: str, namespace: dict[str, Any], filename: str) -> None:

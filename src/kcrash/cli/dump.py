@@ -24,7 +24,14 @@ from typing import Any
 import click
 
 from kcrash.analysis.triage import dump_log
-from kcrash.cli.common import cache_dir, echo_json, given_symbol_file, printed_dump_warnings, symbol_file_options
+from kcrash.cli.common import (
+    cache_dir,
+    echo_json,
+    given_symbol_file,
+    printed_dump_warnings,
+    symbol_file_options,
+    warn_of_missing_log,
+)
 from kcrash.collect.convert import FORMATS, ConvertOptions, ConvertResult, convert_dump
 from kcrash.dumps import DumpFormat, open_dump
 from kcrash.dumps.write.compress import CODECS
@@ -278,10 +285,7 @@ def dmesg(paths: str, out: str | None, as_json: bool) -> None:
     with opened_dump((paths,)) as handle:
         log = dump_log(handle)
     records = log.records
-    if log.missing:
-        click.echo(f"kcrash: warning: {log.missing} log record(s) lie in pages missing from the dump", err=True)
-    if log.unreadable:
-        click.echo(f"kcrash: warning: no log record survives: {log.unreadable}", err=True)
+    warn_of_missing_log(log)
     if as_json:
         text = json.dumps([{"seq": r.seq, "ts_nsec": r.ts_nsec, "level": r.level, "caller": r.caller,
                             "text": r.text.decode("utf-8", "replace")} for r in records], indent=2) + "\n"
