@@ -162,9 +162,9 @@ def get_printk_log(mem: MemoryReader, info: VmcoreInfo) -> PrintkLog:
     if count_bits > _MAX_COUNT_BITS or size_bits > _MAX_SIZE_BITS:
         raise ValidationError(f"printk ring sizes 2**{count_bits} descriptors, 2**{size_bits} bytes are impossible")
     count, size = 1 << count_bits, 1 << size_bits
-    descs = _Sparse.read(mem, _u(head, dr + lay.descs, 8), count * lay.prb_desc)
-    infos = _Sparse.read(mem, _u(head, dr + lay.infos, 8), count * lay.printk_info)
-    data = _Sparse.read(mem, _u(head, tr + lay.data, 8), size)
+    descs = _Sparse(mem, _u(head, dr + lay.descs, 8), count * lay.prb_desc)
+    infos = _Sparse(mem, _u(head, dr + lay.infos, 8), count * lay.printk_info)
+    data = _Sparse(mem, _u(head, tr + lay.data, 8), size)
     tail_id = _u(head, dr + lay.tail_id + lay.counter, 8)
     head_id = _u(head, dr + lay.head_id + lay.counter, 8)
     ring = _Ring(lay, count, size, descs, infos, data)
@@ -198,10 +198,6 @@ class _Sparse:
         if size <= _WHOLE_READ:
             with contextlib.suppress(FaultError):
                 self._whole = mem.read(address, size)
-
-    @classmethod
-    def read(cls, mem: MemoryReader, address: int, size: int) -> _Sparse:
-        return cls(mem, address, size)
 
     def get(self, offset: int, size: int) -> bytes:
         if self._whole is not None:
