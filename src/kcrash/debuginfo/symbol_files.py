@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from kcrash.debuginfo.elf_symtab import ElfSection, open_elf_image
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import CorruptDumpError, MissingDebugInfoError
+from kcrash.memory.translate.x86_64 import START_KERNEL_MAP  # kernel-image symbols lie above it, moved by KASLR
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["find_symbol_file_or_none", "load_symbol_file"]
 
-#: ``__START_KERNEL_map``: kernel-image symbols lie above it and move with KASLR
-_START_KERNEL_MAP = 0xFFFFFFFF80000000
 _LINE = re.compile(rb"^([0-9a-fA-F]{1,16}) ([A-Za-z?]) (\S+)", re.MULTILINE)
 _MAX_MAP_BYTES = 256 << 20
 _MIN_SYMBOLS = 1000  # a kernel has tens of thousands; fewer is a stub or another file
@@ -60,7 +59,7 @@ def load_symbol_file(path: Path, vmcoreinfo: VmcoreInfo | None, *, force: bool =
 
     offset = (vmcoreinfo.kerneloffset or 0) if vmcoreinfo is not None else 0
     raw = np.array(addresses, dtype=np.uint64)
-    moved = np.where(raw >= np.uint64(_START_KERNEL_MAP), raw + np.uint64(offset), raw)
+    moved = np.where(raw >= np.uint64(START_KERNEL_MAP), raw + np.uint64(offset), raw)
     if not force:
         _check_against_vmcoreinfo(path, names, moved.tolist(), vmcoreinfo)
     order = np.argsort(moved, kind="stable").tolist()
@@ -143,7 +142,7 @@ def _check_against_vmcoreinfo(path: Path, names: Sequence[str], addresses: Seque
     where = dict(zip(names, addresses, strict=True))
     checked = 0
     for name, address in vmcoreinfo.symbols.items():
-        if name in where and address >= _START_KERNEL_MAP:
+        if name in where and address >= START_KERNEL_MAP:
             if where[name] != address:
                 raise MissingDebugInfoError(
                     f"{path} does not match the dump: {name} is at {where[name]:#x} in it, at {address:#x} "

@@ -25,7 +25,7 @@ from kcrash.memory.reader import MemoryReader
 from kcrash.memory.segments import SegmentMap
 from kcrash.memory.translate.x86_64 import START_KERNEL_MAP, X86_64PageTables, cr3_to_pgd
 
-__all__ = ["KernelLayout", "KernelMemory", "find_panic_cpu_or_none", "open_kernel_memory"]
+__all__ = ["KernelLayout", "KernelMemory", "find_panic_cpu_or_none", "kernel_image_end", "open_kernel_memory"]
 
 #: ``__START_KERNEL``: where kernel text starts without KASLR
 START_KERNEL = 0xFFFFFFFF81000000
@@ -58,9 +58,8 @@ class KernelMemory(MemoryReader):
         self.vmcoreinfo = vmcoreinfo
         self.page_tables = None if layout.pgd is None else X86_64PageTables(
             self._read_physical, layout.pgd, levels=layout.levels, sme_mask=layout.sme_mask)
-        image_size = vmcoreinfo.get_number_or_none("KERNEL_IMAGE_SIZE") if vmcoreinfo is not None else None
         translator = None if self.page_tables is None else _KernelTranslator(
-            self.page_tables, layout.phys_base, image_size or _KERNEL_IMAGE_SIZE_MAX)
+            self.page_tables, layout.phys_base, kernel_image_end(vmcoreinfo))
         super().__init__(segments, translator)
 
     def _read_physical(self, address: int, size: int) -> bytes:
@@ -74,15 +73,22 @@ class KernelMemory(MemoryReader):
         return MemoryReader(self.segments, tables)
 
 
+def kernel_image_end(vmcoreinfo: VmcoreInfo | None) -> int:
+    """The end of the kernel image mapping, ``__START_KERNEL_map + KERNEL_IMAGE_SIZE``, which is where
+    the module area (``MODULES_VADDR``) starts; VMCOREINFO has the size since v4.19, else the KASLR 1 GiB."""
+    size = vmcoreinfo.get_number_or_none("KERNEL_IMAGE_SIZE") if vmcoreinfo is not None else None
+    return START_KERNEL_MAP + (size or _KERNEL_IMAGE_SIZE_MAX)
+
+
 class _KernelTranslator:
     # The page tables; where a page-table page itself is missing from the dump (cut short,
     # filtered), an address of the kernel image still translates by the image's fixed linear map,
     # as __pa_symbol() computes it (arch/x86/include/asm/page_64.h): va - __START_KERNEL_map + phys_base.
 
-    def __init__(self, tables: X86_64PageTables, phys_base: int | None, image_size: int) -> None:
+    def __init__(self, tables: X86_64PageTables, phys_base: int | None, image_end: int) -> None:
         self.tables = tables
         self.phys_base = phys_base
-        self.image_end = START_KERNEL_MAP + image_size
+        self.image_end = image_end
 
     def translate(self, vaddr: int) -> tuple[int, int]:
         try:

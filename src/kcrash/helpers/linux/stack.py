@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from kcrash.errors import CorruptDumpError, FaultError, MissingDebugInfoError, SymbolNotFoundError, TypeLookupError
 from kcrash.helpers.linux.list import list_for_each_entry
-from kcrash.memory.kernel import KernelMemory
+from kcrash.memory.kernel import KernelMemory, kernel_image_end
 from kcrash.types.object import Object
 from kcrash.types.percpu import per_cpu
 from kcrash.types.program import Program
@@ -208,8 +208,6 @@ def _hardirq_stack_ptr(prog: Program, cpu: int) -> int:
         return int(per_cpu(prog, "hardirq_stack_ptr", cpu))
 
 
-_START_KERNEL_MAP = 0xFFFFFFFF80000000
-_KERNEL_IMAGE_SIZE_KASLR = 1 << 30
 _MODULES_END = 0xFFFFFFFFFF000000
 
 
@@ -260,11 +258,9 @@ def _text_ranges(prog: Program, orc: OrcTables, modules_complete: bool) -> list[
 
 
 def _module_area(prog: Program) -> tuple[int, int]:
-    # [MODULES_VADDR, MODULES_END): right after the kernel image mapping, which is KERNEL_IMAGE_SIZE
-    # long (arch/x86/include/asm/pgtable_64_types.h); VMCOREINFO has it since v4.19, else the KASLR 1 GiB.
-    info = prog.vmcoreinfo
-    size = info.get_number_or_none("KERNEL_IMAGE_SIZE") if info is not None else None
-    return _START_KERNEL_MAP + (size or _KERNEL_IMAGE_SIZE_KASLR), _MODULES_END
+    # [MODULES_VADDR, MODULES_END): right after the kernel image mapping
+    # (arch/x86/include/asm/pgtable_64_types.h)
+    return kernel_image_end(prog.vmcoreinfo), _MODULES_END
 
 
 def _task_frame_layout(prog: Program) -> _TaskFrameLayout:
