@@ -6,8 +6,9 @@ For each lab crash directory (``kcrash lab crash`` output; its lab.json names th
 ``sys``, ``ps``, ``log``, ``mod``, ``sym`` (200 kernel symbols), ``bt -a``, ``struct task_struct`` and
 ``report`` as separate processes with ``--json``, once with nothing but the dump and once with
 ``--vmlinux`` (the Debian ``-dbg`` vmlinux from the lab cache), and prints per capability whether each
-exits 0 and whether both give the same answer (the vmlinux's DWARF adds source lines to the report). Agreement of the no-debuginfo answers with drgn + vmlinux
-is the oracle suite's (tests/oracle/test_analysis_drgn.py) and is cited, not re-measured, here.
+exits 0 and whether both give the same answer (the vmlinux's DWARF adds source lines to the report).
+Agreement of the no-debuginfo answers with drgn + vmlinux is the oracle suite's
+(tests/oracle/test_analysis_drgn.py) and is cited, not re-measured, here.
 """
 
 from __future__ import annotations

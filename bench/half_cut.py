@@ -19,6 +19,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from survival import cut_copy  # bench/ is the script's directory
+
 PAGE = 4096
 
 
@@ -29,11 +31,7 @@ def _kcrash(*args: str) -> tuple[int, str]:
 
 
 def _cut(src: Path, dst: Path, fraction: float) -> Path:
-    length = int(src.stat().st_size * fraction)
-    with src.open("rb") as fin, dst.open("wb") as fout:
-        while fout.tell() < length and os.sendfile(fout.fileno(), fin.fileno(), fout.tell(), length - fout.tell()):
-            fout.seek(0, os.SEEK_END)
-    return dst
+    return cut_copy(src, dst, int(src.stat().st_size * fraction))
 
 
 def _stack_pages_read(cut: Path, sps: list[int]) -> bool:

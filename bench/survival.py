@@ -29,6 +29,14 @@ from pathlib import Path
 PAGE = 4096
 
 
+def cut_copy(src: Path, dst: Path, length: int) -> Path:
+    """Write the first ``length`` bytes of ``src`` to ``dst`` (a dump cut short)."""
+    with src.open("rb") as fin, dst.open("wb") as fout:
+        while fout.tell() < length and os.sendfile(fout.fileno(), fin.fileno(), fout.tell(), length - fout.tell()):
+            fout.seek(0, os.SEEK_END)
+    return dst
+
+
 def _page_reader(path: Path):  # type: ignore[no-untyped-def]
     from kcrash.dumps import open_dump
     from kcrash.errors import FaultError, KcrashError
@@ -159,12 +167,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 for i in range(1, args.cuts + 1):
                     fraction = i / args.cuts
-                    cut = Path(tmp) / fmt
-                    with whole_path.open("rb") as fin, cut.open("wb") as fout:
-                        want = int(size * fraction)
-                        while fout.tell() < want and os.sendfile(fout.fileno(), fin.fileno(), fout.tell(),
-                                                                 want - fout.tell()):
-                            fout.seek(0, os.SEEK_END)
+                    cut = cut_copy(whole_path, Path(tmp) / fmt, int(size * fraction))
                     r = _row(whole, cut, len(pfns), pfns)
                     log, tasks, bt, rep = r["log"], r["tasks"], r["bt"], r["report"]
                     print(f"| {name} | {fmt} | {fraction:.0%} | {r['pages']:.0%} | {log[0]}/{log[1]}/{log[2]} | "
