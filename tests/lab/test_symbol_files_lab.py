@@ -81,7 +81,8 @@ def test_a_symbol_file_stands_in_for_kallsyms(damaged: tuple[Path, Path, Path, P
     monkeypatch.setenv("KCRASH_CACHE", str(tmp_path))
     whole, cut, system_map, vmlinux = damaged
     given = system_map if option == "--system-map" else vmlinux
-    for command in (["ps"], ["bt", "-a"], ["mod"], ["sym", "panic", "init_task", "schedule+0x10"], ["sys"]):
+    for command in (["ps"], ["bt", "-a"], ["mod"], ["sym", "panic", "init_task", "schedule+0x10"], ["sys"],
+                    ["struct", "task_struct"], ["p", "init_uts_ns.name.release"]):
         code, out, err = _run(capsys, command[0], cut, *command[1:], option, given, "--json")
         assert code == 0, err
         got = json.loads(out)
