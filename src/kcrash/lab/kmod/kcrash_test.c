@@ -3,9 +3,13 @@
  * kcrash_test: the kcrash crash lab's test module.
  *
  * 1. Plants known data at load time, so memory-analysis tests have a target whose true
- *    contents are known: a dedicated slab cache with `alloc` objects on a global list, a global
- *    struct with known field values, a kthread sleeping in a function of known name, and
- *    kthreads whose names contain HTML metacharacters and non-UTF-8 bytes.
+ *    contents are known: a dedicated slab cache with `alloc` objects on a global list (and
+ *    KCRASH_TEST_NR_FREED more that were freed again, their addresses kept in kcrash_test_freed),
+ *    a global struct with known field values, an rbtree and an xarray of known keys, a vmalloc
+ *    buffer with a known pattern, a per-cpu counter with known per-CPU values, a kthread sleeping
+ *    in a function of known name, and kthreads whose names contain HTML metacharacters and
+ *    non-UTF-8 bytes. KCRASH_TEST_SEARCH is planted where `search` must find it: word 0 and
+ *    word KCRASH_TEST_VMALLOC_HIT of the vmalloc buffer, and payload[1] of every tracked object.
  * 2. Crashes the kernel on demand, LKDTM-style (Debian ships no lkdtm): write a crash kind's
  *    name to /sys/kernel/debug/kcrash_test/DIRECT. The write handler goes through two noinline
  *    levels before acting, so traces have several module frames.
@@ -23,8 +27,18 @@
 #include <linux/sched.h>
 #include <linux/string.h>
 #include <linux/vmalloc.h>
+#include <linux/rbtree.h>
+#include <linux/xarray.h>
+#include <linux/percpu.h>
+#include <linux/cpumask.h>
 
 #define KCRASH_TEST_MAGIC 0xC0FFEE01u
+#define KCRASH_TEST_SEARCH 0xFEEDFACE0BADC0DEull
+#define KCRASH_TEST_NR_FREED 20
+#define KCRASH_TEST_NR_RB 32
+#define KCRASH_TEST_VMALLOC_PAGES 4
+#define KCRASH_TEST_VMALLOC_HIT 1234
+#define KCRASH_TEST_VMALLOC_WORD(i) (0x6b63766d00000000ull | (u64)(i))
 
 static int alloc = 100;
 module_param(alloc, int, 0444);
@@ -81,6 +95,27 @@ LIST_HEAD(kcrash_test_cycle);
 static struct kcrash_test_obj kcrash_test_cycle_objs[3];
 struct kcrash_test_obj *kcrash_test_dangling;
 static struct kmem_cache *kcrash_test_cache;
+
+/* Objects of kcrash_test_cache that were allocated and freed again (ids alloc .. alloc+19). */
+struct kcrash_test_obj *kcrash_test_freed[KCRASH_TEST_NR_FREED];
+
+/* An rbtree keyed by `key`: keys 7*i for i in 0..31, inserted in a scrambled order. */
+struct kcrash_test_rb {
+	struct rb_node rb;
+	u64 key;
+	u32 magic;
+};
+struct rb_root kcrash_test_rbtree = RB_ROOT;
+
+/* An xarray: entry at index i is xa_mk_value(i ^ 0x5a) for the indices of kcrash_test_xa_keys. */
+DEFINE_XARRAY(kcrash_test_xarray);
+static const unsigned long kcrash_test_xa_keys[] = { 0, 1, 5, 63, 64, 1000, 4096, 1 << 20 };
+
+/* KCRASH_TEST_VMALLOC_PAGES pages; word i is KCRASH_TEST_VMALLOC_WORD(i) except the search hits. */
+u64 *kcrash_test_vmalloc_buf;
+
+/* On CPU c: 0x1000 * (c + 1) + 0x2a. */
+DEFINE_PER_CPU(u64, kcrash_test_percpu_counter);
 static struct dentry *kcrash_test_dir;
 static struct task_struct *kcrash_test_sleeper_task;
 static struct task_struct *kcrash_test_hostile_task;
@@ -262,29 +297,119 @@ static const struct file_operations kcrash_test_direct_fops = {
 
 /* ---- load / unload --------------------------------------------------------------------- */
 
+static void kcrash_test_obj_ctor(void *obj)
+{
+	memset(obj, 0, sizeof(struct kcrash_test_obj));
+}
+
 static int kcrash_test_plant_objects(void)
 {
 	struct kcrash_test_obj *obj;
 	int i;
 
+	/* the constructor keeps the cache from being merged into another one of the same size */
 	kcrash_test_cache = kmem_cache_create("kcrash_test_cache", sizeof(struct kcrash_test_obj),
-					      0, 0, NULL);
+					      0, 0, kcrash_test_obj_ctor);
 	if (!kcrash_test_cache)
 		return -ENOMEM;
 	for (i = 0; i < alloc; i++) {
-		obj = kmem_cache_zalloc(kcrash_test_cache, GFP_KERNEL);
+		obj = kmem_cache_alloc(kcrash_test_cache, GFP_KERNEL);
 		if (!obj)
 			return -ENOMEM;
+		memset(obj, 0, sizeof(*obj));
 		obj->magic = KCRASH_TEST_MAGIC;
 		obj->id = i;
 		snprintf(obj->tag, sizeof(obj->tag), "obj-%d", i);
 		obj->payload[0] = (u64)i * 3;
+		obj->payload[1] = KCRASH_TEST_SEARCH;
 		list_add_tail(&obj->node, &kcrash_test_objects);
 		kcrash_test_global.nr_objects++;
 	}
 	kcrash_test_global.first = list_first_entry_or_null(&kcrash_test_objects,
 							     struct kcrash_test_obj, node);
 	return 0;
+}
+
+static int kcrash_test_plant_freed(void)
+{
+	struct kcrash_test_obj *obj;
+	int i;
+
+	for (i = 0; i < KCRASH_TEST_NR_FREED; i++) {
+		obj = kmem_cache_alloc(kcrash_test_cache, GFP_KERNEL);
+		if (!obj)
+			return -ENOMEM;
+		memset(obj, 0, sizeof(*obj));
+		obj->magic = KCRASH_TEST_MAGIC;
+		obj->id = alloc + i;
+		kcrash_test_freed[i] = obj;
+	}
+	for (i = 0; i < KCRASH_TEST_NR_FREED; i++)
+		kmem_cache_free(kcrash_test_cache, kcrash_test_freed[i]);
+	return 0;
+}
+
+static void kcrash_test_rb_insert(struct kcrash_test_rb *new)
+{
+	struct rb_node **link = &kcrash_test_rbtree.rb_node, *parent = NULL;
+
+	while (*link) {
+		parent = *link;
+		if (new->key < rb_entry(parent, struct kcrash_test_rb, rb)->key)
+			link = &parent->rb_left;
+		else
+			link = &parent->rb_right;
+	}
+	rb_link_node(&new->rb, parent, link);
+	rb_insert_color(&new->rb, &kcrash_test_rbtree);
+}
+
+static int kcrash_test_plant_trees(void)
+{
+	struct kcrash_test_rb *node;
+	size_t i;
+
+	for (i = 0; i < KCRASH_TEST_NR_RB; i++) {
+		node = kzalloc(sizeof(*node), GFP_KERNEL);
+		if (!node)
+			return -ENOMEM;
+		node->key = 7 * ((i * 13) % KCRASH_TEST_NR_RB);
+		node->magic = KCRASH_TEST_MAGIC;
+		kcrash_test_rb_insert(node);
+	}
+	for (i = 0; i < ARRAY_SIZE(kcrash_test_xa_keys); i++)
+		if (xa_err(xa_store(&kcrash_test_xarray, kcrash_test_xa_keys[i],
+				    xa_mk_value(kcrash_test_xa_keys[i] ^ 0x5a), GFP_KERNEL)))
+			return -ENOMEM;
+	return 0;
+}
+
+static int kcrash_test_plant_memory(void)
+{
+	size_t i, words = KCRASH_TEST_VMALLOC_PAGES * PAGE_SIZE / sizeof(u64);
+	int cpu;
+
+	kcrash_test_vmalloc_buf = vmalloc(KCRASH_TEST_VMALLOC_PAGES * PAGE_SIZE);
+	if (!kcrash_test_vmalloc_buf)
+		return -ENOMEM;
+	for (i = 0; i < words; i++)
+		kcrash_test_vmalloc_buf[i] = KCRASH_TEST_VMALLOC_WORD(i);
+	kcrash_test_vmalloc_buf[0] = KCRASH_TEST_SEARCH;
+	kcrash_test_vmalloc_buf[KCRASH_TEST_VMALLOC_HIT] = KCRASH_TEST_SEARCH;
+	for_each_possible_cpu(cpu)
+		per_cpu(kcrash_test_percpu_counter, cpu) = 0x1000 * (cpu + 1) + 0x2a;
+	return 0;
+}
+
+static void kcrash_test_free_trees(void)
+{
+	struct kcrash_test_rb *node, *tmp;
+
+	rbtree_postorder_for_each_entry_safe(node, tmp, &kcrash_test_rbtree, rb)
+		kfree(node);
+	kcrash_test_rbtree = RB_ROOT;
+	xa_destroy(&kcrash_test_xarray);
+	vfree(kcrash_test_vmalloc_buf);
 }
 
 static void kcrash_test_plant_corruption(void)
@@ -329,7 +454,14 @@ static int __init kcrash_test_init(void)
 	kcrash_test_global.self = &kcrash_test_global;
 	kcrash_test_plant_corruption();
 	ret = kcrash_test_plant_objects();
+	if (!ret)
+		ret = kcrash_test_plant_freed();
+	if (!ret)
+		ret = kcrash_test_plant_trees();
+	if (!ret)
+		ret = kcrash_test_plant_memory();
 	if (ret) {
+		kcrash_test_free_trees();
 		kcrash_test_free_objects();
 		return ret;
 	}
@@ -348,6 +480,7 @@ static void __exit kcrash_test_exit(void)
 	INIT_LIST_HEAD(&kcrash_test_cycle);
 	debugfs_remove_recursive(kcrash_test_dir);
 	kcrash_test_stop_threads();
+	kcrash_test_free_trees();
 	kcrash_test_free_objects();
 }
 
