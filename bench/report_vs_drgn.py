@@ -111,9 +111,9 @@ print("dump", dump, st.st_size, time.ctime(st.st_mtime))
 '''
 
 
-def _timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
+def _timed(cmd: list[str], env: dict[str, str] | None = None, stdin: str | None = None) -> tuple[float, int, str]:
     proc = subprocess.run(["/usr/bin/time", "-f", "%e %M", *cmd], capture_output=True, text=True, env=env,
-                          check=False)
+                          check=False, input=stdin, errors="replace")
     if proc.returncode != 0:
         sys.exit(f"{cmd[0]} failed: {proc.stderr[-2000:]}")
     wall, rss = proc.stderr.strip().splitlines()[-1].split()
