@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "decode": "kcrash.cli.decode",
     "dis": "kcrash.cli.dis",
     "dump": "kcrash.cli.dump",
+    "kmem": "kcrash.cli.kmem",
     "lab": "kcrash.cli.lab",
     "live": "kcrash.cli.live",
     "log": "kcrash.cli.analyze",

@@ -1,0 +1,151 @@
+"""
+kcrash.cli.kmem
+===============
+
+``kcrash kmem`` like crash's ``kmem``: ``-s [CACHE...]`` every slab cache (or the named ones) with
+its object size, allocated and total objects, slabs and slab size; ``-S CACHE...`` the objects of
+each slab, free ones plain and allocated ones in brackets as crash marks them; ``-i`` memory usage;
+``ADDR...`` (``-`` reads addresses from stdin) what each address is. Argument parsing and output
+only: the slab work is :mod:`kcrash.helpers.linux.slab`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from kcrash.cli.common import echo_json, opened_target
+from kcrash.errors import CliError
+from kcrash.types.object import Object
+from kcrash.types.program import Program
+
+__all__ = ["kmem"]
+
+
+@click.command("kmem")
+@click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+@click.argument("addresses", metavar="[ADDR...|CACHE...]", nargs=-1)
+@click.option("-s", "slabs", is_flag=True, help="Every slab cache (or the CACHEs named): objects, slabs, sizes.")
+@click.option("-S", "slab_objects", is_flag=True, help="The objects of each slab of the CACHEs named.")
+@click.option("-i", "usage", is_flag=True, help="Memory usage summary.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def kmem(path: str, addresses: tuple[str, ...], slabs: bool, slab_objects: bool, usage: bool, as_json: bool) -> None:
+    """Kernel memory: slab caches (-s, -S), usage (-i), or what each ADDR is."""
+    if slabs + slab_objects + usage > 1:
+        raise CliError("choose one of -s, -S and -i", 2)
+    if usage:
+        _kmem_usage(path, addresses, as_json)
+    elif slabs:
+        _kmem_slab_caches(path, addresses, as_json)
+    elif slab_objects:
+        _kmem_slab_objects(path, addresses, as_json)
+    else:
+        _kmem_addresses(path, addresses, as_json)
+
+
+# -- kmem -i ----------------------------------------------------------------------------------------
+
+
+def _kmem_usage(path: str, args: tuple[str, ...], as_json: bool) -> None:
+    raise CliError("kmem -i: not implemented yet", 2)
+
+
+# -- kmem ADDR... -----------------------------------------------------------------------------------
+
+
+def _kmem_addresses(path: str, args: tuple[str, ...], as_json: bool) -> None:
+    raise CliError("kmem ADDR: not implemented yet", 2)
+
+
+# -- kmem -s / -S (slab caches) ---------------------------------------------------------------------
+
+_SLAB_HEADER = f"{'CACHE':<16}  {'OBJSIZE':>7}  {'ALLOCATED':>9}  {'TOTAL':>9}  {'SLABS':>6}  {'SSIZE':>5}  NAME"
+
+
+def _named_caches(prog: Program, names: tuple[str, ...]) -> Iterator[Object]:
+    # Every cache (no names), else each named cache; an unknown name is an error.
+    from kcrash.helpers.linux.slab import find_slab_cache, for_each_slab_cache
+
+    if not names:
+        walk = for_each_slab_cache(prog)
+        yield from walk
+        if walk.truncated:
+            click.echo(f"kcrash: warning: slab_caches walk stopped early: {walk.truncated}", err=True)
+        return
+    for name in names:
+        cache = find_slab_cache(prog, name)
+        if cache is None:
+            raise CliError(f"no slab cache named {name!r}", 1)
+        yield cache
+
+
+def _slab_cache_row(prog: Program, cache: Object) -> dict[str, Any]:
+    from kcrash.helpers.linux.slab import slab_cache_info, slab_cache_usage
+
+    info, usage = slab_cache_info(prog, cache), slab_cache_usage(prog, cache)
+    return {"cache": info.address, "name": info.name, "object_size": info.object_size, "size": info.size,
+            "objects_per_slab": info.objects_per_slab, "order": info.order, "slab_size": info.slab_size,
+            "slabs": usage.num_slabs, "total": usage.num_objs, "free": usage.free_objs,
+            "allocated": usage.active_objs, "error": usage.error}
+
+
+def _ssize(size: int) -> str:
+    return f"{size >> 10}k"
+
+
+def _print_slab_row(row: dict[str, Any]) -> None:
+    click.echo(f"{row['cache']:016x}  {row['object_size']:>7}  {row['allocated']:>9}  {row['total']:>9}  "
+               f"{row['slabs']:>6}  {_ssize(row['slab_size']):>5}  {row['name']}")
+    if row["error"]:
+        click.echo(f"kcrash: warning: {row['name']}: {row['error']}", err=True)
+
+
+def _kmem_slab_caches(path: str, names: tuple[str, ...], as_json: bool) -> None:
+    with opened_target(path, orc=False) as prog:
+        rows = [_slab_cache_row(prog, cache) for cache in _named_caches(prog, names)]
+    if as_json:
+        echo_json({"caches": rows})
+        return
+    click.echo(_SLAB_HEADER)
+    for row in rows:
+        _print_slab_row(row)
+
+
+def _slab_objects_json(prog: Program, cache: Object) -> dict[str, Any]:
+    from kcrash.helpers.linux.slab import slab_cache_for_each_object
+
+    row = _slab_cache_row(prog, cache)
+    slabs: dict[int, list[dict[str, Any]]] = {}
+    for obj in slab_cache_for_each_object(prog, cache):
+        slabs.setdefault(obj.slab, []).append({"address": obj.address, "allocated": obj.allocated})
+    row["slab_list"] = [{"slab": slab, "objects": objects} for slab, objects in slabs.items()]
+    return row
+
+
+def _print_slab_objects(row: dict[str, Any]) -> None:
+    click.echo(_SLAB_HEADER)
+    _print_slab_row(row)
+    for slab in row["slab_list"]:
+        objects = slab["objects"]
+        used = sum(1 for o in objects if o["allocated"])
+        click.echo(f"  {'SLAB':<16}  {'MEMORY':<16}  {'TOTAL':>5}  {'ALLOCATED':>9}  {'FREE':>4}")
+        click.echo(f"  {slab['slab']:016x}  {objects[0]['address'] if objects else 0:016x}  {len(objects):>5}  "
+                   f"{used:>9}  {len(objects) - used:>4}")
+        click.echo("  FREE / [ALLOCATED]")
+        for o in objects:
+            mark = {True: f"[{o['address']:x}]", False: f" {o['address']:x}", None: f"?{o['address']:x}?"}
+            click.echo(f"  {mark[o['allocated']]}")
+
+
+def _kmem_slab_objects(path: str, names: tuple[str, ...], as_json: bool) -> None:
+    if not names:
+        raise CliError("kmem -S needs a CACHE name", 2)
+    with opened_target(path, orc=False) as prog:
+        rows = [_slab_objects_json(prog, cache) for cache in _named_caches(prog, names)]
+    if as_json:
+        echo_json({"caches": rows})
+        return
+    for row in rows:
+        _print_slab_objects(row)

@@ -1,0 +1,775 @@
+"""
+kcrash.helpers.linux.slab
+=========================
+
+The SLUB allocator (``include/linux/slub_def.h``, ``mm/slab.h``, ``mm/slub.c``) read from memory with
+kallsyms and BTF only: :func:`for_each_slab_cache` and :func:`find_slab_cache` walk ``slab_caches``;
+:func:`slab_cache_usage` counts a cache's slabs and objects from the slabs themselves (every slab
+page found by one numpy scan of the ``struct page`` array, its ``objects``/``inuse`` counters, plus
+the per-CPU freelists and, since v6.18, the per-CPU and per-node sheaves, which hold objects that
+``inuse`` counts as used); :func:`slab_cache_for_each_object` yields every object of a cache, free
+or allocated, with its slab; :func:`slab_object_info` says which cache, slab and object an address
+lies in and whether that object is allocated. :func:`slab_cache_node_counts` reads the per-node
+``nr_slabs``/``total_objects`` counters (``CONFIG_SLUB_DEBUG``), which ``/proc/slabinfo`` prints.
+
+Kernel differences are probed, never versioned: ``struct slab`` (since v5.17) or ``struct page``;
+slab pages flagged by ``PG_slab`` or, since v6.10, by a page type (``PAGE_SLAB_MAPCOUNT_VALUE``
+from VMCOREINFO); ``kmem_cache.node[]`` or, since v7.1, ``kmem_cache.per_node[].node``;
+``cpu_slab`` (gone in v7.0) and ``cpu_sheaves``; hardened freelist pointers
+(``CONFIG_SLAB_FREELIST_HARDENED``: ``kmem_cache.random`` exists), decoded with or without the
+byte swap of v5.7 by checking which decode lands in the slab. KFENCE pages (``__kfence_pool``) are
+left out of the counts as the kernel leaves them out of ``nr_slabs``; an address in the pool is
+identified through ``kfence_metadata``. Walks over dump memory are bounded: a freelist cycle or a
+wild pointer ends the walk with a reason (and ``allocated=None`` where that makes the answer
+unknown). SLAB and SLOB (removed in v6.5 and v6.4) are not supported. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from kcrash.errors import FaultError, KcrashError, SymbolNotFoundError
+from kcrash.helpers.layout import StructLayout
+from kcrash.helpers.linux.cpumask import for_each_online_cpu
+from kcrash.helpers.linux.list import ListWalk, list_for_each, list_for_each_entry
+from kcrash.types.model import Type
+from kcrash.types.object import Object
+from kcrash.types.percpu import per_cpu_offset
+from kcrash.types.program import Program
+
+__all__ = [
+    "SlabCacheInfo",
+    "SlabCacheUsage",
+    "SlabObject",
+    "SlabObjectInfo",
+    "find_slab_cache",
+    "for_each_slab_cache",
+    "slab_cache_for_each_allocated_object",
+    "slab_cache_for_each_object",
+    "slab_cache_info",
+    "slab_cache_node_counts",
+    "slab_cache_usage",
+    "slab_object_info",
+]
+
+#: ``struct kmem_cache_order_objects``: objects in the low OO_SHIFT bits, order above (mm/slub.c)
+_OO_SHIFT = 16
+_MAX_CACHES = 4096
+_MAX_OBJECTS = 1 << 15  # slab->objects is a 15-bit field (mm/slab.h)
+_MAX_SHEAVES = 1 << 16
+#: struct pages per vmemmap read (2 MiB of ``struct page``)
+_SCAN_PAGES = 32768
+#: x86-64 defaults without KASLR (arch/x86/include/asm/page_64_types.h, pgtable_64_types.h)
+_X86_64_PAGE_OFFSET = 0xFFFF888000000000
+_X86_64_VMEMMAP = 0xFFFFEA0000000000
+_MASK64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class SlabCacheInfo:
+    """One ``struct kmem_cache``: its address, name and geometry."""
+
+    address: int
+    name: str
+    #: the caller's object size (``object_size``)
+    object_size: int
+    #: the stride between objects, metadata included (``size``)
+    size: int
+    #: where the free pointer is in a free object (``offset``)
+    offset: int
+    objects_per_slab: int
+    order: int
+    red_left_pad: int
+    page_size: int
+
+    @property
+    def slab_size(self) -> int:
+        """Bytes of one slab (``PAGE_SIZE << order``)."""
+        return self.page_size << self.order
+
+
+@dataclass(frozen=True, slots=True)
+class SlabCacheUsage:
+    """Slab and object counts of one cache; ``error`` says why they may be incomplete."""
+
+    num_slabs: int
+    num_objs: int
+    free_objs: int
+    error: str | None = None
+
+    @property
+    def active_objs(self) -> int:
+        """Allocated objects."""
+        return self.num_objs - self.free_objs
+
+
+@dataclass(frozen=True, slots=True)
+class SlabObject:
+    """One object of a slab: its address, its slab (``struct slab *``, ``struct page *`` before
+    v5.17) and whether it is allocated (None: unknown, the slab's freelist is damaged)."""
+
+    address: int
+    slab: int
+    allocated: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class SlabObjectInfo:
+    """Where an address lies in the slab allocator."""
+
+    cache_name: str
+    #: ``struct kmem_cache *``
+    cache: int
+    #: ``struct slab *`` (``struct page *`` before v5.17)
+    slab: int
+    #: the start of the object holding the address
+    address: int
+    #: the address's offset in the object
+    offset: int
+    #: True allocated, False free, None unknown (damaged freelist, or not inside an object: the
+    #: slab's tail or left red zone)
+    allocated: bool | None
+
+
+# -- per-program facts ------------------------------------------------------------------------------
+
+_STATES: weakref.WeakKeyDictionary[Program, _Slub] = weakref.WeakKeyDictionary()
+
+
+def _slub(prog: Program) -> _Slub:
+    state = _STATES.get(prog)
+    if state is None:
+        state = _STATES[prog] = _Slub(prog)
+    return state
+
+
+def _symbol_u64(prog: Program, name: str) -> int | None:
+    try:
+        return prog.read_u64(prog.symbol_address(name))
+    except (SymbolNotFoundError, FaultError, KcrashError):
+        return None
+
+
+def _compound_info(prog: Program) -> tuple[int, bool]:
+    # (byte offset of the word that links a tail page to its head, whether it holds a mask): the
+    # head's address + 1 in ``compound_head``; renamed ``compound_info`` by Linux kernel commit
+    # d50569612c29 (v7.1), which since commit 8c846c879e22 (v7.1) holds a mask to AND with the
+    # tail's address when struct page's size is a power of two and zones have ``vmemmap_tails``.
+    page = prog.type("struct page")
+    if page.has_member("compound_info"):
+        size = page.sizeof()
+        zone = prog.find_type_or_none("struct zone")
+        mask = size & (size - 1) == 0 and zone is not None and zone.has_member("vmemmap_tails")
+        return page.walk_path("compound_info")[0] // 8, mask
+    return page.walk_path("compound_head")[0] // 8, False
+
+
+def _bitfield(t: Type, name: str) -> tuple[int, int]:
+    # (shift within the 64-bit counters word, mask) of a slab counter bit-field (mm/slab.h)
+    bits, _, size = t.walk_path(name)
+    base, _, _ = t.walk_path("counters")
+    return bits - base, (1 << (size or 32)) - 1
+
+
+class _Slub:
+    # Everything about this kernel's SLUB that does not change during a session.
+
+    def __init__(self, prog: Program) -> None:
+        self.prog = prog
+        info = prog.vmcoreinfo
+        self.page_size = (info.page_size if info is not None else None) or 4096
+        self.page_shift = self.page_size.bit_length() - 1
+        vmemmap = info.get_symbol_or_none("vmemmap") if info is not None else None
+        self.vmemmap = vmemmap or _symbol_u64(prog, "vmemmap_base") or _X86_64_VMEMMAP
+        self.page_offset = _symbol_u64(prog, "page_offset_base") or _X86_64_PAGE_OFFSET
+        self.struct_page = prog.type("struct page").sizeof()
+        self.max_pfn = _symbol_u64(prog, "max_pfn") or 0
+        # Since Linux kernel commit d122019bf061 (v5.17) slab fields are in struct slab, an overlay
+        # of struct page; before they were struct page's own.
+        slab_type = prog.find_type_or_none("struct slab") or prog.type("struct page")
+        self.slab_layout = StructLayout(slab_type, ("slab_cache", "freelist", "counters"))
+        self.inuse = _bitfield(slab_type, "inuse")
+        self.objects = _bitfield(slab_type, "objects")
+        self.compound_head, self.compound_mask = _compound_info(prog)
+        self.slab_flag = self._slab_test()
+        self.cache_type = prog.type("struct kmem_cache")
+        self.hardened = self.cache_type.has_member("random")
+        self.swab: bool | None = None  # freelist decode: with the v5.7 byte swap, without; None untried
+        self.caches: dict[int, SlabCacheInfo] = {}
+        self.random: dict[int, int] = {}
+        self.index: _SlabIndex | None = None
+        self.cpu_free: dict[int, _CpuFree] = {}
+        self.cache_layout: StructLayout | None = None
+        self.kfence = _kfence_pool(prog, self.page_size)
+
+    def _slab_test(self) -> tuple[str, int, int]:
+        # ("type", byte offset of page_type, value) or ("flag", 0, bit): how a slab's head page is
+        # marked. Since Linux kernel commit 46df8e73a4a3 (v6.10) by a page type VMCOREINFO exports
+        # as PAGE_SLAB_MAPCOUNT_VALUE; before by the PG_slab flag.
+        info = self.prog.vmcoreinfo
+        value = info.get_number_or_none("PAGE_SLAB_MAPCOUNT_VALUE") if info is not None else None
+        if value is not None:
+            offset = self.prog.type("struct page").walk_path("_mapcount")[0] // 8
+            return "type", offset, value & 0xFFFFFFFF
+        bit = info.get_number_or_none("PG_slab") if info is not None else None
+        if bit is None:
+            bit = int(self.prog.constant("PG_slab"))
+        return "flag", 0, bit
+
+    # -- addresses ------------------------------------------------------------------------------
+
+    def page_to_virt(self, page: int) -> int:
+        return self.page_offset + ((page - self.vmemmap) // self.struct_page << self.page_shift)
+
+    def virt_to_page(self, address: int) -> int:
+        return self.vmemmap + ((address - self.page_offset) >> self.page_shift) * self.struct_page
+
+    def in_direct_map(self, address: int) -> bool:
+        return self.page_offset <= address < self.page_offset + (self.max_pfn << self.page_shift)
+
+    def head_page(self, page: int) -> tuple[int, bytes]:
+        # The head page of the (compound) page ``page`` and its struct page bytes.
+        data = self.prog.read(page, self.struct_page)
+        info = int.from_bytes(data[self.compound_head:self.compound_head + 8], "little")
+        if info & 1:
+            page = page & info if self.compound_mask else info - 1
+            data = self.prog.read(page, self.struct_page)
+        return page, data
+
+    def counters(self, value: int) -> tuple[int, int]:
+        # (objects, inuse) of a slab's counters word
+        return (value >> self.objects[0]) & self.objects[1], (value >> self.inuse[0]) & self.inuse[1]
+
+    def is_slab(self, page_bytes: bytes) -> bool:
+        kind, offset, value = self.slab_flag
+        if kind == "type":
+            return int.from_bytes(page_bytes[offset:offset + 4], "little") == value
+        return bool(int.from_bytes(page_bytes[:8], "little") >> value & 1)
+
+    # -- caches ---------------------------------------------------------------------------------
+
+    def cache(self, address: int) -> SlabCacheInfo:
+        found = self.caches.get(address)
+        if found is None:
+            found = self.caches[address] = self._read_cache(address)
+        return found
+
+    def _read_cache(self, address: int) -> SlabCacheInfo:
+        layout = _cache_layout(self)
+        c = layout.read(self.prog, address)
+        oo = c.value("oo")
+        self.random[address] = c.value("random") if self.hardened else 0
+        try:
+            name = c.object("name").string_().decode("utf-8", "backslashreplace")
+        except FaultError:
+            name = f"<cache {address:#x}>"
+        return SlabCacheInfo(address, name, c.value("object_size"), c.value("size"), c.value("offset"),
+                             oo & ((1 << _OO_SHIFT) - 1), oo >> _OO_SHIFT, c.value("red_left_pad"), self.page_size)
+
+
+def _cache_layout(slub: _Slub) -> StructLayout:
+    if slub.cache_layout is None:
+        slub.cache_layout = StructLayout(slub.cache_type, {
+            "name": "name", "object_size": "object_size", "size": "size", "offset": "offset", "oo": "oo.x",
+            "red_left_pad": "red_left_pad", **({"random": "random"} if slub.hardened else {})})
+    return slub.cache_layout
+
+
+def _kfence_pool(prog: Program, page_size: int) -> tuple[int, int] | None:
+    # [start, end) of the KFENCE pool (mm/kfence/core.c: __kfence_pool, KFENCE_POOL_SIZE =
+    # (CONFIG_KFENCE_NUM_OBJECTS + 1) * 2 * PAGE_SIZE). The object count is not in BTF: it is the
+    # number of kfence_metadata entries whose addr lies in its object page (kfence_init_pool sets
+    # every entry's addr), a validated decode bounded by the largest pool the Kconfig allows.
+    pool = _symbol_u64(prog, "__kfence_pool")
+    if not pool:
+        return None
+    try:
+        entries = _kfence_metadata(prog, pool, page_size)
+    except KcrashError:
+        return None
+    count = 0
+    for i, meta in enumerate(entries):
+        page = pool + (2 * i + 2) * page_size
+        if not page <= int(meta.addr) < page + page_size:
+            break
+        count = i + 1
+    return (pool, pool + (count + 1) * 2 * page_size) if count else None
+
+
+def _kfence_metadata(prog: Program, pool: int, page_size: int) -> Iterator[Object]:
+    # The kfence_metadata array: a static array, or since Linux kernel commit 21c690a349ba (v6.6)
+    # a pointer to one. kallsyms gives the address only, so the reading whose first entry has the
+    # first object page's address is the one (kfence_init_pool sets it; an allocation keeps the
+    # object inside that page).
+    meta_type = prog.type("struct kfence_metadata")
+    addr_offset = meta_type.walk_path("addr")[0] // 8
+    address = prog.symbol_address("kfence_metadata")
+    for start in (address, prog.read_u64(address)):
+        try:
+            first = prog.read_u64(start + addr_offset)
+        except FaultError:
+            continue
+        if pool + 2 * page_size <= first < pool + 3 * page_size:
+            return (Object(prog, meta_type, address=start + i * meta_type.sizeof()) for i in range(_MAX_OBJECTS))
+    raise SymbolNotFoundError("kfence_metadata: neither an array nor a pointer to one")
+
+
+# -- freelists --------------------------------------------------------------------------------------
+
+
+def _swab64(value: int) -> int:
+    return int.from_bytes(value.to_bytes(8, "little"), "big")
+
+
+def _decode(slub: _Slub, cache: SlabCacheInfo, slot: int, raw: int, inside: _Inside) -> int:
+    # The next free object from the free pointer ``raw`` stored at ``slot`` (mm/slub.c
+    # freelist_ptr_decode): with CONFIG_SLAB_FREELIST_HARDENED it is ``ptr ^ s->random ^
+    # swab(slot)``, without the swab before Linux kernel commit 1ad53d9fa3f6 (v5.7, also in some
+    # stable trees): no marker says which, so the first decode that lands in the slab decides.
+    if not slub.hardened:
+        return raw
+    random = slub.random[cache.address]
+    swabbed = raw ^ random ^ _swab64(slot)
+    if slub.swab:
+        return swabbed
+    plain = raw ^ random ^ slot
+    if slub.swab is False:
+        return plain
+    for value, mode in ((swabbed, True), (plain, False)):
+        if value and inside(value):
+            slub.swab = mode
+            return value
+    return swabbed
+
+
+class _Inside:
+    # Is a pointer an object start of one slab?
+    __slots__ = ("base", "end", "size")
+
+    def __init__(self, base: int, objects: int, size: int) -> None:
+        self.base, self.end, self.size = base, base + objects * size, size
+
+    def __call__(self, pointer: int) -> bool:
+        return self.base <= pointer < self.end and (pointer - self.base) % self.size == 0
+
+
+def _walk_freelist(slub: _Slub, cache: SlabCacheInfo, slab: int, objects: int, head: int,
+                   data: bytes | None = None) -> tuple[list[int], str | None]:
+    # The free objects chained from ``head`` in the slab ``slab`` (``data``: the slab's bytes, when
+    # read already), and why the walk stopped early (None: it reached the end). Bounded by the
+    # slab's object count: every accepted pointer is a distinct object start of the slab.
+    start = slub.page_to_virt(slab)
+    inside = _Inside(start + cache.red_left_pad, min(objects, _MAX_OBJECTS), cache.size or 1)
+    out: list[int] = []
+    seen: set[int] = set()
+    pointer = head
+    while pointer:
+        if not inside(pointer):
+            return out, f"free pointer {pointer:#x} is not an object of slab {slab:#x}"
+        if pointer in seen:
+            return out, f"freelist cycle at {pointer:#x} in slab {slab:#x}"
+        seen.add(pointer)
+        out.append(pointer)
+        slot = pointer + cache.offset
+        if data is not None and slot + 8 <= start + len(data):
+            raw = int.from_bytes(data[slot - start:slot - start + 8], "little")
+        else:
+            try:
+                raw = slub.prog.read_u64(slot)
+            except FaultError:
+                return out, f"unreadable free pointer at {slot:#x}"
+        pointer = _decode(slub, cache, slot, raw, inside)
+    return out, None
+
+
+# -- the slab pages -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _SlabIndex:
+    # Every slab head page found in the struct page array (KFENCE pages left out), by cache:
+    # rows of (struct page/slab address, freelist, counters).
+    by_cache: dict[int, np.ndarray]
+    #: why the scan missed part of the array (unreadable vmemmap), None if it did not
+    missing: str | None
+
+
+def _slab_index(slub: _Slub) -> _SlabIndex:
+    if slub.index is None:
+        slub.index = _scan(slub)
+    return slub.index
+
+
+def _vmemmap_chunks(slub: _Slub) -> Iterator[tuple[int, np.ndarray]]:
+    # (address, struct pages as rows of u64 words) over pfn 0..max_pfn in large reads; an unreadable
+    # read is retried page by page (holes in the vmemmap are not mapped).
+    words = slub.struct_page // 8
+    per_page = max(1, slub.page_size // slub.struct_page)
+    for first in range(0, slub.max_pfn, _SCAN_PAGES):
+        count = min(_SCAN_PAGES, slub.max_pfn - first)
+        address = slub.vmemmap + first * slub.struct_page
+        try:
+            data = slub.prog.read(address, count * slub.struct_page)
+        except FaultError:
+            for sub in range(0, count, per_page):
+                n = min(per_page, count - sub)
+                try:
+                    part = slub.prog.read(address + sub * slub.struct_page, n * slub.struct_page)
+                except FaultError:
+                    continue
+                yield address + sub * slub.struct_page, np.frombuffer(part, "<u8").reshape(n, words)
+            continue
+        yield address, np.frombuffer(data, "<u8").reshape(count, words)
+
+
+def _slab_rows(slub: _Slub, rows: np.ndarray) -> np.ndarray:
+    # The rows whose page is a slab's head page.
+    kind, offset, value = slub.slab_flag
+    if kind == "type":
+        word = rows[:, offset // 8] >> np.uint64(offset % 8 * 8)
+        return (word & np.uint64(0xFFFFFFFF)) == np.uint64(value)  # type: ignore[no-any-return]
+    return (rows[:, 0] >> np.uint64(value)) & np.uint64(1) == np.uint64(1)  # type: ignore[no-any-return]
+
+
+def _scan(slub: _Slub) -> _SlabIndex:
+    layout = slub.slab_layout
+    columns = [layout.offsetof(name) // 8 for name in ("slab_cache", "freelist", "counters")]
+    found: list[np.ndarray] = []
+    for address, rows in _vmemmap_chunks(slub):
+        hit = np.nonzero(_slab_rows(slub, rows))[0]
+        if hit.size:
+            pages = np.uint64(address) + hit.astype(np.uint64) * np.uint64(slub.struct_page)
+            found.append(np.column_stack([pages, rows[hit][:, columns]]))
+    table = np.concatenate(found) if found else np.zeros((0, 4), np.uint64)
+    if slub.kfence is not None:
+        low, high = (slub.virt_to_page(a) for a in slub.kfence)
+        table = table[(table[:, 0] < np.uint64(low)) | (table[:, 0] >= np.uint64(high))]
+    order = np.argsort(table[:, 1], kind="stable")
+    table = table[order]
+    keys, starts = np.unique(table[:, 1], return_index=True)
+    bounds = [*starts.tolist(), len(table)]
+    by_cache = {int(k): table[bounds[i]:bounds[i + 1]][:, [0, 2, 3]] for i, k in enumerate(keys.tolist())}
+    expected = slub.max_pfn * slub.struct_page
+    return _SlabIndex(by_cache, None if expected else "max_pfn unknown: no struct page scanned")
+
+
+# -- per-CPU and per-node caches of free objects -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _CpuFree:
+    # Free objects a cache holds outside its slabs' freelists: the per-CPU freelists of the CPUs'
+    # active slabs, and (since v6.18) the objects in sheaves. ``count`` counts them all.
+    objects: frozenset[int]
+    count: int
+    error: str | None
+
+
+def _cpu_free(slub: _Slub, cache: SlabCacheInfo) -> _CpuFree:
+    found = slub.cpu_free.get(cache.address)
+    if found is None:
+        objects: set[int] = set()
+        errors: list[str] = []
+        for part in (_cpu_slab_free, _cpu_sheaves_free, _barn_free):
+            try:
+                error = part(slub, cache, objects)
+            except KcrashError as exc:
+                error = f"{part.__name__.strip('_').replace('_', ' ')}: {exc}"
+            if error:
+                errors.append(error)
+        found = slub.cpu_free[cache.address] = _CpuFree(frozenset(objects), len(objects),
+                                                        "; ".join(errors) or None)
+    return found
+
+
+def _cpu_slab_free(slub: _Slub, cache: SlabCacheInfo, out: set[int]) -> str | None:
+    # ``kmem_cache.cpu_slab`` (removed by Linux kernel commit 32c894c7274b, v7.0): each online CPU's
+    # lockless freelist of its active slab (``slab``; ``page`` before commit bb192ed9aa71, v5.17).
+    if not slub.cache_type.has_member("cpu_slab"):
+        return None
+    prog = slub.prog
+    percpu = prog.read_u64(cache.address + slub.cache_type.walk_path("cpu_slab")[0] // 8)
+    cpu_type = prog.type("struct kmem_cache_cpu")
+    layout = StructLayout(cpu_type, {"freelist": "freelist", "slab": ("slab", "page")})
+    errors = []
+    for cpu in for_each_online_cpu(prog):
+        c = layout.read(prog, (percpu + per_cpu_offset(prog, cpu)) & _MASK64)
+        slab, head = c.value("slab"), c.value("freelist")
+        if not slab or not head:
+            continue
+        fields = slub.slab_layout.read(prog, slab)
+        if fields.value("slab_cache") != cache.address:
+            continue
+        objects, _ = slub.counters(fields.value("counters"))
+        free, error = _walk_freelist(slub, cache, slab, objects, head)
+        out.update(free)
+        if error:
+            errors.append(f"cpu {cpu}: {error}")
+    return "; ".join(errors) or None
+
+
+def _sheaf_objects(prog: Program, sheaf: int, out: set[int]) -> None:
+    # ``struct slab_sheaf``: ``size`` object pointers in ``objects[]``.
+    layout = StructLayout(prog.type("struct slab_sheaf"), ("size", "objects"))
+    size = min(layout.read_value(prog, sheaf, "size"), _MAX_SHEAVES)
+    if size:
+        data = prog.read(sheaf + layout.offsetof("objects"), size * 8)
+        out.update(np.frombuffer(data, "<u8").tolist())
+
+
+def _cpu_sheaves_free(slub: _Slub, cache: SlabCacheInfo, out: set[int]) -> str | None:
+    # Since Linux kernel commit 2d517aa09bbc (v6.18): each online CPU's ``main`` and ``spare``
+    # sheaves (``rcu_free`` holds objects still waiting for a grace period: allocated until then).
+    if not slub.cache_type.has_member("cpu_sheaves"):
+        return None
+    prog = slub.prog
+    percpu = prog.read_u64(cache.address + slub.cache_type.walk_path("cpu_sheaves")[0] // 8)
+    if not percpu:
+        return None
+    layout = StructLayout(prog.type("struct slub_percpu_sheaves"), ("main", "spare"))
+    for cpu in for_each_online_cpu(prog):
+        pcs = layout.read(prog, (percpu + per_cpu_offset(prog, cpu)) & _MASK64)
+        for name in ("main", "spare"):
+            if pcs.value(name):
+                _sheaf_objects(prog, pcs.value(name), out)
+    return None
+
+
+def _node_members(slub: _Slub, node: int) -> tuple[str, str | None]:
+    # (path of the kmem_cache_node pointer, path of the node_barn pointer or None) in struct
+    # kmem_cache: ``per_node[i].node``/``.barn`` since Linux kernel commit 5ba6bc27b1f9 (v7.1),
+    # ``node[i]`` (with ``->barn`` since v6.18) before.
+    if slub.cache_type.has_member("per_node"):
+        return f"per_node[{node}].node", f"per_node[{node}].barn"
+    return f"node[{node}]", None
+
+
+def _nodes(slub: _Slub) -> int:
+    # nr_node_ids, bounded by the length of the kmem_cache's node array (MAX_NUMNODES)
+    member = "per_node" if slub.cache_type.has_member("per_node") else "node"
+    length = slub.cache_type.walk_path(member)[1].strip_typedefs().length or 1
+    try:
+        count = slub.prog.read_u32(slub.prog.symbol_address("nr_node_ids"))
+    except KcrashError:
+        count = 1
+    return max(1, min(count, length))
+
+
+def _node_pointers(slub: _Slub, cache: int) -> list[tuple[int, int]]:
+    # (struct kmem_cache_node *, struct node_barn * or 0) of each node
+    out = []
+    for i in range(_nodes(slub)):
+        node_path, barn_path = _node_members(slub, i)
+        node = slub.prog.read_u64(cache + slub.cache_type.walk_path(node_path)[0] // 8)
+        barn = slub.prog.read_u64(cache + slub.cache_type.walk_path(barn_path)[0] // 8) if barn_path else 0
+        if not barn and node and slub.prog.type("struct kmem_cache_node").has_member("barn"):
+            barn = slub.prog.read_u64(node + slub.prog.type("struct kmem_cache_node").walk_path("barn")[0] // 8)
+        out.append((node, barn))
+    return out
+
+
+def _barn_free(slub: _Slub, cache: SlabCacheInfo, out: set[int]) -> str | None:
+    # Since v6.18: the full sheaves on each node's barn (``barn->sheaves_full``, linked by
+    # ``slab_sheaf.barn_list``).
+    prog = slub.prog
+    errors = []
+    for _, barn in _node_pointers(slub, cache.address):
+        if not barn:
+            continue
+        head = Object(prog, "struct node_barn", address=barn).sheaves_full.address_of_()
+        walk = list_for_each(head, limit=_MAX_SHEAVES)
+        for entry in walk:
+            _sheaf_objects(prog, int(entry) - prog.type("struct slab_sheaf").walk_path("barn_list")[0] // 8, out)
+        if walk.truncated:
+            errors.append(f"barn {barn:#x}: {walk.truncated}")
+    return "; ".join(errors) or None
+
+
+# -- public helpers -------------------------------------------------------------------------------
+
+
+def _address(cache: Object | int) -> int:
+    return cache if isinstance(cache, int) else int(cache)
+
+
+def for_each_slab_cache(prog: Program) -> ListWalk:
+    """Every slab cache on ``slab_caches`` (``struct kmem_cache *``), as a bounded walk whose
+    ``truncated`` says why it stopped early.
+
+    >>> [slab_cache_info(prog, c).name for c in for_each_slab_cache(prog)][:2]
+    ['kcrash_test_cache', 'ext4_groupinfo_4k']
+    """
+    return list_for_each_entry("struct kmem_cache", prog["slab_caches"].address_of_(), "list", limit=_MAX_CACHES)
+
+
+def find_slab_cache(prog: Program, name: str) -> Object | None:
+    """The slab cache named ``name`` (``struct kmem_cache *``), None if there is none.
+
+    >>> hex(find_slab_cache(prog, "dentry"))
+    '0xffff888100052300'
+    """
+    for cache in for_each_slab_cache(prog):
+        if slab_cache_info(prog, cache).name == name:
+            return cache
+    return None
+
+
+def slab_cache_info(prog: Program, cache: Object | int) -> SlabCacheInfo:
+    """Name and geometry of a slab cache.
+
+    :param cache: ``struct kmem_cache *``
+    >>> slab_cache_info(prog, find_slab_cache(prog, "kcrash_test_cache")).objects_per_slab
+    64
+    """
+    return _slub(prog).cache(_address(cache))
+
+
+def slab_cache_usage(prog: Program, cache: Object | int) -> SlabCacheUsage:
+    """The cache's slabs, objects and free objects, counted from its slabs: every slab page of the
+    cache, ``objects - inuse`` of each, plus the objects on per-CPU freelists and in sheaves.
+
+    :param cache: ``struct kmem_cache *``
+    >>> slab_cache_usage(prog, find_slab_cache(prog, "kcrash_test_cache")).free_objs
+    53
+    """
+    slub = _slub(prog)
+    info = slub.cache(_address(cache))
+    rows = _slab_index(slub).by_cache.get(info.address)
+    if rows is None:
+        rows = np.zeros((0, 3), np.uint64)
+    counters = rows[:, 2]
+    objects = (counters >> np.uint64(slub.objects[0])) & np.uint64(slub.objects[1])
+    inuse = (counters >> np.uint64(slub.inuse[0])) & np.uint64(slub.inuse[1])
+    cpu = _cpu_free(slub, info)
+    free = int(np.sum(objects - np.minimum(objects, inuse))) + cpu.count
+    errors = [e for e in (_slab_index(slub).missing, cpu.error) if e]
+    return SlabCacheUsage(len(rows), int(np.sum(objects)), free, "; ".join(errors) or None)
+
+
+def slab_cache_node_counts(prog: Program, cache: Object | int) -> tuple[int, int]:
+    """``(nr_slabs, total_objects)`` summed over the cache's nodes: the counters ``/proc/slabinfo``
+    prints (``struct kmem_cache_node``, kept with ``CONFIG_SLUB_DEBUG``).
+
+    :param cache: ``struct kmem_cache *``
+    >>> slab_cache_node_counts(prog, find_slab_cache(prog, "kcrash_test_cache"))
+    (9, 153)
+    """
+    slub = _slub(prog)
+    layout = StructLayout(prog.type("struct kmem_cache_node"), ("nr_slabs.counter", "total_objects.counter"))
+    slabs = objects = 0
+    for node, _ in _node_pointers(slub, _address(cache)):
+        if node:
+            counts = layout.read(prog, node)
+            slabs += counts.value("nr_slabs.counter")
+            objects += counts.value("total_objects.counter")
+    return slabs, objects
+
+
+def _slab_objects(slub: _Slub, cache: SlabCacheInfo, row: np.ndarray, cpu: _CpuFree) -> Iterator[SlabObject]:
+    slab, head, counters = (int(v) for v in row)
+    objects, _ = slub.counters(counters)
+    try:
+        data: bytes | None = slub.prog.read(slub.page_to_virt(slab), cache.slab_size)
+    except FaultError:
+        data = None
+    free, error = _walk_freelist(slub, cache, slab, objects, head, data)
+    free_set = set(free)
+    start = slub.page_to_virt(slab) + cache.red_left_pad
+    for i in range(min(objects, _MAX_OBJECTS)):
+        address = start + i * cache.size
+        if address in free_set or address in cpu.objects:
+            yield SlabObject(address, slab, False)
+        else:
+            yield SlabObject(address, slab, None if error or cpu.error else True)
+
+
+def slab_cache_for_each_object(prog: Program, cache: Object | int) -> Iterator[SlabObject]:
+    """Every object of every slab of the cache, free or allocated, slab by slab in address order.
+
+    :param cache: ``struct kmem_cache *``
+    >>> sum(o.allocated for o in slab_cache_for_each_object(prog, find_slab_cache(prog, "kcrash_test_cache")))
+    100
+    """
+    slub = _slub(prog)
+    info = slub.cache(_address(cache))
+    rows = _slab_index(slub).by_cache.get(info.address)
+    if rows is None:
+        return
+    cpu = _cpu_free(slub, info)
+    for row in rows[np.argsort(rows[:, 0])]:
+        yield from _slab_objects(slub, info, row, cpu)
+
+
+def slab_cache_for_each_allocated_object(prog: Program, cache: Object | int) -> Iterator[int]:
+    """The address of every allocated object of the cache (objects of unknown state left out).
+
+    :param cache: ``struct kmem_cache *``
+    """
+    return (o.address for o in slab_cache_for_each_object(prog, cache) if o.allocated)
+
+
+def slab_object_info(prog: Program, address: int) -> SlabObjectInfo | None:
+    """The slab object holding ``address``: its cache, slab, start and state; None if the address is
+    not in a slab page of the direct map.
+
+    >>> slab_object_info(prog, 0xffff888104d0d048)
+    SlabObjectInfo(cache_name='kcrash_test_cache', cache=..., slab=..., address=...d040, offset=8, allocated=True)
+    """
+    slub = _slub(prog)
+    if not slub.in_direct_map(address):
+        return None
+    try:
+        slab, data = slub.head_page(slub.virt_to_page(address))
+    except FaultError:
+        return None
+    if not slub.is_slab(data):
+        return None
+    if slub.kfence is not None and slub.kfence[0] <= address < slub.kfence[1]:
+        return _kfence_object_info(slub, address, slab)
+    fields = slub.slab_layout.read(prog, slab)
+    cache_address = fields.value("slab_cache")
+    if not cache_address:
+        return None
+    cache = slub.cache(cache_address)
+    objects, _ = slub.counters(fields.value("counters"))
+    start = slub.page_to_virt(slab) + cache.red_left_pad
+    index = (address - start) // (cache.size or 1)
+    obj = start + index * cache.size
+    if not 0 <= index < objects:
+        return SlabObjectInfo(cache.name, cache.address, slab, obj, address - obj, None)
+    return SlabObjectInfo(cache.name, cache.address, slab, obj, address - obj,
+                          _allocated(slub, cache, slab, objects, fields.value("freelist"), obj))
+
+
+def _allocated(slub: _Slub, cache: SlabCacheInfo, slab: int, objects: int, head: int, obj: int) -> bool | None:
+    cpu = _cpu_free(slub, cache)
+    if obj in cpu.objects:
+        return False
+    free, error = _walk_freelist(slub, cache, slab, objects, head)
+    if obj in free:
+        return False
+    return None if error or cpu.error else True
+
+
+def _kfence_object_info(slub: _Slub, address: int, slab: int) -> SlabObjectInfo | None:
+    # A KFENCE object (mm/kfence/kfence.h struct kfence_metadata): page 2i+2 of the pool holds
+    # object i at meta->addr (size meta->size) of cache meta->cache; allocated while its state is
+    # KFENCE_OBJECT_ALLOCATED.
+    assert slub.kfence is not None
+    pool = slub.kfence[0]
+    index = (address - pool) // slub.page_size // 2 - 1
+    if index < 0 or (address - pool) // slub.page_size % 2 == 1:
+        return None  # a guard page
+    meta = next(itertools.islice(_kfence_metadata(slub.prog, pool, slub.page_size), index, None))
+    cache_address = int(meta.cache)
+    if not cache_address:
+        return None
+    cache = slub.cache(cache_address)
+    obj = int(meta.addr)
+    allocated = int(meta.state) == int(slub.prog.constant("KFENCE_OBJECT_ALLOCATED"))
+    return SlabObjectInfo(cache.name, cache.address, slab, obj, address - obj, allocated)
