@@ -39,7 +39,14 @@ from kcrash.helpers.linux.panic import (
     uptime_ns_or_none,
 )
 from kcrash.helpers.linux.printk import PrintkLog, PrintkRecord, format_dmesg, get_printk_log
-from kcrash.helpers.linux.sched import cpu_curr, find_task_or_none, for_each_task, task_ps_layout, task_state_char
+from kcrash.helpers.linux.sched import (
+    cpu_curr,
+    find_task_or_none,
+    for_each_task,
+    task_ps_layout,
+    task_state_char,
+    validate_task,
+)
 from kcrash.helpers.linux.stack import kernel_unwinder, stack_trace
 from kcrash.memory.kernel import KernelMemory, open_kernel_memory
 from kcrash.metrics import phase
@@ -199,17 +206,22 @@ def task_rows(prog: Program) -> tuple[tuple[model.TaskRow, ...], str | None]:
 
 def task_backtrace(prog: Program, task: Object) -> model.TaskTrace:
     """``bt`` of one task."""
-    return model.TaskTrace(task_row(task, _running(prog)), task_trace(prog, task))
+    return model.TaskTrace(task_backtrace_row(prog, task), task_trace(prog, task))
+
+
+def task_backtrace_row(prog: Program, task: Object) -> model.TaskRow:
+    """The ``ps`` row heading ``bt`` of ``task`` (``struct task_struct *``)."""
+    return task_row(task, _running(prog))
 
 
 def cpu_backtrace(prog: Program, cpu: int) -> model.TaskTrace:
     """``bt`` of the task running on ``cpu``, unwound from the CPU's dump registers."""
-    return model.TaskTrace(_cpu_task_row(prog, cpu), crashed_trace(prog, cpu))
+    return model.TaskTrace(cpu_task_row(prog, cpu), crashed_trace(prog, cpu))
 
 
-def _cpu_task_row(prog: Program, cpu: int) -> model.TaskRow:
-    # The task running on ``cpu``; when its per-CPU run queue or task_struct is missing from the
-    # dump, a row that says so (the CPU's registers still give the backtrace).
+def cpu_task_row(prog: Program, cpu: int) -> model.TaskRow:
+    """The row of the task running on ``cpu``; when its per-CPU run queue or task_struct is
+    missing from the dump, a row that says so (the CPU's registers still give the backtrace)."""
     try:
         return task_row(cpu_curr(prog, cpu), _running(prog))
     except FaultError as exc:
@@ -223,9 +235,13 @@ def cpu_backtraces(prog: Program) -> tuple[model.TaskTrace, ...]:
 
 
 def task_by_pid_or_address_or_none(prog: Program, value: int) -> Object | None:
-    """The task with pid ``value``, or the ``struct task_struct`` at address ``value``."""
+    """The task with pid ``value`` (None if there is none), or the ``struct task_struct`` at
+    address ``value``.
+
+    :raises ValidationError: the address is not a task's.
+    """
     if value >= 1 << 47:
-        return Object(prog, prog.pointer_type("struct task_struct"), value)
+        return validate_task(prog, value)
     return find_task_or_none(prog, value)
 
 

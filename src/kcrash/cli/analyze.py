@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from kcrash.analysis import triage
+from kcrash.analysis import backtrace, triage
+from kcrash.analysis.backtrace import BacktraceOptions
 from kcrash.cli.common import (
     cache_dir,
     echo_json,
@@ -34,7 +35,7 @@ from kcrash.cli.params import Number
 from kcrash.errors import CliError, FaultError, MissingDebugInfoError, ValidationError
 from kcrash.helpers.linux.panic import panic_cpu_or_none
 from kcrash.metrics import phase
-from kcrash.report.model import TaskTrace, to_dict
+from kcrash.report.model import TaskTraceDetail, to_dict
 from kcrash.types.program import Program
 
 if TYPE_CHECKING:
@@ -68,15 +69,19 @@ def sys_command(path: str, as_json: bool) -> None:
     render_system(info, make_console())
 
 
-def _backtraces(prog: Program, all_cpus: bool, target: int | None) -> tuple[TaskTrace, ...]:
+def _backtraces(prog: Program, all_cpus: bool, target: int | None,
+                options: BacktraceOptions) -> tuple[TaskTraceDetail, ...]:
     if all_cpus:
-        return triage.cpu_backtraces(prog)
+        return backtrace.cpu_backtrace_details(prog, options)
     if target is None:
-        return (triage.cpu_backtrace(prog, panic_cpu_or_none(prog) or 0),)
-    task = triage.task_by_pid_or_address_or_none(prog, target)
+        return (backtrace.cpu_backtrace_detail(prog, panic_cpu_or_none(prog) or 0, options),)
+    try:
+        task = triage.task_by_pid_or_address_or_none(prog, target)
+    except ValidationError as exc:
+        raise CliError(str(exc)) from exc
     if task is None:
         raise CliError(f"no task with pid {target}")
-    return (triage.task_backtrace(prog, task),)
+    return (backtrace.task_backtrace_detail(prog, task, options),)
 
 
 @click.command("bt")
@@ -84,31 +89,47 @@ def _backtraces(prog: Program, all_cpus: bool, target: int | None) -> tuple[Task
 @symbol_file_options
 @click.argument("target", metavar="[PID|TASK]", required=False, type=Number("pid_or_address"))
 @click.option("-a", "all_cpus", is_flag=True, help="The active task of every CPU.")
+@click.option("-f", "words", is_flag=True, help="Each frame's stack words.")
+@click.option("-F", "symbolic", is_flag=True, help="Each frame's stack words as symbols and [slab cache] names.")
+@click.option("-l", "lines", is_flag=True,
+              help="Each frame's file:line (needs --debuginfo/--vmlinux or debug files in the standard places).")
 @_DEBUGINFO
 @_FORCE
 @_JSON
-def bt_command(path: str, target: int | None, all_cpus: bool, debuginfo: tuple[str, ...], force: bool,
-               as_json: bool) -> None:
-    """Backtrace of the panic task (default), a PID or task address, or every CPU (-a); with
-    --debuginfo, each frame's file:line and inlined calls."""
+def bt_command(path: str, target: int | None, all_cpus: bool, words: bool, symbolic: bool, lines: bool,
+               debuginfo: tuple[str, ...], force: bool, as_json: bool) -> None:
+    """Backtrace of the panic task (default), a PID or task address, or every CPU (-a), with the
+    registers of exception frames and IRQ/exception stack switches marked; -f/-F each frame's stack
+    words; -l (or --debuginfo) each frame's file:line and inlined calls."""
     with opened_target(path) as prog:
-        traces = _backtraces(prog, all_cpus, target)
-        symbolizer = _symbolizer(prog, None, debuginfo, force)
+        traces = _backtraces(prog, all_cpus, target, BacktraceOptions(words=words, symbolic=symbolic))
+        symbolizer = _bt_symbolizer(prog, debuginfo, force, lines)
     if symbolizer is not None:
         traces = _with_sources(traces, symbolizer)
     if as_json:
         echo_json([to_dict(t) for t in traces])
         return
-    from kcrash.report.terminal import make_console, render_trace
+    from kcrash.report.terminal import make_console, render_backtrace
 
     console = make_console()
     for i, entry in enumerate(traces):
         if i:
             console.print()
-        row = entry.task
-        console.print(f"PID: {row.pid:<7} TASK: {row.task:016x}  CPU: {row.cpu:<3} COMMAND: \"{row.comm}\"",
-                      markup=False)
-        render_trace(entry.trace, console)
+        render_backtrace(entry, console)
+
+
+def _bt_symbolizer(prog: Program, debuginfo: tuple[str, ...], force: bool, lines: bool) -> KernelSymbolizer | None:
+    # -l: crash's flag for source lines; the debug files given, or those of the standard places
+    vmlinux = given_vmlinux() if lines else None
+    if not lines:
+        return _symbolizer(prog, None, debuginfo, force)
+    try:
+        from kcrash.analysis.sources import open_kernel_symbolizer
+
+        return open_kernel_symbolizer(prog, [Path(p) for p in ((vmlinux,) if vmlinux else ()) + debuginfo],
+                                      force=force, cache_dir=cache_dir())
+    except MissingDebugInfoError as exc:
+        raise CliError(f"bt -l needs debug information (--debuginfo or --vmlinux): {exc}") from exc
 
 
 def _with_sources(traces: tuple[Any, ...], symbolizer: KernelSymbolizer) -> tuple[Any, ...]:

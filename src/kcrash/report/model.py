@@ -19,7 +19,9 @@ __all__ = [
     "CrashingContext",
     "Disassembly",
     "DumpMetadata",
+    "ExceptionFrame",
     "Frame",
+    "FrameDetail",
     "Instruction",
     "LogLine",
     "MemoryRegion",
@@ -29,12 +31,14 @@ __all__ = [
     "SlabCache",
     "SourceLine",
     "SourceSnippet",
+    "StackWord",
     "SystemInfo",
     "Taint",
     "TaskMemory",
     "TaskRow",
     "TaskStateCount",
     "TaskTrace",
+    "TaskTraceDetail",
     "Trace",
     "Verdict",
     "to_dict",
@@ -161,6 +165,58 @@ class TaskTrace:
 
     task: TaskRow
     trace: Trace
+
+
+@dataclass(frozen=True, slots=True)
+class StackWord:
+    """One word of a stack frame (``bt -f``) and, with ``bt -F``, what its value points at:
+    ``symbol`` ``func+0x12/0x40 [mod]`` for kernel or module memory, ``slab_cache`` the cache of a
+    slab object (crash prints ``[cache]``); None when not asked for or nothing."""
+
+    address: int
+    value: int
+    symbol: str | None = None
+    slab_cache: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionFrame:
+    """Registers an exception, interrupt or system call saved on the stack: a whole ``struct
+    pt_regs`` (``kind`` ``pt_regs``) or only its IRET frame (``iret``: rip, cs, eflags, rsp, ss) at
+    ``address``; ``rip_text`` is the saved rip the ``%pS`` way; ``user`` when saved in user mode."""
+
+    address: int | None
+    kind: str
+    registers: tuple[tuple[str, int], ...]
+    rip_text: str
+    user: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FrameDetail:
+    """What ``bt`` shows around frame ``index`` beyond its line: the stack holding it (``task 1``,
+    ``IRQ 0``, ``NMI 0`` …), the exception frame it was found from, the words of the frame
+    (``bt -f``; innermost first, up to the next frame's return address or saved registers) and,
+    when the next frame is on another stack, the crash-style mark of the one left
+    (``IRQ stack``, ``NMI exception stack`` …)."""
+
+    index: int
+    stack: str | None
+    exception: ExceptionFrame | None
+    words: tuple[StackWord, ...]
+    leaves: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskTraceDetail:
+    """``bt`` of one task with its frames' details (:class:`FrameDetail`, one per frame of
+    ``trace``) and the user-mode registers where the kernel stack ends (a system call's or a user
+    fault's ``pt_regs``)."""
+
+    task: TaskRow
+    trace: Trace
+    frames: tuple[FrameDetail, ...]
+    user_registers: ExceptionFrame | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,18 +27,23 @@ from kcrash.report.model import (
     CrashReport,
     Disassembly,
     DumpMetadata,
+    ExceptionFrame,
+    Frame,
     LogLine,
     MemorySummary,
     ModuleRow,
     SourceLine,
+    StackWord,
     SystemInfo,
     TaskMemory,
     TaskRow,
+    TaskTraceDetail,
     Trace,
 )
 
-__all__ = ["make_console", "render_disassembly", "render_dump", "render_log", "render_memory", "render_modules",
-           "render_regions", "render_report", "render_system", "render_tasks", "render_trace", "visible"]
+__all__ = ["make_console", "render_backtrace", "render_disassembly", "render_dump", "render_log", "render_memory",
+           "render_modules", "render_regions", "render_report", "render_system", "render_tasks", "render_trace",
+           "visible"]
 
 _REG_ORDER = ("rip", "rsp", "eflags", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10",
               "r11", "r12", "r13", "r14", "r15", "orig_rax", "cs", "ss")
@@ -127,17 +132,76 @@ def render_trace(trace: Trace, console: Console, *, limit: int | None = None) ->
 def _trace(trace: Trace, limit: int | None) -> _Lines:
     out: _Lines = []
     for f in trace.frames if limit is None else trace.frames[:limit]:
-        mark = "? " if not f.reliable else ""
-        line = Text(f" #{f.index:<2} [{f.sp:016x}] ")
-        line.append(mark + f.text, style="dim" if not f.reliable else ("bold" if f.kind == "regs" else ""))
-        if f.kind == "regs" and f.index:
-            line.append("  <- pt_regs", style="cyan")
-        out += [line, *_sources(f.source, indent=6)]
+        out += [_frame_line(f), *_sources(f.source, indent=6)]
     if limit is not None and len(trace.frames) > limit:
         out.append(Text(f" ... {len(trace.frames) - limit} more frames"))
-    if trace.truncated:
-        out.append(Text(f" (stack walk stopped: {trace.truncated})", style="yellow"))
+    return out + _truncated(trace)
+
+
+def _frame_line(f: Frame) -> Text:
+    mark = "? " if not f.reliable else ""
+    line = Text(f" #{f.index:<2} [{f.sp:016x}] ")
+    line.append(mark + f.text, style="dim" if not f.reliable else ("bold" if f.kind == "regs" else ""))
+    if f.kind == "regs" and f.index:
+        line.append("  <- pt_regs", style="cyan")
+    return line
+
+
+def _truncated(trace: Trace) -> _Lines:
+    return [Text(f" (stack walk stopped: {trace.truncated})", style="yellow")] if trace.truncated else []
+
+
+def render_backtrace(entry: TaskTraceDetail, console: Console) -> None:
+    """crash's ``bt``: the task line, the frames, the registers of every exception frame, a
+    ``--- <IRQ stack> ---`` mark where the walk leaves an IRQ or exception stack, each frame's
+    stack words when present (``bt -f``; with ``-F`` a word's symbol, or ``[cache]`` for a slab
+    object, replaces its value) and the user-mode registers where the stack ends."""
+    row = entry.task
+    out: _Lines = [Text(f"PID: {row.pid:<7} TASK: {row.task:016x}  CPU: {row.cpu:<3} "
+                        f"COMMAND: \"{visible(row.comm)}\"")]
+    details = {d.index: d for d in entry.frames}
+    for f in entry.trace.frames:
+        out += [_frame_line(f), *_sources(f.source, indent=6)]
+        detail = details.get(f.index)
+        if detail is None:
+            continue
+        if detail.exception is not None:
+            out += _exception_frame(detail.exception)
+        out += _stack_words(detail.words)
+        if detail.leaves:
+            out.append(Text(f"--- <{detail.leaves}> ---", style="cyan"))
+    if entry.user_registers is not None:
+        out += _exception_frame(entry.user_registers)
+    _print(console, out + _truncated(entry.trace))
+
+
+# crash's register block (x86_64_exception_frame): three registers a line, then ORIG_RAX, CS, SS
+_EXCEPTION_ROWS = (("rip", "rsp", "eflags"), ("rax", "rbx", "rcx"), ("rdx", "rsi", "rdi"), ("rbp", "r8", "r9"),
+                   ("r10", "r11", "r12"), ("r13", "r14", "r15"))
+_CRASH_NAMES = {"eflags": "RFLAGS"}
+_WIDTHS = {"eflags": 8, "cs": 4, "ss": 4}
+
+
+def _exception_frame(frame: ExceptionFrame) -> _Lines:
+    regs = dict(frame.registers)
+    out: _Lines = [] if frame.user else [Text(f"    [exception RIP: {frame.rip_text}]", style="bold")]
+    for names in _EXCEPTION_ROWS:
+        known = [n for n in names if n in regs]
+        if known:
+            out.append(Text("    " + "  ".join(f"{_CRASH_NAMES.get(n, n.upper()):>3}: {regs[n]:0{_WIDTHS.get(n, 16)}x}"
+                                               for n in known)))
+    last = [f"{n.upper()}: {regs[n]:0{_WIDTHS.get(n, 16)}x}" for n in ("orig_rax", "cs", "ss") if n in regs]
+    if last:
+        out.append(Text("    " + "  ".join(last)))
     return out
+
+
+def _stack_words(words: Sequence[StackWord]) -> _Lines:
+    # two words a line, as crash's bt -f on a 64-bit kernel
+    cells = [w.symbol or (f"[{w.slab_cache}]" if w.slab_cache else f"{w.value:016x}") for w in words]
+    return [Text(f"    {words[i].address:016x}: " + " ".join(f"{c:<16}" for c in cells[i:i + 2]).rstrip(),
+                 style="dim")
+            for i in range(0, len(words), 2)]
 
 
 def _sources(lines: Sequence[SourceLine], *, indent: int) -> _Lines:

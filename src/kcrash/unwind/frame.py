@@ -84,9 +84,12 @@ class Frame:
     interrupted instruction for ``"regs"``/``"partial"``), ``sp`` the stack pointer in that frame.
     ``kind`` says how the frame was found: ``"regs"`` from a full register set (the starting
     registers or a ``struct pt_regs`` of an exception/interrupt, kept in ``regs``), ``"partial"``
-    from an IRET frame (ip, cs, flags, sp, ss), ``"call"`` from a return address, ``"scan"`` from a
-    stack scan. ``reliable`` is False for guesses (scan, frame-pointer fallback); the kernel prints
-    those with ``?``.
+    from an IRET frame (ip, cs, flags, sp, ss; those five kept in ``regs``), ``"call"`` from a
+    return address, ``"scan"`` from a stack scan. ``reliable`` is False for guesses (scan,
+    frame-pointer fallback); the kernel prints those with ``?``. ``regs_address`` is where the
+    ``struct pt_regs`` (or IRET frame) of a ``"regs"``/``"partial"`` frame lies on the stack (None
+    for the starting registers); ``stack`` is ``(lo, hi, name)`` of the known stack holding ``sp``
+    (``"task 1"``, ``"IRQ 0"``, ``"NMI 0"`` …), None when ``sp`` is on none.
     """
 
     pc: int
@@ -94,6 +97,8 @@ class Frame:
     reliable: bool
     regs: Registers | None
     kind: str
+    regs_address: int | None = None
+    stack: tuple[int, int, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +106,14 @@ class Trace:
     """The frames of one stack, innermost first.
 
     ``truncated`` is None when the walk reached a normal end (an end-of-stack marker, or a user-mode
-    ``struct pt_regs`` whose registers are then in ``user_regs``), else the reason it stopped early.
+    ``struct pt_regs`` whose registers are then in ``user_regs``, saved at ``user_regs_address``),
+    else the reason it stopped early.
     """
 
     frames: tuple[Frame, ...]
     truncated: str | None
     user_regs: Registers | None = None
+    user_regs_address: int | None = None
 
     @property
     def pcs(self) -> tuple[int, ...]:

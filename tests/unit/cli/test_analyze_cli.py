@@ -13,14 +13,18 @@ from typing import Any
 
 import pytest
 
-from kcrash.analysis import triage
+from kcrash.analysis import backtrace, triage
+from kcrash.analysis.backtrace import BacktraceOptions
 from kcrash.cli import analyze, main
-from kcrash.errors import MissingDebugInfoError
+from kcrash.errors import MissingDebugInfoError, ValidationError
 from kcrash.helpers.linux.printk import PrintkLog, PrintkRecord
 from kcrash.report.model import (
+    ExceptionFrame,
+    FrameDetail,
     SectionNote,
+    StackWord,
     TaskRow,
-    TaskTrace,
+    TaskTraceDetail,
     Trace,
 )
 from support.report_sample import FRAMES, ROW
@@ -52,13 +56,34 @@ def dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(triage, "dump_log", lambda handle: PrintkLog([
         PrintkRecord(i, i * 1_500_000_000, f"line {i}".encode(), 0x80000001 if i else 1, 6, 0, 0) for i in range(5)],
         0))
-    monkeypatch.setattr(triage, "cpu_backtrace", lambda prog, cpu: TaskTrace(
-        TaskRow(cpu, 0, cpu, cpu, TASK + cpu, "R", f"cpu{cpu}", True), Trace(FRAMES, None)))
-    monkeypatch.setattr(triage, "cpu_backtraces", lambda prog: tuple(triage.cpu_backtrace(prog, c) for c in (0, 1)))
-    monkeypatch.setattr(triage, "task_by_pid_or_address_or_none", lambda prog, v: v if v in (42, TASK) else None)
-    monkeypatch.setattr(triage, "task_backtrace", lambda prog, task: TaskTrace(
-        TaskRow(42, 1, 42, 0, TASK, "D", "sleeper", False), Trace(FRAMES[2:], None)))
+    monkeypatch.setattr(backtrace, "cpu_backtrace_detail", _cpu_detail)
+    monkeypatch.setattr(backtrace, "cpu_backtrace_details",
+                        lambda prog, options: tuple(_cpu_detail(prog, c, options) for c in (0, 1)))
+    monkeypatch.setattr(triage, "task_by_pid_or_address_or_none", _task_by_pid_or_address)
+    monkeypatch.setattr(backtrace, "task_backtrace_detail", lambda prog, task, options: TaskTraceDetail(
+        TaskRow(42, 1, 42, 0, TASK, "D", "sleeper", False), Trace(FRAMES[2:], None), (), None))
     return path
+
+
+def _task_by_pid_or_address(prog: object, value: int) -> int | None:
+    if value == TASK + 0x40:
+        raise ValidationError(f"{value:#x} is not a task (not on the task list)")
+    return value if value in (42, TASK) else None
+
+
+def _cpu_detail(prog: object, cpu: int, options: BacktraceOptions) -> TaskTraceDetail:
+    # frame 1 of FRAMES is an exception's pt_regs frame, the walk leaves the IRQ stack after it;
+    # words only when asked for (-f/-F), symbols with -F
+    words = (StackWord(FRAMES[1].sp, 0x1234, "vfs_write+0x67/0x450" if options.symbolic else None),
+             StackWord(FRAMES[1].sp + 8, 0xFFFF888000001000, None, "kmalloc-64" if options.symbolic else None),
+             StackWord(FRAMES[1].sp + 16, 0x2a)) if options.words or options.symbolic else ()
+    regs = (("rip", FRAMES[1].pc), ("rsp", FRAMES[1].sp), ("eflags", 0x246), ("rax", 1), ("cs", 0x10), ("ss", 0x18))
+    details = (FrameDetail(0, "task 1", None, (), None),
+               FrameDetail(1, "IRQ 1", ExceptionFrame(FRAMES[1].sp - 0xa8, "pt_regs", regs, FRAMES[1].text, False),
+                           words, "IRQ stack"))
+    user = ExceptionFrame(0xFFFFC90000013F58, "pt_regs", (("rip", 0x401000), ("cs", 0x33)), "0x401000", True)
+    return TaskTraceDetail(TaskRow(cpu, 0, cpu, cpu, TASK + cpu, "R", f"cpu{cpu}", True), Trace(FRAMES, None), details,
+                           user)
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
@@ -95,11 +120,48 @@ def test_bt_of_a_pid_or_task(dump: Path, capsys: pytest.CaptureFixture[str], tar
 
 
 @pytest.mark.parametrize(("target", "message"), [("7", "no task with pid 7"),
+                                                 (f"{TASK + 0x40:#x}", "is not a task (not on the task list)"),
                                                  ("zz", "is neither a PID (decimal) nor a task address"),
                                                  ("0xq", "is not an address"), ("12345678901234567", "is neither")])
 def test_bt_of_a_bad_target(dump: Path, capsys: pytest.CaptureFixture[str], target: str, message: str) -> None:
     code, out, err = _run(capsys, "bt", dump, target)
     assert code != 0 and out == "" and message in err and "Traceback" not in err
+
+
+def test_bt_exception_frames_and_stack_switches(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "bt", dump)
+    lines = out.splitlines()
+    assert code == 0 and "    [exception RIP: " + FRAMES[1].text + "]" in lines
+    assert f"    RIP: {FRAMES[1].pc:016x}  RSP: {FRAMES[1].sp:016x}  RFLAGS: 00000246" in lines
+    assert "    RAX: 0000000000000001" in lines and "    CS: 0010  SS: 0018" in lines
+    mark = lines.index("--- <IRQ stack> ---")
+    assert lines[mark - 1] == "    CS: 0010  SS: 0018" and lines[mark + 1].startswith(" #2  ")
+    assert lines[-2:] == ["    RIP: 0000000000401000", "    CS: 0033"]  # the user registers end the stack
+    assert not any(line.startswith(f"    {FRAMES[1].sp:016x}:") for line in lines)  # no words without -f
+    entry = _json(capsys, "bt", dump)[0]
+    assert entry["frames"][1]["leaves"] == "IRQ stack" and entry["user_registers"]["user"] is True
+    assert dict(map(tuple, entry["frames"][1]["exception"]["registers"]))["rax"] == 1
+
+
+@pytest.mark.parametrize(("flag", "cells"), [("-f", "0000000000001234 ffff888000001000"),
+                                             ("-F", "vfs_write+0x67/0x450 [kmalloc-64]")])
+def test_bt_frame_words(dump: Path, capsys: pytest.CaptureFixture[str], flag: str, cells: str) -> None:
+    code, out, _ = _run(capsys, "bt", flag, dump)
+    lines = out.splitlines()
+    assert code == 0 and f"    {FRAMES[1].sp:016x}: {cells}" in lines
+    assert f"    {FRAMES[1].sp + 16:016x}: 000000000000002a" in lines
+    words = _json(capsys, "bt", flag, dump)[0]["frames"][1]["words"]
+    assert [w["value"] for w in words] == [0x1234, 0xFFFF888000001000, 0x2a]
+
+
+def test_bt_lines_without_debuginfo_is_an_error(dump: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(*args: object, **kwargs: object) -> None:
+        raise MissingDebugInfoError("no vmlinux with build-id 1234 found")
+
+    monkeypatch.setattr("kcrash.analysis.sources.open_kernel_symbolizer", missing)
+    code, out, err = _run(capsys, "bt", "-l", dump)
+    assert code != 0 and out == "" and "bt -l needs debug information" in err and "Traceback" not in err
 
 
 def test_shell_error_shows_only_the_users_frames(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:

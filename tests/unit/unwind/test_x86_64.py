@@ -97,6 +97,9 @@ def test_full_pt_regs_frame_and_interrupted_lookup(fmt: str) -> None:
     assert [f.kind for f in trace.frames] == ["regs", "regs", "call"]
     regs = trace.frames[1].regs
     assert regs is not None and regs["rsp"] == S + 0x300 and regs["cs"] == KERNEL_CS
+    # where the pt_regs lies (bt prints it as an exception frame), and the stack of every frame
+    assert [f.regs_address for f in trace.frames] == [None, S, None]
+    assert {f.stack for f in trace.frames} == {(STACK, STACK + SIZE, "task")}
 
 
 def test_user_mode_pt_regs_ends_the_trace() -> None:
@@ -107,6 +110,7 @@ def test_user_mode_pt_regs_ends_the_trace() -> None:
     assert trace.truncated is None
     assert trace.pcs == (LEAF + 0x10, REGSF + 0x10)
     assert trace.user_regs is not None and trace.user_regs["rip"] == 0x401000
+    assert trace.user_regs_address == S + 8
 
 
 def test_user_mode_start_has_no_kernel_frames() -> None:
@@ -124,6 +128,10 @@ def test_iret_frame_keeps_entry_registers(fmt: str) -> None:
     assert trace.pcs == (PARTIALF + 0x8, R10F + 0x10, ENDF + 0x30)
     assert [f.kind for f in trace.frames] == ["regs", "partial", "call"]
     assert trace.frames[2].sp == S + 0x300
+    partial = trace.frames[1]
+    assert partial.regs_address == S and partial.regs is not None
+    assert partial.regs.as_dict() == {"rip": R10F + 0x10, "cs": KERNEL_CS, "eflags": 0x246, "rsp": S + 0x100,
+                                      "ss": 0x18}
 
 
 def test_entry_register_missing_after_a_call_frame() -> None:
@@ -154,6 +162,7 @@ def test_sp_indirect_switches_from_the_irq_stack() -> None:
     assert trace.truncated is None
     assert trace.pcs == (INDIRECT + 0x10, ENDF + 0x40)
     assert trace.frames[1].sp == S + 0x108  # CFA = *sp + sp_offset (since v5.12)
+    assert [f.stack[2] if f.stack else None for f in trace.frames] == ["IRQ 0", "task"]
 
 
 def test_bp_indirect() -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from kcrash.debuginfo.symbols import SymbolTable
-from kcrash.errors import FaultError, KcrashError, SymbolNotFoundError
+from kcrash.errors import FaultError, KcrashError, SymbolNotFoundError, ValidationError
 from kcrash.helpers.layout import StructBytes, StructLayout
 from kcrash.helpers.linux.cpumask import for_each_present_cpu
 from kcrash.helpers.linux.list import ListWalk, list_for_each_entry
@@ -37,6 +37,7 @@ __all__ = [
     "task_state_char",
     "task_state_to_char",
     "task_thread_count",
+    "validate_task",
 ]
 
 #: ``fs/proc/array.c`` ``task_state_array`` since v4.14: index = bit position + 1 of the state
@@ -144,6 +145,47 @@ def find_task_or_none(prog: Program, pid: int) -> Object | None:
     for task in for_each_task(prog, idle=True):
         if int(task.pid) == pid:
             return task
+    return None
+
+
+def validate_task(prog: Program, address: int) -> Object:
+    """The ``struct task_struct *`` at ``address`` if it is a task: one of :func:`for_each_task`
+    (idle tasks included), or, when that walk was cut short by a damaged list, a task_struct whose
+    ``pid``, ``comm`` and ``stack`` look like a task's.
+
+    :raises ValidationError: ``address`` is not a task (or cannot be read).
+
+    >>> validate_task(prog, 0xffff888003a10000).pid  # doctest: +SKIP
+    """
+    walk = for_each_task(prog, idle=True)
+    if any(int(task) == address for task in walk):
+        return Object(prog, prog.pointer_type("struct task_struct"), address)
+    if walk.truncated is None:
+        raise ValidationError(f"{address:#x} is not a task (not on the task list)")
+    why = _insane_task_or_none(prog, address)
+    if why is not None:
+        raise ValidationError(f"{address:#x} is not a task ({why}; the task list is damaged: {walk.truncated})")
+    return Object(prog, prog.pointer_type("struct task_struct"), address)
+
+
+#: ``PID_MAX_LIMIT`` on 64-bit (``include/linux/threads.h``)
+_PID_MAX_LIMIT = 4 * 1024 * 1024
+
+
+def _insane_task_or_none(prog: Program, address: int) -> str | None:
+    # Why the task_struct at address does not look like a task, or None.
+    try:
+        layout = StructLayout(prog.type("struct task_struct"), {"pid": "pid", "comm": "comm", "stack": "stack"})
+        task = layout.read(prog, address)
+    except FaultError as exc:
+        return f"unreadable at {exc.address:#x}"
+    comm = task.string("comm")
+    if not 0 <= task.value("pid") <= _PID_MAX_LIMIT:
+        return f"pid {task.value('pid')} is out of range"
+    if not comm or not all(0x20 <= c < 0x7F for c in comm):
+        return f"comm {comm!r} is not a task name"
+    if task.value("stack") < 1 << 63:
+        return f"stack {task.value('stack'):#x} is not a kernel address"
     return None
 
 

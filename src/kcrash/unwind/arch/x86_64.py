@@ -23,6 +23,7 @@ unreliable), and after an early stop the rest of the stack can be scanned for te
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -68,10 +69,12 @@ _IRET = ("rip", "cs", "eflags", "rsp", "ss")
 class _Stop(Exception):
     """Ends the walk; ``reason`` None means a normal end."""
 
-    def __init__(self, reason: str | None, user_regs: Registers | None = None) -> None:
+    def __init__(self, reason: str | None, user_regs: Registers | None = None,
+                 user_regs_address: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.user_regs = user_regs
+        self.user_regs_address = user_regs_address
 
 
 @dataclass(slots=True)
@@ -153,7 +156,12 @@ def _walk(ctx: UnwindContext, state: _State, frames: list[Frame], max_frames: in
         if stop.reason is not None and scan:
             _scan_rest(ctx, frames)
         COUNTERS.stack_frames_unwound += len(frames)
-        return Trace(tuple(frames), stop.reason, stop.user_regs)
+        return Trace(_on_stacks(ctx, frames), stop.reason, stop.user_regs, stop.user_regs_address)
+
+
+def _on_stacks(ctx: UnwindContext, frames: list[Frame]) -> tuple[Frame, ...]:
+    # Each frame with the known stack holding its sp (for bt's stack-switch marks and frame words).
+    return tuple(dataclasses.replace(f, stack=ctx.stack_bounds(f.sp)) for f in frames)
 
 
 def _scan_rest(ctx: UnwindContext, frames: list[Frame]) -> None:
@@ -189,7 +197,7 @@ def _step(ctx: UnwindContext, state: _State) -> Frame:
     old_bp, old_sp, old_stack = state.regs.get("rbp"), state.sp, state.stack
     frame = _restore(ctx, state, entry, cfa)
     if frame.kind in ("regs", "partial") and state.regs.get("cs", 0) & 3:
-        raise _Stop(None, frame.regs or Registers.from_mapping(state.regs))
+        raise _Stop(None, frame.regs or Registers.from_mapping(state.regs), frame.regs_address)
     _restore_bp(ctx, state, entry, cfa, old_bp, frame.kind == "regs")
     state.signal = entry.signal
     _check_progress(ctx, state, old_sp, old_stack)
@@ -248,11 +256,11 @@ def _restore(ctx: UnwindContext, state: _State, entry: OrcEntry, cfa: int) -> Fr
     if entry.type == "regs":
         regs = Registers.from_pt_regs(_read_block(ctx, state, cfa, PT_REGS_SIZE))
         state.regs = regs.as_dict()
-        return Frame(state.pc, state.sp, reliable, regs, "regs")
+        return Frame(state.pc, state.sp, reliable, regs, "regs", cfa)
     iret = dict(zip(_IRET, _words(_read_block(ctx, state, cfa, 8 * len(_IRET))), strict=True))
     kept = {r: state.regs[r] for r in _PARTIAL_KEPT if r in state.regs}
     state.regs = {**kept, **iret}
-    return Frame(state.pc, state.sp, reliable, None, "partial")
+    return Frame(state.pc, state.sp, reliable, Registers.from_mapping(iret), "partial", cfa)
 
 
 def _words(data: bytes) -> list[int]:
