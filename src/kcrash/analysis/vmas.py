@@ -7,30 +7,29 @@ The memory regions (VMAs) of a task for the report, as ``/proc/PID/maps`` shows 
 ``VM_EXEC`` 4, ``VM_SHARED`` 8), file offset, and what backs the region (the file's path, or
 ``[heap]``/``[stack]``/``[vdso]``-style names). The VMAs are found by probing ``struct mm_struct``:
 the maple tree ``mm_mt`` (since Linux kernel commit d4af56c5c7c6, v6.1) or the ``mmap`` list linked
-by ``vm_next`` before it. Corrupt trees stop the walk with a reason; nothing here prints.
+by ``vm_next`` before it (:func:`~kcrash.helpers.linux.vma.for_each_vma`). Corrupt trees stop the
+walk with a reason; nothing here prints. :func:`task_vm` is crash's ``vm``: the mm, its page
+directory, RSS and total size, and every VMA with its address, flags (and their ``VM_*`` names),
+``vm_pgoff`` and backing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from dataclasses import dataclass
 
 from kcrash.errors import KcrashError
+from kcrash.helpers.linux.vma import MmCounters, for_each_vma, get_mm_counters, vm_flags_names, vma_find
+from kcrash.memory.kernel import KernelMemory
+from kcrash.memory.translate.x86_64 import PageWalk, X86_64PageTables
 from kcrash.report import model
-from kcrash.types.object import Object
+from kcrash.types.object import Object, container_of
 from kcrash.types.program import Program
 
-__all__ = ["mt_entries", "task_memory", "vma_backing", "vma_perms"]
+__all__ = ["TaskVm", "Vma", "task_memory", "task_vm", "task_vma_or_none", "user_page_walk", "vma_backing",
+           "vma_perms"]
 
 VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 0x1, 0x2, 0x4, 0x8
 _MAX_VMAS = 65536
-_MAX_DEPTH = 16
-#: budget of distinct maple nodes one walk reads (a tree of _MAX_VMAS entries needs far fewer)
-_MAX_NODES = 65536
-_KERNEL = 0xFFFF800000000000
-# include/linux/maple_tree.h: node entries end in 0b10 and carry the node type in bits 3-6;
-# maple_leaf_64 is 1, maple_range_64 2, maple_arange_64 3.
-_NODE_MASK, _TYPE_SHIFT, _TYPE_MASK = 0xFF, 3, 0xF
-_LEAF_64, _RANGE_64, _ARANGE_64 = 1, 2, 3
 _PATH_DEPTH = 64
 
 
@@ -40,71 +39,20 @@ def vma_perms(flags: int) -> str:
         + ("s" if flags & VM_SHARED else "p")
 
 
-def _is_node(entry: int) -> bool:
-    return entry & 3 == 2 and entry > 4096
-
-
-def mt_entries(prog: Program, root: int, *, limit: int = _MAX_VMAS) -> Iterator[int]:
-    """The non-NULL leaf entries of a maple tree whose ``ma_root`` is ``root``, in index order.
-    The walk reads each node at most once and at most 65536 nodes, whatever the slots say.
-
-    :raises KcrashError: a node is unreadable, of an unknown type, reached twice (a slot shared by
-        two parents), or the tree is too deep/large.
-    """
-    for count, entry in enumerate(_walk(prog, root, 0, set()), 1):
-        if count > limit:
-            raise KcrashError(f"more than {limit} entries (corrupt tree?)")
-        yield entry
-
-
-def _walk(prog: Program, entry: int, depth: int, seen: set[int]) -> Iterator[int]:
-    # Bounded by the nodes read (``seen``, at most _MAX_NODES), not by entries yielded: slots that
-    # all point at one child would otherwise visit 16**16 nodes within _MAX_DEPTH levels.
-    if not _is_node(entry):
-        if entry >= _KERNEL:
-            yield entry
-        return
-    if depth > _MAX_DEPTH:
-        raise KcrashError(f"maple tree deeper than {_MAX_DEPTH} levels (corrupt tree?)")
-    address = entry & ~_NODE_MASK
-    if address in seen:
-        raise KcrashError(f"maple node {address:#x} reached twice after {len(seen)} nodes (corrupt tree?)")
-    if len(seen) >= _MAX_NODES:
-        raise KcrashError(f"more than {_MAX_NODES} maple nodes (corrupt tree?)")
-    seen.add(address)
-    kind = (entry >> _TYPE_SHIFT) & _TYPE_MASK
-    node = prog.object("struct maple_node", address)
-    if kind == _ARANGE_64:
-        slots = node.ma64.slot
-    elif kind in (_LEAF_64, _RANGE_64):
-        slots = node.mr64.slot
-    else:
-        raise KcrashError(f"maple node {entry:#x} has unexpected type {kind}")
-    for slot in slots:
-        value = int(slot)
-        if value and kind != _LEAF_64:
-            yield from _walk(prog, value, depth + 1, seen)
-        elif value >= _KERNEL:
-            yield value
-
-
-def _vmas(prog: Program, mm: Object) -> Iterator[Object]:
-    mm_type = prog.type("struct mm_struct")
-    vma_type = prog.pointer_type("struct vm_area_struct")
-    if mm_type.has_member("mm_mt"):
-        for entry in mt_entries(prog, int(mm.mm_mt.ma_root)):
-            yield Object(prog, vma_type, entry)
-        return
-    vma, seen = mm.mmap, 0  # before v6.1: the list linked by vm_next
-    while int(vma) and seen < _MAX_VMAS:
-        yield vma
-        vma, seen = vma.vm_next, seen + 1
-
-
-def _dentry_path(dentry: Object) -> str:
-    # Names up to the root of the dentry's file system (mount points are not crossed).
+def _d_path(path: Object) -> str:
+    # d_path() of a ``struct path``: dentry names up to each mount's root, crossing to the mount
+    # point in the parent mount (fs/d_path.c prepend_path()), at most _PATH_DEPTH names.
+    dentry, vfsmnt = path.dentry, path.mnt
+    mount_type = path.prog_.type("struct mount")
+    mount = container_of(vfsmnt, mount_type, "mnt") if int(vfsmnt) else None
     parts: list[bytes] = []
     for _ in range(_PATH_DEPTH):
+        if mount is not None and int(dentry) == int(mount.mnt.mnt_root):
+            parent_mount = mount.mnt_parent
+            if int(parent_mount) == int(mount):
+                break
+            dentry, mount = mount.mnt_mountpoint, parent_mount
+            continue
         parent = dentry.d_parent
         if int(parent) == int(dentry) or not int(parent):
             break
@@ -129,7 +77,7 @@ def vma_backing(prog: Program, vma: Object, mm: Object) -> str:
     """What backs ``vma`` (``struct vm_area_struct *``): a file path, ``[heap]``, ``[stack]``, a
     special mapping's name (``[vdso]``) or ``[anon]``."""
     if int(vma.vm_file):
-        return _dentry_path(vma.vm_file.f_path.dentry)
+        return _d_path(vma.vm_file.f_path)
     start, end = int(vma.vm_start), int(vma.vm_end)
     if start <= int(mm.brk) and end >= int(mm.start_brk):
         return "[heap]"
@@ -154,10 +102,107 @@ def task_memory(prog: Program, task: Object) -> model.TaskMemory:
     regions: dict[int, model.MemoryRegion] = {}
     truncated = None
     try:
-        for vma in _vmas(prog, mm):
-            if int(vma.vm_mm) == int(mm):  # stale slots of a tree point at VMAs of other mms or freed ones
+        walk = for_each_vma(mm, limit=_MAX_VMAS)
+        for vma in walk:
+            if int(vma.vm_mm) == int(mm):  # a VMA of another mm, or a freed one, is not this task's
                 region = _region(prog, vma, mm)
                 regions[region.start] = region
+        truncated = walk.truncated
     except KcrashError as exc:
         truncated = str(exc)
     return model.TaskMemory(pid, comm, False, tuple(regions[k] for k in sorted(regions)), truncated)
+
+
+@dataclass(frozen=True, slots=True)
+class Vma:
+    """One VMA as crash's ``vm`` shows it: its ``struct vm_area_struct`` address, [start, end),
+    ``vm_flags`` with their ``VM_*`` names, ``vm_pgoff`` (pages; of the file for a file mapping),
+    the file path (None when anonymous) and what backs it (:func:`vma_backing`)."""
+
+    address: int
+    start: int
+    end: int
+    flags: int
+    flag_names: tuple[str, ...]
+    pgoff: int
+    file: str | None
+    backing: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskVm:
+    """A task's address space: ``mm`` (0 for a kernel thread), ``mm->pgd``, RSS and ``total_vm``
+    in pages (None when the counters cannot be read), the VMAs in address order, and why the walk
+    stopped early (None if it did not)."""
+
+    pid: int
+    task: int
+    comm: str
+    mm: int
+    pgd: int
+    rss: int | None
+    total_vm: int
+    vmas: tuple[Vma, ...]
+    truncated: str | None
+
+
+def _vma(prog: Program, vma: Object, mm: Object) -> Vma:
+    flags = int(vma.vm_flags)
+    file = _d_path(vma.vm_file.f_path) if int(vma.vm_file) else None
+    return Vma(int(vma), int(vma.vm_start), int(vma.vm_end), flags, tuple(vm_flags_names(flags)),
+               int(vma.vm_pgoff), file, file if file is not None else vma_backing(prog, vma, mm))
+
+
+def _rss_or_none(mm: Object) -> int | None:
+    try:
+        counters: MmCounters = get_mm_counters(mm)
+    except KcrashError:
+        return None
+    return counters.rss
+
+
+def task_vm(prog: Program, task: Object) -> TaskVm:
+    """crash's ``vm`` for ``task`` (``struct task_struct *``): its mm and every VMA; a kernel
+    thread has mm 0 and no VMAs."""
+    pid, comm = int(task.pid), task.comm.string_().decode("utf-8", "backslashreplace")
+    mm = task.mm.read_()
+    if not int(mm):
+        return TaskVm(pid, int(task), comm, 0, 0, 0, 0, (), None)
+    vmas: list[Vma] = []
+    walk = for_each_vma(mm, limit=_MAX_VMAS)
+    try:
+        vmas.extend(_vma(prog, vma, mm) for vma in walk)
+        truncated = walk.truncated
+    except KcrashError as exc:
+        truncated = str(exc)
+    return TaskVm(pid, int(task), comm, int(mm), int(mm.pgd), _rss_or_none(mm), int(mm.total_vm), tuple(vmas),
+                  truncated)
+
+
+def task_vma_or_none(prog: Program, task: Object, address: int) -> Vma | None:
+    """The VMA of ``task`` holding user ``address``, or None (also for a kernel thread)."""
+    mm = task.mm.read_()
+    if not int(mm):
+        return None
+    vma = vma_find(mm, address)
+    return _vma(prog, vma, mm) if int(vma) else None
+
+
+def user_page_walk(memory: KernelMemory, task: Object, address: int) -> PageWalk:
+    """The page-table walk of user ``address`` through ``task``'s ``mm->pgd`` (the kernel's
+    paging mode and SME mask; the PGD's physical address from the kernel's own page tables).
+
+    :raises KcrashError: ``task`` is a kernel thread (no mm), or its PGD cannot be translated
+    """
+    mm = task.mm.read_()
+    if not int(mm):
+        raise KcrashError(f"PID {int(task.pid)} is a kernel thread: it has no user address space (mm is NULL)")
+    if memory.page_tables is None:
+        raise KcrashError("no kernel page tables to find the task's page directory")
+    pgd = int(mm.pgd)
+    found = memory.page_tables.walk(pgd)
+    if found.physical is None:
+        raise KcrashError(f"the task's page directory {pgd:#x} is not mapped: {found.reason}")
+    tables = X86_64PageTables(lambda at, size: memory.read(at, size, physical=True), found.physical,
+                              levels=memory.layout.levels, sme_mask=memory.layout.sme_mask)
+    return tables.walk(address)

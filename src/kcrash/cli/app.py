@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "dump": "kcrash.cli.dump",
     "kmem": "kcrash.cli.kmem",
     "lab": "kcrash.cli.lab",
+    "list": "kcrash.cli.walk",
     "live": "kcrash.cli.live",
     "log": "kcrash.cli.analyze",
     "mod": "kcrash.cli.analyze",
@@ -46,6 +47,8 @@ COMMANDS: dict[str, str] = {
     "struct": "kcrash.cli.types",
     "sym": "kcrash.cli.sym",
     "sys": "kcrash.cli.analyze",
+    "tree": "kcrash.cli.walk",
+    "vm": "kcrash.cli.vm",
     "vtop": "kcrash.cli.memory",
 }
 

@@ -4,11 +4,13 @@ kcrash.cli.memory
 
 ``kcrash rd`` (read memory like crash's ``rd``: hex words and ASCII, physical with ``-p``, a string
 with ``-a``) and ``kcrash vtop`` (the page-table walk of one virtual address, level by level, like
-crash's ``vtop``). Argument parsing and output only; the work is in :mod:`kcrash.memory`.
+crash's ``vtop``; with ``-c PID|TASK`` a user address of that task, through its ``mm->pgd``, and
+the VMA holding it). Argument parsing and output only; the work is in :mod:`kcrash.memory`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import string
 from typing import Any
 
@@ -17,7 +19,7 @@ import click
 from kcrash.cli.common import echo_json
 from kcrash.cli.dump import opened_dump
 from kcrash.cli.params import AddressArg, Number
-from kcrash.errors import CliError
+from kcrash.errors import CliError, KcrashError
 from kcrash.memory.kernel import KernelMemory, open_kernel_memory
 from kcrash.memory.translate.x86_64 import PageWalk, X86_64PageTables, cr3_to_pgd
 
@@ -108,9 +110,18 @@ def _show_words(addr: int, data: bytes, width: int, physical: bool, as_json: boo
               help="Walk from this physical page-table root (user space).")
 @click.option("--cr3", "cr3", type=Number("address"), default=None, metavar="ADDR",
               help="Walk from this CR3 value (PCID bits are dropped).")
+@click.option("-c", "task_arg", type=Number("pid_or_address"), default=None, metavar="PID|TASK",
+              help="Translate a user address of this task (PID or task address) through its mm->pgd.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def vtop(paths: str, address: AddressArg, pgd: int | None, cr3: int | None, as_json: bool) -> None:
-    """Translate a virtual address, showing each page-table level."""
+def vtop(paths: str, address: AddressArg, pgd: int | None, cr3: int | None, task_arg: int | None,
+         as_json: bool) -> None:
+    """Translate a virtual address, showing each page-table level (-c: a task's user address,
+    and the VMA holding it)."""
+    if task_arg is not None:
+        if pgd is not None or cr3 is not None:
+            raise CliError("-c and --pgd/--cr3 exclude each other", 2)
+        _user_vtop(paths, address, task_arg, as_json)
+        return
     with opened_dump((paths,)) as handle:
         memory = open_kernel_memory(handle)
         vaddr = _resolve(address, memory)
@@ -120,6 +131,35 @@ def vtop(paths: str, address: AddressArg, pgd: int | None, cr3: int | None, as_j
         echo_json(_walk_json(walk, memory))
     else:
         _print_walk(walk, memory)
+    if walk.physical is None:
+        raise CliError(f"virtual address {vaddr:#x} is not mapped: {walk.reason}", 1)
+
+
+def _user_vtop(path: str, address: AddressArg, task_arg: int, as_json: bool) -> None:
+    # vtop -c: the task's page tables; the program's memory is the dump's kernel address space.
+    from kcrash.analysis.vmas import task_vma_or_none, user_page_walk
+    from kcrash.cli.common import opened_target
+    from kcrash.cli.vm import find_task
+
+    with opened_target(path, orc=False) as prog:
+        memory = prog.memory
+        if not isinstance(memory, KernelMemory):
+            raise CliError("no kernel page tables in this target", 1)
+        task = find_task(prog, task_arg)
+        vaddr = address.resolve(prog.symbol_address)
+        try:
+            walk = user_page_walk(memory, task, vaddr)
+        except KcrashError as exc:
+            raise CliError(str(exc), 1) from None
+        vma, pid = task_vma_or_none(prog, task, vaddr), int(task.pid)
+    if as_json:
+        echo_json(dict(_walk_json(walk, memory), pid=pid, task=int(task),
+                       vma=None if vma is None else dataclasses.asdict(vma)))
+    else:
+        click.echo(f"PID: {pid}  TASK: {int(task):016x}")
+        _print_walk(walk, memory)
+        click.echo("\nVMA: " + ("none holds this address" if vma is None else
+                                f"{vma.address:x}  {vma.start:x}-{vma.end:x}  flags {vma.flags:x}  {vma.backing}"))
     if walk.physical is None:
         raise CliError(f"virtual address {vaddr:#x} is not mapped: {walk.reason}", 1)
 

@@ -1,6 +1,7 @@
-"""task_memory and mt_entries on a synthetic maple tree: a corrupt tree whose internal nodes point
-every slot at the same child (16**16 paths within the depth limit) ends the walk quickly, with the
-VMAs found so far and the reason kept."""
+"""task_memory and the maple-tree walk under it (:mod:`kcrash.helpers.linux.mapletree`) on a
+synthetic maple tree: a corrupt tree whose internal nodes point every slot at the same child
+(16**16 paths within the depth limit) ends the walk quickly, with the VMAs found so far and the
+reason kept."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import time
 
 import pytest
 
-from kcrash.analysis import vmas
-from kcrash.analysis.vmas import mt_entries, task_memory
-from kcrash.errors import KcrashError
+from kcrash.analysis.vmas import task_memory
+from kcrash.helpers.linux import mapletree
+from kcrash.helpers.linux.mapletree import mt_for_each_range
 from kcrash.memory import MemoryReader, SegmentMap
 from kcrash.report.model import MemoryRegion
 from kcrash.types.btf import parse_btf
@@ -42,11 +43,15 @@ class Kernel:
         ul = w.add_int("unsigned long", 8)
         c = w.add_int("char", 1, signed=True, char=True)
         vp = w.add_ptr(0)
+        uc = w.add_int("unsigned char", 1)
+        meta = w.add_struct("maple_metadata", 2, [("end", uc, 0, 0), ("gap", uc, 8, 0)])
+        # meta overlaps the last slot, as in the kernel's union (only read when the last pivot is 0)
         mr64 = w.add_struct("maple_range_64", NODE_SIZE, [
-            ("parent", vp, 0, 0), ("pivot", w.add_array(ul, 15, i), 64, 0), ("slot", w.add_array(vp, 16, i), 1024, 0)])
+            ("parent", vp, 0, 0), ("pivot", w.add_array(ul, 15, i), 64, 0), ("slot", w.add_array(vp, 16, i), 1024, 0),
+            ("meta", meta, 1984, 0)])
         ma64 = w.add_struct("maple_arange_64", NODE_SIZE, [
             ("parent", vp, 0, 0), ("pivot", w.add_array(ul, 9, i), 64, 0), ("slot", w.add_array(vp, 10, i), 640, 0),
-            ("gap", w.add_array(ul, 10, i), 1280, 0)])
+            ("gap", w.add_array(ul, 10, i), 1280, 0), ("meta", meta, 1920, 0)])
         slots = w.add_struct("", NODE_SIZE, [("mr64", mr64, 0, 0), ("ma64", ma64, 0, 0)], union=True)
         w.add_struct("maple_node", NODE_SIZE, [("", slots, 0, 0)])
         tree = w.add_struct("maple_tree", 16, [("ma_flags", i, 32, 0), ("ma_root", vp, 64, 0)])
@@ -70,7 +75,8 @@ class Kernel:
 
 
 def shared_slot_tree() -> Kernel:
-    # Internal node k has all 16 slots pointing at node k+1; the leaf holds one VMA.
+    # Internal node k has all 16 slots pointing at node k+1 (pivots 1..15: all 16 slots in use);
+    # the leaf holds one VMA.
     k = Kernel()
     k.memory[TASK - BASE + 4:TASK - BASE + 8] = b"sh\0\0"
     k.memory[TASK - BASE:TASK - BASE + 4] = (42).to_bytes(4, "little")
@@ -81,6 +87,8 @@ def shared_slot_tree() -> Kernel:
         kind = LEAF_64 if depth + 1 == CHAIN else RANGE_64
         for slot in range(16):
             k.u64(NODES + depth * NODE_SIZE + 128 + 8 * slot, node_entry(child, kind))
+        for pivot in range(15):
+            k.u64(NODES + depth * NODE_SIZE + 8 + 8 * pivot, pivot + 1)
     k.u64(NODES + CHAIN * NODE_SIZE + 128, VMA)
     k.u64(VMA, 0x400000)
     k.u64(VMA + 8, 0x401000)
@@ -96,14 +104,17 @@ def test_a_slot_shared_by_two_parents_ends_the_walk_with_the_reason() -> None:
     memory = task_memory(k.prog, task)
     assert time.monotonic() - start < 1
     assert memory.regions == (MemoryRegion(0x400000, 0x401000, 0x5, "r-xp", 0, "[anon]"),)
-    leaf = NODES + CHAIN * NODE_SIZE
-    assert memory.truncated == f"maple node {leaf:#x} reached twice after {CHAIN + 1} nodes (corrupt tree?)"
+    # The first path reads every node down to the leaf; the root's second slot covers [2, 2] and
+    # leads to the depth-1 node again (below the root, slot 1 lies past its parent's range [0, 1]).
+    again = NODES + NODE_SIZE
+    assert memory.truncated == f"maple node {again:#x} reached twice after {CHAIN + 1} nodes (corrupt tree?)"
 
 
 def test_the_walk_stops_at_the_node_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     k = shared_slot_tree()
-    monkeypatch.setattr(vmas, "_MAX_NODES", 4)
+    monkeypatch.setattr(mapletree, "_MAX_NODES", 4)
     start = time.monotonic()
-    with pytest.raises(KcrashError, match="more than 4 maple nodes"):
-        list(mt_entries(k.prog, node_entry(NODES, RANGE_64)))
+    walk = mt_for_each_range(k.prog.object("struct mm_struct", MM).mm_mt)
+    assert list(walk) == []
+    assert walk.truncated is not None and "over 4 nodes" in walk.truncated
     assert time.monotonic() - start < 1

@@ -1,0 +1,92 @@
+"""
+kcrash.cli.vm
+=============
+
+``kcrash vm DUMP [PID|TASK...]``, crash's ``vm``: a task's ``mm_struct``, page directory, RSS and
+total virtual size, then every VMA (its address, range, ``vm_flags`` in hex and by name, page
+offset and file or ``[heap]``/``[stack]``/``[vdso]``/``[anon]``). The panic task by default.
+Argument parsing and output only; the work is in :mod:`kcrash.analysis.vmas`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import click
+
+from kcrash.cli.common import echo_json, opened_target, symbol_file_options
+from kcrash.cli.params import Number
+from kcrash.errors import CliError, KcrashError, ValidationError
+
+if TYPE_CHECKING:
+    from kcrash.analysis.vmas import TaskVm
+    from kcrash.types.object import Object
+    from kcrash.types.program import Program
+
+__all__ = ["find_task", "vm"]
+
+_KB_PER_PAGE = 4
+
+
+def find_task(prog: Program, value: int | None) -> Object:
+    """The task a ``PID|TASK`` argument names (the panic task when None); CliError when there is
+    no such task or the address is not a task's."""
+    from kcrash.analysis.triage import task_by_pid_or_address_or_none
+    from kcrash.helpers.linux.panic import panic_task_or_none
+
+    if value is None:
+        task = panic_task_or_none(prog)
+        if task is None:
+            raise CliError("no CPU panicked in this dump: give a PID or task address", 1)
+        return task
+    try:
+        task = task_by_pid_or_address_or_none(prog, value)
+    except (ValidationError, KcrashError) as exc:
+        raise CliError(str(exc) if str(exc).startswith(f"{value:#x}") else f"{value:#x} is not a task: {exc}",
+                       1) from None
+    if task is None:
+        raise CliError(f"no task with pid {value}", 1)
+    return task
+
+
+@click.command("vm")
+@symbol_file_options
+@click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+@click.argument("targets", metavar="[PID|TASK]...", nargs=-1, type=Number("pid_or_address"))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def vm(path: str, targets: tuple[int, ...], as_json: bool) -> None:
+    """The address space of the panic task (default) or of each PID or task address: mm, page
+    directory, RSS, total size and every VMA with its flags and file."""
+    from kcrash.analysis.vmas import task_vm
+    from kcrash.helpers.linux.sched import task_cpu
+
+    with opened_target(path, orc=False) as prog:
+        tasks = [find_task(prog, value) for value in (targets or (None,))]
+        spaces = [(task_vm(prog, task), task_cpu(task)) for task in tasks]
+    if as_json:
+        echo_json([dict(dataclasses.asdict(space), cpu=cpu) for space, cpu in spaces])
+        return
+    for i, (space, cpu) in enumerate(spaces):
+        if i:
+            click.echo()
+        _print_vm(space, cpu)
+
+
+def _print_vm(space: TaskVm, cpu: int) -> None:
+    from kcrash.analysis.vmas import vma_perms
+
+    click.echo(f"PID: {space.pid:<7} TASK: {space.task:016x}  CPU: {cpu:<3} COMMAND: \"{space.comm}\"")
+    if not space.mm:
+        click.echo("       MM               PGD          RSS    TOTAL_VM\n"
+                   "       0                0            0k      0k      (kernel thread)")
+        return
+    rss = "?" if space.rss is None else f"{space.rss * _KB_PER_PAGE}k"
+    click.echo("       MM               PGD          RSS    TOTAL_VM")
+    click.echo(f"{space.mm:016x}  {space.pgd:016x}  {rss:>6}  {space.total_vm * _KB_PER_PAGE:>7}k")
+    click.echo(f"{'VMA':>11}{'START':>18}{'END':>17} {'FLAGS':>8} PERM {'PGOFF':>8} FILE")
+    for v in space.vmas:
+        click.echo(f"{v.address:016x} {v.start:>16x} {v.end:>16x} {v.flags:>8x} {vma_perms(v.flags)} "
+                   f"{v.pgoff:>8x} {v.backing}  ({'|'.join(v.flag_names)})")
+    if space.truncated is not None:
+        click.echo(f"(VMA walk stopped early: {space.truncated})")

@@ -1,0 +1,252 @@
+"""
+kcrash.helpers.linux.xarray
+===========================
+
+XArrays (``include/linux/xarray.h``, ``lib/xarray.c``) and the radix trees built on them since
+Linux kernel commit f8d5d0cc145c (v4.20, ``#define radix_tree_root xarray``): :func:`xa_load`,
+:func:`xa_for_each` (index, entry) and :func:`xa_for_each_range` (first index, last index, entry:
+a multi-index entry covers its sibling slots), and the entry tests of the header (value, internal,
+node, sibling, zero and retry entries). Walks read each ``struct xa_node`` header and its slots in
+one read, check that every child's ``shift`` is its parent's minus ``XA_CHUNK_SHIFT``, read each
+node at most once, and stop at ``limit`` entries, recording why they stopped in
+:attr:`IndexedWalk.truncated`. The radix tree of kernels before v4.20 (``rnode``, exceptional
+entries) is not handled: every kernel kcrash reads BTF from is newer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from kcrash.errors import FaultError
+from kcrash.types.model import TypeKind
+from kcrash.types.object import Object, offsetof
+
+if TYPE_CHECKING:
+    from kcrash.types.program import Program
+
+__all__ = [
+    "IndexedWalk",
+    "xa_for_each",
+    "xa_for_each_range",
+    "xa_is_internal",
+    "xa_is_node",
+    "xa_is_retry",
+    "xa_is_sibling",
+    "xa_is_value",
+    "xa_is_zero",
+    "xa_load",
+    "xa_to_internal",
+    "xa_to_value",
+]
+
+T = TypeVar("T")
+
+#: default bound on the number of entries one walk yields
+DEFAULT_LIMIT = 10_000_000
+#: ``xa_mk_internal(256)`` and ``xa_mk_internal(257)`` (include/linux/xarray.h)
+XA_RETRY_ENTRY, XA_ZERO_ENTRY = 256 << 2 | 2, 257 << 2 | 2
+_MAX_NODES = 1 << 22
+_ULONG_BITS = 64
+
+
+class IndexedWalk(Generic[T]):
+    """An iterable walk of a tree's entries; ``truncated`` is None if the walk reached its end,
+    else why it stopped early. Iterating again restarts the walk."""
+
+    def __init__(self, items: Callable[[IndexedWalk[T]], Iterator[T]]) -> None:
+        self._items = items
+        self.truncated: str | None = None
+
+    def __iter__(self) -> Iterator[T]:
+        self.truncated = None
+        return self._items(self)
+
+
+def _value(entry: Object | int) -> int:
+    return entry if isinstance(entry, int) else int(entry)
+
+
+def xa_is_value(entry: Object | int) -> bool:
+    """``xa_is_value(entry)``: an integer stored with ``xa_mk_value()`` (bit 0 set)."""
+    return bool(_value(entry) & 1)
+
+
+def xa_to_value(entry: Object | int) -> int:
+    """``xa_to_value(entry)``: the integer in a value entry.
+
+    >>> xa_to_value(0xb5)
+    90
+    """
+    return _value(entry) >> 1
+
+
+def xa_is_internal(entry: Object | int) -> bool:
+    """``xa_is_internal(entry)``: the low two bits are ``10``."""
+    return _value(entry) & 3 == 2
+
+
+def xa_to_internal(entry: Object | int) -> int:
+    """``xa_to_internal(entry)``: the number in an internal entry."""
+    return _value(entry) >> 2
+
+
+def xa_is_node(entry: Object | int) -> bool:
+    """``xa_is_node(entry)``: a pointer to a ``struct xa_node`` (internal and above 4096)."""
+    value = _value(entry)
+    return value & 3 == 2 and value > 4096
+
+
+def xa_is_sibling(entry: Object | int) -> bool:
+    """``xa_is_sibling(entry)``: a slot of a multi-index entry (internal, below ``xa_mk_sibling(63)``)."""
+    value = _value(entry)
+    return value & 3 == 2 and value < (63 << 2 | 2)
+
+
+def xa_is_zero(entry: Object | int) -> bool:
+    """``xa_is_zero(entry)``: a reserved slot (``XA_ZERO_ENTRY``)."""
+    return _value(entry) == XA_ZERO_ENTRY
+
+
+def xa_is_retry(entry: Object | int) -> bool:
+    """``xa_is_retry(entry)``: ``XA_RETRY_ENTRY``, left while a node is being freed."""
+    return _value(entry) == XA_RETRY_ENTRY
+
+
+class _Nodes:
+    # struct xa_node: where shift and slots are, and how many slots (XA_CHUNK_SIZE).
+    def __init__(self, prog: Program) -> None:
+        t = prog.type("struct xa_node")
+        self.prog = prog
+        self.shift_at = offsetof(t, "shift")
+        self.slots_at = offsetof(t, "slots")
+        self.chunk = t.member("slots")[0].type.strip_typedefs().length or 64
+        self.size = self.slots_at + 8 * self.chunk
+
+    def read(self, entry: int) -> tuple[int, list[int]]:
+        # (shift, slots) of the node an entry points to (xa_to_node: entry - 2)
+        raw = self.prog.read(entry - 2, self.size)
+        slots = raw[self.slots_at:]
+        return raw[self.shift_at], [int.from_bytes(slots[i:i + 8], "little") for i in range(0, len(slots), 8)]
+
+
+def _head(xa: Object) -> tuple[Program, int]:
+    # xa->xa_head of a ``struct xarray *``/``struct xarray`` (also ``struct radix_tree_root``)
+    t = xa.type_.strip_typedefs()
+    address = int(xa) if t.kind is TypeKind.POINTER else xa.address_
+    if address is None:
+        raise TypeError("an xarray value that is not in memory")
+    prog = xa.prog_
+    return prog, prog.read_u64(address + offsetof(prog.type("struct xarray"), "xa_head"))
+
+
+def xa_load(xa: Object, index: int, *, advanced: bool = False) -> Object:
+    """``xa_load(xa, index)``: the entry at ``index`` (the canonical entry for a sibling slot), or NULL.
+
+    :param xa: ``struct xarray *`` (or a ``struct xarray``; radix trees too)
+    :param advanced: return a zero entry as itself rather than NULL
+    :return: ``void *``
+
+    >>> xa_to_value(xa_load(prog.object("struct xarray", address), 5))  # doctest: +SKIP
+    """
+    prog, entry = _head(xa)
+    nodes = _Nodes(prog) if xa_is_node(entry) else None
+    for _ in range(_ULONG_BITS):
+        if nodes is None or not xa_is_node(entry):
+            break
+        shift, slots = nodes.read(entry)
+        offset = index >> shift
+        if offset >= nodes.chunk:  # beyond what this tree's height covers (only at the top)
+            entry = 0
+            break
+        index &= (1 << shift) - 1 if shift < _ULONG_BITS else ~0
+        entry = slots[offset]
+        if xa_is_sibling(entry):
+            entry = slots[xa_to_internal(entry)]
+    else:
+        entry = 0
+    if nodes is None and index:
+        entry = 0
+    if xa_is_zero(entry) and not advanced:
+        entry = 0
+    return Object(prog, prog.pointer_type("void"), entry)
+
+
+def _visible(entry: int, advanced: bool) -> bool:
+    return bool(entry) and not xa_is_retry(entry) and (advanced or not xa_is_zero(entry))
+
+
+def _slots(walk: IndexedWalk[tuple[int, int, int]], nodes: _Nodes, entry: int, base: int, parent_shift: int | None,
+           seen: set[int], advanced: bool) -> Iterator[tuple[int, int, int]]:
+    # (first, last, entry) below node ``entry``, whose first index is ``base``.
+    if entry in seen or len(seen) >= _MAX_NODES:
+        walk.truncated = f"node {entry - 2:#x} reached twice (corrupt tree?)" if entry in seen \
+            else f"more than {_MAX_NODES} nodes (corrupt tree?)"
+        return
+    seen.add(entry)
+    try:
+        shift, slots = nodes.read(entry)
+    except FaultError as exc:
+        walk.truncated = f"unreadable node at {exc.address:#x}"
+        return
+    chunk_shift = nodes.chunk.bit_length() - 1
+    if (parent_shift is not None and shift != parent_shift - chunk_shift) or shift >= _ULONG_BITS:
+        walk.truncated = f"node {entry - 2:#x} has shift {shift} under shift {parent_shift} (corrupt tree?)"
+        return
+    for offset, slot in enumerate(slots):
+        if walk.truncated is not None:
+            return
+        first = base + (offset << shift)
+        if xa_is_node(slot):
+            yield from _slots(walk, nodes, slot, first, shift, seen, advanced)
+        elif not xa_is_sibling(slot) and _visible(slot, advanced):
+            siblings = 0
+            while offset + siblings + 1 < len(slots) and slots[offset + siblings + 1] == (offset << 2 | 2):
+                siblings += 1
+            yield first, first + ((siblings + 1) << shift) - 1, slot
+
+
+def xa_for_each_range(xa: Object, *, advanced: bool = False,
+                      limit: int = DEFAULT_LIMIT) -> IndexedWalk[tuple[int, int, int]]:
+    """Each entry of an XArray in index order as ``(first index, last index, entry)``; a
+    multi-index entry spans its sibling slots, retry entries are skipped, zero entries too unless
+    ``advanced``.
+
+    :param xa: ``struct xarray *`` (or a ``struct xarray``)
+    :param limit: the most entries to yield
+
+    >>> [(first, last) for first, last, _ in xa_for_each_range(xa)]  # doctest: +SKIP
+    """
+    def items(walk: IndexedWalk[tuple[int, int, int]]) -> Iterator[tuple[int, int, int]]:
+        prog, head = _head(xa)
+        if not xa_is_node(head):
+            if _visible(head, advanced) and not xa_is_internal(head):
+                yield 0, 0, head
+            return
+        for count, item in enumerate(_slots(walk, _Nodes(prog), head, 0, None, set(), advanced)):
+            if count >= limit:
+                walk.truncated = f"stopped at the limit of {limit} entries"
+                return
+            yield item
+
+    return IndexedWalk(items)
+
+
+def xa_for_each(xa: Object, *, advanced: bool = False,
+                limit: int = DEFAULT_LIMIT) -> IndexedWalk[tuple[int, Object]]:
+    """Each entry of an XArray in index order as ``(index, void *)`` (see :func:`xa_for_each_range`).
+
+    :param xa: ``struct xarray *`` (or a ``struct xarray``; ``struct address_space.i_pages``, an ``idr``'s
+        ``idr_rt``)
+
+    >>> {index: xa_to_value(e) for index, e in xa_for_each(xa)}  # doctest: +SKIP
+    """
+    ranged = xa_for_each_range(xa, advanced=advanced, limit=limit)
+    void_p = xa.prog_.pointer_type("void")
+
+    def items(walk: IndexedWalk[tuple[int, Object]]) -> Iterator[tuple[int, Object]]:
+        for first, _, entry in ranged:
+            yield first, Object(xa.prog_, void_p, entry)
+        walk.truncated = ranged.truncated
+
+    return IndexedWalk(items)
