@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "ps": "kcrash.cli.analyze",
     "rd": "kcrash.cli.memory",
     "report": "kcrash.cli.analyze",
+    "search": "kcrash.cli.search",
     "shell": "kcrash.cli.analyze",
     "struct": "kcrash.cli.types",
     "sym": "kcrash.cli.sym",
@@ -50,6 +51,7 @@ COMMANDS: dict[str, str] = {
     "tree": "kcrash.cli.walk",
     "vm": "kcrash.cli.vm",
     "vtop": "kcrash.cli.memory",
+    "whatis": "kcrash.cli.types",
 }
 
 

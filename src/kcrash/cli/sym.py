@@ -23,7 +23,7 @@ from kcrash.debuginfo.symbols import Symbol, SymbolTable
 from kcrash.errors import CliError, MissingDebugInfoError
 from kcrash.memory.kernel import open_kernel_memory
 
-__all__ = ["commands", "lookup_query", "sym"]
+__all__ = ["commands", "lookup_query", "resolve_address", "sym", "symbol_table"]
 
 
 @click.command("sym")
@@ -33,13 +33,7 @@ __all__ = ["commands", "lookup_query", "sym"]
 @symbol_file_options
 def sym(dump_path: str, queries: tuple[AddressArg, ...], as_json: bool) -> None:
     """Translate symbol names to addresses and addresses to symbol+offset (kallsyms, no vmlinux)."""
-    table = _with_modules(dump_path)
-    if table is None:
-        with opened_dump((dump_path,)) as handle:
-            memory = open_kernel_memory(handle)
-            symbol_file = given_symbol_file()
-            table = load_kallsyms(memory, memory.vmcoreinfo, cache_dir()) if symbol_file is None \
-                else load_symbol_file(symbol_file, memory.vmcoreinfo)
+    table = symbol_table(dump_path)
     results = [lookup_query(table, q) for q in queries]
     if as_json:
         echo_json(results)
@@ -49,6 +43,28 @@ def sym(dump_path: str, queries: tuple[AddressArg, ...], as_json: bool) -> None:
     missing = [str(r["query"]) for r in results if "error" in r]
     if missing:
         raise CliError(f"{len(missing)} of {len(results)} not found: {', '.join(missing)}")
+
+
+def symbol_table(dump_path: str) -> SymbolTable:
+    """The kernel's and every module's symbols of the dump at ``dump_path`` (``--vmlinux``/
+    ``--system-map`` when the command was given one): the one symbol lookup of every command that
+    takes ``SYMBOL[+OFF]`` where an address goes (``sym``, ``rd``, ``vtop``, ``search``)."""
+    table = _with_modules(dump_path)
+    if table is None:
+        with opened_dump((dump_path,)) as handle:
+            memory = open_kernel_memory(handle)
+            symbol_file = given_symbol_file()
+            table = load_kallsyms(memory, memory.vmcoreinfo, cache_dir()) if symbol_file is None \
+                else load_symbol_file(symbol_file, memory.vmcoreinfo)
+    return table
+
+
+def resolve_address(arg: AddressArg, dump_path: str, table: SymbolTable | None = None) -> int:
+    """The address ``arg`` stands for: itself, or ``SYMBOL[+OFF]`` through :func:`symbol_table`
+    (or ``table`` when the caller has it). An unknown symbol raises SymbolNotFoundError."""
+    if arg.address is not None:
+        return arg.address
+    return arg.resolve((table or symbol_table(dump_path)).address_of)
 
 
 def _with_modules(dump_path: str) -> SymbolTable | None:

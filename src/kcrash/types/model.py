@@ -261,6 +261,10 @@ class Type:
         """The C spelling: ``struct task_struct *``, ``char [16]``, ``int (*)(void *)``."""
         return _declaration(self, "")
 
+    def declaration(self, name: str) -> str:
+        """The C declaration of ``name`` with this type: ``char comm[16]``, ``int f(void *)``."""
+        return _declaration(self, name)
+
     def __repr__(self) -> str:
         return f"Type({self.type_name()!r})"
 

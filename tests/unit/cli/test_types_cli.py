@@ -83,7 +83,10 @@ def test_print(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (("p", "init_task.nope"), "has no member 'nope'"),
-    (("p", "init_task +"), "unexpected '+'"),
+    (("p", "init_task +"), "expected an expression at the end"),
+    (("p", "init_task.pid ? 1 : 2"), "unexpected '? 1 : 2' at column 14"),
+    (("p", "1 << 40"), "shift count 40"),
+    (("whatis", "init_task.nope"), "has no member 'nope'"),
     (("p", "*(int *)0x10"), "cannot read"),
     (("p", "missing"), "no symbol or enum constant 'missing'"),
     (("struct", "nope"), "no type 'nope'"),

@@ -11,14 +11,18 @@ dumps or symbols. :func:`cr3_to_pgd` turns a saved CR3 into the table root.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+import numpy as np
 
 from kcrash.dumps._cache import LruCache
 from kcrash.errors import FaultError
 
 __all__ = [
     "START_KERNEL_MAP",
+    "MappedRun",
+    "MappingWalk",
     "PageTableEntry",
     "PageWalk",
     "X86_64PageTables",
@@ -38,6 +42,10 @@ _LEVEL_SHIFTS = {5: (48, 39, 30, 21, 12), 4: (39, 30, 21, 12)}
 _U64 = struct.Struct("<Q")
 _TABLE = struct.Struct("<512Q")
 _TABLES_CACHED = 64
+#: page-table pages a :class:`MappingWalk` reads at most (a 256 MiB guest's kernel half has ~2,200;
+#: each 4 KiB-page table maps 2 MiB, so this covers 512 GiB of vmalloc'd 4 KiB pages; damaged tables
+#: pointing at garbage stop here)
+MAX_TABLES = 1 << 18
 # KPTI keeps the user copy of the PGD in the second page of an 8 KiB pair (PTI_USER_PGTABLE_BIT).
 _PTI_USER_BIT = 1 << 12
 
@@ -185,3 +193,115 @@ class X86_64PageTables:
         if walk.physical is None:
             raise FaultError(vaddr, False, walk.reason or "not mapped")
         return walk.physical, walk.page_size
+
+
+@dataclass(frozen=True, slots=True)
+class MappedRun:
+    """``size`` bytes of virtual memory at ``vaddr`` mapped to physically contiguous memory at
+    ``paddr`` (one or more present leaf entries: 4 KiB PTEs, 2 MiB PMDs, 1 GiB PUDs)."""
+
+    vaddr: int
+    paddr: int
+    size: int
+
+
+class MappingWalk:
+    """Every present leaf mapping of ``tables`` in ``[start, end)``, in virtual address order, as
+    :class:`MappedRun` runs (adjacent leaves that are contiguous both virtually and physically are
+    merged). Iterate it once; afterwards ``unreadable_tables`` counts table pages the dump lacks
+    (their range is skipped) and ``truncated`` says why the walk stopped early (``max_tables``
+    table pages read: damaged tables), else None. Whole tables are read, never entry by entry, and
+    each table page at most once (a damaged entry pointing back up the tree, or the ESPFIX area's
+    shared tables, is not walked again: ``shared_tables`` counts them)."""
+
+    def __init__(self, tables: X86_64PageTables, start: int = 0, end: int = 1 << 64, *,
+                 max_tables: int = MAX_TABLES) -> None:
+        self.tables = tables
+        self.start = start
+        self.end = end
+        self.max_tables = max_tables
+        self.tables_read = 0
+        self.unreadable_tables = 0
+        self.shared_tables = 0
+        self.truncated: str | None = None
+        self._seen: set[int] = set()
+        self._bits = 57 if tables.levels == 5 else 48
+
+    def __iter__(self) -> Iterator[MappedRun]:
+        run: MappedRun | None = None
+        for piece in self._walk(self.tables.root, 0, 0):
+            if run is not None and piece.vaddr == run.vaddr + run.size and piece.paddr == run.paddr + run.size:
+                run = MappedRun(run.vaddr, run.paddr, run.size + piece.size)
+                continue
+            if run is not None:
+                yield run
+            run = piece
+        if run is not None:
+            yield run
+
+    def _sign_extend(self, vaddr: int) -> int:
+        return vaddr | ((1 << 64) - (1 << self._bits)) if vaddr >> (self._bits - 1) & 1 else vaddr
+
+    def _read_table(self, table: int) -> np.ndarray | None:
+        if table in self._seen:
+            self.shared_tables += 1
+            return None
+        self._seen.add(table)
+        if self.tables_read >= self.max_tables:
+            self.truncated = f"stopped after {self.max_tables:,} page-table pages (damaged tables?)"
+            return None
+        self.tables_read += 1
+        try:
+            return np.frombuffer(self.tables.read_phys(table, 4096), dtype="<u8")
+        except FaultError:
+            self.unreadable_tables += 1
+            return None
+
+    def _walk(self, table: int, depth: int, base: int) -> Iterator[MappedRun]:
+        shift = _LEVEL_SHIFTS[self.tables.levels][depth]
+        entries = self._read_table(table)
+        if entries is None:
+            return
+        if depth:
+            yield from self._entries(entries, 0, 511, depth, shift, base)
+            return
+        # the top table: entries 0-255 map the user half, 256-511 the sign-extended kernel half
+        half = 256 << shift
+        yield from self._entries(entries, 0, 255, depth, shift, 0)
+        if not self.truncated:
+            yield from self._entries(entries, 256, 511, depth, shift, self._sign_extend(half) - half)
+
+    def _entries(self, entries: np.ndarray, lo: int, hi: int, depth: int, shift: int,
+                 base: int) -> Iterator[MappedRun]:
+        # entries lo..hi of a table whose entry i maps base + (i << shift), clipped to [start, end)
+        first = max(lo, (self.start - base) >> shift) if self.start > base else lo
+        last = min(hi, (self.end - 1 - base) >> shift)
+        if first > last:
+            return
+        values = entries[first:last + 1]
+        present = np.flatnonzero(values & _PRESENT) + first
+        if shift == 12:
+            yield from self._pte_runs(entries, present, base)
+            return
+        mask = self.tables._mask
+        for i in present.tolist():
+            value = int(entries[i])
+            vaddr = base + (i << shift)
+            if value & _PSE and shift in (30, 21):
+                size = 1 << shift
+                yield MappedRun(vaddr, value & mask & ~(size - 1), size)
+            else:
+                yield from self._walk(value & mask, depth + 1, vaddr)
+            if self.truncated:
+                return
+
+    def _pte_runs(self, entries: np.ndarray, present: np.ndarray, base: int) -> Iterator[MappedRun]:
+        # runs of present PTEs whose pages are physically consecutive, found vectorized
+        if not present.size:
+            return
+        phys = entries[present] & np.uint64(self.tables._mask)
+        breaks = np.flatnonzero((np.diff(present) != 1) | (np.diff(phys.astype(np.int64)) != 4096)) + 1
+        starts = np.concatenate(([0], breaks))
+        ends = np.concatenate((breaks, [present.size]))
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+            yield MappedRun(base + (int(present[s]) << 12), int(phys[s]), (e - s) << 12)
