@@ -19,7 +19,7 @@ from kcrash.report import model
 from kcrash.types.object import Object
 from kcrash.types.program import Program
 
-__all__ = ["memory_summary", "slab_cache", "slab_caches"]
+__all__ = ["memory_summary", "slab_cache", "slab_caches", "totalram_pages_or_none", "vm_stat_pages_or_none"]
 
 _PAGE_SIZE = 4096
 #: ``struct kmem_cache_order_objects``: order in the bits above OO_SHIFT (mm/slub.c)
@@ -39,25 +39,45 @@ def _declare(prog: Program) -> None:
             prog.declare(name, spec)
 
 
-def _stat_or_none(prog: Program, array: str, *items: str) -> int | None:
-    # The first of ``items`` this kernel's enum has, read from ``array`` (a page count), in bytes.
+def vm_stat_pages_or_none(prog: Program, array: str, *items: str) -> int | None:
+    """The global counter of the first of ``items`` this kernel's enum has (``NR_FREE_PAGES``...),
+    read from ``array`` (``vm_zone_stat``, ``vm_node_stat``), in pages; None if it has none or the
+    counter is unreadable."""
+    _declare(prog)
     for item in items:
         try:
             index = int(prog.constant(item))
         except KcrashError:
             continue
         try:
-            return int(prog[array][index].counter) * _PAGE_SIZE
+            return int(prog[array][index].counter)
         except KcrashError:
             return None
     return None
 
 
-def _total_or_none(prog: Program) -> int | None:
+def totalram_pages_or_none(prog: Program) -> int | None:
+    """``totalram_pages()``: ``_totalram_pages`` (since v5.0), else ``totalram_pages``; None if unreadable."""
+    _declare(prog)
     try:
-        return int(prog["_totalram_pages"].counter) * _PAGE_SIZE
+        return int(prog["_totalram_pages"].counter)
+    except KcrashError:
+        pass
+    try:
+        return prog.read_u64(prog.symbol_address("totalram_pages"))
     except KcrashError:
         return None
+
+
+def _stat_or_none(prog: Program, array: str, *items: str) -> int | None:
+    # vm_stat_pages_or_none in bytes
+    pages = vm_stat_pages_or_none(prog, array, *items)
+    return None if pages is None else pages * _PAGE_SIZE
+
+
+def _total_or_none(prog: Program) -> int | None:
+    pages = totalram_pages_or_none(prog)
+    return None if pages is None else pages * _PAGE_SIZE
 
 
 def _layouts(prog: Program, nodes: int) -> tuple[StructLayout, StructLayout]:

@@ -11,6 +11,7 @@ only: the slab work is :mod:`kcrash.helpers.linux.slab`.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,15 +49,137 @@ def kmem(path: str, addresses: tuple[str, ...], slabs: bool, slab_objects: bool,
 # -- kmem -i ----------------------------------------------------------------------------------------
 
 
+_USAGE_HEADER = "                 PAGES        TOTAL      PERCENTAGE"
+
+
+def _pages_to_size(pages: int, page_size: int) -> str:
+    # crash's pages_to_size() (tools.c): "0", "N KB", "N.N MB" or "N.N GB", a ".0" dropped
+    if not pages:
+        return "0"
+    total = pages * page_size
+    if total >= 1 << 30:
+        text = f"{total / (1 << 30):.1f} GB"
+    elif total >= 1 << 20:
+        text = f"{total / (1 << 20):.1f} MB"
+    else:
+        text = f"{total // 1024} KB"
+    return text.replace(".0 ", " ")
+
+
 def _kmem_usage(path: str, args: tuple[str, ...], as_json: bool) -> None:
-    raise CliError("kmem -i: not implemented yet", 2)
+    # kmem -i [shared]: "shared" also counts shared pages (crash's kmem -i=shared), a pass over
+    # every struct page
+    from dataclasses import asdict
+
+    from kcrash.analysis.memory_usage import memory_usage
+
+    if args not in ((), ("shared",)):
+        raise CliError(f"kmem -i takes no argument but 'shared', not {' '.join(args)!r}", 2)
+    with opened_target(path, orc=False) as prog:
+        usage = memory_usage(prog, shared=bool(args))
+    for note in usage.notes:
+        click.echo(f"kcrash: warning: {note}", err=True)
+    if as_json:
+        rows = [{"label": r.label, "pages": r.pages, "bytes": r.pages * usage.page_size,
+                 "percent": usage.percent(r), "of": r.of} for group in usage.groups() for r in group]
+        echo_json({**asdict(usage), "rows": rows})
+        return
+    click.echo(_USAGE_HEADER)
+    for i, group in enumerate(usage.groups()):
+        if i:
+            click.echo()
+        for row in group:
+            size = _pages_to_size(row.pages, usage.page_size)
+            pct = usage.percent(row)
+            tail = "        ----" if pct is None else f" {pct:>3}% of {row.of}"
+            click.echo(f"{row.label:>13}  {row.pages:>7}  {size:>11} {tail}")
 
 
 # -- kmem ADDR... -----------------------------------------------------------------------------------
 
 
+def _address_words(args: tuple[str, ...]) -> list[str]:
+    # the ADDR arguments, "-" standing for the lines of stdin (blank lines skipped)
+    words: list[str] = []
+    for arg in args:
+        if arg == "-":
+            text = sys.stdin.read()
+            words.extend(word for word in (line.strip() for line in text.splitlines()) if word)
+        else:
+            words.append(arg)
+    if not words:
+        raise CliError("kmem needs an ADDR (or -s, -S, -i); '-' reads addresses from stdin", 2)
+    return words
+
+
+def _resolve_address(prog: Program, word: str) -> int:
+    # an address, SYMBOL or SYMBOL+OFF (kcrash.cli.params has the rule); module symbols too
+    from kcrash.cli.params import parse_number
+    from kcrash.errors import KcrashError
+
+    arg = parse_number(word, "symbol", "address")
+
+    def lookup(name: str) -> int:
+        try:
+            return prog.symbol_address(name)
+        except KcrashError:
+            raise CliError(f"no symbol {name!r} (an address is 0x followed by hex digits, "
+                           "or 8 to 16 hex digits)", 1) from None
+
+    return int(arg.resolve(lookup))
+
+
+_PAGE_HEADER = "      PAGE        PHYSICAL      MAPPING       INDEX CNT FLAGS"
+
+
+def _print_identity(found: Any) -> None:
+    click.echo(f"{found.address:016x}  {found.describe()}")
+    if found.kind == "vmap" and found.vmap is not None:
+        va = found.vmap
+        flags = ",".join(va.flag_names) or f"{va.flags:#x}"
+        click.echo(f"  VMAP_AREA {va.address:016x}  VM_STRUCT {va.vm:016x}  {va.start:016x} - {va.end:016x}  "
+                   f"SIZE {va.end - va.start}  PAGES {va.nr_pages}  {flags}")
+    if found.kind == "slab" and found.slab is not None:
+        click.echo(f"  CACHE {found.slab.cache:016x}  SLAB {found.slab.slab:016x}  OBJECT {found.slab.address:016x}")
+    if found.kind in ("task", "task_stack"):
+        click.echo(f"  TASK {found.task:016x}  PID {found.pid}  {'STACK' if found.kind == 'task_stack' else 'STRUCT'} "
+                   f"{found.start:016x} - {found.end:016x}")
+    page = found.page
+    if page is not None:
+        names = "|".join(n.removeprefix("PG_") for n in page.flag_names)
+        kind = f" [{page.page_type}]" if page.page_type else ""
+        click.echo(_PAGE_HEADER)
+        click.echo(f"{page.address:016x} {page.pfn << 12:>8x} {page.mapping:>16x} {page.index:>8x} {page.refcount:>2} "
+                   f"{page.flags:x} {names}{kind}")
+    if found.note:
+        click.echo(f"  ({found.note})")
+
+
+def _identity_json(found: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    out = asdict(found)
+    out["description"] = found.describe()
+    if found.page is not None:
+        out["page"]["flag_names"] = list(found.page.flag_names)
+    if found.vmap is not None:
+        out["vmap"]["flag_names"] = list(found.vmap.flag_names)
+    return out
+
+
 def _kmem_addresses(path: str, args: tuple[str, ...], as_json: bool) -> None:
-    raise CliError("kmem ADDR: not implemented yet", 2)
+    from kcrash.analysis.identify import identify_address
+
+    words = _address_words(args)
+    with opened_target(path) as prog:
+        found = [identify_address(prog, _resolve_address(prog, word)) for word in words]
+    if as_json:
+        echo_json({"addresses": [_identity_json(f) for f in found]})
+        return
+    for i, f in enumerate(found):
+        if i:
+            click.echo()
+        _print_identity(f)
 
 
 # -- kmem -s / -S (slab caches) ---------------------------------------------------------------------
