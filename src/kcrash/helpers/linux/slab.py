@@ -35,7 +35,7 @@ import numpy as np
 
 from kcrash.errors import FaultError, KcrashError, SymbolNotFoundError
 from kcrash.helpers.layout import StructLayout
-from kcrash.helpers.linux.cpumask import for_each_online_cpu
+from kcrash.helpers.linux.cpumask import for_each_possible_cpu
 from kcrash.helpers.linux.list import ListWalk, list_for_each, list_for_each_entry
 from kcrash.types.model import Type
 from kcrash.types.object import Object
@@ -497,7 +497,7 @@ def _cpu_slab_free(slub: _Slub, cache: SlabCacheInfo, out: set[int]) -> str | No
     cpu_type = prog.type("struct kmem_cache_cpu")
     layout = StructLayout(cpu_type, {"freelist": "freelist", "slab": ("slab", "page")})
     errors = []
-    for cpu in for_each_online_cpu(prog):
+    for cpu in for_each_possible_cpu(prog):
         c = layout.read(prog, (percpu + per_cpu_offset(prog, cpu)) & _MASK64)
         slab, head = c.value("slab"), c.value("freelist")
         if not slab or not head:
@@ -532,7 +532,7 @@ def _cpu_sheaves_free(slub: _Slub, cache: SlabCacheInfo, out: set[int]) -> str |
     if not percpu:
         return None
     layout = StructLayout(prog.type("struct slub_percpu_sheaves"), ("main", "spare"))
-    for cpu in for_each_online_cpu(prog):
+    for cpu in for_each_possible_cpu(prog):
         pcs = layout.read(prog, (percpu + per_cpu_offset(prog, cpu)) & _MASK64)
         for name in ("main", "spare"):
             if pcs.value(name):
