@@ -7,18 +7,22 @@ The instructions around a faulting IP for the report, decoded (capstone, through
 no fixed instruction boundaries, so decoding starts at the start of the function holding the IP
 (from the symbol table) when it is near, and otherwise a little before the IP (then the first
 instructions may be misdecoded and the IP may fall inside one; the model says so in ``error``).
+:func:`target_labels` names what instructions refer to (``call 0x… <printk>``) for ``kcrash dis``.
 Nothing here prints.
 """
 
 from __future__ import annotations
 
-from kcrash.analysis.x86_disasm import disassemble
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kcrash.analysis.x86_disasm import Instruction, branch_target, disassemble, rip_relative_target
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import KcrashError
 from kcrash.report import model
 from kcrash.types.program import Program
 
-__all__ = ["disassemble_around"]
+__all__ = ["TargetLabel", "disassemble_around", "target_labels"]
 
 _MAX_LEAD = 4096
 _GUESS_LEAD = 32
@@ -51,3 +55,37 @@ def disassemble_around(prog: Program, ip: int, *, before: int = 12, after: int =
     window = decoded[max(0, at - before):at + after]
     return model.Disassembly(ip, function, tuple(model.Instruction(i.address, i.data.hex(), i.text, i.address == ip)
                                                  for i in window), error)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetLabel:
+    """What an instruction refers to: the ``target`` of a direct branch (``branch``) or of a
+    RIP-relative operand (not ``branch``), and the symbol covering it (``symbol`` empty: none)."""
+
+    target: int
+    branch: bool
+    symbol: str = ""
+    offset: int = 0
+    module: str | None = None
+
+    def text(self) -> str:
+        """``<sym+off>`` (gdb's and crash's form, decimal offset; ``<sym>`` at offset 0)."""
+        if not self.symbol:
+            return ""
+        return f"<{self.symbol}+{self.offset}>" if self.offset else f"<{self.symbol}>"
+
+
+def target_labels(insns: Iterable[Instruction], symbols: SymbolTable | None) -> dict[int, TargetLabel]:
+    """By instruction address, the branch or RIP-relative target of each instruction that has one,
+    with its symbol (kernel or module) from ``symbols``."""
+    labels = {}
+    for insn in insns:
+        target, branch = branch_target(insn), True
+        if target is None:
+            target, branch = rip_relative_target(insn), False
+        if target is None:
+            continue
+        found = symbols.symbolize_or_none(target) if symbols is not None else None
+        labels[insn.address] = TargetLabel(target, branch) if found is None else \
+            TargetLabel(target, branch, found[0].name, found[1], found[0].module)
+    return labels

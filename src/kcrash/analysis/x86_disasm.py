@@ -9,11 +9,18 @@ symbolizer or the oops parser.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from kcrash.errors import KcrashError
 
-__all__ = ["Instruction", "disassemble"]
+__all__ = ["Instruction", "branch_target", "disassemble", "rip_relative_target"]
+
+# A direct call/jump/loop with an absolute target (capstone prints the resolved address), in either syntax.
+_BRANCH = re.compile(r"^(?:call|jmp|j[a-z]{1,4}|loop\w*|xbegin)q?\s+(?:\$)?(0x[0-9a-f]+)$")
+# A RIP-relative memory operand: Intel "[rip + 0x10]", AT&T "0x10(%rip)".
+_RIP_INTEL = re.compile(r"\[rip ([+-]) (0x[0-9a-f]+|\d+)\]")
+_RIP_ATT = re.compile(r"(-?)(0x[0-9a-f]+|\d+)\(%rip\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +33,26 @@ class Instruction:
     text: str
     faulting: bool = False
 
+
+def branch_target(insn: Instruction) -> int | None:
+    """The target of a direct ``call``/``jmp``/``jcc``/``loop``, else None."""
+    m = _BRANCH.match(insn.text)
+    return int(m.group(1), 16) if m else None
+
+
+def rip_relative_target(insn: Instruction) -> int | None:
+    """The address a RIP-relative operand refers to (the next instruction's address plus the
+    displacement, modulo 2**64: a ``gs:`` one is then a per-CPU offset), else None."""
+    m = _RIP_INTEL.search(insn.text)
+    if m is not None:
+        sign, disp = m.group(1), int(m.group(2), 0)
+    else:
+        m = _RIP_ATT.search(insn.text)
+        if m is None:
+            return None
+        sign, disp = ("-" if m.group(1) else "+"), int(m.group(2), 0)
+    end = insn.address + len(insn.data)
+    return (end + disp if sign == "+" else end - disp) & 0xFFFFFFFFFFFFFFFF
 
 
 def disassemble(data: bytes, address: int, syntax: str = "intel") -> tuple[Instruction, ...]:

@@ -1,0 +1,39 @@
+"""Naming what instructions refer to (kcrash dis): kernel and module symbols, gdb-style labels."""
+
+from __future__ import annotations
+
+from kcrash.analysis.disasm import TargetLabel, target_labels
+from kcrash.analysis.x86_disasm import disassemble
+from kcrash.debuginfo.symbols import Symbol, SymbolTable
+
+TEXT = 0xFFFFFFFF81000000
+MODULE = 0xFFFFFFFFC0200000
+
+
+def _table() -> SymbolTable:
+    table = SymbolTable(["_stext", "printk", "schedule", "_etext"], [TEXT, TEXT + 0x100, TEXT + 0x200, TEXT + 0x1000],
+                        ["T", "T", "T", "T"])
+    table.add_module("mod", MODULE, 0x1000,
+                     [Symbol("mod_fn", MODULE, 0, "t"), Symbol("mod_data", MODULE + 0x800, 0, "d")])
+    return table
+
+
+def test_branches_and_rip_operands_are_named_in_kernel_and_module() -> None:
+    # at MODULE+0x10: call printk; jmp mod_fn+4; mov rax, [rip + X] (-> mod_data+8); call 0x1000 (no symbol)
+    at = MODULE + 0x10
+    call = (TEXT + 0x100 - (at + 5)) & 0xFFFFFFFF
+    jmp = (MODULE + 4 - (at + 10)) & 0xFFFFFFFF
+    rip = MODULE + 0x808 - (at + 17)
+    lost = (0x1000 - (at + 22)) & 0xFFFFFFFF
+    code = (b"\xe8" + call.to_bytes(4, "little") + b"\xe9" + jmp.to_bytes(4, "little")
+            + b"\x48\x8b\x05" + rip.to_bytes(4, "little") + b"\xe8" + lost.to_bytes(4, "little") + b"\xc3")
+    insns = disassemble(code, at)
+    labels = target_labels(insns, _table())
+    assert labels[at] == TargetLabel(TEXT + 0x100, True, "printk", 0, None)
+    assert labels[at].text() == "<printk>"
+    assert labels[at + 5] == TargetLabel(MODULE + 4, True, "mod_fn", 4, "mod")
+    assert labels[at + 5].text() == "<mod_fn+4>"
+    assert labels[at + 10] == TargetLabel(MODULE + 0x808, False, "mod_data", 8, "mod")
+    assert labels[at + 17] == TargetLabel(0x1000, True) and labels[at + 17].text() == ""
+    assert at + 22 not in labels  # ret refers to nothing
+    assert target_labels(insns, None)[at] == TargetLabel(TEXT + 0x100, True)
