@@ -229,14 +229,6 @@ def _slab_cache_namer(prog: Program) -> Callable[[int], str | None] | None:
 
 
 def _cache_name(info: object) -> str | None:
-    if info is None:
-        return None
-    cache = getattr(info, "slab_cache", None) or getattr(info, "cache", None)
-    if cache is None:
-        return None
-    if isinstance(cache, str):
-        return cache
-    name = getattr(cache, "name", None)
-    if isinstance(name, Object):
-        return name.string_().decode(errors="replace")
-    return str(name) if name is not None else None
+    # SlabObjectInfo.cache_name (crash's kmem ADDR); None when the value is no slab object
+    name = getattr(info, "cache_name", None)
+    return name if isinstance(name, str) else None
