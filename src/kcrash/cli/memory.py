@@ -3,9 +3,11 @@ kcrash.cli.memory
 =================
 
 ``kcrash rd`` (read memory like crash's ``rd``: hex words and ASCII, physical with ``-p``, a string
-with ``-a``) and ``kcrash vtop`` (the page-table walk of one virtual address, level by level, like
-crash's ``vtop``; with ``-c PID|TASK`` a user address of that task, through its ``mm->pgd``, and
-the VMA holding it). Argument parsing and output only; the work is in :mod:`kcrash.memory`.
+with ``-a``, words as ``SYMBOL+OFF`` with ``-s``) and ``kcrash vtop`` (the page-table walk of one
+virtual address, level by level, like crash's ``vtop``; with ``-c PID|TASK`` a user address of
+that task, through its ``mm->pgd``, and the VMA holding it). Both take ``SYMBOL[+OFF]`` for an
+address (kernel or module symbols, through :func:`kcrash.cli.sym.symbol_table`). Argument parsing
+and output only; the work is in :mod:`kcrash.memory`.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from typing import Any
 
 import click
 
-from kcrash.cli.common import echo_json
+from kcrash.cli.common import echo_json, symbol_file_options
 from kcrash.cli.dump import opened_dump
 from kcrash.cli.params import AddressArg, Number
+from kcrash.cli.sym import resolve_address, symbol_table
+from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import CliError, KcrashError
 from kcrash.memory.kernel import KernelMemory, open_kernel_memory
 from kcrash.memory.translate.x86_64 import PageWalk, X86_64PageTables, cr3_to_pgd
@@ -30,15 +34,12 @@ _MAX_COUNT = 1 << 24
 _STRING_LIMIT = 4096
 
 
-def _resolve(arg: AddressArg, memory: KernelMemory) -> int:
-    # An address, or a VMCOREINFO SYMBOL() name [+offset] (kcrash.cli.params has the rule).
-    def lookup(name: str) -> int:
-        if memory.vmcoreinfo is not None and name in memory.vmcoreinfo.symbols:
-            return memory.vmcoreinfo.get_symbol(name)
-        raise CliError(f"no VMCOREINFO symbol {name!r} (an address is 0x followed by hex digits, "
-                       "or 8 to 16 hex digits)", 1)
-
-    return arg.resolve(lookup)
+def _resolve(arg: AddressArg, memory: KernelMemory, dump_path: str) -> int:
+    # An address, or SYMBOL[+OFF] (kcrash.cli.params has the rule): a VMCOREINFO SYMBOL() needs no
+    # symbol table; any other name is looked up in the kernel's and the modules' (cli.sym).
+    if arg.symbol is not None and memory.vmcoreinfo is not None and arg.symbol in memory.vmcoreinfo.symbols:
+        return memory.vmcoreinfo.get_symbol(arg.symbol) + arg.offset
+    return resolve_address(arg, dump_path)
 
 
 @click.command()
@@ -52,20 +53,26 @@ def _resolve(arg: AddressArg, memory: KernelMemory) -> int:
 @click.option("-32", "width", flag_value=4, help="Display 32-bit values.")
 @click.option("-64", "width", flag_value=8, default=True, help="Display 64-bit values (default).")
 @click.option("-a", "ascii_string", is_flag=True, help="Display a NUL-terminated ASCII string.")
+@click.option("-s", "symbolic", is_flag=True, help="Display 64-bit words symbolically (SYMBOL+OFF) where they are.")
 @click.option("--zero-fill", is_flag=True, help="Read excluded or lost pages as zeros.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@symbol_file_options
 def rd(paths: str, address: AddressArg, physical: bool, count: int | None, width: int, ascii_string: bool,
-       zero_fill: bool, as_json: bool) -> None:
-    """Read memory at ADDR (0x-prefixed or 8+ hex digits) or a VMCOREINFO SYMBOL (kernel virtual
-    unless -p)."""
+       symbolic: bool, zero_fill: bool, as_json: bool) -> None:
+    """Read memory at ADDR (0x-prefixed or 8+ hex digits) or SYMBOL[+OFF] (kernel virtual unless -p)."""
+    if symbolic and (width != 8 or ascii_string):
+        raise CliError("-s shows 64-bit words: it goes with neither -8/-16/-32 nor -a", 2)
     with opened_dump((paths,), zero_fill=zero_fill) as handle:
         memory = open_kernel_memory(handle)
-        addr = _resolve(address, memory)
+        addr = _resolve(address, memory, paths)
         if ascii_string:
             text = _read_string(memory, addr, count or _STRING_LIMIT, physical)
             _show_string(addr, text, physical, as_json)
             return
         data = memory.read(addr, (count or 1) * width, physical=physical)
+    if symbolic:
+        _show_symbolic(addr, data, physical, symbol_table(paths), as_json)
+        return
     _show_words(addr, data, width, physical, as_json)
 
 
@@ -103,9 +110,26 @@ def _show_words(addr: int, data: bytes, width: int, physical: bool, as_json: boo
         click.echo(f"{addr + i:x}:  {words:<{(16 // width) * (2 * width + 1)}}  {ascii_part}")
 
 
+def _show_symbolic(addr: int, data: bytes, physical: bool, table: SymbolTable, as_json: bool) -> None:
+    # crash's rd -s: each word that a kernel or module symbol covers as NAME+OFF (decimal offset,
+    # as crash prints it), the others in hex; two words a line.
+    values = [int.from_bytes(data[i:i + 8], "little") for i in range(0, len(data) - 7, 8)]
+    found = [table.symbolize_or_none(v) for v in values]
+    if as_json:
+        echo_json({"address": addr, "physical": physical, "width": 64, "values": values,
+                   "symbols": [None if f is None else {"name": f[0].name, "offset": f[1], "module": f[0].module,
+                                                       "address": f[0].address} for f in found]})
+        return
+    shown = [f"{v:016x}" if f is None else f[0].name + (f"+{f[1]}" if f[1] else "")
+             for v, f in zip(values, found, strict=True)]
+    for i in range(0, len(shown), 2):
+        click.echo(f"{addr + 8 * i:x}:  " + " ".join(f"{w:<16}" for w in shown[i:i + 2]).rstrip())
+
+
 @click.command()
 @click.argument("paths", metavar="DUMP", nargs=1, type=click.Path(exists=True, dir_okay=False))
 @click.argument("address", metavar="ADDR|SYMBOL[+OFF]", type=Number("symbol"))
+@symbol_file_options
 @click.option("--pgd", "pgd", type=Number("address"), default=None, metavar="ADDR",
               help="Walk from this physical page-table root (user space).")
 @click.option("--cr3", "cr3", type=Number("address"), default=None, metavar="ADDR",
@@ -124,7 +148,7 @@ def vtop(paths: str, address: AddressArg, pgd: int | None, cr3: int | None, task
         return
     with opened_dump((paths,)) as handle:
         memory = open_kernel_memory(handle)
-        vaddr = _resolve(address, memory)
+        vaddr = _resolve(address, memory, paths)
         tables = _tables(memory, pgd, cr3)
         walk = tables.walk(vaddr)
     if as_json:

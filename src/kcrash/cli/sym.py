@@ -2,14 +2,19 @@
 kcrash.cli.sym
 ==============
 
-``kcrash sym DUMP NAME|ADDR... [--json]``: like crash's ``sym``, from the dump's own kallsyms (no
-vmlinux). A name prints its address and type (every symbol of that name); an address prints the
-symbol covering it in the kernel's ``%pS`` form, and so does ``NAME+OFFSET``. A query is an address
+``kcrash sym DUMP NAME|ADDR|GLOB... [-r REGEX] [-q STRING] [-l] [--json]``: like crash's ``sym``,
+from the dump's own kallsyms and the modules' symbols (no vmlinux). A name prints its address and
+type (every symbol of that name); an address prints the symbol covering it in the kernel's ``%pS``
+form, and so does ``NAME+OFFSET``; a glob (``kcrash_test_*``), ``-r REGEX``, ``-q STRING``
+(crash's ``sym -q``) and ``-l`` (crash's ``sym -l``) list every matching symbol with its address,
+type letter and module. A query is an address
 when it starts with ``0x`` or is 8 to 16 hex digits (the rule of :mod:`kcrash.cli.params`).
 """
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from typing import Any
 
 import click
@@ -23,18 +28,48 @@ from kcrash.debuginfo.symbols import Symbol, SymbolTable
 from kcrash.errors import CliError, MissingDebugInfoError
 from kcrash.memory.kernel import open_kernel_memory
 
-__all__ = ["commands", "lookup_query", "resolve_address", "sym", "symbol_table"]
+__all__ = ["commands", "lookup_query", "pattern_query", "resolve_address", "sym", "symbol_table"]
+
+
+_GLOB = frozenset("*?[")
+
+
+class _Query(Number):
+    # NAME[+OFF] or ADDR by the rule of kcrash.cli.params, or a glob (a word with * ? or [) kept as text.
+
+    def __init__(self) -> None:
+        super().__init__("symbol")
+        self.name = "query"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and _GLOB & set(value):
+            return value.strip()
+        return super().convert(value, param, ctx)
 
 
 @click.command("sym")
 @click.argument("dump_path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
-@click.argument("queries", metavar="NAME[+OFF]|ADDR...", nargs=-1, required=True, type=Number("symbol"))
+@click.argument("queries", metavar="NAME[+OFF]|ADDR|GLOB...", nargs=-1, type=_Query())
+@click.option("-r", "regexes", multiple=True, metavar="REGEX",
+              help="Every symbol whose name contains a match of REGEX (Python syntax; repeatable).")
+@click.option("-q", "substrings", multiple=True, metavar="STRING",
+              help="Every symbol whose name contains STRING (crash's sym -q; repeatable).")
+@click.option("-l", "list_all", is_flag=True, help="List every symbol (kernel, then modules).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @symbol_file_options
-def sym(dump_path: str, queries: tuple[AddressArg, ...], as_json: bool) -> None:
-    """Translate symbol names to addresses and addresses to symbol+offset (kallsyms, no vmlinux)."""
+def sym(dump_path: str, queries: tuple[AddressArg | str, ...], regexes: tuple[str, ...],
+        substrings: tuple[str, ...], list_all: bool, as_json: bool) -> None:
+    """Translate symbol names to addresses and addresses to symbol+offset (kallsyms, no vmlinux);
+    a GLOB (``*``, ``?``, ``[...]``), ``-r REGEX`` or ``-q STRING`` lists every matching symbol."""
+    if not (queries or regexes or substrings or list_all):
+        raise CliError("give NAME, ADDR or GLOB, or -r REGEX, -q STRING or -l", 2)
+    compiled = [_compiled(r) for r in regexes]
     table = symbol_table(dump_path)
-    results = [lookup_query(table, q) for q in queries]
+    results = [pattern_query(table, q) if isinstance(q, str) else lookup_query(table, q) for q in queries]
+    results += [pattern_query(table, r, regex) for r, regex in zip(regexes, compiled, strict=True)]
+    results += [pattern_query(table, q, re.compile(re.escape(q))) for q in substrings]
+    if list_all:
+        results.append(pattern_query(table, "*", re.compile("")))
     if as_json:
         echo_json(results)
     else:
@@ -97,6 +132,23 @@ def lookup_query(table: SymbolTable, query: str | AddressArg) -> dict[str, Any]:
     symbol, offset = found
     return {"query": query, "address": address, "offset": offset, "symbol": _symbol_data(symbol),
             "formatted": table.format_address(address)}
+
+
+def _compiled(regex: str) -> re.Pattern[str]:
+    try:
+        return re.compile(regex)
+    except re.error as exc:
+        raise CliError(f"invalid regular expression {regex!r}: {exc}", 2) from None
+
+
+def pattern_query(table: SymbolTable, text: str, regex: re.Pattern[str] | None = None) -> dict[str, Any]:
+    """Every symbol matching the glob ``text`` (the whole name, ``fnmatch`` rules, case-sensitive),
+    or whose name ``regex`` finds a match in when given, as JSON-ready data (``matches``)."""
+    match = regex.search if regex is not None else re.compile(fnmatch.translate(text)).match
+    matches = [_symbol_data(s) for s in table.iter_symbols_where(match)]
+    if not matches:
+        return {"query": text, "error": "no symbol matches"}
+    return {"query": text, "matches": matches}
 
 
 def _symbol_data(symbol: Symbol) -> dict[str, Any]:

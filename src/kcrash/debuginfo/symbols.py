@@ -15,7 +15,7 @@ symbols are found by name but never by address. This module does not read memory
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -303,6 +303,13 @@ class SymbolTable:
         """Yield kernel symbols in address order, then each module's."""
         for group in self._groups_for(None):
             yield from (group.symbol(i) for i in range(len(group)))
+
+    def iter_symbols_where(self, match: Callable[[str], object]) -> Iterator[Symbol]:
+        """Yield the symbols whose name ``match(name)`` accepts (a compiled pattern's ``fullmatch``
+        or ``search``), kernel first in address order, then each module's; only matches become
+        :class:`Symbol` objects."""
+        for group in self._groups_for(None):
+            yield from (group.symbol(i) for i, name in enumerate(group.names) if match(name))
 
     def num_symbols(self) -> int:
         """Return the number of symbols, modules included."""

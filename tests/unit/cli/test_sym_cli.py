@@ -9,33 +9,12 @@ from pathlib import Path
 import pytest
 
 from kcrash.cli import main
-from kcrash.debuginfo.kallsyms import encode_kallsyms
-from kcrash.dumps.write.synthetic import make_synthetic_kernel
-
-KASLR = 0x1E00000
-TEXT_PHYS = 0x200000  # where make_synthetic_kernel puts _stext physically
-TABLES_OFFSET = 0x100000
+from support.kallsyms_dump import KASLR, write_kallsyms_dumps
 
 
 @pytest.fixture(scope="module")
 def dumps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("sym")
-    k = make_synthetic_kernel(kaslr_offset=KASLR)
-    plain = tmp / "no-kallsyms.elf"
-    k.write_elf(plain)
-    no_vmcoreinfo = tmp / "no-vmcoreinfo.elf"
-    k.write_elf(no_vmcoreinfo, with_vmcoreinfo=False)
-    s = k.stext
-    rows = [("A", "runqueues", 0x31C40), ("T", "startup_64", s), ("T", "_stext", s), ("T", "schedule", s + 0x100),
-            ("t", "helper", s + 0x180), ("T", "dead", s + 0x200), ("t", "helper", s + 0x300),
-            ("T", "_etext", s + 0x1000), ("D", "init_uts_ns", s + 0x1000), ("B", "_end", s + 0x200000)]
-    image = encode_kallsyms(rows, base=s + TABLES_OFFSET, address_encoding="absolute-percpu",
-                            percpu=frozenset({"runqueues"}))
-    k.image.write(TEXT_PHYS + TABLES_OFFSET, image.data)
-    k.vmcoreinfo += "\n".join(image.vmcoreinfo_lines()) + "\n"
-    with_kallsyms = tmp / "vmcore.kdump"
-    k.write_kdump(with_kallsyms, flattened=True, dump_level=1)
-    return {"kallsyms": with_kallsyms, "plain": plain, "no_vmcoreinfo": no_vmcoreinfo}
+    return write_kallsyms_dumps(tmp_path_factory.mktemp("sym"))
 
 
 @pytest.fixture(autouse=True)
@@ -96,3 +75,29 @@ def test_sym_without_kallsyms_is_one_clear_line(dumps: dict[str, Path], capsys: 
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("kcrash: error: ")
     assert re.search(message, lines[0])
+
+
+def test_sym_globs_regexes_substrings_and_list(dumps: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    stext = 0xFFFFFFFF81000000 + KASLR
+    code, out, err = _run(capsys, "sym", dumps["kallsyms"], "s*e", "-r", "^hel", "-q", "ead", "--json")
+    assert code == 0, err
+    glob, regex, substring = json.loads(out)
+    assert [m["name"] for m in glob["matches"]] == ["schedule"]
+    assert [(m["name"], m["address"]) for m in regex["matches"]] == [("helper", stext + 0x180),
+                                                                     ("helper", stext + 0x300)]
+    assert [m["name"] for m in substring["matches"]] == ["dead"]
+    code, out, _ = _run(capsys, "sym", dumps["kallsyms"], "-l")
+    assert code == 0 and len(out.splitlines()) == 10 and out.splitlines()[-1].endswith("(B) _end")
+    code, out, _ = _run(capsys, "sym", dumps["kallsyms"], "_?t*")
+    assert code == 0 and [line.split()[-1] for line in out.splitlines()] == ["_stext", "_etext"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("zz*",), "1 of 1 not found: zz*"),
+    (("-r", "(",), "invalid regular expression"),
+    ((), "give NAME, ADDR or GLOB"),
+])
+def test_sym_pattern_errors_are_one_line(dumps: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                                         args: tuple[str, ...], message: str) -> None:
+    code, out, err = _run(capsys, "sym", dumps["kallsyms"], *args)
+    assert code != 0 and out == "" and message in err.strip().splitlines()[-1]
