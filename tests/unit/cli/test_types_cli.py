@@ -96,3 +96,45 @@ def test_errors_are_one_line(dump: Path, capsys: pytest.CaptureFixture[str], arg
     code, out, err = _run(capsys, args[0], dump, *args[1:])
     assert code == 1 and out == ""
     assert err.startswith("kcrash: error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_print_arithmetic_and_leading_minus(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "p", dump, "init_task.pid + 1")
+    assert (code, out) == (0, "(int)2\n")
+    code, out, _ = _run(capsys, "p", dump, "-1", "<", "0u")  # the rest of the line is the expression, as crash
+    assert (code, out) == (0, "(int)0\n")
+    code, out, _ = _run(capsys, "p", dump, "sizeof(struct task_struct)", "--json")
+    assert json.loads(out) == {"address": None, "type": "long unsigned int", "value": 40}
+
+
+def test_print_untyped_global_and_declare(dump: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def address_of(self: _Symbols, name: str) -> int:
+        if name in ("init_task", "blob"):
+            return TASK
+        raise SymbolNotFoundError(name)
+
+    monkeypatch.setattr(_Symbols, "address_of", address_of)
+    code, out, err = _run(capsys, "p", dump, "blob")
+    assert code == 1 and out == "" and "Program.declare" not in err
+    assert err.strip() == (f"kcrash: error: no type known for blob at {TASK:#x} (BTF has variable entries for "
+                           "per-CPU variables only): cast it: (TYPE)blob or *(TYPE *)&blob")
+    code, out, _ = _run(capsys, "p", dump, "((struct task_struct *)&blob)->pid")
+    assert (code, out) == (0, "(int)1\n")
+    code, out, _ = _run(capsys, "p", "--declare", "struct task_struct blob", dump, "blob.comm")
+    assert (code, out) == (0, '(char [16])"init"\n')
+
+
+def test_whatis(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "whatis", dump, "init_task")
+    assert (code, out) == (0, "struct task_struct init_task;\n")
+    code, out, _ = _run(capsys, "whatis", dump, "task_struct.comm")
+    assert (code, out) == (0, "char comm[16];  /* offset 4, size 16 */\n")
+    code, out, _ = _run(capsys, "whatis", dump, "init_task.pid * 2")
+    assert (code, out) == (0, "int\n")
+    code, out, _ = _run(capsys, "whatis", dump, "list_head")
+    assert code == 0 and out.splitlines()[0] == "struct list_head {" and out.splitlines()[-1] == "SIZE: 16"
+    code, out, _ = _run(capsys, "whatis", dump, "task_struct", "--json")
+    data = json.loads(out)
+    assert (data["kind"], data["size"], [m["name"] for m in data["layout"]["members"]]) == \
+        ("type", 40, ["pid", "comm", "tasks"])
