@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kcrash.errors import KcrashError
+from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.vma import MmCounters, for_each_vma, get_mm_counters, vm_flags_names, vma_find
 from kcrash.memory.kernel import KernelMemory
 from kcrash.memory.translate.x86_64 import PageWalk, X86_64PageTables
@@ -78,10 +79,25 @@ def vma_backing(prog: Program, vma: Object, mm: Object) -> str:
     special mapping's name (``[vdso]``) or ``[anon]``."""
     if int(vma.vm_file):
         return _d_path(vma.vm_file.f_path)
-    start, end = int(vma.vm_start), int(vma.vm_end)
-    if start <= int(mm.brk) and end >= int(mm.start_brk):
+    return _anon_backing(prog, vma, int(vma.vm_start), int(vma.vm_end), _MmBounds.read(mm))
+
+
+@dataclass(frozen=True, slots=True)
+class _MmBounds:
+    # mm->start_brk, mm->brk and mm->start_stack: where [heap] and [stack] are.
+    start_brk: int
+    brk: int
+    start_stack: int
+
+    @staticmethod
+    def read(mm: Object) -> _MmBounds:
+        return _MmBounds(int(mm.start_brk), int(mm.brk), int(mm.start_stack))
+
+
+def _anon_backing(prog: Program, vma: Object, start: int, end: int, mm: _MmBounds) -> str:
+    if start <= mm.brk and end >= mm.start_brk:
         return "[heap]"
-    if start <= int(mm.start_stack) <= end:
+    if start <= mm.start_stack <= end:
         return "[stack]"
     return _special_name_or_none(prog, vma) or "[anon]"
 
@@ -146,11 +162,26 @@ class TaskVm:
     truncated: str | None
 
 
-def _vma(prog: Program, vma: Object, mm: Object) -> Vma:
-    flags = int(vma.vm_flags)
-    file = _d_path(vma.vm_file.f_path) if int(vma.vm_file) else None
-    return Vma(int(vma), int(vma.vm_start), int(vma.vm_end), flags, tuple(vm_flags_names(flags)),
-               int(vma.vm_pgoff), file, file if file is not None else vma_backing(prog, vma, mm))
+_VMA_MEMBERS = ("vm_start", "vm_end", "vm_flags", "vm_pgoff", "vm_file")
+
+
+class _VmaReader:
+    # The members vm shows, one read per VMA (StructLayout), and each file's path once per walk.
+    def __init__(self, prog: Program, mm: Object) -> None:
+        self.prog, self.mm = prog, mm
+        self.layout = StructLayout(prog.type("struct vm_area_struct"), _VMA_MEMBERS)
+        self.paths: dict[int, str] = {}
+        self.bounds = _MmBounds.read(mm)
+
+    def read(self, vma: Object) -> Vma:
+        got = self.layout.read(self.prog, int(vma))
+        flags, file = got.value("vm_flags"), got.value("vm_file")
+        path = self.paths.get(file) if file else None
+        if file and path is None:
+            path = self.paths[file] = _d_path(vma.vm_file.f_path)
+        start, end = got.value("vm_start"), got.value("vm_end")
+        backing = path if path is not None else _anon_backing(self.prog, vma, start, end, self.bounds)
+        return Vma(int(vma), start, end, flags, tuple(vm_flags_names(flags)), got.value("vm_pgoff"), path, backing)
 
 
 def _rss_or_none(mm: Object) -> int | None:
@@ -169,9 +200,9 @@ def task_vm(prog: Program, task: Object) -> TaskVm:
     if not int(mm):
         return TaskVm(pid, int(task), comm, 0, 0, 0, 0, (), None)
     vmas: list[Vma] = []
-    walk = for_each_vma(mm, limit=_MAX_VMAS)
+    walk, reader = for_each_vma(mm, limit=_MAX_VMAS), _VmaReader(prog, mm)
     try:
-        vmas.extend(_vma(prog, vma, mm) for vma in walk)
+        vmas.extend(reader.read(vma) for vma in walk)
         truncated = walk.truncated
     except KcrashError as exc:
         truncated = str(exc)
@@ -185,7 +216,7 @@ def task_vma_or_none(prog: Program, task: Object, address: int) -> Vma | None:
     if not int(mm):
         return None
     vma = vma_find(mm, address)
-    return _vma(prog, vma, mm) if int(vma) else None
+    return _VmaReader(prog, mm).read(vma) if int(vma) else None
 
 
 def user_page_walk(memory: KernelMemory, task: Object, address: int) -> PageWalk:
