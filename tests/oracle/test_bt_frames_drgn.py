@@ -290,3 +290,42 @@ def test_non_tasks_are_refused(crash: tuple[Path, Any, Any], capsys: pytest.Capt
     code, out, err = _run(capsys, "bt", dump, f"{task.value_():#x}", "--json")
     assert code == 0, err
     assert json.loads(out)[0]["task"]["pid"] == task.pid.value_()
+
+
+def _nested_label(dprog: Any, label: str, function: str) -> bool:
+    # an assembler label inside a function (entry_SYSCALL_64_after_hwframe in entry_SYSCALL_64): the
+    # kernel and kcrash name the label (kallsyms has it), drgn the enclosing ELF function
+    outer = dprog.symbol(function)
+    return any(outer.address < s.address < outer.address + outer.size for s in dprog.symbols(label))
+
+
+def test_bt_lines_are_drgns_source_lines(crash: tuple[Path, Any, dict[str, Any]],
+                                         lab_vmlinux_dbg: Callable[[str], Path],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # bt -l (crash's flag) with the -dbg vmlinux and the module's .ko: each kernel frame's
+    # locations, innermost first, are drgn's frames at that pc (its inline frames, then the
+    # physical one): the same functions and line numbers
+    out, dprog, info = crash
+    vmlinux = lab_vmlinux_dbg(out.name.split("-")[1])  # the crash directory is KIND-KERNEL-HASH
+    args = ["bt", "-l", str(out / "vmcore.elf"), "--debuginfo", str(vmlinux),
+            *(["--debuginfo", info["module"]["path"]] if info["module"] else []), "--json"]
+    code, text, err = _run(capsys, *args)
+    assert code == 0, err
+    frames = json.loads(text)[0]["trace"]["frames"]
+    theirs: dict[int, list[tuple[str, int]]] = {}
+    for frame in dprog.crashed_thread().stack_trace():
+        try:
+            _, line, _ = frame.source()
+        except LookupError:
+            continue
+        theirs.setdefault(frame.pc, []).append((frame.name, line))
+    compared = 0
+    for frame in frames:
+        if frame["source"] and frame["pc"] in theirs:
+            ours = [(s["function"], s["line"]) for s in frame["source"]]
+            assert [line for _, line in ours] == [line for _, line in theirs[frame["pc"]]], frame["text"]
+            for (name, _), (their_name, _) in zip(ours, theirs[frame["pc"]], strict=True):
+                assert name == their_name or _nested_label(dprog, name, their_name), frame["text"]
+            compared += 1
+    assert compared >= 5
+    print(f"\nbt -l: {compared} frames' source lines equal drgn's")
