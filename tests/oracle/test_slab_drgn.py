@@ -145,6 +145,16 @@ def test_every_cache_counts_equal_drgn(prog: Program, crash: tuple[Path, Any, di
         assert counts[2] == _truly_free(prog, address), name  # the object walk agrees with the count
 
 
+def test_report_slab_summary_agrees(prog: Program) -> None:
+    # the report's biggest caches (node counters) and kmem -s (slab pages) give one answer
+    from kcrash.analysis.memory_summary import slab_caches
+
+    caches, truncated = slab_caches(prog)
+    ours = _ours(prog)
+    assert truncated is None and len(caches) == len(ours)
+    assert [(c.name, c.slabs, c.objects) for c in caches] == [(n, u[0], u[1]) for n, u in ours.values()]
+
+
 def test_allocated_objects_equal_drgn(prog: Program, crash: tuple[Path, Any, dict[str, Any]]) -> None:
     from drgn.helpers.linux.slab import find_slab_cache as drgn_find
     from drgn.helpers.linux.slab import slab_cache_for_each_allocated_object as drgn_allocated

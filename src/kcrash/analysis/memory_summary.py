@@ -5,16 +5,16 @@ kcrash.analysis.memory_summary
 Memory at the crash for the report: totals the way ``/proc/meminfo`` computes them (``_totalram_pages``,
 ``vm_zone_stat[NR_FREE_PAGES]``, ``vm_node_stat[...]``) and the biggest slab caches the way
 ``/proc/slabinfo`` counts them (``struct kmem_cache_node``'s ``nr_slabs``/``total_objects`` on every
-node, slab size from ``kmem_cache.oo``; ``mm/slub.c``). Counters that a kernel lacks are None; item
-names are probed (``NR_SLAB_RECLAIMABLE_B`` since v5.9, ``NR_SLAB_RECLAIMABLE`` before), never
-versions. Slab counts need ``CONFIG_SLUB_DEBUG`` (Debian has it). Nothing here prints.
+node, slab size from ``kmem_cache.oo``; ``mm/slub.c``), read by :mod:`kcrash.helpers.linux.slab`.
+Counters that a kernel lacks are None; item names are probed (``NR_SLAB_RECLAIMABLE_B`` since v5.9,
+``NR_SLAB_RECLAIMABLE`` before), never versions. Slab counts need ``CONFIG_SLUB_DEBUG`` (Debian has
+it). Nothing here prints.
 """
 
 from __future__ import annotations
 
 from kcrash.errors import KcrashError
-from kcrash.helpers.layout import StructLayout
-from kcrash.helpers.linux.list import list_for_each_entry
+from kcrash.helpers.linux.slab import for_each_slab_cache, slab_cache_info, slab_cache_node_counts
 from kcrash.report import model
 from kcrash.types.object import Object
 from kcrash.types.program import Program
@@ -22,10 +22,6 @@ from kcrash.types.program import Program
 __all__ = ["memory_summary", "slab_cache", "slab_caches", "totalram_pages_or_none", "vm_stat_pages_or_none"]
 
 _PAGE_SIZE = 4096
-#: ``struct kmem_cache_order_objects``: order in the bits above OO_SHIFT (mm/slub.c)
-_OO_SHIFT = 16
-_MAX_CACHES = 4096
-_NODE_MEMBERS = ("nr_slabs.counter", "total_objects.counter")
 #: globals this module reads, with their C types (kallsyms gives addresses only)
 _DECLARATIONS = {"nr_node_ids": "unsigned int", "vm_zone_stat": "atomic_long_t[]",
                  "vm_node_stat": "atomic_long_t[]"}
@@ -80,56 +76,27 @@ def _total_or_none(prog: Program) -> int | None:
     return None if pages is None else pages * _PAGE_SIZE
 
 
-def _layouts(prog: Program, nodes: int) -> tuple[StructLayout, StructLayout]:
-    # The members read of ``struct kmem_cache`` (node pointers first, as they are used) and of
-    # ``struct kmem_cache_node``.
-    cache = StructLayout(prog.type("struct kmem_cache"),
-                         [*(f"node[{i}]" for i in range(nodes)), "oo.x", "name", "object_size"])
-    return cache, StructLayout(prog.type("struct kmem_cache_node"), _NODE_MEMBERS)
+def _slab_cache(prog: Program, cache: int) -> model.SlabCache:
+    # A cache's /proc/slabinfo line, from kcrash.helpers.linux.slab (the node counters; kmem -s counts
+    # the slab pages themselves, and the oracle tests check that both agree)
+    info = slab_cache_info(prog, cache)
+    slabs, objects = slab_cache_node_counts(prog, cache)
+    return model.SlabCache(info.name, info.object_size, objects, slabs, slabs * info.slab_size)
 
 
-def _slab_cache(prog: Program, layouts: tuple[StructLayout, StructLayout], address: int,
-                nodes: int) -> model.SlabCache:
-    cache_layout, node_layout = layouts
-    cache = cache_layout.read(prog, address)
-    slabs = objects = 0
-    for i in range(nodes):
-        pointer = cache.value(f"node[{i}]")
-        if pointer:
-            node = node_layout.read(prog, pointer)
-            slabs += node.value("nr_slabs.counter")
-            objects += node.value("total_objects.counter")
-    order = cache.value("oo.x") >> _OO_SHIFT
-    name = cache.object("name").string_().decode("utf-8", "backslashreplace")
-    return model.SlabCache(name, cache.value("object_size"), objects, slabs, slabs * (_PAGE_SIZE << order))
-
-
-def _node_count(prog: Program, nodes: int) -> int:
-    # ``nodes`` (nr_node_ids, read from the dump) bounded by the length of ``kmem_cache.node[]``
-    # (MAX_NUMNODES, from the type): the kernel keeps nr_node_ids <= MAX_NUMNODES.
-    member, _ = prog.type("struct kmem_cache").member("node")
-    return max(1, min(nodes, member.type.strip_typedefs().length or 1))
-
-
-def slab_cache(prog: Program, cache: Object, nodes: int) -> model.SlabCache:
-    """The ``/proc/slabinfo`` counts of one ``struct kmem_cache *`` over its first ``nodes`` nodes
-    (at most the length of ``kmem_cache.node[]``)."""
-    nodes = _node_count(prog, nodes)
-    return _slab_cache(prog, _layouts(prog, nodes), int(cache), nodes)
+def slab_cache(prog: Program, cache: Object) -> model.SlabCache:
+    """The ``/proc/slabinfo`` counts of one ``struct kmem_cache *`` over its nodes (``nr_node_ids``,
+    at most the length of ``kmem_cache.node[]``)."""
+    return _slab_cache(prog, int(cache))
 
 
 def slab_caches(prog: Program) -> tuple[list[model.SlabCache], str | None]:
-    """Every slab cache on ``slab_caches``, and why the walk stopped early (None: it did not).
-    Each cache's nodes are the first ``nr_node_ids``, at most the length of ``kmem_cache.node[]``."""
-    _declare(prog)
-    nr_node_ids = int(prog["nr_node_ids"])
-    walk = list_for_each_entry("struct kmem_cache", prog["slab_caches"].address_of_(), "list", limit=_MAX_CACHES)
+    """Every slab cache on ``slab_caches``, and why the walk stopped early (None: it did not)."""
+    walk = for_each_slab_cache(prog)
     out: list[model.SlabCache] = []
     try:
-        nodes = _node_count(prog, nr_node_ids)
-        layouts = _layouts(prog, nodes)
         for cache in walk:
-            out.append(_slab_cache(prog, layouts, int(cache), nodes))
+            out.append(_slab_cache(prog, int(cache)))
     except KcrashError as exc:
         walk.truncated = str(exc)
     return out, walk.truncated

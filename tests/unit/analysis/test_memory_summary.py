@@ -34,8 +34,8 @@ OO_SHIFT = 16
 
 class Kernel:
     """struct kmem_cache {unsigned int object_size; struct kmem_cache_order_objects oo; const char *name;
-    struct list_head list; ...; struct kmem_cache_node *node[2];}, struct kmem_cache_node {...;
-    atomic_long_t nr_slabs; atomic_long_t total_objects;}, and the vm stat enums."""
+    struct list_head list; unsigned int size, offset; ...; struct kmem_cache_node *node[2];},
+    struct kmem_cache_node {...; atomic_long_t nr_slabs; atomic_long_t total_objects;}, and the vm stat enums."""
 
     def __init__(self) -> None:
         w = BtfWriter()
@@ -52,7 +52,7 @@ class Kernel:
         nodes = w.add_array(w.add_ptr(node), 2, i)
         w.add_struct("kmem_cache", CACHE_SIZE, [
             ("object_size", u, 0, 0), ("oo", oo, 32, 0), ("name", w.add_ptr(w.add_qualifier("CONST", c)), 64, 0),
-            ("list", lh, 128, 0), ("node", nodes, 512, 0)])
+            ("list", lh, 128, 0), ("size", u, 256, 0), ("offset", u, 288, 0), ("node", nodes, 512, 0)])
         w.add_enum("zone_stat_item", 4, [("NR_FREE_PAGES", 0), ("NR_ZONE_LRU_BASE", 1)])
         w.add_enum("node_stat_item", 4, [("NR_FILE_PAGES", 1), ("NR_ANON_MAPPED", 2), ("NR_SLAB_RECLAIMABLE_B", 3),
                                          ("NR_SLAB_UNRECLAIMABLE_B", 4)])
@@ -110,7 +110,7 @@ def test_slab_counts_sum_the_nodes_and_sort_by_size() -> None:
             summary.slab_reclaimable_bytes, summary.slab_unreclaimable_bytes) == \
         (1000 * 4096, 200 * 4096, 300 * 4096, 40 * 4096, 10 * 4096, 20 * 4096)
     one = Object(k.prog, k.prog.pointer_type("struct kmem_cache"), k.caches[0])
-    assert slab_cache(k.prog, one, 2) == SlabCache("kmalloc-64", 64, 256, 4, 4 * 4096)
+    assert slab_cache(k.prog, one) == SlabCache("kmalloc-64", 64, 256, 4, 4 * 4096)
 
 
 def test_an_unreadable_node_ends_the_walk_with_the_reason() -> None:
@@ -135,4 +135,4 @@ def test_nr_node_ids_is_bounded_by_the_length_of_node() -> None:
     assert time.monotonic() - start < 1
     assert caches == [SlabCache("kmalloc-64", 64, 256, 4, 4 * 4096)] and truncated is None
     one = Object(k.prog, k.prog.pointer_type("struct kmem_cache"), k.caches[0])
-    assert slab_cache(k.prog, one, 1 << 40) == SlabCache("kmalloc-64", 64, 256, 4, 4 * 4096)
+    assert slab_cache(k.prog, one) == SlabCache("kmalloc-64", 64, 256, 4, 4 * 4096)

@@ -26,6 +26,7 @@ unknown). SLAB and SLOB (removed in v6.5 and v6.4) are not supported. Nothing he
 
 from __future__ import annotations
 
+import functools
 import itertools
 import weakref
 from collections.abc import Iterator
@@ -184,19 +185,6 @@ class _Slub:
         info = prog.vmcoreinfo
         self.page_size = (info.page_size if info is not None else None) or 4096
         self.page_shift = self.page_size.bit_length() - 1
-        vmemmap = info.get_symbol_or_none("vmemmap") if info is not None else None
-        self.vmemmap = vmemmap or _symbol_u64(prog, "vmemmap_base") or _X86_64_VMEMMAP
-        self.page_offset = _symbol_u64(prog, "page_offset_base") or _X86_64_PAGE_OFFSET
-        self.struct_page = prog.type("struct page").sizeof()
-        self.max_pfn = _symbol_u64(prog, "max_pfn") or 0
-        # Since Linux kernel commit d122019bf061 (v5.17) slab fields are in struct slab, an overlay
-        # of struct page; before they were struct page's own.
-        slab_type = prog.find_type_or_none("struct slab") or prog.type("struct page")
-        self.slab_layout = StructLayout(slab_type, ("slab_cache", "freelist", "counters"))
-        self.inuse = _bitfield(slab_type, "inuse")
-        self.objects = _bitfield(slab_type, "objects")
-        self.compound_head, self.compound_mask = _compound_info(prog)
-        self.slab_flag = self._slab_test()
         self.cache_type = prog.type("struct kmem_cache")
         self.hardened = self.cache_type.has_member("random")
         self.swab: bool | None = None  # freelist decode: with the v5.7 byte swap, without; None untried
@@ -205,7 +193,59 @@ class _Slub:
         self.index: _SlabIndex | None = None
         self.cpu_free: dict[int, _CpuFree] = {}
         self.cache_layout: StructLayout | None = None
-        self.kfence = _kfence_pool(prog, self.page_size)
+        self._cpus: list[tuple[int, int]] | None = None
+        self.layouts: dict[str, StructLayout] = {}
+        self.has_barn = prog.find_type_or_none("struct node_barn") is not None
+
+    # The page side, probed on first use (reading caches and their node counters needs none of it).
+
+    @functools.cached_property
+    def vmemmap(self) -> int:
+        info = self.prog.vmcoreinfo
+        vmemmap = info.get_symbol_or_none("vmemmap") if info is not None else None
+        return vmemmap or _symbol_u64(self.prog, "vmemmap_base") or _X86_64_VMEMMAP
+
+    @functools.cached_property
+    def page_offset(self) -> int:
+        return _symbol_u64(self.prog, "page_offset_base") or _X86_64_PAGE_OFFSET
+
+    @functools.cached_property
+    def struct_page(self) -> int:
+        return self.prog.type("struct page").sizeof()
+
+    @functools.cached_property
+    def max_pfn(self) -> int:
+        return _symbol_u64(self.prog, "max_pfn") or 0
+
+    @functools.cached_property
+    def slab_type(self) -> Type:
+        # Since Linux kernel commit d122019bf061 (v5.17) slab fields are in struct slab, an overlay
+        # of struct page; before they were struct page's own.
+        return self.prog.find_type_or_none("struct slab") or self.prog.type("struct page")
+
+    @functools.cached_property
+    def slab_layout(self) -> StructLayout:
+        return StructLayout(self.slab_type, ("slab_cache", "freelist", "counters"))
+
+    @functools.cached_property
+    def inuse(self) -> tuple[int, int]:
+        return _bitfield(self.slab_type, "inuse")
+
+    @functools.cached_property
+    def objects(self) -> tuple[int, int]:
+        return _bitfield(self.slab_type, "objects")
+
+    @functools.cached_property
+    def compound(self) -> tuple[int, bool]:
+        return _compound_info(self.prog)
+
+    @functools.cached_property
+    def slab_flag(self) -> tuple[str, int, int]:
+        return self._slab_test()
+
+    @functools.cached_property
+    def kfence(self) -> tuple[int, int] | None:
+        return _kfence_pool(self.prog, self.page_size)
 
     def _slab_test(self) -> tuple[str, int, int]:
         # ("type", byte offset of page_type, value) or ("flag", 0, bit): how a slab's head page is
@@ -221,6 +261,20 @@ class _Slub:
             bit = int(self.prog.constant("PG_slab"))
         return "flag", 0, bit
 
+    def cpus(self) -> list[tuple[int, int]]:
+        # (cpu, __per_cpu_offset[cpu]) of every possible CPU: a panic's stop_this_cpu()
+        # (arch/x86/kernel/process.c) clears the other CPUs' online bits, and their per-CPU
+        # freelists still hold objects.
+        if self._cpus is None:
+            self._cpus = [(cpu, per_cpu_offset(self.prog, cpu)) for cpu in for_each_possible_cpu(self.prog)]
+        return self._cpus
+
+    def layout(self, struct: str, members: dict[str, str | tuple[str, ...]]) -> StructLayout:
+        found = self.layouts.get(struct)
+        if found is None:
+            found = self.layouts[struct] = StructLayout(self.prog.type(struct), members)
+        return found
+
     # -- addresses ------------------------------------------------------------------------------
 
     def page_to_virt(self, page: int) -> int:
@@ -235,9 +289,10 @@ class _Slub:
     def head_page(self, page: int) -> tuple[int, bytes]:
         # The head page of the (compound) page ``page`` and its struct page bytes.
         data = self.prog.read(page, self.struct_page)
-        info = int.from_bytes(data[self.compound_head:self.compound_head + 8], "little")
+        offset, mask = self.compound
+        info = int.from_bytes(data[offset:offset + 8], "little")
         if info & 1:
-            page = page & info if self.compound_mask else info - 1
+            page = page & info if mask else info - 1
             data = self.prog.read(page, self.struct_page)
         return page, data
 
@@ -269,14 +324,17 @@ class _Slub:
         except FaultError:
             name = f"<cache {address:#x}>"
         return SlabCacheInfo(address, name, c.value("object_size"), c.value("size"), c.value("offset"),
-                             oo & ((1 << _OO_SHIFT) - 1), oo >> _OO_SHIFT, c.value("red_left_pad"), self.page_size)
+                             oo & ((1 << _OO_SHIFT) - 1), oo >> _OO_SHIFT,
+                             c.value("red_left_pad") if self.cache_type.has_member("red_left_pad") else 0,
+                             self.page_size)
 
 
 def _cache_layout(slub: _Slub) -> StructLayout:
+    # ``red_left_pad`` (since v4.6) and ``random`` (CONFIG_SLAB_FREELIST_HARDENED) when present
     if slub.cache_layout is None:
-        slub.cache_layout = StructLayout(slub.cache_type, {
-            "name": "name", "object_size": "object_size", "size": "size", "offset": "offset", "oo": "oo.x",
-            "red_left_pad": "red_left_pad", **({"random": "random"} if slub.hardened else {})})
+        members = {"name": "name", "object_size": "object_size", "size": "size", "offset": "offset", "oo": "oo.x"}
+        members.update({m: m for m in ("red_left_pad", "random") if slub.cache_type.has_member(m)})
+        slub.cache_layout = StructLayout(slub.cache_type, members)
     return slub.cache_layout
 
 
@@ -494,11 +552,10 @@ def _cpu_slab_free(slub: _Slub, cache: SlabCacheInfo, out: set[int]) -> str | No
         return None
     prog = slub.prog
     percpu = prog.read_u64(cache.address + slub.cache_type.walk_path("cpu_slab")[0] // 8)
-    cpu_type = prog.type("struct kmem_cache_cpu")
-    layout = StructLayout(cpu_type, {"freelist": "freelist", "slab": ("slab", "page")})
+    layout = slub.layout("struct kmem_cache_cpu", {"freelist": "freelist", "slab": ("slab", "page")})
     errors = []
-    for cpu in for_each_possible_cpu(prog):
-        c = layout.read(prog, (percpu + per_cpu_offset(prog, cpu)) & _MASK64)
+    for cpu, offset in slub.cpus():
+        c = layout.read(prog, (percpu + offset) & _MASK64)
         slab, head = c.value("slab"), c.value("freelist")
         if not slab or not head:
             continue
@@ -506,16 +563,17 @@ def _cpu_slab_free(slub: _Slub, cache: SlabCacheInfo, out: set[int]) -> str | No
         if fields.value("slab_cache") != cache.address:
             continue
         objects, _ = slub.counters(fields.value("counters"))
-        free, error = _walk_freelist(slub, cache, slab, objects, head)
+        free, error = _walk_freelist(slub, cache, slab, objects, head, _slab_bytes(slub, cache, slab))
         out.update(free)
         if error:
             errors.append(f"cpu {cpu}: {error}")
     return "; ".join(errors) or None
 
 
-def _sheaf_objects(prog: Program, sheaf: int, out: set[int]) -> None:
+def _sheaf_objects(slub: _Slub, sheaf: int, out: set[int]) -> None:
     # ``struct slab_sheaf``: ``size`` object pointers in ``objects[]``.
-    layout = StructLayout(prog.type("struct slab_sheaf"), ("size", "objects"))
+    prog = slub.prog
+    layout = slub.layout("struct slab_sheaf", {"size": "size", "objects": "objects"})
     size = min(layout.read_value(prog, sheaf, "size"), _MAX_SHEAVES)
     if size:
         data = prog.read(sheaf + layout.offsetof("objects"), size * 8)
@@ -531,12 +589,12 @@ def _cpu_sheaves_free(slub: _Slub, cache: SlabCacheInfo, out: set[int]) -> str |
     percpu = prog.read_u64(cache.address + slub.cache_type.walk_path("cpu_sheaves")[0] // 8)
     if not percpu:
         return None
-    layout = StructLayout(prog.type("struct slub_percpu_sheaves"), ("main", "spare"))
-    for cpu in for_each_possible_cpu(prog):
-        pcs = layout.read(prog, (percpu + per_cpu_offset(prog, cpu)) & _MASK64)
+    layout = slub.layout("struct slub_percpu_sheaves", {"main": "main", "spare": "spare"})
+    for _, offset in slub.cpus():
+        pcs = layout.read(prog, (percpu + offset) & _MASK64)
         for name in ("main", "spare"):
             if pcs.value(name):
-                _sheaf_objects(prog, pcs.value(name), out)
+                _sheaf_objects(slub, pcs.value(name), out)
     return None
 
 
@@ -577,6 +635,8 @@ def _barn_free(slub: _Slub, cache: SlabCacheInfo, out: set[int]) -> str | None:
     # Since v6.18: the full sheaves on each node's barn (``barn->sheaves_full``, linked by
     # ``slab_sheaf.barn_list``).
     prog = slub.prog
+    if not slub.has_barn:
+        return None
     errors = []
     for _, barn in _node_pointers(slub, cache.address):
         if not barn:
@@ -584,7 +644,7 @@ def _barn_free(slub: _Slub, cache: SlabCacheInfo, out: set[int]) -> str | None:
         head = Object(prog, "struct node_barn", address=barn).sheaves_full.address_of_()
         walk = list_for_each(head, limit=_MAX_SHEAVES)
         for entry in walk:
-            _sheaf_objects(prog, int(entry) - prog.type("struct slab_sheaf").walk_path("barn_list")[0] // 8, out)
+            _sheaf_objects(slub, int(entry) - prog.type("struct slab_sheaf").walk_path("barn_list")[0] // 8, out)
         if walk.truncated:
             errors.append(f"barn {barn:#x}: {walk.truncated}")
     return "; ".join(errors) or None
@@ -670,14 +730,18 @@ def slab_cache_node_counts(prog: Program, cache: Object | int) -> tuple[int, int
     return slabs, objects
 
 
+def _slab_bytes(slub: _Slub, cache: SlabCacheInfo, slab: int) -> bytes | None:
+    # The memory of a slab in one read (None: unreadable; the freelist walk then reads pointers).
+    try:
+        return slub.prog.read(slub.page_to_virt(slab), cache.slab_size)
+    except FaultError:
+        return None
+
+
 def _slab_objects(slub: _Slub, cache: SlabCacheInfo, row: np.ndarray, cpu: _CpuFree) -> Iterator[SlabObject]:
     slab, head, counters = (int(v) for v in row)
     objects, _ = slub.counters(counters)
-    try:
-        data: bytes | None = slub.prog.read(slub.page_to_virt(slab), cache.slab_size)
-    except FaultError:
-        data = None
-    free, error = _walk_freelist(slub, cache, slab, objects, head, data)
+    free, error = _walk_freelist(slub, cache, slab, objects, head, _slab_bytes(slub, cache, slab))
     free_set = set(free)
     start = slub.page_to_virt(slab) + cache.red_left_pad
     for i in range(min(objects, _MAX_OBJECTS)):
@@ -750,7 +814,7 @@ def _allocated(slub: _Slub, cache: SlabCacheInfo, slab: int, objects: int, head:
     cpu = _cpu_free(slub, cache)
     if obj in cpu.objects:
         return False
-    free, error = _walk_freelist(slub, cache, slab, objects, head)
+    free, error = _walk_freelist(slub, cache, slab, objects, head, _slab_bytes(slub, cache, slab))
     if obj in free:
         return False
     return None if error or cpu.error else True
