@@ -3,7 +3,8 @@ dump with NO vmlinux (kallsyms, in-memory BTF, module symbols/BTF from memory) a
 with drgn given the Debian -dbg vmlinux and the module's .ko:
 
 * ``vm``: every VMA (address, start, end, flags, file path, ``vm_pgoff``) of every task with an mm
-  equals drgn's ``for_each_vma`` (maple tree on 6.1+, the ``mmap`` list on 5.10);
+  equals drgn's ``for_each_vma`` (maple tree on 6.1+, the ``mmap`` list on 5.10), and its RSS
+  counters drgn's ``task_rss`` (per-CPU counters since 6.2, per-thread caches before);
 * ``vtop -c``: user addresses sampled in every VMA of every process translate as drgn's
   ``follow_phys`` does (the same physical address, or both unmapped);
 * maple: ``mt_for_each`` over every ``mm->mm_mt`` (ranges and entries) and ``mtree_load`` equal drgn's;
@@ -40,6 +41,7 @@ from kcrash.helpers.linux.mapletree import mt_for_each_range, mtree_load
 from kcrash.helpers.linux.rbtree import rbtree_inorder_for_each
 from kcrash.helpers.linux.sched import for_each_task
 from kcrash.helpers.linux.vma import for_each_vma as vmas_of
+from kcrash.helpers.linux.vma import task_rss
 from kcrash.helpers.linux.xarray import xa_for_each_range, xa_load, xa_to_value
 from kcrash.memory.kernel import KernelMemory
 from kcrash.types.object import Object, offsetof
@@ -50,6 +52,7 @@ from drgn.helpers.linux.fs import d_path  # noqa: E402
 from drgn.helpers.linux.mapletree import mt_for_each  # noqa: E402
 from drgn.helpers.linux.mapletree import mtree_load as drgn_mtree_load  # noqa: E402
 from drgn.helpers.linux.mm import follow_phys, for_each_vma  # noqa: E402
+from drgn.helpers.linux.mm import task_rss as drgn_task_rss  # noqa: E402
 from drgn.helpers.linux.pid import find_task  # noqa: E402
 from drgn.helpers.linux.rbtree import rbtree_inorder_for_each_entry  # noqa: E402
 from drgn.helpers.linux.xarray import xa_for_each  # noqa: E402
@@ -108,7 +111,11 @@ def test_vm_equals_drgn_for_every_task(prog: Program, crash: tuple[Path, Any, di
         assert space.truncated is None
         ours = [(v.address, v.start, v.end, v.flags, v.file, v.pgoff) for v in space.vmas]
         assert ours == _drgn_vmas(find_task(crash[1], int(task.pid))), int(task.pid)
-        assert space.mm == find_task(crash[1], int(task.pid)).mm.value_()
+        dtask = find_task(crash[1], int(task.pid))
+        assert space.mm == dtask.mm.value_()
+        ours_rss, theirs_rss = task_rss(task), drgn_task_rss(crash[1], dtask)
+        assert (ours_rss.file, ours_rss.anon, ours_rss.shmem, ours_rss.swap) == tuple(theirs_rss)
+        assert space.rss == theirs_rss.total
         compared += len(ours)
     assert compared >= 10 * len(processes)
 

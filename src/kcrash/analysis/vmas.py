@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from kcrash.errors import KcrashError
 from kcrash.helpers.layout import StructLayout
-from kcrash.helpers.linux.vma import MmCounters, for_each_vma, get_mm_counters, vm_flags_names, vma_find
+from kcrash.helpers.linux.vma import MmCounters, for_each_vma, task_rss, vm_flags_names, vma_find
 from kcrash.memory.kernel import KernelMemory
 from kcrash.memory.translate.x86_64 import PageWalk, X86_64PageTables
 from kcrash.report import model
@@ -184,9 +184,9 @@ class _VmaReader:
         return Vma(int(vma), start, end, flags, tuple(vm_flags_names(flags)), got.value("vm_pgoff"), path, backing)
 
 
-def _rss_or_none(mm: Object) -> int | None:
+def _rss_or_none(task: Object) -> int | None:
     try:
-        counters: MmCounters = get_mm_counters(mm)
+        counters: MmCounters = task_rss(task)
     except KcrashError:
         return None
     return counters.rss
@@ -206,7 +206,7 @@ def task_vm(prog: Program, task: Object) -> TaskVm:
         truncated = walk.truncated
     except KcrashError as exc:
         truncated = str(exc)
-    return TaskVm(pid, int(task), comm, int(mm), int(mm.pgd), _rss_or_none(mm), int(mm.total_vm), tuple(vmas),
+    return TaskVm(pid, int(task), comm, int(mm), int(mm.pgd), _rss_or_none(task), int(mm.total_vm), tuple(vmas),
                   truncated)
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from kcrash.errors import FaultError, TypeLookupError
 from kcrash.helpers.linux.cpumask import for_each_online_cpu
-from kcrash.helpers.linux.list import ListWalk
+from kcrash.helpers.linux.list import ListWalk, list_for_each_entry
 from kcrash.helpers.linux.mapletree import mt_for_each_range, mtree_load
 from kcrash.types.model import TypeKind
 from kcrash.types.object import Object
@@ -29,8 +29,9 @@ from kcrash.types.percpu import per_cpu_offset
 if TYPE_CHECKING:
     from kcrash.types.program import Program
 
-__all__ = ["MmCounters", "for_each_vma", "get_mm_counters", "vm_flags_names", "vma_find"]
+__all__ = ["MmCounters", "for_each_vma", "get_mm_counters", "task_rss", "vm_flags_names", "vma_find"]
 
+_ULONG_MASK = (1 << 64) - 1
 #: default bound on the VMAs one walk yields (``DEFAULT_MAX_MAP_COUNT`` is 65530)
 DEFAULT_LIMIT = 1 << 20
 
@@ -150,15 +151,18 @@ def _percpu_counter_sum(counter: Object) -> int:
     total = int(counter.count)
     counters = int(counter.counters)
     for cpu in for_each_online_cpu(prog):
-        total += int.from_bytes(prog.read(counters + per_cpu_offset(prog, cpu), 4), "little", signed=True)
+        # unsigned long arithmetic: since x86's percpu pointers stopped being zero-based offsets,
+        # pointer + __per_cpu_offset wraps around 2**64
+        address = (counters + per_cpu_offset(prog, cpu)) & _ULONG_MASK
+        total += int.from_bytes(prog.read(address, 4), "little", signed=True)
     return total
 
 
 def get_mm_counters(mm: Object) -> MmCounters:
     """The RSS counters of ``mm`` (``struct mm_struct *``). Since Linux kernel commit f1a7941243c1
     (v6.2) ``rss_stat`` is an array of per-CPU counters, summed here; before, the ``mm``'s
-    atomic counters are used as they are (the per-thread caches of ``SPLIT_RSS_COUNTING``, at
-    most 64 pages a thread, are left out). A per-CPU sum can be briefly negative, as in the kernel.
+    atomic counters as they are (:func:`task_rss` adds the threads' ``SPLIT_RSS_COUNTING``
+    caches). A per-CPU sum can be briefly negative, as in the kernel.
     """
     mm = _mm_pointer(mm)
     prog = mm.prog_
@@ -174,3 +178,28 @@ def get_mm_counters(mm: Object) -> MmCounters:
         else:
             values.append(int(stat.count[index].counter))
     return MmCounters(*values)
+
+
+def task_rss(task: Object) -> MmCounters:
+    """The RSS counters of ``task``'s mm (``struct task_struct *``), as ``get_mm_counter()`` sees
+    them plus, before v6.2, each thread's cached ``task->rss_stat`` (``SPLIT_RSS_COUNTING``, folded
+    into the mm every 64 events); zeros for a kernel thread.
+
+    >>> task_rss(task).rss  # doctest: +SKIP
+    """
+    mm = task.mm.read_()
+    if not int(mm):
+        return MmCounters(0, 0, 0, 0)
+    counters = get_mm_counters(mm)
+    prog = task.prog_
+    if not prog.type("struct task_struct").has_member("rss_stat"):
+        return counters
+    names = ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES", "MM_SWAPENTS")
+    indices = [_counter_index(prog, name) for name in names]
+    totals = [counters.file, counters.anon, counters.shmem, counters.swap]
+    for thread in list_for_each_entry("struct task_struct", task.signal.thread_head, "thread_node", limit=1 << 16):
+        stat = thread.rss_stat.count
+        for k, index in enumerate(indices):
+            if index is not None:
+                totals[k] += int(stat[index])
+    return MmCounters(*totals)
