@@ -11,9 +11,10 @@ import time
 
 import pytest
 
+from kcrash.errors import ValidationError
 from kcrash.helpers.linux.panic import panic_message_or_none, taint_flags, tainted
 from kcrash.helpers.linux.printk import PrintkRecord
-from kcrash.helpers.linux.sched import for_each_task, task_cpu, task_ps_layout, task_state_to_char
+from kcrash.helpers.linux.sched import for_each_task, task_cpu, task_ps_layout, task_state_to_char, validate_task
 from support.task_kernel import INIT_TASK, TAINTED_MASK, Kernel
 
 
@@ -83,6 +84,31 @@ def test_a_null_signal_yields_the_leader_alone(kernel: Kernel) -> None:
     lone = kernel.task(20, 20, b"exiting")
     kernel.ring(INIT_TASK + 32, [lone + 32])
     assert [int(t.pid) for t in for_each_task(kernel.prog)] == [20]
+
+
+def test_validate_task_accepts_only_listed_tasks(kernel: Kernel) -> None:
+    tasks = [int(t) for t in for_each_task(kernel.prog)]
+    assert [int(validate_task(kernel.prog, t).pid) for t in tasks] == [1, 2, 3]
+    stray = kernel.task(7, 7, b"stray")  # a sane task_struct on no list: not a task of this kernel
+    for address in (tasks[0] + 8, stray, INIT_TASK + 0x3000):
+        with pytest.raises(ValidationError, match="is not a task \\(not on the task list\\)"):
+            validate_task(kernel.prog, address)
+
+
+def test_validate_task_on_a_damaged_list_checks_the_members(kernel: Kernel) -> None:
+    c1, c2 = kernel.task(10, 10, b"a"), kernel.task(11, 10, b"b")
+    kernel.group([c1, c2])
+    kernel.u64(c2 + 48, c2 + 48)  # the second thread points at itself: the walk is truncated
+    kernel.ring(INIT_TASK + 32, [c1 + 32])
+    stray = kernel.task(12, 10, b"c")  # cut off by the damage, but a task_struct by its members
+    assert int(validate_task(kernel.prog, stray).pid) == 12
+    garbage = kernel.task(0, 0, b"\x01\x02")
+    kernel.put(garbage, (-5).to_bytes(4, "little", signed=True))
+    with pytest.raises(ValidationError, match=r"pid -5 is out of range.*task list is damaged"):
+        validate_task(kernel.prog, garbage)
+    kernel.put(garbage, (5).to_bytes(4, "little"))
+    with pytest.raises(ValidationError, match="is not a task name"):
+        validate_task(kernel.prog, garbage)
 
 
 def test_taint_letters(kernel: Kernel) -> None:

@@ -157,8 +157,8 @@ def validate_task(prog: Program, address: int) -> Object:
 
     >>> validate_task(prog, 0xffff888003a10000).pid  # doctest: +SKIP
     """
-    walk = for_each_task(prog, idle=True)
-    if any(int(task) == address for task in walk):
+    walk = for_each_task(prog)
+    if address in _idle_tasks(prog) or any(int(task) == address for task in walk):
         return Object(prog, prog.pointer_type("struct task_struct"), address)
     if walk.truncated is None:
         raise ValidationError(f"{address:#x} is not a task (not on the task list)")
@@ -172,11 +172,20 @@ def validate_task(prog: Program, address: int) -> Object:
 _PID_MAX_LIMIT = 4 * 1024 * 1024
 
 
+def _idle_tasks(prog: Program) -> set[int]:
+    # the idle tasks (not on the task list); none when the run queues cannot be read
+    try:
+        return {int(idle_task(prog, cpu)) for cpu in for_each_present_cpu(prog)}
+    except KcrashError:
+        return set()
+
+
 def _insane_task_or_none(prog: Program, address: int) -> str | None:
     # Why the task_struct at address does not look like a task, or None.
+    task_type = prog.type("struct task_struct")
+    names = [name for name in ("pid", "comm", "stack") if task_type.has_member(name)]
     try:
-        layout = StructLayout(prog.type("struct task_struct"), {"pid": "pid", "comm": "comm", "stack": "stack"})
-        task = layout.read(prog, address)
+        task = StructLayout(task_type, names).read(prog, address)
     except FaultError as exc:
         return f"unreadable at {exc.address:#x}"
     comm = task.string("comm")
@@ -184,7 +193,7 @@ def _insane_task_or_none(prog: Program, address: int) -> str | None:
         return f"pid {task.value('pid')} is out of range"
     if not comm or not all(0x20 <= c < 0x7F for c in comm):
         return f"comm {comm!r} is not a task name"
-    if task.value("stack") < 1 << 63:
+    if "stack" in names and task.value("stack") < 1 << 63:
         return f"stack {task.value('stack'):#x} is not a kernel address"
     return None
 
