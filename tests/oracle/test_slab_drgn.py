@@ -180,8 +180,8 @@ def _samples(prog: Program, count: int, seed: int) -> list[int]:
     for _ in range(count * 9 // 10):
         cache, slab = rng.choice(slabs)
         out.append(slub.page_to_virt(slab) + rng.randrange(slab_cache_info(prog, cache).slab_size))
-    top = slub.max_pfn << slub.page_shift
-    out += [slub.page_offset + rng.randrange(top) for _ in range(count - len(out))]
+    top = slub.mm.max_pfn << slub.mm.page_shift
+    out += [slub.mm.page_offset + rng.randrange(top) for _ in range(count - len(out))]
     return out
 
 

@@ -7,8 +7,9 @@ kallsyms and BTF only: :func:`for_each_slab_cache` and :func:`find_slab_cache` w
 :func:`slab_cache_usage` counts a cache's slabs and objects from the slabs themselves (every slab
 page found by one numpy scan of the ``struct page`` array, its ``objects``/``inuse`` counters, plus
 the per-CPU freelists and, since v6.18, the per-CPU and per-node sheaves, which hold objects that
-``inuse`` counts as used); :func:`slab_cache_for_each_object` yields every object of a cache, free
-or allocated, with its slab; :func:`slab_object_info` says which cache, slab and object an address
+``inuse`` counts as used; pages, the direct map and compound heads are
+:mod:`kcrash.helpers.linux.mm`'s); :func:`slab_cache_for_each_object` yields every object of a
+cache, free or allocated, with its slab; :func:`slab_object_info` says which cache, slab and object an address
 lies in and whether that object is allocated. :func:`slab_cache_node_counts` reads the per-node
 ``nr_slabs``/``total_objects`` counters (``CONFIG_SLUB_DEBUG``), which ``/proc/slabinfo`` prints.
 
@@ -38,6 +39,7 @@ from kcrash.errors import FaultError, KcrashError, SymbolNotFoundError
 from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.cpumask import for_each_possible_cpu
 from kcrash.helpers.linux.list import ListWalk, list_for_each, list_for_each_entry
+from kcrash.helpers.linux.mm import MmLayout, compound_head, in_direct_map, mm_layout, virt_to_page
 from kcrash.types.model import Type
 from kcrash.types.object import Object
 from kcrash.types.percpu import per_cpu_offset
@@ -65,9 +67,6 @@ _MAX_OBJECTS = 1 << 15  # slab->objects is a 15-bit field (mm/slab.h)
 _MAX_SHEAVES = 1 << 16
 #: struct pages per vmemmap read (2 MiB of ``struct page``)
 _SCAN_PAGES = 32768
-#: x86-64 defaults without KASLR (arch/x86/include/asm/page_64_types.h, pgtable_64_types.h)
-_X86_64_PAGE_OFFSET = 0xFFFF888000000000
-_X86_64_VMEMMAP = 0xFFFFEA0000000000
 _MASK64 = (1 << 64) - 1
 
 
@@ -156,20 +155,6 @@ def _symbol_u64(prog: Program, name: str) -> int | None:
         return None
 
 
-def _compound_info(prog: Program) -> tuple[int, bool]:
-    # (byte offset of the word that links a tail page to its head, whether it holds a mask): the
-    # head's address + 1 in ``compound_head``; renamed ``compound_info`` by Linux kernel commit
-    # d50569612c29 (v7.1), which since commit 8c846c879e22 (v7.1) holds a mask to AND with the
-    # tail's address when struct page's size is a power of two and zones have ``vmemmap_tails``.
-    page = prog.type("struct page")
-    if page.has_member("compound_info"):
-        size = page.sizeof()
-        zone = prog.find_type_or_none("struct zone")
-        mask = size & (size - 1) == 0 and zone is not None and zone.has_member("vmemmap_tails")
-        return page.walk_path("compound_info")[0] // 8, mask
-    return page.walk_path("compound_head")[0] // 8, False
-
-
 def _bitfield(t: Type, name: str) -> tuple[int, int]:
     # (shift within the 64-bit counters word, mask) of a slab counter bit-field (mm/slab.h)
     bits, _, size = t.walk_path(name)
@@ -184,7 +169,6 @@ class _Slub:
         self.prog = prog
         info = prog.vmcoreinfo
         self.page_size = (info.page_size if info is not None else None) or 4096
-        self.page_shift = self.page_size.bit_length() - 1
         self.cache_type = prog.type("struct kmem_cache")
         self.hardened = self.cache_type.has_member("random")
         self.swab: bool | None = None  # freelist decode: with the v5.7 byte swap, without; None untried
@@ -196,26 +180,13 @@ class _Slub:
         self._cpus: list[tuple[int, int]] | None = None
         self.layouts: dict[str, StructLayout] = {}
         self.has_barn = prog.find_type_or_none("struct node_barn") is not None
+        self.unreadable_pages = 0
 
     # The page side, probed on first use (reading caches and their node counters needs none of it).
 
     @functools.cached_property
-    def vmemmap(self) -> int:
-        info = self.prog.vmcoreinfo
-        vmemmap = info.get_symbol_or_none("vmemmap") if info is not None else None
-        return vmemmap or _symbol_u64(self.prog, "vmemmap_base") or _X86_64_VMEMMAP
-
-    @functools.cached_property
-    def page_offset(self) -> int:
-        return _symbol_u64(self.prog, "page_offset_base") or _X86_64_PAGE_OFFSET
-
-    @functools.cached_property
-    def struct_page(self) -> int:
-        return self.prog.type("struct page").sizeof()
-
-    @functools.cached_property
-    def max_pfn(self) -> int:
-        return _symbol_u64(self.prog, "max_pfn") or 0
+    def mm(self) -> MmLayout:
+        return mm_layout(self.prog)
 
     @functools.cached_property
     def slab_type(self) -> Type:
@@ -234,10 +205,6 @@ class _Slub:
     @functools.cached_property
     def objects(self) -> tuple[int, int]:
         return _bitfield(self.slab_type, "objects")
-
-    @functools.cached_property
-    def compound(self) -> tuple[int, bool]:
-        return _compound_info(self.prog)
 
     @functools.cached_property
     def slab_flag(self) -> tuple[str, int, int]:
@@ -278,23 +245,13 @@ class _Slub:
     # -- addresses ------------------------------------------------------------------------------
 
     def page_to_virt(self, page: int) -> int:
-        return self.page_offset + ((page - self.vmemmap) // self.struct_page << self.page_shift)
+        mm = self.mm
+        return mm.page_offset + ((page - mm.vmemmap) // mm.sizeof_page << mm.page_shift)
 
-    def virt_to_page(self, address: int) -> int:
-        return self.vmemmap + ((address - self.page_offset) >> self.page_shift) * self.struct_page
-
-    def in_direct_map(self, address: int) -> bool:
-        return self.page_offset <= address < self.page_offset + (self.max_pfn << self.page_shift)
-
-    def head_page(self, page: int) -> tuple[int, bytes]:
-        # The head page of the (compound) page ``page`` and its struct page bytes.
-        data = self.prog.read(page, self.struct_page)
-        offset, mask = self.compound
-        info = int.from_bytes(data[offset:offset + 8], "little")
-        if info & 1:
-            page = page & info if mask else info - 1
-            data = self.prog.read(page, self.struct_page)
-        return page, data
+    def head_page(self, address: int) -> tuple[int, bytes]:
+        # The head page of the direct-map address's (compound) page and its struct page bytes.
+        head = int(compound_head(virt_to_page(self.prog, address)))
+        return head, self.prog.read(head, self.mm.sizeof_page)
 
     def counters(self, value: int) -> tuple[int, int]:
         # (objects, inuse) of a slab's counters word
@@ -464,25 +421,28 @@ def _slab_index(slub: _Slub) -> _SlabIndex:
 
 
 def _vmemmap_chunks(slub: _Slub) -> Iterator[tuple[int, np.ndarray]]:
-    # (address, struct pages as rows of u64 words) over pfn 0..max_pfn in large reads; an unreadable
-    # read is retried page by page (holes in the vmemmap are not mapped).
-    words = slub.struct_page // 8
-    per_page = max(1, slub.page_size // slub.struct_page)
-    for first in range(0, slub.max_pfn, _SCAN_PAGES):
-        count = min(_SCAN_PAGES, slub.max_pfn - first)
-        address = slub.vmemmap + first * slub.struct_page
-        try:
-            data = slub.prog.read(address, count * slub.struct_page)
-        except FaultError:
-            for sub in range(0, count, per_page):
-                n = min(per_page, count - sub)
-                try:
-                    part = slub.prog.read(address + sub * slub.struct_page, n * slub.struct_page)
-                except FaultError:
-                    continue
-                yield address + sub * slub.struct_page, np.frombuffer(part, "<u8").reshape(n, words)
-            continue
-        yield address, np.frombuffer(data, "<u8").reshape(count, words)
+    # (address, struct pages as rows of u64 words) over the valid PFNs up to max_pfn in large reads;
+    # an unreadable read is retried page by page (a damaged dump may lack vmemmap pages).
+    mm = slub.mm
+    words = mm.sizeof_page // 8
+    per_page = max(1, slub.page_size // mm.sizeof_page)
+    for start, end in mm.valid:
+        for first in range(start, min(end, mm.max_pfn + 1), _SCAN_PAGES):
+            count = min(_SCAN_PAGES, min(end, mm.max_pfn + 1) - first)
+            address = mm.vmemmap + first * mm.sizeof_page
+            try:
+                data = slub.prog.read(address, count * mm.sizeof_page)
+            except FaultError:
+                for sub in range(0, count, per_page):
+                    n = min(per_page, count - sub)
+                    try:
+                        part = slub.prog.read(address + sub * mm.sizeof_page, n * mm.sizeof_page)
+                    except FaultError:
+                        slub.unreadable_pages += n
+                        continue
+                    yield address + sub * mm.sizeof_page, np.frombuffer(part, "<u8").reshape(n, words)
+                continue
+            yield address, np.frombuffer(data, "<u8").reshape(count, words)
 
 
 def _slab_rows(slub: _Slub, rows: np.ndarray) -> np.ndarray:
@@ -501,19 +461,21 @@ def _scan(slub: _Slub) -> _SlabIndex:
     for address, rows in _vmemmap_chunks(slub):
         hit = np.nonzero(_slab_rows(slub, rows))[0]
         if hit.size:
-            pages = np.uint64(address) + hit.astype(np.uint64) * np.uint64(slub.struct_page)
+            pages = np.uint64(address) + hit.astype(np.uint64) * np.uint64(slub.mm.sizeof_page)
             found.append(np.column_stack([pages, rows[hit][:, columns]]))
     table = np.concatenate(found) if found else np.zeros((0, 4), np.uint64)
     if slub.kfence is not None:
-        low, high = (slub.virt_to_page(a) for a in slub.kfence)
+        low, high = (int(virt_to_page(slub.prog, a)) for a in slub.kfence)
         table = table[(table[:, 0] < np.uint64(low)) | (table[:, 0] >= np.uint64(high))]
     order = np.argsort(table[:, 1], kind="stable")
     table = table[order]
     keys, starts = np.unique(table[:, 1], return_index=True)
     bounds = [*starts.tolist(), len(table)]
     by_cache = {int(k): table[bounds[i]:bounds[i + 1]][:, [0, 2, 3]] for i, k in enumerate(keys.tolist())}
-    expected = slub.max_pfn * slub.struct_page
-    return _SlabIndex(by_cache, None if expected else "max_pfn unknown: no struct page scanned")
+    if not slub.mm.max_pfn:
+        return _SlabIndex(by_cache, "max_pfn unknown: no struct page scanned")
+    missing = slub.unreadable_pages
+    return _SlabIndex(by_cache, f"{missing} struct pages unreadable: their slabs are not counted" if missing else None)
 
 
 # -- per-CPU and per-node caches of free objects -----------------------------------------------------
@@ -785,10 +747,10 @@ def slab_object_info(prog: Program, address: int) -> SlabObjectInfo | None:
     SlabObjectInfo(cache_name='kcrash_test_cache', cache=..., slab=..., address=...d040, offset=8, allocated=True)
     """
     slub = _slub(prog)
-    if not slub.in_direct_map(address):
+    if not in_direct_map(prog, address):
         return None
     try:
-        slab, data = slub.head_page(slub.virt_to_page(address))
+        slab, data = slub.head_page(address)
     except FaultError:
         return None
     if not slub.is_slab(data):
