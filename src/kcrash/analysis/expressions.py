@@ -21,7 +21,7 @@ from kcrash.errors import ExpressionError, KcrashError, TypeLookupError
 from kcrash.helpers.linux.cpumask import for_each_possible_cpu
 from kcrash.types.cexpr import SymbolObject, evaluate, symbol_object, untyped_hint
 from kcrash.types.declarations import parse_declarations
-from kcrash.types.model import Type
+from kcrash.types.model import Type, TypeKind
 from kcrash.types.object import Object
 from kcrash.types.percpu import per_cpu_offset
 from kcrash.types.program import Program
@@ -168,10 +168,17 @@ def whatis(prog: Program, text: str) -> WhatIs:
         if not var.typed_:
             return WhatIs("symbol", text, f"{text} at {var.address_:#x}: type unknown (BTF has variable entries "
                           f"for per-CPU variables only); {untyped_hint(text)}", var.type_)
-        kind = "function" if var.type_.strip_typedefs().kind.value == "function" else "variable"
-        return WhatIs(kind, text, var.type_.declaration(text), var.type_)
+        if var.type_.strip_typedefs().kind is TypeKind.FUNCTION:
+            return WhatIs("function", text, _function_declaration(var.type_.strip_typedefs(), text), var.type_)
+        return WhatIs("variable", text, var.type_.declaration(text), var.type_)
     obj = evaluate(prog, text)
     return WhatIs("expression", text, obj.type_.type_name(), obj.type_)
+
+
+def _function_declaration(t: Type, name: str) -> str:
+    # With the parameter names BTF keeps: "int strcmp(const char *cs, const char *ct)".
+    params = [p.type.declaration(p.name or "") for p in t.parameters] + (["..."] if t.is_variadic else [])
+    return t.type.declaration(f"{name}({', '.join(params) or 'void'})")
 
 
 def _type_or_none(prog: Program, text: str) -> Type | None:

@@ -302,7 +302,9 @@ class Object:
         if t.kind is not TypeKind.POINTER:
             raise ExpressionError(f"cannot subtract a pointer from {self.type_.type_name()}")
         step = t.type.sizeof() if t.type.strip_typedefs().kind is not TypeKind.VOID else 1
-        return Object(self.prog_, self.prog_.type("long"), (self._int(t) - int(other)) // step)
+        # C divides toward zero (as drgn and gdb do when the distance is not a multiple of the size)
+        delta = self._int(t) - int(other)
+        return Object(self.prog_, self.prog_.type("long"), abs(delta) // step * (1 if delta >= 0 else -1))
 
     # -- display --------------------------------------------------------------------------------
 

@@ -139,7 +139,7 @@ def test_globals_of_unknown_type_and_declare(prog: Program) -> None:
     ("cpumask.bits[0]", "member", "long unsigned int bits[0]", 0),
     ("stats", "variable", "struct item stats", None),
     ("__per_cpu_offset", "variable", "long unsigned int __per_cpu_offset[]", None),
-    ("do_work", "function", "int do_work(unsigned int)", None),
+    ("do_work", "function", "int do_work(unsigned int n)", None),
     ("planted", "symbol", "planted at 0xffff888000000600: type unknown (BTF has variable entries for per-CPU "
                           "variables only); cast it: (TYPE)planted or *(TYPE *)&planted", None),
     ("stats:1.id + 1", "expression", "int", None),
