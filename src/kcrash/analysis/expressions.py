@@ -9,7 +9,8 @@ alone gives its per-CPU offset and the address of every possible CPU's instance
 ``runqueues:a``) the instances themselves (:class:`PerCpuValue`), anything else its value.
 :func:`whatis` says what a name is, like crash's ``whatis``: a type's definition, a variable's or a
 function's declaration, a member's declaration (``task_struct.pid``), or an expression's type.
-Which CPUs exist comes from :mod:`kcrash.helpers.linux.cpumask`.
+:func:`expression_address` is the address an expression designates (``struct TYPE EXPR``). Which
+CPUs exist comes from :mod:`kcrash.helpers.linux.cpumask`.
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ from dataclasses import dataclass
 
 from kcrash.errors import ExpressionError, KcrashError, TypeLookupError
 from kcrash.helpers.linux.cpumask import for_each_possible_cpu
-from kcrash.types.cexpr import SymbolObject, evaluate, symbol_object, untyped_hint
+from kcrash.types.cexpr import SymbolObject, evaluate, require_usable, symbol_object, untyped_hint
 from kcrash.types.declarations import parse_declarations
 from kcrash.types.model import Type, TypeKind
 from kcrash.types.object import Object
 from kcrash.types.percpu import per_cpu_offset
 from kcrash.types.program import Program
 
-__all__ = ["PerCpuAddresses", "PerCpuValue", "WhatIs", "declare_globals", "parse_cpu_spec", "print_expression",
-           "resolve_type", "whatis"]
+__all__ = ["PerCpuAddresses", "PerCpuValue", "WhatIs", "declare_globals", "expression_address", "parse_cpu_spec",
+           "print_expression", "resolve_type", "whatis"]
 
 _CPU_SPEC = re.compile(r"^\s*(?P<name>[A-Za-z_]\w*)\s*:\s*(?P<spec>a|all|[\d\s,\-]+)\s*$")
 _MAX_CPU = 1 << 16
@@ -110,6 +111,19 @@ def print_expression(prog: Program, text: str) -> Object | PerCpuAddresses | tup
     if isinstance(result, SymbolObject) and result.percpu_:
         return _per_cpu_addresses(prog, result)
     return evaluate(prog, text)  # raises what cannot be shown, as evaluate says it
+
+
+def expression_address(prog: Program, text: str) -> int:
+    """The address C expression ``text`` designates (``struct TYPE EXPR``): a pointer's or an
+    integer's value, else the object's own address; a global of unknown type gives its address."""
+    obj = evaluate(prog, text, usable=False)
+    if not (isinstance(obj, SymbolObject) and not obj.typed_ and not obj.percpu_):
+        obj = require_usable(obj)
+    if obj.type_.strip_typedefs().kind in (TypeKind.POINTER, TypeKind.INT):
+        return int(obj) & (1 << 64) - 1
+    if obj.address_ is None:
+        raise ExpressionError(f"{text!r} is a value with no address")
+    return obj.address_
 
 
 def _per_cpu_values(prog: Program, name: str, spec: str) -> tuple[PerCpuValue, ...]:

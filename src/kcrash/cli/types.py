@@ -18,14 +18,14 @@ from kcrash.analysis.expressions import (
     PerCpuValue,
     WhatIs,
     declare_globals,
+    expression_address,
     print_expression,
     resolve_type,
     whatis,
 )
 from kcrash.cli.common import echo_json, opened_target, symbol_file_options
 from kcrash.cli.params import AddressArg, Number
-from kcrash.errors import CliError
-from kcrash.types.cexpr import SymbolObject, evaluate, require_usable
+from kcrash.types.cexpr import SymbolObject, require_usable
 from kcrash.types.format import format_layout, format_object, layout_to_json, object_to_json
 from kcrash.types.model import Type, TypeKind
 from kcrash.types.object import Object
@@ -35,16 +35,10 @@ __all__ = ["commands"]
 
 
 def _address(prog: Program, arg: AddressArg) -> int:
-    # An address (kcrash.cli.params has the rule), else a C expression: a pointer or integer is
-    # the address, an object in memory gives its own.
+    # An address (kcrash.cli.params has the rule), else a C expression (see expression_address).
     if arg.address is not None:
         return arg.address
-    obj = evaluate(prog, arg.text)
-    if obj.type_.strip_typedefs().kind in (TypeKind.POINTER, TypeKind.INT):
-        return int(obj)
-    if obj.address_ is None:
-        raise CliError(f"{arg.text!r} has no address", 2)
-    return obj.address_
+    return expression_address(prog, arg.text)
 
 
 @click.command("struct")

@@ -4,11 +4,12 @@ kcrash.types.cexpr
 
 The C expression evaluator of ``kcrash p`` and ``kcrash whatis``: global identifiers (typed from
 BTF, the shipped declarations, or a BTF ``FUNC`` for functions), enum constants, integer literals
-(decimal, hex, octal, ``u``/``l`` suffixes, typed as C types them), ``.``/``->`` member access,
-``[i]`` subscripts, unary ``* & - + ~ !``, casts, ``sizeof(type)`` and ``sizeof expr``, the binary
-operators ``* / % + - << >> < <= > >= == != & ^ | && ||`` with C's precedence, the usual arithmetic
-conversions and pointer arithmetic scaled by the pointee size, and crash's per-CPU suffix
-``NAME:CPU`` (``runqueues:1`` is ``per_cpu(runqueues, 1)``). No assignments, calls or ``?:``.
+(decimal, hex, octal, ``u``/``l`` suffixes, typed as C types them), character constants (``'a'``),
+``.``/``->`` member access, ``[i]`` subscripts, unary ``* & - + ~ !``, casts, ``sizeof(type)`` and
+``sizeof expr``, the binary operators ``* / % + - << >> < <= > >= == != & ^ | && ||`` with C's
+precedence, the usual arithmetic conversions and pointer arithmetic scaled by the pointee size, and
+crash's per-CPU suffix ``NAME:CPU`` (``runqueues:1`` is ``per_cpu(runqueues, 1)``). No
+assignments, calls or ``?:``.
 
 A global that BTF describes no type for (pahole emits ``VAR`` records for per-CPU variables only)
 evaluates to a ``void`` object at its address: ``&NAME`` is a ``void *``, and a cast reads the
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["SymbolObject", "evaluate", "is_percpu_symbol", "symbol_object", "untyped_hint"]
 
 _TOKEN = re.compile(r"\s*(?:(?P<num>(?:0[xX][0-9a-fA-F]+|\d+)[uUlL]*)|(?P<id>[A-Za-z_]\w*)"
+                    r"|(?P<chr>'(?:\\x[0-9a-fA-F]{1,2}|\\[0-7]{1,3}|\\.|[^'\\])')"
                     r"|(?P<op>->|<<|>>|<=|>=|==|!=|&&|\|\||[.\[\]()*&+\-~!/%<>^|:]))")
 _TYPE_WORDS = {"struct", "union", "enum", "const", "volatile", "unsigned", "signed", "int", "long", "short",
                "char", "void", "_Bool", "float", "double"}
@@ -113,6 +115,22 @@ def _literal(prog: Program, text: str) -> Object:
         if value < 1 << (8 * size - signed):
             return Object(prog, _int_type(prog, size, signed), value)
     raise ExpressionError(f"integer constant {text} is too large")
+
+
+def _char_value(body: str) -> int:
+    # A character constant's value (C11 6.4.4.4; an int, of a signed char's value).
+    if body.startswith("\\x"):
+        value = int(body[2:], 16)
+    elif body[:1] == "\\" and body[1:2].isdigit():
+        value = int(body[1:], 8)
+    elif body[:1] == "\\":
+        value = ord({"n": "\n", "t": "\t", "r": "\r", "0": "\0", "a": "\a", "b": "\b", "f": "\f",
+                     "v": "\v"}.get(body[1], body[1]))
+    else:
+        value = ord(body)
+    if value > 0xFF:
+        raise ExpressionError(f"character constant '{body}' does not fit a char")
+    return value - 0x100 if value > 0x7F else value
 
 
 def _decay(obj: Object) -> Object:
@@ -416,6 +434,9 @@ class _Parser:
         if tok[0] == "num":
             value = _literal(self.prog, tok[1])
             return lambda: value
+        if tok[0] == "chr":
+            char = _as(self.prog, _char_value(tok[1][1:-1]), 4, True)
+            return lambda: char
         if tok[0] == "id":
             return self._identifier(tok[1])
         if tok[1] == "(":

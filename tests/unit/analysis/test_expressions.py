@@ -9,6 +9,7 @@ import pytest
 from kcrash.analysis.expressions import (
     PerCpuAddresses,
     declare_globals,
+    expression_address,
     parse_cpu_spec,
     print_expression,
     whatis,
@@ -156,3 +157,15 @@ def test_whatis_errors(prog: Program) -> None:
         whatis(prog, "item.nope")
     with pytest.raises(ExpressionError, match="no symbol or enum constant"):
         whatis(prog, "nothing_at_all")
+
+
+def test_expression_address(prog: Program) -> None:
+    assert expression_address(prog, "planted") == SYMBOLS["planted"]  # unknown type: its address
+    assert expression_address(prog, "stats:1") == AREA[1] + 0x40
+    assert expression_address(prog, "&stats:3.value") == AREA[3] + 0x48
+    assert expression_address(prog, "0x10 + 0x20") == 0x30
+    assert expression_address(prog, "-1") == (1 << 64) - 1
+    with pytest.raises(ExpressionError, match="per-CPU variable: give a CPU"):
+        expression_address(prog, "stats")
+    with pytest.raises(ExpressionError, match="cast it"):
+        expression_address(prog, "planted + 1")

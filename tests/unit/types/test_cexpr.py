@@ -187,3 +187,12 @@ def test_functions_are_typed_from_btf_func_records(kernel: Kernel) -> None:
 def test_more_bad_expressions(kernel: Kernel, text: str) -> None:
     with pytest.raises(ExpressionError):
         evaluate(kernel.prog, text)
+
+
+def test_character_constants(kernel: Kernel) -> None:
+    assert _value(kernel, "init_task.comm[0] == 's' && init_task.comm[1] == 'w'") == 1
+    assert [_value(kernel, c) for c in ("'a'", r"'\n'", r"'\x41'", r"'\377'", r"'\''", r"'\0'")] == \
+        [97, 10, 65, -1, 39, 0]
+    assert evaluate(kernel.prog, "'a' + 1").type_.type_name() == "int"
+    with pytest.raises(ExpressionError):
+        evaluate(kernel.prog, "'ab'")
