@@ -34,7 +34,7 @@ import pytest
 from click.testing import CliRunner
 
 from kcrash.analysis.target import open_target
-from kcrash.analysis.vmas import task_vm, user_page_walk
+from kcrash.analysis.vmas import task_vm, user_page_tables
 from kcrash.cli.app import kcrash
 from kcrash.errors import CliError
 from kcrash.helpers.linux.mapletree import mt_for_each_range, mtree_load
@@ -127,11 +127,12 @@ def test_vtop_c_equals_drgn_follow_phys(prog: Program, crash: tuple[Path, Any, d
     mapped = total = 0
     for task in _processes(prog).values():
         dmm = find_task(crash[1], int(task.pid)).mm
+        tables = user_page_tables(memory, task)
         for vma in task_vm(prog, task).vmas:
             pages = (vma.end - vma.start) // 4096
             for address in {vma.start, vma.end - 8, *(vma.start + rng.randrange(pages) * 4096 + rng.randrange(4096)
                                                     for _ in range(SAMPLES_PER_VMA))}:
-                walk = user_page_walk(memory, task, address)
+                walk = tables.walk(address)
                 try:
                     theirs: int | None = follow_phys(dmm, address).value_()
                 except drgn.FaultError:

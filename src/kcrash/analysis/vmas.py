@@ -26,8 +26,8 @@ from kcrash.report import model
 from kcrash.types.object import Object, container_of
 from kcrash.types.program import Program
 
-__all__ = ["TaskVm", "Vma", "task_memory", "task_vm", "task_vma_or_none", "user_page_walk", "vma_backing",
-           "vma_perms"]
+__all__ = ["TaskVm", "Vma", "task_memory", "task_vm", "task_vma_or_none", "user_page_tables", "user_page_walk",
+           "vma_backing", "vma_perms"]
 
 VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 0x1, 0x2, 0x4, 0x8
 _MAX_VMAS = 65536
@@ -219,9 +219,10 @@ def task_vma_or_none(prog: Program, task: Object, address: int) -> Vma | None:
     return _VmaReader(prog, mm).read(vma) if int(vma) else None
 
 
-def user_page_walk(memory: KernelMemory, task: Object, address: int) -> PageWalk:
-    """The page-table walk of user ``address`` through ``task``'s ``mm->pgd`` (the kernel's
-    paging mode and SME mask; the PGD's physical address from the kernel's own page tables).
+def user_page_tables(memory: KernelMemory, task: Object) -> X86_64PageTables:
+    """The page tables of ``task``'s address space, rooted at its ``mm->pgd`` (the kernel's paging
+    mode and SME mask; the PGD's physical address from the kernel's own page tables). Keep it to
+    walk many addresses of one task.
 
     :raises KcrashError: ``task`` is a kernel thread (no mm), or its PGD cannot be translated
     """
@@ -234,6 +235,14 @@ def user_page_walk(memory: KernelMemory, task: Object, address: int) -> PageWalk
     found = memory.page_tables.walk(pgd)
     if found.physical is None:
         raise KcrashError(f"the task's page directory {pgd:#x} is not mapped: {found.reason}")
-    tables = X86_64PageTables(lambda at, size: memory.read(at, size, physical=True), found.physical,
-                              levels=memory.layout.levels, sme_mask=memory.layout.sme_mask)
-    return tables.walk(address)
+    return X86_64PageTables(lambda at, size: memory.read(at, size, physical=True), found.physical,
+                            levels=memory.layout.levels, sme_mask=memory.layout.sme_mask)
+
+
+def user_page_walk(memory: KernelMemory, task: Object, address: int) -> PageWalk:
+    """The page-table walk of user ``address`` through ``task``'s page tables
+    (:func:`user_page_tables`), level by level as ``vtop`` shows it.
+
+    :raises KcrashError: as :func:`user_page_tables`
+    """
+    return user_page_tables(memory, task).walk(address)

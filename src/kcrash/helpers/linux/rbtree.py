@@ -193,7 +193,8 @@ def rbtree_inorder_for_each(root: Object, *, limit: int = DEFAULT_LIMIT) -> List
 
     >>> [int(n) for n in rbtree_inorder_for_each(root)]  # doctest: +SKIP
     """
-    return _walk(root, limit, _node)
+    node_type = _node_type(root.prog_)
+    return _walk(root, limit, lambda prog, address: Object(prog, node_type, address))
 
 
 def rbtree_inorder_for_each_entry(type: Type | str, root: Object, member: str, *,
