@@ -15,7 +15,6 @@ models from the unwinder's frames (:func:`kcrash.helpers.linux.stack.stack_trace
 
 from __future__ import annotations
 
-import importlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from kcrash.analysis import triage
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import FaultError, KcrashError
+from kcrash.helpers.linux.slab import slab_object_info
 from kcrash.helpers.linux.stack import kernel_unwinder, stack_trace
 from kcrash.report import model
 from kcrash.types.object import Object
@@ -199,36 +199,23 @@ def _describer(prog: Program) -> Callable[[int], tuple[str | None, str | None]]:
     return describe
 
 
-def _describe(table: SymbolTable | None, slab: Callable[[int], str | None] | None,
+def _describe(table: SymbolTable | None, slab: Callable[[int], str | None],
               value: int) -> tuple[str | None, str | None]:
     if value < 1 << 63:  # user addresses and small numbers point at nothing of the kernel
         return None, None
     if table is not None and table.symbolize_or_none(value) is not None:
         return table.format_address(value), None
-    return None, slab(value) if slab is not None else None
+    return None, slab(value)
 
 
-def _slab_cache_namer(prog: Program) -> Callable[[int], str | None] | None:
-    # kcrash.helpers.linux.slab.slab_object_info (crash's kmem ADDR); without it, no cache names
-    try:
-        slab = importlib.import_module("kcrash.helpers.linux.slab")
-    except ImportError:
-        return None
-    info_of = getattr(slab, "slab_object_info", None)
-    if info_of is None:
-        return None
+def _slab_cache_namer(prog: Program) -> Callable[[int], str | None]:
+    # the cache of the slab object holding a value (crash's kmem ADDR); None for anything else
 
     def name(value: int) -> str | None:
         try:
-            info = info_of(prog, value)
-        except KcrashError:
+            info = slab_object_info(prog, value)
+        except KcrashError:  # a value the page tables or struct pages of the dump cannot place
             return None
-        return _cache_name(info)
+        return info.cache_name if info is not None else None
 
     return name
-
-
-def _cache_name(info: object) -> str | None:
-    # SlabObjectInfo.cache_name (crash's kmem ADDR); None when the value is no slab object
-    name = getattr(info, "cache_name", None)
-    return name if isinstance(name, str) else None
