@@ -7,11 +7,15 @@ import io
 import json
 
 from kcrash.report.model import (
+    ExceptionFrame,
+    FrameDetail,
+    StackWord,
     TaskRow,
+    TaskTraceDetail,
     Trace,
     to_dict,
 )
-from kcrash.report.terminal import make_console, render_report, render_tasks, render_trace
+from kcrash.report.terminal import make_console, render_backtrace, render_report, render_tasks, render_trace
 from support.report_sample import FRAMES, ROW
 from support.report_sample import sample_report as _report
 
@@ -39,6 +43,41 @@ def test_trace_lines_look_like_the_kernels() -> None:
         " #1  [ffffc90000013a68] kcrash_test_do_bug+0x9/0x10 [kcrash_test]  <- pt_regs",
         " #2  [ffffc90000013a70] ? vfs_write+0x67/0x450",
         " (stack walk stopped: stopped early)",
+    ]
+
+
+def test_backtrace_looks_like_crashs_bt_f() -> None:
+    regs = (("r15", 0xF), ("r14", 0xE), ("r13", 0xD), ("r12", 0xC), ("rbp", 0xB0), ("rbx", 0xB), ("r11", 0x11),
+            ("r10", 0x10), ("r9", 9), ("r8", 8), ("rax", 0xA), ("rcx", 0xC0), ("rdx", 0xD0), ("rsi", 0x51),
+            ("rdi", 0xD1), ("orig_rax", 0xFFFFFFFFFFFFFFFF), ("rip", FRAMES[1].pc), ("cs", 0x10),
+            ("eflags", 0x10246), ("rsp", FRAMES[1].sp), ("ss", 0x18))
+    words = (StackWord(0xFFFFC90000013A68, 0xFFFFFFFF81234567, "vfs_write+0x67/0x450"),
+             StackWord(0xFFFFC90000013A70, 0xFFFF888004258000, None, "task_struct"),
+             StackWord(0xFFFFC90000013A78, 0x2A))
+    user = ExceptionFrame(0xFFFFC90000013F58, "pt_regs", (("rip", 0x401000), ("rsp", 0x7FFD0000), ("eflags", 0x246),
+                                                          ("cs", 0x33), ("ss", 0x2B)), "0x401000", True)
+    entry = TaskTraceDetail(ROW, Trace(FRAMES, None), (
+        FrameDetail(0, "IRQ 1", None, (), "IRQ stack"),
+        FrameDetail(1, "task 1", ExceptionFrame(FRAMES[1].sp - 168, "pt_regs", regs, FRAMES[1].text, False), words,
+                    None)), user)
+    assert _render(render_backtrace, entry).splitlines() == [
+        'PID: 1       TASK: ffff88800425e100  CPU: 1   COMMAND: "init"',
+        " #0  [ffffc90000013800] panic+0x10/0x3a0",
+        "--- <IRQ stack> ---",
+        " #1  [ffffc90000013a68] kcrash_test_do_bug+0x9/0x10 [kcrash_test]  <- pt_regs",
+        "    [exception RIP: kcrash_test_do_bug+0x9/0x10 [kcrash_test]]",
+        "    RIP: ffffffffc021b009  RSP: ffffc90000013a68  RFLAGS: 00010246",
+        "    RAX: 000000000000000a  RBX: 000000000000000b  RCX: 00000000000000c0",
+        "    RDX: 00000000000000d0  RSI: 0000000000000051  RDI: 00000000000000d1",
+        "    RBP: 00000000000000b0   R8: 0000000000000008   R9: 0000000000000009",
+        "    R10: 0000000000000010  R11: 0000000000000011  R12: 000000000000000c",
+        "    R13: 000000000000000d  R14: 000000000000000e  R15: 000000000000000f",
+        "    ORIG_RAX: ffffffffffffffff  CS: 0010  SS: 0018",
+        "    ffffc90000013a68: vfs_write+0x67/0x450 [task_struct]",
+        "    ffffc90000013a78: 000000000000002a",
+        " #2  [ffffc90000013a70] ? vfs_write+0x67/0x450",
+        "    RIP: 0000000000401000  RSP: 000000007ffd0000  RFLAGS: 00000246",
+        "    CS: 0033  SS: 002b",
     ]
 
 
