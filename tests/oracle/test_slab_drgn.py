@@ -10,6 +10,7 @@ and is compared with drgn's slab helpers given the Debian -dbg vmlinux and the l
   offsets, and random direct-map addresses) equals drgn's;
 * the lab module's planted truth: the 100 objects on ``kcrash_test_objects`` are allocated, the 20
   in ``kcrash_test_freed`` are free;
+* the kdump file gives the ELF file's counts;
 * ``kcrash kmem -s``/``-S`` text and JSON.
 """
 
@@ -143,6 +144,14 @@ def test_every_cache_counts_equal_drgn(prog: Program, crash: tuple[Path, Any, di
         assert theirs[address] == (name, counts)
         assert counts[:2] == slab_cache_node_counts(prog, address), name  # the kernel's own counters
         assert counts[2] == _truly_free(prog, address), name  # the object walk agrees with the count
+
+
+def test_kdump_file_counts_equal_elf(prog: Program, crash: tuple[Path, Any, dict[str, Any]],
+                                     tmp_path_factory: pytest.TempPathFactory) -> None:
+    # the compressed kdump file (free, cache and user pages left out) keeps every slab page
+    with open_target(crash[0] / "vmcore.kdump", tmp_path_factory.mktemp("kdump")) as kdump:
+        assert _ours(kdump) == _ours(prog)
+        assert _slab_index(_slub(kdump)).missing is None
 
 
 def test_report_slab_summary_agrees(prog: Program) -> None:

@@ -181,6 +181,11 @@ class _Slub:
         self.layouts: dict[str, StructLayout] = {}
         self.has_barn = prog.find_type_or_none("struct node_barn") is not None
         self.unreadable_pages = 0
+        # What is read from memory that changes (slab pages, freelists) is kept only for a dump; a
+        # live kernel runs between stops, so it is read again on every call.
+        self.static = prog.dump is not None
+        #: (slab, freelist head) -> (its free objects, why the walk stopped early): a dump does not change
+        self.freelists: dict[tuple[int, int], tuple[frozenset[int], str | None]] = {}
 
     # The page side, probed on first use (reading caches and their node counters needs none of it).
 
@@ -415,9 +420,12 @@ class _SlabIndex:
 
 
 def _slab_index(slub: _Slub) -> _SlabIndex:
-    if slub.index is None:
-        slub.index = _scan(slub)
-    return slub.index
+    if slub.index is not None:
+        return slub.index
+    index = _scan(slub)
+    if slub.static:
+        slub.index = index
+    return index
 
 
 def _vmemmap_chunks(slub: _Slub) -> Iterator[tuple[int, np.ndarray]]:
@@ -455,6 +463,7 @@ def _slab_rows(slub: _Slub, rows: np.ndarray) -> np.ndarray:
 
 
 def _scan(slub: _Slub) -> _SlabIndex:
+    slub.unreadable_pages = 0
     layout = slub.slab_layout
     columns = [layout.offsetof(name) // 8 for name in ("slab_cache", "freelist", "counters")]
     found: list[np.ndarray] = []
@@ -502,8 +511,9 @@ def _cpu_free(slub: _Slub, cache: SlabCacheInfo) -> _CpuFree:
                 error = f"{part.__name__.strip('_').replace('_', ' ')}: {exc}"
             if error:
                 errors.append(error)
-        found = slub.cpu_free[cache.address] = _CpuFree(frozenset(objects), len(objects),
-                                                        "; ".join(errors) or None)
+        found = _CpuFree(frozenset(objects), len(objects), "; ".join(errors) or None)
+        if slub.static:
+            slub.cpu_free[cache.address] = found
     return found
 
 
@@ -776,10 +786,16 @@ def _allocated(slub: _Slub, cache: SlabCacheInfo, slab: int, objects: int, head:
     cpu = _cpu_free(slub, cache)
     if obj in cpu.objects:
         return False
-    free, error = _walk_freelist(slub, cache, slab, objects, head, _slab_bytes(slub, cache, slab))
-    if obj in free:
+    key = (slab, head)
+    walked = slub.freelists.get(key)
+    if walked is None:
+        free, error = _walk_freelist(slub, cache, slab, objects, head, _slab_bytes(slub, cache, slab))
+        walked = (frozenset(free), error)
+        if slub.static:
+            slub.freelists[key] = walked
+    if obj in walked[0]:
         return False
-    return None if error or cpu.error else True
+    return None if walked[1] or cpu.error else True
 
 
 def _kfence_object_info(slub: _Slub, address: int, slab: int) -> SlabObjectInfo | None:
