@@ -277,3 +277,12 @@ def test_cli_vm_and_vtop_c(prog: Program, crash: tuple[Path, Any, dict[str, Any]
     assert out["vma"]["address"] == vma["address"] and out["physical"] == physical
     result = CliRunner().invoke(kcrash, ["vtop", dump, "-c", "2", hex(vma["start"])])
     assert isinstance(result.exception, CliError) and "kernel thread" in str(result.exception)
+
+
+def test_vm_of_the_kdump_file_equals_the_elf_file(prog: Program, crash: tuple[Path, Any, dict[str, Any]],
+                                                  tmp_path: Path) -> None:
+    # the same memory in the compressed format (user data pages filtered out; page tables and VMAs kept)
+    with open_target(crash[0] / "vmcore.kdump", tmp_path) as kdump:
+        for mm, task in _processes(prog).items():
+            ours = task_vm(kdump, Object(kdump, kdump.pointer_type("struct task_struct"), int(task)))
+            assert ours == task_vm(prog, task), hex(mm)
