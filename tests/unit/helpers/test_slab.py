@@ -37,6 +37,7 @@ SLAB_CACHES, NR_NODE_IDS, MAX_PFN = BASE + 0x100, BASE + 0x110, BASE + 0x118
 PAGE_OFFSET_BASE, VMEMMAP_BASE, NR_CPU_IDS = BASE + 0x120, BASE + 0x128, BASE + 0x130
 POSSIBLE, ONLINE, PER_CPU_OFFSET = BASE + 0x138, BASE + 0x140, BASE + 0x150
 NAMES, CACHES, NODES, PERCPU, END = BASE + 0x200, BASE + 0x1000, BASE + 0x3000, BASE + 0x5000, BASE + 0x8000
+KFENCE_POOL, KFENCE_METADATA = BASE + 0x160, BASE + 0x7000
 PAGE_OFFSET, VMEMMAP, PAGES = 0xFFFF888000000000, 0xFFFFEA0000000000, 16
 CACHE_SIZE, PAGE = 0x100, 4096
 PG_SLAB, PG_HEAD = 9, 6
@@ -78,6 +79,10 @@ def _types() -> bytes:
         ("cpu_slab", void_p, 0, 0), ("size", u, 64, 0), ("object_size", u, 96, 0), ("offset", u, 128, 0),
         ("oo", oo, 160, 0), ("red_left_pad", u, 192, 0), ("name", w.add_ptr(w.add_qualifier("CONST", c)), 256, 0),
         ("list", lh, 320, 0), ("random", ul, 448, 0), ("node", w.add_array(w.add_ptr(node), 1, i), 512, 0)])
+    state = w.add_enum("kfence_object_state", 4, [("KFENCE_OBJECT_UNUSED", 0), ("KFENCE_OBJECT_ALLOCATED", 1),
+                                                  ("KFENCE_OBJECT_FREED", 2)])
+    w.add_struct("kfence_metadata", 64, [("list", lh, 0, 0), ("state", state, 128, 0), ("addr", ul, 192, 0),
+                                         ("size", ul, 256, 0), ("cache", w.add_ptr(cache_fwd), 320, 0)])
     w.add_enum("pageflags", 4, [("PG_locked", 0), ("PG_head", PG_HEAD), ("PG_slab", PG_SLAB),
                                 ("__NR_PAGEFLAGS", 22)])
     return w.to_bytes()
@@ -97,7 +102,8 @@ class Kernel:
                           ("max_pfn", MAX_PFN), ("page_offset_base", PAGE_OFFSET_BASE),
                           ("vmemmap_base", VMEMMAP_BASE), ("nr_cpu_ids", NR_CPU_IDS),
                           ("__cpu_possible_mask", POSSIBLE), ("__cpu_online_mask", ONLINE),
-                          ("__per_cpu_offset", PER_CPU_OFFSET), ("_end", END)], key=lambda s: s[1])
+                          ("__per_cpu_offset", PER_CPU_OFFSET), ("__kfence_pool", KFENCE_POOL),
+                          ("kfence_metadata", KFENCE_METADATA), ("_end", END)], key=lambda s: s[1])
         info = parse_vmcoreinfo(f"NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)={SLAB_TYPE - (1 << 32)}\n") if page_type else None
         self.prog = Program(MemoryReader(segments), SymbolTable([n for n, _ in symbols], [a for _, a in symbols],
                                                                 "T" + "D" * (len(symbols) - 1)),
@@ -259,3 +265,30 @@ def test_a_freelist_cycle_or_a_wild_pointer_makes_the_state_unknown() -> None:
     assert info is not None and info.allocated is None
     assert slab_object_info(k2.prog, obj(5, 1)) == SlabObjectInfo("test-64", small2, VMEMMAP + 5 * 64,
                                                                   obj(5, 1), 0, True)
+
+
+def test_kfence_objects_are_identified_and_not_counted() -> None:
+    # A two-object KFENCE pool at PFN 8 (mm/kfence/core.c: object i in page 2i+2, guard pages between):
+    # object 0 allocated at the end of its page, object 1 freed at the start of its page. Their pages
+    # are slab pages of test-64 that nr_slabs does not count.
+    k, small, _ = build()
+    pool = PAGE_OFFSET + 8 * PAGE
+    k.u64(KFENCE_POOL, pool)
+    objects = [(pool + 2 * PAGE + PAGE - 64, 1), (pool + 4 * PAGE, 2)]
+    for i, (address, state) in enumerate(objects):
+        meta = KFENCE_METADATA + i * 64
+        k.u64(meta, meta)
+        k.put(meta + 16, state.to_bytes(4, "little"))
+        k.u64(meta + 24, address)
+        k.u64(meta + 32, 48)
+        k.u64(meta + 40, small)
+        k.slab(small, 10 + 2 * i, 1, 1, [])
+    assert _slub(k.prog).kfence == (pool, pool + 3 * 2 * PAGE)
+    assert slab_cache_usage(k.prog, small).num_slabs == 3
+    page0, page1 = VMEMMAP + 10 * 64, VMEMMAP + 12 * 64
+    (first, _), (second, _) = objects
+    assert slab_object_info(k.prog, first + 8) == SlabObjectInfo("test-64", small, page0, first, 8, True)
+    assert slab_object_info(k.prog, second) == SlabObjectInfo("test-64", small, page1, second, 0, False)
+    info = slab_object_info(k.prog, pool + 2 * PAGE + 16)  # the red zone before object 0
+    assert info is not None and info.allocated is None and info.address == first
+    assert slab_object_info(k.prog, pool + 3 * PAGE) is None  # a guard page

@@ -801,7 +801,7 @@ def _allocated(slub: _Slub, cache: SlabCacheInfo, slab: int, objects: int, head:
 def _kfence_object_info(slub: _Slub, address: int, slab: int) -> SlabObjectInfo | None:
     # A KFENCE object (mm/kfence/kfence.h struct kfence_metadata): page 2i+2 of the pool holds
     # object i at meta->addr (size meta->size) of cache meta->cache; allocated while its state is
-    # KFENCE_OBJECT_ALLOCATED.
+    # KFENCE_OBJECT_ALLOCATED. The rest of the page is its red zone: not in an object (None).
     assert slub.kfence is not None
     pool = slub.kfence[0]
     index = (address - pool) // slub.page_size // 2 - 1
@@ -814,4 +814,5 @@ def _kfence_object_info(slub: _Slub, address: int, slab: int) -> SlabObjectInfo 
     cache = slub.cache(cache_address)
     obj = int(meta.addr)
     allocated = int(meta.state) == int(slub.prog.constant("KFENCE_OBJECT_ALLOCATED"))
-    return SlabObjectInfo(cache.name, cache.address, slab, obj, address - obj, allocated)
+    inside = obj <= address < obj + int(meta.size)
+    return SlabObjectInfo(cache.name, cache.address, slab, obj, address - obj, allocated if inside else None)
