@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kcrash.errors import ExpressionError, KcrashError, TypeLookupError
+from kcrash.errors import ExpressionError, KcrashError, SymbolNotFoundError, TypeLookupError
 from kcrash.helpers.linux.cpumask import for_each_possible_cpu
-from kcrash.types.cexpr import SymbolObject, evaluate, require_usable, symbol_object, untyped_hint
+from kcrash.types.cexpr import SymbolObject, evaluate, on_cpu, require_usable, symbol_object, untyped_hint
 from kcrash.types.declarations import parse_declarations
 from kcrash.types.model import Type, TypeKind
 from kcrash.types.object import Object
@@ -43,6 +43,7 @@ class PerCpuAddresses:
     declaration: str
     offset: int
     addresses: tuple[tuple[int, int], ...]
+    typed: bool = True
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -127,33 +128,23 @@ def expression_address(prog: Program, text: str) -> int:
 
 
 def _per_cpu_values(prog: Program, name: str, spec: str) -> tuple[PerCpuValue, ...]:
-    var = symbol_object(prog, name)
+    try:
+        var = symbol_object(prog, name)
+    except SymbolNotFoundError:
+        raise ExpressionError(f"no symbol {name!r}") from None
     if not var.percpu_:
         raise ExpressionError(f"{name} is not a per-CPU variable: {name}:{spec.strip()} means nothing")
     cpus = parse_cpu_spec(spec, list(for_each_possible_cpu(prog)))
-    base = var.address_ or 0
-    return tuple(PerCpuValue(name, cpu, _placed(prog, var, base + per_cpu_offset(prog, cpu))) for cpu in cpus)
-
-
-def _placed(prog: Program, var: SymbolObject, address: int) -> Object:
-    # One CPU's instance; of unknown type it stays a SymbolObject that refuses to be shown.
-    if var.typed_:
-        return Object(prog, var.type_, address=address)
-    return _untyped_at(prog, var, address)
-
-
-def _untyped_at(prog: Program, var: SymbolObject, address: int) -> Object:
-    placed = SymbolObject(prog, var.type_, address=address)
-    for slot, value in (("name_", var.name_), ("percpu_", False), ("typed_", False)):
-        object.__setattr__(placed, slot, value)
-    return placed
+    return tuple(PerCpuValue(name, cpu, on_cpu(var, cpu)) for cpu in cpus)
 
 
 def _per_cpu_addresses(prog: Program, var: SymbolObject) -> PerCpuAddresses:
     offset = var.address_ or 0
     rows = tuple((cpu, (offset + per_cpu_offset(prog, cpu)) & (1 << 64) - 1) for cpu in for_each_possible_cpu(prog))
-    declaration = var.type_.declaration(var.name_) if var.typed_ else f"{var.name_} (type unknown)"
-    return PerCpuAddresses(var.name_, declaration, offset, rows)
+    if var.typed_:
+        return PerCpuAddresses(var.name_, var.type_.declaration(var.name_), offset, rows)
+    hint = f"type unknown: cast it, *(TYPE *)&{var.name_}:CPU"
+    return PerCpuAddresses(var.name_, f"{var.name_} ({hint})", offset, rows, typed=False)
 
 
 def resolve_type(prog: Program, name: str) -> Type:

@@ -90,7 +90,7 @@ def _show_per_cpu_addresses(found: PerCpuAddresses, as_json: bool) -> None:
         echo_json({"name": found.name, "declaration": found.declaration, "percpu_offset": found.offset,
                    "cpus": [{"cpu": cpu, "address": address} for cpu, address in found.addresses]})
         return
-    click.echo(f"PER-CPU DATA TYPE:\n  {found.declaration};\nPER-CPU ADDRESSES:")
+    click.echo(f"PER-CPU DATA TYPE:\n  {found.declaration}{';' if found.typed else ''}\nPER-CPU ADDRESSES:")
     for cpu, address in found.addresses:
         click.echo(f"  [{cpu}]: {address:x}")
 

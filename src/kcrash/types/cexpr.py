@@ -38,7 +38,8 @@ from kcrash.types.percpu import is_percpu_address, per_cpu_offset
 if TYPE_CHECKING:
     from kcrash.types.program import Program
 
-__all__ = ["SymbolObject", "evaluate", "is_percpu_symbol", "symbol_object", "untyped_hint"]
+__all__ = ["SymbolObject", "binary", "cast_to", "evaluate", "is_percpu_symbol", "on_cpu", "require_usable",
+           "symbol_object", "untyped_hint"]
 
 _TOKEN = re.compile(r"\s*(?:(?P<num>(?:0[xX][0-9a-fA-F]+|\d+)[uUlL]*)|(?P<id>[A-Za-z_]\w*)"
                     r"|(?P<chr>'(?:\\x[0-9a-fA-F]{1,2}|\\[0-7]{1,3}|\\.|[^'\\])')"
@@ -52,6 +53,8 @@ _COMPARE = {"<": lambda a, b: a < b, ">": lambda a, b: a > b, "<=": lambda a, b:
             ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
 _INTEGER = (TypeKind.INT, TypeKind.BOOL, TypeKind.ENUM)
 _CPU_LIMIT = 1 << 16
+# Parentheses, prefix operators and casts nest the parser's recursion; more than this is refused.
+_MAX_NESTING = 200
 
 Token = tuple[str, str, int]
 Thunk = Callable[[], Object]
@@ -305,13 +308,13 @@ def symbol_object(prog: Program, name: str) -> SymbolObject:
     return obj
 
 
-def _on_cpu(obj: SymbolObject, cpu: int) -> SymbolObject:
-    # ``NAME:CPU``: the per-CPU variable placed in that CPU's area.
+def on_cpu(obj: SymbolObject, cpu: int) -> SymbolObject:
+    """``NAME:CPU``: per-CPU variable ``obj`` placed in ``cpu``'s area (named ``NAME:CPU``)."""
     if not obj.percpu_:
         raise ExpressionError(f"{obj.name_} is not a per-CPU variable: {obj.name_}:{cpu} means nothing")
     address = (obj.address_ or 0) + per_cpu_offset(obj.prog_, cpu)
     placed = SymbolObject(obj.prog_, obj.type_, address=address)
-    for slot, value in (("name_", obj.name_), ("percpu_", False), ("typed_", obj.typed_)):
+    for slot, value in (("name_", f"{obj.name_}:{cpu}"), ("percpu_", False), ("typed_", obj.typed_)):
         object.__setattr__(placed, slot, value)
     return placed
 
@@ -338,6 +341,7 @@ class _Parser:
         self.prog, self.text = prog, text
         self.tokens = _tokenize(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self, offset: int = 0) -> Token | None:
         j = self.i + offset
@@ -374,6 +378,15 @@ class _Parser:
         return lambda: binary(prog, op, _value(left), _value(right))
 
     def unary(self) -> Thunk:
+        self.depth += 1
+        if self.depth > _MAX_NESTING:
+            raise self.error(f"expression nested deeper than {_MAX_NESTING}")
+        try:
+            return self._unary()
+        finally:
+            self.depth -= 1
+
+    def _unary(self) -> Thunk:
         tok = self.peek()
         if tok is not None and tok[0] == "op" and tok[1] in ("*", "&", "-", "+", "~", "!"):
             self.i += 1
@@ -457,7 +470,7 @@ class _Parser:
             cpu = int(cpu_tok[1].rstrip("uUlL"), 0)
             if cpu >= _CPU_LIMIT:
                 raise ExpressionError(f"bad CPU number {cpu}")
-            placed = _on_cpu(found, cpu)
+            placed = on_cpu(found, cpu)
             return lambda: placed
         return lambda: found
 

@@ -18,7 +18,7 @@ from kcrash.errors import ExpressionError, SymbolNotFoundError
 from kcrash.memory import MemoryReader, SegmentMap
 from kcrash.types.btf import parse_btf
 from kcrash.types.btf_write import BtfWriter
-from kcrash.types.cexpr import SymbolObject
+from kcrash.types.cexpr import SymbolObject, require_usable
 from kcrash.types.object import Object
 from kcrash.types.program import Program
 
@@ -93,7 +93,8 @@ def test_per_cpu_variable_alone_shows_every_possible_cpu(prog: Program) -> None:
                                     ((0, AREA[0] + 0x40), (1, AREA[1] + 0x40), (3, AREA[3] + 0x40)))
     # known per-CPU by its address only (below __per_cpu_end's zero-based space), type unknown
     found = print_expression(prog, "mod_counter")
-    assert isinstance(found, PerCpuAddresses) and found.declaration == "mod_counter (type unknown)"
+    assert isinstance(found, PerCpuAddresses) and not found.typed
+    assert found.declaration == "mod_counter (type unknown: cast it, *(TYPE *)&mod_counter:CPU)"
     assert found.addresses[2] == (3, AREA[3] + 0x900)
 
 
@@ -109,6 +110,8 @@ def test_cpu_spec_gives_the_instances(prog: Program) -> None:
     untyped = print_expression(prog, "mod_counter:0")
     assert isinstance(untyped, tuple) and isinstance(untyped[0].value, SymbolObject)
     assert not untyped[0].value.typed_ and untyped[0].value.address_ == AREA[0] + 0x900
+    with pytest.raises(ExpressionError, match=r"cast it: \(TYPE\)mod_counter:0 or \*\(TYPE \*\)&mod_counter:0"):
+        require_usable(untyped[0].value)
     cast = print_expression(prog, "*(unsigned long *)&mod_counter:1")
     assert isinstance(cast, Object) and cast.value_() == 0x202A
     with pytest.raises(ExpressionError, match="not a per-CPU variable"):

@@ -196,3 +196,10 @@ def test_character_constants(kernel: Kernel) -> None:
     assert evaluate(kernel.prog, "'a' + 1").type_.type_name() == "int"
     with pytest.raises(ExpressionError):
         evaluate(kernel.prog, "'ab'")
+
+
+def test_deep_nesting_is_refused_not_a_recursion_error(kernel: Kernel) -> None:
+    assert _value(kernel, "(" * 150 + "1" + ")" * 150) == 1
+    for text in ("(" * 300 + "1" + ")" * 300, "-" * 500 + "1", "*" * 500 + "init_task"):
+        with pytest.raises(ExpressionError, match="nested deeper than 200"):
+            evaluate(kernel.prog, text)
