@@ -4,13 +4,14 @@ kcrash.cli.walk
 
 ``kcrash list`` and ``kcrash tree``, crash's commands of the same names. ``list`` follows a
 ``list_head`` (or with ``--hlist`` an ``hlist_node``) chain from START, which is the first entry
-(printed) or with ``-H`` the list head (not printed); ``tree -t rbtree|xarray|radix|maple`` walks
-the tree whose root is at ROOT (rbtree in order; xarray/radix index -> entry, value entries as
-values; maple index range -> entry). The link's offset inside the entry comes from ``-o OFFSET``
-or ``-l STRUCT.MEMBER``; ``-s STRUCT[.MEMBER,...]`` prints each entry as that struct (or those
-members). Addresses may be numbers, ``SYMBOL[+OFFSET]`` or C expressions. A cycle, a NULL or an
-unreadable link ends the walk with a note (never a hang). Argument parsing and output only; the
-walks are :mod:`kcrash.helpers.linux.list`, ``rbtree``, ``xarray`` and ``mapletree``.
+(printed; its link is at START + offset) or with ``-H`` the list head itself (not printed).
+``tree -t rbtree|xarray|radix|maple`` walks the tree whose root is at ROOT: rbtree entries in
+order, xarray/radix index -> entry (value entries as values), maple index range -> entry. The
+link's offset inside the entry comes from ``-o OFFSET`` or ``-l STRUCT.MEMBER``;
+``-s STRUCT[.MEMBER,...]`` prints each entry as that struct (or those members). Addresses may be
+numbers, ``SYMBOL[+OFFSET]`` or C expressions. A cycle, a NULL or an unreadable link ends the walk
+with a note (never a hang). Argument parsing and output only; the walks are
+:mod:`kcrash.helpers.linux.list`, ``rbtree``, ``xarray`` and ``mapletree``.
 """
 
 from __future__ import annotations
@@ -161,14 +162,16 @@ _DUMP = click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_
 @_JSON
 def list_command(path: str, start: AddressArg, offset: int | None, link: str | None, struct: str | None,
                  is_head: bool, hlist: bool, reverse: bool, as_json: bool) -> None:
-    """Walk a linked list from START (an address, SYMBOL[+OFF] or expression) and print each
-    entry's address (the link's address minus -o/-l), with -s the entry as a struct."""
+    """Walk a linked list from the entry at START (an address, SYMBOL[+OFF] or expression; with -H
+    the list head) and print each entry's address (the link's address minus -o/-l), with -s the
+    entry as a struct."""
     from kcrash.helpers.linux.list import hlist_for_each, list_for_each, list_for_each_reverse
 
     if hlist and reverse:
         raise CliError("-r does not apply to an hlist", 2)
     with opened_target(path, orc=False) as prog:
-        first, link_offset, show = _address(prog, start), _offset(prog, offset, link), _show_spec(prog, struct)
+        at, link_offset, show = _address(prog, start), _offset(prog, offset, link), _show_spec(prog, struct)
+        first = at if is_head else at + link_offset  # as crash: without -H, START is the first entry itself
         if hlist:
             walk = hlist_for_each(prog.object("struct hlist_head", first))
         else:

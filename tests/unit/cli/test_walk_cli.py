@@ -38,7 +38,7 @@ def test_list_from_the_head_with_members(kernel: tuple[Kernel, Path], capsys: py
     data = json.loads(out)
     assert code == 0 and data["truncated"] is None
     assert [(e["address"], e["value"]["id"]) for e in data["entries"]] == [(o, j) for j, o in enumerate(objs)]
-    code, out, _ = _run(capsys, "list", dump, f"{objs[2] + 8:#x}", "-o", "8")  # START is an entry: printed
+    code, out, _ = _run(capsys, "list", dump, f"{objs[2]:#x}", "-o", "8")  # START is an entry: printed
     assert code == 0 and out.split() == [f"{o:x}" for o in objs[2:]] + [f"{LIST - 8:x}", f"{objs[0]:x}",
                                                                          f"{objs[1]:x}"]
     code, out, _ = _run(capsys, "list", dump, "-H", "obj_list", "-o", "8", "-r")
