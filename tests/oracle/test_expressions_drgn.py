@@ -17,7 +17,8 @@ there, so module globals are read through kernel types only) and SYSRQ 7.2 (no l
   kcrash's does, with the same mnemonic except at sites the kernel patches at load (ftrace's
   ``__fentry__`` calls, return and indirect-branch thunks); each call whose relocation names a function
   is labelled with that function; and every labelled branch target, in the module and in vmlinux
-  (``schedule``), is drgn's symbol at that address with the same offset.
+  (``schedule``), is drgn's symbol at that address with the same offset;
+* ``dis -l`` of a module function with only its .ko: each instruction's source line is addr2line's.
 """
 
 from __future__ import annotations
@@ -327,3 +328,23 @@ def _targets_are_drgns(d: Any, ours: list[dict[str, Any]]) -> int:
         assert (target["symbol"], target["offset"]) == (theirs.name, target["target"] - theirs.address), insn
         checked += 1
     return checked
+
+
+def test_dis_l_of_a_module_function_equals_addr2line(crash: tuple[Path, Any, dict[str, Any]],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # dis -l with the module's .ko only (no vmlinux): the text base is read from the dump, and every
+    # instruction's innermost source line is addr2line's for the same .text offset of the .ko
+    _needs_module(crash[2])
+    ko = crash[2]["module"]["path"]
+    assert main(["dis", str(crash[0] / "vmcore.kdump"), "kcrash_test_level2", "-l", "--debuginfo", ko, "--json"]) == 0
+    ours = json.loads(capsys.readouterr().out)
+    nm = subprocess.run(["nm", ko], capture_output=True, text=True, check=True).stdout
+    start = next(int(line.split()[0], 16) for line in nm.splitlines() if line.endswith(" kcrash_test_level2"))
+    offsets = [hex(i["address"] - ours[0]["address"] + start) for i in ours]
+    theirs = subprocess.run(["addr2line", "-e", ko, *offsets], capture_output=True, text=True,
+                            check=True).stdout.splitlines()
+    assert len(ours) == len(theirs) > 10
+    for insn, line in zip(ours, theirs, strict=True):
+        path, number = line.split()[0].rsplit(":", 1)
+        assert insn["source"], insn
+        assert (Path(insn["source"][0]["file"]).name, insn["source"][0]["line"]) == (Path(path).name, int(number))
