@@ -45,7 +45,7 @@ class _Value(Number):
 
 @click.command("search")
 @click.argument("dump_path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
-@click.argument("value", metavar="VALUE", required=False, type=_Value())
+@click.argument("value", metavar="[VALUE]", required=False, type=_Value())
 @click.option("-s", "start", type=Number("symbol"), default=None, metavar="ADDR|SYM[+OFF]",
               help="Start of the range (default: the start of the address space searched).")
 @click.option("-e", "end", type=Number("symbol"), default=None, metavar="ADDR|SYM[+OFF]",
@@ -55,7 +55,7 @@ class _Value(Number):
 @click.option("-u", "pid", type=Number("number"), default=None, metavar="PID",
               help="The user virtual memory of task PID.")
 @click.option("-p", "space", flag_value="physical", help="Physical memory (every page the dump stores).")
-@click.option("-m", "mask", type=Number("number"), default=0, help="Ignore the bits set in MASK.")
+@click.option("-m", "mask", type=Number("number"), default=0, metavar="MASK", help="Ignore the bits set in MASK.")
 @click.option("-8", "width", flag_value=1, help="Search 8-bit values.")
 @click.option("-16", "width", flag_value=2, help="Search 16-bit values.")
 @click.option("-32", "width", flag_value=4, help="Search 32-bit values.")
@@ -70,6 +70,8 @@ def search(dump_path: str, value: AddressArg | None, start: AddressArg | None, e
         raise CliError("give either VALUE or -c STRING", 2)
     if end is not None and length is not None:
         raise CliError("-e and -l exclude each other", 2)
+    if pid is not None and space == "physical":
+        raise CliError("-u and -p exclude each other", 2)
     space = "user" if pid is not None else space
     table = _symbols_if_needed(dump_path, value, start, end)
     pattern = _pattern(dump_path, table, value, width, mask, string)

@@ -68,6 +68,7 @@ def test_ranges_widths_and_strings(dump: tuple[Path, int], capsys: pytest.Captur
 @pytest.mark.parametrize(("args", "message"), [
     (("-e", "0x2000", "-l", "16", "0x1"), "-e and -l exclude each other"),
     (("-c", "x", "0x1"), "either VALUE or -c STRING"),
+    (("-u", "1", "-p", "0x1"), "-u and -p exclude each other"),
     (("-8", "0x1ff"), "does not fit in 8 bits"),
     (("-s", "0x2000", "-e", "0x1000", "0x1"), "empty range"),
     (("-p", "no_such_symbol"), "kallsyms"),  # the synthetic kernel has no symbols at all
