@@ -46,8 +46,10 @@ def _address(prog: Program, arg: AddressArg) -> int:
 @click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
 @click.argument("type_name", metavar="TYPE")
 @click.argument("address", metavar="ADDR|EXPR", required=False, type=Number("expression"))
+@click.option("-x", "radix", flag_value=16, help="Integers in hexadecimal (crash's -x).")
+@click.option("-d", "radix", flag_value=10, default=True, help="Integers in decimal (the default).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def struct_command(path: str, type_name: str, address: AddressArg | None, as_json: bool) -> None:
+def struct_command(path: str, type_name: str, address: AddressArg | None, radix: int, as_json: bool) -> None:
     """Show TYPE's layout with member offsets, or the TYPE object at ADDR (0x-prefixed or 8+ hex
     digits) or at the address a C expression gives."""
     with opened_target(path, orc=False) as prog:
@@ -56,7 +58,7 @@ def struct_command(path: str, type_name: str, address: AddressArg | None, as_jso
             _show_layout(t, as_json)
             return
         obj = Object(prog, t, address=_address(prog, address))
-        _show_object(obj, as_json)
+        _show_object(obj, as_json, radix)
 
 
 def _show_layout(t: Type, as_json: bool) -> None:
@@ -66,14 +68,14 @@ def _show_layout(t: Type, as_json: bool) -> None:
         click.echo(format_layout(t))
 
 
-def _show_object(obj: Object, as_json: bool) -> None:
+def _show_object(obj: Object, as_json: bool, radix: int = 10) -> None:
     if as_json:
         echo_json({"type": obj.type_.type_name(), "address": obj.address_, "value": object_to_json(obj)})
     else:
-        click.echo(format_object(obj))
+        click.echo(format_object(obj, radix=radix))
 
 
-def _show_value(obj: Object, as_json: bool) -> None:
+def _show_value(obj: Object, as_json: bool, radix: int) -> None:
     # A function shows as gdb shows one: its type, address and name.
     if obj.type_.strip_typedefs().kind is TypeKind.FUNCTION and obj.address_ is not None:
         name = obj.name_ if isinstance(obj, SymbolObject) else ""
@@ -82,7 +84,7 @@ def _show_value(obj: Object, as_json: bool) -> None:
         else:
             click.echo(f"({obj.type_.type_name()}) {obj.address_:#x} <{name}>")
         return
-    _show_object(obj, as_json)
+    _show_object(obj, as_json, radix)
 
 
 def _show_per_cpu_addresses(found: PerCpuAddresses, as_json: bool) -> None:
@@ -95,14 +97,14 @@ def _show_per_cpu_addresses(found: PerCpuAddresses, as_json: bool) -> None:
         click.echo(f"  [{cpu}]: {address:x}")
 
 
-def _show_per_cpu_values(values: tuple[PerCpuValue, ...], as_json: bool) -> None:
+def _show_per_cpu_values(values: tuple[PerCpuValue, ...], as_json: bool, radix: int) -> None:
     objs = [require_usable(v.value) for v in values]
     if as_json:
         echo_json([{"cpu": v.cpu, "type": o.type_.type_name(), "address": o.address_, "value": object_to_json(o)}
                    for v, o in zip(values, objs, strict=True)])
         return
     for v, o in zip(values, objs, strict=True):
-        click.echo(f"per_cpu({v.name}, {v.cpu}) = {format_object(o)}")
+        click.echo(f"per_cpu({v.name}, {v.cpu}) = {format_object(o, radix=radix)}")
 
 
 @click.command("p", short_help="Evaluate a C expression and print its value.",
@@ -110,10 +112,13 @@ def _show_per_cpu_values(values: tuple[PerCpuValue, ...], as_json: bool) -> None
 @symbol_file_options
 @click.option("--declare", "declarations", metavar="DECL", multiple=True,
               help="Type a global BTF has no type for, as C: 'struct foo *bar[20]' (repeatable).")
+@click.option("-x", "radix", flag_value=16, help="Integers in hexadecimal (crash's -x).")
+@click.option("-d", "radix", flag_value=10, default=True, help="Integers in decimal (the default).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
 @click.argument("expression", metavar="EXPR", nargs=-1, required=True)
-def print_command(path: str, declarations: tuple[str, ...], expression: tuple[str, ...], as_json: bool) -> None:
+def print_command(path: str, declarations: tuple[str, ...], expression: tuple[str, ...], radix: int,
+                  as_json: bool) -> None:
     """Evaluate a C expression and print its value, like crash's p: globals, enum constants,
     literals, . -> [] * &, casts, sizeof, arithmetic, comparisons, && ||. A per-CPU variable alone
     shows its per-CPU addresses; NAME:CPU, NAME:0,2-3 or NAME:a its instances on those CPUs. A global
@@ -127,9 +132,9 @@ def print_command(path: str, declarations: tuple[str, ...], expression: tuple[st
         if isinstance(found, PerCpuAddresses):
             _show_per_cpu_addresses(found, as_json)
         elif isinstance(found, tuple):
-            _show_per_cpu_values(found, as_json)
+            _show_per_cpu_values(found, as_json, radix)
         else:
-            _show_value(found, as_json)
+            _show_value(found, as_json, radix)
 
 
 @click.command("whatis", context_settings={"ignore_unknown_options": True})

@@ -23,21 +23,30 @@ _MAX_ELEMENTS = 64
 _MAX_DEPTH = 8
 
 
-def format_object(obj: Object, *, max_elements: int = _MAX_ELEMENTS, depth: int = 0) -> str:
-    """``(type)value`` with structs as ``{ .member = value, ... }``, char arrays as strings.
+def format_object(obj: Object, *, max_elements: int = _MAX_ELEMENTS, depth: int = 0, radix: int = 10) -> str:
+    """``(type)value`` with structs as ``{ .member = value, ... }``, char arrays as strings,
+    integers in ``radix`` 10 or 16 (crash's ``p -x``: two's complement in the type's width).
     An unreadable object raises FaultError; unreadable parts inside it show as ``<fault at ...>``."""
-    text = _value_text_unsafe(obj, depth, max_elements)
+    text = _value_text_unsafe(obj, depth, max_elements, radix)
     return f"({obj.type_.type_name()}){text}" if depth == 0 else text
 
 
-def _value_text(obj: Object, indent: int, max_elements: int) -> str:
+def _value_text(obj: Object, indent: int, max_elements: int, radix: int) -> str:
     try:
-        return _value_text_unsafe(obj, indent, max_elements)
+        return _value_text_unsafe(obj, indent, max_elements, radix)
     except FaultError as exc:
         return f"<fault at {exc.address:#x}>"
 
 
-def _value_text_unsafe(obj: Object, indent: int, max_elements: int) -> str:
+def _int_text(obj: Object, t: Type, radix: int) -> str:
+    value = obj.value_()
+    if radix != 16 or not isinstance(value, int):
+        return str(value)
+    bits = obj.bit_field_size_ or t.sizeof() * 8
+    return f"{value & ((1 << bits) - 1):#x}"
+
+
+def _value_text_unsafe(obj: Object, indent: int, max_elements: int, radix: int = 10) -> str:
     t = obj.type_.strip_typedefs()
     if t.kind is TypeKind.POINTER:
         return f"{int(obj):#x}"
@@ -45,29 +54,31 @@ def _value_text_unsafe(obj: Object, indent: int, max_elements: int) -> str:
         value = int(obj)
         names = [e.name for e in t.enumerators or () if e.value == value]
         return names[0] if names else str(value)
-    if t.kind in (TypeKind.INT, TypeKind.BOOL, TypeKind.FLOAT):
+    if t.kind is TypeKind.INT:
+        return _int_text(obj, t, radix)
+    if t.kind in (TypeKind.BOOL, TypeKind.FLOAT):
         return str(obj.value_())
     if t.kind is TypeKind.ARRAY:
-        return _array_text(obj, t, indent, max_elements)
+        return _array_text(obj, t, indent, max_elements, radix)
     if t.members is not None and indent < _MAX_DEPTH:
-        return _struct_text(obj.read_(), t, indent, max_elements)
+        return _struct_text(obj.read_(), t, indent, max_elements, radix)
     return "{ ... }" if t.members is not None else f"<{t.kind.value}>"
 
 
-def _array_text(obj: Object, t: Type, indent: int, max_elements: int) -> str:
+def _array_text(obj: Object, t: Type, indent: int, max_elements: int, radix: int) -> str:
     elem = t.type.strip_typedefs()
     if elem.is_char and elem.kind is TypeKind.INT:
         return _quote(obj.string_())
-    items = [_value_text(e, indent + 1, max_elements) for _, e in zip(range(max_elements), obj, strict=False)]
+    items = [_value_text(e, indent + 1, max_elements, radix) for _, e in zip(range(max_elements), obj, strict=False)]
     more = ", ..." if (t.length or 0) > max_elements else ""
     return "{ " + ", ".join(items) + more + " }" if items else "{}"
 
 
-def _struct_text(obj: Object, t: Type, indent: int, max_elements: int) -> str:
+def _struct_text(obj: Object, t: Type, indent: int, max_elements: int, radix: int) -> str:
     pad = "\t" * (indent + 1)
     lines = []
     for member, _ in t.iter_members():
-        value = _value_text(obj.member_(member.name), indent + 1, max_elements) if member.name else "?"
+        value = _value_text(obj.member_(member.name), indent + 1, max_elements, radix) if member.name else "?"
         lines.append(f"{pad}.{member.name} = {value},")
     return "{\n" + "\n".join(lines) + "\n" + "\t" * indent + "}"
 

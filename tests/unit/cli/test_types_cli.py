@@ -138,3 +138,10 @@ def test_whatis(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads(out)
     assert (data["kind"], data["size"], [m["name"] for m in data["layout"]["members"]]) == \
         ("type", 40, ["pid", "comm", "tasks"])
+
+
+def test_print_and_struct_in_hex(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "p", "-x", dump, "init_task.pid - 2")
+    assert (code, out) == (0, "(int)0xffffffff\n")
+    code, out, _ = _run(capsys, "struct", "-x", dump, "task_struct", "init_task")
+    assert code == 0 and ".pid = 0x1," in out

@@ -58,3 +58,13 @@ def test_faults_inside_objects_are_marked(kernel: Kernel) -> None:
     text = format_object(edge, max_elements=2)
     assert "<fault at 0xffff888000010000>" in text
     assert object_to_json(edge)[1] == {"fault": 0xFFFF888000010000}
+
+
+def test_hexadecimal_integers_in_their_width(kernel: Kernel) -> None:
+    item = kernel.prog.object("struct item", kernel.notes["item0"])
+    text = format_object(item, radix=16)
+    for line in ("\t.magic = 0xc0ffee01,", "\t.id = 0x0,", "\t.neg = 0x1d,", "\t.x = 0xffffffffffffcfc7,",
+                 "\t.y = 0xffffcfc7,", "\t.col = BLUE,", "\t.ratio = 1.5,", '\t.tag = "obj-0",'):
+        assert line in text.splitlines(), line
+    assert format_object(item.id, radix=16) == "(int)0x0"
+    assert format_object(item.magic) == "(u32)3237998081"
