@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import ExpressionError, KcrashError, SymbolNotFoundError, TypeLookupError
 from kcrash.helpers.linux.cpumask import for_each_possible_cpu
 from kcrash.types.cexpr import SymbolObject, evaluate, on_cpu, require_usable, symbol_object, untyped_hint
@@ -28,7 +29,7 @@ from kcrash.types.percpu import per_cpu_offset
 from kcrash.types.program import Program
 
 __all__ = ["PerCpuAddresses", "PerCpuValue", "WhatIs", "declare_globals", "expression_address", "parse_cpu_spec",
-           "print_expression", "resolve_type", "whatis"]
+           "pointer_label", "print_expression", "resolve_type", "whatis"]
 
 _CPU_SPEC = re.compile(r"^\s*(?P<name>[A-Za-z_]\w*)\s*:\s*(?P<spec>a|all|[\d\s,\-]+)\s*$")
 _MAX_CPU = 1 << 16
@@ -125,6 +126,18 @@ def expression_address(prog: Program, text: str) -> int:
     if obj.address_ is None:
         raise ExpressionError(f"{text!r} is a value with no address")
     return obj.address_
+
+
+def pointer_label(prog: Program, obj: Object) -> str:
+    """``<sym+off>`` for a pointer into the kernel image or a module (crash's ``p`` shows a function
+    pointer so), else the empty string."""
+    if obj.type_.strip_typedefs().kind is not TypeKind.POINTER or not isinstance(prog.symbols, SymbolTable):
+        return ""
+    found = prog.symbols.symbolize_or_none(int(obj) & (1 << 64) - 1)
+    if found is None:
+        return ""
+    symbol, offset = found
+    return f"<{symbol.name}+{offset}>" if offset else f"<{symbol.name}>"
 
 
 def _per_cpu_values(prog: Program, name: str, spec: str) -> tuple[PerCpuValue, ...]:

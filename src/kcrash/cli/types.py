@@ -19,6 +19,7 @@ from kcrash.analysis.expressions import (
     WhatIs,
     declare_globals,
     expression_address,
+    pointer_label,
     print_expression,
     resolve_type,
     whatis,
@@ -72,7 +73,8 @@ def _show_object(obj: Object, as_json: bool, radix: int = 10) -> None:
     if as_json:
         echo_json({"type": obj.type_.type_name(), "address": obj.address_, "value": object_to_json(obj)})
     else:
-        click.echo(format_object(obj, radix=radix))
+        label = pointer_label(obj.prog_, obj)
+        click.echo(format_object(obj, radix=radix) + (f" {label}" if label else ""))
 
 
 def _show_value(obj: Object, as_json: bool, radix: int) -> None:

@@ -11,6 +11,7 @@ from kcrash.analysis.expressions import (
     declare_globals,
     expression_address,
     parse_cpu_spec,
+    pointer_label,
     print_expression,
     whatis,
 )
@@ -18,7 +19,7 @@ from kcrash.errors import ExpressionError, SymbolNotFoundError
 from kcrash.memory import MemoryReader, SegmentMap
 from kcrash.types.btf import parse_btf
 from kcrash.types.btf_write import BtfWriter
-from kcrash.types.cexpr import SymbolObject, require_usable
+from kcrash.types.cexpr import SymbolObject, evaluate, require_usable
 from kcrash.types.object import Object
 from kcrash.types.program import Program
 
@@ -172,3 +173,16 @@ def test_expression_address(prog: Program) -> None:
         expression_address(prog, "stats")
     with pytest.raises(ExpressionError, match="cast it"):
         expression_address(prog, "planted + 1")
+
+
+def test_pointer_label_names_kernel_addresses(prog: Program) -> None:
+    from kcrash.debuginfo.symbols import SymbolTable
+
+    text = SYMBOLS["do_work"]
+    prog.symbols = SymbolTable(["_stext", "do_work", "_etext", *SYMBOLS],
+                               [text - 0x100, text, text + 0x100, *SYMBOLS.values()], ["T", "T", "T", *"D" * 9],
+                               kernel_ranges=[(text - 0x100, text + 0x100)])
+    assert pointer_label(prog, evaluate(prog, "&do_work")) == "<do_work>"
+    assert pointer_label(prog, evaluate(prog, "(char *)&do_work + 4")) == "<do_work+4>"
+    assert pointer_label(prog, evaluate(prog, "(char *)0x10")) == ""
+    assert pointer_label(prog, evaluate(prog, "(unsigned long)&do_work")) == ""  # not a pointer
