@@ -10,6 +10,7 @@ and is compared with drgn's slab helpers given the Debian -dbg vmlinux and the l
   offsets, and random direct-map addresses) equals drgn's;
 * the lab module's planted truth: the 100 objects on ``kcrash_test_objects`` are allocated, the 20
   in ``kcrash_test_freed`` are free;
+* each slab's place (a CPU's slab or partial slab, a node's partial list) equals drgn's walk;
 * the kdump file gives the ELF file's counts;
 * ``kcrash kmem -s``/``-S`` text and JSON.
 """
@@ -38,6 +39,7 @@ from kcrash.helpers.linux.slab import (
     slab_cache_for_each_object,
     slab_cache_info,
     slab_cache_node_counts,
+    slab_cache_slab_locations,
     slab_cache_usage,
     slab_object_info,
 )
@@ -180,6 +182,45 @@ def test_allocated_objects_equal_drgn(prog: Program, crash: tuple[Path, Any, dic
         assert set(slab_cache_for_each_allocated_object(prog, cache)) == theirs, name
 
 
+def _drgn_locations(dprog: Any, cache: Any) -> dict[int, str]:
+    # where drgn finds each slab: the CPUs' slabs and partial chains, the nodes' partial lists
+    from drgn.helpers.linux.cpumask import for_each_possible_cpu
+    from drgn.helpers.linux.list import list_for_each_entry
+    from drgn.helpers.linux.percpu import per_cpu_ptr
+
+    try:
+        dprog.type("struct slab")
+        slab_type = "struct slab"
+    except LookupError:
+        slab_type = "struct page"
+    out: dict[int, str] = {}
+    for cpu in for_each_possible_cpu(dprog):
+        if not hasattr(cache, "cpu_slab"):  # 7.0 removed kmem_cache_cpu
+            break
+        cpu_slab = per_cpu_ptr(cache.cpu_slab, cpu)
+        slab = cpu_slab.slab if slab_type == "struct slab" else cpu_slab.page
+        if slab:
+            out.setdefault(slab.value_(), f"cpu {cpu}")
+        partial = cpu_slab.partial
+        while partial and partial.value_() not in out:
+            out[partial.value_()] = f"cpu {cpu} partial"
+            partial = partial.next
+    nodes = cache.per_node if hasattr(cache, "per_node") else cache.node
+    for i in range(dprog["nr_node_ids"].value_()):
+        node = nodes[i].node if hasattr(cache, "per_node") else nodes[i]
+        for slab in list_for_each_entry(slab_type, node.partial.address_of_(), "slab_list"):
+            out.setdefault(slab.value_(), f"node {i} partial")
+    return out
+
+
+def test_slab_locations_equal_drgn(prog: Program, crash: tuple[Path, Any, dict[str, Any]]) -> None:
+    from drgn.helpers.linux.slab import for_each_slab_cache as drgn_caches
+
+    for dcache in drgn_caches(crash[1]):
+        assert slab_cache_slab_locations(prog, dcache.value_()) == _drgn_locations(crash[1], dcache), \
+            dcache.name.string_()
+
+
 def _samples(prog: Program, count: int, seed: int) -> list[int]:
     # random offsets in objects of random slabs (of random caches), and random direct-map addresses
     rng = random.Random(seed)
@@ -274,7 +315,11 @@ def test_kmem_cli(crash: tuple[Path, Any, dict[str, Any]], prog: Program) -> Non
     assert objects.exit_code == 0
     marked = [line.strip() for line in objects.output.splitlines() if line.strip().startswith("[")]
     assert len(marked) == _NR_ALLOCATED
+    titles = [line for line in objects.output.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert titles[0].startswith("CPU ") and titles[0].endswith(" SLAB:")
     detail = json.loads(runner.invoke(kcrash, ["kmem", path, "-S", "--json", "kcrash_test_cache"]).output)
+    assert {s["where"] for s in detail["caches"][0]["slab_list"]} == \
+        {None, *slab_cache_slab_locations(prog, cache).values()}
     states = [o["allocated"] for s in detail["caches"][0]["slab_list"] for o in s["objects"]]
     assert states.count(True) == _NR_ALLOCATED and states.count(False) == ours[int(cache)][1][2]
     bad = runner.invoke(kcrash, ["kmem", path, "-S", "no_such_cache"])

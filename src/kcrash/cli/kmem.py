@@ -237,20 +237,42 @@ def _kmem_slab_caches(path: str, names: tuple[str, ...], as_json: bool) -> None:
 
 
 def _slab_objects_json(prog: Program, cache: Object) -> dict[str, Any]:
-    from kcrash.helpers.linux.slab import slab_cache_for_each_object
+    from kcrash.helpers.linux.slab import slab_cache_for_each_object, slab_cache_slab_locations
 
     row = _slab_cache_row(prog, cache)
     slabs: dict[int, list[dict[str, Any]]] = {}
     for obj in slab_cache_for_each_object(prog, cache):
         slabs.setdefault(obj.slab, []).append({"address": obj.address, "allocated": obj.allocated})
-    row["slab_list"] = [{"slab": slab, "objects": objects} for slab, objects in slabs.items()]
+    where = slab_cache_slab_locations(prog, cache)
+    row["slab_list"] = sorted(({"slab": slab, "where": where.get(slab), "objects": objects}
+                               for slab, objects in slabs.items()), key=_location_order)
     return row
+
+
+def _location_order(slab: dict[str, Any]) -> tuple[int, int, int, int]:
+    # crash's order: each CPU's slab and partial slabs, then each node's partial slabs, then the rest
+    where = slab["where"]
+    if where is None:
+        return 2, 0, 0, slab["slab"]
+    kind, number, *rest = where.split()
+    return (1 if kind == "node" else 0), int(number), 1 if rest and kind == "cpu" else 0, slab["slab"]
+
+
+def _location_title(where: str | None) -> str:
+    if where is None:
+        return "ON NO LIST (FULL):"
+    kind, number, *rest = where.split()
+    return f"{kind.upper()} {number} {'PARTIAL' if rest else 'SLAB'}:"
 
 
 def _print_slab_objects(row: dict[str, Any]) -> None:
     click.echo(_SLAB_HEADER)
     _print_slab_row(row)
+    title = ""
     for slab in row["slab_list"]:
+        if _location_title(slab["where"]) != title:
+            title = _location_title(slab["where"])
+            click.echo(title)
         objects = slab["objects"]
         used = sum(1 for o in objects if o["allocated"])
         click.echo(f"  {'SLAB':<16}  {'MEMORY':<16}  {'TOTAL':>5}  {'ALLOCATED':>9}  {'FREE':>4}")

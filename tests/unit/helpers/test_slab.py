@@ -24,6 +24,7 @@ from kcrash.helpers.linux.slab import (
     slab_cache_for_each_object,
     slab_cache_info,
     slab_cache_node_counts,
+    slab_cache_slab_locations,
     slab_cache_usage,
     slab_object_info,
 )
@@ -67,6 +68,7 @@ def _types() -> bytes:
                               ("_refcount", atomic, 416, 0)])
     cache_fwd = w.add_fwd("kmem_cache")
     slab = w.add_struct("slab", 64, [("__page_flags", ul, 0, 0), ("slab_cache", w.add_ptr(cache_fwd), 64, 0),
+                                     ("slab_list", lh, 128, 0), ("next", void_p, 128, 0),
                                      ("freelist", void_p, 256, 0), ("counters", ul, 320, 0),
                                      ("inuse", u, 320, 16), ("objects", u, 336, 15), ("frozen", u, 351, 1)])
     w.add_struct("kmem_cache_cpu", 32, [("freelist", void_p, 0, 0), ("tid", ul, 64, 0),
@@ -177,10 +179,11 @@ class Kernel:
             self.u64(here + offset, self.encode(cache, here + offset, following))
         return addresses[0] if addresses else 0
 
-    def cpu(self, cpu: int, cache_index: int, slab: int, freelist: int) -> None:
+    def cpu(self, cpu: int, cache_index: int, slab: int, freelist: int, partial: int = 0) -> None:
         at = PERCPU + cache_index * 0x40 + cpu * 0x1000
         self.u64(at, freelist)
         self.u64(at + 16, slab)
+        self.u64(at + 24, partial)
 
 
 def obj(pfn: int, index: int, size: int = 64) -> int:
@@ -292,3 +295,18 @@ def test_kfence_objects_are_identified_and_not_counted() -> None:
     info = slab_object_info(k.prog, pool + 2 * PAGE + 16)  # the red zone before object 0
     assert info is not None and info.allocated is None and info.address == first
     assert slab_object_info(k.prog, pool + 3 * PAGE) is None  # a guard page
+
+
+def test_slab_locations() -> None:
+    # slab 2 on the node's partial list, slab 5 on CPU 0's partial chain, slab 3 CPU 1's active slab
+    k, small, big = build()
+    slabs = {pfn: VMEMMAP + pfn * 64 for pfn in (2, 3, 5)}
+    node = NODES
+    k.u64(node + 16, slabs[2] + 16)
+    k.u64(node + 24, slabs[2] + 16)
+    k.u64(slabs[2] + 16, node + 16)
+    k.u64(slabs[2] + 24, node + 16)
+    k.cpu(0, 0, 0, 0, partial=slabs[5])
+    assert slab_cache_slab_locations(k.prog, small) == {slabs[2]: "node 0 partial", slabs[3]: "cpu 1",
+                                                        slabs[5]: "cpu 0 partial"}
+    assert slab_cache_slab_locations(k.prog, big) == {}

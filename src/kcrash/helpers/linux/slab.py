@@ -56,6 +56,7 @@ __all__ = [
     "slab_cache_for_each_object",
     "slab_cache_info",
     "slab_cache_node_counts",
+    "slab_cache_slab_locations",
     "slab_cache_usage",
     "slab_object_info",
 ]
@@ -65,6 +66,7 @@ _OO_SHIFT = 16
 _MAX_CACHES = 4096
 _MAX_OBJECTS = 1 << 15  # slab->objects is a 15-bit field (mm/slab.h)
 _MAX_SHEAVES = 1 << 16
+_MAX_SLABS = 1 << 24
 #: struct pages per vmemmap read (2 MiB of ``struct page``)
 _SCAN_PAGES = 32768
 _MASK64 = (1 << 64) - 1
@@ -242,9 +244,10 @@ class _Slub:
         return self._cpus
 
     def layout(self, struct: str, members: dict[str, str | tuple[str, ...]]) -> StructLayout:
-        found = self.layouts.get(struct)
+        key = f"{struct} {sorted(members)}"
+        found = self.layouts.get(key)
         if found is None:
-            found = self.layouts[struct] = StructLayout(self.prog.type(struct), members)
+            found = self.layouts[key] = StructLayout(self.prog.type(struct), members)
         return found
 
     # -- addresses ------------------------------------------------------------------------------
@@ -700,6 +703,52 @@ def slab_cache_node_counts(prog: Program, cache: Object | int) -> tuple[int, int
             slabs += counts.value("nr_slabs.counter")
             objects += counts.value("total_objects.counter")
     return slabs, objects
+
+
+def _cpu_slab_locations(slub: _Slub, cache: int, out: dict[int, str]) -> None:
+    # Each CPU's active slab and its partial slabs (``kmem_cache_cpu.partial``, chained by
+    # ``slab->next``; CONFIG_SLUB_CPU_PARTIAL), bounded by the slab count.
+    if not slub.cache_type.has_member("cpu_slab"):
+        return
+    prog = slub.prog
+    percpu = prog.read_u64(cache + slub.cache_type.walk_path("cpu_slab")[0] // 8)
+    has_partial = prog.type("struct kmem_cache_cpu").has_member("partial")
+    members: dict[str, str | tuple[str, ...]] = {"slab": ("slab", "page")}
+    layout = slub.layout("struct kmem_cache_cpu", {"freelist": "freelist", **members,
+                                                   **({"partial": "partial"} if has_partial else {})})
+    next_offset = slub.slab_type.walk_path("next")[0] // 8
+    for cpu, offset in slub.cpus():
+        c = layout.read(prog, (percpu + offset) & _MASK64)
+        if c.value("slab"):
+            out.setdefault(c.value("slab"), f"cpu {cpu}")
+        slab = c.value("partial") if has_partial else 0
+        for _ in range(_MAX_OBJECTS):
+            if not slab or slab in out:
+                break
+            out[slab] = f"cpu {cpu} partial"
+            slab = prog.read_u64(slab + next_offset)
+
+
+def slab_cache_slab_locations(prog: Program, cache: Object | int) -> dict[int, str]:
+    """Where the kernel holds each slab of the cache: ``"cpu N"`` (CPU N's active slab), ``"cpu N
+    partial"`` (its partial slabs), ``"node N partial"`` (the node's partial list). Slabs on no list
+    are absent: full slabs, which SLUB lists only for caches being debugged.
+
+    :param cache: ``struct kmem_cache *``
+    >>> sorted(slab_cache_slab_locations(prog, find_slab_cache(prog, "kcrash_test_cache")).values())
+    ['cpu 1', 'cpu 1 partial']
+    """
+    slub = _slub(prog)
+    address = _address(cache)
+    out: dict[int, str] = {}
+    _cpu_slab_locations(slub, address, out)
+    list_offset = slub.slab_type.walk_path("slab_list")[0] // 8
+    for i, (node, _) in enumerate(_node_pointers(slub, address)):
+        if node:
+            head = Object(prog, "struct kmem_cache_node", address=node).partial.address_of_()
+            for entry in list_for_each(head, limit=_MAX_SLABS):
+                out.setdefault(int(entry) - list_offset, f"node {i} partial")
+    return out
 
 
 def _slab_bytes(slub: _Slub, cache: SlabCacheInfo, slab: int) -> bytes | None:
