@@ -252,8 +252,10 @@ def _slab(prog: Program, address: int, slab: SlabObjectInfo, pfn: int, page: Pag
         return AddressIdentity(address, "task", comm, slab.offset, slab.address, slab.address + tasks.sizeof_task,
                                pid=pid, task=slab.address, pfn=pfn, page=page, slab=slab)
     end = slab.address + _object_size(prog, slab)
+    note = None if slab.allocated is not None else \
+        "not inside an object (the slab's tail or a red zone), or the slab's freelist is damaged"
     return AddressIdentity(address, "slab", slab.cache_name, slab.offset, slab.address, end,
-                           allocated=slab.allocated, pfn=pfn, page=page, slab=slab)
+                           allocated=slab.allocated, pfn=pfn, page=page, slab=slab, note=note)
 
 
 def _object_size(prog: Program, slab: SlabObjectInfo) -> int:

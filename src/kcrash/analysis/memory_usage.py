@@ -29,6 +29,7 @@ from kcrash.errors import KcrashError
 from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.list import list_for_each_entry
 from kcrash.helpers.linux.mm import mm_layout
+from kcrash.types.model import TypeKind
 from kcrash.types.program import Program
 
 __all__ = ["MemoryUsage", "UsageRow", "memory_usage"]
@@ -229,8 +230,10 @@ def _swap_pages(prog: Program) -> tuple[int, int]:
         return 0, 0
     base = prog.symbol_address("swap_info")
     # Since Linux kernel commit 6f2a7f55c9d8 (v6.13) inuse_pages is an atomic_long_t.
-    layout = StructLayout(prog.type("struct swap_info_struct"),
-                          {"flags": "flags", "pages": "pages", "inuse": ("inuse_pages.counter", "inuse_pages")})
+    info_type = prog.type("struct swap_info_struct")
+    atomic = info_type.member("inuse_pages")[0].type.strip_typedefs().kind is TypeKind.STRUCT
+    layout = StructLayout(info_type, {"flags": "flags", "pages": "pages",
+                                      "inuse": "inuse_pages.counter" if atomic else "inuse_pages"})
     total = used = 0
     for i in range(min(count, _MAX_SWAPFILES)):
         pointer = prog.read_u64(base + 8 * i)

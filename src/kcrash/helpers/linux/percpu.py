@@ -102,7 +102,11 @@ def _percpu_symbols(prog: Program, base: int) -> list[tuple[int, int, str, str |
             if symbol.address >= end:
                 break
             out.append((symbol.address, symbol.address + symbol.size, symbol.name, None))
-    for mod in for_each_module(prog):
+    try:
+        modules = list(for_each_module(prog))
+    except KcrashError:  # no module list (or an unreadable one): vmlinux's variables only
+        modules = []
+    for mod in modules:
         try:
             start, size = int(mod.percpu), int(mod.percpu_size)
             if size:
