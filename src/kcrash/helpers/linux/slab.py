@@ -18,9 +18,9 @@ slab pages flagged by ``PG_slab`` or, since v6.10, by a page type (``PAGE_SLAB_M
 from VMCOREINFO); ``kmem_cache.node[]`` or, since v7.1, ``kmem_cache.per_node[].node``;
 ``cpu_slab`` (gone in v7.0) and ``cpu_sheaves``; hardened freelist pointers
 (``CONFIG_SLAB_FREELIST_HARDENED``: ``kmem_cache.random`` exists), decoded with or without the
-byte swap of v5.7 by checking which decode lands in the slab. KFENCE pages (``__kfence_pool``) are
-left out of the counts as the kernel leaves them out of ``nr_slabs``; an address in the pool is
-identified through ``kfence_metadata``. Walks over dump memory are bounded: a freelist cycle or a
+byte swap of v5.7 by checking which decode lands in the slab. KFENCE pages are left out of the
+counts as the kernel leaves them out of ``nr_slabs``; an address in the pool is identified by
+:mod:`kcrash.helpers.linux.kfence`. Walks over dump memory are bounded: a freelist cycle or a
 wild pointer ends the walk with a reason (and ``allocated=None`` where that makes the answer
 unknown). SLAB and SLOB (removed in v6.5 and v6.4) are not supported. Nothing here prints.
 """
@@ -28,7 +28,6 @@ unknown). SLAB and SLOB (removed in v6.5 and v6.4) are not supported. Nothing he
 from __future__ import annotations
 
 import functools
-import itertools
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ import numpy as np
 from kcrash.errors import FaultError, KcrashError, SymbolNotFoundError
 from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.cpumask import for_each_possible_cpu
+from kcrash.helpers.linux.kfence import kfence_object, kfence_pool
 from kcrash.helpers.linux.list import ListWalk, list_for_each, list_for_each_entry
 from kcrash.helpers.linux.mm import MmLayout, compound_head, in_direct_map, mm_layout, virt_to_page
 from kcrash.types.model import Type
@@ -219,7 +219,7 @@ class _Slub:
 
     @functools.cached_property
     def kfence(self) -> tuple[int, int] | None:
-        return _kfence_pool(self.prog, self.page_size)
+        return kfence_pool(self.prog)
 
     def _slab_test(self) -> tuple[str, int, int]:
         # ("type", byte offset of page_type, value) or ("flag", 0, bit): how a slab's head page is
@@ -301,45 +301,6 @@ def _cache_layout(slub: _Slub) -> StructLayout:
         members.update({m: m for m in ("red_left_pad", "random") if slub.cache_type.has_member(m)})
         slub.cache_layout = StructLayout(slub.cache_type, members)
     return slub.cache_layout
-
-
-def _kfence_pool(prog: Program, page_size: int) -> tuple[int, int] | None:
-    # [start, end) of the KFENCE pool (mm/kfence/core.c: __kfence_pool, KFENCE_POOL_SIZE =
-    # (CONFIG_KFENCE_NUM_OBJECTS + 1) * 2 * PAGE_SIZE). The object count is not in BTF: it is the
-    # number of kfence_metadata entries whose addr lies in its object page (kfence_init_pool sets
-    # every entry's addr), a validated decode bounded by the largest pool the Kconfig allows.
-    pool = _symbol_u64(prog, "__kfence_pool")
-    if not pool:
-        return None
-    try:
-        entries = _kfence_metadata(prog, pool, page_size)
-    except KcrashError:
-        return None
-    count = 0
-    for i, meta in enumerate(entries):
-        page = pool + (2 * i + 2) * page_size
-        if not page <= int(meta.addr) < page + page_size:
-            break
-        count = i + 1
-    return (pool, pool + (count + 1) * 2 * page_size) if count else None
-
-
-def _kfence_metadata(prog: Program, pool: int, page_size: int) -> Iterator[Object]:
-    # The kfence_metadata array: a static array, or since Linux kernel commit 21c690a349ba (v6.6)
-    # a pointer to one. kallsyms gives the address only, so the reading whose first entry has the
-    # first object page's address is the one (kfence_init_pool sets it; an allocation keeps the
-    # object inside that page).
-    meta_type = prog.type("struct kfence_metadata")
-    addr_offset = meta_type.walk_path("addr")[0] // 8
-    address = prog.symbol_address("kfence_metadata")
-    for start in (address, prog.read_u64(address)):
-        try:
-            first = prog.read_u64(start + addr_offset)
-        except FaultError:
-            continue
-        if pool + 2 * page_size <= first < pool + 3 * page_size:
-            return (Object(prog, meta_type, address=start + i * meta_type.sizeof()) for i in range(_MAX_OBJECTS))
-    raise SymbolNotFoundError("kfence_metadata: neither an array nor a pointer to one")
 
 
 # -- freelists --------------------------------------------------------------------------------------
@@ -848,20 +809,12 @@ def _allocated(slub: _Slub, cache: SlabCacheInfo, slab: int, objects: int, head:
 
 
 def _kfence_object_info(slub: _Slub, address: int, slab: int) -> SlabObjectInfo | None:
-    # A KFENCE object (mm/kfence/kfence.h struct kfence_metadata): page 2i+2 of the pool holds
-    # object i at meta->addr (size meta->size) of cache meta->cache; allocated while its state is
-    # KFENCE_OBJECT_ALLOCATED. The rest of the page is its red zone: not in an object (None).
-    assert slub.kfence is not None
-    pool = slub.kfence[0]
-    index = (address - pool) // slub.page_size // 2 - 1
-    if index < 0 or (address - pool) // slub.page_size % 2 == 1:
-        return None  # a guard page
-    meta = next(itertools.islice(_kfence_metadata(slub.prog, pool, slub.page_size), index, None))
-    cache_address = int(meta.cache)
-    if not cache_address:
+    # A KFENCE object's page (kcrash.helpers.linux.kfence); the rest of the page is the object's
+    # red zone: not in an object (allocated None).
+    found = kfence_object(slub.prog, address)
+    if found is None or not found.cache:
         return None
-    cache = slub.cache(cache_address)
-    obj = int(meta.addr)
-    allocated = int(meta.state) == int(slub.prog.constant("KFENCE_OBJECT_ALLOCATED"))
-    inside = obj <= address < obj + int(meta.size)
-    return SlabObjectInfo(cache.name, cache.address, slab, obj, address - obj, allocated if inside else None)
+    cache = slub.cache(found.cache)
+    inside = found.address <= address < found.address + found.size
+    return SlabObjectInfo(cache.name, cache.address, slab, found.address, address - found.address,
+                          found.allocated if inside else None)
