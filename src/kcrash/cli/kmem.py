@@ -225,9 +225,22 @@ def _print_slab_row(row: dict[str, Any]) -> None:
         click.echo(f"kcrash: warning: {row['name']}: {row['error']}", err=True)
 
 
+def _readable_rows(prog: Program, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    # one row per cache; a cache whose kmem_cache cannot be read is a warning, not the end of the list
+    from kcrash.errors import KcrashError
+
+    rows = []
+    for cache in _named_caches(prog, names):
+        try:
+            rows.append(_slab_cache_row(prog, cache))
+        except KcrashError as exc:
+            click.echo(f"kcrash: warning: slab cache {int(cache):#x}: {exc}", err=True)
+    return rows
+
+
 def _kmem_slab_caches(path: str, names: tuple[str, ...], as_json: bool) -> None:
     with opened_target(path, orc=False) as prog:
-        rows = [_slab_cache_row(prog, cache) for cache in _named_caches(prog, names)]
+        rows = _readable_rows(prog, names)
     if as_json:
         echo_json({"caches": rows})
         return
