@@ -323,12 +323,18 @@ def _idle_stack(dprog: Any, stack: int | None) -> bool:
     return any(idle_task(dprog, cpu).stack.value_() == stack for cpu in for_each_possible_cpu(dprog))
 
 
-def test_identify_address_agrees_with_drgn(prog: Program, crash: tuple[Path, Any, dict[str, Any], Path]) -> None:
+@pytest.fixture(scope="module")
+def addresses(crash: tuple[Path, Any, dict[str, Any], Path]) -> list[int]:
+    found = sample(crash[1], seed=17)
+    assert len(found) == SAMPLES
+    return found
+
+
+def test_identify_address_agrees_with_drgn(prog: Program, crash: tuple[Path, Any, dict[str, Any], Path],
+                                           addresses: list[int]) -> None:
     from drgn.helpers.common.memory import identify_address as drgn_identify
 
     dprog = crash[1]
-    addresses = sample(dprog, seed=17)
-    assert len(addresses) == SAMPLES
     cache: dict[Any, Any] = {}
     counts: collections.Counter[str] = collections.Counter()
     for address in addresses:
@@ -341,6 +347,14 @@ def test_identify_address_agrees_with_drgn(prog: Program, crash: tuple[Path, Any
     print(dict(counts))
     assert counts["disagree"] <= 0.01 * SAMPLES
     assert counts["exact"] >= 0.85 * SAMPLES
+
+
+def test_kdump_answers_equal_the_elf_ones(prog: Program, crash: tuple[Path, Any, dict[str, Any], Path],
+                                         addresses: list[int], tmp_path: Path) -> None:
+    # the kdump file (free, cache, user and zero pages left out) holds every page these answers read
+    with open_target(crash[0] / "vmcore.kdump", tmp_path) as kdump:
+        theirs = [identify_address(kdump, a) for a in addresses]
+    assert theirs == [identify_address(prog, a) for a in addresses]
 
 
 def test_planted_vmalloc_buffer(prog: Program, crash: tuple[Path, Any, dict[str, Any], Path]) -> None:
