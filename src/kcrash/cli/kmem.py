@@ -133,26 +133,57 @@ _PAGE_HEADER = "      PAGE        PHYSICAL      MAPPING       INDEX CNT FLAGS"
 
 
 def _print_identity(found: Any) -> None:
+    # The one-line answer (drgn's words), then crash's kmem blocks for what the address is in.
     click.echo(f"{found.address:016x}  {found.describe()}")
-    if found.kind == "vmap" and found.vmap is not None:
-        va = found.vmap
-        flags = ",".join(va.flag_names) or f"{va.flags:#x}"
-        click.echo(f"  VMAP_AREA {va.address:016x}  VM_STRUCT {va.vm:016x}  {va.start:016x} - {va.end:016x}  "
-                   f"SIZE {va.end - va.start}  PAGES {va.nr_pages}  {flags}")
-    if found.kind == "slab" and found.slab is not None:
-        click.echo(f"  CACHE {found.slab.cache:016x}  SLAB {found.slab.slab:016x}  OBJECT {found.slab.address:016x}")
-    if found.kind in ("task", "task_stack"):
-        click.echo(f"  TASK {found.task:016x}  PID {found.pid}  {'STACK' if found.kind == 'task_stack' else 'STRUCT'} "
-                   f"{found.start:016x} - {found.end:016x}")
+    _DETAILS.get(found.kind, lambda f: None)(found)
     page = found.page
     if page is not None:
-        names = "|".join(n.removeprefix("PG_") for n in page.flag_names)
-        kind = f" [{page.page_type}]" if page.page_type else ""
-        click.echo(_PAGE_HEADER)
+        names = ",".join(n.removeprefix("PG_") for n in page.flag_names)
+        words = [f"{page.flags:x}", *(w for w in (names, f"[{page.page_type}]" if page.page_type else "") if w)]
+        click.echo(f"\n{_PAGE_HEADER}")
         click.echo(f"{page.address:016x} {page.pfn << 12:>8x} {page.mapping:>16x} {page.index:>8x} {page.refcount:>2} "
-                   f"{page.flags:x} {names}{kind}")
+                   f"{' '.join(words)}")
     if found.note:
         click.echo(f"  ({found.note})")
+
+
+def _print_vmap(found: Any) -> None:
+    va = found.vmap
+    if va is None:
+        return
+    click.echo(f"\n{'VMAP_AREA':>13}{'VM_STRUCT':>18}{'ADDRESS RANGE':>29}{'SIZE':>20}  FLAGS")
+    click.echo(f"{va.address:016x}  {va.vm:016x}  {va.start:016x} - {va.end:016x}  {va.end - va.start:>7}  "
+               f"{','.join(va.flag_names) or hex(va.flags)}")
+
+
+def _print_slab(found: Any) -> None:
+    slab = found.slab
+    if slab is None:
+        return
+    mark = {True: f"[{slab.address:x}]", False: f" {slab.address:x}", None: f"?{slab.address:x}?"}[slab.allocated]
+    size = (found.end or slab.address) - slab.address
+    click.echo(f"\n{'CACHE':<16}  {'OBJSIZE':>7}  NAME")
+    click.echo(f"{slab.cache:016x}  {size:>7}  {slab.cache_name}")
+    click.echo(f"  {'SLAB':<16}  FREE / [ALLOCATED]")
+    click.echo(f"  {slab.slab:016x}  {mark}")
+
+
+def _print_task(found: Any) -> None:
+    what = "STACK" if found.kind == "task_stack" else "TASK_STRUCT"
+    click.echo(f"\nPID: {found.pid:<7} TASK: {found.task:016x}  COMMAND: \"{found.name}\"")
+    click.echo(f"{what}: {found.start:016x} - {found.end:016x}")
+    if found.vmap is not None:
+        _print_vmap(found)
+
+
+def _print_percpu(found: Any) -> None:
+    where = f"{found.name}+{found.offset:#x}" if found.name else f"unit offset {found.offset:#x}"
+    module = f" [{found.module}]" if found.module else ""
+    click.echo(f"\nPER-CPU: CPU {found.cpu}  {where}{module}")
+
+
+_DETAILS = {"vmap": _print_vmap, "slab": _print_slab, "task": _print_task, "task_stack": _print_task,
+            "percpu": _print_percpu}
 
 
 def _identity_json(found: Any) -> dict[str, Any]:

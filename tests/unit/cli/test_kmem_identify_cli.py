@@ -89,3 +89,21 @@ def test_kmem_bad_addresses(dump: Path, capsys: pytest.CaptureFixture[str], word
                             message: str) -> None:
     code, _, err = _run(capsys, "kmem", dump, *words)
     assert code == status and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_kmem_text_blocks(dump: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from kcrash.helpers.linux.slab import SlabObjectInfo
+    from support.mm_kernel import PAGE, PAGE_OFFSET
+
+    cache = 0xFFFF888000002000
+    monkeypatch.setattr(identify, "slab_object_info", lambda prog, address: SlabObjectInfo(
+        "kmalloc-64", cache, VMEMMAP + 3 * 64, address & ~63, address & 63, False)
+        if PAGE_OFFSET + 3 * PAGE <= address < PAGE_OFFSET + 4 * PAGE else None)
+    code, out, err = _run(capsys, "kmem", dump, f"{PAGE_OFFSET + 3 * PAGE + 0x48:#x}")
+    assert code == 0, err
+    assert out.splitlines()[:5] == [
+        f"{PAGE_OFFSET + 3 * PAGE + 0x48:016x}  free slab object: kmalloc-64+0x8", "",
+        "CACHE             OBJSIZE  NAME", f"{cache:016x}        0  kmalloc-64",
+        "  SLAB              FREE / [ALLOCATED]"]
+    assert out.splitlines()[5] == f"  {VMEMMAP + 3 * 64:016x}   {PAGE_OFFSET + 3 * PAGE + 0x40:x}"
+    assert "PAGE        PHYSICAL" in out
