@@ -1,4 +1,4 @@
-"""analysis.search: the halves of the canonical space, and what task_page_tables refuses."""
+"""analysis.search (test_search.py is memory.search's): the canonical halves; task_page_tables refusals."""
 
 from __future__ import annotations
 
