@@ -5,8 +5,8 @@ kcrash.cli.analyze
 Crash-like commands on a dump with no vmlinux (symbols from kallsyms, types from BTF, unwinding
 from ORC, all read from the dump): ``kcrash sys``, ``bt [-a] [PID|TASK]``, ``ps``, ``log``, ``mod``,
 ``report`` (the full report: terminal, one self-contained HTML file, or JSON checked by a published
-JSON Schema, ``--schema``) and ``shell`` (a Python REPL with ``prog`` and the helpers).
-Every command takes DUMP first and has ``--json`` (except ``shell``). Argument parsing and output
+JSON Schema, ``--schema``); ``shell`` is :mod:`kcrash.cli.shell`.
+Every command takes DUMP first and has ``--json``. Argument parsing and output
 only: the work is :mod:`kcrash.analysis`, the rendering :mod:`kcrash.report.terminal` (rich, imported
 only for terminal output).
 """
@@ -27,7 +27,6 @@ from kcrash.cli.common import (
     echo_json,
     given_vmlinux,
     opened_target,
-    run_user_code,
     symbol_file_options,
     warn_of_missing_log,
 )
@@ -144,9 +143,23 @@ def _with_sources(traces: tuple[Any, ...], symbolizer: KernelSymbolizer) -> tupl
 @click.command("ps")
 @_DUMP
 @symbol_file_options
+@click.argument("targets", metavar="[PID|TASK]...", nargs=-1, type=Number("pid_or_address"))
+@click.option("-p", "mode", flag_value="parents", help="Each task's parentage, from init_task down.")
+@click.option("-c", "mode", flag_value="children", help="Each task's children.")
+@click.option("-t", "mode", flag_value="times", help="Run time, start time, user and system time.")
+@click.option("-l", "mode", flag_value="last", help="Last arrival on a CPU (sched_info), latest first.")
+@click.option("-G", "mode", flag_value="leaders", help="Thread group leaders only.")
 @_JSON
-def ps_command(path: str, as_json: bool) -> None:
-    """Every task (all threads, idle tasks first) with its state letter; '>' marks running ones."""
+def ps_command(path: str, targets: tuple[int, ...], mode: str | None, as_json: bool) -> None:
+    """Every task (all threads, idle tasks first) with its state letter; '>' marks running ones.
+    -p/-c/-t/-l/-G: crash's parentage, children, times, last-run and thread-group views (of the
+    PIDs or task addresses given, else of every task)."""
+    if mode is not None or targets:
+        from kcrash.cli.tasks import print_ps
+
+        with opened_target(path, orc=False) as prog:
+            print_ps(prog, targets, mode or "rows", as_json)
+        return
     with opened_target(path, orc=False) as prog:
         rows, truncated = triage.task_rows(prog)
     if as_json:
@@ -295,36 +308,4 @@ def _bare_report(path: str, reason: str, log_lines: int) -> Any:
         return triage.build_bare_report(handle, path, reason, log_tail=log_lines)
 
 
-def shell_namespace(prog: Program) -> dict[str, Any]:
-    """``prog`` plus every public name of the helper modules, the triage and the object API."""
-    import importlib
-
-    namespace: dict[str, Any] = {"prog": prog, "triage": triage}
-    for name in ("kcrash.types", "kcrash.helpers.linux.list", "kcrash.helpers.linux.sched",
-                 "kcrash.helpers.linux.module", "kcrash.helpers.linux.panic", "kcrash.helpers.linux.printk",
-                 "kcrash.helpers.linux.percpu", "kcrash.helpers.linux.cpumask", "kcrash.helpers.linux.stack"):
-        module = importlib.import_module(name)
-        namespace.update({k: getattr(module, k) for k in getattr(module, "__all__", ())})
-    return namespace
-
-
-@click.command("shell")
-@_DUMP
-@symbol_file_options
-@click.option("-c", "command", help="Run this Python code instead of the interactive prompt.")
-def shell_command(path: str, command: str | None) -> None:
-    """A Python REPL with `prog` (the dump as typed objects) and the helpers loaded."""
-    with opened_target(path) as prog:
-        namespace = shell_namespace(prog)
-        if command is not None:
-            run_user_code(command, namespace, "<kcrash shell -c>")
-            return
-        banner = (f"kcrash shell: {path}\n`prog` is the dump; helpers: for_each_task, task_state_to_char, "
-                  "stack_trace, for_each_module, list_for_each_entry, per_cpu, triage ...")
-        import code  # the REPL modules only for the shell
-
-        code.interact(banner=banner, local=namespace, exitmsg="")
-
-
-commands: list[click.Command] = [sys_command, bt_command, ps_command, log_command, mod_command, report_command,
-                                 shell_command]
+commands: list[click.Command] = [sys_command, bt_command, ps_command, log_command, mod_command, report_command]
