@@ -192,7 +192,9 @@ class Object:
         if t.kind is TypeKind.POINTER:
             t = t.type.strip_typedefs()
         names = [m.name for m, _ in t.iter_members() if m.name] if t.members is not None else []
-        return sorted(set(names) | set(type(self).__dir__(self)))
+        # object.__dir__: the class's own attributes (``type(self).__dir__(self)`` was this method
+        # again, a RecursionError)
+        return sorted(set(names) | set(object.__dir__(self)))
 
     def __getitem__(self, index: int) -> Object:
         """Element ``index`` of an array, or ``ptr[index]``."""
@@ -318,10 +320,20 @@ class Object:
         return self.format_()
 
     def __repr__(self) -> str:
-        where = f"address={self.address_:#x}" if self.address_ is not None else "value"
+        # drgn's form: Object(prog, 'type', address=0x...) or value=...
+        where = f"address={self.address_:#x}" if self.address_ is not None else f"value={self._value_repr()}"
         bits = f", bit_offset={self.bit_offset_}, bit_field_size={self.bit_field_size_}" \
             if self.bit_field_size_ else ""
-        return f"Object(type={self.type_.type_name()!r}, {where}{bits})"
+        return f"Object(prog, {self.type_.type_name()!r}, {where}{bits})"
+
+    def _value_repr(self) -> str:
+        t = self.type_.strip_typedefs()
+        try:
+            if t.kind is TypeKind.POINTER:
+                return f"{self._int(t):#x}"
+            return repr(self.value_())
+        except (ExpressionError, TypeLookupError):
+            return "?"
 
 
 def _operand(other: object) -> int | float:

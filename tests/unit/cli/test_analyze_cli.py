@@ -1,4 +1,4 @@
-"""CLI: kcrash sys/bt/ps/log/mod/report/shell in-process through kcrash.cli.main, with the dump and the
+"""CLI: kcrash sys/bt/ps/log/mod/report in-process through kcrash.cli.main, with the dump and the
 triage replaced by fixed models (the real thing is tests/lab/test_report_lab.py): text, --json, the
 arguments reaching triage, and bad input as one error line with a non-zero exit."""
 
@@ -164,13 +164,6 @@ def test_bt_lines_without_debuginfo_is_an_error(dump: Path, capsys: pytest.Captu
     assert code != 0 and out == "" and "bt -l needs debug information" in err and "Traceback" not in err
 
 
-def test_shell_error_shows_only_the_users_frames(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(capsys, "shell", dump, "-c", "def f():\n    return 1 / 0\nf()")
-    assert code == 1 and out == ""
-    assert err.splitlines()[-1] == "kcrash: error: ZeroDivisionError: division by zero"
-    assert "<kcrash shell -c>" in err and "kcrash/cli" not in err and "site-packages" not in err
-
-
 def test_ps(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(capsys, "ps", dump)
     assert code == 0 and out.splitlines()[1].split() == [">", "1", "0", "1", f"{TASK:016x}", "R", "init"]
@@ -197,12 +190,6 @@ def test_report(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "report", dump)
     assert code == 0 and "CRASHING FUNCTION: kcrash_test_do_bug  (from the backtrace)" in out
     assert _json(capsys, "report", dump)["verdict"]["panic_message"].endswith("Fatal exception")
-
-
-def test_shell_runs_code_with_prog_and_helpers(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, "shell", dump, "-c",
-                        "print(type(prog).__name__, callable(for_each_task), callable(stack_trace))")
-    assert (code, out) == (0, "_Prog True True\n")
 
 
 def test_missing_debug_info_is_one_error_line(dump: Path, capsys: pytest.CaptureFixture[str],
