@@ -22,7 +22,7 @@ from kcrash.errors import KcrashError
 from kcrash.report import model
 from kcrash.types.program import Program
 
-__all__ = ["TargetLabel", "disassemble_around", "target_labels"]
+__all__ = ["TargetLabel", "disassemble_around", "frame_disassemblies", "target_labels"]
 
 _MAX_LEAD = 4096
 _GUESS_LEAD = 32
@@ -55,6 +55,18 @@ def disassemble_around(prog: Program, ip: int, *, before: int = 12, after: int =
     window = decoded[max(0, at - before):at + after]
     return model.Disassembly(ip, function, tuple(model.Instruction(i.address, i.data.hex(), i.text, i.address == ip)
                                                  for i in window), error)
+
+
+def frame_disassemblies(prog: Program, traces: Iterable[model.Trace], *,
+                        limit: int = 4096) -> tuple[model.Disassembly, ...]:
+    """The instructions around the pc of every frame of ``traces``, one per distinct pc (at most
+    ``limit``), by address; for a return address the instruction at the pc is the one after the call.
+
+    >>> [d.ip for d in frame_disassemblies(prog, [trace])]  # doctest: +SKIP
+    [18446744072635812112]
+    """
+    pcs = sorted({frame.pc for trace in traces for frame in trace.frames})[:limit]
+    return tuple(disassemble_around(prog, pc) for pc in pcs)
 
 
 @dataclass(frozen=True, slots=True)

@@ -466,7 +466,37 @@ def build_report(prog: Program, dump: str, *, log_tail: int = _LOG_TAIL, symboli
                                modules, (), tasks=rows, task_states=task_state_counts(rows),
                                taints=taint_rows(prog))
     report = _with_memory_sections(prog, dump, report, notes, sections)
+    report = _with_every_cpu(prog, report, records, cpu, sections)
     return dataclasses.replace(report, unavailable=tuple(sections.unavailable))
+
+
+#: the log tail is widened back to the oops's first line when that is at most this many records back
+_OOPS_TAIL_MAX = 200
+
+
+def _with_every_cpu(prog: Program, report: model.CrashReport, records: Sequence[PrintkRecord], cpu: int | None,
+                    sections: _Sections) -> model.CrashReport:
+    # The oops header from the log (the log tail then opens with it), every possible CPU's
+    # backtrace, every task's, and the disassembly of every frame of these.
+    from kcrash.analysis.cpu_traces import every_cpu_backtrace, every_task_backtrace
+    from kcrash.analysis.disasm import frame_disassemblies
+    from kcrash.analysis.oops_header import oops_header
+
+    oops = oops_header(records)
+    tail = report.log_tail
+    first = next((i for i, r in enumerate(records) if oops and r.seq == oops.first_seq), None)
+    if tail and first is not None and len(records) - _OOPS_TAIL_MAX <= first < len(records) - len(tail):
+        tail = log_lines(records[first:])
+    no_cpus: tuple[model.CpuBacktrace, ...] = ()
+    with phase("unwind"):
+        cpus = sections.get("cpus", lambda: every_cpu_backtrace(prog, cpu), no_cpus)
+        tasks = every_task_backtrace(prog, report.tasks, cpus)
+    traces = [report.backtrace, *(c.trace for c in cpus), *(t.trace for t in tasks),
+              *(b.trace for b in report.blocked)]
+    with phase("disassembly"):
+        disassembly = frame_disassemblies(prog, traces)
+    return dataclasses.replace(report, oops=oops, log_tail=tail, cpus=cpus, task_traces=tasks,
+                               frame_disassembly=disassembly)
 
 
 def build_bare_report(dump: DumpFormat, path: str, reason: str, *, log_tail: int = _LOG_TAIL) -> model.CrashReport:
@@ -484,9 +514,11 @@ def build_bare_report(dump: DumpFormat, path: str, reason: str, *, log_tail: int
     for section in ("system", "context", "backtrace", "tasks", "blocked", "modules", "memory"):
         sections.note(section, gone)
     metadata = sections.get("dump", lambda: dump_metadata(path, opened=dump), None)
+    from kcrash.analysis.oops_header import oops_header
+
     return model.CrashReport(system, verdict(panic_message_or_none(records), (), records, ()), None,
                              model.Trace((), gone), log_lines(records[-log_tail:] if log_tail else ()), (), (), (),
-                             dump=metadata, unavailable=tuple(sections.unavailable))
+                             dump=metadata, unavailable=tuple(sections.unavailable), oops=oops_header(records))
 
 
 def _log_section(sections: _Sections, read: Callable[[], PrintkLog]) -> list[PrintkRecord]:

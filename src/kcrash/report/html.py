@@ -4,8 +4,13 @@ kcrash.report.html
 
 The HTML rendering of a :class:`~kcrash.report.model.CrashReport`: one self-contained file (inline
 CSS and a few lines of JS, no external resource, a Content-Security-Policy that forbids loading any),
-each section a ``<details>`` element with an ``id`` (``context``, ``backtrace``, ``disassembly``,
-``log``, ``tasks``, ``blocked``, ``modules``, ``memory``, ``regions``, ``dump``; the verdict on top).
+each section a ``<details>`` element with an ``id`` (``oops``, ``context``, ``backtrace``, ``cpus``,
+``frames``, ``disassembly``, ``log``, ``tasks``, ``blocked``, ``modules``, ``memory``, ``regions``, ``dump``;
+the verdict on top). Every frame links to its disassembly (``#dis-<pc in hex>``, in ``frames``) and
+every task's PID to its backtrace (``#bt-<task address in hex>``, under the task table); both are
+hidden until their link is followed (``:target``, and a few lines of JS open the ``<details>`` around
+them). The log tail highlights the oops (``oops-header`` for its header and ``Code:`` lines), and a
+filter box hides the task rows that do not contain every word typed.
 Templates are Jinja2 files shipped in ``kcrash/report/templates`` and rendered with autoescaping
 on, so kernel strings (task names, log lines, file names) always appear as text, never as markup;
 control characters in them are shown as ``\\xNN`` (a task name may hold any byte).
@@ -25,8 +30,8 @@ from kcrash.report.model import CrashReport
 __all__ = ["SECTIONS", "render_html"]
 
 #: the ``id`` of every section, in page order
-SECTIONS = ("verdict", "context", "backtrace", "disassembly", "log", "tasks", "blocked", "modules", "memory",
-            "regions", "dump")
+SECTIONS = ("verdict", "oops", "context", "backtrace", "cpus", "frames", "disassembly", "log", "tasks", "blocked",
+            "modules", "memory", "regions", "dump")
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

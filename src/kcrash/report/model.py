@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 __all__ = [
+    "CpuBacktrace",
     "CrashReport",
     "CrashingContext",
     "Disassembly",
@@ -27,6 +28,7 @@ __all__ = [
     "MemoryRegion",
     "MemorySummary",
     "ModuleRow",
+    "OopsHeader",
     "SectionNote",
     "SlabCache",
     "SourceLine",
@@ -364,15 +366,46 @@ class DumpMetadata:
 class SectionNote:
     """A report section that could not be read (whole or in part), and why: ``section`` is one of
     ``system``, ``log``, ``backtrace``, ``context``, ``tasks``, ``blocked``, ``modules``, ``disassembly``,
-    ``memory``, ``regions``, ``dump``."""
+    ``memory``, ``regions``, ``dump``, ``cpus``."""
 
     section: str
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
+class OopsHeader:
+    """The panic's oops header as the console printed it, read from the dump's own log: ``lines``
+    are the records from the oops line (``kernel BUG at …``, ``BUG: unable to handle …``) through
+    the ``RIP:`` line (``Oops: …``, ``CPU: … PID: … Comm: …``, ``Hardware name: …`` between),
+    ``code`` is the ``Code:`` line of the faulting instruction, and ``first_seq``..``last_seq`` the
+    sequence numbers of every record of the oops report (for highlighting it in the log)."""
+
+    lines: tuple[LogLine, ...]
+    code: LogLine | None
+    first_seq: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class CpuBacktrace:
+    """What one possible CPU was doing: its active task (``cpu_curr``) and that task's stack,
+    unwound from the CPU's dump registers (``registers_from`` ``NT_PRSTATUS``) or, for a CPU with no
+    registers in the dump, from the task's saved context (``saved``); ``panic`` marks the CPU that
+    panicked."""
+
+    cpu: int
+    panic: bool
+    task: TaskRow
+    trace: Trace
+    registers_from: str
+
+
+@dataclass(frozen=True, slots=True)
 class CrashReport:
-    """Everything ``kcrash report`` shows. ``notes`` lists what could not be determined and why."""
+    """Everything ``kcrash report`` shows. ``notes`` lists what could not be determined and why.
+    ``oops`` is the panic's oops header from the log, ``cpus`` every possible CPU's backtrace (the
+    panic CPU first), ``task_traces`` every task's backtrace, and ``frame_disassembly`` the
+    instructions around the pc of every frame of these traces (one per distinct pc)."""
 
     system: SystemInfo
     verdict: Verdict
@@ -390,6 +423,10 @@ class CrashReport:
     regions: TaskMemory | None = None
     dump: DumpMetadata | None = None
     unavailable: tuple[SectionNote, ...] = ()
+    oops: OopsHeader | None = None
+    cpus: tuple[CpuBacktrace, ...] = ()
+    task_traces: tuple[TaskTrace, ...] = ()
+    frame_disassembly: tuple[Disassembly, ...] = ()
 
 
 def to_dict(model: object) -> dict[str, object]:

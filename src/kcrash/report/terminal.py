@@ -32,6 +32,7 @@ from kcrash.report.model import (
     LogLine,
     MemorySummary,
     ModuleRow,
+    OopsHeader,
     SourceLine,
     StackWord,
     SystemInfo,
@@ -351,11 +352,12 @@ def render_report(report: CrashReport, console: Console, *, blocked_frames: int 
     """The whole report: verdict, system, crashing context, backtrace, disassembly, log tail, tasks
     by state, blocked tasks, modules and taints, memory, the crashing task's regions, the dump, notes."""
     gone = _unavailable(report)
-    out = [*_verdict(report), *_section("System"), *gone("system"), *_system(report.system)]
+    out = [*_verdict(report), *_oops(report.oops), *_section("System"), *gone("system"), *_system(report.system)]
     if report.context is not None or gone("context"):
         out += [*_section("Crashing context"), *gone("context")]
         out += _context(report.context) if report.context is not None else []
     out += [*_section("Backtrace of the crashed thread"), *gone("backtrace"), *_trace(report.backtrace, _MAX_FRAMES)]
+    out += _cpus(report, blocked_frames)
     if report.disassembly is not None or gone("disassembly"):
         out += [*_section("Disassembly around the faulting IP"), *gone("disassembly")]
         out += _disassembly(report.disassembly) if report.disassembly is not None else []
@@ -367,6 +369,25 @@ def render_report(report: CrashReport, console: Console, *, blocked_frames: int 
     if report.notes:
         out += [*_section("Notes"), *(Text(f"- {note}", style="yellow") for note in report.notes)]
     _print(console, out)
+
+
+def _oops(oops: OopsHeader | None) -> _Lines:
+    # The oops header and Code: line as the console printed them.
+    if oops is None:
+        return []
+    lines = [*oops.lines, *([oops.code] if oops.code is not None else [])]
+    return [*_section("Oops"), *(Text(visible(line.formatted()), style="bold") for line in lines)]
+
+
+def _cpus(report: CrashReport, frames: int) -> _Lines:
+    # What every possible CPU was doing, the panic CPU first.
+    if not report.cpus and not _unavailable(report)("cpus"):
+        return []
+    out: _Lines = [*_section(f"Backtraces of every CPU: {len(report.cpus)}"), *_unavailable(report)("cpus")]
+    for c in report.cpus:
+        head = f"CPU {c.cpu}{' (panic)' if c.panic else ''}: {_task_line(c.task)}  (from {c.registers_from})"
+        out += [Text(head, style="bold" if c.panic else ""), *_trace(c.trace, frames)]
+    return out
 
 
 def _unavailable(report: CrashReport) -> Callable[[str], _Lines]:

@@ -68,3 +68,49 @@ def test_source_and_inlines_shown(report: CrashReport) -> None:
     assert "kcrash_test_inner at /build/kcrash_test.c:120 (inlined)" in text
     assert "BUG();  /* <here> */" in text
     assert "ud2" in text and "kc1-0123456789abcdef" in text
+
+
+# -- issue 18: the oops header, every CPU's backtrace, frame and task links, the task filter ----------
+
+def _issue18_page(report: CrashReport) -> str:
+    from support.report_cpus_sample import with_cpus
+
+    return render_html(with_cpus(report))
+
+
+def test_oops_header_and_code_lines_shown_and_highlighted_in_the_log(report: CrashReport) -> None:
+    from support.report_cpus_sample import CODE_TEXT, OOPS_TEXTS
+
+    page = _issue18_page(report)
+    oops = page[page.index('id="oops"'):page.index('id="context"')]
+    assert all(html_escape(text) in oops for text in (*OOPS_TEXTS, CODE_TEXT))
+    log = page[page.index('<details open id="log"'):page.index('id="tasks"')]
+    header = re.findall(r'<span class="oops-header" data-seq="(\d+)">', log)
+    assert header == [str(seq) for seq in range(5, 11)]  # the five header lines and the Code: line
+    assert re.findall(r'<span class="oops" data-seq="(\d+)">', log) == ["11", "40"]  # the rest of the oops
+    assert '<span data-seq="4">' in log  # before the oops: not highlighted
+
+
+def test_every_frame_links_to_its_disassembly(report: CrashReport) -> None:
+    page = _issue18_page(report)
+    targets = set(re.findall(r'class="frame-dis" id="dis-([0-9a-f]+)"', page))
+    links = re.findall(r'class="frame-link" href="#dis-([0-9a-f]+)"', page)
+    assert links and set(links) <= targets  # every frame of every trace has its block
+    assert f"{0xFFFFFFFFC021B009:x}" in targets and f"{0xFFFFFFFF81A00077:x}" in targets
+
+
+def test_every_cpu_and_every_task_backtrace(report: CrashReport) -> None:
+    page = _issue18_page(report)
+    cpus = page[page.index('id="cpus"'):page.index('id="frames"')]
+    assert re.findall(r'id="cpu-(\d+)"', cpus) == ["1", "0"]  # the panic CPU first
+    assert "stop_this_cpu+0x77/0xc0" in cpus and "(panic)" in cpus
+    tasks = set(re.findall(r'class="task-link" href="#bt-([0-9a-f]+)"', page))
+    blocks = set(re.findall(r'class="task-bt" id="bt-([0-9a-f]+)"', page))
+    assert tasks == blocks == {f"{t.task:x}" for t in report.tasks}
+    assert 'id="task-filter"' in page and "task-row" in page
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)

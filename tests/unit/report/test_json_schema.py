@@ -55,3 +55,17 @@ def test_cli_prints_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_report_without_dump_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report"]) == 2
     assert "missing argument DUMP" in capsys.readouterr().err
+
+
+def test_oops_and_every_cpu_validate(report: CrashReport) -> None:
+    from support.report_cpus_sample import with_cpus
+
+    doc = json.loads(render_json(with_cpus(report)))
+    _validate(doc)
+    assert [c["cpu"] for c in doc["cpus"]] == [1, 0] and doc["cpus"][0]["panic"] is True
+    assert doc["oops"]["code"]["text"].startswith("Code: ") and len(doc["oops"]["lines"]) == 5
+    assert len(doc["task_traces"]) == len(doc["tasks"]) and doc["frame_disassembly"]
+    broken = copy.deepcopy(doc)
+    broken["cpus"][0]["registers_from"] = None
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(broken)

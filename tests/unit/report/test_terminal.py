@@ -110,3 +110,15 @@ def test_kernel_strings_are_not_turned_into_emoji() -> None:
     # must print as it is.
     lines = _render(render_tasks, [TaskRow(7, 2, 7, 0, 0xFFFF888004259840, "S", ":fire:", False)])
     assert lines.splitlines()[1].split() == ["7", "2", "0", "ffff888004259840", "S", ":fire:"]
+
+
+def test_report_shows_the_oops_header_and_every_cpu() -> None:
+    from support.report_cpus_sample import CODE_TEXT, OOPS_TEXTS, with_cpus
+
+    text = _render(render_report, with_cpus(_report()))
+    oops = text[text.index("\nOops\n"):text.index("\nSystem\n")]
+    assert [line[15:] for line in oops.strip().splitlines()[1:]] == [*OOPS_TEXTS, CODE_TEXT]
+    assert "[    3.628621] kernel BUG at /build/kcrash_test.c:146!" in oops
+    cpus = text[text.index("Backtraces of every CPU: 2"):]
+    assert cpus.index("CPU 1 (panic): PID: 1 ") < cpus.index("CPU 0: PID: 0 ")
+    assert "stop_this_cpu+0x77/0xc0" in cpus
