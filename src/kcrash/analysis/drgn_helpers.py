@@ -31,6 +31,7 @@ from kcrash.helpers.linux import list as klist
 from kcrash.helpers.linux.printk import PrintkRecord
 from kcrash.helpers.linux.printk import get_printk_records as kcrash_printk_records
 from kcrash.types import object as kobject
+from kcrash.types.model import int_type
 from kcrash.types.object import Object
 from kcrash.types.percpu import per_cpu_offset
 from kcrash.types.program import Program
@@ -49,6 +50,7 @@ __all__ = [
     "percpu_counter_sum",
     "slab_cache_for_each_allocated_object",
     "slab_object_info",
+    "xa_to_value",
 ]
 
 _TASK_LIMIT = 1_000_000
@@ -136,6 +138,15 @@ def slab_cache_for_each_allocated_object(slab_cache: Object, type: Any) -> Itera
     prog = slab_cache.prog_
     pointer = prog.pointer_type(type)
     return (Object(prog, pointer, address) for address in slab.slab_cache_for_each_allocated_object(prog, slab_cache))
+
+
+def xa_to_value(entry: Object) -> Object:
+    """drgn's ``xa_to_value(entry)``: the integer of a value entry as an ``unsigned long`` object.
+
+    :param entry: ``void *``
+    """
+    # spelled as drgn spells it (BTF's name is "long unsigned int")
+    return Object(entry.prog_, int_type("unsigned long", 8, False), xarray.xa_to_value(entry))
 
 
 def per_cpu_ptr(ptr: Object, cpu: int) -> Object:
