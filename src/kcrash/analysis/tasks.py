@@ -14,17 +14,19 @@ What each ``foreach`` command does per task is its own analysis (:mod:`~kcrash.a
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from kcrash.analysis import triage
 from kcrash.debuginfo.symbols import SymbolTable
-from kcrash.errors import ExpressionError, FaultError, TypeLookupError, ValidationError
+from kcrash.errors import ExpressionError, FaultError, KcrashError, TypeLookupError, ValidationError
 from kcrash.helpers.layout import StructLayout
+from kcrash.helpers.linux.cpumask import for_each_present_cpu
 from kcrash.helpers.linux.list import ListWalk, list_for_each, list_for_each_entry
 from kcrash.helpers.linux.panic import uptime_ns_or_none
-from kcrash.helpers.linux.sched import for_each_task, task_ps_layout
+from kcrash.helpers.linux.sched import for_each_task, idle_task, task_ps_layout
 from kcrash.report import model
 from kcrash.types.cexpr import SymbolObject, evaluate
 from kcrash.types.format import format_object, object_to_json
@@ -204,7 +206,11 @@ def _is_function(prog: Program, address: int) -> bool:
 
 
 def _task_addresses(prog: Program) -> set[int]:
-    return {int(task) for task in for_each_task(prog, idle=True)}
+    # every task, and the idle tasks where the run queues can be read (they wait on no queue)
+    tasks = {int(task) for task in for_each_task(prog)}
+    with contextlib.suppress(KcrashError):
+        tasks.update(int(idle_task(prog, cpu)) for cpu in for_each_present_cpu(prog))
+    return tasks
 
 
 def _queue(prog: Program, address: int, kind: str, decided_by: str, tasks: set[int] | None = None) -> WaitQueue:
