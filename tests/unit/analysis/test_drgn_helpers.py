@@ -12,6 +12,7 @@ from kcrash.analysis.drgn_compat import drgn_program
 from kcrash.analysis.drgn_helpers import drgn_modules, find_task, for_each_task, get_kconfig, shell_names
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import SymbolNotFoundError
+from kcrash.types.object import Object
 from support.task_kernel import BASE, INIT_TASK, Kernel
 
 
@@ -68,3 +69,9 @@ def test_shell_names_stack_trace_takes_a_pid_with_or_without_prog(monkeypatch: p
     assert calls == [151, 151] and names["prog"] is prog and names["find_task"] is find_task
     with pytest.raises(TypeError):
         names["stack_trace"]()
+
+
+def test_xa_to_value_is_an_unsigned_long_object_as_drgns() -> None:
+    prog = Kernel().prog
+    value = drgn_helpers.xa_to_value(Object(prog, prog.pointer_type("void"), 0xB5))
+    assert str(value) == "(unsigned long)90" and value.value_() == 90
