@@ -31,6 +31,17 @@ insmod /modules/kcrash_test.ko alloc="$ALLOC" || log "insmod kcrash_test failed"
 for i in 1 2 3 4; do sleep 100000 & done
 (while true; do sleep 1; done) &
 
+# Known open files for `files`: a sleep holding /init (fd 3, read), a tmpfs file (fd 4, write),
+# /dev/null (fd 5) and a pipe to another sleep (its stdout).
+echo kcrash-lab > /tmp/kcrash-open
+sleep 100000 3</init 4>>/tmp/kcrash-open 5</dev/null | sleep 100000 &
+# Known sockets for `net`: loopback up, a TCP listener on port 4321 (busybox's nc binds every
+# address) and a client connected to it from 127.0.0.1.
+ip link set lo up
+nc -l -p 4321 > /dev/null &
+sleep 1
+sleep 100000 | nc 127.0.0.1 4321 &
+
 sysctl() { echo "$2" > "/proc/sys/$(echo "$1" | tr . /)"; }
 echo 1 > /proc/sys/kernel/sysrq
 

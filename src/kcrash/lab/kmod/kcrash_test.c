@@ -8,7 +8,12 @@
  *    a global struct with known field values, an rbtree and an xarray of known keys, a vmalloc
  *    buffer with a known pattern, a per-cpu counter with known per-CPU values, a kthread sleeping
  *    in a function of known name, and kthreads whose names contain HTML metacharacters and
- *    non-UTF-8 bytes. KCRASH_TEST_SEARCH is planted where `search` must find it: word 0 and
+ *    non-UTF-8 bytes. For lock analysis: the kthread kcrash_holder holds kcrash_test_held_mutex and
+ *    kcrash_test_held_rwsem (for writing) and sleeps; kcrash_wait_mutex, kcrash_wait_rwsem,
+ *    kcrash_wait_sem and kcrash_wait_comp wait (killable, so the hung-task detector ignores them)
+ *    on that mutex, that rwsem (for reading), kcrash_test_sem (count 0) and kcrash_test_completion.
+ *    A timer_list (kcrash_test_timer -> kcrash_test_timer_fn) and an hrtimer (kcrash_test_hrtimer ->
+ *    kcrash_test_hrtimer_fn) are armed 1000 s ahead. KCRASH_TEST_SEARCH is planted where `search` must find it: word 0 and
  *    word KCRASH_TEST_VMALLOC_HIT of the vmalloc buffer, and payload[1] of every tracked object.
  * 2. Crashes the kernel on demand, LKDTM-style (Debian ships no lkdtm): write a crash kind's
  *    name to /sys/kernel/debug/kcrash_test/DIRECT. The write handler goes through two noinline
@@ -31,6 +36,12 @@
 #include <linux/xarray.h>
 #include <linux/percpu.h>
 #include <linux/cpumask.h>
+#include <linux/rwsem.h>
+#include <linux/semaphore.h>
+#include <linux/completion.h>
+#include <linux/timer.h>
+#include <linux/hrtimer.h>
+#include <linux/jiffies.h>
 
 #define KCRASH_TEST_MAGIC 0xC0FFEE01u
 #define KCRASH_TEST_SEARCH 0xFEEDFACE0BADC0DEull
@@ -124,6 +135,123 @@ static struct task_struct *kcrash_test_nonutf8_task;
 static DEFINE_MUTEX(kcrash_test_mutex_a);
 static DEFINE_MUTEX(kcrash_test_mutex_b);
 static DEFINE_SPINLOCK(kcrash_test_lock);
+
+/* ---- planted locks, waiters and timers ------------------------------------------------- */
+
+DEFINE_MUTEX(kcrash_test_held_mutex);
+DECLARE_RWSEM(kcrash_test_held_rwsem);
+struct semaphore kcrash_test_sem;
+DECLARE_COMPLETION(kcrash_test_completion);
+static DECLARE_COMPLETION(kcrash_test_holder_ready);
+struct timer_list kcrash_test_timer;
+struct hrtimer kcrash_test_hrtimer;
+static struct task_struct *kcrash_test_holder_task;
+static struct task_struct *kcrash_test_waiter_tasks[4];
+
+static noinline int kcrash_test_holder(void *unused)
+{
+	mutex_lock(&kcrash_test_held_mutex);
+	down_write(&kcrash_test_held_rwsem);
+	complete(&kcrash_test_holder_ready);
+	while (!kthread_should_stop())
+		schedule_timeout_interruptible(MAX_SCHEDULE_TIMEOUT);
+	up_write(&kcrash_test_held_rwsem);
+	mutex_unlock(&kcrash_test_held_mutex);
+	return 0;
+}
+
+/* Each waiter blocks (killable) until released at unload, then idles until kthread_stop(). */
+static void kcrash_test_idle_until_stopped(void)
+{
+	while (!kthread_should_stop())
+		schedule_timeout_interruptible(MAX_SCHEDULE_TIMEOUT);
+}
+
+static noinline int kcrash_test_wait_mutex(void *unused)
+{
+	int ret = mutex_lock_killable(&kcrash_test_held_mutex);
+
+	if (!ret)
+		mutex_unlock(&kcrash_test_held_mutex);
+	kcrash_test_idle_until_stopped();
+	return ret;
+}
+
+static noinline int kcrash_test_wait_rwsem(void *unused)
+{
+	int ret = down_read_killable(&kcrash_test_held_rwsem);
+
+	if (!ret)
+		up_read(&kcrash_test_held_rwsem);
+	kcrash_test_idle_until_stopped();
+	return ret;
+}
+
+static noinline int kcrash_test_wait_sem(void *unused)
+{
+	int ret = down_killable(&kcrash_test_sem);
+
+	if (!ret)
+		up(&kcrash_test_sem);
+	kcrash_test_idle_until_stopped();
+	return ret;
+}
+
+static noinline int kcrash_test_wait_comp(void *unused)
+{
+	int ret = wait_for_completion_killable(&kcrash_test_completion);
+
+	kcrash_test_idle_until_stopped();
+	return ret;
+}
+
+static void kcrash_test_timer_fn(struct timer_list *timer)
+{
+	pr_info("kcrash_test: timer fired\n");
+}
+
+static enum hrtimer_restart kcrash_test_hrtimer_fn(struct hrtimer *timer)
+{
+	return HRTIMER_NORESTART;
+}
+
+static void kcrash_test_plant_waiters(void)
+{
+	static int (*const fns[4])(void *) = { kcrash_test_wait_mutex, kcrash_test_wait_rwsem,
+					       kcrash_test_wait_sem, kcrash_test_wait_comp };
+	static const char *const names[4] = { "kcrash_wait_mutex", "kcrash_wait_rwsem",
+					      "kcrash_wait_sem", "kcrash_wait_comp" };
+	int i;
+
+	sema_init(&kcrash_test_sem, 0);
+	kcrash_test_holder_task = kthread_run(kcrash_test_holder, NULL, "kcrash_holder");
+	if (IS_ERR(kcrash_test_holder_task))
+		return;
+	wait_for_completion(&kcrash_test_holder_ready);
+	for (i = 0; i < 4; i++)
+		kcrash_test_waiter_tasks[i] = kthread_run(fns[i], NULL, "%s", names[i]);
+	timer_setup(&kcrash_test_timer, kcrash_test_timer_fn, 0);
+	mod_timer(&kcrash_test_timer, jiffies + 1000 * HZ);
+	hrtimer_init(&kcrash_test_hrtimer, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
+	kcrash_test_hrtimer.function = kcrash_test_hrtimer_fn;
+	hrtimer_start(&kcrash_test_hrtimer, ktime_set(1000, 0), HRTIMER_MODE_REL);
+}
+
+static void kcrash_test_stop_waiters(void)
+{
+	int i;
+
+	del_timer_sync(&kcrash_test_timer);
+	hrtimer_cancel(&kcrash_test_hrtimer);
+	if (IS_ERR_OR_NULL(kcrash_test_holder_task))
+		return;
+	kthread_stop(kcrash_test_holder_task);
+	up(&kcrash_test_sem);
+	complete_all(&kcrash_test_completion);
+	for (i = 0; i < 4; i++)
+		if (!IS_ERR_OR_NULL(kcrash_test_waiter_tasks[i]))
+			kthread_stop(kcrash_test_waiter_tasks[i]);
+}
 
 /* ---- planted kthreads ------------------------------------------------------------------ */
 
@@ -465,6 +593,7 @@ static int __init kcrash_test_init(void)
 		kcrash_test_free_objects();
 		return ret;
 	}
+	kcrash_test_plant_waiters();
 	kcrash_test_sleeper_task = kthread_run(kcrash_test_sleeper, NULL, "kcrash_sleeper");
 	kcrash_test_hostile_task = kthread_run(kcrash_test_sleeper, NULL, "%s", "<i>x</i>&\"'");
 	kcrash_test_nonutf8_task = kthread_run(kcrash_test_sleeper, NULL, "%s", "nu\xff\xfe\x01<b>");
@@ -480,6 +609,7 @@ static void __exit kcrash_test_exit(void)
 	INIT_LIST_HEAD(&kcrash_test_cycle);
 	debugfs_remove_recursive(kcrash_test_dir);
 	kcrash_test_stop_threads();
+	kcrash_test_stop_waiters();
 	kcrash_test_free_trees();
 	kcrash_test_free_objects();
 }
