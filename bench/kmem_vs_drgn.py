@@ -10,8 +10,8 @@ alternating, kcrash with a warm ``KCRASH_CACHE`` (a first untimed run fills it):
 * ``slab caches``: ``kcrash kmem DUMP -s`` vs a drgn script printing, for every cache of
   ``for_each_slab_cache``, its name, object size and ``slab_cache_usage`` (slabs, objects, free).
 * ``identify``: ``kcrash kmem DUMP -`` with the addresses on stdin vs a drgn script calling
-  ``identify_address`` on each. The addresses (``--samples``, seeded) are drawn once, untimed, by a drgn
-  script: allocated and free slab objects, ``struct page``s, task stacks, kernel text, vmalloc areas and
+  ``identify_address`` on each (with its ``cache`` dict, as drgn recommends for many addresses). The
+  addresses (``--samples``, seeded) are drawn once, untimed, by a drgn script: allocated and free slab objects, ``struct page``s, task stacks, kernel text, vmalloc areas and
   module memory, in equal shares.
 Both sides include their start-up (drgn: loading the vmlinux's DWARF; kcrash: kallsyms, BTF).
 """
@@ -47,8 +47,9 @@ for cache in for_each_slab_cache(prog):
 
 DRGN_IDENTIFY = _DRGN_PRELUDE + r'''
 from drgn.helpers.common.memory import identify_address
+cache = {}  # drgn's documented speed-up for identifying many addresses
 for line in sys.stdin:
-    print(line.strip(), identify_address(prog, int(line, 16)))
+    print(line.strip(), identify_address(prog, int(line, 16), cache=cache))
 '''
 
 DRGN_SAMPLE = _DRGN_PRELUDE + r'''
