@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kcrash.errors import KcrashError
+from kcrash.errors import KcrashError, ValidationError
 from kcrash.helpers.layout import StructLayout
+from kcrash.helpers.linux.fs import d_path
 from kcrash.helpers.linux.vma import MmCounters, for_each_vma, task_rss, vm_flags_names, vma_find
 from kcrash.memory.kernel import KernelMemory
 from kcrash.memory.translate.x86_64 import PageWalk, X86_64PageTables
 from kcrash.report import model
-from kcrash.types.object import Object, container_of
+from kcrash.types.object import Object
 from kcrash.types.program import Program
 
 __all__ = ["TaskVm", "Vma", "task_memory", "task_vm", "task_vma_or_none", "user_page_tables", "user_page_walk",
@@ -31,7 +32,6 @@ __all__ = ["TaskVm", "Vma", "task_memory", "task_vm", "task_vma_or_none", "user_
 
 VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 0x1, 0x2, 0x4, 0x8
 _MAX_VMAS = 65536
-_PATH_DEPTH = 64
 
 
 def vma_perms(flags: int) -> str:
@@ -41,25 +41,12 @@ def vma_perms(flags: int) -> str:
 
 
 def _d_path(path: Object) -> str:
-    # d_path() of a ``struct path``: dentry names up to each mount's root, crossing to the mount
-    # point in the parent mount (fs/d_path.c prepend_path()), at most _PATH_DEPTH names.
-    dentry, vfsmnt = path.dentry, path.mnt
-    mount_type = path.prog_.type("struct mount")
-    mount = container_of(vfsmnt, mount_type, "mnt") if int(vfsmnt) else None
-    parts: list[bytes] = []
-    for _ in range(_PATH_DEPTH):
-        if mount is not None and int(dentry) == int(mount.mnt.mnt_root):
-            parent_mount = mount.mnt_parent
-            if int(parent_mount) == int(mount):
-                break
-            dentry, mount = mount.mnt_mountpoint, parent_mount
-            continue
-        parent = dentry.d_parent
-        if int(parent) == int(dentry) or not int(parent):
-            break
-        parts.append(dentry.d_name.name.string_())
-        dentry = parent
-    return "/" + "/".join(p.decode("utf-8", "backslashreplace") for p in reversed(parts))
+    # d_path() of a ``struct path`` (:func:`kcrash.helpers.linux.fs.d_path`), as text; a dentry
+    # cycle names itself instead of failing the whole listing
+    try:
+        return d_path(path).decode("utf-8", "backslashreplace")
+    except ValidationError as exc:
+        return f"(path: {exc})"
 
 
 def _special_name_or_none(prog: Program, vma: Object) -> str | None:

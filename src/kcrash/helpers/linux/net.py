@@ -1,0 +1,279 @@
+"""
+kcrash.helpers.linux.net
+========================
+
+Network namespaces, devices and sockets (``include/linux/netdevice.h``, ``include/linux/inetdevice.h``,
+``include/net/if_inet6.h``, ``include/linux/net.h``, ``include/net/sock.h``) under drgn's names where
+drgn has them: :func:`for_each_net` (``net_namespace_list``), :func:`for_each_netdev` (a namespace's
+``dev_base_head``), :func:`netdev_name`; then :func:`netdev_ipv4_addrs` (``ip_ptr->ifa_list``),
+:func:`netdev_ipv6_addrs` (``ip6_ptr->addr_list``), :func:`netdev_mac`, :func:`netdev_flag_names`
+and :func:`netdev_operstate`; and for sockets :func:`sock_from_file_or_none` (a file whose ``f_op``
+is ``socket_file_ops``) and :func:`sock_info` (family, type, protocol, state, local and remote
+address and port from ``struct sock_common``; the bound path of a UNIX socket). Sockets that no
+file holds (a connection still in a listener's accept queue) are not found here. Walks are bounded.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from kcrash.errors import SymbolNotFoundError, ValidationError
+from kcrash.helpers.linux.list import ListWalk, list_for_each_entry
+from kcrash.types.object import Object, offsetof
+from kcrash.types.program import Program
+
+__all__ = [
+    "IfAddress",
+    "SockInfo",
+    "for_each_net",
+    "for_each_netdev",
+    "netdev_flag_names",
+    "netdev_ipv4_addrs",
+    "netdev_ipv6_addrs",
+    "netdev_mac",
+    "netdev_name",
+    "netdev_operstate",
+    "sock_from_file_or_none",
+    "sock_info",
+]
+
+_NET_LIMIT = 1 << 16
+_DEV_LIMIT = 1 << 20
+_ADDR_LIMIT = 1 << 16
+_MAX_ADDR_LEN = 32  # MAX_ADDR_LEN, include/linux/netdevice.h
+
+#: ``include/uapi/linux/if.h`` ``enum net_device_flags``
+_IFF_NAMES = ("UP", "BROADCAST", "DEBUG", "LOOPBACK", "POINTOPOINT", "NOTRAILERS", "RUNNING", "NOARP",
+              "PROMISC", "ALLMULTI", "MASTER", "SLAVE", "MULTICAST", "PORTSEL", "AUTOMEDIA", "DYNAMIC",
+              "LOWER_UP", "DORMANT", "ECHO")
+#: ``include/uapi/linux/if.h`` ``IF_OPER_*``
+_OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
+#: ``include/linux/socket.h``
+_FAMILIES = {0: "UNSPEC", 1: "UNIX", 2: "INET", 10: "INET6", 16: "NETLINK", 17: "PACKET", 40: "VSOCK"}
+AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
+#: ``include/linux/net.h`` ``enum sock_type``
+_SOCK_TYPES = {1: "STREAM", 2: "DGRAM", 3: "RAW", 4: "RDM", 5: "SEQPACKET", 6: "DCCP", 10: "PACKET"}
+#: ``include/uapi/linux/in.h``
+_PROTOCOLS = {0: "IP", 1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPV6", 132: "SCTP", 136: "UDPLITE", 255: "RAW"}
+#: ``include/net/tcp_states.h`` (UNIX sockets use the same values)
+_TCP_STATES = ("", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE",
+               "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV", "BOUND_INACTIVE")
+
+
+def _global(prog: Program, type: str, name: str) -> Object:
+    return prog.object(type, prog.symbol_address(name))
+
+
+def for_each_net(prog: Program) -> ListWalk:
+    """Every network namespace (``struct net *``) on ``net_namespace_list``.
+
+    >>> len(list(for_each_net(prog)))  # doctest: +SKIP
+    1
+    """
+    head = _global(prog, "struct list_head", "net_namespace_list")
+    return list_for_each_entry("struct net", head, "list", limit=_NET_LIMIT)
+
+
+def for_each_netdev(prog: Program, net: Object | None = None) -> ListWalk:
+    """Every network device of a namespace (``struct net_device *``), in ``dev_base_head`` order.
+
+    :param net: ``struct net *`` (default: ``init_net``)
+
+    >>> [netdev_name(dev) for dev in for_each_netdev(prog)]  # doctest: +SKIP
+    [b'lo']
+    """
+    if net is None:
+        net = _global(prog, "struct net", "init_net")
+    return list_for_each_entry("struct net_device", net.dev_base_head, "dev_list", limit=_DEV_LIMIT)
+
+
+def netdev_name(dev: Object) -> bytes:
+    """The name of a device (``struct net_device *``)."""
+    return dev.name.string_()
+
+
+def netdev_flag_names(flags: int) -> list[str]:
+    """The ``IFF_*`` names of ``dev->flags``.
+
+    >>> netdev_flag_names(0x9)
+    ['UP', 'LOOPBACK']
+    """
+    return [name for bit, name in enumerate(_IFF_NAMES) if flags >> bit & 1]
+
+
+def netdev_operstate(dev: Object) -> str:
+    """RFC 2863 operational state of a device (``dev->operstate``): ``UP``, ``DOWN``, ``UNKNOWN``…"""
+    state = int(dev.operstate)
+    return _OPERSTATES[state] if 0 <= state < len(_OPERSTATES) else str(state)
+
+
+def netdev_mac(dev: Object) -> str:
+    """The hardware address (``dev_addr``, ``addr_len`` bytes) as ``aa:bb:…``; empty when none."""
+    length = int(dev.addr_len)
+    if not int(dev.dev_addr) or not 0 < length <= _MAX_ADDR_LEN:
+        return ""
+    return ":".join(f"{b:02x}" for b in dev.prog_.read(int(dev.dev_addr), length))
+
+
+@dataclass(frozen=True, slots=True)
+class IfAddress:
+    """An address of a device: ``127.0.0.1``, prefix length, label (IPv4) or scope (IPv6)."""
+
+    address: str
+    prefixlen: int
+    label: str
+
+
+def _bounded(pointers: Iterator[Object], what: str) -> Iterator[Object]:
+    seen: set[int] = set()
+    for item in pointers:
+        if int(item) in seen or len(seen) >= _ADDR_LIMIT:
+            raise ValidationError(f"{what}: a cycle or more than {_ADDR_LIMIT} entries")
+        seen.add(int(item))
+        yield item
+
+
+def _ifa_chain(first: Object) -> Iterator[Object]:
+    ifa = first
+    while int(ifa):
+        yield ifa
+        ifa = ifa.ifa_next.read_()
+
+
+def netdev_ipv4_addrs(dev: Object) -> list[IfAddress]:
+    """The IPv4 addresses of a device, from ``ip_ptr->ifa_list`` (linked by ``ifa_next``).
+
+    :param dev: ``struct net_device *``
+    :raises ValidationError: the address list loops
+
+    >>> [a.address for a in netdev_ipv4_addrs(dev)]  # doctest: +SKIP
+    ['127.0.0.1']
+    """
+    in_dev = dev.ip_ptr.read_()
+    if not int(in_dev):
+        return []
+    out = []
+    for ifa in _bounded(_ifa_chain(in_dev.ifa_list.read_()), f"ifa_list of {int(dev):#x}"):
+        address = ipaddress.IPv4Address(int(ifa.ifa_local).to_bytes(4, "little"))
+        out.append(IfAddress(str(address), int(ifa.ifa_prefixlen), ifa.ifa_label.string_().decode(errors="replace")))
+    return out
+
+
+def netdev_ipv6_addrs(dev: Object) -> list[IfAddress]:
+    """The IPv6 addresses of a device, from ``ip6_ptr->addr_list`` (``struct inet6_ifaddr``, linked
+    by ``if_list``); the label is the scope (``host``, ``link``, ``global``).
+
+    :param dev: ``struct net_device *``
+    """
+    if not dev.type_.strip_typedefs().type.strip_typedefs().has_member("ip6_ptr"):
+        return []  # CONFIG_IPV6 off
+    in6_dev = dev.ip6_ptr.read_()
+    if not int(in6_dev):
+        return []
+    walk = list_for_each_entry("struct inet6_ifaddr", in6_dev.addr_list, "if_list", limit=_ADDR_LIMIT)
+    out = [IfAddress(str(ipaddress.IPv6Address(ifa.addr.to_bytes_())), int(ifa.prefix_len),
+                     _ipv6_scope(int(ifa.scope))) for ifa in walk]
+    if walk.truncated is not None:
+        raise ValidationError(f"addr_list of {int(dev):#x}: {walk.truncated}")
+    return out
+
+
+def _ipv6_scope(scope: int) -> str:
+    # include/net/ipv6.h IFA_HOST 0x10, IFA_LINK 0x20, IFA_SITE 0x40; 0 is global
+    return {0x10: "host", 0x20: "link", 0x40: "site"}.get(scope & 0xf0, "global")
+
+
+def sock_from_file_or_none(file: Object) -> Object | None:
+    """The ``struct socket *`` of a socket file (``f_op`` is ``socket_file_ops``; the socket is
+    ``private_data``, ``net/socket.c`` ``sock_from_file()``), None for other files.
+
+    :param file: ``struct file *``
+    """
+    prog = file.prog_
+    try:
+        ops = prog.symbol_address("socket_file_ops")
+    except SymbolNotFoundError:
+        return None
+    if int(file.f_op) != ops:
+        return None
+    return Object(prog, prog.pointer_type("struct socket"), int(file.private_data))
+
+
+@dataclass(frozen=True, slots=True)
+class SockInfo:
+    """One socket: ``struct socket``, its ``struct sock``, and what ``ss`` would show of it."""
+
+    socket: int
+    sock: int
+    family: str
+    type: str
+    protocol: str
+    state: str
+    local: str
+    remote: str
+    local_port: int
+    remote_port: int
+
+
+def _name(table: dict[int, str], value: int) -> str:
+    return table.get(value, str(value))
+
+
+def _tcp_state(state: int) -> str:
+    return _TCP_STATES[state] if 0 < state < len(_TCP_STATES) else str(state)
+
+
+def _inet_ends(sk: Object, family: int) -> tuple[str, str, int, int]:
+    # sock_common: skc_rcv_saddr/skc_daddr (__be32) or skc_v6_rcv_saddr/skc_v6_daddr,
+    # skc_num (local port, host order) and skc_dport (__be16)
+    common = sk.__sk_common
+    if family == AF_INET6:
+        local = str(ipaddress.IPv6Address(common.skc_v6_rcv_saddr.to_bytes_()))
+        remote = str(ipaddress.IPv6Address(common.skc_v6_daddr.to_bytes_()))
+    else:
+        local = str(ipaddress.IPv4Address(int(common.skc_rcv_saddr).to_bytes(4, "little")))
+        remote = str(ipaddress.IPv4Address(int(common.skc_daddr).to_bytes(4, "little")))
+    dport = int(common.skc_dport)
+    return local, remote, int(common.skc_num), (dport & 0xff) << 8 | dport >> 8
+
+
+def _unix_path(sk: Object) -> str:
+    # unix_sk(sk)->addr->name[0].sun_path; an abstract name starts with NUL and is shown with '@'
+    # (net/unix/af_unix.c, include/net/af_unix.h: struct sock is unix_sock's first member)
+    unix = sk.prog_.object("struct unix_sock", int(sk))
+    addr = unix.addr.read_()
+    if not int(addr):
+        return ""
+    length = int(addr.len) - 2  # minus sun_family
+    if not 0 < length <= 108:
+        return ""
+    name = int(addr) + offsetof(sk.prog_.type("struct unix_address"), "name")
+    raw = sk.prog_.read(name + 2, length)
+    text = raw.rstrip(b"\0").decode("utf-8", "backslashreplace")
+    return "@" + text[1:] if raw[:1] == b"\0" else text
+
+
+def sock_info(socket: Object) -> SockInfo:
+    """Family, type, protocol, state and both ends of a socket.
+
+    :param socket: ``struct socket *``
+
+    >>> sock_info(sock_from_file_or_none(file)).state  # doctest: +SKIP
+    'LISTEN'
+    """
+    sk = socket.sk.read_()
+    sock_type = _name(_SOCK_TYPES, int(socket.type))
+    if not int(sk):
+        return SockInfo(int(socket), 0, "?", sock_type, "?", "UNCONNECTED", "", "", 0, 0)
+    family = int(sk.__sk_common.skc_family)
+    state = _tcp_state(int(sk.__sk_common.skc_state))
+    protocol = int(sk.sk_protocol)
+    if family in (AF_INET, AF_INET6):
+        local, remote, lport, rport = _inet_ends(sk, family)
+        return SockInfo(int(socket), int(sk), _name(_FAMILIES, family), sock_type, _name(_PROTOCOLS, protocol),
+                        state, local, remote, lport, rport)
+    local = _unix_path(sk) if family == AF_UNIX else ""
+    return SockInfo(int(socket), int(sk), _name(_FAMILIES, family), sock_type, str(protocol), state, local, "",
+                    0, 0)
