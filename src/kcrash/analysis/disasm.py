@@ -25,6 +25,7 @@ from kcrash.types.program import Program
 __all__ = ["TargetLabel", "disassemble_around", "frame_disassemblies", "target_labels"]
 
 _MAX_LEAD = 4096
+_MAX_FUNCTION = 1 << 16
 _GUESS_LEAD = 32
 _TAIL = 48
 
@@ -32,9 +33,15 @@ _TAIL = 48
 def _start(prog: Program, ip: int) -> tuple[int, str | None]:
     table = prog.symbols if isinstance(prog.symbols, SymbolTable) else None
     found = table.symbolize_or_none(ip) if table is not None else None
-    if found is None or ip - found[0].address > _MAX_LEAD:
+    if found is None:
         return ip - _GUESS_LEAD, None
-    return found[0].address, found[0].name
+    symbol, offset = found
+    # A long function (ksm_scan_thread is 9 KiB) is still decoded from its start when the symbol's
+    # size (the next kallsyms symbol's address) covers the IP; a gap past the last symbol is not.
+    inside = symbol.size is not None and offset < symbol.size <= _MAX_FUNCTION
+    if offset > _MAX_LEAD and not inside:
+        return ip - _GUESS_LEAD, None
+    return symbol.address, symbol.name
 
 
 def disassemble_around(prog: Program, ip: int, *, before: int = 12, after: int = 8) -> model.Disassembly:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from kcrash.analysis.disasm import TargetLabel, target_labels
 from kcrash.analysis.x86_disasm import disassemble
 from kcrash.debuginfo.symbols import Symbol, SymbolTable
+from kcrash.types.program import Program
 
 TEXT = 0xFFFFFFFF81000000
 MODULE = 0xFFFFFFFFC0200000
@@ -37,3 +38,30 @@ def test_branches_and_rip_operands_are_named_in_kernel_and_module() -> None:
     assert labels[at + 17] == TargetLabel(0x1000, True) and labels[at + 17].text() == ""
     assert at + 22 not in labels  # ret refers to nothing
     assert target_labels(insns, None)[at] == TargetLabel(TEXT + 0x100, True)
+
+
+def _long_function_program() -> tuple[Program, int]:
+    # "big" is 0x3000 bytes of nops with a call at 0x2ff0 (past the 4 KiB lead of a guess): its
+    # return address is decoded from the function's start, not 32 bytes before it (issue 18).
+    from kcrash.memory import MemoryReader, SegmentMap
+
+    code = bytearray(b"\x90" * 0x3100)
+    code[0x2FF0:0x2FF5] = b"\xe8" + (0x100 - 0x2FF5).to_bytes(4, "little", signed=True)
+    segments = SegmentMap()
+    segments.add_segment(TEXT, len(code), lambda a, n: bytes(code[a - TEXT:a - TEXT + n]), physical=False)
+    table = SymbolTable(["_stext", "big", "_etext"], [TEXT, TEXT + 0x100, TEXT + 0x3100], ["T", "T", "T"])
+    return Program(MemoryReader(segments), table), TEXT + 0x100 + 0x2FF5 - 0x100
+
+
+def test_long_function_decoded_from_its_start_and_frames_once_per_pc() -> None:
+    from kcrash.analysis.disasm import disassemble_around, frame_disassemblies
+    from kcrash.report import model
+
+    prog, ret = _long_function_program()
+    dis = disassemble_around(prog, ret)
+    assert dis.function == "big" and dis.error is None
+    at = [i.faulting for i in dis.instructions].index(True)
+    assert dis.instructions[at].address == ret and dis.instructions[at - 1].text.startswith("call")
+    frame = model.Frame(0, ret, 0, "big", ret - TEXT - 0x100, None, "big+0x2ef5/0x3000", True, "call")
+    blocks = frame_disassemblies(prog, [model.Trace((frame, frame), None), model.Trace((frame,), None)])
+    assert [b.ip for b in blocks] == [ret]

@@ -1,0 +1,151 @@
+"""The HTML report's links and controls in headless Chromium (Debian's ``chromium`` driven by
+Playwright; no browser download, no network), on the report of the lab's BUG dump of 6.12 opened
+without vmlinux (issue 18):
+
+- clicking a frame of the crashed thread's backtrace shows that frame's disassembly: the faulting
+  frame's block shows the ``ud2`` of ``BUG()`` at the RIP the console printed, and it is the
+  instruction capstone decodes from the faulting byte of the console's own ``Code:`` line; a
+  return-address frame's block shows a ``call`` just before its pc;
+- clicking a task's PID shows that task's backtrace (its frames' text as the JSON report gives them);
+- typing in the filter box hides the task rows without the text, and clearing it shows them again;
+- the log tail is open and starts with the oops, whose header and ``Code:`` lines (equal to the
+  console's) are highlighted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kcrash.cli import main
+
+pytestmark = pytest.mark.lab
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+_STAMP = re.compile(r"^\[\s*\d+\.\d+\] ")
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return out
+
+
+def _console_oops(console: str) -> tuple[list[str], str]:
+    # The console's oops header (from "kernel BUG at" through the first "RIP:") and its Code: line.
+    lines = [_STAMP.sub("", line) for line in console.splitlines() if _STAMP.match(line)]
+    first = next(i for i, line in enumerate(lines) if line.startswith("kernel BUG at "))
+    rip = next(i for i in range(first, len(lines)) if lines[i].startswith("RIP: "))
+    return lines[first:rip + 1], next(line for line in lines[rip:] if line.startswith("Code: "))
+
+
+@pytest.fixture(scope="module")
+def rendered(lab_crash: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Any]:
+    out = lab_crash("BUG", "6.12", False)
+    tmp = tmp_path_factory.mktemp("html")
+    page_file = tmp / "report.html"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KCRASH_CACHE", str(tmp))
+        assert main(["report", str(out / "vmcore.kdump"), "--format", "html", "-o", str(page_file)]) == 0
+        assert main(["report", str(out / "vmcore.kdump"), "--format", "json", "-o", str(tmp / "report.json")]) == 0
+    return out, page_file, json.loads((tmp / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def page(rendered: tuple[Path, Path, Any]) -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed (scripts/bootstrap.sh installs it)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1280, "height": 1000})
+            requests: list[str] = []
+            tab.on("request", lambda r: requests.append(r.url))
+            tab.goto(rendered[1].as_uri())
+            yield tab
+            assert requests == [rendered[1].as_uri()]  # the report loads nothing else
+        finally:
+            browser.close()
+
+
+def test_clicking_the_faulting_frame_shows_its_disassembly(rendered: tuple[Path, Path, Any], page: Any) -> None:
+    from capstone import CS_ARCH_X86, CS_MODE_64, Cs  # type: ignore[import-untyped]
+
+    out, _, report = rendered
+    _, code = _console_oops((out / "console.log").read_text(errors="replace"))
+    tokens = code.split()[1:]
+    fault = next(i for i, t in enumerate(tokens) if t.startswith("<"))
+    code_bytes = bytes.fromhex("".join(t.strip("<>") for t in tokens[fault:]))
+    expected = next(Cs(CS_ARCH_X86, CS_MODE_64).disasm(code_bytes, 0, 1)).mnemonic  # ud2 for BUG()
+    ip = report["context"]["ip"]
+    target = page.locator(f"#dis-{ip:x}")
+    assert not target.is_visible()
+    page.locator("#backtrace a.frame-link", has_text="kcrash_test_do_bug+").first.click()
+    assert target.is_visible()
+    row = target.locator("tr.fault")
+    assert row.is_visible()
+    cells = row.locator("td").all_inner_texts()
+    assert cells[0] == f"{ip:016x}" and cells[2] == expected == "ud2"
+    assert "kcrash_test_do_bug" in target.inner_text()
+
+
+def test_a_return_address_frame_shows_the_call_before_it(rendered: tuple[Path, Path, Any], page: Any) -> None:
+    frames = rendered[2]["backtrace"]["frames"]
+    caller = next(f for f in frames if f["function"] == "kcrash_test_level2")
+    page.locator("#backtrace a.frame-link", has_text="kcrash_test_level2+").first.click()
+    target = page.locator(f"#dis-{caller['pc']:x}")
+    assert target.is_visible()
+    rows = target.locator("tr").all_inner_texts()
+    at = next(i for i, r in enumerate(rows) if r.startswith(f"{caller['pc']:016x}"))
+    assert at > 0 and "call" in rows[at - 1]
+    assert page.locator(".frame-dis:visible").count() == 1  # only the clicked frame's block
+
+
+def test_clicking_a_task_shows_its_backtrace(rendered: tuple[Path, Path, Any], page: Any) -> None:
+    entry = next(t for t in rendered[2]["task_traces"]
+                 if not t["task"]["active"] and len(t["trace"]["frames"]) >= 3 and t["task"]["pid"] > 1)
+    task = entry["task"]
+    target = page.locator(f"#bt-{task['task']:x}")
+    assert not target.is_visible()
+    page.fill("#task-filter", "")
+    page.locator(f"a.task-link[href='#bt-{task['task']:x}']").click()
+    assert target.is_visible()
+    text = target.inner_text()
+    assert f"PID {task['pid']}" in text
+    assert all(f["text"] in text for f in entry["trace"]["frames"])
+
+
+def test_filter_box_hides_rows(rendered: tuple[Path, Path, Any], page: Any) -> None:
+    rows = page.locator("#task-table tr.task-row")
+    total = rows.count()
+    assert total == len(rendered[2]["tasks"]) > 10
+    page.fill("#task-filter", "kworker")
+    shown = page.locator("#task-table tr.task-row:visible").all_inner_texts()
+    expected = [t for t in rendered[2]["tasks"] if "kworker" in t["comm"]]
+    assert 0 < len(shown) == len(expected) < total
+    assert all("kworker" in row for row in shown)
+    page.fill("#task-filter", "")
+    assert page.locator("#task-table tr.task-row:visible").count() == total
+
+
+def test_log_tail_opens_with_the_oops_highlighted(rendered: tuple[Path, Path, Any], page: Any) -> None:
+    header, code = _console_oops((rendered[0] / "console.log").read_text(errors="replace"))
+    assert page.locator("#log").get_attribute("open") is not None
+    log = page.locator("#log pre.log > span")
+    assert _STAMP.sub("", log.first.inner_text()) == header[0]  # the tail starts at the oops
+    marked = [_STAMP.sub("", t) for t in page.locator("#log .oops-header").all_inner_texts()]
+    assert marked == [*header, code]
+    colour = page.locator("#log .oops-header").first.evaluate("e => getComputedStyle(e).backgroundColor")
+    plain = page.locator("#log .oops").first.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert colour not in ("rgba(0, 0, 0, 0)", plain)
+    page.screenshot(path=str(rendered[1].with_suffix(".png")), full_page=False)
