@@ -138,13 +138,14 @@ def net_devices(prog: Program) -> list[NetDevice]:
 
 @dataclass(frozen=True, slots=True)
 class TaskSocket:
-    """A socket a task holds open as descriptor ``fd``."""
+    """A socket a task holds open as descriptor ``fd``; pid, task, fd and file are None for a
+    TCP socket no task holds (found in the established hash: not yet accepted, or TIME_WAIT)."""
 
-    pid: int
-    task: int
+    pid: int | None
+    task: int | None
     comm: str
-    fd: int
-    file: int
+    fd: int | None
+    file: int | None
     sock: SockInfo
 
 
@@ -159,8 +160,9 @@ def _sockets_of(task: Object) -> list[TaskSocket]:
 
 
 def task_sockets(prog: Program, tasks: Iterable[Object] | None = None) -> list[TaskSocket]:
-    """The sockets held by ``tasks`` (default: every task; threads sharing one ``files_struct``
-    are listed once, under the first of them)."""
+    """The sockets held by ``tasks``; by default those of every task (threads sharing one
+    ``files_struct`` are listed once, under the first of them), then the TCP sockets of the
+    established hash that no task holds."""
     seen: set[int] = set()
     out: list[TaskSocket] = []
     for task in for_each_task(prog) if tasks is None else tasks:
@@ -168,4 +170,8 @@ def task_sockets(prog: Program, tasks: Iterable[Object] | None = None) -> list[T
         if files and files not in seen:
             seen.add(files)
             out.extend(_sockets_of(task))
+    if tasks is None:
+        held = {row.sock.sock for row in out}
+        out.extend(TaskSocket(None, None, "", None, None, net.sock_common_info(common))
+                   for common in net.for_each_tcp_sock(prog) if int(common) not in held)
     return out

@@ -145,7 +145,8 @@ def _print_sockets(rows: list[TaskSocket]) -> None:
                f"{'PROTO':<5} {'LOCAL':<24} {'REMOTE':<24} STATE")
     for r in rows:
         s = r.sock
-        click.echo(f"{r.pid:>7} {r.comm:<16} {r.fd:>3} {s.socket:016x} {s.sock:016x} {s.family:<7} {s.type:<9} "
+        pid, comm, fd = ("-", "(no task)", "-") if r.pid is None else (str(r.pid), r.comm, str(r.fd))
+        click.echo(f"{pid:>7} {comm:<16} {fd:>3} {s.socket:016x} {s.sock:016x} {s.family:<7} {s.type:<9} "
                    f"{s.protocol:<5} {_end(s.local, s.local_port, s.family):<24} "
                    f"{_end(s.remote, s.remote_port, s.family):<24} {s.state}")
 

@@ -10,7 +10,8 @@ drgn has them: :func:`for_each_net` (``net_namespace_list``), :func:`for_each_ne
 and :func:`netdev_operstate`; and for sockets :func:`sock_from_file_or_none` (a file whose ``f_op``
 is ``socket_file_ops``) and :func:`sock_info` (family, type, protocol, state, local and remote
 address and port from ``struct sock_common``; the bound path of a UNIX socket). Sockets that no
-file holds (a connection still in a listener's accept queue) are not found here. Walks are bounded.
+file holds (a connection still in a listener's accept queue) are found in the TCP established
+hash by :func:`for_each_tcp_sock` (:func:`sock_common_info`). Walks are bounded.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "SockInfo",
     "for_each_net",
     "for_each_netdev",
+    "for_each_tcp_sock",
     "netdev_flag_names",
     "netdev_ipv4_addrs",
     "netdev_ipv6_addrs",
@@ -36,6 +38,7 @@ __all__ = [
     "netdev_name",
     "netdev_operstate",
     "sock_from_file_or_none",
+    "sock_common_info",
     "sock_info",
 ]
 
@@ -225,18 +228,24 @@ def _tcp_state(state: int) -> str:
     return _TCP_STATES[state] if 0 < state < len(_TCP_STATES) else str(state)
 
 
-def _inet_ends(sk: Object, family: int) -> tuple[str, str, int, int]:
+def _inet_ends(sk: Object, family: int, *, common: bool = False) -> tuple[str, str, int, int]:
     # sock_common: skc_rcv_saddr/skc_daddr (__be32) or skc_v6_rcv_saddr/skc_v6_daddr,
     # skc_num (local port, host order) and skc_dport (__be16)
-    common = sk.__sk_common
+    common = sk if common else sk.__sk_common
     if family == AF_INET6:
-        local = str(ipaddress.IPv6Address(common.skc_v6_rcv_saddr.to_bytes_()))
-        remote = str(ipaddress.IPv6Address(common.skc_v6_daddr.to_bytes_()))
+        local = _ipv6_text(common.skc_v6_rcv_saddr.to_bytes_())
+        remote = _ipv6_text(common.skc_v6_daddr.to_bytes_())
     else:
         local = str(ipaddress.IPv4Address(int(common.skc_rcv_saddr).to_bytes(4, "little")))
         remote = str(ipaddress.IPv4Address(int(common.skc_daddr).to_bytes(4, "little")))
     dport = int(common.skc_dport)
     return local, remote, int(common.skc_num), (dport & 0xff) << 8 | dport >> 8
+
+
+def _ipv6_text(raw: bytes) -> str:
+    # as ss prints it: an IPv4-mapped address keeps its dotted quad (::ffff:127.0.0.1)
+    address = ipaddress.IPv6Address(raw)
+    return f"::ffff:{address.ipv4_mapped}" if address.ipv4_mapped is not None else str(address)
 
 
 def _unix_path(sk: Object) -> str:
@@ -277,3 +286,55 @@ def sock_info(socket: Object) -> SockInfo:
     local = _unix_path(sk) if family == AF_UNIX else ""
     return SockInfo(int(socket), int(sk), _name(_FAMILIES, family), sock_type, str(protocol), state, local, "",
                     0, 0)
+
+
+#: most sockets one walk of the TCP established hash yields, and most buckets read
+_TCP_LIMIT = 1 << 20
+_EHASH_MAX_BUCKETS = 1 << 26
+
+
+def _ehash_chain(prog: Program, first: int, node_offset: int, seen: set[int]) -> Iterator[int]:
+    # sock_common addresses of one hlist_nulls chain; the end is a "nulls" value (bit 0 set)
+    node = first
+    while node and not node & 1:
+        if node in seen or len(seen) >= _TCP_LIMIT:
+            raise ValidationError(f"TCP established hash: a cycle or more than {_TCP_LIMIT} sockets at {node:#x}")
+        seen.add(node)
+        yield node - node_offset
+        node = prog.read_u64(node)
+
+
+def for_each_tcp_sock(prog: Program) -> Iterator[Object]:
+    """Every socket in the TCP established hash ``tcp_hashinfo.ehash`` (``include/net/inet_hashtables.h``:
+    ``hlist_nulls`` chains linked by ``skc_nulls_node``), as ``struct sock_common *``: connections in
+    any state but LISTEN, including those no task holds yet (still in a listener's accept queue),
+    ``TIME_WAIT`` (``struct inet_timewait_sock``) and ``NEW_SYN_RECV`` (``struct request_sock``)
+    entries. Namespaces with their own hash (``tcp_child_ehash_entries``) are not walked.
+
+    :raises ValidationError: a chain loops, or the table size is implausible
+
+    >>> [sock_common_info(sk).state for sk in for_each_tcp_sock(prog)]  # doctest: +SKIP
+    ['ESTABLISHED', 'ESTABLISHED']
+    """
+    hashinfo = _global(prog, "struct inet_hashinfo", "tcp_hashinfo")
+    buckets = int(hashinfo.ehash_mask) + 1
+    if not 0 < buckets <= _EHASH_MAX_BUCKETS:
+        raise ValidationError(f"TCP established hash: implausible ehash_mask {buckets - 1:#x}")
+    bucket_size = prog.type("struct inet_ehash_bucket").sizeof()
+    table = prog.read(int(hashinfo.ehash), buckets * bucket_size)
+    node_offset = offsetof(prog.type("struct sock_common"), "skc_nulls_node")
+    common = prog.pointer_type("struct sock_common")
+    seen: set[int] = set()
+    for i in range(buckets):
+        first = int.from_bytes(table[i * bucket_size:i * bucket_size + 8], "little")
+        for address in _ehash_chain(prog, first, node_offset, seen):
+            yield Object(prog, common, address)
+
+
+def sock_common_info(common: Object) -> SockInfo:
+    """What :func:`sock_info` gives, from a ``struct sock_common *`` alone (an entry of the TCP hash:
+    type STREAM, protocol TCP, no ``struct socket``)."""
+    family = int(common.skc_family)
+    state = _tcp_state(int(common.skc_state))
+    local, remote, lport, rport = _inet_ends(common, family, common=True)
+    return SockInfo(0, int(common), _name(_FAMILIES, family), "STREAM", "TCP", state, local, remote, lport, rport)
