@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from kcrash.analysis.drgn_format import drgn_format
 from kcrash.debuginfo.symbols import Symbol as KallsymsSymbol
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import MissingDebugInfoError, SymbolNotFoundError
@@ -283,6 +284,10 @@ class DrgnProgram(Program):
         if address is None:
             return self.variable(name)
         return super().object(name, address)
+
+    def format_object(self, obj: Object, **options: int | bool) -> str:
+        """Objects print as drgn prints them (:func:`~kcrash.analysis.drgn_format.drgn_format`)."""
+        return drgn_format(obj, **options)
 
     def read(self, address: int, size: int, physical: bool = False) -> bytes:
         """drgn's ``prog.read(address, size, physical=False)``."""

@@ -311,10 +311,9 @@ class Object:
     # -- display --------------------------------------------------------------------------------
 
     def format_(self, **options: int | bool) -> str:
-        """C-like text of the value (see :func:`kcrash.types.format.format_object`)."""
-        from kcrash.types.format import format_object
-
-        return format_object(self, **options)
+        """C-like text of the value: the program's :meth:`~kcrash.types.program.Program.format_object`
+        (:func:`kcrash.types.format.format_object`; drgn's layout in ``kcrash shell``)."""
+        return self.prog_.format_object(self, **options)
 
     def __str__(self) -> str:
         return self.format_()

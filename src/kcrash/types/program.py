@@ -190,6 +190,13 @@ class Program:
         """The object of ``type`` at ``address``."""
         return Object(self, self.type(type), address=address)
 
+    def format_object(self, obj: Object, **options: int | bool) -> str:
+        """The text of ``str(obj)`` / ``obj.format_(**options)``: :func:`kcrash.types.format.format_object`
+        (a subclass may print objects its own way, as the shell's drgn-compatible program does)."""
+        from kcrash.types.format import format_object
+
+        return format_object(obj, **options)
+
     def is_percpu(self, name: str) -> bool:
         """True if BTF lists ``name`` in ``.data..percpu``."""
         return self.btf is not None and self.btf.is_percpu_variable(name)
