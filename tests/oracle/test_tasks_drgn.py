@@ -9,6 +9,8 @@ vmlinux and the module's .ko:
   ``kcrash_test_completion`` (``kcrash_wait_comp``). BTF types none of these globals, so kcrash tells
   the kind by validating the entries: it must say ``wait_queue_head`` and ``swait_queue_head`` as
   drgn's typed objects are.
+  The lab's ``nc -l`` listener sleeps on its socket's wait queue: kcrash's entries of every ``nc``
+  socket queue equal drgn's ``waitqueue_for_each_entry``, and the listener's names ``nc``.
 * ``task -R pid,comm,prio``: every task's members equal drgn's reads; ``task PID --json`` through the CLI.
 * ``foreach bt -s UN``: exactly the tasks drgn's ``task_state_to_char`` calls ``D``, each with the
   kernel pcs of drgn's ``stack_trace(task)``; ``foreach ps -k``/``-u``: drgn's ``PF_KTHREAD`` split.
@@ -45,11 +47,12 @@ from kcrash.types.program import Program
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.cpumask import for_each_possible_cpu  # noqa: E402
+from drgn.helpers.linux.fs import for_each_file  # noqa: E402
 from drgn.helpers.linux.list import list_for_each_entry  # noqa: E402
-from drgn.helpers.linux.pid import for_each_task  # noqa: E402
+from drgn.helpers.linux.pid import find_task, for_each_task  # noqa: E402
 from drgn.helpers.linux.sched import idle_task, task_state_to_char  # noqa: E402
 from drgn.helpers.linux.swait import swait_for_each_task  # noqa: E402
-from drgn.helpers.linux.wait import waitqueue_for_each_task  # noqa: E402
+from drgn.helpers.linux.wait import waitqueue_for_each_entry, waitqueue_for_each_task  # noqa: E402
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
@@ -118,6 +121,10 @@ def test_waitq_equals_drgns_walk(crash: tuple[Path, Program, Any], capsys: pytes
         assert ours.truncated is None
         if theirs:
             assert ours.kind == kind, arg
+        # the same queue named with its type (a cast) is taken as that type, with the same waiters
+        head = f"struct {kind}" if kind == "swait_queue_head" else "wait_queue_head_t"
+        typed = wait_queue_at(prog, f"*({head} *){ours.address:#x}")
+        assert (typed.decided_by, typed.kind, typed.waiters) == ("type", kind, ours.waiters), arg
         for w in ours.waiters:
             theirs_task = tasks[w.task]
             assert (w.pid, w.comm) == (theirs_task.pid.value_(),
@@ -127,6 +134,30 @@ def test_waitq_equals_drgns_walk(crash: tuple[Path, Program, Any], capsys: pytes
         print(f"\n  waitq: waiters per queue {waiting}")
     assert waiting["oom_reaper_wait"] == 1
     assert sum(waiting.values()) >= 2
+
+
+def test_waitq_of_sockets_equals_drgns_entries(crash: tuple[Path, Program, Any]) -> None:
+    # the lab's nc listener sleeps in accept() on its socket's wait queue (sock->wq.wait): the
+    # address comes from drgn's walk of the task's files; kcrash tells the kind by the entries
+    _, prog, dprog = crash
+    socket_ops = dprog["socket_file_ops"].address_of_().value_()
+    queues = []
+    for t in for_each_task(dprog):
+        if t.comm.string_() != b"nc":
+            continue
+        for _, f in for_each_file(t):
+            if f.f_op.value_() == socket_ops:
+                queues.append((t.value_(), drgn.cast("struct socket *", f.private_data).wq.wait.address_of_()))
+    waited = 0
+    for task, queue in queues:
+        theirs = [(e.value_(), e.private.value_()) for e in waitqueue_for_each_entry(queue)]
+        ours = wait_queue_at(prog, hex(queue.value_()))
+        assert [(w.entry, w.task) for w in ours.waiters] == theirs
+        if theirs:
+            assert ours.kind == "wait_queue_head" and ours.decided_by == "entries"
+            assert [(w.task, w.comm) for w in ours.waiters] == [(task, "nc")]
+            waited += 1
+    assert waited >= 1, queues
 
 
 def test_waitq_cli_json_and_refusals(crash: tuple[Path, Program, Any], capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,7 +183,7 @@ def test_task_members_equal_drgn(crash: tuple[Path, Program, Any]) -> None:
         assert ours == {"pid": t.pid.value_(), "comm": t.comm.string_().decode(errors="backslashreplace"),
                         "prio": t.prio.value_(), "se.vruntime": t.se.vruntime.value_()}, hex(address)
     data = _cli("task", str(out / "vmcore.elf"), "1", "-R", "pid,comm,prio", "--json")
-    init = next(t for t in tasks.values() if t.pid.value_() == 1)
+    init = find_task(dprog, 1)
     assert [(m["name"], m["value"]) for m in data[0]["members"]] == [
         ("pid", 1), ("comm", init.comm.string_().decode(errors="backslashreplace")), ("prio", init.prio.value_())]
     assert data[0]["task"]["task"] == init.value_()

@@ -99,22 +99,43 @@ def wait_queue(prog: Program, address: int, type: Type | None = None) -> WaitQue
     :param address: a ``wait_queue_head_t``, a ``struct swait_queue_head`` or a ``struct
         completion`` (its ``wait``)
     :param type: the object's type where known (a typed global's); without it the kind is the one
-        whose entries hold tasks (a simple queue's ``task``) or wake functions (``func``)
+        whose entries hold tasks (a simple queue's ``task``) or wake functions (``func``), of the
+        queue at ``address`` or else of a ``struct completion``'s there (the first whose list is a
+        ring)
     :raises ValidationError: the address holds no wait queue of a known kind
     """
     if type is not None:
         kind, address = _kind_of_type(type, address)
         return _queue(prog, address, kind, "type")
     tasks = _task_addresses(prog)
+    why = []
+    for head in _candidate_heads(prog, address):
+        try:
+            return _validated(prog, head, tasks)
+        except ValidationError as exc:
+            why.append(str(exc))
+    raise ValidationError(f"{address:#x} is not a wait queue: {'; '.join(why)}")
+
+
+def _candidate_heads(prog: Program, address: int) -> list[int]:
+    # the queue head at address, then the wait member of a struct completion there
+    completion = prog.find_type_or_none("struct completion")
+    return [address] + ([address + offsetof(completion, "wait")] if completion is not None else [])
+
+
+def _validated(prog: Program, address: int, tasks: set[int]) -> WaitQueue:
+    # the kind whose entries the list at address holds (both kinds keep the list at the same offset)
     nodes, truncated = _nodes(prog, address + _list_offset(prog, _WAIT))
+    if truncated is not None:
+        raise ValidationError(f"the list at {address:#x} is no ring ({truncated})")
     if not nodes:
-        return WaitQueue(address, _WAIT, "empty", (), truncated)
+        return WaitQueue(address, _WAIT, "empty", (), None)
     if all(_swait_task(prog, node) in tasks for node in nodes):
         return _queue(prog, address, _SWAIT, "entries", tasks)
     if all(_is_function(prog, _wait_func(prog, node)) for node in nodes):
         return _queue(prog, address, _WAIT, "entries", tasks)
-    raise ValidationError(f"{address:#x} is not a wait queue: its {len(nodes)} entries hold neither tasks "
-                          f"(struct swait_queue) nor wake functions (wait_queue_entry_t)")
+    raise ValidationError(f"the {len(nodes)} entries at {address:#x} hold neither tasks (struct swait_queue) nor "
+                          f"wake functions (wait_queue_entry_t)")
 
 
 def wait_queue_at(prog: Program, text: str) -> WaitQueue:

@@ -38,6 +38,10 @@ def test_a_completion_is_its_simple_wait_queue() -> None:
     comp = k.swait_queue([sh], completion=True)
     found = tasks.wait_queue(k.prog, comp, k.prog.type("struct completion"))
     assert (found.address, found.kind, [w.comm for w in found.waiters]) == (comp + 8, "swait_queue_head", ["sh"])
+    # untyped: the list at comp (done, lock) is no ring; the completion's wait is taken instead
+    untyped = tasks.wait_queue(k.prog, comp)
+    assert (untyped.address, untyped.kind, untyped.decided_by, [w.comm for w in untyped.waiters]) == (
+        comp + 8, "swait_queue_head", "entries", ["sh"])
 
 
 def test_private_that_is_no_task_and_non_queues() -> None:
