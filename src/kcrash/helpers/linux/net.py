@@ -37,8 +37,8 @@ __all__ = [
     "netdev_mac",
     "netdev_name",
     "netdev_operstate",
-    "sock_from_file_or_none",
     "sock_common_info",
+    "sock_from_file_or_none",
     "sock_info",
 ]
 
@@ -228,10 +228,9 @@ def _tcp_state(state: int) -> str:
     return _TCP_STATES[state] if 0 < state < len(_TCP_STATES) else str(state)
 
 
-def _inet_ends(sk: Object, family: int, *, common: bool = False) -> tuple[str, str, int, int]:
+def _inet_ends(common: Object, family: int) -> tuple[str, str, int, int]:
     # sock_common: skc_rcv_saddr/skc_daddr (__be32) or skc_v6_rcv_saddr/skc_v6_daddr,
     # skc_num (local port, host order) and skc_dport (__be16)
-    common = sk if common else sk.__sk_common
     if family == AF_INET6:
         local = _ipv6_text(common.skc_v6_rcv_saddr.to_bytes_())
         remote = _ipv6_text(common.skc_v6_daddr.to_bytes_())
@@ -280,7 +279,7 @@ def sock_info(socket: Object) -> SockInfo:
     state = _tcp_state(int(sk.__sk_common.skc_state))
     protocol = int(sk.sk_protocol)
     if family in (AF_INET, AF_INET6):
-        local, remote, lport, rport = _inet_ends(sk, family)
+        local, remote, lport, rport = _inet_ends(sk.__sk_common, family)
         return SockInfo(int(socket), int(sk), _name(_FAMILIES, family), sock_type, _name(_PROTOCOLS, protocol),
                         state, local, remote, lport, rport)
     local = _unix_path(sk) if family == AF_UNIX else ""
@@ -336,5 +335,5 @@ def sock_common_info(common: Object) -> SockInfo:
     type STREAM, protocol TCP, no ``struct socket``)."""
     family = int(common.skc_family)
     state = _tcp_state(int(common.skc_state))
-    local, remote, lport, rport = _inet_ends(common, family, common=True)
+    local, remote, lport, rport = _inet_ends(common, family)
     return SockInfo(0, int(common), _name(_FAMILIES, family), "STREAM", "TCP", state, local, remote, lport, rport)
