@@ -120,7 +120,9 @@ def _walk(walk: IndexedWalk[tuple[int, int, int]], nodes: _Nodes, entry: int, lo
         if walk.truncated is not None or low > high:
             return
         if not leaf:
-            if xa_is_node(slot):
+            # A child is mt_mk_node(): node | type << 3 | MAPLE_ENODE_NULL (lib/maple_tree.c), not
+            # tagged as an XArray internal entry the way the root (mte_mk_root) is.
+            if slot:
                 yield from _walk(walk, nodes, slot, low, last, depth + 1, seen)
         elif slot:
             yield low, last, slot
@@ -193,7 +195,7 @@ def mtree_load(mt: Object, index: int, *, advanced: bool = False) -> Object:
         offset = next((i for i, pivot in enumerate(pivots) if pivot >= index), len(pivots))
         high = pivots[offset] if offset < len(pivots) else high
         entry = slots[offset]
-        if leaf or not xa_is_node(entry):
+        if leaf or not entry:
             break
     if xa_is_zero(entry) and not advanced:
         entry = 0

@@ -1,0 +1,206 @@
+"""
+kcrash.helpers.linux.device
+===========================
+
+Registered device numbers and disks, as crash's ``dev`` and ``dev -d`` list them: character
+device ranges (``fs/char_dev.c``: the ``chrdevs[CHRDEV_MAJOR_HASH_SIZE]`` hash of
+``struct char_device_struct``, whose ``cdev`` is NULL for ranges registered with
+``register_chrdev_region()`` + ``cdev_add()``, found then in ``cdev_map``'s ``struct probe``
+chains), block majors (``block/genhd.c``: ``major_names[BLKDEV_MAJOR_HASH_SIZE]`` of
+``struct blk_major_name``) and disks (``struct gendisk`` behind every whole-disk device of
+``block_class``, ``include/linux/blkdev.h``). These globals are static and have no BTF variable
+entry: their addresses come from kallsyms and their types from the BTF structs. Named as drgn's
+``drgn.helpers.linux.device`` and ``drgn.helpers.linux.block``. Walks are bounded; request
+counts of blk-mq queues (which need the tag sets) are not read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from kcrash.errors import FaultError, TypeLookupError
+from kcrash.helpers.linux.list import list_for_each_entry
+from kcrash.helpers.linux.timer import symbol_text
+from kcrash.types.object import Object, container_of
+from kcrash.types.program import Program
+
+__all__ = [
+    "MAJOR",
+    "MINOR",
+    "MKDEV",
+    "BlockMajor",
+    "CharDevice",
+    "Disk",
+    "for_each_disk",
+    "for_each_registered_blkdev",
+    "for_each_registered_chrdev",
+]
+
+#: ``include/linux/fs.h`` CHRDEV_MAJOR_HASH_SIZE and ``include/linux/blkdev.h`` BLKDEV_MAJOR_HASH_SIZE
+_MAJOR_HASH_SIZE = 255
+_MINORBITS = 20
+_MAX_CHAIN = 1 << 16
+_MAX_DEVICES = 1 << 20
+
+
+def MAJOR(dev: int) -> int:
+    """``MAJOR(dev)`` of a kernel ``dev_t`` (``include/linux/kdev_t.h``)."""
+    return dev >> _MINORBITS
+
+
+def MINOR(dev: int) -> int:
+    """``MINOR(dev)`` of a kernel ``dev_t``."""
+    return dev & ((1 << _MINORBITS) - 1)
+
+
+def MKDEV(major: int, minor: int) -> int:
+    """``MKDEV(major, minor)``: a kernel ``dev_t``."""
+    return major << _MINORBITS | minor
+
+
+@dataclass(frozen=True, slots=True)
+class CharDevice:
+    """A registered character device range: first ``dev_t`` (major, minor), how many minors, name,
+    the ``struct char_device_struct *``, its ``struct cdev *`` (0: none) and the cdev's
+    ``file_operations`` symbol."""
+
+    major: int
+    baseminor: int
+    minorct: int
+    name: str
+    address: int
+    cdev: int
+    ops: int
+    ops_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockMajor:
+    """A registered block major: number, name, ``struct blk_major_name *``."""
+
+    major: int
+    name: str
+    address: int
+
+
+@dataclass(frozen=True, slots=True)
+class Disk:
+    """A disk: ``struct gendisk *``, name, major, first minor, minors, ``struct request_queue *``
+    and the ``block_device_operations`` symbol."""
+
+    address: int
+    name: str
+    major: int
+    first_minor: int
+    minors: int
+    queue: int
+    fops_name: str | None
+
+
+def _hash_array(prog: Program, symbol: str, struct: str) -> Object:
+    array = prog.array_type(prog.pointer_type(struct), _MAJOR_HASH_SIZE)
+    return prog.object(array, prog.symbol_address(symbol))
+
+
+def _chain(head: Object) -> Iterator[Object]:
+    # A singly linked ->next chain, bounded against loops.
+    seen: set[int] = set()
+    node = head
+    while int(node) and int(node) not in seen and len(seen) < _MAX_CHAIN:
+        seen.add(int(node))
+        yield node
+        node = node.next
+
+
+def _cdev_from_map(prog: Program, major: int, dev: int) -> int:
+    # register_chrdev_region() leaves cd->cdev NULL; cdev_add() maps the range in cdev_map
+    # (drivers/base/map.c: probes[major % 255], each struct probe's data is the cdev).
+    if "cdev_map" not in prog:
+        return 0
+    kobj_map = prog.object(prog.pointer_type("struct kobj_map"), prog.symbol_address("cdev_map"))
+    for probe in _chain(kobj_map.probes[major % _MAJOR_HASH_SIZE]):
+        if not int(probe.next):
+            break  # the last probe is the base_probe sentinel of kobj_map_init()
+        if int(probe.dev) == dev:
+            return int(probe.data)
+    return 0
+
+
+def _char_device(prog: Program, cd: Object) -> CharDevice:
+    major, baseminor = int(cd.major), int(cd.baseminor)
+    cdev = int(cd.cdev) or _cdev_from_map(prog, major, MKDEV(major, baseminor))
+    ops = int(prog.object("struct cdev", cdev).ops) if cdev else 0
+    return CharDevice(major, baseminor, int(cd.minorct), cd.name.string_().decode(errors="replace"),
+                      int(cd), cdev, ops, symbol_text(prog, ops))
+
+
+def for_each_registered_chrdev(prog: Program) -> Iterator[CharDevice]:
+    """Every registered character device range, by hash bucket then chain (crash's ``dev``).
+
+    >>> [(c.major, c.name) for c in for_each_registered_chrdev(prog)][:2]  # doctest: +SKIP
+    [(1, 'mem'), (4, '/dev/vc/0')]
+    """
+    for head in _hash_array(prog, "chrdevs", "struct char_device_struct"):
+        for cd in _chain(head):
+            yield _char_device(prog, cd)
+
+
+def for_each_registered_blkdev(prog: Program) -> Iterator[BlockMajor]:
+    """Every registered block device major (``register_blkdev()``).
+
+    >>> [(b.major, b.name) for b in for_each_registered_blkdev(prog)]  # doctest: +SKIP
+    [(259, 'blkext')]
+    """
+    for head in _hash_array(prog, "major_names", "struct blk_major_name"):
+        for name in _chain(head):
+            yield BlockMajor(int(name.major), name.name.string_().decode(errors="replace"), int(name))
+
+
+def _class_devices(prog: Program, class_address: int) -> Iterator[Object]:
+    # class_for_each_device(): the class's subsys_private is found on class_kset's list (struct
+    # class::p went away in commit 2df418cf4b72, v6.4); its klist_devices link device_private's
+    # knode_class (commit 570d0200123f, v5.1; struct device's own before).
+    kset = prog.object(prog.pointer_type("struct kset"), prog.symbol_address("class_kset"))
+    for sp in list_for_each_entry("struct subsys_private", kset.list.address_of_(), "subsys.kobj.entry", limit=4096):
+        if int(sp.member_("class")) != class_address:
+            continue
+        head = sp.klist_devices.k_list.address_of_()
+        if prog.type("struct device_private").has_member("knode_class"):
+            for priv in list_for_each_entry("struct device_private", head, "knode_class.n_node", limit=_MAX_DEVICES):
+                yield priv.device
+        else:
+            yield from list_for_each_entry("struct device", head, "knode_class.n_node", limit=_MAX_DEVICES)
+        return
+
+
+def _whole_disk(prog: Program, device: Object) -> Object | None:
+    # The gendisk of a whole-disk device, None for a partition.
+    if prog.type("struct block_device").has_member("bd_device"):
+        # Since commit 0d02129e76ed (v5.11) partitions are block_devices (bd_device embedded).
+        bdev = container_of(device, "struct block_device", "bd_device")
+        try:
+            partno = int(bdev.__bd_flags.counter) & 0xFF  # since commit 1116b9fa15c0 (v6.10)
+        except (AttributeError, TypeLookupError):
+            partno = int(bdev.bd_partno)
+        return bdev.bd_disk if partno == 0 else None
+    part = container_of(device, "struct hd_struct", "__dev")
+    return container_of(part, "struct gendisk", "part0") if int(part.partno) == 0 else None
+
+
+def for_each_disk(prog: Program) -> Iterator[Disk]:
+    """Every disk (whole-disk device of ``block_class``), as crash's ``dev -d`` lists them.
+
+    >>> [d.name for d in for_each_disk(prog)]  # doctest: +SKIP
+    ['vda']
+    """
+    for device in _class_devices(prog, prog.symbol_address("block_class")):
+        try:
+            disk = _whole_disk(prog, device)
+        except FaultError:
+            continue
+        if disk is None:
+            continue
+        fops = int(disk.fops)
+        yield Disk(int(disk), disk.disk_name.string_().decode(errors="replace"), int(disk.major),
+                   int(disk.first_minor), int(disk.minors), int(disk.queue), symbol_text(prog, fops))

@@ -1,0 +1,284 @@
+"""
+kcrash.helpers.linux.timer
+==========================
+
+Kernel timers: the per-CPU timer wheels (``kernel/time/timer.c``: ``timer_bases``, an array of
+``struct timer_base`` whose ``vectors`` are ``hlist_head`` buckets of ``struct timer_list``) and
+the per-CPU high-resolution timers (``kernel/time/hrtimer.c``, ``include/linux/hrtimer_defs.h``:
+``hrtimer_bases``, a ``struct hrtimer_cpu_base`` whose ``clock_base[]`` each keep their
+``struct hrtimer`` in the ``active`` timerqueue, an rbtree ordered by expiry). Named as drgn's
+``drgn.helpers.linux.timer`` (:func:`timer_base_names`, :func:`timer_base_for_each`,
+:func:`hrtimer_clock_base_for_each`), plus :func:`cpu_timer_bases` and :func:`cpu_hrtimer_bases`,
+which read every pending timer of a CPU with its expiry and function (what crash's ``timer`` and
+``timer -r`` print) in few reads. Every CPU of ``__cpu_possible_mask`` has its bases (after a panic
+the stopped CPUs are offline but their timers are still queued). Bucket and tree walks are bounded
+and record why they stopped in ``truncated``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from kcrash.debuginfo.symbols import SymbolTable
+from kcrash.errors import FaultError, KcrashError, TypeLookupError
+from kcrash.helpers.layout import StructLayout
+from kcrash.helpers.linux.list import DEFAULT_LIMIT, ListWalk, hlist_for_each_entry
+from kcrash.helpers.linux.rbtree import rbtree_inorder_for_each_entry
+from kcrash.types.model import TypeKind
+from kcrash.types.object import Object, offsetof
+from kcrash.types.percpu import per_cpu
+from kcrash.types.program import Program
+
+__all__ = [
+    "HrTimer",
+    "HrtimerClockBase",
+    "Timer",
+    "TimerBase",
+    "cpu_hrtimer_bases",
+    "cpu_timer_bases",
+    "get_jiffies",
+    "hrtimer_clock_base_for_each",
+    "symbol_text",
+    "timer_base_for_each",
+    "timer_base_names",
+]
+
+_BASE_NAMES: weakref.WeakKeyDictionary[Program, tuple[str, ...]] = weakref.WeakKeyDictionary()
+_TIMER_LAYOUT: weakref.WeakKeyDictionary[Program, StructLayout] = weakref.WeakKeyDictionary()
+_HRTIMER_LAYOUT: weakref.WeakKeyDictionary[Program, StructLayout] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A pending ``struct timer_list``: its address, ``expires`` (jiffies), ``function`` and the
+    function's symbol (``name+0x10``; None where no symbol covers it)."""
+
+    address: int
+    expires: int
+    function: int
+    function_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TimerBase:
+    """One ``struct timer_base`` of a CPU: its name (``BASE_STD``, ``BASE_LOCAL``...), address,
+    ``clk`` and ``next_expiry``, and its timers by expiry; ``truncated`` says why a bucket walk
+    stopped early."""
+
+    cpu: int
+    name: str
+    address: int
+    clk: int
+    next_expiry: int
+    timers: tuple[Timer, ...]
+    truncated: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HrTimer:
+    """A queued ``struct hrtimer``: ``softexpires`` and ``expires`` (ns of its clock),
+    ``function`` and its symbol."""
+
+    address: int
+    softexpires: int
+    expires: int
+    function: int
+    function_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HrtimerClockBase:
+    """One ``struct hrtimer_clock_base`` of a CPU: its index and name
+    (``HRTIMER_BASE_MONOTONIC``...), address, ``offset`` and timers in expiry order."""
+
+    cpu: int
+    index: int
+    name: str
+    address: int
+    offset: int
+    timers: tuple[HrTimer, ...]
+    truncated: str | None
+
+
+def symbol_text(prog: Program, address: int) -> str | None:
+    """``name`` or ``name+0x10`` for a code address (a timer's or handler's function), or None
+    when no symbol of the kernel or a module covers it.
+
+    >>> symbol_text(prog, prog.symbol_address("process_timeout"))  # doctest: +SKIP
+    'process_timeout'
+    """
+    if not address or not isinstance(prog.symbols, SymbolTable):
+        return None
+    found = prog.symbols.symbolize_or_none(address)
+    if found is None:
+        return None
+    symbol, offset = found
+    return f"{symbol.name}+{offset:#x}" if offset else symbol.name
+
+
+def get_jiffies(prog: Program) -> int:
+    """``jiffies_64`` (``jiffies`` is its alias on 64-bit kernels).
+
+    >>> get_jiffies(prog)  # doctest: +SKIP
+    4295105426
+    """
+    return prog.read_u64(prog.symbol_address("jiffies_64"))
+
+
+def timer_base_names(prog: Program) -> Sequence[str]:
+    """The names of the timer bases of each CPU, in ``timer_bases[]`` order, as drgn's.
+
+    >>> timer_base_names(prog)  # doctest: +SKIP
+    ('BASE_LOCAL', 'BASE_GLOBAL', 'BASE_DEF')
+    """
+    found = _BASE_NAMES.get(prog)
+    if found is None:
+        found = _BASE_NAMES[prog] = _base_names(prog)
+    return found
+
+
+def _base_names(prog: Program) -> tuple[str, ...]:
+    count = prog.variable_type("timer_bases").strip_typedefs().length or 1
+    if count == 3:
+        # Since Linux kernel commit 83a665dc99a7 (v6.9) pinned timers have their own base
+        # (CONFIG_NO_HZ_COMMON=y).
+        return ("BASE_LOCAL", "BASE_GLOBAL", "BASE_DEF")
+    if count == 2:
+        return ("BASE_STD", "BASE_DEF")
+    # CONFIG_NO_HZ_COMMON=n: commit 21927fc89e5f (v6.9) added struct timer_events with the rename.
+    return ("BASE_LOCAL",) if prog.find_type_or_none("struct timer_events") else ("BASE_STD",)
+
+
+def timer_base_for_each(base: Object, *, limit: int = DEFAULT_LIMIT) -> Iterator[Object]:
+    """Every timer on a timer base, as ``struct timer_list *`` (bucket order, not expiry order).
+
+    :param base: ``struct timer_base *``
+
+    >>> [t.function for t in timer_base_for_each(per_cpu(prog, "timer_bases", 0)[0].address_of_())]  # doctest: +SKIP
+    """
+    for _, walk in _buckets(base, limit):
+        yield from walk
+
+
+def _buckets(base: Object, limit: int) -> Iterator[tuple[int, ListWalk]]:
+    # (index, walk) of each non-empty bucket of base->vectors, read in one piece.
+    prog = base.prog_
+    vectors = base.vectors
+    raw = vectors.to_bytes_()
+    head_type = prog.pointer_type("struct hlist_head")
+    start = int(base) + offsetof(base.type_.strip_typedefs().type.strip_typedefs(), "vectors")
+    for i in range(len(raw) // 8):
+        if int.from_bytes(raw[i * 8:i * 8 + 8], "little"):
+            head = Object(prog, head_type, start + i * 8)
+            yield i, hlist_for_each_entry("struct timer_list", head, "entry", limit=limit)
+
+
+def _timer_layout(prog: Program) -> StructLayout:
+    found = _TIMER_LAYOUT.get(prog)
+    if found is None:
+        found = _TIMER_LAYOUT[prog] = StructLayout(prog.type("struct timer_list"), ("expires", "function"))
+    return found
+
+
+def _timer(prog: Program, address: int) -> Timer:
+    raw = _timer_layout(prog).read(prog, address)
+    function = raw.value("function")
+    return Timer(address, raw.value("expires"), function, symbol_text(prog, function))
+
+
+def _timer_base(prog: Program, cpu: int, name: str, base: Object, limit: int) -> TimerBase:
+    timers: list[Timer] = []
+    truncated: list[str] = []
+    for index, walk in _buckets(base.address_of_(), limit):
+        try:
+            timers.extend(_timer(prog, int(t)) for t in walk)
+        except FaultError as exc:
+            truncated.append(f"bucket {index}: unreadable timer at {exc.address:#x}")
+        if walk.truncated:
+            truncated.append(f"bucket {index}: {walk.truncated}")
+    timers.sort(key=lambda t: (t.expires, t.address))
+    return TimerBase(cpu, name, int(base.address_of_()), int(base.clk), int(base.next_expiry),
+                     tuple(timers), "; ".join(truncated) or None)
+
+
+def cpu_timer_bases(prog: Program, cpu: int, *, limit: int = DEFAULT_LIMIT) -> list[TimerBase]:
+    """Every timer base of ``cpu`` with its pending timers (sorted by expiry).
+
+    :param cpu: a possible CPU
+    :param limit: the most timers per bucket
+
+    >>> [(b.name, len(b.timers)) for b in cpu_timer_bases(prog, 0)]  # doctest: +SKIP
+    [('BASE_LOCAL', 2), ('BASE_GLOBAL', 11), ('BASE_DEF', 3)]
+    """
+    bases = per_cpu(prog, "timer_bases", cpu)
+    if bases.type_.strip_typedefs().kind is not TypeKind.ARRAY:
+        return [_timer_base(prog, cpu, timer_base_names(prog)[0], bases, limit)]
+    return [_timer_base(prog, cpu, name, bases[i], limit) for i, name in enumerate(timer_base_names(prog))]
+
+
+# -- hrtimers -------------------------------------------------------------------------------------
+
+def hrtimer_clock_base_for_each(clock_base: Object, *, limit: int = DEFAULT_LIMIT) -> ListWalk:
+    """Every hrtimer of a clock base in expiry order, as ``struct hrtimer *``.
+
+    :param clock_base: ``struct hrtimer_clock_base *``
+
+    >>> [t.function for t in hrtimer_clock_base_for_each(cpu_base.clock_base[1].address_of_())]  # doctest: +SKIP
+    """
+    active = clock_base.active
+    try:
+        root = active.rb_root  # struct rb_root_cached, since commit 511885d7061e (v4.20)
+    except (AttributeError, TypeLookupError):
+        root = active.head
+    return rbtree_inorder_for_each_entry("struct hrtimer", root.address_of_(), "node.node", limit=limit)
+
+
+def _hrtimer_layout(prog: Program) -> StructLayout:
+    found = _HRTIMER_LAYOUT.get(prog)
+    if found is None:
+        found = _HRTIMER_LAYOUT[prog] = StructLayout(
+            prog.type("struct hrtimer"), {"expires": "node.expires", "softexpires": "_softexpires",
+                                          "function": "function"})
+    return found
+
+
+def _hrtimer(prog: Program, address: int) -> HrTimer:
+    raw = _hrtimer_layout(prog).read(prog, address)
+    function = raw.value("function")
+    return HrTimer(address, raw.value("softexpires"), raw.value("expires"), function, symbol_text(prog, function))
+
+
+def _clock_names(prog: Program) -> dict[int, str]:
+    t = prog.find_type_or_none("enum hrtimer_base_type")
+    return {e.value: e.name for e in (t.enumerators or ())} if t is not None else {}
+
+
+def _clock_base(prog: Program, cpu: int, index: int, name: str, base: Object, limit: int) -> HrtimerClockBase:
+    walk = hrtimer_clock_base_for_each(base.address_of_(), limit=limit)
+    timers, truncated = [], None
+    try:
+        timers = [_hrtimer(prog, int(t)) for t in walk]
+    except FaultError as exc:
+        truncated = f"unreadable hrtimer at {exc.address:#x}"
+    try:
+        offset = int(base.offset)
+    except KcrashError:
+        offset = 0
+    return HrtimerClockBase(cpu, index, name, int(base.address_of_()), offset, tuple(timers),
+                            truncated or walk.truncated)
+
+
+def cpu_hrtimer_bases(prog: Program, cpu: int, *, limit: int = DEFAULT_LIMIT) -> list[HrtimerClockBase]:
+    """Every clock base of ``cpu``'s ``hrtimer_bases`` with its queued hrtimers (expiry order).
+
+    :param cpu: a possible CPU
+
+    >>> [(b.name, len(b.timers)) for b in cpu_hrtimer_bases(prog, 0)][:2]  # doctest: +SKIP
+    [('HRTIMER_BASE_MONOTONIC', 3), ('HRTIMER_BASE_REALTIME', 0)]
+    """
+    names = _clock_names(prog)
+    cpu_base = per_cpu(prog, "hrtimer_bases", cpu)
+    return [_clock_base(prog, cpu, i, names.get(i, f"clock_base[{i}]"), base, limit)
+            for i, base in enumerate(cpu_base.clock_base)]
