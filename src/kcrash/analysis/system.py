@@ -127,7 +127,7 @@ def _net_device(namespace: Object, dev: Object) -> NetDevice:
     flags = int(dev.flags)
     return NetDevice(int(dev), int(namespace), _text(net.netdev_name(dev)), int(dev.ifindex), flags,
                      tuple(net.netdev_flag_names(flags)), net.netdev_operstate(dev), int(dev.mtu),
-                     net.netdev_mac(dev), tuple(net.netdev_ipv4_addrs(dev)), tuple(net.netdev_ipv6_addrs(dev)))
+                     net.netdev_mac(dev), tuple(net.netdev_ipv4_ifaddrs(dev)), tuple(net.netdev_ipv6_ifaddrs(dev)))
 
 
 def net_devices(prog: Program) -> list[NetDevice]:

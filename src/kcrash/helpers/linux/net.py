@@ -6,7 +6,8 @@ Network namespaces, devices and sockets (``include/linux/netdevice.h``, ``includ
 ``include/net/if_inet6.h``, ``include/linux/net.h``, ``include/net/sock.h``) under drgn's names where
 drgn has them: :func:`for_each_net` (``net_namespace_list``), :func:`for_each_netdev` (a namespace's
 ``dev_base_head``), :func:`netdev_name`; then :func:`netdev_ipv4_addrs` (``ip_ptr->ifa_list``),
-:func:`netdev_ipv6_addrs` (``ip6_ptr->addr_list``), :func:`netdev_mac`, :func:`netdev_flag_names`
+:func:`netdev_ipv6_addrs` (``ip6_ptr->addr_list``) as drgn's, with prefix and label
+:func:`netdev_ipv4_ifaddrs` and :func:`netdev_ipv6_ifaddrs`, :func:`netdev_mac`, :func:`netdev_flag_names`
 and :func:`netdev_operstate`; and for sockets :func:`sock_from_file_or_none` (a file whose ``f_op``
 is ``socket_file_ops``) and :func:`sock_info` (family, type, protocol, state, local and remote
 address and port from ``struct sock_common``; the bound path of a UNIX socket). Sockets that no
@@ -33,7 +34,9 @@ __all__ = [
     "for_each_tcp_sock",
     "netdev_flag_names",
     "netdev_ipv4_addrs",
+    "netdev_ipv4_ifaddrs",
     "netdev_ipv6_addrs",
+    "netdev_ipv6_ifaddrs",
     "netdev_mac",
     "netdev_name",
     "netdev_operstate",
@@ -145,42 +148,71 @@ def _ifa_chain(first: Object) -> Iterator[Object]:
         ifa = ifa.ifa_next.read_()
 
 
-def netdev_ipv4_addrs(dev: Object) -> list[IfAddress]:
-    """The IPv4 addresses of a device, from ``ip_ptr->ifa_list`` (linked by ``ifa_next``).
+def _in_ifaddrs(dev: Object) -> list[Object]:
+    # the struct in_ifaddr * of ip_ptr->ifa_list
+    in_dev = dev.ip_ptr.read_()
+    if not int(in_dev):
+        return []
+    return list(_bounded(_ifa_chain(in_dev.ifa_list.read_()), f"ifa_list of {int(dev):#x}"))
+
+
+def _ipv4(value: Object) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(int(value).to_bytes(4, "little"))  # __be32: bytes in network order
+
+
+def netdev_ipv4_addrs(dev: Object) -> list[ipaddress.IPv4Address]:
+    """drgn's ``netdev_ipv4_addrs``: ``ifa_address`` of each entry of ``ip_ptr->ifa_list`` (the peer
+    of a point-to-point link, else the local address).
 
     :param dev: ``struct net_device *``
     :raises ValidationError: the address list loops
 
-    >>> [a.address for a in netdev_ipv4_addrs(dev)]  # doctest: +SKIP
-    ['127.0.0.1']
+    >>> netdev_ipv4_addrs(dev)  # doctest: +SKIP
+    [IPv4Address('127.0.0.1')]
     """
-    in_dev = dev.ip_ptr.read_()
-    if not int(in_dev):
-        return []
-    out = []
-    for ifa in _bounded(_ifa_chain(in_dev.ifa_list.read_()), f"ifa_list of {int(dev):#x}"):
-        address = ipaddress.IPv4Address(int(ifa.ifa_local).to_bytes(4, "little"))
-        out.append(IfAddress(str(address), int(ifa.ifa_prefixlen), ifa.ifa_label.string_().decode(errors="replace")))
-    return out
+    return [_ipv4(ifa.ifa_address) for ifa in _in_ifaddrs(dev)]
 
 
-def netdev_ipv6_addrs(dev: Object) -> list[IfAddress]:
-    """The IPv6 addresses of a device, from ``ip6_ptr->addr_list`` (``struct inet6_ifaddr``, linked
-    by ``if_list``); the label is the scope (``host``, ``link``, ``global``).
+def netdev_ipv4_ifaddrs(dev: Object) -> list[IfAddress]:
+    """The IPv4 addresses of a device as ``ip addr`` shows them: ``ifa_local``, prefix length,
+    label (``lo``, ``eth0:1``).
 
     :param dev: ``struct net_device *``
     """
+    return [IfAddress(str(_ipv4(ifa.ifa_local)), int(ifa.ifa_prefixlen),
+                      ifa.ifa_label.string_().decode(errors="replace")) for ifa in _in_ifaddrs(dev)]
+
+
+def _inet6_ifaddrs(dev: Object) -> list[Object]:
+    # the struct inet6_ifaddr * of ip6_ptr->addr_list (linked by if_list); none without CONFIG_IPV6
     if not dev.type_.strip_typedefs().type.strip_typedefs().has_member("ip6_ptr"):
-        return []  # CONFIG_IPV6 off
+        return []
     in6_dev = dev.ip6_ptr.read_()
     if not int(in6_dev):
         return []
     walk = list_for_each_entry("struct inet6_ifaddr", in6_dev.addr_list, "if_list", limit=_ADDR_LIMIT)
-    out = [IfAddress(str(ipaddress.IPv6Address(ifa.addr.to_bytes_())), int(ifa.prefix_len),
-                     _ipv6_scope(int(ifa.scope))) for ifa in walk]
+    out = list(walk)
     if walk.truncated is not None:
         raise ValidationError(f"addr_list of {int(dev):#x}: {walk.truncated}")
     return out
+
+
+def netdev_ipv6_addrs(dev: Object) -> list[ipaddress.IPv6Address]:
+    """drgn's ``netdev_ipv6_addrs``: the addresses of ``ip6_ptr->addr_list``.
+
+    :param dev: ``struct net_device *``
+    """
+    return [ipaddress.IPv6Address(ifa.addr.to_bytes_()) for ifa in _inet6_ifaddrs(dev)]
+
+
+def netdev_ipv6_ifaddrs(dev: Object) -> list[IfAddress]:
+    """The IPv6 addresses of a device with prefix length; the label is the scope (``host``,
+    ``link``, ``site``, ``global``).
+
+    :param dev: ``struct net_device *``
+    """
+    return [IfAddress(_ipv6_text(ifa.addr.to_bytes_()), int(ifa.prefix_len), _ipv6_scope(int(ifa.scope)))
+            for ifa in _inet6_ifaddrs(dev)]
 
 
 def _ipv6_scope(scope: int) -> str:
