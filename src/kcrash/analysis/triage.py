@@ -466,7 +466,7 @@ def build_report(prog: Program, dump: str, *, log_tail: int = _LOG_TAIL, symboli
                                modules, (), tasks=rows, task_states=task_state_counts(rows),
                                taints=taint_rows(prog))
     report = _with_memory_sections(prog, dump, report, notes, sections)
-    report = _with_every_cpu(prog, report, records, cpu, sections)
+    report = _with_every_cpu(prog, report, records, cpu, sections, symbolizer)
     return dataclasses.replace(report, unavailable=tuple(sections.unavailable))
 
 
@@ -475,9 +475,10 @@ _OOPS_TAIL_MAX = 200
 
 
 def _with_every_cpu(prog: Program, report: model.CrashReport, records: Sequence[PrintkRecord], cpu: int | None,
-                    sections: _Sections) -> model.CrashReport:
+                    sections: _Sections, symbolizer: KernelSymbolizer | None) -> model.CrashReport:
     # The oops header from the log (the log tail then opens with it), every possible CPU's
-    # backtrace, every task's, and the disassembly of every frame of these.
+    # backtrace, every task's (with source lines when there is debug information), and the
+    # disassembly of every frame of these.
     from kcrash.analysis.cpu_traces import every_cpu_backtrace, every_task_backtrace
     from kcrash.analysis.disasm import frame_disassemblies
     from kcrash.analysis.oops_header import oops_header
@@ -491,12 +492,28 @@ def _with_every_cpu(prog: Program, report: model.CrashReport, records: Sequence[
     with phase("unwind"):
         cpus = sections.get("cpus", lambda: every_cpu_backtrace(prog, cpu), no_cpus)
         tasks = every_task_backtrace(prog, report.tasks, cpus)
+    if symbolizer is not None:
+        cpus, tasks = _traces_with_sources(cpus, tasks, symbolizer)
     traces = [report.backtrace, *(c.trace for c in cpus), *(t.trace for t in tasks),
               *(b.trace for b in report.blocked)]
     with phase("disassembly"):
         disassembly = frame_disassemblies(prog, traces)
     return dataclasses.replace(report, oops=oops, log_tail=tail, cpus=cpus, task_traces=tasks,
                                frame_disassembly=disassembly)
+
+
+def _traces_with_sources(cpus: tuple[model.CpuBacktrace, ...], tasks: tuple[model.TaskTrace, ...],
+                         symbolizer: KernelSymbolizer) -> tuple[tuple[model.CpuBacktrace, ...],
+                                                                tuple[model.TaskTrace, ...]]:
+    # Source lines of every CPU's and every task's frames; a task on a CPU takes its CPU's trace.
+    from kcrash.analysis.sources import annotate_trace
+
+    with phase("source"):
+        cpus = tuple(dataclasses.replace(c, trace=annotate_trace(c.trace, symbolizer)) for c in cpus)
+        on_cpu = {c.task.task: c.trace for c in cpus if c.task.task}
+        tasks = tuple(dataclasses.replace(t, trace=on_cpu[t.task.task] if t.task.task in on_cpu
+                                          else annotate_trace(t.trace, symbolizer)) for t in tasks)
+    return cpus, tasks
 
 
 def build_bare_report(dump: DumpFormat, path: str, reason: str, *, log_tail: int = _LOG_TAIL) -> model.CrashReport:

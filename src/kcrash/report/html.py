@@ -9,8 +9,9 @@ each section a ``<details>`` element with an ``id`` (``oops``, ``context``, ``ba
 the verdict on top). Every frame links to its disassembly (``#dis-<pc in hex>``, in ``frames``) and
 every task's PID to its backtrace (``#bt-<task address in hex>``, under the task table); both are
 hidden until their link is followed (``:target``, and a few lines of JS open the ``<details>`` around
-them). The log tail highlights the oops (``oops-header`` for its header and ``Code:`` lines), and a
-filter box hides the task rows that do not contain every word typed.
+them); with debug information a frame's block also gives the frame's source lines. The log tail
+highlights the oops (``oops-header`` for its header and ``Code:`` lines), and a filter box hides the
+task rows that do not contain every word typed.
 Templates are Jinja2 files shipped in ``kcrash/report/templates`` and rendered with autoescaping
 on, so kernel strings (task names, log lines, file names) always appear as text, never as markup;
 control characters in them are shown as ``\\xNN`` (a task name may hold any byte).
@@ -25,7 +26,7 @@ import jinja2
 import markupsafe
 
 from kcrash import __version__
-from kcrash.report.model import CrashReport
+from kcrash.report.model import CrashReport, SourceLine
 
 __all__ = ["SECTIONS", "render_html"]
 
@@ -74,4 +75,12 @@ def render_html(report: CrashReport) -> str:
     """The report as one self-contained HTML page."""
     env = _environment()
     trace = env.get_template("trace.html.j2").module.trace  # type: ignore[attr-defined]
-    return env.get_template("report.html.j2").render(r=report, trace=trace, version=__version__)
+    return env.get_template("report.html.j2").render(r=report, trace=trace, version=__version__,
+                                                     frame_sources=_frame_sources(report))
+
+
+def _frame_sources(report: CrashReport) -> dict[int, tuple[SourceLine, ...]]:
+    # The source lines (with debug information) of every frame pc, for its disassembly block.
+    traces = [report.backtrace, *(c.trace for c in report.cpus), *(t.trace for t in report.task_traces),
+              *(b.trace for b in report.blocked)]
+    return {f.pc: f.source for t in traces for f in t.frames if f.source}

@@ -114,3 +114,12 @@ def html_escape(text: str) -> str:
     import html
 
     return html.escape(text, quote=True)
+
+
+def test_disassembly_block_shows_the_frames_source_lines(report: CrashReport) -> None:
+    page = _issue18_page(report)
+    pc = report.backtrace.frames[1].pc  # the sample's frame with (inlined) source lines
+    block = page[page.index(f'id="dis-{pc:x}"'):]
+    block = block[:block.index("</table>")]
+    assert "kcrash_test_inner at /build/kcrash_test.c:120 (inlined)" in block
+    assert "kcrash_test_do_bug at /build/kcrash_test.c:131" in block
