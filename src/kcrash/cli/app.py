@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "kmem": "kcrash.cli.kmem",
     "lab": "kcrash.cli.lab",
     "list": "kcrash.cli.walk",
+    "locks": "kcrash.cli.locks",
     "live": "kcrash.cli.live",
     "log": "kcrash.cli.analyze",
     "mount": "kcrash.cli.system",

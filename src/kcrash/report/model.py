@@ -401,6 +401,70 @@ class CpuBacktrace:
 
 
 @dataclass(frozen=True, slots=True)
+class LockWait:
+    """What one blocked task waits on (``kcrash locks``): ``kind`` (``mutex``, ``rwsem``,
+    ``semaphore``, ``completion``, ``page``, ``rcu``, or ``unknown`` when no frame names a wait),
+    the lock's address and symbol (static locks have a kallsyms name), ``mode`` (``read``/``write``
+    for an rwsem), the task's waiter structure on its stack, ``waiters`` (every task queued on the
+    lock, in queue order, as pids), the ``owner`` the kernel records (None where it records none:
+    ``owner_note`` says why), ``chain`` the pids from this task along the owners, ``frame`` the
+    frame that names the wait and ``trace`` the task's stack."""
+
+    task: TaskRow
+    kind: str
+    lock: int | None
+    symbol: str | None
+    mode: str | None
+    waiter: int | None
+    waiters: tuple[int, ...]
+    owner: TaskRow | None
+    owner_note: str | None
+    chain: tuple[int, ...]
+    frame: str | None
+    trace: Trace
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlock:
+    """A cycle of the wait-for graph: ``waits`` in cycle order, each task waiting on a lock owned
+    by the next one's task (the last one's owner is the first task)."""
+
+    waits: tuple[LockWait, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Lockup:
+    """A CPU stuck in the kernel (soft or hard lock-up): its task and stack, ``kind``
+    (``spinlock`` when it spins on one, else ``busy``), the function it was interrupted in, and for
+    a spinlock the lock's address, symbol, and holder where the kernel records one
+    (``holder_note`` says when it does not)."""
+
+    cpu: int
+    task: TaskRow
+    kind: str
+    function: str | None
+    lock: int | None
+    symbol: str | None
+    holder: TaskRow | None
+    holder_note: str | None
+    trace: Trace
+
+
+@dataclass(frozen=True, slots=True)
+class LockAnalysis:
+    """Why the machine hung: ``why`` (one sentence per culprit, deadlocks and lock-ups first),
+    the ``deadlocks``, the ``lockups``, every blocked task's ``waits``, the stacks of owners that are
+    not blocked themselves (``owners``), and ``notes`` on what could not be read."""
+
+    why: tuple[str, ...]
+    deadlocks: tuple[Deadlock, ...]
+    lockups: tuple[Lockup, ...]
+    waits: tuple[LockWait, ...]
+    owners: tuple[TaskTrace, ...]
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CrashReport:
     """Everything ``kcrash report`` shows. ``notes`` lists what could not be determined and why.
     ``oops`` is the panic's oops header from the log, ``cpus`` every possible CPU's backtrace (the
@@ -427,6 +491,7 @@ class CrashReport:
     cpus: tuple[CpuBacktrace, ...] = ()
     task_traces: tuple[TaskTrace, ...] = ()
     frame_disassembly: tuple[Disassembly, ...] = ()
+    locks: LockAnalysis | None = None
 
 
 def to_dict(model: object) -> dict[str, object]:

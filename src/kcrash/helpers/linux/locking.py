@@ -1,0 +1,237 @@
+"""
+kcrash.helpers.linux.locking
+============================
+
+Sleeping locks and what waits on them (``include/linux/mutex.h``, ``kernel/locking/mutex.h``,
+``include/linux/rwsem.h``, ``kernel/locking/rwsem.c``, ``include/linux/semaphore.h``,
+``kernel/locking/semaphore.c``, ``include/linux/completion.h``, ``include/linux/swait.h``): the
+owner a ``struct mutex`` or ``struct rw_semaphore`` records (:func:`mutex_owner`,
+:func:`rwsem_owner`), the waiters linked into a lock's ``wait_list`` (:func:`lock_waiters`: every
+waiter structure lives on its task's stack), and :func:`lock_of_waiter`, which goes the other way:
+from a waiter structure on a task's stack to the lock whose list it is linked into. Lists are walked
+with bounded raw reads (a cycle or an unreadable link ends the walk with a reason). Spinlocks
+(:func:`spinlock_holder_or_none`) record a holder only with ``CONFIG_DEBUG_SPINLOCK``; a plain
+``qspinlock`` records none. Which task waits on what, the wait-for graph and deadlocks are
+:mod:`kcrash.analysis.locks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kcrash.errors import FaultError, TypeLookupError
+from kcrash.types.program import Program
+
+__all__ = [
+    "LOCK_KINDS",
+    "LockKind",
+    "LockWaiter",
+    "WaiterList",
+    "lock_of_waiter",
+    "lock_waiters",
+    "mutex_owner",
+    "rwsem_owner",
+    "rwsem_reader_count",
+    "spinlock_holder_or_none",
+]
+
+#: ``MUTEX_FLAGS`` (``kernel/locking/mutex.c``, since Linux kernel commit 3ca0ff571b09, v4.10): the
+#: low bits of ``mutex->owner`` are flags, the rest the owning task
+MUTEX_FLAGS = 0x07
+#: ``RWSEM_READER_OWNED`` (``kernel/locking/rwsem.c``): ``owner`` bit 0, the lock is reader-owned and
+#: the rest of ``owner`` only the last reader (a hint); the low bits are flags
+#: (``RWSEM_OWNER_FLAGS_MASK``)
+RWSEM_READER_OWNED = 0x1
+_RWSEM_OWNER_FLAGS = 0x07
+#: ``RWSEM_WRITER_LOCKED`` and ``RWSEM_READER_SHIFT`` (``kernel/locking/rwsem.c``): ``count`` bit 0 is
+#: a writer holding the lock, the readers are counted from bit 8
+RWSEM_WRITER_LOCKED = 0x1
+RWSEM_READER_SHIFT = 8
+#: the most waiters read from one list (a damaged list ends there)
+WAITER_LIMIT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class LockKind:
+    """Where a kind of lock keeps its waiters: the lock type and the path of its list head, the
+    waiter type, its list link and its task pointer member."""
+
+    name: str
+    lock_type: str
+    head: str
+    waiter_type: str
+    link: str
+    task: str
+
+
+#: the sleeping locks with a list of waiters, by name
+LOCK_KINDS = {
+    "mutex": LockKind("mutex", "struct mutex", "wait_list", "struct mutex_waiter", "list", "task"),
+    "rwsem": LockKind("rwsem", "struct rw_semaphore", "wait_list", "struct rwsem_waiter", "list", "task"),
+    "semaphore": LockKind("semaphore", "struct semaphore", "wait_list", "struct semaphore_waiter", "list", "task"),
+    # struct completion waits on a simple wait queue since Linux kernel commit a5c6234e1028 (v5.7);
+    # DECLARE_SWAITQUEUE puts the struct swait_queue on the waiter's stack.
+    "completion": LockKind("completion", "struct completion", "wait.task_list", "struct swait_queue",
+                           "task_list", "task"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LockWaiter:
+    """One waiter of a lock: its waiter structure (on the task's stack) and task (``struct
+    task_struct *`` as an address)."""
+
+    waiter: int
+    task: int
+
+
+@dataclass(frozen=True, slots=True)
+class WaiterList:
+    """The waiters of a lock in queue order; ``truncated`` is why the walk ended early, or None."""
+
+    waiters: tuple[LockWaiter, ...]
+    truncated: str | None
+
+
+def _offset(prog: Program, type_name: str, path: str) -> int:
+    bits = prog.type(type_name).walk_path(path)[0]
+    return int(bits) // 8
+
+
+def _word(prog: Program, address: int) -> int:
+    return int.from_bytes(prog.read(address, 8), "little")
+
+
+def mutex_owner(prog: Program, mutex: int) -> int:
+    """The task owning a mutex, as an address (0 when unlocked).
+
+    :param mutex: ``struct mutex *``
+
+    >>> hex(mutex_owner(prog, prog.symbol_address("kcrash_test_mutex_a")))  # doctest: +SKIP
+    '0xffff888005498000'
+    """
+    # Before v4.10 owner was a plain struct task_struct *; its low bits are zero, so masking is
+    # right for both layouts.
+    return _word(prog, mutex + _offset(prog, "struct mutex", "owner")) & ~MUTEX_FLAGS
+
+
+def rwsem_owner(prog: Program, sem: int) -> tuple[int, bool]:
+    """The task recorded in ``sem->owner`` and whether the lock is reader-owned (then the task is
+    only the last reader to take it, a hint, and no single task owns it).
+
+    :param sem: ``struct rw_semaphore *``
+
+    >>> rwsem_owner(prog, prog.symbol_address("kcrash_test_held_rwsem"))  # doctest: +SKIP
+    (18446612682160836736, False)
+    """
+    # owner became an atomic_long_t with flag bits in Linux kernel commit 94a9717b3c40 (v5.3);
+    # before it was a task pointer with the same RWSEM_READER_OWNED bit.
+    raw = _word(prog, sem + _offset(prog, "struct rw_semaphore", "owner"))
+    return raw & ~_RWSEM_OWNER_FLAGS, bool(raw & RWSEM_READER_OWNED)
+
+
+def rwsem_reader_count(prog: Program, sem: int) -> tuple[int, bool]:
+    """``(readers, writer_locked)`` from ``sem->count`` (``RWSEM_READER_SHIFT``, ``RWSEM_WRITER_LOCKED``).
+
+    :param sem: ``struct rw_semaphore *``
+    """
+    count = int.from_bytes(prog.read(sem + _offset(prog, "struct rw_semaphore", "count"), 8), "little", signed=True)
+    return max(count, 0) >> RWSEM_READER_SHIFT, bool(count & RWSEM_WRITER_LOCKED)
+
+
+def _ring(prog: Program, start: int, limit: int) -> tuple[list[int], str | None]:
+    # The nodes of a circular list from start (included) until start comes round again.
+    nodes, seen, pos = [start], {start}, start
+    while True:
+        try:
+            pos = _word(prog, pos)
+        except FaultError as exc:
+            return nodes, f"unreadable next pointer at {exc.address:#x}"
+        if pos == start:
+            return nodes, None
+        if pos == 0:
+            return nodes, f"NULL next pointer after {len(nodes)} entries"
+        if pos in seen:
+            return nodes, f"cycle: node {pos:#x} seen twice after {len(nodes)} entries"
+        if len(nodes) > limit:
+            return nodes, f"stopped at the limit of {limit} entries"
+        nodes.append(pos)
+        seen.add(pos)
+
+
+def lock_waiters(prog: Program, kind: str, lock: int, *, limit: int = WAITER_LIMIT) -> WaiterList:
+    """The waiters queued on a lock, in queue order.
+
+    :param kind: a name of :data:`LOCK_KINDS` (``"mutex"``, ``"rwsem"``, ``"semaphore"``, ``"completion"``)
+    :param lock: ``struct mutex *``, ``struct rw_semaphore *``, ``struct semaphore *`` or ``struct completion *``
+
+    >>> [hex(w.task) for w in lock_waiters(prog, "mutex", mutex).waiters]  # doctest: +SKIP
+    ['0xffff8880053b3080']
+    """
+    k = LOCK_KINDS[kind]
+    head = lock + _offset(prog, k.lock_type, k.head)
+    link, task = _offset(prog, k.waiter_type, k.link), _offset(prog, k.waiter_type, k.task)
+    nodes, truncated = _ring(prog, head, limit)
+    waiters = []
+    for node in nodes[1:]:
+        try:
+            waiters.append(LockWaiter(node - link, _word(prog, node - link + task)))
+        except FaultError as exc:
+            return WaiterList(tuple(waiters), f"unreadable waiter at {exc.address:#x}")
+    return WaiterList(tuple(waiters), truncated)
+
+
+def lock_of_waiter(prog: Program, kind: str, waiter: int, is_waiter: Callable[[int, int], bool], *,
+                   limit: int = WAITER_LIMIT) -> int | None:
+    """The lock whose wait list the waiter structure at ``waiter`` is linked into, or None when
+    ``waiter`` is not linked into a well-formed list with exactly one head.
+
+    The list holds the lock's head and the waiters; ``is_waiter(node_waiter, task)`` tells a
+    waiter (a waiter structure at ``node_waiter`` whose task member is ``task``: the caller checks
+    the structure lies on that task's stack) from the head.
+
+    :param kind: a name of :data:`LOCK_KINDS`
+    :param waiter: ``struct mutex_waiter *`` (or the kind's waiter type)
+    """
+    k = LOCK_KINDS[kind]
+    link, task = _offset(prog, k.waiter_type, k.link), _offset(prog, k.waiter_type, k.task)
+    start = waiter + link
+    try:
+        if _word(prog, _word(prog, start) + 8) != start:  # next->prev must come back
+            return None
+    except FaultError:
+        return None
+    nodes, truncated = _ring(prog, start, limit)
+    if truncated is not None:
+        return None
+    heads = [node for node in nodes[1:] if not _waiter_node(prog, node - link, task, is_waiter)]
+    if len(heads) != 1:
+        return None
+    return heads[0] - _offset(prog, k.lock_type, k.head)
+
+
+def _waiter_node(prog: Program, node_waiter: int, task_offset: int, is_waiter: Callable[[int, int], bool]) -> bool:
+    try:
+        return is_waiter(node_waiter, _word(prog, node_waiter + task_offset))
+    except FaultError:
+        return False
+
+
+def spinlock_holder_or_none(prog: Program, lock: int) -> tuple[int, int] | None:
+    """``(owner task, owner_cpu)`` of a ``spinlock_t`` when the kernel records them
+    (``CONFIG_DEBUG_SPINLOCK``: ``raw_spinlock.owner``/``owner_cpu``, ``SPINLOCK_OWNER_INIT`` (-1)
+    meaning none), else None: a plain ``qspinlock`` records no holder.
+
+    :param lock: ``spinlock_t *``
+    """
+    try:
+        owner = _offset(prog, "raw_spinlock_t", "owner")
+        owner_cpu = _offset(prog, "raw_spinlock_t", "owner_cpu")
+        base = lock + _offset(prog, "spinlock_t", "rlock")
+    except TypeLookupError:
+        return None
+    task = _word(prog, base + owner)
+    if task in (0, (1 << 64) - 1):
+        return None
+    return task, int.from_bytes(prog.read(base + owner_cpu, 4), "little", signed=True)
