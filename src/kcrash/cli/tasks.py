@@ -4,7 +4,7 @@ kcrash.cli.tasks
 
 crash's per-task commands: ``kcrash waitq DUMP ADDR|EXPR`` (the tasks waiting on a wait queue),
 ``kcrash task DUMP [PID|TASK]... [-R MEMBER,...]`` (a ``task_struct`` formatted, or some of its
-members), ``kcrash foreach DUMP COMMAND [FILTER]...`` (``bt``, ``vm``, ``task`` or ``ps`` of every
+members), ``kcrash foreach DUMP COMMAND [FILTER]...`` (``bt``, ``files``, ``vm``, ``task`` or ``ps`` of every
 task a filter selects: PIDs, task addresses, command names, states ``-s RU,UN``, kernel threads
 ``-k`` or user tasks ``-u``) and the ``ps`` variants ``-p`` (parentage), ``-c`` (children), ``-t``
 (times), ``-l`` (last arrival) and ``-G`` (thread group leaders) that ``kcrash ps`` hands to
@@ -174,14 +174,12 @@ def _filter_words(words: Sequence[str], states: tuple[str, ...], kernel: bool, u
 @_JSON
 def foreach_command(path: str, words: tuple[str, ...], states: tuple[str, ...], kernel: bool, user: bool,
                     members: str | None, as_json: bool) -> None:
-    """Run bt, vm, task or ps on every task the filters select (all tasks without filters):
+    """Run bt, files, vm, task or ps on every task the filters select (all tasks without filters):
     PIDs, task addresses, command names, states (-s or RU/IN/UN… words), -k kernel threads,
     -u user tasks. Several filters of one kind match any; of different kinds, all."""
     from kcrash.analysis.tasks import select_tasks
 
     command, selection = _filter_words(words, states, kernel, user)
-    if command == "files":
-        raise CliError("foreach files: the files analysis is not available in this build", 1)
     with opened_target(path, orc=command != "ps") as prog:
         rows, truncated = select_tasks(prog, selection)
         results = _FOREACH[command](prog, rows, _members_option(members))
@@ -236,6 +234,36 @@ def _print_vm(results: list[Any], as_json: bool) -> None:
         vm._print_vm(space, cpu)
 
 
+def _foreach_files(prog: Program, rows: Sequence[TaskRow], _: Sequence[str]) -> list[Any]:
+    # a task whose descriptor table cannot be read is a line saying so; the others go on
+    from kcrash.analysis.system import task_files
+
+    out: list[Any] = []
+    for task, row in zip(_objects(prog, rows), rows, strict=True):
+        try:
+            out.append(task_files(task))
+        except KcrashError as exc:
+            out.append((row, f"cannot read the files of task {row.task:#x}: {exc}"))
+    return out
+
+
+def _print_files(results: list[Any], as_json: bool) -> None:
+    from kcrash.cli import system
+
+    if as_json:
+        echo_json([{"task": dataclasses.asdict(r[0]), "error": r[1]} if isinstance(r, tuple)
+                   else dataclasses.asdict(r) for r in results])
+        return
+    for i, result in enumerate(results):
+        if i:
+            click.echo()
+        if isinstance(result, tuple):
+            click.echo(_task_line(result[0]))
+            click.echo(f"  ({result[1]})")
+        else:
+            system._print_files(result)
+
+
 def _foreach_task(prog: Program, rows: Sequence[TaskRow], members: Sequence[str]) -> list[Any]:
     return [_task_entry(prog, task, members, 10) for task in _objects(prog, rows)]
 
@@ -256,9 +284,9 @@ def _print_ps_rows(results: list[Any], as_json: bool) -> None:
 
 
 _FOREACH: dict[str, Callable[[Program, Sequence[TaskRow], Sequence[str]], list[Any]]] = {
-    "bt": _foreach_bt, "vm": _foreach_vm, "task": _foreach_task, "ps": _foreach_ps}
+    "bt": _foreach_bt, "files": _foreach_files, "vm": _foreach_vm, "task": _foreach_task, "ps": _foreach_ps}
 _FOREACH_PRINT: dict[str, Callable[[list[Any], bool], None]] = {
-    "bt": _print_bt, "vm": _print_vm, "task": _print_task_entries, "ps": _print_ps_rows}
+    "bt": _print_bt, "files": _print_files, "vm": _print_vm, "task": _print_task_entries, "ps": _print_ps_rows}
 
 
 # -- ps -p / -c / -t / -l / -G ------------------------------------------------------------------
