@@ -112,8 +112,11 @@ def test_a_return_address_frame_shows_the_call_before_it(rendered: tuple[Path, P
 
 
 def test_clicking_a_task_shows_its_backtrace(rendered: tuple[Path, Path, Any], page: Any) -> None:
-    entry = next(t for t in rendered[2]["task_traces"]
-                 if not t["task"]["active"] and len(t["trace"]["frames"]) >= 3 and t["task"]["pid"] > 1)
+    # a D-state task when there is one (the lab's kcrash_wait_* kthreads), else any sleeping one
+    candidates = sorted((t for t in rendered[2]["task_traces"]
+                         if not t["task"]["active"] and len(t["trace"]["frames"]) >= 3 and t["task"]["pid"] > 1),
+                        key=lambda t: t["task"]["state"] != "D")
+    entry = candidates[0]
     task = entry["task"]
     target = page.locator(f"#bt-{task['task']:x}")
     assert not target.is_visible()
