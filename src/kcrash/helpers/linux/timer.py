@@ -26,7 +26,7 @@ from kcrash.errors import FaultError, KcrashError, TypeLookupError
 from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.list import DEFAULT_LIMIT, ListWalk, hlist_for_each_entry
 from kcrash.helpers.linux.rbtree import rbtree_inorder_for_each_entry
-from kcrash.types.model import TypeKind
+from kcrash.types.model import Type, TypeKind
 from kcrash.types.object import Object, offsetof
 from kcrash.types.percpu import per_cpu
 from kcrash.types.program import Program
@@ -140,7 +140,7 @@ def timer_base_names(prog: Program) -> Sequence[str]:
 
 
 def _base_names(prog: Program) -> tuple[str, ...]:
-    count = prog.variable_type("timer_bases").strip_typedefs().length or 1
+    count = _timer_bases_type(prog).strip_typedefs().length or 1
     if count == 3:
         # Since Linux kernel commit 83a665dc99a7 (v6.9) pinned timers have their own base
         # (CONFIG_NO_HZ_COMMON=y).
@@ -149,6 +149,28 @@ def _base_names(prog: Program) -> tuple[str, ...]:
         return ("BASE_STD", "BASE_DEF")
     # CONFIG_NO_HZ_COMMON=n: commit 21927fc89e5f (v6.9) added struct timer_events with the rename.
     return ("BASE_LOCAL",) if prog.find_type_or_none("struct timer_events") else ("BASE_STD",)
+
+
+def _timer_bases_type(prog: Program) -> Type:
+    # ``struct timer_base timer_bases[NR_BASES]``. Where BTF has no entry for the per-CPU variable
+    # (the lab's 5.10), NR_BASES is the symbol's extent (kallsyms: up to the next symbol) over the
+    # struct size, 1..3; without a symbol size, 2 (CONFIG_NO_HZ_COMMON, 3 since v6.9's struct
+    # timer_events).
+    try:
+        return prog.variable_type("timer_bases")
+    except TypeLookupError:
+        pass
+    base = prog.type("struct timer_base")
+    count = 3 if prog.find_type_or_none("struct timer_events") else 2
+    if isinstance(prog.symbols, SymbolTable):
+        size = prog.symbols.get_symbol_by_name("timer_bases").size
+        count = min(max(size // base.sizeof(), 1), 3) if size else count
+    return prog.array_type(base, count)
+
+
+def _percpu_variable(prog: Program, name: str, type: Type, cpu: int) -> Object:
+    # per_cpu(name, cpu), typed by ``type`` when BTF has no VAR entry for the variable
+    return per_cpu(prog, Object(prog, type, address=prog.symbol_address(name)), cpu)
 
 
 def timer_base_for_each(base: Object, *, limit: int = DEFAULT_LIMIT) -> Iterator[Object]:
@@ -212,7 +234,7 @@ def cpu_timer_bases(prog: Program, cpu: int, *, limit: int = DEFAULT_LIMIT) -> l
     >>> [(b.name, len(b.timers)) for b in cpu_timer_bases(prog, 0)]  # doctest: +SKIP
     [('BASE_LOCAL', 2), ('BASE_GLOBAL', 11), ('BASE_DEF', 3)]
     """
-    bases = per_cpu(prog, "timer_bases", cpu)
+    bases = _percpu_variable(prog, "timer_bases", _timer_bases_type(prog), cpu)
     if bases.type_.strip_typedefs().kind is not TypeKind.ARRAY:
         return [_timer_base(prog, cpu, timer_base_names(prog)[0], bases, limit)]
     return [_timer_base(prog, cpu, name, bases[i], limit) for i, name in enumerate(timer_base_names(prog))]
@@ -279,6 +301,10 @@ def cpu_hrtimer_bases(prog: Program, cpu: int, *, limit: int = DEFAULT_LIMIT) ->
     [('HRTIMER_BASE_MONOTONIC', 3), ('HRTIMER_BASE_REALTIME', 0)]
     """
     names = _clock_names(prog)
-    cpu_base = per_cpu(prog, "hrtimer_bases", cpu)
+    try:
+        cpu_type = prog.variable_type("hrtimer_bases")
+    except TypeLookupError:
+        cpu_type = prog.type("struct hrtimer_cpu_base")
+    cpu_base = _percpu_variable(prog, "hrtimer_bases", cpu_type, cpu)
     return [_clock_base(prog, cpu, i, names.get(i, f"clock_base[{i}]"), base, limit)
             for i, base in enumerate(cpu_base.clock_base)]
