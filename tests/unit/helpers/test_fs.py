@@ -120,7 +120,8 @@ def test_for_each_mount(rbtree: bool) -> None:
     assert [(fs.mount_fstype(m), fs.mount_src(m), fs.mount_dst(m)) for m in mounts] == [
         (b"rootfs", b"rootfs", b"/"), (b"tmpfs", b"tmpfs", b"/tmp"), (b"sysfs", b"sysfs", b"/sys"),
         (b"fuse.sshfs", b"host:/x", b"/sys/kernel/debug")]
-    assert [int(m) for m in fs.for_each_mount(w.k.prog, w.k.obj("mnt_namespace", w.k.ns))] == \
+    ns = w.k.obj("mnt_namespace", w.k.ns)
+    assert [int(m) for m in fs.for_each_mount(w.k.prog, ns)] == [int(m) for m in fs.for_each_mount(ns)] == \
         [int(m) for m in mounts]
 
 

@@ -30,8 +30,9 @@ def k() -> Kernel:
 def test_devices(k: Kernel) -> None:
     devs = list(net.for_each_netdev(k.prog))
     assert [net.netdev_name(d) for d in devs] == [b"lo", b"eth0"]
-    assert [int(d) for d in net.for_each_netdev(k.prog, k.prog.object("struct net", INIT_NET))] == [int(d)
-                                                                                                  for d in devs]
+    init_net = k.prog.object("struct net", INIT_NET).address_of_()
+    assert [int(d) for d in net.for_each_netdev(k.prog, init_net)] == [int(d) for d in net.for_each_netdev(init_net)] \
+        == [int(d) for d in devs]
     lo, eth0 = devs
     assert net.netdev_flag_names(int(lo.flags)) == ["UP", "LOOPBACK"]
     assert net.netdev_flag_names(int(eth0.flags)) == ["UP", "BROADCAST", "RUNNING", "MULTICAST"]

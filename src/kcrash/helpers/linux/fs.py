@@ -214,16 +214,20 @@ def _mounts(ns: Object) -> Iterator[Object]:
         raise ValidationError(f"mounts of namespace {int(ns):#x}: {walk.truncated}")
 
 
-def for_each_mount(prog: Program, ns: Object | None = None) -> Iterator[Object]:
+def for_each_mount(prog: Program | Object, ns: Object | None = None) -> Iterator[Object]:
     """Each mount of a mount namespace as ``struct mount *``, in the namespace's order; list
     cursors (v5.8 to v6.8: entries without a superblock) are skipped, as drgn does.
 
+    :param prog: the program, or (as drgn takes it) the ``struct mnt_namespace *`` itself
     :param ns: ``struct mnt_namespace *`` (default: ``init_task.nsproxy->mnt_ns``)
     :raises ValidationError: the list or tree is damaged (after the mounts read so far)
 
     >>> [mount_dst(m) for m in for_each_mount(prog)][:2]  # doctest: +SKIP
     [b'/', b'/proc']
     """
+    if isinstance(prog, Object):
+        ns = prog
+        prog = ns.prog_
     if ns is None:
         ns = prog["init_task"].nsproxy.mnt_ns.read_()
     for mount in _mounts(ns):

@@ -82,14 +82,18 @@ def for_each_net(prog: Program) -> ListWalk:
     return list_for_each_entry("struct net", head, "list", limit=_NET_LIMIT)
 
 
-def for_each_netdev(prog: Program, net: Object | None = None) -> ListWalk:
+def for_each_netdev(prog: Program | Object, net: Object | None = None) -> ListWalk:
     """Every network device of a namespace (``struct net_device *``), in ``dev_base_head`` order.
 
+    :param prog: the program, or (as drgn takes it) the ``struct net *`` itself
     :param net: ``struct net *`` (default: ``init_net``)
 
     >>> [netdev_name(dev) for dev in for_each_netdev(prog)]  # doctest: +SKIP
     [b'lo']
     """
+    if isinstance(prog, Object):
+        net = prog
+        prog = net.prog_
     if net is None:
         net = _global(prog, "struct net", "init_net")
     return list_for_each_entry("struct net_device", net.dev_base_head, "dev_list", limit=_DEV_LIMIT)
