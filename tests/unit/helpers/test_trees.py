@@ -185,6 +185,22 @@ def test_mtree_load() -> None:
         [0, E1, E1, E3, 0, full[1], full[15], 0]
 
 
+def test_maple_children_encoded_as_the_kernel_does() -> None:
+    # lib/maple_tree.c: a child is mt_mk_node() = node | type << 3 | MAPLE_ENODE_NULL (4), with no
+    # XArray internal tag; only the root (mte_mk_root) adds 2. sparse_irqs on 6.12 is such a tree.
+    k = Kernel()
+    full = build_maple(k)
+    root = MAPLE_NODES + 3 * 0x100
+    for slot in range(3):
+        child = int.from_bytes(k.memory[root + 80 + 8 * slot - BASE:][:8], "little")
+        k.u64(root + 80 + 8 * slot, child & ~0xFF | 1 << 3 | 4)
+    k.u64(MT + 8, root | 3 << 3 | 4 | 2)
+    mt = k.prog.object("struct maple_tree", MT)
+    items = list(mt_for_each_range(mt))
+    assert items[:3] == [(0x1000, 0x1FFF, E1), (0x2000, 0x2FFF, E2), (0x3000, 0x4FFF, E3)] and len(items) == 19
+    assert [int(mtree_load(mt, i)) for i in (0x1000, 0x3500, 0x10105)] == [E1, E3, full[1]]
+
+
 def test_maple_single_entry_and_corrupt_nodes() -> None:
     k = Kernel()
     k.u64(MT + 8, E1)
