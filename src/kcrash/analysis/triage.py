@@ -467,7 +467,23 @@ def build_report(prog: Program, dump: str, *, log_tail: int = _LOG_TAIL, symboli
                                taints=taint_rows(prog))
     report = _with_memory_sections(prog, dump, report, notes, sections)
     report = _with_every_cpu(prog, report, records, cpu, sections, symbolizer)
+    report = _with_locks(prog, report, records, message, sections)
     return dataclasses.replace(report, unavailable=tuple(sections.unavailable))
+
+
+def _with_locks(prog: Program, report: model.CrashReport, records: Sequence[PrintkRecord], message: str | None,
+                sections: _Sections) -> model.CrashReport:
+    # "Why it hung" (analysis.locks) for hung-task and lock-up panics, and whenever a wait-for
+    # cycle makes tasks hang without a panic of their own.
+    from kcrash.analysis.locks import analyze_locks, is_hang
+
+    if not report.tasks:
+        return report
+    with phase("locks"):
+        locks = sections.get("locks", lambda: analyze_locks(prog, report.tasks, records), None)
+    if locks is None or not (is_hang(message) or locks.deadlocks or locks.lockups):
+        return report
+    return dataclasses.replace(report, locks=locks)
 
 
 #: the log tail is widened back to the oops's first line when that is at most this many records back

@@ -29,6 +29,7 @@ from kcrash.report.model import (
     DumpMetadata,
     ExceptionFrame,
     Frame,
+    LockAnalysis,
     LogLine,
     MemorySummary,
     ModuleRow,
@@ -352,7 +353,8 @@ def render_report(report: CrashReport, console: Console, *, blocked_frames: int 
     """The whole report: verdict, system, crashing context, backtrace, disassembly, log tail, tasks
     by state, blocked tasks, modules and taints, memory, the crashing task's regions, the dump, notes."""
     gone = _unavailable(report)
-    out = [*_verdict(report), *_oops(report.oops), *_section("System"), *gone("system"), *_system(report.system)]
+    out = [*_verdict(report), *_why(report.locks, blocked_frames), *_oops(report.oops), *_section("System"),
+           *gone("system"), *_system(report.system)]
     if report.context is not None or gone("context"):
         out += [*_section("Crashing context"), *gone("context")]
         out += _context(report.context) if report.context is not None else []
@@ -369,6 +371,21 @@ def render_report(report: CrashReport, console: Console, *, blocked_frames: int 
     if report.notes:
         out += [*_section("Notes"), *(Text(f"- {note}", style="yellow") for note in report.notes)]
     _print(console, out)
+
+
+def _why(locks: LockAnalysis | None, frames: int) -> _Lines:
+    # "Why it hung": one line per culprit, then the deadlocked tasks' and stuck CPUs' stacks.
+    if locks is None:
+        return []
+    out = [*_section("Why it hung"), *(Text(f"  {line}", style="bold yellow") for line in locks.why)]
+    if not locks.why:
+        out.append(Text("  no deadlock, lock-up or blocked task found"))
+    for number, deadlock in enumerate(locks.deadlocks, 1):
+        for wait in deadlock.waits:
+            out += [Text(f"Deadlock #{number}: {_task_line(wait.task)}"), *_trace(wait.trace, frames)]
+    for lockup in locks.lockups:
+        out += [Text(f"CPU {lockup.cpu}: {_task_line(lockup.task)}"), *_trace(lockup.trace, frames)]
+    return out
 
 
 def _oops(oops: OopsHeader | None) -> _Lines:
