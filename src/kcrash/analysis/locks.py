@@ -43,7 +43,7 @@ from kcrash.types.object import Object
 from kcrash.types.program import Program
 from kcrash.unwind import Trace as UnwindTrace
 
-__all__ = ["analyze_locks", "find_deadlocks", "lock_waits", "lockups", "why_it_hung"]
+__all__ = ["analyze_locks", "find_deadlocks", "is_hang", "lock_waits", "lockups", "why_it_hung"]
 
 # The frames that name a wait, innermost first; the first kind whose pattern a frame matches wins
 # (rwsem before semaphore: both have "down" functions).
@@ -63,6 +63,8 @@ _SPIN_FRAMES = re.compile(r"^(?:native_queued_spin_lock_slowpath|queued_spin_loc
                           r"|queued_read_lock_slowpath|queued_write_lock_slowpath)")
 _LOCKUP_LINE = re.compile(rb"soft lockup - CPU#(\d+) stuck|hard LOCKUP on cpu (\d+)")
 _LOCKUP_PANIC = re.compile(r"softlockup|soft lockup|Hard LOCKUP|hardlockup")
+# kernel/hung_task.c: "hung_task: blocked tasks"; RCU stall panics (panic_on_rcu_stall)
+_HANG_PANIC = re.compile(r"hung_task: blocked tasks|RCU Stall|softlockup|soft lockup|Hard LOCKUP|hardlockup")
 #: the task states whose stacks are searched for a wait (running, idle, dead and zombie tasks wait on nothing)
 _WAITING_STATES = frozenset("DST")
 _REGISTER_ORDER = ("rdi", "rbx", "rsi", "rdx", "rcx", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rbp",
@@ -297,6 +299,11 @@ def find_deadlocks(waits: Sequence[model.LockWait]) -> tuple[model.Deadlock, ...
         first = min(range(len(cycle)), key=lambda i: cycle[i].task.pid)
         found.setdefault(frozenset(w.task.task for w in cycle), model.Deadlock(tuple(cycle[first:] + cycle[:first])))
     return tuple(found.values())
+
+
+def is_hang(panic_message: str | None) -> bool:
+    """Whether a panic message is a hung-task, lock-up or RCU-stall panic's."""
+    return bool(panic_message and _HANG_PANIC.search(panic_message))
 
 
 def lockups(prog: Program, records: Sequence[PrintkRecord], rows: Sequence[model.TaskRow]) -> tuple[model.Lockup, ...]:
