@@ -224,3 +224,43 @@ def test_planted_sockets(prog: Program) -> None:
     server = [r.sock for r in rows if r.pid is None and r.sock.local_port == PORT
               and r.sock.remote_port == client.local_port]
     assert [(s.state, s.remote.removeprefix("::ffff:")) for s in server] == [("ESTABLISHED", "127.0.0.1")]
+
+
+def _cli(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from kcrash.cli.app import kcrash
+
+    return CliRunner().invoke(kcrash, list(args))
+
+
+def test_cli_json_equals_the_analysis(prog: Program, crash: tuple[Path, Any]) -> None:
+    dump = str(crash[0] / "vmcore.elf")
+    sleeper = next(t for t in for_each_task(prog) if fs.fget(t, 3) and
+                   fs.d_path(fs.fget(t, 3).f_path) == b"/init")
+    result = _cli("files", dump, str(int(sleeper.pid)), "--json")
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)
+    assert (got["pid"], [f["path"] for f in got["files"]]) == (
+        int(sleeper.pid), [f.path for f in task_files(sleeper).files])
+    by_address = json.loads(_cli("files", dump, hex(int(sleeper)), "--json").output)
+    assert by_address == got
+    result = _cli("mount", dump, "--json")
+    assert [m["dirname"] for m in json.loads(result.output)] == [m.dirname for m in mounts(prog)]
+    result = _cli("net", dump, "-s", "--json")
+    assert [(s["pid"], s["sock"]["sock"]) for s in json.loads(result.output)] == [
+        (r.pid, r.sock.sock) for r in task_sockets(prog)]
+    result = _cli("net", dump, "--json")
+    assert [d["name"] for d in json.loads(result.output)] == [d.name for d in net_devices(prog)]
+
+
+def test_cli_refuses_what_is_not_a_task(prog: Program, crash: tuple[Path, Any],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from kcrash.cli import main
+
+    dump = str(crash[0] / "vmcore.elf")
+    file_address = next(int(f) for t in for_each_task(prog) for _, f in fs.for_each_file(t) if int(f))
+    for args in (["files", dump, "99999"], ["files", dump, hex(file_address)], ["net", dump, "-s", "99999"]):
+        code = main(args)
+        out, err = capsys.readouterr()
+        assert (code, out) == (1, "") and err.count("\n") == 1 and "task" in err, err
