@@ -154,12 +154,10 @@ def _open_fds(prog: Program, fdt: Object, max_fds: int) -> Iterator[int]:
     # the set bits of the open_fds bitmap, read in one piece
     bitmap = prog.read(int(fdt.open_fds), (max_fds + 7) // 8)
     value = int.from_bytes(bitmap, "little")
-    fd = 0
     while value:
-        if value & 1:
-            yield fd
-        value >>= 1
-        fd += 1
+        lowest = value & -value
+        yield lowest.bit_length() - 1
+        value ^= lowest
 
 
 def for_each_file(task: Object) -> Iterator[tuple[int, Object]]:
