@@ -2,21 +2,21 @@
 ``tests/fixtures/drgn_scripts/`` (ours, written for this test) prints exactly the same text under
 drgn 0.3.0 (the Debian -dbg vmlinux and the lab module's .ko loaded, ``prog`` as ``drgn -c`` sets
 it) and under ``kcrash shell DUMP -c`` (NO vmlinux: kallsyms, the dump's BTF and the module's split
-BTF), on BUG 6.12, BUG 6.1 (KASLR) and BUG 5.10 (KASLR). The scripts cover tasks and their states,
-the crashed thread's frames, the log tail, slab_object_info, a list walk, an rbtree and an xarray
-walk, a per-CPU counter, symbol lookups, Object formatting and d_path.
+BTF), on BUG 6.12, BUG 6.1 (KASLR), BUG 5.10 (KASLR) and HUNG_ABBA 6.12 (its D-state threads). The
+scripts cover tasks and their states, the crashed thread's frames, blocked tasks' frames, the log
+tail, slab_object_info, a list walk, an rbtree and an xarray walk, a per-CPU counter, symbol
+lookups, Object formatting (structs included), open files and mounts, d_path, net devices, VMAs and
+page conversions, a maple tree and a wait queue, and get_kconfig (absent on the lab kernels).
 
 Known differences, asserted as such rather than skipped: on 5.10 the module has no BTF (split
 module BTF came in v5.11), so the scripts that need the module's struct types or its per-CPU
 variable's type fail in kcrash with a TypeLookupError naming the type while drgn (DWARF) runs
-them. ``d_path`` needs ``kcrash.helpers.linux.fs`` (written in parallel): that script is skipped,
-with that reason, until the module exists.
+them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 from collections.abc import Callable
@@ -31,7 +31,7 @@ drgn = pytest.importorskip("drgn")
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = [("BUG", "6.12", False), ("BUG", "6.1", True), ("BUG", "5.10", True)]
+CASES = [("BUG", "6.12", False), ("BUG", "6.1", True), ("BUG", "5.10", True), ("HUNG_ABBA", "6.12", False)]
 SCRIPTS = sorted((Path(__file__).parents[1] / "fixtures" / "drgn_scripts").glob("*.py"))
 #: scripts needing the module's own types (its BTF), which the 5.10 module does not have
 NEEDS_MODULE_BTF = {"list_walk", "rbtree_xarray", "object_format", "percpu_counter"}
@@ -68,8 +68,6 @@ def _under_kcrash(dump: Path, script: Path, capsys: pytest.CaptureFixture[str]) 
 def test_drgn_script_prints_the_same_under_kcrash_shell(crash: tuple[Path, Any, str], script: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     dump, dprog, kernel = crash
-    if script.stem == "d_path_of_tasks" and importlib.util.find_spec("kcrash.helpers.linux.fs") is None:
-        pytest.skip("kcrash.helpers.linux.fs (d_path) is not in the tree yet")
     expected = _under_drgn(dprog, script)
     assert expected.strip(), f"{script.name} printed nothing under drgn"
     code, out, err = _under_kcrash(dump / "vmcore.elf", script, capsys)

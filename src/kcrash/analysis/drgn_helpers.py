@@ -26,7 +26,7 @@ from typing import Any
 
 from kcrash.analysis import drgn_compat
 from kcrash.errors import FaultError, MissingDebugInfoError, SymbolNotFoundError
-from kcrash.helpers.linux import cpumask, module, rbtree, sched, slab, xarray
+from kcrash.helpers.linux import cpumask, fs, mapletree, mm, module, net, rbtree, sched, slab, vma, wait, xarray
 from kcrash.helpers.linux import list as klist
 from kcrash.helpers.linux.printk import PrintkRecord
 from kcrash.helpers.linux.printk import get_printk_records as kcrash_printk_records
@@ -38,18 +38,23 @@ from kcrash.types.program import Program
 
 __all__ = [
     "SlabObjectInfo",
-    "d_path",
     "drgn_modules",
     "find_task",
     "for_each_task",
     "get_dmesg",
     "get_kconfig",
     "get_printk_records",
+    "page_to_pfn",
     "per_cpu",
     "per_cpu_ptr",
     "percpu_counter_sum",
+    "pfn_to_page",
+    "pfn_to_virt",
     "slab_cache_for_each_allocated_object",
     "slab_object_info",
+    "virt_to_page",
+    "virt_to_pfn",
+    "waitqueue_for_each_entry",
     "xa_to_value",
 ]
 
@@ -146,7 +151,51 @@ def xa_to_value(entry: Object) -> Object:
     :param entry: ``void *``
     """
     # spelled as drgn spells it (BTF's name is "long unsigned int")
-    return Object(entry.prog_, int_type("unsigned long", 8, False), xarray.xa_to_value(entry))
+    return _unsigned_long(entry.prog_, xarray.xa_to_value(entry))
+
+
+def _unsigned_long(prog: Program, value: int) -> Object:
+    # an unsigned long object spelled as drgn spells it (BTF's name is "long unsigned int")
+    return Object(prog, int_type("unsigned long", 8, False), value)
+
+
+def page_to_pfn(page: Object) -> Object:
+    """drgn's ``page_to_pfn(page)``: the page frame number, an ``unsigned long`` object.
+
+    :param page: ``struct page *``
+    """
+    return _unsigned_long(page.prog_, mm.page_to_pfn(page))
+
+
+def virt_to_pfn(prog: Program, addr: int | Object) -> Object:
+    """drgn's ``virt_to_pfn(prog, addr)``: an ``unsigned long`` object."""
+    return _unsigned_long(prog, mm.virt_to_pfn(prog, int(addr)))
+
+
+def pfn_to_page(prog: Program, pfn: int | Object) -> Object:
+    """drgn's ``pfn_to_page(prog, pfn)``: ``struct page *``."""
+    return mm.pfn_to_page(prog, int(pfn))
+
+
+def virt_to_page(prog: Program, addr: int | Object) -> Object:
+    """drgn's ``virt_to_page(prog, addr)``: ``struct page *``."""
+    return mm.virt_to_page(prog, int(addr))
+
+
+def pfn_to_virt(prog: Program, pfn: int | Object) -> Object:
+    """drgn's ``pfn_to_virt(prog, pfn)``: a ``void *`` object."""
+    return Object(prog, prog.pointer_type("void"), mm.pfn_to_virt(prog, int(pfn)))
+
+
+def waitqueue_for_each_entry(wq: Object) -> Iterator[Object]:
+    """drgn's ``waitqueue_for_each_entry(wq)``: each entry as a ``wait_queue_entry_t *``.
+
+    :param wq: ``wait_queue_head_t *``
+    """
+    prog = wq.prog_
+    entry_type = prog.find_type_or_none("wait_queue_entry_t")
+    for entry in wait.waitqueue_for_each_entry(wq):
+        yield entry if entry_type is None else Object(prog, prog.pointer_type(entry_type), int(entry))
 
 
 def per_cpu_ptr(ptr: Object, cpu: int) -> Object:
@@ -171,14 +220,6 @@ def percpu_counter_sum(fbc: Object) -> int:
     for cpu in cpumask.for_each_possible_cpu(fbc.prog_):
         total += int(per_cpu_ptr(fbc.counters, cpu)[0])
     return total
-
-
-def d_path(*args: Object) -> bytes:
-    """drgn's ``d_path(path)`` / ``d_path(vfsmnt, dentry)`` (:mod:`kcrash.helpers.linux.fs`)."""
-    from kcrash.helpers.linux import fs  # type: ignore[attr-defined, unused-ignore]
-
-    result: bytes = fs.d_path(*args)
-    return result
 
 
 def get_kconfig(prog: Program) -> Mapping[str, str]:
@@ -243,7 +284,13 @@ _LINUX: dict[str, tuple[str, ...]] = {
     "percpu": ("per_cpu", "per_cpu_ptr", "percpu_counter_sum"),
     "cpumask": ("for_each_online_cpu", "for_each_possible_cpu", "for_each_present_cpu", "num_online_cpus",
                 "num_possible_cpus"),
-    "fs": ("d_path",),
+    "fs": ("d_path", "fget", "for_each_file", "for_each_mount", "mount_dst", "mount_fstype", "mount_src"),
+    "net": ("for_each_net", "for_each_netdev", "netdev_ipv4_addrs", "netdev_ipv6_addrs", "netdev_name"),
+    "mm": ("compound_head", "for_each_vma", "in_direct_map", "page_to_pfn", "pfn_to_page", "pfn_to_virt", "vma_find",
+           "virt_to_page", "virt_to_pfn"),
+    "mapletree": ("mt_for_each", "mtree_load"),
+    "wait": ("waitqueue_active", "waitqueue_for_each_entry", "waitqueue_for_each_task"),
+    "swait": ("swait_active", "swait_for_each_task"),
     "kconfig": ("get_kconfig",),
     "module": ("for_each_module",),
 }
@@ -251,7 +298,7 @@ _LINUX: dict[str, tuple[str, ...]] = {
 
 def _linux_names() -> dict[str, Any]:
     names: dict[str, Any] = {}
-    for mod in (cpumask, klist, module, rbtree, sched, slab, xarray):
+    for mod in (cpumask, fs, klist, mapletree, mm, module, net, rbtree, sched, slab, vma, wait, xarray):
         names.update({k: getattr(mod, k) for k in getattr(mod, "__all__", ())})
     names.update({k: globals()[k] for k in __all__ if k != "drgn_modules"})
     return names
@@ -285,6 +332,7 @@ def _module(name: str, names: dict[str, Any]) -> types.ModuleType:
     mod.__dict__.update(names)
     mod.__all__ = sorted(names)  # type: ignore[attr-defined]
     mod.__path__ = []  # a package, so its submodules import
+    mod.__kcrash_drgn__ = True  # type: ignore[attr-defined]  # kcrash's, not the real drgn's
     return mod
 
 

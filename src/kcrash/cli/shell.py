@@ -50,10 +50,12 @@ class _MissingDrgn(importlib.abc.MetaPathFinder):
     # Any drgn.* module kcrash does not provide: a clear ImportError instead of the real drgn's.
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        # (``from drgn.helpers.linux.fs import x`` of a name kcrash lacks comes here as the module
+        # drgn.helpers.linux.fs.x)
         if fullname == "drgn" or fullname.startswith("drgn."):
             raise ImportError(f"kcrash shell has no {fullname} (kcrash's drgn compatibility provides: "
                               "drgn, drgn.helpers.linux.{pid,sched,printk,slab,list,rbtree,xarray,percpu,"
-                              "cpumask,fs,kconfig,module})", name=fullname)
+                              "cpumask,fs,net,mm,mapletree,wait,swait,kconfig,module})", name=fullname)
         return None
 
 

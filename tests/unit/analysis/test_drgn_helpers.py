@@ -75,3 +75,13 @@ def test_xa_to_value_is_an_unsigned_long_object_as_drgns() -> None:
     prog = Kernel().prog
     value = drgn_helpers.xa_to_value(Object(prog, prog.pointer_type("void"), 0xB5))
     assert str(value) == "(unsigned long)90" and value.value_() == 90
+
+
+def test_drgn_modules_carry_the_other_subsystems_under_drgns_names() -> None:
+    mods = drgn_modules(drgn_program(Kernel().prog))
+    assert {"for_each_file", "fget", "for_each_mount", "d_path"} <= set(mods["drgn.helpers.linux.fs"].__all__)
+    assert mods["drgn.helpers.linux.mm"].page_to_pfn is drgn_helpers.page_to_pfn
+    assert mods["drgn.helpers.linux.wait"].waitqueue_for_each_entry is drgn_helpers.waitqueue_for_each_entry
+    assert "swait_for_each_task" in mods["drgn.helpers.linux.swait"].__all__
+    assert "for_each_netdev" in mods["drgn.helpers.linux.net"].__all__
+    assert all(mod.__kcrash_drgn__ for mod in mods.values())

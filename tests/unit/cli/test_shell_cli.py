@@ -45,8 +45,10 @@ def test_shell_runs_a_drgn_script(dump: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_shell_has_no_drgn_module_it_does_not_provide(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _run(capsys, "shell", dump, "-c", "from drgn.helpers.linux.net import for_each_net")
-    assert code == 1 and "kcrash shell has no drgn.helpers.linux.net" in err.splitlines()[-1]
+    code, _, err = _run(capsys, "shell", dump, "-c", "from drgn.helpers.linux.bpf import bpf_map_for_each")
+    assert code == 1 and "kcrash shell has no drgn.helpers.linux.bpf" in err.splitlines()[-1]
+    code, _, err = _run(capsys, "shell", dump, "-c", "from drgn.helpers.linux.fs import inode_paths")
+    assert code == 1 and "kcrash shell has no drgn.helpers.linux.fs.inode_paths" in err.splitlines()[-1]
 
 
 def test_shell_error_shows_only_the_users_frames(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
