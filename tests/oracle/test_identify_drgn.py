@@ -258,12 +258,16 @@ def _sheaf_objects(dprog: Any, cache: Any) -> set[int]:
 def classify(dprog: Any, address: int, ours: AddressIdentity, theirs_text: str | None) -> str:
     """``exact``, one of the documented differences (each checked), or ``disagree``:
 
-    * ``gap``: kcrash names the symbol below as the kernel's kallsyms does (its size runs to the next
-      symbol), drgn finds no ELF symbol there (the address is at or past the ELF end of that same
-      symbol, which drgn knows by name at the same address) and says nothing or, in a module, the
-      module's vmap area (test_kallsyms_drgn.py has the same rule);
+    * ``gap``: in the kernel image only, kcrash names the symbol below as the kernel's kallsyms does
+      (kallsyms keep no sizes: a symbol runs to the next one), drgn finds no ELF symbol there (the
+      address is at or past the ELF end of that same symbol, which drgn knows by name at the same
+      address) and says nothing (test_kallsyms_drgn.py has the same rule). Module symbols keep their
+      ELF sizes in memory, so a module address past its symbol is no gap: kcrash, too, says the
+      module's vmap area there;
     * ``label``: drgn names a symbol kallsyms does not keep (a compiler ``.L`` label) or a sized symbol
-      strictly containing kcrash's, which drgn knows by name at kcrash's address;
+      strictly containing kcrash's, which drgn knows by name at kcrash's address; or, in a module,
+      drgn names a ``.L`` label (a string literal: the kernel drops ``.L`` symbols from a module's
+      in-memory symbol table, ``is_mapping_symbol``) where kcrash says the module's vmap area;
     * ``cpu freelist``: kcrash says free and drgn allocated, and the object is on a CPU's lockless
       freelist (``kmem_cache_cpu.freelist``) or in a sheaf, walked by hand: it is free. drgn 0.3.0 reads the
       freelists of online CPUs only, and after panic() the stopped CPUs are offline
@@ -283,13 +287,14 @@ def classify(dprog: Any, address: int, ours: AddressIdentity, theirs_text: str |
         elf = [sym for sym in dprog.symbols(ours.name) if sym.address == ours.start]
         if not elf:
             return "disagree"
-        in_vmap = theirs[0] == "vmap" and theirs[1] <= address < theirs[2]
-        if (theirs == ("none",) or in_vmap) and address >= ours.start + max(sym.size for sym in elf):
+        if ours.module is None and theirs == ("none",) and address >= ours.start + max(sym.size for sym in elf):
             return "gap"
         if theirs[0] == "symbol":
             sym = dprog.symbol(address)
             if sym.name.startswith(".L") or sym.address < ours.start < sym.address + sym.size:
                 return "label"
+    if ours.kind == "vmap" and theirs[0] == "symbol" and _module_label(dprog, address, ours):
+        return "label"
     drgn_allocated = theirs[:3] == ("slab", ours.name, ours.offset) and theirs[3] is True
     drgn_task = theirs[0] == "task" and ours.name == "task_struct" and theirs[2] == ours.offset
     if (ours.kind == "slab" and ours.allocated is False and (drgn_allocated or drgn_task)
@@ -301,6 +306,16 @@ def classify(dprog: Any, address: int, ours: AddressIdentity, theirs_text: str |
     if ours.kind == "task_stack" and ours.pid == 0 and theirs[0] == "vmap" and _idle_stack(dprog, ours.start):
         return "idle stack"
     return "disagree"
+
+
+def _module_label(dprog: Any, address: int, ours: AddressIdentity) -> bool:
+    # drgn's symbol is a .L label of the module whose memory kcrash's vmap area is
+    from drgn.helpers.linux.module import address_to_module
+
+    sym = dprog.symbol(address)
+    module = address_to_module(dprog, address)
+    return (sym.name.startswith(".L") and bool(module) and ours.start is not None and ours.end is not None
+            and ours.start <= address < ours.end)
 
 
 def _past_last_object(dprog: Any, address: int) -> bool:
@@ -346,7 +361,9 @@ def test_identify_address_agrees_with_drgn(prog: Program, crash: tuple[Path, Any
             print(f"{kind}: {address:#x}: kcrash {ours.describe()!r}, drgn {theirs_text!r}")
     print(dict(counts))
     assert counts["disagree"] <= 0.01 * SAMPLES
-    assert counts["exact"] >= 0.85 * SAMPLES
+    # 95.5-97.7 % on the four dumps; the gaps are the kernel image's padding only (1.2-1.4 %)
+    assert counts["exact"] >= 0.95 * SAMPLES
+    assert counts["gap"] <= 0.02 * SAMPLES
 
 
 def test_kdump_answers_equal_the_elf_ones(prog: Program, crash: tuple[Path, Any, dict[str, Any], Path],

@@ -11,8 +11,24 @@ the vmemmap array (PFN, flags, mapping, compound head), a vmalloc/vmap area (ran
 flags, the allocating ``caller`` symbolized), a CPU's per-CPU unit (CPU, offset, variable), other
 direct-map memory (its page), user space, or nothing known. The order of the checks is drgn's, so
 the two agree where both answer; the per-CPU, direct-map and user answers are kcrash's own (drgn
-has none there). The per-program indexes (tasks by stack, vmap areas, valid PFNs, per-CPU units)
-are built once and cached, so asking about many addresses costs little more per address than the
+has none there).
+
+A symbol answer means the address is *inside* the symbol
+(:meth:`~kcrash.debuginfo.symbols.SymbolTable.containing_symbol_or_none`). In a module, whose ELF
+symbol table the kernel keeps in memory with ``st_size`` (``mod->kallsyms->symtab``), an address at
+or past a symbol's end is in no symbol (a sizeless one ends at the next symbol or section start,
+``mod->sect_attrs``) and is answered by what follows, the module's vmap area, as drgn answers with
+the ``.ko``'s sizes. The kernel image's kallsyms keep no sizes, so there a symbol runs to the next
+one (``kallsyms_lookup_size_offset``): the alignment fill after a function (``int3``, ``nop``) is
+named after the function before it, where drgn with the vmlinux's ELF sizes says nothing; neither
+BTF (no addresses or sizes of functions) nor ORC (its "undefined" entries also cover unreachable
+code inside functions) tells a function's end. Backtraces and ``sym`` print the kernel's ``%pS``
+(:meth:`~kcrash.debuginfo.symbols.SymbolTable.symbolize_or_none`: the next-symbol rule, so their
+text equals the kernel's own oops lines); ``sym`` says when an address is past the symbol's own
+size, so the two never disagree on what is inside a symbol.
+
+The per-program indexes (tasks by stack, vmap areas, valid PFNs, per-CPU units) are built once
+and cached, so asking about many addresses costs little more per address than the
 reads of its slab and page. Nothing here prints.
 """
 
@@ -180,7 +196,7 @@ def identify_addresses(prog: Program, addresses: list[int]) -> list[AddressIdent
 
 def _symbol(prog: Program, address: int) -> AddressIdentity | None:
     symbols = prog.symbols
-    found = symbols.symbolize_or_none(address) if isinstance(symbols, SymbolTable) else None
+    found = symbols.containing_symbol_or_none(address) if isinstance(symbols, SymbolTable) else None
     if found is None:
         return None
     symbol, offset = found

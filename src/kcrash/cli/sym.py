@@ -5,7 +5,8 @@ kcrash.cli.sym
 ``kcrash sym DUMP NAME|ADDR|GLOB... [-r REGEX] [-q STRING] [-l] [--json]``: like crash's ``sym``,
 from the dump's own kallsyms and the modules' symbols (no vmlinux). A name prints its address and
 type (every symbol of that name); an address prints the symbol covering it in the kernel's ``%pS``
-form, and so does ``NAME+OFFSET``; a glob (``kcrash_test_*``), ``-r REGEX``, ``-q STRING``
+form, and so does ``NAME+OFFSET`` (an address past the symbol's own size, which module symbols
+keep, is marked: it is in no symbol, as ``kmem`` says); a glob (``kcrash_test_*``), ``-r REGEX``, ``-q STRING``
 (crash's ``sym -q``) and ``-l`` (crash's ``sym -l``) list every matching symbol with its address,
 type letter and module. A query is an address
 when it starts with ``0x`` or is 8 to 16 hex digits (the rule of :mod:`kcrash.cli.params`).
@@ -130,8 +131,16 @@ def lookup_query(table: SymbolTable, query: str | AddressArg) -> dict[str, Any]:
     if found is None:
         return {"query": query, "address": address, "error": "no symbol at this address"}
     symbol, offset = found
-    return {"query": query, "address": address, "offset": offset, "symbol": _symbol_data(symbol),
-            "formatted": table.format_address(address)}
+    row: dict[str, Any] = {"query": query, "address": address, "offset": offset,
+                           "symbol": _symbol_data(symbol), "formatted": table.format_address(address)}
+    # kmem's question, answered the same way: is the address inside the symbol (its own size, where known)?
+    inside = table.containing_symbol_or_none(address)
+    row["inside"] = inside is not None
+    if inside is not None and inside[0].size != symbol.size:
+        row["object_size"] = inside[0].size
+    elif inside is None:
+        row["note"] = "past the end of the symbol's own size: in no symbol (kmem says what is there)"
+    return row
 
 
 def _compiled(regex: str) -> re.Pattern[str]:
@@ -164,7 +173,8 @@ def _print_row(row: dict[str, Any]) -> None:
             where = f" [{m['module']}]" if m["module"] else ""
             click.echo(f"{m['address']:016x} ({m['kind']}) {m['name']}{where}")
     else:
-        click.echo(f"{row['address']:016x} ({row['symbol']['kind']}) {row['formatted']}")
+        note = f"  ({row['note']})" if "note" in row else ""
+        click.echo(f"{row['address']:016x} ({row['symbol']['kind']}) {row['formatted']}{note}")
 
 
 commands: list[click.Command] = [sym]

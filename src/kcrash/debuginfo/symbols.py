@@ -10,13 +10,21 @@ distance to the next higher symbol address (``kallsyms_lookup_size_offset``). Li
 only addresses inside the kernel image (``[_stext, _end)``, or the text ranges without
 ``CONFIG_KALLSYMS_ALL``) or inside a registered module resolve, so per-CPU offsets and absolute
 symbols are found by name but never by address. This module does not read memory.
+
+Two questions, two methods, one answer each. :meth:`SymbolTable.symbolize_or_none` answers "how does
+the kernel name this address" (its ``%pS``: the symbol below, sized to the next symbol; backtraces,
+``sym``, oops text). :meth:`SymbolTable.containing_symbol_or_none` answers "is the address inside a
+symbol": the same symbol, but where the table knows the symbol's real size (a module's ELF
+``st_size``, kept in memory in ``mod->kallsyms->symtab``) an address at or past that end is in no
+symbol (alignment padding, or the memory after a module's last object). The kernel image's kallsyms
+keep no sizes, so there the two answers are the same.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -54,11 +62,12 @@ class _Group:
     # kept among aliases; ``ends[i]`` is where symbol i stops (the next higher address or the end
     # of its range). Symbol objects are made on demand: tables hold 100k+ entries.
 
-    __slots__ = ("_by_name", "_positions", "addrs", "ends", "kinds", "module", "names", "sorted_pos")
+    __slots__ = ("_by_name", "_positions", "addrs", "ends", "kinds", "module", "names", "object_ends", "sorted_pos")
     names: Sequence[str]
 
     def __init__(self, module: str | None, names: Sequence[str], kinds: Sequence[str],
-                 addrs: npt.NDArray[np.uint64], limits: Sequence[tuple[int, int]]) -> None:
+                 addrs: npt.NDArray[np.uint64], limits: Sequence[tuple[int, int]],
+                 sizes: npt.NDArray[np.uint64] | None = None, sections: Sequence[int] = ()) -> None:
         identity = bool(np.all(addrs[1:] >= addrs[:-1]))
         order = np.arange(len(addrs)) if identity else np.argsort(addrs, kind="stable")
         self.module = module
@@ -72,6 +81,9 @@ class _Group:
         # sorted_pos[k]: where the caller's k-th symbol went; None when the order was kept
         self.sorted_pos: list[int] | None = None if identity else np.argsort(order, kind="stable").tolist()
         self.ends = _ends(self.addrs, limits)
+        # object_ends[i]: where symbol i's object ends by its own size or section (0: unknown), or None
+        self.object_ends = None if sizes is None else \
+            _object_ends(self.addrs, sizes if identity else sizes[order], self.ends, sections)
         self._by_name: dict[str, int] | None = None
         # names that index themselves answer lookups (valid when the caller's order was kept)
         self._positions = names.positions_of if identity and isinstance(names, IndexedNames) else None
@@ -112,6 +124,17 @@ class _Group:
             return None
         return int(np.searchsorted(self.addrs, self.addrs[i], side="left"))
 
+    def object_end(self, i: int) -> int:
+        # where symbol i's object ends by the largest known size among its aliases; 0: unknown
+        if self.object_ends is None:
+            return 0
+        return int(self.object_ends[self.aliases(i)].max())
+
+    def contains(self, i: int, address: int) -> bool:
+        # Whether address (at or above symbol i) is inside it: below its object's end, or where
+        # no size is known, below the next symbol (capped at the end of its range, as kallsyms').
+        return address < (self.object_end(i) or int(self.ends[i]))
+
     def aliases(self, i: int) -> range:
         lo = int(np.searchsorted(self.addrs, self.addrs[i], side="left"))
         hi = int(np.searchsorted(self.addrs, self.addrs[i], side="right"))
@@ -129,6 +152,22 @@ def _ends(addrs: npt.NDArray[np.uint64], limits: Sequence[tuple[int, int]]) -> n
         capped = inside & ((ends > _U64(end)) | (ends <= addrs))
         ends[capped] = _U64(end)
     return ends
+
+
+def _object_ends(addrs: npt.NDArray[np.uint64], sizes: npt.NDArray[np.uint64], ends: npt.NDArray[np.uint64],
+                 sections: Sequence[int]) -> npt.NDArray[np.uint64]:
+    # address + size where the ELF size is known (nonzero). A sizeless symbol (st_size 0: an
+    # assembler label such as __crc_*/__kstrtab*) runs to the next symbol but not into the next
+    # section (the first section start above it); 0 where no section start is known either.
+    out = np.where(sizes > 0, addrs + sizes, _U64(0)).astype(_U64)
+    if not sections or not len(addrs):
+        return out
+    starts = np.unique(np.asarray(sections, dtype=_U64))
+    k = np.searchsorted(starts, addrs, side="right")
+    bounded = (sizes == 0) & (k < len(starts))
+    section_end = starts[np.minimum(k, len(starts) - 1)]
+    out[bounded] = np.minimum(ends[bounded], section_end[bounded])
+    return out
 
 
 class SymbolTable:
@@ -187,17 +226,22 @@ class SymbolTable:
     # -- modules ------------------------------------------------------------------------------
 
     def add_module(self, name: str, base: int, size: int, symbols: Iterable[Symbol], *,
-                   ranges: Iterable[tuple[int, int]] = ()) -> None:
+                   ranges: Iterable[tuple[int, int]] = (), sized: bool = False,
+                   sections: Iterable[int] = ()) -> None:
         """Register module ``name`` mapped at ``[base, base + size)`` with its symbols (in symbol-table
         order; their ``size`` is recomputed). Linux ≥ 6.4 keeps text, rodata and data apart in
-        ``mod->mem[]``: pass those as more ``(start, size)`` ``ranges``. Registering a name again
-        replaces it."""
+        ``mod->mem[]``: pass those as more ``(start, size)`` ``ranges``. With ``sized`` the symbols'
+        ``size`` is their ELF ``st_size`` (0: unknown), which :meth:`containing_symbol_or_none`
+        honours; ``sections`` are the module's section start addresses, which bound a sizeless
+        symbol there. Registering a name again replaces it."""
         regions = [(base, base + size)] + [(s, s + n) for s, n in ranges]
         regions = [(s, e) for s, e in regions if e > s]
         items = list(symbols)
         addrs = np.fromiter((s.address for s in items), dtype=_U64, count=len(items))
         self.remove_module(name)
-        self._modules[name] = _Group(name, [s.name for s in items], [s.kind for s in items], addrs, regions)
+        sizes = np.fromiter((s.size for s in items), dtype=_U64, count=len(items)) if sized else None
+        self._modules[name] = _Group(name, [s.name for s in items], [s.kind for s in items], addrs, regions, sizes,
+                                     list(sections))
         for start, end in regions:
             bisect.insort(self._module_ranges, (start, end, name))
 
@@ -264,6 +308,23 @@ class SymbolTable:
         if i is None:
             return None
         symbol = group.symbol(i)
+        return symbol, address - symbol.address
+
+    def containing_symbol_or_none(self, address: int) -> tuple[Symbol, int] | None:
+        """The symbol ``address`` is inside, and the offset, or None. It is
+        :meth:`symbolize_or_none`'s symbol, but its ``size`` is the symbol's own where the table
+        knows it (a module's ELF ``st_size``; the largest among aliases), and an address at or past
+        that end, or past the symbol's range, is in no symbol. A sizeless module symbol runs to the
+        next symbol or the next section start, whichever is first (the ELF rule drgn follows too);
+        without sizes (the kernel's kallsyms) a symbol runs to the next one, as in
+        :meth:`symbolize_or_none`."""
+        group = self._group_at(address)
+        i = None if group is None else group.index_at(address)
+        if group is None or i is None or not group.contains(i, address):
+            return None
+        symbol, end = group.symbol(i), group.object_end(i)
+        if end:
+            symbol = replace(symbol, size=end - symbol.address)
         return symbol, address - symbol.address
 
     def get_aliases(self, symbol: Symbol) -> list[Symbol]:

@@ -110,3 +110,23 @@ def test_a_slab_walker_error_is_a_note(kernel: Kernel, monkeypatch: pytest.Monke
     monkeypatch.setattr(identify, "slab_object_info", broken)
     found = identify_address(kernel.prog, PAGE_OFFSET + 2 * PAGE)
     assert found.kind == "direct_map" and found.note is not None
+
+
+def test_a_module_address_past_its_sized_symbol_is_the_modules_vmap_area(kernel: Kernel) -> None:
+    # A module keeps its ELF symbol table (st_size) in memory: past a symbol's end (alignment
+    # padding, unnamed data) the address is in no symbol, and what follows answers: the vmap area
+    # the module was loaded into (drgn says the same with the .ko's sizes).
+    from kcrash.debuginfo.symbols import Symbol
+
+    module = VMALLOC + 16 * PAGE
+    kernel.vmap_area(module, module + 3 * PAGE, caller=BASE + 0x20, nr_pages=2)
+    kernel.symbols.add_module("m", module, 2 * PAGE, [Symbol("m_func", module + 0x10, 0x20, "t", "m"),
+                                                      Symbol("m_next", module + 0x100, 0x8, "t", "m")], sized=True)
+    inside = identify_address(kernel.prog, module + 0x2F)
+    assert inside.describe() == "function symbol: m_func+0x1f [m]"
+    assert (inside.start, inside.end) == (module + 0x10, module + 0x30)
+    past = identify_address(kernel.prog, module + 0x30)
+    assert past.describe() == f"vmap: {module:#x}-{module + 3 * PAGE:#x} caller _stext+0x20"
+    assert past.offset == 0x30
+    # sym and backtraces keep the kernel's %pS (next-symbol rule) for the same address
+    assert kernel.symbols.format_address(module + 0x30) == "m_func+0x20/0xf0 [m]"

@@ -101,3 +101,23 @@ def test_sym_pattern_errors_are_one_line(dumps: dict[str, Path], capsys: pytest.
                                          args: tuple[str, ...], message: str) -> None:
     code, out, err = _run(capsys, "sym", dumps["kallsyms"], *args)
     assert code != 0 and out == "" and message in err.strip().splitlines()[-1]
+
+
+def test_sym_says_when_an_address_is_past_a_module_symbols_own_size() -> None:
+    # one answer to "is it inside the symbol": sym prints the kernel's %pS and, where the module's
+    # ELF size says the address is past the symbol, says so, as kmem (identify) does
+    from kcrash.cli.sym import lookup_query
+    from kcrash.debuginfo.symbols import Symbol, SymbolTable
+
+    module = 0xFFFFFFFFC0200000
+    table = SymbolTable(["_stext", "_etext"], [0xFFFFFFFF81000000, 0xFFFFFFFF81001000], "TT")
+    table.add_module("m", module, 0x1000, [Symbol("f", module, 0x20, "t", "m"),
+                                           Symbol("g", module + 0x40, 0x8, "t", "m")], sized=True)
+    inside = lookup_query(table, f"{module + 0x10:#x}")
+    assert (inside["formatted"], inside["inside"], inside["object_size"]) == ("f+0x10/0x40 [m]", True, 0x20)
+    assert "note" not in inside
+    past = lookup_query(table, f"{module + 0x30:#x}")
+    assert (past["formatted"], past["inside"]) == ("f+0x30/0x40 [m]", False)
+    assert "past the end" in past["note"]
+    kernel = lookup_query(table, "0xffffffff81000010")
+    assert kernel["inside"] is True and "object_size" not in kernel

@@ -128,3 +128,49 @@ def test_bulk_addresses_are_read_only() -> None:
 def test_mismatched_columns() -> None:
     with pytest.raises(ValueError):
         SymbolTable(["a"], [1, 2], ["t"])
+
+
+def _sized_module(t: SymbolTable, *, sections: list[int] | None = None) -> None:
+    # ELF sizes kept (sized=True): aliases of different sizes, a sizeless label, data in a 2nd region
+    syms = [Symbol("mod_a", MOD + 0x10, 0x10, "t", "m"), Symbol("mod_a_alias", MOD + 0x10, 0x20, "T", "m"),
+            Symbol("mod_b", MOD + 0x40, 0x10, "t", "m"), Symbol("__crc_x", MOD + 0x60, 0, "r", "m"),
+            Symbol("mod_data", MOD + 0x5000, 8, "d", "m")]
+    t.add_module("m", MOD, 0x1000, syms, ranges=[(MOD + 0x5000, 0x1000)], sized=True,
+                 sections=[MOD, MOD + 0x80, MOD + 0x5000] if sections is None else sections)
+
+
+def test_containing_symbol_honours_module_sizes() -> None:
+    t = table()
+    _sized_module(t)
+    found = t.containing_symbol_or_none(MOD + 0x15)
+    assert found is not None and (found[0].name, found[0].size, found[1]) == ("mod_a", 0x20, 5)  # largest alias
+    assert t.containing_symbol_or_none(MOD + 0x2F) is not None
+    assert t.containing_symbol_or_none(MOD + 0x30) is None  # past both aliases: padding
+    assert t.containing_symbol_or_none(MOD + 0x50) is None
+    assert t.containing_symbol_or_none(MOD + 0x5007) is not None and t.containing_symbol_or_none(MOD + 0x5008) is None
+    # the kernel's %pS keeps the next-symbol rule (what backtraces and sym print)
+    assert t.format_address(MOD + 0x30) == "mod_a+0x20/0x30 [m]"
+    assert t.format_address(MOD + 0x50) == "mod_b+0x10/0x20 [m]"
+    assert t.symbolize_or_none(MOD + 0x5008) is not None
+
+
+def test_a_sizeless_module_symbol_ends_at_the_next_section() -> None:
+    t = table()
+    _sized_module(t)
+    found = t.containing_symbol_or_none(MOD + 0x7F)
+    assert found is not None and (found[0].name, found[0].size, found[1]) == ("__crc_x", 0x20, 0x1F)
+    assert t.containing_symbol_or_none(MOD + 0x80) is None
+    t = table()
+    _sized_module(t, sections=[])  # no section bounds known: the next symbol (here the region's end)
+    found = t.containing_symbol_or_none(MOD + 0x800)
+    assert found is not None and (found[0].name, found[0].size) == ("__crc_x", 0x1000 - 0x60)
+
+
+def test_without_sizes_containing_is_symbolize() -> None:
+    t = table()
+    t.add_module("m", MOD, 0x1000, _module_symbols(), ranges=[(MOD + 0x5000, 0x1000)])
+    for address in (STEXT + 0x150, STEXT + 0x2100, MOD + 0x15, MOD + 0x45, MOD + 0x5004, MOD + 0x8, MOD + 0x3000):
+        assert t.containing_symbol_or_none(address) == t.symbolize_or_none(address)
+    # an address in a module's data region below its first data symbol is past the text symbol's range
+    t.add_module("m", MOD, 0x1000, [Symbol("f", MOD, 0x10, "t", "m")], ranges=[(MOD + 0x5000, 0x1000)])
+    assert t.symbolize_or_none(MOD + 0x5004) is not None and t.containing_symbol_or_none(MOD + 0x5004) is None

@@ -7,7 +7,9 @@ walks the ``modules`` list (bounded); :func:`module_address_regions` gives where
 (``mod->mem[]`` since v6.4, ``core_layout``/``init_layout`` before); :func:`module_taints` its taint
 letters. :func:`load_module_debuginfo` makes a module's symbols (its own ELF symbol table,
 ``mod->kallsyms``) and its split BTF known to a :class:`~kcrash.types.program.Program`, so module
-functions symbolize and module types resolve with no ``.ko`` on disk. The module's BTF is
+functions symbolize and module types resolve with no ``.ko`` on disk; the symbols keep their ELF
+sizes (``st_size``) and the module's section starts (``mod->sect_attrs``,
+:func:`module_section_starts`) bound the sizeless ones, for "is this address inside a symbol". The module's BTF is
 ``mod->btf_data`` while the module loads; the kernel clears that pointer once the module is live
 (``do_init_module``), after ``btf_module_notify`` (``kernel/bpf/btf.c``) copied it into a
 ``struct btf`` on the ``btf_modules`` list, where it is found then.
@@ -35,6 +37,7 @@ __all__ = [
     "module_base",
     "module_btf_or_none",
     "module_name",
+    "module_section_starts",
     "module_size",
     "module_symbols_of",
     "module_taints",
@@ -42,6 +45,7 @@ __all__ = [
 
 _MODULE_LIMIT = 100_000
 _MAX_BTF = 64 << 20
+_MAX_SECTIONS = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,39 @@ def module_symbols_of(mod: Object) -> list[Symbol]:
                           module_name(mod), typetab=None if typetab is None else int(typetab))
 
 
+def module_section_starts(mod: Object) -> list[tuple[str, int]]:
+    """Each section of the module as ``(name, address)``, from ``mod->sect_attrs`` (what
+    ``/sys/module/NAME/sections/`` shows; CONFIG_KALLSYMS and CONFIG_SYSFS), in the kernel's order
+    (init sections included, with their freed addresses); empty when the kernel keeps none.
+
+    :param mod: ``struct module *``
+    """
+    attrs = _member_or_none(mod, "sect_attrs")
+    if attrs is None or not int(attrs):
+        return []
+    address_at = _sect_attr_address_offset(mod.prog_)
+    # grp.bin_attrs: the NULL-terminated array of the section files (kernel/module/sysfs.c add_sect_attrs)
+    pointers = attrs.grp.bin_attrs
+    out: list[tuple[str, int]] = []
+    for i in range(_MAX_SECTIONS):
+        battr = pointers[i]
+        if not int(battr):
+            break
+        address = mod.prog_.read_u64(int(battr) + address_at) if address_at is not None else int(battr.private)
+        out.append((battr.attr.name.string_().decode("utf-8", "replace"), address))
+    return out
+
+
+def _sect_attr_address_offset(prog: Program) -> int | None:
+    # Where a section's address is: struct module_sect_attr { struct bin_attribute battr; unsigned
+    # long address; } wraps each file; Linux v6.14 (kernel/module/sysfs.c, "module: sysfs: Drop
+    # 'struct module_sect_attr'") dropped it and keeps the address in battr.private.
+    try:
+        return prog.type("struct module_sect_attr").walk_path("address")[0] // 8
+    except KcrashError:
+        return None
+
+
 def _member_or_none(obj: Object, name: str) -> Object | None:
     try:
         return obj.member_(name)
@@ -161,11 +198,21 @@ def load_module_debuginfo(prog: Program, mod: Object) -> ModuleDebugInfo:
         regions = [(start, size) for start, size in module_address_regions(mod) if size]
         if isinstance(prog.symbols, SymbolTable) and regions:
             base, size = regions[0]
-            prog.symbols.add_module(name, base, size, symbols, ranges=regions[1:])
+            prog.symbols.add_module(name, base, size, symbols, ranges=regions[1:], sized=True,
+                                    sections=_live_section_starts(mod, errors))
     except (FaultError, KcrashError) as exc:
         errors.append(f"symbols: {exc}")
     btf_size = _load_btf(prog, mod, name, errors)
     return ModuleDebugInfo(name, len(symbols), btf_size, "; ".join(errors) or None)
+
+
+def _live_section_starts(mod: Object, errors: list[str]) -> list[int]:
+    # the start of every section but the init ones (".init*", freed after init: stale addresses)
+    try:
+        return [address for name, address in module_section_starts(mod) if not name.startswith(".init")]
+    except (FaultError, KcrashError) as exc:
+        errors.append(f"sections: {exc}")
+        return []
 
 
 def _load_btf(prog: Program, mod: Object, name: str, errors: list[str]) -> int:
