@@ -41,6 +41,7 @@ ip link set lo up
 nc -l -p 4321 > /dev/null &
 sleep 1
 sleep 100000 | nc 127.0.0.1 4321 &
+sleep 1  # the handshake completes before the crash is triggered
 
 sysctl() { echo "$2" > "/proc/sys/$(echo "$1" | tr . /)"; }
 echo 1 > /proc/sys/kernel/sysrq
