@@ -62,6 +62,19 @@ def annotate_trace(trace: model.Trace, symbolizer: KernelSymbolizer) -> model.Tr
     return dataclasses.replace(trace, frames=frames)
 
 
+def annotate_disassembly(dis: model.Disassembly, symbolizer: KernelSymbolizer) -> model.Disassembly:
+    """``dis`` with the source locations (innermost first) of the instructions debug information
+    covers filled in (``objdump -dl``'s lines)."""
+    wanted = [i.address for i in dis.instructions if covers(symbolizer, i.address)]
+    try:
+        found = dict(zip(wanted, symbolizer.symbolize_many(wanted), strict=True))
+    except KcrashError:
+        return dis
+    insns = tuple(dataclasses.replace(i, source=_lines(found[i.address])) if i.address in found else i
+                  for i in dis.instructions)
+    return dataclasses.replace(dis, instructions=insns)
+
+
 def _find_file(name: str, roots: Sequence[str]) -> Path | None:
     candidates = [Path(name)] if Path(name).is_absolute() else [Path(root) / name for root in roots if root]
     return next((p for p in candidates if p.is_file() and p.stat().st_size <= _MAX_SOURCE), None)

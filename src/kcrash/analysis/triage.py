@@ -514,6 +514,8 @@ def _with_every_cpu(prog: Program, report: model.CrashReport, records: Sequence[
               *(b.trace for b in report.blocked)]
     with phase("disassembly"):
         disassembly = frame_disassemblies(prog, traces)
+    if symbolizer is not None:
+        disassembly = _disassembly_with_sources(disassembly, symbolizer)
     return dataclasses.replace(report, oops=oops, log_tail=tail, cpus=cpus, task_traces=tasks,
                                frame_disassembly=disassembly)
 
@@ -530,6 +532,14 @@ def _traces_with_sources(cpus: tuple[model.CpuBacktrace, ...], tasks: tuple[mode
         tasks = tuple(dataclasses.replace(t, trace=on_cpu[t.task.task] if t.task.task in on_cpu
                                           else annotate_trace(t.trace, symbolizer)) for t in tasks)
     return cpus, tasks
+
+
+def _disassembly_with_sources(blocks: tuple[model.Disassembly, ...],
+                              symbolizer: KernelSymbolizer) -> tuple[model.Disassembly, ...]:
+    from kcrash.analysis.sources import annotate_disassembly
+
+    with phase("source"):
+        return tuple(annotate_disassembly(block, symbolizer) for block in blocks)
 
 
 def build_bare_report(dump: DumpFormat, path: str, reason: str, *, log_tail: int = _LOG_TAIL) -> model.CrashReport:

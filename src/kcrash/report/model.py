@@ -256,12 +256,13 @@ class SystemInfo:
 @dataclass(frozen=True, slots=True)
 class Instruction:
     """One disassembled instruction: its bytes as hex, its text, and whether it is at the
-    faulting IP."""
+    faulting IP; ``source`` its source locations (innermost first) when debug information covers it."""
 
     address: int
     hex: str
     text: str
     faulting: bool
+    source: tuple[SourceLine, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

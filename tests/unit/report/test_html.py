@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+from kcrash.report import model as report_model
 from kcrash.report.html import SECTIONS, render_html
 from kcrash.report.model import CrashReport
 
@@ -123,3 +124,24 @@ def test_disassembly_block_shows_the_frames_source_lines(report: CrashReport) ->
     block = block[:block.index("</table>")]
     assert "kcrash_test_inner at /build/kcrash_test.c:120 (inlined)" in block
     assert "kcrash_test_do_bug at /build/kcrash_test.c:131" in block
+
+
+def test_disassembly_rows_show_the_source_line_where_it_changes(report: CrashReport) -> None:
+    import dataclasses
+
+    from support.report_cpus_sample import with_cpus
+
+    here = report_model.SourceLine("vfs_write", "fs/read_write.c", 681, False)
+    inline = (report_model.SourceLine("get_current", "asm/current.h", 47, True),
+              report_model.SourceLine("vfs_write", "fs/read_write.c", 688, False))
+    full = with_cpus(report)
+    block = full.frame_disassembly[0]
+    insns = (dataclasses.replace(block.instructions[0], source=inline),
+             dataclasses.replace(block.instructions[1], source=(here,)),
+             dataclasses.replace(block.instructions[1], address=block.ip + 2, faulting=False, source=(here,)))
+    page = render_html(dataclasses.replace(full, frame_disassembly=(dataclasses.replace(block, instructions=insns),)))
+    table = page[page.index(f'id="dis-{block.ip:x}"'):]
+    table = table[:table.index("</table>")]
+    rows = re.findall(r'<tr class="src-row"><td colspan="4">([^<]*) <span class="muted">\(([^)]*)\)', table)
+    assert rows == [("asm/current.h:47", "get_current, inlined into vfs_write"),
+                    ("fs/read_write.c:681", "vfs_write")]  # once per change of line, not per instruction
