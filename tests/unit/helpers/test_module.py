@@ -35,7 +35,7 @@ def _program(wrapped: bool) -> tuple[Program, bytearray]:
     grp = w.add_struct("attribute_group", 16, [("name", cp, 0, 0), ("bin_attrs", bpp, 64, 0)])
     attrs = w.add_struct("module_sect_attrs", 16, [("grp", grp, 0, 0)])
     w.add_struct("module", 8, [("sect_attrs", w.add_ptr(attrs), 0, 0)])
-    memory = bytearray(0x1000)
+    memory = bytearray(0x2000)
     segments = SegmentMap()
     segments.add_segment(BASE, len(memory), lambda a, n: bytes(memory[a - BASE:a - BASE + n]), physical=False)
     symbols = SymbolTable(["_stext"], [0xFFFFFFFF81000000], "T")
@@ -46,16 +46,16 @@ def _u64(memory: bytearray, address: int, value: int) -> None:
     memory[address - BASE:address - BASE + 8] = value.to_bytes(8, "little")
 
 
-def _plant(memory: bytearray, wrapped: bool) -> None:
+def _plant(memory: bytearray, wrapped: bool, pointers: int = POINTERS) -> None:
     _u64(memory, MOD, ATTRS)
-    _u64(memory, ATTRS + 8, POINTERS)
+    _u64(memory, ATTRS + 8, pointers)
     for k, (name, address) in enumerate(SECTIONS):
         file, text = FILES + 32 * k, NAMES + 32 * k
         memory[text - BASE:text - BASE + len(name) + 1] = name.encode() + b"\0"
         _u64(memory, file, text)
         _u64(memory, file + (24 if wrapped else 16), address)
-        _u64(memory, POINTERS + 8 * k, file)
-    _u64(memory, POINTERS + 8 * len(SECTIONS), 0)
+        _u64(memory, pointers + 8 * k, file)
+    _u64(memory, pointers + 8 * len(SECTIONS), 0)
 
 
 @pytest.mark.parametrize("wrapped", [True, False], ids=["module_sect_attr", "bin_attribute.private"])
@@ -64,6 +64,12 @@ def test_section_starts(wrapped: bool) -> None:
     _plant(memory, wrapped)
     mod = Object(prog, prog.pointer_type("struct module"), MOD)
     assert module_section_starts(mod) == SECTIONS
+
+
+def test_the_file_array_may_cross_a_page() -> None:
+    prog, memory = _program(False)
+    _plant(memory, False, pointers=BASE + 0xFF8)  # the first pointer on one page, the rest on the next
+    assert module_section_starts(Object(prog, prog.pointer_type("struct module"), MOD)) == SECTIONS
 
 
 def test_no_section_attributes() -> None:

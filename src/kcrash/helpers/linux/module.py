@@ -17,6 +17,7 @@ sizes (``st_size``) and the module's section starts (``mod->sect_attrs``,
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -128,27 +129,72 @@ def module_section_starts(mod: Object) -> list[tuple[str, int]]:
     attrs = _member_or_none(mod, "sect_attrs")
     if attrs is None or not int(attrs):
         return []
-    address_at = _sect_attr_address_offset(mod.prog_)
+    prog = mod.prog_
+    layout = _sect_layout(prog)
     # grp.bin_attrs: the NULL-terminated array of the section files (kernel/module/sysfs.c add_sect_attrs)
-    pointers = attrs.grp.bin_attrs
-    out: list[tuple[str, int]] = []
-    for i in range(_MAX_SECTIONS):
-        battr = pointers[i]
-        if not int(battr):
-            break
-        address = mod.prog_.read_u64(int(battr) + address_at) if address_at is not None else int(battr.private)
-        out.append((battr.attr.name.string_().decode("utf-8", "replace"), address))
+    files = _null_terminated(prog, prog.read_u64(int(attrs) + layout.bin_attrs))
+    out = []
+    for file in files:
+        raw = prog.read(file, layout.read_size)
+        name = int.from_bytes(raw[layout.name:layout.name + 8], "little")
+        address = int.from_bytes(raw[layout.address:layout.address + 8], "little")
+        out.append((_c_string(prog, name), address))
     return out
 
 
-def _sect_attr_address_offset(prog: Program) -> int | None:
-    # Where a section's address is: struct module_sect_attr { struct bin_attribute battr; unsigned
-    # long address; } wraps each file; Linux v6.14 (kernel/module/sysfs.c, "module: sysfs: Drop
-    # 'struct module_sect_attr'") dropped it and keeps the address in battr.private.
-    try:
-        return prog.type("struct module_sect_attr").walk_path("address")[0] // 8
-    except KcrashError:
-        return None
+@dataclass(frozen=True, slots=True)
+class _SectLayout:
+    # byte offsets: grp.bin_attrs in module_sect_attrs; attr.name in bin_attribute; the address in a file
+    bin_attrs: int
+    name: int
+    address: int
+
+    @property
+    def read_size(self) -> int:
+        return max(self.name, self.address) + 8
+
+
+_SECT_LAYOUTS: weakref.WeakKeyDictionary[Program, _SectLayout] = weakref.WeakKeyDictionary()
+
+
+def _sect_layout(prog: Program) -> _SectLayout:
+    found = _SECT_LAYOUTS.get(prog)
+    if found is None:
+        bin_attrs = prog.type("struct module_sect_attrs").walk_path("grp.bin_attrs")[0] // 8
+        name = prog.type("struct bin_attribute").walk_path("attr.name")[0] // 8
+        # struct module_sect_attr { struct bin_attribute battr; unsigned long address; } wraps each
+        # file; Linux v6.14 (kernel/module/sysfs.c, "module: sysfs: Drop 'struct module_sect_attr'")
+        # dropped it and keeps the address in battr.private.
+        try:
+            address = prog.type("struct module_sect_attr").walk_path("address")[0] // 8
+        except KcrashError:
+            address = prog.type("struct bin_attribute").walk_path("private")[0] // 8
+        found = _SECT_LAYOUTS[prog] = _SectLayout(bin_attrs, name, address)
+    return found
+
+
+def _null_terminated(prog: Program, array: int) -> list[int]:
+    # the pointers of a NULL-terminated array, read a page's worth at a time
+    out: list[int] = []
+    while len(out) < _MAX_SECTIONS:
+        chunk = min(4096 - array % 4096, 4096) // 8 or 1
+        words = prog.read(array, 8 * chunk)
+        for k in range(chunk):
+            value = int.from_bytes(words[8 * k:8 * k + 8], "little")
+            if not value:
+                return out
+            out.append(value)
+        array += 8 * chunk
+    return out
+
+
+def _c_string(prog: Program, address: int) -> str:
+    # a short C string (a section name), read up to its page end at most 256 bytes at a time
+    data = b""
+    while b"\0" not in data and len(data) < 4096:
+        size = min(256, 4096 - (address + len(data)) % 4096)
+        data += prog.read(address + len(data), size)
+    return data.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 def _member_or_none(obj: Object, name: str) -> Object | None:
