@@ -201,7 +201,7 @@ class Thread:
         self.prog = prog
         self.object = task
         self.tid = int(task.pid)
-        self.name: str | None = task.comm.string_().decode(errors="replace")
+        self.name: str | None = task.comm.string_().decode(errors="surrogateescape")  # as drgn
 
     def stack_trace(self) -> StackTrace:
         """The task's stack trace."""
@@ -212,10 +212,8 @@ class Thread:
 
 
 def find_task_or_none(prog: Program, pid: int) -> Object | None:
-    """The task with ``pid`` (``struct task_struct *``; pid 0: ``init_task``, the first CPU's idle
-    task), None if there is none."""
-    if pid == 0:
-        return prog["init_task"].address_of_()
+    """The task with ``pid`` (``struct task_struct *``), None if there is none (as for drgn, PID 0,
+    the idle tasks, is none: they are not on the task list)."""
     for task in for_each_task(prog):
         if int(task.pid) == pid:
             return task
@@ -234,7 +232,8 @@ def task_of(prog: Program, thread: Object | int) -> Object:
         return thread.address_of_()
     task = find_task_or_none(prog, int(thread))
     if task is None:
-        raise LookupError(f"thread with PID {int(thread)} not found")
+        hint = "; use stack_trace(idle_task(prog, cpu)) for PID 0" if int(thread) == 0 else ""
+        raise LookupError(f"thread with PID {int(thread)} not found{hint}")
     return task
 
 
@@ -248,8 +247,8 @@ class DrgnProgram(Program):
         return StackTrace(self, unwind_stack(self, task_of(self, thread)))
 
     def threads(self) -> Iterator[Thread]:
-        """Every task (drgn's threads of a kernel), as :class:`Thread`."""
-        for task in for_each_task(self):
+        """Every task (drgn's threads of a kernel), as :class:`Thread`, in PID order as drgn's."""
+        for task in sorted(for_each_task(self), key=lambda task: int(task.pid)):
             yield Thread(self, task)
 
     def thread(self, tid: int) -> Thread:

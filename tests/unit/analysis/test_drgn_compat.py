@@ -58,7 +58,7 @@ def test_symbols_is_callable_and_still_the_table() -> None:
 def test_threads_and_thread() -> None:
     k, init, kthreadd = _kernel()
     prog = drgn_program(k.prog)
-    assert [(t.tid, t.name) for t in prog.threads()] == [(2, "kthreadd"), (1, "init")]
+    assert [(t.tid, t.name) for t in prog.threads()] == [(1, "init"), (2, "kthreadd")]  # PID order
     thread = prog.thread(1)
     assert int(thread.object) == init and repr(thread) == f"Thread(tid=1, name='init', object={init:#x})"
     with pytest.raises(LookupError, match="PID 7"):
@@ -122,3 +122,9 @@ def test_object_repr_is_drgns() -> None:
     assert repr(task) == f"Object(prog, 'struct task_struct *', value={init:#x})"
     assert repr(task.pid) == f"Object(prog, 'int', address={init:#x})"
     assert repr(task.pid.read_()) == "Object(prog, 'int', value=1)"
+
+
+def test_pid_0_is_no_thread_as_in_drgn() -> None:
+    prog = drgn_program(_kernel()[0].prog)
+    with pytest.raises(LookupError, match="idle_task"):
+        prog.stack_trace(0)
