@@ -14,7 +14,8 @@ and the lab module's .ko, through drgn's own helpers where it has them:
 * ``runq``: on every possible CPU, ``cpu_curr``, ``nr_running``, ``clock`` and the queued fair
   tasks of drgn's ``cfs_rq_for_each_entity`` (tasks that are not their queue's ``curr``), the RT
   tasks of ``rq_for_each_rt_task`` and the deadline entities of ``rq->dl.root`` that are not
-  deadline servers (drgn reads the ``dl_server`` bit, kcrash compares addresses);
+  deadline servers (drgn reads the ``dl_server`` bit, kcrash compares addresses), and the
+  stopper task when queued; the same on the HUNG_ABBA, SOFTLOCKUP and SPINLOCKUP dumps of 6.12;
 * ``dev``: ``for_each_registered_chrdev`` (first dev_t, minor count, name, cdev) and
   ``for_each_registered_blkdev``, and ``for_each_disk`` for ``dev -d`` (the lab guest has no disk:
   both are empty, so the disk walk is only proven to agree on the empty case).
@@ -211,24 +212,54 @@ def _drgn_runqueue(dprog: Any, cpu: int) -> tuple[Any, ...]:
     cfs = [drgn.container_of(se, "struct task_struct", "se").pid.value_()
            for se, _, is_curr, is_task in cfs_rq_for_each_entity(rq.cfs.address_of_()) if is_task and not is_curr]
     rt = [t.pid.value_() for t in rq_for_each_rt_task(rq.address_of_())]
+    stop = rq.stop.read_()
+    stopped = [stop.pid.value_()] if stop and stop != rq.curr and stop.on_rq else []
     return (cpu, rq.address_of_().value_(), cpu_curr(dprog, cpu).value_(), rq.nr_running.value_(),
-            rq.clock.value_(), sorted(cfs), rt, _drgn_dl_tasks(dprog, rq))
+            rq.clock.value_(), sorted(cfs), rt, _drgn_dl_tasks(dprog, rq), stopped)
 
 
-def test_runqueues_equal_drgn(prog: Program, crash: tuple[Path, Any, dict[str, Any]]) -> None:
+def _check_runqueues(prog: Program, crash: tuple[Path, Any, dict[str, Any]]) -> kernel_state.RunqueueTable:
     dprog = crash[1]
     table = kernel_state.runqueues(prog)
     assert not table.errors
     assert list(table.online) == list(for_each_online_cpu(dprog))
     ours = [(rq.cpu, rq.address, rq.curr.task, rq.nr_running, rq.clock, sorted(t.pid for t in rq.cfs),
-             [t.pid for t in rq.rt], [t.pid for t in rq.dl]) for rq in table.runqueues]
+             [t.pid for t in rq.rt], [t.pid for t in rq.dl], [t.pid for t in rq.stop]) for rq in table.runqueues]
     assert ours == [_drgn_runqueue(dprog, cpu) for cpu in _possible(dprog)]
     assert all(not rq.truncated for rq in table.runqueues)
     # every queued task counts in nr_running, and so does a running non-idle task
     for rq in table.runqueues:
-        queued = len(rq.cfs) + len(rq.rt) + len(rq.dl)
+        queued = len(rq.cfs) + len(rq.rt) + len(rq.dl) + len(rq.stop)
         assert queued <= rq.nr_running <= queued + 1, rq.cpu
+    return table
+
+
+def test_runqueues_equal_drgn(prog: Program, crash: tuple[Path, Any, dict[str, Any]]) -> None:
+    table = _check_runqueues(prog, crash)
     assert _cli_json(crash[0], "runq") == json.loads(json.dumps(dataclasses.asdict(table)))
+
+
+LOCKUPS = [("HUNG_ABBA", "6.12", False), ("SOFTLOCKUP", "6.12", False), ("SPINLOCKUP", "6.12", False)]
+
+
+@pytest.mark.parametrize("case", LOCKUPS, ids=lambda c: f"{c[0]}-{c[1]}")
+def test_runqueues_of_lockups_equal_drgn(case: tuple[str, str, bool], lab_crash: Callable[..., Path],
+                                         lab_vmlinux_dbg: Callable[[str], Path],
+                                         tmp_path_factory: pytest.TempPathFactory) -> None:
+    # The lock-up kinds leave one CPU busy (its stopper queued behind the looping task, SOFTLOCKUP
+    # and SPINLOCKUP) and the AB-BA kthreads off every run queue (HUNG_ABBA: D state).
+    out = lab_crash(*case)
+    info = json.loads((out / "lab.json").read_text())
+    dprog = drgn.Program()
+    dprog.set_core_dump(str(out / "vmcore.elf"))
+    dprog.load_debug_info([str(lab_vmlinux_dbg(case[1])), info["module"]["path"]])
+    with open_target(out / "vmcore.elf", tmp_path_factory.mktemp("cache")) as prog:
+        table = _check_runqueues(prog, (out, dprog, info))
+    queued = {t.comm for rq in table.runqueues for t in (rq.curr, *rq.cfs, *rq.rt, *rq.dl)}
+    if case[0] == "HUNG_ABBA":
+        assert not queued & {"kcrash_abba_a", "kcrash_abba_b"}
+    else:
+        assert any(rq.stop for rq in table.runqueues)
 
 
 # -- dev --------------------------------------------------------------------------------------------

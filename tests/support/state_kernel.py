@@ -31,7 +31,7 @@ TIMER_BASE_SIZE, NBUCKETS = 0x100, 8
 FUNCS = ["process_timeout", "delayed_work_timer_fn", "tick_nohz_handler", "hrtimer_wakeup", "timer_interrupt",
          "irq_thread_fn", "handle_edge_irq", "memory_fops", "tty_fops"]
 # struct rq member offsets
-RQ_CFS, RQ_RT, RQ_DL, RQ_FAIR_SERVER = 40, 80, 1704, 1728
+RQ_CFS, RQ_RT, RQ_DL, RQ_FAIR_SERVER, RQ_STOP = 40, 80, 1704, 1728, 1752
 TASK_SIZE, TASK_SE, TASK_RT, TASK_DL = 0x80, 32, 64, 80
 
 
@@ -87,7 +87,7 @@ def _types() -> bytes:
     dl_se = w.add_struct("sched_dl_entity", 24, [("rb_node", rb, 0, 0)])
     comm = w.add_array(c, 16, i)
     task = w.add_struct("task_struct", TASK_SIZE, [
-        ("pid", i, 0, 0), ("prio", i, 32, 0), ("policy", u, 64, 0), ("comm", comm, 128, 0),
+        ("pid", i, 0, 0), ("prio", i, 32, 0), ("policy", u, 64, 0), ("on_rq", i, 96, 0), ("comm", comm, 128, 0),
         ("se", se, TASK_SE * 8, 0), ("rt", rt_se, TASK_RT * 8, 0), ("dl", dl_se, TASK_DL * 8, 0)])
     assert (se, cfs, task) == (first + 3, first + 4, first + 8)
     prio = w.add_struct("rt_prio_array", 1616, [("bitmap", w.add_array(ul, 2, i), 0, 0),
@@ -97,7 +97,7 @@ def _types() -> bytes:
     w.add_struct("rq", 1760, [("nr_running", u, 0, 0), ("clock", ul, 64, 0), ("clock_task", ul, 128, 0),
                               ("curr", task_p, 192, 0), ("idle", task_p, 256, 0), ("cfs", cfs, RQ_CFS * 8, 0),
                               ("rt", rt, RQ_RT * 8, 0), ("dl", dl, RQ_DL * 8, 0),
-                              ("fair_server", dl_se, RQ_FAIR_SERVER * 8, 0)])
+                              ("fair_server", dl_se, RQ_FAIR_SERVER * 8, 0), ("stop", task_p, RQ_STOP * 8, 0)])
     # IRQs
     chip = w.add_struct("irq_chip", 8, [("name", cp, 0, 0)])
     action_p = w.add_ptr(w.next_id + 1)
@@ -231,16 +231,18 @@ class Kernel:
         for prio in range(100):
             self.ring(rq + RQ_RT + 16 + 16 * prio, [])
 
-    def task(self, pid: int, comm: bytes, *, prio: int = 120, policy: int = 0) -> int:
+    def task(self, pid: int, comm: bytes, *, prio: int = 120, policy: int = 0, on_rq: int = 1) -> int:
         addr = self.alloc(TASK_SIZE)
+        self.u32(addr + 12, on_rq)
         self.u32(addr, pid)
         self.u32(addr + 4, prio)
         self.u32(addr + 8, policy)
         self.put(addr + 16, comm.ljust(16, b"\0"))
         return addr
 
-    def runqueue(self, cpu: int, *, curr: int, idle: int, nr_running: int, clock: int) -> None:
+    def runqueue(self, cpu: int, *, curr: int, idle: int, nr_running: int, clock: int, stop: int = 0) -> None:
         rq = self.rq(cpu)
+        self.u64(rq + RQ_STOP, stop)
         self.u32(rq, nr_running)
         self.u64(rq + 8, clock)
         self.u64(rq + 16, clock - 5)
@@ -328,7 +330,8 @@ class Kernel:
 
 def sample() -> tuple[Kernel, dict[str, int]]:
     """A populated kernel: timers on both CPUs, hrtimers on CPU 0, CPU 0 running ``init`` with two
-    fair tasks (one in a task group), an RT task and a DL task queued, CPU 1 idle; IRQ 0 (timer)
+    fair tasks (one in a task group), an RT task, a DL task and the stopper queued, CPU 1 idle (its
+    stopper not queued); IRQ 0 (timer)
     and IRQ 3 (a shared line with a threaded action); three char ranges (one through cdev_map)
     and one block major. Returns the kernel and the named addresses."""
     k = Kernel()
@@ -342,10 +345,11 @@ def sample() -> tuple[Kernel, dict[str, int]]:
     named |= {"hrtimer_a": hr[0], "hrtimer_b": hr[1]}
     init, idle0, idle1 = k.task(1, b"init"), k.task(0, b"swapper/0", prio=120), k.task(0, b"swapper/1")
     fair, grouped = k.task(20, b"kworker/0:1"), k.task(21, b"grouped")
+    stop0, stop1 = k.task(22, b"migration/0", prio=0, on_rq=1), k.task(23, b"migration/1", prio=0, on_rq=0)
     rt, dl = k.task(30, b"migration/0", prio=0, policy=1), k.task(40, b"dl_task", prio=-1, policy=6)
-    named |= {"init": init, "fair": fair, "grouped": grouped, "rt": rt, "dl": dl, "idle1": idle1}
-    k.runqueue(0, curr=init, idle=idle0, nr_running=5, clock=123456)
-    k.runqueue(1, curr=idle1, idle=idle1, nr_running=0, clock=654321)
+    named |= {"init": init, "fair": fair, "grouped": grouped, "rt": rt, "dl": dl, "idle1": idle1, "stop0": stop0}
+    k.runqueue(0, curr=init, idle=idle0, nr_running=6, clock=123456, stop=stop0)
+    k.runqueue(1, curr=idle1, idle=idle1, nr_running=0, clock=654321, stop=stop1)
     rq0 = k.rq(0)
     k.cfs_tree(rq0 + RQ_CFS, [fair + TASK_SE, k.group([grouped])], curr=init + TASK_SE)
     k.rt_queue(0, 0, [rt])

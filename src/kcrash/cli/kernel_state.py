@@ -212,7 +212,8 @@ def _print_hrtimers(table: TimerTable) -> None:
 @_JSON
 def runq_command(path: str, as_json: bool) -> None:
     """Every possible CPU's run queue: the current task, nr_running, the rq clock and the queued
-    tasks of the real-time, deadline and fair classes ([prio] PID TASK COMMAND)."""
+    tasks of the real-time, deadline and fair classes ([prio] PID TASK COMMAND), and a queued
+    stopper task (migration/N)."""
     from kcrash.analysis.kernel_state import runqueues
 
     table = _gather(path, "runq", runqueues)
@@ -240,6 +241,8 @@ def _print_runqueue(rq: Runqueue, online: bool) -> None:
     click.echo(f"  CURRENT: {_task_text(rq.curr)}")
     click.echo(f"  CLOCK: {rq.clock}  CLOCK_TASK: {rq.clock_task}  NR_RUNNING: {rq.nr_running} "
                f"(cfs {rq.cfs_nr_running}, rt {rq.rt_nr_running}, dl {rq.dl_nr_running})")
+    if rq.stop:
+        _print_class("STOP", rq.stop)
     _print_class("RT PRIO_ARRAY", rq.rt)
     _print_class("DL RB_ROOT", rq.dl)
     _print_class("CFS RB_ROOT", rq.cfs)

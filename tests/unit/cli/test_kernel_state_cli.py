@@ -68,6 +68,7 @@ def test_runq_text_and_json(dump: tuple[Path, Kernel, dict[str, int]], capsys: p
     assert f'CURRENT: PID: 1       TASK: {named["init"]:016x}  COMMAND: "init"' in out
     assert f'[  0] PID: 30      TASK: {named["rt"]:016x}  COMMAND: "migration/0"' in out
     assert '[120] PID: 21' in out and '[ -1] PID: 40' in out
+    assert out.count("STOP:") == 1 and f'PID: 22      TASK: {named["stop0"]:016x}' in out
     code, out, _ = _run(capsys, "runq", path, "--json")
     assert code == 0 and json.loads(out) == _asdict(kernel_state.runqueues(k.prog))
 

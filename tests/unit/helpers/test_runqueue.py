@@ -5,18 +5,26 @@ that ends with a reason."""
 
 from __future__ import annotations
 
-from kcrash.helpers.linux.runqueue import cpu_rq, rq_dl_tasks, rq_fair_tasks, rq_rt_tasks, runqueue_info
+from kcrash.helpers.linux.runqueue import (
+    cpu_rq,
+    rq_dl_tasks,
+    rq_fair_tasks,
+    rq_rt_tasks,
+    rq_stop_task,
+    runqueue_info,
+)
 from support.state_kernel import RQ_CFS, TASK_SE, percpu, sample
 
 
 def test_runqueue_of_a_busy_cpu() -> None:
     k, named = sample()
     rq = runqueue_info(k.prog, 0)
-    assert (rq.cpu, rq.address, rq.nr_running, rq.clock, rq.clock_task) == (0, k.rq(0), 5, 123456, 123451)
+    assert (rq.cpu, rq.address, rq.nr_running, rq.clock, rq.clock_task) == (0, k.rq(0), 6, 123456, 123451)
     assert (rq.curr.task, rq.curr.pid, rq.curr.comm) == (named["init"], 1, "init")
     assert [(t.pid, t.comm) for t in rq.cfs] == [(20, "kworker/0:1"), (21, "grouped")]  # init is curr: left out
     assert [(t.pid, t.prio, t.policy) for t in rq.rt] == [(30, 0, 1)]
     assert [(t.pid, t.prio) for t in rq.dl] == [(40, -1)]  # the fair_server entity is not a task
+    assert [(t.task, t.comm) for t in rq.stop] == [(named["stop0"], "migration/0")]
     assert rq.truncated == ()
 
 
@@ -24,7 +32,7 @@ def test_idle_offline_cpu_is_read() -> None:
     k, named = sample()
     rq = runqueue_info(k.prog, 1)
     assert (rq.curr.task, rq.idle, rq.nr_running) == (named["idle1"], named["idle1"], 0)
-    assert (rq.cfs, rq.rt, rq.dl) == ((), (), ())
+    assert (rq.cfs, rq.rt, rq.dl, rq.stop) == ((), (), (), ())  # migration/1 is not on_rq
 
 
 def test_class_walkers_give_task_addresses() -> None:
@@ -34,6 +42,7 @@ def test_class_walkers_give_task_addresses() -> None:
     assert rq_fair_tasks(rq) == [named["fair"], named["grouped"]]
     assert rq_rt_tasks(rq) == [named["rt"]]
     assert rq_dl_tasks(rq) == [named["dl"]]
+    assert rq_stop_task(rq) == named["stop0"] and rq_stop_task(cpu_rq(k.prog, 1)) is None
 
 
 def test_a_cfs_tree_cycle_is_reported() -> None:

@@ -30,7 +30,8 @@ from kcrash.types.object import Object, offsetof
 from kcrash.types.percpu import per_cpu
 from kcrash.types.program import Program
 
-__all__ = ["QueuedTask", "Runqueue", "cpu_rq", "rq_dl_tasks", "rq_fair_tasks", "rq_rt_tasks", "runqueue_info"]
+__all__ = ["QueuedTask", "Runqueue", "cpu_rq", "rq_dl_tasks", "rq_fair_tasks", "rq_rt_tasks", "rq_stop_task",
+           "runqueue_info"]
 
 #: how deep task groups nest at most (``kernel/sched/core.c`` allows any depth; real systems use few)
 _MAX_GROUP_DEPTH = 64
@@ -53,8 +54,9 @@ class QueuedTask:
 @dataclass(frozen=True, slots=True)
 class Runqueue:
     """One CPU's ``struct rq``: the running task, the idle task, the counters and the queued
-    tasks of the fair (``cfs``), real-time (``rt``) and deadline (``dl``) classes;
-    ``truncated`` lists why walks stopped early."""
+    tasks of the fair (``cfs``), real-time (``rt``) and deadline (``dl``) classes, and the CPU's
+    stopper task (``stop``) when it is queued but not running; ``truncated`` lists why walks
+    stopped early."""
 
     cpu: int
     address: int
@@ -69,6 +71,7 @@ class Runqueue:
     cfs: tuple[QueuedTask, ...]
     rt: tuple[QueuedTask, ...]
     dl: tuple[QueuedTask, ...]
+    stop: tuple[QueuedTask, ...]
     truncated: tuple[str, ...]
 
 
@@ -202,15 +205,37 @@ def rq_dl_tasks(rq: Object, truncated: list[str] | None = None) -> list[int]:
     return tasks
 
 
+def rq_stop_task(rq: Object) -> int | None:
+    """The CPU's stopper task (``rq->stop``, ``kernel/sched/stop_task.c``: ``migration/N``) when it
+    is queued (``on_rq``) and not the running task; it counts in ``nr_running`` like any other.
+
+    :param rq: ``struct rq *``
+
+    >>> rq_stop_task(cpu_rq(prog, 1))  # doctest: +SKIP
+    """
+    try:
+        stop = rq.stop
+    except (AttributeError, TypeLookupError):
+        return None  # !CONFIG_SMP
+    if not int(stop) or int(stop) == int(rq.curr) or not int(stop.on_rq):
+        return None
+    return int(stop)
+
+
 def _class_tasks(prog: Program, rq: Object, truncated: list[str]) -> tuple[tuple[QueuedTask, ...], ...]:
     out = []
-    for name, walker in (("cfs", rq_fair_tasks), ("rt", rq_rt_tasks), ("dl", rq_dl_tasks)):
+    for name, walker in (("cfs", rq_fair_tasks), ("rt", rq_rt_tasks), ("dl", rq_dl_tasks), ("stop", _stop_list)):
         try:
             out.append(tuple(_queued(prog, t) for t in walker(rq, truncated)))
         except FaultError as exc:
             truncated.append(f"{name}: unreadable at {exc.address:#x}")
             out.append(())
     return tuple(out)
+
+
+def _stop_list(rq: Object, truncated: list[str]) -> list[int]:
+    stop = rq_stop_task(rq)
+    return [stop] if stop is not None else []
 
 
 def _counter(obj: Object, *paths: str) -> int:
@@ -237,7 +262,7 @@ def runqueue_info(prog: Program, cpu: int) -> Runqueue:
     """
     rq = cpu_rq(prog, cpu)
     truncated: list[str] = []
-    cfs, rt, dl = _class_tasks(prog, rq, truncated)
+    cfs, rt, dl, stop = _class_tasks(prog, rq, truncated)
     try:
         curr = _queued(prog, int(rq.curr))
     except FaultError:
@@ -246,5 +271,5 @@ def runqueue_info(prog: Program, cpu: int) -> Runqueue:
     return Runqueue(cpu, int(rq), curr, int(rq.idle), int(rq.nr_running), int(rq.clock), int(rq.clock_task),
                     _counter(rq, "cfs.h_nr_queued", "cfs.h_nr_running", "cfs.nr_running"),
                     _counter(rq, "rt.rt_nr_running"), _counter(rq, "dl.dl_nr_running"),
-                    cfs, rt, dl, tuple(truncated))
+                    cfs, rt, dl, stop, tuple(truncated))
 
