@@ -2,7 +2,9 @@
 semaphore``, ``struct completion``) and their waiters (``struct mutex_waiter``, ``struct
 rwsem_waiter``, ``struct semaphore_waiter``, ``struct swait_queue``) laid out as on x86-64 v6.x,
 and a ``spinlock_t`` (with ``CONFIG_DEBUG_SPINLOCK``'s ``owner``/``owner_cpu`` when asked), for the
-locking helpers. Each task has a 16 KiB stack area; waiters are put on their task's stack."""
+locking helpers. Each task has a 16 KiB stack area; waiters are put on their task's stack. With
+``first_waiter``, the mutex, rwsem and semaphore keep a ``first_waiter`` pointer where the
+``wait_list`` head was (as 7.x kernels do) and tasks have the hung-task detector's ``blocker``."""
 
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ LAYOUT = {"mutex": (16, 16), "rwsem": (24, 16), "semaphore": (8, 16), "completio
 class LockKernel:
     """Locks at :data:`LOCKS`, tasks at :data:`TASKS`, waiters on the tasks' stacks."""
 
-    def __init__(self, *, debug_spinlock: bool = False) -> None:
+    def __init__(self, *, debug_spinlock: bool = False, first_waiter: bool = False) -> None:
+        self.first_waiter = first_waiter
         w = BtfWriter()
         i = w.add_int("int", 4, signed=True)
         u = w.add_int("unsigned int", 4)
@@ -34,17 +37,26 @@ class LockKernel:
         lp = w.add_ptr(w.next_id + 1)
         lh = w.add_struct("list_head", 16, [("next", lp, 0, 0), ("prev", lp, 64, 0)])
         task_ptr = w.add_ptr(w.next_id + 1)
-        w.add_struct("task_struct", 0x100, [("pid", i, 0, 0), ("comm", w.add_array(c, 16, i), 32, 0),
-                                            ("stack", w.add_ptr(0), 192, 0)])
+        ulong = w.next_id + 2  # after the comm array
+        w.add_struct("task_struct", 0x100, [("pid", i, 0, 0), ("comm", ulong - 1, 32, 0), ("stack", ulong + 1, 192, 0),
+                                            *([("blocker", ulong, 256, 0)] if first_waiter else [])])
+        w.add_array(c, 16, i)
+        w.add_int("long unsigned int", 8)
+        w.add_ptr(0)
         atomic = w.add_typedef("atomic_long_t", w.add_struct("", 8, [("counter", long_, 0, 0)]))
-        w.add_struct("mutex", 32, [("owner", atomic, 0, 0), ("wait_lock", u, 64, 0), ("osq", u, 96, 0),
-                                   ("wait_list", lh, 128, 0)])
+        waiters = {n: w.next_id + k for k, n in enumerate(("mutex", "rwsem", "semaphore"))}
         w.add_struct("mutex_waiter", 32, [("list", lh, 0, 0), ("task", task_ptr, 128, 0), ("ww_ctx", lp, 192, 0)])
-        w.add_struct("rw_semaphore", 40, [("count", atomic, 0, 0), ("owner", atomic, 64, 0), ("osq", u, 128, 0),
-                                          ("wait_lock", u, 160, 0), ("wait_list", lh, 192, 0)])
         w.add_struct("rwsem_waiter", 32, [("list", lh, 0, 0), ("task", task_ptr, 128, 0), ("type", u, 192, 0)])
-        w.add_struct("semaphore", 24, [("lock", u, 0, 0), ("count", u, 32, 0), ("wait_list", lh, 64, 0)])
         w.add_struct("semaphore_waiter", 32, [("list", lh, 0, 0), ("task", task_ptr, 128, 0), ("up", u, 192, 0)])
+
+        def wait(kind: str) -> tuple[str, int]:
+            return ("first_waiter", w.add_ptr(waiters[kind])) if first_waiter else ("wait_list", lh)
+
+        w.add_struct("mutex", 32, [("owner", atomic, 0, 0), ("wait_lock", u, 64, 0), ("osq", u, 96, 0),
+                                   (*wait("mutex"), 128, 0)])
+        w.add_struct("rw_semaphore", 40, [("count", atomic, 0, 0), ("owner", atomic, 64, 0), ("osq", u, 128, 0),
+                                          ("wait_lock", u, 160, 0), (*wait("rwsem"), 192, 0)])
+        w.add_struct("semaphore", 24, [("lock", u, 0, 0), ("count", u, 32, 0), (*wait("semaphore"), 64, 0)])
         swqh = w.add_struct("swait_queue_head", 24, [("lock", u, 0, 0), ("task_list", lh, 64, 0)])
         w.add_struct("swait_queue", 24, [("task", task_ptr, 0, 0), ("task_list", lh, 64, 0)])
         w.add_struct("completion", 32, [("done", u, 0, 0), ("wait", swqh, 64, 0)])
@@ -112,7 +124,12 @@ class LockKernel:
             if kind == "rwsem":
                 self.u32(waiter + 24, waiter_type)
             nodes.append(waiter + link)
-        self.ring(lock + head_offset, nodes)
+        if self.first_waiter and kind != "completion":
+            self.u64(lock + head_offset, nodes[0] - link if nodes else 0)
+            if nodes:
+                self.ring(nodes[0], nodes[1:])
+        else:
+            self.ring(lock + head_offset, nodes)
         if kind == "mutex":
             self.u64(lock, owner)
         elif kind == "rwsem":

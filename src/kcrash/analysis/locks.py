@@ -34,6 +34,7 @@ from kcrash.helpers.linux.locking import (
     rwsem_owner,
     rwsem_reader_count,
     spinlock_holder_or_none,
+    task_blocker_or_none,
 )
 from kcrash.helpers.linux.panic import panic_cpu_or_none, panic_message_or_none
 from kcrash.helpers.linux.printk import PrintkRecord
@@ -70,6 +71,7 @@ _WAITING_STATES = frozenset("DST")
 _REGISTER_ORDER = ("rdi", "rbx", "rsi", "rdx", "rcx", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rbp",
                    "rax")
 _MAX_CHAIN = 10_000
+_KERNEL_HALF = 1 << 63
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,14 +143,23 @@ class _Found:
 def _find_lock(prog: Program, tasks: _Tasks, kind: str, task: int, words: list[tuple[int, int]]) -> _Found | None:
     k = LOCK_KINDS[kind]
     task_offset = prog.type(k.waiter_type).walk_path(k.task)[0] // 8
+    candidates = list(dict.fromkeys(value for _, value in words if value >= _KERNEL_HALF))
     for address, value in words:
         if value != task:
             continue
         waiter = address - task_offset
-        lock = lock_of_waiter(prog, kind, waiter, tasks.on_own_stack)
+        lock = lock_of_waiter(prog, kind, waiter, tasks.on_own_stack, candidates=candidates)
         if lock is not None:
             return _Found(lock, waiter)
     return None
+
+
+def _blocker(prog: Program, kind: str, task: int) -> _Found | None:
+    # the lock the hung-task detector records (task->blocker), when the waiter search found none
+    blocker = task_blocker_or_none(prog, task)
+    if blocker is None or blocker[0] != kind:
+        return None
+    return _Found(blocker[2], 0)
 
 
 def _find_page(prog: Program, task: int, words: list[tuple[int, int]]) -> _Found | None:
@@ -189,12 +200,23 @@ def _recorded_owner(prog: Program, tasks: _Tasks, kind: str, lock: int) -> tuple
         hint = f"; the last reader was {last.comm} (pid {last.pid})" if reader_owned and last else ""
         return None, f"reader-owned: {readers} reader(s), no single owner{hint}"
     if kind == "semaphore":
-        count = int.from_bytes(prog.read(lock + prog.type("struct semaphore").walk_path("count")[0] // 8, 4), "little")
-        return None, f"a semaphore records no owner (count {count})"
+        return None, _semaphore_note(prog, tasks, lock)
     if kind == "completion":
         done = int.from_bytes(prog.read(lock, 4), "little")
         return None, f"a completion records no owner (done {done}): whoever should call complete() has not"
     return None, None
+
+
+def _semaphore_note(prog: Program, tasks: _Tasks, lock: int) -> str:
+    sem = prog.type("struct semaphore")
+    count = int.from_bytes(prog.read(lock + sem.walk_path("count")[0] // 8, 4), "little")
+    note = f"a semaphore records no owner (count {count})"
+    # CONFIG_DETECT_HUNG_TASK_BLOCKER (v6.16) keeps the last task to take it in last_holder
+    if sem.has_member("last_holder"):
+        last = tasks.rows.get(int.from_bytes(prog.read(lock + sem.walk_path("last_holder")[0] // 8, 8), "little"))
+        if last is not None:
+            note += f"; the last holder was {last.comm} (pid {last.pid})"
+    return note
 
 
 def _owner_row(tasks: _Tasks, owner: int, none: str) -> tuple[model.TaskRow | None, str | None]:
@@ -214,8 +236,7 @@ def _lock_wait(prog: Program, tasks: _Tasks, row: model.TaskRow, raw: UnwindTrac
                               "no frame names a lock or wait primitive", (), triage.blocked_function([trace]), trace)
     kind, frame = kind_frame
     words = _stack_words(prog, tasks, row.task, raw.frames[0].sp if raw.frames else 0)
-    found = _find_page(prog, row.task, words) if kind == "page" else (
-        _find_lock(prog, tasks, kind, row.task, words) if kind in LOCK_KINDS else None)
+    found = _find(prog, tasks, kind, row.task, words)
     lock = found.lock if found else None
     owner, note = _owner(prog, tasks, kind, lock)
     return model.LockWait(row, kind, lock, _symbol(prog, lock) if lock else None, _rwsem_mode(prog, kind, found),
@@ -223,9 +244,20 @@ def _lock_wait(prog: Program, tasks: _Tasks, row: model.TaskRow, raw: UnwindTrac
                           frame, trace)
 
 
+def _find(prog: Program, tasks: _Tasks, kind: str, task: int, words: list[tuple[int, int]]) -> _Found | None:
+    try:
+        if kind == "page":
+            return _find_page(prog, task, words)
+        if kind not in LOCK_KINDS:
+            return None
+        return _find_lock(prog, tasks, kind, task, words) or _blocker(prog, kind, task)
+    except (FaultError, TypeLookupError):
+        return None
+
+
 def _rwsem_mode(prog: Program, kind: str, found: _Found | None) -> str | None:
     # rwsem_waiter.type: RWSEM_WAITING_FOR_WRITE (0) or RWSEM_WAITING_FOR_READ (1), kernel/locking/rwsem.c
-    if kind != "rwsem" or found is None:
+    if kind != "rwsem" or found is None or not found.waiter:
         return None
     offset = prog.type("struct rwsem_waiter").walk_path("type")[0] // 8
     return "read" if int.from_bytes(prog.read(found.waiter + offset, 4), "little") else "write"
@@ -234,7 +266,10 @@ def _rwsem_mode(prog: Program, kind: str, found: _Found | None) -> str | None:
 def _waiter_pids(prog: Program, tasks: _Tasks, kind: str, lock: int | None) -> tuple[int, ...]:
     if lock is None or kind not in LOCK_KINDS:
         return ()
-    walk = lock_waiters(prog, kind, lock)
+    try:
+        walk = lock_waiters(prog, kind, lock)
+    except (FaultError, TypeLookupError):
+        return ()
     return tuple(tasks.rows[w.task].pid if w.task in tasks.rows else -1 for w in walk.waiters)
 
 

@@ -15,6 +15,7 @@ from kcrash.helpers.linux.locking import (
     rwsem_owner,
     rwsem_reader_count,
     spinlock_holder_or_none,
+    task_blocker_or_none,
 )
 from support.lock_kernel import LAYOUT, LockKernel
 
@@ -95,3 +96,30 @@ def test_spinlock_holder_only_with_debug_spinlock() -> None:
     assert spinlock_holder_or_none(debug.prog, lock) == (holder, 1)
     debug.u64(lock + 16, (1 << 64) - 1)  # SPINLOCK_OWNER_INIT: not held
     assert spinlock_holder_or_none(debug.prog, lock) is None
+
+
+@pytest.mark.parametrize("kind", ["mutex", "rwsem", "semaphore"])
+def test_first_waiter_layout(kind: str) -> None:
+    # 7.x kernels: no wait_list head, the lock points at its first waiter; the lock of a waiter is
+    # the candidate whose first_waiter is on the waiters' ring
+    k = LockKernel(first_waiter=True)
+    a, b = k.task(10), k.task(11)
+    other = k.lock(kind, [k.task(12)])
+    lock = k.lock(kind, [a, b])
+    walk = lock_waiters(k.prog, kind, lock)
+    assert walk.truncated is None and [w.task for w in walk.waiters] == [a, b]
+    assert lock_waiters(k.prog, kind, k.lock(kind, [])).waiters == ()
+    second = walk.waiters[1].waiter
+    assert lock_of_waiter(k.prog, kind, second, k.is_waiter, candidates=[other, 0x1234, lock]) == lock
+    assert lock_of_waiter(k.prog, kind, second, k.is_waiter, candidates=[other]) is None
+
+
+def test_task_blocker() -> None:
+    k = LockKernel(first_waiter=True)
+    t = k.task(10)
+    assert task_blocker_or_none(k.prog, t) is None
+    k.u64(t + 32, 0xFFFFFFFFC0001000 | 3)
+    assert task_blocker_or_none(k.prog, t) == ("rwsem", "write", 0xFFFFFFFFC0001000)
+    k.u64(t + 32, 0xFFFFFFFFC0001000 | 1)
+    assert task_blocker_or_none(k.prog, t) == ("semaphore", None, 0xFFFFFFFFC0001000)
+    assert task_blocker_or_none(LockKernel().prog, t) is None  # no blocker member

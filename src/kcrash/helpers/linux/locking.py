@@ -17,7 +17,7 @@ with bounded raw reads (a cycle or an unreadable link ends the walk with a reaso
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from kcrash.errors import FaultError, TypeLookupError
@@ -34,6 +34,7 @@ __all__ = [
     "rwsem_owner",
     "rwsem_reader_count",
     "spinlock_holder_or_none",
+    "task_blocker_or_none",
 ]
 
 #: ``MUTEX_FLAGS`` (``kernel/locking/mutex.c``, since Linux kernel commit 3ca0ff571b09, v4.10): the
@@ -92,6 +93,28 @@ class WaiterList:
 
     waiters: tuple[LockWaiter, ...]
     truncated: str | None
+
+
+#: ``BLOCKER_TYPE_*`` (``include/linux/hung_task.h``, v6.16): the low bits of ``task->blocker``
+_BLOCKER_KINDS = {0: ("mutex", None), 1: ("semaphore", None), 2: ("rwsem", "read"), 3: ("rwsem", "write")}
+_BLOCKER_TYPE_MASK = 0x3
+
+
+def task_blocker_or_none(prog: Program, task: int) -> tuple[str, str | None, int] | None:
+    """``(kind, mode, lock)`` of the lock a task is blocked on where the kernel records it
+    (``task->blocker`` with ``CONFIG_DETECT_HUNG_TASK_BLOCKER``, v6.16: a mutex, semaphore or
+    rwsem address with its type in the low bits), else None.
+
+    :param task: ``struct task_struct *``
+    """
+    task_type = prog.type("struct task_struct")
+    if not task_type.has_member("blocker"):
+        return None
+    raw = _word(prog, task + _offset(prog, "struct task_struct", "blocker"))
+    if not raw:
+        return None
+    kind, mode = _BLOCKER_KINDS[raw & _BLOCKER_TYPE_MASK]
+    return kind, mode, raw & ~_BLOCKER_TYPE_MASK
 
 
 def _offset(prog: Program, type_name: str, path: str) -> int:
@@ -160,8 +183,15 @@ def _ring(prog: Program, start: int, limit: int) -> tuple[list[int], str | None]
         seen.add(pos)
 
 
+# Newer kernels (seen in 7.2's BTF) replaced the lock's wait_list head with a first_waiter pointer:
+# the waiters are linked only among themselves, and the lock points at the first one.
+def _has_head(prog: Program, k: LockKind) -> bool:
+    return prog.type(k.lock_type).has_member(k.head.split(".")[0]) or k.name == "completion"
+
+
 def lock_waiters(prog: Program, kind: str, lock: int, *, limit: int = WAITER_LIMIT) -> WaiterList:
-    """The waiters queued on a lock, in queue order.
+    """The waiters queued on a lock, in queue order (from the lock's ``wait_list``, or, where the
+    kernel keeps a ``first_waiter`` pointer instead, from the first waiter round their ring).
 
     :param kind: a name of :data:`LOCK_KINDS` (``"mutex"``, ``"rwsem"``, ``"semaphore"``, ``"completion"``)
     :param lock: ``struct mutex *``, ``struct rw_semaphore *``, ``struct semaphore *`` or ``struct completion *``
@@ -170,11 +200,15 @@ def lock_waiters(prog: Program, kind: str, lock: int, *, limit: int = WAITER_LIM
     ['0xffff8880053b3080']
     """
     k = LOCK_KINDS[kind]
-    head = lock + _offset(prog, k.lock_type, k.head)
     link, task = _offset(prog, k.waiter_type, k.link), _offset(prog, k.waiter_type, k.task)
-    nodes, truncated = _ring(prog, head, limit)
+    if _has_head(prog, k):
+        nodes, truncated = _ring(prog, lock + _offset(prog, k.lock_type, k.head), limit)
+        nodes = nodes[1:]
+    else:
+        first = _word(prog, lock + _offset(prog, k.lock_type, "first_waiter"))
+        nodes, truncated = _ring(prog, first + link, limit) if first else ([], None)
     waiters = []
-    for node in nodes[1:]:
+    for node in nodes:
         try:
             waiters.append(LockWaiter(node - link, _word(prog, node - link + task)))
         except FaultError as exc:
@@ -183,13 +217,16 @@ def lock_waiters(prog: Program, kind: str, lock: int, *, limit: int = WAITER_LIM
 
 
 def lock_of_waiter(prog: Program, kind: str, waiter: int, is_waiter: Callable[[int, int], bool], *,
-                   limit: int = WAITER_LIMIT) -> int | None:
+                   candidates: Iterable[int] = (), limit: int = WAITER_LIMIT) -> int | None:
     """The lock whose wait list the waiter structure at ``waiter`` is linked into, or None when
-    ``waiter`` is not linked into a well-formed list with exactly one head.
+    ``waiter`` is not linked into a well-formed list with exactly one lock.
 
-    The list holds the lock's head and the waiters; ``is_waiter(node_waiter, task)`` tells a
-    waiter (a waiter structure at ``node_waiter`` whose task member is ``task``: the caller checks
-    the structure lies on that task's stack) from the head.
+    With a ``wait_list`` head in the lock, the list holds the head and the waiters;
+    ``is_waiter(node_waiter, task)`` tells a waiter (a waiter structure at ``node_waiter`` whose
+    task member is ``task``: the caller checks the structure lies on that task's stack) from the
+    head. Where the lock keeps a ``first_waiter`` pointer instead, the ring holds only waiters, and
+    the lock is the first of ``candidates`` (addresses found on the waiter's stack, say) whose
+    ``first_waiter`` is one of them.
 
     :param kind: a name of :data:`LOCK_KINDS`
     :param waiter: ``struct mutex_waiter *`` (or the kind's waiter type)
@@ -205,10 +242,23 @@ def lock_of_waiter(prog: Program, kind: str, waiter: int, is_waiter: Callable[[i
     nodes, truncated = _ring(prog, start, limit)
     if truncated is not None:
         return None
+    if not _has_head(prog, k):
+        return _first_waiter_lock(prog, k, {node - link for node in nodes}, candidates)
     heads = [node for node in nodes[1:] if not _waiter_node(prog, node - link, task, is_waiter)]
     if len(heads) != 1:
         return None
     return heads[0] - _offset(prog, k.lock_type, k.head)
+
+
+def _first_waiter_lock(prog: Program, k: LockKind, waiters: set[int], candidates: Iterable[int]) -> int | None:
+    first = _offset(prog, k.lock_type, "first_waiter")
+    for lock in candidates:
+        try:
+            if _word(prog, lock + first) in waiters:
+                return lock
+        except FaultError:
+            continue
+    return None
 
 
 def _waiter_node(prog: Program, node_waiter: int, task_offset: int, is_waiter: Callable[[int, int], bool]) -> bool:
