@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from kcrash.debuginfo.symbols import SymbolTable
-from kcrash.errors import FaultError, KcrashError, TypeLookupError
+from kcrash.errors import FaultError, TypeLookupError
 from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.list import DEFAULT_LIMIT, ListWalk, hlist_for_each_entry
 from kcrash.helpers.linux.rbtree import rbtree_inorder_for_each_entry
@@ -278,16 +278,13 @@ def _clock_names(prog: Program) -> dict[int, str]:
 
 
 def _clock_base(prog: Program, cpu: int, index: int, name: str, base: Object, limit: int) -> HrtimerClockBase:
+    offset = int(base.offset)  # an unreadable clock base raises here, not as a truncated walk
     walk = hrtimer_clock_base_for_each(base.address_of_(), limit=limit)
     timers, truncated = [], None
     try:
         timers = [_hrtimer(prog, int(t)) for t in walk]
     except FaultError as exc:
         truncated = f"unreadable hrtimer at {exc.address:#x}"
-    try:
-        offset = int(base.offset)
-    except KcrashError:
-        offset = 0
     return HrtimerClockBase(cpu, index, name, int(base.address_of_()), offset, tuple(timers),
                             truncated or walk.truncated)
 
