@@ -514,9 +514,11 @@ def _with_every_cpu(prog: Program, report: model.CrashReport, records: Sequence[
               *(b.trace for b in report.blocked)]
     with phase("disassembly"):
         disassembly = frame_disassemblies(prog, traces)
+    faulting = report.disassembly
     if symbolizer is not None:
         disassembly = _disassembly_with_sources(disassembly, symbolizer)
-    return dataclasses.replace(report, oops=oops, log_tail=tail, cpus=cpus, task_traces=tasks,
+        faulting = _disassembly_with_sources((faulting,), symbolizer)[0] if faulting is not None else None
+    return dataclasses.replace(report, disassembly=faulting, oops=oops, log_tail=tail, cpus=cpus, task_traces=tasks,
                                frame_disassembly=disassembly)
 
 

@@ -74,9 +74,10 @@ def _environment() -> jinja2.Environment:
 def render_html(report: CrashReport) -> str:
     """The report as one self-contained HTML page."""
     env = _environment()
-    trace = env.get_template("trace.html.j2").module.trace  # type: ignore[attr-defined]
-    return env.get_template("report.html.j2").render(r=report, trace=trace, version=__version__,
-                                                     frame_sources=_frame_sources(report))
+    macros = env.get_template("trace.html.j2").module
+    return env.get_template("report.html.j2").render(
+        r=report, trace=macros.trace, instructions=macros.instructions,  # type: ignore[attr-defined]
+        version=__version__, frame_sources=_frame_sources(report))
 
 
 def _frame_sources(report: CrashReport) -> dict[int, tuple[SourceLine, ...]]:
