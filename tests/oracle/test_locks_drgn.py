@@ -189,3 +189,28 @@ def test_lockups_name_the_spinning_cpu_task_and_lock(crash: tuple[str, model.Loc
 
 def test_the_analysis_is_quick(crash: tuple[str, model.LockAnalysis, Any, float]) -> None:
     assert crash[3] < 10.0, f"{crash[3]:.1f} s"
+
+
+@pytest.mark.parametrize("case", [HUNG[0], LOCKUPS[0], BUG[1]], ids=_ids)
+def test_the_report_says_why_it_hung(case: tuple[str, str, bool], lab_crash: Callable[..., Path],
+                                     tmp_path: Path) -> None:
+    from kcrash.analysis.triage import build_report
+
+    kind, kernel, kaslr = case
+    out = lab_crash(kind, kernel, kaslr)
+    prog = open_target(str(out / "vmcore.elf"), tmp_path)
+    try:
+        report = build_report(prog, str(out / "vmcore.elf"))
+        direct = analyze_locks(prog)
+    finally:
+        prog.close()
+    if kind == "BUG":  # an oops, not a hang: no "Why it hung"
+        assert report.locks is None
+        return
+    assert report.locks is not None
+    assert report.locks.why == direct.why and report.locks.deadlocks == direct.deadlocks
+    if kind == "HUNG_ABBA":
+        assert report.locks.why[0].startswith("AB-BA deadlock: kcrash_abba_a")
+    else:
+        assert report.locks.why[0].startswith(f"CPU {report.locks.lockups[0].cpu}, init (pid 1), spins on "
+                                              "spinlock kcrash_test_lock")
