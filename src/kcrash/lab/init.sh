@@ -35,10 +35,13 @@ for i in 1 2 3 4; do sleep 100000 & done
 # /dev/null (fd 5) and a pipe to another sleep (its stdout).
 echo kcrash-lab > /tmp/kcrash-open
 sleep 100000 3</init 4>>/tmp/kcrash-open 5</dev/null | sleep 100000 &
-# Known sockets for `net`: loopback up, a TCP listener on port 4321 (busybox's nc binds every
-# address) and a client connected to it from 127.0.0.1.
+# Known sockets for `net`: loopback up, a TCP listener on port 4322 that stays in LISTEN, and a
+# connection to 127.0.0.1:4321 (busybox's nc binds every address and, once it accepts, closes its
+# listening socket).
 ip link set lo up
-nc -l -p 4321 > /dev/null &
+# (stdin from a pipe that never ends: on EOF of a background job's /dev/null stdin nc closes the connection)
+sleep 100000 | nc -l -p 4321 > /dev/null &
+sleep 100000 | nc -l -p 4322 > /dev/null &
 sleep 1
 sleep 100000 | nc 127.0.0.1 4321 &
 sleep 1  # the handshake completes before the crash is triggered
