@@ -22,7 +22,8 @@ and the lab module's .ko, through drgn's own helpers where it has them:
 
 drgn 0.3.0's ``for_each_online_cpu`` would miss the CPUs a panic stops (they are marked offline);
 both sides here iterate ``__cpu_possible_mask``. The 7.2 dump has no lab module, so the planted
-timers are checked on the other three. Each CLI command's ``--json`` equals the analysis it prints.
+timers are checked on the other three. Each CLI command's ``--json`` equals the analysis it prints,
+and the crash's ``vmcore.kdump`` gives the same state as its ``vmcore.elf``.
 """
 
 from __future__ import annotations
@@ -279,3 +280,14 @@ def test_devices_equal_drgn(prog: Program, crash: tuple[Path, Any, dict[str, Any
     mem = next(c for c in table.chrdevs if c.name == "mem")
     assert mem.ops_name == "memory_fops"
     assert _cli_json(crash[0], "dev", "-d") == json.loads(json.dumps(dataclasses.asdict(table)))
+
+
+def test_kdump_file_answers_as_the_elf_file(prog: Program, crash: tuple[Path, Any, dict[str, Any]],
+                                            tmp_path_factory: pytest.TempPathFactory) -> None:
+    # The compressed kdump file of the same crash (makedumpfile's format, excluded pages and all)
+    # gives the same machine state as the ELF file.
+    with open_target(crash[0] / "vmcore.kdump", tmp_path_factory.mktemp("cache")) as kdump:
+        assert kernel_state.timers(kdump, hrtimers=True) == kernel_state.timers(prog, hrtimers=True)
+        assert kernel_state.runqueues(kdump) == kernel_state.runqueues(prog)
+        assert kernel_state.irqs(kdump) == kernel_state.irqs(prog)
+        assert kernel_state.devices(kdump, disks=True) == kernel_state.devices(prog, disks=True)
