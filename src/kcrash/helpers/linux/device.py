@@ -45,17 +45,29 @@ _MAX_DEVICES = 1 << 20
 
 
 def MAJOR(dev: int) -> int:
-    """``MAJOR(dev)`` of a kernel ``dev_t`` (``include/linux/kdev_t.h``)."""
+    """``MAJOR(dev)`` of a kernel ``dev_t`` (``include/linux/kdev_t.h``).
+
+    >>> MAJOR(0x10300007)
+    259
+    """
     return dev >> _MINORBITS
 
 
 def MINOR(dev: int) -> int:
-    """``MINOR(dev)`` of a kernel ``dev_t``."""
+    """``MINOR(dev)`` of a kernel ``dev_t``.
+
+    >>> MINOR(0x10300007)
+    7
+    """
     return dev & ((1 << _MINORBITS) - 1)
 
 
 def MKDEV(major: int, minor: int) -> int:
-    """``MKDEV(major, minor)``: a kernel ``dev_t``."""
+    """``MKDEV(major, minor)``: a kernel ``dev_t``.
+
+    >>> hex(MKDEV(259, 7))
+    '0x10300007'
+    """
     return major << _MINORBITS | minor
 
 

@@ -129,6 +129,9 @@ def irq_desc_affinity(desc: Object) -> tuple[int, ...]:
     pointer with ``CONFIG_CPUMASK_OFFSTACK``, else an array of one ``struct cpumask``).
 
     :param desc: ``struct irq_desc *``
+
+    >>> irq_desc_affinity(desc)  # doctest: +SKIP
+    (0, 1)
     """
     try:
         mask = desc.irq_common_data.affinity
