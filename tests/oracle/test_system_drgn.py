@@ -12,7 +12,7 @@
   the TCP established hash, equal drgn's reads of ``sock_common`` (the hash walked with drgn's
   ``sk_nulls_for_each``);
 * the planted truth: the ``sleep`` holding fd 3 = /init and fd 4 = /tmp/kcrash-open, ``lo`` UP with
-  127.0.0.1/8, the ``nc`` listener on port 4321 in LISTEN, and the client's connection.
+  127.0.0.1/8, the ``nc`` listener on port 4322 in LISTEN, and the connection to 4321, established both ways.
 
 drgn 0.3.0's ``for_each_file`` yields a descriptor reserved by a blocked ``accept()`` with a NULL
 file (the listener on 6.1/6.12), and its ``d_path`` of NULL faults: those are compared as (fd, 0).
@@ -49,6 +49,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
 CASES = [("BUG", "6.1", True), ("BUG", "6.12", False), ("BUG", "5.10", True), ("SYSRQ", "7", False)]
 PORT = 4321
+LISTEN_PORT = 4322
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-{'kaslr' if c[2] else 'nokaslr'}")
@@ -209,20 +210,14 @@ def test_planted_files(prog: Program) -> None:
 
 
 def test_planted_sockets(prog: Program) -> None:
-    rows = task_sockets(prog)
-    listeners = [r for r in rows if r.comm == "nc" and r.sock.state == "LISTEN"]
-    assert [(r.sock.type, r.sock.protocol, r.sock.local_port) for r in listeners] == [("STREAM", "TCP", PORT)]
-    clients = [r for r in rows if r.comm == "nc" and r.sock.state != "LISTEN"]
-    if not clients:
-        pytest.xfail("the lab crashed before its nc client made a socket (init.sh triggers the crash right "
-                     "after starting it)")
-    assert [(c.sock.remote, c.sock.remote_port) for c in clients] == [("127.0.0.1", PORT)]
-    client = clients[0].sock
-    if client.state != "ESTABLISHED":
-        pytest.xfail(f"the lab crashed while its nc client was connecting ({client.state}, local port "
-                     f"{client.local_port}): init.sh triggers the crash right after starting it")
-    server = [r.sock for r in rows if r.pid is None and r.sock.local_port == PORT
-              and r.sock.remote_port == client.local_port]
+    # init.sh: `nc -l -p 4321` accepted the client and closed its listening socket; `nc -l -p 4322`
+    # stays in LISTEN; the client's connection is ESTABLISHED both ways, each end held by its nc.
+    rows = [r for r in task_sockets(prog) if r.comm == "nc"]
+    listeners = [r.sock for r in rows if r.sock.state == "LISTEN"]
+    assert [(s.type, s.protocol, s.local_port) for s in listeners] == [("STREAM", "TCP", LISTEN_PORT)]
+    clients = [r.sock for r in rows if r.sock.remote_port == PORT]
+    assert [(c.state, c.remote) for c in clients] == [("ESTABLISHED", "127.0.0.1")]
+    server = [r.sock for r in rows if r.sock.local_port == PORT and r.sock.remote_port == clients[0].local_port]
     assert [(s.state, s.remote.removeprefix("::ffff:")) for s in server] == [("ESTABLISHED", "127.0.0.1")]
 
 
