@@ -11,7 +11,8 @@ page conversions, a maple tree and a wait queue, and get_kconfig (absent on the 
 Known differences, asserted as such rather than skipped: on 5.10 the module has no BTF (split
 module BTF came in v5.11), so the scripts that need the module's struct types or its per-CPU
 variable's type fail in kcrash with a TypeLookupError naming the type while drgn (DWARF) runs
-them.
+them. drgn's percpu_counter_sum leaves out the CPUs a panic stopped (it adds online CPUs only):
+:func:`test_percpu_counter_sum_counts_the_cpus_a_panic_stopped` shows it with drgn's own reads.
 """
 
 from __future__ import annotations
@@ -58,10 +59,7 @@ def _under_drgn(dprog: Any, script: Path) -> str:
 
 
 def _under_kcrash(dump: Path, script: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(["shell", str(dump), "-c", script.read_text()])
-    out, err = capsys.readouterr()
-    return code, out, err
+    return _under_kcrash_source(dump, capsys, script.read_text())
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
@@ -77,3 +75,36 @@ def test_drgn_script_prints_the_same_under_kcrash_shell(crash: tuple[Path, Any, 
         return
     assert (code, err) == (0, ""), err
     assert out == expected
+
+
+def test_percpu_counter_sum_counts_the_cpus_a_panic_stopped(crash: tuple[Path, Any, str],
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """drgn 0.3.0's percpu_counter_sum adds the online CPUs' counters, as the running kernel does
+    (a CPU going offline folds its counter into ``count``). A panic stops the other CPUs without
+    folding and clears them from cpu_online_mask, so drgn leaves their counts out; kcrash adds every
+    possible CPU's (those never online hold 0). Evidence on ``vm_committed_as``: drgn's sum is
+    ``count`` plus the online CPUs' counters, kcrash's is ``count`` plus all of them, read by drgn."""
+    from drgn import Object as DrgnObject
+    from drgn.helpers.linux.cpumask import for_each_online_cpu, for_each_possible_cpu
+    from drgn.helpers.linux.percpu import per_cpu_ptr, percpu_counter_sum
+
+    dump, dprog, _ = crash
+    fbc = DrgnObject(dprog, "struct percpu_counter", address=dprog.symbol("vm_committed_as").address)
+    counters = {cpu: per_cpu_ptr(fbc.counters, cpu)[0].value_() for cpu in for_each_possible_cpu(dprog)}
+    online = set(for_each_online_cpu(dprog))
+    assert percpu_counter_sum(fbc.address_of_()) == fbc.count.value_() + sum(counters[c] for c in online)
+    code, out, err = _under_kcrash_source(dump / "vmcore.elf", capsys, (
+        "from drgn import Object\nfrom drgn.helpers.linux.percpu import percpu_counter_sum\n"
+        "fbc = Object(prog, 'struct percpu_counter', address=prog.symbol('vm_committed_as').address)\n"
+        "print(percpu_counter_sum(fbc.address_of_()))"))
+    assert (code, err) == (0, "")
+    assert int(out) == fbc.count.value_() + sum(counters.values())
+    if online != set(counters):  # the panic stopped the other CPUs: the two sums differ by their counts
+        assert int(out) - percpu_counter_sum(fbc.address_of_()) == sum(counters[c] for c in set(counters) - online)
+
+
+def _under_kcrash_source(dump: Path, capsys: pytest.CaptureFixture[str], source: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(["shell", str(dump), "-c", source])
+    out, err = capsys.readouterr()
+    return code, out, err
