@@ -9,7 +9,9 @@ without vmlinux (issue 18):
 - clicking a task's PID shows that task's backtrace (its frames' text as the JSON report gives them);
 - typing in the filter box hides the task rows without the text, and clearing it shows them again;
 - the log tail is open and starts with the oops, whose header and ``Code:`` lines (equal to the
-  console's) are highlighted.
+  console's) are highlighted;
+- with the -dbg vmlinux (``--vmlinux``), a vmlinux frame's block shows source rows, the one above
+  the pc's instruction naming the file:line ``addr2line`` gives for the pc.
 """
 
 from __future__ import annotations
@@ -73,7 +75,9 @@ def page(rendered: tuple[Path, Path, Any]) -> Iterator[Any]:
             tab.on("request", lambda r: requests.append(r.url))
             tab.goto(rendered[1].as_uri())
             yield tab
-            assert requests == [rendered[1].as_uri()]  # the report loads nothing else
+            # the reports load nothing else (a test may open a second report)
+            assert requests[0] == rendered[1].as_uri()
+            assert all(url.startswith("file://") and url.endswith(".html") for url in requests), requests
         finally:
             browser.close()
 
@@ -152,3 +156,33 @@ def test_log_tail_opens_with_the_oops_highlighted(rendered: tuple[Path, Path, An
     plain = page.locator("#log .oops").first.evaluate("e => getComputedStyle(e).backgroundColor")
     assert colour not in ("rgba(0, 0, 0, 0)", plain)
     page.screenshot(path=str(rendered[1].with_suffix(".png")), full_page=False)
+
+
+def test_with_debuginfo_a_frames_block_shows_its_source_lines(
+        lab_crash: Callable[..., Path], lab_vmlinux_dbg: Callable[[str], Path], page: Any,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    from support.addr2line import addr2line
+
+    out = lab_crash("BUG", "6.12", False)
+    vmlinux = lab_vmlinux_dbg("6.12")
+    tmp = tmp_path_factory.mktemp("dbg")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KCRASH_CACHE", str(tmp))
+        for fmt in ("html", "json"):
+            assert main(["report", str(out / "vmcore.kdump"), "--vmlinux", str(vmlinux), "--format", fmt,
+                         "-o", str(tmp / f"r.{fmt}")]) == 0
+    frame = next(f for f in json.loads((tmp / "r.json").read_text())["backtrace"]["frames"]
+                 if f["function"] == "vfs_write")
+    page.goto((tmp / "r.html").as_uri())
+    block = page.locator(f"#dis-{frame['pc']:x}")
+    assert not block.is_visible()
+    page.locator("#backtrace a.frame-link", has_text="vfs_write+").first.click()
+    assert block.is_visible()
+    rows = block.locator("tr.src-row").all_inner_texts()
+    assert rows and all("fs/read_write.c:" in r or ".h:" in r for r in rows)
+    # the row above the pc's instruction names the pc's own line, as addr2line says (no KASLR on this dump)
+    table = block.locator("tr").evaluate_all("rows => rows.map(r => [r.className, r.innerText])")
+    at = next(i for i, (_, text) in enumerate(table) if text.startswith(f"{frame['pc']:016x}"))
+    above = next(text for kind, text in reversed(table[:at]) if kind == "src-row")
+    innermost = addr2line(vmlinux, [frame["pc"]])[0][0][1].split(" ")[0].split("/build_amd64_none_amd64/")[-1]
+    assert innermost in above
