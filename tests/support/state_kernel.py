@@ -21,12 +21,13 @@ JIFFIES = DATA
 NR_CPU_IDS, POSSIBLE, ONLINE, PCPU_OFFSETS = DATA + 0x10, DATA + 0x20, DATA + 0x30, DATA + 0x40
 NR_IRQS, IRQ_DESC = DATA + 0x80, DATA + 0x100       # irq_desc[4], 48 bytes each
 CHRDEVS, MAJOR_NAMES, CDEV_MAP = DATA + 0x400, DATA + 0xC00, DATA + 0x1400
+CLASS_KSET, BLOCK_CLASS, BLOCK_SP = DATA + 0x1410, DATA + 0x1420, DATA + 0x1440  # block_class's subsys_private
 HEAP = BASE + 0x4000           # tasks, timers, queues, devices: Kernel.alloc()
 PCPU = BASE + 0x20000          # CPU c's per-CPU area at PCPU + c * PCPU_STRIDE
 PCPU_STRIDE = 0x1000
 END = BASE + 0x30000
 # per-CPU symbols (linked at 0, as x86-64 links .data..percpu)
-TIMER_BASES, HRTIMER_BASES, RUNQUEUES, KSTAT = 0x0, 0x200, 0x300, 0xE00
+TIMER_BASES, HRTIMER_BASES, RUNQUEUES, KSTAT, PCPU_STATS = 0x0, 0x200, 0x300, 0xE00, 0xE40
 TIMER_BASE_SIZE, NBUCKETS = 0x100, 8
 FUNCS = ["process_timeout", "delayed_work_timer_fn", "tick_nohz_handler", "hrtimer_wakeup", "timer_interrupt",
          "irq_thread_fn", "handle_edge_irq", "memory_fops", "tty_fops"]
@@ -121,6 +122,27 @@ def _types() -> bytes:
     bm_p = w.add_ptr(w.next_id + 1)
     w.add_struct("blk_major_name", 32, [("next", bm_p, 0, 0), ("major", i, 64, 0),
                                         ("name", w.add_array(c, 16, i), 96, 0)])
+    # disks: block_class's devices through class_kset (see Kernel.disk)
+    kobj = w.add_struct("kobject", 16, [("entry", lh, 0, 0)])
+    kset = w.add_struct("kset", 32, [("list", lh, 0, 0), ("kobj", kobj, 128, 0)])
+    w.add_struct("subsys_private", 56, [("subsys", kset, 0, 0),
+                                        ("klist_devices", w.add_struct("klist", 16, [("k_list", lh, 0, 0)]), 256, 0),
+                                        ("class", vp, 384, 0)])
+    device = w.add_struct("device", 8, [("init_name", cp, 0, 0)])
+    knode = w.add_struct("klist_node", 16, [("n_node", lh, 0, 0)])
+    w.add_struct("device_private", 24, [("knode_class", knode, 0, 0), ("device", w.add_ptr(device), 128, 0)])
+    first = w.next_id  # gendisk and request_queue come 6 and 7 records later
+    disk_p, queue_p = w.add_ptr(first + 6), w.add_ptr(first + 7)
+    uc = w.add_int("unsigned char", 1)
+    bdev = w.add_struct("block_device", 32, [("bd_disk", disk_p, 0, 0), ("bd_partno", uc, 64, 0),
+                                             ("bd_stats", vp, 128, 0), ("bd_device", device, 192, 0)])
+    disk = w.add_struct("gendisk", 72, [("major", i, 0, 0), ("first_minor", i, 32, 0), ("minors", i, 64, 0),
+                                        ("disk_name", w.add_array(c, 32, i), 96, 0),
+                                        ("part0", w.add_ptr(bdev), 384, 0), ("fops", vp, 448, 0),
+                                        ("queue", queue_p, 512, 0)])
+    queue = w.add_struct("request_queue", 8, [("mq_ops", vp, 0, 0)])
+    assert (disk, queue) == (first + 6, first + 7)
+    w.add_struct("disk_stats", 56, [("io_ticks", ul, 0, 0), ("in_flight", w.add_array(s64, 2, i), 320, 0)])
     return w.to_bytes()
 
 
@@ -134,9 +156,10 @@ class Kernel:
                              physical=False)
         names = ["timer_bases", "hrtimer_bases", "runqueues", "kcrash_kstat", "_stext", *FUNCS, "jiffies_64",
                  "nr_cpu_ids", "__cpu_possible_mask", "__cpu_online_mask", "__per_cpu_offset", "nr_irqs", "irq_desc",
-                 "chrdevs", "major_names", "cdev_map", "_end"]
+                 "chrdevs", "major_names", "cdev_map", "class_kset", "block_class", "_end"]
         addrs = [TIMER_BASES, HRTIMER_BASES, RUNQUEUES, KSTAT, BASE, *map(func, FUNCS), JIFFIES, NR_CPU_IDS,
-                 POSSIBLE, ONLINE, PCPU_OFFSETS, NR_IRQS, IRQ_DESC, CHRDEVS, MAJOR_NAMES, CDEV_MAP, END]
+                 POSSIBLE, ONLINE, PCPU_OFFSETS, NR_IRQS, IRQ_DESC, CHRDEVS, MAJOR_NAMES, CDEV_MAP, CLASS_KSET,
+                 BLOCK_CLASS, END]
         kinds = "DDDD" + "T" * (1 + len(FUNCS)) + "D" * (len(names) - 5 - len(FUNCS))
         self.prog = Program(MemoryReader(segments), SymbolTable(names, addrs, kinds), parse_btf(_types()))
         self.heap = HEAP
@@ -149,6 +172,12 @@ class Kernel:
             for base in range(2):
                 self.ring_cached(percpu(cpu, HRTIMER_BASES) + 32 * base + 16)
             self.rq_init(cpu)
+        self.disks: list[int] = []  # device_private.knode_class nodes on block_class's klist
+        kset, other = self.alloc(32), self.alloc(56)  # class_kset, and another class's subsys_private
+        self.u64(CLASS_KSET, kset)
+        self.ring(kset, [other + 16, BLOCK_SP + 16])
+        self.u64(BLOCK_SP + 48, BLOCK_CLASS)
+        self.ring(BLOCK_SP + 32, [])
 
     # -- memory ---------------------------------------------------------------------------------
 
@@ -165,6 +194,10 @@ class Kernel:
         addr = self.heap
         self.heap += (size + 15) // 16 * 16
         return addr
+
+    def word(self, addr: int, index: int) -> int:
+        """The u64 at word ``index`` of the object at ``addr`` (word 8 of a gendisk: its queue)."""
+        return int.from_bytes(self.memory[addr - BASE + 8 * index:addr - BASE + 8 * index + 8], "little")
 
     def string(self, text: bytes) -> int:
         addr = self.alloc(len(text) + 1)
@@ -319,6 +352,31 @@ class Kernel:
         self.u64(kobj_map + 8 * (major % 255), probe)
         return cdev
 
+    def disk(self, name: bytes, major: int, *, mq: bool, partitions: int = 0,
+             in_flight: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0))) -> int:
+        """A gendisk on block_class (its whole-disk block_device, then ``partitions`` partitions),
+        with per-CPU ``in_flight`` (reads, writes) counters; returns the gendisk."""
+        disk, queue, stats = self.alloc(72), self.alloc(8), PCPU_STATS + 0x40 * len(self.disks)
+        self.u32(disk, major)
+        self.put(disk + 12, name)
+        self.u64(disk + 56, func("tty_fops"))
+        self.u64(disk + 64, queue)
+        self.u64(queue, func("handle_edge_irq") if mq else 0)
+        for cpu, (reads, writes) in enumerate(in_flight):
+            self.u64(percpu(cpu, stats) + 40, reads)
+            self.u64(percpu(cpu, stats) + 48, writes)
+        for partno in range(partitions + 1):
+            bdev, priv = self.alloc(32), self.alloc(24)
+            self.u64(bdev, disk)
+            self.put(bdev + 8, bytes([partno]))
+            self.u64(bdev + 16, stats)
+            self.u64(priv + 16, bdev + 24)
+            if partno == 0:
+                self.u64(disk + 48, bdev)
+            self.disks.append(priv)
+        self.ring(BLOCK_SP + 32, self.disks)
+        return disk
+
     def blkdev(self, major: int, name: bytes) -> int:
         node = self.alloc(32)
         self.u32(node + 8, major)
@@ -333,7 +391,8 @@ def sample() -> tuple[Kernel, dict[str, int]]:
     fair tasks (one in a task group), an RT task, a DL task and the stopper queued, CPU 1 idle (its
     stopper not queued); IRQ 0 (timer)
     and IRQ 3 (a shared line with a threaded action); three char ranges (one through cdev_map)
-    and one block major. Returns the kernel and the named addresses."""
+    and one block major; disks vda (blk-mq, two partitions) and ram0 (bio-based, two reads and
+    three writes in flight over the two CPUs' counters). Returns the kernel and the named addresses."""
     k = Kernel()
     k.u64(JIFFIES, 5000)
     named = {
@@ -362,4 +421,6 @@ def sample() -> tuple[Kernel, dict[str, int]]:
     named["tty"] = k.chrdev(4, 1, 63, b"tty", ops=func("tty_fops"))
     named["input"] = k.chrdev(13, 0, 1024, b"input", ops=func("tty_fops"), mapped=True)
     named["blkext"] = k.blkdev(259, b"blkext")
+    named["vda"] = k.disk(b"vda", 253, mq=True, partitions=2)
+    named["ram0"] = k.disk(b"ram0", 1, mq=False, in_flight=((3, -1), (-1, 4)))
     return k, named

@@ -91,10 +91,13 @@ def _print_disks(table: DeviceTable) -> None:
     if not table.disks:
         click.echo("no disks (block_class has no whole-disk device)")
         return
-    click.echo(f"{'MAJOR':>5} {'MINOR':>5}  {'GENDISK':<16}  {'NAME':<12} {'REQUEST_QUEUE':<16}  FOPS")
+    click.echo(f"{'MAJOR':>5} {'MINOR':>5}  {'GENDISK':<16}  {'NAME':<12} {'REQUEST_QUEUE':<16}  "
+               f"{'TYPE':<4} {'IN_FLIGHT(R/W)':<14} FOPS")
     for d in table.disks:
         fops = f"<{d.fops_name}>" if d.fops_name else ""
-        click.echo(f"{d.major:>5} {d.first_minor:>5}  {d.address:016x}  {d.name:<12} {d.queue:016x}  {fops}")
+        flight = f"{d.in_flight[0]}/{d.in_flight[1]}" if d.in_flight is not None else "-"
+        click.echo(f"{d.major:>5} {d.first_minor:>5}  {d.address:016x}  {d.name:<12} {d.queue:016x}  "
+                   f"{'mq' if d.mq else 'bio':<4} {flight:<14} {fops}")
 
 
 # -- irq ----------------------------------------------------------------------------------------

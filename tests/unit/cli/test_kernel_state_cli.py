@@ -17,7 +17,7 @@ from kcrash.cli import kernel_state as state_cli
 from kcrash.cli import main
 from kcrash.errors import SymbolNotFoundError
 from kcrash.types.program import Program
-from support.state_kernel import Kernel, sample
+from support.state_kernel import BLOCK_SP, CLASS_KSET, Kernel, sample
 
 
 @pytest.fixture
@@ -96,8 +96,18 @@ def test_dev_and_dev_d(dump: tuple[Path, Kernel, dict[str, int]], capsys: pytest
     assert f"     1  0-255          mem                  {named['mem']:016x}  <memory_fops>" in out
     assert "   259  blkext" in out and err == ""
     code, out, err = _run(capsys, "dev", path, "-d")
+    assert code == 0 and err == ""
+    assert out.splitlines()[1:] == [
+        f"  253     0  {named['vda']:016x}  vda          {k.word(named['vda'], 8):016x}  mq   -              "
+        "<tty_fops>",
+        f"    1     0  {named['ram0']:016x}  ram0         {k.word(named['ram0'], 8):016x}  bio  2/3            "
+        "<tty_fops>"]
+    k.ring(BLOCK_SP + 32, [])
+    code, out, err = _run(capsys, "dev", path, "-d")
     assert code == 0 and out.startswith("no disks")
-    assert "kcrash: warning: block_class:" in err  # the synthetic kernel has no block_class
+    k.u64(CLASS_KSET, 0x7000_0000_0000)
+    code, out, err = _run(capsys, "dev", path, "-d")
+    assert code == 0 and out.startswith("no disks") and err.startswith("kcrash: warning: block_class:")
     code, out, _ = _run(capsys, "dev", path, "-d", "--json")
     assert json.loads(out) == _asdict(kernel_state.devices(k.prog, disks=True))
 

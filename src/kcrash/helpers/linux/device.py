@@ -10,8 +10,9 @@ chains), block majors (``block/genhd.c``: ``major_names[BLKDEV_MAJOR_HASH_SIZE]`
 ``struct blk_major_name``) and disks (``struct gendisk`` behind every whole-disk device of
 ``block_class``, ``include/linux/blkdev.h``). These globals are static and have no BTF variable
 entry: their addresses come from kallsyms and their types from the BTF structs. Named as drgn's
-``drgn.helpers.linux.device`` and ``drgn.helpers.linux.block``. Walks are bounded; request
-counts of blk-mq queues (which need the tag sets) are not read.
+``drgn.helpers.linux.device`` and ``drgn.helpers.linux.block``. Walks are bounded. Requests in
+flight are read where the kernel counts them (bio-based disks' per-CPU ``disk_stats``); blk-mq
+queues' busy tags are not walked.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from kcrash.errors import FaultError, TypeLookupError
+from kcrash.helpers.linux.cpumask import for_each_possible_cpu
 from kcrash.helpers.linux.list import list_for_each_entry
 from kcrash.helpers.linux.timer import symbol_text
-from kcrash.types.object import Object, container_of
+from kcrash.types.object import Object, container_of, offsetof
+from kcrash.types.percpu import per_cpu_offset
 from kcrash.types.program import Program
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "BlockMajor",
     "CharDevice",
     "Disk",
+    "disk_in_flight",
     "for_each_disk",
     "for_each_registered_blkdev",
     "for_each_registered_chrdev",
@@ -42,6 +46,7 @@ _MAJOR_HASH_SIZE = 255
 _MINORBITS = 20
 _MAX_CHAIN = 1 << 16
 _MAX_DEVICES = 1 << 20
+_MASK64 = (1 << 64) - 1
 
 
 def MAJOR(dev: int) -> int:
@@ -98,8 +103,10 @@ class BlockMajor:
 
 @dataclass(frozen=True, slots=True)
 class Disk:
-    """A disk: ``struct gendisk *``, name, major, first minor, minors, ``struct request_queue *``
-    and the ``block_device_operations`` symbol."""
+    """A disk: ``struct gendisk *``, name, major, first minor, minors, ``struct request_queue *``,
+    the ``block_device_operations`` symbol, whether the queue is blk-mq, and the requests in flight
+    as ``(reads, writes)`` where the kernel counts them (bio-based disks; None for blk-mq, whose
+    in-flight requests are busy tags, not read here)."""
 
     address: int
     name: str
@@ -108,6 +115,8 @@ class Disk:
     minors: int
     queue: int
     fops_name: str | None
+    mq: bool
+    in_flight: tuple[int, int] | None
 
 
 def _hash_array(prog: Program, symbol: str, struct: str) -> Object:
@@ -213,6 +222,45 @@ def for_each_disk(prog: Program) -> Iterator[Disk]:
             continue
         if disk is None:
             continue
-        fops = int(disk.fops)
+        fops, queue = int(disk.fops), disk.queue
+        mq = bool(int(queue.mq_ops)) if int(queue) else False
         yield Disk(int(disk), disk.disk_name.string_().decode(errors="replace"), int(disk.major),
-                   int(disk.first_minor), int(disk.minors), int(disk.queue), symbol_text(prog, fops))
+                   int(disk.first_minor), int(disk.minors), int(queue), symbol_text(prog, fops), mq,
+                   None if mq else disk_in_flight(disk))
+
+
+def _disk_stats(disk: Object) -> Object:
+    # The per-CPU struct disk_stats of the whole disk: part0->bd_stats since commit 0d02129e76ed
+    # (v5.11, part0 a struct block_device *), part0.dkstats (struct hd_struct) before.
+    part0 = disk.part0
+    try:
+        return part0.bd_stats
+    except (AttributeError, TypeLookupError):
+        return part0.dkstats
+
+
+def disk_in_flight(disk: Object) -> tuple[int, int] | None:
+    """The reads and writes in flight on a bio-based disk: ``disk_stats.in_flight[]`` (``local_t``
+    per CPU, ``include/linux/part_stat.h``) summed over the possible CPUs, as ``part_in_flight()``
+    does; None where the kernel has no such counter. blk-mq queues leave it at 0 (their in-flight
+    requests are counted from the tags by ``blk_mq_in_flight()``).
+
+    :param disk: ``struct gendisk *``
+
+    >>> disk_in_flight(disk)  # doctest: +SKIP
+    (0, 1)
+    """
+    prog = disk.prog_
+    stats_type = prog.find_type_or_none("struct disk_stats")
+    if stats_type is None or not stats_type.has_member("in_flight"):
+        return None
+    stats = int(_disk_stats(disk))
+    if not stats:
+        return None
+    at = stats + offsetof(stats_type, "in_flight")
+    reads = writes = 0
+    for cpu in for_each_possible_cpu(prog):
+        raw = prog.read((at + per_cpu_offset(prog, cpu)) & _MASK64, 16)
+        reads += int.from_bytes(raw[:8], "little", signed=True)
+        writes += int.from_bytes(raw[8:], "little", signed=True)
+    return reads, writes
