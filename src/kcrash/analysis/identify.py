@@ -20,7 +20,9 @@ or past a symbol's end is in no symbol (a sizeless one ends at the next symbol o
 ``mod->sect_attrs``) and is answered by what follows, the module's vmap area, as drgn answers with
 the ``.ko``'s sizes. The kernel image's kallsyms keep no sizes, so there a symbol runs to the next
 one (``kallsyms_lookup_size_offset``): the alignment fill after a function (``int3``, ``nop``) is
-named after the function before it, where drgn with the vmlinux's ELF sizes says nothing; neither
+named after the function before it, as the kernel's ``%pS`` names it, where drgn with the vmlinux's
+ELF sizes says nothing (most of it, on x86-64, is the ~1 MiB of ``int3`` filling up to the 2 MiB
+boundary after the SRSO alias thunk ``srso_alias_safe_ret``/``srso_alias_return_thunk``); neither
 BTF (no addresses or sizes of functions) nor ORC (its "undefined" entries also cover unreachable
 code inside functions) tells a function's end. Backtraces and ``sym`` print the kernel's ``%pS``
 (:meth:`~kcrash.debuginfo.symbols.SymbolTable.symbolize_or_none`: the next-symbol rule, so their
