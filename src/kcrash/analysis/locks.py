@@ -19,7 +19,7 @@ locked lock) and its holder where ``CONFIG_DEBUG_SPINLOCK`` records one. Not her
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from kcrash.analysis import triage
@@ -226,8 +226,7 @@ def _owner_row(tasks: _Tasks, owner: int, none: str) -> tuple[model.TaskRow | No
     return (row, None) if row is not None else (None, f"owner {owner:#x} is not one of the dump's tasks")
 
 
-def _lock_wait(prog: Program, tasks: _Tasks, row: model.TaskRow, raw: UnwindTrace) -> model.LockWait | None:
-    trace = triage.symbolize_trace(prog, raw)
+def _lock_wait(prog: Program, tasks: _Tasks, row: model.TaskRow, trace: model.Trace) -> model.LockWait | None:
     kind_frame = _wait_kind(trace.frames)
     if kind_frame is None:
         if row.state != "D":
@@ -235,7 +234,7 @@ def _lock_wait(prog: Program, tasks: _Tasks, row: model.TaskRow, raw: UnwindTrac
         return model.LockWait(row, "unknown", None, None, None, None, (), None,
                               "no frame names a lock or wait primitive", (), triage.blocked_function([trace]), trace)
     kind, frame = kind_frame
-    words = _stack_words(prog, tasks, row.task, raw.frames[0].sp if raw.frames else 0)
+    words = _stack_words(prog, tasks, row.task, trace.frames[0].sp if trace.frames else 0)
     found = _find(prog, tasks, kind, row.task, words)
     lock = found.lock if found else None
     owner, note = _owner(prog, tasks, kind, lock)
@@ -273,26 +272,33 @@ def _waiter_pids(prog: Program, tasks: _Tasks, kind: str, lock: int | None) -> t
     return tuple(tasks.rows[w.task].pid if w.task in tasks.rows else -1 for w in walk.waiters)
 
 
-def lock_waits(prog: Program, rows: Sequence[model.TaskRow]) -> tuple[model.LockWait, ...]:
+def lock_waits(prog: Program, rows: Sequence[model.TaskRow],
+               traces: Mapping[int, model.Trace] | None = None) -> tuple[model.LockWait, ...]:
     """What every blocked task waits on: every D-state task, and every sleeping (S, T) task whose
     stack names a lock or wait primitive, with the owner chains filled in.
 
     :param rows: every task (:func:`~kcrash.analysis.triage.task_rows`)
+    :param traces: the tasks' symbolized stacks by task address where already unwound (the
+        report's); the others are unwound here
     """
     tasks = _tasks(prog, rows)
-    task_type = prog.pointer_type("struct task_struct")
     waits = []
     for row in rows:
         if row.active or row.state not in _WAITING_STATES or row.pid == 0:
             continue
-        try:
-            raw = stack_trace(prog, Object(prog, task_type, row.task), scan=True)
-        except KcrashError:
-            continue
-        wait = _lock_wait(prog, tasks, row, raw)
+        trace = (traces or {}).get(row.task) or _trace_or_none(prog, row.task)
+        wait = _lock_wait(prog, tasks, row, trace) if trace is not None else None
         if wait is not None:
             waits.append(wait)
     return _with_chains(waits)
+
+
+def _trace_or_none(prog: Program, task: int) -> model.Trace | None:
+    try:
+        raw = stack_trace(prog, Object(prog, prog.pointer_type("struct task_struct"), task), scan=True)
+    except KcrashError:
+        return None
+    return triage.symbolize_trace(prog, raw)
 
 
 def _with_chains(waits: list[model.LockWait]) -> tuple[model.LockWait, ...]:
@@ -443,9 +449,11 @@ def why_it_hung(deadlocks: Sequence[model.Deadlock], found: Sequence[model.Locku
 
 
 def analyze_locks(prog: Program, rows: Sequence[model.TaskRow] | None = None,
-                  records: Sequence[PrintkRecord] | None = None) -> model.LockAnalysis:
+                  records: Sequence[PrintkRecord] | None = None,
+                  traces: Mapping[int, model.Trace] | None = None) -> model.LockAnalysis:
     """Everything ``kcrash locks`` shows: deadlocks, lock-ups, every blocked task's wait and the
-    stacks of the owners that are not blocked themselves."""
+    stacks of the owners that are not blocked themselves (``rows``, ``records`` and ``traces``,
+    the tasks' stacks by task address, are read from the dump when not given)."""
     notes = []
     if rows is None:
         rows, truncated = triage.task_rows(prog)
@@ -457,7 +465,7 @@ def analyze_locks(prog: Program, rows: Sequence[model.TaskRow] | None = None,
         except KcrashError as exc:
             records = []
             notes.append(f"no kernel log, lock-ups are looked for on the panic CPU only: {exc}")
-    waits = lock_waits(prog, rows)
+    waits = lock_waits(prog, rows, traces)
     deadlocks = find_deadlocks(waits)
     found = lockups(prog, records, rows)
     waiting = {w.task.task for w in waits}

@@ -480,7 +480,8 @@ def _with_locks(prog: Program, report: model.CrashReport, records: Sequence[Prin
     if not report.tasks:
         return report
     with phase("locks"):
-        locks = sections.get("locks", lambda: analyze_locks(prog, report.tasks, records), None)
+        traces = {t.task.task: t.trace for t in report.task_traces}  # unwound once, for every task
+        locks = sections.get("locks", lambda: analyze_locks(prog, report.tasks, records, traces), None)
     if locks is None or not (is_hang(message) or locks.deadlocks or locks.lockups):
         return report
     return dataclasses.replace(report, locks=locks)
@@ -514,12 +515,14 @@ def _with_every_cpu(prog: Program, report: model.CrashReport, records: Sequence[
               *(b.trace for b in report.blocked)]
     with phase("disassembly"):
         disassembly = frame_disassemblies(prog, traces)
-    faulting = report.disassembly
+    faulting, blocked = report.disassembly, report.blocked
     if symbolizer is not None:
         disassembly = _disassembly_with_sources(disassembly, symbolizer)
         faulting = _disassembly_with_sources((faulting,), symbolizer)[0] if faulting is not None else None
-    return dataclasses.replace(report, disassembly=faulting, oops=oops, log_tail=tail, cpus=cpus, task_traces=tasks,
-                               frame_disassembly=disassembly)
+        annotated = {t.task.task: t.trace for t in tasks}  # the blocked tasks' traces with their sources
+        blocked = tuple(dataclasses.replace(b, trace=annotated.get(b.task.task, b.trace)) for b in blocked)
+    return dataclasses.replace(report, disassembly=faulting, blocked=blocked, oops=oops, log_tail=tail, cpus=cpus,
+                               task_traces=tasks, frame_disassembly=disassembly)
 
 
 def _traces_with_sources(cpus: tuple[model.CpuBacktrace, ...], tasks: tuple[model.TaskTrace, ...],
