@@ -4,10 +4,14 @@ deadlock cycles found once from their lowest pid, lock-up panics, and the 'Why i
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
+from kcrash.analysis import locks
 from kcrash.analysis.locks import _wait_kind, _with_chains, find_deadlocks, is_hang, why_it_hung
 from kcrash.report import model
+from support.lock_kernel import THREAD_SIZE, LockKernel
 
 
 def _row(pid: int, comm: str, state: str = "D") -> model.TaskRow:
@@ -89,3 +93,59 @@ def test_lockup_sentences() -> None:
 ])
 def test_is_hang(message: str | None, hang: bool) -> None:
     assert is_hang(message) is hang
+
+
+# -- lock_waits on a synthetic kernel (tests/support/lock_kernel.py), the stacks given as traces ---------------
+
+def _synthetic(monkeypatch: pytest.MonkeyPatch, first_waiter: bool = False) -> LockKernel:
+    k = LockKernel(first_waiter=first_waiter)
+    # the synthetic kernel has no ORC tables or modules: only the stack size is needed
+    monkeypatch.setattr(locks, "kernel_unwinder", lambda prog: SimpleNamespace(thread_size=THREAD_SIZE))
+    return k
+
+
+def _blocked(k: LockKernel, task: int, pid: int, comm: str, *names: str, state: str = "D") -> tuple[model.TaskRow,
+                                                                                                 model.Trace]:
+    row = model.TaskRow(pid, 2, pid, 0, task, state, comm, False)
+    frames = tuple(model.Frame(i, 0xFFFFFFFF81000000, k.stack_of(task)[0] + 0x100, n, 0, None, n, True, "call")
+                   for i, n in enumerate(names))
+    return row, model.Trace(frames, None)
+
+
+MUTEX_FRAMES = ("__schedule", "schedule", "__mutex_lock.constprop.0", "f")
+
+
+def test_lock_waits_find_an_abba_deadlock_on_synthetic_stacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    k = _synthetic(monkeypatch)
+    a, b, w, holder = k.task(174), k.task(175), k.task(149), k.task(146)
+    mutex_b = k.lock("mutex", [a], owner=b | 1)  # a waits for b's mutex (a flag bit set)
+    mutex_a = k.lock("mutex", [b], owner=a)
+    sem = k.lock("semaphore", [w])
+    rows_traces = [_blocked(k, a, 174, "a", *MUTEX_FRAMES), _blocked(k, b, 175, "b", *MUTEX_FRAMES),
+                   _blocked(k, w, 149, "w", "__schedule", "schedule_timeout", "__down_common", "down", "f"),
+                   _blocked(k, holder, 146, "holder", "__schedule", "schedule_timeout", "f", state="S")]
+    rows = [r for r, _ in rows_traces]
+    waits = {x.task.pid: x for x in locks.lock_waits(k.prog, rows, {r.task: t for r, t in rows_traces})}
+    assert sorted(waits) == [149, 174, 175]  # a sleeping task waiting on no lock is not a wait
+    assert (waits[174].kind, waits[174].lock, waits[174].owner) == ("mutex", mutex_b, rows[1])
+    assert (waits[175].lock, waits[175].owner, waits[175].chain) == (mutex_a, rows[0], (175, 174, 175))
+    assert (waits[149].kind, waits[149].lock, waits[149].waiters) == ("semaphore", sem, (149,))
+    assert waits[149].owner is None and waits[149].owner_note == "a semaphore records no owner (count 0)"
+    deadlocks = find_deadlocks(tuple(waits.values()))
+    assert [[x.task.pid for x in d.waits] for d in deadlocks] == [[174, 175]]
+
+
+def test_lock_waits_on_the_first_waiter_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    k = _synthetic(monkeypatch, first_waiter=True)
+    a, holder = k.task(10), k.task(11)
+    mutex = k.lock("mutex", [a], owner=holder)
+    row, trace = _blocked(k, a, 10, "a", *MUTEX_FRAMES)
+    k.u64(k.stack_of(a)[0] + 0x200, mutex)  # the lock pointer saved on the waiter's stack
+    owner = model.TaskRow(11, 2, 11, 0, holder, "S", "holder", False)
+    (wait,) = locks.lock_waits(k.prog, [row, owner], {a: trace})
+    assert (wait.lock, wait.owner, wait.waiters) == (mutex, owner, (10,))
+    # without the lock on the stack, the hung-task detector's task->blocker names it
+    k.u64(k.stack_of(a)[0] + 0x200, 0)
+    k.u64(a + 32, mutex)  # BLOCKER_TYPE_MUTEX
+    (wait,) = locks.lock_waits(k.prog, [row, owner], {a: trace})
+    assert (wait.lock, wait.owner) == (mutex, owner)
