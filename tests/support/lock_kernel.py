@@ -15,6 +15,7 @@ from kcrash.types.btf_write import BtfWriter
 from kcrash.types.program import Program
 
 BASE = 0xFFFFFFFF81000000
+WAKE_PAGE_FUNCTION = BASE + 0x100
 LOCKS = BASE + 0x1000  # the locks (one per 0x40)
 TASKS = BASE + 0x4000  # task_structs (one per 0x100)
 STACKS = BASE + 0x10000  # one THREAD_SIZE stack per task
@@ -60,6 +61,10 @@ class LockKernel:
         swqh = w.add_struct("swait_queue_head", 24, [("lock", u, 0, 0), ("task_list", lh, 64, 0)])
         w.add_struct("swait_queue", 24, [("task", task_ptr, 0, 0), ("task_list", lh, 64, 0)])
         w.add_struct("completion", 32, [("done", u, 0, 0), ("wait", swqh, 64, 0)])
+        vp = w.add_ptr(0)
+        wqe = w.add_struct("wait_queue_entry", 40, [("flags", u, 0, 0), ("private", vp, 64, 0), ("func", vp, 128, 0),
+                                                    ("entry", lh, 192, 0)])
+        w.add_struct("wait_page_queue", 56, [("folio", vp, 0, 0), ("bit_nr", i, 64, 0), ("wait", wqe, 128, 0)])
         qspinlock = w.add_struct("qspinlock", 4, [("val", u, 0, 0)])
         raw_members = [("raw_lock", qspinlock, 0, 0)]
         if debug_spinlock:
@@ -71,7 +76,8 @@ class LockKernel:
         segments = SegmentMap()
         segments.add_segment(BASE, len(self.memory), lambda a, n: bytes(self.memory[a - BASE:a - BASE + n]),
                              physical=False)
-        self.prog = Program(MemoryReader(segments), SymbolTable(["_stext", "_end"], [BASE, END], "TD"),
+        self.prog = Program(MemoryReader(segments), SymbolTable(["_stext", "wake_page_function", "_end"],
+                                                                    [BASE, WAKE_PAGE_FUNCTION, END], "TTD"),
                             parse_btf(w.to_bytes()))
         self.tasks: list[int] = []
         self.next_lock = LOCKS
@@ -107,6 +113,15 @@ class LockKernel:
 
     def is_waiter(self, waiter: int, task: int) -> bool:
         return task in self.tasks and self.stack_of(task)[0] <= waiter < self.stack_of(task)[1]
+
+    def page_wait(self, task: int, folio: int) -> int:
+        """A ``struct wait_page_queue`` on ``task``'s stack waiting for ``folio``'s lock bit; returns it."""
+        self.stack_top[task] -= 0x40
+        queue = self.stack_top[task]
+        self.u64(queue, folio)
+        self.u64(queue + 16 + 8, task)
+        self.u64(queue + 16 + 16, WAKE_PAGE_FUNCTION)
+        return queue
 
     def lock(self, kind: str, waiters: list[int], *, owner: int = 0, count: int = 0, waiter_type: int = 1) -> int:
         """A lock of ``kind`` whose wait list holds a waiter on each of ``waiters``' stacks (in order);

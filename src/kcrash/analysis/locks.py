@@ -178,10 +178,16 @@ def _find_page(prog: Program, task: int, words: list[tuple[int, int]]) -> _Found
     return None
 
 
+#: what the kernel records instead of an owner, for the kinds it records none for
+_NO_OWNER = {"rcu": "an RCU grace period has no owner: every CPU must pass a quiescent state",
+             "page": "a page lock records no owner"}
+
+
 def _owner(prog: Program, tasks: _Tasks, kind: str, lock: int | None) -> tuple[model.TaskRow | None, str | None]:
+    if kind in _NO_OWNER:
+        return None, _NO_OWNER[kind]
     if lock is None:
-        return None, {"rcu": "an RCU grace period has no owner: every CPU must pass a quiescent state",
-                      "page": "a page lock records no owner"}.get(kind, "the lock could not be found")
+        return None, "the lock could not be found"
     try:
         return _recorded_owner(prog, tasks, kind, lock)
     except FaultError as exc:

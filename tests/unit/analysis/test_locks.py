@@ -149,3 +149,14 @@ def test_lock_waits_on_the_first_waiter_layout(monkeypatch: pytest.MonkeyPatch) 
     k.u64(a + 32, mutex)  # BLOCKER_TYPE_MUTEX
     (wait,) = locks.lock_waits(k.prog, [row, owner], {a: trace})
     assert (wait.lock, wait.owner) == (mutex, owner)
+
+
+def test_a_page_lock_waiter_names_the_folio(monkeypatch: pytest.MonkeyPatch) -> None:
+    k = _synthetic(monkeypatch)
+    a = k.task(10)
+    folio = 0xFFFFEA0000123400
+    queue = k.page_wait(a, folio)
+    row, trace = _blocked(k, a, 10, "a", "__schedule", "io_schedule", "folio_wait_bit_common", "filemap_fault")
+    (wait,) = locks.lock_waits(k.prog, [row], {a: trace})
+    assert (wait.kind, wait.lock, wait.waiter, wait.owner) == ("page", folio, queue, None)
+    assert wait.owner_note == "a page lock records no owner"
