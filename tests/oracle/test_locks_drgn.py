@@ -214,3 +214,17 @@ def test_the_report_says_why_it_hung(case: tuple[str, str, bool], lab_crash: Cal
     else:
         assert report.locks.why[0].startswith(f"CPU {report.locks.lockups[0].cpu}, init (pid 1), spins on "
                                               "spinlock kcrash_test_lock")
+
+
+@pytest.mark.parametrize("case", [HUNG[0], BUG[2]], ids=_ids)
+def test_the_kdump_file_gives_the_same_analysis(case: tuple[str, str, bool], lab_crash: Callable[..., Path],
+                                                tmp_path: Path) -> None:
+    out = lab_crash(*case)
+    analyses = []
+    for name in ("vmcore.elf", "vmcore.kdump"):
+        prog = open_target(str(out / name), tmp_path)
+        try:
+            analyses.append(analyze_locks(prog))
+        finally:
+            prog.close()
+    assert analyses[0] == analyses[1] and analyses[0].waits
