@@ -75,3 +75,14 @@ def test_module_instructions_have_addr2lines_line(report: tuple[dict[str, Any], 
     for insn, chain in zip(insns, theirs, strict=True):
         assert (insn["source"][0]["function"], f"{insn['source'][0]['file']}:{insn['source'][0]['line']}") == \
             (chain[0][0], _DISCRIMINATOR.sub("", chain[0][1])), hex(insn["address"])
+
+
+def test_every_cpus_and_tasks_frames_have_source_lines(report: tuple[dict[str, Any], Path, Path]) -> None:
+    doc = report[0]
+    traces = [("cpu", c["trace"]) for c in doc["cpus"]] + [("task", t["trace"]) for t in doc["task_traces"]] + \
+        [("blocked", b["trace"]) for b in doc["blocked"]]
+    missing = [(where, f["text"]) for where, trace in traces for f in trace["frames"]
+               if f["module"] in (None, "kcrash_test") and not f["source"]]
+    assert not missing
+    assert doc["blocked"] and all(f["source"] for b in doc["blocked"] for f in b["trace"]["frames"]
+                                  if f["module"] is None)
