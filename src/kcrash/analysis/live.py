@@ -13,11 +13,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from kcrash.analysis.target import load_modules
 from kcrash.debuginfo.kallsyms import load_kallsyms
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.dumps.base import MemorySegment
 from kcrash.errors import KcrashError, LiveTargetError, MissingDebugInfoError
 from kcrash.helpers.linux.list import list_for_each_entry
+from kcrash.helpers.linux.stack import kernel_unwinder
 from kcrash.live.breakpoints import Breakpoint
 from kcrash.live.connect import attach
 from kcrash.live.session import ARGUMENT_REGISTERS, HitContext, LiveSession, Location
@@ -29,7 +31,8 @@ from kcrash.types.object import Object, sizeof
 from kcrash.types.program import Program, read_vmlinux_btf
 from kcrash.unwind import MemoryUnwindContext, OrcTables, Registers, StackRange, unwind, vmlinux_orc_table
 
-__all__ = ["KernelBinder", "attach_kernel", "backtrace_lines", "kernel_binder_factory", "list_tasks", "task_row"]
+__all__ = ["KernelBinder", "attach_kernel", "backtrace_lines", "kernel_binder_factory", "list_tasks", "live_program",
+           "task_row"]
 
 #: syscall arguments in ``struct pt_regs`` (x86-64 syscall convention: r10 replaces rcx)
 _SYSCALL_REGS = ("di", "si", "dx", "r10", "r8", "r9")
@@ -181,6 +184,20 @@ def kernel_binder_factory(cache: Path | None) -> Callable[[LiveSession], KernelB
 def attach_kernel(target: str, *, qmp: str | None = None, cache: Path | None = None, **options: Any) -> LiveSession:
     """Attach with kernel symbols and types: ``with attach_kernel("localhost:1234", qmp=sock) as t:``."""
     return attach(target, qmp=qmp, binder_factory=kernel_binder_factory(cache), **options)
+
+
+def live_program(session: LiveSession, *, orc: bool = True) -> Program:
+    """The stopped kernel of ``session`` (attached by :func:`attach_kernel`) as the analysis commands'
+    :class:`Program`, like :func:`kcrash.analysis.target.open_target` for a dump: the modules' symbols
+    and BTF loaded and (``orc``) the unwinder's tables. Valid while the target stays stopped; the
+    session's detach resumes it (``prog.dump`` stays None: nothing is a frozen image)."""
+    binder = session.binder
+    if not isinstance(binder, KernelBinder):
+        raise MissingDebugInfoError("the live session has no kernel symbols and types")
+    load_modules(binder.prog)
+    if orc:
+        kernel_unwinder(binder.prog)
+    return binder.prog
 
 
 # --- kernel views for the commands ----------------------------------------------------------------

@@ -30,7 +30,7 @@ from kcrash.cli.common import (
     symbol_file_options,
     warn_of_missing_log,
 )
-from kcrash.cli.params import Number
+from kcrash.cli.params import DumpOrLive, Number
 from kcrash.errors import CliError, FaultError, MissingDebugInfoError, ValidationError
 from kcrash.helpers.linux.panic import panic_cpu_or_none
 from kcrash.metrics import phase
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["commands"]
 
-_DUMP = click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+_DUMP = click.argument("path", metavar="DUMP", type=DumpOrLive())
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 _DEBUGINFO = click.option("--debuginfo", "debuginfo", multiple=True, type=click.Path(exists=True),
@@ -256,7 +256,7 @@ def _render_text(report: Any, fmt: str) -> str:
 
 
 @click.command("report")
-@click.argument("path", metavar="DUMP", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", metavar="DUMP", required=False, type=DumpOrLive())
 @click.option("--log-lines", type=click.IntRange(min=0), default=30, show_default=True, help="Log tail length.")
 @click.option("--format", "fmt", type=click.Choice(["terminal", "html", "json"]), default="terminal",
               show_default=True, help="terminal (rich), one self-contained HTML file, or JSON.")

@@ -25,10 +25,21 @@ from kcrash.errors import CliError
 
 if TYPE_CHECKING:
     from kcrash.helpers.linux.printk import PrintkLog
+    from kcrash.live.session import LiveSession
     from kcrash.types.program import Program
 
-__all__ = ["cache_dir", "echo_json", "opened_target", "printed_dump_warnings", "run_user_code", "symbol_file_options",
-           "warn_of_missing_log"]
+__all__ = [
+    "LIVE_TIMEOUT",
+    "attached_live",
+    "cache_dir",
+    "echo_json",
+    "opened_target",
+    "printed_dump_warnings",
+    "refuse_live",
+    "run_user_code",
+    "symbol_file_options",
+    "warn_of_missing_log",
+]
 
 
 def cache_dir() -> Path:
@@ -93,20 +104,82 @@ def given_vmlinux() -> str | None:
     return ctx.meta.get(_VMLINUX) if ctx is not None else None
 
 
+_ATTACHED: dict[str, LiveSession] = {}
+
+#: seconds to wait for a live target's stub (each reply) before giving up with a one-line error
+#: (``$KCRASH_LIVE_TIMEOUT`` overrides it)
+LIVE_TIMEOUT = 10.0
+
+
+def _live_timeout() -> float:
+    try:
+        return float(os.environ.get("KCRASH_LIVE_TIMEOUT", LIVE_TIMEOUT))
+    except ValueError:
+        raise CliError("KCRASH_LIVE_TIMEOUT must be a number of seconds", 2) from None
+
+
 @contextmanager
 def opened_target(path: str, *, orc: bool = True) -> Iterator[Program]:
     """The dump at ``path`` as a ready program (symbols, types, modules; ``orc``: the unwinder's
     tables), its warnings printed; closed afterwards. Symbols come from ``--vmlinux``/``--system-map``
-    when the command was given one."""
+    when the command was given one.
+
+    ``path`` may name a running kernel instead (``gdb:HOST:PORT[?qmp=SOCKET]``, see
+    :class:`~kcrash.cli.params.DumpOrLive`): it is stopped while the command reads it, then detached
+    and resumed."""
     from kcrash.analysis.target import open_target
+    from kcrash.cli.params import parse_live_target
     from kcrash.metrics import phase
 
+    live = parse_live_target(path)
+    if live is not None:
+        with attached_live(live.stub, live.qmp) as session:
+            from kcrash.analysis.live import live_program
+
+            with phase("open"):
+                yield live_program(session, orc=orc)
+        return
     with printed_dump_warnings(), phase("open"):
         prog = open_target(path, cache_dir(), orc=orc, symbol_file=given_symbol_file())
     try:
         yield prog
     finally:
         prog.close()
+
+
+@contextmanager
+def attached_live(stub: str, qmp: str | None, *, binder: bool = True) -> Iterator[LiveSession]:
+    """A live kernel session (stopped; ``binder``: with symbols and types) for one command; detached
+    (the kernel resumed) afterwards. A stub that does not answer is a one-line error after
+    :data:`LIVE_TIMEOUT`."""
+    from kcrash.analysis.live import KernelBinder, attach_kernel
+    from kcrash.live.connect import attach
+
+    if given_symbol_file() is not None:
+        raise CliError("--vmlinux/--system-map are not used on a live target: its symbols come from its kallsyms", 2)
+    outer = _ATTACHED.get(stub)
+    if outer is not None:  # nested (a symbol lookup inside rd's memory access): the stub takes one client
+        if binder and not isinstance(outer.binder, KernelBinder):
+            outer.binder = KernelBinder(outer, cache_dir())
+        yield outer
+        return
+    try:
+        session = attach_kernel(stub, qmp=qmp, cache=cache_dir(), timeout=_live_timeout()) if binder \
+            else attach(stub, qmp=qmp, timeout=_live_timeout())
+    except OSError as exc:
+        raise CliError(f"cannot attach to live target {stub}: {exc.strerror or exc}") from None
+    _ATTACHED[stub] = session
+    try:
+        with session:
+            yield session
+    finally:
+        del _ATTACHED[stub]
+
+
+def refuse_live(path: str, why: str) -> None:
+    """Raise the one-line error of a command that makes no sense on a running kernel."""
+    if path.startswith("gdb:"):
+        raise CliError(f"{path}: {why}", 2)
 
 
 def warn_of_missing_log(log: PrintkLog) -> None:

@@ -23,12 +23,12 @@ from kcrash.analysis.disasm import TargetLabel, target_labels
 from kcrash.analysis.x86_disasm import Instruction, disassemble
 from kcrash.cli.common import cache_dir, echo_json, opened_target
 from kcrash.cli.decode import debuginfo_options, parse_module_bases
-from kcrash.cli.params import AddressArg, Number
+from kcrash.cli.dump import opened_dump
+from kcrash.cli.params import AddressArg, DumpOrLive, Number
 from kcrash.cli.sym import symbol_table
 from kcrash.debuginfo.finder import find_debuginfo, find_module_debuginfo
 from kcrash.debuginfo.symbolizer import SourceLocation, open_symbolizers
 from kcrash.debuginfo.symbols import SymbolTable
-from kcrash.dumps import open_dump
 from kcrash.dumps.vmcoreinfo import VmcoreInfo
 from kcrash.errors import CliError, KcrashError, MissingDebugInfoError, SymbolNotFoundError
 from kcrash.helpers.linux.module import find_module_or_none, module_base
@@ -52,7 +52,7 @@ class _Target:
 
 
 @click.command("dis")
-@click.argument("dump", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("dump", type=DumpOrLive())
 @click.argument("target", metavar="SYMBOL[+OFF]|ADDR", type=Number("symbol"))
 @click.option("-r", "reverse", is_flag=True, help="From the function start up to and including ADDR.")
 @click.option("-l", "lines", is_flag=True, help="Interleave source lines (needs debug information).")
@@ -61,33 +61,33 @@ class _Target:
 @click.option("--intel", "syntax", flag_value="intel", default=True, help="Intel syntax (default).")
 @debuginfo_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def dis(dump: Path, target: AddressArg, reverse: bool, lines: bool, count: int | None, syntax: str,
+def dis(dump: str, target: AddressArg, reverse: bool, lines: bool, count: int | None, syntax: str,
         debuginfo: tuple[Path, ...], module_bases: tuple[str, ...], force: bool, no_cache: bool,
         as_json: bool) -> None:
     """Disassemble SYMBOL, SYMBOL+OFF or ADDR (0x-prefixed or 8+ hex digits) from the kernel memory in DUMP."""
     cache = None if no_cache else cache_dir()
-    opened = open_dump(dump)
-    info = opened.vmcoreinfo_or_none()
-    mem = open_kernel_memory(opened)
     symbols = _symbols(dump)
     where = _resolve(target, symbols, reverse, count)
-    code = mem.read(where.start, where.end - where.start)
-    insns = _selected(disassemble(code, where.start, syntax), where, count)
     bases = parse_module_bases(module_bases)
     if lines and where.module and where.module not in bases:
         bases[where.module] = _module_text_base(dump, where.module)
-    source = _source(mem, info, insns, list(debuginfo), bases, force, cache, where.module) if lines else {}
+    with opened_dump((dump,)) as opened:  # a dump file, or a live target stopped meanwhile
+        info = opened.vmcoreinfo_or_none()
+        mem = open_kernel_memory(opened)
+        code = mem.read(where.start, where.end - where.start)
+        insns = _selected(disassemble(code, where.start, syntax), where, count)
+        source = _source(mem, info, insns, list(debuginfo), bases, force, cache, where.module) if lines else {}
     _show(insns, where, source, target_labels(insns, symbols), as_json)
 
 
-def _symbols(dump: Path) -> SymbolTable | None:
+def _symbols(dump: str) -> SymbolTable | None:
     # Without kallsyms only hexadecimal addresses can be disassembled (see _resolve).
     with contextlib.suppress(KcrashError):
         return symbol_table(str(dump))
     return None
 
 
-def _module_text_base(dump: Path, name: str) -> int:
+def _module_text_base(dump: str, name: str) -> int:
     # -l on a module function without --module-base: where the dump says the module's text is.
     with opened_target(str(dump), orc=False) as prog:
         mod = find_module_or_none(prog, name)

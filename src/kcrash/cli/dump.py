@@ -25,6 +25,7 @@ import click
 
 from kcrash.analysis.triage import dump_log
 from kcrash.cli.common import (
+    attached_live,
     cache_dir,
     echo_json,
     given_symbol_file,
@@ -32,6 +33,7 @@ from kcrash.cli.common import (
     symbol_file_options,
     warn_of_missing_log,
 )
+from kcrash.cli.params import parse_live_target
 from kcrash.collect.convert import FORMATS, ConvertOptions, ConvertResult, convert_dump
 from kcrash.dumps import DumpFormat, open_dump
 from kcrash.dumps.write.compress import CODECS
@@ -44,7 +46,14 @@ __all__ = ["dump", "opened_dump", "progress_bar", "report_write"]
 
 @contextmanager
 def opened_dump(paths: tuple[str, ...], *, zero_fill: bool = False) -> Iterator[DumpFormat]:
-    """Open ``paths`` as one dump, print its warnings as one line each, and close it afterwards."""
+    """Open ``paths`` as one dump, print its warnings as one line each, and close it afterwards.
+    A live target (``gdb:HOST:PORT[?qmp=SOCKET]``) is attached instead: its memory as a dump while
+    the kernel is stopped, detached (resumed) afterwards."""
+    live = parse_live_target(paths[0]) if len(paths) == 1 else None
+    if live is not None:
+        with attached_live(live.stub, live.qmp, binder=False) as session:
+            yield session.dump  # LiveDump is shaped like a dump (kcrash.dumps.DumpFormat)
+        return
     with printed_dump_warnings():
         handle = open_dump(list(paths), zero_fill=zero_fill)
     try:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from kcrash.cli.common import echo_json, opened_target, symbol_file_options
+from kcrash.cli.params import DumpOrLive
 from kcrash.errors import CliError, KcrashError
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["commands"]
 
 T = TypeVar("T")
-_DUMP = click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+_DUMP = click.argument("path", metavar="DUMP", type=DumpOrLive())
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 

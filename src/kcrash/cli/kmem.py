@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from kcrash.cli.common import echo_json, opened_target
+from kcrash.cli.params import DumpOrLive
 from kcrash.errors import CliError
 from kcrash.types.object import Object
 from kcrash.types.program import Program
@@ -26,7 +27,7 @@ __all__ = ["kmem"]
 
 
 @click.command("kmem")
-@click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", metavar="DUMP", type=DumpOrLive())
 @click.argument("addresses", metavar="[ADDR...|CACHE...]", nargs=-1)
 @click.option("-s", "slabs", is_flag=True, help="Every slab cache (or the CACHEs named): objects, slabs, sizes.")
 @click.option("-S", "slab_objects", is_flag=True, help="The objects of each slab of the CACHEs named.")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 from kcrash.cli.common import echo_json, opened_target, symbol_file_options
+from kcrash.cli.params import DumpOrLive
 
 if TYPE_CHECKING:
     from kcrash.report.model import LockAnalysis, Lockup, LockWait, TaskRow, Trace
@@ -26,7 +27,7 @@ __all__ = ["locks"]
 
 @click.command("locks")
 @symbol_file_options
-@click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", metavar="DUMP", type=DumpOrLive())
 @click.option("-v", "verbose", is_flag=True, help="Every blocked task's stack, not only the deadlocked ones'.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def locks(path: str, verbose: bool, as_json: bool) -> None:

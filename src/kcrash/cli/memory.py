@@ -20,7 +20,7 @@ import click
 
 from kcrash.cli.common import echo_json, symbol_file_options
 from kcrash.cli.dump import opened_dump
-from kcrash.cli.params import AddressArg, Number
+from kcrash.cli.params import AddressArg, DumpOrLive, Number
 from kcrash.cli.sym import resolve_address, symbol_table
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import CliError, KcrashError
@@ -43,7 +43,7 @@ def _resolve(arg: AddressArg, memory: KernelMemory, dump_path: str) -> int:
 
 
 @click.command()
-@click.argument("paths", metavar="DUMP", nargs=1, type=click.Path(exists=True, dir_okay=False))
+@click.argument("paths", metavar="DUMP", nargs=1, type=DumpOrLive())
 @click.argument("address", metavar="ADDR|SYMBOL[+OFF]", type=Number("symbol"))
 @click.option("-p", "physical", is_flag=True, help="ADDR is a physical address.")
 @click.option("-n", "count", type=click.IntRange(1, _MAX_COUNT), default=None,
@@ -127,7 +127,7 @@ def _show_symbolic(addr: int, data: bytes, physical: bool, table: SymbolTable, a
 
 
 @click.command()
-@click.argument("paths", metavar="DUMP", nargs=1, type=click.Path(exists=True, dir_okay=False))
+@click.argument("paths", metavar="DUMP", nargs=1, type=DumpOrLive())
 @click.argument("address", metavar="ADDR|SYMBOL[+OFF]", type=Number("symbol"))
 @symbol_file_options
 @click.option("--pgd", "pgd", type=Number("address"), default=None, metavar="ADDR",

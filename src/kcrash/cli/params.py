@@ -17,6 +17,9 @@ command language). The rule, the same everywhere:
 * **Seconds**: a decimal number, a fraction allowed.
 * **PID or task address** (``bt``): an address as above is a task address, a number of up to 7
   digits a PID.
+* **Target** (the ``DUMP`` of every analysis command, :class:`DumpOrLive`): a dump file that exists,
+  or a running kernel ``gdb:HOST:PORT`` (QEMU's gdbstub), ``gdb:HOST:PORT?qmp=SOCKET`` to read
+  VMCOREINFO from QEMU's QMP socket (without it, VMCOREINFO is searched in guest memory).
 * ``addr2line`` alone reads every word as hex (``0x`` optional), as binutils' ``addr2line`` does.
 
 Parsing only; what a symbol or expression means is the command's business (:meth:`AddressArg.resolve`).
@@ -35,7 +38,8 @@ import click
 
 from kcrash.errors import CliError
 
-__all__ = ["AddressArg", "Mode", "Number", "parse_number"]
+__all__ = ["LIVE_PREFIX", "AddressArg", "DumpOrLive", "LiveTarget", "Mode", "Number", "parse_live_target",
+           "parse_number"]
 
 #: what a :class:`Number` reads: see the module docstring
 Mode = Literal["address", "symbol", "expression", "number", "seconds", "pid_or_address", "hex"]
@@ -175,3 +179,53 @@ class Number(click.ParamType[Any, Any]):
             return _PARSERS[self.mode](value.strip())
         except _Invalid as exc:
             self.fail(str(exc), param, ctx)
+
+
+#: how a running kernel is named where a dump path is expected
+LIVE_PREFIX = "gdb:"
+
+
+@dataclass(frozen=True, slots=True)
+class LiveTarget:
+    """A running kernel named on the command line: the gdb stub ``HOST:PORT`` and QEMU's QMP socket."""
+
+    stub: str
+    qmp: str | None = None
+
+
+def parse_live_target(text: str) -> LiveTarget | None:
+    """``gdb:HOST:PORT[?qmp=SOCKET]`` as a :class:`LiveTarget`; None for anything else (a dump path).
+    A word with the prefix that breaks the rule is a :class:`~kcrash.errors.CliError` (exit status 2)."""
+    if not text.startswith(LIVE_PREFIX):
+        return None
+    stub, sep, query = text[len(LIVE_PREFIX):].partition("?")
+    host, colon, port = stub.rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CliError(f"invalid live target {text!r}: write gdb:HOST:PORT or gdb:HOST:PORT?qmp=SOCKET", 2)
+    qmp = None
+    if sep:
+        key, eq, qmp = query.partition("=")
+        if key != "qmp" or not eq or not qmp:
+            raise CliError(f"invalid live target {text!r}: the only option is ?qmp=SOCKET", 2)
+    return LiveTarget(f"{host or 'localhost'}:{port}", qmp)
+
+
+class DumpOrLive(click.ParamType[Any, Any]):
+    """The ``DUMP`` argument of the analysis commands: an existing dump file (``click.Path(exists=True,
+    dir_okay=False)``, same errors) or a live target ``gdb:HOST:PORT[?qmp=SOCKET]``, kept as the string
+    given (:func:`kcrash.cli.common.opened_target` tells them apart)."""
+
+    name = "dump"
+
+    def __init__(self) -> None:
+        self._path = click.Path(exists=True, dir_okay=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """A live target is checked for syntax only; anything else must be an existing file."""
+        if isinstance(value, str) and value.startswith(LIVE_PREFIX):
+            try:
+                parse_live_target(value)
+            except CliError as exc:
+                self.fail(str(exc).removeprefix(f"invalid live target {value!r}: "), param, ctx)
+            return value
+        return self._path.convert(value, param, ctx)

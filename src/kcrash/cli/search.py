@@ -18,7 +18,7 @@ import click
 
 from kcrash.cli.common import echo_json, opened_target
 from kcrash.cli.dump import opened_dump
-from kcrash.cli.params import AddressArg, Number, parse_number
+from kcrash.cli.params import AddressArg, DumpOrLive, Number, parse_number
 from kcrash.cli.sym import resolve_address, symbol_table
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import CliError
@@ -44,7 +44,7 @@ class _Value(Number):
 
 
 @click.command("search")
-@click.argument("dump_path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dump_path", metavar="DUMP", type=DumpOrLive())
 @click.argument("value", metavar="[VALUE]", required=False, type=_Value())
 @click.option("-s", "start", type=Number("symbol"), default=None, metavar="ADDR|SYM[+OFF]",
               help="Start of the range (default: the start of the address space searched).")

@@ -31,6 +31,7 @@ import click
 from kcrash.analysis.drgn_compat import DrgnProgram, drgn_program
 from kcrash.analysis.drgn_helpers import drgn_modules, shell_names
 from kcrash.cli.common import opened_target, run_user_code, symbol_file_options
+from kcrash.cli.params import DumpOrLive
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.types.program import Program
 
@@ -157,7 +158,7 @@ def _interact(path: str, namespace: dict[str, Any]) -> None:
 
 
 @click.command("shell")
-@click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", metavar="DUMP", type=DumpOrLive())
 @symbol_file_options
 @click.option("-c", "command", help="Run this Python code instead of the interactive prompt.")
 def shell_command(path: str, command: str | None) -> None:

@@ -22,7 +22,7 @@ import click
 
 from kcrash.cli.common import cache_dir, echo_json, given_symbol_file, opened_target, symbol_file_options
 from kcrash.cli.dump import opened_dump
-from kcrash.cli.params import AddressArg, Number, parse_number
+from kcrash.cli.params import AddressArg, DumpOrLive, Number, parse_number
 from kcrash.debuginfo.kallsyms import load_kallsyms
 from kcrash.debuginfo.symbol_files import load_symbol_file
 from kcrash.debuginfo.symbols import Symbol, SymbolTable
@@ -49,7 +49,7 @@ class _Query(Number):
 
 
 @click.command("sym")
-@click.argument("dump_path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dump_path", metavar="DUMP", type=DumpOrLive())
 @click.argument("queries", metavar="NAME[+OFF]|ADDR|GLOB...", nargs=-1, type=_Query())
 @click.option("-r", "regexes", multiple=True, metavar="REGEX",
               help="Every symbol whose name contains a match of REGEX (Python syntax; repeatable).")

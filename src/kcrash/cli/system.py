@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 from kcrash.cli.common import echo_json, opened_target, symbol_file_options
-from kcrash.cli.params import Number
+from kcrash.cli.params import DumpOrLive, Number
 from kcrash.errors import CliError, KcrashError
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ __all__ = ["commands", "files", "mount", "net"]
 
 @click.command("files")
 @symbol_file_options
-@click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", metavar="DUMP", type=DumpOrLive())
 @click.argument("target", metavar="[PID|TASK]", required=False, type=Number("pid_or_address"))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def files(path: str, target: int | None, as_json: bool) -> None:
@@ -65,7 +65,7 @@ def _print_files(result: TaskFiles) -> None:
 
 @click.command("mount")
 @symbol_file_options
-@click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", metavar="DUMP", type=DumpOrLive())
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def mount(path: str, as_json: bool) -> None:
     """The mounts of the initial mount namespace: mount, superblock, type, device, mount point."""
@@ -86,7 +86,7 @@ def mount(path: str, as_json: bool) -> None:
 
 @click.command("net")
 @symbol_file_options
-@click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", metavar="DUMP", type=DumpOrLive())
 @click.argument("target", metavar="[PID|TASK]", required=False, type=Number("pid_or_address"))
 @click.option("-s", "sockets", is_flag=True, help="The sockets of a task (PID|TASK) or of every task.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

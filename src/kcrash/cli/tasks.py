@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kcrash.cli.common import echo_json, opened_target, symbol_file_options
-from kcrash.cli.params import Number, parse_number
+from kcrash.cli.params import DumpOrLive, Number, parse_number
 from kcrash.errors import CliError, KcrashError, TypeLookupError, ValidationError
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["commands", "print_ps"]
 
-_DUMP = click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+_DUMP = click.argument("path", metavar="DUMP", type=DumpOrLive())
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 _FOREACH_COMMANDS = ("bt", "files", "vm", "task", "ps")
 _NS = 1_000_000_000

@@ -25,7 +25,7 @@ from kcrash.analysis.expressions import (
     whatis,
 )
 from kcrash.cli.common import echo_json, opened_target, symbol_file_options
-from kcrash.cli.params import AddressArg, Number
+from kcrash.cli.params import AddressArg, DumpOrLive, Number
 from kcrash.types.cexpr import SymbolObject, require_usable
 from kcrash.types.format import format_layout, format_object, layout_to_json, object_to_json
 from kcrash.types.model import Type, TypeKind
@@ -44,7 +44,7 @@ def _address(prog: Program, arg: AddressArg) -> int:
 
 @click.command("struct")
 @symbol_file_options
-@click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", metavar="DUMP", type=DumpOrLive())
 @click.argument("type_name", metavar="TYPE")
 @click.argument("address", metavar="ADDR|EXPR", required=False, type=Number("expression"))
 @click.option("-x", "radix", flag_value=16, help="Integers in hexadecimal (crash's -x).")
@@ -117,7 +117,7 @@ def _show_per_cpu_values(values: tuple[PerCpuValue, ...], as_json: bool, radix: 
 @click.option("-x", "radix", flag_value=16, help="Integers in hexadecimal (crash's -x).")
 @click.option("-d", "radix", flag_value=10, default=True, help="Integers in decimal (the default).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", metavar="DUMP", type=DumpOrLive())
 @click.argument("expression", metavar="EXPR", nargs=-1, required=True)
 def print_command(path: str, declarations: tuple[str, ...], expression: tuple[str, ...], radix: int,
                   as_json: bool) -> None:
@@ -142,7 +142,7 @@ def print_command(path: str, declarations: tuple[str, ...], expression: tuple[st
 @click.command("whatis", context_settings={"ignore_unknown_options": True})
 @symbol_file_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", metavar="DUMP", type=DumpOrLive())
 @click.argument("what", metavar="NAME|TYPE|TYPE.MEMBER|EXPR", nargs=-1, required=True)
 def whatis_command(path: str, what: tuple[str, ...], as_json: bool) -> None:
     """Show a type's definition, a variable's or function's declaration, a member's declaration

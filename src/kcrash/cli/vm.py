@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from kcrash.cli.common import echo_json, opened_target, symbol_file_options
-from kcrash.cli.params import Number
+from kcrash.cli.params import DumpOrLive, Number
 from kcrash.errors import CliError, KcrashError, ValidationError
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def find_task(prog: Program, value: int | None) -> Object:
 
 @click.command("vm")
 @symbol_file_options
-@click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", metavar="DUMP", type=DumpOrLive())
 @click.argument("targets", metavar="[PID|TASK]...", nargs=-1, type=Number("pid_or_address"))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def vm(path: str, targets: tuple[int, ...], as_json: bool) -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kcrash.cli.common import echo_json, opened_target, symbol_file_options
-from kcrash.cli.params import AddressArg, Number
+from kcrash.cli.params import AddressArg, DumpOrLive, Number
 from kcrash.errors import CliError, FaultError, KcrashError, SymbolNotFoundError, TypeLookupError
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ _LINK = click.option("-l", "link", default=None, metavar="STRUCT.MEMBER",
 _STRUCT = click.option("-s", "struct", default=None, metavar="STRUCT[.MEMBER,...]",
                        help="Print each entry as STRUCT, or only the given members.")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-_DUMP = click.argument("path", metavar="DUMP", type=click.Path(exists=True, dir_okay=False))
+_DUMP = click.argument("path", metavar="DUMP", type=DumpOrLive())
 
 
 @click.command("list", context_settings=_NO_HELP_SHORT)
