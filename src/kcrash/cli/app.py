@@ -92,7 +92,12 @@ class _LazyGroup(click.Group):
               help="Write kcrash's own metrics to FILE (Prometheus text format) after the command.")
 @click.pass_context
 def kcrash(ctx: click.Context, stats: bool, metrics_file: str | None) -> None:
-    """Linux kernel crash analysis and live kernel debugging."""
+    """Linux kernel crash analysis and live kernel debugging.
+
+    Every analysis command's DUMP may also be a running kernel behind QEMU's gdbstub:
+    gdb:HOST:PORT, or gdb:HOST:PORT?qmp=SOCKET (VMCOREINFO from QEMU's QMP socket). It is
+    stopped while the command reads it, then resumed; $KCRASH_LIVE_TIMEOUT (seconds, default 10)
+    bounds every wait for the stub."""
     metrics.start_debug()
     metrics.set_progress_hook(_progress_bar)
     ctx.call_on_close(lambda: _finish(stats, metrics_file))
