@@ -113,3 +113,13 @@ def test_a_dead_target_is_one_line_error(target: str) -> None:
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith("kcrash: error: ") and done.stderr.count("\n") == 1, done.stderr
     assert time.monotonic() - started < 30
+
+
+def test_bt_a_unwinds_every_vcpu_from_the_stub_registers(target: str) -> None:
+    # the stub's per-vCPU registers stand in for the dump's NT_PRSTATUS notes; no CPU is a "panic" CPU
+    assert kcrash("sys", target)["panic_cpu"] is None
+    traces = kcrash("bt", target, "-a")
+    assert sorted(t["task"]["cpu"] for t in traces) == [0, 1]  # the lab guest has 2 vCPUs
+    for t in traces:
+        frames = [f["function"] for f in t["trace"]["frames"]]
+        assert frames and frames[0] is not None, t["trace"]

@@ -17,13 +17,15 @@ from kcrash.analysis.target import load_modules
 from kcrash.debuginfo.kallsyms import load_kallsyms
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.dumps.base import MemorySegment
+from kcrash.dumps.cpustate import PRSTATUS_REGISTERS_X86_64, CpuState, PrStatus
 from kcrash.errors import KcrashError, LiveTargetError, MissingDebugInfoError
 from kcrash.helpers.linux.list import list_for_each_entry
 from kcrash.helpers.linux.stack import kernel_unwinder
 from kcrash.live.breakpoints import Breakpoint
 from kcrash.live.connect import attach
-from kcrash.live.session import ARGUMENT_REGISTERS, HitContext, LiveSession, Location
+from kcrash.live.session import ARGUMENT_REGISTERS, HitContext, LiveSession, Location, thread_cpu
 from kcrash.memory import MemoryReader, SegmentMap, open_kernel_memory
+from kcrash.memory.kernel import KernelMemory
 from kcrash.types.btf import BTF_KIND, parse_btf
 from kcrash.types.cexpr import evaluate
 from kcrash.types.model import Type, TypeKind
@@ -194,10 +196,31 @@ def live_program(session: LiveSession, *, orc: bool = True) -> Program:
     binder = session.binder
     if not isinstance(binder, KernelBinder):
         raise MissingDebugInfoError("the live session has no kernel symbols and types")
+    binder.prog.live = True
+    memory = binder.prog.memory
+    if isinstance(memory, KernelMemory) and not memory.cpus:
+        memory.cpus = vcpu_states(session)
     load_modules(binder.prog)
     if orc:
         kernel_unwinder(binder.prog)
     return binder.prog
+
+
+def vcpu_states(session: LiveSession) -> list[CpuState]:
+    """Every vCPU's registers from the stub (one ``g`` per thread), shaped like a dump's
+    ``NT_PRSTATUS`` notes, so that running tasks unwind from their CPU as in a dump."""
+    client = session.client
+    stopped = session.thread
+    states = []
+    try:
+        for thread in client.thread_ids():
+            client.select_thread(thread)
+            regs = client.read_registers()
+            named = {name: regs.get(name, 0) for name in PRSTATUS_REGISTERS_X86_64}
+            states.append(CpuState(thread_cpu(thread), PrStatus(thread_cpu(thread) + 1, 0, named), None))
+    finally:
+        client.select_thread(stopped)
+    return sorted(states, key=lambda c: c.cpu)
 
 
 # --- kernel views for the commands ----------------------------------------------------------------

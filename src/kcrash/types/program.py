@@ -69,6 +69,9 @@ class Program:
         self._closers: list[Callable[[], None]] = []
         #: the dump file(s) this program reads, when :func:`open_program` opened them
         self.dump: DumpFormat | None = None
+        #: a running kernel (stopped while read; ``kcrash.analysis.live.live_program``): no panic,
+        #: its CPUs' registers are the stub's
+        self.live = False
 
     # -- memory ---------------------------------------------------------------------------------
 

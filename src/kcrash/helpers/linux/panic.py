@@ -74,6 +74,8 @@ def panic_cpu_or_none(prog: Program) -> int | None:
         cpu = -1
     if cpu >= 0:
         return cpu
+    if prog.live:  # a running kernel's busy CPU is not a panicked one
+        return None
     memory = prog.memory
     return find_panic_cpu_or_none(memory) if isinstance(memory, KernelMemory) else None
 
