@@ -33,7 +33,7 @@ from kcrash.cli.common import (
     symbol_file_options,
     warn_of_missing_log,
 )
-from kcrash.cli.params import parse_live_target
+from kcrash.cli.params import DumpOrLive, parse_live_target
 from kcrash.collect.convert import FORMATS, ConvertOptions, ConvertResult, convert_dump
 from kcrash.dumps import DumpFormat, open_dump
 from kcrash.dumps.write.compress import CODECS
@@ -68,7 +68,8 @@ def dump() -> None:
 
 
 @dump.command()
-@click.argument("paths", metavar="DUMP...", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("paths", metavar="DUMP...", nargs=-1, required=True,
+                type=DumpOrLive(not_live="dump info describes dump files (kcrash sys describes a running kernel)"))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @symbol_file_options
 def info(paths: tuple[str, ...], as_json: bool) -> None:
@@ -257,7 +258,8 @@ def _check_output(source: Path, out: Path, force: bool) -> None:
 
 
 @dump.command()
-@click.argument("source", metavar="IN", type=click.Path(exists=True, dir_okay=False))
+@click.argument("source", metavar="IN", type=DumpOrLive(
+    not_live="a running QEMU guest is dumped with kcrash collect qemu --qmp SOCKET"))
 @click.argument("out", metavar="OUT", type=click.Path(dir_okay=False, writable=True))
 @click.option("-d", "--dump-level", "level", type=click.IntRange(0, 31), default=31, show_default=True,
               help="makedumpfile dump level (1 zero, 2 cache, 4 private cache, 8 user, 16 free).")
@@ -286,7 +288,7 @@ def convert(source: str, out: str, level: int, codec: str, fmt: str, threads: in
 
 
 @dump.command()
-@click.argument("paths", metavar="DUMP", nargs=1, type=click.Path(exists=True, dir_okay=False))
+@click.argument("paths", metavar="DUMP", nargs=1, type=DumpOrLive())
 @click.argument("out", metavar="[OUT]", required=False, type=click.Path(dir_okay=False, writable=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
 def dmesg(paths: str, out: str | None, as_json: bool) -> None:

@@ -217,12 +217,16 @@ class DumpOrLive(click.ParamType[Any, Any]):
 
     name = "dump"
 
-    def __init__(self) -> None:
+    def __init__(self, *, not_live: str | None = None) -> None:
         self._path = click.Path(exists=True, dir_okay=False)
+        #: why this command refuses a live target (None: it takes one)
+        self.not_live = not_live
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         """A live target is checked for syntax only; anything else must be an existing file."""
         if isinstance(value, str) and value.startswith(LIVE_PREFIX):
+            if self.not_live is not None:
+                self.fail(f"{value!r} is a live target: {self.not_live}", param, ctx)
             try:
                 parse_live_target(value)
             except CliError as exc:

@@ -99,3 +99,13 @@ def test_symbol_file_options_are_refused_live(tmp_path: Path, capsys: pytest.Cap
     code = main(["ps", "gdb:127.0.0.1:1", "--system-map", str(sysmap)])
     assert code == 2
     assert "not used on a live target" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "reason"), [
+    (["dump", "info", "gdb:127.0.0.1:1"], "kcrash sys describes a running kernel"),
+    (["dump", "convert", "gdb:127.0.0.1:1", "out.kdump"], "kcrash collect qemu"),
+])
+def test_file_only_commands_refuse_a_live_target(args: list[str], reason: str) -> None:
+    result = CliRunner().invoke(app.kcrash, args)
+    assert result.exit_code == 2
+    assert "is a live target: " in result.output and reason in result.output
