@@ -136,8 +136,9 @@ def opened_target(path: str, *, orc: bool = True) -> Iterator[Program]:
         with attached_live(live.stub, live.qmp) as session:
             from kcrash.analysis.live import live_program
 
-            with phase("open"):
-                yield live_program(session, orc=orc)
+            with printed_dump_warnings(), phase("open"):
+                prog = live_program(session, orc=orc)
+            yield prog
         return
     with printed_dump_warnings(), phase("open"):
         prog = open_target(path, cache_dir(), orc=orc, symbol_file=given_symbol_file())
