@@ -138,8 +138,10 @@ def test_waitq_equals_drgns_walk(crash: tuple[Path, Program, Any], capsys: pytes
 
 
 def test_waitq_of_sockets_equals_drgns_entries(crash: tuple[Path, Program, Any]) -> None:
-    # the lab's nc listener sleeps in accept() on its socket's wait queue (sock->wq.wait): the
-    # address comes from drgn's walk of the task's files; kcrash tells the kind by the entries
+    # The lab's nc processes sleep on their sockets' wait queues (sock->wq.wait): the listener on
+    # 4322 in accept() (a default wake function: private is the task), the connected ones in poll()
+    # (pollwake: private is the poll table, no task). The address comes from drgn's walk of the
+    # task's files; kcrash tells the kind by the entries.
     _, prog, dprog = crash
     socket_ops = dprog["socket_file_ops"].address_of_().value_()
     queues = []
@@ -149,16 +151,22 @@ def test_waitq_of_sockets_equals_drgns_entries(crash: tuple[Path, Program, Any])
         for _, f in for_each_file(t):
             if f.f_op.value_() == socket_ops:
                 queues.append((t.value_(), drgn.cast("struct socket *", f.private_data).wq.wait.address_of_()))
-    waited = 0
+    by_task = 0
     for task, queue in queues:
-        theirs = [(e.value_(), e.private.value_()) for e in waitqueue_for_each_entry(queue)]
+        entries = list(waitqueue_for_each_entry(queue))
+        theirs = [(e.value_(), e.private.value_()) for e in entries]
         ours = wait_queue_at(prog, hex(queue.value_()))
         assert [(w.entry, w.task) for w in ours.waiters] == theirs
-        if theirs:
-            assert ours.kind == "wait_queue_head" and ours.decided_by == "entries"
-            assert [(w.task, w.comm) for w in ours.waiters] == [(task, "nc")]
-            waited += 1
-    assert waited >= 1, queues
+        if not entries:
+            continue
+        assert ours.kind == "wait_queue_head" and ours.decided_by == "entries"
+        funcs = [dprog.symbol(e.func.value_()).name for e in entries]
+        assert [w.func for w in ours.waiters] == funcs
+        # a task's own entry names it; a poll table's entry (pollwake) is no task
+        expected = [(None, None) if f == "pollwake" else (task, "nc") for f in funcs]
+        assert [(w.task if w.comm else None, w.comm) for w in ours.waiters] == expected
+        by_task += sum(1 for f in funcs if f != "pollwake")
+    assert by_task >= 1, queues
 
 
 def test_waitq_cli_json_and_refusals(crash: tuple[Path, Program, Any], capsys: pytest.CaptureFixture[str]) -> None:
