@@ -61,21 +61,23 @@ def _vmcoreinfo(dump: LiveDump, qmp: QmpClient | None) -> VmcoreInfo | None:
     if info is None and dump.has_physical:
         info = find_vmcoreinfo_in_memory(dump)
     if info is not None:
-        validate_vmcoreinfo(dump.client, info)
+        validate_vmcoreinfo(dump, info)
     return info
 
 
-def validate_vmcoreinfo(client: GdbRemoteClient, info: VmcoreInfo) -> None:
+def validate_vmcoreinfo(dump: LiveDump, info: VmcoreInfo) -> None:
     """Check that VMCOREINFO describes the running kernel: its ``KERNELOFFSET`` must put
-    ``_text`` where kernel text is mapped, and ``init_uts_ns`` must hold its ``OSRELEASE``."""
+    ``_text`` where kernel text is mapped, and ``init_uts_ns`` must hold its ``OSRELEASE``.
+    Read through ``dump``, which puts the stub back in virtual mode after a physical scan (the
+    in-memory VMCOREINFO search leaves it in physical mode)."""
     offset = info.kerneloffset
     uts = info.get_symbol_or_none("init_uts_ns")
     try:
         if offset is not None:
-            client.read_memory(_START_KERNEL + offset, 1)
+            dump.read_virtual_uncached(_START_KERNEL + offset, 1)
         if uts is not None and info.osrelease:
             name = _offset_or_zero(info, "uts_namespace.name")
-            release = client.read_memory(uts + name + 65 * 2, 65).split(b"\0", 1)[0].decode("ascii", "replace")
+            release = dump.read_virtual_uncached(uts + name + 65 * 2, 65).split(b"\0", 1)[0].decode("ascii", "replace")
             if release != info.osrelease:
                 raise LiveTargetError(f"VMCOREINFO says {info.osrelease} but the running kernel is {release}")
     except FaultError as exc:
