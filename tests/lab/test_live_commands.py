@@ -123,3 +123,9 @@ def test_bt_a_unwinds_every_vcpu_from_the_stub_registers(target: str) -> None:
     for t in traces:
         frames = [f["function"] for f in t["trace"]["frames"]]
         assert frames and frames[0] is not None, t["trace"]
+
+
+def test_without_qmp_vmcoreinfo_is_found_in_guest_memory(target: str) -> None:
+    # the in-memory VMCOREINFO scan reads physical memory; validating it must switch back to virtual
+    stub_only = target.partition("?")[0]
+    assert kcrash("p", stub_only, "init_task.pid + 1")["value"] == 1
