@@ -61,6 +61,9 @@ def test_shell_error_shows_only_the_users_frames(dump: Path, capsys: pytest.Capt
 def test_drgn_imports_put_a_real_drgn_back(monkeypatch: pytest.MonkeyPatch) -> None:
     real = types.ModuleType("drgn")
     monkeypatch.setitem(sys.modules, "drgn", real)
+    # as if only the top package were imported (another test on this worker may have imported drgn's helpers)
+    for name in [n for n in sys.modules if n.startswith("drgn.")]:
+        monkeypatch.delitem(sys.modules, name)
     prog = drgn_program(Kernel().prog)
     with drgn_imports(prog):
         import drgn
