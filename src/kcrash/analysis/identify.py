@@ -19,15 +19,18 @@ symbol table the kernel keeps in memory with ``st_size`` (``mod->kallsyms->symta
 or past a symbol's end is in no symbol (a sizeless one ends at the next symbol or section start,
 ``mod->sect_attrs``) and is answered by what follows, the module's vmap area, as drgn answers with
 the ``.ko``'s sizes. The kernel image's kallsyms keep no sizes, so there a symbol runs to the next
-one (``kallsyms_lookup_size_offset``): the alignment fill after a function (``int3``, ``nop``) is
-named after the function before it, as the kernel's ``%pS`` names it, where drgn with the vmlinux's
-ELF sizes says nothing (most of it, on x86-64, is the ~1 MiB of ``int3`` filling up to the 2 MiB
-boundary after the SRSO alias thunk ``srso_alias_safe_ret``/``srso_alias_return_thunk``); neither
-BTF (no addresses or sizes of functions) nor ORC (its "undefined" entries also cover unreachable
-code inside functions) tells a function's end. Backtraces and ``sym`` print the kernel's ``%pS``
+one (``kallsyms_lookup_size_offset``); neither BTF (no addresses or sizes of functions) nor ORC
+(its "undefined" entries also cover unreachable code inside functions) tells a function's end. What
+the image does tell is the linker's fill: ``arch/x86/kernel/vmlinux.lds.S`` fills the gaps of
+``.text`` with ``int3`` (``:text =0xcccc``), so a text address in a run of at least two ``0xcc``
+bytes that reaches the next symbol is alignment fill after the function, in no symbol (drgn, with
+the vmlinux's ELF sizes, says the same; most of it is the ~1 MiB of ``int3`` up to the 2 MiB
+boundary after the SRSO alias thunk). ``nop`` fill (``.align`` inside a section) is not told
+apart from code: it stays named after the function before it, as the kernel's ``%pS`` names it.
+Backtraces and ``sym`` print the kernel's ``%pS``
 (:meth:`~kcrash.debuginfo.symbols.SymbolTable.symbolize_or_none`: the next-symbol rule, so their
-text equals the kernel's own oops lines); ``sym`` says when an address is past the symbol's own
-size, so the two never disagree on what is inside a symbol.
+text equals the kernel's own oops lines); ``sym`` says when an address is past a module symbol's
+own size (the text-fill rule is this module's alone: ``sym`` prints what ``%pS`` prints).
 
 The per-program indexes (tasks by stack, vmap areas, valid PFNs, per-CPU units) are built once
 and cached, so asking about many addresses costs little more per address than the
@@ -41,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kcrash.debuginfo.symbols import SymbolTable
-from kcrash.errors import KcrashError
+from kcrash.errors import FaultError, KcrashError
 from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.mm import PageInfo, mm_layout, page_info
 from kcrash.helpers.linux.percpu import PercpuAddress, find_percpu_address
@@ -58,6 +61,10 @@ KINDS = ("symbol", "task", "task_stack", "slab", "page", "vmap", "percpu", "dire
 #: x86-64: user space is the lower half (TASK_SIZE_MAX is just below it)
 _USER_END = 0x0000800000000000
 _FUNCTION_KINDS = frozenset("Tt")
+#: the byte arch/x86/kernel/vmlinux.lds.S fills .text's gaps with (``:text =0xcccc``, int3)
+_TEXT_FILL = b"\xcc"
+#: how far a fill run is followed (the largest, after the SRSO alias thunk, is ~1 MiB), and per read
+_MAX_FILL, _FILL_CHUNK = 4 << 20, 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,8 +217,26 @@ def _symbol(prog: Program, address: int) -> AddressIdentity | None:
     stack = _task_stack(prog, address)
     if stack is not None:
         return stack
+    end = symbol.address + symbol.size
+    if symbol.module is None and symbol.kind in _FUNCTION_KINDS and _in_text_fill(prog, address, end):
+        return None
     return AddressIdentity(address, "symbol", symbol.name, offset, symbol.address, symbol.address + symbol.size,
                            module=symbol.module, symbol_kind=symbol.kind)
+
+
+def _in_text_fill(prog: Program, address: int, end: int) -> bool:
+    # address lies in a run (>= 2 bytes) of the linker's .text fill that reaches ``end``, the next
+    # symbol: padding after the function's last instruction (see the module docstring)
+    if not 0 < end - address <= _MAX_FILL:
+        return False
+    start = address - 1 if end - address == 1 else address
+    try:
+        for at in range(start, end, _FILL_CHUNK):
+            if prog.read(at, min(_FILL_CHUNK, end - at)).strip(_TEXT_FILL):
+                return False
+    except FaultError:
+        return False
+    return True
 
 
 def _task_stack(prog: Program, address: int) -> AddressIdentity | None:

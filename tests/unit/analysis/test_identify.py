@@ -130,3 +130,34 @@ def test_a_module_address_past_its_sized_symbol_is_the_modules_vmap_area(kernel:
     assert past.offset == 0x30
     # sym and backtraces keep the kernel's %pS (next-symbol rule) for the same address
     assert kernel.symbols.format_address(module + 0x30) == "m_func+0x20/0xf0 [m]"
+
+
+class _Bytes:
+    """A memory of one buffer at ``base`` (reads outside it fault)."""
+
+    def __init__(self, base: int, data: bytes) -> None:
+        self.base, self.data = base, data
+
+    def read(self, address: int, size: int) -> bytes:
+        from kcrash.errors import FaultError
+
+        if address < self.base or address + size > self.base + len(self.data):
+            raise FaultError(address)
+        return self.data[address - self.base:address - self.base + size]
+
+
+def test_text_fill_is_a_run_of_int3_reaching_the_next_symbol() -> None:
+    from kcrash.analysis.identify import _in_text_fill
+
+    base = 0xFFFFFFFF81000000
+    # ret; int3 (SLS) | mov ... with a 0xcc byte inside | fill up to the next symbol at base + 16
+    code = bytes.fromhex("c3cc" "b8cc000000" "cccccccccccccccccc")
+    mem = _Bytes(base, code)
+    end = base + len(code)
+    assert all(_in_text_fill(mem, a, end) for a in range(base + 7, end))  # type: ignore[arg-type]
+    assert not _in_text_fill(mem, base + 3, end)  # type: ignore[arg-type]  # an immediate's 0xcc: code follows
+    assert not _in_text_fill(mem, base + 1, end)  # type: ignore[arg-type]  # the SLS int3: code follows
+    one = _Bytes(base, bytes.fromhex("c3cc"))  # a single int3 before the next symbol is no fill run
+    assert not _in_text_fill(one, base + 1, base + 2)  # type: ignore[arg-type]
+    assert not _in_text_fill(_Bytes(base, b""), base, base + 8)  # type: ignore[arg-type]  # unreadable
+    assert not _in_text_fill(mem, base, base + (8 << 20))  # type: ignore[arg-type]  # too far to follow
