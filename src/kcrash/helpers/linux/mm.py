@@ -18,7 +18,6 @@ SPARSEMEM are not handled, and neither are user page tables.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ import numpy as np
 
 from kcrash.errors import FaultError, KcrashError
 from kcrash.helpers.layout import StructLayout
+from kcrash.helpers.memo import per_program
 from kcrash.types.model import Type, TypeKind
 from kcrash.types.object import Object
 from kcrash.types.program import Program
@@ -54,7 +54,6 @@ _MAX_PHYSMEM_BITS = {4: 46, 5: 52}
 _SECTION_SIZE_BITS = 27
 _MAX_ROOTS = 1 << 16
 _PAGE_SHIFT = 12
-_CACHE: weakref.WeakKeyDictionary[Program, MmLayout] = weakref.WeakKeyDictionary()
 #: the ``struct page`` members :func:`page_info` reads, with the names they had (newest first)
 _PAGE_MEMBERS: dict[str, str | tuple[str, ...]] = {
     "flags": ("flags.f", "flags"), "mapping": "mapping", "index": ("index", "__folio_index"),
@@ -101,16 +100,14 @@ class MmLayout:
         return start <= address < self.page_offset + ((self.max_pfn + 1) << self.page_shift)
 
 
+@per_program
 def mm_layout(prog: Program) -> MmLayout:
     """This kernel's :class:`MmLayout` (found once per program).
 
     >>> mm_layout(prog).vmemmap
     18446719884453740544
     """
-    found = _CACHE.get(prog)
-    if found is None:
-        found = _CACHE[prog] = _build_layout(prog)
-    return found
+    return _build_layout(prog)
 
 
 def _levels(prog: Program) -> int:
@@ -327,14 +324,6 @@ class _PageDecoder:
     compound_mask: bool
 
 
-_DECODERS: weakref.WeakKeyDictionary[Program, _PageDecoder] = weakref.WeakKeyDictionary()
-
-
-def _decoder(prog: Program) -> _PageDecoder:
-    found = _DECODERS.get(prog)
-    if found is None:
-        found = _DECODERS[prog] = _build_decoder(prog)
-    return found
 
 
 def _enum_names(prog: Program, name: str, below: int | None) -> dict[int, str]:
@@ -392,7 +381,8 @@ def _probe(t: Type, paths: tuple[str, ...]) -> str:
     return paths[-1]
 
 
-def _build_decoder(prog: Program) -> _PageDecoder:
+@per_program
+def _decoder(prog: Program) -> _PageDecoder:
     try:
         nr_flags = int(prog.constant("__NR_PAGEFLAGS"))
     except KcrashError:

@@ -14,13 +14,13 @@ CPUs exist is :mod:`~kcrash.helpers.linux.cpumask`.
 from __future__ import annotations
 
 import bisect
-import weakref
 from dataclasses import dataclass
 
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import KcrashError, SymbolNotFoundError, TypeLookupError
 from kcrash.helpers.linux.cpumask import for_each_possible_cpu
 from kcrash.helpers.linux.module import for_each_module, module_symbols_of
+from kcrash.helpers.memo import per_program
 from kcrash.types.object import Object
 from kcrash.types.percpu import per_cpu, per_cpu_offset, per_cpu_ptr
 from kcrash.types.program import Program
@@ -69,18 +69,11 @@ class _Units:
     symbols: tuple[tuple[int, int, str, str | None], ...]
 
 
-_UNITS: weakref.WeakKeyDictionary[Program, _Units] = weakref.WeakKeyDictionary()
 _MASK64 = (1 << 64) - 1
 
 
+@per_program
 def _units(prog: Program) -> _Units:
-    found = _UNITS.get(prog)
-    if found is None:
-        found = _UNITS[prog] = _build_units(prog)
-    return found
-
-
-def _build_units(prog: Program) -> _Units:
     # Unit c of the first chunk is __per_cpu_offset[c] + __per_cpu_start (mm/percpu.c
     # setup_per_cpu_areas: delta + pcpu_unit_offsets[cpu]), pcpu_unit_size bytes long; the sum wraps
     # where .data..percpu is linked at a kernel address (the lab's 7.2) instead of 0.

@@ -28,7 +28,6 @@ unknown). SLAB and SLOB (removed in v6.5 and v6.4) are not supported. Nothing he
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -40,6 +39,7 @@ from kcrash.helpers.linux.cpumask import for_each_possible_cpu
 from kcrash.helpers.linux.kfence import kfence_object, kfence_pool
 from kcrash.helpers.linux.list import ListWalk, list_for_each, list_for_each_entry
 from kcrash.helpers.linux.mm import MmLayout, compound_head, in_direct_map, mm_layout, virt_to_page
+from kcrash.helpers.memo import per_program
 from kcrash.types.model import Type
 from kcrash.types.object import Object
 from kcrash.types.percpu import per_cpu_offset
@@ -140,14 +140,9 @@ class SlabObjectInfo:
 
 # -- per-program facts ------------------------------------------------------------------------------
 
-_STATES: weakref.WeakKeyDictionary[Program, _Slub] = weakref.WeakKeyDictionary()
-
-
+@per_program
 def _slub(prog: Program) -> _Slub:
-    state = _STATES.get(prog)
-    if state is None:
-        state = _STATES[prog] = _Slub(prog)
-    return state
+    return _Slub(prog)
 
 
 def _symbol_u64(prog: Program, name: str) -> int | None:
