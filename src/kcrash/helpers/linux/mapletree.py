@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kcrash.errors import FaultError, KcrashError
-from kcrash.helpers.linux.xarray import IndexedWalk, xa_is_node, xa_is_zero
-from kcrash.types.model import Type, TypeKind
+from kcrash.helpers.linux.xarray import IndexedWalk, root_entry, xa_is_node, xa_is_zero
+from kcrash.types.model import Type
 from kcrash.types.object import Object, offsetof
 
 if TYPE_CHECKING:
@@ -88,13 +88,7 @@ def _words(raw: bytes, at: int, count: int) -> list[int]:
 
 
 def _root(mt: Object) -> tuple[Program, int]:
-    # mt->ma_root of a ``struct maple_tree *``/``struct maple_tree``
-    t = mt.type_.strip_typedefs()
-    address = int(mt) if t.kind is TypeKind.POINTER else mt.address_
-    if address is None:
-        raise TypeError("a maple_tree value that is not in memory")
-    prog = mt.prog_
-    return prog, prog.read_u64(address + offsetof(prog.type("struct maple_tree"), "ma_root"))
+    return root_entry(mt, "maple_tree", "ma_root")
 
 
 def _walk(walk: IndexedWalk[tuple[int, int, int]], nodes: _Nodes, entry: int, low: int, high: int, depth: int,

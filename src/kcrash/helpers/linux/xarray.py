@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IndexedWalk",
+    "root_entry",
     "xa_for_each",
     "xa_for_each_range",
     "xa_is_internal",
@@ -130,14 +131,20 @@ class _Nodes:
         return raw[self.shift_at], [int.from_bytes(slots[i:i + 8], "little") for i in range(0, len(slots), 8)]
 
 
-def _head(xa: Object) -> tuple[Program, int]:
-    # xa->xa_head of a ``struct xarray *``/``struct xarray`` (also ``struct radix_tree_root``)
-    t = xa.type_.strip_typedefs()
-    address = int(xa) if t.kind is TypeKind.POINTER else xa.address_
+def root_entry(root: Object, struct: str, member: str) -> tuple[Program, int]:
+    """The root entry ``member`` of a ``struct <struct>`` in memory or a pointer to one, with its
+    program: ``xa->xa_head`` of an xarray (also a ``struct radix_tree_root``), ``mt->ma_root`` of a
+    maple tree (whose root entries are encoded as the xarray's)."""
+    t = root.type_.strip_typedefs()
+    address = int(root) if t.kind is TypeKind.POINTER else root.address_
     if address is None:
-        raise TypeError("an xarray value that is not in memory")
-    prog = xa.prog_
-    return prog, prog.read_u64(address + offsetof(prog.type("struct xarray"), "xa_head"))
+        raise TypeError(f"a struct {struct} value that is not in memory")
+    prog = root.prog_
+    return prog, prog.read_u64(address + offsetof(prog.type(f"struct {struct}"), member))
+
+
+def _head(xa: Object) -> tuple[Program, int]:
+    return root_entry(xa, "xarray", "xa_head")
 
 
 def xa_load(xa: Object, index: int, *, advanced: bool = False) -> Object:
