@@ -9,10 +9,11 @@ locking helpers. Each task has a 16 KiB stack area; waiters are put on their tas
 from __future__ import annotations
 
 from kcrash.debuginfo.symbols import SymbolTable
-from kcrash.memory import MemoryReader, SegmentMap
+from kcrash.memory import MemoryReader
 from kcrash.types.btf import parse_btf
 from kcrash.types.btf_write import BtfWriter
 from kcrash.types.program import Program
+from support.synthetic_memory import SyntheticMemory
 
 BASE = 0xFFFFFFFF81000000
 WAKE_PAGE_FUNCTION = BASE + 0x100
@@ -25,7 +26,7 @@ END = STACKS + 8 * THREAD_SIZE
 LAYOUT = {"mutex": (16, 16), "rwsem": (24, 16), "semaphore": (8, 16), "completion": (16, 0)}
 
 
-class LockKernel:
+class LockKernel(SyntheticMemory):
     """Locks at :data:`LOCKS`, tasks at :data:`TASKS`, waiters on the tasks' stacks."""
 
     def __init__(self, *, debug_spinlock: bool = False, first_waiter: bool = False) -> None:
@@ -72,25 +73,15 @@ class LockKernel:
         raw = w.add_struct("raw_spinlock", 24 if debug_spinlock else 4, raw_members)
         w.add_typedef("raw_spinlock_t", raw)
         w.add_typedef("spinlock_t", w.add_struct("spinlock", 24 if debug_spinlock else 4, [("rlock", raw, 0, 0)]))
-        self.memory = bytearray(END - BASE)
-        segments = SegmentMap()
-        segments.add_segment(BASE, len(self.memory), lambda a, n: bytes(self.memory[a - BASE:a - BASE + n]),
-                             physical=False)
+        super().__init__({BASE: END - BASE})
+        self.memory = self.regions[BASE]
+        segments = self.segments()
         self.prog = Program(MemoryReader(segments), SymbolTable(["_stext", "wake_page_function", "_end"],
                                                                     [BASE, WAKE_PAGE_FUNCTION, END], "TTD"),
                             parse_btf(w.to_bytes()))
         self.tasks: list[int] = []
         self.next_lock = LOCKS
         self.stack_top: dict[int, int] = {}
-
-    def put(self, addr: int, data: bytes) -> None:
-        self.memory[addr - BASE:addr - BASE + len(data)] = data
-
-    def u64(self, addr: int, value: int) -> None:
-        self.put(addr, value.to_bytes(8, "little"))
-
-    def u32(self, addr: int, value: int) -> None:
-        self.put(addr, value.to_bytes(4, "little"))
 
     def ring(self, head: int, nodes: list[int]) -> None:
         ring = [head, *nodes]

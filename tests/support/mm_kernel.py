@@ -6,14 +6,13 @@ and one huge-page size. Everything a test needs is a method; nothing is read fro
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.dumps.vmcoreinfo import parse_vmcoreinfo
-from kcrash.memory import MemoryReader, SegmentMap
+from kcrash.memory import MemoryReader
 from kcrash.types.btf import parse_btf
 from kcrash.types.btf_write import BtfWriter
 from kcrash.types.program import Program
+from support.synthetic_memory import SyntheticMemory
 
 BASE = 0xFFFFFFFF81000000
 END = BASE + 0x10000
@@ -85,15 +84,12 @@ def _vmcoreinfo() -> str:
         f"NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)={BUDDY - (1 << 32)}", "NUMBER(pgtable_l5_enabled)=0", ""))
 
 
-class Kernel:
+class Kernel(SyntheticMemory):
     """The memory regions, a Program over them, and writers for what the tests plant."""
 
     def __init__(self) -> None:
-        self.regions = {BASE: bytearray(END - BASE), PAGE_OFFSET: bytearray(PAGES * PAGE),
-                        VMEMMAP: bytearray(PAGES * 64), VMALLOC: bytearray(8 * PAGE)}
-        segments = SegmentMap()
-        for start, data in self.regions.items():
-            segments.add_segment(start, len(data), self._reader(data, start), physical=False)
+        super().__init__({BASE: END - BASE, PAGE_OFFSET: PAGES * PAGE, VMEMMAP: PAGES * 64, VMALLOC: 8 * PAGE})
+        segments = self.segments()
         symbols = sorted([*PERCPU_SYMBOLS.items(), ("_stext", BASE), ("_etext", BASE + 0x100), *GLOBALS.items(),
                           ("vm_zone_stat", VM_ZONE_STAT), ("vm_node_stat", VM_NODE_STAT), ("hstates", HSTATES),
                           ("_end", END)], key=lambda s: s[1])
@@ -114,23 +110,6 @@ class Kernel:
             self.u64(SECTIONS + 16 * nr, VMEMMAP | 0b11)  # SECTION_MARKED_PRESENT | SECTION_HAS_MEM_MAP
         self.list_init(GLOBALS["vmap_area_list"])
         self.next_object = OBJECTS
-
-    @staticmethod
-    def _reader(data: bytearray, start: int) -> Callable[[int, int], bytes]:
-        return lambda a, n: bytes(data[a - start:a - start + n])
-
-    def put(self, addr: int, data: bytes) -> None:
-        for start, region in self.regions.items():
-            if start <= addr < start + len(region):
-                region[addr - start:addr - start + len(data)] = data
-                return
-        raise AssertionError(f"{addr:#x} is in no region")
-
-    def u64(self, addr: int, value: int) -> None:
-        self.put(addr, value.to_bytes(8, "little"))
-
-    def u32(self, addr: int, value: int) -> None:
-        self.put(addr, value.to_bytes(4, "little"))
 
     def alloc(self, size: int) -> int:
         addr = self.next_object

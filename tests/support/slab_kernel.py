@@ -6,14 +6,13 @@ pointer with ``struct kfence_metadata``. :func:`build` makes the caches the test
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.dumps.vmcoreinfo import parse_vmcoreinfo
-from kcrash.memory import MemoryReader, SegmentMap
+from kcrash.memory import MemoryReader
 from kcrash.types.btf import parse_btf
 from kcrash.types.btf_write import BtfWriter
 from kcrash.types.program import Program
+from support.synthetic_memory import SyntheticMemory
 
 BASE = 0xFFFFFFFF82000000
 SLAB_CACHES, NR_NODE_IDS, MAX_PFN = BASE + 0x100, BASE + 0x110, BASE + 0x118
@@ -72,16 +71,13 @@ def _types() -> bytes:
     return w.to_bytes()
 
 
-class Kernel:
+class Kernel(SyntheticMemory):
     """The memory (globals, direct map, struct pages) and how slabs are marked and encoded."""
 
     def __init__(self, *, page_type: bool = False, swab: bool = True) -> None:
-        self.regions = {BASE: bytearray(END - BASE), PAGE_OFFSET: bytearray(PAGES * PAGE),
-                        VMEMMAP: bytearray(PAGES * 64)}
+        super().__init__({BASE: END - BASE, PAGE_OFFSET: PAGES * PAGE, VMEMMAP: PAGES * 64})
         self.page_type, self.swab = page_type, swab
-        segments = SegmentMap()
-        for start, data in self.regions.items():
-            segments.add_segment(start, len(data), self._reader(data, start), physical=False)
+        segments = self.segments()
         symbols = sorted([("_stext", BASE), ("slab_caches", SLAB_CACHES), ("nr_node_ids", NR_NODE_IDS),
                           ("max_pfn", MAX_PFN), ("page_offset_base", PAGE_OFFSET_BASE),
                           ("vmemmap_base", VMEMMAP_BASE), ("nr_cpu_ids", NR_CPU_IDS),
@@ -99,20 +95,6 @@ class Kernel:
         self.put(NR_CPU_IDS, (2).to_bytes(4, "little"))
         self.caches: list[int] = []
         self.names = NAMES
-
-    @staticmethod
-    def _reader(data: bytearray, start: int) -> Callable[[int, int], bytes]:
-        return lambda a, n: bytes(data[a - start:a - start + n])
-
-    def put(self, addr: int, data: bytes) -> None:
-        for start, region in self.regions.items():
-            if start <= addr < start + len(region):
-                region[addr - start:addr - start + len(data)] = data
-                return
-        raise AssertionError(f"{addr:#x} is in no region")
-
-    def u64(self, addr: int, value: int) -> None:
-        self.put(addr, value.to_bytes(8, "little"))
 
     def cache(self, name: bytes, size: int, object_size: int, offset: int, order: int, nodes: tuple[int, int]) -> int:
         addr = CACHES + len(self.caches) * CACHE_SIZE

@@ -9,10 +9,11 @@ tasks, timers and devices; every address is a constant of this module."""
 from __future__ import annotations
 
 from kcrash.debuginfo.symbols import SymbolTable
-from kcrash.memory import MemoryReader, SegmentMap
+from kcrash.memory import MemoryReader
 from kcrash.types.btf import parse_btf
 from kcrash.types.btf_write import BtfWriter
 from kcrash.types.program import Program
+from support.synthetic_memory import SyntheticMemory
 
 BASE = 0xFFFFFFFF81000000
 TEXT = BASE + 0x100            # functions, 0x40 apart: FUNCS[name]
@@ -146,14 +147,13 @@ def _types() -> bytes:
     return w.to_bytes()
 
 
-class Kernel:
+class Kernel(SyntheticMemory):
     """The two-CPU kernel; ``alloc`` hands out heap memory, the builders fill it."""
 
     def __init__(self) -> None:
-        self.memory = bytearray(END - BASE)
-        segments = SegmentMap()
-        segments.add_segment(BASE, len(self.memory), lambda a, n: bytes(self.memory[a - BASE:a - BASE + n]),
-                             physical=False)
+        super().__init__({BASE: END - BASE})
+        self.memory = self.regions[BASE]
+        segments = self.segments()
         names = ["timer_bases", "hrtimer_bases", "runqueues", "kcrash_kstat", "_stext", *FUNCS, "jiffies_64",
                  "nr_cpu_ids", "__cpu_possible_mask", "__cpu_online_mask", "__per_cpu_offset", "nr_irqs", "irq_desc",
                  "chrdevs", "major_names", "cdev_map", "class_kset", "block_class", "_end"]
@@ -180,15 +180,6 @@ class Kernel:
         self.ring(BLOCK_SP + 32, [])
 
     # -- memory ---------------------------------------------------------------------------------
-
-    def put(self, addr: int, data: bytes) -> None:
-        self.memory[addr - BASE:addr - BASE + len(data)] = data
-
-    def u32(self, addr: int, value: int) -> None:
-        self.put(addr, (value & 0xFFFFFFFF).to_bytes(4, "little"))
-
-    def u64(self, addr: int, value: int) -> None:
-        self.put(addr, (value & (1 << 64) - 1).to_bytes(8, "little"))
 
     def alloc(self, size: int) -> int:
         addr = self.heap

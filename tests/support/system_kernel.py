@@ -8,11 +8,12 @@ are laid out member after member at 8-byte alignment; :meth:`Kernel.off` gives a
 from __future__ import annotations
 
 from kcrash.debuginfo.symbols import SymbolTable
-from kcrash.memory import MemoryReader, SegmentMap
+from kcrash.memory import MemoryReader
 from kcrash.types.btf import parse_btf
 from kcrash.types.btf_write import BtfWriter
 from kcrash.types.object import Object
 from kcrash.types.program import Program
+from support.synthetic_memory import SyntheticMemory
 
 BASE = 0xFFFFFFFF81000000
 SYMS = BASE + 0x100  # socket_file_ops, pipefs_dname, sockfs_dname, other_dname (0x40 apart)
@@ -25,7 +26,7 @@ END = BASE + 0x40000
 EHASH_BUCKETS = 8
 
 
-class Kernel:
+class Kernel(SyntheticMemory):
     """Build with the methods below; ``prog`` reads it."""
 
     def __init__(self, *, rbtree: bool = False) -> None:
@@ -36,12 +37,11 @@ class Kernel:
         self._pointers: list[tuple[int, str]] = []
         self._types(rbtree)
         self._link_pointers()
-        self.memory = bytearray(END - BASE)
+        super().__init__({BASE: END - BASE})
+        self.memory = self.regions[BASE]
         self.next = HEAP
         self.rbtree = rbtree
-        segments = SegmentMap()
-        segments.add_segment(BASE, len(self.memory), lambda a, n: bytes(self.memory[a - BASE:a - BASE + n]),
-                             physical=False)
+        segments = self.segments()
         names = ["_stext", "socket_file_ops", "pipefs_dname", "sockfs_dname", "other_dname", "init_task",
                  "init_net", "net_namespace_list", "tcp_hashinfo", "_end"]
         addrs = [BASE, SYMS, SYMS + 0x40, SYMS + 0x80, SYMS + 0xC0, INIT_TASK, INIT_NET, NET_NAMESPACE_LIST,
@@ -159,17 +159,8 @@ class Kernel:
 
     # -- memory ---------------------------------------------------------------------------------
 
-    def put(self, addr: int, data: bytes) -> None:
-        self.memory[addr - BASE:addr - BASE + len(data)] = data
-
     def u16(self, addr: int, value: int) -> None:
         self.put(addr, value.to_bytes(2, "little"))
-
-    def u32(self, addr: int, value: int) -> None:
-        self.put(addr, value.to_bytes(4, "little"))
-
-    def u64(self, addr: int, value: int) -> None:
-        self.put(addr, value.to_bytes(8, "little"))
 
     def alloc(self, size: int) -> int:
         addr = self.next

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from kcrash.debuginfo.symbols import SymbolTable
-from kcrash.memory import MemoryReader, SegmentMap
+from kcrash.memory import MemoryReader
 from kcrash.types.btf import parse_btf
 from kcrash.types.btf_write import BtfWriter
 from kcrash.types.object import Object
 from kcrash.types.program import Program
+from support.synthetic_memory import SyntheticMemory
 
 BASE = 0xFFFFFFFF81000000
 TASK_SIZE = 0x60
@@ -20,7 +21,7 @@ TAINTED_MASK = BASE + 0x400
 END = BASE + 0x4000
 
 
-class Kernel:
+class Kernel(SyntheticMemory):
     """task_struct {pid, tgid, __state, exit_state, comm[16], tasks, thread_node, signal, real_parent,
     cpu}; signal_struct {thread_head, nr_threads}; struct taint_flag {c_true, c_false, module}; the
     kernel's task_state_array."""
@@ -42,10 +43,9 @@ class Kernel:
             ("comm", comm, 128, 0), ("tasks", lh, 256, 0), ("thread_node", lh, 384, 0),
             ("signal", sig_ptr, 512, 0), ("real_parent", task_ptr, 576, 0), ("cpu", u, 640, 0)])
         w.add_struct("taint_flag", 3, [("c_true", c, 0, 0), ("c_false", c, 8, 0), ("module", b, 16, 0)])
-        self.memory = bytearray(END - BASE)
-        segments = SegmentMap()
-        segments.add_segment(BASE, len(self.memory), lambda a, n: bytes(self.memory[a - BASE:a - BASE + n]),
-                             physical=False)
+        super().__init__({BASE: END - BASE})
+        self.memory = self.regions[BASE]
+        segments = self.segments()
         names = ["_stext", "task_state_array", "taint_flags", "tainted_mask", "init_task", "_end"]
         addrs = [BASE, STATES, TAINTS, TAINTED_MASK, INIT_TASK, END]
         self.symbols = SymbolTable(names, addrs, "TrrDDD")
@@ -56,12 +56,6 @@ class Kernel:
         self.put(TAINTS, b"PGxF xS xR xD x")  # P/G, F, S, R, D; then a non-letter entry ends the table
         self.put(TAINTS + 15, b"\x01\x02\x00")
         self.next_task = INIT_TASK + TASK_SIZE
-
-    def put(self, addr: int, data: bytes) -> None:
-        self.memory[addr - BASE:addr - BASE + len(data)] = data
-
-    def u64(self, addr: int, value: int) -> None:
-        self.put(addr, value.to_bytes(8, "little"))
 
     def task(self, pid: int, tgid: int, comm: bytes, state: int = 0, exit_state: int = 0, *, parent: int = 0,
              cpu: int = 0) -> int:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.helpers.linux.xarray import XA_RETRY_ENTRY, XA_ZERO_ENTRY
-from kcrash.memory import MemoryReader, SegmentMap
+from kcrash.memory import MemoryReader
 from kcrash.types.btf import parse_btf
 from kcrash.types.btf_write import BtfWriter
 from kcrash.types.program import Program
+from support.synthetic_memory import SyntheticMemory
 
 BASE = 0xFFFF888000000000
 SIZE = 0x10000
@@ -27,7 +28,7 @@ OBJS = BASE + 0x8000
 OBJ = 24
 
 
-class Kernel:
+class Kernel(SyntheticMemory):
     """rb_node/rb_root and struct item {rb_node rb; u64 key}; xarray/xa_node (slots at +40);
     maple_tree/maple_node (range_64: pivots +8, slots +128, meta +248; arange_64: pivots +8,
     slots +80, meta +240); list_head and struct obj {int id; list_head node at +8}. Symbols:
@@ -63,13 +64,10 @@ class Kernel:
         w.add_struct("obj", OBJ, [("id", i, 0, 0), ("node", lh, 64, 0)])
         self.symbols = SymbolTable(["_stext", "tree_root", "tree_xa", "tree_mt", "obj_list", "_end"],
                                    [BASE, ROOT, XA, MT, LIST, BASE + SIZE], "TDDDDD")
-        self.memory = bytearray(SIZE)
-        segments = SegmentMap()
-        segments.add_segment(BASE, SIZE, lambda a, n: bytes(self.memory[a - BASE:a - BASE + n]), physical=False)
+        super().__init__({BASE: SIZE})
+        self.memory = self.regions[BASE]
+        segments = self.segments()
         self.prog = Program(MemoryReader(segments), self.symbols, parse_btf(w.to_bytes()))
-
-    def u64(self, address: int, value: int) -> None:
-        self.memory[address - BASE:address - BASE + 8] = value.to_bytes(8, "little")
 
     def u8(self, address: int, value: int) -> None:
         self.memory[address - BASE] = value

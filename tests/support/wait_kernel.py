@@ -5,11 +5,12 @@ queues (``wait_queue_head_t`` with ``wait_queue_entry_t`` entries, ``struct swai
 from __future__ import annotations
 
 from kcrash.debuginfo.symbols import SymbolTable
-from kcrash.memory import MemoryReader, SegmentMap
+from kcrash.memory import MemoryReader
 from kcrash.types.btf import parse_btf
 from kcrash.types.btf_write import BtfWriter
 from kcrash.types.object import Object
 from kcrash.types.program import Program
+from support.synthetic_memory import SyntheticMemory
 
 BASE = 0xFFFFFFFF81000000
 TEXT = BASE + 0x100  # default_wake_function, autoremove_wake_function (0x40 each)
@@ -25,7 +26,7 @@ CPU, FLAGS, PRIO, CHILDREN, SIBLING = 80, 84, 88, 96, 112
 START_TIME, START_BOOTTIME, UTIME, STIME, LAST_ARRIVAL = 128, 136, 144, 152, 160
 
 
-class Kernel:
+class Kernel(SyntheticMemory):
     """``task_struct`` {pid, tgid, __state, exit_state, comm, tasks, thread_node, signal, real_parent,
     cpu, flags, prio, children, sibling, start_time, start_boottime, utime, stime, sched_info};
     ``init_task`` is the first task; every task is its own thread group."""
@@ -59,10 +60,9 @@ class Kernel:
         swqh = w.add_struct("swait_queue_head", 24, [("lock", u, 0, 0), ("task_list", lh, 64, 0)])
         w.add_struct("swait_queue", 24, [("task", task_ptr, 0, 0), ("task_list", lh, 64, 0)])
         w.add_struct("completion", 32, [("done", u, 0, 0), ("wait", swqh, 64, 0)])
-        self.memory = bytearray(END - BASE)
-        segments = SegmentMap()
-        segments.add_segment(BASE, len(self.memory), lambda a, n: bytes(self.memory[a - BASE:a - BASE + n]),
-                             physical=False)
+        super().__init__({BASE: END - BASE})
+        self.memory = self.regions[BASE]
+        segments = self.segments()
         names = ["_stext", "default_wake_function", "autoremove_wake_function", "init_task", "_end"]
         addrs = [BASE, TEXT, TEXT + 0x40, INIT_TASK, END]
         self.prog = Program(MemoryReader(segments), SymbolTable(names, addrs, "TTTDD"), parse_btf(w.to_bytes()))
@@ -72,15 +72,6 @@ class Kernel:
         self.u64(INIT_TASK + REAL_PARENT, INIT_TASK)  # init_task is its own parent
 
     # -- memory ---------------------------------------------------------------------------------
-
-    def put(self, addr: int, data: bytes) -> None:
-        self.memory[addr - BASE:addr - BASE + len(data)] = data
-
-    def u32(self, addr: int, value: int) -> None:
-        self.put(addr, value.to_bytes(4, "little"))
-
-    def u64(self, addr: int, value: int) -> None:
-        self.put(addr, value.to_bytes(8, "little"))
 
     def ring(self, head: int, nodes: list[int]) -> None:
         ring = [head, *nodes]
