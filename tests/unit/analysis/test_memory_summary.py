@@ -10,12 +10,13 @@ import time
 
 from kcrash.analysis.memory_summary import memory_summary, slab_cache, slab_caches
 from kcrash.debuginfo.symbols import SymbolTable
-from kcrash.memory import MemoryReader, SegmentMap
+from kcrash.memory import MemoryReader
 from kcrash.report.model import SlabCache
 from kcrash.types.btf import parse_btf
 from kcrash.types.btf_write import BtfWriter
 from kcrash.types.object import Object
 from kcrash.types.program import Program
+from support.synthetic_memory import SyntheticMemory
 
 BASE = 0xFFFFFFFF82000000
 SLAB_CACHES = BASE + 0x100
@@ -32,7 +33,7 @@ NODE_SIZE = 0x20  # nr_slabs at 0x8, total_objects at 0x10
 OO_SHIFT = 16
 
 
-class Kernel:
+class Kernel(SyntheticMemory):
     """struct kmem_cache {unsigned int object_size; struct kmem_cache_order_objects oo; const char *name;
     struct list_head list; unsigned int size, offset; ...; struct kmem_cache_node *node[2];},
     struct kmem_cache_node {...; atomic_long_t nr_slabs; atomic_long_t total_objects;}, and the vm stat enums."""
@@ -56,22 +57,15 @@ class Kernel:
         w.add_enum("zone_stat_item", 4, [("NR_FREE_PAGES", 0), ("NR_ZONE_LRU_BASE", 1)])
         w.add_enum("node_stat_item", 4, [("NR_FILE_PAGES", 1), ("NR_ANON_MAPPED", 2), ("NR_SLAB_RECLAIMABLE_B", 3),
                                          ("NR_SLAB_UNRECLAIMABLE_B", 4)])
-        self.memory = bytearray(END - BASE)
-        segments = SegmentMap()
-        segments.add_segment(BASE, len(self.memory), lambda a, n: bytes(self.memory[a - BASE:a - BASE + n]),
-                             physical=False)
+        super().__init__({BASE: END - BASE})
+        self.memory = self.regions[BASE]
+        segments = self.segments()
         names = ["_stext", "slab_caches", "nr_node_ids", "_totalram_pages", "vm_zone_stat", "vm_node_stat", "_end"]
         addrs = [BASE, SLAB_CACHES, NR_NODE_IDS, TOTALRAM, ZONE_STAT, NODE_STAT, END]
         self.prog = Program(MemoryReader(segments), SymbolTable(names, addrs, "TDDDDDD"), parse_btf(w.to_bytes()))
         self.put(NR_NODE_IDS, (2).to_bytes(4, "little"))
         self.caches: list[int] = []
         self.names = NAMES
-
-    def put(self, addr: int, data: bytes) -> None:
-        self.memory[addr - BASE:addr - BASE + len(data)] = data
-
-    def u64(self, addr: int, value: int) -> None:
-        self.put(addr, value.to_bytes(8, "little"))
 
     def cache(self, name: bytes, object_size: int, order: int, nodes: list[tuple[int, int] | None]) -> int:
         addr = CACHES + len(self.caches) * CACHE_SIZE
