@@ -23,9 +23,11 @@ one (``kallsyms_lookup_size_offset``); neither BTF (no addresses or sizes of fun
 (its "undefined" entries also cover unreachable code inside functions) tells a function's end. What
 the image does tell is the linker's fill: ``arch/x86/kernel/vmlinux.lds.S`` fills the gaps of
 ``.text`` with ``int3`` (``:text =0xcccc``), so a text address in a run of at least two ``0xcc``
-bytes that reaches the next symbol is alignment fill after the function, in no symbol (drgn, with
-the vmlinux's ELF sizes, says the same; most of it is the ~1 MiB of ``int3`` up to the 2 MiB
-boundary after the SRSO alias thunk). ``nop`` fill (``.align`` inside a section) is not told
+bytes that reaches the next symbol is alignment fill after the function, in no symbol, as drgn
+says with the vmlinux's ELF sizes (most of it is the ~1 MiB of ``int3`` up to the 2 MiB boundary
+after the SRSO alias thunk) -- unless the symbol itself starts in the fill: a sizeless
+linker-script marker such as ``__static_call_text_end``, which runs to the next symbol for drgn too.
+``nop`` fill (``.align`` inside a section) is not told
 apart from code: it stays named after the function before it, as the kernel's ``%pS`` names it.
 Backtraces and ``sym`` print the kernel's ``%pS``
 (:meth:`~kcrash.debuginfo.symbols.SymbolTable.symbolize_or_none`: the next-symbol rule, so their
@@ -218,19 +220,23 @@ def _symbol(prog: Program, address: int) -> AddressIdentity | None:
     if stack is not None:
         return stack
     end = symbol.address + symbol.size
-    if symbol.module is None and symbol.kind in _FUNCTION_KINDS and _in_text_fill(prog, address, end):
+    if symbol.module is None and symbol.kind in _FUNCTION_KINDS and _in_text_fill(prog, symbol.address, address, end):
         return None
     return AddressIdentity(address, "symbol", symbol.name, offset, symbol.address, symbol.address + symbol.size,
                            module=symbol.module, symbol_kind=symbol.kind)
 
 
-def _in_text_fill(prog: Program, address: int, end: int) -> bool:
+def _in_text_fill(prog: Program, symbol: int, address: int, end: int) -> bool:
     # address lies in a run (>= 2 bytes) of the linker's .text fill that reaches ``end``, the next
-    # symbol: padding after the function's last instruction (see the module docstring)
+    # symbol: padding after the last instruction of the function at ``symbol``. A symbol whose own
+    # first byte is fill is a linker-script marker placed in the fill (``__static_call_text_end``:
+    # sizeless, so it runs to the next symbol for drgn too), not a function.
     if not 0 < end - address <= _MAX_FILL:
         return False
     start = address - 1 if end - address == 1 else address
     try:
+        if prog.read(symbol, 1) == _TEXT_FILL:
+            return False
         for at in range(start, end, _FILL_CHUNK):
             if prog.read(at, min(_FILL_CHUNK, end - at)).strip(_TEXT_FILL):
                 return False

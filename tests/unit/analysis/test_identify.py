@@ -154,10 +154,12 @@ def test_text_fill_is_a_run_of_int3_reaching_the_next_symbol() -> None:
     code = bytes.fromhex("c3cc" "b8cc000000" "cccccccccccccccccc")
     mem = _Bytes(base, code)
     end = base + len(code)
-    assert all(_in_text_fill(mem, a, end) for a in range(base + 7, end))  # type: ignore[arg-type]
-    assert not _in_text_fill(mem, base + 3, end)  # type: ignore[arg-type]  # an immediate's 0xcc: code follows
-    assert not _in_text_fill(mem, base + 1, end)  # type: ignore[arg-type]  # the SLS int3: code follows
+    assert all(_in_text_fill(mem, base, a, end) for a in range(base + 7, end))  # type: ignore[arg-type]
+    assert not _in_text_fill(mem, base, base + 3, end)  # type: ignore[arg-type]  # an immediate's 0xcc
+    assert not _in_text_fill(mem, base, base + 1, end)  # type: ignore[arg-type]  # the SLS int3: code follows
+    # a marker symbol placed in the fill (its first byte is fill) runs to the next symbol
+    assert not _in_text_fill(mem, base + 7, base + 9, end)  # type: ignore[arg-type]
     one = _Bytes(base, bytes.fromhex("c3cc"))  # a single int3 before the next symbol is no fill run
-    assert not _in_text_fill(one, base + 1, base + 2)  # type: ignore[arg-type]
-    assert not _in_text_fill(_Bytes(base, b""), base, base + 8)  # type: ignore[arg-type]  # unreadable
-    assert not _in_text_fill(mem, base, base + (8 << 20))  # type: ignore[arg-type]  # too far to follow
+    assert not _in_text_fill(one, base, base + 1, base + 2)  # type: ignore[arg-type]
+    assert not _in_text_fill(_Bytes(base, b""), base, base, base + 8)  # type: ignore[arg-type]  # unreadable
+    assert not _in_text_fill(mem, base, base, base + (8 << 20))  # type: ignore[arg-type]  # too far
