@@ -9,7 +9,7 @@ the GDB remote protocol and exposes memory; this module binds it to the analysis
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.dumps.base import MemorySegment
 from kcrash.dumps.cpustate import PRSTATUS_REGISTERS_X86_64, CpuState, PrStatus
 from kcrash.errors import KcrashError, LiveTargetError, MissingDebugInfoError
-from kcrash.helpers.linux.list import list_for_each_entry
+from kcrash.helpers.linux.list import ListWalk
+from kcrash.helpers.linux.sched import for_each_task, task_state
 from kcrash.helpers.linux.stack import kernel_unwinder
 from kcrash.live.breakpoints import Breakpoint
 from kcrash.live.connect import attach
@@ -226,30 +227,17 @@ def vcpu_states(session: LiveSession) -> list[CpuState]:
 # --- kernel views for the commands ----------------------------------------------------------------
 
 
-def list_tasks(prog: Program) -> Iterator[Object]:
-    """Every task with a PID: thread-group leaders on ``init_task.tasks`` and their threads."""
-    init = prog["init_task"]
-    for leader in list_for_each_entry("struct task_struct", init.tasks.address_of_(), "tasks"):
-        yield leader
-        for thread in list_for_each_entry("struct task_struct", leader.signal.thread_head.address_of_(),
-                                          "thread_node"):
-            if int(thread) != int(leader):
-                yield thread
+def list_tasks(prog: Program) -> ListWalk:
+    """Every task with a PID: :func:`~kcrash.helpers.linux.sched.for_each_task` (bounded; a broken
+    list ends the walk with ``truncated`` set)."""
+    return for_each_task(prog)
 
 
 def task_row(task: Object) -> dict[str, Any]:
-    # Since Linux kernel commit 2f064a59a11f (v5.14) the state member is __state.
-    state = task.member_("__state") if _has_member(task, "__state") else task.member_("state")
-    return {"pid": int(task.pid), "tgid": int(task.tgid), "state": int(state),
+    """The ``ps`` row of a live task: pid, tgid, state bits (:func:`~kcrash.helpers.linux.sched.task_state`),
+    comm and address."""
+    return {"pid": int(task.pid), "tgid": int(task.tgid), "state": task_state(task),
             "comm": task.comm.string_().decode("utf-8", "replace"), "task": int(task)}
-
-
-def _has_member(obj: Object, name: str) -> bool:
-    try:
-        obj.member_(name)
-    except KcrashError:
-        return False
-    return True
 
 
 def backtrace_lines(binder: KernelBinder, regs: dict[str, int]) -> list[str]:

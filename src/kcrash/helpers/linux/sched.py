@@ -34,6 +34,7 @@ __all__ = [
     "idle_task",
     "task_cpu",
     "task_ps_layout",
+    "task_state",
     "task_state_char",
     "task_state_to_char",
     "task_thread_count",
@@ -226,6 +227,17 @@ def _read_state_chars(prog: Program) -> str | None:
             break
         good += c
     return good if good.startswith("RSD") else None
+
+
+def task_state(task: Object) -> int:
+    """The task's state bits: ``__state`` (``state`` before v5.14, Linux kernel commit 2f064a59a11f).
+
+    :param task: ``struct task_struct *``
+
+    >>> task_state(prog["init_task"].address_of_())  # doctest: +SKIP
+    0
+    """
+    return _task_members(task, "state").value("state")
 
 
 def task_state_to_char(task: Object) -> str:
