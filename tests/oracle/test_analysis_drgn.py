@@ -19,8 +19,6 @@ drgn always reads the ELF dump (the same memory); kcrash reads ELF and kdump.
 from __future__ import annotations
 
 import collections
-import contextlib
-import json
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +37,7 @@ from kcrash.helpers.linux.sched import for_each_task, task_state_to_char
 from kcrash.helpers.linux.stack import stack_trace
 from kcrash.types.object import Object
 from kcrash.types.program import Program
+from support.drgn_oracle import case_id, drgn_program, lab_info
 
 drgn = pytest.importorskip("drgn")
 
@@ -52,20 +51,14 @@ FORMATS = ("vmcore.elf", "vmcore.kdump")
 SAMPLES = 10_000
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-{'kaslr' if c[2] else 'nokaslr'}")
+@pytest.fixture(scope="module", params=CASES, ids=case_id)
 def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
           lab_vmlinux_dbg: Callable[[str], Path]) -> tuple[Path, Any, dict[str, Any]]:
     kind, kernel, kaslr = request.param
     out = lab_crash(kind, kernel, kaslr)
-    info = json.loads((out / "lab.json").read_text())
+    info = lab_info(out)
     vmlinux = lab_vmlinux_dbg(kernel)
-    # the -dbg package's debug .ko of the other loaded modules (pvpanic, qemu_fw_cfg), so drgn names
-    # every frame (usr/lib/debug/boot/vmlinux-* -> usr/lib/debug/lib/modules/*/kernel/drivers/)
-    debug_kos = sorted(str(p) for p in vmlinux.parents[1].glob("lib/modules/*/kernel/drivers/**/*.ko"))
-    dprog = drgn.Program()
-    dprog.set_core_dump(str(out / "vmcore.elf"))
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        dprog.load_debug_info([str(vmlinux), *([info["module"]["path"]] if info["module"] else []), *debug_kos])
+    dprog = drgn_program(out, vmlinux, other_modules=True)
     return out, dprog, info
 
 

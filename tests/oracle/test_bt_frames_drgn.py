@@ -21,7 +21,6 @@ dumps, kcrash with NO vmlinux against drgn given the Debian -dbg vmlinux and the
 
 from __future__ import annotations
 
-import contextlib
 import json
 import struct
 import time
@@ -44,6 +43,7 @@ from kcrash.helpers.linux.sched import for_each_task
 from kcrash.helpers.linux.stack import kernel_unwinder
 from kcrash.report.model import ExceptionFrame, TaskTraceDetail
 from kcrash.types.program import Program
+from support.drgn_oracle import case_id, drgn_program, lab_info
 
 drgn = pytest.importorskip("drgn")
 
@@ -62,18 +62,14 @@ _THREAD_SIZE = 16384
 _DRGN_REG = {"eflags": "rflags"}
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-{'kaslr' if c[2] else 'nokaslr'}")
+@pytest.fixture(scope="module", params=CASES, ids=case_id)
 def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
           lab_vmlinux_dbg: Callable[[str], Path]) -> tuple[Path, Any, dict[str, Any]]:
     kind, kernel, kaslr = request.param
     out = lab_crash(kind, kernel, kaslr)
-    info = json.loads((out / "lab.json").read_text())
+    info = lab_info(out)
     vmlinux = lab_vmlinux_dbg(kernel)
-    debug_kos = sorted(str(p) for p in vmlinux.parents[1].glob("lib/modules/*/kernel/drivers/**/*.ko"))
-    dprog = drgn.Program()
-    dprog.set_core_dump(str(out / "vmcore.elf"))
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        dprog.load_debug_info([str(vmlinux), *([info["module"]["path"]] if info["module"] else []), *debug_kos])
+    dprog = drgn_program(out, vmlinux, other_modules=True)
     return out, dprog, info
 
 

@@ -23,7 +23,6 @@ there, so module globals are read through kernel types only) and SYSRQ 7.2 (no l
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import subprocess
@@ -38,28 +37,26 @@ from kcrash.cli import main
 from kcrash.types.btf import BTF_KIND
 from kcrash.types.cexpr import evaluate
 from kcrash.types.program import Program
+from support.drgn_oracle import LAB_CASES, case_id, drgn_program, lab_info
 
 drgn = pytest.importorskip("drgn")
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = [("BUG", "6.1", True), ("BUG", "6.12", False), ("BUG", "5.10", True), ("SYSRQ", "7", False)]
+CASES = LAB_CASES
 MAGIC = 0xFEEDFACE0BADC0DE
 # Sites the kernel rewrites when it loads a module: ftrace turns "call __fentry__" into a NOP, the
 # return thunk becomes "ret; int3", retpoline thunks become indirect branches (arch/x86/kernel/alternative.c).
 PATCHED = re.compile(r"^(__fentry__|__x86_return_thunk|__x86_indirect_thunk_\w+|__x86_indirect_call_thunk_\w+)$")
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-{'kaslr' if c[2] else 'nokaslr'}")
+@pytest.fixture(scope="module", params=CASES, ids=case_id)
 def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
           lab_vmlinux_dbg: Callable[[str], Path]) -> tuple[Path, Any, dict[str, Any]]:
     kind, kernel, kaslr = request.param
     out = lab_crash(kind, kernel, kaslr)
-    info = json.loads((out / "lab.json").read_text())
-    dprog = drgn.Program()
-    dprog.set_core_dump(str(out / "vmcore.elf"))
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        dprog.load_debug_info([str(lab_vmlinux_dbg(kernel)), *([info["module"]["path"]] if info["module"] else [])])
+    info = lab_info(out)
+    dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
     return out, dprog, info
 
 
