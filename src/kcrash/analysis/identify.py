@@ -41,7 +41,6 @@ reads of its slab and page. Nothing here prints.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -54,6 +53,7 @@ from kcrash.helpers.linux.sched import for_each_task
 from kcrash.helpers.linux.slab import SlabObjectInfo, slab_object_info
 from kcrash.helpers.linux.stack import kernel_unwinder
 from kcrash.helpers.linux.vmalloc import VmapArea, find_vmap_area, vmalloc_to_pfn
+from kcrash.helpers.memo import per_program
 from kcrash.types.program import Program
 
 __all__ = ["KINDS", "AddressIdentity", "identify_address", "identify_addresses"]
@@ -139,17 +139,8 @@ class _Tasks:
     truncated: str | None
 
 
-_TASKS: weakref.WeakKeyDictionary[Program, _Tasks] = weakref.WeakKeyDictionary()
-
-
+@per_program
 def _tasks(prog: Program) -> _Tasks:
-    found = _TASKS.get(prog)
-    if found is None:
-        found = _TASKS[prog] = _build_tasks(prog)
-    return found
-
-
-def _build_tasks(prog: Program) -> _Tasks:
     # Every task with a stack: the thread list plus each CPU's idle task (for_each_task(idle=True)).
     task_type = prog.type("struct task_struct")
     layout = StructLayout(task_type, ("stack", "pid", "comm"))
