@@ -18,7 +18,6 @@ drgn's counterparts are ``cpu_rq``, ``rq_for_each_fair_task``, ``rq_for_each_rt_
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from kcrash.errors import FaultError, TypeLookupError
 from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.list import list_for_each_entry
 from kcrash.helpers.linux.rbtree import rbtree_inorder_for_each_entry
+from kcrash.helpers.memo import per_program
 from kcrash.types.object import Object, offsetof
 from kcrash.types.percpu import per_cpu
 from kcrash.types.program import Program
@@ -37,7 +37,6 @@ __all__ = ["QueuedTask", "Runqueue", "cpu_rq", "rq_dl_tasks", "rq_fair_tasks", "
 _MAX_GROUP_DEPTH = 64
 #: the most tasks one class of one run queue yields
 _LIMIT = 100_000
-_TASK_LAYOUT: weakref.WeakKeyDictionary[Program, StructLayout] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +83,9 @@ def cpu_rq(prog: Program, cpu: int) -> Object:
     return per_cpu(prog, "runqueues", cpu).address_of_()
 
 
+@per_program
 def _task_layout(prog: Program) -> StructLayout:
-    found = _TASK_LAYOUT.get(prog)
-    if found is None:
-        found = _TASK_LAYOUT[prog] = StructLayout(prog.type("struct task_struct"),
-                                                  ("pid", "comm", "prio", "policy"))
-    return found
+    return StructLayout(prog.type("struct task_struct"), ("pid", "comm", "prio", "policy"))
 
 
 def _queued(prog: Program, task: int) -> QueuedTask:

@@ -17,7 +17,6 @@ and record why they stopped in ``truncated``.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from kcrash.errors import FaultError, TypeLookupError
 from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.list import DEFAULT_LIMIT, ListWalk, hlist_for_each_entry
 from kcrash.helpers.linux.rbtree import rbtree_inorder_for_each_entry
+from kcrash.helpers.memo import per_program
 from kcrash.types.model import Type, TypeKind
 from kcrash.types.object import Object, offsetof
 from kcrash.types.percpu import per_cpu
@@ -45,9 +45,6 @@ __all__ = [
     "timer_base_names",
 ]
 
-_BASE_NAMES: weakref.WeakKeyDictionary[Program, tuple[str, ...]] = weakref.WeakKeyDictionary()
-_TIMER_LAYOUT: weakref.WeakKeyDictionary[Program, StructLayout] = weakref.WeakKeyDictionary()
-_HRTIMER_LAYOUT: weakref.WeakKeyDictionary[Program, StructLayout] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,16 +124,14 @@ def get_jiffies(prog: Program) -> int:
     return prog.read_u64(prog.symbol_address("jiffies_64"))
 
 
+@per_program
 def timer_base_names(prog: Program) -> Sequence[str]:
     """The names of the timer bases of each CPU, in ``timer_bases[]`` order, as drgn's.
 
     >>> timer_base_names(prog)  # doctest: +SKIP
     ('BASE_LOCAL', 'BASE_GLOBAL', 'BASE_DEF')
     """
-    found = _BASE_NAMES.get(prog)
-    if found is None:
-        found = _BASE_NAMES[prog] = _base_names(prog)
-    return found
+    return _base_names(prog)
 
 
 def _base_names(prog: Program) -> tuple[str, ...]:
@@ -197,11 +192,9 @@ def _buckets(base: Object, limit: int) -> Iterator[tuple[int, ListWalk]]:
             yield i, hlist_for_each_entry("struct timer_list", head, "entry", limit=limit)
 
 
+@per_program
 def _timer_layout(prog: Program) -> StructLayout:
-    found = _TIMER_LAYOUT.get(prog)
-    if found is None:
-        found = _TIMER_LAYOUT[prog] = StructLayout(prog.type("struct timer_list"), ("expires", "function"))
-    return found
+    return StructLayout(prog.type("struct timer_list"), ("expires", "function"))
 
 
 def _timer(prog: Program, address: int) -> Timer:
@@ -257,13 +250,10 @@ def hrtimer_clock_base_for_each(clock_base: Object, *, limit: int = DEFAULT_LIMI
     return rbtree_inorder_for_each_entry("struct hrtimer", root.address_of_(), "node.node", limit=limit)
 
 
+@per_program
 def _hrtimer_layout(prog: Program) -> StructLayout:
-    found = _HRTIMER_LAYOUT.get(prog)
-    if found is None:
-        found = _HRTIMER_LAYOUT[prog] = StructLayout(
-            prog.type("struct hrtimer"), {"expires": "node.expires", "softexpires": "_softexpires",
-                                          "function": "function"})
-    return found
+    return StructLayout(prog.type("struct hrtimer"), {"expires": "node.expires", "softexpires": "_softexpires",
+                                                      "function": "function"})
 
 
 def _hrtimer(prog: Program, address: int) -> HrTimer:
