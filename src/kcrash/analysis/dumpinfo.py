@@ -6,25 +6,87 @@ The report's facts about the dump file itself (:class:`~kcrash.report.model.Dump
 codecs, dump level, size on disk, when it was collected, completeness and page counts, from the
 format reader's header description. The collection time is the header's timestamp (kdump), else
 the kernel's ``CRASHTIME`` from VMCOREINFO, else the file's modification time (QEMU records
-neither); ``collected_from`` says which. :func:`debuginfo_sources` says how the symbols, types and
-unwind tables were found. Nothing here prints.
+neither); ``collected_from`` says which. :func:`crash_time_or_none` is the one rule for when the
+kernel crashed (``sys``, ``dump info`` and the report all use it). :func:`dump_facts` is what
+``dump info`` shows; :func:`debuginfo_sources` says how the symbols, types and unwind tables were
+found. Nothing here prints.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kcrash.dumps import open_dump
 from kcrash.dumps.base import DumpFormat
 from kcrash.errors import KcrashError
+from kcrash.helpers.linux.panic import crash_time_or_none as _timekeeper_seconds_or_none
+from kcrash.memory.kernel import KernelMemory, find_panic_cpu_or_none, open_kernel_memory
 from kcrash.report import model
 
 if TYPE_CHECKING:
+    from kcrash.dumps.vmcoreinfo import VmcoreInfo
     from kcrash.types.program import Program
 
-__all__ = ["debuginfo_sources", "dump_metadata"]
+__all__ = ["crash_time_or_none", "debuginfo_sources", "dump_facts", "dump_metadata"]
+
+
+def crash_time_or_none(vmcoreinfo: VmcoreInfo | None, prog: Program | None = None) -> int | None:
+    """When the kernel crashed, in seconds since the epoch, or None: VMCOREINFO's ``CRASHTIME``
+    (stored by ``crash_save_vmcoreinfo()`` in ``kernel/crash_core.c`` when kdump starts), else the
+    timekeeper's ``xtime_sec`` at its last update (QEMU's dumps have no ``CRASHTIME``; needs ``prog``).
+
+    :param vmcoreinfo: the dump's VMCOREINFO, if any
+    :param prog: the dump opened with symbols and types, if it could be
+
+    >>> crash_time_or_none(prog.vmcoreinfo, prog)  # doctest: +SKIP
+    1765112400
+    """
+    if vmcoreinfo is not None and vmcoreinfo.crashtime:
+        return vmcoreinfo.crashtime
+    return _timekeeper_seconds_or_none(prog) if prog is not None else None
+
+
+def dump_facts(handle: DumpFormat, prog: Program | None = None) -> dict[str, Any]:
+    """The facts ``dump info`` shows, as JSON-ready data: the header description, VMCOREINFO's
+    release and build-id, the crash time (:func:`crash_time_or_none`), the kernel layout and the
+    CPU notes.
+
+    :param handle: the open dump
+    :param prog: the same dump opened with symbols and types, if it could be (for the crash time)
+    """
+    desc = handle.describe()
+    memory = open_kernel_memory(handle)
+    vmci = memory.vmcoreinfo
+    data: dict[str, Any] = dataclasses.asdict(desc)
+    data.update(
+        kernel_release=(vmci.osrelease if vmci else None) or desc.utsname.get("release") or None,
+        build_id=vmci.build_id if vmci else None,
+        crash_time=crash_time_or_none(vmci, prog),
+        page_size=vmci.page_size if vmci else desc.pages.page_size,
+        has_vmcoreinfo=vmci is not None,
+        kaslr_offset=memory.layout.kaslr_offset, phys_base=memory.layout.phys_base,
+        page_table_root=memory.layout.pgd, paging_levels=memory.layout.levels,
+        layout_source=memory.layout.source, cpus=_cpus(memory),
+        panic_cpu=find_panic_cpu_or_none(memory))
+    return data
+
+
+def _cpus(memory: KernelMemory) -> list[dict[str, Any]]:
+    rows = []
+    for cpu in memory.cpus:
+        row: dict[str, Any] = {"cpu": cpu.cpu}
+        if cpu.prstatus is not None:
+            row.update(pr_pid=cpu.prstatus.pr_pid, registers=cpu.prstatus.registers)
+        if cpu.qemu is not None:
+            row.update(cr0=cpu.qemu.cr[0], cr2=cpu.qemu.cr[2], cr3=cpu.qemu.cr3, cr4=cpu.qemu.cr[4],
+                       segment_bases=cpu.qemu.segment_bases, segment_selectors=cpu.qemu.segment_selectors,
+                       kernel_gs_base=cpu.qemu.kernel_gs_base)
+            row.setdefault("registers", cpu.qemu.registers)
+        rows.append(row)
+    return rows
 
 
 def dump_metadata(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,

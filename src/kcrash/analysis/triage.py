@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from kcrash.analysis.dumpinfo import crash_time_or_none
 from kcrash.analysis.target import module_debuginfo
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import FaultError, KcrashError, MissingDebugInfoError
@@ -31,7 +32,6 @@ from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.module import for_each_module, module_base, module_name, module_size, module_taints
 from kcrash.helpers.linux.panic import (
     crash_context,
-    crash_time_or_none,
     panic_cpu_or_none,
     panic_message_or_none,
     taint_flags,
@@ -308,7 +308,7 @@ def system_info(prog: Program, dump: str) -> model.SystemInfo:
         release=_text(uts.release.string_()), version=_text(uts.version.string_()),
         machine=_text(uts.machine.string_()), nodename=_text(uts.nodename.string_()),
         cpus=len(memory.cpus) if isinstance(memory, KernelMemory) else 0, panic_cpu=panic_cpu_or_none(prog),
-        uptime_ns=uptime_ns_or_none(prog), crash_time=crash_time_or_none(prog), tainted=tainted(prog),
+        uptime_ns=uptime_ns_or_none(prog), crash_time=crash_time_or_none(prog.vmcoreinfo, prog), tainted=tainted(prog),
         taint_mask=int(prog["tainted_mask"]), memory_bytes=_memory_bytes(prog), dump=dump)
 
 
@@ -591,7 +591,7 @@ def _module_section(prog: Program, sections: _Sections) -> tuple[model.ModuleRow
 def _bare_system_info(info: VmcoreInfo | None, cpus: int, dump: str) -> model.SystemInfo:
     # What VMCOREINFO and the CPU notes say when the kernel's own structures cannot be read.
     return model.SystemInfo(release=(info.osrelease or "") if info else "", version="", machine="", nodename="",
-                            cpus=cpus, panic_cpu=None, uptime_ns=None, crash_time=info.crashtime if info else None,
+                            cpus=cpus, panic_cpu=None, uptime_ns=None, crash_time=crash_time_or_none(info),
                             tainted="", taint_mask=0, memory_bytes=None, dump=dump)
 
 

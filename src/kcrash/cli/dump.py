@@ -12,17 +12,19 @@ commands, which turns dump warnings into one ``kcrash: warning:`` line each.
 
 from __future__ import annotations
 
-import dataclasses
+import datetime
 import json
 import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from kcrash.analysis.dumpinfo import debuginfo_sources, dump_facts
+from kcrash.analysis.target import open_target
 from kcrash.analysis.triage import dump_log
 from kcrash.cli.common import (
     attached_live,
@@ -39,7 +41,9 @@ from kcrash.dumps import DumpFormat, open_dump
 from kcrash.dumps.write.compress import CODECS
 from kcrash.errors import CliError, KcrashError
 from kcrash.helpers.linux.printk import format_dmesg
-from kcrash.memory.kernel import KernelMemory, find_panic_cpu_or_none, open_kernel_memory
+
+if TYPE_CHECKING:
+    from kcrash.types.program import Program
 
 __all__ = ["dump", "opened_dump", "progress_bar", "report_write"]
 
@@ -75,68 +79,40 @@ def dump() -> None:
 def info(paths: tuple[str, ...], as_json: bool) -> None:
     """Describe a dump (several files: one --split set), and how its symbols, types and unwind tables
     are found."""
-    with opened_dump(paths) as handle:
-        data = dump_info(handle)
-    data["debuginfo"] = _debuginfo(paths)
+    prog, debuginfo = _opened_target(paths)
+    try:
+        with opened_dump(paths) as handle:
+            data = dump_facts(handle, prog)
+    finally:
+        if prog is not None:
+            prog.close()
+    data["debuginfo"] = debuginfo
     if as_json:
         echo_json(data)
     else:
         _print_info(data)
 
 
-def _debuginfo(paths: tuple[str, ...]) -> dict[str, str]:
-    # How symbols, types and unwind tables are found (the dump's own, or --vmlinux/--system-map).
-    from kcrash.analysis.dumpinfo import debuginfo_sources
-    from kcrash.analysis.target import open_target
-
-    with warnings.catch_warnings():  # the dump's own warnings were printed once already
+def _opened_target(paths: tuple[str, ...]) -> tuple[Program | None, dict[str, str]]:
+    # The dump with symbols and types (the dump's own, or --vmlinux/--system-map), for the crash
+    # time, and how they were found; None and the reason when they cannot be.
+    with warnings.catch_warnings():  # the dump's own warnings are printed once, by opened_dump
         warnings.simplefilter("ignore")
         try:
             prog = open_target(list(paths), cache_dir(), orc=False, symbol_file=given_symbol_file())
         except KcrashError as exc:
-            return {"symbols": f"unavailable: {exc}"}
-    try:
-        return debuginfo_sources(prog)
-    finally:
-        prog.close()
-
-
-def dump_info(handle: DumpFormat) -> dict[str, Any]:
-    """Return the facts ``dump info`` shows, as JSON-ready data."""
-    desc = handle.describe()
-    memory = open_kernel_memory(handle)
-    vmci = memory.vmcoreinfo
-    data: dict[str, Any] = dataclasses.asdict(desc)
-    data.update(
-        kernel_release=(vmci.osrelease if vmci else None) or desc.utsname.get("release") or None,
-        build_id=vmci.build_id if vmci else None,
-        crash_time=(vmci.crashtime if vmci else None) or desc.timestamp or None,
-        page_size=vmci.page_size if vmci else desc.pages.page_size,
-        has_vmcoreinfo=vmci is not None,
-        kaslr_offset=memory.layout.kaslr_offset, phys_base=memory.layout.phys_base,
-        page_table_root=memory.layout.pgd, paging_levels=memory.layout.levels,
-        layout_source=memory.layout.source, cpus=_cpus(memory),
-        panic_cpu=find_panic_cpu_or_none(memory))
-    return data
-
-
-def _cpus(memory: KernelMemory) -> list[dict[str, Any]]:
-    rows = []
-    for cpu in memory.cpus:
-        row: dict[str, Any] = {"cpu": cpu.cpu}
-        if cpu.prstatus is not None:
-            row.update(pr_pid=cpu.prstatus.pr_pid, registers=cpu.prstatus.registers)
-        if cpu.qemu is not None:
-            row.update(cr0=cpu.qemu.cr[0], cr2=cpu.qemu.cr[2], cr3=cpu.qemu.cr3, cr4=cpu.qemu.cr[4],
-                       segment_bases=cpu.qemu.segment_bases, segment_selectors=cpu.qemu.segment_selectors,
-                       kernel_gs_base=cpu.qemu.kernel_gs_base)
-            row.setdefault("registers", cpu.qemu.registers)
-        rows.append(row)
-    return rows
+            return None, {"symbols": f"unavailable: {exc}"}
+    return prog, debuginfo_sources(prog)
 
 
 def _hex(value: int | None) -> str:
     return "-" if value is None else (f"{value:#x}" if value >= 0 else f"-{-value:#x}")
+
+
+def _date(seconds: int) -> str:
+    # the date as `sys` and the report print it (report/terminal.py), then the seconds
+    text = datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%a %b %e %H:%M:%S UTC %Y")
+    return f"{text} ({seconds})"
 
 
 def _print_info(data: dict[str, Any]) -> None:
@@ -149,7 +125,7 @@ def _print_info(data: dict[str, Any]) -> None:
                   f"{pages['excluded']:,} filtered (page size {pages['page_size']})"),
         ("status", ", ".join(data["status_flags"]) or "-"),
         ("kernel release", data["kernel_release"] or "-"), ("build-id", data["build_id"] or "-"),
-        ("crash time", str(data["crash_time"] or "-")),
+        ("crash time", "-" if data["crash_time"] is None else _date(data["crash_time"])),
         ("KASLR offset", _hex(data["kaslr_offset"])), ("phys_base", _hex(data["phys_base"])),
         ("page tables", f"{_hex(data['page_table_root'])} ({data['paging_levels']}-level, "
                         f"from {data['layout_source']})"),
