@@ -26,10 +26,10 @@ __all__ = ["parse_code", "parse_details", "parse_frame"]
 _FRAME_RE: Final = LazyPattern(
     r"^\s*(?:\[<?(?:0x)?(?P<addr>[0-9a-f]+)>?\]\s+)*(?P<q>\?\s+)?"
     r"(?P<func>[A-Za-z_$.][\w$.]*)\+0x(?P<off>[0-9a-f]+)/0x(?P<size>[0-9a-f]+)"
-    r"(?:\s+\[(?P<mod>[\w.-]+)(?:\s[^\]]*)?\])?(?:\s+(?P<src>[\w./+-]+:\d+))?(?P<inl>\s+\[inline\])?", re.ASCII,
+    r"(?:\s+\[(?P<mod>[\w.-]+)(?:\s[^\]]*)?\])?(?:\s+(?P<src>[\w./+~,@-]+:\d+))?(?P<inl>\s+\[inline\])?", re.ASCII,
     prefilter=False)
 _INLINE_RE: Final = LazyPattern(
-    r"^\s*(?P<func>[A-Za-z_][\w.]*)\s+(?P<src>[\w./+-]+\.[a-zA-Z]+:\d+)\s+\[inline\]\s*$", re.ASCII)
+    r"^\s*(?P<func>[A-Za-z_][\w.]*)\s+(?P<src>[\w./+~,@-]+\.[a-zA-Z]+:\d+)\s+\[inline\]\s*$", re.ASCII)
 _SECTION_RE: Final = LazyPattern(r"^\s*<(/?)(IRQ|TASK|NMI|SOFTIRQ|EOI|#[A-Z]+)>\s*$", prefilter=False)
 _TRACE_START_RE: Final = LazyPattern(r"^\s*(?:Call Trace:|Call trace:|Backtrace:)\s*$", prefilter=False)
 _RIP_RE: Final = LazyPattern(

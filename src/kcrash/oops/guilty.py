@@ -18,11 +18,15 @@ from kcrash.oops.lazyre import Alternation, LazyPattern
 
 __all__ = ["guilty_file"]
 
+# Path characters: syzkaller's [a-zA-Z0-9_\-\./] plus "+", "~", "," and "@", which out-of-tree build
+# directories have (Debian's "6.12.118+deb12-amd64", "1~deb12u1"): without them the path was cut there.
+_P: Final = r"a-zA-Z0-9_\-\./+~,@"
+_N: Final = r"a-zA-Z0-9_\-+~,@"  # in a file name (no "/" or ".")
 # The lookbehind only makes the search linear (the leftmost match always starts where a run of path
 # characters starts, so it changes no result; without it every position inside a run was retried).
-_FILE_RE: Final = LazyPattern(r"(?<![a-zA-Z0-9_\-\./])([a-zA-Z0-9_\-\./]*[a-zA-Z0-9_\-]+\.(c|h)):[0-9]+", re.ASCII,
+_FILE_RE: Final = LazyPattern(rf"(?<![{_P}])([{_P}]*[{_N}]+\.(c|h)):[0-9]+", re.ASCII,
                               prefilter=False)  # _file_in tests ".c:"/".h:" first
-_DEEPER_RE: Final = LazyPattern(r"^/[a-zA-Z0-9_\-\./]+/[a-zA-Z0-9_\-]+\.(c|h)$", re.ASCII)
+_DEEPER_RE: Final = LazyPattern(rf"^/[{_P}]+/[{_N}]+\.(c|h)$", re.ASCII)
 _LINE_IGNORE: Final = LazyPattern(
     r"(hardirqs|softirqs)\s+last\s+(enabled|disabled)|,\s+at:\s+|^\s*#\d+:|^Register r\d+ information", re.ASCII)
 _FILE_IGNORE: Final = Alternation((
