@@ -14,6 +14,7 @@ fails. Long work draws a progress bar on stderr when it is a terminal.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -131,8 +132,9 @@ def _seconds(value: float) -> str:
 
 def print_stats(snap: metrics.Snapshot) -> None:
     """``--stats``: the counters, the page-cache hit rate, time per phase and total debug time, on stderr."""
-    from rich.console import Console
     from rich.table import Table
+
+    from kcrash.report.terminal import make_console
 
     table = Table(title="kcrash stats", box=None, pad_edge=False, show_header=False, title_justify="left")
     table.add_column("metric")
@@ -146,4 +148,4 @@ def print_stats(snap: metrics.Snapshot) -> None:
     for name, (count, seconds) in sorted(snap.phases.items()):
         table.add_row(f"phase {name} ({count}x)", _seconds(seconds))
     table.add_row("total debug time", _seconds(snap.debug_seconds))
-    Console(stderr=True, highlight=False).print(table)
+    make_console(sys.stderr).print(table)

@@ -42,11 +42,34 @@ def _reports(log: str) -> Iterator[OopsReport]:
         raise CliError(str(exc)) from exc
 
 
+def _found(log: str) -> list[OopsReport]:
+    # The reports in one LOG. None is said on stderr, so that a silent success (a JSON file, a
+    # binary file, a clean log) is not mistaken for a parse that printed nothing by mistake; a
+    # binary LOG is named as such, as its "reports" may be printk formats in a vmcore or a .ko.
+    reports = list(_reports(log))
+    binary = _is_binary(log)
+    if not reports:
+        hint = " (a binary file, not a console or dmesg log)" if binary else ""
+        click.echo(f"kcrash: {log}: no crash report found{hint}", err=True)
+    elif binary:
+        click.echo(f"kcrash: warning: {log} is a binary file, not a console or dmesg log: its reports may be "
+                   "strings of a program or dump", err=True)
+    return reports
+
+
+def _is_binary(log: str) -> bool:
+    # A NUL byte in the first 4 KiB, as grep decides; stdin is not re-read.
+    if log == "-":
+        return False
+    with Path(log).open("rb") as stream:
+        return b"\0" in stream.read(4096)
+
+
 def _summary(log: str, rep: OopsReport) -> str:
     # The guilty function is shown when the title does not already end with it.
     guilty = f"  [guilty: {rep.guilty_function}]" if rep.guilty_function and rep.guilty_function != rep.frame else ""
     flags = f"  [corrupted: {rep.corrupted_reason}]" if rep.corrupted else ""
-    return f"{log}:{rep.start_pos}-{rep.end_pos}  {rep.crash_type or 'UNKNOWN'}  {rep.title}{guilty}{flags}"
+    return f"{log}:{rep.start_line}-{rep.end_line}  {rep.crash_type or 'UNKNOWN'}  {rep.title}{guilty}{flags}"
 
 
 @click.group()
@@ -58,21 +81,30 @@ def oops() -> None:
 @click.argument("logs", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list with one object per report.")
 def parse_cmd(logs: tuple[str, ...], as_json: bool) -> None:
-    """Find every crash report in LOGS (console or dmesg text; '-' is stdin)."""
-    if as_json:
-        items = [{"log": log, **report_to_dict(rep)} for log in logs for rep in _reports(log)]
-        click.echo(json.dumps(items, indent=2))
-        return
+    """Find every crash report in LOGS (console or dmesg text; '-' is stdin).
+
+    A LOG without a crash report is said on stderr (``--json`` lists nothing for it); the exit
+    status is 0 either way, non-zero only for a LOG that cannot be read."""
+    items: list[dict[str, object]] = []
     for log in logs:
-        for rep in _reports(log):
-            click.echo(_summary(log, rep))
+        reports = _found(log)
+        if as_json:
+            items += [{"log": log, **report_to_dict(rep)} for rep in reports]
+        else:
+            for rep in reports:
+                click.echo(_summary(log, rep))
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
 
 
 @oops.command("signature")
 @click.argument("log")
 def signature_cmd(log: str) -> None:
-    """Print the crash signature and title of every report in LOG ('-' is stdin)."""
-    for rep in _reports(log):
+    """Print the crash signature and title of every report in LOG ('-' is stdin).
+
+    A LOG without a crash report is said on stderr; the exit status is 0 either way, non-zero only
+    for a LOG that cannot be read."""
+    for rep in _found(log):
         click.echo(f"{rep.signature}  {rep.title}")
 
 

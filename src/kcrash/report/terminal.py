@@ -50,13 +50,16 @@ __all__ = ["make_console", "render_backtrace", "render_disassembly", "render_dum
 _REG_ORDER = ("rip", "rsp", "eflags", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10",
               "r11", "r12", "r13", "r14", "r15", "orig_rax", "cs", "ss")
 _MAX_FRAMES = 40
-_PLAIN_WIDTH = 200
+# Output that is not a terminal (a pipe, a file, CliRunner) is never wrapped: a page this wide holds
+# any line the kernel can log (printk's LOG_LINE_MAX is 1024 bytes) and any table row, so
+# ``kcrash log DUMP > f`` has one line per record for grep, diff and ``kcrash oops parse``.
+_PLAIN_WIDTH = 1 << 20
 
 
 def make_console(file: IO[str] | None = None, *, width: int | None = None, color: bool | None = None) -> Console:
-    """A console for these renderers: ``color`` None colours only a terminal; output that is not a
-    terminal gets a wide page (``width`` None) so lines are not wrapped. Emoji codes are not
-    replaced (a task named ``:fire:`` is printed as such)."""
+    """The one console every command prints through: ``color`` None colours only a terminal;
+    output that is not a terminal (``width`` None) is never wrapped nor cropped, whatever its
+    length. Emoji codes are not replaced (a task named ``:fire:`` is printed as such)."""
     console = Console(file=file, width=width, force_terminal=color, no_color=color is False, highlight=False,
                       emoji=False)
     if width is None and not console.is_terminal:

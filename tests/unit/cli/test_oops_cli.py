@@ -36,7 +36,40 @@ def test_parse_json_lists_reports(log_file: Path) -> None:
 def test_parse_reads_stdin_and_finds_nothing_in_garbage() -> None:
     result = CliRunner().invoke(kcrash, ["oops", "parse", "--json", "-"], input=b"\x00\xff\xfe garbage\n" * 100)
     assert result.exit_code == 0
-    assert json.loads(result.output) == []
+    assert json.loads(result.stdout) == []
+    assert result.stderr == "kcrash: -: no crash report found\n"
+
+
+def test_nothing_found_is_said_on_stderr(tmp_path: Path, log_file: Path) -> None:
+    # a JSON file (the lab's lab.json) and a clean log: exit 0, nothing on stdout, one line on stderr each
+    lab_json = tmp_path / "lab.json"
+    lab_json.write_text(json.dumps({"kind": "BUG", "crash_function": "kcrash_test_do_bug"}))
+    result = CliRunner().invoke(kcrash, ["oops", "parse", str(lab_json), str(log_file)])
+    assert result.exit_code == 0
+    assert result.stdout.count("\n") == 1 and result.stdout.startswith(f"{log_file}:")
+    assert result.stderr == f"kcrash: {lab_json}: no crash report found\n"
+    result = CliRunner().invoke(kcrash, ["oops", "parse", "--json", str(lab_json)])
+    assert (result.exit_code, json.loads(result.stdout)) == (0, [])
+    assert result.stderr == f"kcrash: {lab_json}: no crash report found\n"
+
+
+def test_signature_of_a_binary_file(tmp_path: Path, log_file: Path) -> None:
+    binary = tmp_path / "vmcore.kdump"
+    binary.write_bytes(b"KDUMP   \x00\x00\x00\x06" + bytes(range(256)) * 16)
+    result = CliRunner().invoke(kcrash, ["oops", "signature", str(binary)])
+    assert (result.exit_code, result.stdout) == (0, "")
+    assert result.stderr == f"kcrash: {binary}: no crash report found (a binary file, not a console or dmesg log)\n"
+    # a binary file with oops text in it (printk formats in a vmcore): the reports, and a warning
+    binary.write_bytes(b"\x00" * 64 + log_file.read_bytes())
+    result = CliRunner().invoke(kcrash, ["oops", "signature", str(binary)])
+    assert result.exit_code == 0 and result.stdout.startswith("kc1-")
+    assert result.stderr.startswith(f"kcrash: warning: {binary} is a binary file, not a console or dmesg log")
+
+
+def test_found_reports_say_nothing_on_stderr(log_file: Path) -> None:
+    result = CliRunner().invoke(kcrash, ["oops", "signature", str(log_file)])
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.startswith("kc1-")
 
 
 def test_parse_text_output(log_file: Path) -> None:

@@ -1,0 +1,41 @@
+"""``kcrash log DUMP > f`` on a real dump (issue 22, item 8): one line per printk record, none split.
+
+The lab's console banner (``Linux version ...``, 228 columns on Debian 6.12) and its ``Code:`` lines are
+longer than the 200 columns rich used to wrap piped output at. The records come from ``log --json`` (the
+same ring read), and every line printed must also be a line of the serial console the guest wrote, as the
+kernel printed it (the serial console is the oracle for the text; it may lack the last records, see
+``test_oops_lab.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kcrash.cli.app import kcrash
+
+pytestmark = pytest.mark.lab
+
+
+def test_piped_log_has_one_line_per_record(lab_crash: Callable[..., Path]) -> None:
+    crash = lab_crash("BUG", "6.12", False)
+    vmcore = str(crash / "vmcore.elf")
+    text = CliRunner().invoke(kcrash, ["log", vmcore])
+    records = json.loads(CliRunner().invoke(kcrash, ["log", "--json", vmcore]).stdout)
+    assert text.exit_code == 0, text.output
+    lines = text.stdout.splitlines()
+    assert len(lines) == len(records) > 100
+    # rich expands tabs (``rcu: \tRCU restricting CPUs``) as a terminal would show them
+    assert lines == [_dmesg(r["timestamp_ns"], r["text"]).expandtabs(8) for r in records]
+    long = [line for line in lines if len(line) > 200]
+    assert any("Linux version" in line for line in long) and any("Code: " in line for line in long)
+    console = {line.expandtabs(8) for line in (crash / "console.log").read_text(errors="replace").splitlines()}
+    assert all(line in console for line in long), [line for line in long if line not in console]
+
+
+def _dmesg(ns: int, text: str) -> str:
+    return f"[{ns // 1_000_000_000:5d}.{ns % 1_000_000_000 // 1000:06d}] {text}"
