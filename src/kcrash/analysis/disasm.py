@@ -7,22 +7,34 @@ The instructions around a faulting IP for the report, decoded (capstone, through
 no fixed instruction boundaries, so decoding starts at the start of the function holding the IP
 (from the symbol table) when it is near, and otherwise a little before the IP (then the first
 instructions may be misdecoded and the IP may fall inside one; the model says so in ``error``).
-:func:`target_labels` names what instructions refer to (``call 0x… <printk>``) for ``kcrash dis``.
-Nothing here prints.
+:func:`target_labels` names what instructions refer to (``call 0x… <printk>``) for ``kcrash dis``,
+whose target (:func:`resolve_dis_target`), instructions (:func:`disassemble_target`) and source
+lines (:func:`source_lines`) are found here too. Nothing here prints.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kcrash.analysis.x86_disasm import Instruction, branch_target, disassemble, rip_relative_target
+from kcrash.debuginfo.finder import find_debuginfo, find_module_debuginfo
+from kcrash.debuginfo.symbolizer import SourceLocation, open_symbolizers
 from kcrash.debuginfo.symbols import SymbolTable
-from kcrash.errors import KcrashError
+from kcrash.errors import KcrashError, MissingDebugInfoError, SymbolNotFoundError
+from kcrash.helpers.linux.module import find_module_or_none, module_base
 from kcrash.report import model
 from kcrash.types.program import Program
 
-__all__ = ["TargetLabel", "disassemble_around", "frame_disassemblies", "target_labels"]
+if TYPE_CHECKING:
+    from kcrash.dumps.vmcoreinfo import VmcoreInfo
+    from kcrash.memory import MemoryReader
+    from kcrash.memory.kernel import KernelMemory
+
+__all__ = ["DisTarget", "TargetLabel", "disassemble_around", "disassemble_target", "frame_disassemblies",
+           "module_text_base", "resolve_dis_target", "source_lines", "target_labels"]
 
 _MAX_LEAD = 4096
 _MAX_FUNCTION = 1 << 16
@@ -108,3 +120,118 @@ def target_labels(insns: Iterable[Instruction], symbols: SymbolTable | None) -> 
         labels[insn.address] = TargetLabel(target, branch) if found is None else \
             TargetLabel(target, branch, found[0].name, found[1], found[0].module)
     return labels
+
+
+#: the most ``kcrash dis`` decodes of one function
+_MAX_DIS_FUNCTION = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class DisTarget:
+    """What ``kcrash dis`` decodes: the bytes ``start``..``end``, in the symbol ``name`` (empty: none)
+    starting at ``symbol_start`` of ``module`` (empty: vmlinux); ``whole`` for a whole function, and
+    ``last`` the last instruction's address for ``-r``."""
+
+    start: int
+    end: int
+    name: str
+    symbol_start: int
+    module: str
+    whole: bool = False
+    last: int | None = None
+
+
+def resolve_dis_target(symbols: SymbolTable | None, *, address: int | None = None, symbol: str | None = None,
+                       offset: int = 0, explicit_offset: bool = False, reverse: bool = False,
+                       count: int | None = None) -> DisTarget:
+    """Where ``dis`` decodes for an ``address`` or a ``symbol`` (+ ``offset``): a symbol with no
+    ``explicit_offset`` (and no ``reverse``) is its whole function; an address is ``count``
+    instructions (16 bytes each at most) from it, or with ``reverse`` its function from the start.
+
+    :param symbols: the kernel's and modules' symbols (None: no kallsyms, addresses only)
+    :raises MissingDebugInfoError: a symbol without ``symbols``
+    :raises SymbolNotFoundError: an unknown symbol, or ``reverse`` with no function around the address
+
+    >>> resolve_dis_target(table, symbol="ksys_write").whole  # doctest: +SKIP
+    True
+    """
+    if symbol is not None:
+        if symbols is None:
+            raise MissingDebugInfoError("no kallsyms in this dump: give an address (0x followed by hex digits)")
+        found = symbols.get_symbol_by_name(symbol)
+        address = found.address + offset
+        if not explicit_offset and not reverse:
+            end = min(found.address + found.size, address + _MAX_DIS_FUNCTION)
+            return DisTarget(address, end, found.name, found.address, found.module or "", whole=True)
+    if address is None:
+        raise SymbolNotFoundError("dis needs a symbol or an address")
+    return _dis_address(symbols, address, reverse, count)
+
+
+def _dis_address(symbols: SymbolTable | None, address: int, reverse: bool, count: int | None) -> DisTarget:
+    found = symbols.symbolize_or_none(address) if symbols is not None else None
+    if found is None:
+        if reverse:
+            raise SymbolNotFoundError(f"no symbol covers {address:#x}: -r needs the function start")
+        return DisTarget(address, address + 16 * (count or 1), "", address, "")
+    symbol, _ = found
+    if reverse:
+        if address - symbol.address > _MAX_DIS_FUNCTION:
+            raise SymbolNotFoundError(f"{address:#x} is {address - symbol.address:#x} bytes into {symbol.name}: "
+                                      "too far for -r")
+        return DisTarget(symbol.address, address + 16, symbol.name, symbol.address, symbol.module or "", last=address)
+    return DisTarget(address, address + 16 * (count or 1), symbol.name, symbol.address, symbol.module or "")
+
+
+def disassemble_target(memory: MemoryReader, where: DisTarget, *, syntax: str = "intel",
+                       count: int | None = None) -> tuple[Instruction, ...]:
+    """The instructions ``dis`` shows for ``where``: with ``-r`` up to and including the one at the
+    address; for a function all of it (or ``count``); for an address one (or ``count``).
+
+    :raises FaultError: the code is not in the dump
+    """
+    insns = disassemble(memory.read(where.start, where.end - where.start), where.start, syntax)
+    if where.last is not None:
+        return tuple(i for i in insns if i.address <= where.last)
+    return insns[:count] if where.whole else insns[:count or 1]
+
+
+def module_text_base(prog: Program, name: str) -> int:
+    """Where the dump says module ``name``'s text is (for ``dis -l`` without ``--module-base``).
+
+    :raises SymbolNotFoundError: the module is not in the dump's module list
+    """
+    mod = find_module_or_none(prog, name)
+    if mod is None:
+        raise SymbolNotFoundError(f"module {name} is not in the dump's module list: give --module-base {name}=ADDR")
+    return module_base(mod)
+
+
+def source_lines(memory: KernelMemory, info: VmcoreInfo | None, insns: Iterable[Instruction], paths: list[Path],
+                 bases: dict[str, int], *, force: bool = False, cache: Path | None = None,
+                 module: str = "") -> dict[int, tuple[SourceLocation, ...]]:
+    """By instruction address, the source lines (inlined ones first) from the vmlinux and the
+    ``.ko`` files (of the modules in ``bases``, by text address) found in ``paths``; a ``module``'s
+    function needs its ``.ko`` only.
+
+    :raises MissingDebugInfoError: no matching vmlinux (or ``.ko`` for ``module``)
+    """
+    release = info.osrelease if info is not None else None
+    modules = {}
+    for name, base in bases.items():
+        found = find_module_debuginfo(name, release, paths)
+        if found is not None:
+            modules[name] = (found, base)
+    try:
+        vmlinux: Path | None = find_debuginfo(release, info.build_id if info is not None else None, paths, force)
+    except MissingDebugInfoError:
+        if not module:
+            raise
+        if module not in modules:
+            raise MissingDebugInfoError(f"no {module}.ko with debug information: pass --debuginfo PATH") from None
+        vmlinux = None  # a module's function needs its .ko only
+    symbolizer = open_symbolizers(vmlinux, modules, cache_dir=cache, kaslr_offset=memory.layout.kaslr_offset or 0)
+    try:
+        return {i.address: symbolizer.symbolize(i.address) for i in insns}
+    finally:
+        symbolizer.close()

@@ -65,3 +65,36 @@ def test_long_function_decoded_from_its_start_and_frames_once_per_pc() -> None:
     frame = model.Frame(0, ret, 0, "big", ret - TEXT - 0x100, None, "big+0x2ef5/0x3000", True, "call")
     blocks = frame_disassemblies(prog, [model.Trace((frame, frame), None), model.Trace((frame,), None)])
     assert [b.ip for b in blocks] == [ret]
+
+
+def test_dis_targets_whole_function_offset_address_and_reverse() -> None:
+    import pytest
+
+    from kcrash.analysis.disasm import DisTarget, resolve_dis_target
+    from kcrash.errors import MissingDebugInfoError, SymbolNotFoundError
+
+    table = _table()
+    assert resolve_dis_target(table, symbol="printk") == DisTarget(TEXT + 0x100, TEXT + 0x200, "printk", TEXT + 0x100,
+                                                                   "", whole=True)
+    assert resolve_dis_target(table, symbol="mod_fn", offset=4, explicit_offset=True, count=2) == \
+        DisTarget(MODULE + 4, MODULE + 4 + 32, "mod_fn", MODULE, "mod")
+    assert resolve_dis_target(table, address=TEXT + 0x210, reverse=True) == \
+        DisTarget(TEXT + 0x200, TEXT + 0x220, "schedule", TEXT + 0x200, "", last=TEXT + 0x210)
+    assert resolve_dis_target(None, address=0x1000) == DisTarget(0x1000, 0x1010, "", 0x1000, "")
+    with pytest.raises(MissingDebugInfoError, match="no kallsyms"):
+        resolve_dis_target(None, symbol="printk")
+    with pytest.raises(SymbolNotFoundError, match="-r needs the function start"):
+        resolve_dis_target(None, address=0x1000, reverse=True)
+
+
+def test_dis_selects_a_function_an_address_or_up_to_the_address() -> None:
+    from kcrash.analysis.disasm import DisTarget, disassemble_target
+
+    prog, ret = _long_function_program()
+    memory = prog.memory
+    whole = disassemble_target(memory, DisTarget(TEXT + 0x100, TEXT + 0x110, "big", TEXT + 0x100, "", whole=True))
+    assert [i.text for i in whole] == ["nop"] * 16
+    assert len(disassemble_target(memory, DisTarget(TEXT + 0x100, TEXT + 0x130, "big", TEXT + 0x100, ""),
+                                  count=3)) == 3
+    upto = disassemble_target(memory, DisTarget(ret - 0x10, ret + 16, "big", TEXT + 0x100, "", last=ret - 5))
+    assert upto[-1].address == ret - 5 and upto[-1].text.startswith("call")
