@@ -27,6 +27,7 @@ from kcrash.memory.kernel import KernelMemory, find_panic_cpu_or_none, open_kern
 from kcrash.report import model
 
 if TYPE_CHECKING:
+    from kcrash.dumps.cpustate import CpuState
     from kcrash.dumps.vmcoreinfo import VmcoreInfo
     from kcrash.types.program import Program
 
@@ -75,18 +76,28 @@ def dump_facts(handle: DumpFormat, prog: Program | None = None) -> dict[str, Any
 
 
 def _cpus(memory: KernelMemory) -> list[dict[str, Any]]:
-    rows = []
-    for cpu in memory.cpus:
-        row: dict[str, Any] = {"cpu": cpu.cpu}
-        if cpu.prstatus is not None:
-            row.update(pr_pid=cpu.prstatus.pr_pid, registers=cpu.prstatus.registers)
+    return [_cpu_row(cpu) for cpu in memory.cpus]
+
+
+def _cpu_row(cpu: CpuState) -> dict[str, Any]:
+    # NT_PRSTATUS's pr_pid is named for what its writer put there. The kernel's crash_save_cpu()
+    # (kernel/crash_core.c) stores current->pid: "pid". QEMU's dump-guest-memory (dump/dump.c,
+    # cpu_index() = cpu->cpu_index + 1, written by x86_fill_elf_prstatus()) stores the vCPU's index
+    # plus one: "qemu_cpu_index", the index itself (QEMU's "CPU #N"). A dump with QEMU's own
+    # QEMUCPUState notes is QEMU's.
+    row: dict[str, Any] = {"cpu": cpu.cpu}
+    if cpu.prstatus is not None:
         if cpu.qemu is not None:
-            row.update(cr0=cpu.qemu.cr[0], cr2=cpu.qemu.cr[2], cr3=cpu.qemu.cr3, cr4=cpu.qemu.cr[4],
-                       segment_bases=cpu.qemu.segment_bases, segment_selectors=cpu.qemu.segment_selectors,
-                       kernel_gs_base=cpu.qemu.kernel_gs_base)
-            row.setdefault("registers", cpu.qemu.registers)
-        rows.append(row)
-    return rows
+            row["qemu_cpu_index"] = cpu.prstatus.pr_pid - 1
+        else:
+            row["pid"] = cpu.prstatus.pr_pid
+        row["registers"] = cpu.prstatus.registers
+    if cpu.qemu is not None:
+        row.update(cr0=cpu.qemu.cr[0], cr2=cpu.qemu.cr[2], cr3=cpu.qemu.cr3, cr4=cpu.qemu.cr[4],
+                   segment_bases=cpu.qemu.segment_bases, segment_selectors=cpu.qemu.segment_selectors,
+                   kernel_gs_base=cpu.qemu.kernel_gs_base)
+        row.setdefault("registers", cpu.qemu.registers)
+    return row
 
 
 def dump_metadata(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,

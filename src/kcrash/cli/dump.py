@@ -141,7 +141,9 @@ def _print_info(data: dict[str, Any]) -> None:
 
 def _print_cpu(cpu: dict[str, Any], panicked: bool) -> None:
     mark = "  (panicked)" if panicked else ""
-    extra = f" pid {cpu['pr_pid']}" if "pr_pid" in cpu else ""
+    # the kernel's notes name the task running there, QEMU's the vCPU (see analysis.dumpinfo)
+    extra = f"  pid {cpu['pid']}" if "pid" in cpu else ""
+    extra += f"  QEMU CPU #{cpu['qemu_cpu_index']}" if "qemu_cpu_index" in cpu else ""
     click.echo(f"\nCPU {cpu['cpu']}{extra}{mark}")
     regs = cpu.get("registers", {})
     names = [n for n in ("rip", "rsp", "rbp", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10",

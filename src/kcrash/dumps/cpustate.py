@@ -38,7 +38,8 @@ _QEMU_GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp",
 
 @dataclass(frozen=True, slots=True)
 class PrStatus:
-    """One ``NT_PRSTATUS`` note: ``pr_pid`` (a vCPU number+1 in QEMU dumps) and ``registers`` by name."""
+    """One ``NT_PRSTATUS`` note: ``pr_pid`` (the running task's pid when the kernel wrote it, the vCPU index + 1
+    when QEMU did) and ``registers`` by name."""
 
     pr_pid: int
     pr_cursig: int

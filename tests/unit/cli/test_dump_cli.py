@@ -37,6 +37,8 @@ def test_dump_info_json(dumps: tuple[Path, Path], capsys: pytest.CaptureFixture[
         assert data["crash_time"] == 1700000000
         assert data["panic_cpu"] == 1
         assert [c["registers"]["rax"] for c in data["cpus"]] == [0, 1]
+        assert [c["qemu_cpu_index"] for c in data["cpus"]] == [0, 1]
+        assert not any("pid" in c or "pr_pid" in c for c in data["cpus"])
     assert "zlib" in data["codecs"] and data["pages"]["zero"] > 0
 
 
@@ -44,6 +46,8 @@ def test_dump_info_text(dumps: tuple[Path, Path], capsys: pytest.CaptureFixture[
     code, out, _ = _run(capsys, "dump", "info", dumps[1])
     assert code == 0
     assert "KASLR offset: 0x1e00000" in out and "panicked CPU: 1" in out and "(panicked)" in out
+    # QEMU's NT_PRSTATUS pr_pid is the vCPU index + 1, not a pid (issue 22)
+    assert "\nCPU 0  QEMU CPU #0\n" in out and "\nCPU 1  QEMU CPU #1  (panicked)\n" in out and " pid " not in out
 
 
 def test_rd(dumps: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
