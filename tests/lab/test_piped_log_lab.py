@@ -29,12 +29,15 @@ def test_piped_log_has_one_line_per_record(lab_crash: Callable[..., Path]) -> No
     assert text.exit_code == 0, text.output
     lines = text.stdout.splitlines()
     assert len(lines) == len(records) > 100
-    # rich expands tabs (``rcu: \tRCU restricting CPUs``) as a terminal would show them
-    assert lines == [_dmesg(r["timestamp_ns"], r["text"]).expandtabs(8) for r in records]
+    # the kernel's text as is, tabs included (``rcu: \tRCU restricting CPUs``)
+    assert lines == [_dmesg(r["timestamp_ns"], r["text"]) for r in records]
+    assert any("\t" in line for line in lines)
     long = [line for line in lines if len(line) > 200]
     assert any("Linux version" in line for line in long) and any("Code: " in line for line in long)
-    console = {line.expandtabs(8) for line in (crash / "console.log").read_text(errors="replace").splitlines()}
+    console = set((crash / "console.log").read_text(errors="replace").splitlines())
     assert all(line in console for line in long), [line for line in long if line not in console]
+    # the serial console lacks the records printed once the guest is paused inside panic()
+    assert sum(line in console for line in lines) >= 0.95 * len(lines)
 
 
 def _dmesg(ns: int, text: str) -> str:

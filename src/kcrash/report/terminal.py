@@ -247,8 +247,13 @@ def _modules(rows: Sequence[ModuleRow]) -> Table:
 
 
 def render_log(lines: Sequence[LogLine], console: Console, *, caller: bool = False) -> None:
-    """Log lines as dmesg prints them."""
-    _print(console, _log(lines, caller))
+    """Log lines as dmesg prints them. Output that is not a terminal gets the kernel's text as is,
+    one line per record: rich would expand its tabs (``rcu: \\tRCU restricting CPUs``), so
+    ``kcrash log DUMP`` would differ from ``dmesg``, ``kcrash dump dmesg`` and the serial console."""
+    if console.is_terminal:
+        _print(console, _log(lines, caller))
+    else:
+        console.file.write("".join(f"{line.formatted(caller=caller)}\n" for line in lines))
 
 
 def _log(lines: Sequence[LogLine], caller: bool) -> _Lines:

@@ -57,11 +57,19 @@ def test_console_that_is_not_a_terminal_does_not_wrap() -> None:
     assert out.getvalue() == f"[    0.000000] {'x' * 3000}\n"
 
 
-def test_explicit_width_still_wraps() -> None:
-    # snapshots and --output files ask for a width and get it
+def test_piped_log_keeps_tabs() -> None:
+    # as dmesg and ``kcrash dump dmesg`` print it (rich would expand the tab to spaces)
     out = io.StringIO()
-    render_log([LogLine(0, 0, None, "y" * 150)], make_console(out, width=100, color=False))
-    assert len(out.getvalue().splitlines()) > 1 and max(len(line) for line in out.getvalue().splitlines()) <= 100
+    render_log([LogLine(0, 1_000, "T1", "rcu: \tRCU restricting CPUs")], make_console(out), caller=True)
+    assert out.getvalue() == "[    0.000001][    T1] rcu: \tRCU restricting CPUs\n"
+
+
+def test_explicit_width_still_wraps() -> None:
+    # snapshots and a terminal ask for a width and get it
+    out = io.StringIO()
+    console = make_console(out, width=100, color=True)
+    render_log([LogLine(0, 0, None, "y" * 150)], console)
+    assert len(out.getvalue().splitlines()) > 1
 
 
 def test_stats_table_on_stderr_is_not_wrapped(dump: Path) -> None:
