@@ -42,3 +42,15 @@ def test_piped_log_has_one_line_per_record(lab_crash: Callable[..., Path]) -> No
 
 def _dmesg(ns: int, text: str) -> str:
     return f"[{ns // 1_000_000_000:5d}.{ns % 1_000_000_000 // 1000:06d}] {text}"
+
+
+def test_piped_log_reads_back_with_oops_parse(lab_crash: Callable[..., Path], tmp_path: Path) -> None:
+    # the 200-column wrap cut the Code: line, so the report read back from `log > f` lost code bytes
+    crash = lab_crash("BUG", "6.12", False)
+    log = tmp_path / "log.txt"
+    log.write_text(CliRunner().invoke(kcrash, ["log", str(crash / "vmcore.elf")]).stdout)
+    piped = json.loads(CliRunner().invoke(kcrash, ["oops", "parse", "--json", str(log)]).stdout)
+    serial = json.loads(CliRunner().invoke(kcrash, ["oops", "parse", "--json", str(crash / "console.log")]).stdout)
+    assert piped[0]["title"] == serial[0]["title"] == "kernel BUG in kcrash_test_do_bug"
+    assert piped[0]["details"] == serial[0]["details"]
+    assert len(piped[0]["details"]["code"]["data"]) == 2 * 64
