@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import random
 import re
 import shutil
@@ -37,30 +36,27 @@ from kcrash.analysis.target import open_target
 from kcrash.helpers.linux.percpu import per_cpu_offset
 from kcrash.helpers.linux.vmalloc import find_vmap_area, vmalloc_to_pfn
 from kcrash.types.program import Program
+from support.drgn_oracle import LAB_CASES, case_id, drgn_program, lab_info
 
 drgn = pytest.importorskip("drgn")
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = [("BUG", "6.1", True), ("BUG", "6.12", False), ("BUG", "5.10", True), ("SYSRQ", "7", False)]
+CASES = LAB_CASES
 SAMPLES = 1000
 #: how many of the samples come from each source (the rest: slab pages)
 _SHARES = {"page": 150, "stack": 120, "task": 30, "text": 150, "vmap": 150, "module": 100}
 _NO_ANSWER = ("percpu", "direct_map", "user", "unknown")
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-{'kaslr' if c[2] else 'nokaslr'}")
+@pytest.fixture(scope="module", params=CASES, ids=case_id)
 def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
           lab_vmlinux_dbg: Callable[[str], Path]) -> tuple[Path, Any, dict[str, Any], Path]:
     kind, kernel, kaslr = request.param
     out = lab_crash(kind, kernel, kaslr)
-    info = json.loads((out / "lab.json").read_text())
+    info = lab_info(out)
     vmlinux = lab_vmlinux_dbg(kernel)
-    debug_kos = sorted(str(p) for p in vmlinux.parents[1].glob("lib/modules/*/kernel/drivers/**/*.ko"))
-    dprog = drgn.Program()
-    dprog.set_core_dump(str(out / "vmcore.elf"))
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        dprog.load_debug_info([str(vmlinux), *([info["module"]["path"]] if info["module"] else []), *debug_kos])
+    dprog = drgn_program(out, vmlinux, other_modules=True)
     return out, dprog, info, vmlinux
 
 

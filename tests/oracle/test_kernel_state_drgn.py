@@ -28,7 +28,6 @@ and the crash's ``vmcore.kdump`` gives the same state as its ``vmcore.elf``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from collections.abc import Callable, Iterator
@@ -42,6 +41,7 @@ from kcrash.analysis import kernel_state
 from kcrash.analysis.target import open_target
 from kcrash.cli.app import kcrash
 from kcrash.types.program import Program
+from support.drgn_oracle import LAB_CASES, case_id, drgn_program, lab_info
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.block import for_each_disk  # noqa: E402
@@ -65,19 +65,16 @@ from drgn.helpers.linux.timer import (  # noqa: E402
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = [("BUG", "6.1", True), ("BUG", "6.12", False), ("BUG", "5.10", True), ("SYSRQ", "7", False)]
+CASES = LAB_CASES
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-{'kaslr' if c[2] else 'nokaslr'}")
+@pytest.fixture(scope="module", params=CASES, ids=case_id)
 def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
           lab_vmlinux_dbg: Callable[[str], Path]) -> tuple[Path, Any, dict[str, Any]]:
     kind, kernel, kaslr = request.param
     out = lab_crash(kind, kernel, kaslr)
-    info = json.loads((out / "lab.json").read_text())
-    dprog = drgn.Program()
-    dprog.set_core_dump(str(out / "vmcore.elf"))
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        dprog.load_debug_info([str(lab_vmlinux_dbg(kernel)), *([info["module"]["path"]] if info["module"] else [])])
+    info = lab_info(out)
+    dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
     return out, dprog, info
 
 
