@@ -25,8 +25,6 @@ the lock names come from the module's kallsyms).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +35,7 @@ import pytest
 from kcrash.analysis.locks import analyze_locks
 from kcrash.analysis.target import open_target
 from kcrash.report import model
+from support.drgn_oracle import drgn_program
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.list import list_for_each_entry  # noqa: E402
@@ -73,11 +72,7 @@ def _ids(case: tuple[str, str, bool]) -> str:
 def _open(kind: str, kernel: str, kaslr: bool, lab_crash: Callable[..., Path],
           lab_vmlinux_dbg: Callable[[str], Path], tmp: Path) -> tuple[model.LockAnalysis, Any, float]:
     out = lab_crash(kind, kernel, kaslr)
-    info = json.loads((out / "lab.json").read_text())
-    dprog = drgn.Program()
-    dprog.set_core_dump(str(out / "vmcore.elf"))
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        dprog.load_debug_info([str(lab_vmlinux_dbg(kernel)), *([info["module"]["path"]] if info["module"] else [])])
+    dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
     prog = open_target(str(out / "vmcore.elf"), tmp)
     try:
         start = time.perf_counter()

@@ -18,8 +18,6 @@ module's .ko:
 
 from __future__ import annotations
 
-import contextlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +28,7 @@ import pytest
 from kcrash.analysis.target import open_target
 from kcrash.analysis.triage import build_report
 from kcrash.report import model
+from support.drgn_oracle import case_id, drgn_program
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.cpumask import for_each_possible_cpu  # noqa: E402
@@ -42,16 +41,12 @@ CASES = [("BUG", "6.1", True), ("BUG", "6.12", False)]
 _USER_TOP = 0xFFFF800000000000
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-{'kaslr' if c[2] else 'nokaslr'}")
+@pytest.fixture(scope="module", params=CASES, ids=case_id)
 def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path], lab_vmlinux_dbg: Callable[[str], Path],
           tmp_path_factory: pytest.TempPathFactory) -> tuple[model.CrashReport, Any, float]:
     kind, kernel, kaslr = request.param
     out = lab_crash(kind, kernel, kaslr)
-    info = json.loads((out / "lab.json").read_text())
-    dprog = drgn.Program()
-    dprog.set_core_dump(str(out / "vmcore.elf"))
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        dprog.load_debug_info([str(lab_vmlinux_dbg(kernel)), info["module"]["path"]])
+    dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
     with open_target(out / "vmcore.elf", tmp_path_factory.mktemp("cache")) as prog:
         start = time.perf_counter()
         report = build_report(prog, str(out / "vmcore.elf"))

@@ -37,6 +37,7 @@ from kcrash.dumps import open_dump
 from kcrash.memory.kernel import KernelMemory, open_kernel_memory
 from kcrash.memory.search import X86_64_ESPFIX_AREA, Pattern, search_physical, search_virtual
 from kcrash.memory.translate.x86_64 import MappingWalk
+from support.drgn_oracle import case_id, drgn_program, lab_info
 
 drgn = pytest.importorskip("drgn")
 
@@ -50,18 +51,15 @@ MODULES_VADDR = 0xFFFFFFFFA0000000  # at or above: module space (below it KASLR'
 _NOT_IN_KALLSYMS = ("__crc_", "__kstrtab_", "__kstrtabns_", "__efistub_", ".L", "$")
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-{'kaslr' if c[2] else 'nokaslr'}")
+@pytest.fixture(scope="module", params=CASES, ids=case_id)
 def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
           lab_vmlinux_dbg: Callable[[str], Path]) -> tuple[Path, Any, dict[str, Any]]:
     kind, kernel, kaslr = request.param
     out = lab_crash(kind, kernel, kaslr)
-    info = json.loads((out / "lab.json").read_text())
+    info = lab_info(out)
     if not info["module"]:
         pytest.skip("the lab module does not build for this kernel: nothing is planted")
-    dprog = drgn.Program()
-    dprog.set_core_dump(str(out / "vmcore.elf"))
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        dprog.load_debug_info([str(lab_vmlinux_dbg(kernel)), info["module"]["path"]])
+    dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
     return out, dprog, info
 
 
