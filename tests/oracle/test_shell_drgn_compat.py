@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 
 from kcrash.cli import main
+from support.drgn_oracle import case_id, drgn_program
 
 drgn = pytest.importorskip("drgn")
 
@@ -38,16 +38,12 @@ SCRIPTS = sorted((Path(__file__).parents[1] / "fixtures" / "drgn_scripts").glob(
 NEEDS_MODULE_BTF = {"list_walk", "rbtree_xarray", "object_format", "percpu_counter"}
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-{'kaslr' if c[2] else 'nokaslr'}")
+@pytest.fixture(scope="module", params=CASES, ids=case_id)
 def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
           lab_vmlinux_dbg: Callable[[str], Path]) -> tuple[Path, Any, str]:
     kind, kernel, kaslr = request.param
     out = lab_crash(kind, kernel, kaslr)
-    info = json.loads((out / "lab.json").read_text())
-    dprog = drgn.Program()
-    dprog.set_core_dump(str(out / "vmcore.elf"))
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        dprog.load_debug_info([str(lab_vmlinux_dbg(kernel)), *([info["module"]["path"]] if info["module"] else [])])
+    dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
     return out, dprog, kernel
 
 

@@ -17,7 +17,6 @@ and is compared with drgn's slab helpers given the Debian -dbg vmlinux and the l
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 from collections.abc import Callable, Iterator
@@ -44,12 +43,13 @@ from kcrash.helpers.linux.slab import (
     slab_object_info,
 )
 from kcrash.types.program import Program
+from support.drgn_oracle import LAB_CASES, case_id, drgn_program, lab_info
 
 drgn = pytest.importorskip("drgn")
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = [("BUG", "6.1", True), ("BUG", "6.12", False), ("BUG", "5.10", True), ("SYSRQ", "7", False)]
+CASES = LAB_CASES
 SAMPLES = 1_000
 #: struct kcrash_test_obj (src/kcrash/lab/kmod/kcrash_test.c): u32 magic, u32 id, char tag[16], then
 #: the list_head ``node`` (at 24); the 5.10 module has no BTF, so the offset comes from the source
@@ -57,16 +57,13 @@ _NODE_OFFSET = 24
 _NR_ALLOCATED, _NR_FREED = 100, 20
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-{'kaslr' if c[2] else 'nokaslr'}")
+@pytest.fixture(scope="module", params=CASES, ids=case_id)
 def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
           lab_vmlinux_dbg: Callable[[str], Path]) -> tuple[Path, Any, dict[str, Any]]:
     kind, kernel, kaslr = request.param
     out = lab_crash(kind, kernel, kaslr)
-    info = json.loads((out / "lab.json").read_text())
-    dprog = drgn.Program()
-    dprog.set_core_dump(str(out / "vmcore.elf"))
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        dprog.load_debug_info([str(lab_vmlinux_dbg(kernel)), *([info["module"]["path"]] if info["module"] else [])])
+    info = lab_info(out)
+    dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
     return out, dprog, info
 
 

@@ -20,7 +20,6 @@ file (the listener on 6.1/6.12), and its ``d_path`` of NULL faults: those are co
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 from collections.abc import Callable, Iterator
@@ -34,6 +33,7 @@ from kcrash.analysis.target import open_target
 from kcrash.helpers.linux import fs, net
 from kcrash.helpers.linux.sched import for_each_task
 from kcrash.types.program import Program
+from support.drgn_oracle import LAB_CASES, case_id, drgn_program
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.fs import d_path, for_each_file, for_each_mount, mount_dst, mount_fstype, mount_src  # noqa: E402
@@ -47,21 +47,17 @@ from drgn.helpers.linux.pid import for_each_task as drgn_for_each_task  # noqa: 
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = [("BUG", "6.1", True), ("BUG", "6.12", False), ("BUG", "5.10", True), ("SYSRQ", "7", False)]
+CASES = LAB_CASES
 PORT = 4321
 LISTEN_PORT = 4322
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-{'kaslr' if c[2] else 'nokaslr'}")
+@pytest.fixture(scope="module", params=CASES, ids=case_id)
 def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
           lab_vmlinux_dbg: Callable[[str], Path]) -> tuple[Path, Any]:
     kind, kernel, kaslr = request.param
     out = lab_crash(kind, kernel, kaslr)
-    info = json.loads((out / "lab.json").read_text())
-    dprog = drgn.Program()
-    dprog.set_core_dump(str(out / "vmcore.elf"))
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        dprog.load_debug_info([str(lab_vmlinux_dbg(kernel)), *([info["module"]["path"]] if info["module"] else [])])
+    dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
     return out, dprog
 
 
