@@ -129,30 +129,34 @@ def _replayed(log: str, eol: int) -> bool:
     return _REPLAY in log[eol + 1:len(log) if nxt < 0 else nxt]
 
 
-def _last_oops_line(scan: _Scan) -> tuple[int, int] | None:
-    log, hits = scan.log, scan.headers
-    hits.next(len(log))  # index the whole log
+def _oops_lines(log: str, hits: _Hits, base: int, *, reverse: bool = False) -> Iterator[tuple[OopsGroup, int, int]]:
+    # Every line at or after base holding an oops header of a group that does not suppress it, as
+    # (group, begin, end): from base on, or from the end of the log back with reverse. The one scan
+    # over the header hits; each hit is looked at at most once (a line's other hits are skipped).
+    if reverse:
+        hits.next(len(log))  # index the whole log
     i = len(hits.pos) - 1
-    while i >= 0:
-        begin, end = _line_at(log, hits.pos[i], 0)
-        if _match_group(log[begin:end]) is not None and not _replayed(log, end):
-            return begin, end
-        i = bisect.bisect_left(hits.pos, begin) - 1  # the hits before this line
-    return None
+    at = (hits.pos[i] if i >= 0 and hits.pos[i] >= base else -1) if reverse else hits.next(base)
+    while at >= 0:
+        begin, end = _line_at(log, at, base)
+        group = _match_group(log[begin:end])
+        if group is not None:
+            yield group, begin, end
+        if reverse:
+            i = bisect.bisect_left(hits.pos, begin) - 1  # the hits before this line
+            at = hits.pos[i] if i >= 0 and hits.pos[i] >= base else -1
+        else:
+            at = hits.next(end + 1)
+
+
+def _last_oops_line(scan: _Scan) -> tuple[int, int] | None:
+    lines = _oops_lines(scan.log, scan.headers, 0, reverse=True)
+    return next(((begin, end) for _, begin, end in lines if not _replayed(scan.log, end)), None)
 
 
 def first_crash_line(log: str) -> int | None:
     """The offset of the first line that looks like the start of a crash report, or ``None``."""
-    hits = _Hits(log, _HEADERS)
-    pos = 0
-    while True:
-        at = hits.next(pos)
-        if at < 0:
-            return None
-        begin, end = _line_at(log, at, 0)
-        if _match_group(log[begin:end]) is not None:
-            return begin
-        pos = end + 1
+    return next((begin for _, begin, _ in _oops_lines(log, _Hits(log, _HEADERS), 0)), None)
 
 
 def contains_crash(log: str) -> bool:
@@ -161,16 +165,8 @@ def contains_crash(log: str) -> bool:
 
 
 def _find_first(scan: _Scan, base: int) -> tuple[OopsGroup, int] | None:
-    log, pos = scan.log, base
-    while True:
-        at = scan.headers.next(pos)
-        if at < 0:
-            return None
-        begin, end = _line_at(log, at, base)
-        group = _match_group(log[begin:end])
-        if group is not None and not _replayed(log, end):
-            return group, begin
-        pos = end + 1
+    lines = _oops_lines(scan.log, scan.headers, base)
+    return next(((group, begin) for group, begin, end in lines if not _replayed(scan.log, end)), None)
 
 
 def _prefix_lines(log: str, base: int, start: int, ctx: str) -> list[str]:
