@@ -45,6 +45,7 @@ from kcrash.cli import main
 from kcrash.cli.app import kcrash
 from kcrash.types.object import Object
 from kcrash.types.program import Program
+from support.drgn_oracle import LAB_CASES, case_id, drgn_program
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.cpumask import for_each_possible_cpu  # noqa: E402
@@ -57,21 +58,17 @@ from drgn.helpers.linux.wait import waitqueue_for_each_entry, waitqueue_for_each
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = [("BUG", "6.1", True), ("BUG", "6.12", False), ("BUG", "5.10", True), ("SYSRQ", "7", False)]
+CASES = LAB_CASES
 _USER_TOP = 1 << 47
 _PF_KTHREAD = 0x00200000
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-{'kaslr' if c[2] else 'nokaslr'}")
+@pytest.fixture(scope="module", params=CASES, ids=case_id)
 def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
           lab_vmlinux_dbg: Callable[[str], Path], kcrash_cache: Path) -> Iterator[tuple[Path, Program, Any]]:
     kind, kernel, kaslr = request.param
     out = lab_crash(kind, kernel, kaslr)
-    info = json.loads((out / "lab.json").read_text())
-    dprog = drgn.Program()
-    dprog.set_core_dump(str(out / "vmcore.elf"))
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        dprog.load_debug_info([str(lab_vmlinux_dbg(kernel)), *([info["module"]["path"]] if info["module"] else [])])
+    dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
     prog = open_target(out / "vmcore.elf", kcrash_cache)
     yield out, prog, dprog
     prog.close()
@@ -232,11 +229,7 @@ def test_foreach_bt_un_on_a_hung_task_panic(kernel: str, lab_crash: Callable[...
                                             capsys: pytest.CaptureFixture[str]) -> None:
     # HUNG_ABBA: the two kthreads deadlocked on the module's mutexes sleep in D state
     out = lab_crash("HUNG_ABBA", kernel, False)
-    info = json.loads((out / "lab.json").read_text())
-    dprog = drgn.Program()
-    dprog.set_core_dump(str(out / "vmcore.elf"))
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        dprog.load_debug_info([str(lab_vmlinux_dbg(kernel)), info["module"]["path"]])
+    dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
     comms = _check_foreach_bt_un(out, dprog, capsys)
     assert {"kcrash_abba_a", "kcrash_abba_b"} <= set(comms)
 

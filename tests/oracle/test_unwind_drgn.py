@@ -9,8 +9,6 @@ frames are garbage past the first).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +19,7 @@ from kcrash.helpers.linux.stack import kernel_unwinder, stack_trace
 from kcrash.types.object import Object
 from kcrash.types.percpu import per_cpu
 from kcrash.types.program import Program, open_program
+from support.drgn_oracle import case_id, drgn_program
 
 drgn = pytest.importorskip("drgn")
 
@@ -28,15 +27,6 @@ pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
 _USER_TOP = 0xFFFF800000000000
 CASES = [("BUG", "6.1", True), ("BUG", "6.12", False), ("HUNG_ABBA", "6.12", False), ("SOFTLOCKUP", "6.1", False)]
-
-
-def _drgn_program(out: Path, vmlinux: Path) -> drgn.Program:
-    info = json.loads((out / "lab.json").read_text())
-    prog = drgn.Program()
-    prog.set_core_dump(str(out / "vmcore.elf"))
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        prog.load_debug_info([str(vmlinux), info["module"]["path"]])
-    return prog
 
 
 def _drgn_pcs(trace: drgn.StackTrace) -> list[int]:
@@ -65,14 +55,14 @@ def _task(prog: Program, address: int) -> Object:
     return Object(prog, prog.pointer_type("struct task_struct"), address)
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-{'kaslr' if c[2] else 'nokaslr'}")
+@pytest.fixture(scope="module", params=CASES, ids=case_id)
 def dumps(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
           lab_vmlinux_dbg: Callable[[str], Path]) -> tuple[Program, drgn.Program]:
     kind, kernel, kaslr = request.param
     out = lab_crash(kind, kernel, kaslr)
     prog = open_program(out / "vmcore.elf")
     request.addfinalizer(prog.close)
-    return prog, _drgn_program(out, lab_vmlinux_dbg(kernel))
+    return prog, drgn_program(out, lab_vmlinux_dbg(kernel))
 
 
 def test_crashed_thread_matches_drgn_frame_by_frame(dumps: tuple[Program, drgn.Program]) -> None:

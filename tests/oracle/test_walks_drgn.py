@@ -46,6 +46,7 @@ from kcrash.helpers.linux.xarray import xa_for_each_range, xa_load, xa_to_value
 from kcrash.memory.kernel import KernelMemory
 from kcrash.types.object import Object, offsetof
 from kcrash.types.program import Program
+from support.drgn_oracle import LAB_CASES, case_id, drgn_program, lab_info
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.fs import d_path  # noqa: E402
@@ -60,21 +61,18 @@ from drgn.helpers.linux.xarray import xa_load as drgn_xa_load  # noqa: E402
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = [("BUG", "6.1", True), ("BUG", "6.12", False), ("BUG", "5.10", True), ("SYSRQ", "7", False)]
+CASES = LAB_CASES
 XA_KEYS = (0, 1, 5, 63, 64, 1000, 4096, 1 << 20)
 SAMPLES_PER_VMA = 4
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-{'kaslr' if c[2] else 'nokaslr'}")
+@pytest.fixture(scope="module", params=CASES, ids=case_id)
 def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
           lab_vmlinux_dbg: Callable[[str], Path]) -> tuple[Path, Any, dict[str, Any]]:
     kind, kernel, kaslr = request.param
     out = lab_crash(kind, kernel, kaslr)
-    info = json.loads((out / "lab.json").read_text())
-    dprog = drgn.Program()
-    dprog.set_core_dump(str(out / "vmcore.elf"))
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        dprog.load_debug_info([str(lab_vmlinux_dbg(kernel)), *([info["module"]["path"]] if info["module"] else [])])
+    info = lab_info(out)
+    dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
     return out, dprog, info
 
 
