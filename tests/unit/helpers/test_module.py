@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from kcrash.debuginfo.symbols import SymbolTable
-from kcrash.helpers.linux.module import module_section_starts
+from kcrash.helpers.linux.module import module_base, module_section_starts, module_size
 from kcrash.memory import MemoryReader, SegmentMap
 from kcrash.types.btf import parse_btf
 from kcrash.types.btf_write import BtfWriter
@@ -75,3 +75,42 @@ def test_the_file_array_may_cross_a_page() -> None:
 def test_no_section_attributes() -> None:
     prog, _memory = _program(True)
     assert module_section_starts(Object(prog, prog.pointer_type("struct module"), MOD)) == []
+
+
+_MOD_MEM_TYPES = [("MOD_TEXT", 0), ("MOD_DATA", 1), ("MOD_RODATA", 2), ("MOD_RO_AFTER_INIT", 3),
+                  ("MOD_INIT_TEXT", 4), ("MOD_INIT_DATA", 5), ("MOD_INIT_RODATA", 6), ("MOD_MEM_NUM_TYPES", 7),
+                  ("MOD_INVALID", -1)]
+
+
+def _mem_program(enum: list[tuple[str, int]] | None) -> Program:
+    # struct module_memory {base, size}; struct module {mem[7]}; enum mod_mem_type when given.
+    # mem[k] has size 0x1000 << k, so the sum names the regions counted.
+    w = BtfWriter()
+    u64 = w.add_int("long unsigned int", 8)
+    i32 = w.add_int("int", 4, signed=True)
+    mm = w.add_struct("module_memory", 16, [("base", u64, 0, 0), ("size", u64, 64, 0)])
+    w.add_struct("module", 7 * 16, [("mem", w.add_array(mm, 7, i32), 0, 0)])
+    if enum is not None:
+        w.add_enum("mod_mem_type", 4, enum, signed=True)
+    memory = bytearray(0x1000)
+    for k in range(7):
+        _u64(memory, MOD + 16 * k, BASE + 0x10000 * (k + 1))
+        _u64(memory, MOD + 16 * k + 8, 0x1000 << k)
+    segments = SegmentMap()
+    segments.add_segment(BASE, len(memory), lambda a, n: bytes(memory[a - BASE:a - BASE + n]), physical=False)
+    return Program(MemoryReader(segments), SymbolTable(["_stext"], [0xFFFFFFFF81000000], "T"),
+                   parse_btf(w.to_bytes()))
+
+
+@pytest.mark.parametrize(("enum", "core"), [
+    (_MOD_MEM_TYPES, (0, 1, 2, 3)),
+    # the constants decide, not the position: a kernel whose init text came second
+    ([("MOD_TEXT", 0), ("MOD_INIT_TEXT", 1), ("MOD_DATA", 2), ("MOD_MEM_NUM_TYPES", 3)], (0, 2)),
+    (None, (0, 1, 2, 3)),  # no enum in the BTF: the v6.4 layout
+], ids=["v6.4", "reordered", "no-enum"])
+def test_module_size_counts_the_core_mod_mem_types(enum: list[tuple[str, int]] | None,
+                                                   core: tuple[int, ...]) -> None:
+    prog = _mem_program(enum)
+    mod = Object(prog, prog.pointer_type("struct module"), MOD)
+    assert module_size(mod) == sum(0x1000 << k for k in core)
+    assert module_base(mod) == BASE + 0x10000

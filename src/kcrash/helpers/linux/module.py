@@ -101,8 +101,23 @@ def module_size(mod: Object) -> int:
         regions = mod.mem
     except AttributeError:
         return int(mod.core_layout.size)
-    # MOD_TEXT, MOD_DATA, MOD_RODATA, MOD_RO_AFTER_INIT come before the MOD_INIT_* types
-    return sum(int(r.size) for r in list(regions)[:4])
+    return sum(int(regions[i].size) for i in _core_mem_types(mod.prog_))
+
+
+#: ``enum mod_mem_type``'s core types as Linux kernel commit ac3b43283923 (v6.4) introduced them
+#: (MOD_TEXT, MOD_DATA, MOD_RODATA, MOD_RO_AFTER_INIT), for a BTF without the enum
+_CORE_MEM_TYPES_V6_4 = (0, 1, 2, 3)
+
+
+def _core_mem_types(prog: Program) -> tuple[int, ...]:
+    # The mod->mem[] indexes of core memory: the enum mod_mem_type constants below
+    # MOD_MEM_NUM_TYPES that are not MOD_INIT_* (mod_mem_type_is_init() in include/linux/module.h).
+    enum = prog.find_type_or_none("enum mod_mem_type")
+    if enum is None or not enum.enumerators:
+        return _CORE_MEM_TYPES_V6_4
+    values = {e.name: e.value for e in enum.enumerators}
+    count = values.get("MOD_MEM_NUM_TYPES", len(values))
+    return tuple(v for name, v in values.items() if 0 <= v < count and not name.startswith("MOD_INIT_"))
 
 
 def module_taints(mod: Object) -> str:
