@@ -359,10 +359,12 @@ def test_identify_address_agrees_with_drgn(prog: Program, crash: tuple[Path, Any
             print(f"{kind}: {address:#x}: kcrash {ours.describe()!r}, drgn {theirs_text!r}")
     print(dict(counts))
     assert counts["disagree"] <= 0.01 * SAMPLES
-    # 95.7-97.9 % on the four dumps (89-90 % before module symbols kept their ELF sizes); the gaps
-    # are the kernel image's fill only (1.1-1.5 %)
-    assert counts["exact"] >= 0.95 * SAMPLES
-    assert counts["gap"] <= 0.02 * SAMPLES
+    # Issue 17's bar: >= 99 % identical where drgn is right (its offline-CPU and slab-tail answers are
+    # wrong, each shown above). Measured 99.4-99.9 % (98.0-98.9 % of all 1,000); what is left is nop fill
+    # after core-kernel functions (kallsyms has no sizes) and compiler .L labels kept only in the .ko.
+    drgn_wrong = counts["cpu freelist"] + counts["slab tail"] + counts["idle stack"]
+    assert counts["exact"] >= 0.99 * (SAMPLES - drgn_wrong)
+    assert counts["gap"] <= 0.01 * SAMPLES
 
 
 def test_kdump_answers_equal_the_elf_ones(prog: Program, crash: tuple[Path, Any, dict[str, Any], Path],
