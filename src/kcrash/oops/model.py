@@ -84,7 +84,10 @@ class OopsDetails:
 
 @dataclass(frozen=True, slots=True)
 class OopsReport:
-    """One crash report found in a log. Offsets are character offsets in the parsed text.
+    """One crash report found in a log. ``start_pos``/``end_pos``/``skip_pos`` are character offsets in
+    the parsed text (byte offsets in a file read by :mod:`kcrash.oops.stream`); ``start_line`` and
+    ``end_line`` are the 1-based numbers of the report's first line (the oops line) and last line, as an
+    editor or ``grep -n`` counts them.
 
     ``frame`` is syzkaller's title frame (pinned by the corpus). ``guilty_function`` is the function at
     fault by the kernel's semantics: the same as ``frame`` for traps, oopses and warnings; the running
@@ -102,6 +105,8 @@ class OopsReport:
     start_pos: int
     end_pos: int
     skip_pos: int
+    start_line: int
+    end_line: int
     corrupted: bool
     corrupted_reason: str
     suppressed: bool

@@ -78,11 +78,29 @@ class _Hits:
             self._extend()
 
 
+class _LineNumbers:
+    # 1-based line numbers of offsets in one text, counted on from the last offset asked for (reports
+    # are built in order, so a whole log is counted once; an offset before the last one recounts). The
+    # starts and the ends of reports each have their own: a flood's reports all end at the log's end.
+
+    __slots__ = ("line", "pos", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text, self.pos, self.line = text, 0, 1
+
+    def of(self, pos: int) -> int:
+        if pos < self.pos:
+            self.pos, self.line = 0, 1
+        self.line += self.text.count("\n", self.pos, pos)
+        self.pos = pos
+        return self.line
+
+
 class _Scan:
     # One log and its header-word indexes, shared by every search made while parsing it. (The records
     # of this module are plain slotted classes: a dataclass costs ~0.4 ms of import per class.)
 
-    __slots__ = ("_last_oops", "disconnected", "headers", "info", "log", "panic_at")
+    __slots__ = ("_last_oops", "disconnected", "end_lines", "headers", "info", "log", "panic_at", "start_lines")
 
     def __init__(self, log: str, headers: _Hits, info: _Hits) -> None:
         self.log, self.headers, self.info = log, headers, info
@@ -91,6 +109,7 @@ class _Scan:
         self.panic_at = log.rfind(_PANIC)
         self.disconnected = _VM_DISCONNECTED in log
         self._last_oops: list[tuple[int, int] | None] = []  # filled on first use
+        self.start_lines, self.end_lines = _LineNumbers(log), _LineNumbers(log)
 
     @classmethod
     def of(cls, log: str) -> _Scan:
@@ -313,11 +332,13 @@ def _build(scan: _Scan, base: int, start_pos: int, f: _Found, suppressed: bool) 
     skip_pos = len(log) if nl < 0 else nl
     details = parse_details(_detail_lines(log, start_pos, max(f.end_pos, skip_pos, f.text_end)))
     frame = frame_from_title(title)
+    end_pos = max(f.end_pos, skip_pos)
     return OopsReport(
         title=title, alt_titles=tuple(sorted(normalize_title(a) for a in f.desc.alt_titles)),
         crash_type=title_to_type(f.desc.title), frame=frame,
         guilty_function=frame if f.desc.guilty is None else f.desc.guilty, report=prefix + f.report,
-        start_pos=start_pos, end_pos=max(f.end_pos, skip_pos), skip_pos=skip_pos, corrupted=bool(reason),
+        start_pos=start_pos, end_pos=end_pos, skip_pos=skip_pos, start_line=scan.start_lines.of(start_pos),
+        end_line=scan.end_lines.of(end_pos), corrupted=bool(reason),
         corrupted_reason=reason, suppressed=suppressed, panicked=scan.panic_at >= base,
         executor=find_executor(prefix + f.report), context=line_context(log[start_pos:skip_pos]),
         prefix_len=len(prefix), guilty_file=guilty_file(title, f.report),

@@ -5,7 +5,7 @@ kcrash.oops.stream
 Parsing logs that may be huge or hostile, in bounded memory: :func:`iter_reports` reads a binary stream
 in chunks (bytes are decoded as latin-1, so any input decodes and offsets stay byte offsets), throws
 away text that holds no crash (keeping nothing but a short tail), and runs :func:`~kcrash.oops.parser.parse`
-on windows of a few MiB around crash lines. Report offsets are shifted to stream offsets. A report that
+on windows of a few MiB around crash lines. Report offsets and line numbers are shifted to the stream's. A report that
 would need more than one window of text is cut at the window end (it is still returned).
 """
 
@@ -45,9 +45,10 @@ def read_log(path: Path) -> str:
         raise OopsParseError(f"{path}: {exc.strerror or exc}") from exc
 
 
-def _shift(rep: OopsReport, base: int) -> OopsReport:
+def _shift(rep: OopsReport, base: int, base_line: int) -> OopsReport:
     return dataclasses.replace(rep, start_pos=rep.start_pos + base, end_pos=rep.end_pos + base,
-                               skip_pos=rep.skip_pos + base)
+                               skip_pos=rep.skip_pos + base, start_line=rep.start_line + base_line,
+                               end_line=rep.end_line + base_line)
 
 
 def _line_start(text: str, pos: int) -> int:
@@ -55,10 +56,11 @@ def _line_start(text: str, pos: int) -> int:
 
 
 class _Window:
-    # The text currently held, its offset in the stream, and whether the stream has ended.
+    # The text currently held, its offset in the stream, the number of lines dropped before it, and
+    # whether the stream has ended.
 
     def __init__(self, stream: BinaryIO) -> None:
-        self.stream, self.text, self.base, self.eof = stream, "", 0, False
+        self.stream, self.text, self.base, self.base_line, self.eof = stream, "", 0, 0, False
 
     def fill(self, size: int) -> None:
         while not self.eof and len(self.text) < size:
@@ -69,6 +71,7 @@ class _Window:
 
     def drop(self, upto: int) -> None:
         self.base += upto
+        self.base_line += self.text.count("\n", 0, upto)
         self.text = self.text[upto:]
 
 
@@ -96,7 +99,7 @@ def _parse_window(win: _Window, crash: int, distinct: bool) -> Iterator[OopsRepo
         if distinct and _is_followup(text, rep, prev):
             continue
         prev = rep
-        yield _shift(rep, win.base)
+        yield _shift(rep, win.base, win.base_line)
     win.drop(max(resume, 1) if not win.eof else len(text))
 
 
