@@ -6,7 +6,10 @@ Source-level annotation of the report when debug information is given: each back
 file, line and inlined-call chain (:class:`~kcrash.debuginfo.symbolizer.KernelSymbolizer`, return
 addresses looked up one byte back like ``addr2line``), and the source lines around the faulting IP
 when the file can be found (as recorded, under the unit's compilation directory, or under a source
-directory given by the caller). Nothing here prints.
+directory given by the caller, where a recorded path's trailing components are looked for as gdb's
+``directory`` search does). Without debug information for the IP, the file and line come from the
+log's oops line (``kernel BUG at FILE:LINE!``, ``WARNING: … at FILE:LINE``) when its ``RIP:`` is the
+crashing context's IP. Nothing here prints.
 """
 
 from __future__ import annotations
@@ -20,10 +23,23 @@ from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation, open_s
 from kcrash.errors import KcrashError, MissingDebugInfoError
 from kcrash.helpers.linux.module import for_each_module, module_base, module_name
 from kcrash.memory.kernel import KernelMemory
+from kcrash.oops.details import parse_bug_location, parse_details, parse_frame
 from kcrash.report import model
 from kcrash.types.program import Program
 
-__all__ = ["annotate_context", "annotate_trace", "covers", "open_kernel_symbolizer", "source_snippet_or_none"]
+__all__ = [
+    "SNIPPET_NOTE",
+    "annotate_context",
+    "annotate_trace",
+    "covers",
+    "find_snippet",
+    "log_source_line_or_none",
+    "open_kernel_symbolizer",
+    "source_snippet_or_none",
+]
+
+#: how the reason a snippet asked for (``--source-dir``) is missing starts, in the context's section note
+SNIPPET_NOTE = "no source snippet"
 
 _SNIPPET_CONTEXT = 5
 _MAX_SOURCE = 4 << 20
@@ -75,9 +91,16 @@ def annotate_disassembly(dis: model.Disassembly, symbolizer: KernelSymbolizer) -
     return dataclasses.replace(dis, instructions=insns)
 
 
+def _candidates(name: str, roots: Sequence[str]) -> list[Path]:
+    # The path as recorded when absolute, then under each root its trailing components, longest first
+    # (a module built in /tmp/build+1/ is found as DIR/kcrash_test.c; drivers/x/y.c as DIR/drivers/x/y.c).
+    parts = [p for p in Path(name).parts if p not in ("/", "..", ".")]
+    found = [Path(name)] if Path(name).is_absolute() else []
+    return found + [Path(root).joinpath(*parts[i:]) for root in roots if root for i in range(len(parts))]
+
+
 def _find_file(name: str, roots: Sequence[str]) -> Path | None:
-    candidates = [Path(name)] if Path(name).is_absolute() else [Path(root) / name for root in roots if root]
-    return next((p for p in candidates if p.is_file() and p.stat().st_size <= _MAX_SOURCE), None)
+    return next((p for p in _candidates(name, roots) if p.is_file() and p.stat().st_size <= _MAX_SOURCE), None)
 
 
 def source_snippet_or_none(line: model.SourceLine, roots: Sequence[str],
@@ -103,6 +126,34 @@ def annotate_context(ctx: model.CrashingContext, symbolizer: KernelSymbolizer,
     roots = [*source_dirs, *_roots(symbolizer)]
     snippet = source_snippet_or_none(locations[0], roots) if locations else None
     return dataclasses.replace(ctx, ip_source=locations, snippet=snippet)
+
+
+def log_source_line_or_none(ctx: model.CrashingContext, oops: model.OopsHeader | None) -> model.SourceLine | None:
+    """The ``FILE:LINE`` of the log's oops line (``kernel BUG at``/``WARNING: … at``) when the oops
+    header's ``RIP:`` is ``ctx``'s IP (the same function and offset), else ``None``."""
+    if oops is None or not oops.lines:
+        return None
+    texts = [line.text for line in oops.lines]
+    where = parse_bug_location(texts[0])
+    rip, ip = parse_details(texts).rip, parse_frame(ctx.ip_text)
+    if where is None or rip is None or ip is None or (rip.function, rip.offset) != (ip.function, ip.offset):
+        return None
+    return model.SourceLine(ip.function, where[0], where[1], False)
+
+
+def find_snippet(ctx: model.CrashingContext, oops: model.OopsHeader | None,
+                 roots: Sequence[str]) -> tuple[model.SourceSnippet | None, str]:
+    """The source snippet of ``ctx``'s IP, its file found under ``roots`` (its name from the debug
+    information's line table, else from the log's oops line), or ``None`` and why not."""
+    line = ctx.ip_source[0] if ctx.ip_source else log_source_line_or_none(ctx, oops)
+    if line is None or line.line <= 0:
+        return None, (f"{SNIPPET_NOTE}: neither debug information (--debuginfo) nor the log's oops line "
+                      f"names the source file of {ctx.ip_text or hex(ctx.ip)}")
+    snippet = source_snippet_or_none(line, roots)
+    if snippet is None:
+        where = ", ".join(roots) or "no directory"
+        return None, f"{SNIPPET_NOTE}: {Path(line.file).name} ({line.file}:{line.line}) not found under {where}"
+    return snippet, ""
 
 
 def _roots(symbolizer: KernelSymbolizer) -> list[str]:

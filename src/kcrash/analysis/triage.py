@@ -468,7 +468,26 @@ def build_report(prog: Program, dump: str, *, log_tail: int = _LOG_TAIL, symboli
     report = _with_memory_sections(prog, dump, report, notes, sections)
     report = _with_every_cpu(prog, report, records, cpu, sections, symbolizer)
     report = _with_locks(prog, report, records, message, sections)
+    report = _with_snippet(report, source_dirs, sections)
     return dataclasses.replace(report, unavailable=tuple(sections.unavailable))
+
+
+def _with_snippet(report: model.CrashReport, source_dirs: Sequence[str], sections: _Sections) -> model.CrashReport:
+    # Asked for with source_dirs: the IP's source snippet (from the debug information's file, else the
+    # log's "kernel BUG at FILE:LINE!"), or a context note saying why there is none.
+    ctx = report.context
+    if not source_dirs or (ctx is not None and ctx.snippet is not None):
+        return report
+    from kcrash.analysis.sources import SNIPPET_NOTE, find_snippet
+
+    if ctx is None:
+        sections.note("context", f"{SNIPPET_NOTE}: no crashing context")
+        return report
+    snippet, reason = find_snippet(ctx, report.oops, source_dirs)
+    if snippet is None:
+        sections.note("context", reason)
+        return report
+    return dataclasses.replace(report, context=dataclasses.replace(ctx, snippet=snippet))
 
 
 def _with_locks(prog: Program, report: model.CrashReport, records: Sequence[PrintkRecord], message: str | None,

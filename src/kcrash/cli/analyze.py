@@ -34,7 +34,7 @@ from kcrash.cli.params import DumpOrLive, Number
 from kcrash.errors import CliError, FaultError, MissingDebugInfoError, ValidationError
 from kcrash.helpers.linux.panic import panic_cpu_or_none
 from kcrash.metrics import phase
-from kcrash.report.model import TaskTraceDetail, to_dict
+from kcrash.report.model import CrashReport, TaskTraceDetail, to_dict
 from kcrash.types.program import Program
 
 if TYPE_CHECKING:
@@ -294,8 +294,22 @@ def report_command(path: str | None, log_lines: int, fmt: str, output: str | Non
         report = _bare_report(path, str(exc), log_lines)
     color = False if no_color else (None if sys.stdout.isatty() else False)
     _render(report, "json" if as_json else fmt, output, color)
-    if report.unavailable:
-        names = ", ".join(dict.fromkeys(n.section for n in report.unavailable))
+    _warn_unavailable(report)
+
+
+def _warn_unavailable(report: CrashReport) -> None:
+    # One stderr line for a snippet asked for (--source-dir) but missing, with the reason, and one
+    # naming the sections the dump could not give.
+    if not report.unavailable:
+        return
+    from kcrash.analysis.sources import SNIPPET_NOTE  # only when there is something to say
+
+    snippet = [n for n in report.unavailable if n.reason.startswith(SNIPPET_NOTE)]
+    for note in snippet:
+        click.echo(f"kcrash: warning: {note.reason}", err=True)
+    gone = [n for n in report.unavailable if n not in snippet]
+    if gone:
+        names = ", ".join(dict.fromkeys(n.section for n in gone))
         click.echo(f"kcrash: warning: the report lacks part of: {names} (the dump is damaged or filtered; "
                    "each section says why)", err=True)
 

@@ -19,7 +19,7 @@ from typing import Final
 from kcrash.oops.lazyre import LazyPattern
 from kcrash.oops.model import CodeBytes, OopsDetails, Register, TraceFrame
 
-__all__ = ["parse_code", "parse_details", "parse_frame"]
+__all__ = ["parse_bug_location", "parse_code", "parse_details", "parse_frame"]
 
 # Compiled on first use, without the literal prefilter: the callers test each line for the literal first
 # ("+0x", "<", "race:", "Code:", "PID: ", "Hardware name: "), or every report has such lines (RIP, registers).
@@ -44,6 +44,11 @@ _TASK_LINE_RE: Final = LazyPattern(
     r"CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>\S+)"
     r"(?: (?P<taint>Not tainted|Tainted: (?P<flags>[A-Z ]*?)))? +(?P<rel>\S+) #", re.ASCII, prefilter=False)
 _HW_RE: Final = LazyPattern(r"Hardware name: (.*?)\s*$", prefilter=False)
+# lib/bug.c report_bug(): "kernel BUG at %s:%u!"; kernel/panic.c __warn(): "WARNING: CPU: %d PID: %d at
+# %s:%d %pS"; include/asm-generic/bug.h BUG() without a bug table: "BUG: failure at %s:%d/%s()!".
+_BUG_AT_RE: Final = LazyPattern(
+    r"(?:kernel BUG at |WARNING: CPU: \d+ PID: \d+ at |BUG: failure at )(?P<file>[^\s:]+):(?P<line>\d+)\b",
+    re.ASCII, prefilter=False)
 
 
 @functools.lru_cache(maxsize=1 << 15)
@@ -63,6 +68,18 @@ def parse_frame(line: str, section: str = "") -> TraceFrame | None:
     return TraceFrame(m["func"], int(m["off"], 16), int(m["size"], 16), m["mod"] or "",
                       int(addr, 16) if addr else None, m["q"] is None, section, m["src"] or "",
                       m["inl"] is not None)
+
+
+def parse_bug_location(line: str) -> tuple[str, int] | None:
+    """The source file and line that a ``kernel BUG at FILE:LINE!``, ``WARNING: CPU: N PID: N at
+    FILE:LINE …`` or ``BUG: failure at FILE:LINE/func()!`` line names (the ``BUG()``/``WARN()`` call at
+    the faulting IP), or ``None``.
+
+    >>> parse_bug_location("kernel BUG at /b/6.12.118+deb12-amd64.build/kcrash_test.c:274!")
+    ('/b/6.12.118+deb12-amd64.build/kcrash_test.c', 274)
+    """
+    m = _BUG_AT_RE.search(line) if " at " in line else None
+    return None if m is None else (m["file"], int(m["line"]))
 
 
 def parse_code(line: str) -> CodeBytes | None:

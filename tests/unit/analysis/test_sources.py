@@ -5,10 +5,11 @@ only where debug information covers the code. The symbolizer is a stand-in answe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from kcrash.analysis.sources import annotate_disassembly
+from kcrash.analysis.sources import SNIPPET_NOTE, annotate_disassembly, find_snippet, log_source_line_or_none
 from kcrash.debuginfo.symbolizer import SourceLocation
 from kcrash.errors import KcrashError
 from kcrash.report import model
@@ -56,3 +57,52 @@ def test_instructions_get_their_inline_chain_where_covered() -> None:
 
 def test_a_symbolizer_error_leaves_the_block_as_it_was() -> None:
     assert annotate_disassembly(_dis(), _Symbolizer(fail=True)) == _dis()  # type: ignore[arg-type]
+
+
+# -- the IP's source snippet with --source-dir (issue 22, item 10) ------------------------------------
+
+_BUILD = "/nonexistent/kmod/6.12.118+deb12-amd64-x.build"
+_SOURCE = "".join(f"line {n}\n" for n in range(1, 21)).replace("line 12\n", "\tBUG();\n")
+
+
+def _ctx(ip_text: str = "kcrash_test_do_bug+0x9/0x10 [kcrash_test]",
+         ip_source: tuple[model.SourceLine, ...] = ()) -> model.CrashingContext:
+    return model.CrashingContext(1, 1, "init", 0, 0xFFFFFFFFC02BC589, ip_text, 0, (), "pt_regs", ip_source)
+
+
+def _oops(rip: str = "kcrash_test_do_bug+0x9/0x10 [kcrash_test]") -> model.OopsHeader:
+    texts = [f"kernel BUG at {_BUILD}/kcrash_test.c:12!", "Oops: invalid opcode: 0000 [#1] PREEMPT SMP NOPTI",
+             f"RIP: 0010:{rip}"]
+    return model.OopsHeader(tuple(model.LogLine(i, 0, None, t) for i, t in enumerate(texts)), None, 0, 2)
+
+
+def test_the_log_oops_line_gives_the_file_when_there_is_no_debug_information(tmp_path: Path) -> None:
+    (tmp_path / "kcrash_test.c").write_text(_SOURCE)
+    snippet, reason = find_snippet(_ctx(), _oops(), [str(tmp_path)])
+    assert reason == "" and snippet is not None
+    assert (snippet.file, snippet.line, snippet.first) == (str(tmp_path / "kcrash_test.c"), 12, 7)
+    assert snippet.lines[snippet.line - snippet.first] == "\tBUG();"
+
+
+def test_an_absolute_debug_info_path_is_found_by_its_tail_under_the_source_dir(tmp_path: Path) -> None:
+    (tmp_path / "drivers" / "x").mkdir(parents=True)
+    (tmp_path / "drivers" / "x" / "y.c").write_text(_SOURCE)
+    line = model.SourceLine("f", "/build/linux-6.12/drivers/x/y.c", 12, False)
+    snippet, _ = find_snippet(_ctx(ip_source=(line,)), None, [str(tmp_path)])
+    assert snippet is not None and snippet.file == str(tmp_path / "drivers" / "x" / "y.c")
+
+
+def test_an_oops_of_another_ip_names_no_file() -> None:
+    assert log_source_line_or_none(_ctx(), _oops("other_function+0x9/0x10")) is None
+    assert log_source_line_or_none(_ctx(), None) is None
+    line = log_source_line_or_none(_ctx(), _oops())
+    assert line is not None and (line.function, line.file, line.line) == ("kcrash_test_do_bug",
+                                                                          f"{_BUILD}/kcrash_test.c", 12)
+
+
+def test_the_reason_says_what_was_looked_for_and_where(tmp_path: Path) -> None:
+    snippet, reason = find_snippet(_ctx(), _oops(), [str(tmp_path)])
+    assert snippet is None
+    assert reason == (f"{SNIPPET_NOTE}: kcrash_test.c ({_BUILD}/kcrash_test.c:12) not found under {tmp_path}")
+    snippet, reason = find_snippet(_ctx(), _oops("other_function+0x9/0x10"), [str(tmp_path)])
+    assert snippet is None and reason.startswith(f"{SNIPPET_NOTE}: neither debug information")

@@ -246,3 +246,18 @@ def test_log_of_a_dump_whose_ring_is_gone(dump: Path, capsys: pytest.CaptureFixt
     code, out, err = _run(capsys, "log", dump)
     assert (code, out) == (0, "")
     assert err == "kcrash: warning: no log record survives: the printk ring lies in pages missing\n"
+
+
+def test_a_missing_snippet_is_one_warning_line_with_its_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    # issue 22: `report --source-dir DIR` without a snippet says why, apart from damaged sections
+    from types import SimpleNamespace
+
+    from kcrash.analysis.sources import SNIPPET_NOTE
+    from kcrash.cli.analyze import _warn_unavailable
+    from kcrash.report.model import SectionNote
+
+    why = f"{SNIPPET_NOTE}: kcrash_test.c (/b/kcrash_test.c:274) not found under /src"
+    _warn_unavailable(SimpleNamespace(unavailable=(SectionNote("context", why),)))  # type: ignore[arg-type]
+    assert capsys.readouterr().err == f"kcrash: warning: {why}\n"
+    _warn_unavailable(SimpleNamespace(unavailable=(SectionNote("tasks", "task list truncated"),)))  # type: ignore[arg-type]
+    assert "the report lacks part of: tasks" in capsys.readouterr().err

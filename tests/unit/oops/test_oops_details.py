@@ -8,7 +8,7 @@ import pytest
 
 from kcrash.oops import parse
 from kcrash.oops.demangle import demangle
-from kcrash.oops.details import parse_code, parse_frame
+from kcrash.oops.details import parse_bug_location, parse_code, parse_frame
 from kcrash.oops.guilty import guilty_file
 from kcrash.oops.lines import CONSOLE, line_context, strip_line
 from kcrash.oops.title import normalize_title, title_to_type
@@ -97,3 +97,15 @@ def test_guilty_file_skips_generic_files() -> None:
     report = ("Call Trace:\n dump_stack+0x1/0x2 lib/dump_stack.c:52\n kfree+0x1/0x2 mm/slub.c:3000\n"
               " ext4_fill_super+0x1/0x2 fs/ext4/super.c:10\n mount_bdev+0x1/0x2 fs/super.c:1\n")
     assert guilty_file("WARNING in ext4_fill_super", report) == "fs/ext4/super.c"
+
+
+@pytest.mark.parametrize(("line", "where"), [
+    ("[    7.415695] kernel BUG at /root/.cache/kcrash/kmod/6.12.118+deb12-amd64-d9.build/kcrash_test.c:274!",
+     ("/root/.cache/kcrash/kmod/6.12.118+deb12-amd64-d9.build/kcrash_test.c", 274)),
+    ("WARNING: CPU: 1 PID: 17 at mm/slub.c:4567 kfree+0x1/0x2", ("mm/slub.c", 4567)),
+    ("BUG: failure at fs/ext4/inode.c:12/ext4_iget()!", ("fs/ext4/inode.c", 12)),
+    ("BUG: kernel NULL pointer dereference, address: 0000000000000010", None),
+])
+def test_bug_location(line: str, where: tuple[str, int] | None) -> None:
+    # issue 22: the file and line of a BUG()/WARN() for a source snippet without debug information
+    assert parse_bug_location(line) == where
