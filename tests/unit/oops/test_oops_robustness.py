@@ -56,16 +56,24 @@ def test_one_megabyte_line() -> None:
 
 
 def test_a_flood_of_oops_lines_parses_in_linear_time() -> None:
-    # 200,000 one-line warnings (9 MB): each report's end is the last oops line of the log, found once
-    # per log; it was searched for again from each report on, over every later line (10 s per parse
-    # of a million lines, and quadratic in parse_all).
+    # One-line warnings (9 MB at 200,000): each report's end is the last oops line of the log, found
+    # once per log; it was searched for again from each report on, over every later line (10 s per
+    # parse of a million lines, and quadratic in parse_all). Linear, not a wall-clock bound (a loaded
+    # CI machine): four times the lines take well under 16 times (quadratic) as long, best of three.
     line = "WARNING: CPU: 0 PID: 1 at foo.c:1 bar+0x1/0x2\n"
-    log = line * 200_000
-    began = time.monotonic()
-    rep = parse(log)
-    assert time.monotonic() - began < 1.0
-    assert rep is not None and rep.start_pos == 0 and rep.skip_pos == len(line) - 1
-    assert rep.end_pos == len(log) - 1
+
+    def best(lines: int) -> float:
+        log = line * lines
+        times = []
+        for _ in range(3):
+            began = time.perf_counter()
+            rep = parse(log)
+            times.append(time.perf_counter() - began)
+        assert rep is not None and rep.start_pos == 0 and rep.skip_pos == len(line) - 1
+        assert rep.end_pos == len(log) - 1
+        return min(times)
+
+    assert best(200_000) < 8 * best(50_000)
 
 
 def test_reports_of_a_flood_end_at_the_last_oops_line() -> None:
