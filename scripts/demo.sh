@@ -15,6 +15,13 @@ echo "== kcrash report $OUT/vmcore.kdump   (no vmlinux: kallsyms, BTF and ORC fr
 $K report "$OUT/vmcore.kdump"
 $K report "$OUT/vmcore.kdump" --format html -o "$OUT/report.html"
 echo
+echo "== kcrash locks $OUT/vmcore.kdump   (who waits for whom: the lab module plants a lock holder and waiters)"
+$K locks "$OUT/vmcore.kdump"
+echo
+echo "== kcrash kmem -i $OUT/vmcore.kdump; kcrash kmem $OUT/vmcore.kdump -s kcrash_test_cache"
+$K kmem "$OUT/vmcore.kdump" -i
+$K kmem "$OUT/vmcore.kdump" -s kcrash_test_cache
+echo
 echo "== kcrash oops parse $OUT/console.log"
 $K oops parse "$OUT/console.log"
 echo
