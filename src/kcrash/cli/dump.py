@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from kcrash.analysis import target
 from kcrash.analysis.dumpinfo import debuginfo_sources, dump_facts
-from kcrash.analysis.target import open_target
 from kcrash.analysis.triage import dump_log
 from kcrash.cli.common import (
     attached_live,
@@ -99,7 +99,7 @@ def _opened_target(paths: tuple[str, ...]) -> tuple[Program | None, dict[str, st
     with warnings.catch_warnings():  # the dump's own warnings are printed once, by opened_dump
         warnings.simplefilter("ignore")
         try:
-            prog = open_target(list(paths), cache_dir(), orc=False, symbol_file=given_symbol_file())
+            prog = target.open_target(list(paths), cache_dir(), orc=False, symbol_file=given_symbol_file())
         except KcrashError as exc:
             return None, {"symbols": f"unavailable: {exc}"}
     return prog, debuginfo_sources(prog)

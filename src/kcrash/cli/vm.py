@@ -42,9 +42,11 @@ def find_task(prog: Program, value: int | None) -> Object:
         return task
     try:
         task = task_by_pid_or_address_or_none(prog, value)
-    except (ValidationError, KcrashError) as exc:
+    except ValidationError as exc:
         raise CliError(str(exc) if str(exc).startswith(f"{value:#x}") else f"{value:#x} is not a task: {exc}",
                        1) from None
+    except KcrashError as exc:  # the lookup itself failed (a page of the task list is missing): say so
+        raise CliError(f"cannot look up task {value}: {exc}", 1) from None
     if task is None:
         raise CliError(f"no task with pid {value}", 1)
     return task

@@ -78,3 +78,18 @@ def test_bad_input_is_one_line(kernel: tuple[Kernel, Path], capsys: pytest.Captu
     code, _, err = _run(capsys, "tree", dump, "-t", "xarray", f"{BASE + 0x100000:#x}")
     assert code == 1 and "cannot read the xarray root" in err and len(err.strip().splitlines()) == 1
     assert OBJS > BASE
+
+
+def test_a_task_lookup_that_cannot_read_is_not_called_no_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    # PID 1 on a dump missing a page of the task list: the lookup failed, PID 1 is not "0x1, not a task"
+    from kcrash.analysis import triage
+    from kcrash.cli.vm import find_task
+    from kcrash.errors import CliError, FaultError
+
+    def unreadable(prog: object, value: int) -> None:
+        raise FaultError(0xF836AC8, True)
+
+    monkeypatch.setattr(triage, "task_by_pid_or_address_or_none", unreadable)
+    with pytest.raises(CliError, match=r"^cannot look up task 1: ") as info:
+        find_task(object(), 1)  # type: ignore[arg-type]
+    assert "not a task" not in str(info.value)
