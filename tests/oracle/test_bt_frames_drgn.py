@@ -41,7 +41,7 @@ from kcrash.cli import main
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.helpers.linux.sched import for_each_task
 from kcrash.helpers.linux.stack import kernel_unwinder
-from kcrash.report.model import ExceptionFrame, TaskTraceDetail
+from kcrash.model import ExceptionFrame, TaskTraceDetail
 from kcrash.types.program import Program
 from support.drgn_oracle import case_id, drgn_program, lab_info
 
@@ -49,13 +49,38 @@ drgn = pytest.importorskip("drgn")
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = [("BUG", "6.1", True), ("BUG", "6.12", False), ("BUG", "5.10", True), ("SYSRQ", "7", False),
-         ("HUNG_ABBA", "6.12", False)]
+CASES = [
+    ("BUG", "6.1", True),
+    ("BUG", "6.12", False),
+    ("BUG", "5.10", True),
+    ("SYSRQ", "7", False),
+    ("HUNG_ABBA", "6.12", False),
+]
 _SYMBOLIC = BacktraceOptions(words=True, symbolic=True)
 # struct pt_regs members (drgn reads them by name from DWARF) -> kcrash's register names
-_PT_REGS = {"r15": "r15", "r14": "r14", "r13": "r13", "r12": "r12", "bp": "rbp", "bx": "rbx", "r11": "r11",
-            "r10": "r10", "r9": "r9", "r8": "r8", "ax": "rax", "cx": "rcx", "dx": "rdx", "si": "rsi", "di": "rdi",
-            "orig_ax": "orig_rax", "ip": "rip", "cs": "cs", "flags": "eflags", "sp": "rsp", "ss": "ss"}
+_PT_REGS = {
+    "r15": "r15",
+    "r14": "r14",
+    "r13": "r13",
+    "r12": "r12",
+    "bp": "rbp",
+    "bx": "rbx",
+    "r11": "r11",
+    "r10": "r10",
+    "r9": "r9",
+    "r8": "r8",
+    "ax": "rax",
+    "cx": "rcx",
+    "dx": "rdx",
+    "si": "rsi",
+    "di": "rdi",
+    "orig_ax": "orig_rax",
+    "ip": "rip",
+    "cs": "cs",
+    "flags": "eflags",
+    "sp": "rsp",
+    "ss": "ss",
+}
 #: THREAD_SIZE (= IRQ_STACK_SIZE) of x86-64 without KASAN: PAGE_SIZE << 2 (arch/x86/include/asm/page_64_types.h)
 _THREAD_SIZE = 16384
 # drgn's DWARF register names that differ from ours
@@ -63,8 +88,9 @@ _DRGN_REG = {"eflags": "rflags"}
 
 
 @pytest.fixture(scope="module", params=CASES, ids=case_id)
-def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
-          lab_vmlinux_dbg: Callable[[str], Path]) -> tuple[Path, Any, dict[str, Any]]:
+def crash(
+    request: pytest.FixtureRequest, lab_crash: Callable[..., Path], lab_vmlinux_dbg: Callable[[str], Path]
+) -> tuple[Path, Any, dict[str, Any]]:
     kind, kernel, kaslr = request.param
     out = lab_crash(kind, kernel, kaslr)
     info = lab_info(out)
@@ -85,8 +111,11 @@ def details(prog: Program) -> list[TaskTraceDetail]:
     start = time.perf_counter()
     out = list(cpu_backtrace_details(prog, _SYMBOLIC))
     active = {d.task.task for d in out}
-    out += [task_backtrace_detail(prog, task, _SYMBOLIC) for task in for_each_task(prog, idle=True)
-            if int(task) not in active]
+    out += [
+        task_backtrace_detail(prog, task, _SYMBOLIC)
+        for task in for_each_task(prog, idle=True)
+        if int(task) not in active
+    ]
     words = sum(len(f.words) for d in out for f in d.frames)
     print(f"\nbt -F of {len(out)} tasks ({words} words): {time.perf_counter() - start:.2f}s")
     return out
@@ -107,8 +136,12 @@ def test_frame_words_are_the_stack_memory(details: list[TaskTraceDetail], crash:
             assert [w.value for w in words] == list(theirs), (entry.task.pid, i)
             checked += len(words)
             following = frames[i + 1] if i + 1 < len(frames) else None
-            if following is not None and following.kind in ("call", "scan") and detail.leaves is None \
-                    and entry.frames[i + 1].stack == detail.stack:
+            if (
+                following is not None
+                and following.kind in ("call", "scan")
+                and detail.leaves is None
+                and entry.frames[i + 1].stack == detail.stack
+            ):
                 # up to the next frame's return address, which is that frame's pc
                 assert words[-1].address + 8 == following.sp - 8
                 assert dprog.read_u64(following.sp - 8) == following.pc
@@ -138,8 +171,11 @@ def _classify(table: SymbolTable, dprog: Any, value: int) -> str:
         return "nested"
     if theirs is None and elf and value >= elf[0].address + max(s.size for s in elf):
         return "gap"
-    if theirs is not None and ours.address < theirs.address <= value \
-            and not any(s.address == theirs.address for s in table.iter_symbols_by_name(theirs.name)):
+    if (
+        theirs is not None
+        and ours.address < theirs.address <= value
+        and not any(s.address == theirs.address for s in table.iter_symbols_by_name(theirs.name))
+    ):
         return "sparse"
     return "unexplained"
 
@@ -154,8 +190,9 @@ def _drgn_cache_or_none(dprog: Any, value: int) -> str | None:
     return None if info is None else info.slab_cache.name.string_().decode()
 
 
-def test_symbolic_words_agree_with_drgn(details: list[TaskTraceDetail], prog: Program,
-                                        crash: tuple[Path, Any, Any]) -> None:
+def test_symbolic_words_agree_with_drgn(
+    details: list[TaskTraceDetail], prog: Program, crash: tuple[Path, Any, Any]
+) -> None:
     dprog = crash[1]
     table = prog.symbols
     assert isinstance(table, SymbolTable)
@@ -214,8 +251,9 @@ def test_exception_frames_are_drgns_pt_regs(details: list[TaskTraceDetail], cras
     print(f"\n{len(found)} exception frames and {len(users)} user-mode register sets equal the pt_regs drgn reads")
 
 
-def test_crashed_threads_exception_frame_is_drgns_interrupted_frame(details: list[TaskTraceDetail],
-                                                                    crash: tuple[Path, Any, Any]) -> None:
+def test_crashed_threads_exception_frame_is_drgns_interrupted_frame(
+    details: list[TaskTraceDetail], crash: tuple[Path, Any, Any]
+) -> None:
     dprog, info = crash[1], crash[2]
     if info["kind"] != "BUG":
         pytest.skip("only an oops leaves a pt_regs on the crashed thread's stack")
@@ -244,13 +282,13 @@ def _drgn_irq_stack(dprog: Any, cpu: int) -> tuple[int, int]:
 def test_irq_stack_is_marked(details: list[TaskTraceDetail], prog: Program, crash: tuple[Path, Any, Any]) -> None:
     dprog = crash[1]
     marked = 0
-    for entry in details[:kernel_unwinder(prog).num_cpus()]:
+    for entry in details[: kernel_unwinder(prog).num_cpus()]:
         for detail in entry.frames:
             if detail.leaves is None:
                 continue
             assert detail.leaves == "IRQ stack" and detail.stack == f"IRQ {entry.task.cpu}"
             lo, hi = _drgn_irq_stack(dprog, entry.task.cpu)
-            before = [f for f in entry.trace.frames[:detail.index + 1]]
+            before = [f for f in entry.trace.frames[: detail.index + 1]]
             assert all(lo <= f.sp <= hi for f in before), (entry.task.cpu, hex(lo), hex(hi))
             after = entry.trace.frames[detail.index + 1]
             task = drgn.Object(dprog, "struct task_struct *", entry.task.task)
@@ -295,16 +333,23 @@ def _nested_label(dprog: Any, label: str, function: str) -> bool:
     return any(outer.address < s.address < outer.address + outer.size for s in dprog.symbols(label))
 
 
-def test_bt_lines_are_drgns_source_lines(crash: tuple[Path, Any, dict[str, Any]],
-                                         lab_vmlinux_dbg: Callable[[str], Path],
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_bt_lines_are_drgns_source_lines(
+    crash: tuple[Path, Any, dict[str, Any]], lab_vmlinux_dbg: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     # bt -l (crash's flag) with the -dbg vmlinux and the module's .ko: each kernel frame's
     # locations, innermost first, are drgn's frames at that pc (its inline frames, then the
     # physical one): the same functions and line numbers
     out, dprog, info = crash
     vmlinux = lab_vmlinux_dbg(out.name.split("-")[1])  # the crash directory is KIND-KERNEL-HASH
-    args = ["bt", "-l", str(out / "vmcore.elf"), "--debuginfo", str(vmlinux),
-            *(["--debuginfo", info["module"]["path"]] if info["module"] else []), "--json"]
+    args = [
+        "bt",
+        "-l",
+        str(out / "vmcore.elf"),
+        "--debuginfo",
+        str(vmlinux),
+        *(["--debuginfo", info["module"]["path"]] if info["module"] else []),
+        "--json",
+    ]
     code, text, err = _run(capsys, *args)
     assert code == 0, err
     frames = json.loads(text)[0]["trace"]["frames"]

@@ -32,9 +32,9 @@ from typing import Any
 
 import pytest
 
+from kcrash import model
 from kcrash.analysis.locks import analyze_locks
 from kcrash.analysis.target import open_target
-from kcrash.report import model
 from support.drgn_oracle import drgn_program
 
 drgn = pytest.importorskip("drgn")
@@ -69,8 +69,14 @@ def _ids(case: tuple[str, str, bool]) -> str:
     return f"{case[0]}-{case[1]}-{'kaslr' if case[2] else 'nokaslr'}"
 
 
-def _open(kind: str, kernel: str, kaslr: bool, lab_crash: Callable[..., Path],
-          lab_vmlinux_dbg: Callable[[str], Path], tmp: Path) -> tuple[model.LockAnalysis, Any, float]:
+def _open(
+    kind: str,
+    kernel: str,
+    kaslr: bool,
+    lab_crash: Callable[..., Path],
+    lab_vmlinux_dbg: Callable[[str], Path],
+    tmp: Path,
+) -> tuple[model.LockAnalysis, Any, float]:
     out = lab_crash(kind, kernel, kaslr)
     dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
     prog = open_target(str(out / "vmcore.elf"), tmp)
@@ -84,8 +90,12 @@ def _open(kind: str, kernel: str, kaslr: bool, lab_crash: Callable[..., Path],
 
 
 @pytest.fixture(scope="module", params=HUNG + BUG + LOCKUPS, ids=_ids)
-def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path], lab_vmlinux_dbg: Callable[[str], Path],
-          tmp_path_factory: pytest.TempPathFactory) -> tuple[str, model.LockAnalysis, Any, float]:
+def crash(
+    request: pytest.FixtureRequest,
+    lab_crash: Callable[..., Path],
+    lab_vmlinux_dbg: Callable[[str], Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[str, model.LockAnalysis, Any, float]:
     kind, kernel, kaslr = request.param
     analysis, dprog, elapsed = _open(kind, kernel, kaslr, lab_crash, lab_vmlinux_dbg, tmp_path_factory.mktemp("c"))
     return kind, analysis, dprog, elapsed
@@ -103,8 +113,9 @@ def _pid_of(dprog: Any, task: int) -> int:
     return int(drgn.Object(dprog, "struct task_struct *", value=task).pid)
 
 
-def test_hung_abba_is_one_deadlock_of_both_threads_and_both_mutexes(crash: tuple[str, model.LockAnalysis, Any,
-                                                                                  float]) -> None:
+def test_hung_abba_is_one_deadlock_of_both_threads_and_both_mutexes(
+    crash: tuple[str, model.LockAnalysis, Any, float],
+) -> None:
     kind, analysis, dprog, _ = crash
     if kind != "HUNG_ABBA":
         assert analysis.deadlocks == (), "only HUNG_ABBA plants a deadlock"
@@ -113,16 +124,20 @@ def test_hung_abba_is_one_deadlock_of_both_threads_and_both_mutexes(crash: tuple
     waits = {w.task.comm: w for w in analysis.deadlocks[0].waits}
     assert set(waits) == {"kcrash_abba_a", "kcrash_abba_b"}
     # a takes mutex_a and waits for mutex_b; b the other way round
-    for comm, wanted, other in (("kcrash_abba_a", "kcrash_test_mutex_b", "kcrash_abba_b"),
-                                ("kcrash_abba_b", "kcrash_test_mutex_a", "kcrash_abba_a")):
+    for comm, wanted, other in (
+        ("kcrash_abba_a", "kcrash_test_mutex_b", "kcrash_abba_b"),
+        ("kcrash_abba_b", "kcrash_test_mutex_a", "kcrash_abba_a"),
+    ):
         wait = waits[comm]
         lock = dprog[wanted]
         assert (wait.kind, wait.symbol, wait.lock) == ("mutex", wanted, lock.address_)
         drgn_owner = lock.owner.counter.value_() & OWNER_MASK
         assert wait.owner is not None and wait.owner.task == drgn_owner and wait.owner.comm == other
         assert wait.task.task in _drgn_waiter_tasks(dprog, "mutex", wait.lock)
-    assert any(line.startswith("AB-BA deadlock") and "kcrash_test_mutex_a" in line and "kcrash_test_mutex_b" in line
-               for line in analysis.why)
+    assert any(
+        line.startswith("AB-BA deadlock") and "kcrash_test_mutex_a" in line and "kcrash_test_mutex_b" in line
+        for line in analysis.why
+    )
 
 
 def test_planted_waiters_wait_on_the_planted_locks(crash: tuple[str, model.LockAnalysis, Any, float]) -> None:
@@ -187,8 +202,9 @@ def test_the_analysis_is_quick(crash: tuple[str, model.LockAnalysis, Any, float]
 
 
 @pytest.mark.parametrize("case", [HUNG[0], LOCKUPS[0], BUG[1]], ids=_ids)
-def test_the_report_says_why_it_hung(case: tuple[str, str, bool], lab_crash: Callable[..., Path],
-                                     tmp_path: Path) -> None:
+def test_the_report_says_why_it_hung(
+    case: tuple[str, str, bool], lab_crash: Callable[..., Path], tmp_path: Path
+) -> None:
     from kcrash.analysis.triage import build_report
 
     kind, kernel, kaslr = case
@@ -207,13 +223,15 @@ def test_the_report_says_why_it_hung(case: tuple[str, str, bool], lab_crash: Cal
     if kind == "HUNG_ABBA":
         assert report.locks.why[0].startswith("AB-BA deadlock: kcrash_abba_a")
     else:
-        assert report.locks.why[0].startswith(f"CPU {report.locks.lockups[0].cpu}, init (pid 1), spins on "
-                                              "spinlock kcrash_test_lock")
+        assert report.locks.why[0].startswith(
+            f"CPU {report.locks.lockups[0].cpu}, init (pid 1), spins on spinlock kcrash_test_lock"
+        )
 
 
 @pytest.mark.parametrize("case", [HUNG[0], BUG[2]], ids=_ids)
-def test_the_kdump_file_gives_the_same_analysis(case: tuple[str, str, bool], lab_crash: Callable[..., Path],
-                                                tmp_path: Path) -> None:
+def test_the_kdump_file_gives_the_same_analysis(
+    case: tuple[str, str, bool], lab_crash: Callable[..., Path], tmp_path: Path
+) -> None:
     out = lab_crash(*case)
     analyses = []
     for name in ("vmcore.elf", "vmcore.kdump"):

@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
+from kcrash import model
 from kcrash.analysis.target import open_target
 from kcrash.analysis.triage import build_report
-from kcrash.report import model
 from support.drgn_oracle import case_id, drgn_program
 
 drgn = pytest.importorskip("drgn")
@@ -42,8 +42,12 @@ _USER_TOP = 0xFFFF800000000000
 
 
 @pytest.fixture(scope="module", params=CASES, ids=case_id)
-def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path], lab_vmlinux_dbg: Callable[[str], Path],
-          tmp_path_factory: pytest.TempPathFactory) -> tuple[model.CrashReport, Any, float]:
+def crash(
+    request: pytest.FixtureRequest,
+    lab_crash: Callable[..., Path],
+    lab_vmlinux_dbg: Callable[[str], Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[model.CrashReport, Any, float]:
     kind, kernel, kaslr = request.param
     out = lab_crash(kind, kernel, kaslr)
     dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
@@ -105,8 +109,11 @@ def test_every_cpus_task_is_drgns_cpu_curr(crash: tuple[model.CrashReport, Any, 
     report, dprog, _ = crash
     for c in report.cpus:
         task = cpu_curr(dprog, c.cpu)
-        assert (c.task.task, c.task.pid, c.task.comm) == (task.value_(), task.pid.value_(),
-                                                          task.comm.string_().decode()), f"CPU {c.cpu}"
+        assert (c.task.task, c.task.pid, c.task.comm) == (
+            task.value_(),
+            task.pid.value_(),
+            task.comm.string_().decode(),
+        ), f"CPU {c.cpu}"
         assert c.task.active and c.task.cpu == c.cpu and c.registers_from == "NT_PRSTATUS"
 
 
@@ -116,14 +123,16 @@ def test_every_cpus_frames_are_drgns(crash: tuple[model.CrashReport, Any, float]
         ours = [f.pc for f in c.trace.frames]
         assert ours == _drgn_pcs(dprog.stack_trace(cpu_curr(dprog, c.cpu))), f"CPU {c.cpu}"
         assert len(ours) >= 4 and c.trace.truncated is None, f"CPU {c.cpu}"
-        agree = [_names_agree(dprog, f.function, f.pc - 1 if f.kind in ("call", "scan") else f.pc)
-                 for f in c.trace.frames]
+        agree = [
+            _names_agree(dprog, f.function, f.pc - 1 if f.kind in ("call", "scan") else f.pc) for f in c.trace.frames
+        ]
         assert False not in agree, (c.cpu, [(f.text, a) for f, a in zip(c.trace.frames, agree, strict=True)])
         assert agree.count(True) >= len(agree) - 2, agree  # only the pvpanic frames unknown to drgn
 
 
-def test_every_tasks_frames_are_drgns(crash: tuple[model.CrashReport, Any, float],
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_tasks_frames_are_drgns(
+    crash: tuple[model.CrashReport, Any, float], capsys: pytest.CaptureFixture[str]
+) -> None:
     report, dprog, elapsed = crash
     assert len(report.task_traces) == len(report.tasks) > 50
     mismatches = []
@@ -133,8 +142,10 @@ def test_every_tasks_frames_are_drgns(crash: tuple[model.CrashReport, Any, float
             mismatches.append((entry.task.pid, entry.task.comm, entry.trace.truncated))
     rate = 1 - len(mismatches) / len(report.task_traces)
     with capsys.disabled():
-        print(f"\n  report task traces: {len(report.task_traces) - len(mismatches)}/{len(report.task_traces)} "
-              f"equal drgn's ({rate:.1%}); build_report took {elapsed:.2f} s; mismatches: {mismatches}")
+        print(
+            f"\n  report task traces: {len(report.task_traces) - len(mismatches)}/{len(report.task_traces)} "
+            f"equal drgn's ({rate:.1%}); build_report took {elapsed:.2f} s; mismatches: {mismatches}"
+        )
     assert rate >= 0.95, mismatches
 
 
@@ -168,6 +179,6 @@ def test_oops_lines_are_drgns_dmesg_lines(crash: tuple[model.CrashReport, Any, f
     dmesg = get_dmesg(dprog).decode(errors="replace").splitlines()
     ours = [line.formatted() for line in (*report.oops.lines, report.oops.code)]
     start = dmesg.index(ours[0])
-    assert dmesg[start:start + len(ours) - 1] == ours[:-1]
-    assert ours[-1] in dmesg[start + len(ours) - 1:]
+    assert dmesg[start : start + len(ours) - 1] == ours[:-1]
+    assert ours[-1] in dmesg[start + len(ours) - 1 :]
     assert report.oops.lines[0].text.startswith("kernel BUG at ") and report.oops.lines[-1].text.startswith("RIP: ")

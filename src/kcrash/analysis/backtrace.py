@@ -8,7 +8,7 @@ switches always): the registers an exception, interrupt or system call saved on 
 the walk leaves an IRQ or exception stack for the stack below (``--- <IRQ stack> ---``,
 ``--- <NMI exception stack> ---``), and each frame's stack words, from the frame's stack pointer up to
 the next frame's return address (or saved registers), optionally with what each word points at: a
-kernel or module symbol, or an object of a slab cache. Built as :class:`~kcrash.report.model.TaskTraceDetail`
+kernel or module symbol, or an object of a slab cache. Built as :class:`~kcrash.model.TaskTraceDetail`
 models from the unwinder's frames (:func:`kcrash.helpers.linux.stack.stack_trace`); source lines
 (``bt -l``) are added by :mod:`kcrash.analysis.sources`.
 """
@@ -19,12 +19,12 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kcrash import model
 from kcrash.analysis import triage
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import FaultError, KcrashError
 from kcrash.helpers.linux.slab import slab_object_info
 from kcrash.helpers.linux.stack import kernel_unwinder, stack_trace
-from kcrash.report import model
 from kcrash.types.object import Object
 from kcrash.types.program import Program
 from kcrash.unwind import Frame as UnwindFrame
@@ -44,9 +44,15 @@ __all__ = [
 MAX_FRAME_WORDS = 2048
 # crash's names of the stacks it marks when a trace leaves them (x86_64.c: x86_64_exception_stacks);
 # our stack names are the members of struct cea_exception_stacks without "_stack", and "IRQ"
-_MARKS = {"IRQ": "IRQ stack", "NMI": "NMI exception stack", "DF": "DOUBLEFAULT exception stack",
-          "DB": "DEBUG exception stack", "MCE": "MCE exception stack", "VC": "VC exception stack",
-          "VC2": "VC exception stack"}
+_MARKS = {
+    "IRQ": "IRQ stack",
+    "NMI": "NMI exception stack",
+    "DF": "DOUBLEFAULT exception stack",
+    "DB": "DEBUG exception stack",
+    "MCE": "MCE exception stack",
+    "VC": "VC exception stack",
+    "VC2": "VC exception stack",
+}
 _WORD = struct.Struct("<Q")
 
 
@@ -96,8 +102,9 @@ def _unwound(prog: Program, task_or_cpu: Object | int) -> tuple[UnwindTrace | No
     return raw, triage.symbolize_trace(prog, raw)
 
 
-def _detail(prog: Program, row: model.TaskRow, raw: UnwindTrace | None, trace: model.Trace,
-            options: BacktraceOptions) -> model.TaskTraceDetail:
+def _detail(
+    prog: Program, row: model.TaskRow, raw: UnwindTrace | None, trace: model.Trace, options: BacktraceOptions
+) -> model.TaskTraceDetail:
     if raw is None:
         return model.TaskTraceDetail(row, trace, (), None)
     user = None
@@ -107,7 +114,7 @@ def _detail(prog: Program, row: model.TaskRow, raw: UnwindTrace | None, trace: m
 
 
 def frame_details(prog: Program, trace: UnwindTrace, options: BacktraceOptions) -> tuple[model.FrameDetail, ...]:
-    """One :class:`~kcrash.report.model.FrameDetail` per frame of ``trace``."""
+    """One :class:`~kcrash.model.FrameDetail` per frame of ``trace``."""
     frames = trace.frames
     describe = _describer(prog) if options.symbolic else None
     out = []
@@ -116,8 +123,15 @@ def frame_details(prog: Program, trace: UnwindTrace, options: BacktraceOptions) 
         words: tuple[model.StackWord, ...] = ()
         if options.words or options.symbolic:
             words = _words(prog, frame.sp, _frame_end(frame, following, trace.user_regs_address), describe)
-        out.append(model.FrameDetail(i, frame.stack[2] if frame.stack else None, _frame_exception(prog, i, frame),
-                                     words, _leaves(frame, following)))
+        out.append(
+            model.FrameDetail(
+                i,
+                frame.stack[2] if frame.stack else None,
+                _frame_exception(prog, i, frame),
+                words,
+                _leaves(frame, following),
+            )
+        )
     return tuple(out)
 
 
@@ -158,8 +172,9 @@ def _frame_end(frame: UnwindFrame, following: UnwindFrame | None, user_regs_addr
     return following.sp - 8
 
 
-def _words(prog: Program, start: int, end: int,
-           describe: Callable[[int], tuple[str | None, str | None]] | None) -> tuple[model.StackWord, ...]:
+def _words(
+    prog: Program, start: int, end: int, describe: Callable[[int], tuple[str | None, str | None]] | None
+) -> tuple[model.StackWord, ...]:
     start = (start + 7) & ~7
     count = max(0, min((end - start) // 8, MAX_FRAME_WORDS))
     values = _read_words(prog, start, count)
@@ -199,8 +214,9 @@ def _describer(prog: Program) -> Callable[[int], tuple[str | None, str | None]]:
     return describe
 
 
-def _describe(table: SymbolTable | None, slab: Callable[[int], str | None],
-              value: int) -> tuple[str | None, str | None]:
+def _describe(
+    table: SymbolTable | None, slab: Callable[[int], str | None], value: int
+) -> tuple[str | None, str | None]:
     if value < 1 << 63:  # user addresses and small numbers point at nothing of the kernel
         return None, None
     if table is not None and table.symbolize_or_none(value) is not None:

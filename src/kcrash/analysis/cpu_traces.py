@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from kcrash import model
 from kcrash.analysis.triage import cpu_task_row, crashed_trace, task_row, task_trace
 from kcrash.errors import KcrashError
 from kcrash.helpers.linux.cpumask import for_each_possible_cpu
 from kcrash.helpers.linux.sched import cpu_curr
 from kcrash.helpers.linux.stack import kernel_unwinder
-from kcrash.report import model
 from kcrash.types.object import Object
 from kcrash.types.program import Program
 
@@ -59,14 +59,16 @@ def _cpu_backtrace(prog: Program, cpu: int, panic: bool, has_note: bool) -> mode
         task = cpu_curr(prog, cpu)
         row = task_row(task, {int(task): cpu})
     except KcrashError as exc:
-        row = model.TaskRow(pid=-1, ppid=-1, tgid=-1, cpu=cpu, task=0, state="?", comm=f"(unreadable: {exc})",
-                            active=True)
+        row = model.TaskRow(
+            pid=-1, ppid=-1, tgid=-1, cpu=cpu, task=0, state="?", comm=f"(unreadable: {exc})", active=True
+        )
         return model.CpuBacktrace(cpu, panic, row, model.Trace((), f"no registers and no task: {exc}"), "saved")
     return model.CpuBacktrace(cpu, panic, row, task_trace(prog, task), "saved")
 
 
-def every_task_backtrace(prog: Program, rows: Iterable[model.TaskRow],
-                         cpus: Sequence[model.CpuBacktrace]) -> tuple[model.TaskTrace, ...]:
+def every_task_backtrace(
+    prog: Program, rows: Iterable[model.TaskRow], cpus: Sequence[model.CpuBacktrace]
+) -> tuple[model.TaskTrace, ...]:
     """The stack of every task of ``rows``: a task active on one of ``cpus`` gets that CPU's trace.
 
     >>> len(every_task_backtrace(prog, rows, cpus)) == len(rows)  # doctest: +SKIP
@@ -74,5 +76,9 @@ def every_task_backtrace(prog: Program, rows: Iterable[model.TaskRow],
     """
     active = {c.task.task: c.trace for c in cpus if c.task.task}
     task_type = prog.pointer_type("struct task_struct")
-    return tuple(model.TaskTrace(row, active[row.task] if row.task in active
-                                 else task_trace(prog, Object(prog, task_type, row.task))) for row in rows)
+    return tuple(
+        model.TaskTrace(
+            row, active[row.task] if row.task in active else task_trace(prog, Object(prog, task_type, row.task))
+        )
+        for row in rows
+    )

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kcrash import model
 from kcrash.analysis.x86_disasm import Instruction, branch_target, disassemble, rip_relative_target
 from kcrash.debuginfo.finder import find_debuginfo, find_module_debuginfo
 from kcrash.debuginfo.symbolizer import SourceLocation, open_symbolizers
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import KcrashError, MissingDebugInfoError, SymbolNotFoundError
 from kcrash.helpers.linux.module import find_module_or_none, module_base
-from kcrash.report import model
 from kcrash.types.program import Program
 
 if TYPE_CHECKING:
@@ -33,8 +33,17 @@ if TYPE_CHECKING:
     from kcrash.memory import MemoryReader
     from kcrash.memory.kernel import KernelMemory
 
-__all__ = ["DisTarget", "TargetLabel", "disassemble_around", "disassemble_target", "frame_disassemblies",
-           "module_text_base", "resolve_dis_target", "source_lines", "target_labels"]
+__all__ = [
+    "DisTarget",
+    "TargetLabel",
+    "disassemble_around",
+    "disassemble_target",
+    "frame_disassemblies",
+    "module_text_base",
+    "resolve_dis_target",
+    "source_lines",
+    "target_labels",
+]
 
 _MAX_LEAD = 4096
 _MAX_FUNCTION = 1 << 16
@@ -71,13 +80,15 @@ def disassemble_around(prog: Program, ip: int, *, before: int = 12, after: int =
         at = next((i for i, insn in enumerate(decoded) if insn.address > ip), len(decoded))
     elif function is None:
         error = f"the function of {ip:#x} is unknown: decoding started {_GUESS_LEAD} bytes before it"
-    window = decoded[max(0, at - before):at + after]
-    return model.Disassembly(ip, function, tuple(model.Instruction(i.address, i.data.hex(), i.text, i.address == ip)
-                                                 for i in window), error)
+    window = decoded[max(0, at - before) : at + after]
+    return model.Disassembly(
+        ip, function, tuple(model.Instruction(i.address, i.data.hex(), i.text, i.address == ip) for i in window), error
+    )
 
 
-def frame_disassemblies(prog: Program, traces: Iterable[model.Trace], *,
-                        limit: int = 4096) -> tuple[model.Disassembly, ...]:
+def frame_disassemblies(
+    prog: Program, traces: Iterable[model.Trace], *, limit: int = 4096
+) -> tuple[model.Disassembly, ...]:
     """The instructions around the pc of every frame of ``traces``, one per distinct pc (at most
     ``limit``), by address; for a return address the instruction at the pc is the one after the call.
 
@@ -117,8 +128,11 @@ def target_labels(insns: Iterable[Instruction], symbols: SymbolTable | None) -> 
         if target is None:
             continue
         found = symbols.symbolize_or_none(target) if symbols is not None else None
-        labels[insn.address] = TargetLabel(target, branch) if found is None else \
-            TargetLabel(target, branch, found[0].name, found[1], found[0].module)
+        labels[insn.address] = (
+            TargetLabel(target, branch)
+            if found is None
+            else TargetLabel(target, branch, found[0].name, found[1], found[0].module)
+        )
     return labels
 
 
@@ -141,9 +155,16 @@ class DisTarget:
     last: int | None = None
 
 
-def resolve_dis_target(symbols: SymbolTable | None, *, address: int | None = None, symbol: str | None = None,
-                       offset: int = 0, explicit_offset: bool = False, reverse: bool = False,
-                       count: int | None = None) -> DisTarget:
+def resolve_dis_target(
+    symbols: SymbolTable | None,
+    *,
+    address: int | None = None,
+    symbol: str | None = None,
+    offset: int = 0,
+    explicit_offset: bool = False,
+    reverse: bool = False,
+    count: int | None = None,
+) -> DisTarget:
     """Where ``dis`` decodes for an ``address`` or a ``symbol`` (+ ``offset``): a symbol with no
     ``explicit_offset`` (and no ``reverse``) is its whole function; an address is ``count``
     instructions (16 bytes each at most) from it, or with ``reverse`` its function from the start.
@@ -177,14 +198,16 @@ def _dis_address(symbols: SymbolTable | None, address: int, reverse: bool, count
     symbol, _ = found
     if reverse:
         if address - symbol.address > _MAX_DIS_FUNCTION:
-            raise SymbolNotFoundError(f"{address:#x} is {address - symbol.address:#x} bytes into {symbol.name}: "
-                                      "too far for -r")
+            raise SymbolNotFoundError(
+                f"{address:#x} is {address - symbol.address:#x} bytes into {symbol.name}: too far for -r"
+            )
         return DisTarget(symbol.address, address + 16, symbol.name, symbol.address, symbol.module or "", last=address)
     return DisTarget(address, address + 16 * (count or 1), symbol.name, symbol.address, symbol.module or "")
 
 
-def disassemble_target(memory: MemoryReader, where: DisTarget, *, syntax: str = "intel",
-                       count: int | None = None) -> tuple[Instruction, ...]:
+def disassemble_target(
+    memory: MemoryReader, where: DisTarget, *, syntax: str = "intel", count: int | None = None
+) -> tuple[Instruction, ...]:
     """The instructions ``dis`` shows for ``where``: with ``-r`` up to and including the one at the
     address; for a function all of it (or ``count``); for an address one (or ``count``).
 
@@ -193,7 +216,7 @@ def disassemble_target(memory: MemoryReader, where: DisTarget, *, syntax: str = 
     insns = disassemble(memory.read(where.start, where.end - where.start), where.start, syntax)
     if where.last is not None:
         return tuple(i for i in insns if i.address <= where.last)
-    return insns[:count] if where.whole else insns[:count or 1]
+    return insns[:count] if where.whole else insns[: count or 1]
 
 
 def module_text_base(prog: Program, name: str) -> int:
@@ -207,9 +230,17 @@ def module_text_base(prog: Program, name: str) -> int:
     return module_base(mod)
 
 
-def source_lines(memory: KernelMemory, info: VmcoreInfo | None, insns: Iterable[Instruction], paths: list[Path],
-                 bases: dict[str, int], *, force: bool = False, cache: Path | None = None,
-                 module: str = "") -> dict[int, tuple[SourceLocation, ...]]:
+def source_lines(
+    memory: KernelMemory,
+    info: VmcoreInfo | None,
+    insns: Iterable[Instruction],
+    paths: list[Path],
+    bases: dict[str, int],
+    *,
+    force: bool = False,
+    cache: Path | None = None,
+    module: str = "",
+) -> dict[int, tuple[SourceLocation, ...]]:
     """By instruction address, the source lines (inlined ones first) from the vmlinux and the
     ``.ko`` files (of the modules in ``bases``, by text address) found in ``paths``; a ``module``'s
     function needs its ``.ko`` only.

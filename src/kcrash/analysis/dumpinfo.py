@@ -2,7 +2,7 @@
 kcrash.analysis.dumpinfo
 ========================
 
-The report's facts about the dump file itself (:class:`~kcrash.report.model.DumpMetadata`): format,
+The report's facts about the dump file itself (:class:`~kcrash.model.DumpMetadata`): format,
 codecs, dump level, size on disk, when it was collected, completeness and page counts, from the
 format reader's header description. The collection time is the header's timestamp (kdump), else
 the kernel's ``CRASHTIME`` from VMCOREINFO, else the file's modification time (QEMU records
@@ -19,12 +19,12 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from kcrash import model
 from kcrash.dumps import open_dump
 from kcrash.dumps.base import DumpFormat
 from kcrash.errors import KcrashError
 from kcrash.helpers.linux.panic import crash_time_or_none as _timekeeper_seconds_or_none
 from kcrash.memory.kernel import KernelMemory, find_panic_cpu_or_none, open_kernel_memory
-from kcrash.report import model
 
 if TYPE_CHECKING:
     from kcrash.dumps.cpustate import CpuState
@@ -68,10 +68,14 @@ def dump_facts(handle: DumpFormat, prog: Program | None = None) -> dict[str, Any
         crash_time=crash_time_or_none(vmci, prog),
         page_size=vmci.page_size if vmci else desc.pages.page_size,
         has_vmcoreinfo=vmci is not None,
-        kaslr_offset=memory.layout.kaslr_offset, phys_base=memory.layout.phys_base,
-        page_table_root=memory.layout.pgd, paging_levels=memory.layout.levels,
-        layout_source=memory.layout.source, cpus=_cpus(memory),
-        panic_cpu=find_panic_cpu_or_none(memory))
+        kaslr_offset=memory.layout.kaslr_offset,
+        phys_base=memory.layout.phys_base,
+        page_table_root=memory.layout.pgd,
+        paging_levels=memory.layout.levels,
+        layout_source=memory.layout.source,
+        cpus=_cpus(memory),
+        panic_cpu=find_panic_cpu_or_none(memory),
+    )
     return data
 
 
@@ -93,15 +97,22 @@ def _cpu_row(cpu: CpuState) -> dict[str, Any]:
             row["pid"] = cpu.prstatus.pr_pid
         row["registers"] = cpu.prstatus.registers
     if cpu.qemu is not None:
-        row.update(cr0=cpu.qemu.cr[0], cr2=cpu.qemu.cr[2], cr3=cpu.qemu.cr3, cr4=cpu.qemu.cr[4],
-                   segment_bases=cpu.qemu.segment_bases, segment_selectors=cpu.qemu.segment_selectors,
-                   kernel_gs_base=cpu.qemu.kernel_gs_base)
+        row.update(
+            cr0=cpu.qemu.cr[0],
+            cr2=cpu.qemu.cr[2],
+            cr3=cpu.qemu.cr3,
+            cr4=cpu.qemu.cr[4],
+            segment_bases=cpu.qemu.segment_bases,
+            segment_selectors=cpu.qemu.segment_selectors,
+            kernel_gs_base=cpu.qemu.kernel_gs_base,
+        )
         row.setdefault("registers", cpu.qemu.registers)
     return row
 
 
-def dump_metadata(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
-                  opened: DumpFormat | None = None) -> model.DumpMetadata:
+def dump_metadata(
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, opened: DumpFormat | None = None
+) -> model.DumpMetadata:
     """Describe the dump at ``paths`` (one file, or the parts of a split dump); ``opened`` is that
     dump already open (it is described, not reopened, and left open)."""
     files = [os.fspath(paths)] if isinstance(paths, (str, os.PathLike)) else [os.fspath(p) for p in paths]
@@ -114,11 +125,17 @@ def dump_metadata(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str
             dump.close()
     collected, source = _collected(desc.timestamp, info.crashtime if info is not None else None, files[0])
     return model.DumpMetadata(
-        path=files[0] if len(files) == 1 else " ".join(files), format=desc.format, codecs=tuple(desc.codecs),
-        dump_level=desc.dump_level, size=sum(os.path.getsize(f) for f in files), collected=collected,
-        collected_from=source, incomplete=desc.incomplete,
+        path=files[0] if len(files) == 1 else " ".join(files),
+        format=desc.format,
+        codecs=tuple(desc.codecs),
+        dump_level=desc.dump_level,
+        size=sum(os.path.getsize(f) for f in files),
+        collected=collected,
+        collected_from=source,
+        incomplete=desc.incomplete,
         pages_total=desc.pages.present + desc.pages.excluded + desc.pages.lost,
-        pages_dumped=desc.pages.present)
+        pages_dumped=desc.pages.present,
+    )
 
 
 def _collected(timestamp: int | None, crashtime: int | None, path: str) -> tuple[int, str]:
@@ -136,8 +153,11 @@ def debuginfo_sources(prog: Program) -> dict[str, str]:
     from kcrash.helpers.linux.stack import kernel_unwinder
 
     symbols = prog.symbols
-    facts = {"symbols": f"{symbols.source} ({symbols.num_symbols():,} symbols)"
-             if isinstance(symbols, SymbolTable) else "unknown"}
+    facts = {
+        "symbols": f"{symbols.source} ({symbols.num_symbols():,} symbols)"
+        if isinstance(symbols, SymbolTable)
+        else "unknown"
+    }
     try:
         start, stop = prog.symbol_address("__start_BTF"), prog.symbol_address("__stop_BTF")
         facts["types"] = f"BTF in the kernel image, __start_BTF..__stop_BTF ({stop - start:,} bytes)"
@@ -153,6 +173,8 @@ def debuginfo_sources(prog: Program) -> dict[str, str]:
     else:
         tables = unwinder.orc.tables
         vmlinux = next(t for t in tables if t.name == "vmlinux")
-        facts["unwind"] = (f"ORC from __start_orc_unwind_ip ({len(vmlinux.ips):,} entries, {vmlinux.format} layout)"
-                           f", {len(tables) - 1} module table(s)")
+        facts["unwind"] = (
+            f"ORC from __start_orc_unwind_ip ({len(vmlinux.ips):,} entries, {vmlinux.format} layout)"
+            f", {len(tables) - 1} module table(s)"
+        )
     return facts

@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from kcrash import model
 from kcrash.analysis import triage
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import FaultError, KcrashError, TypeLookupError
@@ -39,7 +40,6 @@ from kcrash.helpers.linux.locking import (
 from kcrash.helpers.linux.panic import panic_cpu_or_none, panic_message_or_none
 from kcrash.helpers.linux.printk import PrintkRecord
 from kcrash.helpers.linux.stack import kernel_unwinder, stack_trace
-from kcrash.report import model
 from kcrash.types.object import Object
 from kcrash.types.program import Program
 from kcrash.unwind import Trace as UnwindTrace
@@ -53,23 +53,47 @@ _WAIT_FRAMES = (
     ("rwsem", re.compile(r"^(?:rwsem_down_(?:read|write)|__down_(?:read|write)|down_(?:read|write))")),
     ("semaphore", re.compile(r"^(?:__down_common|__down|down)(?:_killable|_interruptible|_timeout)?(?:\.|$)")),
     ("completion", re.compile(r"^(?:__wait_for_common|wait_for_common|wait_for_completion)")),
-    ("page", re.compile(r"^(?:folio_wait_bit_common|__folio_lock|folio_wait_bit|__lock_page|wait_on_page_bit"
-                        r"|folio_wait_writeback|wait_on_page_writeback)")),
+    (
+        "page",
+        re.compile(
+            r"^(?:folio_wait_bit_common|__folio_lock|folio_wait_bit|__lock_page|wait_on_page_bit"
+            r"|folio_wait_writeback|wait_on_page_writeback)"
+        ),
+    ),
 )
 # a completion waited for inside these is an RCU grace period (wait_rcu_gp's rcu_synchronize)
-_RCU_FRAMES = re.compile(r"^(?:synchronize_rcu|synchronize_srcu|__synchronize_srcu|wait_rcu_gp|__wait_rcu_gp"
-                         r"|rcu_barrier|synchronize_sched|synchronize_net)")
-_SPIN_FRAMES = re.compile(r"^(?:native_queued_spin_lock_slowpath|queued_spin_lock_slowpath|__pv_queued_spin_lock"
-                          r"|_raw_spin_lock|do_raw_spin_lock|queued_spin_lock|_raw_read_lock|_raw_write_lock"
-                          r"|queued_read_lock_slowpath|queued_write_lock_slowpath)")
+_RCU_FRAMES = re.compile(
+    r"^(?:synchronize_rcu|synchronize_srcu|__synchronize_srcu|wait_rcu_gp|__wait_rcu_gp"
+    r"|rcu_barrier|synchronize_sched|synchronize_net)"
+)
+_SPIN_FRAMES = re.compile(
+    r"^(?:native_queued_spin_lock_slowpath|queued_spin_lock_slowpath|__pv_queued_spin_lock"
+    r"|_raw_spin_lock|do_raw_spin_lock|queued_spin_lock|_raw_read_lock|_raw_write_lock"
+    r"|queued_read_lock_slowpath|queued_write_lock_slowpath)"
+)
 _LOCKUP_LINE = re.compile(rb"soft lockup - CPU#(\d+) stuck|hard LOCKUP on cpu (\d+)")
 _LOCKUP_PANIC = re.compile(r"softlockup|soft lockup|Hard LOCKUP|hardlockup")
 # kernel/hung_task.c: "hung_task: blocked tasks"; RCU stall panics (panic_on_rcu_stall)
 _HANG_PANIC = re.compile(r"hung_task: blocked tasks|RCU Stall|softlockup|soft lockup|Hard LOCKUP|hardlockup")
 #: the task states whose stacks are searched for a wait (running, idle, dead and zombie tasks wait on nothing)
 _WAITING_STATES = frozenset("DST")
-_REGISTER_ORDER = ("rdi", "rbx", "rsi", "rdx", "rcx", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rbp",
-                   "rax")
+_REGISTER_ORDER = (
+    "rdi",
+    "rbx",
+    "rsi",
+    "rdx",
+    "rcx",
+    "r8",
+    "r9",
+    "r10",
+    "r11",
+    "r12",
+    "r13",
+    "r14",
+    "r15",
+    "rbp",
+    "rax",
+)
 _MAX_CHAIN = 10_000
 _KERNEL_HALF = 1 << 63
 
@@ -105,7 +129,7 @@ def _wait_kind(frames: Sequence[model.Frame]) -> tuple[str, str] | None:
         name = frame.function or ""
         for kind, pattern in _WAIT_FRAMES:
             if pattern.match(name):
-                if kind == "completion" and any(_RCU_FRAMES.match(f.function or "") for f in frames[i:i + 6]):
+                if kind == "completion" and any(_RCU_FRAMES.match(f.function or "") for f in frames[i : i + 6]):
                     return "rcu", frame.text
                 return kind, frame.text
         if _RCU_FRAMES.match(name):
@@ -131,7 +155,7 @@ def _stack_words(prog: Program, tasks: _Tasks, task: int, sp: int) -> list[tuple
         data = prog.read(start, hi - start)
     except FaultError:
         return []
-    return [(start + i, int.from_bytes(data[i:i + 8], "little")) for i in range(0, len(data) - 7, 8)]
+    return [(start + i, int.from_bytes(data[i : i + 8], "little")) for i in range(0, len(data) - 7, 8)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +203,10 @@ def _find_page(prog: Program, task: int, words: list[tuple[int, int]]) -> _Found
 
 
 #: what the kernel records instead of an owner, for the kinds it records none for
-_NO_OWNER = {"rcu": "an RCU grace period has no owner: every CPU must pass a quiescent state",
-             "page": "a page lock records no owner"}
+_NO_OWNER = {
+    "rcu": "an RCU grace period has no owner: every CPU must pass a quiescent state",
+    "page": "a page lock records no owner",
+}
 
 
 def _owner(prog: Program, tasks: _Tasks, kind: str, lock: int | None) -> tuple[model.TaskRow | None, str | None]:
@@ -237,16 +263,39 @@ def _lock_wait(prog: Program, tasks: _Tasks, row: model.TaskRow, trace: model.Tr
     if kind_frame is None:
         if row.state != "D":
             return None
-        return model.LockWait(row, "unknown", None, None, None, None, (), None,
-                              "no frame names a lock or wait primitive", (), triage.blocked_function([trace]), trace)
+        return model.LockWait(
+            row,
+            "unknown",
+            None,
+            None,
+            None,
+            None,
+            (),
+            None,
+            "no frame names a lock or wait primitive",
+            (),
+            triage.blocked_function([trace]),
+            trace,
+        )
     kind, frame = kind_frame
     words = _stack_words(prog, tasks, row.task, trace.frames[0].sp if trace.frames else 0)
     found = _find(prog, tasks, kind, row.task, words)
     lock = found.lock if found else None
     owner, note = _owner(prog, tasks, kind, lock)
-    return model.LockWait(row, kind, lock, _symbol(prog, lock) if lock else None, _rwsem_mode(prog, kind, found),
-                          found.waiter if found else None, _waiter_pids(prog, tasks, kind, lock), owner, note, (),
-                          frame, trace)
+    return model.LockWait(
+        row,
+        kind,
+        lock,
+        _symbol(prog, lock) if lock else None,
+        _rwsem_mode(prog, kind, found),
+        found.waiter if found else None,
+        _waiter_pids(prog, tasks, kind, lock),
+        owner,
+        note,
+        (),
+        frame,
+        trace,
+    )
 
 
 def _find(prog: Program, tasks: _Tasks, kind: str, task: int, words: list[tuple[int, int]]) -> _Found | None:
@@ -278,8 +327,9 @@ def _waiter_pids(prog: Program, tasks: _Tasks, kind: str, lock: int | None) -> t
     return tuple(tasks.rows[w.task].pid if w.task in tasks.rows else -1 for w in walk.waiters)
 
 
-def lock_waits(prog: Program, rows: Sequence[model.TaskRow],
-               traces: Mapping[int, model.Trace] | None = None) -> tuple[model.LockWait, ...]:
+def lock_waits(
+    prog: Program, rows: Sequence[model.TaskRow], traces: Mapping[int, model.Trace] | None = None
+) -> tuple[model.LockWait, ...]:
     """What every blocked task waits on: every D-state task, and every sleeping (S, T) task whose
     stack names a lock or wait primitive, with the owner chains filled in.
 
@@ -342,7 +392,7 @@ def find_deadlocks(waits: Sequence[model.LockWait]) -> tuple[model.Deadlock, ...
             current = by_task.get(current.owner.task) if current.owner is not None else None
         if current is None or current.task.task not in index:
             continue
-        cycle = path[index[current.task.task]:]
+        cycle = path[index[current.task.task] :]
         first = min(range(len(cycle)), key=lambda i: cycle[i].task.pid)
         found.setdefault(frozenset(w.task.task for w in cycle), model.Deadlock(tuple(cycle[first:] + cycle[:first])))
     return tuple(found.values())
@@ -382,8 +432,17 @@ def _lockup(prog: Program, tasks: _Tasks, cpu: int) -> model.Lockup:
         return model.Lockup(cpu, row, "busy", function, None, None, None, None, trace)
     lock = _spun_lock(prog, raw, trace.frames)
     holder, note = _holder(prog, tasks, lock)
-    return model.Lockup(cpu, row, "spinlock", trace.frames[spin].function, lock,
-                        _symbol(prog, lock) if lock is not None else None, holder, note, trace)
+    return model.Lockup(
+        cpu,
+        row,
+        "spinlock",
+        trace.frames[spin].function,
+        lock,
+        _symbol(prog, lock) if lock is not None else None,
+        holder,
+        note,
+        trace,
+    )
 
 
 def _spun_lock(prog: Program, raw: UnwindTrace, frames: Sequence[model.Frame]) -> int | None:
@@ -430,8 +489,9 @@ def _lock_text(wait: model.LockWait) -> str:
     return f"{wait.kind} {where}" + (f" ({wait.mode})" if wait.mode else "")
 
 
-def why_it_hung(deadlocks: Sequence[model.Deadlock], found: Sequence[model.Lockup],
-                waits: Sequence[model.LockWait]) -> tuple[str, ...]:
+def why_it_hung(
+    deadlocks: Sequence[model.Deadlock], found: Sequence[model.Lockup], waits: Sequence[model.LockWait]
+) -> tuple[str, ...]:
     """One sentence per culprit: deadlocks, then lock-ups, then the owners many tasks wait for."""
     why = []
     for deadlock in deadlocks:
@@ -442,8 +502,10 @@ def why_it_hung(deadlocks: Sequence[model.Deadlock], found: Sequence[model.Locku
         if lockup.kind == "spinlock":
             lock = lockup.symbol or (f"{lockup.lock:#x}" if lockup.lock is not None else "an unknown lock")
             holder = _who(lockup.holder) if lockup.holder else lockup.holder_note
-            why.append(f"CPU {lockup.cpu}, {_who(lockup.task)}, spins on spinlock {lock} in {lockup.function}; "
-                       f"holder: {holder}")
+            why.append(
+                f"CPU {lockup.cpu}, {_who(lockup.task)}, spins on spinlock {lock} in {lockup.function}; "
+                f"holder: {holder}"
+            )
         else:
             why.append(f"CPU {lockup.cpu}, {_who(lockup.task)}, is stuck in {lockup.function or 'the kernel'}")
     in_cycle = {w.task.task for d in deadlocks for w in d.waits}
@@ -454,9 +516,12 @@ def why_it_hung(deadlocks: Sequence[model.Deadlock], found: Sequence[model.Locku
     return tuple(why)
 
 
-def analyze_locks(prog: Program, rows: Sequence[model.TaskRow] | None = None,
-                  records: Sequence[PrintkRecord] | None = None,
-                  traces: Mapping[int, model.Trace] | None = None) -> model.LockAnalysis:
+def analyze_locks(
+    prog: Program,
+    rows: Sequence[model.TaskRow] | None = None,
+    records: Sequence[PrintkRecord] | None = None,
+    traces: Mapping[int, model.Trace] | None = None,
+) -> model.LockAnalysis:
     """Everything ``kcrash locks`` shows: deadlocks, lock-ups, every blocked task's wait and the
     stacks of the owners that are not blocked themselves (``rows``, ``records`` and ``traces``,
     the tasks' stacks by task address, are read from the dump when not given)."""
@@ -476,7 +541,7 @@ def analyze_locks(prog: Program, rows: Sequence[model.TaskRow] | None = None,
     found = lockups(prog, records, rows)
     waiting = {w.task.task for w in waits}
     owners = {w.owner.task: w.owner for w in waits if w.owner is not None and w.owner.task not in waiting}
-    owner_traces = tuple(triage.task_backtrace(prog, Object(prog, prog.pointer_type("struct task_struct"), task))
-                         for task in owners)
-    return model.LockAnalysis(why_it_hung(deadlocks, found, waits), deadlocks, found, waits, owner_traces,
-                              tuple(notes))
+    owner_traces = tuple(
+        triage.task_backtrace(prog, Object(prog, prog.pointer_type("struct task_struct"), task)) for task in owners
+    )
+    return model.LockAnalysis(why_it_hung(deadlocks, found, waits), deadlocks, found, waits, owner_traces, tuple(notes))

@@ -13,9 +13,9 @@ it). Nothing here prints.
 
 from __future__ import annotations
 
+from kcrash import model
 from kcrash.errors import KcrashError
 from kcrash.helpers.linux.slab import for_each_slab_cache, slab_cache_info, slab_cache_node_counts
-from kcrash.report import model
 from kcrash.types.object import Object
 from kcrash.types.program import Program
 
@@ -23,8 +23,7 @@ __all__ = ["memory_summary", "slab_cache", "slab_caches", "totalram_pages_or_non
 
 _PAGE_SIZE = 4096
 #: globals this module reads, with their C types (kallsyms gives addresses only)
-_DECLARATIONS = {"nr_node_ids": "unsigned int", "vm_zone_stat": "atomic_long_t[]",
-                 "vm_node_stat": "atomic_long_t[]"}
+_DECLARATIONS = {"nr_node_ids": "unsigned int", "vm_zone_stat": "atomic_long_t[]", "vm_node_stat": "atomic_long_t[]"}
 
 
 def _declare(prog: Program) -> None:
@@ -117,6 +116,10 @@ def memory_summary(prog: Program, top: int = 10) -> model.MemorySummary:
         file_bytes=_stat_or_none(prog, "vm_node_stat", "NR_FILE_PAGES"),
         anon_bytes=_stat_or_none(prog, "vm_node_stat", "NR_ANON_MAPPED"),
         slab_reclaimable_bytes=_stat_or_none(prog, "vm_node_stat", "NR_SLAB_RECLAIMABLE_B", "NR_SLAB_RECLAIMABLE"),
-        slab_unreclaimable_bytes=_stat_or_none(prog, "vm_node_stat", "NR_SLAB_UNRECLAIMABLE_B",
-                                               "NR_SLAB_UNRECLAIMABLE"),
-        slab_caches=len(caches), top_slabs=tuple(caches[:top]), error=error)
+        slab_unreclaimable_bytes=_stat_or_none(
+            prog, "vm_node_stat", "NR_SLAB_UNRECLAIMABLE_B", "NR_SLAB_UNRECLAIMABLE"
+        ),
+        slab_caches=len(caches),
+        top_slabs=tuple(caches[:top]),
+        error=error,
+    )

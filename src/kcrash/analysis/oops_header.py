@@ -4,7 +4,7 @@ kcrash.analysis.oops_header
 
 The oops header of the panic as the console printed it, read from the printk records in the dump:
 the oops parser (:mod:`kcrash.oops`) finds the first crash report in the formatted log, and the
-records it covers are mapped back to :class:`~kcrash.report.model.LogLine` s. The header runs from
+records it covers are mapped back to :class:`~kcrash.model.LogLine` s. The header runs from
 the report's first line (``kernel BUG at …!``, ``BUG: unable to handle page fault …``,
 ``WARNING: CPU: …``) through the faulting-IP line (``RIP:`` on x86, ``pc :``/``PC is at``/``NIP``/
 ``EIP:`` elsewhere); the ``Code:`` line is the first one after it. The user-mode ``RIP:``/``Code:``
@@ -19,8 +19,8 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from kcrash import model
 from kcrash.helpers.linux.printk import PrintkRecord, format_record
-from kcrash.report import model
 
 if TYPE_CHECKING:
     from kcrash.oops import OopsReport
@@ -77,8 +77,9 @@ def _header(records: Sequence[PrintkRecord], first: int, last: int, report: Oops
     header_end = ip if ip is not None else stop - 1
     code = next((i for i in range(header_end + 1, stop) if _CODE_LINE.match(records[i].text)), None)
     lines = tuple(_line(records[i]) for i in range(first, max(first, header_end) + 1))
-    return model.OopsHeader(lines, None if code is None else _line(records[code]), records[first].seq,
-                            records[last].seq)
+    return model.OopsHeader(
+        lines, None if code is None else _line(records[code]), records[first].seq, records[last].seq
+    )
 
 
 def _line(record: PrintkRecord) -> model.LogLine:

@@ -18,13 +18,13 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+from kcrash import model
 from kcrash.debuginfo.finder import find_debuginfo, find_module_debuginfo
 from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation, open_symbolizers
 from kcrash.errors import KcrashError, MissingDebugInfoError
 from kcrash.helpers.linux.module import for_each_module, module_base, module_name
 from kcrash.memory.kernel import KernelMemory
 from kcrash.oops.details import parse_bug_location, parse_details, parse_frame
-from kcrash.report import model
 from kcrash.types.program import Program
 
 __all__ = [
@@ -46,8 +46,11 @@ _MAX_SOURCE = 4 << 20
 
 
 def _lines(locations: Sequence[SourceLocation]) -> tuple[model.SourceLine, ...]:
-    return tuple(model.SourceLine(loc.function, loc.file, loc.line, loc.inlined) for loc in locations
-                 if loc.file != "??" or loc.function != "??")
+    return tuple(
+        model.SourceLine(loc.function, loc.file, loc.line, loc.inlined)
+        for loc in locations
+        if loc.file != "??" or loc.function != "??"
+    )
 
 
 def _lookup_pc(frame: model.Frame) -> int:
@@ -69,12 +72,14 @@ def annotate_trace(trace: model.Trace, symbolizer: KernelSymbolizer) -> model.Tr
     covers filled in."""
     wanted = [f for f in trace.frames if covers(symbolizer, _lookup_pc(f))]
     try:
-        found = dict(zip((f.index for f in wanted), symbolizer.symbolize_many([_lookup_pc(f) for f in wanted]),
-                         strict=True))
+        found = dict(
+            zip((f.index for f in wanted), symbolizer.symbolize_many([_lookup_pc(f) for f in wanted]), strict=True)
+        )
     except KcrashError:
         return trace
-    frames = tuple(dataclasses.replace(f, source=_lines(found[f.index])) if f.index in found else f
-                   for f in trace.frames)
+    frames = tuple(
+        dataclasses.replace(f, source=_lines(found[f.index])) if f.index in found else f for f in trace.frames
+    )
     return dataclasses.replace(trace, frames=frames)
 
 
@@ -86,8 +91,9 @@ def annotate_disassembly(dis: model.Disassembly, symbolizer: KernelSymbolizer) -
         found = dict(zip(wanted, symbolizer.symbolize_many(wanted), strict=True))
     except KcrashError:
         return dis
-    insns = tuple(dataclasses.replace(i, source=_lines(found[i.address])) if i.address in found else i
-                  for i in dis.instructions)
+    insns = tuple(
+        dataclasses.replace(i, source=_lines(found[i.address])) if i.address in found else i for i in dis.instructions
+    )
     return dataclasses.replace(dis, instructions=insns)
 
 
@@ -103,19 +109,21 @@ def _find_file(name: str, roots: Sequence[str]) -> Path | None:
     return next((p for p in _candidates(name, roots) if p.is_file() and p.stat().st_size <= _MAX_SOURCE), None)
 
 
-def source_snippet_or_none(line: model.SourceLine, roots: Sequence[str],
-                           context: int = _SNIPPET_CONTEXT) -> model.SourceSnippet | None:
+def source_snippet_or_none(
+    line: model.SourceLine, roots: Sequence[str], context: int = _SNIPPET_CONTEXT
+) -> model.SourceSnippet | None:
     """Up to ``context`` lines either side of ``line`` from its file, if it can be found."""
     path = _find_file(line.file, roots) if line.line > 0 else None
     if path is None:
         return None
     text = path.read_text(encoding="utf-8", errors="replace").splitlines()
     first = max(1, line.line - context)
-    return model.SourceSnippet(str(path), line.line, first, tuple(text[first - 1:line.line + context]))
+    return model.SourceSnippet(str(path), line.line, first, tuple(text[first - 1 : line.line + context]))
 
 
-def annotate_context(ctx: model.CrashingContext, symbolizer: KernelSymbolizer,
-                     source_dirs: Sequence[str] = ()) -> model.CrashingContext:
+def annotate_context(
+    ctx: model.CrashingContext, symbolizer: KernelSymbolizer, source_dirs: Sequence[str] = ()
+) -> model.CrashingContext:
     """``ctx`` with the IP's source locations and, when the file is found, a source snippet."""
     if not covers(symbolizer, ctx.ip):
         return ctx
@@ -141,14 +149,17 @@ def log_source_line_or_none(ctx: model.CrashingContext, oops: model.OopsHeader |
     return model.SourceLine(ip.function, where[0], where[1], False)
 
 
-def find_snippet(ctx: model.CrashingContext, oops: model.OopsHeader | None,
-                 roots: Sequence[str]) -> tuple[model.SourceSnippet | None, str]:
+def find_snippet(
+    ctx: model.CrashingContext, oops: model.OopsHeader | None, roots: Sequence[str]
+) -> tuple[model.SourceSnippet | None, str]:
     """The source snippet of ``ctx``'s IP, its file found under ``roots`` (its name from the debug
     information's line table, else from the log's oops line), or ``None`` and why not."""
     line = ctx.ip_source[0] if ctx.ip_source else log_source_line_or_none(ctx, oops)
     if line is None or line.line <= 0:
-        return None, (f"{SNIPPET_NOTE}: neither debug information (--debuginfo) nor the log's oops line "
-                      f"names the source file of {ctx.ip_text or hex(ctx.ip)}")
+        return None, (
+            f"{SNIPPET_NOTE}: neither debug information (--debuginfo) nor the log's oops line "
+            f"names the source file of {ctx.ip_text or hex(ctx.ip)}"
+        )
     snippet = source_snippet_or_none(line, roots)
     if snippet is None:
         where = ", ".join(roots) or "no directory"
@@ -161,8 +172,9 @@ def _roots(symbolizer: KernelSymbolizer) -> list[str]:
     return [root for root in (o.source_root_or_none() for o in objects) if root]
 
 
-def open_kernel_symbolizer(prog: Program, paths: Sequence[Path], *, force: bool = False,
-                           cache_dir: Path | None = None) -> KernelSymbolizer:
+def open_kernel_symbolizer(
+    prog: Program, paths: Sequence[Path], *, force: bool = False, cache_dir: Path | None = None
+) -> KernelSymbolizer:
     """A symbolizer for the kernel of ``prog`` from debug files found in ``paths`` (files or
     directories) and the standard Debian locations: the vmlinux of this build (matched by GNU
     build-id; another build is refused unless ``force``) and the debug ``.ko`` of every loaded module

@@ -7,7 +7,7 @@ What crash's per-task commands show beyond ``ps``: ``waitq`` (the tasks waiting 
 :func:`task_members`), ``foreach`` (the tasks a filter selects, :func:`select_tasks`) and the
 ``ps`` variants ``-p`` (parentage, :func:`task_parentage`), ``-c`` (children, :func:`task_children`),
 ``-t`` (run time, start time, user and system time) and ``-l`` (last arrival on a CPU)
-(:func:`task_times`). Models are frozen dataclasses; the rows are :class:`~kcrash.report.model.TaskRow`.
+(:func:`task_times`). Models are frozen dataclasses; the rows are :class:`~kcrash.model.TaskRow`.
 What each ``foreach`` command does per task is its own analysis (:mod:`~kcrash.analysis.backtrace`,
 :mod:`~kcrash.analysis.vmas`).
 """
@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kcrash import model
 from kcrash.analysis import triage
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import ExpressionError, FaultError, KcrashError, TypeLookupError, ValidationError
@@ -27,7 +28,6 @@ from kcrash.helpers.linux.cpumask import for_each_present_cpu
 from kcrash.helpers.linux.list import ListWalk, list_for_each, list_for_each_entry
 from kcrash.helpers.linux.panic import uptime_ns_or_none
 from kcrash.helpers.linux.sched import for_each_task, idle_task, task_ps_layout
-from kcrash.report import model
 from kcrash.types.cexpr import SymbolObject, evaluate
 from kcrash.types.format import format_object, object_to_json
 from kcrash.types.model import Type, TypeKind
@@ -52,8 +52,19 @@ __all__ = [
 ]
 
 #: crash's two-letter state names (``foreach -s``/``ps -S``) and the ``ps`` letters they stand for
-STATE_NAMES = {"RU": "R", "IN": "S", "UN": "D", "ST": "T", "TR": "t", "DE": "X", "ZO": "Z", "PA": "P",
-               "ID": "I", "WA": "W", "NE": "N"}
+STATE_NAMES = {
+    "RU": "R",
+    "IN": "S",
+    "UN": "D",
+    "ST": "T",
+    "TR": "t",
+    "DE": "X",
+    "ZO": "Z",
+    "PA": "P",
+    "ID": "I",
+    "WA": "W",
+    "NE": "N",
+}
 #: ``PF_KTHREAD`` (``include/linux/sched.h``): the task is a kernel thread
 PF_KTHREAD = 0x00200000
 #: the most waiters read from one queue, and the deepest parent chain (a damaged dump ends there)
@@ -64,6 +75,7 @@ _SWAIT = "swait_queue_head"
 
 
 # -- waitq --------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Waiter:
@@ -134,8 +146,10 @@ def _validated(prog: Program, address: int, tasks: set[int]) -> WaitQueue:
         return _queue(prog, address, _SWAIT, "entries", tasks)
     if all(_is_function(prog, _wait_func(prog, node)) for node in nodes):
         return _queue(prog, address, _WAIT, "entries", tasks)
-    raise ValidationError(f"the {len(nodes)} entries at {address:#x} hold neither tasks (struct swait_queue) nor "
-                          f"wake functions (wait_queue_entry_t)")
+    raise ValidationError(
+        f"the {len(nodes)} entries at {address:#x} hold neither tasks (struct swait_queue) nor "
+        f"wake functions (wait_queue_entry_t)"
+    )
 
 
 def wait_queue_at(prog: Program, text: str) -> WaitQueue:
@@ -170,8 +184,10 @@ def _kind_of_type(t: Type, address: int) -> tuple[str, int]:
     if s.tag == "completion":
         wait = s.member("wait")[0].type.strip_typedefs()
         return str(wait.tag), address + offsetof(s, "wait")
-    raise ValidationError(f"an object of type {t.type_name()} is not a wait queue (wait_queue_head_t, "
-                          f"struct swait_queue_head or struct completion)")
+    raise ValidationError(
+        f"an object of type {t.type_name()} is not a wait queue (wait_queue_head_t, "
+        f"struct swait_queue_head or struct completion)"
+    )
 
 
 def _list_offset(prog: Program, kind: str) -> int:
@@ -259,11 +275,18 @@ def _waiter(prog: Program, node: int, tasks: set[int]) -> Waiter:
     entry = node - link
     fields = StructLayout(t, ("flags", "private", "func")).read(prog, entry)
     func = fields.value("func")
-    return _named(prog, entry, fields.value("private"), tasks,
-                  func=_function_name_or_none(prog, func) or f"{func:#x}", flags=fields.value("flags"))
+    return _named(
+        prog,
+        entry,
+        fields.value("private"),
+        tasks,
+        func=_function_name_or_none(prog, func) or f"{func:#x}",
+        flags=fields.value("flags"),
+    )
 
 
 # -- task ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class TaskMember:
@@ -298,16 +321,19 @@ def task_members(task: Object, paths: Sequence[str] = (), *, radix: int = 10) ->
     obj = task[0]
     if not paths:
         return (TaskMember("task_struct", _value_text(obj, radix), object_to_json(obj)),)
-    return tuple(TaskMember(path, _value_text(member, radix), object_to_json(member))
-                 for path, member in ((p, _member(obj, p)) for p in paths))
+    return tuple(
+        TaskMember(path, _value_text(member, radix), object_to_json(member))
+        for path, member in ((p, _member(obj, p)) for p in paths)
+    )
 
 
 def _value_text(obj: Object, radix: int) -> str:
     # format_object's text without its leading "(type)"
-    return format_object(obj, radix=radix)[len(obj.type_.type_name()) + 2:]
+    return format_object(obj, radix=radix)[len(obj.type_.type_name()) + 2 :]
 
 
 # -- foreach ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class TaskFilter:
@@ -348,8 +374,7 @@ def _is_kernel_thread(prog: Program, row: model.TaskRow) -> bool:
     # PF_KTHREAD in task->flags; the idle tasks (pid 0) count as kernel threads whatever their flags say.
     if row.pid == 0:
         return True
-    return bool(StructLayout(prog.type("struct task_struct"), "flags").read_value(prog, row.task, "flags")
-                & PF_KTHREAD)
+    return bool(StructLayout(prog.type("struct task_struct"), "flags").read_value(prog, row.task, "flags") & PF_KTHREAD)
 
 
 def select_tasks(prog: Program, f: TaskFilter) -> tuple[tuple[model.TaskRow, ...], str | None]:
@@ -363,6 +388,7 @@ def select_tasks(prog: Program, f: TaskFilter) -> tuple[tuple[model.TaskRow, ...
 
 
 # -- ps -p / -c ---------------------------------------------------------------------------------
+
 
 def task_parentage(prog: Program, task: Object) -> tuple[model.TaskRow, ...]:
     """``ps -p``: the ``real_parent`` chain of ``task`` from the first ancestor (``init_task``,
@@ -395,6 +421,7 @@ def _rows(prog: Program, addresses: Iterable[int]) -> tuple[model.TaskRow, ...]:
 
 # -- ps -t / -l ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class TaskTimes:
     """``ps -t``/``-l`` of one task, in nanoseconds: ``start_time`` (``CLOCK_MONOTONIC``),
@@ -414,7 +441,9 @@ class TaskTimes:
 
 #: the members read, each with the names it had (newest first)
 _TIME_MEMBERS: dict[str, tuple[str, ...]] = {
-    "start_time": ("start_time",), "utime": ("utime",), "stime": ("stime",),
+    "start_time": ("start_time",),
+    "utime": ("utime",),
+    "stime": ("stime",),
     # Since Linux kernel commit cf25e24db61c (v5.5) real_start_time is start_boottime.
     "start_boottime": ("start_boottime", "real_start_time"),
     "last_arrival": ("sched_info.last_arrival",),
@@ -441,9 +470,17 @@ def task_times(prog: Program, rows: Sequence[model.TaskRow]) -> tuple[TaskTimes,
     for row in rows:
         fields = layout.read(prog, row.task)
         boot = _value_or_none(fields, layout, "start_boottime")
-        out.append(TaskTimes(row, fields.value("start_time"), boot, fields.value("utime"), fields.value("stime"),
-                             None if uptime is None or boot is None else uptime - boot,
-                             _value_or_none(fields, layout, "last_arrival")))
+        out.append(
+            TaskTimes(
+                row,
+                fields.value("start_time"),
+                boot,
+                fields.value("utime"),
+                fields.value("stime"),
+                None if uptime is None or boot is None else uptime - boot,
+                _value_or_none(fields, layout, "last_arrival"),
+            )
+        )
     return tuple(out)
 
 
@@ -453,4 +490,3 @@ def _value_or_none(fields: Any, layout: StructLayout, name: str) -> int | None:
     except KeyError:
         return None
     return int(fields.value(name))
-

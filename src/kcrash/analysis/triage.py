@@ -3,8 +3,8 @@ kcrash.analysis.triage
 ======================
 
 Triage of a crashed kernel opened by :func:`~kcrash.analysis.target.open_target`: builds the
-:mod:`kcrash.report.model` pieces (system facts, tasks, modules, log, symbolized traces) and the
-whole :class:`~kcrash.report.model.CrashReport`. The crashing function is derived from the crashed
+:mod:`kcrash.model` pieces (system facts, tasks, modules, log, symbolized traces) and the
+whole :class:`~kcrash.model.CrashReport`. The crashing function is derived from the crashed
 thread's own trace, by the same rules as the oops parser's ``guilty_function``
 (:mod:`kcrash.oops.patterns`): for an oops, a warning under ``panic_on_warn`` or a lockup, the
 function where the exception/interrupt ``pt_regs`` frame was taken (spinlock slow paths skipped);
@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from kcrash import model
 from kcrash.analysis.dumpinfo import crash_time_or_none
 from kcrash.analysis.target import module_debuginfo
 from kcrash.debuginfo.symbols import SymbolTable
@@ -50,7 +51,6 @@ from kcrash.helpers.linux.sched import (
 from kcrash.helpers.linux.stack import kernel_unwinder, stack_trace
 from kcrash.memory.kernel import KernelMemory, open_kernel_memory
 from kcrash.metrics import phase
-from kcrash.report import model
 from kcrash.types.object import Object
 from kcrash.types.program import Program
 from kcrash.unwind import Trace as UnwindTrace
@@ -92,18 +92,50 @@ _INTERRUPTED = re.compile(r"Fatal exception|panic_on_warn set|softlockup: hung t
 #: Hung-task panics: blame what the blocked tasks sleep in.
 _BLOCKED = re.compile(r"hung_task: blocked tasks")
 #: Lockups: a CPU stopper spinning for another CPU is a victim (as the oops parser's running rule).
-_RUNNING_SKIP = ("^stop_machine_yield$", "^multi_cpu_stop$", "^cpu_stopper_thread$", "^smpboot_thread_fn$",
-                 "^kthread$", "^ret_from_fork")
+_RUNNING_SKIP = (
+    "^stop_machine_yield$",
+    "^multi_cpu_stop$",
+    "^cpu_stopper_thread$",
+    "^smpboot_thread_fn$",
+    "^kthread$",
+    "^ret_from_fork",
+)
 #: panic() and the plumbing it calls (notifiers, stack dumps, the pvpanic device, console flushes)
 _PANIC_FUNCS = re.compile(r"^(?:v?panic|nmi_panic|__panic)$")
 _PANIC_SKIP = ("^v?panic$", "^nmi_panic", "^dump_stack", "^show_stack", "^_?printk", "^vprintk", "^__pfx_")
 _BLOCKED_SKIP = (
-    "^__schedule", "^schedule", "^io_schedule", "^preempt_schedule", "^__mutex_lock", "^mutex_lock",
-    "^rt_mutex", "^__rt_mutex", "^rwsem_down", "^__rwsem", "^__down", "^down", "^percpu_(?:down|rwsem)",
-    "^__wait_for_common", "^wait_for_common", "^wait_for_completion", "^__wait_on_bit", "^out_of_line_wait_on_bit",
-    "^bit_wait", "^folio_wait", "^__folio_lock", "^__lock_page", "^wait_on_page", "^msleep", "^usleep_range",
-    "^schedule_timeout", "^synchronize_(?:rcu|srcu|net|sched)", "^__synchronize_srcu", "^wait_rcu_gp",
-    "^__wait_rcu_gp", "^rcu_barrier")
+    "^__schedule",
+    "^schedule",
+    "^io_schedule",
+    "^preempt_schedule",
+    "^__mutex_lock",
+    "^mutex_lock",
+    "^rt_mutex",
+    "^__rt_mutex",
+    "^rwsem_down",
+    "^__rwsem",
+    "^__down",
+    "^down",
+    "^percpu_(?:down|rwsem)",
+    "^__wait_for_common",
+    "^wait_for_common",
+    "^wait_for_completion",
+    "^__wait_on_bit",
+    "^out_of_line_wait_on_bit",
+    "^bit_wait",
+    "^folio_wait",
+    "^__folio_lock",
+    "^__lock_page",
+    "^wait_on_page",
+    "^msleep",
+    "^usleep_range",
+    "^schedule_timeout",
+    "^synchronize_(?:rcu|srcu|net|sched)",
+    "^__synchronize_srcu",
+    "^wait_rcu_gp",
+    "^__wait_rcu_gp",
+    "^rcu_barrier",
+)
 _HUNG_LINE = re.compile(rb"INFO: task .*:(\d+) blocked for more than")
 _LOG_TAIL = 30
 _T = TypeVar("_T")
@@ -119,11 +151,13 @@ def _skip(patterns: tuple[str, ...], global_skip: bool = True) -> Alternation:
 
 # -- traces -------------------------------------------------------------------------------------
 
+
 def symbolize_trace(prog: Program, trace: UnwindTrace) -> model.Trace:
     """The model of an unwound trace, every frame named the kernel's ``%pS`` way (a return
     address is looked up one byte back, so a call at a function's very end names that function)."""
-    return model.Trace(tuple(_frame(prog, i, f.pc, f.sp, f.reliable, f.kind) for i, f in enumerate(trace.frames)),
-                       trace.truncated)
+    return model.Trace(
+        tuple(_frame(prog, i, f.pc, f.sp, f.reliable, f.kind) for i, f in enumerate(trace.frames)), trace.truncated
+    )
 
 
 def _frame(prog: Program, index: int, pc: int, sp: int, reliable: bool, kind: str) -> model.Frame:
@@ -155,6 +189,7 @@ def crashed_trace(prog: Program, cpu: int) -> model.Trace:
 
 # -- tasks, modules, log, system ----------------------------------------------------------------
 
+
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
@@ -179,9 +214,16 @@ def _task_row(prog: Program, layout: StructLayout, address: int, running: dict[i
     pid, parent = task.value("pid"), task.value("real_parent")
     ppid = layout.read_value(prog, parent, "pid") if parent else 0
     tgid = task.value("tgid")
-    return model.TaskRow(pid=pid, ppid=ppid, tgid=tgid, cpu=task.value("cpu") if cpu is None else cpu, task=address,
-                         state=task_state_char(prog, task.value("state"), task.value("exit_state")),
-                         comm=_text(task.string("comm")), active=cpu is not None)
+    return model.TaskRow(
+        pid=pid,
+        ppid=ppid,
+        tgid=tgid,
+        cpu=task.value("cpu") if cpu is None else cpu,
+        task=address,
+        state=task_state_char(prog, task.value("state"), task.value("exit_state")),
+        comm=_text(task.string("comm")),
+        active=cpu is not None,
+    )
 
 
 def task_rows(prog: Program) -> tuple[tuple[model.TaskRow, ...], str | None]:
@@ -225,8 +267,9 @@ def cpu_task_row(prog: Program, cpu: int) -> model.TaskRow:
     try:
         return task_row(cpu_curr(prog, cpu), _running(prog))
     except FaultError as exc:
-        return model.TaskRow(pid=-1, ppid=-1, tgid=-1, cpu=cpu, task=0, state="?",
-                             comm=f"(unreadable at {exc.address:#x})", active=True)
+        return model.TaskRow(
+            pid=-1, ppid=-1, tgid=-1, cpu=cpu, task=0, state="?", comm=f"(unreadable at {exc.address:#x})", active=True
+        )
 
 
 def cpu_backtraces(prog: Program) -> tuple[model.TaskTrace, ...]:
@@ -248,8 +291,9 @@ def task_by_pid_or_address_or_none(prog: Program, value: int) -> Object | None:
 def blocked_tasks(prog: Program, rows: Iterable[model.TaskRow]) -> tuple[model.TaskTrace, ...]:
     """The D-state tasks of ``rows`` with their stacks."""
     task_type = prog.pointer_type("struct task_struct")
-    return tuple(model.TaskTrace(row, task_trace(prog, Object(prog, task_type, row.task)))
-                 for row in rows if row.state == "D")
+    return tuple(
+        model.TaskTrace(row, task_trace(prog, Object(prog, task_type, row.task))) for row in rows if row.state == "D"
+    )
 
 
 def module_rows(prog: Program) -> tuple[model.ModuleRow, ...]:
@@ -259,9 +303,17 @@ def module_rows(prog: Program) -> tuple[model.ModuleRow, ...]:
     for mod in for_each_module(prog):
         name = module_name(mod)
         info = loaded.get(name)
-        rows.append(model.ModuleRow(name, module_base(mod), module_size(mod), module_taints(mod),
-                                    info.num_symbols if info else 0, info.btf_size if info else 0,
-                                    info.error if info else "not loaded"))
+        rows.append(
+            model.ModuleRow(
+                name,
+                module_base(mod),
+                module_size(mod),
+                module_taints(mod),
+                info.num_symbols if info else 0,
+                info.btf_size if info else 0,
+                info.error if info else "not loaded",
+            )
+        )
     return tuple(rows)
 
 
@@ -274,8 +326,10 @@ def printk_log(prog: Program) -> PrintkLog:
     """The kernel log records and how many were lost to missing pages (MissingDebugInfoError without
     VMCOREINFO)."""
     if prog.vmcoreinfo is None:
-        raise MissingDebugInfoError("the dump has no VMCOREINFO, so the printk ring buffer cannot be found; "
-                                    "a dump taken by kdump or with QEMU '-device vmcoreinfo' has it")
+        raise MissingDebugInfoError(
+            "the dump has no VMCOREINFO, so the printk ring buffer cannot be found; "
+            "a dump taken by kdump or with QEMU '-device vmcoreinfo' has it"
+        )
     return get_printk_log(prog.memory, prog.vmcoreinfo)
 
 
@@ -305,11 +359,19 @@ def system_info(prog: Program, dump: str) -> model.SystemInfo:
     uts = prog["init_uts_ns"].name
     memory = prog.memory
     return model.SystemInfo(
-        release=_text(uts.release.string_()), version=_text(uts.version.string_()),
-        machine=_text(uts.machine.string_()), nodename=_text(uts.nodename.string_()),
-        cpus=len(memory.cpus) if isinstance(memory, KernelMemory) else 0, panic_cpu=panic_cpu_or_none(prog),
-        uptime_ns=uptime_ns_or_none(prog), crash_time=crash_time_or_none(prog.vmcoreinfo, prog), tainted=tainted(prog),
-        taint_mask=int(prog["tainted_mask"]), memory_bytes=_memory_bytes(prog), dump=dump)
+        release=_text(uts.release.string_()),
+        version=_text(uts.version.string_()),
+        machine=_text(uts.machine.string_()),
+        nodename=_text(uts.nodename.string_()),
+        cpus=len(memory.cpus) if isinstance(memory, KernelMemory) else 0,
+        panic_cpu=panic_cpu_or_none(prog),
+        uptime_ns=uptime_ns_or_none(prog),
+        crash_time=crash_time_or_none(prog.vmcoreinfo, prog),
+        tainted=tainted(prog),
+        taint_mask=int(prog["tainted_mask"]),
+        memory_bytes=_memory_bytes(prog),
+        dump=dump,
+    )
 
 
 def _memory_bytes(prog: Program) -> int | None:
@@ -320,6 +382,7 @@ def _memory_bytes(prog: Program) -> int | None:
 
 
 # -- the verdict --------------------------------------------------------------------------------
+
 
 def first_oops_or_none(records: Sequence[PrintkRecord]) -> OopsReport | None:
     """The first crash report the oops parser finds in the dump's own log."""
@@ -345,7 +408,7 @@ def interrupted_function(frames: Sequence[model.Frame]) -> str | None:
 def panic_caller(frames: Sequence[model.Frame]) -> str | None:
     """The caller of ``panic()``/``nmi_panic()``, panic plumbing skipped."""
     index = _panic_index(frames)
-    return None if index is None else _first_unskipped(frames[index + 1:], _skip(_PANIC_SKIP, global_skip=False))
+    return None if index is None else _first_unskipped(frames[index + 1 :], _skip(_PANIC_SKIP, global_skip=False))
 
 
 def blocked_function(traces: Iterable[model.Trace]) -> str | None:
@@ -380,8 +443,12 @@ def _blocked_traces(records: Sequence[PrintkRecord], blocked: Sequence[model.Tas
     return [b.trace for b in ordered]
 
 
-def verdict(panic_message: str | None, frames: Sequence[model.Frame], records: Sequence[PrintkRecord],
-            blocked: Sequence[model.TaskTrace]) -> model.Verdict:
+def verdict(
+    panic_message: str | None,
+    frames: Sequence[model.Frame],
+    records: Sequence[PrintkRecord],
+    blocked: Sequence[model.TaskTrace],
+) -> model.Verdict:
     """The verdict from the panic message, the crashed thread's frames and the log."""
     oops = first_oops_or_none(records)
     message = panic_message or ""
@@ -393,12 +460,21 @@ def verdict(panic_message: str | None, frames: Sequence[model.Frame], records: S
         from_trace = panic_caller(frames) or interrupted_function(frames)
     from_log = (oops.guilty_function or None) if oops is not None else None
     chosen, source = (from_trace, "backtrace") if from_trace else (from_log, "log" if from_log else None)
-    return model.Verdict(panic_message, oops.title if oops else None, (oops.crash_type or None) if oops else None,
-                         chosen, source, from_trace, from_log, oops.signature if oops else None,
-                         oops.corrupted if oops else False)
+    return model.Verdict(
+        panic_message,
+        oops.title if oops else None,
+        (oops.crash_type or None) if oops else None,
+        chosen,
+        source,
+        from_trace,
+        from_log,
+        oops.signature if oops else None,
+        oops.corrupted if oops else False,
+    )
 
 
 # -- the crashing context and the report --------------------------------------------------------
+
 
 def crashing_context(prog: Program, cpu: int, frames: Sequence[model.Frame]) -> model.CrashingContext:
     """The crashing CPU's task, and the registers of the exception that led to the panic when the
@@ -410,9 +486,17 @@ def crashing_context(prog: Program, cpu: int, frames: Sequence[model.Frame]) -> 
     registers = regs_frame.regs.as_dict() if regs_frame is not None and regs_frame.regs is not None else ctx.registers
     ip, sp = registers.get("rip", ctx.ip), registers.get("rsp", ctx.sp)
     table = prog.symbols if isinstance(prog.symbols, SymbolTable) else None
-    return model.CrashingContext(cpu, ctx.pid, _text(ctx.comm), ctx.task, ip,
-                                 table.format_address(ip) if table else f"{ip:#x}", sp,
-                                 tuple(registers.items()), "pt_regs" if regs_frame is not None else "NT_PRSTATUS")
+    return model.CrashingContext(
+        cpu,
+        ctx.pid,
+        _text(ctx.comm),
+        ctx.task,
+        ip,
+        table.format_address(ip) if table else f"{ip:#x}",
+        sp,
+        tuple(registers.items()),
+        "pt_regs" if regs_frame is not None else "NT_PRSTATUS",
+    )
 
 
 class _Sections:
@@ -433,8 +517,14 @@ class _Sections:
         self.unavailable.append(model.SectionNote(section, reason))
 
 
-def build_report(prog: Program, dump: str, *, log_tail: int = _LOG_TAIL, symbolizer: KernelSymbolizer | None = None,
-                 source_dirs: Sequence[str] = ()) -> model.CrashReport:
+def build_report(
+    prog: Program,
+    dump: str,
+    *,
+    log_tail: int = _LOG_TAIL,
+    symbolizer: KernelSymbolizer | None = None,
+    source_dirs: Sequence[str] = (),
+) -> model.CrashReport:
     """The whole report of a crashed kernel; with ``symbolizer`` (debug information), the frames
     and the IP get source locations and the IP a source snippet (files looked up in ``source_dirs``
     too). A section that cannot be read (a damaged dump) is listed in ``unavailable`` with the
@@ -461,10 +551,19 @@ def build_report(prog: Program, dump: str, *, log_tail: int = _LOG_TAIL, symboli
             trace, context = _with_sources(trace, context, symbolizer, source_dirs)
     cpus = len(prog.memory.cpus) if isinstance(prog.memory, KernelMemory) else 0
     system = sections.get("system", lambda: system_info(prog, dump), _bare_system_info(prog.vmcoreinfo, cpus, dump))
-    report = model.CrashReport(system, verdict(message, trace.frames, records, blocked), context,
-                               trace, log_lines(records[-log_tail:] if log_tail else ()), blocked,
-                               modules, (), tasks=rows, task_states=task_state_counts(rows),
-                               taints=taint_rows(prog))
+    report = model.CrashReport(
+        system,
+        verdict(message, trace.frames, records, blocked),
+        context,
+        trace,
+        log_lines(records[-log_tail:] if log_tail else ()),
+        blocked,
+        modules,
+        (),
+        tasks=rows,
+        task_states=task_state_counts(rows),
+        taints=taint_rows(prog),
+    )
     report = _with_memory_sections(prog, dump, report, notes, sections)
     report = _with_every_cpu(prog, report, records, cpu, sections, symbolizer)
     report = _with_locks(prog, report, records, message, sections)
@@ -490,8 +589,9 @@ def _with_snippet(report: model.CrashReport, source_dirs: Sequence[str], section
     return dataclasses.replace(report, context=dataclasses.replace(ctx, snippet=snippet))
 
 
-def _with_locks(prog: Program, report: model.CrashReport, records: Sequence[PrintkRecord], message: str | None,
-                sections: _Sections) -> model.CrashReport:
+def _with_locks(
+    prog: Program, report: model.CrashReport, records: Sequence[PrintkRecord], message: str | None, sections: _Sections
+) -> model.CrashReport:
     # "Why it hung" (analysis.locks) for hung-task and lock-up panics, and whenever a wait-for
     # cycle makes tasks hang without a panic of their own.
     from kcrash.analysis.locks import analyze_locks, is_hang
@@ -510,8 +610,14 @@ def _with_locks(prog: Program, report: model.CrashReport, records: Sequence[Prin
 _OOPS_TAIL_MAX = 200
 
 
-def _with_every_cpu(prog: Program, report: model.CrashReport, records: Sequence[PrintkRecord], cpu: int | None,
-                    sections: _Sections, symbolizer: KernelSymbolizer | None) -> model.CrashReport:
+def _with_every_cpu(
+    prog: Program,
+    report: model.CrashReport,
+    records: Sequence[PrintkRecord],
+    cpu: int | None,
+    sections: _Sections,
+    symbolizer: KernelSymbolizer | None,
+) -> model.CrashReport:
     # The oops header from the log (the log tail then opens with it), every possible CPU's
     # backtrace, every task's (with source lines when there is debug information), and the
     # disassembly of every frame of these.
@@ -530,8 +636,7 @@ def _with_every_cpu(prog: Program, report: model.CrashReport, records: Sequence[
         tasks = every_task_backtrace(prog, report.tasks, cpus)
     if symbolizer is not None:
         cpus, tasks = _traces_with_sources(cpus, tasks, symbolizer)
-    traces = [report.backtrace, *(c.trace for c in cpus), *(t.trace for t in tasks),
-              *(b.trace for b in report.blocked)]
+    traces = [report.backtrace, *(c.trace for c in cpus), *(t.trace for t in tasks), *(b.trace for b in report.blocked)]
     with phase("disassembly"):
         disassembly = frame_disassemblies(prog, traces)
     faulting, blocked = report.disassembly, report.blocked
@@ -540,26 +645,39 @@ def _with_every_cpu(prog: Program, report: model.CrashReport, records: Sequence[
         faulting = _disassembly_with_sources((faulting,), symbolizer)[0] if faulting is not None else None
         annotated = {t.task.task: t.trace for t in tasks}  # the blocked tasks' traces with their sources
         blocked = tuple(dataclasses.replace(b, trace=annotated.get(b.task.task, b.trace)) for b in blocked)
-    return dataclasses.replace(report, disassembly=faulting, blocked=blocked, oops=oops, log_tail=tail, cpus=cpus,
-                               task_traces=tasks, frame_disassembly=disassembly)
+    return dataclasses.replace(
+        report,
+        disassembly=faulting,
+        blocked=blocked,
+        oops=oops,
+        log_tail=tail,
+        cpus=cpus,
+        task_traces=tasks,
+        frame_disassembly=disassembly,
+    )
 
 
-def _traces_with_sources(cpus: tuple[model.CpuBacktrace, ...], tasks: tuple[model.TaskTrace, ...],
-                         symbolizer: KernelSymbolizer) -> tuple[tuple[model.CpuBacktrace, ...],
-                                                                tuple[model.TaskTrace, ...]]:
+def _traces_with_sources(
+    cpus: tuple[model.CpuBacktrace, ...], tasks: tuple[model.TaskTrace, ...], symbolizer: KernelSymbolizer
+) -> tuple[tuple[model.CpuBacktrace, ...], tuple[model.TaskTrace, ...]]:
     # Source lines of every CPU's and every task's frames; a task on a CPU takes its CPU's trace.
     from kcrash.analysis.sources import annotate_trace
 
     with phase("source"):
         cpus = tuple(dataclasses.replace(c, trace=annotate_trace(c.trace, symbolizer)) for c in cpus)
         on_cpu = {c.task.task: c.trace for c in cpus if c.task.task}
-        tasks = tuple(dataclasses.replace(t, trace=on_cpu[t.task.task] if t.task.task in on_cpu
-                                          else annotate_trace(t.trace, symbolizer)) for t in tasks)
+        tasks = tuple(
+            dataclasses.replace(
+                t, trace=on_cpu[t.task.task] if t.task.task in on_cpu else annotate_trace(t.trace, symbolizer)
+            )
+            for t in tasks
+        )
     return cpus, tasks
 
 
-def _disassembly_with_sources(blocks: tuple[model.Disassembly, ...],
-                              symbolizer: KernelSymbolizer) -> tuple[model.Disassembly, ...]:
+def _disassembly_with_sources(
+    blocks: tuple[model.Disassembly, ...], symbolizer: KernelSymbolizer
+) -> tuple[model.Disassembly, ...]:
     from kcrash.analysis.sources import annotate_disassembly
 
     with phase("source"):
@@ -583,9 +701,19 @@ def build_bare_report(dump: DumpFormat, path: str, reason: str, *, log_tail: int
     metadata = sections.get("dump", lambda: dump_metadata(path, opened=dump), None)
     from kcrash.analysis.oops_header import oops_header
 
-    return model.CrashReport(system, verdict(panic_message_or_none(records), (), records, ()), None,
-                             model.Trace((), gone), log_lines(records[-log_tail:] if log_tail else ()), (), (), (),
-                             dump=metadata, unavailable=tuple(sections.unavailable), oops=oops_header(records))
+    return model.CrashReport(
+        system,
+        verdict(panic_message_or_none(records), (), records, ()),
+        None,
+        model.Trace((), gone),
+        log_lines(records[-log_tail:] if log_tail else ()),
+        (),
+        (),
+        (),
+        dump=metadata,
+        unavailable=tuple(sections.unavailable),
+        oops=oops_header(records),
+    )
 
 
 def _log_section(sections: _Sections, read: Callable[[], PrintkLog]) -> list[PrintkRecord]:
@@ -609,13 +737,25 @@ def _module_section(prog: Program, sections: _Sections) -> tuple[model.ModuleRow
 
 def _bare_system_info(info: VmcoreInfo | None, cpus: int, dump: str) -> model.SystemInfo:
     # What VMCOREINFO and the CPU notes say when the kernel's own structures cannot be read.
-    return model.SystemInfo(release=(info.osrelease or "") if info else "", version="", machine="", nodename="",
-                            cpus=cpus, panic_cpu=None, uptime_ns=None, crash_time=crash_time_or_none(info),
-                            tainted="", taint_mask=0, memory_bytes=None, dump=dump)
+    return model.SystemInfo(
+        release=(info.osrelease or "") if info else "",
+        version="",
+        machine="",
+        nodename="",
+        cpus=cpus,
+        panic_cpu=None,
+        uptime_ns=None,
+        crash_time=crash_time_or_none(info),
+        tainted="",
+        taint_mask=0,
+        memory_bytes=None,
+        dump=dump,
+    )
 
 
-def _with_sources(trace: model.Trace, context: model.CrashingContext | None, symbolizer: KernelSymbolizer,
-                  source_dirs: Sequence[str]) -> tuple[model.Trace, model.CrashingContext | None]:
+def _with_sources(
+    trace: model.Trace, context: model.CrashingContext | None, symbolizer: KernelSymbolizer, source_dirs: Sequence[str]
+) -> tuple[model.Trace, model.CrashingContext | None]:
     from kcrash.analysis.sources import annotate_context, annotate_trace
 
     trace = annotate_trace(trace, symbolizer)
@@ -629,11 +769,27 @@ def task_state_counts(rows: Iterable[model.TaskRow]) -> tuple[model.TaskStateCou
 
 
 #: Documentation/admin-guide/tainted-kernels.rst, by bit
-_TAINT_NAMES = ("proprietary module", "module force loaded", "out-of-spec system (SMP/CPU)", "module force unloaded",
-                "machine check", "bad page", "user requested taint", "kernel died (oops or BUG)",
-                "ACPI table overridden", "kernel issued warning", "staging driver", "firmware workaround",
-                "out-of-tree module", "unsigned module", "soft lockup", "live patched", "auxiliary taint",
-                "built with struct randomization", "in-kernel test")
+_TAINT_NAMES = (
+    "proprietary module",
+    "module force loaded",
+    "out-of-spec system (SMP/CPU)",
+    "module force unloaded",
+    "machine check",
+    "bad page",
+    "user requested taint",
+    "kernel died (oops or BUG)",
+    "ACPI table overridden",
+    "kernel issued warning",
+    "staging driver",
+    "firmware workaround",
+    "out-of-tree module",
+    "unsigned module",
+    "soft lockup",
+    "live patched",
+    "auxiliary taint",
+    "built with struct randomization",
+    "in-kernel test",
+)
 
 
 def taint_rows(prog: Program) -> tuple[model.Taint, ...]:
@@ -642,12 +798,16 @@ def taint_rows(prog: Program) -> tuple[model.Taint, ...]:
         mask, flags = int(prog["tainted_mask"]), taint_flags(prog)
     except KcrashError:
         return ()
-    return tuple(model.Taint(letter, _TAINT_NAMES[bit] if bit < len(_TAINT_NAMES) else f"taint bit {bit}")
-                 for bit, (letter, _) in enumerate(flags) if mask >> bit & 1)
+    return tuple(
+        model.Taint(letter, _TAINT_NAMES[bit] if bit < len(_TAINT_NAMES) else f"taint bit {bit}")
+        for bit, (letter, _) in enumerate(flags)
+        if mask >> bit & 1
+    )
 
 
-def _with_memory_sections(prog: Program, dump: str, report: model.CrashReport, notes: list[str],
-                          sections: _Sections) -> model.CrashReport:
+def _with_memory_sections(
+    prog: Program, dump: str, report: model.CrashReport, notes: list[str], sections: _Sections
+) -> model.CrashReport:
     # The sections that read more of the dump: disassembly, memory, the crashing task's VMAs, the file's metadata.
     from kcrash.analysis.disasm import disassemble_around
     from kcrash.analysis.memory_summary import memory_summary
@@ -663,8 +823,9 @@ def _with_memory_sections(prog: Program, dump: str, report: model.CrashReport, n
     # the program's own open dump when it is this file (a flattened kdump is indexed once)
     same = prog.dump is not None and os.path.realpath(prog.dump.path) == os.path.realpath(dump)
     metadata = _dump_metadata_or_note(dump, notes, prog.dump if same else None)
-    return dataclasses.replace(report, disassembly=disassembly, memory=memory, regions=regions, dump=metadata,
-                               notes=tuple(notes))
+    return dataclasses.replace(
+        report, disassembly=disassembly, memory=memory, regions=regions, dump=metadata, notes=tuple(notes)
+    )
 
 
 def _regions_or_note(prog: Program, task: int, notes: list[str]) -> model.TaskMemory | None:
@@ -687,8 +848,9 @@ def _dump_metadata_or_note(dump: str, notes: list[str], opened: DumpFormat | Non
         return None
 
 
-def _context_or_note(prog: Program, cpu: int | None, frames: Sequence[model.Frame],
-                     notes: list[str]) -> model.CrashingContext | None:
+def _context_or_note(
+    prog: Program, cpu: int | None, frames: Sequence[model.Frame], notes: list[str]
+) -> model.CrashingContext | None:
     if cpu is None:
         return None
     try:

@@ -17,18 +17,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kcrash import model
 from kcrash.errors import KcrashError, ValidationError
 from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.fs import d_path
 from kcrash.helpers.linux.vma import MmCounters, for_each_vma, task_rss, vm_flags_names, vma_find
 from kcrash.memory.kernel import KernelMemory
 from kcrash.memory.translate.x86_64 import PageWalk, X86_64PageTables
-from kcrash.report import model
 from kcrash.types.object import Object
 from kcrash.types.program import Program
 
-__all__ = ["TaskVm", "Vma", "task_memory", "task_vm", "task_vma_or_none", "user_page_tables", "user_page_walk",
-           "vma_backing", "vma_perms"]
+__all__ = [
+    "TaskVm",
+    "Vma",
+    "task_memory",
+    "task_vm",
+    "task_vma_or_none",
+    "user_page_tables",
+    "user_page_walk",
+    "vma_backing",
+    "vma_perms",
+]
 
 VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 0x1, 0x2, 0x4, 0x8
 _MAX_VMAS = 65536
@@ -36,8 +45,9 @@ _MAX_VMAS = 65536
 
 def vma_perms(flags: int) -> str:
     """``rwxp``/``rwxs`` of ``vm_flags`` as ``/proc/PID/maps`` prints them."""
-    return "".join(c if flags & bit else "-" for c, bit in (("r", VM_READ), ("w", VM_WRITE), ("x", VM_EXEC))) \
-        + ("s" if flags & VM_SHARED else "p")
+    return "".join(c if flags & bit else "-" for c, bit in (("r", VM_READ), ("w", VM_WRITE), ("x", VM_EXEC))) + (
+        "s" if flags & VM_SHARED else "p"
+    )
 
 
 def _d_path(path: Object) -> str:
@@ -92,8 +102,9 @@ def _anon_backing(prog: Program, vma: Object, start: int, end: int, mm: _MmBound
 def _region(prog: Program, vma: Object, mm: Object) -> model.MemoryRegion:
     flags = int(vma.vm_flags)
     offset = int(vma.vm_pgoff) * 4096 if int(vma.vm_file) else 0  # as /proc/PID/maps: 0 for anonymous
-    return model.MemoryRegion(int(vma.vm_start), int(vma.vm_end), flags, vma_perms(flags), offset,
-                              vma_backing(prog, vma, mm))
+    return model.MemoryRegion(
+        int(vma.vm_start), int(vma.vm_end), flags, vma_perms(flags), offset, vma_backing(prog, vma, mm)
+    )
 
 
 def task_memory(prog: Program, task: Object) -> model.TaskMemory:
@@ -193,8 +204,9 @@ def task_vm(prog: Program, task: Object) -> TaskVm:
         truncated = walk.truncated
     except KcrashError as exc:
         truncated = str(exc)
-    return TaskVm(pid, int(task), comm, int(mm), int(mm.pgd), _rss_or_none(task), int(mm.total_vm), tuple(vmas),
-                  truncated)
+    return TaskVm(
+        pid, int(task), comm, int(mm), int(mm.pgd), _rss_or_none(task), int(mm.total_vm), tuple(vmas), truncated
+    )
 
 
 def task_vma_or_none(prog: Program, task: Object, address: int) -> Vma | None:
@@ -222,8 +234,12 @@ def user_page_tables(memory: KernelMemory, task: Object) -> X86_64PageTables:
     found = memory.page_tables.walk(pgd)
     if found.physical is None:
         raise KcrashError(f"the task's page directory {pgd:#x} is not mapped: {found.reason}")
-    return X86_64PageTables(lambda at, size: memory.read(at, size, physical=True), found.physical,
-                            levels=memory.layout.levels, sme_mask=memory.layout.sme_mask)
+    return X86_64PageTables(
+        lambda at, size: memory.read(at, size, physical=True),
+        found.physical,
+        levels=memory.layout.levels,
+        sme_mask=memory.layout.sme_mask,
+    )
 
 
 def user_page_walk(memory: KernelMemory, task: Object, address: int) -> PageWalk:

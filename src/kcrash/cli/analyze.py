@@ -34,7 +34,7 @@ from kcrash.cli.params import DumpOrLive, Number
 from kcrash.errors import CliError, FaultError, MissingDebugInfoError, ValidationError
 from kcrash.helpers.linux.panic import panic_cpu_or_none
 from kcrash.metrics import phase
-from kcrash.report.model import CrashReport, TaskTraceDetail, to_dict
+from kcrash.model import CrashReport, TaskTraceDetail, to_dict
 from kcrash.types.program import Program
 
 if TYPE_CHECKING:
@@ -45,11 +45,14 @@ __all__ = ["commands"]
 _DUMP = click.argument("path", metavar="DUMP", type=DumpOrLive())
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
-_DEBUGINFO = click.option("--debuginfo", "debuginfo", multiple=True, type=click.Path(exists=True),
-                          help="vmlinux / module .ko with DWARF, or a directory holding them (repeatable); "
-                               "matched to the dump by build-id.")
+_DEBUGINFO = click.option(
+    "--debuginfo",
+    "debuginfo",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="vmlinux / module .ko with DWARF, or a directory holding them (repeatable); matched to the dump by build-id.",
+)
 _FORCE = click.option("--force", is_flag=True, help="Use a vmlinux even if its build-id differs from the dump's.")
-
 
 
 @click.command("sys")
@@ -68,8 +71,9 @@ def sys_command(path: str, as_json: bool) -> None:
     render_system(info, make_console())
 
 
-def _backtraces(prog: Program, all_cpus: bool, target: int | None,
-                options: BacktraceOptions) -> tuple[TaskTraceDetail, ...]:
+def _backtraces(
+    prog: Program, all_cpus: bool, target: int | None, options: BacktraceOptions
+) -> tuple[TaskTraceDetail, ...]:
     if all_cpus:
         return backtrace.cpu_backtrace_details(prog, options)
     if target is None:
@@ -90,13 +94,26 @@ def _backtraces(prog: Program, all_cpus: bool, target: int | None,
 @click.option("-a", "all_cpus", is_flag=True, help="The active task of every CPU.")
 @click.option("-f", "words", is_flag=True, help="Each frame's stack words.")
 @click.option("-F", "symbolic", is_flag=True, help="Each frame's stack words as symbols and [slab cache] names.")
-@click.option("-l", "lines", is_flag=True,
-              help="Each frame's file:line (needs --debuginfo/--vmlinux or debug files in the standard places).")
+@click.option(
+    "-l",
+    "lines",
+    is_flag=True,
+    help="Each frame's file:line (needs --debuginfo/--vmlinux or debug files in the standard places).",
+)
 @_DEBUGINFO
 @_FORCE
 @_JSON
-def bt_command(path: str, target: int | None, all_cpus: bool, words: bool, symbolic: bool, lines: bool,
-               debuginfo: tuple[str, ...], force: bool, as_json: bool) -> None:
+def bt_command(
+    path: str,
+    target: int | None,
+    all_cpus: bool,
+    words: bool,
+    symbolic: bool,
+    lines: bool,
+    debuginfo: tuple[str, ...],
+    force: bool,
+    as_json: bool,
+) -> None:
     """Backtrace of the panic task (default), a PID or task address, or every CPU (-a), with the
     registers of exception frames and IRQ/exception stack switches marked; -f/-F each frame's stack
     words; -l (or --debuginfo) each frame's file:line and inlined calls."""
@@ -125,8 +142,9 @@ def _bt_symbolizer(prog: Program, debuginfo: tuple[str, ...], force: bool, lines
     try:
         from kcrash.analysis.sources import open_kernel_symbolizer
 
-        return open_kernel_symbolizer(prog, [Path(p) for p in ((vmlinux,) if vmlinux else ()) + debuginfo],
-                                      force=force, cache_dir=cache_dir())
+        return open_kernel_symbolizer(
+            prog, [Path(p) for p in ((vmlinux,) if vmlinux else ()) + debuginfo], force=force, cache_dir=cache_dir()
+        )
     except MissingDebugInfoError as exc:
         raise CliError(f"bt -l needs debug information (--debuginfo or --vmlinux): {exc}") from exc
 
@@ -258,19 +276,40 @@ def _render_text(report: Any, fmt: str) -> str:
 @click.command("report")
 @click.argument("path", metavar="DUMP", required=False, type=DumpOrLive())
 @click.option("--log-lines", type=click.IntRange(min=0), default=30, show_default=True, help="Log tail length.")
-@click.option("--format", "fmt", type=click.Choice(["terminal", "html", "json"]), default="terminal",
-              show_default=True, help="terminal (rich), one self-contained HTML file, or JSON.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["terminal", "html", "json"]),
+    default="terminal",
+    show_default=True,
+    help="terminal (rich), one self-contained HTML file, or JSON.",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE.")
 @click.option("--schema", is_flag=True, help="Print the JSON Schema of the JSON report and exit.")
 @click.option("--no-color", is_flag=True, help="Plain terminal output even on a terminal.")
 @symbol_file_options
 @_DEBUGINFO
 @_FORCE
-@click.option("--source-dir", "source_dirs", multiple=True, type=click.Path(file_okay=False),
-              help="Where to look for source files for snippets (repeatable).")
+@click.option(
+    "--source-dir",
+    "source_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="Where to look for source files for snippets (repeatable).",
+)
 @_JSON
-def report_command(path: str | None, log_lines: int, fmt: str, output: str | None, schema: bool, no_color: bool,
-                   debuginfo: tuple[str, ...], force: bool, source_dirs: tuple[str, ...], as_json: bool) -> None:
+def report_command(
+    path: str | None,
+    log_lines: int,
+    fmt: str,
+    output: str | None,
+    schema: bool,
+    no_color: bool,
+    debuginfo: tuple[str, ...],
+    force: bool,
+    source_dirs: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """The crash report: verdict, crashing context, backtrace, disassembly, log, tasks, modules,
     memory, the crashing task's memory regions and the dump's metadata."""
     if schema:
@@ -285,8 +324,9 @@ def report_command(path: str | None, log_lines: int, fmt: str, output: str | Non
             symbolizer = _symbolizer(prog, given_vmlinux(), debuginfo, force)
             try:
                 with phase("triage"):
-                    report = triage.build_report(prog, path, log_tail=log_lines, symbolizer=symbolizer,
-                                                 source_dirs=source_dirs)
+                    report = triage.build_report(
+                        prog, path, log_tail=log_lines, symbolizer=symbolizer, source_dirs=source_dirs
+                    )
             finally:
                 if symbolizer is not None:
                     symbolizer.close()
@@ -310,8 +350,11 @@ def _warn_unavailable(report: CrashReport) -> None:
     gone = [n for n in report.unavailable if n not in snippet]
     if gone:
         names = ", ".join(dict.fromkeys(n.section for n in gone))
-        click.echo(f"kcrash: warning: the report lacks part of: {names} (the dump is damaged or filtered; "
-                   "each section says why)", err=True)
+        click.echo(
+            f"kcrash: warning: the report lacks part of: {names} (the dump is damaged or filtered; "
+            "each section says why)",
+            err=True,
+        )
 
 
 def _bare_report(path: str, reason: str, log_lines: int) -> Any:

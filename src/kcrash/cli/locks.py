@@ -20,7 +20,7 @@ from kcrash.cli.common import echo_json, opened_target, symbol_file_options
 from kcrash.cli.params import DumpOrLive
 
 if TYPE_CHECKING:
-    from kcrash.report.model import LockAnalysis, Lockup, LockWait, TaskRow, Trace
+    from kcrash.model import LockAnalysis, Lockup, LockWait, TaskRow, Trace
 
 __all__ = ["locks"]
 
@@ -34,7 +34,7 @@ def locks(path: str, verbose: bool, as_json: bool) -> None:
     """Deadlocks, lock-ups and what every blocked task waits on (mutex, rwsem, semaphore,
     completion, page lock, RCU grace period), with the owners the kernel records and their stacks."""
     from kcrash.analysis.locks import analyze_locks
-    from kcrash.report.model import to_dict
+    from kcrash.model import to_dict
 
     with opened_target(path) as prog:
         analysis = analyze_locks(prog)
@@ -47,7 +47,7 @@ def locks(path: str, verbose: bool, as_json: bool) -> None:
 def _task(row: TaskRow | None) -> str:
     if row is None:
         return "-"
-    return f"PID {row.pid} \"{row.comm}\" [{row.state}]"
+    return f'PID {row.pid} "{row.comm}" [{row.state}]'
 
 
 def _lock(wait: LockWait) -> str:

@@ -25,7 +25,7 @@ from kcrash.errors import CliError, KcrashError, TypeLookupError, ValidationErro
 
 if TYPE_CHECKING:
     from kcrash.analysis.tasks import TaskFilter, TaskTimes, WaitQueue
-    from kcrash.report.model import TaskRow
+    from kcrash.model import TaskRow
     from kcrash.types.object import Object
     from kcrash.types.program import Program
 
@@ -38,10 +38,11 @@ _NS = 1_000_000_000
 
 
 def _task_line(row: TaskRow) -> str:
-    return f"PID: {row.pid:<7} TASK: {row.task:016x}  CPU: {row.cpu:<3} COMMAND: \"{row.comm}\""
+    return f'PID: {row.pid:<7} TASK: {row.task:016x}  CPU: {row.cpu:<3} COMMAND: "{row.comm}"'
 
 
 # -- waitq --------------------------------------------------------------------------------------
+
 
 @click.command("waitq")
 @_DUMP
@@ -67,18 +68,19 @@ def waitq_command(path: str, queue: str, as_json: bool) -> None:
 
 def _print_waitq(name: str, found: WaitQueue) -> None:
     if not found.waiters:
-        click.echo(f"wait queue \"{name}\" ({found.address:x}) is empty")
+        click.echo(f'wait queue "{name}" ({found.address:x}) is empty')
     for w in found.waiters:
         via = f"  ({w.func})" if w.func else ""
         if w.pid is None:
             click.echo(f"ENTRY: {w.entry:016x}  PRIVATE: {w.task:016x} (not a task){via}")
         else:
-            click.echo(f"PID: {w.pid:<7} TASK: {w.task:016x}  COMMAND: \"{w.comm}\"{via}")
+            click.echo(f'PID: {w.pid:<7} TASK: {w.task:016x}  COMMAND: "{w.comm}"{via}')
     if found.truncated:
         click.echo(f"(wait queue walk stopped early: {found.truncated})")
 
 
 # -- task ---------------------------------------------------------------------------------------
+
 
 def _members_option(text: str | None) -> tuple[str, ...]:
     return tuple(m.strip() for m in (text or "").split(",") if m.strip())
@@ -98,8 +100,9 @@ def task_command(path: str, targets: tuple[int, ...], members: str | None, radix
     from kcrash.cli.vm import find_task
 
     with opened_target(path, orc=False) as prog:
-        shown = [_task_entry(prog, find_task(prog, value), _members_option(members), radix)
-                 for value in (targets or (None,))]
+        shown = [
+            _task_entry(prog, find_task(prog, value), _members_option(members), radix) for value in (targets or (None,))
+        ]
     _print_task_entries(shown, as_json)
 
 
@@ -115,7 +118,7 @@ def _task_entry(prog: Program, task: Object, members: Sequence[str], radix: int)
 
 
 def _print_task_entries(entries: Sequence[dict[str, Any]], as_json: bool) -> None:
-    from kcrash.report.model import TaskRow
+    from kcrash.model import TaskRow
 
     if as_json:
         echo_json(list(entries))
@@ -125,11 +128,13 @@ def _print_task_entries(entries: Sequence[dict[str, Any]], as_json: bool) -> Non
             click.echo()
         click.echo(_task_line(TaskRow(**entry["task"])))
         for m in entry["members"]:
-            click.echo(f"struct task_struct {m['text']}" if m["name"] == "task_struct"
-                       else f"  {m['name']} = {m['text']},")
+            click.echo(
+                f"struct task_struct {m['text']}" if m["name"] == "task_struct" else f"  {m['name']} = {m['text']},"
+            )
 
 
 # -- foreach ------------------------------------------------------------------------------------
+
 
 def _filter_words(words: Sequence[str], states: tuple[str, ...], kernel: bool, user: bool) -> tuple[str, TaskFilter]:
     from kcrash.analysis.tasks import STATE_NAMES, TaskFilter, parse_states
@@ -158,22 +163,39 @@ def _filter_words(words: Sequence[str], states: tuple[str, ...], kernel: bool, u
         raise CliError(str(exc), 2) from None
     if kernel and user:
         raise CliError("-k (kernel threads) and -u (user tasks) exclude each other", 2)
-    return command[0], TaskFilter(frozenset(letters), True if kernel else False if user else None,
-                                  frozenset(pids), frozenset(addresses), frozenset(comms))
+    return command[0], TaskFilter(
+        frozenset(letters),
+        True if kernel else False if user else None,
+        frozenset(pids),
+        frozenset(addresses),
+        frozenset(comms),
+    )
 
 
 @click.command("foreach", context_settings={"ignore_unknown_options": False})
 @_DUMP
 @symbol_file_options
 @click.argument("words", metavar="COMMAND [PID|TASK|NAME|STATE|kernel|user]...", nargs=-1, required=True)
-@click.option("-s", "states", multiple=True, metavar="STATE[,STATE]",
-              help="Only tasks in these states: RU IN UN ST TR ZO DE PA ID (or ps letters R S D …).")
+@click.option(
+    "-s",
+    "states",
+    multiple=True,
+    metavar="STATE[,STATE]",
+    help="Only tasks in these states: RU IN UN ST TR ZO DE PA ID (or ps letters R S D …).",
+)
 @click.option("-k", "kernel", is_flag=True, help="Kernel threads only.")
 @click.option("-u", "user", is_flag=True, help="User tasks only.")
 @click.option("-R", "members", metavar="MEMBER,...", help="task: only these members.")
 @_JSON
-def foreach_command(path: str, words: tuple[str, ...], states: tuple[str, ...], kernel: bool, user: bool,
-                    members: str | None, as_json: bool) -> None:
+def foreach_command(
+    path: str,
+    words: tuple[str, ...],
+    states: tuple[str, ...],
+    kernel: bool,
+    user: bool,
+    members: str | None,
+    as_json: bool,
+) -> None:
     """Run bt, files, vm, task or ps on every task the filters select (all tasks without filters):
     PIDs, task addresses, command names, states (-s or RU/IN/UN… words), -k kernel threads,
     -u user tasks. Several filters of one kind match any; of different kinds, all."""
@@ -202,7 +224,7 @@ def _foreach_bt(prog: Program, rows: Sequence[TaskRow], _: Sequence[str]) -> lis
 
 
 def _print_bt(results: list[Any], as_json: bool) -> None:
-    from kcrash.report.model import to_dict
+    from kcrash.model import to_dict
 
     if as_json:
         echo_json([to_dict(t) for t in results])
@@ -251,8 +273,12 @@ def _print_files(results: list[Any], as_json: bool) -> None:
     from kcrash.cli import system
 
     if as_json:
-        echo_json([{"task": dataclasses.asdict(r[0]), "error": r[1]} if isinstance(r, tuple)
-                   else dataclasses.asdict(r) for r in results])
+        echo_json(
+            [
+                {"task": dataclasses.asdict(r[0]), "error": r[1]} if isinstance(r, tuple) else dataclasses.asdict(r)
+                for r in results
+            ]
+        )
         return
     for i, result in enumerate(results):
         if i:
@@ -273,7 +299,7 @@ def _foreach_ps(prog: Program, rows: Sequence[TaskRow], _: Sequence[str]) -> lis
 
 
 def _print_ps_rows(results: list[Any], as_json: bool) -> None:
-    from kcrash.report.model import to_dict
+    from kcrash.model import to_dict
 
     if as_json:
         echo_json({"tasks": [to_dict(r) for r in results], "truncated": None})
@@ -284,12 +310,23 @@ def _print_ps_rows(results: list[Any], as_json: bool) -> None:
 
 
 _FOREACH: dict[str, Callable[[Program, Sequence[TaskRow], Sequence[str]], list[Any]]] = {
-    "bt": _foreach_bt, "files": _foreach_files, "vm": _foreach_vm, "task": _foreach_task, "ps": _foreach_ps}
+    "bt": _foreach_bt,
+    "files": _foreach_files,
+    "vm": _foreach_vm,
+    "task": _foreach_task,
+    "ps": _foreach_ps,
+}
 _FOREACH_PRINT: dict[str, Callable[[list[Any], bool], None]] = {
-    "bt": _print_bt, "files": _print_files, "vm": _print_vm, "task": _print_task_entries, "ps": _print_ps_rows}
+    "bt": _print_bt,
+    "files": _print_files,
+    "vm": _print_vm,
+    "task": _print_task_entries,
+    "ps": _print_ps_rows,
+}
 
 
 # -- ps -p / -c / -t / -l / -G ------------------------------------------------------------------
+
 
 def print_ps(prog: Program, targets: Sequence[int], mode: str, as_json: bool) -> None:
     """``ps`` of the tasks ``targets`` (PIDs or task addresses; every task when empty): their rows
@@ -324,8 +361,9 @@ def _target_rows(prog: Program, targets: Sequence[int]) -> tuple[TaskRow, ...]:
 
 def _print_chains(chains: list[tuple[TaskRow, tuple[TaskRow, ...]]], as_json: bool) -> None:
     if as_json:
-        echo_json([{"task": dataclasses.asdict(r), "parents": [dataclasses.asdict(p) for p in chain]}
-                   for r, chain in chains])
+        echo_json(
+            [{"task": dataclasses.asdict(r), "parents": [dataclasses.asdict(p) for p in chain]} for r, chain in chains]
+        )
         return
     for i, (_, chain) in enumerate(chains):
         if i:
@@ -336,8 +374,16 @@ def _print_chains(chains: list[tuple[TaskRow, tuple[TaskRow, ...]]], as_json: bo
 
 def _print_children(found: list[tuple[TaskRow, tuple[TaskRow, ...], str | None]], as_json: bool) -> None:
     if as_json:
-        echo_json([{"task": dataclasses.asdict(r), "children": [dataclasses.asdict(c) for c in children],
-                    "truncated": truncated} for r, children, truncated in found])
+        echo_json(
+            [
+                {
+                    "task": dataclasses.asdict(r),
+                    "children": [dataclasses.asdict(c) for c in children],
+                    "truncated": truncated,
+                }
+                for r, children, truncated in found
+            ]
+        )
         return
     for i, (row, children, truncated) in enumerate(found):
         if i:
@@ -355,8 +401,11 @@ def _hms(ns: int | None) -> str:
     if ns is None:
         return "?"
     seconds = ns // _NS
-    return f"{seconds // 86400}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" \
-        if seconds >= 86400 else f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return (
+        f"{seconds // 86400}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if seconds >= 86400
+        else f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    )
 
 
 def _print_times(times: tuple[TaskTimes, ...], last: bool, as_json: bool) -> None:
@@ -373,8 +422,10 @@ def _print_times(times: tuple[TaskTimes, ...], last: bool, as_json: bool) -> Non
         if i:
             click.echo()
         click.echo(_task_line(t.task))
-        click.echo(f"    RUN TIME: {_hms(t.run_time)}\n  START TIME: {t.start_time}\n"
-                   f"       UTIME: {t.utime}\n       STIME: {t.stime}")
+        click.echo(
+            f"    RUN TIME: {_hms(t.run_time)}\n  START TIME: {t.start_time}\n"
+            f"       UTIME: {t.utime}\n       STIME: {t.stime}"
+        )
 
 
 commands: list[click.Command] = [waitq_command, task_command, foreach_command]

@@ -2,7 +2,7 @@
 kcrash.report.html
 ==================
 
-The HTML rendering of a :class:`~kcrash.report.model.CrashReport`: one self-contained file (inline
+The HTML rendering of a :class:`~kcrash.model.CrashReport`: one self-contained file (inline
 CSS and a few lines of JS, no external resource, a Content-Security-Policy that forbids loading any),
 each section a ``<details>`` element with an ``id`` (``oops``, ``context``, ``backtrace``, ``cpus``,
 ``frames``, ``disassembly``, ``log``, ``tasks``, ``blocked``, ``modules``, ``memory``, ``regions``, ``dump``;
@@ -26,13 +26,27 @@ import jinja2
 import markupsafe
 
 from kcrash import __version__
-from kcrash.report.model import CrashReport, SourceLine
+from kcrash.model import CrashReport, SourceLine
 
 __all__ = ["SECTIONS", "render_html"]
 
 #: the ``id`` of every section, in page order
-SECTIONS = ("verdict", "oops", "context", "backtrace", "cpus", "frames", "disassembly", "log", "tasks", "blocked",
-            "modules", "memory", "regions", "dump")
+SECTIONS = (
+    "verdict",
+    "oops",
+    "context",
+    "backtrace",
+    "cpus",
+    "frames",
+    "disassembly",
+    "log",
+    "tasks",
+    "blocked",
+    "modules",
+    "memory",
+    "regions",
+    "dump",
+)
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -65,8 +79,12 @@ def _time(seconds: int | None) -> str:
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("kcrash.report", "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, finalize=_visible)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("kcrash.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        finalize=_visible,
+    )
     env.filters.update(hex16=_hex16, size=_size, time=_time)
     return env
 
@@ -76,12 +94,20 @@ def render_html(report: CrashReport) -> str:
     env = _environment()
     macros = env.get_template("trace.html.j2").module
     return env.get_template("report.html.j2").render(
-        r=report, trace=macros.trace, instructions=macros.instructions,  # type: ignore[attr-defined]
-        version=__version__, frame_sources=_frame_sources(report))
+        r=report,
+        trace=macros.trace,
+        instructions=macros.instructions,  # type: ignore[attr-defined]
+        version=__version__,
+        frame_sources=_frame_sources(report),
+    )
 
 
 def _frame_sources(report: CrashReport) -> dict[int, tuple[SourceLine, ...]]:
     # The source lines (with debug information) of every frame pc, for its disassembly block.
-    traces = [report.backtrace, *(c.trace for c in report.cpus), *(t.trace for t in report.task_traces),
-              *(b.trace for b in report.blocked)]
+    traces = [
+        report.backtrace,
+        *(c.trace for c in report.cpus),
+        *(t.trace for t in report.task_traces),
+        *(b.trace for b in report.blocked),
+    ]
     return {f.pc: f.source for t in traces for f in t.frames if f.source}

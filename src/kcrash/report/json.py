@@ -2,7 +2,7 @@
 kcrash.report.json
 ==================
 
-The JSON rendering of a :class:`~kcrash.report.model.CrashReport` and its published JSON Schema
+The JSON rendering of a :class:`~kcrash.model.CrashReport` and its published JSON Schema
 (draft 2020-12, shipped as ``kcrash/report/schema.json`` and printed by ``kcrash report --schema``).
 The schema is derived from the model's dataclasses (:func:`schema_from_model`; a test keeps the
 shipped file equal to it): every field is required, no others are allowed, ``X | None`` becomes a
@@ -18,13 +18,17 @@ import types
 import typing
 from importlib import resources
 
-from kcrash.report import model
+from kcrash import model
 
 __all__ = ["SCHEMA_ID", "render_json", "schema", "schema_from_model"]
 
 SCHEMA_ID = "https://kcrash.invalid/schema/crash-report-1.json"
-_SCALARS: dict[object, dict[str, object]] = {int: {"type": "integer"}, str: {"type": "string"},
-                                             bool: {"type": "boolean"}, float: {"type": "number"}}
+_SCALARS: dict[object, dict[str, object]] = {
+    int: {"type": "integer"},
+    str: {"type": "string"},
+    bool: {"type": "boolean"},
+    float: {"type": "number"},
+}
 
 
 def render_json(report: model.CrashReport) -> str:
@@ -41,19 +45,28 @@ def schema() -> dict[str, object]:
 
 
 def schema_from_model() -> dict[str, object]:
-    """The JSON Schema derived from :class:`~kcrash.report.model.CrashReport` and its parts."""
+    """The JSON Schema derived from :class:`~kcrash.model.CrashReport` and its parts."""
     defs: dict[str, object] = {}
     root = _object_schema(model.CrashReport, defs)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
-            "title": "kcrash crash report", **root, "$defs": dict(sorted(defs.items()))}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "kcrash crash report",
+        **root,
+        "$defs": dict(sorted(defs.items())),
+    }
 
 
 def _object_schema(cls: type, defs: dict[str, object]) -> dict[str, object]:
     hints = typing.get_type_hints(cls)
     fields = [f.name for f in dataclasses.fields(cls)]
-    return {"type": "object", "description": " ".join((cls.__doc__ or "").split()),
-            "properties": {name: _type_schema(hints[name], defs) for name in fields},
-            "required": fields, "additionalProperties": False}
+    return {
+        "type": "object",
+        "description": " ".join((cls.__doc__ or "").split()),
+        "properties": {name: _type_schema(hints[name], defs) for name in fields},
+        "required": fields,
+        "additionalProperties": False,
+    }
 
 
 def _type_schema(hint: object, defs: dict[str, object]) -> dict[str, object]:
@@ -72,6 +85,10 @@ def _type_schema(hint: object, defs: dict[str, object]) -> dict[str, object]:
     if typing.get_origin(hint) is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return {"type": "array", "items": _type_schema(args[0], defs)}
-        return {"type": "array", "prefixItems": [_type_schema(a, defs) for a in args], "items": False,
-                "minItems": len(args)}
+        return {
+            "type": "array",
+            "prefixItems": [_type_schema(a, defs) for a in args],
+            "items": False,
+            "minItems": len(args),
+        }
     raise TypeError(f"no JSON Schema for {hint!r}")

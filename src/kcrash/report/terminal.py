@@ -2,7 +2,7 @@
 kcrash.report.terminal
 ======================
 
-Terminal rendering of :mod:`kcrash.report.model` with rich: :func:`render_report` (the one-screen
+Terminal rendering of :mod:`kcrash.model` with rich: :func:`render_report` (the one-screen
 ``kcrash report``) and the pieces the crash-like commands print (:func:`render_system`,
 :func:`render_trace`, :func:`render_tasks`, :func:`render_modules`, :func:`render_log`). Renderers
 take a model and a :class:`rich.console.Console` only; styles are dropped by rich when the console
@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from kcrash.report.model import (
+from kcrash.model import (
     CrashingContext,
     CrashReport,
     Disassembly,
@@ -43,12 +43,45 @@ from kcrash.report.model import (
     Trace,
 )
 
-__all__ = ["make_console", "render_backtrace", "render_disassembly", "render_dump", "render_log", "render_memory",
-           "render_modules", "render_regions", "render_report", "render_system", "render_tasks", "render_trace",
-           "visible"]
+__all__ = [
+    "make_console",
+    "render_backtrace",
+    "render_disassembly",
+    "render_dump",
+    "render_log",
+    "render_memory",
+    "render_modules",
+    "render_regions",
+    "render_report",
+    "render_system",
+    "render_tasks",
+    "render_trace",
+    "visible",
+]
 
-_REG_ORDER = ("rip", "rsp", "eflags", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10",
-              "r11", "r12", "r13", "r14", "r15", "orig_rax", "cs", "ss")
+_REG_ORDER = (
+    "rip",
+    "rsp",
+    "eflags",
+    "rax",
+    "rbx",
+    "rcx",
+    "rdx",
+    "rsi",
+    "rdi",
+    "rbp",
+    "r8",
+    "r9",
+    "r10",
+    "r11",
+    "r12",
+    "r13",
+    "r14",
+    "r15",
+    "orig_rax",
+    "cs",
+    "ss",
+)
 _MAX_FRAMES = 40
 # Output that is not a terminal (a pipe, a file, CliRunner) is never wrapped: a page this wide holds
 # any line the kernel can log (printk's LOG_LINE_MAX is 1024 bytes) and any table row, so
@@ -60,8 +93,9 @@ def make_console(file: IO[str] | None = None, *, width: int | None = None, color
     """The one console every command prints through: ``color`` None colours only a terminal;
     output that is not a terminal (``width`` None) is never wrapped nor cropped, whatever its
     length. Emoji codes are not replaced (a task named ``:fire:`` is printed as such)."""
-    console = Console(file=file, width=width, force_terminal=color, no_color=color is False, highlight=False,
-                      emoji=False)
+    console = Console(
+        file=file, width=width, force_terminal=color, no_color=color is False, highlight=False, emoji=False
+    )
     if width is None and not console.is_terminal:
         console.width = _PLAIN_WIDTH
     if width is not None or not console.is_terminal:
@@ -119,13 +153,21 @@ def render_system(info: SystemInfo, console: Console) -> None:
 
 def _system(info: SystemInfo) -> _Lines:
     memory = "unknown" if info.memory_bytes is None else f"{info.memory_bytes / (1 << 20):.1f} MB"
-    return _pairs([
-        ("DUMPFILE", info.dump), ("CPUS", str(info.cpus)), ("RELEASE", info.release),
-        ("VERSION", info.version), ("MACHINE", info.machine), ("NODENAME", info.nodename),
-        ("MEMORY", memory), ("UPTIME", _uptime(info.uptime_ns)), ("DATE", _time(info.crash_time)),
-        ("PANIC CPU", "none" if info.panic_cpu is None else str(info.panic_cpu)),
-        ("TAINTED", f"{info.tainted.strip() or 'no'} ({info.taint_mask:#x})"),
-    ])
+    return _pairs(
+        [
+            ("DUMPFILE", info.dump),
+            ("CPUS", str(info.cpus)),
+            ("RELEASE", info.release),
+            ("VERSION", info.version),
+            ("MACHINE", info.machine),
+            ("NODENAME", info.nodename),
+            ("MEMORY", memory),
+            ("UPTIME", _uptime(info.uptime_ns)),
+            ("DATE", _time(info.crash_time)),
+            ("PANIC CPU", "none" if info.panic_cpu is None else str(info.panic_cpu)),
+            ("TAINTED", f"{info.tainted.strip() or 'no'} ({info.taint_mask:#x})"),
+        ]
+    )
 
 
 def render_trace(trace: Trace, console: Console, *, limit: int | None = None) -> None:
@@ -162,8 +204,7 @@ def render_backtrace(entry: TaskTraceDetail, console: Console) -> None:
     stack words when present (``bt -f``; with ``-F`` a word's symbol, or ``[cache]`` for a slab
     object, replaces its value) and the user-mode registers where the stack ends."""
     row = entry.task
-    out: _Lines = [Text(f"PID: {row.pid:<7} TASK: {row.task:016x}  CPU: {row.cpu:<3} "
-                        f"COMMAND: \"{visible(row.comm)}\"")]
+    out: _Lines = [Text(f'PID: {row.pid:<7} TASK: {row.task:016x}  CPU: {row.cpu:<3} COMMAND: "{visible(row.comm)}"')]
     details = {d.index: d for d in entry.frames}
     for f in entry.trace.frames:
         out += [_frame_line(f), *_sources(f.source, indent=6)]
@@ -181,8 +222,14 @@ def render_backtrace(entry: TaskTraceDetail, console: Console) -> None:
 
 
 # crash's register block (x86_64_exception_frame): three registers a line, then ORIG_RAX, CS, SS
-_EXCEPTION_ROWS = (("rip", "rsp", "eflags"), ("rax", "rbx", "rcx"), ("rdx", "rsi", "rdi"), ("rbp", "r8", "r9"),
-                   ("r10", "r11", "r12"), ("r13", "r14", "r15"))
+_EXCEPTION_ROWS = (
+    ("rip", "rsp", "eflags"),
+    ("rax", "rbx", "rcx"),
+    ("rdx", "rsi", "rdi"),
+    ("rbp", "r8", "r9"),
+    ("r10", "r11", "r12"),
+    ("r13", "r14", "r15"),
+)
 _CRASH_NAMES = {"eflags": "RFLAGS"}
 _WIDTHS = {"eflags": 8, "cs": 4, "ss": 4}
 
@@ -193,8 +240,12 @@ def _exception_frame(frame: ExceptionFrame) -> _Lines:
     for names in _EXCEPTION_ROWS:
         known = [n for n in names if n in regs]
         if known:
-            out.append(Text("    " + "  ".join(f"{_CRASH_NAMES.get(n, n.upper()):>3}: {regs[n]:0{_WIDTHS.get(n, 16)}x}"
-                                               for n in known)))
+            out.append(
+                Text(
+                    "    "
+                    + "  ".join(f"{_CRASH_NAMES.get(n, n.upper()):>3}: {regs[n]:0{_WIDTHS.get(n, 16)}x}" for n in known)
+                )
+            )
     last = [f"{n.upper()}: {regs[n]:0{_WIDTHS.get(n, 16)}x}" for n in ("orig_rax", "cs", "ss") if n in regs]
     if last:
         out.append(Text("    " + "  ".join(last)))
@@ -204,30 +255,51 @@ def _exception_frame(frame: ExceptionFrame) -> _Lines:
 def _stack_words(words: Sequence[StackWord]) -> _Lines:
     # two words a line, as crash's bt -f on a 64-bit kernel
     cells = [w.symbol or (f"[{w.slab_cache}]" if w.slab_cache else f"{w.value:016x}") for w in words]
-    return [Text(f"    {words[i].address:016x}: " + " ".join(f"{c:<16}" for c in cells[i:i + 2]).rstrip(),
-                 style="dim")
-            for i in range(0, len(words), 2)]
+    return [
+        Text(f"    {words[i].address:016x}: " + " ".join(f"{c:<16}" for c in cells[i : i + 2]).rstrip(), style="dim")
+        for i in range(0, len(words), 2)
+    ]
 
 
 def _sources(lines: Sequence[SourceLine], *, indent: int) -> _Lines:
-    return [Text(" " * indent + f"{s.function} at {s.file}:{s.line}" + (" (inlined)" if s.inlined else ""),
-                 style="cyan" if s.inlined else "dim") for s in lines]
+    return [
+        Text(
+            " " * indent + f"{s.function} at {s.file}:{s.line}" + (" (inlined)" if s.inlined else ""),
+            style="cyan" if s.inlined else "dim",
+        )
+        for s in lines
+    ]
 
 
 def _task_line(row: TaskRow) -> str:
-    return (f"PID: {row.pid:<7} TASK: {row.task:016x}  CPU: {row.cpu:<3} COMMAND: \"{visible(row.comm)}\"  "
-            f"STATE: {row.state}")
+    return (
+        f'PID: {row.pid:<7} TASK: {row.task:016x}  CPU: {row.cpu:<3} COMMAND: "{visible(row.comm)}"  STATE: {row.state}'
+    )
 
 
 def render_tasks(rows: Sequence[TaskRow], console: Console) -> None:
     """crash's ``ps``: ``>`` marks the tasks running on a CPU."""
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for name, justify in (("", "left"), ("PID", "right"), ("PPID", "right"), ("CPU", "right"), ("TASK", "left"),
-                          ("ST", "left"), ("COMM", "left")):
+    for name, justify in (
+        ("", "left"),
+        ("PID", "right"),
+        ("PPID", "right"),
+        ("CPU", "right"),
+        ("TASK", "left"),
+        ("ST", "left"),
+        ("COMM", "left"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for r in rows:
-        table.add_row(">" if r.active else "", str(r.pid), str(r.ppid), str(r.cpu), f"{r.task:016x}", r.state,
-                      escape(visible(r.comm)))
+        table.add_row(
+            ">" if r.active else "",
+            str(r.pid),
+            str(r.ppid),
+            str(r.cpu),
+            f"{r.task:016x}",
+            r.state,
+            escape(visible(r.comm)),
+        )
     console.print(table)
 
 
@@ -241,8 +313,15 @@ def _modules(rows: Sequence[ModuleRow]) -> Table:
     for name in ("NAME", "BASE", "SIZE", "TAINTS", "SYMBOLS", "BTF", "NOTE"):
         table.add_column(name, justify="right" if name in ("SIZE", "SYMBOLS", "BTF") else "left")
     for m in rows:
-        table.add_row(escape(m.name), f"{m.base:016x}", str(m.size), m.taints or "-", str(m.num_symbols),
-                      str(m.btf_size), escape(m.error or ""))
+        table.add_row(
+            escape(m.name),
+            f"{m.base:016x}",
+            str(m.size),
+            m.taints or "-",
+            str(m.num_symbols),
+            str(m.btf_size),
+            escape(m.error or ""),
+        )
     return table
 
 
@@ -261,17 +340,25 @@ def _log(lines: Sequence[LogLine], caller: bool) -> _Lines:
 
 
 def _context(ctx: CrashingContext) -> _Lines:
-    out: _Lines = [Text(f"CPU {ctx.cpu}  PID {ctx.pid}  COMM \"{visible(ctx.comm)}\"  TASK {ctx.task:016x}"),
-                   Text(f"RIP: {ctx.ip_text}   RSP: {ctx.sp:016x}   (registers from {ctx.registers_from})"),
-                   *_sources(ctx.ip_source, indent=2)]
+    out: _Lines = [
+        Text(f'CPU {ctx.cpu}  PID {ctx.pid}  COMM "{visible(ctx.comm)}"  TASK {ctx.task:016x}'),
+        Text(f"RIP: {ctx.ip_text}   RSP: {ctx.sp:016x}   (registers from {ctx.registers_from})"),
+        *_sources(ctx.ip_source, indent=2),
+    ]
     if ctx.snippet is not None:
-        out += [Text(f"  {'>' if n == ctx.snippet.line else ' '}{n:5d}  {visible(text)}",
-                     style="bold" if n == ctx.snippet.line else "dim")
-                for n, text in enumerate(ctx.snippet.lines, ctx.snippet.first)]
+        out += [
+            Text(
+                f"  {'>' if n == ctx.snippet.line else ' '}{n:5d}  {visible(text)}",
+                style="bold" if n == ctx.snippet.line else "dim",
+            )
+            for n, text in enumerate(ctx.snippet.lines, ctx.snippet.first)
+        ]
     regs = dict(ctx.registers)
     names = [n for n in _REG_ORDER if n in regs and n not in ("rip", "rsp")]
-    out += [Text("  " + "  ".join(f"{n.upper():>3}: {regs[n]:016x}" for n in names[i:i + 3]))
-            for i in range(0, len(names), 3)]
+    out += [
+        Text("  " + "  ".join(f"{n.upper():>3}: {regs[n]:016x}" for n in names[i : i + 3]))
+        for i in range(0, len(names), 3)
+    ]
     return out
 
 
@@ -282,8 +369,13 @@ def render_disassembly(dis: Disassembly, console: Console) -> None:
 
 def _disassembly(dis: Disassembly) -> _Lines:
     out: _Lines = [Text(f"{dis.function or 'unknown function'}, IP {dis.ip:016x}", style="dim")]
-    out += [Text(f"{'=> ' if i.faulting else '   '}{i.address:016x}  {i.hex:<22} {i.text}",
-                 style="bold yellow" if i.faulting else "") for i in dis.instructions]
+    out += [
+        Text(
+            f"{'=> ' if i.faulting else '   '}{i.address:016x}  {i.hex:<22} {i.text}",
+            style="bold yellow" if i.faulting else "",
+        )
+        for i in dis.instructions
+    ]
     if dis.error:
         out.append(Text(f" ({dis.error})", style="yellow"))
     return out
@@ -299,12 +391,23 @@ def render_memory(mem: MemorySummary, console: Console) -> None:
 
 
 def _memory(mem: MemorySummary) -> _Lines:
-    out = _pairs([("Total", _mb(mem.total_bytes)), ("Free", _mb(mem.free_bytes)),
-                  ("Page cache", _mb(mem.file_bytes)), ("Anonymous", _mb(mem.anon_bytes)),
-                  ("Slab reclaimable", _mb(mem.slab_reclaimable_bytes)),
-                  ("Slab unreclaimable", _mb(mem.slab_unreclaimable_bytes))])
-    table = Table(box=None, pad_edge=False, header_style="bold", title=f"Top slab caches (of {mem.slab_caches})",
-                  title_justify="left")
+    out = _pairs(
+        [
+            ("Total", _mb(mem.total_bytes)),
+            ("Free", _mb(mem.free_bytes)),
+            ("Page cache", _mb(mem.file_bytes)),
+            ("Anonymous", _mb(mem.anon_bytes)),
+            ("Slab reclaimable", _mb(mem.slab_reclaimable_bytes)),
+            ("Slab unreclaimable", _mb(mem.slab_unreclaimable_bytes)),
+        ]
+    )
+    table = Table(
+        box=None,
+        pad_edge=False,
+        header_style="bold",
+        title=f"Top slab caches (of {mem.slab_caches})",
+        title_justify="left",
+    )
     for name in ("NAME", "OBJSIZE", "OBJECTS", "SLABS", "TOTAL"):
         table.add_column(name, justify="left" if name == "NAME" else "right")
     for s in mem.top_slabs:
@@ -323,9 +426,8 @@ def render_regions(regions: TaskMemory, console: Console) -> None:
 def _regions(regions: TaskMemory) -> _Lines:
     out: _Lines = []
     if regions.kernel_thread:
-        out.append(Text(f"PID {regions.pid} \"{visible(regions.comm)}\" is a kernel thread: no user memory"))
-    out += [Text(f"{v.start:016x}-{v.end:016x} {v.perms} {v.offset:08x} {visible(v.backing)}")
-            for v in regions.regions]
+        out.append(Text(f'PID {regions.pid} "{visible(regions.comm)}" is a kernel thread: no user memory'))
+    out += [Text(f"{v.start:016x}-{v.end:016x} {v.perms} {v.offset:08x} {visible(v.backing)}") for v in regions.regions]
     if regions.truncated:
         out.append(Text(f" (walk stopped: {regions.truncated})", style="yellow"))
     return out
@@ -337,11 +439,16 @@ def render_dump(meta: DumpMetadata, console: Console) -> None:
 
 
 def _dump(meta: DumpMetadata) -> _Lines:
-    return _pairs([("File", meta.path), ("Format", f"{meta.format} ({', '.join(meta.codecs)})"),
-                   ("Dump level", "n/a" if meta.dump_level is None else str(meta.dump_level)),
-                   ("Size", f"{meta.size} bytes"), ("Collected", f"{_time(meta.collected)} ({meta.collected_from})"),
-                   ("Pages", f"{meta.pages_dumped} of {meta.pages_total}"
-                    + (" INCOMPLETE" if meta.incomplete else ""))])
+    return _pairs(
+        [
+            ("File", meta.path),
+            ("Format", f"{meta.format} ({', '.join(meta.codecs)})"),
+            ("Dump level", "n/a" if meta.dump_level is None else str(meta.dump_level)),
+            ("Size", f"{meta.size} bytes"),
+            ("Collected", f"{_time(meta.collected)} ({meta.collected_from})"),
+            ("Pages", f"{meta.pages_dumped} of {meta.pages_total}" + (" INCOMPLETE" if meta.incomplete else "")),
+        ]
+    )
 
 
 def _verdict(report: CrashReport) -> _Lines:
@@ -361,8 +468,14 @@ def render_report(report: CrashReport, console: Console, *, blocked_frames: int 
     """The whole report: verdict, system, crashing context, backtrace, disassembly, log tail, tasks
     by state, blocked tasks, modules and taints, memory, the crashing task's regions, the dump, notes."""
     gone = _unavailable(report)
-    out = [*_verdict(report), *_why(report.locks, blocked_frames), *_oops(report.oops), *_section("System"),
-           *gone("system"), *_system(report.system)]
+    out = [
+        *_verdict(report),
+        *_why(report.locks, blocked_frames),
+        *_oops(report.oops),
+        *_section("System"),
+        *gone("system"),
+        *_system(report.system),
+    ]
     if report.context is not None or gone("context"):
         out += [*_section("Crashing context"), *gone("context")]
         out += _context(report.context) if report.context is not None else []
@@ -371,11 +484,17 @@ def render_report(report: CrashReport, console: Console, *, blocked_frames: int 
     if report.disassembly is not None or gone("disassembly"):
         out += [*_section("Disassembly around the faulting IP"), *gone("disassembly")]
         out += _disassembly(report.disassembly) if report.disassembly is not None else []
-    out += [*_section(f"Log (last {len(report.log_tail)} lines)"), *gone("log"), *_log(report.log_tail, False),
-            *_tasks_sections(report, blocked_frames),
-            *_section(f"Modules: {len(report.modules)}  Tainted: {report.system.tainted.strip() or 'no'}"),
-            *gone("modules"), *(Text(f"  {t.letter}  {t.name}") for t in report.taints), _modules(report.modules),
-            *_memory_sections(report)]
+    out += [
+        *_section(f"Log (last {len(report.log_tail)} lines)"),
+        *gone("log"),
+        *_log(report.log_tail, False),
+        *_tasks_sections(report, blocked_frames),
+        *_section(f"Modules: {len(report.modules)}  Tainted: {report.system.tainted.strip() or 'no'}"),
+        *gone("modules"),
+        *(Text(f"  {t.letter}  {t.name}") for t in report.taints),
+        _modules(report.modules),
+        *_memory_sections(report),
+    ]
     if report.notes:
         out += [*_section("Notes"), *(Text(f"- {note}", style="yellow") for note in report.notes)]
     _print(console, out)
@@ -418,8 +537,9 @@ def _cpus(report: CrashReport, frames: int) -> _Lines:
 def _unavailable(report: CrashReport) -> Callable[[str], _Lines]:
     # The one-line notes of the sections that could not be read (a damaged dump).
     def lines(section: str) -> _Lines:
-        return [Text(f"  not available: {n.reason}", style="yellow")
-                for n in report.unavailable if n.section == section]
+        return [
+            Text(f"  not available: {n.reason}", style="yellow") for n in report.unavailable if n.section == section
+        ]
 
     return lines
 
@@ -442,8 +562,10 @@ def _memory_sections(report: CrashReport) -> _Lines:
     if report.memory is not None or gone("memory"):
         out += [*_section("Memory"), *gone("memory"), *(_memory(report.memory) if report.memory else [])]
     if report.regions is not None:
-        out += [*_section(f"Memory regions of PID {report.regions.pid}: {len(report.regions.regions)}"),
-                *_regions(report.regions)]
+        out += [
+            *_section(f"Memory regions of PID {report.regions.pid}: {len(report.regions.regions)}"),
+            *_regions(report.regions),
+        ]
     if report.dump is not None:
         out += [*_section("Dump"), *_dump(report.dump)]
     return out

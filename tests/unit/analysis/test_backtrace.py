@@ -15,7 +15,7 @@ from kcrash.analysis import backtrace
 from kcrash.analysis.backtrace import BacktraceOptions, frame_details, stack_mark
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.memory import MemoryReader, SegmentMap
-from kcrash.report.model import FrameDetail
+from kcrash.model import FrameDetail
 from kcrash.types.program import Program
 from kcrash.unwind import Frame, Registers, Trace
 from kcrash.unwind.frame import PT_REGS_NAMES
@@ -36,23 +36,26 @@ class _Stack:
     written), one unreadable hole in the task stack, and two text symbols."""
 
     def __init__(self) -> None:
-        self.data = {IRQ: bytearray(struct.pack(f"<{IRQ_SIZE // 8}Q", *range(IRQ, IRQ + IRQ_SIZE, 8))),
-                     TASK: bytearray(struct.pack(f"<{TASK_SIZE // 8}Q", *range(TASK, TASK + TASK_SIZE, 8)))}
+        self.data = {
+            IRQ: bytearray(struct.pack(f"<{IRQ_SIZE // 8}Q", *range(IRQ, IRQ + IRQ_SIZE, 8))),
+            TASK: bytearray(struct.pack(f"<{TASK_SIZE // 8}Q", *range(TASK, TASK + TASK_SIZE, 8))),
+        }
         segments = SegmentMap()
         segments.add_segment(IRQ, IRQ_SIZE, self._reader(IRQ), physical=False)
         # [TASK + 0x180, TASK + 0x190) is missing
         segments.add_segment(TASK, 0x180, self._reader(TASK), physical=False)
         segments.add_segment(TASK + 0x190, TASK_SIZE - 0x190, self._reader(TASK), physical=False)
-        symbols = SymbolTable(["_stext", "do_work", "handler", "_etext"], [TEXT, TEXT + 0x100, TEXT + 0x200,
-                                                                          TEXT + 0x300], "TTTT")
+        symbols = SymbolTable(
+            ["_stext", "do_work", "handler", "_etext"], [TEXT, TEXT + 0x100, TEXT + 0x200, TEXT + 0x300], "TTTT"
+        )
         self.prog = Program(MemoryReader(segments), symbols)
 
     def _reader(self, base: int) -> Callable[[int, int], bytes]:
-        return lambda address, size: bytes(self.data[base][address - base:address - base + size])
+        return lambda address, size: bytes(self.data[base][address - base : address - base + size])
 
     def put(self, address: int, *values: int) -> None:
         base = IRQ if IRQ <= address < IRQ + IRQ_SIZE else TASK
-        self.data[base][address - base:address - base + 8 * len(values)] = struct.pack(f"<{len(values)}Q", *values)
+        self.data[base][address - base : address - base + 8 * len(values)] = struct.pack(f"<{len(values)}Q", *values)
 
 
 def _pt_regs(**values: int) -> Registers:
@@ -63,13 +66,25 @@ def _pt_regs(**values: int) -> Registers:
 def _trace(user_regs_address: int | None = None) -> Trace:
     # 0, 1 on the IRQ stack; 2 on the task stack; 3 interrupted there (its pt_regs at TASK + 0x30)
     regs = _pt_regs(rip=TEXT + 0x105, rsp=TASK + 0x30 + 168, rax=0x2A)
-    return Trace((
-        Frame(TEXT + 0x210, IRQ + 0x08, True, Registers.from_mapping({"rip": TEXT + 0x210, "rsp": IRQ + 8}), "regs",
-              None, IRQ_STACK),
-        Frame(TEXT + 0x220, IRQ + 0x20, True, None, "call", None, IRQ_STACK),
-        Frame(TEXT + 0x230, TASK + 0x10, True, None, "call", None, TASK_STACK),
-        Frame(TEXT + 0x105, TASK + 0x30 + 168, True, regs, "regs", TASK + 0x30, TASK_STACK),
-    ), None, _pt_regs(cs=0x33) if user_regs_address else None, user_regs_address)
+    return Trace(
+        (
+            Frame(
+                TEXT + 0x210,
+                IRQ + 0x08,
+                True,
+                Registers.from_mapping({"rip": TEXT + 0x210, "rsp": IRQ + 8}),
+                "regs",
+                None,
+                IRQ_STACK,
+            ),
+            Frame(TEXT + 0x220, IRQ + 0x20, True, None, "call", None, IRQ_STACK),
+            Frame(TEXT + 0x230, TASK + 0x10, True, None, "call", None, TASK_STACK),
+            Frame(TEXT + 0x105, TASK + 0x30 + 168, True, regs, "regs", TASK + 0x30, TASK_STACK),
+        ),
+        None,
+        _pt_regs(cs=0x33) if user_regs_address else None,
+        user_regs_address,
+    )
 
 
 def _addresses(detail: FrameDetail) -> list[int]:
@@ -101,8 +116,13 @@ def test_exception_frames_and_the_irq_stack_mark() -> None:
 
 
 def test_unreadable_words_are_left_out() -> None:
-    trace = Trace((Frame(TEXT + 0x210, TASK + 0x170, True, None, "regs", None, TASK_STACK),
-                   Frame(TEXT + 0x220, TASK + 0x1A8, True, None, "call", None, TASK_STACK)), None)
+    trace = Trace(
+        (
+            Frame(TEXT + 0x210, TASK + 0x170, True, None, "regs", None, TASK_STACK),
+            Frame(TEXT + 0x220, TASK + 0x1A8, True, None, "call", None, TASK_STACK),
+        ),
+        None,
+    )
     words = frame_details(_Stack().prog, trace, WORDS)[0].words
     assert [w.address for w in words] == [TASK + 0x170, TASK + 0x178, TASK + 0x190, TASK + 0x198]
 
@@ -117,6 +137,7 @@ def test_symbolic_words_name_symbols_and_slab_objects(monkeypatch: pytest.Monkey
         def name(value: int) -> str | None:
             seen.append(value)
             return "kmalloc-64" if value == SLAB + 0x48 else None
+
         return name
 
     monkeypatch.setattr(backtrace, "_slab_cache_namer", namer)
@@ -129,8 +150,17 @@ def test_symbolic_words_name_symbols_and_slab_objects(monkeypatch: pytest.Monkey
     assert 0x7FFF0000 not in seen and TEXT + 0x20A not in seen  # symbols first; slabs only for the rest
 
 
-@pytest.mark.parametrize(("name", "mark"), [("IRQ 1", "IRQ stack"), ("NMI 0", "NMI exception stack"),
-                                            ("DF 1", "DOUBLEFAULT exception stack"), ("DB 0", "DEBUG exception stack"),
-                                            ("MCE 0", "MCE exception stack"), ("task 7", None), (None, None)])
+@pytest.mark.parametrize(
+    ("name", "mark"),
+    [
+        ("IRQ 1", "IRQ stack"),
+        ("NMI 0", "NMI exception stack"),
+        ("DF 1", "DOUBLEFAULT exception stack"),
+        ("DB 0", "DEBUG exception stack"),
+        ("MCE 0", "MCE exception stack"),
+        ("task 7", None),
+        (None, None),
+    ],
+)
 def test_stack_marks_are_crashs(name: str | None, mark: str | None) -> None:
     assert stack_mark(name) == mark

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from kcrash import model
 from kcrash.analysis import cpu_traces
 from kcrash.errors import FaultError
-from kcrash.report import model
 
 TASKS = {0: 0xFFFF888000000000, 1: 0xFFFF888000001000, 2: 0xFFFF888000002000}  # cpu_curr of each CPU
 
@@ -50,7 +50,10 @@ def stubs(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 def test_panic_cpu_first_and_a_cpu_without_a_note_from_its_saved_context(stubs: dict[str, Any]) -> None:
     cpus = cpu_traces.every_cpu_backtrace(object(), 1)  # type: ignore[arg-type]
     assert [(c.cpu, c.panic, c.registers_from) for c in cpus] == [
-        (1, True, "NT_PRSTATUS"), (0, False, "NT_PRSTATUS"), (2, False, "saved")]
+        (1, True, "NT_PRSTATUS"),
+        (0, False, "NT_PRSTATUS"),
+        (2, False, "saved"),
+    ]
     assert [c.trace.frames[0].text for c in cpus] == ["regs1", "regs0", f"saved{TASKS[2]:x}"]
     assert cpus[2].task == _row(2) and stubs["saved"] == [TASKS[2]]
 
@@ -69,8 +72,9 @@ def test_unreadable_cpu_curr_is_a_row_saying_so(stubs: dict[str, Any], monkeypat
     assert last.trace.frames == () and last.trace.truncated and "no registers" in last.trace.truncated
 
 
-def test_possible_cpus_without_the_mask_are_the_cpus_with_notes(stubs: dict[str, Any],
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_possible_cpus_without_the_mask_are_the_cpus_with_notes(
+    stubs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     def missing(prog: object) -> object:
         raise FaultError(0)
 

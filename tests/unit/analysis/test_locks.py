@@ -8,37 +8,55 @@ from types import SimpleNamespace
 
 import pytest
 
+from kcrash import model
 from kcrash.analysis import locks
 from kcrash.analysis.locks import _wait_kind, _with_chains, find_deadlocks, is_hang, why_it_hung
-from kcrash.report import model
 from support.lock_kernel import THREAD_SIZE, LockKernel
 
 
 def _row(pid: int, comm: str, state: str = "D") -> model.TaskRow:
-    return model.TaskRow(pid=pid, ppid=2, tgid=pid, cpu=0, task=0xFFFF888000000000 + pid * 0x1000, state=state,
-                         comm=comm, active=False)
+    return model.TaskRow(
+        pid=pid, ppid=2, tgid=pid, cpu=0, task=0xFFFF888000000000 + pid * 0x1000, state=state, comm=comm, active=False
+    )
 
 
 def _frames(*names: str) -> tuple[model.Frame, ...]:
-    return tuple(model.Frame(i, 0xFFFFFFFF81000000 + i, 0, n, 0x10, None, f"{n}+0x10/0x40", True, "call")
-                 for i, n in enumerate(names))
+    return tuple(
+        model.Frame(i, 0xFFFFFFFF81000000 + i, 0, n, 0x10, None, f"{n}+0x10/0x40", True, "call")
+        for i, n in enumerate(names)
+    )
 
 
-def _wait(task: model.TaskRow, owner: model.TaskRow | None, lock: int, symbol: str, kind: str = "mutex"
-          ) -> model.LockWait:
-    return model.LockWait(task, kind, lock, symbol, None, None, (task.pid,), owner, None, (), "__mutex_lock",
-                          model.Trace((), None))
+def _wait(
+    task: model.TaskRow, owner: model.TaskRow | None, lock: int, symbol: str, kind: str = "mutex"
+) -> model.LockWait:
+    return model.LockWait(
+        task, kind, lock, symbol, None, None, (task.pid,), owner, None, (), "__mutex_lock", model.Trace((), None)
+    )
 
 
-@pytest.mark.parametrize(("names", "kind"), [
-    (("__schedule", "schedule", "schedule_preempt_disabled", "__mutex_lock.constprop.0", "f"), "mutex"),
-    (("__schedule", "schedule", "rwsem_down_read_slowpath", "down_read_killable", "f"), "rwsem"),
-    (("__schedule", "schedule_timeout", "__down_common", "down_killable", "f"), "semaphore"),
-    (("__schedule", "schedule_timeout", "__wait_for_common", "wait_for_completion_killable", "f"), "completion"),
-    (("__schedule", "schedule_timeout", "__wait_for_common", "wait_for_completion", "__wait_rcu_gp",
-      "synchronize_rcu", "f"), "rcu"),
-    (("__schedule", "io_schedule", "folio_wait_bit_common", "filemap_fault"), "page"),
-])
+@pytest.mark.parametrize(
+    ("names", "kind"),
+    [
+        (("__schedule", "schedule", "schedule_preempt_disabled", "__mutex_lock.constprop.0", "f"), "mutex"),
+        (("__schedule", "schedule", "rwsem_down_read_slowpath", "down_read_killable", "f"), "rwsem"),
+        (("__schedule", "schedule_timeout", "__down_common", "down_killable", "f"), "semaphore"),
+        (("__schedule", "schedule_timeout", "__wait_for_common", "wait_for_completion_killable", "f"), "completion"),
+        (
+            (
+                "__schedule",
+                "schedule_timeout",
+                "__wait_for_common",
+                "wait_for_completion",
+                "__wait_rcu_gp",
+                "synchronize_rcu",
+                "f",
+            ),
+            "rcu",
+        ),
+        (("__schedule", "io_schedule", "folio_wait_bit_common", "filemap_fault"), "page"),
+    ],
+)
 def test_wait_kind_from_frames(names: tuple[str, ...], kind: str) -> None:
     found = _wait_kind(_frames(*names))
     assert found is not None and found[0] == kind
@@ -59,8 +77,10 @@ def test_abba_cycle_is_one_deadlock_starting_at_the_lowest_pid() -> None:
     chained = {w.task.pid: w.chain for w in _with_chains(waits)}
     assert chained == {175: (175, 174, 175), 174: (174, 175, 174), 200: (200, 146)}
     why = why_it_hung(deadlocks, (), waits)
-    assert why[0] == ("AB-BA deadlock: a (pid 174) waits for mutex mutex_b held by b (pid 175); "
-                      "b (pid 175) waits for mutex mutex_a held by a (pid 174)")
+    assert why[0] == (
+        "AB-BA deadlock: a (pid 174) waits for mutex mutex_b held by b (pid 175); "
+        "b (pid 175) waits for mutex mutex_a held by a (pid 174)"
+    )
     assert why[1:] == ("c (pid 200) [D] waits for mutex held, held by holder (pid 146)",)
 
 
@@ -74,28 +94,43 @@ def test_three_task_cycle_and_a_chain_into_it() -> None:
 
 
 def test_lockup_sentences() -> None:
-    spin = model.Lockup(1, _row(1, "init", "R"), "spinlock", "native_queued_spin_lock_slowpath", 0xFFFFFFFFC021C968,
-                        "kcrash_test_lock", None, "a qspinlock records no holder", model.Trace((), None))
-    busy = model.Lockup(0, _row(1, "init", "R"), "busy", "kcrash_test_do_softlockup", None, None, None, None,
-                        model.Trace((), None))
+    spin = model.Lockup(
+        1,
+        _row(1, "init", "R"),
+        "spinlock",
+        "native_queued_spin_lock_slowpath",
+        0xFFFFFFFFC021C968,
+        "kcrash_test_lock",
+        None,
+        "a qspinlock records no holder",
+        model.Trace((), None),
+    )
+    busy = model.Lockup(
+        0, _row(1, "init", "R"), "busy", "kcrash_test_do_softlockup", None, None, None, None, model.Trace((), None)
+    )
     assert why_it_hung((), (spin, busy), ()) == (
         "CPU 1, init (pid 1), spins on spinlock kcrash_test_lock in native_queued_spin_lock_slowpath; "
         "holder: a qspinlock records no holder",
-        "CPU 0, init (pid 1), is stuck in kcrash_test_do_softlockup")
+        "CPU 0, init (pid 1), is stuck in kcrash_test_do_softlockup",
+    )
 
 
-@pytest.mark.parametrize(("message", "hang"), [
-    ("Kernel panic - not syncing: hung_task: blocked tasks", True),
-    ("Kernel panic - not syncing: softlockup: hung tasks", True),
-    ("Kernel panic - not syncing: Hard LOCKUP", True),
-    ("Kernel panic - not syncing: Fatal exception", False),
-    (None, False),
-])
+@pytest.mark.parametrize(
+    ("message", "hang"),
+    [
+        ("Kernel panic - not syncing: hung_task: blocked tasks", True),
+        ("Kernel panic - not syncing: softlockup: hung tasks", True),
+        ("Kernel panic - not syncing: Hard LOCKUP", True),
+        ("Kernel panic - not syncing: Fatal exception", False),
+        (None, False),
+    ],
+)
 def test_is_hang(message: str | None, hang: bool) -> None:
     assert is_hang(message) is hang
 
 
 # -- lock_waits on a synthetic kernel (tests/support/lock_kernel.py), the stacks given as traces ---------------
+
 
 def _synthetic(monkeypatch: pytest.MonkeyPatch, first_waiter: bool = False) -> LockKernel:
     k = LockKernel(first_waiter=first_waiter)
@@ -104,11 +139,14 @@ def _synthetic(monkeypatch: pytest.MonkeyPatch, first_waiter: bool = False) -> L
     return k
 
 
-def _blocked(k: LockKernel, task: int, pid: int, comm: str, *names: str, state: str = "D") -> tuple[model.TaskRow,
-                                                                                                 model.Trace]:
+def _blocked(
+    k: LockKernel, task: int, pid: int, comm: str, *names: str, state: str = "D"
+) -> tuple[model.TaskRow, model.Trace]:
     row = model.TaskRow(pid, 2, pid, 0, task, state, comm, False)
-    frames = tuple(model.Frame(i, 0xFFFFFFFF81000000, k.stack_of(task)[0] + 0x100, n, 0, None, n, True, "call")
-                   for i, n in enumerate(names))
+    frames = tuple(
+        model.Frame(i, 0xFFFFFFFF81000000, k.stack_of(task)[0] + 0x100, n, 0, None, n, True, "call")
+        for i, n in enumerate(names)
+    )
     return row, model.Trace(frames, None)
 
 
@@ -121,9 +159,12 @@ def test_lock_waits_find_an_abba_deadlock_on_synthetic_stacks(monkeypatch: pytes
     mutex_b = k.lock("mutex", [a], owner=b | 1)  # a waits for b's mutex (a flag bit set)
     mutex_a = k.lock("mutex", [b], owner=a)
     sem = k.lock("semaphore", [w])
-    rows_traces = [_blocked(k, a, 174, "a", *MUTEX_FRAMES), _blocked(k, b, 175, "b", *MUTEX_FRAMES),
-                   _blocked(k, w, 149, "w", "__schedule", "schedule_timeout", "__down_common", "down", "f"),
-                   _blocked(k, holder, 146, "holder", "__schedule", "schedule_timeout", "f", state="S")]
+    rows_traces = [
+        _blocked(k, a, 174, "a", *MUTEX_FRAMES),
+        _blocked(k, b, 175, "b", *MUTEX_FRAMES),
+        _blocked(k, w, 149, "w", "__schedule", "schedule_timeout", "__down_common", "down", "f"),
+        _blocked(k, holder, 146, "holder", "__schedule", "schedule_timeout", "f", state="S"),
+    ]
     rows = [r for r, _ in rows_traces]
     waits = {x.task.pid: x for x in locks.lock_waits(k.prog, rows, {r.task: t for r, t in rows_traces})}
     assert sorted(waits) == [149, 174, 175]  # a sleeping task waiting on no lock is not a wait

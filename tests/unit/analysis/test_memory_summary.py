@@ -11,7 +11,7 @@ import time
 from kcrash.analysis.memory_summary import memory_summary, slab_cache, slab_caches
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.memory import MemoryReader
-from kcrash.report.model import SlabCache
+from kcrash.model import SlabCache
 from kcrash.types.btf import parse_btf
 from kcrash.types.btf_write import BtfWriter
 from kcrash.types.object import Object
@@ -48,15 +48,31 @@ class Kernel(SyntheticMemory):
         lp = w.add_ptr(w.next_id + 1)
         lh = w.add_struct("list_head", 16, [("next", lp, 0, 0), ("prev", lp, 64, 0)])
         oo = w.add_struct("kmem_cache_order_objects", 4, [("x", u, 0, 0)])
-        node = w.add_struct("kmem_cache_node", NODE_SIZE, [("nr_partial", lg, 0, 0), ("nr_slabs", atomic, 64, 0),
-                                                          ("total_objects", atomic, 128, 0)])
+        node = w.add_struct(
+            "kmem_cache_node",
+            NODE_SIZE,
+            [("nr_partial", lg, 0, 0), ("nr_slabs", atomic, 64, 0), ("total_objects", atomic, 128, 0)],
+        )
         nodes = w.add_array(w.add_ptr(node), 2, i)
-        w.add_struct("kmem_cache", CACHE_SIZE, [
-            ("object_size", u, 0, 0), ("oo", oo, 32, 0), ("name", w.add_ptr(w.add_qualifier("CONST", c)), 64, 0),
-            ("list", lh, 128, 0), ("size", u, 256, 0), ("offset", u, 288, 0), ("node", nodes, 512, 0)])
+        w.add_struct(
+            "kmem_cache",
+            CACHE_SIZE,
+            [
+                ("object_size", u, 0, 0),
+                ("oo", oo, 32, 0),
+                ("name", w.add_ptr(w.add_qualifier("CONST", c)), 64, 0),
+                ("list", lh, 128, 0),
+                ("size", u, 256, 0),
+                ("offset", u, 288, 0),
+                ("node", nodes, 512, 0),
+            ],
+        )
         w.add_enum("zone_stat_item", 4, [("NR_FREE_PAGES", 0), ("NR_ZONE_LRU_BASE", 1)])
-        w.add_enum("node_stat_item", 4, [("NR_FILE_PAGES", 1), ("NR_ANON_MAPPED", 2), ("NR_SLAB_RECLAIMABLE_B", 3),
-                                         ("NR_SLAB_UNRECLAIMABLE_B", 4)])
+        w.add_enum(
+            "node_stat_item",
+            4,
+            [("NR_FILE_PAGES", 1), ("NR_ANON_MAPPED", 2), ("NR_SLAB_RECLAIMABLE_B", 3), ("NR_SLAB_UNRECLAIMABLE_B", 4)],
+        )
         super().__init__({BASE: END - BASE})
         self.memory = self.regions[BASE]
         segments = self.segments()
@@ -98,11 +114,18 @@ def test_slab_counts_sum_the_nodes_and_sort_by_size() -> None:
     summary = memory_summary(k.prog, top=2)
     assert summary.slab_caches == 3 and summary.error is None
     # task_struct: 2 slabs of 8 pages; dentry: 5 slabs of 1 page; kmalloc-64: 4 slabs of 1 page
-    assert summary.top_slabs == (SlabCache("task_struct", 9792, 6, 2, 2 * 8 * 4096),
-                                 SlabCache("dentry", 192, 105, 5, 5 * 4096))
-    assert (summary.total_bytes, summary.free_bytes, summary.file_bytes, summary.anon_bytes,
-            summary.slab_reclaimable_bytes, summary.slab_unreclaimable_bytes) == \
-        (1000 * 4096, 200 * 4096, 300 * 4096, 40 * 4096, 10 * 4096, 20 * 4096)
+    assert summary.top_slabs == (
+        SlabCache("task_struct", 9792, 6, 2, 2 * 8 * 4096),
+        SlabCache("dentry", 192, 105, 5, 5 * 4096),
+    )
+    assert (
+        summary.total_bytes,
+        summary.free_bytes,
+        summary.file_bytes,
+        summary.anon_bytes,
+        summary.slab_reclaimable_bytes,
+        summary.slab_unreclaimable_bytes,
+    ) == (1000 * 4096, 200 * 4096, 300 * 4096, 40 * 4096, 10 * 4096, 20 * 4096)
     one = Object(k.prog, k.prog.pointer_type("struct kmem_cache"), k.caches[0])
     assert slab_cache(k.prog, one) == SlabCache("kmalloc-64", 64, 256, 4, 4 * 4096)
 

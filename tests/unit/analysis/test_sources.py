@@ -9,15 +9,17 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from kcrash import model
 from kcrash.analysis.sources import SNIPPET_NOTE, annotate_disassembly, find_snippet, log_source_line_or_none
 from kcrash.debuginfo.symbolizer import SourceLocation
 from kcrash.errors import KcrashError
-from kcrash.report import model
 
 TEXT = 0xFFFFFFFF81000000
 ANSWERS = {
-    TEXT + 0x10: (SourceLocation("get_current", "arch/x86/include/asm/current.h", 47, inlined=True),
-                  SourceLocation("vfs_write", "fs/read_write.c", 688)),
+    TEXT + 0x10: (
+        SourceLocation("get_current", "arch/x86/include/asm/current.h", 47, inlined=True),
+        SourceLocation("vfs_write", "fs/read_write.c", 688),
+    ),
     TEXT + 0x18: (SourceLocation("vfs_write", "fs/read_write.c", 681),),
 }
 
@@ -38,18 +40,26 @@ class _Symbolizer:
 
 
 def _dis() -> model.Disassembly:
-    return model.Disassembly(TEXT + 0x18, "vfs_write", (
-        model.Instruction(TEXT + 0x10, "65488b3c25", "mov r15, qword ptr gs:[...]", False),
-        model.Instruction(TEXT + 0x18, "e800000000", "call x", True),
-        model.Instruction(TEXT + 0x1000, "90", "nop", False)), None)  # past the covered text
+    return model.Disassembly(
+        TEXT + 0x18,
+        "vfs_write",
+        (
+            model.Instruction(TEXT + 0x10, "65488b3c25", "mov r15, qword ptr gs:[...]", False),
+            model.Instruction(TEXT + 0x18, "e800000000", "call x", True),
+            model.Instruction(TEXT + 0x1000, "90", "nop", False),
+        ),
+        None,
+    )  # past the covered text
 
 
 def test_instructions_get_their_inline_chain_where_covered() -> None:
     symbolizer = _Symbolizer()
     dis = annotate_disassembly(_dis(), symbolizer)  # type: ignore[arg-type]
     first, at, outside = dis.instructions
-    assert first.source == (model.SourceLine("get_current", "arch/x86/include/asm/current.h", 47, True),
-                            model.SourceLine("vfs_write", "fs/read_write.c", 688, False))
+    assert first.source == (
+        model.SourceLine("get_current", "arch/x86/include/asm/current.h", 47, True),
+        model.SourceLine("vfs_write", "fs/read_write.c", 688, False),
+    )
     assert at.source == (model.SourceLine("vfs_write", "fs/read_write.c", 681, False),)
     assert outside.source == () and symbolizer.asked == [TEXT + 0x10, TEXT + 0x18]
     assert [i.text for i in dis.instructions] == [i.text for i in _dis().instructions]
@@ -65,14 +75,18 @@ _BUILD = "/nonexistent/kmod/6.12.118+deb12-amd64-x.build"
 _SOURCE = "".join(f"line {n}\n" for n in range(1, 21)).replace("line 12\n", "\tBUG();\n")
 
 
-def _ctx(ip_text: str = "kcrash_test_do_bug+0x9/0x10 [kcrash_test]",
-         ip_source: tuple[model.SourceLine, ...] = ()) -> model.CrashingContext:
+def _ctx(
+    ip_text: str = "kcrash_test_do_bug+0x9/0x10 [kcrash_test]", ip_source: tuple[model.SourceLine, ...] = ()
+) -> model.CrashingContext:
     return model.CrashingContext(1, 1, "init", 0, 0xFFFFFFFFC02BC589, ip_text, 0, (), "pt_regs", ip_source)
 
 
 def _oops(rip: str = "kcrash_test_do_bug+0x9/0x10 [kcrash_test]") -> model.OopsHeader:
-    texts = [f"kernel BUG at {_BUILD}/kcrash_test.c:12!", "Oops: invalid opcode: 0000 [#1] PREEMPT SMP NOPTI",
-             f"RIP: 0010:{rip}"]
+    texts = [
+        f"kernel BUG at {_BUILD}/kcrash_test.c:12!",
+        "Oops: invalid opcode: 0000 [#1] PREEMPT SMP NOPTI",
+        f"RIP: 0010:{rip}",
+    ]
     return model.OopsHeader(tuple(model.LogLine(i, 0, None, t) for i, t in enumerate(texts)), None, 0, 2)
 
 
@@ -96,8 +110,11 @@ def test_an_oops_of_another_ip_names_no_file() -> None:
     assert log_source_line_or_none(_ctx(), _oops("other_function+0x9/0x10")) is None
     assert log_source_line_or_none(_ctx(), None) is None
     line = log_source_line_or_none(_ctx(), _oops())
-    assert line is not None and (line.function, line.file, line.line) == ("kcrash_test_do_bug",
-                                                                          f"{_BUILD}/kcrash_test.c", 12)
+    assert line is not None and (line.function, line.file, line.line) == (
+        "kcrash_test_do_bug",
+        f"{_BUILD}/kcrash_test.c",
+        12,
+    )
 
 
 def test_the_reason_says_what_was_looked_for_and_where(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from kcrash.analysis import tasks
 from kcrash.errors import TypeLookupError, ValidationError
-from kcrash.report.model import TaskRow
+from kcrash.model import TaskRow
 from support.wait_kernel import INIT_TASK, TEXT, Kernel
 
 
@@ -24,10 +24,16 @@ def test_wait_queue_by_type_and_by_entries() -> None:
     typed = tasks.wait_queue(k.prog, wq, k.prog.type("wait_queue_head_t"))
     told = tasks.wait_queue(k.prog, wq)
     assert (typed.kind, typed.decided_by, told.kind, told.decided_by) == (
-        "wait_queue_head", "type", "wait_queue_head", "entries")
+        "wait_queue_head",
+        "type",
+        "wait_queue_head",
+        "entries",
+    )
     assert typed.waiters == told.waiters
     assert [(w.task, w.pid, w.comm, w.func) for w in told.waiters] == [
-        (sh, 7, "sh", "default_wake_function"), (init, 1, "init", "autoremove_wake_function")]
+        (sh, 7, "sh", "default_wake_function"),
+        (init, 1, "init", "autoremove_wake_function"),
+    ]
     swq = k.swait_queue([kthreadd])
     found = tasks.wait_queue(k.prog, swq)
     assert (found.kind, [(w.pid, w.func) for w in found.waiters]) == ("swait_queue_head", [(2, None)])
@@ -41,7 +47,11 @@ def test_a_completion_is_its_simple_wait_queue() -> None:
     # untyped: the list at comp (done, lock) is no ring; the completion's wait is taken instead
     untyped = tasks.wait_queue(k.prog, comp)
     assert (untyped.address, untyped.kind, untyped.decided_by, [w.comm for w in untyped.waiters]) == (
-        comp + 8, "swait_queue_head", "entries", ["sh"])
+        comp + 8,
+        "swait_queue_head",
+        "entries",
+        ["sh"],
+    )
 
 
 def test_private_that_is_no_task_and_non_queues() -> None:
@@ -80,7 +90,11 @@ def test_task_members() -> None:
     k, _, _, sh = _kernel()
     found = tasks.task_members(k.obj(sh), ["pid", "comm", "prio", "sched_info.last_arrival", "sched_info"])
     assert [(m.name, m.text, m.value) for m in found[:4]] == [
-        ("pid", "7", 7), ("comm", '"sh"', "sh"), ("prio", "100", 100), ("sched_info.last_arrival", "999", 999)]
+        ("pid", "7", 7),
+        ("comm", '"sh"', "sh"),
+        ("prio", "100", 100),
+        ("sched_info.last_arrival", "999", 999),
+    ]
     assert found[4].value == {"last_arrival": 999} and ".last_arrival = 999," in found[4].text
     assert tasks.task_members(k.obj(sh), ["prio"], radix=16)[0].text == "0x64"
     (whole,) = tasks.task_members(k.obj(sh))
@@ -107,7 +121,9 @@ def test_times() -> None:
     rows = [TaskRow(1, 0, 1, 0, init, "R", "init", False), TaskRow(7, 1, 7, 0, sh, "D", "sh", False)]
     got = tasks.task_times(k.prog, rows)
     assert [(t.start_time, t.start_boottime, t.utime, t.stime, t.last_arrival) for t in got] == [
-        (10, 11, 12, 13, 14), (100, 150, 1, 2, 999)]
+        (10, 11, 12, 13, 14),
+        (100, 150, 1, 2, 999),
+    ]
     assert all(t.run_time is None for t in got)  # no timekeeper in this kernel
 
 
@@ -120,8 +136,15 @@ def test_parse_states() -> None:
 
 def test_select_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
     k, init, kthreadd, sh = _kernel()
-    rows = tuple(TaskRow(p, 0, p, 0, a, s, c, False) for p, a, s, c in (
-        (0, INIT_TASK, "R", "swapper/0"), (1, init, "S", "init"), (2, kthreadd, "S", "kthreadd"), (7, sh, "D", "sh")))
+    rows = tuple(
+        TaskRow(p, 0, p, 0, a, s, c, False)
+        for p, a, s, c in (
+            (0, INIT_TASK, "R", "swapper/0"),
+            (1, init, "S", "init"),
+            (2, kthreadd, "S", "kthreadd"),
+            (7, sh, "D", "sh"),
+        )
+    )
     monkeypatch.setattr(tasks.triage, "task_rows", lambda prog: (rows, None))
 
     def pids(**kw: object) -> list[int]:

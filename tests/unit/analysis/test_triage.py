@@ -10,7 +10,7 @@ import pytest
 from kcrash.analysis.triage import blocked_function, interrupted_function, panic_caller, task_row, verdict
 from kcrash.errors import FaultError
 from kcrash.helpers.linux.printk import PrintkRecord
-from kcrash.report.model import Frame, TaskRow, TaskTrace, Trace
+from kcrash.model import Frame, TaskRow, TaskTrace, Trace
 from support.task_kernel import END, Kernel
 
 
@@ -20,22 +20,43 @@ def _frames(*spec: str) -> tuple[Frame, ...]:
     for i, text in enumerate(spec):
         name = text.strip("!?")
         kind = "regs" if text.endswith("!") or i == 0 else ("scan" if text.startswith("?") else "call")
-        out.append(Frame(i, 0x1000 + i, 0x2000 + i, name, 4, None, f"{name}+0x4/0x10", not text.startswith("?"),
-                         kind))
+        out.append(Frame(i, 0x1000 + i, 0x2000 + i, name, 4, None, f"{name}+0x4/0x10", not text.startswith("?"), kind))
     return tuple(out)
 
 
 PANIC_TOP = ("pvpanic_send_event!", "pvpanic_panic_notify", "notifier_call_chain", "panic")
-OOPS = _frames(*PANIC_TOP, "oops_end", "do_trap", "exc_invalid_op", "asm_exc_invalid_op", "kcrash_test_do_bug!",
-               "kcrash_test_level2", "vfs_write")
-SPIN = _frames(*PANIC_TOP, "watchdog_timer_fn", "hrtimer_interrupt", "asm_sysvec_apic_timer_interrupt",
-               "native_queued_spin_lock_slowpath!", "_raw_spin_lock", "kcrash_test_do_spinlockup", "vfs_write")
-NMI = _frames(*PANIC_TOP, "nmi_panic", "unknown_nmi_error", "exc_nmi", "end_repeat_nmi", "default_idle!",
-              "do_idle")
+OOPS = _frames(
+    *PANIC_TOP,
+    "oops_end",
+    "do_trap",
+    "exc_invalid_op",
+    "asm_exc_invalid_op",
+    "kcrash_test_do_bug!",
+    "kcrash_test_level2",
+    "vfs_write",
+)
+SPIN = _frames(
+    *PANIC_TOP,
+    "watchdog_timer_fn",
+    "hrtimer_interrupt",
+    "asm_sysvec_apic_timer_interrupt",
+    "native_queued_spin_lock_slowpath!",
+    "_raw_spin_lock",
+    "kcrash_test_do_spinlockup",
+    "vfs_write",
+)
+NMI = _frames(*PANIC_TOP, "nmi_panic", "unknown_nmi_error", "exc_nmi", "end_repeat_nmi", "default_idle!", "do_idle")
 SYSRQ = _frames(*PANIC_TOP, "sysrq_handle_crash", "__handle_sysrq", "write_sysrq_trigger")
 HUNG = _frames(*PANIC_TOP, "watchdog", "kthread", "ret_from_fork")
-SLEEPER = _frames("__schedule", "schedule", "schedule_preempt_disabled", "__mutex_lock.constprop.0",
-                  "?__pfx_kcrash_test_abba_thread_b", "kcrash_test_abba_lock", "kcrash_test_abba_thread_a")
+SLEEPER = _frames(
+    "__schedule",
+    "schedule",
+    "schedule_preempt_disabled",
+    "__mutex_lock.constprop.0",
+    "?__pfx_kcrash_test_abba_thread_b",
+    "kcrash_test_abba_lock",
+    "kcrash_test_abba_thread_a",
+)
 
 
 def _record(seq: int, text: str) -> PrintkRecord:
@@ -74,8 +95,9 @@ def test_verdict_by_panic_message() -> None:
 
 
 def test_hung_task_blames_the_named_blocked_task_first() -> None:
-    other = TaskTrace(_row(7), Trace(_frames("__schedule", "schedule", "io_schedule", "folio_wait_bit",
-                                             "filemap_fault"), None))
+    other = TaskTrace(
+        _row(7), Trace(_frames("__schedule", "schedule", "io_schedule", "folio_wait_bit", "filemap_fault"), None)
+    )
     named = TaskTrace(_row(164), Trace(SLEEPER, None))
     records = [_record(1, "INFO: task kcrash_abba_a:164 blocked for more than 10 seconds.")]
     v = verdict("Kernel panic - not syncing: hung_task: blocked tasks", HUNG, records, (other, named))
@@ -85,11 +107,17 @@ def test_hung_task_blames_the_named_blocked_task_first() -> None:
 
 
 def test_the_log_answers_when_the_trace_cannot() -> None:
-    log = ["kernel BUG at drivers/x.c:12!", "invalid opcode: 0000 [#1] SMP NOPTI",
-           "CPU: 1 PID: 1 Comm: init Tainted: G           OE      6.1.0 #1",
-           "RIP: 0010:kcrash_test_do_bug+0x9/0x10 [kcrash_test]", "Call Trace:", " <TASK>",
-           " kcrash_test_level2+0x65/0x80 [kcrash_test]", " </TASK>",
-           "Kernel panic - not syncing: Fatal exception"]
+    log = [
+        "kernel BUG at drivers/x.c:12!",
+        "invalid opcode: 0000 [#1] SMP NOPTI",
+        "CPU: 1 PID: 1 Comm: init Tainted: G           OE      6.1.0 #1",
+        "RIP: 0010:kcrash_test_do_bug+0x9/0x10 [kcrash_test]",
+        "Call Trace:",
+        " <TASK>",
+        " kcrash_test_level2+0x65/0x80 [kcrash_test]",
+        " </TASK>",
+        "Kernel panic - not syncing: Fatal exception",
+    ]
     records = [_record(i, line) for i, line in enumerate(log)]
     v = verdict("Kernel panic - not syncing: Fatal exception", (), records, ())
     assert (v.crashing_function, v.source, v.trace_function) == ("kcrash_test_do_bug", "log", None)

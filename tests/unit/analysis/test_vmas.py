@@ -13,7 +13,7 @@ from kcrash.analysis.vmas import task_memory
 from kcrash.helpers.linux import mapletree
 from kcrash.helpers.linux.mapletree import mt_for_each_range
 from kcrash.memory import MemoryReader, SegmentMap
-from kcrash.report.model import MemoryRegion
+from kcrash.model import MemoryRegion
 from kcrash.types.btf import parse_btf
 from kcrash.types.btf_write import BtfWriter
 from kcrash.types.program import Program
@@ -46,40 +46,70 @@ class Kernel:
         uc = w.add_int("unsigned char", 1)
         meta = w.add_struct("maple_metadata", 2, [("end", uc, 0, 0), ("gap", uc, 8, 0)])
         # meta overlaps the last slot, as in the kernel's union (only read when the last pivot is 0)
-        mr64 = w.add_struct("maple_range_64", NODE_SIZE, [
-            ("parent", vp, 0, 0), ("pivot", w.add_array(ul, 15, i), 64, 0), ("slot", w.add_array(vp, 16, i), 1024, 0),
-            ("meta", meta, 1984, 0)])
-        ma64 = w.add_struct("maple_arange_64", NODE_SIZE, [
-            ("parent", vp, 0, 0), ("pivot", w.add_array(ul, 9, i), 64, 0), ("slot", w.add_array(vp, 10, i), 640, 0),
-            ("gap", w.add_array(ul, 10, i), 1280, 0), ("meta", meta, 1920, 0)])
+        mr64 = w.add_struct(
+            "maple_range_64",
+            NODE_SIZE,
+            [
+                ("parent", vp, 0, 0),
+                ("pivot", w.add_array(ul, 15, i), 64, 0),
+                ("slot", w.add_array(vp, 16, i), 1024, 0),
+                ("meta", meta, 1984, 0),
+            ],
+        )
+        ma64 = w.add_struct(
+            "maple_arange_64",
+            NODE_SIZE,
+            [
+                ("parent", vp, 0, 0),
+                ("pivot", w.add_array(ul, 9, i), 64, 0),
+                ("slot", w.add_array(vp, 10, i), 640, 0),
+                ("gap", w.add_array(ul, 10, i), 1280, 0),
+                ("meta", meta, 1920, 0),
+            ],
+        )
         slots = w.add_struct("", NODE_SIZE, [("mr64", mr64, 0, 0), ("ma64", ma64, 0, 0)], union=True)
         w.add_struct("maple_node", NODE_SIZE, [("", slots, 0, 0)])
         tree = w.add_struct("maple_tree", 16, [("ma_flags", i, 32, 0), ("ma_root", vp, 64, 0)])
         mm_ptr = w.add_ptr(w.next_id + 1)
-        w.add_struct("mm_struct", 64, [("mm_mt", tree, 0, 0), ("start_brk", ul, 128, 0), ("brk", ul, 192, 0),
-                                       ("start_stack", ul, 256, 0)])
-        w.add_struct("vm_area_struct", 64, [
-            ("vm_start", ul, 0, 0), ("vm_end", ul, 64, 0), ("vm_mm", mm_ptr, 128, 0), ("vm_flags", ul, 192, 0),
-            ("vm_pgoff", ul, 256, 0), ("vm_file", vp, 320, 0), ("vm_ops", vp, 384, 0),
-            ("vm_private_data", vp, 448, 0)])
-        w.add_struct("task_struct", 64, [("pid", i, 0, 0), ("comm", w.add_array(c, 16, i), 32, 0),
-                                         ("mm", mm_ptr, 256, 0)])
+        w.add_struct(
+            "mm_struct",
+            64,
+            [("mm_mt", tree, 0, 0), ("start_brk", ul, 128, 0), ("brk", ul, 192, 0), ("start_stack", ul, 256, 0)],
+        )
+        w.add_struct(
+            "vm_area_struct",
+            64,
+            [
+                ("vm_start", ul, 0, 0),
+                ("vm_end", ul, 64, 0),
+                ("vm_mm", mm_ptr, 128, 0),
+                ("vm_flags", ul, 192, 0),
+                ("vm_pgoff", ul, 256, 0),
+                ("vm_file", vp, 320, 0),
+                ("vm_ops", vp, 384, 0),
+                ("vm_private_data", vp, 448, 0),
+            ],
+        )
+        w.add_struct(
+            "task_struct", 64, [("pid", i, 0, 0), ("comm", w.add_array(c, 16, i), 32, 0), ("mm", mm_ptr, 256, 0)]
+        )
         self.memory = bytearray(END - BASE)
         segments = SegmentMap()
-        segments.add_segment(BASE, len(self.memory), lambda a, n: bytes(self.memory[a - BASE:a - BASE + n]),
-                             physical=False)
+        segments.add_segment(
+            BASE, len(self.memory), lambda a, n: bytes(self.memory[a - BASE : a - BASE + n]), physical=False
+        )
         self.prog = Program(MemoryReader(segments), None, parse_btf(w.to_bytes()))
 
     def u64(self, address: int, value: int) -> None:
-        self.memory[address - BASE:address - BASE + 8] = value.to_bytes(8, "little")
+        self.memory[address - BASE : address - BASE + 8] = value.to_bytes(8, "little")
 
 
 def shared_slot_tree() -> Kernel:
     # Internal node k has all 16 slots pointing at node k+1 (pivots 1..15: all 16 slots in use);
     # the leaf holds one VMA.
     k = Kernel()
-    k.memory[TASK - BASE + 4:TASK - BASE + 8] = b"sh\0\0"
-    k.memory[TASK - BASE:TASK - BASE + 4] = (42).to_bytes(4, "little")
+    k.memory[TASK - BASE + 4 : TASK - BASE + 8] = b"sh\0\0"
+    k.memory[TASK - BASE : TASK - BASE + 4] = (42).to_bytes(4, "little")
     k.u64(TASK + 32, MM)
     k.u64(MM + 8, node_entry(NODES, RANGE_64))
     for depth in range(CHAIN):

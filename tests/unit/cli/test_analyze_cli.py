@@ -18,7 +18,7 @@ from kcrash.analysis.backtrace import BacktraceOptions
 from kcrash.cli import analyze, main
 from kcrash.errors import MissingDebugInfoError, ValidationError
 from kcrash.helpers.linux.printk import PrintkLog, PrintkRecord
-from kcrash.report.model import (
+from kcrash.model import (
     ExceptionFrame,
     FrameDetail,
     SectionNote,
@@ -53,15 +53,29 @@ def dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(triage, "task_rows", lambda prog: ((ROW,), "cycle: node 0x1 seen twice after 3 entries"))
     monkeypatch.setattr(triage, "module_rows", lambda prog: report.modules)
     monkeypatch.setattr("kcrash.cli.dump.open_dump", lambda paths, zero_fill=False: _Prog())
-    monkeypatch.setattr(triage, "dump_log", lambda handle: PrintkLog([
-        PrintkRecord(i, i * 1_500_000_000, f"line {i}".encode(), 0x80000001 if i else 1, 6, 0, 0) for i in range(5)],
-        0))
+    monkeypatch.setattr(
+        triage,
+        "dump_log",
+        lambda handle: PrintkLog(
+            [
+                PrintkRecord(i, i * 1_500_000_000, f"line {i}".encode(), 0x80000001 if i else 1, 6, 0, 0)
+                for i in range(5)
+            ],
+            0,
+        ),
+    )
     monkeypatch.setattr(backtrace, "cpu_backtrace_detail", _cpu_detail)
-    monkeypatch.setattr(backtrace, "cpu_backtrace_details",
-                        lambda prog, options: tuple(_cpu_detail(prog, c, options) for c in (0, 1)))
+    monkeypatch.setattr(
+        backtrace, "cpu_backtrace_details", lambda prog, options: tuple(_cpu_detail(prog, c, options) for c in (0, 1))
+    )
     monkeypatch.setattr(triage, "task_by_pid_or_address_or_none", _task_by_pid_or_address)
-    monkeypatch.setattr(backtrace, "task_backtrace_detail", lambda prog, task, options: TaskTraceDetail(
-        TaskRow(42, 1, 42, 0, TASK, "D", "sleeper", False), Trace(FRAMES[2:], None), (), None))
+    monkeypatch.setattr(
+        backtrace,
+        "task_backtrace_detail",
+        lambda prog, task, options: TaskTraceDetail(
+            TaskRow(42, 1, 42, 0, TASK, "D", "sleeper", False), Trace(FRAMES[2:], None), (), None
+        ),
+    )
     return path
 
 
@@ -74,16 +88,26 @@ def _task_by_pid_or_address(prog: object, value: int) -> int | None:
 def _cpu_detail(prog: object, cpu: int, options: BacktraceOptions) -> TaskTraceDetail:
     # frame 1 of FRAMES is an exception's pt_regs frame, the walk leaves the IRQ stack after it;
     # words only when asked for (-f/-F), symbols with -F
-    words = (StackWord(FRAMES[1].sp, 0x1234, "vfs_write+0x67/0x450" if options.symbolic else None),
-             StackWord(FRAMES[1].sp + 8, 0xFFFF888000001000, None, "kmalloc-64" if options.symbolic else None),
-             StackWord(FRAMES[1].sp + 16, 0x2a)) if options.words or options.symbolic else ()
+    words = (
+        (
+            StackWord(FRAMES[1].sp, 0x1234, "vfs_write+0x67/0x450" if options.symbolic else None),
+            StackWord(FRAMES[1].sp + 8, 0xFFFF888000001000, None, "kmalloc-64" if options.symbolic else None),
+            StackWord(FRAMES[1].sp + 16, 0x2A),
+        )
+        if options.words or options.symbolic
+        else ()
+    )
     regs = (("rip", FRAMES[1].pc), ("rsp", FRAMES[1].sp), ("eflags", 0x246), ("rax", 1), ("cs", 0x10), ("ss", 0x18))
-    details = (FrameDetail(0, "task 1", None, (), None),
-               FrameDetail(1, "IRQ 1", ExceptionFrame(FRAMES[1].sp - 0xa8, "pt_regs", regs, FRAMES[1].text, False),
-                           words, "IRQ stack"))
+    details = (
+        FrameDetail(0, "task 1", None, (), None),
+        FrameDetail(
+            1, "IRQ 1", ExceptionFrame(FRAMES[1].sp - 0xA8, "pt_regs", regs, FRAMES[1].text, False), words, "IRQ stack"
+        ),
+    )
     user = ExceptionFrame(0xFFFFC90000013F58, "pt_regs", (("rip", 0x401000), ("cs", 0x33)), "0x401000", True)
-    return TaskTraceDetail(TaskRow(cpu, 0, cpu, cpu, TASK + cpu, "R", f"cpu{cpu}", True), Trace(FRAMES, None), details,
-                           user)
+    return TaskTraceDetail(
+        TaskRow(cpu, 0, cpu, cpu, TASK + cpu, "R", f"cpu{cpu}", True), Trace(FRAMES, None), details, user
+    )
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
@@ -119,10 +143,16 @@ def test_bt_of_a_pid_or_task(dump: Path, capsys: pytest.CaptureFixture[str], tar
     assert [(e["task"]["pid"], len(e["trace"]["frames"])) for e in data] == [(42, 1)]
 
 
-@pytest.mark.parametrize(("target", "message"), [("7", "no task with pid 7"),
-                                                 (f"{TASK + 0x40:#x}", "is not a task (not on the task list)"),
-                                                 ("zz", "is neither a PID (decimal) nor a task address"),
-                                                 ("0xq", "is not an address"), ("12345678901234567", "is neither")])
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("7", "no task with pid 7"),
+        (f"{TASK + 0x40:#x}", "is not a task (not on the task list)"),
+        ("zz", "is neither a PID (decimal) nor a task address"),
+        ("0xq", "is not an address"),
+        ("12345678901234567", "is neither"),
+    ],
+)
 def test_bt_of_a_bad_target(dump: Path, capsys: pytest.CaptureFixture[str], target: str, message: str) -> None:
     code, out, err = _run(capsys, "bt", dump, target)
     assert code != 0 and out == "" and message in err and "Traceback" not in err
@@ -143,19 +173,21 @@ def test_bt_exception_frames_and_stack_switches(dump: Path, capsys: pytest.Captu
     assert dict(map(tuple, entry["frames"][1]["exception"]["registers"]))["rax"] == 1
 
 
-@pytest.mark.parametrize(("flag", "cells"), [("-f", "0000000000001234 ffff888000001000"),
-                                             ("-F", "vfs_write+0x67/0x450 [kmalloc-64]")])
+@pytest.mark.parametrize(
+    ("flag", "cells"), [("-f", "0000000000001234 ffff888000001000"), ("-F", "vfs_write+0x67/0x450 [kmalloc-64]")]
+)
 def test_bt_frame_words(dump: Path, capsys: pytest.CaptureFixture[str], flag: str, cells: str) -> None:
     code, out, _ = _run(capsys, "bt", flag, dump)
     lines = out.splitlines()
     assert code == 0 and f"    {FRAMES[1].sp:016x}: {cells}" in lines
     assert f"    {FRAMES[1].sp + 16:016x}: 000000000000002a" in lines
     words = _json(capsys, "bt", flag, dump)[0]["frames"][1]["words"]
-    assert [w["value"] for w in words] == [0x1234, 0xFFFF888000001000, 0x2a]
+    assert [w["value"] for w in words] == [0x1234, 0xFFFF888000001000, 0x2A]
 
 
-def test_bt_lines_without_debuginfo_is_an_error(dump: Path, capsys: pytest.CaptureFixture[str],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bt_lines_without_debuginfo_is_an_error(
+    dump: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     def missing(*args: object, **kwargs: object) -> None:
         raise MissingDebugInfoError("no vmlinux with build-id 1234 found")
 
@@ -192,8 +224,9 @@ def test_report(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _json(capsys, "report", dump)["verdict"]["panic_message"].endswith("Fatal exception")
 
 
-def test_missing_debug_info_is_one_error_line(dump: Path, capsys: pytest.CaptureFixture[str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_debug_info_is_one_error_line(
+    dump: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     def fail(*args: object, **kwargs: object) -> None:
         raise MissingDebugInfoError("the dump has no VMCOREINFO, so kallsyms cannot be found")
 
@@ -207,9 +240,10 @@ def test_missing_debug_info_is_one_error_line(dump: Path, capsys: pytest.Capture
     monkeypatch.setattr(triage, "build_bare_report", lambda handle, path, reason, log_tail: bare)
     code, out, err = _run(capsys, "report", dump)
     assert code == 0 and "not available: no symbols" in out
-    assert err.splitlines() == ["kcrash: warning: the dump has no VMCOREINFO, so kallsyms cannot be found",
-                                "kcrash: warning: the report lacks part of: tasks (the dump is damaged or filtered; "
-                                "each section says why)"]
+    assert err.splitlines() == [
+        "kcrash: warning: the dump has no VMCOREINFO, so kallsyms cannot be found",
+        "kcrash: warning: the report lacks part of: tasks (the dump is damaged or filtered; each section says why)",
+    ]
     # the log needs VMCOREINFO only, not kallsyms
     assert _run(capsys, "log", dump, "--tail", "1")[:2] == (0, "[    6.000000] line 4\n")
     monkeypatch.setattr(triage, "dump_log", fail)
@@ -217,10 +251,12 @@ def test_missing_debug_info_is_one_error_line(dump: Path, capsys: pytest.Capture
     assert (code, out, err.count("\n")) == (1, "", 1) and err.startswith("kcrash: error: ")
 
 
-def test_log_warns_of_records_in_missing_pages(dump: Path, capsys: pytest.CaptureFixture[str],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(triage, "dump_log", lambda handle: PrintkLog(
-        [PrintkRecord(7, 0, b"survivor", None, 6, 0, 0)], 3))
+def test_log_warns_of_records_in_missing_pages(
+    dump: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        triage, "dump_log", lambda handle: PrintkLog([PrintkRecord(7, 0, b"survivor", None, 6, 0, 0)], 3)
+    )
     code, out, err = _run(capsys, "log", dump)
     assert (code, out) == (0, "[    0.000000] survivor\n")
     assert err == "kcrash: warning: 3 log record(s) lie in pages missing from the dump\n"
@@ -240,8 +276,9 @@ def test_json_output_does_not_import_rich() -> None:
     assert out.strip().splitlines()[-1] == "[]"
 
 
-def test_log_of_a_dump_whose_ring_is_gone(dump: Path, capsys: pytest.CaptureFixture[str],
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_log_of_a_dump_whose_ring_is_gone(
+    dump: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(triage, "dump_log", lambda handle: PrintkLog([], 0, "the printk ring lies in pages missing"))
     code, out, err = _run(capsys, "log", dump)
     assert (code, out) == (0, "")
@@ -254,7 +291,7 @@ def test_a_missing_snippet_is_one_warning_line_with_its_reason(capsys: pytest.Ca
 
     from kcrash.analysis.sources import SNIPPET_NOTE
     from kcrash.cli.analyze import _warn_unavailable
-    from kcrash.report.model import SectionNote
+    from kcrash.model import SectionNote
 
     why = f"{SNIPPET_NOTE}: kcrash_test.c (/b/kcrash_test.c:274) not found under /src"
     _warn_unavailable(SimpleNamespace(unavailable=(SectionNote("context", why),)))  # type: ignore[arg-type]

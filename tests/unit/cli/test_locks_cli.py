@@ -10,35 +10,91 @@ from pathlib import Path
 
 import pytest
 
+from kcrash import model
 from kcrash.analysis import locks as analysis_locks
 from kcrash.cli import locks as cli_locks
 from kcrash.cli import main
-from kcrash.report import model
 
 
 def _row(pid: int, comm: str, state: str = "D") -> model.TaskRow:
-    return model.TaskRow(pid=pid, ppid=2, tgid=pid, cpu=0, task=0xFFFF888000000000 + pid * 0x1000, state=state,
-                         comm=comm, active=False)
+    return model.TaskRow(
+        pid=pid, ppid=2, tgid=pid, cpu=0, task=0xFFFF888000000000 + pid * 0x1000, state=state, comm=comm, active=False
+    )
 
 
-TRACE = model.Trace((model.Frame(0, 0xFFFFFFFF81000010, 0, "__mutex_lock", 0x10, None, "__mutex_lock+0x10/0x40",
-                                 True, "call"),), None)
+TRACE = model.Trace(
+    (model.Frame(0, 0xFFFFFFFF81000010, 0, "__mutex_lock", 0x10, None, "__mutex_lock+0x10/0x40", True, "call"),), None
+)
 
 
 def _analysis() -> model.LockAnalysis:
     a, b, holder = _row(174, "kcrash_abba_a"), _row(175, "kcrash_abba_b"), _row(146, "kcrash_holder", "S")
-    wa = model.LockWait(a, "mutex", 0xFFFFFFFFC021C1C0, "kcrash_test_mutex_b", None, 0xFFFFC90000001E00, (174,), b,
-                        None, (174, 175, 174), "__mutex_lock+0x10/0x40", TRACE)
-    wb = model.LockWait(b, "mutex", 0xFFFFFFFFC021C1E0, "kcrash_test_mutex_a", None, None, (175,), a, None,
-                        (175, 174, 175), "__mutex_lock+0x10/0x40", TRACE)
-    ws = model.LockWait(_row(149, "kcrash_wait_sem"), "semaphore", 0xFFFFFFFFC021C830, "kcrash_test_sem", None, None,
-                        (149,), None, "a semaphore records no owner (count 0)", (149,), "__down_common", TRACE)
-    wr = model.LockWait(_row(148, "kcrash_wait_rws"), "rwsem", 0xFFFFFFFFC021C160, "kcrash_test_held_rwsem", "read",
-                        None, (148,), holder, None, (148, 146), "rwsem_down_read_slowpath", TRACE)
+    wa = model.LockWait(
+        a,
+        "mutex",
+        0xFFFFFFFFC021C1C0,
+        "kcrash_test_mutex_b",
+        None,
+        0xFFFFC90000001E00,
+        (174,),
+        b,
+        None,
+        (174, 175, 174),
+        "__mutex_lock+0x10/0x40",
+        TRACE,
+    )
+    wb = model.LockWait(
+        b,
+        "mutex",
+        0xFFFFFFFFC021C1E0,
+        "kcrash_test_mutex_a",
+        None,
+        None,
+        (175,),
+        a,
+        None,
+        (175, 174, 175),
+        "__mutex_lock+0x10/0x40",
+        TRACE,
+    )
+    ws = model.LockWait(
+        _row(149, "kcrash_wait_sem"),
+        "semaphore",
+        0xFFFFFFFFC021C830,
+        "kcrash_test_sem",
+        None,
+        None,
+        (149,),
+        None,
+        "a semaphore records no owner (count 0)",
+        (149,),
+        "__down_common",
+        TRACE,
+    )
+    wr = model.LockWait(
+        _row(148, "kcrash_wait_rws"),
+        "rwsem",
+        0xFFFFFFFFC021C160,
+        "kcrash_test_held_rwsem",
+        "read",
+        None,
+        (148,),
+        holder,
+        None,
+        (148, 146),
+        "rwsem_down_read_slowpath",
+        TRACE,
+    )
     deadlock = model.Deadlock((wa, wb))
     waits = (wr, ws, wa, wb)
-    return model.LockAnalysis(analysis_locks.why_it_hung((deadlock,), (), waits), (deadlock,), (), waits,
-                              (model.TaskTrace(holder, TRACE),), ())
+    return model.LockAnalysis(
+        analysis_locks.why_it_hung((deadlock,), (), waits),
+        (deadlock,),
+        (),
+        waits,
+        (model.TaskTrace(holder, TRACE),),
+        (),
+    )
 
 
 @pytest.fixture
@@ -66,8 +122,10 @@ def test_text(analysed: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["locks", analysed]) == 0
     out = capsys.readouterr().out
     assert out.startswith("WHY IT HUNG\n  AB-BA deadlock: kcrash_abba_a (pid 174) waits for mutex kcrash_test_mutex_b")
-    assert ('    PID 174 "kcrash_abba_a" [D] waits for mutex ffffffffc021c1c0 (kcrash_test_mutex_b), '
-            'owned by PID 175 "kcrash_abba_b" [D]') in out
+    assert (
+        '    PID 174 "kcrash_abba_a" [D] waits for mutex ffffffffc021c1c0 (kcrash_test_mutex_b), '
+        'owned by PID 175 "kcrash_abba_b" [D]'
+    ) in out
     assert "rwsem ffffffffc021c160 (kcrash_test_held_rwsem) for read" in out
     assert "148 -> 146" in out and "174 -> 175 -> 174" in out
     assert "a semaphore records no owner (count 0)" in out

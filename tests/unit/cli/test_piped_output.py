@@ -13,13 +13,15 @@ from click.testing import CliRunner
 from kcrash.analysis import triage
 from kcrash.cli.app import kcrash
 from kcrash.helpers.linux.printk import PrintkLog, PrintkRecord
-from kcrash.report.model import LogLine
+from kcrash.model import LogLine
 from kcrash.report.terminal import make_console, render_log
 
 # the shape of the lines rich used to split at 200 columns: the version banner and a Code: line
-_BANNER = ("Linux version 6.12.118+deb12-amd64 (debian-kernel@lists.debian.org) (x86_64-linux-gnu-gcc-12 "
-           "(Debian 12.2.0-14+deb12u1) 12.2.0, GNU ld (GNU Binutils for Debian) 2.40) #1 SMP PREEMPT_DYNAMIC "
-           "Debian 6.12.118-1~deb12u1 (2026-11-28)")
+_BANNER = (
+    "Linux version 6.12.118+deb12-amd64 (debian-kernel@lists.debian.org) (x86_64-linux-gnu-gcc-12 "
+    "(Debian 12.2.0-14+deb12u1) 12.2.0, GNU ld (GNU Binutils for Debian) 2.40) #1 SMP PREEMPT_DYNAMIC "
+    "Debian 6.12.118-1~deb12u1 (2026-11-28)"
+)
 _CODE = "Code: " + " ".join(["90"] * 40) + " <0f> 0b " + " ".join(["cc"] * 30)
 _TEXTS = (_BANNER, "Command line: console=ttyS0", _CODE, "x" * 5000)
 
@@ -29,8 +31,13 @@ def dump(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "vmcore"
     path.write_bytes(b"not really a dump")
     monkeypatch.setattr("kcrash.cli.dump.open_dump", lambda paths, zero_fill=False: _Handle())
-    monkeypatch.setattr(triage, "dump_log", lambda handle: PrintkLog(
-        [PrintkRecord(i, i * 1_000_000, text.encode(), 0x80000001, 6, 0, 0) for i, text in enumerate(_TEXTS)], 0))
+    monkeypatch.setattr(
+        triage,
+        "dump_log",
+        lambda handle: PrintkLog(
+            [PrintkRecord(i, i * 1_000_000, text.encode(), 0x80000001, 6, 0, 0) for i, text in enumerate(_TEXTS)], 0
+        ),
+    )
     return path
 
 

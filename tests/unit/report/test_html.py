@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from kcrash.report import model as report_model
+from kcrash import model as report_model
+from kcrash.model import CrashReport
 from kcrash.report.html import SECTIONS, render_html
-from kcrash.report.model import CrashReport
 
 
 class _Collect(HTMLParser):
@@ -73,6 +73,7 @@ def test_source_and_inlines_shown(report: CrashReport) -> None:
 
 # -- issue 18: the oops header, every CPU's backtrace, frame and task links, the task filter ----------
 
+
 def _issue18_page(report: CrashReport) -> str:
     from support.report_cpus_sample import with_cpus
 
@@ -83,9 +84,9 @@ def test_oops_header_and_code_lines_shown_and_highlighted_in_the_log(report: Cra
     from support.report_cpus_sample import CODE_TEXT, OOPS_TEXTS
 
     page = _issue18_page(report)
-    oops = page[page.index('id="oops"'):page.index('id="context"')]
+    oops = page[page.index('id="oops"') : page.index('id="context"')]
     assert all(html_escape(text) in oops for text in (*OOPS_TEXTS, CODE_TEXT))
-    log = page[page.index('<details open id="log"'):page.index('id="tasks"')]
+    log = page[page.index('<details open id="log"') : page.index('id="tasks"')]
     header = re.findall(r'<span class="oops-header" data-seq="(\d+)">', log)
     assert header == [str(seq) for seq in range(5, 11)]  # the five header lines and the Code: line
     assert re.findall(r'<span class="oops" data-seq="(\d+)">', log) == ["11", "40"]  # the rest of the oops
@@ -102,7 +103,7 @@ def test_every_frame_links_to_its_disassembly(report: CrashReport) -> None:
 
 def test_every_cpu_and_every_task_backtrace(report: CrashReport) -> None:
     page = _issue18_page(report)
-    cpus = page[page.index('id="cpus"'):page.index('id="frames"')]
+    cpus = page[page.index('id="cpus"') : page.index('id="frames"')]
     assert re.findall(r'id="cpu-(\d+)"', cpus) == ["1", "0"]  # the panic CPU first
     assert "stop_this_cpu+0x77/0xc0" in cpus and "(panic)" in cpus
     tasks = set(re.findall(r'class="task-link" href="#bt-([0-9a-f]+)"', page))
@@ -120,8 +121,8 @@ def html_escape(text: str) -> str:
 def test_disassembly_block_shows_the_frames_source_lines(report: CrashReport) -> None:
     page = _issue18_page(report)
     pc = report.backtrace.frames[1].pc  # the sample's frame with (inlined) source lines
-    block = page[page.index(f'id="dis-{pc:x}"'):]
-    block = block[:block.index("</table>")]
+    block = page[page.index(f'id="dis-{pc:x}"') :]
+    block = block[: block.index("</table>")]
     assert "kcrash_test_inner at /build/kcrash_test.c:120 (inlined)" in block
     assert "kcrash_test_do_bug at /build/kcrash_test.c:131" in block
 
@@ -132,16 +133,22 @@ def test_disassembly_rows_show_the_source_line_where_it_changes(report: CrashRep
     from support.report_cpus_sample import with_cpus
 
     here = report_model.SourceLine("vfs_write", "fs/read_write.c", 681, False)
-    inline = (report_model.SourceLine("get_current", "asm/current.h", 47, True),
-              report_model.SourceLine("vfs_write", "fs/read_write.c", 688, False))
+    inline = (
+        report_model.SourceLine("get_current", "asm/current.h", 47, True),
+        report_model.SourceLine("vfs_write", "fs/read_write.c", 688, False),
+    )
     full = with_cpus(report)
     block = full.frame_disassembly[0]
-    insns = (dataclasses.replace(block.instructions[0], source=inline),
-             dataclasses.replace(block.instructions[1], source=(here,)),
-             dataclasses.replace(block.instructions[1], address=block.ip + 2, faulting=False, source=(here,)))
+    insns = (
+        dataclasses.replace(block.instructions[0], source=inline),
+        dataclasses.replace(block.instructions[1], source=(here,)),
+        dataclasses.replace(block.instructions[1], address=block.ip + 2, faulting=False, source=(here,)),
+    )
     page = render_html(dataclasses.replace(full, frame_disassembly=(dataclasses.replace(block, instructions=insns),)))
-    table = page[page.index(f'id="dis-{block.ip:x}"'):]
-    table = table[:table.index("</table>")]
+    table = page[page.index(f'id="dis-{block.ip:x}"') :]
+    table = table[: table.index("</table>")]
     rows = re.findall(r'<tr class="src-row"><td colspan="4">([^<]*) <span class="muted">\(([^)]*)\)', table)
-    assert rows == [("asm/current.h:47", "get_current, inlined into vfs_write"),
-                    ("fs/read_write.c:681", "vfs_write")]  # once per change of line, not per instruction
+    assert rows == [
+        ("asm/current.h:47", "get_current, inlined into vfs_write"),
+        ("fs/read_write.c:681", "vfs_write"),
+    ]  # once per change of line, not per instruction

@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 
 from kcrash.cli import main
+from kcrash.model import CrashReport
 from kcrash.report.json import render_json, schema, schema_from_model
-from kcrash.report.model import CrashReport
 
 
 def _validate(doc: Any) -> None:
@@ -32,14 +32,17 @@ def test_sample_report_validates(report: CrashReport) -> None:
     assert doc["tasks"][3]["comm"] == "nu\\xff\\xfe\x01<b>"
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda d: d.pop("verdict"),
-    lambda d: d.update(extra=1),
-    lambda d: d["backtrace"]["frames"][0].update(pc="0xffff"),
-    lambda d: d["context"].update(registers=[["rip"]]),
-    lambda d: d["memory"]["top_slabs"][0].pop("total_bytes"),
-    lambda d: d["dump"].update(collected="yesterday"),
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.pop("verdict"),
+        lambda d: d.update(extra=1),
+        lambda d: d["backtrace"]["frames"][0].update(pc="0xffff"),
+        lambda d: d["context"].update(registers=[["rip"]]),
+        lambda d: d["memory"]["top_slabs"][0].pop("total_bytes"),
+        lambda d: d["dump"].update(collected="yesterday"),
+    ],
+)
 def test_broken_documents_are_rejected(report: CrashReport, mutate: Any) -> None:
     doc = copy.deepcopy(json.loads(render_json(report)))
     mutate(doc)

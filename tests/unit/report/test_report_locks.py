@@ -1,4 +1,4 @@
-"""The report's "Why it hung" section (report.model.LockAnalysis) in the three renderers: at the top
+"""The report's "Why it hung" section (kcrash.model.LockAnalysis) in the three renderers: at the top
 of the terminal report (after the verdict), as an HTML block whose PIDs link to the task backtraces
 and whose task names are escaped, and in JSON valid against the shipped schema; absent when the
 report has no lock analysis."""
@@ -12,14 +12,28 @@ import json
 import jsonschema
 import pytest
 
-from kcrash.report import model
+from kcrash import model
 from kcrash.report.html import render_html
 from kcrash.report.json import render_json, schema
 from kcrash.report.terminal import make_console, render_report
 
-HOSTILE = '<i>x</i>&"\''
-TRACE = model.Trace((model.Frame(0, 0xFFFFFFFF81000010, 0xFFFFC90000013800, "__mutex_lock", 0x10, None,
-                                 "__mutex_lock+0x10/0x6f0", True, "call"),), None)
+HOSTILE = "<i>x</i>&\"'"
+TRACE = model.Trace(
+    (
+        model.Frame(
+            0,
+            0xFFFFFFFF81000010,
+            0xFFFFC90000013800,
+            "__mutex_lock",
+            0x10,
+            None,
+            "__mutex_lock+0x10/0x6f0",
+            True,
+            "call",
+        ),
+    ),
+    None,
+)
 
 
 def _row(pid: int, comm: str, state: str = "D") -> model.TaskRow:
@@ -28,14 +42,49 @@ def _row(pid: int, comm: str, state: str = "D") -> model.TaskRow:
 
 def _locks() -> model.LockAnalysis:
     a, b = _row(174, "kcrash_abba_a"), _row(175, HOSTILE)
-    wa = model.LockWait(a, "mutex", 0xFFFFFFFFC021C1C0, "kcrash_test_mutex_b", None, None, (174,), b, None,
-                        (174, 175, 174), "__mutex_lock+0x10/0x6f0", TRACE)
-    wb = model.LockWait(b, "mutex", 0xFFFFFFFFC021C1E0, "kcrash_test_mutex_a", None, None, (175,), a, None,
-                        (175, 174, 175), "__mutex_lock+0x10/0x6f0", TRACE)
-    spin = model.Lockup(1, _row(1, "init", "R"), "spinlock", "native_queued_spin_lock_slowpath", 0xFFFFFFFFC021C968,
-                        "kcrash_test_lock", None, "a qspinlock records no holder", TRACE)
-    why = ("AB-BA deadlock: kcrash_abba_a (pid 174) waits for mutex kcrash_test_mutex_b held by ...",
-           "CPU 1, init (pid 1), spins on spinlock kcrash_test_lock")
+    wa = model.LockWait(
+        a,
+        "mutex",
+        0xFFFFFFFFC021C1C0,
+        "kcrash_test_mutex_b",
+        None,
+        None,
+        (174,),
+        b,
+        None,
+        (174, 175, 174),
+        "__mutex_lock+0x10/0x6f0",
+        TRACE,
+    )
+    wb = model.LockWait(
+        b,
+        "mutex",
+        0xFFFFFFFFC021C1E0,
+        "kcrash_test_mutex_a",
+        None,
+        None,
+        (175,),
+        a,
+        None,
+        (175, 174, 175),
+        "__mutex_lock+0x10/0x6f0",
+        TRACE,
+    )
+    spin = model.Lockup(
+        1,
+        _row(1, "init", "R"),
+        "spinlock",
+        "native_queued_spin_lock_slowpath",
+        0xFFFFFFFFC021C968,
+        "kcrash_test_lock",
+        None,
+        "a qspinlock records no holder",
+        TRACE,
+    )
+    why = (
+        "AB-BA deadlock: kcrash_abba_a (pid 174) waits for mutex kcrash_test_mutex_b held by ...",
+        "CPU 1, init (pid 1), spins on spinlock kcrash_test_lock",
+    )
     return model.LockAnalysis(why, (model.Deadlock((wa, wb)),), (spin,), (wa, wb), (), ())
 
 
@@ -61,7 +110,7 @@ def test_terminal_why_it_hung_follows_the_verdict(hung: model.CrashReport, repor
 
 def test_html_why_it_hung_links_and_escapes(hung: model.CrashReport, report: model.CrashReport) -> None:
     page = render_html(hung)
-    block = page[page.index('id="why"'):page.index('id="oops"')]
+    block = page[page.index('id="why"') : page.index('id="oops"')]
     assert '<a class="task-link" href="#bt-ffff8880050ae000">174</a>' in block
     assert "&lt;i&gt;x&lt;/i&gt;&amp;" in block and HOSTILE not in block
     assert "ffffffffc021c968 (kcrash_test_lock)" in block and "a qspinlock records no holder" in block

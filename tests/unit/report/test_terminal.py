@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 
-from kcrash.report.model import (
+from kcrash.model import (
     ExceptionFrame,
     FrameDetail,
     StackWord,
@@ -47,19 +47,52 @@ def test_trace_lines_look_like_the_kernels() -> None:
 
 
 def test_backtrace_looks_like_crashs_bt_f() -> None:
-    regs = (("r15", 0xF), ("r14", 0xE), ("r13", 0xD), ("r12", 0xC), ("rbp", 0xB0), ("rbx", 0xB), ("r11", 0x11),
-            ("r10", 0x10), ("r9", 9), ("r8", 8), ("rax", 0xA), ("rcx", 0xC0), ("rdx", 0xD0), ("rsi", 0x51),
-            ("rdi", 0xD1), ("orig_rax", 0xFFFFFFFFFFFFFFFF), ("rip", FRAMES[1].pc), ("cs", 0x10),
-            ("eflags", 0x10246), ("rsp", FRAMES[1].sp), ("ss", 0x18))
-    words = (StackWord(0xFFFFC90000013A68, 0xFFFFFFFF81234567, "vfs_write+0x67/0x450"),
-             StackWord(0xFFFFC90000013A70, 0xFFFF888004258000, None, "task_struct"),
-             StackWord(0xFFFFC90000013A78, 0x2A))
-    user = ExceptionFrame(0xFFFFC90000013F58, "pt_regs", (("rip", 0x401000), ("rsp", 0x7FFD0000), ("eflags", 0x246),
-                                                          ("cs", 0x33), ("ss", 0x2B)), "0x401000", True)
-    entry = TaskTraceDetail(ROW, Trace(FRAMES, None), (
-        FrameDetail(0, "IRQ 1", None, (), "IRQ stack"),
-        FrameDetail(1, "task 1", ExceptionFrame(FRAMES[1].sp - 168, "pt_regs", regs, FRAMES[1].text, False), words,
-                    None)), user)
+    regs = (
+        ("r15", 0xF),
+        ("r14", 0xE),
+        ("r13", 0xD),
+        ("r12", 0xC),
+        ("rbp", 0xB0),
+        ("rbx", 0xB),
+        ("r11", 0x11),
+        ("r10", 0x10),
+        ("r9", 9),
+        ("r8", 8),
+        ("rax", 0xA),
+        ("rcx", 0xC0),
+        ("rdx", 0xD0),
+        ("rsi", 0x51),
+        ("rdi", 0xD1),
+        ("orig_rax", 0xFFFFFFFFFFFFFFFF),
+        ("rip", FRAMES[1].pc),
+        ("cs", 0x10),
+        ("eflags", 0x10246),
+        ("rsp", FRAMES[1].sp),
+        ("ss", 0x18),
+    )
+    words = (
+        StackWord(0xFFFFC90000013A68, 0xFFFFFFFF81234567, "vfs_write+0x67/0x450"),
+        StackWord(0xFFFFC90000013A70, 0xFFFF888004258000, None, "task_struct"),
+        StackWord(0xFFFFC90000013A78, 0x2A),
+    )
+    user = ExceptionFrame(
+        0xFFFFC90000013F58,
+        "pt_regs",
+        (("rip", 0x401000), ("rsp", 0x7FFD0000), ("eflags", 0x246), ("cs", 0x33), ("ss", 0x2B)),
+        "0x401000",
+        True,
+    )
+    entry = TaskTraceDetail(
+        ROW,
+        Trace(FRAMES, None),
+        (
+            FrameDetail(0, "IRQ 1", None, (), "IRQ stack"),
+            FrameDetail(
+                1, "task 1", ExceptionFrame(FRAMES[1].sp - 168, "pt_regs", regs, FRAMES[1].text, False), words, None
+            ),
+        ),
+        user,
+    )
     assert _render(render_backtrace, entry).splitlines() == [
         'PID: 1       TASK: ffff88800425e100  CPU: 1   COMMAND: "init"',
         " #0  [ffffc90000013800] panic+0x10/0x3a0",
@@ -95,8 +128,14 @@ def test_report_names_panic_function_and_sections() -> None:
     assert lines[0] == "PANIC: Kernel panic - not syncing: Fatal exception"
     assert lines[1] == "TITLE: kernel BUG in kcrash_test_do_bug  (BUG)"
     assert lines[2] == "CRASHING FUNCTION: kcrash_test_do_bug  (from the backtrace)"
-    for heading in ("System", "Crashing context", "Backtrace of the crashed thread", "Log (last 1 lines)",
-                    "Blocked (D state) tasks: 1", "Modules: 1  Tainted: G      D    OE"):
+    for heading in (
+        "System",
+        "Crashing context",
+        "Backtrace of the crashed thread",
+        "Log (last 1 lines)",
+        "Blocked (D state) tasks: 1",
+        "Modules: 1  Tainted: G      D    OE",
+    ):
         assert heading in lines
     assert "   UPTIME: 00:00:04" in lines and "     DATE: Thu Nov 26 04:43:49 UTC 2026" in lines
     assert "RIP: kcrash_test_do_bug+0x9/0x10 [kcrash_test]   RSP: ffffc90000013a68   (registers from pt_regs)" in lines
@@ -116,9 +155,9 @@ def test_report_shows_the_oops_header_and_every_cpu() -> None:
     from support.report_cpus_sample import CODE_TEXT, OOPS_TEXTS, with_cpus
 
     text = _render(render_report, with_cpus(_report()))
-    oops = text[text.index("\nOops\n"):text.index("\nSystem\n")]
+    oops = text[text.index("\nOops\n") : text.index("\nSystem\n")]
     assert [line[15:] for line in oops.strip().splitlines()[1:]] == [*OOPS_TEXTS, CODE_TEXT]
     assert "[    3.628621] kernel BUG at /build/kcrash_test.c:146!" in oops
-    cpus = text[text.index("Backtraces of every CPU: 2"):]
+    cpus = text[text.index("Backtraces of every CPU: 2") :]
     assert cpus.index("CPU 1 (panic): PID: 1 ") < cpus.index("CPU 0: PID: 0 ")
     assert "stop_this_cpu+0x77/0xc0" in cpus

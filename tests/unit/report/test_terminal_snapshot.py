@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kcrash.report.model import CrashReport
+from kcrash.model import CrashReport
 from kcrash.report.terminal import make_console, render_report
 
 SNAPSHOTS = Path(__file__).resolve().parents[2] / "fixtures" / "report"
@@ -28,9 +28,21 @@ def test_terminal_report_snapshot(report: CrashReport, width: int, update_golden
 
 def test_snapshot_shows_every_section(report: CrashReport) -> None:
     text = (SNAPSHOTS / "terminal-100.txt").read_text(encoding="utf-8")
-    for heading in ("SIGNATURE: kc1-0123456789abcdef", "Crashing context", "Backtrace of the crashed thread",
-                    "Disassembly around the faulting IP", "Log (last 2 lines)", "Tasks: 4", "Blocked (D state) tasks",
-                    "Modules: 1", "Memory", "Top slab caches", "Memory regions of PID 1: 3", "Dump", "Notes"):
+    for heading in (
+        "SIGNATURE: kc1-0123456789abcdef",
+        "Crashing context",
+        "Backtrace of the crashed thread",
+        "Disassembly around the faulting IP",
+        "Log (last 2 lines)",
+        "Tasks: 4",
+        "Blocked (D state) tasks",
+        "Modules: 1",
+        "Memory",
+        "Top slab caches",
+        "Memory regions of PID 1: 3",
+        "Dump",
+        "Notes",
+    ):
         assert heading in text, heading
     assert "=> ffffffffc021b009  0f0b" in text
     assert 'COMMAND: "kworker/0:1"' in text and "nu\\xff\\xfe\\x01<b>" not in text  # hostile names are in ps only

@@ -1,5 +1,5 @@
 """
-kcrash.report.model
+kcrash.model
 ===================
 
 The crash report as data: frozen dataclasses built by :mod:`kcrash.analysis.triage` and rendered by
