@@ -26,17 +26,25 @@ mapped at the boundary with ``raise ... from exc``); only :class:`CliError` carr
     │   ├── LabToolMissingError         (tool, package)
     │   ├── LabTimeoutError             (serial_tail)
     │   └── KernelPackageError
+    ├── FleetError
+    │   ├── FleetDbError
+    │   ├── BucketNotFoundError         (also LookupError)
+    │   └── CrashNotFoundError          (also LookupError)
     └── CliError                        (exit_code)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BucketNotFoundError",
     "CliError",
     "CorruptDumpError",
+    "CrashNotFoundError",
     "DumpFormatError",
     "ExpressionError",
     "FaultError",
+    "FleetDbError",
+    "FleetError",
     "GdbRemoteProtocolError",
     "KcrashError",
     "KernelPackageError",
@@ -152,6 +160,22 @@ class LabTimeoutError(LabError):
 
 class KernelPackageError(LabError):
     """A Debian kernel package cannot be fetched or unpacked."""
+
+
+class FleetError(KcrashError):
+    """Fleet triage (the crash database, ingestion, buckets) could not do what was asked."""
+
+
+class FleetDbError(FleetError):
+    """The crash database cannot be opened, created, upgraded or written."""
+
+
+class BucketNotFoundError(FleetError, LookupError):
+    """No bucket has the id or signature asked for."""
+
+
+class CrashNotFoundError(FleetError, LookupError):
+    """No crash has the id asked for."""
 
 
 class CliError(KcrashError):
