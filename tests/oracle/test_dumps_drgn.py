@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from kcrash.dumps import open_dump
-from kcrash.dumps.write.synthetic import make_synthetic_kernel
 from kcrash.errors import FaultError
 from kcrash.memory import open_kernel_memory
 from kcrash.memory.kernel import find_panic_cpu_or_none
+from support.synthetic import make_synthetic_kernel
 
 drgn = pytest.importorskip("drgn")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from kcrash.dumps import cpu_states, open_dump
 from kcrash.dumps.write.kdump_compressed import KdumpLayout
-from kcrash.dumps.write.synthetic import SyntheticKernel, make_synthetic_kernel
 from kcrash.errors import KcrashError
 from kcrash.memory import SegmentMap
+from support.synthetic import SyntheticKernel, make_synthetic_kernel
 
 
 @functools.cache

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kcrash.debuginfo.kallsyms import encode_kallsyms
-from kcrash.dumps.write.synthetic import SyntheticKernel, make_synthetic_kernel
+from support.synthetic import SyntheticKernel, make_synthetic_kernel
 
 KASLR = 0x1E00000
 TEXT_PHYS = 0x200000  # where make_synthetic_kernel puts _stext physically

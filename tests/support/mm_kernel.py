@@ -10,8 +10,8 @@ from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.dumps.vmcoreinfo import parse_vmcoreinfo
 from kcrash.memory import MemoryReader
 from kcrash.types.btf import parse_btf
-from kcrash.types.btf_write import BtfWriter
 from kcrash.types.program import Program
+from support.btf_write import BtfWriter
 from support.synthetic_memory import SyntheticMemory
 
 BASE = 0xFFFFFFFF81000000

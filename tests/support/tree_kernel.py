@@ -9,8 +9,8 @@ from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.helpers.linux.xarray import XA_RETRY_ENTRY, XA_ZERO_ENTRY
 from kcrash.memory import MemoryReader
 from kcrash.types.btf import parse_btf
-from kcrash.types.btf_write import BtfWriter
 from kcrash.types.program import Program
+from support.btf_write import BtfWriter
 from support.synthetic_memory import SyntheticMemory
 
 BASE = 0xFFFF888000000000

@@ -7,9 +7,9 @@ from __future__ import annotations
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.memory import MemoryReader
 from kcrash.types.btf import parse_btf
-from kcrash.types.btf_write import BtfWriter
 from kcrash.types.object import Object
 from kcrash.types.program import Program
+from support.btf_write import BtfWriter
 from support.synthetic_memory import SyntheticMemory
 
 BASE = 0xFFFFFFFF81000000

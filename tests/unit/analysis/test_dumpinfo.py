@@ -12,8 +12,8 @@ from kcrash.analysis.dumpinfo import crash_time_or_none, dump_facts
 from kcrash.dumps import open_dump
 from kcrash.dumps.cpustate import CpuState, PrStatus, QemuCpuState
 from kcrash.dumps.vmcoreinfo import parse_vmcoreinfo
-from kcrash.dumps.write.synthetic import make_synthetic_kernel
 from kcrash.types.program import Program
+from support.synthetic import make_synthetic_kernel
 
 
 def test_crashtime_comes_first_then_the_timekeeper(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,10 +18,10 @@ from kcrash.analysis.expressions import (
 from kcrash.errors import ExpressionError, SymbolNotFoundError
 from kcrash.memory import MemoryReader, SegmentMap
 from kcrash.types.btf import parse_btf
-from kcrash.types.btf_write import BtfWriter
 from kcrash.types.cexpr import SymbolObject, evaluate, require_usable
 from kcrash.types.object import Object
 from kcrash.types.program import Program
+from support.btf_write import BtfWriter
 
 BASE = 0xFFFF888000000000
 AREA = [BASE + 0x1000, BASE + 0x2000, BASE + 0x3000, BASE + 0x4000]  # per-CPU areas of CPUs 0..3

@@ -13,9 +13,9 @@ from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.memory import MemoryReader
 from kcrash.model import SlabCache
 from kcrash.types.btf import parse_btf
-from kcrash.types.btf_write import BtfWriter
 from kcrash.types.object import Object
 from kcrash.types.program import Program
+from support.btf_write import BtfWriter
 from support.synthetic_memory import SyntheticMemory
 
 BASE = 0xFFFFFFFF82000000

@@ -15,8 +15,8 @@ from kcrash.helpers.linux.mapletree import mt_for_each_range
 from kcrash.memory import MemoryReader, SegmentMap
 from kcrash.model import MemoryRegion
 from kcrash.types.btf import parse_btf
-from kcrash.types.btf_write import BtfWriter
 from kcrash.types.program import Program
+from support.btf_write import BtfWriter
 
 BASE = 0xFFFF888000100000
 TASK, MM, VMA = BASE, BASE + 0x100, BASE + 0x200

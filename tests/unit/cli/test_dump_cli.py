@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kcrash.cli import main
-from kcrash.dumps.write.synthetic import make_synthetic_kernel
+from support.synthetic import make_synthetic_kernel
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from kcrash.collect.convert import ConvertOptions
 from kcrash.collect.qemu import GuestCapture, write_capture
 from kcrash.collect.source import RamRange
 from kcrash.dumps import open_dump
-from kcrash.dumps.write.synthetic import make_synthetic_kernel
+from support.synthetic import make_synthetic_kernel
 
 _FORMATS = [("kdump", "zlib"), ("flat", "none"), ("elf", "none")]
 

@@ -12,8 +12,8 @@ import pytest
 from kcrash.cli import main
 from kcrash.cli.params import AddressArg, parse_number
 from kcrash.debuginfo.kallsyms import encode_kallsyms
-from kcrash.dumps.write.synthetic import make_synthetic_kernel
 from kcrash.errors import CliError
+from support.synthetic import make_synthetic_kernel
 
 KASLR = 0x1E00000
 STEXT = 0xFFFFFFFF81000000 + KASLR

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kcrash.cli import main
-from kcrash.dumps.write.synthetic import make_synthetic_kernel
+from support.synthetic import make_synthetic_kernel
 
 VMALLOC = 0xFFFFC90000000000
 PAGE_OFFSET = 0xFFFF888000000000

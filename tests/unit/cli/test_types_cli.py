@@ -11,8 +11,8 @@ from kcrash.cli import main
 from kcrash.errors import SymbolNotFoundError
 from kcrash.memory import MemoryReader, SegmentMap
 from kcrash.types.btf import parse_btf
-from kcrash.types.btf_write import BtfWriter
 from kcrash.types.program import Program
+from support.btf_write import BtfWriter
 
 BASE = 0xFFFF888000000000
 TASK = BASE + 0x100

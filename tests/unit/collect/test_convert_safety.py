@@ -19,7 +19,7 @@ from kcrash.cli import main
 from kcrash.dumps import DumpWarning, open_dump
 from kcrash.dumps.write.elf_vmcore import bytes_segment, write_elf_vmcore
 from kcrash.dumps.write.output import temporary_path
-from kcrash.dumps.write.synthetic import make_synthetic_kernel
+from support.synthetic import make_synthetic_kernel
 
 
 @pytest.fixture()

@@ -16,7 +16,7 @@ import pytest
 from kcrash.collect.convert import ConvertOptions, convert_dump
 from kcrash.collect.source import dump_pages
 from kcrash.dumps import open_dump
-from kcrash.dumps.write.synthetic import PAGE_OFFSET, SyntheticKernel, make_synthetic_kernel
+from support.synthetic import PAGE_OFFSET, SyntheticKernel, make_synthetic_kernel
 
 MEM_SECTION = 0x300000  # physical; SYMBOL(mem_section) of the synthetic kernel is PAGE_OFFSET + this
 MEM_MAP = 0x310000      # physical; 1024 struct pages of 64 bytes

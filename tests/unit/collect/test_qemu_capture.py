@@ -13,9 +13,9 @@ from kcrash.collect.qemu import GuestCapture, find_vmcoreinfo, parse_info_regist
 from kcrash.collect.source import RamRange
 from kcrash.dumps import cpu_states, open_dump
 from kcrash.dumps.write.notes import build_vmcoreinfo_note
-from kcrash.dumps.write.synthetic import make_synthetic_kernel
 from kcrash.errors import LiveTargetError
 from kcrash.memory import open_kernel_memory
+from support.synthetic import make_synthetic_kernel
 
 REGISTERS = """\
 CPU#0

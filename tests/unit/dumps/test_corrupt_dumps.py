@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kcrash.dumps import open_dump
-from kcrash.dumps.write.synthetic import make_synthetic_kernel
 from kcrash.errors import CorruptDumpError, KcrashError
 from kcrash.memory import open_kernel_memory
 from support.dumpfuzz import exercise as read_dump
+from support.synthetic import make_synthetic_kernel
 
 _KERNEL = make_synthetic_kernel(seed=3)
 _FILES: dict[str, bytes] = {}

@@ -16,9 +16,9 @@ from kcrash.dumps import DumpWarning, open_dump
 from kcrash.dumps.flattened import FlatFile
 from kcrash.dumps.kdump_header import read_kdump_header
 from kcrash.dumps.write.kdump_compressed import KdumpSpec, write_kdump
-from kcrash.dumps.write.synthetic import make_synthetic_kernel
 from kcrash.errors import CorruptDumpError, FaultError, KcrashError
 from kcrash.memory import SegmentMap
+from support.synthetic import make_synthetic_kernel
 
 PAGE = 4096
 N = 600

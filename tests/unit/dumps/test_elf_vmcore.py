@@ -11,9 +11,9 @@ import pytest
 from kcrash.dumps import DumpWarning, cpu_states, open_dump
 from kcrash.dumps.elf_vmcore import ElfVmcore
 from kcrash.dumps.write.elf_vmcore import LoadSegment, bytes_segment, convert_to_proc_vmcore, write_elf_vmcore
-from kcrash.dumps.write.synthetic import make_synthetic_kernel
 from kcrash.errors import FaultError
 from kcrash.memory import SegmentMap
+from support.synthetic import make_synthetic_kernel
 
 
 @pytest.mark.parametrize("qemu_layout", [True, False])

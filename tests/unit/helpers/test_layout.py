@@ -10,9 +10,9 @@ from kcrash.errors import ExpressionError, FaultError, TypeLookupError
 from kcrash.helpers.layout import StructLayout
 from kcrash.memory import MemoryReader, SegmentMap
 from kcrash.types.btf import parse_btf
-from kcrash.types.btf_write import BtfWriter
 from kcrash.types.object import Object
 from kcrash.types.program import Program
+from support.btf_write import BtfWriter
 
 BASE = 0xFFFF888000000000
 SIZE = 0x1000

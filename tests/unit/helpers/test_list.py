@@ -19,9 +19,9 @@ from kcrash.helpers.linux.list import (
 )
 from kcrash.memory import MemoryReader, SegmentMap
 from kcrash.types.btf import parse_btf
-from kcrash.types.btf_write import BtfWriter
 from kcrash.types.object import Object
 from kcrash.types.program import Program
+from support.btf_write import BtfWriter
 
 BASE = 0xFFFF888000000000
 HEAD = BASE + 0x10

@@ -10,9 +10,9 @@ from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.helpers.linux.module import module_base, module_section_starts, module_size
 from kcrash.memory import MemoryReader, SegmentMap
 from kcrash.types.btf import parse_btf
-from kcrash.types.btf_write import BtfWriter
 from kcrash.types.object import Object
 from kcrash.types.program import Program
+from support.btf_write import BtfWriter
 
 BASE = 0xFFFFFFFFC0000000
 MOD, ATTRS, POINTERS, FILES, NAMES = BASE, BASE + 0x100, BASE + 0x200, BASE + 0x300, BASE + 0x800

@@ -6,9 +6,9 @@ from __future__ import annotations
 from kcrash.helpers.linux.vma import for_each_vma, vm_flags_names, vma_find
 from kcrash.memory import MemoryReader, SegmentMap
 from kcrash.types.btf import parse_btf
-from kcrash.types.btf_write import BtfWriter
 from kcrash.types.object import Object
 from kcrash.types.program import Program
+from support.btf_write import BtfWriter
 
 BASE = 0xFFFF888000000000
 MM, VMAS = BASE, BASE + 0x100

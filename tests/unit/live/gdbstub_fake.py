@@ -1,4 +1,4 @@
-"""A scripted gdb stub for the live-session tests (drives kcrash.live.gdbremote.transport.MockTransport).
+"""A scripted gdb stub for the live-session tests (drives tests/support/mock_transport.py::MockTransport).
 
 Two vCPUs, an x86-64 target description, a little memory, Z0–Z4 bookkeeping. ``vCont;c`` stops at
 once on the first inserted point it can "hit" (breakpoints report rip = address, write watchpoints
@@ -11,7 +11,7 @@ unreported watchpoint hit from an earlier stop.
 from __future__ import annotations
 
 from kcrash.live.gdbremote.packets import INTERRUPT
-from kcrash.live.gdbremote.transport import MockReply, MockTransport, Raw
+from support.mock_transport import MockReply, MockTransport, Raw
 
 TARGET_XML = b"""<?xml version="1.0"?><!DOCTYPE target SYSTEM "gdb-target.dtd"><target>
 <architecture>i386:x86-64</architecture><xi:include href="core.xml"/></target>"""

@@ -11,7 +11,8 @@ from gdbstub_fake import FakeStub
 from kcrash.errors import FaultError, GdbRemoteProtocolError, LiveTargetError, TargetNotStoppedError
 from kcrash.live.gdbremote.client import GdbRemoteClient
 from kcrash.live.gdbremote.packets import frame
-from kcrash.live.gdbremote.transport import MockTransport, Raw, open_transport
+from kcrash.live.gdbremote.transport import open_transport
+from support.mock_transport import MockTransport, Raw
 
 
 def connected(stub: FakeStub, **kw: float) -> GdbRemoteClient:

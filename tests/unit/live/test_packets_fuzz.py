@@ -21,8 +21,8 @@ from kcrash.live.gdbremote.packets import (
     unescape_binary,
 )
 from kcrash.live.gdbremote.tdesc import number_registers, parse_target_xml
-from kcrash.live.gdbremote.transport import MockTransport, Raw
 from support.fuzzing import MEMORY_CAP, parse_or_kcrash_error, peak_allocation
+from support.mock_transport import MockTransport, Raw
 
 _PIECES = [b"$", b"#", b"%", b"+", b"-", b"}", b"*", b"T05", b"S05", b"W00", b"X09", b"thread:01;", b"watch:",
            b"awatch:ffff;", b"06:0123456789abcdef;", b"swbreak:;", b"OK", b"E01", b"E.x", b"m", b"l", b"00", b"zz",

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from kcrash.dumps import open_dump
-from kcrash.dumps.write.pagetables import PageTableBuilder, PhysImage
-from kcrash.dumps.write.synthetic import make_synthetic_kernel
 from kcrash.errors import FaultError
 from kcrash.memory import open_kernel_memory
 from kcrash.memory.search import Pattern, search_physical, search_virtual
 from kcrash.memory.translate.x86_64 import X86_64PageTables
+from support.pagetables import PageTableBuilder, PhysImage
+from support.synthetic import make_synthetic_kernel
 
 VALUE = 0xFEEDFACE0BADC0DE
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kcrash.dumps.write.pagetables import PageTableBuilder, PhysImage
 from kcrash.errors import FaultError
 from kcrash.memory.translate.x86_64 import MappedRun, MappingWalk, X86_64PageTables
+from support.pagetables import PageTableBuilder, PhysImage
 
 
 def _tables(levels: int = 4) -> tuple[PhysImage, PageTableBuilder]:

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from kcrash.dumps import open_dump
-from kcrash.dumps.write.pagetables import PageTableBuilder, PhysImage
-from kcrash.dumps.write.synthetic import make_synthetic_kernel
 from kcrash.errors import FaultError
 from kcrash.memory import open_kernel_memory
 from kcrash.memory.kernel import find_panic_cpu_or_none
 from kcrash.memory.translate.x86_64 import X86_64PageTables, cr3_to_pgd
+from support.pagetables import PageTableBuilder, PhysImage
+from support.synthetic import make_synthetic_kernel
 
 
 @pytest.mark.parametrize("levels", [4, 5])

@@ -9,8 +9,8 @@ import pytest
 from kcrash.errors import SymbolNotFoundError
 from kcrash.memory import MemoryReader, SegmentMap
 from kcrash.types.btf import Btf, parse_btf
-from kcrash.types.btf_write import BtfWriter
 from kcrash.types.program import Program
+from support.btf_write import BtfWriter
 
 BASE = 0xFFFF888000000000
 SIZE = 0x10000

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from conftest import Kernel, build_types
 from kcrash.errors import CorruptDumpError, TypeLookupError
 from kcrash.types.btf import Btf, parse_btf
-from kcrash.types.btf_write import BtfWriter
 from kcrash.types.model import Qualifiers, TypeKind
+from support.btf_write import BtfWriter
 
 
 def test_every_kind_builds(kernel: Kernel) -> None:

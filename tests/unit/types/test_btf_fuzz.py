@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from kcrash.errors import KcrashError
 from kcrash.types.btf import Btf
-from kcrash.types.btf_write import BtfWriter
+from support.btf_write import BtfWriter
 from support.fuzzing import MEMORY_CAP, parse_or_kcrash_error, peak_allocation
 
 

@@ -8,6 +8,6 @@ plain or flattened, zlib/lzo/snappy/zstd/none, the shared zero page, threaded co
 temporary name, rename when complete, "incomplete" flag on ENOSPC or interruption).
 :mod:`~kcrash.dumps.write.kdump_compressed` and :mod:`~kcrash.dumps.write.elf_vmcore` build synthetic
 test dumps (any header version, word size, split, corrupt variants) and the ``/proc/vmcore``-shaped copy
-makedumpfile needs; :mod:`~kcrash.dumps.write.synthetic` is a fake kernel for tests. Deciding which pages
-to write is :mod:`kcrash.collect`'s job.
+makedumpfile needs (the fake kernel the tests write with them is ``tests/support/synthetic.py``).
+Deciding which pages to write is :mod:`kcrash.collect`'s job.
 """

@@ -1,6 +1,6 @@
 """
-kcrash.dumps.write.synthetic
-============================
+support.synthetic
+=================
 
 A small fake x86-64 kernel for tests: a few MiB of physical memory holding 4- or 5-level page tables
 that map kernel text (2 MiB pages, KASLR offset and ``phys_base`` as given), the direct map (one
@@ -18,7 +18,7 @@ from pathlib import Path
 from kcrash.dumps.write.elf_vmcore import bytes_segment, write_elf_vmcore
 from kcrash.dumps.write.kdump_compressed import KdumpLayout, KdumpSpec, write_kdump
 from kcrash.dumps.write.notes import build_prstatus, build_qemu_cpu_state, build_vmcoreinfo_note
-from kcrash.dumps.write.pagetables import PageTableBuilder, PhysImage
+from support.pagetables import PageTableBuilder, PhysImage
 
 __all__ = ["SyntheticKernel", "make_synthetic_kernel"]
 

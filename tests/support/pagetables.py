@@ -1,6 +1,6 @@
 """
-kcrash.dumps.write.pagetables
-=============================
+support.pagetables
+==================
 
 Builds synthetic x86-64 physical memory with page tables (4 or 5 levels; 4 KiB, 2 MiB and 1 GiB
 mappings), so tests can write fake kernel dumps whose virtual addresses translate like a real

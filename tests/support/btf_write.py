@@ -1,6 +1,6 @@
 """
-kcrash.types.btf_write
-======================
+support.btf_write
+=================
 
 :class:`BtfWriter` builds BTF blobs (``include/uapi/linux/btf.h``) record by record, for tests and
 synthetic kernels, the way :mod:`kcrash.dumps.write` builds dumps: every kind, bitfield members,
