@@ -43,8 +43,19 @@ DEFAULT_LIMIT = 1_000_000
 
 
 class ListWalk:
-    """An iterable walk; after (or during) iteration, ``truncated`` is None if the walk reached
-    its end, else the reason it stopped early. Iterating again restarts the walk."""
+    """An iterable, bounded walk of a kernel list; :attr:`truncated` says whether it was complete.
+
+    After (or during) iteration, ``truncated`` is None if the walk reached its end, else the reason
+    it stopped early (a cycle, a NULL or unreadable ``next``, the limit). Iterating again restarts
+    the walk. The list helpers return one; build your own only for a new kind of chain.
+
+    :param nodes: called with the walk at each iteration; yields the nodes and sets ``truncated``
+
+    >>> walk = list_for_each_entry("struct module", prog["modules"].address_of_(), "list")
+    >>> names = [mod.name.string_() for mod in walk]
+    >>> walk.truncated is None
+    True
+    """
 
     def __init__(self, nodes: Callable[[ListWalk], Iterator[Object]]) -> None:
         self._nodes = nodes
@@ -119,15 +130,32 @@ def _list_nodes(head: Object, link: str, limit: int) -> ListWalk:
 
 
 def list_for_each(head: Object, *, limit: int = DEFAULT_LIMIT) -> ListWalk:
-    """Each node of a list, as ``struct list_head *``.
+    """Iterate over the nodes of a ``struct list_head`` list, following ``next``.
+
+    The head itself is not yielded. The walk stops at the head, a cycle, a NULL or unreadable
+    ``next`` pointer or ``limit`` nodes, and says why in :attr:`ListWalk.truncated`.
 
     :param head: ``struct list_head *`` (or a ``struct list_head``)
+    :param limit: the most nodes to yield
+    :return: a :class:`ListWalk` of ``struct list_head *`` objects
+    :raises FaultError: if ``head`` itself cannot be read
+
+    >>> sum(1 for _ in list_for_each(prog["modules"].address_of_()))
+    42
     """
     return _list_nodes(head, "next", limit)
 
 
 def list_for_each_reverse(head: Object, *, limit: int = DEFAULT_LIMIT) -> ListWalk:
-    """Each node of a list, last first (following ``prev``)."""
+    """Iterate over the nodes of a ``struct list_head`` list last first, following ``prev``.
+
+    :param head: ``struct list_head *`` (or a ``struct list_head``)
+    :param limit: the most nodes to yield
+    :return: a :class:`ListWalk` of ``struct list_head *`` objects, bounded as :func:`list_for_each`
+    :raises FaultError: if ``head`` itself cannot be read
+
+    >>> last = next(iter(list_for_each_reverse(prog["init_task"].tasks)))
+    """
     return _list_nodes(head, "prev", limit)
 
 
@@ -147,40 +175,95 @@ def _entries(prog: Program, addresses: Callable[[ListWalk], Iterator[int]], type
 
 
 def list_for_each_entry(type: Type | str, head: Object, member: str, *, limit: int = DEFAULT_LIMIT) -> ListWalk:
-    """Each entry of a list, as a ``type *``.
+    """Iterate over the entries of a list, like the kernel's ``list_for_each_entry(pos, head, member)``.
 
-    :param type: the entry type (``"struct task_struct"``)
+    Each ``struct list_head`` node is turned into its containing ``type`` with ``container_of``.
+
+    :param type: the entry type (``"struct task_struct"``) or a :class:`~kcrash.types.model.Type`
     :param head: ``struct list_head *`` (or a ``struct list_head``)
-    :param member: the ``struct list_head`` member of ``type`` that links the entries
+    :param member: the name of the ``struct list_head`` member of ``type`` that links the entries
+    :param limit: the most entries to yield
+    :return: a :class:`ListWalk` of ``type *`` objects, bounded as :func:`list_for_each`
+    :raises FaultError: if ``head`` itself cannot be read
+    :raises TypeLookupError: if ``type`` or ``member`` is unknown
+
+    >>> for task in list_for_each_entry("struct task_struct", prog["init_task"].tasks, "tasks"):
+    ...     print(int(task.pid), task.comm.string_())
     """
     return _entries(head.prog_, _list_addresses(head, "next", limit), type, member)
 
 
 def list_for_each_entry_reverse(type: Type | str, head: Object, member: str, *,
                                 limit: int = DEFAULT_LIMIT) -> ListWalk:
-    """Each entry of a list, last first."""
+    """Iterate over the entries of a list last first, like ``list_for_each_entry_reverse()``.
+
+    :param type: the entry type (``"struct module"``) or a :class:`~kcrash.types.model.Type`
+    :param head: ``struct list_head *`` (or a ``struct list_head``)
+    :param member: the name of the ``struct list_head`` member of ``type`` that links the entries
+    :param limit: the most entries to yield
+    :return: a :class:`ListWalk` of ``type *`` objects, bounded as :func:`list_for_each`
+    :raises FaultError: if ``head`` itself cannot be read
+
+    >>> newest_last = list(list_for_each_entry_reverse("struct module", prog["modules"], "list"))
+    """
     return _entries(head.prog_, _list_addresses(head, "prev", limit), type, member)
 
 
 def list_empty(head: Object) -> bool:
-    """``list_empty(head)``: True if ``head->next == head``."""
+    """Return whether a list is empty, like the kernel's ``list_empty(head)``: ``head->next == head``.
+
+    :param head: ``struct list_head *`` (or a ``struct list_head``)
+    :return: True if the list has no entries
+    :raises FaultError: if ``head`` cannot be read
+
+    >>> list_empty(prog["modules"])
+    False
+    """
     ptr = _pointer(head, "list_head")
     return int(ptr.next) == int(ptr)
 
 
 def list_is_singular(head: Object) -> bool:
-    """``list_is_singular(head)``: exactly one entry."""
+    """Return whether a list has exactly one entry, like the kernel's ``list_is_singular(head)``.
+
+    :param head: ``struct list_head *`` (or a ``struct list_head``)
+    :return: True if ``head->next`` and ``head->prev`` are the same entry and not ``head``
+    :raises FaultError: if ``head`` cannot be read
+
+    >>> list_is_singular(prog["init_task"].children)
+    False
+    """
     ptr = _pointer(head, "list_head")
     return not list_empty(ptr) and int(ptr.next) == int(ptr.prev)
 
 
 def list_first_entry(head: Object, type: Type | str, member: str) -> Object:
-    """``list_first_entry(head, type, member)`` (meaningless on an empty list, like the macro)."""
+    """Return the first entry of a list, like ``list_first_entry(head, type, member)``.
+
+    Meaningless on an empty list (it returns the container of the head), like the macro.
+
+    :param head: ``struct list_head *`` (or a ``struct list_head``)
+    :param type: the entry type (``"struct module"``) or a :class:`~kcrash.types.model.Type`
+    :param member: the name of the ``struct list_head`` member of ``type`` that links the entries
+    :return: a ``type *`` object
+    :raises FaultError: if ``head`` cannot be read
+
+    >>> list_first_entry(prog["modules"], "struct module", "list").name.string_()
+    b'kcrash_test'
+    """
     return container_of(_pointer(head, "list_head").next, type, member)
 
 
 def hlist_empty(head: Object) -> bool:
-    """``hlist_empty(head)``: True if ``head->first`` is NULL."""
+    """Return whether a hash list is empty, like the kernel's ``hlist_empty(head)``: ``head->first`` is NULL.
+
+    :param head: ``struct hlist_head *`` (or a ``struct hlist_head``)
+    :return: True if the list has no entries
+    :raises FaultError: if ``head`` cannot be read
+
+    >>> hlist_empty(prog["init_task"].pid_links[0])
+    True
+    """
     return not int(_pointer(head, "hlist_head").first)
 
 
@@ -195,22 +278,50 @@ def _hlist_addresses(head: Object, limit: int) -> Callable[[ListWalk], Iterator[
 
 
 def hlist_for_each(head: Object, *, limit: int = DEFAULT_LIMIT) -> ListWalk:
-    """Each node of a hash list, as ``struct hlist_node *``.
+    """Iterate over the nodes of a ``struct hlist_head`` hash list, following ``first`` then ``next``.
 
     :param head: ``struct hlist_head *`` (or a ``struct hlist_head``)
+    :param limit: the most nodes to yield
+    :return: a :class:`ListWalk` of ``struct hlist_node *`` objects, bounded as :func:`list_for_each`
+    :raises FaultError: if ``head`` itself cannot be read
+
+    >>> sum(1 for _ in hlist_for_each(prog["init_struct_pid"].tasks[0]))
+    1
     """
     prog = head.prog_
     return _nodes(prog, prog.pointer_type("struct hlist_node"), _hlist_addresses(head, limit))
 
 
 def hlist_for_each_entry(type: Type | str, head: Object, member: str, *, limit: int = DEFAULT_LIMIT) -> ListWalk:
-    """Each entry of a hash list, as a ``type *`` (``member`` is its ``struct hlist_node``)."""
+    """Iterate over the entries of a hash list, like the kernel's ``hlist_for_each_entry(pos, head, member)``.
+
+    :param type: the entry type (``"struct task_struct"``) or a :class:`~kcrash.types.model.Type`
+    :param head: ``struct hlist_head *`` (or a ``struct hlist_head``)
+    :param member: the name of the ``struct hlist_node`` member of ``type`` that links the entries
+    :param limit: the most entries to yield
+    :return: a :class:`ListWalk` of ``type *`` objects, bounded as :func:`list_for_each`
+    :raises FaultError: if ``head`` itself cannot be read
+
+    >>> for task in hlist_for_each_entry("struct task_struct", prog["init_struct_pid"].tasks[0], "pid_links[0]"):
+    ...     print(task.comm.string_())
+    """
     return _entries(head.prog_, _hlist_addresses(head, limit), type, member)
 
 
 def validate_list(head: Object, *, limit: int = DEFAULT_LIMIT) -> int:
-    """Check that every ``next->prev`` points back and the walk ends at ``head``; return the
-    number of entries, or raise ValidationError naming the first bad node."""
+    """Check a ``struct list_head`` list's links and count its entries.
+
+    Every ``next->prev`` must point back to the node before it and the walk must come back to
+    ``head`` (no cycle, NULL or unreadable node, fewer than ``limit`` nodes).
+
+    :param head: ``struct list_head *`` (or a ``struct list_head``)
+    :param limit: the most entries to accept
+    :return: the number of entries (the head not counted)
+    :raises ValidationError: naming the first bad node, or why the walk stopped early
+
+    >>> validate_list(prog["modules"])
+    42
+    """
     walk = list_for_each(head, limit=limit)
     prev, count = int(_pointer(head, "list_head")), 0
     for node in walk:
