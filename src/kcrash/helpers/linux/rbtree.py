@@ -81,30 +81,44 @@ def _descend(prog: Program, node: int, offset: int) -> int:
 
 
 def rb_first(root: Object) -> Object:
-    """``rb_first(root)``: the leftmost node, or NULL for an empty tree.
+    """Return the leftmost node of a red-black tree, like the kernel's ``rb_first(root)``.
 
     :param root: ``struct rb_root *`` (or a ``struct rb_root``)
-    :return: ``struct rb_node *``
+    :return: ``struct rb_node *``, NULL for an empty tree
+    :raises FaultError: if a node on the way down cannot be read
 
-    >>> rb_first(prog.object("struct rb_root", address))  # doctest: +SKIP
+    >>> from kcrash.types.object import container_of
+    >>> node = rb_first(prog["vmap_area_root"])
+    >>> hex(container_of(node, "struct vmap_area", "rb_node").va_start)
+    '0xffffc90000000000'
     """
     prog, top = root.prog_, root.prog_.read_u64(_root_address(root))
     return _node(prog, _descend(prog, top, _offsets(prog)[0]) if top else 0)
 
 
 def rb_last(root: Object) -> Object:
-    """``rb_last(root)``: the rightmost node, or NULL for an empty tree.
+    """Return the rightmost node of a red-black tree, like the kernel's ``rb_last(root)``.
 
     :param root: ``struct rb_root *`` (or a ``struct rb_root``)
+    :return: ``struct rb_node *``, NULL for an empty tree
+    :raises FaultError: if a node on the way down cannot be read
+
+    >>> from kcrash.types.object import container_of
+    >>> last = container_of(rb_last(prog["vmap_area_root"]), "struct vmap_area", "rb_node")
     """
     prog, top = root.prog_, root.prog_.read_u64(_root_address(root))
     return _node(prog, _descend(prog, top, _offsets(prog)[1]) if top else 0)
 
 
 def rb_parent(node: Object) -> Object:
-    """``rb_parent(node)``: ``__rb_parent_color`` without the colour bits.
+    """Return the parent of a red-black tree node, like ``rb_parent(node)``: ``__rb_parent_color``
+    without its colour bits.
 
     :param node: ``struct rb_node *``
+    :return: ``struct rb_node *``, NULL for the root node
+    :raises FaultError: if ``node`` cannot be read
+
+    >>> rb_parent(rb_first(prog["vmap_area_root"]))
     """
     prog = node.prog_
     return _node(prog, prog.read_u64(int(node) + _offsets(prog)[2]) & ~3)
@@ -126,18 +140,26 @@ def _step(node: Object, down: int, up: int) -> Object:
 
 
 def rb_next(node: Object) -> Object:
-    """``rb_next(node)``: the next node in order, or NULL after the last.
+    """Return the next node of a red-black tree in order, like the kernel's ``rb_next(node)``.
 
     :param node: ``struct rb_node *``
+    :return: ``struct rb_node *``, NULL after the last node
+    :raises FaultError: if a node on the way cannot be read
+
+    >>> second = rb_next(rb_first(prog["vmap_area_root"]))
     """
     left, right, _ = _offsets(node.prog_)
     return _step(node, right, left)
 
 
 def rb_prev(node: Object) -> Object:
-    """``rb_prev(node)``: the previous node in order, or NULL before the first.
+    """Return the previous node of a red-black tree in order, like the kernel's ``rb_prev(node)``.
 
     :param node: ``struct rb_node *``
+    :return: ``struct rb_node *``, NULL before the first node
+    :raises FaultError: if a node on the way cannot be read
+
+    >>> before_last = rb_prev(rb_last(prog["vmap_area_root"]))
     """
     left, right, _ = _offsets(node.prog_)
     return _step(node, left, right)
@@ -186,12 +208,18 @@ def _walk(root: Object, limit: int, make: Callable[[Program, int], Object]) -> L
 
 
 def rbtree_inorder_for_each(root: Object, *, limit: int = DEFAULT_LIMIT) -> ListWalk:
-    """Each node of a tree in order, as ``struct rb_node *``.
+    """Iterate over the nodes of a red-black tree in order (``rb_first()`` then ``rb_next()``).
+
+    The walk is bounded: it stops at a cycle, an unreadable node or ``limit`` nodes and says why
+    in :attr:`~kcrash.helpers.linux.list.ListWalk.truncated`.
 
     :param root: ``struct rb_root *`` (or a ``struct rb_root``, or ``struct rb_root_cached``)
     :param limit: the most nodes to yield
+    :return: a :class:`~kcrash.helpers.linux.list.ListWalk` of ``struct rb_node *`` objects
+    :raises FaultError: if ``root`` itself cannot be read
 
-    >>> [int(n) for n in rbtree_inorder_for_each(root)]  # doctest: +SKIP
+    >>> sum(1 for _ in rbtree_inorder_for_each(prog["vmap_area_root"]))
+    517
     """
     node_type = _node_type(root.prog_)
     return _walk(root, limit, lambda prog, address: Object(prog, node_type, address))
@@ -199,13 +227,19 @@ def rbtree_inorder_for_each(root: Object, *, limit: int = DEFAULT_LIMIT) -> List
 
 def rbtree_inorder_for_each_entry(type: Type | str, root: Object, member: str, *,
                                   limit: int = DEFAULT_LIMIT) -> ListWalk:
-    """Each entry of a tree in order, as a ``type *`` (``rb_entry`` of each node).
+    """Iterate over the entries of a red-black tree in order, ``rb_entry(node, type, member)`` of each node.
 
-    :param type: the entry type (``"struct vmap_area"``)
-    :param root: ``struct rb_root *`` (or a ``struct rb_root``)
-    :param member: the ``struct rb_node`` member of ``type``
+    :param type: the entry type (``"struct vmap_area"``) or a :class:`~kcrash.types.model.Type`
+    :param root: ``struct rb_root *`` (or a ``struct rb_root``, or ``struct rb_root_cached``)
+    :param member: the name of the ``struct rb_node`` member of ``type``
+    :param limit: the most entries to yield
+    :return: a :class:`~kcrash.helpers.linux.list.ListWalk` of ``type *`` objects, bounded as
+        :func:`rbtree_inorder_for_each`
+    :raises FaultError: if ``root`` itself cannot be read
+    :raises TypeLookupError: if ``type`` or ``member`` is unknown
 
-    >>> keys = [int(e.key) for e in rbtree_inorder_for_each_entry("struct x", root, "rb")]  # doctest: +SKIP
+    >>> for va in rbtree_inorder_for_each_entry("struct vmap_area", prog["vmap_area_root"], "rb_node"):
+    ...     print(hex(va.va_start), hex(va.va_end))
     """
     prog = root.prog_
     t = prog.type(type)

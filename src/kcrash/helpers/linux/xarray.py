@@ -52,8 +52,19 @@ _ULONG_BITS = 64
 
 
 class IndexedWalk(Generic[T]):
-    """An iterable walk of a tree's entries; ``truncated`` is None if the walk reached its end,
-    else why it stopped early. Iterating again restarts the walk."""
+    """An iterable, bounded walk of a tree's entries (XArray, maple tree); :attr:`truncated` says why
+    it stopped early.
+
+    After (or during) iteration, ``truncated`` is None if the walk reached its end, else why it
+    stopped early (a cycle, an unreadable node, the limit). Iterating again restarts the walk.
+
+    :param items: called with the walk at each iteration; yields the entries and sets ``truncated``
+
+    >>> walk = xa_for_each(prog["init_pid_ns"].idr.idr_rt)
+    >>> pids = [index for index, _ in walk]
+    >>> walk.truncated is None
+    True
+    """
 
     def __init__(self, items: Callable[[IndexedWalk[T]], Iterator[T]]) -> None:
         self._items = items
@@ -69,12 +80,23 @@ def _value(entry: Object | int) -> int:
 
 
 def xa_is_value(entry: Object | int) -> bool:
-    """``xa_is_value(entry)``: an integer stored with ``xa_mk_value()`` (bit 0 set)."""
+    """Return whether an XArray entry is an integer stored with ``xa_mk_value()`` (bit 0 set), like
+    the kernel's ``xa_is_value(entry)``.
+
+    :param entry: the entry, ``void *`` or its value
+    :return: True for a value entry
+
+    >>> xa_is_value(0xb5)
+    True
+    """
     return bool(_value(entry) & 1)
 
 
 def xa_to_value(entry: Object | int) -> int:
-    """``xa_to_value(entry)``: the integer in a value entry.
+    """Return the integer in an XArray value entry, like the kernel's ``xa_to_value(entry)``.
+
+    :param entry: a value entry (see :func:`xa_is_value`), ``void *`` or its value
+    :return: the entry shifted right by one
 
     >>> xa_to_value(0xb5)
     90
@@ -83,34 +105,79 @@ def xa_to_value(entry: Object | int) -> int:
 
 
 def xa_is_internal(entry: Object | int) -> bool:
-    """``xa_is_internal(entry)``: the low two bits are ``10``."""
+    """Return whether an XArray entry is internal (low two bits ``10``), like ``xa_is_internal(entry)``.
+
+    :param entry: the entry, ``void *`` or its value
+    :return: True for a node, sibling, retry or zero entry
+
+    >>> xa_is_internal(0x406)
+    True
+    """
     return _value(entry) & 3 == 2
 
 
 def xa_to_internal(entry: Object | int) -> int:
-    """``xa_to_internal(entry)``: the number in an internal entry."""
+    """Return the number in an internal XArray entry, like the kernel's ``xa_to_internal(entry)``.
+
+    :param entry: an internal entry, ``void *`` or its value
+    :return: the entry shifted right by two
+
+    >>> xa_to_internal(0x406)
+    257
+    """
     return _value(entry) >> 2
 
 
 def xa_is_node(entry: Object | int) -> bool:
-    """``xa_is_node(entry)``: a pointer to a ``struct xa_node`` (internal and above 4096)."""
+    """Return whether an XArray entry points to a ``struct xa_node`` (internal and above 4096), like
+    the kernel's ``xa_is_node(entry)``.
+
+    :param entry: the entry, ``void *`` or its value
+    :return: True for a node pointer
+
+    >>> xa_is_node(0xffff888003a1c002)
+    True
+    """
     value = _value(entry)
     return value & 3 == 2 and value > 4096
 
 
 def xa_is_sibling(entry: Object | int) -> bool:
-    """``xa_is_sibling(entry)``: a slot of a multi-index entry (internal, below ``xa_mk_sibling(63)``)."""
+    """Return whether an XArray entry is a sibling slot of a multi-index entry (internal, below
+    ``xa_mk_sibling(63)``), like the kernel's ``xa_is_sibling(entry)``.
+
+    :param entry: the entry, ``void *`` or its value
+    :return: True for a sibling entry
+
+    >>> xa_is_sibling(0x6)
+    True
+    """
     value = _value(entry)
     return value & 3 == 2 and value < (63 << 2 | 2)
 
 
 def xa_is_zero(entry: Object | int) -> bool:
-    """``xa_is_zero(entry)``: a reserved slot (``XA_ZERO_ENTRY``)."""
+    """Return whether an XArray entry is a reserved slot (``XA_ZERO_ENTRY``), like ``xa_is_zero(entry)``.
+
+    :param entry: the entry, ``void *`` or its value
+    :return: True for the zero entry
+
+    >>> xa_is_zero(0x406)
+    True
+    """
     return _value(entry) == XA_ZERO_ENTRY
 
 
 def xa_is_retry(entry: Object | int) -> bool:
-    """``xa_is_retry(entry)``: ``XA_RETRY_ENTRY``, left while a node is being freed."""
+    """Return whether an XArray entry is ``XA_RETRY_ENTRY``, left while a node is being freed, like
+    the kernel's ``xa_is_retry(entry)``.
+
+    :param entry: the entry, ``void *`` or its value
+    :return: True for the retry entry
+
+    >>> xa_is_retry(0x402)
+    True
+    """
     return _value(entry) == XA_RETRY_ENTRY
 
 
@@ -132,9 +199,20 @@ class _Nodes:
 
 
 def root_entry(root: Object, struct: str, member: str) -> tuple[Program, int]:
-    """The root entry ``member`` of a ``struct <struct>`` in memory or a pointer to one, with its
-    program: ``xa->xa_head`` of an xarray (also a ``struct radix_tree_root``), ``mt->ma_root`` of a
-    maple tree (whose root entries are encoded as the xarray's)."""
+    """Return the root entry of an XArray or maple tree, with its program.
+
+    ``xa->xa_head`` of a ``struct xarray`` (also a ``struct radix_tree_root``), ``mt->ma_root`` of
+    a ``struct maple_tree`` (whose root entries are encoded as the xarray's).
+
+    :param root: ``struct <struct> *``, or a ``struct <struct>`` in memory
+    :param struct: the structure's tag (``"xarray"``, ``"maple_tree"``)
+    :param member: the root member (``"xa_head"``, ``"ma_root"``)
+    :return: ``(program, root entry)``
+    :raises TypeError: if ``root`` is a value that is not in memory
+    :raises FaultError: if the root member cannot be read
+
+    >>> _, head = root_entry(prog["init_pid_ns"].idr.idr_rt, "xarray", "xa_head")
+    """
     t = root.type_.strip_typedefs()
     address = int(root) if t.kind is TypeKind.POINTER else root.address_
     if address is None:
@@ -148,13 +226,17 @@ def _head(xa: Object) -> tuple[Program, int]:
 
 
 def xa_load(xa: Object, index: int, *, advanced: bool = False) -> Object:
-    """``xa_load(xa, index)``: the entry at ``index`` (the canonical entry for a sibling slot), or NULL.
+    """Return the entry at ``index`` of an XArray, like the kernel's ``xa_load(xa, index)``.
+
+    For a sibling slot, the canonical entry of the multi-index entry is returned.
 
     :param xa: ``struct xarray *`` (or a ``struct xarray``; radix trees too)
-    :param advanced: return a zero entry as itself rather than NULL
-    :return: ``void *``
+    :param index: the index to look up
+    :param advanced: return a zero entry as itself rather than NULL (``xas_load()``)
+    :return: ``void *``, NULL if there is no entry
+    :raises FaultError: if a node on the way cannot be read
 
-    >>> xa_to_value(xa_load(prog.object("struct xarray", address), 5))  # doctest: +SKIP
+    >>> entry = xa_load(prog["init_pid_ns"].idr.idr_rt, 1)
     """
     prog, entry = _head(xa)
     nodes = _Nodes(prog) if xa_is_node(entry) else None
@@ -215,14 +297,20 @@ def _slots(walk: IndexedWalk[tuple[int, int, int]], nodes: _Nodes, entry: int, b
 
 def xa_for_each_range(xa: Object, *, advanced: bool = False,
                       limit: int = DEFAULT_LIMIT) -> IndexedWalk[tuple[int, int, int]]:
-    """Each entry of an XArray in index order as ``(first index, last index, entry)``; a
-    multi-index entry spans its sibling slots, retry entries are skipped, zero entries too unless
-    ``advanced``.
+    """Iterate over the entries of an XArray in index order as ``(first index, last index, entry)``.
+
+    A multi-index entry spans its sibling slots; retry entries are skipped, zero entries too unless
+    ``advanced``. The walk stops at a cycle, an unreadable ``struct xa_node`` or ``limit`` entries
+    and says why in :attr:`IndexedWalk.truncated`.
 
     :param xa: ``struct xarray *`` (or a ``struct xarray``)
+    :param advanced: yield zero entries too
     :param limit: the most entries to yield
+    :return: an :class:`IndexedWalk` of ``(int, int, int)`` tuples
+    :raises FaultError: if ``xa`` itself cannot be read
 
-    >>> [(first, last) for first, last, _ in xa_for_each_range(xa)]  # doctest: +SKIP
+    >>> [(first, last) for first, last, _ in xa_for_each_range(prog["init_pid_ns"].idr.idr_rt)][:2]
+    [(1, 1), (2, 2)]
     """
     def items(walk: IndexedWalk[tuple[int, int, int]]) -> Iterator[tuple[int, int, int]]:
         prog, head = _head(xa)
@@ -241,12 +329,20 @@ def xa_for_each_range(xa: Object, *, advanced: bool = False,
 
 def xa_for_each(xa: Object, *, advanced: bool = False,
                 limit: int = DEFAULT_LIMIT) -> IndexedWalk[tuple[int, Object]]:
-    """Each entry of an XArray in index order as ``(index, void *)`` (see :func:`xa_for_each_range`).
+    """Iterate over the entries of an XArray in index order as ``(index, void *)``, like the kernel's
+    ``xa_for_each(xa, index, entry)``.
 
-    :param xa: ``struct xarray *`` (or a ``struct xarray``; ``struct address_space.i_pages``, an ``idr``'s
-        ``idr_rt``)
+    Bounded and filtered as :func:`xa_for_each_range`, of which it yields each entry's first index.
 
-    >>> {index: xa_to_value(e) for index, e in xa_for_each(xa)}  # doctest: +SKIP
+    :param xa: ``struct xarray *`` (or a ``struct xarray``; ``struct address_space.i_pages``, an
+        ``idr``'s ``idr_rt``)
+    :param advanced: yield zero entries too
+    :param limit: the most entries to yield
+    :return: an :class:`IndexedWalk` of ``(int, void *)`` tuples
+    :raises FaultError: if ``xa`` itself cannot be read
+
+    >>> for index, entry in xa_for_each(prog["init_pid_ns"].idr.idr_rt):
+    ...     print(index, hex(entry))
     """
     ranged = xa_for_each_range(xa, advanced=advanced, limit=limit)
     void_p = xa.prog_.pointer_type("void")
