@@ -125,7 +125,7 @@ def test_vtop_c_equals_drgn_follow_phys(prog: Program, crash: tuple[Path, Any, d
     mapped = total = 0
     for task in _processes(prog).values():
         dmm = find_task(crash[1], int(task.pid)).mm
-        tables = user_page_tables(memory, task)
+        tables = user_page_tables(prog, task)
         for vma in task_vm(prog, task).vmas:
             pages = (vma.end - vma.start) // 4096
             for address in {vma.start, vma.end - 8, *(vma.start + rng.randrange(pages) * 4096 + rng.randrange(4096)

@@ -153,8 +153,7 @@ def _frame_exception(prog: Program, index: int, frame: UnwindFrame) -> model.Exc
 def _exception(prog: Program, regs: Registers, address: int | None, *, user: bool) -> model.ExceptionFrame:
     values = regs.as_dict()
     rip = values.get("rip", 0)
-    table = prog.symbols if isinstance(prog.symbols, SymbolTable) else None
-    text = table.format_address(rip) if table is not None and not user else f"{rip:#x}"
+    text = f"{rip:#x}" if user else prog.format_address(rip)
     kind = "pt_regs" if "orig_rax" in values else "iret"
     return model.ExceptionFrame(address, kind, regs.values, text, user or regs.user_mode)
 
@@ -201,7 +200,7 @@ def _word_or_none(prog: Program, address: int) -> int | None:
 
 def _describer(prog: Program) -> Callable[[int], tuple[str | None, str | None]]:
     # (symbol text, slab cache name) of a word's value, cached: stacks repeat values
-    table = prog.symbols if isinstance(prog.symbols, SymbolTable) else None
+    table = prog.symbol_table
     slab = _slab_cache_namer(prog)
     seen: dict[int, tuple[str | None, str | None]] = {}
 

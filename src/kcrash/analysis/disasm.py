@@ -52,8 +52,7 @@ _TAIL = 48
 
 
 def _start(prog: Program, ip: int) -> tuple[int, str | None]:
-    table = prog.symbols if isinstance(prog.symbols, SymbolTable) else None
-    found = table.symbolize_or_none(ip) if table is not None else None
+    found = prog.symbolize_or_none(ip)
     if found is None:
         return ip - _GUESS_LEAD, None
     symbol, offset = found

@@ -240,8 +240,6 @@ def task_of(prog: Program, thread: Object | int) -> Object:
 class DrgnProgram(Program):
     """A :class:`Program` with drgn's ``Program`` methods (made by :func:`drgn_program`)."""
 
-    cache: dict[Any, Any]
-
     def stack_trace(self, thread: Object | int) -> StackTrace:
         """drgn's ``prog.stack_trace(thread)``: of a PID, a ``struct task_struct *`` or a task."""
         return StackTrace(self, unwind_stack(self, task_of(self, thread)))
@@ -263,9 +261,10 @@ class DrgnProgram(Program):
         return Thread(self, task)
 
     def _table(self) -> SymbolTable:
-        if not isinstance(self.symbols, SymbolTable):
+        table = self.symbol_table
+        if table is None:
             raise MissingDebugInfoError("no symbol table (kallsyms) for symbol lookups")
-        return self.symbols
+        return table
 
     def symbol(self, address: Object | int | str) -> Symbol:
         """drgn's ``prog.symbol``: the symbol named ``address`` or containing it."""
@@ -328,8 +327,6 @@ def drgn_program(prog: Program) -> DrgnProgram:
     assert isinstance(prog, DrgnProgram)
     if type(prog.symbols) is SymbolTable:
         prog.symbols.__class__ = _CallableSymbols
-    if not hasattr(prog, "cache"):
-        prog.cache = {}
     return prog
 
 

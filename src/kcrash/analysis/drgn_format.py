@@ -19,10 +19,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import ExpressionError, FaultError, TypeLookupError
 from kcrash.types.model import Type, TypeKind
 from kcrash.types.object import Object
+from kcrash.types.program import Program
 
 __all__ = ["drgn_format", "drgn_type_name"]
 
@@ -90,11 +90,8 @@ def _dereferenced_or_none(obj: Object, t: Type, opts: _Options) -> str | None:
     return f"*({drgn_type_name(obj.type_)}){shown} = {value}"
 
 
-def _symbolized(prog: object, address: int) -> str | None:
-    table = getattr(prog, "symbols", None)
-    if not isinstance(table, SymbolTable):
-        return None
-    found = table.symbolize_or_none(address)
+def _symbolized(prog: Program, address: int) -> str | None:
+    found = prog.symbolize_or_none(address)
     if found is None or found[1] >= found[0].size:
         return None
     return f"{found[0].name}+{found[1]:#x}"

@@ -237,8 +237,7 @@ def get_kconfig(prog: Program) -> Mapping[str, str]:
 
 
 def _program_cache(prog: Program) -> dict[Any, Any]:
-    cache: dict[Any, Any] | None = getattr(prog, "cache", None)
-    return cache if cache is not None else {}
+    return prog.cache
 
 
 def _raw_kconfig(prog: Program) -> bytes:

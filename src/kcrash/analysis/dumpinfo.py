@@ -149,15 +149,10 @@ def _collected(timestamp: int | None, crashtime: int | None, path: str) -> tuple
 def debuginfo_sources(prog: Program) -> dict[str, str]:
     """How the kernel's symbols, types and unwind tables of ``prog`` were found, one line each
     (``symbols``, ``types``, ``unwind``), for ``dump info``."""
-    from kcrash.debuginfo.symbols import SymbolTable
     from kcrash.helpers.linux.stack import kernel_unwinder
 
-    symbols = prog.symbols
-    facts = {
-        "symbols": f"{symbols.source} ({symbols.num_symbols():,} symbols)"
-        if isinstance(symbols, SymbolTable)
-        else "unknown"
-    }
+    symbols = prog.symbol_table
+    facts = {"symbols": f"{symbols.source} ({symbols.num_symbols():,} symbols)" if symbols is not None else "unknown"}
     try:
         start, stop = prog.symbol_address("__start_BTF"), prog.symbol_address("__stop_BTF")
         facts["types"] = f"BTF in the kernel image, __start_BTF..__stop_BTF ({stop - start:,} bytes)"

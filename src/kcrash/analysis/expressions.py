@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import ExpressionError, KcrashError, SymbolNotFoundError, TypeLookupError
 from kcrash.helpers.linux.cpumask import for_each_possible_cpu
 from kcrash.types.cexpr import SymbolObject, evaluate, on_cpu, require_usable, symbol_object, untyped_hint
@@ -131,9 +130,9 @@ def expression_address(prog: Program, text: str) -> int:
 def pointer_label(prog: Program, obj: Object) -> str:
     """``<sym+off>`` for a pointer into the kernel image or a module (crash's ``p`` shows a function
     pointer so), else the empty string."""
-    if obj.type_.strip_typedefs().kind is not TypeKind.POINTER or not isinstance(prog.symbols, SymbolTable):
+    if obj.type_.strip_typedefs().kind is not TypeKind.POINTER:
         return ""
-    found = prog.symbols.symbolize_or_none(int(obj) & (1 << 64) - 1)
+    found = prog.symbolize_or_none(int(obj) & (1 << 64) - 1)
     if found is None:
         return ""
     symbol, offset = found

@@ -44,7 +44,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import FaultError, KcrashError
 from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.mm import PageInfo, mm_layout, page_info
@@ -197,8 +196,7 @@ def identify_addresses(prog: Program, addresses: list[int]) -> list[AddressIdent
 
 
 def _symbol(prog: Program, address: int) -> AddressIdentity | None:
-    symbols = prog.symbols
-    found = symbols.containing_symbol_or_none(address) if isinstance(symbols, SymbolTable) else None
+    found = prog.containing_symbol_or_none(address)
     if found is None:
         return None
     symbol, offset = found
@@ -342,8 +340,7 @@ def _vmalloc_page(prog: Program, address: int) -> tuple[int | None, PageInfo | N
 
 
 def _format_caller(prog: Program, caller: int) -> str | None:
-    symbols = prog.symbols
-    found = symbols.symbolize_or_none(caller) if isinstance(symbols, SymbolTable) and caller else None
+    found = prog.symbolize_or_none(caller) if caller else None
     if found is None:
         return None
     symbol, offset = found

@@ -26,7 +26,6 @@ from kcrash.live.breakpoints import Breakpoint
 from kcrash.live.connect import attach
 from kcrash.live.session import ARGUMENT_REGISTERS, HitContext, LiveSession, Location, thread_cpu
 from kcrash.memory import MemoryReader, SegmentMap, open_kernel_memory
-from kcrash.memory.kernel import KernelMemory
 from kcrash.types.btf import BTF_KIND, parse_btf
 from kcrash.types.cexpr import evaluate
 from kcrash.types.model import Type, TypeKind
@@ -198,9 +197,8 @@ def live_program(session: LiveSession, *, orc: bool = True) -> Program:
     if not isinstance(binder, KernelBinder):
         raise MissingDebugInfoError("the live session has no kernel symbols and types")
     binder.prog.live = True
-    memory = binder.prog.memory
-    if isinstance(memory, KernelMemory) and not memory.cpus:
-        memory.cpus = vcpu_states(session)
+    if not binder.prog.cpus:
+        binder.prog.cpus = vcpu_states(session)
     load_modules(binder.prog)
     if orc:
         kernel_unwinder(binder.prog)

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 from kcrash import model
 from kcrash.analysis import triage
-from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import FaultError, KcrashError, TypeLookupError
 from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.locking import (
@@ -138,8 +137,7 @@ def _wait_kind(frames: Sequence[model.Frame]) -> tuple[str, str] | None:
 
 
 def _symbol(prog: Program, address: int) -> str | None:
-    table = prog.symbols if isinstance(prog.symbols, SymbolTable) else None
-    found = table.symbolize_or_none(address) if table else None
+    found = prog.symbolize_or_none(address)
     if found is None:
         return None
     symbol, offset = found

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from kcrash.errors import KcrashError, SymbolNotFoundError
 from kcrash.helpers.linux.sched import find_task_or_none
-from kcrash.memory.kernel import KernelMemory
 from kcrash.memory.translate.x86_64 import X86_64PageTables
 from kcrash.types.program import Program
 
@@ -44,8 +43,7 @@ def task_page_tables(prog: Program, pid: int) -> X86_64PageTables:
 
     >>> task_page_tables(prog, 1).root
     """
-    memory = prog.memory
-    if not isinstance(memory, KernelMemory) or memory.page_tables is None:
+    if prog.page_tables is None:
         raise KcrashError("this dump has no kernel page tables to reach a task's mm->pgd")
     task = find_task_or_none(prog, pid)
     if task is None:
@@ -54,5 +52,4 @@ def task_page_tables(prog: Program, pid: int) -> X86_64PageTables:
     if not mm:
         raise KcrashError(f"PID {pid} is a kernel thread: it has no user address space (mm is NULL)")
     pgd = int(prog.object("struct mm_struct", mm).pgd)
-    return X86_64PageTables(memory.page_tables.read_phys, memory.translate(pgd), levels=memory.layout.levels,
-                            sme_mask=memory.layout.sme_mask)
+    return prog.page_tables_at(prog.memory.translate(pgd))

@@ -23,7 +23,6 @@ from kcrash.debuginfo.finder import find_debuginfo, find_module_debuginfo
 from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation, open_symbolizers
 from kcrash.errors import KcrashError, MissingDebugInfoError
 from kcrash.helpers.linux.module import for_each_module, module_base, module_name
-from kcrash.memory.kernel import KernelMemory
 from kcrash.oops.details import parse_bug_location, parse_details, parse_frame
 from kcrash.types.program import Program
 
@@ -182,7 +181,7 @@ def open_kernel_symbolizer(
 
     :raises MissingDebugInfoError: no matching vmlinux and no module debug file was found.
     """
-    info = prog.memory.vmcoreinfo if isinstance(prog.memory, KernelMemory) else None
+    info = prog.vmcoreinfo
     release = info.osrelease if info is not None else None
     build_id = info.build_id if info is not None else None
     try:
@@ -197,8 +196,7 @@ def open_kernel_symbolizer(
         ko = find_module_debuginfo(name, release, paths)
         if ko is not None:
             placed[name] = (ko, module_base(mod))
-    kaslr = prog.memory.layout.kaslr_offset if isinstance(prog.memory, KernelMemory) else 0
-    return open_symbolizers(vmlinux, placed, cache_dir=cache_dir, kaslr_offset=kaslr or 0)
+    return open_symbolizers(vmlinux, placed, cache_dir=cache_dir, kaslr_offset=prog.kaslr_offset or 0)
 
 
 def _is_module_file(path: Path) -> bool:

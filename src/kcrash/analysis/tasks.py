@@ -21,7 +21,6 @@ from typing import Any
 
 from kcrash import model
 from kcrash.analysis import triage
-from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import ExpressionError, FaultError, KcrashError, TypeLookupError, ValidationError
 from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.cpumask import for_each_present_cpu
@@ -230,9 +229,7 @@ def _wait_func(prog: Program, node: int) -> int:
 
 
 def _function_name_or_none(prog: Program, address: int) -> str | None:
-    if not isinstance(prog.symbols, SymbolTable):
-        return None
-    found = prog.symbols.symbolize_or_none(address)
+    found = prog.symbolize_or_none(address)
     if found is None or found[0].kind not in "Tt" or found[1]:
         return None
     return str(found[0].name)

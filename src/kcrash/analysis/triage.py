@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, TypeVar
 from kcrash import model
 from kcrash.analysis.dumpinfo import crash_time_or_none
 from kcrash.analysis.target import module_debuginfo
-from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import FaultError, KcrashError, MissingDebugInfoError
 from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.module import for_each_module, module_base, module_name, module_size, module_taints
@@ -49,7 +48,7 @@ from kcrash.helpers.linux.sched import (
     validate_task,
 )
 from kcrash.helpers.linux.stack import kernel_unwinder, stack_trace
-from kcrash.memory.kernel import KernelMemory, open_kernel_memory
+from kcrash.memory.kernel import open_kernel_memory
 from kcrash.metrics import phase
 from kcrash.types.object import Object
 from kcrash.types.program import Program
@@ -161,8 +160,7 @@ def symbolize_trace(prog: Program, trace: UnwindTrace) -> model.Trace:
 
 
 def _frame(prog: Program, index: int, pc: int, sp: int, reliable: bool, kind: str) -> model.Frame:
-    table = prog.symbols if isinstance(prog.symbols, SymbolTable) else None
-    found = table.symbolize_or_none(pc - 1 if kind in ("call", "scan") else pc) if table else None
+    found = prog.symbolize_or_none(pc - 1 if kind in ("call", "scan") else pc)
     if found is None:
         return model.Frame(index, pc, sp, None, 0, None, f"{pc:#x}", reliable, kind)
     symbol, _ = found
@@ -357,13 +355,12 @@ def log_lines(records: Sequence[PrintkRecord]) -> tuple[model.LogLine, ...]:
 def system_info(prog: Program, dump: str) -> model.SystemInfo:
     """crash's ``sys``: release, machine, CPUs, uptime, time and taint at the crash."""
     uts = prog["init_uts_ns"].name
-    memory = prog.memory
     return model.SystemInfo(
         release=_text(uts.release.string_()),
         version=_text(uts.version.string_()),
         machine=_text(uts.machine.string_()),
         nodename=_text(uts.nodename.string_()),
-        cpus=len(memory.cpus) if isinstance(memory, KernelMemory) else 0,
+        cpus=len(prog.cpus),
         panic_cpu=panic_cpu_or_none(prog),
         uptime_ns=uptime_ns_or_none(prog),
         crash_time=crash_time_or_none(prog.vmcoreinfo, prog),
@@ -485,14 +482,13 @@ def crashing_context(prog: Program, cpu: int, frames: Sequence[model.Frame]) -> 
     regs_frame = next((f for f in trace.frames[start:] if f.kind == "regs" and f.regs is not None), None)
     registers = regs_frame.regs.as_dict() if regs_frame is not None and regs_frame.regs is not None else ctx.registers
     ip, sp = registers.get("rip", ctx.ip), registers.get("rsp", ctx.sp)
-    table = prog.symbols if isinstance(prog.symbols, SymbolTable) else None
     return model.CrashingContext(
         cpu,
         ctx.pid,
         _text(ctx.comm),
         ctx.task,
         ip,
-        table.format_address(ip) if table else f"{ip:#x}",
+        prog.format_address(ip),
         sp,
         tuple(registers.items()),
         "pt_regs" if regs_frame is not None else "NT_PRSTATUS",
@@ -549,7 +545,7 @@ def build_report(
     if symbolizer is not None:
         with phase("source"):
             trace, context = _with_sources(trace, context, symbolizer, source_dirs)
-    cpus = len(prog.memory.cpus) if isinstance(prog.memory, KernelMemory) else 0
+    cpus = len(prog.cpus)
     system = sections.get("system", lambda: system_info(prog, dump), _bare_system_info(prog.vmcoreinfo, cpus, dump))
     report = model.CrashReport(
         system,

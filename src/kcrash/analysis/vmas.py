@@ -22,7 +22,6 @@ from kcrash.errors import KcrashError, ValidationError
 from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.fs import d_path
 from kcrash.helpers.linux.vma import MmCounters, for_each_vma, task_rss, vm_flags_names, vma_find
-from kcrash.memory.kernel import KernelMemory
 from kcrash.memory.translate.x86_64 import PageWalk, X86_64PageTables
 from kcrash.types.object import Object
 from kcrash.types.program import Program
@@ -218,7 +217,7 @@ def task_vma_or_none(prog: Program, task: Object, address: int) -> Vma | None:
     return _VmaReader(prog, mm).read(vma) if int(vma) else None
 
 
-def user_page_tables(memory: KernelMemory, task: Object) -> X86_64PageTables:
+def user_page_tables(prog: Program, task: Object) -> X86_64PageTables:
     """The page tables of ``task``'s address space, rooted at its ``mm->pgd`` (the kernel's paging
     mode and SME mask; the PGD's physical address from the kernel's own page tables). Keep it to
     walk many addresses of one task.
@@ -228,24 +227,19 @@ def user_page_tables(memory: KernelMemory, task: Object) -> X86_64PageTables:
     mm = task.mm.read_()
     if not int(mm):
         raise KcrashError(f"PID {int(task.pid)} is a kernel thread: it has no user address space (mm is NULL)")
-    if memory.page_tables is None:
+    if prog.page_tables is None:
         raise KcrashError("no kernel page tables to find the task's page directory")
     pgd = int(mm.pgd)
-    found = memory.page_tables.walk(pgd)
+    found = prog.page_tables.walk(pgd)
     if found.physical is None:
         raise KcrashError(f"the task's page directory {pgd:#x} is not mapped: {found.reason}")
-    return X86_64PageTables(
-        lambda at, size: memory.read(at, size, physical=True),
-        found.physical,
-        levels=memory.layout.levels,
-        sme_mask=memory.layout.sme_mask,
-    )
+    return prog.page_tables_at(found.physical)
 
 
-def user_page_walk(memory: KernelMemory, task: Object, address: int) -> PageWalk:
+def user_page_walk(prog: Program, task: Object, address: int) -> PageWalk:
     """The page-table walk of user ``address`` through ``task``'s page tables
     (:func:`user_page_tables`), level by level as ``vtop`` shows it.
 
     :raises KcrashError: as :func:`user_page_tables`
     """
-    return user_page_tables(memory, task).walk(address)
+    return user_page_tables(prog, task).walk(address)

@@ -152,9 +152,9 @@ def vtop(paths: str, address: AddressArg, pgd: int | None, cr3: int | None, task
         tables = _tables(memory, pgd, cr3)
         walk = tables.walk(vaddr)
     if as_json:
-        echo_json(_walk_json(walk, memory))
+        echo_json(_walk_json(walk, memory.layout.source))
     else:
-        _print_walk(walk, memory)
+        _print_walk(walk, memory.layout.source)
     if walk.physical is None:
         raise CliError(f"virtual address {vaddr:#x} is not mapped: {walk.reason}", 1)
 
@@ -166,22 +166,22 @@ def _user_vtop(path: str, address: AddressArg, task_arg: int, as_json: bool) -> 
     from kcrash.cli.vm import find_task
 
     with opened_target(path, orc=False) as prog:
-        memory = prog.memory
-        if not isinstance(memory, KernelMemory):
+        if prog.layout is None:
             raise CliError("no kernel page tables in this target", 1)
+        source = prog.layout.source
         task = find_task(prog, task_arg)
         vaddr = address.resolve(prog.symbol_address)
         try:
-            walk = user_page_walk(memory, task, vaddr)
+            walk = user_page_walk(prog, task, vaddr)
         except KcrashError as exc:
             raise CliError(str(exc), 1) from None
         vma, pid = task_vma_or_none(prog, task, vaddr), int(task.pid)
     if as_json:
-        echo_json(dict(_walk_json(walk, memory), pid=pid, task=int(task),
+        echo_json(dict(_walk_json(walk, source), pid=pid, task=int(task),
                        vma=None if vma is None else dataclasses.asdict(vma)))
     else:
         click.echo(f"PID: {pid}  TASK: {int(task):016x}")
-        _print_walk(walk, memory)
+        _print_walk(walk, source)
         click.echo("\nVMA: " + ("none holds this address" if vma is None else
                                 f"{vma.address:x}  {vma.start:x}-{vma.end:x}  flags {vma.flags:x}  {vma.backing}"))
     if walk.physical is None:
@@ -199,9 +199,9 @@ def _tables(memory: KernelMemory, pgd: int | None, cr3: int | None) -> X86_64Pag
     return memory.page_tables
 
 
-def _walk_json(walk: PageWalk, memory: KernelMemory) -> dict[str, Any]:
+def _walk_json(walk: PageWalk, source: str) -> dict[str, Any]:
     return {"virtual": walk.vaddr, "physical": walk.physical, "page_size": walk.page_size,
-            "root": walk.root, "levels": walk.levels, "source": memory.layout.source, "reason": walk.reason,
+            "root": walk.root, "levels": walk.levels, "source": source, "reason": walk.reason,
             "entries": [{"level": e.level, "table": e.table, "index": e.index, "address": e.address,
                          "value": e.value, "flags": list(e.flags)} for e in walk.entries]}
 
@@ -209,11 +209,11 @@ def _walk_json(walk: PageWalk, memory: KernelMemory) -> dict[str, Any]:
 _SIZES = {1 << 12: "4KB", 1 << 21: "2MB", 1 << 30: "1GB"}
 
 
-def _print_walk(walk: PageWalk, memory: KernelMemory) -> None:
+def _print_walk(walk: PageWalk, source: str) -> None:
     phys = "-" if walk.physical is None else f"{walk.physical:x}"
     click.echo(f"{'VIRTUAL':<18}{'PHYSICAL'}")
     click.echo(f"{walk.vaddr:<18x}{phys}\n")
-    click.echo(f"PAGE DIRECTORY: {walk.root:x}  ({walk.levels}-level, from {memory.layout.source})")
+    click.echo(f"PAGE DIRECTORY: {walk.root:x}  ({walk.levels}-level, from {source})")
     for e in walk.entries:
         click.echo(f"{e.level:>6}: {e.address:x} => {e.value:x}  ({'|'.join(e.flags) or 'NOT PRESENT'})")
     if walk.physical is None:

@@ -32,7 +32,6 @@ from kcrash.analysis.drgn_compat import DrgnProgram, drgn_program
 from kcrash.analysis.drgn_helpers import drgn_modules, shell_names
 from kcrash.cli.common import opened_target, run_user_code, symbol_file_options
 from kcrash.cli.params import DumpOrLive
-from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.types.program import Program
 
 __all__ = ["ShellCompleter", "drgn_imports", "shell_command", "shell_namespace"]
@@ -91,8 +90,9 @@ class ShellCompleter(rlcompleter.Completer):
     def symbol_names(self) -> list[str]:
         """Every kallsyms name, sorted."""
         if self._names is None:
-            table = getattr(self._namespace.get("prog"), "symbols", None)
-            found = {s.name for s in table.iter_symbols()} if isinstance(table, SymbolTable) else set()
+            prog = self._namespace.get("prog")
+            table = prog.symbol_table if isinstance(prog, Program) else None
+            found = {s.name for s in table.iter_symbols()} if table is not None else set()
             self._names = sorted(found)
         return self._names
 

@@ -108,7 +108,7 @@ def _with_modules(dump_path: str) -> SymbolTable | None:
     # (MissingDebugInfoError), the caller falls back to vmlinux kallsyms alone.
     try:
         with opened_target(dump_path, orc=False) as prog:
-            return prog.symbols if isinstance(prog.symbols, SymbolTable) else None
+            return prog.symbol_table
     except MissingDebugInfoError:
         return None
 

@@ -14,6 +14,7 @@ No symbol or type knowledge beyond what VMCOREINFO states.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kcrash.dumps.base import DumpFormat
@@ -171,14 +172,18 @@ def _find_kernel_text(tables: X86_64PageTables) -> tuple[int | None, int | None]
 _HLT = 0xF4
 
 
-def find_panic_cpu_or_none(memory: KernelMemory) -> int | None:
+def find_panic_cpu_or_none(memory: MemoryReader, cpus: Sequence[CpuState] | None = None) -> int | None:
     """Return the CPU that panicked when the CPU notes tell, else None.
 
     After ``panic()`` the other CPUs sit halted in ``stop_this_cpu`` (their saved RIP follows an
     ``hlt`` instruction). When exactly one CPU is not halted, it is the one that panicked.
+
+    :param cpus: the CPUs' saved registers (default: a :class:`KernelMemory`'s own ``cpus``)
     """
+    if cpus is None:
+        cpus = memory.cpus if isinstance(memory, KernelMemory) else []
     running = []
-    for cpu in memory.cpus:
+    for cpu in cpus:
         if cpu.prstatus is None:
             return None
         rip = cpu.prstatus.registers["rip"]
@@ -188,4 +193,4 @@ def find_panic_cpu_or_none(memory: KernelMemory) -> int | None:
             return None
         if not halted:
             running.append(cpu.cpu)
-    return running[0] if len(running) == 1 and len(memory.cpus) > 1 else None
+    return running[0] if len(running) == 1 and len(cpus) > 1 else None

@@ -9,6 +9,15 @@ table giving global variables their types. ``prog["init_task"]`` is the variable
 address, ``prog.constant("TASK_RUNNING")`` an enum constant. :func:`open_program` builds one from
 dump files with nothing else: memory from the dump, symbols from in-memory kallsyms, types from the
 in-memory BTF (``__start_BTF`` .. ``__stop_BTF``). DWARF is not read here.
+
+What helpers need of the target beyond memory, symbols and types is the Program's own typed API,
+the same for a dump and for a live kernel (:func:`kcrash.analysis.live.live_program`), so that no
+helper looks behind it: :attr:`Program.cpus` (the CPUs' saved registers), :attr:`Program.vmcoreinfo`,
+:attr:`Program.kaslr_offset`, :attr:`Program.page_tables`, symbol lookups by address
+(:meth:`Program.symbolize_or_none`, :meth:`Program.format_address`) and by name
+(:meth:`Program.get_symbol_by_name`), and :attr:`Program.cache` for per-program results (as drgn's
+``prog.cache``). Where a backend lacks a fact, the answer is an empty list or None with a documented
+meaning.
 """
 
 from __future__ import annotations
@@ -17,9 +26,12 @@ import builtins
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from kcrash.debuginfo.symbols import Symbol, SymbolTable
 from kcrash.errors import FaultError, MissingDebugInfoError, SymbolNotFoundError, TypeLookupError
+from kcrash.memory.kernel import KernelLayout, KernelMemory
+from kcrash.memory.translate.x86_64 import X86_64PageTables
 from kcrash.types.btf import Btf, parse_btf
 from kcrash.types.declarations import KERNEL_DECLARATIONS, TypeSpec, parse_declarations, parse_type_spec
 from kcrash.types.model import Type, TypeKind, array_type, int_type, pointer_type
@@ -27,6 +39,7 @@ from kcrash.types.object import Object
 
 if TYPE_CHECKING:
     from kcrash.dumps.base import DumpFormat
+    from kcrash.dumps.cpustate import CpuState
     from kcrash.dumps.vmcoreinfo import VmcoreInfo
     from kcrash.memory.reader import MemoryReader
 
@@ -54,6 +67,7 @@ class Program:
     :param symbols: global symbol addresses (None: only :meth:`object` works)
     :param btf: vmlinux BTF (None: no types until :meth:`add_types`)
     :param declarations: C declarations of global variables (default: :data:`KERNEL_DECLARATIONS`)
+    :param vmcoreinfo: the kernel's VMCOREINFO (default: the one ``memory`` was opened with, if any)
     """
 
     def __init__(self, memory: MemoryReader, symbols: SymbolSource | None = None, btf: Btf | None = None, *,
@@ -61,7 +75,14 @@ class Program:
         self.memory = memory
         self.symbols = symbols
         self.btf = btf
+        if vmcoreinfo is None and isinstance(memory, KernelMemory):
+            vmcoreinfo = memory.vmcoreinfo
+        #: the kernel's VMCOREINFO (the dump's note, or the live kernel's through QEMU); None when the
+        #: target has none (a dump taken without it, a synthetic test kernel)
         self.vmcoreinfo = vmcoreinfo
+        #: per-program results of helpers, as drgn's ``prog.cache`` (key: a name owned by the helper)
+        self.cache: dict[Any, Any] = {}
+        self._cpus: list[CpuState] = []
         self.module_btf: dict[str, Btf] = {}
         self._declarations: dict[str, TypeSpec | Type] = dict(parse_declarations(declarations))
         self._user: set[str] = set()
@@ -86,6 +107,59 @@ class Program:
     def read_u32(self, address: int) -> int:
         """Read a little-endian u32."""
         return int.from_bytes(self.read(address, 4), "little")
+
+    # -- the machine ----------------------------------------------------------------------------
+
+    @property
+    def cpus(self) -> list[CpuState]:
+        """The CPUs with saved registers, in CPU order: a dump's ``NT_PRSTATUS`` (and QEMU) notes, a
+        live kernel's vCPUs as its stub reports them. Empty when the target has none (a dump without
+        CPU notes, a synthetic test kernel): then no CPU can be unwound from its registers."""
+        memory = self.memory
+        return memory.cpus if isinstance(memory, KernelMemory) else self._cpus
+
+    @cpus.setter
+    def cpus(self, cpus: list[CpuState]) -> None:
+        memory = self.memory
+        if isinstance(memory, KernelMemory):
+            memory.cpus = cpus
+        else:
+            self._cpus = cpus
+
+    @property
+    def layout(self) -> KernelLayout | None:
+        """How kernel addresses map (page-table root, paging levels, KASLR offset, ``phys_base`` and
+        where these came from); None when the memory is a flat reader of virtual addresses."""
+        memory = self.memory
+        return memory.layout if isinstance(memory, KernelMemory) else None
+
+    @property
+    def kaslr_offset(self) -> int | None:
+        """The KASLR offset of kernel text (0 without KASLR): from VMCOREINFO's ``KERNELOFFSET`` or, with
+        no VMCOREINFO, from the kernel-text mapping; None when neither tells."""
+        memory = self.memory
+        if isinstance(memory, KernelMemory):
+            return memory.layout.kaslr_offset
+        return self.vmcoreinfo.kerneloffset if self.vmcoreinfo is not None else None
+
+    @property
+    def page_tables(self) -> X86_64PageTables | None:
+        """The kernel's page tables; None when the memory has no paging (a flat reader of virtual
+        addresses, as tests build) or a dump lacks both VMCOREINFO and a CR3 note."""
+        memory = self.memory
+        return memory.page_tables if isinstance(memory, KernelMemory) else None
+
+    def page_tables_at(self, pgd: int) -> X86_64PageTables:
+        """Page tables rooted at physical ``pgd`` (a task's ``mm->pgd``, translated), in the kernel's
+        paging mode (levels, SME mask).
+
+        :raises MissingDebugInfoError: the program has no kernel page tables (see :attr:`page_tables`)
+        """
+        memory = self.memory
+        if not isinstance(memory, KernelMemory) or memory.page_tables is None:
+            raise MissingDebugInfoError("no kernel page tables in this target")
+        return X86_64PageTables(memory.page_tables.read_phys, pgd, levels=memory.layout.levels,
+                                sme_mask=memory.layout.sme_mask)
 
     # -- types ----------------------------------------------------------------------------------
 
@@ -165,6 +239,41 @@ class Program:
         if self.symbols is None:
             raise MissingDebugInfoError(f"no symbols to find {name!r} (kallsyms or System.map)")
         return self.symbols.address_of(name)
+
+    @property
+    def symbol_table(self) -> SymbolTable | None:
+        """The symbols as a table (sizes, modules, lookups by address); None when the program was
+        given only a name-to-address source (``symbols`` without a table) or no symbols."""
+        return self.symbols if isinstance(self.symbols, SymbolTable) else None
+
+    def get_symbol_by_name(self, name: str) -> Symbol:
+        """The symbol ``name`` with its size and kind (the first one of that name, vmlinux first).
+
+        :raises SymbolNotFoundError: no such symbol
+        :raises MissingDebugInfoError: no symbol table (see :attr:`symbol_table`)
+        """
+        table = self.symbol_table
+        if table is None:
+            raise MissingDebugInfoError(f"the symbol {name!r} needs a symbol table (kallsyms or System.map)")
+        return table.get_symbol_by_name(name)
+
+    def symbolize_or_none(self, address: int) -> tuple[Symbol, int] | None:
+        """How the kernel names ``address`` (its ``%pS``): the symbol at or below it and the offset;
+        None outside the kernel image and modules, or without a symbol table."""
+        table = self.symbol_table
+        return table.symbolize_or_none(address) if table is not None else None
+
+    def containing_symbol_or_none(self, address: int) -> tuple[Symbol, int] | None:
+        """The symbol ``address`` lies inside (a module symbol's real size bounds it) and the offset;
+        None if none, or without a symbol table."""
+        table = self.symbol_table
+        return table.containing_symbol_or_none(address) if table is not None else None
+
+    def format_address(self, address: int) -> str:
+        """``symbol+0xoff/0xsize [module]`` as the kernel prints ``%pS``; the bare ``0x…`` address when
+        no symbol holds it or there is no symbol table."""
+        table = self.symbol_table
+        return table.format_address(address) if table is not None else f"{address:#x}"
 
     def variable(self, name: str) -> Object:
         """Global variable ``name`` as a reference object (per-CPU ones: the per-CPU offset)."""

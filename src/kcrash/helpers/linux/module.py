@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from kcrash.debuginfo.modules import module_symbols
-from kcrash.debuginfo.symbols import Symbol, SymbolTable
+from kcrash.debuginfo.symbols import Symbol
 from kcrash.errors import FaultError, KcrashError, SymbolNotFoundError
 from kcrash.helpers.linux.list import ListWalk, list_for_each_entry
 from kcrash.helpers.linux.panic import taint_flags
@@ -249,7 +249,7 @@ def _btf_modules(prog: Program) -> Iterator[Object]:
 
 
 def load_module_debuginfo(prog: Program, mod: Object) -> ModuleDebugInfo:
-    """Add the module's symbols to ``prog.symbols`` (a :class:`SymbolTable`) and its split BTF to
+    """Add the module's symbols to ``prog.symbol_table`` (when it has one) and its split BTF to
     ``prog``; what could not be read is reported in the result, not raised."""
     name = module_name(mod)
     errors: list[str] = []
@@ -257,9 +257,10 @@ def load_module_debuginfo(prog: Program, mod: Object) -> ModuleDebugInfo:
     try:
         symbols = module_symbols_of(mod)
         regions = [(start, size) for start, size in module_address_regions(mod) if size]
-        if isinstance(prog.symbols, SymbolTable) and regions:
+        table = prog.symbol_table
+        if table is not None and regions:
             base, size = regions[0]
-            prog.symbols.add_module(name, base, size, symbols, ranges=regions[1:], sized=True,
+            table.add_module(name, base, size, symbols, ranges=regions[1:], sized=True,
                                     sections=_live_section_starts(mod, errors))
     except (FaultError, KcrashError) as exc:
         errors.append(f"symbols: {exc}")

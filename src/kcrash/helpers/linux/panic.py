@@ -16,10 +16,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import FaultError, KcrashError, MissingDebugInfoError, SymbolNotFoundError
 from kcrash.helpers.linux.printk import PrintkRecord
-from kcrash.memory.kernel import KernelMemory, find_panic_cpu_or_none
+from kcrash.memory.kernel import find_panic_cpu_or_none
 from kcrash.types.object import Object
 from kcrash.types.percpu import per_cpu
 from kcrash.types.program import Program
@@ -44,7 +43,7 @@ _PANIC_PATTERNS = (
     rb"Oops: .*",
 )
 _MAX_TAINTS = 64
-_TAINT_CACHE = "_kcrash_taint_flags"
+_TAINT_CACHE = "kcrash.helpers.linux.panic.taint_flags"
 #: ``tk_core`` is ``struct { seqcount_raw_spinlock_t seq; struct timekeeper timekeeper; }``: an
 #: anonymous type, so the timekeeper's offset is the seqcount's size rounded up to 8.
 _TK_ALIGN = 8
@@ -76,8 +75,7 @@ def panic_cpu_or_none(prog: Program) -> int | None:
         return cpu
     if prog.live:  # a running kernel's busy CPU is not a panicked one
         return None
-    memory = prog.memory
-    return find_panic_cpu_or_none(memory) if isinstance(memory, KernelMemory) else None
+    return find_panic_cpu_or_none(prog.memory, prog.cpus)
 
 
 def panic_task_or_none(prog: Program) -> Object | None:
@@ -108,10 +106,9 @@ def _panic_rank(line: bytes) -> int | None:
 
 def taint_flags(prog: Program) -> list[tuple[str, str]]:
     """``taint_flags[]``: ``(c_true, c_false)`` per taint bit (``TAINT_PROPRIETARY_MODULE`` first)."""
-    cached: list[tuple[str, str]] | None = getattr(prog, _TAINT_CACHE, None)
+    cached: list[tuple[str, str]] | None = prog.cache.get(_TAINT_CACHE)
     if cached is None:
-        cached = _read_taint_flags(prog)
-        setattr(prog, _TAINT_CACHE, cached)
+        cached = prog.cache[_TAINT_CACHE] = _read_taint_flags(prog)
     return cached
 
 
@@ -136,9 +133,7 @@ def _read_taint_flags(prog: Program) -> list[tuple[str, str]]:
 
 
 def _symbol_size(prog: Program, name: str) -> int:
-    if not isinstance(prog.symbols, SymbolTable):
-        raise MissingDebugInfoError(f"the size of {name} needs a symbol table")
-    return prog.symbols.get_symbol_by_name(name).size
+    return prog.get_symbol_by_name(name).size
 
 
 def tainted(prog: Program) -> str:
@@ -193,10 +188,10 @@ def crash_context(prog: Program, cpu: int | None = None) -> CrashContext:
     if cpu is None:
         raise MissingDebugInfoError("no CPU panicked: panic_cpu is unset and no dump note tells "
                                     "(a dump taken by kdump or with pvpanic would have it)")
-    memory = prog.memory
-    if not isinstance(memory, KernelMemory) or not 0 <= cpu < len(memory.cpus):
+    cpus = prog.cpus
+    if not 0 <= cpu < len(cpus):
         raise MissingDebugInfoError(f"the dump has no registers for CPU {cpu} (no NT_PRSTATUS note)")
-    prstatus = memory.cpus[cpu].prstatus
+    prstatus = cpus[cpu].prstatus
     if prstatus is None:
         raise MissingDebugInfoError(f"the dump has no NT_PRSTATUS note for CPU {cpu}")
     regs = dict(prstatus.registers)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import KcrashError, SymbolNotFoundError, TypeLookupError
 from kcrash.helpers.linux.cpumask import for_each_possible_cpu
 from kcrash.helpers.linux.module import for_each_module, module_symbols_of
@@ -87,11 +86,12 @@ def _percpu_symbols(prog: Program, base: int) -> list[tuple[int, int, str, str |
     # vmlinux's per-CPU symbols when linked at 0 (the kernel-address case symbolizes as usual), and
     # each module's static per-CPU variables ([mod->percpu, + percpu_size), kernel/module/main.c).
     out: list[tuple[int, int, str, str | None]] = []
-    if not isinstance(prog.symbols, SymbolTable):
+    table = prog.symbol_table
+    if table is None:
         return out
     end = prog.symbol_address("__per_cpu_end")
     if base == 0:
-        for symbol in prog.symbols.iter_symbols():
+        for symbol in table.iter_symbols():
             if symbol.address >= end:
                 break
             out.append((symbol.address, symbol.address + symbol.size, symbol.name, None))
@@ -133,8 +133,8 @@ def _percpu_symbol(prog: Program, units: _Units, key: int) -> tuple[str | None, 
     if k >= 0 and key < units.symbols[k][1]:
         start, _, name, module = units.symbols[k]
         return name, key - start, module
-    if units.base and isinstance(prog.symbols, SymbolTable):
-        found = prog.symbols.symbolize_or_none(key)
+    if units.base:
+        found = prog.symbolize_or_none(key)
         if found is not None and found[0].address >= units.base:
             return found[0].name, found[1], found[0].module
     return None, 0, None

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import FaultError, KcrashError, SymbolNotFoundError, ValidationError
 from kcrash.helpers.layout import StructBytes, StructLayout
 from kcrash.helpers.linux.cpumask import for_each_present_cpu
@@ -46,7 +45,7 @@ _DEFAULT_STATE_CHARS = "RSDTtXZPI"
 #: ``TASK_NOLOAD`` (``include/linux/sched.h``): ``TASK_IDLE`` is ``TASK_UNINTERRUPTIBLE | TASK_NOLOAD``
 _TASK_NOLOAD = 0x400
 _TASK_LIMIT = 1_000_000
-_CACHE_KEY = "_kcrash_task_state_chars"
+_CACHE_KEY = "kcrash.helpers.linux.sched.task_state_array"
 #: the ``struct task_struct`` members ``ps`` shows, each with the names it had (newest first)
 _PS_MEMBERS: dict[str, str | tuple[str, ...]] = {
     "pid": "pid", "tgid": "tgid", "real_parent": "real_parent",
@@ -202,18 +201,15 @@ def _insane_task_or_none(prog: Program, address: int) -> str | None:
 def _state_chars(prog: Program) -> str:
     # The letters of fs/proc/array.c's task_state_array (a static array: found through kallsyms,
     # its length from the symbol's size); the v4.14+ default when it cannot be read.
-    cached: str | None = getattr(prog, _CACHE_KEY, None)
+    cached: str | None = prog.cache.get(_CACHE_KEY)
     if cached is None:
-        cached = _read_state_chars(prog) or _DEFAULT_STATE_CHARS
-        setattr(prog, _CACHE_KEY, cached)
+        cached = prog.cache[_CACHE_KEY] = _read_state_chars(prog) or _DEFAULT_STATE_CHARS
     return cached
 
 
 def _read_state_chars(prog: Program) -> str | None:
-    if not isinstance(prog.symbols, SymbolTable):
-        return None
     try:
-        symbol = prog.symbols.get_symbol_by_name("task_state_array")
+        symbol = prog.get_symbol_by_name("task_state_array")
         count = min(symbol.size // 8, 16)
         pointers = prog.read(symbol.address, count * 8)
         chars = [prog.read(int.from_bytes(pointers[i:i + 8], "little"), 1) for i in range(0, count * 8, 8)]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from kcrash.errors import CorruptDumpError, FaultError, MissingDebugInfoError, SymbolNotFoundError, TypeLookupError
 from kcrash.helpers.linux.list import list_for_each_entry
-from kcrash.memory.kernel import KernelMemory, kernel_image_end
+from kcrash.memory.kernel import kernel_image_end
 from kcrash.types.object import Object
 from kcrash.types.percpu import per_cpu
 from kcrash.types.program import Program
@@ -84,8 +84,7 @@ class KernelUnwinder:
 
     def num_cpus(self) -> int:
         """Return the number of CPUs with registers in the dump."""
-        memory = self.prog.memory
-        return len(memory.cpus) if isinstance(memory, KernelMemory) else 0
+        return len(self.prog.cpus)
 
     def context(self, task_stack: StackRange | None = None) -> MemoryUnwindContext:
         """Return an unwind context knowing the per-CPU stacks and ``task_stack``."""
@@ -94,10 +93,10 @@ class KernelUnwinder:
 
     def cpu_registers(self, cpu: int) -> Registers:
         """Return CPU ``cpu``'s registers from its NT_PRSTATUS note."""
-        memory = self.prog.memory
-        if not isinstance(memory, KernelMemory) or not 0 <= cpu < len(memory.cpus):
+        cpus = self.prog.cpus
+        if not 0 <= cpu < len(cpus):
             raise MissingDebugInfoError(f"the dump has no registers for CPU {cpu}")
-        prstatus = memory.cpus[cpu].prstatus
+        prstatus = cpus[cpu].prstatus
         if prstatus is None:
             raise MissingDebugInfoError(f"the dump has no NT_PRSTATUS note for CPU {cpu}")
         return Registers.from_mapping(prstatus.registers)

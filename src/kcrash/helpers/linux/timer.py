@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import FaultError, TypeLookupError
 from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.list import DEFAULT_LIMIT, ListWalk, hlist_for_each_entry
@@ -106,9 +105,7 @@ def symbol_text(prog: Program, address: int) -> str | None:
     >>> symbol_text(prog, prog.symbol_address("process_timeout"))  # doctest: +SKIP
     'process_timeout'
     """
-    if not address or not isinstance(prog.symbols, SymbolTable):
-        return None
-    found = prog.symbols.symbolize_or_none(address)
+    found = prog.symbolize_or_none(address) if address else None
     if found is None:
         return None
     symbol, offset = found
@@ -157,8 +154,8 @@ def _timer_bases_type(prog: Program) -> Type:
         pass
     base = prog.type("struct timer_base")
     count = 3 if prog.find_type_or_none("struct timer_events") else 2
-    if isinstance(prog.symbols, SymbolTable):
-        size = prog.symbols.get_symbol_by_name("timer_bases").size
+    if prog.symbol_table is not None:
+        size = prog.get_symbol_by_name("timer_bases").size
         count = min(max(size // base.sizeof(), 1), 3) if size else count
     return prog.array_type(base, count)
 
