@@ -1,12 +1,15 @@
 """``kcrash decode`` on the console logs of real lab crashes, against decode_stacktrace.sh's method.
 
-The script is not shipped in Debian's headers/kbuild packages, so its per-frame behaviour is emulated
-with binutils: the function's base address from ``nm`` (first ``t``/``T`` match, as its awk does),
-plus the offset, then one ``addr2line -i -e OBJ ADDR`` per frame, the source-tree prefix stripped, the
-inline lines joined by spaces. For a module symbol the script passes the ``.ko`` without ``-j``; that
-only works for symbols in ``.text`` (all sections of a ``.ko`` start at 0), so ``-j`` names the
-symbol's section here. Frames whose name is ambiguous in ``nm`` (static functions of the same name)
-are skipped: the script takes the first match, kcrash the one whose size matches the frame.
+The script is not shipped in Debian's headers/kbuild packages, so its per-frame behaviour is
+emulated with binutils: the function's base address from ``nm`` (first ``t``/``T`` match, as its awk
+does), plus the offset, then one ``addr2line -i -e OBJ ADDR`` per frame, where ADDR is one byte back
+for a call-trace frame (a return address: kcrash names the call site, as gdb and ``bt --debuginfo``
+do, where the script names the line after the call) and the address itself for a ``RIP:`` frame, the
+source-tree prefix stripped, the inline lines joined by spaces. For a module symbol the script
+passes the ``.ko`` without ``-j``; that only works for symbols in ``.text`` (all sections of a
+``.ko`` start at 0), so ``-j`` names the symbol's section here. Frames whose name is ambiguous in
+``nm`` (static functions of the same name) are skipped: the script takes the first match, kcrash the
+one whose size matches the frame.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pytest
 from kcrash.analysis.decode import decode_log_text, source_roots
 from kcrash.debuginfo.symbolizer import open_symbolizers
 from kcrash.oops import read_log
+from kcrash.oops.details import parse_code
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle,
               pytest.mark.skipif(shutil.which("addr2line") is None, reason="binutils is not installed")]
@@ -83,7 +87,8 @@ def test_decode_equals_decode_stacktrace_on_every_frame(kind: str, lab_crash: Ca
         if mod not in tables or len(tables[mod].get(name, [])) != 1:
             continue
         ours = line[found.end():].strip()
-        theirs = emulate_script_frame(objects[mod], tables[mod], name, offset, roots[mod] or "", bool(mod))
+        call_site = offset - (0 if "RIP: " in line else 1)
+        theirs = emulate_script_frame(objects[mod], tables[mod], name, call_site, roots[mod] or "", bool(mod))
         # The frame's text may be followed by nothing else: the annotation is the rest of the line.
         assert ours == theirs, line
         compared += 1
@@ -95,3 +100,29 @@ def test_decode_equals_decode_stacktrace_on_every_frame(kind: str, lab_crash: Ca
         rip = next(f for k, f in decoded.frames.items() if k.startswith("kcrash_test_do_bug+"))
         assert rip.locations and rip.locations[0].file.endswith("kcrash_test.c")
         assert any(i.faulting and i.text == "ud2" for block in decoded.code for i in block)
+
+
+def test_every_code_line_is_decoded_from_its_own_bytes(lab_crash: Callable[..., Path],
+                                                       lab_vmlinux_dbg: Callable[[str], Path]) -> None:
+    # The 6.12 BUG log has three Code: lines: the kernel's, the user's (``RIP: 0033:`` of the write
+    # syscall's entry registers) and the kernel's again after the end-of-trace marker.
+    crash = lab_crash("BUG", "6.12", False)
+    text = read_log(crash / "console.log")
+    symbolizer = open_symbolizers(lab_vmlinux_dbg("6.12"), {}, cache_dir=None)
+    try:
+        decoded = decode_log_text(text, symbolizer)
+    finally:
+        symbolizer.close()
+    lines = [line[line.index("Code: "):] for line in text.splitlines() if "Code: " in line]
+    codes = [c for c in map(parse_code, lines) if c is not None]
+    rips = [line.split("RIP: ")[1] for line in text.splitlines() if "RIP: " in line]
+    assert len(codes) == len(decoded.code) >= 2 and any(r.startswith("0033:0x") for r in rips)
+    for code, block, rip in zip(codes, decoded.code, rips, strict=True):
+        fault = next(i for i in block if i.faulting)
+        decoded_bytes = b"".join(i.data for i in block)
+        assert decoded_bytes in code.data
+        assert code.data[code.fault_index:].startswith(fault.data)
+        if rip.startswith("0033:0x"):
+            assert fault.address == int(rip.split(":0x")[1], 16)
+    user = next(b for b, r in zip(decoded.code, rips, strict=True) if r.startswith("0033:"))
+    assert not any(i.faulting and i.text == "ud2" for i in user)

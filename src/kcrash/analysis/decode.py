@@ -13,13 +13,15 @@ Rendering beyond the annotated text lines is the CLI's job.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from kcrash.analysis.x86_disasm import Instruction, disassemble
-from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation, format_location
+from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation, format_location, lookup_address
 from kcrash.errors import KcrashError, MissingDebugInfoError, OopsParseError
 from kcrash.oops import CodeBytes, OopsReport, TraceFrame, parse_all
+from kcrash.oops.details import parse_code, parse_frame
 
 __all__ = [
     "DecodedFrame",
@@ -34,13 +36,20 @@ __all__ = [
 ]
 
 _MAX_INSN = 15
+_RIP = "RIP: "
+_CODE = "Code: "
+#: A user-mode ``RIP:`` line: show_ip() prints the IP with ``%pS`` of a user address, i.e. ``0x…``.
+_USER_RIP = re.compile(r"RIP: [0-9a-f]{4}:0x([0-9a-f]+)\b")
 
 
 @dataclass(frozen=True, slots=True)
 class DecodedFrame:
     """One ``func+off/size [module]`` frame and what the debug information says about it.
 
-    ``error`` says why ``locations`` is empty (no debug file for the module, unknown symbol)."""
+    ``address`` is where ``func+off`` lies; ``interrupted`` says whether that is the IP of a ``RIP:``
+    line (looked up as is) or a return address of the call trace (looked up one byte back, at the
+    call site: :func:`~kcrash.debuginfo.symbolizer.lookup_address`, the rule ``bt --debuginfo``
+    follows). ``error`` says why ``locations`` is empty (no debug file for the module, unknown symbol)."""
 
     function: str
     offset: int
@@ -49,6 +58,7 @@ class DecodedFrame:
     address: int | None
     locations: tuple[SourceLocation, ...]
     error: str = ""
+    interrupted: bool = False
 
     def annotation(self, strip_prefix: str = "") -> str:
         """``(file:line file:line …)`` as decode_stacktrace.sh prints it (innermost first)."""
@@ -57,13 +67,18 @@ class DecodedFrame:
 
 @dataclass(frozen=True, slots=True)
 class DecodedLog:
-    """The annotated log lines, the frames decoded (by ``function+off/size`` key) and the ``Code:``
-    disassembly of each report that has one."""
+    """The annotated log lines, the frames decoded (by ``function+off/size`` key; where the same key
+    is both a ``RIP:`` and a call-trace frame, the ``RIP:`` one) and the disassembly of every
+    ``Code:`` line, in the order of the log, each from its own bytes."""
 
     lines: tuple[str, ...]
     frames: dict[str, DecodedFrame]
     code: tuple[tuple[Instruction, ...], ...]
     reports: tuple[OopsReport, ...]
+
+
+#: A frame's key and whether it is an interrupted (``RIP:``) frame.
+_Role = tuple[str, bool]
 
 
 def frame_key(frame: TraceFrame) -> str:
@@ -84,13 +99,19 @@ def decode_log_text(text: str, symbolizer: KernelSymbolizer, *, syntax: str = "i
     :raises OopsParseError: the log holds no call trace or ``RIP:`` frame to decode.
     """
     reports = tuple(parse_all(text) if reports is None else reports)
-    frames = _decode_frames(_frames_of(reports), symbolizer)
-    if not frames:
+    by_role = _decode_frames(_frames_of(reports, text), symbolizer)
+    if not by_role:
         raise OopsParseError("no kernel call trace (func+0x…/0x… frames) found in the log")
-    code = tuple(_code_of(r, frames, syntax) for r in reports if r.details.code is not None)
     prefixes = strip_prefixes if strip_prefixes is not None else source_roots(symbolizer)
-    lines = tuple(_annotate(text, frames, code, prefixes))
-    return DecodedLog(lines, frames, code, reports)
+    lines: list[str] = []
+    code: list[tuple[Instruction, ...]] = []
+    for line, block in _annotate(text, by_role, syntax, prefixes):
+        lines.append(line)
+        if block is not None:
+            code.append(block)
+            lines.extend(_code_lines(block))
+    frames = {key: f for (key, _), f in sorted(by_role.items(), key=lambda item: item[0][1])}
+    return DecodedLog(tuple(lines), frames, tuple(code), reports)
 
 
 def source_roots(symbolizer: KernelSymbolizer) -> dict[str, str]:
@@ -101,22 +122,42 @@ def source_roots(symbolizer: KernelSymbolizer) -> dict[str, str]:
     return out
 
 
-def _frames_of(reports: Iterable[OopsReport]) -> list[TraceFrame]:
-    out: list[TraceFrame] = []
+def _frames_of(reports: Iterable[OopsReport], text: str) -> list[tuple[TraceFrame, bool]]:
+    # The call-trace frames (return addresses) of every report, and the interrupted frames: each
+    # report's RIP and every ``RIP:`` line of the log (a report's later register dumps too).
+    out: list[tuple[TraceFrame, bool]] = []
     for report in reports:
         rip = report.details.rip
-        out.extend(f for f in ([rip] if rip else []) + list(report.details.call_trace)
-                   if f.function and f.offset is not None)
-    return out
+        out.extend((f, True) for f in ([rip] if rip else []))
+        out.extend((f, False) for f in report.details.call_trace)
+    out.extend((f, True) for f in map(_rip_frame_or_none, text.splitlines()) if f is not None)
+    return [(f, interrupted) for f, interrupted in out if f.function and f.offset is not None]
 
 
-def _decode_frames(frames: list[TraceFrame], symbolizer: KernelSymbolizer) -> dict[str, DecodedFrame]:
-    unique: dict[str, TraceFrame] = {}
-    for frame in frames:
-        unique.setdefault(frame_key(frame), frame)
-    located = {key: _locate(frame, symbolizer) for key, frame in unique.items()}
+def _rip_frame_or_none(line: str) -> TraceFrame | None:
+    # ``RIP: 0010:func+0x5/0x10 [module]`` (arch/x86/kernel/dumpstack.c show_ip(): ``%04x:%pS``).
+    at = line.find(_RIP)
+    if at < 0:
+        return None
+    rest = line[at + len(_RIP):]
+    return parse_frame(rest.split(":", 1)[1] if rest[4:5] == ":" else rest)
+
+
+def _rip_address_or_none(line: str, frame: DecodedFrame | None) -> int | None:
+    # The IP of a ``RIP:`` line: its decoded frame's address, or a user-space ``RIP: 0033:0x47b7a0``.
+    if frame is not None:
+        return frame.address
+    found = _USER_RIP.search(line)
+    return int(found.group(1), 16) if found else None
+
+
+def _decode_frames(frames: list[tuple[TraceFrame, bool]], symbolizer: KernelSymbolizer) -> dict[_Role, DecodedFrame]:
+    unique: dict[_Role, TraceFrame] = {}
+    for frame, interrupted in frames:
+        unique.setdefault((frame_key(frame), interrupted), frame)
+    located = {role: _locate(frame, symbolizer) for role, frame in unique.items()}
     _prefetch(unique, located, symbolizer)
-    return {key: _decode_frame(frame, located[key], symbolizer) for key, frame in unique.items()}
+    return {role: _decode_frame(frame, role[1], located[role], symbolizer) for role, frame in unique.items()}
 
 
 def _locate(frame: TraceFrame, symbolizer: KernelSymbolizer) -> int | KcrashError:
@@ -126,29 +167,31 @@ def _locate(frame: TraceFrame, symbolizer: KernelSymbolizer) -> int | KcrashErro
         return exc
 
 
-def _prefetch(unique: dict[str, TraceFrame], located: dict[str, int | KcrashError],
+def _prefetch(unique: dict[_Role, TraceFrame], located: dict[_Role, int | KcrashError],
               symbolizer: KernelSymbolizer) -> None:
     # Index the units of all frames at once (in parallel where possible) before symbolizing them one
     # by one; a failure here shows up again, per frame, in _decode_frame.
     by_module: dict[str, list[int]] = {}
-    for key, frame in unique.items():
-        address = located[key]
+    for role, frame in unique.items():
+        address = located[role]
         if not isinstance(address, KcrashError):
-            by_module.setdefault(frame.module, []).append(address)
+            by_module.setdefault(frame.module, []).append(lookup_address(address, interrupted=role[1]))
     for module, addresses in by_module.items():
         with contextlib.suppress(KcrashError):
             symbolizer.object_for(module).prefetch(addresses)
 
 
-def _decode_frame(frame: TraceFrame, located: int | KcrashError, symbolizer: KernelSymbolizer) -> DecodedFrame:
+def _decode_frame(frame: TraceFrame, interrupted: bool, located: int | KcrashError,
+                  symbolizer: KernelSymbolizer) -> DecodedFrame:
     offset = frame.offset or 0
     try:
         if isinstance(located, KcrashError):
             raise located
-        locations = symbolizer.object_for(frame.module).symbolize(located)
+        at = lookup_address(located, interrupted=interrupted)
+        locations = symbolizer.object_for(frame.module).symbolize(at)
     except KcrashError as exc:
-        return DecodedFrame(frame.function, offset, frame.size, frame.module, None, (), str(exc))
-    return DecodedFrame(frame.function, offset, frame.size, frame.module, located, locations)
+        return DecodedFrame(frame.function, offset, frame.size, frame.module, None, (), str(exc), interrupted)
+    return DecodedFrame(frame.function, offset, frame.size, frame.module, located, locations, "", interrupted)
 
 
 def check_frame_sizes(frames: Iterable[DecodedFrame], symbolizer: KernelSymbolizer) -> None:
@@ -174,15 +217,6 @@ def check_frame_sizes(frames: Iterable[DecodedFrame], symbolizer: KernelSymboliz
             f"{examples[0]}); pass the matching -dbg files, or --force")
 
 
-def _code_of(report: OopsReport, frames: dict[str, DecodedFrame], syntax: str) -> tuple[Instruction, ...]:
-    code = report.details.code
-    assert code is not None
-    rip = report.details.rip
-    decoded = frames.get(frame_key(rip)) if rip is not None and rip.offset is not None else None
-    start = decoded.address - (code.fault_index or 0) if decoded and decoded.address is not None else None
-    return disassemble_code_line(code, start, syntax)
-
-
 def disassemble_code_line(code: CodeBytes, start: int | None, syntax: str = "intel") -> tuple[Instruction, ...]:
     """Disassemble ``Code:`` bytes like ``scripts/decodecode``: from the faulting byte on, and before
     it from the first offset whose instructions end exactly at the faulting byte.
@@ -206,26 +240,36 @@ def disassemble_code_line(code: CodeBytes, start: int | None, syntax: str = "int
     return head + tail
 
 
-def _annotate(text: str, frames: dict[str, DecodedFrame], code: tuple[tuple[Instruction, ...], ...],
-              strip: dict[str, str]) -> Iterable[str]:
-    pending = list(code)
+def _annotate(text: str, frames: dict[_Role, DecodedFrame], syntax: str,
+              strip: dict[str, str]) -> Iterable[tuple[str, tuple[Instruction, ...] | None]]:
+    # Each line, annotated when it holds a decoded frame, with the disassembly of a ``Code:`` line's
+    # own bytes, placed at the IP of the ``RIP:`` line printed just before it (show_ip() prints the
+    # two together; a user-space RIP's bytes are the user's, not the kernel's).
+    rip: int | None = None
     for raw in text.splitlines():
         line = raw.rstrip("\r")
-        found = _frame_in_line(line, frames)
-        if found is not None and found.locations:
-            yield f"{line} {found.annotation(strip.get(found.module, ''))}"
-            continue
-        yield line
-        if "Code: " in line and "<" in line and pending:
-            yield from _code_lines(pending.pop(0))
+        interrupted = _RIP in line
+        found = _frame_in_line(line, frames, interrupted)
+        if interrupted:
+            rip = _rip_address_or_none(line, found)
+        at = line.find(_CODE)
+        code = parse_code(line[at:]) if at >= 0 else None
+        if code is not None:
+            start = rip - (code.fault_index or 0) if rip is not None else None
+            yield line, disassemble_code_line(code, start, syntax)
+            rip = None
+        elif found is not None and found.locations:
+            yield f"{line} {found.annotation(strip.get(found.module, ''))}", None
+        else:
+            yield line, None
 
 
-def _frame_in_line(line: str, frames: dict[str, DecodedFrame]) -> DecodedFrame | None:
+def _frame_in_line(line: str, frames: dict[_Role, DecodedFrame], interrupted: bool) -> DecodedFrame | None:
     if "+0x" not in line:
         return None
     for token in line.replace("(", " ").replace(")", " ").split():
         start = token.find(":") + 1 if token.startswith("00") else 0  # RIP: 0010:func+0x5/0x10
-        found = frames.get(token[start:])
+        found = frames.get((token[start:], interrupted))
         if found is not None:
             return found
     return None

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kcrash.analysis.decode import decode_log_text, disassemble, disassemble_code_line
-from kcrash.debuginfo.symbolizer import open_symbolizers
+from kcrash.analysis.decode import DecodedFrame, decode_log_text, disassemble, disassemble_code_line, source_roots
+from kcrash.debuginfo.symbolizer import lookup_address, open_symbolizers
 from kcrash.errors import KcrashError, OopsParseError
 from kcrash.oops import CodeBytes
 
@@ -67,3 +67,56 @@ def test_log_without_a_trace_is_one_clear_error() -> None:
     symbolizer = open_symbolizers(None, {}, cache_dir=None)
     with pytest.raises(OopsParseError, match="no kernel call trace"):
         decode_log_text("just a boot log\nnothing crashed\n", symbolizer)
+
+
+# The two Code: lines of the real lab BUG log of Debian 6.12 (console.log): the kernel's, after
+# ``RIP: 0010:``, and the user's, after ``RIP: 0033:`` in the syscall entry's registers.
+KERNEL_CODE = ("c0 e8 0b fa ea c0 0f 0b c3 cc cc cc cc 0f 1f 40 00 90 90 90 90 90 90 90 90 90 90 90 90 90 90 90 90"
+               " f3 0f 1e fa 0f 1f 44 00 00 <0f> 0b 0f 1f 44 00 00 90 90 90 90 90 90 90 90 90 90 90 90 90 90 90")
+USER_CODE = ("40 00 48 c7 c2 e0 ff ff ff f7 d8 64 89 02 48 c7 c0 ff ff ff ff eb b7 0f 1f 00 80 3d e8 85 16 00 00"
+             " 74 17 b8 01 00 00 00 0f 05 <48> 3d 00 f0 ff ff 77 58 c3 0f 1f 80 00 00 00 00 48 83 ec 28 48 89")
+
+
+def test_each_code_line_is_decoded_from_its_own_bytes_at_its_own_rip() -> None:
+    log = (
+        "[    8.27] Oops: invalid opcode: 0000 [#1] PREEMPT SMP NOPTI\n"
+        "[    8.27] RIP: 0010:kcrash_test_do_bug+0x9/0x10 [kcrash_test]\n"
+        f"[    8.27] Code: {KERNEL_CODE}\n"
+        "[    8.27] Call Trace:\n"
+        "[    8.27]  <TASK>\n"
+        "[    8.27]  entry_SYSCALL_64_after_hwframe+0x76/0x7e\n"
+        "[    8.28] RIP: 0033:0x47b7a0\n"
+        f"[    8.28] Code: {USER_CODE}\n"
+        "[    8.28]  </TASK>\n")
+    symbolizer = open_symbolizers(None, {}, cache_dir=None)
+    decoded = decode_log_text(log, symbolizer)
+    assert len(decoded.code) == 2
+    kernel, user = ([i for i in block if i.faulting] for block in decoded.code)
+    assert [i.text for i in kernel] == ["ud2"] and kernel[0].address == 42  # no debug info: offsets
+    assert [(i.address, i.text) for i in user] == [(0x47B7A0, "cmp rax, -0x1000")]
+    assert any(i.text == "syscall" for i in decoded.code[1])
+    listing = "\n".join(decoded.lines)
+    assert listing.count("All code") == 2
+    assert listing.index("47b7a0:*") > listing.index("RIP: 0033:0x47b7a0")
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
+def test_trace_frames_are_looked_up_at_the_call_site_the_rip_at_itself(tmp_path: Path) -> None:
+    (tmp_path / "m.c").write_text(SOURCE)
+    subprocess.run(["gcc", "-O2", "-g", "-c", "-o", "m.ko", "m.c"], cwd=tmp_path, check=True)
+    log = ("[    1.0] divide error: 0000 [#1] PREEMPT SMP NOPTI\n"
+           "[    1.0] RIP: 0010:caller+0x4/0x10 [m]\n"
+           "[    1.0] Call Trace:\n"
+           "[    1.0]  caller+0x4/0x10 [m]\n")
+    symbolizer = open_symbolizers(None, {"m": (tmp_path / "m.ko", 0)}, cache_dir=None)
+    try:
+        decoded = decode_log_text(log, symbolizer)
+        rip = decoded.frames["caller+0x4/0x10"]
+        address = symbolizer.locate("caller", 4, "m")
+        assert rip.interrupted and rip.locations == symbolizer.object_for("m").symbolize(address)
+        call_line = next(line for line in decoded.lines if line.endswith(")") and "RIP" not in line)
+        at_call_site = symbolizer.object_for("m").symbolize(lookup_address(address, interrupted=False))
+        assert call_line.endswith(DecodedFrame("caller", 4, 16, "m", address, at_call_site).annotation(
+            source_roots(symbolizer)["m"]))
+    finally:
+        symbolizer.close()
