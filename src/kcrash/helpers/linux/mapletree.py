@@ -125,13 +125,21 @@ def _walk(walk: IndexedWalk[tuple[int, int, int]], nodes: _Nodes, entry: int, lo
 
 def mt_for_each_range(mt: Object, *, advanced: bool = False,
                       limit: int = DEFAULT_LIMIT) -> IndexedWalk[tuple[int, int, int]]:
-    """Each entry of a maple tree in index order as ``(first, last, entry)`` (both indices
-    inclusive, the entry as an integer); zero entries are skipped unless ``advanced``.
+    """Iterate over the entries of a maple tree in index order as ``(first, last, entry)``.
+
+    Both indices are inclusive and the entry is an integer (``struct maple_node`` pivots and slots
+    read per node); zero entries are skipped unless ``advanced``. The walk stops at a cycle, an
+    unreadable node or ``limit`` entries and says why in
+    :attr:`~kcrash.helpers.linux.xarray.IndexedWalk.truncated`.
 
     :param mt: ``struct maple_tree *`` (or a ``struct maple_tree``, e.g. ``mm->mm_mt``)
+    :param advanced: yield zero entries too
     :param limit: the most entries to yield
+    :return: an :class:`~kcrash.helpers.linux.xarray.IndexedWalk` of ``(int, int, int)`` tuples
+    :raises FaultError: if ``mt`` itself cannot be read
 
-    >>> [(hex(a), hex(b)) for a, b, _ in mt_for_each_range(mm.mm_mt)]  # doctest: +SKIP
+    >>> [(hex(a), hex(b)) for a, b, _ in mt_for_each_range(prog["init_mm"].mm_mt)]
+    []
     """
     def items(walk: IndexedWalk[tuple[int, int, int]]) -> Iterator[tuple[int, int, int]]:
         prog, root = _root(mt)
@@ -154,11 +162,18 @@ def mt_for_each_range(mt: Object, *, advanced: bool = False,
 
 def mt_for_each(mt: Object, *, advanced: bool = False,
                 limit: int = DEFAULT_LIMIT) -> IndexedWalk[tuple[int, int, Object]]:
-    """Each entry of a maple tree as ``(first, last, void *)``, as drgn's ``mt_for_each``.
+    """Iterate over the entries of a maple tree as ``(first, last, void *)``, like drgn's ``mt_for_each``.
+
+    Bounded and filtered as :func:`mt_for_each_range`.
 
     :param mt: ``struct maple_tree *`` (or a ``struct maple_tree``)
+    :param advanced: yield zero entries too
+    :param limit: the most entries to yield
+    :return: an :class:`~kcrash.helpers.linux.xarray.IndexedWalk` of ``(int, int, void *)`` tuples
+    :raises FaultError: if ``mt`` itself cannot be read
 
-    >>> for first, last, entry in mt_for_each(mm.mm_mt): ...  # doctest: +SKIP
+    >>> for first, last, entry in mt_for_each(task.mm.mm_mt):
+    ...     print(hex(first), hex(last), hex(entry))
     """
     ranged = mt_for_each_range(mt, advanced=advanced, limit=limit)
     void_p = mt.prog_.pointer_type("void")
@@ -172,12 +187,15 @@ def mt_for_each(mt: Object, *, advanced: bool = False,
 
 
 def mtree_load(mt: Object, index: int, *, advanced: bool = False) -> Object:
-    """``mtree_load(mt, index)``: the entry whose range holds ``index``, or NULL.
+    """Return the entry whose range holds ``index``, like the kernel's ``mtree_load(mt, index)``.
 
     :param mt: ``struct maple_tree *`` (or a ``struct maple_tree``)
-    :return: ``void *``
+    :param index: the index (for ``mm->mm_mt``, a user address)
+    :param advanced: return a zero entry as itself rather than NULL
+    :return: ``void *``, NULL if no range holds ``index``
+    :raises FaultError: if a node on the way cannot be read
 
-    >>> vma = mtree_load(mm.mm_mt, 0x400000)  # doctest: +SKIP
+    >>> vma = mtree_load(task.mm.mm_mt, 0x400000)
     """
     prog, entry = _root(mt)
     void_p = prog.pointer_type("void")

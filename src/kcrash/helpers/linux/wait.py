@@ -46,36 +46,46 @@ def _entry_type(wq: Object) -> tuple[str, str]:
 
 
 def waitqueue_active(wq: Object) -> bool:
-    """Whether a wait queue has waiters.
+    """Return whether a wait queue has waiters, like the kernel's ``waitqueue_active(wq_head)``.
 
-    :param wq: ``wait_queue_head_t *``
+    :param wq: ``wait_queue_head_t *`` (``struct wait_queue_head *``)
+    :return: True if its ``head`` list is not empty
+    :raises FaultError: if ``wq`` cannot be read
 
-    >>> waitqueue_active(prog["oom_reaper_wait"].address_of_())  # doctest: +SKIP
+    >>> waitqueue_active(prog["oom_reaper_wait"].address_of_())
     True
     """
     return not list_empty(_head(wq).address_of_())
 
 
 def waitqueue_for_each_entry(wq: Object, *, limit: int = DEFAULT_LIMIT) -> ListWalk:
-    """Every entry of a wait queue, as ``wait_queue_entry_t *``.
+    """Iterate over the entries of a wait queue (``wq->head``, linked by ``entry``).
 
-    :param wq: ``wait_queue_head_t *``
-    :return: a bounded walk (``truncated`` names a damaged list)
+    :param wq: ``wait_queue_head_t *`` (``struct wait_queue_head *``)
+    :param limit: the most entries to yield
+    :return: a bounded :class:`~kcrash.helpers.linux.list.ListWalk` of ``wait_queue_entry_t *``
+        (``truncated`` names a damaged list)
+    :raises FaultError: if ``wq`` itself cannot be read
 
-    >>> [int(e.private) for e in waitqueue_for_each_entry(wq)]  # doctest: +SKIP
-    [18446612682071916544]
+    >>> [hex(e.private) for e in waitqueue_for_each_entry(prog["oom_reaper_wait"].address_of_())]
+    ['0xffff888003f5c000']
     """
     type_name, link = _entry_type(wq)
     return list_for_each_entry(type_name, _head(wq).address_of_(), link, limit=limit)
 
 
 def waitqueue_for_each_task(wq: Object, *, limit: int = DEFAULT_LIMIT) -> Iterator[Object]:
-    """``private`` of every entry of a wait queue as ``struct task_struct *`` (a task for the
-    kernel's default wake functions, anything for others, as drgn warns).
+    """Iterate over the tasks waiting on a wait queue: ``private`` of every entry as ``struct task_struct *``.
 
-    :param wq: ``wait_queue_head_t *``
+    That is a task for the kernel's default wake functions, anything for others (as drgn warns).
 
-    >>> [t.comm for t in waitqueue_for_each_task(wq)]  # doctest: +SKIP
+    :param wq: ``wait_queue_head_t *`` (``struct wait_queue_head *``)
+    :param limit: the most entries to yield
+    :return: an iterator of ``struct task_struct *`` objects
+    :raises FaultError: if ``wq`` itself cannot be read
+
+    >>> [t.comm.string_() for t in waitqueue_for_each_task(prog["oom_reaper_wait"].address_of_())]
+    [b'oom_reaper']
     """
     task_type = wq.prog_.pointer_type("struct task_struct")
     for entry in waitqueue_for_each_entry(wq, limit=limit):
@@ -83,22 +93,28 @@ def waitqueue_for_each_task(wq: Object, *, limit: int = DEFAULT_LIMIT) -> Iterat
 
 
 def swait_active(wq: Object) -> bool:
-    """Whether a simple wait queue has waiters.
+    """Return whether a simple wait queue has waiters, like the kernel's ``swait_active(wq)``.
 
     :param wq: ``struct swait_queue_head *``
+    :return: True if its ``task_list`` is not empty
+    :raises FaultError: if ``wq`` cannot be read
 
-    >>> swait_active(prog["kcrash_test_completion"].wait.address_of_())  # doctest: +SKIP
+    >>> swait_active(prog["kcrash_test_completion"].wait.address_of_())
     True
     """
     return not list_empty(wq.task_list.address_of_())
 
 
 def swait_for_each_task(wq: Object, *, limit: int = DEFAULT_LIMIT) -> Iterator[Object]:
-    """The task of every entry of a simple wait queue, as ``struct task_struct *``.
+    """Iterate over the tasks of a simple wait queue (``struct swait_queue`` entries on ``task_list``).
 
     :param wq: ``struct swait_queue_head *``
+    :param limit: the most entries to yield
+    :return: an iterator of ``struct task_struct *`` objects
+    :raises FaultError: if ``wq`` itself cannot be read
 
-    >>> [t.pid for t in swait_for_each_task(completion.wait.address_of_())]  # doctest: +SKIP
+    >>> [int(t.pid) for t in swait_for_each_task(prog["kcrash_test_completion"].wait.address_of_())]
+    [214]
     """
     for entry in list_for_each_entry("struct swait_queue", wq.task_list.address_of_(), "task_list", limit=limit):
         yield entry.task
