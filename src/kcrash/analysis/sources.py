@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kcrash import model
 from kcrash.debuginfo.finder import find_debuginfo, find_module_debuginfo
-from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation, open_symbolizers
+from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation, lookup_address, open_symbolizers
 from kcrash.errors import KcrashError, MissingDebugInfoError
 from kcrash.helpers.linux.module import for_each_module, module_base, module_name
 from kcrash.oops.details import parse_bug_location, parse_details, parse_frame
@@ -53,7 +53,8 @@ def _lines(locations: Sequence[SourceLocation]) -> tuple[model.SourceLine, ...]:
 
 
 def _lookup_pc(frame: model.Frame) -> int:
-    return frame.pc - 1 if frame.kind in ("call", "scan") else frame.pc
+    # "call"/"scan" frames hold return addresses; "regs"/"partial" ones the interrupted IP.
+    return lookup_address(frame.pc, interrupted=frame.kind not in ("call", "scan"))
 
 
 def covers(symbolizer: KernelSymbolizer, address: int) -> bool:

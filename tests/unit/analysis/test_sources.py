@@ -10,8 +10,14 @@ from types import SimpleNamespace
 from typing import Any
 
 from kcrash import model
-from kcrash.analysis.sources import SNIPPET_NOTE, annotate_disassembly, find_snippet, log_source_line_or_none
-from kcrash.debuginfo.symbolizer import SourceLocation
+from kcrash.analysis.sources import (
+    SNIPPET_NOTE,
+    annotate_disassembly,
+    annotate_trace,
+    find_snippet,
+    log_source_line_or_none,
+)
+from kcrash.debuginfo.symbolizer import SourceLocation, lookup_address
 from kcrash.errors import KcrashError
 
 TEXT = 0xFFFFFFFF81000000
@@ -67,6 +73,17 @@ def test_instructions_get_their_inline_chain_where_covered() -> None:
 
 def test_a_symbolizer_error_leaves_the_block_as_it_was() -> None:
     assert annotate_disassembly(_dis(), _Symbolizer(fail=True)) == _dis()  # type: ignore[arg-type]
+
+
+def test_trace_frames_are_looked_up_where_decode_looks_them_up() -> None:
+    # One rule for bt --debuginfo and decode: a return address ("call"/"scan") one byte back, the
+    # interrupted IP ("regs"/"partial") as it is (kcrash.debuginfo.symbolizer.lookup_address).
+    kinds = ("regs", "call", "scan", "partial")
+    frames = tuple(model.Frame(i, TEXT + 0x19, 0, "vfs_write", 0x19, None, "", True, k) for i, k in enumerate(kinds))
+    symbolizer = _Symbolizer()
+    annotate_trace(model.Trace(frames, None), symbolizer)  # type: ignore[arg-type]
+    assert symbolizer.asked == [lookup_address(TEXT + 0x19, interrupted=k in ("regs", "partial")) for k in kinds]
+    assert symbolizer.asked == [TEXT + 0x19, TEXT + 0x18, TEXT + 0x18, TEXT + 0x19]
 
 
 # -- the IP's source snippet with --source-dir (issue 22, item 10) ------------------------------------
