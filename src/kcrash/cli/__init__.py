@@ -8,7 +8,6 @@ variables; each subcommand lives in its own module and delegates to the layers b
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 
@@ -26,23 +25,8 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; every expected failure becomes one line on stderr and a non-zero exit.
-
-    Without ``argv`` (the ``kcrash`` program itself, which exits next) the objects left are frozen
-    out of the garbage collector first: the collections at interpreter exit would otherwise walk and
-    free every imported module's objects, about 10 ms of a 0.1 s command, for memory the exit frees.
-    The program also runs the young-generation collection less often (every 20,000 net allocations
-    instead of 700): loading a kernel's symbols makes 10^5 long-lived objects, and each collection
-    the default threshold triggers walks them again (~10 ms of a 0.3 s report); cycles are still
-    collected.
-    """
-    if argv is None:
-        gc.set_threshold(20_000, 10, 10)
-    try:
-        return _run(argv)
-    finally:
-        if argv is None:
-            gc.freeze()
+    """Run the CLI; every expected failure becomes one line on stderr and a non-zero exit."""
+    return _run(argv)
 
 
 def _run(argv: list[str] | None) -> int:

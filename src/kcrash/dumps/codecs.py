@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import os
 import threading
-import time
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -137,10 +136,10 @@ def decompress(flag: int, data: bytes | memoryview, page_size: int, file_offset:
 
 def decompress_pages(pages: Sequence[_Packed], page_size: int) -> list[bytes]:
     """Decompress pages in order, as :func:`decompress` one by one would: same results, and the
-    first bad page in order raises its error. Long runs of zlib pages use a second thread when a
-    CPU is idle."""
+    first bad page in order raises its error. Long runs of zlib pages use a second thread when the
+    process may run on two CPUs or more."""
     if len(pages) >= PARALLEL_MIN_PAGES and all(flag == DUMP_DH_COMPRESSED_ZLIB for flag, _, _ in pages) \
-            and _idle_cpu():
+            and _cpus() >= 2:
         return _decompress_on_two_threads(pages, page_size)
     return _decompress_run(pages, page_size)
 
@@ -180,43 +179,6 @@ def _decompress_on_two_threads(pages: Sequence[_Packed], page_size: int) -> list
     if failed:
         raise failed[min(failed)]
     return [page for chunk in done if chunk is not None for page in chunk]
-
-
-class _IdleCpu:
-    # Whether a second thread would get a CPU of its own: fewer tasks runnable right now (this
-    # one included) than CPUs we may use, from the instantaneous count of /proc/loadavg (as GNU
-    # make's -l reads it). Measured on 2 CPUs, the report's large reads: 60 -> 42 ms with a CPU
-    # free, but 58 -> 71 ms with the other CPU busy (the threads then wait on each other for the
-    # GIL). The answer is kept for 50 ms: right after a span on two threads, the worker that has
-    # just been joined can still count as runnable. No count (not Linux): one thread.
-
-    def __init__(self) -> None:
-        self.until = 0.0
-        self.idle = False
-
-    def __call__(self) -> bool:
-        now = time.monotonic()
-        if now >= self.until:
-            self.idle, self.until = self._read(), now + 0.05
-        return self.idle
-
-    @staticmethod
-    def _read() -> bool:
-        cpus = _cpus()
-        if cpus < 2:
-            return False
-        try:
-            fd = os.open("/proc/loadavg", os.O_RDONLY)
-            try:
-                running = int(os.read(fd, 256).split()[3].split(b"/")[0])
-            finally:
-                os.close(fd)
-        except (OSError, ValueError, IndexError):
-            return False
-        return running < cpus
-
-
-_idle_cpu = _IdleCpu()
 
 
 @functools.cache

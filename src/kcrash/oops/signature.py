@@ -11,9 +11,9 @@ not change it. The same bug in a serial console log and in a vmcore's dmesg gets
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
-from typing import Any, Final, cast
+import hashlib
+from collections.abc import Sequence
+from typing import Final
 
 from kcrash.oops.model import TraceFrame
 from kcrash.oops.patterns import GLOBAL_SKIP
@@ -44,23 +44,9 @@ def signature_components(title: str, frames: Sequence[TraceFrame]) -> list[str]:
     return [title, *_key_functions(frames)]
 
 
-@functools.cache
-def _sha256() -> Callable[[bytes], Any]:
-    # hashlib loads OpenSSL (~2.5 ms, more than parsing a short log); CPython's own SHA-256 module,
-    # which hashlib falls back to without OpenSSL, loads in ~0.2 ms. Same digest either way.
-    for name in ("_sha256", "_sha2"):  # Python 3.11, 3.12+
-        try:
-            return cast("Callable[[bytes], Any]", __import__(name).sha256)
-        except (ImportError, AttributeError):
-            continue
-    import hashlib
-
-    return hashlib.sha256
-
-
 def sha256_hex(data: bytes) -> str:
-    """The SHA-256 of ``data`` in hex (:func:`hashlib.sha256`, without loading OpenSSL)."""
-    return str(_sha256()(data).hexdigest())
+    """The SHA-256 of ``data`` in hex (:func:`hashlib.sha256`)."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def crash_signature(title: str, frames: Sequence[TraceFrame]) -> str:

@@ -38,7 +38,7 @@ def _pages(n: int = N) -> dict[int, bytes]:
 
 @pytest.fixture(params=[True, False], ids=["two-threads", "one-thread"])
 def threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> tuple[bool, list[int]]:
-    """Force the two-thread zlib path on or off (as if a CPU were idle or not); count its runs."""
+    """Force the two-thread zlib path on or off (as if the process had two CPUs or one); count its runs."""
     used: list[int] = []
     real = codecs._decompress_on_two_threads
 
@@ -47,7 +47,7 @@ def threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         return real(pages, page_size)
 
     monkeypatch.setattr(codecs, "_decompress_on_two_threads", spy)
-    monkeypatch.setattr(codecs, "_idle_cpu", lambda: request.param)
+    monkeypatch.setattr(codecs, "_cpus", lambda: 2 if request.param else 1)
     return request.param, used
 
 
@@ -114,7 +114,7 @@ def test_bad_page_faults_the_same_way_on_every_path(tmp_path: Path, junk: Callab
 def test_two_threads_raise_the_first_bad_page(monkeypatch: pytest.MonkeyPatch) -> None:
     # Every page from the 11th on is bad: both threads fail, on different pages; the error is the
     # 11th page's, as one thread would raise it.
-    monkeypatch.setattr(codecs, "_idle_cpu", lambda: True)
+    monkeypatch.setattr(codecs, "_cpus", lambda: 2)
     good = zlib.compress(bytes(range(256)) * 16, 1)
     pages = [(codecs.DUMP_DH_COMPRESSED_ZLIB, good if i < 10 else good[:-9], 1000 + i) for i in range(200)]
     for _ in range(20):
@@ -130,7 +130,7 @@ def test_no_thread_to_be_had_is_one_thread(monkeypatch: pytest.MonkeyPatch) -> N
     def refuse(self: threading.Thread) -> None:
         raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(codecs, "_idle_cpu", lambda: True)
+    monkeypatch.setattr(codecs, "_cpus", lambda: 2)
     monkeypatch.setattr(threading.Thread, "start", refuse)
     page = bytes(range(256)) * 16
     pages = [(codecs.DUMP_DH_COMPRESSED_ZLIB, zlib.compress(page[i:] + page[:i], 1), i) for i in range(100)]
