@@ -31,8 +31,17 @@ _POOLS: weakref.WeakKeyDictionary[Program, tuple[int, int] | None] = weakref.Wea
 
 @dataclass(frozen=True, slots=True)
 class KfenceObject:
-    """One KFENCE object: its index in the pool, address and size, ``struct kmem_cache *`` (0 for a
-    never-used object) and whether it is allocated (``KFENCE_OBJECT_ALLOCATED``)."""
+    """One KFENCE object (``struct kfence_metadata`` in ``kfence_metadata[]``, ``mm/kfence/kfence.h``).
+
+    :param index: its index in the pool
+    :param address: ``meta->addr``, the object's address
+    :param size: ``meta->size``
+    :param cache: ``meta->cache``, the ``struct kmem_cache *`` (0 for a never-used object)
+    :param allocated: whether ``meta->state`` is ``KFENCE_OBJECT_ALLOCATED``
+
+    >>> kfence_object(prog, 0xffff888007a03f10).size
+    240
+    """
 
     index: int
     address: int
@@ -85,7 +94,10 @@ def _find_pool(prog: Program) -> tuple[int, int] | None:
 
 
 def kfence_pool(prog: Program) -> tuple[int, int] | None:
-    """``[start, end)`` of the KFENCE pool, None when KFENCE is off or absent.
+    """Return the ``[start, end)`` of the KFENCE pool (``__kfence_pool``, ``KFENCE_POOL_SIZE``).
+
+    :param prog: the program
+    :return: ``(start, end)``, None when KFENCE is off or absent
 
     >>> kfence_pool(prog)
     (18446612682208395264, 18446612682210492416)
@@ -96,7 +108,12 @@ def kfence_pool(prog: Program) -> tuple[int, int] | None:
 
 
 def kfence_object(prog: Program, address: int) -> KfenceObject | None:
-    """The KFENCE object whose page holds ``address``; None outside the pool and in guard pages.
+    """Return the KFENCE object whose page holds ``address``, like the kernel's ``addr_to_metadata()``.
+
+    :param prog: the program
+    :param address: a kernel virtual address
+    :return: the object; None outside the pool and in guard pages
+    :raises FaultError: if the object's metadata cannot be read
 
     >>> kfence_object(prog, 0xffff888007a03f10).allocated
     True

@@ -47,8 +47,10 @@ _VM_FLAGS = (
 
 
 def vm_flags_names(flags: int) -> list[str]:
-    """The ``VM_*`` names of the set bits of ``flags`` (without ``VM_``), bits above 31 as one
-    hex number.
+    """Return the ``VM_*`` names of the bits set in a VMA's ``vm_flags`` (``include/linux/mm.h``).
+
+    :param flags: ``vma->vm_flags``
+    :return: the names without ``VM_``, lowest bit first; bits above 31 as one hex number
 
     >>> vm_flags_names(0x100073)
     ['READ', 'WRITE', 'MAYREAD', 'MAYWRITE', 'MAYEXEC', 'ACCOUNT']
@@ -64,12 +66,19 @@ def _mm_pointer(mm: Object) -> Object:
 
 
 def for_each_vma(mm: Object, *, limit: int = DEFAULT_LIMIT) -> ListWalk:
-    """Each VMA of an address space in address order, as ``struct vm_area_struct *``.
+    """Iterate over the VMAs of an address space in address order, like the kernel's ``for_each_vma()``.
 
-    :param mm: ``struct mm_struct *``
+    Walks ``mm->mm_mt`` (the maple tree, since v6.1) or else the ``mm->mmap`` list, bounded: the walk
+    stops at a damaged node or ``limit`` VMAs and says why in
+    :attr:`~kcrash.helpers.linux.list.ListWalk.truncated`.
+
+    :param mm: ``struct mm_struct *`` (or a ``struct mm_struct``)
     :param limit: the most VMAs to yield
+    :return: a :class:`~kcrash.helpers.linux.list.ListWalk` of ``struct vm_area_struct *`` objects
+    :raises FaultError: if ``mm`` itself cannot be read
 
-    >>> [hex(int(v.vm_start)) for v in for_each_vma(task.mm)]  # doctest: +SKIP
+    >>> for vma in for_each_vma(task.mm):
+    ...     print(hex(vma.vm_start), hex(vma.vm_end), vm_flags_names(int(vma.vm_flags)))
     """
     mm = _mm_pointer(mm)
     prog = mm.prog_
@@ -104,10 +113,14 @@ def _vma_list(walk: ListWalk, mm: Object, limit: int) -> Iterator[Object]:
 
 
 def vma_find(mm: Object, address: int) -> Object:
-    """``vma_lookup(mm, address)``: the VMA whose ``[vm_start, vm_end)`` holds ``address``, or NULL.
+    """Return the VMA of an address space that holds ``address``, like the kernel's ``vma_lookup(mm, addr)``.
 
-    :param mm: ``struct mm_struct *``
-    :return: ``struct vm_area_struct *``
+    :param mm: ``struct mm_struct *`` (or a ``struct mm_struct``)
+    :param address: a user address
+    :return: ``struct vm_area_struct *`` whose ``[vm_start, vm_end)`` holds ``address``, NULL if none
+    :raises FaultError: if ``mm`` or a tree node cannot be read
+
+    >>> vma = vma_find(task.mm, int(task.mm.start_stack))
     """
     mm = _mm_pointer(mm)
     prog = mm.prog_
@@ -124,8 +137,17 @@ def vma_find(mm: Object, address: int) -> Object:
 
 @dataclass(frozen=True, slots=True)
 class MmCounters:
-    """``mm->rss_stat`` in pages: file, anonymous and shared-memory pages (their sum is the RSS
-    of ``get_mm_rss()``) and swap entries."""
+    """The RSS counters of an address space (``mm->rss_stat``), in pages.
+
+    :param file: ``MM_FILEPAGES``: file-backed pages
+    :param anon: ``MM_ANONPAGES``: anonymous pages
+    :param shmem: ``MM_SHMEMPAGES``: shared-memory pages
+    :param swap: ``MM_SWAPENTS``: swap entries
+
+    >>> counters = get_mm_counters(task.mm)
+    >>> counters.rss == counters.file + counters.anon + counters.shmem
+    True
+    """
 
     file: int
     anon: int
@@ -134,7 +156,10 @@ class MmCounters:
 
     @property
     def rss(self) -> int:
-        """``get_mm_rss()``: file + anon + shmem pages."""
+        """Return the resident set size, like the kernel's ``get_mm_rss()``.
+
+        :return: file + anon + shmem pages
+        """
         return self.file + self.anon + self.shmem
 
 
@@ -159,10 +184,18 @@ def _percpu_counter_sum(counter: Object) -> int:
 
 
 def get_mm_counters(mm: Object) -> MmCounters:
-    """The RSS counters of ``mm`` (``struct mm_struct *``). Since Linux kernel commit f1a7941243c1
-    (v6.2) ``rss_stat`` is an array of per-CPU counters, summed here; before, the ``mm``'s
-    atomic counters as they are (:func:`task_rss` adds the threads' ``SPLIT_RSS_COUNTING``
-    caches). A per-CPU sum can be briefly negative, as in the kernel.
+    """Return the RSS counters of an address space (``mm->rss_stat``).
+
+    Since Linux kernel commit f1a7941243c1 (v6.2) ``rss_stat`` is an array of per-CPU counters,
+    summed here; before, the ``mm``'s atomic counters as they are (:func:`task_rss` adds the threads'
+    ``SPLIT_RSS_COUNTING`` caches). A per-CPU sum can be briefly negative, as in the kernel.
+
+    :param mm: ``struct mm_struct *`` (or a ``struct mm_struct``)
+    :return: the counters, in pages
+    :raises FaultError: if the counters cannot be read
+
+    >>> get_mm_counters(task.mm).anon
+    1234
     """
     mm = _mm_pointer(mm)
     prog = mm.prog_
@@ -181,11 +214,17 @@ def get_mm_counters(mm: Object) -> MmCounters:
 
 
 def task_rss(task: Object) -> MmCounters:
-    """The RSS counters of ``task``'s mm (``struct task_struct *``), as ``get_mm_counter()`` sees
-    them plus, before v6.2, each thread's cached ``task->rss_stat`` (``SPLIT_RSS_COUNTING``, folded
-    into the mm every 64 events); zeros for a kernel thread.
+    """Return the RSS counters of a task's address space, as ``get_mm_counter()`` sees them.
 
-    >>> task_rss(task).rss  # doctest: +SKIP
+    Before v6.2 each thread's cached ``task->rss_stat`` (``SPLIT_RSS_COUNTING``, folded into the mm
+    every 64 events) is added; a kernel thread (no ``task->mm``) gets zeros.
+
+    :param task: ``struct task_struct *``
+    :return: the counters, in pages
+    :raises FaultError: if the task or its counters cannot be read
+
+    >>> task_rss(task).rss * 4096
+    26169344
     """
     mm = task.mm.read_()
     if not int(mm):

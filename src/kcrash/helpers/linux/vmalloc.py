@@ -45,10 +45,23 @@ _VM_FLAGS = ((0x1, "ioremap"), (0x2, "vmalloc"), (0x4, "vmap"), (0x8, "user"), (
 
 @dataclass(frozen=True, slots=True)
 class VmapArea:
-    """One busy ``struct vmap_area`` (``address``): ``[start, end)`` and, when it has a
-    ``struct vm_struct`` (``vm``, 0 for none: vm_map_ram areas, per-CPU chunks being set up), that
-    ``vm_struct``'s ``flags``, ``size`` (the guard page included unless ``VM_NO_GUARD``),
-    ``nr_pages``, ``pages`` array and ``caller`` (a return address in the allocating function)."""
+    """One busy ``struct vmap_area`` and, when it has one, its ``struct vm_struct``.
+
+    :param address: the ``struct vmap_area``'s address
+    :param start: ``va_start``
+    :param end: ``va_end`` (exclusive)
+    :param vm: the ``struct vm_struct *``, 0 for none (vm_map_ram areas, per-CPU chunks being set up)
+    :param flags: ``vm->flags`` (``VM_*``, see :meth:`flag_names`)
+    :param size: ``vm->size``, the guard page included unless ``VM_NO_GUARD``
+    :param nr_pages: ``vm->nr_pages``
+    :param pages: ``vm->pages``, the address of the ``struct page *`` array
+    :param caller: ``vm->caller``, a return address in the allocating function
+    :param phys_addr: ``vm->phys_addr`` (ioremap areas)
+
+    >>> area = find_vmap_area(prog, int(prog["kcrash_test_vmalloc_buf"]))
+    >>> area.flag_names()
+    ['VM_ALLOC']
+    """
 
     address: int
     start: int
@@ -63,20 +76,36 @@ class VmapArea:
 
     @property
     def flag_names(self) -> tuple[str, ...]:
-        """The ``VM_*`` flags as words (``vmalloc``, ``ioremap``, ``vmap``, ...)."""
+        """Return the names of the ``VM_*`` bits set in :attr:`flags` (``include/linux/vmalloc.h``).
+
+        :return: the names, lowest bit first
+        """
         return tuple(name for bit, name in _VM_FLAGS if self.flags & bit)
 
 
 @dataclass(frozen=True, slots=True)
 class VmapAreas:
-    """Every busy vmap area, sorted by start, and why the walk stopped early (None: it did not)."""
+    """Every busy vmap area, sorted by start, and why the walk stopped early.
+
+    :param areas: the areas, ascending by ``start``
+    :param starts: each area's ``start``, for bisecting
+    :param truncated: why the walk stopped early, None if it did not
+
+    >>> areas = vmap_areas(prog)
+    >>> areas.find(int(prog["kcrash_test_vmalloc_buf"])) is not None
+    True
+    """
 
     areas: tuple[VmapArea, ...]
     starts: tuple[int, ...]
     truncated: str | None
 
     def find(self, address: int) -> VmapArea | None:
-        """The area whose ``[start, end)`` holds ``address``, or None."""
+        """Return the area whose ``[start, end)`` holds ``address``.
+
+        :param address: a kernel virtual address
+        :return: the area, or None
+        """
         i = bisect.bisect_right(self.starts, address) - 1
         if i >= 0 and address < self.areas[i].end:
             return self.areas[i]
@@ -121,8 +150,17 @@ def _area(prog: Program, va_layout: StructLayout, vm_layout: StructLayout, addre
 
 
 def vmap_areas(prog: Program) -> VmapAreas:
-    """Every busy vmap area, sorted by address (walked once per program; a broken list ends the
-    walk with ``truncated`` saying where)."""
+    """Return every busy vmap area, sorted by address (``vmap_area_list``, walked once per program).
+
+    A broken list ends the walk, with :attr:`VmapAreas.truncated` saying where.
+
+    :param prog: the program
+    :return: the areas
+    :raises FaultError: if the list head cannot be read
+
+    >>> len(vmap_areas(prog).areas)
+    517
+    """
     found = _CACHE.get(prog)
     if found is None:
         found = _CACHE[prog] = _walk(prog)
@@ -146,7 +184,10 @@ def _walk(prog: Program) -> VmapAreas:
 
 
 def for_each_vmap_area(prog: Program) -> Iterator[VmapArea]:
-    """Every busy vmap area, ascending by address.
+    """Iterate over every busy vmap area (``struct vmap_area``), ascending by address.
+
+    :param prog: the program
+    :return: an iterator of :class:`VmapArea`
 
     >>> [hex(va.start) for va in for_each_vmap_area(prog)][:1]
     ['0xffffc90000000000']
@@ -155,7 +196,11 @@ def for_each_vmap_area(prog: Program) -> Iterator[VmapArea]:
 
 
 def find_vmap_area(prog: Program, address: int) -> VmapArea | None:
-    """``find_vmap_area(addr)``: the busy vmap area holding ``address``, or None.
+    """Return the busy vmap area holding ``address``, like the kernel's ``find_vmap_area(addr)``.
+
+    :param prog: the program
+    :param address: a kernel virtual address
+    :return: the area, or None if no busy area holds ``address``
 
     >>> find_vmap_area(prog, int(prog["kcrash_test_vmalloc_buf"])).nr_pages
     4
@@ -164,13 +209,28 @@ def find_vmap_area(prog: Program, address: int) -> VmapArea | None:
 
 
 def vmalloc_to_pfn(prog: Program, address: int) -> int:
-    """``vmalloc_to_pfn(addr)``: the PFN mapped at a vmalloc/vmap address (kernel page tables).
+    """Return the page frame number mapped at a vmalloc/vmap address, like ``vmalloc_to_pfn(addr)``
+    (a walk of the kernel page tables).
 
-    :raises FaultError: the address is not mapped
+    :param prog: the program
+    :param address: a vmalloc or vmap address
+    :return: the PFN
+    :raises FaultError: if the address is not mapped
+
+    >>> vmalloc_to_pfn(prog, int(prog["kcrash_test_vmalloc_buf"]))
+    20573
     """
     return prog.memory.translate(address) >> _PAGE_SHIFT
 
 
 def vmalloc_to_page(prog: Program, address: int) -> Object:
-    """``vmalloc_to_page(addr)`` as a ``struct page *``."""
+    """Return the page mapped at a vmalloc/vmap address, like the kernel's ``vmalloc_to_page(addr)``.
+
+    :param prog: the program
+    :param address: a vmalloc or vmap address
+    :return: ``struct page *``
+    :raises FaultError: if the address is not mapped
+
+    >>> page = vmalloc_to_page(prog, int(prog["kcrash_test_vmalloc_buf"]))
+    """
     return pfn_to_page(prog, vmalloc_to_pfn(prog, address))
