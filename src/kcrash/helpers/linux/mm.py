@@ -66,11 +66,22 @@ _PAGE_MEMBERS: dict[str, str | tuple[str, ...]] = {
 
 @dataclass(frozen=True, slots=True)
 class MmLayout:
-    """Where this kernel keeps its pages: ``page_offset`` (``PAGE_OFFSET``), ``vmemmap`` (the
-    ``struct page`` of PFN 0), ``sizeof_page``, the PFNs that have a ``struct page``
-    (``valid``: sorted ``[start, end)`` ranges), ``min_low_pfn``/``max_pfn`` (the direct map's
-    extent), and how ``page->flags`` carries the node and zone (``nodes_shift``, ``zones_shift``:
-    bit widths below bit 64; 0: not there)."""
+    """Where this kernel keeps its pages (``struct page`` array and direct map), found once per program.
+
+    :param page_offset: ``PAGE_OFFSET``, the start of the direct map
+    :param vmemmap: the address of the ``struct page`` of PFN 0 (``vmemmap``)
+    :param sizeof_page: ``sizeof(struct page)``
+    :param valid: the PFNs that have a ``struct page``, as sorted ``[start, end)`` ranges
+    :param min_low_pfn: ``min_low_pfn``, the direct map's first PFN
+    :param max_pfn: ``max_pfn``, the direct map's last PFN
+    :param nodes_shift: the bit width of the node number in ``page->flags`` below bit 64 (0: not there)
+    :param zones_shift: the bit width of the zone number in ``page->flags`` (0: not there)
+    :param page_shift: ``PAGE_SHIFT``
+
+    >>> layout = mm_layout(prog)
+    >>> layout.pfn_of_page(layout.vmemmap + 3 * layout.sizeof_page + 8)
+    3
+    """
 
     page_offset: int
     vmemmap: int
@@ -83,26 +94,41 @@ class MmLayout:
     page_shift: int = _PAGE_SHIFT
 
     def pfn_of_page(self, page: int) -> int | None:
-        """The PFN whose ``struct page`` holds address ``page`` (any byte of it), or None when
-        ``page`` is not in the ``struct page`` of a valid PFN."""
+        """Return the PFN whose ``struct page`` holds address ``page`` (any byte of it).
+
+        :param page: an address inside the ``struct page`` array
+        :return: the PFN, None when ``page`` is not in the ``struct page`` of a valid PFN
+        """
         if page < self.vmemmap:
             return None
         pfn = (page - self.vmemmap) // self.sizeof_page
         return pfn if self.pfn_valid(pfn) else None
 
     def pfn_valid(self, pfn: int) -> bool:
-        """``pfn_valid(pfn)``: whether the PFN has a ``struct page``."""
+        """Return whether a PFN has a ``struct page``, like the kernel's ``pfn_valid(pfn)``.
+
+        :param pfn: a page frame number
+        :return: True if one of :attr:`valid`'s ranges holds ``pfn``
+        """
         return any(start <= pfn < end for start, end in self.valid)
 
     def in_direct_map(self, address: int) -> bool:
-        """Whether ``address`` is in the direct map of RAM (``[min_low_pfn, max_pfn]`` at ``PAGE_OFFSET``)."""
+        """Return whether ``address`` is in the direct map of RAM (``[min_low_pfn, max_pfn]`` at ``PAGE_OFFSET``).
+
+        :param address: a kernel virtual address
+        :return: True inside the direct map
+        """
         start = self.page_offset + (self.min_low_pfn << self.page_shift)
         return start <= address < self.page_offset + ((self.max_pfn + 1) << self.page_shift)
 
 
 @per_program
 def mm_layout(prog: Program) -> MmLayout:
-    """This kernel's :class:`MmLayout` (found once per program).
+    """Return this kernel's :class:`MmLayout`, found once per program (VMCOREINFO's
+    ``SYMBOL(vmemmap)`` or ``vmemmap_base``, ``page_offset_base``, ``mem_section``, ``struct page``).
+
+    :param prog: the program
+    :return: the layout
 
     >>> mm_layout(prog).vmemmap
     18446719884453740544
@@ -232,7 +258,10 @@ def _zones_shift(prog: Program) -> int:
 
 
 def for_each_valid_page_range(prog: Program) -> Iterator[tuple[int, int]]:
-    """Every ``[start_pfn, end_pfn)`` range of PFNs with a ``struct page``, ascending.
+    """Iterate over every ``[start_pfn, end_pfn)`` range of PFNs with a ``struct page``, ascending.
+
+    :param prog: the program
+    :return: an iterator of ``(start_pfn, end_pfn)`` tuples
 
     >>> list(for_each_valid_page_range(prog))
     [(0, 65536)]
@@ -241,12 +270,24 @@ def for_each_valid_page_range(prog: Program) -> Iterator[tuple[int, int]]:
 
 
 def pfn_valid(prog: Program, pfn: int) -> bool:
-    """``pfn_valid(pfn)``: whether ``pfn`` has a ``struct page``."""
+    """Return whether ``pfn`` has a ``struct page``, like the kernel's ``pfn_valid(pfn)``.
+
+    :param prog: the program
+    :param pfn: a page frame number
+    :return: True if the PFN is in a valid range (see :func:`for_each_valid_page_range`)
+
+    >>> pfn_valid(prog, 0x1000)
+    True
+    """
     return mm_layout(prog).pfn_valid(pfn)
 
 
 def pfn_to_page(prog: Program, pfn: int) -> Object:
-    """``pfn_to_page(pfn)``: ``vmemmap + pfn`` as a ``struct page *``.
+    """Return the ``struct page`` of a PFN, like the kernel's ``pfn_to_page(pfn)``: ``vmemmap + pfn``.
+
+    :param prog: the program
+    :param pfn: a page frame number
+    :return: ``struct page *`` (not checked against :func:`pfn_valid`)
 
     >>> hex(int(pfn_to_page(prog, 0x1000)))
     '0xffffea0000040000'
@@ -256,34 +297,71 @@ def pfn_to_page(prog: Program, pfn: int) -> Object:
 
 
 def page_to_pfn(page: Object) -> int:
-    """``page_to_pfn(page)``.
+    """Return the PFN of a ``struct page``, like the kernel's ``page_to_pfn(page)``: ``page - vmemmap``.
 
     :param page: ``struct page *``
+    :return: the page frame number
+
+    >>> page_to_pfn(pfn_to_page(prog, 0x1000))
+    4096
     """
     layout = mm_layout(page.prog_)
     return (int(page) - layout.vmemmap) // layout.sizeof_page
 
 
 def pfn_to_virt(prog: Program, pfn: int) -> int:
-    """``pfn_to_virt(pfn)``: the page's address in the direct map."""
+    """Return the direct-map address of a PFN, like the kernel's ``pfn_to_virt(pfn)``.
+
+    :param prog: the program
+    :param pfn: a page frame number
+    :return: ``PAGE_OFFSET + (pfn << PAGE_SHIFT)``
+
+    >>> hex(pfn_to_virt(prog, 0x1000))
+    '0xffff888001000000'
+    """
     layout = mm_layout(prog)
     return layout.page_offset + (pfn << layout.page_shift)
 
 
 def virt_to_pfn(prog: Program, address: int) -> int:
-    """``virt_to_pfn(addr)`` of a direct-map address (``__pa(addr) >> PAGE_SHIFT``)."""
+    """Return the PFN of a direct-map address, like the kernel's ``virt_to_pfn(addr)``
+    (``__pa(addr) >> PAGE_SHIFT``).
+
+    :param prog: the program
+    :param address: a direct-map address (not checked: see :func:`in_direct_map`)
+    :return: the page frame number
+
+    >>> virt_to_pfn(prog, 0xffff888001000000)
+    4096
+    """
     layout = mm_layout(prog)
     return (address - layout.page_offset) >> layout.page_shift
 
 
 def virt_to_page(prog: Program, address: int) -> Object:
-    """``virt_to_page(addr)`` of a direct-map address, as a ``struct page *``."""
+    """Return the ``struct page`` of a direct-map address, like the kernel's ``virt_to_page(addr)``.
+
+    :param prog: the program
+    :param address: a direct-map address (not checked: see :func:`in_direct_map`)
+    :return: ``struct page *``
+
+    >>> page_info(prog, virt_to_page(prog, 0xffff888001000000)).flag_names
+    ('PG_reserved',)
+    """
     return pfn_to_page(prog, virt_to_pfn(prog, address))
 
 
 def in_direct_map(prog: Program, address: int) -> bool:
-    """Whether ``address`` lies in the direct map of RAM (``PAGE_OFFSET`` + ``[min_low_pfn, max_pfn]``),
-    as drgn's helper of that name decides."""
+    """Return whether ``address`` lies in the direct map of RAM (``PAGE_OFFSET`` + ``[min_low_pfn,
+    max_pfn]``), as drgn's helper of that name decides.
+
+    :param prog: the program
+    :param address: a kernel virtual address
+    :return: True inside the direct map
+
+    >>> in_direct_map(prog, 0xffff888001000000)
+    True
+    """
     return mm_layout(prog).in_direct_map(address)
 
 
@@ -292,11 +370,26 @@ def in_direct_map(prog: Program, address: int) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class PageInfo:
-    """One ``struct page``: its address and PFN, ``flags`` and their names (``PG_slab`` style),
-    the node and zone from the flags (None when this kernel keeps them elsewhere), the reference
-    and map counts, the page type (``"slab"``, ``"buddy"``, ``"hugetlb"``, ``"offline"``... or
-    None), ``mapping``, ``index``, ``private`` and its compound head (``head`` == ``address`` for a
-    page that is not a tail page)."""
+    """The state of one ``struct page`` (``include/linux/mm_types.h``), as :func:`page_info` reads it.
+
+    :param address: the ``struct page``'s address
+    :param pfn: its page frame number
+    :param flags: ``page->flags``
+    :param flag_names: the names of the page flags set (``PG_slab`` style, see :func:`decode_page_flags`)
+    :param node: the NUMA node from the flags (None when this kernel keeps it elsewhere)
+    :param zone: the zone's name from the flags (``"Normal"``; None when kept elsewhere)
+    :param refcount: ``page->_refcount``
+    :param mapcount: ``page->_mapcount + 1`` (0 for a typed page)
+    :param page_type: ``"slab"``, ``"buddy"``, ``"hugetlb"``, ``"offline"``... or None
+    :param mapping: ``page->mapping``
+    :param index: ``page->index``
+    :param private: ``page->private``
+    :param head: the compound head's address (``address`` for a page that is not a tail page)
+
+    >>> info = page_info(prog, pfn_to_page(prog, 0x1000))
+    >>> info.page_type, info.refcount
+    (None, 1)
+    """
 
     address: int
     pfn: int
@@ -401,8 +494,12 @@ def _decoder(prog: Program) -> _PageDecoder:
 
 
 def decode_page_flags(prog: Program, flags: int) -> tuple[str, ...]:
-    """The names of the page flags set in ``flags`` (the low ``__NR_PAGEFLAGS`` bits of
-    ``page->flags``), by the BTF ``enum pageflags``, lowest bit first.
+    """Return the names of the page flags set in ``flags``: the low ``__NR_PAGEFLAGS`` bits of
+    ``page->flags``, named by the BTF ``enum pageflags``.
+
+    :param prog: the program
+    :param flags: ``page->flags``
+    :return: the names (``PG_*``), lowest bit first; ``bitN`` for a bit the enum does not name
 
     >>> decode_page_flags(prog, 0x200)
     ('PG_slab',)
@@ -439,10 +536,15 @@ def _head(decoder: _PageDecoder, address: int, compound: int) -> int:
 
 
 def page_info(prog: Program, page: int | Object) -> PageInfo:
-    """The state of one ``struct page`` (one read of its members).
+    """Return the state of one ``struct page``, read with one read of its members.
 
+    :param prog: the program
     :param page: ``struct page *`` (or its address)
-    :raises FaultError: the ``struct page`` is not in the dump
+    :return: the page's state
+    :raises FaultError: if the ``struct page`` is not in the dump
+
+    >>> page_info(prog, pfn_to_page(prog, 0x1000)).flag_names
+    ('PG_reserved',)
     """
     address = int(page)
     decoder = _decoder(prog)
@@ -460,9 +562,13 @@ def page_info(prog: Program, page: int | Object) -> PageInfo:
 
 
 def compound_head(page: Object) -> Object:
-    """``compound_head(page)``: the head page of a tail page, else the page itself.
+    """Return the head page of a compound page's tail page, like the kernel's ``compound_head(page)``.
 
     :param page: ``struct page *``
+    :return: ``struct page *``: the head page for a tail page, else ``page`` itself
+    :raises FaultError: if the ``struct page`` cannot be read
+
+    >>> head = compound_head(pfn_to_page(prog, 0x1001))
     """
     prog = page.prog_
     decoder = _decoder(prog)
