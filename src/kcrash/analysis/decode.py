@@ -18,7 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from kcrash.analysis.x86_disasm import Instruction, disassemble
-from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation, format_location, lookup_address
+from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation, format_location
+from kcrash.debuginfo.symbols import lookup_address
 from kcrash.errors import KcrashError, MissingDebugInfoError, OopsParseError
 from kcrash.oops import CodeBytes, OopsReport, TraceFrame, parse_all
 from kcrash.oops.details import parse_code, parse_frame

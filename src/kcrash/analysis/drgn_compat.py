@@ -25,7 +25,7 @@ from typing import Any
 
 from kcrash.analysis.drgn_format import drgn_format
 from kcrash.debuginfo.symbols import Symbol as KallsymsSymbol
-from kcrash.debuginfo.symbols import SymbolTable
+from kcrash.debuginfo.symbols import SymbolTable, lookup_address
 from kcrash.errors import MissingDebugInfoError, SymbolNotFoundError
 from kcrash.helpers.linux.panic import panic_task_or_none
 from kcrash.helpers.linux.sched import for_each_task
@@ -120,13 +120,13 @@ class StackFrame:
     def _symbolized(self) -> Symbol | None:
         # a return address may be one past its function's end: look up pc - 1 (as drgn does)
         try:
-            return self._trace.prog.symbol(self.pc if self.interrupted else self.pc - 1)
+            return self.symbol()
         except LookupError:
             return None
 
     def symbol(self) -> Symbol:
         """The symbol holding this frame's code (LookupError if none)."""
-        return self._trace.prog.symbol(self.pc if self.interrupted else self.pc - 1)
+        return self._trace.prog.symbol(lookup_address(self.pc, interrupted=self.interrupted))
 
     def registers(self) -> dict[str, int]:
         """The registers known in this frame (all of them only where it was interrupted)."""

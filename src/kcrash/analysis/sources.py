@@ -20,7 +20,8 @@ from pathlib import Path
 
 from kcrash import model
 from kcrash.debuginfo.finder import find_debuginfo, find_module_debuginfo
-from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation, lookup_address, open_symbolizers
+from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation, open_symbolizers
+from kcrash.debuginfo.symbols import lookup_address
 from kcrash.errors import KcrashError, MissingDebugInfoError
 from kcrash.helpers.linux.module import for_each_module, module_base, module_name
 from kcrash.oops.details import parse_bug_location, parse_details, parse_frame

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, TypeVar
 from kcrash import model
 from kcrash.analysis.dumpinfo import crash_time_or_none
 from kcrash.analysis.target import module_debuginfo
+from kcrash.debuginfo.symbols import lookup_address
 from kcrash.errors import FaultError, KcrashError, MissingDebugInfoError
 from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.module import for_each_module, module_base, module_name, module_size, module_taints
@@ -160,7 +161,7 @@ def symbolize_trace(prog: Program, trace: UnwindTrace) -> model.Trace:
 
 
 def _frame(prog: Program, index: int, pc: int, sp: int, reliable: bool, kind: str) -> model.Frame:
-    found = prog.symbolize_or_none(pc - 1 if kind in ("call", "scan") else pc)
+    found = prog.symbolize_or_none(lookup_address(pc, interrupted=kind not in ("call", "scan")))
     if found is None:
         return model.Frame(index, pc, sp, None, 0, None, f"{pc:#x}", reliable, kind)
     symbol, _ = found

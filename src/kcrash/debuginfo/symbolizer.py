@@ -39,7 +39,6 @@ __all__ = [
     "SourceLocation",
     "Symbolizer",
     "format_location",
-    "lookup_address",
     "open_symbolizers",
 ]
 
@@ -55,24 +54,6 @@ class SourceLocation:
     column: int = 0
     discriminator: int = 0
     inlined: bool = False
-
-
-def lookup_address(address: int, *, interrupted: bool) -> int:
-    """The address whose source line names a stack frame: the frame's own address when it is the
-    interrupted one (its IP came from registers: the ``RIP:`` line, a ``struct pt_regs``), else the
-    call site, one byte before the return address. A call can be a function's last instruction
-    (``noreturn`` callees), so the return address may lie in the next function or on the line after
-    the call; gdb looks callers up the same way (``get_frame_address_in_block``), and the kernel's
-    ``%pB`` names the function of ``address - 1`` (``sprint_backtrace``, kernel/kallsyms.c).
-
-    :param address: the frame's IP (interrupted) or return address.
-    :param interrupted: whether the IP came from registers rather than from the stack.
-    :return: the address to give :meth:`Symbolizer.symbolize`.
-
-    >>> hex(lookup_address(0xffffffff81000105, interrupted=False))
-    '0xffffffff81000104'
-    """
-    return address if interrupted else address - 1
 
 
 def format_location(location: SourceLocation, strip_prefix: str = "") -> str:

@@ -32,10 +32,28 @@ import numpy.typing as npt
 
 from kcrash.errors import SymbolNotFoundError
 
-__all__ = ["IndexedNames", "Symbol", "SymbolTable"]
+__all__ = ["IndexedNames", "Symbol", "SymbolTable", "lookup_address"]
 
 _U64 = np.uint64
 _DATA_KINDS = frozenset("DdBbRr")
+
+
+def lookup_address(address: int, *, interrupted: bool) -> int:
+    """The address whose source line names a stack frame: the frame's own address when it is the
+    interrupted one (its IP came from registers: the ``RIP:`` line, a ``struct pt_regs``), else the
+    call site, one byte before the return address. A call can be a function's last instruction
+    (``noreturn`` callees), so the return address may lie in the next function or on the line after
+    the call; gdb looks callers up the same way (``get_frame_address_in_block``), and the kernel's
+    ``%pB`` names the function of ``address - 1`` (``sprint_backtrace``, kernel/kallsyms.c).
+
+    :param address: the frame's IP (interrupted) or return address.
+    :param interrupted: whether the IP came from registers rather than from the stack.
+    :return: the address to look up (:meth:`SymbolTable.symbolize_or_none`, a DWARF line table).
+
+    >>> hex(lookup_address(0xffffffff81000105, interrupted=False))
+    '0xffffffff81000104'
+    """
+    return address if interrupted else address - 1
 
 
 @runtime_checkable

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from kcrash.analysis.decode import DecodedFrame, decode_log_text, disassemble, disassemble_code_line, source_roots
-from kcrash.debuginfo.symbolizer import lookup_address, open_symbolizers
+from kcrash.debuginfo.symbolizer import open_symbolizers
+from kcrash.debuginfo.symbols import lookup_address
 from kcrash.errors import KcrashError, OopsParseError
 from kcrash.oops import CodeBytes
 

@@ -17,7 +17,8 @@ from kcrash.analysis.sources import (
     find_snippet,
     log_source_line_or_none,
 )
-from kcrash.debuginfo.symbolizer import SourceLocation, lookup_address
+from kcrash.debuginfo.symbolizer import SourceLocation
+from kcrash.debuginfo.symbols import lookup_address
 from kcrash.errors import KcrashError
 
 TEXT = 0xFFFFFFFF81000000

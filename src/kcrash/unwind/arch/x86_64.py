@@ -27,6 +27,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from kcrash.debuginfo.symbols import lookup_address
 from kcrash.errors import FaultError
 from kcrash.metrics import COUNTERS
 from kcrash.unwind.context import UnwindContext
@@ -180,7 +181,7 @@ def _find_entry(ctx: UnwindContext, state: _State) -> OrcEntry:
         return NULL_ENTRY
     if not ctx.is_kernel_text(pc):
         raise _Stop(f"pc {pc:#x} is not kernel text")
-    entry = ctx.orc_lookup(pc if state.signal else pc - 1)
+    entry = ctx.orc_lookup(lookup_address(pc, interrupted=state.signal))
     if entry is None:
         state.reliable = False  # the kernel's orc_fp_entry guess; nothing after it is trusted
         return FRAME_POINTER_ENTRY
