@@ -74,7 +74,22 @@ _MASK64 = (1 << 64) - 1
 
 @dataclass(frozen=True, slots=True)
 class SlabCacheInfo:
-    """One ``struct kmem_cache``: its address, name and geometry."""
+    """One ``struct kmem_cache`` (``include/linux/slub_def.h``): its address, name and geometry.
+
+    :param address: the ``struct kmem_cache``'s address
+    :param name: ``s->name``
+    :param object_size: the caller's object size (``s->object_size``)
+    :param size: the stride between objects, metadata included (``s->size``)
+    :param offset: where the free pointer is in a free object (``s->offset``)
+    :param objects_per_slab: objects in one slab (``oo_objects(s->oo)``)
+    :param order: pages per slab as a power of two (``oo_order(s->oo)``)
+    :param red_left_pad: ``s->red_left_pad`` (``SLAB_RED_ZONE`` debugging)
+    :param page_size: ``PAGE_SIZE``
+
+    >>> info = slab_cache_info(prog, find_slab_cache(prog, "kcrash_test_cache"))
+    >>> info.slab_size // info.size >= info.objects_per_slab
+    True
+    """
 
     address: int
     name: str
@@ -91,13 +106,26 @@ class SlabCacheInfo:
 
     @property
     def slab_size(self) -> int:
-        """Bytes of one slab (``PAGE_SIZE << order``)."""
+        """Return the bytes of one slab (``PAGE_SIZE << order``).
+
+        :return: the slab's size in bytes
+        """
         return self.page_size << self.order
 
 
 @dataclass(frozen=True, slots=True)
 class SlabCacheUsage:
-    """Slab and object counts of one cache; ``error`` says why they may be incomplete."""
+    """Slab and object counts of one cache, counted from its slabs (see :func:`slab_cache_usage`).
+
+    :param num_slabs: slabs of the cache
+    :param num_objs: objects in those slabs
+    :param free_objs: free objects (slab freelists, per-CPU freelists and sheaves)
+    :param error: why the counts may be incomplete, None if they are not
+
+    >>> usage = slab_cache_usage(prog, find_slab_cache(prog, "kcrash_test_cache"))
+    >>> usage.active_objs == usage.num_objs - usage.free_objs
+    True
+    """
 
     num_slabs: int
     num_objs: int
@@ -106,14 +134,23 @@ class SlabCacheUsage:
 
     @property
     def active_objs(self) -> int:
-        """Allocated objects."""
+        """Return the number of allocated objects.
+
+        :return: ``num_objs - free_objs``
+        """
         return self.num_objs - self.free_objs
 
 
 @dataclass(frozen=True, slots=True)
 class SlabObject:
-    """One object of a slab: its address, its slab (``struct slab *``, ``struct page *`` before
-    v5.17) and whether it is allocated (None: unknown, the slab's freelist is damaged)."""
+    """One object of a slab, as :func:`slab_cache_for_each_object` yields it.
+
+    :param address: the object's address
+    :param slab: its slab (``struct slab *``, ``struct page *`` before v5.17)
+    :param allocated: whether it is allocated; None: unknown (the slab's freelist is damaged)
+
+    >>> first = next(slab_cache_for_each_object(prog, find_slab_cache(prog, "kcrash_test_cache")))
+    """
 
     address: int
     slab: int
@@ -122,7 +159,19 @@ class SlabObject:
 
 @dataclass(frozen=True, slots=True)
 class SlabObjectInfo:
-    """Where an address lies in the slab allocator."""
+    """Where an address lies in the slab allocator, as :func:`slab_object_info` finds it.
+
+    :param cache_name: the cache's ``name``
+    :param cache: ``struct kmem_cache *``
+    :param slab: ``struct slab *`` (``struct page *`` before v5.17)
+    :param address: the start of the object holding the address
+    :param offset: the address's offset in the object
+    :param allocated: True allocated, False free, None unknown (damaged freelist, or not inside an
+        object: the slab's tail or left red zone)
+
+    >>> slab_object_info(prog, 0xffff888104d0d048).offset
+    8
+    """
 
     cache_name: str
     #: ``struct kmem_cache *``
@@ -589,8 +638,12 @@ def _address(cache: Object | int) -> int:
 
 
 def for_each_slab_cache(prog: Program) -> ListWalk:
-    """Every slab cache on ``slab_caches`` (``struct kmem_cache *``), as a bounded walk whose
-    ``truncated`` says why it stopped early.
+    """Iterate over every slab cache on the ``slab_caches`` list (linked by ``kmem_cache.list``).
+
+    :param prog: the program
+    :return: a bounded :class:`~kcrash.helpers.linux.list.ListWalk` of ``struct kmem_cache *``, whose
+        ``truncated`` says why it stopped early
+    :raises FaultError: if ``slab_caches`` cannot be read
 
     >>> [slab_cache_info(prog, c).name for c in for_each_slab_cache(prog)][:2]
     ['kcrash_test_cache', 'ext4_groupinfo_4k']
@@ -599,7 +652,11 @@ def for_each_slab_cache(prog: Program) -> ListWalk:
 
 
 def find_slab_cache(prog: Program, name: str) -> Object | None:
-    """The slab cache named ``name`` (``struct kmem_cache *``), None if there is none.
+    """Return the slab cache named ``name`` (the first on ``slab_caches``; drgn's ``find_slab_cache()``).
+
+    :param prog: the program
+    :param name: the cache's name (``"dentry"``)
+    :return: ``struct kmem_cache *``, None if there is none
 
     >>> hex(find_slab_cache(prog, "dentry"))
     '0xffff888100052300'
@@ -611,9 +668,13 @@ def find_slab_cache(prog: Program, name: str) -> Object | None:
 
 
 def slab_cache_info(prog: Program, cache: Object | int) -> SlabCacheInfo:
-    """Name and geometry of a slab cache.
+    """Return the name and geometry of a slab cache (one read of its ``struct kmem_cache`` members).
 
-    :param cache: ``struct kmem_cache *``
+    :param prog: the program
+    :param cache: ``struct kmem_cache *`` (or its address)
+    :return: the cache's name and geometry
+    :raises FaultError: if the cache cannot be read
+
     >>> slab_cache_info(prog, find_slab_cache(prog, "kcrash_test_cache")).objects_per_slab
     64
     """
@@ -621,10 +682,16 @@ def slab_cache_info(prog: Program, cache: Object | int) -> SlabCacheInfo:
 
 
 def slab_cache_usage(prog: Program, cache: Object | int) -> SlabCacheUsage:
-    """The cache's slabs, objects and free objects, counted from its slabs: every slab page of the
-    cache, ``objects - inuse`` of each, plus the objects on per-CPU freelists and in sheaves.
+    """Return a cache's slabs, objects and free objects, counted from its slabs.
 
-    :param cache: ``struct kmem_cache *``
+    Every slab page of the cache (``PG_slab`` pages whose ``slab_cache`` is ``cache``), ``objects -
+    inuse`` of each, plus the objects on per-CPU freelists and in sheaves.
+
+    :param prog: the program
+    :param cache: ``struct kmem_cache *`` (or its address)
+    :return: the counts, with :attr:`SlabCacheUsage.error` saying why they may be incomplete
+    :raises FaultError: if the cache cannot be read
+
     >>> slab_cache_usage(prog, find_slab_cache(prog, "kcrash_test_cache")).free_objs
     53
     """
@@ -643,10 +710,14 @@ def slab_cache_usage(prog: Program, cache: Object | int) -> SlabCacheUsage:
 
 
 def slab_cache_node_counts(prog: Program, cache: Object | int) -> tuple[int, int]:
-    """``(nr_slabs, total_objects)`` summed over the cache's nodes: the counters ``/proc/slabinfo``
-    prints (``struct kmem_cache_node``, kept with ``CONFIG_SLUB_DEBUG``).
+    r"""Return ``(nr_slabs, total_objects)`` summed over a cache's ``struct kmem_cache_node``\ s: the
+    counters ``/proc/slabinfo`` prints (kept with ``CONFIG_SLUB_DEBUG``).
 
-    :param cache: ``struct kmem_cache *``
+    :param prog: the program
+    :param cache: ``struct kmem_cache *`` (or its address)
+    :return: ``(slabs, objects)``
+    :raises FaultError: if the cache or a node cannot be read
+
     >>> slab_cache_node_counts(prog, find_slab_cache(prog, "kcrash_test_cache"))
     (9, 153)
     """
@@ -686,11 +757,17 @@ def _cpu_slab_locations(slub: _Slub, cache: int, out: dict[int, str]) -> None:
 
 
 def slab_cache_slab_locations(prog: Program, cache: Object | int) -> dict[int, str]:
-    """Where the kernel holds each slab of the cache: ``"cpu N"`` (CPU N's active slab), ``"cpu N
-    partial"`` (its partial slabs), ``"node N partial"`` (the node's partial list). Slabs on no list
-    are absent: full slabs, which SLUB lists only for caches being debugged.
+    """Return where the kernel holds each slab of a cache.
 
-    :param cache: ``struct kmem_cache *``
+    ``"cpu N"`` (CPU N's active slab, ``kmem_cache_cpu.slab``), ``"cpu N partial"`` (its partial
+    slabs), ``"node N partial"`` (``kmem_cache_node.partial``). Slabs on no list are absent: full
+    slabs, which SLUB lists only for caches being debugged.
+
+    :param prog: the program
+    :param cache: ``struct kmem_cache *`` (or its address)
+    :return: slab address to location
+    :raises FaultError: if the cache or its per-CPU data cannot be read
+
     >>> sorted(slab_cache_slab_locations(prog, find_slab_cache(prog, "kcrash_test_cache")).values())
     ['cpu 1', 'cpu 1 partial']
     """
@@ -730,10 +807,16 @@ def _slab_objects(slub: _Slub, cache: SlabCacheInfo, row: np.ndarray, cpu: _CpuF
 
 
 def slab_cache_for_each_object(prog: Program, cache: Object | int) -> Iterator[SlabObject]:
-    """Every object of every slab of the cache, free or allocated, slab by slab in address order.
+    """Iterate over every object of every slab of a cache, free or allocated, slab by slab in address order.
 
-    :param cache: ``struct kmem_cache *``
-    >>> sum(o.allocated for o in slab_cache_for_each_object(prog, find_slab_cache(prog, "kcrash_test_cache")))
+    An object is free when it is on its slab's freelist or on a per-CPU freelist.
+
+    :param prog: the program
+    :param cache: ``struct kmem_cache *`` (or its address)
+    :return: an iterator of :class:`SlabObject`
+    :raises FaultError: if the cache cannot be read
+
+    >>> sum(bool(o.allocated) for o in slab_cache_for_each_object(prog, find_slab_cache(prog, "kcrash_test_cache")))
     100
     """
     slub = _slub(prog)
@@ -747,19 +830,29 @@ def slab_cache_for_each_object(prog: Program, cache: Object | int) -> Iterator[S
 
 
 def slab_cache_for_each_allocated_object(prog: Program, cache: Object | int) -> Iterator[int]:
-    """The address of every allocated object of the cache (objects of unknown state left out).
+    """Iterate over the address of every allocated object of a cache (objects of unknown state left out).
 
-    :param cache: ``struct kmem_cache *``
+    :param prog: the program
+    :param cache: ``struct kmem_cache *`` (or its address)
+    :return: an iterator of object addresses
+    :raises FaultError: if the cache cannot be read
+
+    >>> cache = find_slab_cache(prog, "kcrash_test_cache")
+    >>> objects = [prog.object("struct kcrash_test_obj", a) for a in slab_cache_for_each_allocated_object(prog, cache)]
     """
     return (o.address for o in slab_cache_for_each_object(prog, cache) if o.allocated)
 
 
 def slab_object_info(prog: Program, address: int) -> SlabObjectInfo | None:
-    """The slab object holding ``address``: its cache, slab, start and state; None if the address is
-    not in a slab page of the direct map.
+    """Return the slab object holding ``address``: its cache, slab, start and state (like drgn's
+    ``slab_object_info()``; KFENCE objects included).
 
-    >>> slab_object_info(prog, 0xffff888104d0d048)
-    SlabObjectInfo(cache_name='kcrash_test_cache', cache=..., slab=..., address=...d040, offset=8, allocated=True)
+    :param prog: the program
+    :param address: a kernel virtual address
+    :return: where the address lies; None if it is not in a slab page of the direct map
+
+    >>> slab_object_info(prog, 0xffff888104d0d048).cache_name
+    'kcrash_test_cache'
     """
     slub = _slub(prog)
     if not in_direct_map(prog, address):
