@@ -9,6 +9,7 @@ the GDB remote protocol and exposes memory; this module binds it to the analysis
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,13 +34,17 @@ from kcrash.types.object import Object, sizeof
 from kcrash.types.program import Program, read_vmlinux_btf
 from kcrash.unwind import MemoryUnwindContext, OrcTables, Registers, StackRange, unwind, vmlinux_orc_table
 
-__all__ = ["KernelBinder", "attach_kernel", "backtrace_lines", "kernel_binder_factory", "list_tasks", "live_program",
-           "task_row"]
+__all__ = ["KernelBinder", "attach_kernel", "backtrace_lines", "kernel_binder_factory", "kernel_binder_or_none",
+           "list_tasks", "live_program", "task_row"]
 
 #: syscall arguments in ``struct pt_regs`` (x86-64 syscall convention: r10 replaces rcx)
 _SYSCALL_REGS = ("di", "si", "dx", "r10", "r8", "r9")
 _SYSCALL_PREFIXES = ("__x64_sys_", "__ia32_sys_", "__se_sys_")
 _THREAD_SIZE = 16384
+# The kernel binder made for each session (KernelBinder.__init__ registers itself): how the layers
+# above reach a session's symbols, types and Program without downcasting its Binder protocol, which
+# kcrash.live (below kcrash.types) declares and so cannot name them.
+_KERNEL_BINDERS: weakref.WeakKeyDictionary[LiveSession, KernelBinder] = weakref.WeakKeyDictionary()
 
 
 class KernelBinder:
@@ -60,6 +65,7 @@ class KernelBinder:
         self.prog = Program(self.memory, self.symbols, btf, vmcoreinfo=info)
         cpu_view = SegmentMap([MemorySegment(0, 1 << 64, session.read, False)])
         self.cpu_prog = Program(MemoryReader(cpu_view), self.symbols, btf, vmcoreinfo=info)
+        _KERNEL_BINDERS[session] = self
 
     # --- Binder protocol ------------------------------------------------------------------------
 
@@ -178,6 +184,16 @@ def _int_or_none(text: str) -> int | None:
         return None
 
 
+def kernel_binder_or_none(session: LiveSession) -> KernelBinder | None:
+    """The kernel symbols, types and Program of ``session``: the :class:`KernelBinder` it binds
+    with; None when it has none (attached without them, or its binder was replaced by another kind).
+
+    >>> kernel_binder_or_none(attach_kernel("localhost:1234")).prog  # doctest: +SKIP
+    """
+    binder = _KERNEL_BINDERS.get(session)
+    return binder if binder is not None and session.binder is binder else None
+
+
 def kernel_binder_factory(cache: Path | None) -> Callable[[LiveSession], KernelBinder]:
     """A ``binder_factory`` for :func:`kcrash.live.attach`."""
     return lambda session: KernelBinder(session, cache)
@@ -193,8 +209,8 @@ def live_program(session: LiveSession, *, orc: bool = True) -> Program:
     :class:`Program`, like :func:`kcrash.analysis.target.open_target` for a dump: the modules' symbols
     and BTF loaded and (``orc``) the unwinder's tables. Valid while the target stays stopped; the
     session's detach resumes it (``prog.dump`` stays None: nothing is a frozen image)."""
-    binder = session.binder
-    if not isinstance(binder, KernelBinder):
+    binder = kernel_binder_or_none(session)
+    if binder is None:
         raise MissingDebugInfoError("the live session has no kernel symbols and types")
     binder.prog.live = True
     if not binder.prog.cpus:

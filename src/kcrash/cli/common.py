@@ -153,14 +153,14 @@ def attached_live(stub: str, qmp: str | None, *, binder: bool = True) -> Iterato
     """A live kernel session (stopped; ``binder``: with symbols and types) for one command; detached
     (the kernel resumed) afterwards. A stub that does not answer is a one-line error after
     :data:`LIVE_TIMEOUT`."""
-    from kcrash.analysis.live import KernelBinder, attach_kernel
+    from kcrash.analysis.live import KernelBinder, attach_kernel, kernel_binder_or_none
     from kcrash.live.connect import attach
 
     if given_symbol_file() is not None:
         raise CliError("--vmlinux/--system-map are not used on a live target: its symbols come from its kallsyms", 2)
     outer = _ATTACHED.get(stub)
     if outer is not None:  # nested (a symbol lookup inside rd's memory access): the stub takes one client
-        if binder and not isinstance(outer.binder, KernelBinder):
+        if binder and kernel_binder_or_none(outer) is None:
             outer.binder = KernelBinder(outer, cache_dir())
         yield outer
         return

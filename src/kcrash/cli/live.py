@@ -26,6 +26,7 @@ from kcrash.analysis.live import (
     KernelBinder,
     attach_kernel,
     backtrace_lines,
+    kernel_binder_or_none,
     list_tasks,
     task_row,
 )
@@ -54,9 +55,10 @@ class _Repl:
 
     @property
     def binder(self) -> KernelBinder:
-        if not isinstance(self.session.binder, KernelBinder):
+        binder = kernel_binder_or_none(self.session)
+        if binder is None:
             raise MissingDebugInfoError("this command needs kernel symbols and types")
-        return self.session.binder
+        return binder
 
     def out(self, text: str, data: object = None) -> None:
         self.echo(json.dumps(data, default=str) if self.as_json and data is not None else text)
@@ -296,8 +298,8 @@ def _live(target: str, qmp: str | None, script: str | None, commands_: tuple[str
 
 
 def _run_script(session: LiveSession, path: Path) -> None:
-    binder = session.binder
-    prog = binder.prog if isinstance(binder, KernelBinder) else None
+    binder = kernel_binder_or_none(session)
+    prog = binder.prog if binder is not None else None
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
