@@ -55,8 +55,18 @@ WAITER_LIMIT = 100_000
 
 @dataclass(frozen=True, slots=True)
 class LockKind:
-    """Where a kind of lock keeps its waiters: the lock type and the path of its list head, the
-    waiter type, its list link and its task pointer member."""
+    """Where a kind of sleeping lock keeps its waiters (a row of :data:`LOCK_KINDS`).
+
+    :param name: the kind's name (``"mutex"``)
+    :param lock_type: the lock's type (``"struct mutex"``)
+    :param head: the path of the waiter list head in the lock (``"wait_list"``)
+    :param waiter_type: the waiter structure's type (``"struct mutex_waiter"``)
+    :param link: the waiter's list link member (``"list"``)
+    :param task: the waiter's task pointer member (``"task"``)
+
+    >>> LOCK_KINDS["rwsem"].waiter_type
+    'struct rwsem_waiter'
+    """
 
     name: str
     lock_type: str
@@ -80,8 +90,15 @@ LOCK_KINDS = {
 
 @dataclass(frozen=True, slots=True)
 class LockWaiter:
-    """One waiter of a lock: its waiter structure (on the task's stack) and task (``struct
-    task_struct *`` as an address)."""
+    """One waiter of a lock, as :func:`lock_waiters` finds it.
+
+    :param waiter: the address of its waiter structure (on the waiting task's stack)
+    :param task: its ``struct task_struct *``, as an address
+
+    >>> first = lock_waiters(prog, "mutex", prog.symbol_address("kcrash_test_mutex_a")).waiters[0]
+    >>> hex(first.task)
+    '0xffff8880053b3080'
+    """
 
     waiter: int
     task: int
@@ -89,7 +106,15 @@ class LockWaiter:
 
 @dataclass(frozen=True, slots=True)
 class WaiterList:
-    """The waiters of a lock in queue order; ``truncated`` is why the walk ended early, or None."""
+    """The waiters of a lock in queue order, as :func:`lock_waiters` finds them.
+
+    :param waiters: the waiters, first to be woken first
+    :param truncated: why the walk ended early, None if it did not
+
+    >>> found = lock_waiters(prog, "rwsem", prog.symbol_address("kcrash_test_held_rwsem"))
+    >>> len(found.waiters), found.truncated
+    (1, None)
+    """
 
     waiters: tuple[LockWaiter, ...]
     truncated: str | None
@@ -101,11 +126,19 @@ _BLOCKER_TYPE_MASK = 0x3
 
 
 def task_blocker_or_none(prog: Program, task: int) -> tuple[str, str | None, int] | None:
-    """``(kind, mode, lock)`` of the lock a task is blocked on where the kernel records it
-    (``task->blocker`` with ``CONFIG_DETECT_HUNG_TASK_BLOCKER``, v6.16: a mutex, semaphore or
-    rwsem address with its type in the low bits), else None.
+    """Return the lock a task is blocked on, where the kernel records it: ``task->blocker``
+    (``CONFIG_DETECT_HUNG_TASK_BLOCKER``, v6.16), a mutex, semaphore or rwsem address with its type
+    in the low bits.
 
-    :param task: ``struct task_struct *``
+    :param prog: the program
+    :param task: ``struct task_struct *``, as an address
+    :return: ``(kind, mode, lock address)`` (mode ``"read"``/``"write"`` for an rwsem, else None);
+        None when the kernel has no ``blocker`` or the task is not blocked on such a lock
+    :raises FaultError: if the task cannot be read
+
+    >>> from kcrash.helpers.linux.sched import find_task_or_none
+    >>> task_blocker_or_none(prog, int(find_task_or_none(prog, 214)))
+    ('mutex', None, 18446744072635809952)
     """
     task_type = prog.type("struct task_struct")
     if not task_type.has_member("blocker"):
@@ -127,11 +160,14 @@ def _word(prog: Program, address: int) -> int:
 
 
 def mutex_owner(prog: Program, mutex: int) -> int:
-    """The task owning a mutex, as an address (0 when unlocked).
+    """Return the task owning a mutex: ``mutex->owner`` without its ``MUTEX_FLAGS`` bits.
 
-    :param mutex: ``struct mutex *``
+    :param prog: the program
+    :param mutex: ``struct mutex *``, as an address
+    :return: ``struct task_struct *`` as an address, 0 when unlocked
+    :raises FaultError: if the mutex cannot be read
 
-    >>> hex(mutex_owner(prog, prog.symbol_address("kcrash_test_mutex_a")))  # doctest: +SKIP
+    >>> hex(mutex_owner(prog, prog.symbol_address("kcrash_test_mutex_a")))
     '0xffff888005498000'
     """
     # Before v4.10 owner was a plain struct task_struct *; its low bits are zero, so masking is
@@ -140,12 +176,16 @@ def mutex_owner(prog: Program, mutex: int) -> int:
 
 
 def rwsem_owner(prog: Program, sem: int) -> tuple[int, bool]:
-    """The task recorded in ``sem->owner`` and whether the lock is reader-owned (then the task is
-    only the last reader to take it, a hint, and no single task owns it).
+    """Return the task recorded in ``sem->owner`` and whether the rwsem is reader-owned
+    (``RWSEM_READER_OWNED``: the task is then only the last reader to take it, a hint, and no single
+    task owns it).
 
-    :param sem: ``struct rw_semaphore *``
+    :param prog: the program
+    :param sem: ``struct rw_semaphore *``, as an address
+    :return: ``(struct task_struct * as an address, reader-owned)``
+    :raises FaultError: if the rwsem cannot be read
 
-    >>> rwsem_owner(prog, prog.symbol_address("kcrash_test_held_rwsem"))  # doctest: +SKIP
+    >>> rwsem_owner(prog, prog.symbol_address("kcrash_test_held_rwsem"))
     (18446612682160836736, False)
     """
     # owner became an atomic_long_t with flag bits in Linux kernel commit 94a9717b3c40 (v5.3);
@@ -155,9 +195,16 @@ def rwsem_owner(prog: Program, sem: int) -> tuple[int, bool]:
 
 
 def rwsem_reader_count(prog: Program, sem: int) -> tuple[int, bool]:
-    """``(readers, writer_locked)`` from ``sem->count`` (``RWSEM_READER_SHIFT``, ``RWSEM_WRITER_LOCKED``).
+    """Return the readers and the writer bit of an rwsem, from ``sem->count`` (``RWSEM_READER_SHIFT``,
+    ``RWSEM_WRITER_LOCKED``).
 
-    :param sem: ``struct rw_semaphore *``
+    :param prog: the program
+    :param sem: ``struct rw_semaphore *``, as an address
+    :return: ``(readers, writer_locked)``
+    :raises FaultError: if the rwsem cannot be read
+
+    >>> rwsem_reader_count(prog, prog.symbol_address("kcrash_test_held_rwsem"))
+    (0, True)
     """
     count = int.from_bytes(prog.read(sem + _offset(prog, "struct rw_semaphore", "count"), 8), "little", signed=True)
     return max(count, 0) >> RWSEM_READER_SHIFT, bool(count & RWSEM_WRITER_LOCKED)
@@ -190,13 +237,21 @@ def _has_head(prog: Program, k: LockKind) -> bool:
 
 
 def lock_waiters(prog: Program, kind: str, lock: int, *, limit: int = WAITER_LIMIT) -> WaiterList:
-    """The waiters queued on a lock, in queue order (from the lock's ``wait_list``, or, where the
-    kernel keeps a ``first_waiter`` pointer instead, from the first waiter round their ring).
+    """Return the waiters queued on a lock, in queue order.
 
+    From the lock's ``wait_list`` or, where the kernel keeps a ``first_waiter`` pointer instead, from
+    the first waiter round their ring; bounded by ``limit`` and cycles.
+
+    :param prog: the program
     :param kind: a name of :data:`LOCK_KINDS` (``"mutex"``, ``"rwsem"``, ``"semaphore"``, ``"completion"``)
-    :param lock: ``struct mutex *``, ``struct rw_semaphore *``, ``struct semaphore *`` or ``struct completion *``
+    :param lock: ``struct mutex *``, ``struct rw_semaphore *``, ``struct semaphore *`` or ``struct
+        completion *``, as an address
+    :param limit: the most waiters to read
+    :return: the waiters and why the walk ended early
+    :raises KeyError: if ``kind`` is not in :data:`LOCK_KINDS`
+    :raises FaultError: if the lock cannot be read
 
-    >>> [hex(w.task) for w in lock_waiters(prog, "mutex", mutex).waiters]  # doctest: +SKIP
+    >>> [hex(w.task) for w in lock_waiters(prog, "mutex", prog.symbol_address("kcrash_test_mutex_a")).waiters]
     ['0xffff8880053b3080']
     """
     k = LOCK_KINDS[kind]
@@ -218,8 +273,7 @@ def lock_waiters(prog: Program, kind: str, lock: int, *, limit: int = WAITER_LIM
 
 def lock_of_waiter(prog: Program, kind: str, waiter: int, is_waiter: Callable[[int, int], bool], *,
                    candidates: Iterable[int] = (), limit: int = WAITER_LIMIT) -> int | None:
-    """The lock whose wait list the waiter structure at ``waiter`` is linked into, or None when
-    ``waiter`` is not linked into a well-formed list with exactly one lock.
+    """Return the lock whose wait list the waiter structure at ``waiter`` is linked into.
 
     With a ``wait_list`` head in the lock, the list holds the head and the waiters;
     ``is_waiter(node_waiter, task)`` tells a waiter (a waiter structure at ``node_waiter`` whose
@@ -228,8 +282,18 @@ def lock_of_waiter(prog: Program, kind: str, waiter: int, is_waiter: Callable[[i
     the lock is the first of ``candidates`` (addresses found on the waiter's stack, say) whose
     ``first_waiter`` is one of them.
 
+    :param prog: the program
     :param kind: a name of :data:`LOCK_KINDS`
-    :param waiter: ``struct mutex_waiter *`` (or the kind's waiter type)
+    :param waiter: ``struct mutex_waiter *`` (or the kind's waiter type), as an address
+    :param is_waiter: tells a waiter structure from the lock's list head
+    :param candidates: lock addresses to try where the lock has no list head
+    :param limit: the most list nodes to follow
+    :return: the lock's address, None when ``waiter`` is not linked into a well-formed list with
+        exactly one lock
+
+    >>> waiter = lock_waiters(prog, "mutex", prog.symbol_address("kcrash_test_mutex_a")).waiters[0]
+    >>> lock_of_waiter(prog, "mutex", waiter.waiter, lambda node, task: task == waiter.task)
+    18446744072635809952
     """
     k = LOCK_KINDS[kind]
     link, task = _offset(prog, k.waiter_type, k.link), _offset(prog, k.waiter_type, k.task)
@@ -269,11 +333,18 @@ def _waiter_node(prog: Program, node_waiter: int, task_offset: int, is_waiter: C
 
 
 def spinlock_holder_or_none(prog: Program, lock: int) -> tuple[int, int] | None:
-    """``(owner task, owner_cpu)`` of a ``spinlock_t`` when the kernel records them
-    (``CONFIG_DEBUG_SPINLOCK``: ``raw_spinlock.owner``/``owner_cpu``, ``SPINLOCK_OWNER_INIT`` (-1)
-    meaning none), else None: a plain ``qspinlock`` records no holder.
+    """Return the holder of a ``spinlock_t`` when the kernel records it.
 
-    :param lock: ``spinlock_t *``
+    ``CONFIG_DEBUG_SPINLOCK`` keeps ``raw_spinlock.owner``/``owner_cpu`` (``SPINLOCK_OWNER_INIT``,
+    -1, meaning none); a plain ``qspinlock`` records no holder.
+
+    :param prog: the program
+    :param lock: ``spinlock_t *``, as an address
+    :return: ``(struct task_struct * as an address, owner_cpu)``, or None
+    :raises FaultError: if the lock cannot be read
+
+    >>> spinlock_holder_or_none(prog, prog.symbol_address("kcrash_test_lock"))
+    (18446612682160836736, 1)
     """
     try:
         owner = _offset(prog, "raw_spinlock_t", "owner")

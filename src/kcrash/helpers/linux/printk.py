@@ -44,7 +44,21 @@ LOG_NEWLINE, LOG_CONT = 2, 8
 
 @dataclass(frozen=True, slots=True)
 class PrintkRecord:
-    """One printk record: ``text`` as stored (no prefix, no trailing newline)."""
+    """One record of the printk ring buffer: ``struct printk_info`` and its text
+    (``kernel/printk/printk_ringbuffer.h``).
+
+    :param seq: ``info->seq``, the record's sequence number
+    :param ts_nsec: ``info->ts_nsec``, nanoseconds since boot
+    :param text: the text as stored (no prefix, no trailing newline)
+    :param caller_id: ``info->caller_id`` (``CONFIG_PRINTK_CALLER``), None if not recorded
+    :param level: the log level (0-7), None if not recorded
+    :param facility: the syslog facility, None if not recorded
+    :param flags: ``info->flags`` (``LOG_NEWLINE``, ``LOG_CONT``), None if not recorded
+
+    >>> record = get_printk_records(prog.memory, prog.vmcoreinfo)[0]
+    >>> record.caller, record.is_continuation()
+    ('T0', False)
+    """
 
     seq: int
     ts_nsec: int
@@ -56,7 +70,10 @@ class PrintkRecord:
 
     @property
     def caller(self) -> str | None:
-        """Return ``T<pid>`` or ``C<cpu>`` (as printed with CONFIG_PRINTK_CALLER), or None."""
+        """Return the caller as printed with ``CONFIG_PRINTK_CALLER``.
+
+        :return: ``T<pid>`` or ``C<cpu>``, or None when the record has no caller id
+        """
         if self.caller_id is None:
             return None
         kind = "C" if self.caller_id & 0x80000000 else "T"
@@ -64,7 +81,10 @@ class PrintkRecord:
 
     @property
     def is_continuation(self) -> bool:
-        """Return True if the record continues the previous one (``LOG_CONT`` without ``LOG_NEWLINE``)."""
+        """Return whether the record continues the previous one (``LOG_CONT`` without ``LOG_NEWLINE``).
+
+        :return: True for a continuation record
+        """
         return bool(self.flags is not None and self.flags & LOG_CONT)
 
 
@@ -125,8 +145,17 @@ def _u(buf: bytes, off: int, size: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class PrintkLog:
-    """The records that could be read, and how many committed ones were lost to missing pages (or, in
-    ``unreadable``, why the ring itself could not be read)."""
+    """What could be read of the printk ring buffer, as :func:`get_printk_log` finds it.
+
+    :param records: the records that could be read, oldest first
+    :param missing: how many committed records were lost to missing pages
+    :param unreadable: why not even the ring could be read (its own pages are missing from a damaged
+        dump), else None
+
+    >>> log = get_printk_log(prog.memory, prog.vmcoreinfo)
+    >>> log.missing
+    0
+    """
 
     records: list[PrintkRecord]
     missing: int
@@ -135,21 +164,34 @@ class PrintkLog:
 
 
 def get_printk_records(mem: MemoryReader, info: VmcoreInfo) -> list[PrintkRecord]:
-    """Return the committed and finalized records of the ring buffer, oldest first.
+    """Return the committed and finalized records of the printk ring buffer (``prb``), oldest first.
 
     :param mem: a reader of the kernel's virtual address space
     :param info: VMCOREINFO of the same kernel (needs ``SYMBOL(prb)`` and the printk offsets)
+    :return: the readable records (see :func:`get_printk_log` for what was lost)
+    :raises MissingDebugInfoError: if VMCOREINFO has no ``SYMBOL(prb)`` (kernels before 5.10)
+    :raises FaultError: if ``prb`` itself or the ring heads cannot be read
 
-    >>> get_printk_records(prog.memory, prog.vmcoreinfo)[0].text  # doctest: +SKIP
+    >>> get_printk_records(prog.memory, prog.vmcoreinfo)[0].text
     b'Linux version 6.1.0-56-amd64 ...'
     """
     return get_printk_log(mem, info).records
 
 
 def get_printk_log(mem: MemoryReader, info: VmcoreInfo) -> PrintkLog:
-    """Return the readable records and the count of records lost to missing pages.
+    """Return the readable records of the printk ring buffer and the count of records lost to missing pages.
 
-    Raises :class:`~kcrash.errors.FaultError` only when ``prb`` itself or the ring heads cannot be read.
+    Walks ``prb``'s descriptor ring (``struct prb_desc``) and text ring by the VMCOREINFO offsets.
+
+    :param mem: a reader of the kernel's virtual address space
+    :param info: VMCOREINFO of the same kernel (needs ``SYMBOL(prb)`` and the printk offsets)
+    :return: the records and what was lost
+    :raises MissingDebugInfoError: if VMCOREINFO has no ``SYMBOL(prb)`` (kernels before 5.10)
+    :raises ValidationError: if the ring's sizes are impossible
+    :raises FaultError: only when ``prb`` itself or the ring heads cannot be read
+
+    >>> len(get_printk_log(prog.memory, prog.vmcoreinfo).records)
+    425
     """
     prb_ptr = info.get_symbol_or_none("prb")
     if prb_ptr is None:
@@ -283,9 +325,17 @@ _SPACE = frozenset(b" \t\n\v\f\r")
 
 
 def format_record(record: PrintkRecord) -> str:
-    """Return one record as ``makedumpfile --dump-dmesg`` prints it (with the trailing newline):
-    ``[%5lu.%06lu] `` then the text; newlines indent the next line under the text, bytes that
-    are neither printable ASCII nor white space become ``\\xNN``."""
+    r"""Return one record as ``makedumpfile --dump-dmesg`` prints it, with the trailing newline.
+
+    ``[%5lu.%06lu] `` then the text; newlines indent the next line under the text, bytes that are
+    neither printable ASCII nor white space become ``\xNN``.
+
+    :param record: the record
+    :return: the formatted line(s)
+
+    >>> format_record(PrintkRecord(1, 1_500_000, b"hello", None, 6, 0, None))
+    '[    0.001500] hello\n'
+    """
     prefix = f"[{record.ts_nsec // 1_000_000_000:5d}.{record.ts_nsec % 1_000_000_000 // 1000:06d}] "
     out = [prefix]
     indent = "\n" + " " * len(prefix)
@@ -301,5 +351,11 @@ def format_record(record: PrintkRecord) -> str:
 
 
 def format_dmesg(records: Iterable[PrintkRecord]) -> str:
-    """Return the whole log, one :func:`format_record` per record."""
+    """Return the whole log as ``makedumpfile --dump-dmesg`` prints it, one :func:`format_record` per record.
+
+    :param records: the records, oldest first
+    :return: the log text
+
+    >>> print(format_dmesg(get_printk_records(prog.memory, prog.vmcoreinfo)), end="")
+    """
     return "".join(format_record(r) for r in records)
