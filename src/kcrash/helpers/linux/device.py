@@ -50,7 +50,10 @@ _MASK64 = (1 << 64) - 1
 
 
 def MAJOR(dev: int) -> int:
-    """``MAJOR(dev)`` of a kernel ``dev_t`` (``include/linux/kdev_t.h``).
+    """Return the major number of a kernel ``dev_t``, like ``MAJOR(dev)`` (``include/linux/kdev_t.h``).
+
+    :param dev: a kernel ``dev_t`` (``MINORBITS`` = 20)
+    :return: the major number
 
     >>> MAJOR(0x10300007)
     259
@@ -59,7 +62,10 @@ def MAJOR(dev: int) -> int:
 
 
 def MINOR(dev: int) -> int:
-    """``MINOR(dev)`` of a kernel ``dev_t``.
+    """Return the minor number of a kernel ``dev_t``, like ``MINOR(dev)`` (``include/linux/kdev_t.h``).
+
+    :param dev: a kernel ``dev_t``
+    :return: the minor number
 
     >>> MINOR(0x10300007)
     7
@@ -68,7 +74,11 @@ def MINOR(dev: int) -> int:
 
 
 def MKDEV(major: int, minor: int) -> int:
-    """``MKDEV(major, minor)``: a kernel ``dev_t``.
+    """Return a kernel ``dev_t``, like ``MKDEV(major, minor)`` (``include/linux/kdev_t.h``).
+
+    :param major: the major number
+    :param minor: the minor number
+    :return: ``major << MINORBITS | minor``
 
     >>> hex(MKDEV(259, 7))
     '0x10300007'
@@ -78,9 +88,20 @@ def MKDEV(major: int, minor: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class CharDevice:
-    """A registered character device range: first ``dev_t`` (major, minor), how many minors, name,
-    the ``struct char_device_struct *``, its ``struct cdev *`` (0: none) and the cdev's
-    ``file_operations`` symbol."""
+    """A registered character device range (``struct char_device_struct`` in ``chrdevs[]``, ``fs/char_dev.c``).
+
+    :param major: its major number
+    :param baseminor: its first minor
+    :param minorct: how many minors it spans
+    :param name: its name
+    :param address: the ``struct char_device_struct *``
+    :param cdev: its ``struct cdev *`` (0: none)
+    :param ops: the cdev's ``struct file_operations *`` (0: none)
+    :param ops_name: the symbol ``ops`` points to, None if unknown
+
+    >>> [(c.major, c.name) for c in for_each_registered_chrdev(prog)][:2]
+    [(1, 'mem'), (4, '/dev/vc/0')]
+    """
 
     major: int
     baseminor: int
@@ -94,7 +115,15 @@ class CharDevice:
 
 @dataclass(frozen=True, slots=True)
 class BlockMajor:
-    """A registered block major: number, name, ``struct blk_major_name *``."""
+    """A registered block device major (``struct blk_major_name`` in ``major_names[]``, ``block/genhd.c``).
+
+    :param major: the major number
+    :param name: its name
+    :param address: the ``struct blk_major_name *``
+
+    >>> [(b.major, b.name) for b in for_each_registered_blkdev(prog)]
+    [(259, 'blkext')]
+    """
 
     major: int
     name: str
@@ -103,10 +132,22 @@ class BlockMajor:
 
 @dataclass(frozen=True, slots=True)
 class Disk:
-    """A disk: ``struct gendisk *``, name, major, first minor, minors, ``struct request_queue *``,
-    the ``block_device_operations`` symbol, whether the queue is blk-mq, and the requests in flight
-    as ``(reads, writes)`` where the kernel counts them (bio-based disks; None for blk-mq, whose
-    in-flight requests are busy tags, not read here)."""
+    """A disk (``struct gendisk``), as crash's ``dev -d`` lists it.
+
+    :param address: the ``struct gendisk *``
+    :param name: ``disk_name``
+    :param major: ``major``
+    :param first_minor: ``first_minor``
+    :param minors: ``minors``
+    :param queue: the ``struct request_queue *``
+    :param fops_name: the ``block_device_operations`` symbol ``fops`` points to, None if unknown
+    :param mq: whether the queue is blk-mq (``queue->mq_ops`` set)
+    :param in_flight: ``(reads, writes)`` in flight where the kernel counts them (bio-based disks;
+        None for blk-mq, whose in-flight requests are busy tags, not read here)
+
+    >>> [(d.name, d.mq) for d in for_each_disk(prog)]
+    [('vda', True)]
+    """
 
     address: int
     name: str
@@ -157,9 +198,14 @@ def _char_device(prog: Program, cd: Object) -> CharDevice:
 
 
 def for_each_registered_chrdev(prog: Program) -> Iterator[CharDevice]:
-    """Every registered character device range, by hash bucket then chain (crash's ``dev``).
+    """Iterate over every registered character device range, by ``chrdevs[]`` hash bucket then chain
+    (crash's ``dev``).
 
-    >>> [(c.major, c.name) for c in for_each_registered_chrdev(prog)][:2]  # doctest: +SKIP
+    :param prog: the program
+    :return: an iterator of :class:`CharDevice`
+    :raises FaultError: if ``chrdevs`` cannot be read
+
+    >>> [(c.major, c.name) for c in for_each_registered_chrdev(prog)][:2]
     [(1, 'mem'), (4, '/dev/vc/0')]
     """
     for head in _hash_array(prog, "chrdevs", "struct char_device_struct"):
@@ -168,9 +214,13 @@ def for_each_registered_chrdev(prog: Program) -> Iterator[CharDevice]:
 
 
 def for_each_registered_blkdev(prog: Program) -> Iterator[BlockMajor]:
-    """Every registered block device major (``register_blkdev()``).
+    """Iterate over every registered block device major (``register_blkdev()``, ``major_names[]``).
 
-    >>> [(b.major, b.name) for b in for_each_registered_blkdev(prog)]  # doctest: +SKIP
+    :param prog: the program
+    :return: an iterator of :class:`BlockMajor`
+    :raises FaultError: if ``major_names`` cannot be read
+
+    >>> [(b.major, b.name) for b in for_each_registered_blkdev(prog)]
     [(259, 'blkext')]
     """
     for head in _hash_array(prog, "major_names", "struct blk_major_name"):
@@ -210,9 +260,15 @@ def _whole_disk(prog: Program, device: Object) -> Object | None:
 
 
 def for_each_disk(prog: Program) -> Iterator[Disk]:
-    """Every disk (whole-disk device of ``block_class``), as crash's ``dev -d`` lists them.
+    """Iterate over every disk: the whole-disk devices of ``block_class``, as crash's ``dev -d`` lists them.
 
-    >>> [d.name for d in for_each_disk(prog)]  # doctest: +SKIP
+    Devices whose ``struct gendisk`` cannot be read are skipped.
+
+    :param prog: the program
+    :return: an iterator of :class:`Disk`
+    :raises SymbolNotFoundError: if the kernel has no ``block_class``
+
+    >>> [d.name for d in for_each_disk(prog)]
     ['vda']
     """
     for device in _class_devices(prog, prog.symbol_address("block_class")):
@@ -240,15 +296,18 @@ def _disk_stats(disk: Object) -> Object:
 
 
 def disk_in_flight(disk: Object) -> tuple[int, int] | None:
-    """The reads and writes in flight on a bio-based disk: ``disk_stats.in_flight[]`` (``local_t``
-    per CPU, ``include/linux/part_stat.h``) summed over the possible CPUs, as ``part_in_flight()``
-    does; None where the kernel has no such counter. blk-mq queues leave it at 0 (their in-flight
+    """Return the reads and writes in flight on a bio-based disk.
+
+    ``disk_stats.in_flight[]`` (``local_t`` per CPU, ``include/linux/part_stat.h``) summed over the
+    possible CPUs, as ``part_in_flight()`` does. blk-mq queues leave it at 0 (their in-flight
     requests are counted from the tags by ``blk_mq_in_flight()``).
 
     :param disk: ``struct gendisk *``
+    :return: ``(reads, writes)``, None where the kernel has no such counter
+    :raises FaultError: if the per-CPU statistics cannot be read
 
-    >>> disk_in_flight(disk)  # doctest: +SKIP
-    (0, 1)
+    >>> disk_in_flight(prog.object("struct gendisk", next(for_each_disk(prog)).address))
+    (0, 0)
     """
     prog = disk.prog_
     stats_type = prog.find_type_or_none("struct disk_stats")

@@ -64,15 +64,18 @@ def _path_args(args: tuple[Object, ...]) -> tuple[Object, Object]:
 
 
 def d_path(*args: Object) -> bytes:
-    """The full path of a dentry in a mount, as drgn's ``d_path``: names up to each mount's root,
-    crossing to the mount point in the parent mount (``fs/d_path.c`` ``prepend_path()``). A dentry
-    whose ``d_op`` has ``d_dname`` (pipes, sockets, anonymous inodes) is ``[fstype]``.
+    """Return the full path of a dentry in a mount, like drgn's ``d_path()``.
+
+    Names up to each mount's root, crossing to the mount point in the parent mount (``fs/d_path.c``
+    ``prepend_path()``). A dentry whose ``d_op`` has ``d_dname`` (pipes, sockets, anonymous inodes)
+    is ``[fstype]``.
 
     :param args: ``struct path`` (or ``struct path *``), or ``struct vfsmount *`` and ``struct dentry *``
-    :raises ValidationError: the chain of dentries and mounts does not end (a cycle)
+    :return: the path
+    :raises ValidationError: if the chain of dentries and mounts does not end (a cycle)
 
-    >>> d_path(task.fs.pwd)  # doctest: +SKIP
-    b'/tmp'
+    >>> d_path(prog["init_task"].fs.pwd)
+    b'/'
     """
     mount, dentry = _path_args(args)
     d_op = dentry.d_op.read_()
@@ -106,12 +109,18 @@ def _symbol_or_zero(prog: Program, name: str) -> int:
 
 
 def file_path(file: Object) -> bytes:
-    """The name ``/proc/PID/fd/N`` links to for ``file`` (``struct file *``): :func:`d_path`, but
-    ``pipe:[ino]`` and ``socket:[ino]`` as ``pipefs_dname()``/``sockfs_dname()`` make them,
-    ``anon_inode:NAME`` as ``anon_inodefs_dname()`` does; other ``d_dname`` users stay ``[fstype]``.
+    """Return the name ``/proc/PID/fd/N`` links to for a file.
 
-    >>> file_path(file)  # doctest: +SKIP
-    b'socket:[2861]'
+    :func:`d_path`, but ``pipe:[ino]`` and ``socket:[ino]`` as ``pipefs_dname()``/``sockfs_dname()``
+    make them, ``anon_inode:NAME`` as ``anon_inodefs_dname()`` does; other ``d_dname`` users stay
+    ``[fstype]``.
+
+    :param file: ``struct file *``
+    :return: the name
+    :raises ValidationError: if the chain of dentries and mounts does not end (a cycle)
+
+    >>> [file_path(f) for _, f in for_each_file(prog["init_task"].address_of_()) if f]
+    []
     """
     dentry = file.f_path.dentry.read_()
     d_op = dentry.d_op.read_()
@@ -129,8 +138,10 @@ def file_path(file: Object) -> bytes:
 
 
 def inode_type(mode: int) -> str:
-    """The file type of an ``i_mode`` as crash and drgn name it: ``REG``, ``DIR``, ``CHR``, ``BLK``,
-    ``FIFO``, ``SOCK``, ``LNK`` (``?`` for none of them).
+    """Return the file type of an ``i_mode`` as crash and drgn name it.
+
+    :param mode: ``inode->i_mode``
+    :return: ``REG``, ``DIR``, ``CHR``, ``BLK``, ``FIFO``, ``SOCK``, ``LNK`` (``?`` for none of them)
 
     >>> inode_type(0o100644)
     'REG'
@@ -161,14 +172,17 @@ def _open_fds(prog: Program, fdt: Object, max_fds: int) -> Iterator[int]:
 
 
 def for_each_file(task: Object) -> Iterator[tuple[int, Object]]:
-    """Each open descriptor of a task and its ``struct file *``, as drgn's ``for_each_file``: every
-    set bit of ``files->fdt->open_fds``, so a descriptor reserved but not yet installed (a
-    blocked ``accept()``) comes with a NULL file.
+    """Iterate over the open descriptors of a task and their files, like drgn's ``for_each_file()``.
+
+    Every set bit of ``task->files->fdt->open_fds``, so a descriptor reserved but not yet installed
+    (a blocked ``accept()``) comes with a NULL file; a task without ``files`` has none.
 
     :param task: ``struct task_struct *``
-    :raises ValidationError: ``max_fds`` is implausible
+    :return: an iterator of ``(fd, struct file *)``
+    :raises ValidationError: if ``max_fds`` is implausible
 
-    >>> [fd for fd, file in for_each_file(task)]  # doctest: +SKIP
+    >>> from kcrash.helpers.linux.sched import find_task_or_none
+    >>> [fd for fd, file in for_each_file(find_task_or_none(prog, 1))]
     [0, 1, 2]
     """
     table = _fd_table(task)
@@ -186,10 +200,16 @@ def for_each_file(task: Object) -> Iterator[tuple[int, Object]]:
 
 
 def fget(task: Object, fd: int) -> Object:
-    """The ``struct file *`` of descriptor ``fd`` of ``task`` (NULL when it is not open).
+    """Return the file of descriptor ``fd`` of a task (``task->files->fdt->fd[fd]``), like ``fget()``.
 
-    >>> d_path(fget(task, 3).f_path)  # doctest: +SKIP
-    b'/init'
+    :param task: ``struct task_struct *``
+    :param fd: the descriptor
+    :return: ``struct file *``, NULL when it is not open
+    :raises FaultError: if the task's file table cannot be read
+
+    >>> from kcrash.helpers.linux.sched import find_task_or_none
+    >>> d_path(fget(find_task_or_none(prog, 1), 0).f_path)
+    b'/dev/console'
     """
     prog = task.prog_
     file_type = prog.pointer_type("struct file")
@@ -213,14 +233,16 @@ def _mounts(ns: Object) -> Iterator[Object]:
 
 
 def for_each_mount(prog: Program | Object, ns: Object | None = None) -> Iterator[Object]:
-    """Each mount of a mount namespace as ``struct mount *``, in the namespace's order; list
-    cursors (v5.8 to v6.8: entries without a superblock) are skipped, as drgn does.
+    """Iterate over the mounts of a mount namespace, in the namespace's order, like drgn's ``for_each_mount()``.
+
+    List cursors (v5.8 to v6.8: entries without a superblock) are skipped, as drgn does.
 
     :param prog: the program, or (as drgn takes it) the ``struct mnt_namespace *`` itself
     :param ns: ``struct mnt_namespace *`` (default: ``init_task.nsproxy->mnt_ns``)
-    :raises ValidationError: the list or tree is damaged (after the mounts read so far)
+    :return: an iterator of ``struct mount *``
+    :raises ValidationError: if the list or tree is damaged (after the mounts read so far)
 
-    >>> [mount_dst(m) for m in for_each_mount(prog)][:2]  # doctest: +SKIP
+    >>> [mount_dst(m) for m in for_each_mount(prog)][:2]
     [b'/', b'/proc']
     """
     if isinstance(prog, Object):
@@ -234,25 +256,39 @@ def for_each_mount(prog: Program | Object, ns: Object | None = None) -> Iterator
 
 
 def mount_src(mnt: Object) -> bytes:
-    """The device name a mount was made from (``mnt_devname``).
+    """Return the device name a mount was made from (``mnt->mnt_devname``).
 
     :param mnt: ``struct mount *``
+    :return: the device name
+
+    >>> [mount_src(m) for m in for_each_mount(prog)][:2]
+    [b'none', b'proc']
     """
     return mnt.mnt_devname.string_()
 
 
 def mount_dst(mnt: Object) -> bytes:
-    """The path a mount is mounted on.
+    """Return the path a mount is mounted on (:func:`d_path` of its root).
 
     :param mnt: ``struct mount *``
+    :return: the mount point
+    :raises ValidationError: if the chain of dentries and mounts does not end (a cycle)
+
+    >>> mount_dst(next(for_each_mount(prog)))
+    b'/'
     """
     return d_path(mnt.mnt.address_of_(), mnt.mnt.mnt_root)
 
 
 def mount_fstype(mnt: Object) -> bytes:
-    """The filesystem type of a mount, ``type.subtype`` when the superblock has a subtype (FUSE).
+    """Return the filesystem type of a mount (``sb->s_type->name``), ``type.subtype`` when the
+    superblock has a subtype (FUSE).
 
     :param mnt: ``struct mount *``
+    :return: the type's name
+
+    >>> [mount_fstype(m) for m in for_each_mount(prog)][:2]
+    [b'rootfs', b'proc']
     """
     sb = mnt.mnt.mnt_sb.read_()
     fstype = sb.s_type.name.string_()
