@@ -44,8 +44,18 @@ _MASK64 = (1 << 64) - 1
 
 @dataclass(frozen=True, slots=True)
 class IrqAction:
-    """One ``struct irqaction``: its address, ``name``, ``handler`` and ``thread_fn`` with their
-    symbols (None: no symbol covers it, or no function)."""
+    """One ``struct irqaction`` of an IRQ (``include/linux/interrupt.h``).
+
+    :param address: the ``struct irqaction *``
+    :param name: ``action->name``
+    :param handler: ``action->handler``
+    :param handler_name: the symbol covering ``handler`` (None: no symbol covers it, or no function)
+    :param thread_fn: ``action->thread_fn``
+    :param thread_fn_name: the symbol covering ``thread_fn`` (None: no symbol, or no function)
+
+    >>> [a.name for a in irq_desc_info(prog, *next(for_each_irq_desc(prog))).actions]
+    ['timer']
+    """
 
     address: int
     name: str
@@ -57,9 +67,22 @@ class IrqAction:
 
 @dataclass(frozen=True, slots=True)
 class IrqInfo:
-    """One IRQ: its number, ``struct irq_desc *``, chip name, flow handler (``handle_irq``),
-    actions, per-CPU counts as ``(cpu, count)`` for every possible CPU, their sum, and the CPUs of
-    its affinity mask."""
+    """One IRQ as ``irq -s`` shows it (``struct irq_desc``, ``include/linux/irqdesc.h``).
+
+    :param irq: the IRQ number
+    :param desc: the ``struct irq_desc *``
+    :param chip: ``irq_data.chip->name``, None if there is no chip
+    :param flow_handler: the symbol of ``handle_irq`` (``handle_edge_irq``), None if unknown
+    :param actions: the ``struct irqaction`` chain
+    :param counts: ``(cpu, count)`` for every possible CPU
+    :param total: the sum of the counts
+    :param affinity: the CPUs of its affinity mask
+    :param truncated: why the action chain was cut short, None if it was not
+
+    >>> info = irq_desc_info(prog, *next(for_each_irq_desc(prog)))
+    >>> info.total == sum(count for _, count in info.counts)
+    True
+    """
 
     irq: int
     desc: int
@@ -73,9 +96,12 @@ class IrqInfo:
 
 
 def irq_get_nr_irqs(prog: Program) -> int:
-    """The number of IRQs (``nr_irqs``; ``total_nr_irqs`` since v7.2's commit b99dc723b12e).
+    """Return the number of IRQs: ``nr_irqs`` (``total_nr_irqs`` since v7.2's commit b99dc723b12e).
 
-    >>> irq_get_nr_irqs(prog)  # doctest: +SKIP
+    :param prog: the program
+    :return: the number of IRQ numbers the kernel allocated room for
+
+    >>> irq_get_nr_irqs(prog)
     552
     """
     for name in ("total_nr_irqs", "nr_irqs"):
@@ -85,9 +111,14 @@ def irq_get_nr_irqs(prog: Program) -> int:
 
 
 def for_each_irq_desc(prog: Program) -> Iterator[tuple[int, Object]]:
-    """Every allocated IRQ descriptor as ``(irq, struct irq_desc *)``, in IRQ order.
+    """Iterate over every allocated IRQ descriptor in IRQ order (the ``sparse_irqs`` maple tree since
+    v6.5, the ``irq_desc_tree`` radix tree before).
 
-    >>> [irq for irq, _ in for_each_irq_desc(prog)][:3]  # doctest: +SKIP
+    :param prog: the program
+    :return: an iterator of ``(irq, struct irq_desc *)``
+    :raises FaultError: if the tree's root cannot be read
+
+    >>> [irq for irq, _ in for_each_irq_desc(prog)][:3]
     [0, 1, 2]
     """
     desc_type = prog.pointer_type("struct irq_desc")
@@ -109,11 +140,15 @@ def for_each_irq_desc(prog: Program) -> Iterator[tuple[int, Object]]:
 
 
 def irq_desc_kstat_cpu(desc: Object, cpu: int) -> int:
-    """How many times the IRQ fired on ``cpu`` (0 where the descriptor has no counters).
+    """Return how many times an IRQ fired on a CPU, like the kernel's ``irq_desc_kstat_cpu(desc, cpu)``
+    (``desc->kstat_irqs``, per CPU).
 
     :param desc: ``struct irq_desc *``
+    :param cpu: the CPU number
+    :return: the count, 0 where the descriptor has no counters
+    :raises FaultError: if the per-CPU counter cannot be read
 
-    >>> irq_desc_kstat_cpu(desc, 0)  # doctest: +SKIP
+    >>> irq_desc_kstat_cpu(next(for_each_irq_desc(prog))[1], 0)
     17
     """
     kstat = int(desc.kstat_irqs)
@@ -125,12 +160,16 @@ def irq_desc_kstat_cpu(desc: Object, cpu: int) -> int:
 
 
 def irq_desc_affinity(desc: Object) -> tuple[int, ...]:
-    """The CPUs of an IRQ's affinity mask (``irq_common_data.affinity``, a ``cpumask_var_t``: a
-    pointer with ``CONFIG_CPUMASK_OFFSTACK``, else an array of one ``struct cpumask``).
+    """Return the CPUs of an IRQ's affinity mask.
+
+    ``irq_common_data.affinity``, a ``cpumask_var_t``: a pointer with ``CONFIG_CPUMASK_OFFSTACK``,
+    else an array of one ``struct cpumask``.
 
     :param desc: ``struct irq_desc *``
+    :return: the CPU numbers, ascending; empty before v4.3 (the mask was in ``struct irq_data``)
+    :raises FaultError: if the mask cannot be read
 
-    >>> irq_desc_affinity(desc)  # doctest: +SKIP
+    >>> irq_desc_affinity(next(for_each_irq_desc(prog))[1])
     (0, 1)
     """
     try:
@@ -171,11 +210,15 @@ def _chip_name(desc: Object) -> str | None:
 
 
 def irq_desc_info(prog: Program, irq: int, desc: Object) -> IrqInfo:
-    """Everything ``irq -s`` shows of one IRQ: chip, flow handler, actions, per-CPU counts, affinity.
+    """Return everything ``irq -s`` shows of one IRQ: chip, flow handler, actions, per-CPU counts, affinity.
 
+    :param prog: the program
+    :param irq: the IRQ number
     :param desc: ``struct irq_desc *``
+    :return: the IRQ's details (an unreadable action ends the chain, said in :attr:`IrqInfo.truncated`)
+    :raises FaultError: if the descriptor cannot be read
 
-    >>> info = irq_desc_info(prog, *next(for_each_irq_desc(prog))); info.chip  # doctest: +SKIP
+    >>> irq_desc_info(prog, *next(for_each_irq_desc(prog))).chip
     'IO-APIC'
     """
     try:

@@ -73,9 +73,13 @@ def _global(prog: Program, type: str, name: str) -> Object:
 
 
 def for_each_net(prog: Program) -> ListWalk:
-    """Every network namespace (``struct net *``) on ``net_namespace_list``.
+    """Iterate over every network namespace on ``net_namespace_list`` (linked by ``net.list``).
 
-    >>> len(list(for_each_net(prog)))  # doctest: +SKIP
+    :param prog: the program
+    :return: a bounded :class:`~kcrash.helpers.linux.list.ListWalk` of ``struct net *``
+    :raises FaultError: if ``net_namespace_list`` cannot be read
+
+    >>> len(list(for_each_net(prog)))
     1
     """
     head = _global(prog, "struct list_head", "net_namespace_list")
@@ -83,13 +87,16 @@ def for_each_net(prog: Program) -> ListWalk:
 
 
 def for_each_netdev(prog: Program | Object, net: Object | None = None) -> ListWalk:
-    """Every network device of a namespace (``struct net_device *``), in ``dev_base_head`` order.
+    """Iterate over the network devices of a namespace in ``net->dev_base_head`` order, like the kernel's
+    ``for_each_netdev(net, dev)``.
 
     :param prog: the program, or (as drgn takes it) the ``struct net *`` itself
     :param net: ``struct net *`` (default: ``init_net``)
+    :return: a bounded :class:`~kcrash.helpers.linux.list.ListWalk` of ``struct net_device *``
+    :raises FaultError: if the namespace cannot be read
 
-    >>> [netdev_name(dev) for dev in for_each_netdev(prog)]  # doctest: +SKIP
-    [b'lo']
+    >>> [netdev_name(dev) for dev in for_each_netdev(prog)]
+    [b'lo', b'eth0']
     """
     if isinstance(prog, Object):
         net = prog
@@ -100,12 +107,22 @@ def for_each_netdev(prog: Program | Object, net: Object | None = None) -> ListWa
 
 
 def netdev_name(dev: Object) -> bytes:
-    """The name of a device (``struct net_device *``)."""
+    """Return the name of a network device (``dev->name``).
+
+    :param dev: ``struct net_device *``
+    :return: the name
+
+    >>> netdev_name(next(iter(for_each_netdev(prog))))
+    b'lo'
+    """
     return dev.name.string_()
 
 
 def netdev_flag_names(flags: int) -> list[str]:
-    """The ``IFF_*`` names of ``dev->flags``.
+    """Return the ``IFF_*`` names of a device's ``dev->flags`` (``include/uapi/linux/if.h``).
+
+    :param flags: ``dev->flags``
+    :return: the names without ``IFF_``, lowest bit first
 
     >>> netdev_flag_names(0x9)
     ['UP', 'LOOPBACK']
@@ -114,13 +131,27 @@ def netdev_flag_names(flags: int) -> list[str]:
 
 
 def netdev_operstate(dev: Object) -> str:
-    """RFC 2863 operational state of a device (``dev->operstate``): ``UP``, ``DOWN``, ``UNKNOWN``…"""
+    """Return the RFC 2863 operational state of a device (``dev->operstate``, ``IF_OPER_*``).
+
+    :param dev: ``struct net_device *``
+    :return: ``UP``, ``DOWN``, ``UNKNOWN``, ``LOWERLAYERDOWN``...
+
+    >>> netdev_operstate(next(iter(for_each_netdev(prog))))
+    'UNKNOWN'
+    """
     state = int(dev.operstate)
     return _OPERSTATES[state] if 0 <= state < len(_OPERSTATES) else str(state)
 
 
 def netdev_mac(dev: Object) -> str:
-    """The hardware address (``dev_addr``, ``addr_len`` bytes) as ``aa:bb:…``; empty when none."""
+    """Return the hardware address of a device (``dev->dev_addr``, ``addr_len`` bytes) as ``aa:bb:...``.
+
+    :param dev: ``struct net_device *``
+    :return: the address; empty when the device has none
+
+    >>> [netdev_mac(dev) for dev in for_each_netdev(prog)]
+    ['00:00:00:00:00:00', '52:54:00:12:34:56']
+    """
     length = int(dev.addr_len)
     if not int(dev.dev_addr) or not 0 < length <= _MAX_ADDR_LEN:
         return ""
@@ -129,7 +160,15 @@ def netdev_mac(dev: Object) -> str:
 
 @dataclass(frozen=True, slots=True)
 class IfAddress:
-    """An address of a device: ``127.0.0.1``, prefix length, label (IPv4) or scope (IPv6)."""
+    """An address of a network device, as ``ip addr`` shows it.
+
+    :param address: the address (``127.0.0.1``, ``::1``)
+    :param prefixlen: its prefix length
+    :param label: the label (IPv4: ``lo``, ``eth0:1``) or the scope (IPv6: ``host``, ``link``...)
+
+    >>> netdev_ipv4_ifaddrs(next(iter(for_each_netdev(prog))))
+    [IfAddress(address='127.0.0.1', prefixlen=8, label='lo')]
+    """
 
     address: str
     prefixlen: int
@@ -165,23 +204,31 @@ def _ipv4(value: Object) -> ipaddress.IPv4Address:
 
 
 def netdev_ipv4_addrs(dev: Object) -> list[ipaddress.IPv4Address]:
-    """drgn's ``netdev_ipv4_addrs``: ``ifa_address`` of each entry of ``ip_ptr->ifa_list`` (the peer
-    of a point-to-point link, else the local address).
+    """Return the IPv4 addresses of a device, like drgn's ``netdev_ipv4_addrs()``.
+
+    ``ifa_address`` of each entry of ``dev->ip_ptr->ifa_list`` (the peer of a point-to-point link,
+    else the local address).
 
     :param dev: ``struct net_device *``
-    :raises ValidationError: the address list loops
+    :return: the addresses, in list order
+    :raises ValidationError: if the address list loops
 
-    >>> netdev_ipv4_addrs(dev)  # doctest: +SKIP
+    >>> netdev_ipv4_addrs(next(iter(for_each_netdev(prog))))
     [IPv4Address('127.0.0.1')]
     """
     return [_ipv4(ifa.ifa_address) for ifa in _in_ifaddrs(dev)]
 
 
 def netdev_ipv4_ifaddrs(dev: Object) -> list[IfAddress]:
-    """The IPv4 addresses of a device as ``ip addr`` shows them: ``ifa_local``, prefix length,
-    label (``lo``, ``eth0:1``).
+    """Return the IPv4 addresses of a device as ``ip addr`` shows them: ``ifa_local``, prefix length,
+    label (``lo``, ``eth0:1``) of each ``struct in_ifaddr``.
 
     :param dev: ``struct net_device *``
+    :return: the addresses, in list order
+    :raises ValidationError: if the address list loops
+
+    >>> netdev_ipv4_ifaddrs(next(iter(for_each_netdev(prog))))[0].prefixlen
+    8
     """
     return [IfAddress(str(_ipv4(ifa.ifa_local)), int(ifa.ifa_prefixlen),
                       ifa.ifa_label.string_().decode(errors="replace")) for ifa in _in_ifaddrs(dev)]
@@ -202,18 +249,27 @@ def _inet6_ifaddrs(dev: Object) -> list[Object]:
 
 
 def netdev_ipv6_addrs(dev: Object) -> list[ipaddress.IPv6Address]:
-    """drgn's ``netdev_ipv6_addrs``: the addresses of ``ip6_ptr->addr_list``.
+    """Return the IPv6 addresses of a device, like drgn's ``netdev_ipv6_addrs()``: those of
+    ``dev->ip6_ptr->addr_list``.
 
     :param dev: ``struct net_device *``
+    :return: the addresses, in list order
+
+    >>> netdev_ipv6_addrs(next(iter(for_each_netdev(prog))))
+    [IPv6Address('::1')]
     """
     return [ipaddress.IPv6Address(ifa.addr.to_bytes_()) for ifa in _inet6_ifaddrs(dev)]
 
 
 def netdev_ipv6_ifaddrs(dev: Object) -> list[IfAddress]:
-    """The IPv6 addresses of a device with prefix length; the label is the scope (``host``,
+    """Return the IPv6 addresses of a device with prefix length; the label is the scope (``host``,
     ``link``, ``site``, ``global``).
 
     :param dev: ``struct net_device *``
+    :return: the addresses (``struct inet6_ifaddr``), in list order
+
+    >>> netdev_ipv6_ifaddrs(next(iter(for_each_netdev(prog))))[0].label
+    'host'
     """
     return [IfAddress(_ipv6_text(ifa.addr.to_bytes_()), int(ifa.prefix_len), _ipv6_scope(int(ifa.scope)))
             for ifa in _inet6_ifaddrs(dev)]
@@ -225,10 +281,15 @@ def _ipv6_scope(scope: int) -> str:
 
 
 def sock_from_file_or_none(file: Object) -> Object | None:
-    """The ``struct socket *`` of a socket file (``f_op`` is ``socket_file_ops``; the socket is
-    ``private_data``, ``net/socket.c`` ``sock_from_file()``), None for other files.
+    """Return the socket of a socket file, like the kernel's ``sock_from_file()`` (``net/socket.c``):
+    ``file->private_data`` when ``f_op`` is ``socket_file_ops``.
 
     :param file: ``struct file *``
+    :return: ``struct socket *``, None for other files
+
+    >>> from kcrash.helpers.linux.fs import fget
+    >>> from kcrash.helpers.linux.sched import find_task_or_none
+    >>> sock = sock_from_file_or_none(fget(find_task_or_none(prog, 1), 3))
     """
     prog = file.prog_
     try:
@@ -242,7 +303,22 @@ def sock_from_file_or_none(file: Object) -> Object | None:
 
 @dataclass(frozen=True, slots=True)
 class SockInfo:
-    """One socket: ``struct socket``, its ``struct sock``, and what ``ss`` would show of it."""
+    """One socket: ``struct socket``, its ``struct sock``, and what ``ss`` would show of it.
+
+    :param socket: the ``struct socket *`` (0 for a hash entry without one)
+    :param sock: the ``struct sock *`` (0: none)
+    :param family: ``INET``, ``INET6``, ``UNIX``, ... (``?`` unknown)
+    :param type: ``STREAM``, ``DGRAM``, ...
+    :param protocol: ``TCP``, ``UDP``, ... (``?`` unknown)
+    :param state: ``ESTABLISHED``, ``LISTEN``, ... (``UNCONNECTED`` without a ``struct sock``)
+    :param local: the local address (empty for families without one)
+    :param remote: the remote address
+    :param local_port: the local port (0: none)
+    :param remote_port: the remote port
+
+    >>> [sock_common_info(sk).state for sk in for_each_tcp_sock(prog)]
+    ['ESTABLISHED']
+    """
 
     socket: int
     sock: int
@@ -300,11 +376,14 @@ def _unix_path(sk: Object) -> str:
 
 
 def sock_info(socket: Object) -> SockInfo:
-    """Family, type, protocol, state and both ends of a socket.
+    """Return the family, type, protocol, state and both ends of a socket (``socket->sk->__sk_common``).
 
     :param socket: ``struct socket *``
+    :return: what ``ss`` would show of it
 
-    >>> sock_info(sock_from_file_or_none(file)).state  # doctest: +SKIP
+    >>> from kcrash.helpers.linux.fs import fget
+    >>> from kcrash.helpers.linux.sched import find_task_or_none
+    >>> sock_info(sock_from_file_or_none(fget(find_task_or_none(prog, 1), 3))).state
     'LISTEN'
     """
     sk = socket.sk.read_()
@@ -340,15 +419,18 @@ def _ehash_chain(prog: Program, first: int, node_offset: int, seen: set[int]) ->
 
 
 def for_each_tcp_sock(prog: Program) -> Iterator[Object]:
-    """Every socket in the TCP established hash ``tcp_hashinfo.ehash`` (``include/net/inet_hashtables.h``:
-    ``hlist_nulls`` chains linked by ``skc_nulls_node``), as ``struct sock_common *``: connections in
-    any state but LISTEN, including those no task holds yet (still in a listener's accept queue),
-    ``TIME_WAIT`` (``struct inet_timewait_sock``) and ``NEW_SYN_RECV`` (``struct request_sock``)
-    entries. Namespaces with their own hash (``tcp_child_ehash_entries``) are not walked.
+    """Iterate over every socket in the TCP established hash ``tcp_hashinfo.ehash``.
 
-    :raises ValidationError: a chain loops, or the table size is implausible
+    ``include/net/inet_hashtables.h``: ``hlist_nulls`` chains linked by ``skc_nulls_node``. That is
+    connections in any state but LISTEN, including those no task holds yet (still in a listener's
+    accept queue), ``TIME_WAIT`` (``struct inet_timewait_sock``) and ``NEW_SYN_RECV`` (``struct
+    request_sock``) entries. Namespaces with their own hash (``tcp_child_ehash_entries``) are not walked.
 
-    >>> [sock_common_info(sk).state for sk in for_each_tcp_sock(prog)]  # doctest: +SKIP
+    :param prog: the program
+    :return: an iterator of ``struct sock_common *``
+    :raises ValidationError: if a chain loops, or the table size is implausible
+
+    >>> [sock_common_info(sk).state for sk in for_each_tcp_sock(prog)]
     ['ESTABLISHED', 'ESTABLISHED']
     """
     hashinfo = _global(prog, "struct inet_hashinfo", "tcp_hashinfo")
@@ -367,8 +449,16 @@ def for_each_tcp_sock(prog: Program) -> Iterator[Object]:
 
 
 def sock_common_info(common: Object) -> SockInfo:
-    """What :func:`sock_info` gives, from a ``struct sock_common *`` alone (an entry of the TCP hash:
-    type STREAM, protocol TCP, no ``struct socket``)."""
+    """Return what :func:`sock_info` gives, from a ``struct sock_common *`` alone.
+
+    For an entry of the TCP hash: type STREAM, protocol TCP, no ``struct socket``.
+
+    :param common: ``struct sock_common *``
+    :return: the socket's family, state and ends
+
+    >>> [(sock_common_info(sk).local_port, sock_common_info(sk).remote_port) for sk in for_each_tcp_sock(prog)]
+    [(22, 51234)]
+    """
     family = int(common.skc_family)
     state = _tcp_state(int(common.skc_state))
     local, remote, lport, rport = _inet_ends(common, family)
