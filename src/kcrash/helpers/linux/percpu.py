@@ -29,10 +29,18 @@ __all__ = ["PercpuAddress", "find_percpu_address", "per_cpu", "per_cpu_offset", 
 
 
 def this_cpu_current(prog: Program, cpu: int) -> Object:
-    """``current`` on ``cpu`` (``struct task_struct *``), from the per-CPU variable the kernel reads.
+    """Return ``current`` on a CPU, from the per-CPU variable the kernel reads.
 
     Since Linux kernel commit e57ef2ed97c1 (v6.2) it is ``pcpu_hot.current_task``; before (and after
     ``pcpu_hot`` was dissolved again) the per-CPU ``current_task``.
+
+    :param prog: the program
+    :param cpu: a possible CPU
+    :return: ``struct task_struct *``
+    :raises FaultError: if the per-CPU variable cannot be read
+
+    >>> this_cpu_current(prog, 1).comm.string_()
+    b'insmod'
     """
     try:
         return per_cpu(prog, "pcpu_hot", cpu).current_task
@@ -45,10 +53,19 @@ def this_cpu_current(prog: Program, cpu: int) -> Object:
 
 @dataclass(frozen=True, slots=True)
 class PercpuAddress:
-    """An address inside a CPU's unit of the first per-CPU chunk: the ``cpu``, the ``offset``
-    into its unit, and the per-CPU variable there (``symbol`` + ``symbol_offset``, of ``module``
-    when a module's static per-CPU data; ``symbol`` None: dynamic per-CPU memory
-    (``alloc_percpu``) or padding)."""
+    """An address inside a CPU's unit of the first per-CPU chunk, as :func:`find_percpu_address` finds it.
+
+    :param address: the address looked up
+    :param cpu: the CPU whose unit holds it
+    :param offset: the offset into that unit
+    :param symbol: the per-CPU variable there; None: dynamic per-CPU memory (``alloc_percpu``) or padding
+    :param symbol_offset: the offset into ``symbol``
+    :param module: the module whose static per-CPU data it is, None for vmlinux
+
+    >>> found = find_percpu_address(prog, int(per_cpu_ptr(prog, prog["runqueues"].address_of_(), 1)))
+    >>> found.cpu, found.symbol
+    (1, 'runqueues')
+    """
 
     address: int
     cpu: int
@@ -111,11 +128,16 @@ def _percpu_symbols(prog: Program, base: int) -> list[tuple[int, int, str, str |
 
 
 def find_percpu_address(prog: Program, address: int) -> PercpuAddress | None:
-    """Which CPU's per-CPU unit (first chunk: the static variables of vmlinux and modules and the
-    first dynamic allocations) holds ``address``, and the variable there; None when none does.
-    Later chunks are vmalloc'd and show as vmap areas.
+    """Return which CPU's per-CPU unit holds ``address``, and the variable there.
 
-    >>> find_percpu_address(prog, per_cpu_ptr(prog, prog["runqueues"].address_of_(), 1).value_()).cpu
+    Only the first chunk (the static variables of vmlinux and modules and the
+    first dynamic allocations); later chunks are vmalloc'd and show as vmap areas.
+
+    :param prog: the program
+    :param address: a kernel virtual address
+    :return: where it is, None when no unit of the first chunk holds it
+
+    >>> find_percpu_address(prog, int(per_cpu_ptr(prog, prog["runqueues"].address_of_(), 1))).cpu
     1
     """
     units = _units(prog)

@@ -41,7 +41,17 @@ _LIMIT = 100_000
 
 @dataclass(frozen=True, slots=True)
 class QueuedTask:
-    """A task on a run queue: ``struct task_struct *``, PID, ``comm``, ``prio`` and ``policy``."""
+    """A task on a run queue, as :func:`runqueue_info` lists it.
+
+    :param task: the ``struct task_struct *``, as an address
+    :param pid: ``task->pid``
+    :param comm: ``task->comm``
+    :param prio: ``task->prio``
+    :param policy: ``task->policy`` (``SCHED_NORMAL``...)
+
+    >>> runqueue_info(prog, 1).curr.comm
+    'insmod'
+    """
 
     task: int
     pid: int
@@ -52,10 +62,28 @@ class QueuedTask:
 
 @dataclass(frozen=True, slots=True)
 class Runqueue:
-    """One CPU's ``struct rq``: the running task, the idle task, the counters and the queued
-    tasks of the fair (``cfs``), real-time (``rt``) and deadline (``dl``) classes, and the CPU's
-    stopper task (``stop``) when it is queued but not running; ``truncated`` lists why walks
-    stopped early."""
+    """One CPU's ``struct rq`` (``kernel/sched/sched.h``), as :func:`runqueue_info` reads it.
+
+    :param cpu: the CPU
+    :param address: the ``struct rq *``
+    :param curr: the running task (``rq->curr``)
+    :param idle: the idle task (``rq->idle``), as an address
+    :param nr_running: ``rq->nr_running``
+    :param clock: ``rq->clock`` (ns)
+    :param clock_task: ``rq->clock_task`` (ns)
+    :param cfs_nr_running: the fair class's count (``cfs.h_nr_queued``, older ``h_nr_running``)
+    :param rt_nr_running: ``rq->rt.rt_nr_running``
+    :param dl_nr_running: ``rq->dl.dl_nr_running``
+    :param cfs: the queued fair-class tasks (:func:`rq_fair_tasks`)
+    :param rt: the queued real-time tasks (:func:`rq_rt_tasks`)
+    :param dl: the queued deadline tasks (:func:`rq_dl_tasks`)
+    :param stop: the CPU's stopper task when it is queued but not running (:func:`rq_stop_task`)
+    :param truncated: why walks stopped early, empty if none did
+
+    >>> rq = runqueue_info(prog, 1)
+    >>> rq.curr.comm, [t.pid for t in rq.cfs]
+    ('insmod', [15])
+    """
 
     cpu: int
     address: int
@@ -75,9 +103,13 @@ class Runqueue:
 
 
 def cpu_rq(prog: Program, cpu: int) -> Object:
-    """``cpu_rq(cpu)``: the run queue of ``cpu`` (``struct rq *``), as drgn's.
+    """Return the run queue of a CPU, like the kernel's and drgn's ``cpu_rq(cpu)``: per-CPU ``runqueues``.
 
-    >>> int(cpu_rq(prog, 0).nr_running)  # doctest: +SKIP
+    :param prog: the program
+    :param cpu: a possible CPU
+    :return: ``struct rq *``
+
+    >>> int(cpu_rq(prog, 0).nr_running)
     1
     """
     return per_cpu(prog, "runqueues", cpu).address_of_()
@@ -124,13 +156,16 @@ def _group_queue(se: Object) -> Object | None:
 
 
 def rq_fair_tasks(rq: Object, truncated: list[str] | None = None) -> list[int]:
-    """The fair-class tasks queued on a run queue (``struct task_struct *`` addresses, tree order
-    within each group; the running task is not among them).
+    """Return the fair-class tasks queued on a run queue: the ``cfs.tasks_timeline`` rbtree of
+    ``struct sched_entity`` (tree order within each group, groups descended); the running task is not
+    among them.
 
     :param rq: ``struct rq *``
     :param truncated: where to add the reasons walks stopped early
+    :return: ``struct task_struct *`` addresses
 
-    >>> [hex(t) for t in rq_fair_tasks(cpu_rq(prog, 1))]  # doctest: +SKIP
+    >>> [hex(t) for t in rq_fair_tasks(cpu_rq(prog, 1))]
+    ['0xffff888003f5c000']
     """
     prog = rq.prog_
     se_offset = offsetof(prog.type("struct task_struct"), "se")
@@ -159,12 +194,16 @@ def _rt_entities(rt_rq: Object, truncated: list[str], depth: int) -> Iterator[in
 
 
 def rq_rt_tasks(rq: Object, truncated: list[str] | None = None) -> list[int]:
-    """The real-time tasks queued on a run queue, by priority (the running one included when it is
-    still queued, as the kernel keeps it there).
+    """Return the real-time tasks queued on a run queue, by priority (``rt.active.queue[]`` lists of
+    ``struct sched_rt_entity``); the running one is included when it is still queued, as the kernel
+    keeps it there.
 
     :param rq: ``struct rq *``
+    :param truncated: where to add the reasons walks stopped early
+    :return: ``struct task_struct *`` addresses
 
-    >>> rq_rt_tasks(cpu_rq(prog, 0))  # doctest: +SKIP
+    >>> rq_rt_tasks(cpu_rq(prog, 0))
+    []
     """
     offset = offsetof(rq.prog_.type("struct task_struct"), "rt")
     return [rt_se - offset for rt_se in _rt_entities(rq.rt, truncated if truncated is not None else [], 0)]
@@ -183,11 +222,14 @@ def _dl_servers(rq: Object) -> set[int]:
 
 
 def rq_dl_tasks(rq: Object, truncated: list[str] | None = None) -> list[int]:
-    """The deadline tasks queued on a run queue, by deadline (deadline servers left out).
+    """Return the deadline tasks queued on a run queue, by deadline (the ``dl.root`` rbtree of
+    ``struct sched_dl_entity``; deadline servers left out).
 
     :param rq: ``struct rq *``
+    :param truncated: where to add the reasons walks stopped early
+    :return: ``struct task_struct *`` addresses
 
-    >>> rq_dl_tasks(cpu_rq(prog, 0))  # doctest: +SKIP
+    >>> rq_dl_tasks(cpu_rq(prog, 0))
     []
     """
     prog = rq.prog_
@@ -202,12 +244,14 @@ def rq_dl_tasks(rq: Object, truncated: list[str] | None = None) -> list[int]:
 
 
 def rq_stop_task(rq: Object) -> int | None:
-    """The CPU's stopper task (``rq->stop``, ``kernel/sched/stop_task.c``: ``migration/N``) when it
+    """Return the CPU's stopper task (``rq->stop``, ``kernel/sched/stop_task.c``: ``migration/N``) when it
     is queued (``on_rq``) and not the running task; it counts in ``nr_running`` like any other.
 
     :param rq: ``struct rq *``
+    :return: its ``struct task_struct *`` address, or None (also without ``CONFIG_SMP``)
 
-    >>> rq_stop_task(cpu_rq(prog, 1))  # doctest: +SKIP
+    >>> rq_stop_task(cpu_rq(prog, 1)) is None
+    True
     """
     try:
         stop = rq.stop
@@ -249,12 +293,15 @@ def _counter(obj: Object, *paths: str) -> int:
 
 
 def runqueue_info(prog: Program, cpu: int) -> Runqueue:
-    """The run queue of ``cpu``: the running task, the counters, every queued task per class.
+    """Return the run queue of a CPU: the running task, the counters, every queued task per class.
 
+    :param prog: the program
     :param cpu: a possible CPU
+    :return: the run queue (unreadable parts are named in :attr:`Runqueue.truncated`)
+    :raises FaultError: if the ``struct rq`` itself cannot be read
 
-    >>> rq = runqueue_info(prog, 1); rq.curr.comm, [t.pid for t in rq.cfs]  # doctest: +SKIP
-    ('insmod', [15])
+    >>> [t.comm for t in runqueue_info(prog, 1).cfs]
+    ['kworker/1:1']
     """
     rq = cpu_rq(prog, cpu)
     truncated: list[str] = []

@@ -48,8 +48,16 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Timer:
-    """A pending ``struct timer_list``: its address, ``expires`` (jiffies), ``function`` and the
-    function's symbol (``name+0x10``; None where no symbol covers it)."""
+    """A pending ``struct timer_list`` (``include/linux/timer.h``).
+
+    :param address: the ``struct timer_list *``
+    :param expires: ``timer->expires`` (jiffies)
+    :param function: ``timer->function``
+    :param function_name: the function's symbol (``name+0x10``; None where no symbol covers it)
+
+    >>> [t.function_name for t in cpu_timer_bases(prog, 0)[0].timers][:1]
+    ['process_timeout']
+    """
 
     address: int
     expires: int
@@ -59,9 +67,19 @@ class Timer:
 
 @dataclass(frozen=True, slots=True)
 class TimerBase:
-    """One ``struct timer_base`` of a CPU: its name (``BASE_STD``, ``BASE_LOCAL``...), address,
-    ``clk`` and ``next_expiry``, and its timers by expiry; ``truncated`` says why a bucket walk
-    stopped early."""
+    """One ``struct timer_base`` of a CPU, with its pending timers.
+
+    :param cpu: the CPU
+    :param name: its name (``BASE_STD``, ``BASE_LOCAL``...; see :func:`timer_base_names`)
+    :param address: the ``struct timer_base *``
+    :param clk: ``base->clk`` (jiffies)
+    :param next_expiry: ``base->next_expiry`` (jiffies)
+    :param timers: its timers by expiry
+    :param truncated: why a bucket walk stopped early, None if none did
+
+    >>> [(b.name, len(b.timers)) for b in cpu_timer_bases(prog, 0)]
+    [('BASE_LOCAL', 2), ('BASE_GLOBAL', 11), ('BASE_DEF', 3)]
+    """
 
     cpu: int
     name: str
@@ -74,8 +92,17 @@ class TimerBase:
 
 @dataclass(frozen=True, slots=True)
 class HrTimer:
-    """A queued ``struct hrtimer``: ``softexpires`` and ``expires`` (ns of its clock),
-    ``function`` and its symbol."""
+    """A queued ``struct hrtimer`` (``include/linux/hrtimer.h``).
+
+    :param address: the ``struct hrtimer *``
+    :param softexpires: ``_softexpires`` (ns of its clock)
+    :param expires: ``node.expires`` (ns of its clock)
+    :param function: ``timer->function``
+    :param function_name: the function's symbol, None where no symbol covers it
+
+    >>> [t.function_name for t in cpu_hrtimer_bases(prog, 0)[0].timers][:1]
+    ['tick_nohz_handler']
+    """
 
     address: int
     softexpires: int
@@ -86,8 +113,19 @@ class HrTimer:
 
 @dataclass(frozen=True, slots=True)
 class HrtimerClockBase:
-    """One ``struct hrtimer_clock_base`` of a CPU: its index and name
-    (``HRTIMER_BASE_MONOTONIC``...), address, ``offset`` and timers in expiry order."""
+    """One ``struct hrtimer_clock_base`` of a CPU's ``hrtimer_bases``, with its queued hrtimers.
+
+    :param cpu: the CPU
+    :param index: its index in ``clock_base[]``
+    :param name: its name (``HRTIMER_BASE_MONOTONIC``...)
+    :param address: the ``struct hrtimer_clock_base *``
+    :param offset: ``base->offset`` (ns from monotonic time)
+    :param timers: its timers in expiry order
+    :param truncated: why the walk stopped early, None if it did not
+
+    >>> [(b.name, len(b.timers)) for b in cpu_hrtimer_bases(prog, 0)][:2]
+    [('HRTIMER_BASE_MONOTONIC', 3), ('HRTIMER_BASE_REALTIME', 0)]
+    """
 
     cpu: int
     index: int
@@ -99,10 +137,13 @@ class HrtimerClockBase:
 
 
 def symbol_text(prog: Program, address: int) -> str | None:
-    """``name`` or ``name+0x10`` for a code address (a timer's or handler's function), or None
-    when no symbol of the kernel or a module covers it.
+    """Return ``name`` or ``name+0x10`` for a code address (a timer's or handler's function).
 
-    >>> symbol_text(prog, prog.symbol_address("process_timeout"))  # doctest: +SKIP
+    :param prog: the program
+    :param address: a code address
+    :return: the text, None when no symbol of the kernel or a module covers it
+
+    >>> symbol_text(prog, prog.symbol_address("process_timeout"))
     'process_timeout'
     """
     found = prog.symbolize_or_none(address) if address else None
@@ -113,9 +154,13 @@ def symbol_text(prog: Program, address: int) -> str | None:
 
 
 def get_jiffies(prog: Program) -> int:
-    """``jiffies_64`` (``jiffies`` is its alias on 64-bit kernels).
+    """Return ``jiffies_64`` (``jiffies`` is its alias on 64-bit kernels).
 
-    >>> get_jiffies(prog)  # doctest: +SKIP
+    :param prog: the program
+    :return: the jiffies count
+    :raises FaultError: if it cannot be read
+
+    >>> get_jiffies(prog)
     4295105426
     """
     return prog.read_u64(prog.symbol_address("jiffies_64"))
@@ -123,9 +168,16 @@ def get_jiffies(prog: Program) -> int:
 
 @per_program
 def timer_base_names(prog: Program) -> Sequence[str]:
-    """The names of the timer bases of each CPU, in ``timer_bases[]`` order, as drgn's.
+    """Return the names of the timer bases of each CPU, in ``timer_bases[]`` order, as drgn's.
 
-    >>> timer_base_names(prog)  # doctest: +SKIP
+    ``NR_BASES`` from the BTF array's length: one base without ``CONFIG_NO_HZ_COMMON``
+    (``BASE_STD``, ``BASE_LOCAL`` since v6.9), else ``BASE_STD``/``BASE_DEF`` before v6.9 and
+    ``BASE_LOCAL``/``BASE_GLOBAL``/``BASE_DEF`` since (commit 83a665dc99a7).
+
+    :param prog: the program
+    :return: the names
+
+    >>> timer_base_names(prog)
     ('BASE_LOCAL', 'BASE_GLOBAL', 'BASE_DEF')
     """
     return _base_names(prog)
@@ -166,11 +218,16 @@ def _percpu_variable(prog: Program, name: str, type: Type, cpu: int) -> Object:
 
 
 def timer_base_for_each(base: Object, *, limit: int = DEFAULT_LIMIT) -> Iterator[Object]:
-    """Every timer on a timer base, as ``struct timer_list *`` (bucket order, not expiry order).
+    """Iterate over every timer on a timer base (the ``base->vectors[]`` hash lists of ``struct
+    timer_list``, linked by ``entry``), in bucket order, not expiry order.
 
     :param base: ``struct timer_base *``
+    :param limit: the most timers per bucket
+    :return: an iterator of ``struct timer_list *``
+    :raises FaultError: if the base cannot be read
 
-    >>> [t.function for t in timer_base_for_each(per_cpu(prog, "timer_bases", 0)[0].address_of_())]  # doctest: +SKIP
+    >>> [t.function for t in timer_base_for_each(per_cpu(prog, "timer_bases", 0)[0].address_of_())]
+    []
     """
     for _, walk in _buckets(base, limit):
         yield from walk
@@ -216,12 +273,15 @@ def _timer_base(prog: Program, cpu: int, name: str, base: Object, limit: int) ->
 
 
 def cpu_timer_bases(prog: Program, cpu: int, *, limit: int = DEFAULT_LIMIT) -> list[TimerBase]:
-    """Every timer base of ``cpu`` with its pending timers (sorted by expiry).
+    """Return every timer base of a CPU (per-CPU ``timer_bases``) with its pending timers, sorted by expiry.
 
+    :param prog: the program
     :param cpu: a possible CPU
     :param limit: the most timers per bucket
+    :return: the bases, in ``timer_bases[]`` order
+    :raises FaultError: if the per-CPU bases cannot be read
 
-    >>> [(b.name, len(b.timers)) for b in cpu_timer_bases(prog, 0)]  # doctest: +SKIP
+    >>> [(b.name, len(b.timers)) for b in cpu_timer_bases(prog, 0)]
     [('BASE_LOCAL', 2), ('BASE_GLOBAL', 11), ('BASE_DEF', 3)]
     """
     bases = _percpu_variable(prog, "timer_bases", _timer_bases_type(prog), cpu)
@@ -233,11 +293,16 @@ def cpu_timer_bases(prog: Program, cpu: int, *, limit: int = DEFAULT_LIMIT) -> l
 # -- hrtimers -------------------------------------------------------------------------------------
 
 def hrtimer_clock_base_for_each(clock_base: Object, *, limit: int = DEFAULT_LIMIT) -> ListWalk:
-    """Every hrtimer of a clock base in expiry order, as ``struct hrtimer *``.
+    """Iterate over every hrtimer of a clock base in expiry order (the ``active`` timerqueue rbtree).
 
     :param clock_base: ``struct hrtimer_clock_base *``
+    :param limit: the most timers to yield
+    :return: a bounded :class:`~kcrash.helpers.linux.list.ListWalk` of ``struct hrtimer *``
+    :raises FaultError: if the clock base cannot be read
 
-    >>> [t.function for t in hrtimer_clock_base_for_each(cpu_base.clock_base[1].address_of_())]  # doctest: +SKIP
+    >>> cpu_base = per_cpu(prog, "hrtimer_bases", 0)
+    >>> [t.function for t in hrtimer_clock_base_for_each(cpu_base.clock_base[1].address_of_())]
+    []
     """
     active = clock_base.active
     try:
@@ -277,11 +342,16 @@ def _clock_base(prog: Program, cpu: int, index: int, name: str, base: Object, li
 
 
 def cpu_hrtimer_bases(prog: Program, cpu: int, *, limit: int = DEFAULT_LIMIT) -> list[HrtimerClockBase]:
-    """Every clock base of ``cpu``'s ``hrtimer_bases`` with its queued hrtimers (expiry order).
+    """Return every clock base of a CPU's ``hrtimer_bases`` (``struct hrtimer_cpu_base``) with its queued
+    hrtimers, in expiry order.
 
+    :param prog: the program
     :param cpu: a possible CPU
+    :param limit: the most timers per clock base
+    :return: the clock bases, in ``clock_base[]`` order
+    :raises FaultError: if the per-CPU base cannot be read
 
-    >>> [(b.name, len(b.timers)) for b in cpu_hrtimer_bases(prog, 0)][:2]  # doctest: +SKIP
+    >>> [(b.name, len(b.timers)) for b in cpu_hrtimer_bases(prog, 0)][:2]
     [('HRTIMER_BASE_MONOTONIC', 3), ('HRTIMER_BASE_REALTIME', 0)]
     """
     names = _clock_names(prog)
