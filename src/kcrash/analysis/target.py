@@ -13,7 +13,6 @@ kept (:func:`module_debuginfo`) rather than raised, so one broken module does no
 from __future__ import annotations
 
 import os
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,8 +24,7 @@ from kcrash.types.program import Program, open_program
 __all__ = ["DumpPaths", "load_modules", "module_debuginfo", "open_target"]
 
 DumpPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
-_LOADED: weakref.WeakKeyDictionary[Program, tuple[tuple[ModuleDebugInfo, ...], str | None]] = \
-    weakref.WeakKeyDictionary()
+_LOADED = "kcrash.analysis.target.load_modules"  # prog.cache key
 
 
 def open_target(dump_paths: DumpPaths, cache_dir: Path | None = None, *, orc: bool = True,
@@ -51,18 +49,19 @@ def open_target(dump_paths: DumpPaths, cache_dir: Path | None = None, *, orc: bo
 
 def load_modules(prog: Program) -> tuple[ModuleDebugInfo, ...]:
     """Load every module's symbols and BTF into ``prog`` (once); return what was found."""
-    found = _LOADED.get(prog)
+    found: tuple[tuple[ModuleDebugInfo, ...], str | None] | None = prog.cache.get(_LOADED)
     if found is None:
         walk = for_each_module(prog)
         try:
             loaded = tuple(load_module_debuginfo(prog, mod) for mod in walk)
         except KcrashError as exc:  # the module list head itself is unreadable
             loaded, walk.truncated = (), str(exc)
-        found = _LOADED[prog] = (loaded, walk.truncated)
+        found = prog.cache[_LOADED] = (loaded, walk.truncated)
     return found[0]
 
 
 def module_debuginfo(prog: Program) -> tuple[tuple[ModuleDebugInfo, ...], str | None]:
     """What :func:`load_modules` found, and why the module walk stopped early (None: it did not)."""
     load_modules(prog)
-    return _LOADED[prog]
+    found: tuple[tuple[ModuleDebugInfo, ...], str | None] = prog.cache[_LOADED]
+    return found

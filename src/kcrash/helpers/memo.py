@@ -4,13 +4,12 @@ kcrash.helpers.memo
 
 What a helper finds once per :class:`~kcrash.types.program.Program` (a per-CPU unit table, the SLUB
 configuration, the page-flag decoder): :func:`per_program` keeps its builder's result for each
-Program, weakly, so it goes away with the Program.
+Program in ``prog.cache``, so it goes away with the Program.
 """
 
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -24,14 +23,15 @@ _T = TypeVar("_T")
 
 def per_program(build: Callable[[Program], _T]) -> Callable[[Program], _T]:
     """``build(prog)`` once per Program: later calls with that Program return the same result (a
-    ``None`` result is not kept, and is built again)."""
-    found: weakref.WeakKeyDictionary[Program, _T] = weakref.WeakKeyDictionary()
+    ``None`` result is not kept, and is built again). The result lives in ``prog.cache`` under the
+    builder's qualified name."""
+    key = f"{build.__module__}.{build.__qualname__}"
 
     @functools.wraps(build)
     def get(prog: Program) -> _T:
-        value = found.get(prog)
+        value: _T | None = prog.cache.get(key)
         if value is None:
-            value = found[prog] = build(prog)
+            value = prog.cache[key] = build(prog)
         return value
 
     return get

@@ -7,8 +7,9 @@ from kcrash.helpers.memo import per_program
 
 
 class _Prog:
-    # stands for a Program: weakly referenceable and hashable by identity
-    pass
+    # stands for a Program: its per-program cache (drgn's prog.cache)
+    def __init__(self) -> None:
+        self.cache: dict[Any, Any] = {}
 
 
 def test_built_once_per_program_and_dropped_with_it() -> None:
@@ -24,6 +25,7 @@ def test_built_once_per_program_and_dropped_with_it() -> None:
     assert build(b) == [2]
     assert calls == [a, b]
     assert build.__name__ == "build"
+    assert [value for key, value in b.cache.items() if key.endswith(".build")] == [[2]]  # kept in prog.cache
     del a
     gc.collect()
     assert build(b) == [2] and len(calls) == 2

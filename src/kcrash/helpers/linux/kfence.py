@@ -13,7 +13,6 @@ Debian's default) has a NULL ``__kfence_pool``: no pool. Reports and allocation 
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 from kcrash.errors import FaultError, KcrashError, SymbolNotFoundError
@@ -26,7 +25,7 @@ __all__ = ["KfenceObject", "kfence_object", "kfence_pool"]
 _PAGE_SIZE = 4096
 #: the largest CONFIG_KFENCE_NUM_OBJECTS the Kconfig allows (65535)
 _MAX_OBJECTS = 1 << 16
-_POOLS: weakref.WeakKeyDictionary[Program, tuple[int, int] | None] = weakref.WeakKeyDictionary()
+_POOL = "kcrash.helpers.linux.kfence.kfence_pool"  # prog.cache key
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +101,10 @@ def kfence_pool(prog: Program) -> tuple[int, int] | None:
     >>> kfence_pool(prog)
     (18446612682208395264, 18446612682210492416)
     """
-    if prog not in _POOLS:
-        _POOLS[prog] = _find_pool(prog)
-    return _POOLS[prog]
+    if _POOL not in prog.cache:
+        prog.cache[_POOL] = _find_pool(prog)
+    pool: tuple[int, int] | None = prog.cache[_POOL]
+    return pool
 
 
 def kfence_object(prog: Program, address: int) -> KfenceObject | None:

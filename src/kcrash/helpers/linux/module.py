@@ -17,7 +17,6 @@ sizes (``st_size``) and the module's section starts (``mod->sect_attrs``,
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -169,11 +168,11 @@ class _SectLayout:
         return max(self.name, self.address) + 8
 
 
-_SECT_LAYOUTS: weakref.WeakKeyDictionary[Program, _SectLayout] = weakref.WeakKeyDictionary()
+_SECT_LAYOUT = "kcrash.helpers.linux.module.sect_layout"  # prog.cache key
 
 
 def _sect_layout(prog: Program) -> _SectLayout:
-    found = _SECT_LAYOUTS.get(prog)
+    found: _SectLayout | None = prog.cache.get(_SECT_LAYOUT)
     if found is None:
         bin_attrs = prog.type("struct module_sect_attrs").walk_path("grp.bin_attrs")[0] // 8
         name = prog.type("struct bin_attribute").walk_path("attr.name")[0] // 8
@@ -184,7 +183,7 @@ def _sect_layout(prog: Program) -> _SectLayout:
             address = prog.type("struct module_sect_attr").walk_path("address")[0] // 8
         except KcrashError:
             address = prog.type("struct bin_attribute").walk_path("private")[0] // 8
-        found = _SECT_LAYOUTS[prog] = _SectLayout(bin_attrs, name, address)
+        found = prog.cache[_SECT_LAYOUT] = _SectLayout(bin_attrs, name, address)
     return found
 
 

@@ -18,7 +18,6 @@ Symbolizing frames is the caller's business.
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -43,7 +42,7 @@ from kcrash.unwind import (
 __all__ = ["KernelUnwinder", "kernel_unwinder", "stack_trace"]
 
 _DEFAULT_THREAD_SIZE = 16384
-_CACHE: weakref.WeakKeyDictionary[Program, KernelUnwinder] = weakref.WeakKeyDictionary()
+_CACHE = "kcrash.helpers.linux.stack.kernel_unwinder"  # prog.cache key
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +141,9 @@ class KernelUnwinder:
 
 def kernel_unwinder(prog: Program) -> KernelUnwinder:
     """Return the (cached) :class:`KernelUnwinder` of ``prog``."""
-    found = _CACHE.get(prog)
+    found: KernelUnwinder | None = prog.cache.get(_CACHE)
     if found is None:
-        found = _CACHE[prog] = KernelUnwinder(prog)
+        found = prog.cache[_CACHE] = KernelUnwinder(prog)
     return found
 
 

@@ -15,7 +15,6 @@ program. The busy areas are the ``vmap_area_list`` list before Linux kernel comm
 from __future__ import annotations
 
 import bisect
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -112,7 +111,7 @@ class VmapAreas:
         return None
 
 
-_CACHE: weakref.WeakKeyDictionary[Program, VmapAreas] = weakref.WeakKeyDictionary()
+_CACHE = "kcrash.helpers.linux.vmalloc.vmap_areas"  # prog.cache key
 
 
 def _declare(prog: Program) -> None:
@@ -161,9 +160,9 @@ def vmap_areas(prog: Program) -> VmapAreas:
     >>> len(vmap_areas(prog).areas)
     517
     """
-    found = _CACHE.get(prog)
+    found: VmapAreas | None = prog.cache.get(_CACHE)
     if found is None:
-        found = _CACHE[prog] = _walk(prog)
+        found = prog.cache[_CACHE] = _walk(prog)
     return found
 
 
