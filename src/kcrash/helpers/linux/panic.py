@@ -52,8 +52,21 @@ _YEAR_2000 = 946_684_800
 
 @dataclass(frozen=True, slots=True)
 class CrashContext:
-    """Where the crash happened: the crashing CPU, the task on it and that CPU's registers
-    (``NT_PRSTATUS``; ``ip``/``sp`` are ``rip``/``rsp``)."""
+    """Where the crash happened: the crashing CPU, the task on it and that CPU's registers, as
+    :func:`crash_context` finds them.
+
+    :param cpu: the CPU
+    :param pid: the running task's ``pid``
+    :param comm: its ``comm``
+    :param task: its ``struct task_struct *``, as an address
+    :param ip: the instruction pointer (``rip``) from ``NT_PRSTATUS``
+    :param sp: the stack pointer (``rsp``)
+    :param registers: every register of the CPU's ``NT_PRSTATUS`` note, by name
+
+    >>> context = crash_context(prog)
+    >>> context.comm, hex(context.ip)
+    (b'insmod', '0xffffffffc0201045')
+    """
 
     cpu: int
     pid: int
@@ -65,8 +78,15 @@ class CrashContext:
 
 
 def panic_cpu_or_none(prog: Program) -> int | None:
-    """The CPU that called ``panic()``: ``panic_cpu`` (``PANIC_CPU_INVALID`` = -1 when none), else
-    the one CPU whose dump registers are not halted."""
+    """Return the CPU that called ``panic()``: ``panic_cpu`` (``PANIC_CPU_INVALID``, -1, when none),
+    else, in a dump, the one CPU whose registers are not halted.
+
+    :param prog: the program
+    :return: the CPU number, or None (also on a running kernel without a panic)
+
+    >>> panic_cpu_or_none(prog)
+    1
+    """
     try:
         cpu = int(prog["panic_cpu"].counter)
     except (KcrashError, AttributeError):
@@ -79,14 +99,29 @@ def panic_cpu_or_none(prog: Program) -> int | None:
 
 
 def panic_task_or_none(prog: Program) -> Object | None:
-    """The task that panicked (``struct task_struct *``), or None if no CPU panicked."""
+    """Return the task that panicked: ``rq->curr`` of :func:`panic_cpu_or_none`'s CPU.
+
+    :param prog: the program
+    :return: ``struct task_struct *``, or None if no CPU panicked
+
+    >>> panic_task_or_none(prog).comm.string_()
+    b'insmod'
+    """
     cpu = panic_cpu_or_none(prog)
     return None if cpu is None else per_cpu(prog, "runqueues", cpu).curr
 
 
 def panic_message_or_none(records: Iterable[PrintkRecord]) -> str | None:
-    """The panic line of the kernel log: ``Kernel panic - not syncing: …`` if present, else the
-    best-ranked oops line (NULL dereference, ``kernel BUG at``, ``Oops:``)."""
+    """Return the panic line of the kernel log: ``Kernel panic - not syncing: ...`` if present, else the
+    best-ranked oops line (NULL dereference, ``kernel BUG at``, ``Oops:``).
+
+    :param records: the log's records (see :func:`~kcrash.helpers.linux.printk.get_printk_records`)
+    :return: the line, or None if the log has none
+
+    >>> from kcrash.helpers.linux.printk import get_printk_records
+    >>> panic_message_or_none(get_printk_records(prog.memory, prog.vmcoreinfo))
+    'Kernel panic - not syncing: Fatal exception'
+    """
     best: tuple[int, bytes] | None = None
     for record in records:
         for line in record.text.split(b"\n"):
@@ -105,7 +140,14 @@ def _panic_rank(line: bytes) -> int | None:
 
 
 def taint_flags(prog: Program) -> list[tuple[str, str]]:
-    """``taint_flags[]``: ``(c_true, c_false)`` per taint bit (``TAINT_PROPRIETARY_MODULE`` first)."""
+    """Return the kernel's ``taint_flags[]`` table (``kernel/panic.c``), read once per program.
+
+    :param prog: the program
+    :return: ``(c_true, c_false)`` per taint bit, ``TAINT_PROPRIETARY_MODULE`` first
+
+    >>> taint_flags(prog)[:2]
+    [('P', 'G'), ('F', ' ')]
+    """
     cached: list[tuple[str, str]] | None = prog.cache.get(_TAINT_CACHE)
     if cached is None:
         cached = prog.cache[_TAINT_CACHE] = _read_taint_flags(prog)
@@ -137,8 +179,15 @@ def _symbol_size(prog: Program, name: str) -> int:
 
 
 def tainted(prog: Program) -> str:
-    """The kernel's taint string as oops headers print it (``G           O       ``); ``""``
-    when the kernel is not tainted."""
+    """Return the kernel's taint string as oops headers print it, like the kernel's ``print_tainted()``
+    (``tainted_mask`` through :func:`taint_flags`).
+
+    :param prog: the program
+    :return: the string (``G           O       ``); ``""`` when the kernel is not tainted
+
+    >>> tainted(prog).strip()
+    'G           O'
+    """
     mask = int(prog["tainted_mask"])
     if not mask:
         return ""
@@ -156,8 +205,15 @@ def _timekeeper_or_none(prog: Program) -> Object | None:
 
 
 def uptime_ns_or_none(prog: Program) -> int | None:
-    """Time since boot at the last timekeeping update (``CLOCK_BOOTTIME``, one tick's precision):
-    ``tkr_mono.base + offs_boot``; None if the timekeeper cannot be read or looks wrong."""
+    """Return the time since boot at the last timekeeping update (``CLOCK_BOOTTIME``, one tick's
+    precision): ``tk_core.timekeeper``'s ``tkr_mono.base + offs_boot``.
+
+    :param prog: the program
+    :return: nanoseconds, or None if the timekeeper cannot be read or looks wrong
+
+    >>> uptime_ns_or_none(prog) // 1_000_000_000
+    12
+    """
     tk = _timekeeper_or_none(prog)
     if tk is None:
         return None
@@ -170,7 +226,14 @@ def uptime_ns_or_none(prog: Program) -> int | None:
 
 
 def crash_time_or_none(prog: Program) -> int | None:
-    """Wall-clock seconds since the epoch at the last timekeeping update (``xtime_sec``), or None."""
+    """Return the wall-clock time at the last timekeeping update: ``tk_core.timekeeper.xtime_sec``.
+
+    :param prog: the program
+    :return: seconds since the epoch, or None if unreadable or before 2000
+
+    >>> crash_time_or_none(prog)
+    1765108800
+    """
     tk = _timekeeper_or_none(prog)
     if tk is None:
         return None
@@ -182,7 +245,16 @@ def crash_time_or_none(prog: Program) -> int | None:
 
 
 def crash_context(prog: Program, cpu: int | None = None) -> CrashContext:
-    """The crashing CPU (or ``cpu``), its task and its ``NT_PRSTATUS`` registers."""
+    """Return the crashing CPU (or ``cpu``), the task running on it and its ``NT_PRSTATUS`` registers.
+
+    :param prog: the program
+    :param cpu: the CPU to describe (default: :func:`panic_cpu_or_none`)
+    :return: the crash context
+    :raises MissingDebugInfoError: if no CPU panicked, or the dump has no registers for the CPU
+
+    >>> crash_context(prog, 0).registers["rsp"]
+    18446683600570023720
+    """
     if cpu is None:
         cpu = panic_cpu_or_none(prog)
     if cpu is None:

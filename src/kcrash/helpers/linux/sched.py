@@ -58,12 +58,22 @@ _PS_MEMBERS: dict[str, str | tuple[str, ...]] = {
 
 
 def for_each_task(prog: Program, *, idle: bool = False, limit: int = _TASK_LIMIT) -> ListWalk:
-    """Every thread of every process, as ``struct task_struct *`` (``for_each_process_thread``).
+    """Iterate over every thread of every process, like the kernel's ``for_each_process_thread(p, t)``:
+    ``init_task.tasks``, then each leader's ``signal->thread_head`` list.
 
     The idle tasks (pid 0, one per CPU, not on the task list) come first when ``idle`` is set.
     ``truncated`` of the returned walk names the first broken list, if any. At most ``limit`` tasks
     are yielded in all (each thread list is bounded too, but corrupt ``signal`` pointers can make
     every leader's list the same long one).
+
+    :param prog: the program
+    :param idle: yield each possible CPU's idle task (``swapper/N``) first
+    :param limit: the most tasks to yield
+    :return: a :class:`~kcrash.helpers.linux.list.ListWalk` of ``struct task_struct *``
+    :raises FaultError: if ``init_task`` cannot be read
+
+    >>> for task in for_each_task(prog):
+    ...     print(int(task.pid), task.comm.string_(), task_state_to_char(task))
     """
 
     def tasks(walk: ListWalk) -> Iterator[Object]:
@@ -106,29 +116,76 @@ def _threads(leader: Object, walk: ListWalk, limit: int) -> Iterator[Object]:
 
 
 def task_thread_count(task: Object) -> int:
-    """``signal->nr_threads`` of a task's group."""
+    """Return the number of threads in a task's thread group (``task->signal->nr_threads``).
+
+    :param task: ``struct task_struct *``
+    :return: the thread count
+    :raises FaultError: if the task or its ``signal`` cannot be read
+
+    >>> task_thread_count(find_task_or_none(prog, 1))
+    1
+    """
     return int(task.signal.nr_threads)
 
 
 def cpu_curr(prog: Program, cpu: int) -> Object:
-    """``cpu_curr(cpu)``: the task running on ``cpu`` (``struct task_struct *``)."""
+    """Return the task running on a CPU, like the kernel's ``cpu_curr(cpu)``: ``rq->curr`` of the per-CPU
+    ``runqueues``.
+
+    :param prog: the program
+    :param cpu: a possible CPU
+    :return: ``struct task_struct *``
+    :raises FaultError: if the run queue cannot be read
+
+    >>> cpu_curr(prog, 1).comm.string_()
+    b'insmod'
+    """
     return per_cpu(prog, "runqueues", cpu).curr
 
 
 def idle_task(prog: Program, cpu: int) -> Object:
-    """``idle_task(cpu)``: the idle task (``swapper/N``) of ``cpu``."""
+    """Return the idle task (``swapper/N``) of a CPU, like the kernel's ``idle_task(cpu)``: ``rq->idle``.
+
+    :param prog: the program
+    :param cpu: a possible CPU
+    :return: ``struct task_struct *``
+    :raises FaultError: if the run queue cannot be read
+
+    >>> idle_task(prog, 1).comm.string_()
+    b'swapper/1'
+    """
     return per_cpu(prog, "runqueues", cpu).idle
 
 
 def task_cpu(task: Object) -> int:
-    """``task_cpu(task)``: the CPU the task last ran on."""
+    """Return the CPU a task last ran on, like the kernel's ``task_cpu(task)`` (``task->cpu``, or
+    ``task->thread_info.cpu`` where the kernel keeps it there).
+
+    :param task: ``struct task_struct *``
+    :return: the CPU number
+    :raises FaultError: if the task cannot be read
+
+    >>> task_cpu(cpu_curr(prog, 1))
+    1
+    """
     return _task_members(task, "cpu").value("cpu")
 
 
 def task_ps_layout(prog: Program) -> StructLayout:
-    """Where the members ``ps`` shows are in this kernel's ``struct task_struct``, named ``pid``,
-    ``tgid``, ``real_parent``, ``cpu``, ``state``, ``exit_state`` and ``comm`` whatever the kernel
-    calls them (for reading many tasks, one read each)."""
+    """Return where the members ``ps`` shows are in this kernel's ``struct task_struct``.
+
+    The members are named ``pid``, ``tgid``, ``real_parent``, ``cpu``, ``state``, ``exit_state`` and
+    ``comm`` whatever the kernel calls them (``__state`` or ``state``, ``cpu`` or
+    ``thread_info.cpu``), for reading many tasks with one read each.
+
+    :param prog: the program
+    :return: a :class:`~kcrash.helpers.layout.StructLayout` of ``struct task_struct``
+    :raises TypeLookupError: if the type lacks one of the members
+
+    >>> row = task_ps_layout(prog).read(prog, int(cpu_curr(prog, 1)))
+    >>> row.value("pid"), row.string("comm")
+    (214, b'insmod')
+    """
     return StructLayout(prog.type("struct task_struct"), _PS_MEMBERS)
 
 
@@ -141,7 +198,16 @@ def _task_members(task: Object, *names: str) -> StructBytes:
 
 
 def find_task_or_none(prog: Program, pid: int) -> Object | None:
-    """The task with ``pid`` (the idle task of the first CPU for pid 0), or None."""
+    """Return the task with a PID, like the kernel's ``find_task_by_pid_ns()`` in the initial namespace
+    (a walk of :func:`for_each_task`, idle tasks included).
+
+    :param prog: the program
+    :param pid: the PID (0: the idle task of the first CPU)
+    :return: ``struct task_struct *``, None if no task has ``pid``
+
+    >>> find_task_or_none(prog, 1).comm.string_()
+    b'init'
+    """
     for task in for_each_task(prog, idle=True):
         if int(task.pid) == pid:
             return task
@@ -149,13 +215,18 @@ def find_task_or_none(prog: Program, pid: int) -> Object | None:
 
 
 def validate_task(prog: Program, address: int) -> Object:
-    """The ``struct task_struct *`` at ``address`` if it is a task: one of :func:`for_each_task`
-    (idle tasks included), or, when that walk was cut short by a damaged list, a task_struct whose
-    ``pid``, ``comm`` and ``stack`` look like a task's.
+    """Return the ``struct task_struct *`` at ``address`` if it is a task.
 
-    :raises ValidationError: ``address`` is not a task (or cannot be read).
+    A task is one of :func:`for_each_task` (idle tasks included) or, when that walk was cut short
+    by a damaged list, a ``task_struct`` whose ``pid``, ``comm`` and ``stack`` look like a task's.
 
-    >>> validate_task(prog, 0xffff888003a10000).pid  # doctest: +SKIP
+    :param prog: the program
+    :param address: the candidate's address
+    :return: ``struct task_struct *``
+    :raises ValidationError: if ``address`` is not a task (or cannot be read)
+
+    >>> int(validate_task(prog, int(cpu_curr(prog, 1))).pid)
+    214
     """
     walk = for_each_task(prog)
     if address in _idle_tasks(prog) or any(int(task) == address for task in walk):
@@ -226,28 +297,48 @@ def _read_state_chars(prog: Program) -> str | None:
 
 
 def task_state(task: Object) -> int:
-    """The task's state bits: ``__state`` (``state`` before v5.14, Linux kernel commit 2f064a59a11f).
+    """Return a task's state bits: ``task->__state`` (``state`` before v5.14, Linux kernel commit
+    2f064a59a11f).
 
     :param task: ``struct task_struct *``
+    :return: the ``TASK_*`` bits (0: ``TASK_RUNNING``)
+    :raises FaultError: if the task cannot be read
 
-    >>> task_state(prog["init_task"].address_of_())  # doctest: +SKIP
+    >>> task_state(prog["init_task"].address_of_())
     0
     """
     return _task_members(task, "state").value("state")
 
 
 def task_state_to_char(task: Object) -> str:
-    """The task's state letter as ``ps``/``/proc/PID/stat`` print it (``fs/proc/array.c``).
+    """Return a task's state letter as ``ps`` and ``/proc/PID/stat`` print it (``fs/proc/array.c``
+    ``task_state_to_char()``).
 
     :param task: ``struct task_struct *``
+    :return: ``R``, ``S``, ``D``, ``T``, ``t``, ``X``, ``Z``, ``P`` or ``I``
+    :raises FaultError: if the task cannot be read
+
+    >>> task_state_to_char(find_task_or_none(prog, 1))
+    'S'
     """
     members = _task_members(task, "state", "exit_state")
     return task_state_char(task.prog_, members.value("state"), members.value("exit_state"))
 
 
 def task_state_char(prog: Program, state: int, exit_state: int) -> str:
-    """:func:`task_state_to_char` of a task whose ``__state`` (``state`` before v5.14) and
-    ``exit_state`` members hold ``state`` and ``exit_state``."""
+    """Return the state letter (:func:`task_state_to_char`) of a task whose ``__state`` (``state`` before
+    v5.14) and ``exit_state`` members hold ``state`` and ``exit_state``.
+
+    For rows read with :func:`task_ps_layout`, without an object per task.
+
+    :param prog: the program (its ``task_state_array`` letters)
+    :param state: the task's ``__state``
+    :param exit_state: the task's ``exit_state``
+    :return: the state letter
+
+    >>> task_state_char(prog, 0x402, 0)
+    'I'
+    """
     chars = _state_chars(prog)
     reported = (state | exit_state) & _report_bits(chars)
     char = chars[min(reported.bit_length(), len(chars) - 1)]
