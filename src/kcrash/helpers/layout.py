@@ -31,13 +31,20 @@ _Field = tuple[int, int, bool, Type]
 
 
 class StructLayout:
-    """Members of one structure type, by name.
+    """Where some members of one structure type are: byte offset, size and signedness, found once.
 
-    :param type: the structure type (``struct task_struct``)
+    :param type: the structure type (``prog.type("struct task_struct")``)
     :param members: member paths (``"pid"``, ``"nr_slabs.counter"``, ``"node[1]"``), each its own
         name (a single path may be a plain string); or a mapping from a name to a path or to
-        candidate paths, the first one the type has being used (``{"state": ("__state", "state")}``);
-        TypeLookupError if it has none of them
+        candidate paths, the first one the type has being used (``{"state": ("__state", "state")}``)
+    :raises TypeLookupError: if the type has none of a name's candidate paths
+    :raises ExpressionError: if a member is a bitfield
+    :raises ValueError: if no member is given
+
+    >>> layout = StructLayout(prog.type("struct task_struct"), {"pid": "pid", "state": ("__state", "state")})
+    >>> row = layout.read(prog, int(prog["init_task"].address_of_()))
+    >>> row.value("pid"), row.value("state")
+    (0, 0)
     """
 
     __slots__ = ("_fields", "_size", "_start", "type")
@@ -55,22 +62,51 @@ class StructLayout:
         self._size = max(field[0] + field[1] for field in self._fields.values()) - self._start
 
     def offsetof(self, name: str) -> int:
-        """Byte offset of member ``name`` from the start of the structure."""
+        """Return the byte offset of a member from the start of the structure.
+
+        :param name: the member's name in this layout
+        :return: the offset in bytes
+        :raises KeyError: if the layout has no member ``name``
+        """
         return self._fields[name][0]
 
     def read(self, prog: Program, address: int) -> StructBytes:
-        """The members of the structure at ``address`` (one read of the bytes they span)."""
+        """Return the members of the structure at ``address``, read with one read of the bytes they span.
+
+        :param prog: the program to read from
+        :param address: the structure's address
+        :return: the members, decoded on access
+        """
         return StructBytes(self, prog, address)
 
     def read_value(self, prog: Program, address: int, name: str) -> int:
-        """Member ``name`` of the structure at ``address`` as an integer, reading that member only."""
+        """Return one member of the structure at ``address`` as an integer, reading that member only.
+
+        :param prog: the program to read from
+        :param address: the structure's address
+        :param name: the member's name in this layout
+        :return: the member's value (sign from its type)
+        :raises FaultError: if the member cannot be read
+        """
         offset, size, signed, _ = self._fields[name]
         return int.from_bytes(prog.read(address + offset, size), "little", signed=signed)
 
 
 class StructBytes:
-    """The members of one structure, read by :meth:`StructLayout.read`; FaultError on access when a
-    member is unreadable."""
+    """The members of one structure, as :meth:`StructLayout.read` read them.
+
+    If the span could not be read at once, each member is read on access, so a fault names the
+    member's address.
+
+    :param layout: the layout the members are in
+    :param prog: the program to read from
+    :param address: the structure's address
+
+    >>> layout = StructLayout(prog.type("struct task_struct"), ("pid", "comm"))
+    >>> row = layout.read(prog, int(prog["init_task"].address_of_()))
+    >>> row.string("comm")
+    b'swapper/0'
+    """
 
     __slots__ = ("_buf", "_layout", "_prog", "address")
 
@@ -82,7 +118,12 @@ class StructBytes:
             self._buf = None  # member by member, on access
 
     def raw(self, name: str) -> bytes:
-        """The bytes of member ``name``."""
+        """Return the bytes of a member.
+
+        :param name: the member's name in the layout
+        :return: its bytes
+        :raises FaultError: if the member cannot be read
+        """
         offset, size, _, _ = self._layout._fields[name]
         if self._buf is None:
             return self._prog.read(self.address + offset, size)
@@ -90,16 +131,31 @@ class StructBytes:
         return self._buf[start:start + size]
 
     def value(self, name: str) -> int:
-        """Member ``name`` as an integer (an integer, enum, bool or pointer member)."""
+        """Return a member as an integer (an integer, enum, bool or pointer member), little-endian, sign from its type.
+
+        :param name: the member's name in the layout
+        :return: its value
+        :raises FaultError: if the member cannot be read
+        """
         return int.from_bytes(self.raw(name), "little", signed=self._layout._fields[name][2])
 
     def string(self, name: str) -> bytes:
-        """The C string in char array member ``name`` (up to its first NUL)."""
+        """Return the C string in a char array member (up to its first NUL).
+
+        :param name: the member's name in the layout
+        :return: the string's bytes
+        :raises FaultError: if the member cannot be read
+        """
         return self.raw(name).split(b"\0", 1)[0]
 
     def object(self, name: str) -> Object:
-        """Member ``name`` as a value :class:`~kcrash.types.object.Object` (for what the other
-        accessors do not decode, such as the string a ``char *`` member points to)."""
+        """Return a member as a value :class:`~kcrash.types.object.Object`, for what the other accessors do
+        not decode (such as the string a ``char *`` member points to).
+
+        :param name: the member's name in the layout
+        :return: the member's value object
+        :raises FaultError: if the member cannot be read
+        """
         return Object(self._prog, self._layout._fields[name][3], self.raw(name))
 
 

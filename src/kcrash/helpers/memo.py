@@ -22,9 +22,21 @@ _T = TypeVar("_T")
 
 
 def per_program(build: Callable[[Program], _T]) -> Callable[[Program], _T]:
-    """``build(prog)`` once per Program: later calls with that Program return the same result (a
-    ``None`` result is not kept, and is built again). The result lives in ``prog.cache`` under the
-    builder's qualified name."""
+    """Make a builder run once per Program: later calls with that Program return the same result.
+
+    The result lives in ``prog.cache`` under the builder's qualified name, so it goes away with the
+    Program; a ``None`` result is not kept, and is built again. Use it as a decorator on a helper's
+    private ``_something(prog)`` that reads what does not change during a session.
+
+    :param build: called with the program when its result is not cached yet
+    :return: the caching function, with ``build``'s name and docstring
+
+    >>> @per_program
+    ... def _task_type(prog):
+    ...     return prog.type("struct task_struct")
+    >>> _task_type(prog) is _task_type(prog)
+    True
+    """
     key = f"{build.__module__}.{build.__qualname__}"
 
     @functools.wraps(build)
