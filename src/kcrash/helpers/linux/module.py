@@ -50,8 +50,17 @@ _MAX_SECTIONS = 1 << 16
 
 @dataclass(frozen=True, slots=True)
 class ModuleDebugInfo:
-    """What :func:`load_module_debuginfo` found for one module (``btf_size`` 0: no BTF;
-    ``error`` says why something could not be loaded)."""
+    """What :func:`load_module_debuginfo` found for one module.
+
+    :param name: the module's name
+    :param num_symbols: how many symbols were read from ``mod->kallsyms``
+    :param btf_size: the size of its split BTF (0: no BTF)
+    :param error: why something could not be loaded, None if everything was
+
+    >>> info = load_module_debuginfo(prog, find_module_or_none(prog, "kcrash_test"))
+    >>> info.num_symbols > 0, info.error
+    (True, None)
+    """
 
     name: str
     num_symbols: int
@@ -60,24 +69,53 @@ class ModuleDebugInfo:
 
 
 def for_each_module(prog: Program) -> ListWalk:
-    """Every loaded module, as ``struct module *``, in list order (newest first)."""
+    """Iterate over every loaded module on the ``modules`` list (linked by ``module.list``), newest first.
+
+    :param prog: the program
+    :return: a bounded :class:`~kcrash.helpers.linux.list.ListWalk` of ``struct module *``
+    :raises FaultError: if ``modules`` cannot be read
+
+    >>> [module_name(mod) for mod in for_each_module(prog)]
+    ['kcrash_test', 'virtio_net']
+    """
     return list_for_each_entry("struct module", prog["modules"].address_of_(), "list", limit=_MODULE_LIMIT)
 
 
 def module_name(mod: Object) -> str:
-    """``mod->name``."""
+    """Return a module's name (``mod->name``).
+
+    :param mod: ``struct module *``
+    :return: the name
+
+    >>> module_name(next(iter(for_each_module(prog))))
+    'kcrash_test'
+    """
     return mod.name.string_().decode("utf-8", "replace")
 
 
 def find_module_or_none(prog: Program, name: str) -> Object | None:
-    """The ``struct module *`` called ``name``, or None."""
+    """Return the loaded module called ``name``, like the kernel's ``find_module(name)``.
+
+    :param prog: the program
+    :param name: the module's name (``mod->name``)
+    :return: ``struct module *``, or None if no module on the ``modules`` list has that name
+
+    >>> hex(module_base(find_module_or_none(prog, "kcrash_test")))
+    '0xffffffffc0200000'
+    """
     return next((m for m in for_each_module(prog) if module_name(m) == name), None)
 
 
 def module_address_regions(mod: Object) -> list[tuple[int, int]]:
-    """Every ``(start, size)`` of the module's memory (text first; empty regions included).
+    """Return every ``(start, size)`` of a module's memory: ``mod->mem[]`` since v6.4 (Linux kernel
+    commit ac3b43283923), ``core_layout``/``init_layout`` before; text first, empty regions included.
 
     :param mod: ``struct module *``
+    :return: the regions
+    :raises FaultError: if the module cannot be read
+
+    >>> module_address_regions(find_module_or_none(prog, "kcrash_test"))[0]
+    (18446744072637906944, 8192)
     """
     # Since Linux kernel commit ac3b43283923 (v6.4) the module memory is mod->mem[MOD_*];
     # before it was core_layout (text, rodata, data) and init_layout.
@@ -90,12 +128,29 @@ def module_address_regions(mod: Object) -> list[tuple[int, int]]:
 
 
 def module_base(mod: Object) -> int:
-    """Where the module's text starts (``mem[MOD_TEXT].base`` or ``core_layout.base``)."""
+    """Return where a module's text starts (``mod->mem[MOD_TEXT].base`` or ``mod->core_layout.base``).
+
+    :param mod: ``struct module *``
+    :return: the address
+    :raises FaultError: if the module cannot be read
+
+    >>> hex(module_base(find_module_or_none(prog, "kcrash_test")))
+    '0xffffffffc0200000'
+    """
     return module_address_regions(mod)[0][0]
 
 
 def module_size(mod: Object) -> int:
-    """The total size of the module's core memory (init memory excluded)."""
+    """Return the total size of a module's core memory (init memory excluded): the core ``mod->mem[]``
+    regions, or ``mod->core_layout.size`` before v6.4.
+
+    :param mod: ``struct module *``
+    :return: the size in bytes
+    :raises FaultError: if the module cannot be read
+
+    >>> module_size(find_module_or_none(prog, "kcrash_test"))
+    28672
+    """
     try:
         regions = mod.mem
     except AttributeError:
@@ -120,13 +175,29 @@ def _core_mem_types(prog: Program) -> tuple[int, ...]:
 
 
 def module_taints(mod: Object) -> str:
-    """The module's taint letters (``mod->taints``), like ``lsmod``/oops lines print them."""
+    """Return a module's taint letters (``mod->taints``), as ``lsmod`` and oops lines print them.
+
+    :param mod: ``struct module *``
+    :return: the letters (``"O"`` for an out-of-tree module), ``""`` for none
+
+    >>> module_taints(find_module_or_none(prog, "kcrash_test"))
+    'O'
+    """
     mask = int(mod.taints)
     return "".join(true for i, (true, _false) in enumerate(taint_flags(mod.prog_)) if mask >> i & 1)
 
 
 def module_symbols_of(mod: Object) -> list[Symbol]:
-    """The module's symbols from its in-memory ELF symbol table (``mod->kallsyms``)."""
+    """Return a module's symbols from its in-memory ELF symbol table (``mod->kallsyms``: ``symtab``,
+    ``strtab``, ``typetab``).
+
+    :param mod: ``struct module *``
+    :return: the symbols
+    :raises FaultError: if the symbol table cannot be read
+
+    >>> [s.name for s in module_symbols_of(find_module_or_none(prog, "kcrash_test"))][:2]
+    ['kcrash_test_init', 'kcrash_test_exit']
+    """
     ks = mod.kallsyms
     typetab = _member_or_none(ks, "typetab")
     return module_symbols(mod.prog_.memory, int(ks.symtab), int(ks.num_symtab), int(ks.strtab),
@@ -134,11 +205,18 @@ def module_symbols_of(mod: Object) -> list[Symbol]:
 
 
 def module_section_starts(mod: Object) -> list[tuple[str, int]]:
-    """Each section of the module as ``(name, address)``, from ``mod->sect_attrs`` (what
-    ``/sys/module/NAME/sections/`` shows; CONFIG_KALLSYMS and CONFIG_SYSFS), in the kernel's order
-    (init sections included, with their freed addresses); empty when the kernel keeps none.
+    """Return each section of a module as ``(name, address)``, from ``mod->sect_attrs``.
+
+    That is what ``/sys/module/NAME/sections/`` shows (``CONFIG_KALLSYMS`` and ``CONFIG_SYSFS``), in
+    the kernel's order (init sections included, with their freed addresses); empty when the kernel
+    keeps none.
 
     :param mod: ``struct module *``
+    :return: the sections
+    :raises FaultError: if the attributes cannot be read
+
+    >>> dict(module_section_starts(find_module_or_none(prog, "kcrash_test")))[".text"]
+    18446744072637906944
     """
     attrs = _member_or_none(mod, "sect_attrs")
     if attrs is None or not int(attrs):
@@ -219,7 +297,16 @@ def _member_or_none(obj: Object, name: str) -> Object | None:
 
 
 def module_btf_or_none(mod: Object) -> bytes | None:
-    """The module's split BTF (``mod->btf_data`` or its copy on ``btf_modules``), or None."""
+    """Return a module's split BTF: ``mod->btf_data`` or, where the kernel freed it after loading, its
+    copy on ``btf_modules``.
+
+    :param mod: ``struct module *``
+    :return: the raw BTF, or None if the module has none (or an implausible size)
+    :raises FaultError: if the BTF cannot be read
+
+    >>> len(module_btf_or_none(find_module_or_none(prog, "kcrash_test")))
+    5321
+    """
     prog = mod.prog_
     size = _member_or_none(mod, "btf_data_size")
     data = _member_or_none(mod, "btf_data")
@@ -248,8 +335,18 @@ def _btf_modules(prog: Program) -> Iterator[Object]:
 
 
 def load_module_debuginfo(prog: Program, mod: Object) -> ModuleDebugInfo:
-    """Add the module's symbols to ``prog.symbol_table`` (when it has one) and its split BTF to
-    ``prog``; what could not be read is reported in the result, not raised."""
+    """Add a module's symbols to ``prog.symbol_table`` (when it has one) and its split BTF to ``prog``.
+
+    The symbols come from the module's in-memory ELF symbol table (:func:`module_symbols_of`), the
+    BTF from :func:`module_btf_or_none`; what could not be read is reported in the result, not raised.
+
+    :param prog: the program
+    :param mod: ``struct module *``
+    :return: what was found and what failed
+
+    >>> load_module_debuginfo(prog, find_module_or_none(prog, "kcrash_test")).btf_size
+    5321
+    """
     name = module_name(mod)
     errors: list[str] = []
     symbols: list[Symbol] = []

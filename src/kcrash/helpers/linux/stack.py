@@ -52,7 +52,17 @@ class _TaskFrameLayout:
 
 
 class KernelUnwinder:
-    """Everything :func:`stack_trace` needs, found once per program (tables, stacks, text)."""
+    """Everything :func:`stack_trace` needs, found once per program: the ORC tables of vmlinux and the
+    modules, the per-CPU IRQ/exception stacks, kernel text, and each CPU's ``NT_PRSTATUS`` registers.
+
+    Get it with :func:`kernel_unwinder`, which caches it per program.
+
+    :param prog: the program
+
+    >>> unwinder = kernel_unwinder(prog)
+    >>> [hex(frame.pc) for frame in unwinder.unwind_cpu(1).frames][:2]
+    ['0xffffffffc0201045', '0xffffffff81a2b3c4']
+    """
 
     def __init__(self, prog: Program) -> None:
         self.prog = prog
@@ -82,16 +92,28 @@ class KernelUnwinder:
         self._running = {curr: cpu for cpu in range(self.num_cpus()) if (curr := _cpu_curr_or_none(prog, cpu))}
 
     def num_cpus(self) -> int:
-        """Return the number of CPUs with registers in the dump."""
+        """Return the number of CPUs with registers in the dump.
+
+        :return: the number of ``NT_PRSTATUS`` notes
+        """
         return len(self.prog.cpus)
 
     def context(self, task_stack: StackRange | None = None) -> MemoryUnwindContext:
-        """Return an unwind context knowing the per-CPU stacks and ``task_stack``."""
+        """Return an unwind context knowing the per-CPU stacks and ``task_stack``.
+
+        :param task_stack: the task stack to add, None for the per-CPU stacks only
+        :return: the context an unwinder reads memory and stack bounds through
+        """
         stacks = self.cpu_stacks if task_stack is None else [*self.cpu_stacks, task_stack]
         return MemoryUnwindContext(self.prog.memory, self.orc, stacks, self.text)
 
     def cpu_registers(self, cpu: int) -> Registers:
-        """Return CPU ``cpu``'s registers from its NT_PRSTATUS note."""
+        """Return a CPU's registers from its ``NT_PRSTATUS`` note.
+
+        :param cpu: the CPU
+        :return: the registers
+        :raises MissingDebugInfoError: if the dump has no registers for ``cpu``
+        """
         cpus = self.prog.cpus
         if not 0 <= cpu < len(cpus):
             raise MissingDebugInfoError(f"the dump has no registers for CPU {cpu}")
@@ -101,8 +123,16 @@ class KernelUnwinder:
         return Registers.from_mapping(prstatus.registers)
 
     def unwind_cpu(self, cpu: int, *, scan: bool = False) -> Trace:
-        """Unwind CPU ``cpu`` from its registers (its current task's stack included; when the run
-        queue or the task is missing from the dump, the THREAD_SIZE-aligned stack around ``rsp``)."""
+        """Unwind a CPU from its ``NT_PRSTATUS`` registers, its current task's stack included.
+
+        When the run queue or the task is missing from the dump, the ``THREAD_SIZE``-aligned stack
+        around ``rsp`` is used.
+
+        :param cpu: the CPU
+        :param scan: after an early stop, add unreliable frames found by scanning the stack
+        :return: the frames, innermost first
+        :raises MissingDebugInfoError: if the dump has no registers for ``cpu``
+        """
         regs = self.cpu_registers(cpu)
         try:
             stack: StackRange | None = self.task_stack(per_cpu(self.prog, "runqueues", cpu).curr)
@@ -119,13 +149,24 @@ class KernelUnwinder:
         return StackRange(base, base + self.thread_size, "running task (around sp)")
 
     def task_stack(self, task: Object) -> StackRange:
-        """Return ``[task->stack, task->stack + THREAD_SIZE)``."""
+        """Return a task's stack, ``[task->stack, task->stack + THREAD_SIZE)``.
+
+        :param task: ``struct task_struct *``
+        :return: the stack range
+        :raises FaultError: if the task cannot be read
+        """
         base = int(task.stack)
         return StackRange(base, base + self.thread_size, f"task {int(task.pid)}")
 
     def unwind_task(self, task: Object, *, scan: bool = False) -> Trace:
-        """Unwind ``task`` (``struct task_struct *``): from its CPU's registers when it is running,
-        else from its saved ``inactive_task_frame``."""
+        """Unwind a task: from its CPU's registers when it is running, else from the ``struct
+        inactive_task_frame`` saved at ``task->thread.sp``.
+
+        :param task: ``struct task_struct *``
+        :param scan: after an early stop, add unreliable frames found by scanning the stack
+        :return: the frames, innermost first
+        :raises FaultError: if the task cannot be read
+        """
         cpu = self._running.get(int(task))
         if cpu is not None:
             return self.unwind_cpu(cpu, scan=scan)
@@ -140,7 +181,14 @@ class KernelUnwinder:
 
 
 def kernel_unwinder(prog: Program) -> KernelUnwinder:
-    """Return the (cached) :class:`KernelUnwinder` of ``prog``."""
+    """Return the :class:`KernelUnwinder` of a program, built on first use and cached.
+
+    :param prog: the program
+    :return: the unwinder
+
+    >>> kernel_unwinder(prog).num_cpus()
+    2
+    """
     found: KernelUnwinder | None = prog.cache.get(_CACHE)
     if found is None:
         found = prog.cache[_CACHE] = KernelUnwinder(prog)
@@ -148,10 +196,18 @@ def kernel_unwinder(prog: Program) -> KernelUnwinder:
 
 
 def stack_trace(prog: Program, task_or_cpu: Object | int, *, scan: bool = False) -> Trace:
-    """Return the stack trace of a task or a CPU.
+    """Return the stack trace of a task or a CPU, like drgn's ``stack_trace()``: ORC unwinding through
+    the task, IRQ and exception stacks, with ``struct pt_regs`` frames at interrupts.
 
-    :param task_or_cpu: ``struct task_struct *``, or a CPU number (its NT_PRSTATUS registers)
+    :param prog: the program
+    :param task_or_cpu: ``struct task_struct *``, or a CPU number (its ``NT_PRSTATUS`` registers)
     :param scan: after an early stop, add unreliable frames found by scanning the stack
+    :return: the frames, innermost first, and why the walk stopped early (``truncated``)
+    :raises MissingDebugInfoError: if a CPU has no registers in the dump
+
+    >>> trace = stack_trace(prog, prog["init_task"].address_of_())
+    >>> [prog.format_address(frame.pc) for frame in trace.frames][:2]
+    ['__schedule+0x2f5/0x8a0', 'schedule_idle+0x26/0x40']
     """
     unwinder = kernel_unwinder(prog)
     if isinstance(task_or_cpu, int):
