@@ -13,6 +13,7 @@ mapped at the boundary with ``raise ... from exc``); only :class:`CliError` carr
     │   └── CorruptDumpError            (offset)
     ├── FaultError                      (address, physical, reason)
     ├── MissingDebugInfoError
+    │   └── DebugInfoMismatchError
     ├── SymbolNotFoundError             (also LookupError)
     ├── TypeLookupError                 (also LookupError)
     ├── UnwindError
@@ -40,6 +41,7 @@ __all__ = [
     "CliError",
     "CorruptDumpError",
     "CrashNotFoundError",
+    "DebugInfoMismatchError",
     "DumpFormatError",
     "ExpressionError",
     "FaultError",
@@ -99,6 +101,10 @@ class FaultError(KcrashError):
 
 class MissingDebugInfoError(KcrashError):
     """A piece of debugging information is missing; the message names what would provide it."""
+
+
+class DebugInfoMismatchError(MissingDebugInfoError):
+    """The debug file given is of another kernel build (build-id or ``linux_banner`` differ)."""
 
 
 class SymbolNotFoundError(KcrashError, LookupError):

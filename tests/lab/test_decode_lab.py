@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from kcrash.analysis.decode import decode_log_text, source_roots
+from kcrash.cli import main
 from kcrash.debuginfo.symbolizer import open_symbolizers
 from kcrash.oops import read_log
 from kcrash.oops.details import parse_code
@@ -126,3 +127,24 @@ def test_every_code_line_is_decoded_from_its_own_bytes(lab_crash: Callable[..., 
             assert fault.address == int(rip.split(":0x")[1], 16)
     user = next(b for b, r in zip(decoded.code, rips, strict=True) if r.startswith("0033:"))
     assert not any(i.faulting and i.text == "ud2" for i in user)
+
+
+def test_a_log_of_another_package_build_is_refused(lab_crash: Callable[..., Path],
+                                                   lab_vmlinux_dbg: Callable[[str], Path], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # The real 6.12.118-1~deb12u1 log made the log of 6.12.117-1~deb12u1 (same release string, as
+    # between two Debian package versions): the -dbg vmlinux of 6.12.118 is refused by its
+    # linux_banner, taken with one warning under --force, and taken silently for its own log.
+    crash = lab_crash("BUG", "6.12", False)
+    text = read_log(crash / "console.log")
+    assert "Debian 6.12.118-1~deb12u1" in text
+    other = tmp_path / "console.log"
+    other.write_text(text.replace("6.12.118-1~deb12u1", "6.12.117-1~deb12u1"))
+    args = ["decode", "--debuginfo", str(lab_vmlinux_dbg("6.12")), "--no-cache"]
+    assert main([*args, str(other)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "another kernel build" in err and "6.12.117-1~deb12u1" in err
+    assert main([*args, "--force", str(other)]) == 0
+    assert capsys.readouterr().err.startswith("kcrash: warning:")
+    assert main([*args, str(crash / "console.log")]) == 0
+    assert capsys.readouterr().err == ""

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from kcrash.analysis.x86_disasm import Instruction, disassemble
+from kcrash.debuginfo.kernel_build import KernelBuild
 from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation, format_location
 from kcrash.debuginfo.symbols import lookup_address
 from kcrash.errors import KcrashError, MissingDebugInfoError, OopsParseError
@@ -33,11 +34,13 @@ __all__ = [
     "disassemble",
     "disassemble_code_line",
     "frame_key",
+    "log_kernel_build",
     "source_roots",
 ]
 
 _MAX_INSN = 15
 _RIP = "RIP: "
+_BANNER = "Linux version "
 _CODE = "Code: "
 #: A user-mode ``RIP:`` line: show_ip() prints the IP with ``%pS`` of a user address, i.e. ``0x…``.
 _USER_RIP = re.compile(r"RIP: [0-9a-f]{4}:0x([0-9a-f]+)\b")
@@ -113,6 +116,29 @@ def decode_log_text(text: str, symbolizer: KernelSymbolizer, *, syntax: str = "i
             lines.extend(_code_lines(block))
     frames = {key: f for (key, _), f in sorted(by_role.items(), key=lambda item: item[0][1])}
     return DecodedLog(tuple(lines), frames, tuple(code), reports)
+
+
+def log_kernel_build(text: str, reports: Sequence[OopsReport]) -> KernelBuild:
+    """What a console log says of its kernel build: the ``Linux version`` banner line logged last
+    before the first report (a later one is another boot, e.g. the kdump kernel's), and the first
+    oops header's release and version (``6.12.118+deb12-amd64 #1 Debian 6.12.118-1~deb12u1``).
+
+    :param reports: ``parse_all(text)``.
+    """
+    end = reports[0].start_pos if reports else len(text)
+    at = text.rfind(_BANNER, 0, end)
+    banner = text[at:].split("\n", 1)[0].strip() if at >= 0 else None
+    release = next((r.details.kernel_release for r in reports if r.details.kernel_release), None)
+    return KernelBuild(release, _header_version(reports, release) if release else None, banner)
+
+
+def _header_version(reports: Sequence[OopsReport], release: str) -> str | None:
+    # The words after the release on the oops header (lib/dump_stack.c dump_stack_print_info()).
+    for report in reports:
+        for line in report.report.splitlines():
+            if "Comm: " in line and f" {release} " in line:
+                return line.split(f" {release} ", 1)[1].strip() or None
+    return None
 
 
 def source_roots(symbolizer: KernelSymbolizer) -> dict[str, str]:

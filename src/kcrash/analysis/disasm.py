@@ -24,7 +24,7 @@ from kcrash.analysis.x86_disasm import Instruction, branch_target, disassemble, 
 from kcrash.debuginfo.finder import find_debuginfo, find_module_debuginfo
 from kcrash.debuginfo.symbolizer import SourceLocation, open_symbolizers
 from kcrash.debuginfo.symbols import SymbolTable
-from kcrash.errors import KcrashError, MissingDebugInfoError, SymbolNotFoundError
+from kcrash.errors import DebugInfoMismatchError, KcrashError, MissingDebugInfoError, SymbolNotFoundError
 from kcrash.helpers.linux.module import find_module_or_none, module_base
 from kcrash.types.program import Program
 
@@ -254,8 +254,8 @@ def source_lines(
             modules[name] = (found, base)
     try:
         vmlinux: Path | None = find_debuginfo(release, info.build_id if info is not None else None, paths, force)
-    except MissingDebugInfoError:
-        if not module:
+    except MissingDebugInfoError as exc:
+        if not module or isinstance(exc, DebugInfoMismatchError):
             raise
         if module not in modules:
             raise MissingDebugInfoError(f"no {module}.ko with debug information: pass --debuginfo PATH") from None

@@ -22,7 +22,7 @@ from kcrash import model
 from kcrash.debuginfo.finder import find_debuginfo, find_module_debuginfo
 from kcrash.debuginfo.symbolizer import KernelSymbolizer, SourceLocation, open_symbolizers
 from kcrash.debuginfo.symbols import lookup_address
-from kcrash.errors import KcrashError, MissingDebugInfoError
+from kcrash.errors import DebugInfoMismatchError, KcrashError, MissingDebugInfoError
 from kcrash.helpers.linux.module import for_each_module, module_base, module_name
 from kcrash.oops.details import parse_bug_location, parse_details, parse_frame
 from kcrash.types.program import Program
@@ -188,8 +188,8 @@ def open_kernel_symbolizer(
     build_id = info.build_id if info is not None else None
     try:
         vmlinux: Path | None = find_debuginfo(release, build_id, paths, force)
-    except MissingDebugInfoError:
-        if not any(_is_module_file(p) for p in paths):
+    except MissingDebugInfoError as exc:
+        if isinstance(exc, DebugInfoMismatchError) or not any(_is_module_file(p) for p in paths):
             raise
         vmlinux = None  # only module debug files were given
     placed: dict[str, tuple[Path, int]] = {}

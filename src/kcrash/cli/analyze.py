@@ -27,6 +27,7 @@ from kcrash.cli.common import (
     echo_json,
     given_vmlinux,
     opened_target,
+    printed_dump_warnings,
     symbol_file_options,
     warn_of_missing_log,
 )
@@ -142,9 +143,10 @@ def _bt_symbolizer(prog: Program, debuginfo: tuple[str, ...], force: bool, lines
     try:
         from kcrash.analysis.sources import open_kernel_symbolizer
 
-        return open_kernel_symbolizer(
-            prog, [Path(p) for p in ((vmlinux,) if vmlinux else ()) + debuginfo], force=force, cache_dir=cache_dir()
-        )
+        with printed_dump_warnings():  # a vmlinux of another build taken with --force
+            return open_kernel_symbolizer(
+                prog, [Path(p) for p in ((vmlinux,) if vmlinux else ()) + debuginfo], force=force, cache_dir=cache_dir()
+            )
     except MissingDebugInfoError as exc:
         raise CliError(f"bt -l needs debug information (--debuginfo or --vmlinux): {exc}") from exc
 
@@ -235,7 +237,8 @@ def _symbolizer(prog: Program, vmlinux: str | None, debuginfo: tuple[str, ...], 
         return None
     from kcrash.analysis.sources import open_kernel_symbolizer  # DWARF modules only with debuginfo
 
-    return open_kernel_symbolizer(prog, paths, force=force, cache_dir=cache_dir())
+    with printed_dump_warnings():  # a vmlinux of another build taken with --force
+        return open_kernel_symbolizer(prog, paths, force=force, cache_dir=cache_dir())
 
 
 def _render(report: Any, fmt: str, output: str | None, color: bool | None) -> None:

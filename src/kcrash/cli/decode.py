@@ -16,12 +16,12 @@ from typing import Any, TypeVar
 
 import click
 
-from kcrash.analysis.decode import DecodedLog, check_frame_sizes, decode_log_text
-from kcrash.cli.common import cache_dir, echo_json
+from kcrash.analysis.decode import DecodedLog, check_frame_sizes, decode_log_text, log_kernel_build
+from kcrash.cli.common import cache_dir, echo_json, printed_dump_warnings
 from kcrash.cli.params import parse_number
 from kcrash.debuginfo.finder import find_debuginfo, find_module_debuginfo
 from kcrash.debuginfo.symbolizer import KernelSymbolizer, open_symbolizers
-from kcrash.errors import CliError, MissingDebugInfoError, OopsParseError
+from kcrash.errors import CliError, DebugInfoMismatchError, MissingDebugInfoError, OopsParseError
 from kcrash.oops import OopsReport, parse_all, read_log
 
 __all__ = ["commands", "debuginfo_options", "parse_module_bases"]
@@ -68,8 +68,9 @@ def decode(log: Path, debuginfo: tuple[Path, ...], module_bases: tuple[str, ...]
     """Decode a console oops LOG ('-' for stdin) with source lines and disassembly."""
     text = sys.stdin.read() if str(log) == "-" else read_log(log)
     reports = parse_all(text)
-    symbolizer = _symbolizer_for_log(reports, list(debuginfo), parse_module_bases(module_bases), force,
-                                     None if no_cache else cache_dir())
+    with printed_dump_warnings():
+        symbolizer = _symbolizer_for_log(text, reports, list(debuginfo), parse_module_bases(module_bases), force,
+                                         None if no_cache else cache_dir())
     try:
         decoded = decode_log_text(text, symbolizer, syntax=syntax, reports=reports)
         if not force:
@@ -79,8 +80,8 @@ def decode(log: Path, debuginfo: tuple[Path, ...], module_bases: tuple[str, ...]
     _show(decoded, as_json)
 
 
-def _symbolizer_for_log(reports: Sequence[OopsReport], paths: list[Path], bases: dict[str, int], force: bool,
-                        cache: Path | None) -> KernelSymbolizer:
+def _symbolizer_for_log(text: str, reports: Sequence[OopsReport], paths: list[Path], bases: dict[str, int],
+                        force: bool, cache: Path | None) -> KernelSymbolizer:
     frames = [f for r in reports for f in ([r.details.rip] if r.details.rip else []) + list(r.details.call_trace)]
     if not any(f.offset is not None for f in frames):
         raise OopsParseError("no kernel call trace (func+0x…/0x… frames) found in the log")
@@ -91,9 +92,9 @@ def _symbolizer_for_log(reports: Sequence[OopsReport], paths: list[Path], bases:
         if found is not None:
             modules[name] = (found, bases.get(name.replace("-", "_"), 0))
     try:
-        vmlinux = find_debuginfo(release, None, paths, force)
-    except MissingDebugInfoError:
-        if not modules:
+        vmlinux = find_debuginfo(release, None, paths, force, build=log_kernel_build(text, reports))
+    except MissingDebugInfoError as exc:
+        if not modules or isinstance(exc, DebugInfoMismatchError):
             raise
         vmlinux = None
     return open_symbolizers(vmlinux, modules, cache_dir=cache)

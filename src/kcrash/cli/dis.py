@@ -29,7 +29,7 @@ from kcrash.analysis.disasm import (
     target_labels,
 )
 from kcrash.analysis.x86_disasm import Instruction
-from kcrash.cli.common import cache_dir, echo_json, opened_target
+from kcrash.cli.common import cache_dir, echo_json, opened_target, printed_dump_warnings
 from kcrash.cli.decode import debuginfo_options, parse_module_bases
 from kcrash.cli.dump import opened_dump
 from kcrash.cli.params import AddressArg, DumpOrLive, Number
@@ -67,8 +67,9 @@ def dis(dump: str, target: AddressArg, reverse: bool, lines: bool, count: int | 
     with opened_dump((dump,)) as opened:  # a dump file, or a live target stopped meanwhile
         mem = open_kernel_memory(opened)
         insns = disassemble_target(mem, where, syntax=syntax, count=count)
-        source = source_lines(mem, opened.vmcoreinfo_or_none(), insns, list(debuginfo), bases, force=force,
-                              cache=cache, module=where.module) if lines else {}
+        with printed_dump_warnings():  # a vmlinux of another build taken with --force
+            source = source_lines(mem, opened.vmcoreinfo_or_none(), insns, list(debuginfo), bases, force=force,
+                                  cache=cache, module=where.module) if lines else {}
     _show(insns, where, source, target_labels(insns, symbols), as_json)
 
 

@@ -5,7 +5,8 @@ kcrash.debuginfo.finder
 Finding the debug files of a kernel: the ``vmlinux`` with DWARF and the module ``.ko`` debug files,
 from paths the user gives (files or directories) and from the standard Debian locations
 (``/usr/lib/debug/boot/vmlinux-RELEASE``, ``/usr/lib/debug/lib/modules/RELEASE/…``). A vmlinux is
-matched by GNU build-id: one of another build is refused unless forced. This module opens files only
+matched by GNU build-id and ``linux_banner`` (:mod:`kcrash.debuginfo.kernel_build`): one of another build
+is refused unless forced. This module opens files only
 to read their headers; symbolizing is :mod:`kcrash.debuginfo.symbolizer`'s job.
 """
 
@@ -15,7 +16,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from kcrash.debuginfo.elf_symtab import open_elf_image
-from kcrash.errors import CorruptDumpError, MissingDebugInfoError
+from kcrash.debuginfo.kernel_build import KernelBuild, kernel_build_mismatch_or_none, warn_forced
+from kcrash.errors import CorruptDumpError, DebugInfoMismatchError, MissingDebugInfoError
 
 __all__ = [
     "find_debuginfo",
@@ -39,16 +41,21 @@ def read_build_id_or_none(path: Path) -> str | None:
 
 
 def find_debuginfo(release: str | None, build_id: str | None, paths: Sequence[Path] = (), force: bool = False,
-                   *, root: Path = Path("/")) -> Path:
+                   *, root: Path = Path("/"), build: KernelBuild | None = None) -> Path:
     """The vmlinux with debug information for a kernel.
 
     :param release: ``uname -r`` of the kernel (from VMCOREINFO ``OSRELEASE`` or the log), if known.
     :param build_id: the kernel's GNU build-id (VMCOREINFO ``BUILD-ID``), if known; candidates of
-        another build are refused unless ``force``.
+        another build (:func:`~kcrash.debuginfo.kernel_build.check_kernel_build`: build-id, the
+        ``linux_banner``'s release) are refused, or with ``force`` taken with a warning.
     :param paths: user-given files (a vmlinux; ``.ko`` files are skipped) and directories.
     :param root: the file-system root of the standard locations (for tests).
-    :raises MissingDebugInfoError: nothing found, or only files of another build.
+    :param build: what a log says of its build (banner, release, version), compared instead of
+        ``release`` and ``build_id``.
+    :raises MissingDebugInfoError: nothing found; :class:`~kcrash.errors.DebugInfoMismatchError` when
+        only files of another build were.
     """
+    expected = build if build is not None else KernelBuild(release=release, build_id=build_id)
     tried: list[str] = []
     refused: list[str] = []
     for candidate in _vmlinux_candidates(release, paths, root):
@@ -56,19 +63,31 @@ def find_debuginfo(release: str | None, build_id: str | None, paths: Sequence[Pa
         if not candidate.is_file():
             continue
         try:
-            found = read_build_id_or_none(candidate)
+            reason = _build_mismatch_or_none(candidate, expected)
         except CorruptDumpError:
             refused.append(f"{candidate} is not an ELF file")
             continue
-        if build_id is None or found is None or found == build_id.lower() or force:
+        if reason is None or force:
+            if reason is not None:
+                warn_forced(candidate, reason)
             return candidate
-        refused.append(f"{candidate} is another build (build-id {found}, the kernel's is {build_id})")
+        refused.append(f"{candidate} is another kernel build ({reason})")
     if refused:
-        raise MissingDebugInfoError("; ".join(refused) + " — pass the matching vmlinux, or --force to use it anyway")
+        other_build = any("another kernel build" in r for r in refused)
+        error = DebugInfoMismatchError if other_build else MissingDebugInfoError
+        raise error("; ".join(refused) + " — pass the matching vmlinux, or --force to use it anyway")
     what = f"kernel {release}" if release else "this kernel"
     hint = f"apt-get install linux-image-{release}-dbg, " if release else ""
     raise MissingDebugInfoError(f"no vmlinux with debug information for {what} ({hint}or pass --debuginfo PATH);"
                                 f" tried {', '.join(tried) or 'nothing'}")
+
+
+def _build_mismatch_or_none(path: Path, expected: KernelBuild) -> str | None:
+    image = open_elf_image(path)
+    try:
+        return kernel_build_mismatch_or_none(image, expected)
+    finally:
+        image.close()
 
 
 def _vmlinux_candidates(release: str | None, paths: Sequence[Path], root: Path) -> Iterator[Path]:

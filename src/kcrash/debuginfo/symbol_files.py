@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kcrash.debuginfo.elf_symtab import ElfSection, open_elf_image
+from kcrash.debuginfo.kernel_build import KernelBuild, check_kernel_build
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import CorruptDumpError, MissingDebugInfoError
 from kcrash.memory.translate.x86_64 import START_KERNEL_MAP  # kernel-image symbols lie above it, moved by KASLR
@@ -89,10 +90,8 @@ def _read_elf(path: Path, vmcoreinfo: VmcoreInfo | None, force: bool) -> tuple[l
     except CorruptDumpError as exc:
         raise MissingDebugInfoError(f"{path}: {exc}") from None
     try:
-        want = vmcoreinfo.build_id if vmcoreinfo is not None else None
-        found = image.build_id_or_none()
-        if want and found and found != want.lower() and not force:
-            raise MissingDebugInfoError(f"{path} is another build (build-id {found}, the dump's is {want})")
+        if vmcoreinfo is not None:
+            check_kernel_build(image, KernelBuild(release=vmcoreinfo.osrelease, build_id=vmcoreinfo.build_id), force)
         symtab = image.find_section_or_none(".symtab")
         if symtab is None or symtab.sh_link >= len(image.sections):
             return [], [], []

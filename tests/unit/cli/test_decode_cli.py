@@ -68,3 +68,27 @@ def test_log_without_trace_and_missing_debuginfo(module: Path, tmp_path: Path,
     assert main(["decode", str(log), "--debuginfo", str(tmp_path / "m.c")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("kcrash: error:") and err.count("\n") == 1
+
+
+def test_a_vmlinux_of_another_build_is_refused_by_the_log_banner(module: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # A vmlinux stand-in whose linux_banner is the 6.1.192-2 package's; the log is 6.1.191-1's, same
+    # release (Debian keeps 6.1.0-56-amd64 across package versions). Its frames are the module's.
+    banner = ("Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org) (gcc-12) #1 SMP PREEMPT_DYNAMIC "
+              "Debian 6.1.192-2 (2026-11-30)")
+    stand_in = f'const char linux_banner[] = "{banner}\\n";\nint start_kernel(void) {{ return 0; }}\n'
+    (tmp_path / "v.c").write_text(stand_in)
+    subprocess.run(["gcc", "-g", "-c", "-o", "vmlinux", "v.c"], cwd=tmp_path, check=True)
+    log = tmp_path / "console.log"
+    old = banner.replace("6.1.192-2 (2026-11-30)", "6.1.191-1 (2026-10-02)")
+    log.write_text(f"[    0.0] {old}\n" + LOG.format(size=0x10))
+    args = ["decode", str(log), "--debuginfo", str(tmp_path / "vmlinux"), "--debuginfo", str(module), "--no-cache"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("kcrash: error:") and "another kernel build" in err and err.count("\n") == 1
+    assert "Debian 6.1.191-1" in err and "Debian 6.1.192-2" in err
+    assert main([*args, "--force"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("kcrash: warning:") and "used anyway (--force)" in err and err.count("\n") == 1
+    log.write_text(f"[    0.0] {banner}\n" + LOG.format(size=0x10))
+    assert main(args) == 0 and capsys.readouterr().err == ""
