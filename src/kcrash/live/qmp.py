@@ -2,25 +2,30 @@
 kcrash.live.qmp
 ===============
 
-A small synchronous QMP client (QEMU Machine Protocol: one JSON object per line over a Unix or
-TCP socket) for what live debugging needs beside the gdbstub: the run state (``query-status``,
-``stop``, ``cont``), whether KVM is in use (``query-kvm``), and the guest's VMCOREINFO. QMP has no
-"read VMCOREINFO" command; :meth:`QmpClient.read_vmcoreinfo` asks QEMU for an ELF dump of one
-page of guest memory (``dump-guest-memory`` with ``begin``/``length``): its notes carry the
-VMCOREINFO the guest registered with ``-device vmcoreinfo`` (the guest must have ``qemu_fw_cfg``).
-The note is parsed by :mod:`kcrash.dumps`; the caller validates it against the running kernel.
-Asynchronous events are skipped.
+The QMP side of live debugging (QEMU Machine Protocol), beside the gdbstub: the run state
+(``query-status``, ``stop``, ``cont``), whether KVM is in use (``query-kvm``), and the guest's
+VMCOREINFO. The protocol is :mod:`qemu.qmp`'s (the client the lab uses too): its asyncio
+:class:`~qemu.qmp.QMPClient` runs in a private event loop, so callers stay synchronous, every wait is
+bounded by the client's timeout, and the library's errors become one-line
+:class:`~kcrash.errors.LiveTargetError`\\ s. QMP has no "read VMCOREINFO" command;
+:meth:`QmpClient.read_vmcoreinfo` asks QEMU for an ELF dump of one page of guest memory
+(``dump-guest-memory`` with ``begin``/``length``): its notes carry the VMCOREINFO the guest registered
+with ``-device vmcoreinfo`` (the guest must have ``qemu_fw_cfg``). The note is parsed by
+:mod:`kcrash.dumps`; the caller validates it against the running kernel. Events are not read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
+import logging
 import socket
 import tempfile
-import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import cast
+from typing import Any, TypeVar
+
+from qemu.qmp import ExecuteError, QMPClient, QMPError
 
 from kcrash.dumps.elf_vmcore import ElfVmcore
 from kcrash.dumps.vmcoreinfo import VmcoreInfo
@@ -29,71 +34,45 @@ from kcrash.errors import KcrashError, LiveTargetError
 __all__ = ["QmpClient"]
 
 JsonValue = dict[str, object] | list[object] | str | int | float | bool | None
-_MAX_LINE = 16 << 20  # one reply; the longest QEMU sends (HMP text of 'info mtree -f') is far shorter
+_T = TypeVar("_T")
+
+# qemu.qmp logs a failed connection or reader task at ERROR level; with no handler configured, Python
+# would print those on stderr beside our own one-line error. A NullHandler keeps them for an
+# application that configures logging and silent otherwise.
+logging.getLogger("qemu.qmp").addHandler(logging.NullHandler())
 
 
 class QmpClient:
-    """A QMP connection (Unix socket path or ``HOST:PORT``)."""
+    """A QMP connection: a Unix socket path, ``HOST:PORT``, or a connected socket."""
 
-    def __init__(self, address: str, *, timeout: float = 10.0) -> None:
-        self.address = address
+    def __init__(self, address: str | socket.socket, *, timeout: float = 10.0) -> None:
+        self.address = address if isinstance(address, str) else "socket"
         self.timeout = timeout
-        self._buf = b""
+        self._loop = asyncio.new_event_loop()
+        self._qmp = QMPClient("kcrash")
         try:
-            if ":" in address and not address.startswith(("/", ".")):
-                host, _, port = address.rpartition(":")
-                self._sock = socket.create_connection((host, int(port)), timeout=timeout)
-            else:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self._sock.settimeout(timeout)
-                self._sock.connect(address)
-        except (OSError, ValueError) as exc:
-            raise LiveTargetError(f"cannot connect to QMP at {address}: {exc}") from exc
-        greeting = self._recv()
-        if not isinstance(greeting, dict) or "QMP" not in greeting:
-            raise LiveTargetError(f"{address} did not send a QMP greeting")
-        self.execute("qmp_capabilities")
+            self._run(self._qmp.connect(_socket_address(address)), None)
+        except BaseException:
+            self.close()
+            raise
 
-    def _recv(self) -> JsonValue:
-        deadline = time.monotonic() + self.timeout
-        while b"\n" not in self._buf:
-            if time.monotonic() > deadline:
-                raise LiveTargetError(f"QMP at {self.address} did not answer within {self.timeout:g} s")
-            try:
-                chunk = self._sock.recv(65536)
-            except OSError as exc:
-                raise LiveTargetError(f"QMP at {self.address} failed: {exc}") from exc
-            if not chunk:
-                raise LiveTargetError(f"QMP at {self.address} closed the connection")
-            self._buf += chunk
-            if len(self._buf) > _MAX_LINE and b"\n" not in chunk:  # the line so far had none
-                raise LiveTargetError(f"QMP at {self.address} sent a line longer than {_MAX_LINE} bytes")
-        line, _, self._buf = self._buf.partition(b"\n")
+    def _run(self, coro: Coroutine[Any, Any, _T], command: str | None) -> _T:
+        # Run one library call in the private loop, bounded by the timeout; map its errors to ours.
+        # ``command`` is the QMP command run, None for the connection itself.
         try:
-            return cast(JsonValue, json.loads(line))
-        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
-            raise LiveTargetError(f"QMP at {self.address} sent malformed JSON: {line[:80]!r}") from exc
+            return self._loop.run_until_complete(asyncio.wait_for(coro, self.timeout))
+        except TimeoutError:
+            raise LiveTargetError(f"QMP at {self.address} did not answer within {self.timeout:g} s") from None
+        except ExecuteError as exc:
+            raise LiveTargetError(f"QMP {command} failed: {_one_line(exc)}") from exc
+        except (QMPError, OSError, EOFError, ValueError, RecursionError) as exc:  # Recursion: JSON nested deep
+            if command is None:
+                raise LiveTargetError(f"cannot connect to QMP at {self.address}: {_one_line(exc)}") from exc
+            raise LiveTargetError(f"QMP at {self.address} failed: {_one_line(exc)}") from exc
 
     def execute(self, command: str, arguments: dict[str, object] | None = None) -> JsonValue:
         """Run ``command`` and return its ``return`` value; LiveTargetError on a QMP error."""
-        msg: dict[str, object] = {"execute": command}
-        if arguments:
-            msg["arguments"] = arguments
-        try:
-            self._sock.sendall(json.dumps(msg).encode() + b"\r\n")
-        except OSError as exc:
-            raise LiveTargetError(f"QMP at {self.address} failed: {exc}") from exc
-        while True:
-            reply = self._recv()
-            if isinstance(reply, dict) and "event" in reply:
-                continue
-            if isinstance(reply, dict) and "error" in reply:
-                err = reply["error"]
-                desc = err.get("desc") if isinstance(err, dict) else err
-                raise LiveTargetError(f"QMP {command} failed: {desc}")
-            if isinstance(reply, dict) and "return" in reply:
-                return cast(JsonValue, reply["return"])
-            raise LiveTargetError(f"unexpected QMP reply to {command}: {str(reply)[:80]}")
+        return self._run(self._qmp.execute(command, arguments), command)  # type: ignore[return-value]
 
     def status(self) -> str:
         """Return the run state (``running``, ``paused``, ``debug``, …)."""
@@ -121,6 +100,25 @@ class QmpClient:
                 dump.close()
 
     def close(self) -> None:
-        """Close the connection."""
-        with contextlib.suppress(OSError):
-            self._sock.close()
+        """Close the connection (bounded by the timeout)."""
+        if self._loop.is_closed():
+            return
+        with contextlib.suppress(LiveTargetError):
+            self._run(self._qmp.disconnect(), "disconnect")
+        self._loop.close()
+
+
+def _socket_address(address: str | socket.socket) -> str | tuple[str, int] | socket.socket:
+    if isinstance(address, socket.socket) or ":" not in address or address.startswith(("/", ".")):
+        return address
+    host, _, port = address.rpartition(":")
+    try:
+        return host, int(port)
+    except ValueError:
+        raise LiveTargetError(f"cannot connect to QMP at {address}: bad port {port!r}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    # qemu.qmp's ConnectError says "Failed to establish connection: [Errno 2] …"; keep the first line.
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

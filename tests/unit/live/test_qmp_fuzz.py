@@ -1,5 +1,5 @@
 """Property tests of QMP reply handling on hostile bytes from QEMU: the client's line reader and
-reply dispatch (``QmpClient``), and the capture code's use of the replies and of HMP text
+reply dispatch (``QmpClient`` over :mod:`qemu.qmp`), and the capture code's use of the replies and of HMP text
 (``collect.qemu``). Each ends in a result or a LiveTargetError, in bounded time and memory."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from kcrash.collect.qemu import capture_guest, parse_info_registers, parse_mtree_ram
 from kcrash.live.qmp import QmpClient
 from support.fuzzing import MEMORY_CAP, parse_or_kcrash_error, peak_allocation
+from support.qmp_peer import GREETING, requests
 
 _JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
@@ -26,23 +27,39 @@ _LINES = st.one_of(_JSON.map(lambda v: json.dumps(v).encode()),
                    st.sampled_from([b"[" * 100_000, b'{"return": ' * 50_000, b"1" * 5000, b'"\\ud800"', b"\xff"]))
 
 
-def _client(lines: list[bytes], tail: bytes = b"") -> QmpClient:
-    # A QmpClient wired to a socket pair whose peer has already sent ``lines`` (then closes).
+def _serve(theirs: socket.socket, lines: list[bytes], tail: bytes) -> None:
+    # The QEMU side: greeting, then one of ``lines`` per request (a JSON object gets the request's
+    # id, as QEMU echoes it; anything else goes as it is), then ``tail`` and the end of the stream.
+    try:
+        theirs.sendall(GREETING + b"\n")
+        todo = list(lines)
+        for request in requests(theirs):
+            ident = request.get("id")
+            if request.get("execute") == "qmp_capabilities":
+                theirs.sendall(json.dumps({"return": {}, "id": ident}).encode() + b"\n")
+                continue
+            if not todo:
+                break
+            line = todo.pop(0)
+            try:
+                value = json.loads(line)
+            except (ValueError, RecursionError, UnicodeDecodeError):
+                value = None
+            if isinstance(value, dict):
+                line = json.dumps({**value, "id": ident}).encode()
+            theirs.sendall(line + b"\n")
+        theirs.sendall(tail)
+    except OSError:
+        pass
+    finally:
+        theirs.close()
+
+
+def _client(lines: list[bytes], tail: bytes = b"", timeout: float = 0.5) -> QmpClient:
+    # A QmpClient (qemu.qmp underneath) wired to a socket pair whose peer answers with ``lines``.
     ours, theirs = socket.socketpair()
-    payload = b"".join(line + b"\n" for line in lines) + tail
-
-    def serve() -> None:
-        try:
-            theirs.sendall(payload)
-        except OSError:
-            pass
-        finally:
-            theirs.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    client = QmpClient.__new__(QmpClient)
-    client.address, client.timeout, client._buf, client._sock = "fuzz", 0.5, b"", ours
-    return client
+    threading.Thread(target=_serve, args=(theirs, lines, tail), daemon=True).start()
+    return QmpClient(ours, timeout=timeout)
 
 
 @settings(max_examples=100, deadline=None)
@@ -62,8 +79,7 @@ def test_client_on_hostile_replies(lines: list[bytes]) -> None:
 
 
 def test_a_reply_without_end_is_bounded() -> None:
-    client = _client([], tail=b'{"return": "' + b"x" * (20 << 20))
-    client.timeout = 30.0
+    client = _client([], tail=b'{"return": "' + b"x" * (20 << 20), timeout=30.0)
     try:
         assert peak_allocation(client.status) < MEMORY_CAP
     finally:
