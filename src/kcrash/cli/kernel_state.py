@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import click
 
@@ -31,22 +31,35 @@ if TYPE_CHECKING:
 
 __all__ = ["commands"]
 
-T = TypeVar("T")
 _DUMP = click.argument("path", metavar="DUMP", type=DumpOrLive())
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
-def _gather(path: str, what: str, work: Callable[[Program], T]) -> T:
+class _Table(Protocol):
+    # the analysis tables: dataclasses with the CPUs/IRQs that could not be read in ``errors``
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def errors(self) -> tuple[str, ...]: ...
+
+
+_T = TypeVar("_T", bound=_Table)
+
+
+def _show(path: str, what: str, work: Callable[[Program], _T], as_json: bool, show: Callable[[_T], None]) -> None:
+    # The one shape of every command here: gather the table, print it as JSON, or print the
+    # warnings and then the table.
     with opened_target(path, orc=False) as prog:
         try:
-            return work(prog)
+            table = work(prog)
         except (KcrashError, LookupError) as exc:
             raise CliError(f"{what}: {exc}", 1) from None
-
-
-def _errors(errors: Sequence[str]) -> None:
-    for error in errors:
+    if as_json:
+        echo_json(dataclasses.asdict(table))
+        return
+    for error in table.errors:
         click.echo(f"kcrash: warning: {error}", err=True)
+    show(table)
 
 
 def _symbol(address: int, name: str | None) -> str:
@@ -64,15 +77,7 @@ def dev_command(path: str, disks: bool, as_json: bool) -> None:
     """Registered character device ranges and block majors; with -d the disks."""
     from kcrash.analysis.kernel_state import devices
 
-    table = _gather(path, "dev", lambda prog: devices(prog, disks=disks))
-    if as_json:
-        echo_json(dataclasses.asdict(table))
-        return
-    _errors(table.errors)
-    if disks:
-        _print_disks(table)
-    else:
-        _print_devices(table)
+    _show(path, "dev", lambda prog: devices(prog, disks=disks), as_json, _print_disks if disks else _print_devices)
 
 
 def _print_devices(table: DeviceTable) -> None:
@@ -114,16 +119,14 @@ def irq_command(path: str, stats: bool, all_irqs: bool, as_json: bool) -> None:
     every possible CPU."""
     from kcrash.analysis.kernel_state import irqs
 
-    table = _gather(path, "irq", irqs)
-    if as_json:
-        echo_json(dataclasses.asdict(table))
-        return
-    _errors(table.errors)
-    shown = [i for i in table.irqs if all_irqs or i.actions or i.total]
-    if stats:
-        _print_irq_stats(table, shown)
-    else:
-        _print_irqs(shown)
+    def show(table: IrqTable) -> None:
+        shown = [i for i in table.irqs if all_irqs or i.actions or i.total]
+        if stats:
+            _print_irq_stats(table, shown)
+        else:
+            _print_irqs(shown)
+
+    _show(path, "irq", irqs, as_json, show)
 
 
 def _actions_text(info: IrqInfo, handlers: bool) -> str:
@@ -164,15 +167,8 @@ def timer_command(path: str, hrtimers: bool, as_json: bool) -> None:
     FUNCTION; with -r the hrtimers (SOFTEXPIRES, EXPIRES, HRTIMER, FUNCTION) per clock base."""
     from kcrash.analysis.kernel_state import timers
 
-    table = _gather(path, "timer", lambda prog: timers(prog, hrtimers=hrtimers))
-    if as_json:
-        echo_json(dataclasses.asdict(table))
-        return
-    _errors(table.errors)
-    if hrtimers:
-        _print_hrtimers(table)
-    else:
-        _print_timers(table)
+    _show(path, "timer", lambda prog: timers(prog, hrtimers=hrtimers), as_json,
+          _print_hrtimers if hrtimers else _print_timers)
 
 
 def _print_timers(table: TimerTable) -> None:
@@ -220,12 +216,7 @@ def runq_command(path: str, as_json: bool) -> None:
     stopper task (migration/N)."""
     from kcrash.analysis.kernel_state import runqueues
 
-    table = _gather(path, "runq", runqueues)
-    if as_json:
-        echo_json(dataclasses.asdict(table))
-        return
-    _errors(table.errors)
-    _print_runqueues(table)
+    _show(path, "runq", runqueues, as_json, _print_runqueues)
 
 
 def _task_text(t: QueuedTask) -> str:
