@@ -59,6 +59,7 @@ COMMANDS: dict[str, str] = {
     "sys": "kcrash.cli.analyze",
     "task": "kcrash.cli.tasks",
     "timer": "kcrash.cli.kernel_state",
+    "triage": "kcrash.cli.fleet",
     "tree": "kcrash.cli.walk",
     "vm": "kcrash.cli.vm",
     "vtop": "kcrash.cli.memory",
