@@ -12,7 +12,6 @@ The commands parse arguments and print; the work is done by :mod:`kcrash.fleet`.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -82,21 +81,18 @@ class _ProgressLine:
     # The ingest observer drawn on a terminal: files, crashes, MB/s and ETA (rich, on stderr).
 
     def __init__(self, progress: Progress) -> None:
-        self.progress, self.task = progress, None
+        self.progress = progress
+        self.task_id: TaskID | None = None
         self.files = self.crashes = 0
-        self.start = time.monotonic()
 
     def started(self, files: int, total_bytes: int) -> None:
-        self.task_id: TaskID = self.progress.add_task("ingest", total=max(total_bytes, 1), files=files, **self._f())
-        self.total_files = files
-
-    def _f(self) -> dict[str, object]:
-        return {"done": self.files, "crashes": self.crashes}
+        self.task_id = self.progress.add_task("ingest", total=max(total_bytes, 1), files=files, done=0, crashes=0)
 
     def file_done(self, result: FileResult, new_crashes: int) -> None:
         self.files += 1
         self.crashes += len(result.records)
-        self.progress.update(self.task_id, advance=result.size, **self._f())
+        if self.task_id is not None:
+            self.progress.update(self.task_id, advance=result.size, done=self.files, crashes=self.crashes)
 
 
 @contextmanager
