@@ -163,7 +163,7 @@ def _user_vtop(path: str, address: AddressArg, task_arg: int, as_json: bool) -> 
     # vtop -c: the task's page tables; the program's memory is the dump's kernel address space.
     from kcrash.analysis.vmas import task_vma_or_none, user_page_walk
     from kcrash.cli.common import opened_target
-    from kcrash.cli.vm import find_task
+    from kcrash.cli.targets import find_task
 
     with opened_target(path, orc=False) as prog:
         if prog.layout is None:

@@ -37,7 +37,7 @@ def files(path: str, target: int | None, as_json: bool) -> None:
     """The open files of the panic task (default) or of a PID or task address: root, working
     directory, then each descriptor's file, dentry, inode, type and path."""
     from kcrash.analysis.system import task_files
-    from kcrash.cli.vm import find_task
+    from kcrash.cli.targets import find_task
 
     with opened_target(path, orc=False) as prog:
         task = find_task(prog, target)
@@ -120,7 +120,7 @@ def _devices(prog: Program) -> list[NetDevice]:
 
 def _sockets(prog: Program, target: int | None) -> list[TaskSocket]:
     from kcrash.analysis.system import task_sockets
-    from kcrash.cli.vm import find_task
+    from kcrash.cli.targets import find_task
 
     return task_sockets(prog, None if target is None else [find_task(prog, target)])
 

@@ -97,7 +97,7 @@ def _members_option(text: str | None) -> tuple[str, ...]:
 def task_command(path: str, targets: tuple[int, ...], members: str | None, radix: int, as_json: bool) -> None:
     """The task_struct of the panic task (default) or of each PID or task address, formatted;
     with -R only the given members."""
-    from kcrash.cli.vm import find_task
+    from kcrash.cli.targets import find_task
 
     with opened_target(path, orc=False) as prog:
         shown = [
@@ -245,15 +245,9 @@ def _foreach_vm(prog: Program, rows: Sequence[TaskRow], _: Sequence[str]) -> lis
 
 
 def _print_vm(results: list[Any], as_json: bool) -> None:
-    from kcrash.cli import vm
+    from kcrash.cli.vm import print_vms
 
-    if as_json:
-        echo_json([dict(dataclasses.asdict(space), cpu=cpu) for space, cpu in results])
-        return
-    for i, (space, cpu) in enumerate(results):
-        if i:
-            click.echo()
-        vm._print_vm(space, cpu)
+    print_vms(results, as_json)
 
 
 def _foreach_files(prog: Program, rows: Sequence[TaskRow], _: Sequence[str]) -> list[Any]:
@@ -349,7 +343,7 @@ def print_ps(prog: Program, targets: Sequence[int], mode: str, as_json: bool) ->
 
 def _target_rows(prog: Program, targets: Sequence[int]) -> tuple[TaskRow, ...]:
     from kcrash.analysis import triage
-    from kcrash.cli.vm import find_task
+    from kcrash.cli.targets import find_task
 
     if not targets:
         rows, truncated = triage.task_rows(prog)

@@ -11,45 +11,21 @@ Argument parsing and output only; the work is in :mod:`kcrash.analysis.vmas`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import click
 
 from kcrash.cli.common import echo_json, opened_target, symbol_file_options
 from kcrash.cli.params import DumpOrLive, Number
-from kcrash.errors import CliError, KcrashError, ValidationError
+from kcrash.cli.targets import find_task
 
 if TYPE_CHECKING:
     from kcrash.analysis.vmas import TaskVm
-    from kcrash.types.object import Object
-    from kcrash.types.program import Program
 
-__all__ = ["find_task", "vm"]
+__all__ = ["print_vms", "vm"]
 
 _KB_PER_PAGE = 4
-
-
-def find_task(prog: Program, value: int | None) -> Object:
-    """The task a ``PID|TASK`` argument names (the panic task when None); CliError when there is
-    no such task or the address is not a task's."""
-    from kcrash.analysis.triage import task_by_pid_or_address_or_none
-    from kcrash.helpers.linux.panic import panic_task_or_none
-
-    if value is None:
-        task = panic_task_or_none(prog)
-        if task is None:
-            raise CliError("no CPU panicked in this dump: give a PID or task address", 1)
-        return task
-    try:
-        task = task_by_pid_or_address_or_none(prog, value)
-    except ValidationError as exc:
-        raise CliError(str(exc) if str(exc).startswith(f"{value:#x}") else f"{value:#x} is not a task: {exc}",
-                       1) from None
-    except KcrashError as exc:  # the lookup itself failed (a page of the task list is missing): say so
-        raise CliError(f"cannot look up task {value}: {exc}", 1) from None
-    if task is None:
-        raise CliError(f"no task with pid {value}", 1)
-    return task
 
 
 @click.command("vm")
@@ -66,6 +42,12 @@ def vm(path: str, targets: tuple[int, ...], as_json: bool) -> None:
     with opened_target(path, orc=False) as prog:
         tasks = [find_task(prog, value) for value in (targets or (None,))]
         spaces = [(task_vm(prog, task), task_cpu(task)) for task in tasks]
+    print_vms(spaces, as_json)
+
+
+def print_vms(spaces: Sequence[tuple[TaskVm, int]], as_json: bool) -> None:
+    """Print address spaces (each with the CPU of its task) as ``vm`` does: JSON, or one block each
+    with a blank line between; also ``foreach vm``'s output."""
     if as_json:
         echo_json([dict(dataclasses.asdict(space), cpu=cpu) for space, cpu in spaces])
         return

@@ -37,7 +37,7 @@ def test_list_from_the_head_with_members(kernel: tuple[Kernel, Path], capsys: py
     code, out, _ = _run(capsys, "list", dump, "-H", "obj_list", "-l", "obj.node", "-s", "obj.id", "--json")
     data = json.loads(out)
     assert code == 0 and data["truncated"] is None
-    assert [(e["address"], e["value"]["id"]) for e in data["entries"]] == [(o, j) for j, o in enumerate(objs)]
+    assert [(e["address"], e["value"]["id"]) for e in data["entries"]] == [(hex(o), j) for j, o in enumerate(objs)]
     code, out, _ = _run(capsys, "list", dump, f"{objs[2]:#x}", "-o", "8")  # START is an entry: printed
     assert code == 0 and out.split() == [f"{o:x}" for o in objs[2:]] + [f"{LIST - 8:x}", f"{objs[0]:x}",
                                                                          f"{objs[1]:x}"]
@@ -59,12 +59,14 @@ def test_list_cycle_ends_with_a_note(kernel: tuple[Kernel, Path], capsys: pytest
 def test_tree_kinds(kernel: tuple[Kernel, Path], capsys: pytest.CaptureFixture[str]) -> None:
     _, dump = kernel
     code, out, _ = _run(capsys, "tree", dump, "-t", "rbtree", "tree_root", "-s", "item.key", "--json")
-    assert code == 0 and [e["struct"]["key"] for e in json.loads(out)["entries"]] == list(range(0, 70, 7))
+    assert code == 0 and [e["struct"]["key"] for e in json.loads(out)["entries"]] == [hex(k) for k in range(0, 70, 7)]
     code, out, _ = _run(capsys, "tree", dump, "-t", "xarray", "tree_xa")
     assert out.splitlines()[:3] == ["[0] value 0", "[5] value 5", f"[8-11] {PTR:x}"]
     code, out, _ = _run(capsys, "tree", dump, "-t", "radix", "tree_xa", "--json")
     rows = json.loads(out)["entries"]
-    assert rows[2] == {"index": 8, "last": 11, "address": PTR} and rows[0] == {"index": 0, "last": 0, "value": 0}
+    # an xarray index is any unsigned long: a hex string as addresses (issue 22)
+    assert rows[2] == {"index": "0x8", "last": "0xb", "address": hex(PTR)}
+    assert rows[0] == {"index": "0x0", "last": "0x0", "value": "0x0"}
     code, out, _ = _run(capsys, "tree", dump, "-t", "maple", "tree_mt")
     assert out.splitlines()[0] == f"[0x1000-0x1fff] {E1:x}"
 
@@ -78,18 +80,3 @@ def test_bad_input_is_one_line(kernel: tuple[Kernel, Path], capsys: pytest.Captu
     code, _, err = _run(capsys, "tree", dump, "-t", "xarray", f"{BASE + 0x100000:#x}")
     assert code == 1 and "cannot read the xarray root" in err and len(err.strip().splitlines()) == 1
     assert OBJS > BASE
-
-
-def test_a_task_lookup_that_cannot_read_is_not_called_no_task(monkeypatch: pytest.MonkeyPatch) -> None:
-    # PID 1 on a dump missing a page of the task list: the lookup failed, PID 1 is not "0x1, not a task"
-    from kcrash.analysis import triage
-    from kcrash.cli.vm import find_task
-    from kcrash.errors import CliError, FaultError
-
-    def unreadable(prog: object, value: int) -> None:
-        raise FaultError(0xF836AC8, True)
-
-    monkeypatch.setattr(triage, "task_by_pid_or_address_or_none", unreadable)
-    with pytest.raises(CliError, match=r"^cannot look up task 1: ") as info:
-        find_task(object(), 1)  # type: ignore[arg-type]
-    assert "not a task" not in str(info.value)
