@@ -12,7 +12,9 @@ types, tasks, backtraces) is :mod:`kcrash.analysis.live`; its :func:`attach_kern
 
 from __future__ import annotations
 
+import cmd
 import contextlib
+import functools
 import json
 import shlex
 from collections.abc import Callable
@@ -44,10 +46,24 @@ __all__ = ["commands"]
 # --- interactive and batch commands -----------------------------------------------------------
 
 
-class _Repl:
-    """One live session's command interpreter; output goes through ``echo``."""
+def _argv(method: Callable[[_Repl, list[str]], None]) -> Callable[[_Repl, str], None]:
+    # cmd.Cmd hands a do_* method the rest of the line; ours take its shell-style words.
+    @functools.wraps(method)
+    def do(self: _Repl, arg: str) -> None:
+        method(self, shlex.split(arg))
+
+    return do
+
+
+class _Repl(cmd.Cmd):
+    """One live session's command interpreter (:class:`cmd.Cmd`); output goes through ``echo``.
+    Commands may be abbreviated by the aliases of ``_ALIASES`` and written with ``-`` for ``_``."""
+
+    identchars = cmd.Cmd.identchars + "-"
+    prompt = "(kcrash-live) "
 
     def __init__(self, session: LiveSession, as_json: bool, echo: Callable[[str], None] = click.echo) -> None:
+        super().__init__()
         self.session = session
         self.as_json = as_json
         self.echo = echo
@@ -64,20 +80,32 @@ class _Repl:
         self.echo(json.dumps(data, default=str) if self.as_json and data is not None else text)
 
     def run(self, line: str) -> None:
+        """Run one command line (cmd.Cmd's precmd, onecmd and postcmd)."""
+        self.postcmd(self.onecmd(self.precmd(line)), line)
+
+    def precmd(self, line: str) -> str:
+        # Check the quoting of the whole line, then spell the command's name as its do_* method.
         try:
-            words = shlex.split(line)
+            shlex.split(line)
         except ValueError as exc:
             raise CliError(f"cannot read live command {line!r}: {exc}", 2) from None
-        if not words:
-            return
-        handler = getattr(self, "do_" + _ALIASES.get(words[0], words[0]).replace("-", "_"), None)
-        if handler is None:
-            raise CliError(f"unknown live command {words[0]!r} (try 'help')")
-        handler(words[1:])
+        name, *rest = line.split(None, 1) or [""]
+        return " ".join([_ALIASES.get(name, name).replace("-", "_"), *rest]).strip()
 
+    def emptyline(self) -> bool:
+        return False  # cmd.Cmd would repeat the last command
+
+    def default(self, line: str) -> None:
+        raise CliError(f"unknown live command {shlex.split(line)[0]!r} (try 'help')")
+
+    def postcmd(self, stop: bool, line: str) -> bool:
+        return self.done
+
+    @_argv
     def do_help(self, args: list[str]) -> None:
         self.echo("commands: " + ", ".join(sorted(n[3:].replace("_", "-") for n in dir(self) if n.startswith("do_"))))
 
+    @_argv
     def do_break(self, args: list[str]) -> None:
         if not args:
             raise CliError("usage: break SPEC [--hw] [if PYTHON-CONDITION]")
@@ -85,6 +113,7 @@ class _Repl:
         bp = self.session.break_at(_spec(args[0]), hardware="--hw" in args, condition=cond)
         self.out(f"breakpoint {bp.number} at {bp.spec} ({bp.address:#x})", _bp_row(bp))
 
+    @_argv
     def do_watch(self, args: list[str]) -> None:
         if not args:
             raise CliError("usage: watch EXPR [--len N] [--write|--read|--access] [if PYTHON-CONDITION]")
@@ -93,18 +122,22 @@ class _Repl:
         bp = self.session.watch(_spec(args[0]), length=length, kind=kind, condition=_condition(args))
         self.out(f"watchpoint {bp.number} ({kind}) on {bp.spec}, {bp.length} bytes at {bp.address:#x}", _bp_row(bp))
 
+    @_argv
     def do_delete(self, args: list[str]) -> None:
         for n in _point_numbers(args) if args else [bp.number for bp in self.session.breakpoints]:
             self.session.delete(n)
 
+    @_argv
     def do_enable(self, args: list[str]) -> None:
         for n in _point_numbers(args):
             self.session.enable(n)
 
+    @_argv
     def do_disable(self, args: list[str]) -> None:
         for n in _point_numbers(args):
             self.session.disable(n)
 
+    @_argv
     def do_info(self, args: list[str]) -> None:
         rows = [_bp_row(bp) for bp in self.session.breakpoints]
         for r in rows:
@@ -113,10 +146,12 @@ class _Repl:
         if not rows:
             self.out("no breakpoints or watchpoints", [])
 
+    @_argv
     def do_continue(self, args: list[str]) -> None:
         ctx = self.session.cont(timeout=parse_number(args[0], "seconds", "timeout") if args else None)
         self._report(ctx)
 
+    @_argv
     def do_step(self, args: list[str]) -> None:
         self._report(self.session.step())
 
@@ -133,15 +168,18 @@ class _Repl:
             text += f": old {_show_value(ctx.old)}, new {_show_value(ctx.new)}"
         self.out(text, {"stop": what, "cpu": ctx.cpu, "pc": ctx.pc, "symbol": ctx.symbol})
 
+    @_argv
     def do_regs(self, args: list[str]) -> None:
         regs = self.session.registers()
         names = args or [n for n in regs if not n.startswith(("st", "xmm", "f"))]
         self.out("\n".join(f"{n:<9} {regs[n]:#018x}" for n in names), {n: regs[n] for n in names})
 
+    @_argv
     def do_bt(self, args: list[str]) -> None:
         lines = backtrace_lines(self.binder, self.session.registers())
         self.out("\n".join(lines), lines)
 
+    @_argv
     def do_ps(self, args: list[str]) -> None:
         rows = [task_row(t) for t in list_tasks(self.binder.prog)]
         if self.as_json:
@@ -151,6 +189,7 @@ class _Repl:
         for r in rows:
             self.echo(f"{r['pid']:>7} {r['tgid']:>7} {r['state']:>6}  {r['task']:#018x} {r['comm']}")
 
+    @_argv
     def do_log(self, args: list[str]) -> None:
         count = parse_number(args[0], "number", "record count") if args else None
         info = self.session.dump.vmcoreinfo
@@ -162,14 +201,17 @@ class _Repl:
         lines = [format_record(r).rstrip("\n") for r in records]
         self.out("\n".join(lines), lines)
 
+    @_argv
     def do_p(self, args: list[str]) -> None:
         obj = evaluate(self.binder.prog, " ".join(args))
         self.out(obj.format_(), {"expression": " ".join(args), "value": obj.format_()})
 
+    @_argv
     def do_metrics(self, args: list[str]) -> None:
         m = self.session.metrics()
         self.out("\n".join(f"{k:<28} {v}" for k, v in m.items()), m)
 
+    @_argv
     def do_detach(self, args: list[str]) -> None:
         self.session.detach(keep_stopped=True if "--keep-stopped" in args else None)
         self.done = True
@@ -236,9 +278,10 @@ def _show_value(value: object) -> str:
 
 
 def _interactive(repl: _Repl) -> None:
+    # Not cmd.Cmd.cmdloop: a failed command prints one line and the loop goes on; Ctrl-C leaves the target stopped.
     while not repl.done:
         try:
-            line = click.prompt("(kcrash-live)", default="", show_default=False, prompt_suffix=" ")
+            line = click.prompt(repl.prompt.rstrip(), default="", show_default=False, prompt_suffix=" ")
         except (EOFError, click.Abort):
             return
         try:
