@@ -15,6 +15,8 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from kcrash.dumps.cpustate import PRSTATUS_REGISTERS_X86_64
+
 __all__ = [
     "FRAME_KINDS",
     "PT_REGS_NAMES",
@@ -24,11 +26,9 @@ __all__ = [
     "Trace",
 ]
 
-#: ``struct pt_regs`` members on x86-64, in memory order (``rip`` is ``ip``, ``eflags`` is ``flags``).
-PT_REGS_NAMES: tuple[str, ...] = (
-    "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi",
-    "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss",
-)
+#: ``struct pt_regs`` members on x86-64, in memory order (``rip`` is ``ip``, ``eflags`` is ``flags``):
+#: the first 21 of an ELF note's ``pr_reg`` (``elf_gregset_t`` begins with ``struct pt_regs``).
+PT_REGS_NAMES: tuple[str, ...] = PRSTATUS_REGISTERS_X86_64[:21]
 #: ``sizeof(struct pt_regs)`` on x86-64
 PT_REGS_SIZE = 8 * len(PT_REGS_NAMES)
 #: The values :attr:`Frame.kind` takes
