@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from kcrash.cli.common import cache_dir, echo_json
+from kcrash.cli.fleet_view import VIEW_COMMANDS
 from kcrash.errors import CliError, FleetError
 from kcrash.fleet.db import DEFAULT_URL, CrashDb, open_db
 
@@ -226,3 +227,8 @@ def fix_cmd(db_url: str, as_json: bool, release: str, bucket: int) -> None:
         echo_json(done)
         return
     click.echo(f"bucket {done['bucket']}: {done['status']} (fixed in {release})")
+
+
+# The read side (list, show, stats, serve) is defined in kcrash.cli.fleet_view, registered here.
+for _command in VIEW_COMMANDS:
+    triage.add_command(_command)

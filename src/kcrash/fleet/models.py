@@ -118,6 +118,8 @@ class Crash(Base):
     __table_args__ = (
         Index("ix_crash_bucket_id_crash_time", "bucket_id", "crash_time"),
         Index("ix_crash_kernel_release", "kernel_release"),
+        # The bucket page's per-release table and host counts read this index alone (migration 0002).
+        Index("ix_crash_bucket_id_release", "bucket_id", "kernel_release", "build_id", "host", "crash_time"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
