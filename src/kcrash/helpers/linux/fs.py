@@ -183,7 +183,7 @@ def for_each_file(task: Object) -> Iterator[tuple[int, Object]]:
 
     >>> from kcrash.helpers.linux.sched import find_task_or_none
     >>> [fd for fd, file in for_each_file(find_task_or_none(prog, 1))]
-    [0, 1, 2]
+    [0, 1, 2, 10]
     """
     table = _fd_table(task)
     if table is None:
@@ -262,7 +262,7 @@ def mount_src(mnt: Object) -> bytes:
     :return: the device name
 
     >>> [mount_src(m) for m in for_each_mount(prog)][:2]
-    [b'none', b'proc']
+    [b'rootfs', b'proc']
     """
     return mnt.mnt_devname.string_()
 

@@ -141,7 +141,7 @@ def list_for_each(head: Object, *, limit: int = DEFAULT_LIMIT) -> ListWalk:
     :raises FaultError: if ``head`` itself cannot be read
 
     >>> sum(1 for _ in list_for_each(prog["modules"].address_of_()))
-    42
+    4
     """
     return _list_nodes(head, "next", limit)
 
@@ -187,8 +187,9 @@ def list_for_each_entry(type: Type | str, head: Object, member: str, *, limit: i
     :raises FaultError: if ``head`` itself cannot be read
     :raises TypeLookupError: if ``type`` or ``member`` is unknown
 
-    >>> for task in list_for_each_entry("struct task_struct", prog["init_task"].tasks, "tasks"):
-    ...     print(int(task.pid), task.comm.string_())
+    >>> tasks = list_for_each_entry("struct task_struct", prog["init_task"].tasks, "tasks")
+    >>> [(int(task.pid), task.comm.string_()) for task in tasks][:2]
+    [(1, b'init'), (2, b'kthreadd')]
     """
     return _entries(head.prog_, _list_addresses(head, "next", limit), type, member)
 
@@ -261,7 +262,7 @@ def hlist_empty(head: Object) -> bool:
     :return: True if the list has no entries
     :raises FaultError: if ``head`` cannot be read
 
-    >>> hlist_empty(prog["init_task"].pid_links[0])
+    >>> hlist_empty(prog["init_task"].thread_pid.tasks[0])
     True
     """
     return not int(_pointer(head, "hlist_head").first)
@@ -285,8 +286,8 @@ def hlist_for_each(head: Object, *, limit: int = DEFAULT_LIMIT) -> ListWalk:
     :return: a :class:`ListWalk` of ``struct hlist_node *`` objects, bounded as :func:`list_for_each`
     :raises FaultError: if ``head`` itself cannot be read
 
-    >>> sum(1 for _ in hlist_for_each(prog["init_struct_pid"].tasks[0]))
-    1
+    >>> sum(1 for _ in hlist_for_each(prog["init_task"].thread_pid.tasks[0]))
+    0
     """
     prog = head.prog_
     return _nodes(prog, prog.pointer_type("struct hlist_node"), _hlist_addresses(head, limit))
@@ -302,7 +303,7 @@ def hlist_for_each_entry(type: Type | str, head: Object, member: str, *, limit: 
     :return: a :class:`ListWalk` of ``type *`` objects, bounded as :func:`list_for_each`
     :raises FaultError: if ``head`` itself cannot be read
 
-    >>> for task in hlist_for_each_entry("struct task_struct", prog["init_struct_pid"].tasks[0], "pid_links[0]"):
+    >>> for task in hlist_for_each_entry("struct task_struct", prog["init_task"].thread_pid.tasks[0], "pid_links[0]"):
     ...     print(task.comm.string_())
     """
     return _entries(head.prog_, _hlist_addresses(head, limit), type, member)
@@ -320,7 +321,7 @@ def validate_list(head: Object, *, limit: int = DEFAULT_LIMIT) -> int:
     :raises ValidationError: naming the first bad node, or why the walk stopped early
 
     >>> validate_list(prog["modules"])
-    42
+    4
     """
     walk = list_for_each(head, limit=limit)
     prev, count = int(_pointer(head, "list_head")), 0

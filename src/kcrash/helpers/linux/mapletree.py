@@ -172,8 +172,8 @@ def mt_for_each(mt: Object, *, advanced: bool = False,
     :return: an :class:`~kcrash.helpers.linux.xarray.IndexedWalk` of ``(int, int, void *)`` tuples
     :raises FaultError: if ``mt`` itself cannot be read
 
-    >>> for first, last, entry in mt_for_each(task.mm.mm_mt):
-    ...     print(hex(first), hex(last), hex(entry))
+    >>> [(hex(first), hex(last), hex(entry)) for first, last, entry in mt_for_each(task.mm.mm_mt)][:1]
+    [('0x400000', '0x400fff', '0xffff8880050f8dc0')]
     """
     ranged = mt_for_each_range(mt, advanced=advanced, limit=limit)
     void_p = mt.prog_.pointer_type("void")

@@ -502,7 +502,7 @@ def decode_page_flags(prog: Program, flags: int) -> tuple[str, ...]:
     :return: the names (``PG_*``), lowest bit first; ``bitN`` for a bit the enum does not name
 
     >>> decode_page_flags(prog, 0x200)
-    ('PG_slab',)
+    ('PG_workingset',)
     """
     decoder = _decoder(prog)
     names = decoder.flag_names

@@ -76,7 +76,7 @@ def for_each_module(prog: Program) -> ListWalk:
     :raises FaultError: if ``modules`` cannot be read
 
     >>> [module_name(mod) for mod in for_each_module(prog)]
-    ['kcrash_test', 'virtio_net']
+    ['kcrash_test', 'pvpanic_mmio', 'pvpanic', 'qemu_fw_cfg']
     """
     return list_for_each_entry("struct module", prog["modules"].address_of_(), "list", limit=_MODULE_LIMIT)
 
@@ -101,7 +101,7 @@ def find_module_or_none(prog: Program, name: str) -> Object | None:
     :return: ``struct module *``, or None if no module on the ``modules`` list has that name
 
     >>> hex(module_base(find_module_or_none(prog, "kcrash_test")))
-    '0xffffffffc0200000'
+    '0xffffffffc0216000'
     """
     return next((m for m in for_each_module(prog) if module_name(m) == name), None)
 
@@ -115,7 +115,7 @@ def module_address_regions(mod: Object) -> list[tuple[int, int]]:
     :raises FaultError: if the module cannot be read
 
     >>> module_address_regions(find_module_or_none(prog, "kcrash_test"))[0]
-    (18446744072637906944, 8192)
+    (18446744072637997056, 4096)
     """
     # Since Linux kernel commit ac3b43283923 (v6.4) the module memory is mod->mem[MOD_*];
     # before it was core_layout (text, rodata, data) and init_layout.
@@ -135,7 +135,7 @@ def module_base(mod: Object) -> int:
     :raises FaultError: if the module cannot be read
 
     >>> hex(module_base(find_module_or_none(prog, "kcrash_test")))
-    '0xffffffffc0200000'
+    '0xffffffffc0216000'
     """
     return module_address_regions(mod)[0][0]
 
@@ -149,7 +149,7 @@ def module_size(mod: Object) -> int:
     :raises FaultError: if the module cannot be read
 
     >>> module_size(find_module_or_none(prog, "kcrash_test"))
-    28672
+    16384
     """
     try:
         regions = mod.mem
@@ -181,7 +181,7 @@ def module_taints(mod: Object) -> str:
     :return: the letters (``"O"`` for an out-of-tree module), ``""`` for none
 
     >>> module_taints(find_module_or_none(prog, "kcrash_test"))
-    'O'
+    'OE'
     """
     mask = int(mod.taints)
     return "".join(true for i, (true, _false) in enumerate(taint_flags(mod.prog_)) if mask >> i & 1)
@@ -196,7 +196,7 @@ def module_symbols_of(mod: Object) -> list[Symbol]:
     :raises FaultError: if the symbol table cannot be read
 
     >>> [s.name for s in module_symbols_of(find_module_or_none(prog, "kcrash_test"))][:2]
-    ['kcrash_test_init', 'kcrash_test_exit']
+    ['kcrash_test_hrtimer_fn', 'kcrash_test_do_null_write']
     """
     ks = mod.kallsyms
     typetab = _member_or_none(ks, "typetab")
@@ -216,7 +216,7 @@ def module_section_starts(mod: Object) -> list[tuple[str, int]]:
     :raises FaultError: if the attributes cannot be read
 
     >>> dict(module_section_starts(find_module_or_none(prog, "kcrash_test")))[".text"]
-    18446744072637906944
+    18446744072637997056
     """
     attrs = _member_or_none(mod, "sect_attrs")
     if attrs is None or not int(attrs):
@@ -305,7 +305,7 @@ def module_btf_or_none(mod: Object) -> bytes | None:
     :raises FaultError: if the BTF cannot be read
 
     >>> len(module_btf_or_none(find_module_or_none(prog, "kcrash_test")))
-    5321
+    2009
     """
     prog = mod.prog_
     size = _member_or_none(mod, "btf_data_size")
@@ -345,7 +345,7 @@ def load_module_debuginfo(prog: Program, mod: Object) -> ModuleDebugInfo:
     :return: what was found and what failed
 
     >>> load_module_debuginfo(prog, find_module_or_none(prog, "kcrash_test")).btf_size
-    5321
+    2009
     """
     name = module_name(mod)
     errors: list[str] = []

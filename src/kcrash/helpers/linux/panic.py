@@ -65,7 +65,7 @@ class CrashContext:
 
     >>> context = crash_context(prog)
     >>> context.comm, hex(context.ip)
-    (b'insmod', '0xffffffffc0201045')
+    (b'khungtaskd', '0xffffffffc020a212')
     """
 
     cpu: int
@@ -105,7 +105,7 @@ def panic_task_or_none(prog: Program) -> Object | None:
     :return: ``struct task_struct *``, or None if no CPU panicked
 
     >>> panic_task_or_none(prog).comm.string_()
-    b'insmod'
+    b'khungtaskd'
     """
     cpu = panic_cpu_or_none(prog)
     return None if cpu is None else per_cpu(prog, "runqueues", cpu).curr
@@ -120,7 +120,7 @@ def panic_message_or_none(records: Iterable[PrintkRecord]) -> str | None:
 
     >>> from kcrash.helpers.linux.printk import get_printk_records
     >>> panic_message_or_none(get_printk_records(prog.memory, prog.vmcoreinfo))
-    'Kernel panic - not syncing: Fatal exception'
+    'Kernel panic - not syncing: hung_task: blocked tasks'
     """
     best: tuple[int, bytes] | None = None
     for record in records:
@@ -186,7 +186,7 @@ def tainted(prog: Program) -> str:
     :return: the string (``G           O       ``); ``""`` when the kernel is not tainted
 
     >>> tainted(prog).strip()
-    'G           O'
+    'G           OE'
     """
     mask = int(prog["tainted_mask"])
     if not mask:
@@ -212,7 +212,7 @@ def uptime_ns_or_none(prog: Program) -> int | None:
     :return: nanoseconds, or None if the timekeeper cannot be read or looks wrong
 
     >>> uptime_ns_or_none(prog) // 1_000_000_000
-    12
+    32
     """
     tk = _timekeeper_or_none(prog)
     if tk is None:
@@ -232,7 +232,7 @@ def crash_time_or_none(prog: Program) -> int | None:
     :return: seconds since the epoch, or None if unreadable or before 2000
 
     >>> crash_time_or_none(prog)
-    1765108800
+    1796647173
     """
     tk = _timekeeper_or_none(prog)
     if tk is None:
@@ -253,7 +253,7 @@ def crash_context(prog: Program, cpu: int | None = None) -> CrashContext:
     :raises MissingDebugInfoError: if no CPU panicked, or the dump has no registers for the CPU
 
     >>> crash_context(prog, 0).registers["rsp"]
-    18446683600570023720
+    18446683600570040256
     """
     if cpu is None:
         cpu = panic_cpu_or_none(prog)

@@ -40,7 +40,7 @@ def this_cpu_current(prog: Program, cpu: int) -> Object:
     :raises FaultError: if the per-CPU variable cannot be read
 
     >>> this_cpu_current(prog, 1).comm.string_()
-    b'insmod'
+    b'khungtaskd'
     """
     try:
         return per_cpu(prog, "pcpu_hot", cpu).current_task

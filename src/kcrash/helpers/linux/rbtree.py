@@ -88,9 +88,9 @@ def rb_first(root: Object) -> Object:
     :raises FaultError: if a node on the way down cannot be read
 
     >>> from kcrash.types.object import container_of
-    >>> node = rb_first(prog["vmap_area_root"])
-    >>> hex(container_of(node, "struct vmap_area", "rb_node").va_start)
-    '0xffffc90000000000'
+    >>> node = rb_first(prog.object("struct rb_root", prog.symbol_address("kcrash_test_rbtree")))
+    >>> int(container_of(node, "struct kcrash_test_rb", "rb").key)
+    0
     """
     prog, top = root.prog_, root.prog_.read_u64(_root_address(root))
     return _node(prog, _descend(prog, top, _offsets(prog)[0]) if top else 0)
@@ -104,7 +104,9 @@ def rb_last(root: Object) -> Object:
     :raises FaultError: if a node on the way down cannot be read
 
     >>> from kcrash.types.object import container_of
-    >>> last = container_of(rb_last(prog["vmap_area_root"]), "struct vmap_area", "rb_node")
+    >>> root = prog.object("struct rb_root", prog.symbol_address("kcrash_test_rbtree"))
+    >>> int(container_of(rb_last(root), "struct kcrash_test_rb", "rb").key)
+    217
     """
     prog, top = root.prog_, root.prog_.read_u64(_root_address(root))
     return _node(prog, _descend(prog, top, _offsets(prog)[1]) if top else 0)
@@ -118,7 +120,8 @@ def rb_parent(node: Object) -> Object:
     :return: ``struct rb_node *``, NULL for the root node
     :raises FaultError: if ``node`` cannot be read
 
-    >>> rb_parent(rb_first(prog["vmap_area_root"]))
+    >>> rb_parent(rb_first(prog.object("struct rb_root", prog.symbol_address("kcrash_test_rbtree"))))
+    Object(prog, 'struct rb_node *', value=0xffff888005302c00)
     """
     prog = node.prog_
     return _node(prog, prog.read_u64(int(node) + _offsets(prog)[2]) & ~3)
@@ -146,7 +149,7 @@ def rb_next(node: Object) -> Object:
     :return: ``struct rb_node *``, NULL after the last node
     :raises FaultError: if a node on the way cannot be read
 
-    >>> second = rb_next(rb_first(prog["vmap_area_root"]))
+    >>> second = rb_next(rb_first(prog.object("struct rb_root", prog.symbol_address("kcrash_test_rbtree"))))
     """
     left, right, _ = _offsets(node.prog_)
     return _step(node, right, left)
@@ -159,7 +162,7 @@ def rb_prev(node: Object) -> Object:
     :return: ``struct rb_node *``, NULL before the first node
     :raises FaultError: if a node on the way cannot be read
 
-    >>> before_last = rb_prev(rb_last(prog["vmap_area_root"]))
+    >>> before_last = rb_prev(rb_last(prog.object("struct rb_root", prog.symbol_address("kcrash_test_rbtree"))))
     """
     left, right, _ = _offsets(node.prog_)
     return _step(node, left, right)
@@ -218,8 +221,9 @@ def rbtree_inorder_for_each(root: Object, *, limit: int = DEFAULT_LIMIT) -> List
     :return: a :class:`~kcrash.helpers.linux.list.ListWalk` of ``struct rb_node *`` objects
     :raises FaultError: if ``root`` itself cannot be read
 
-    >>> sum(1 for _ in rbtree_inorder_for_each(prog["vmap_area_root"]))
-    517
+    >>> root = prog.object("struct rb_root", prog.symbol_address("kcrash_test_rbtree"))
+    >>> sum(1 for _ in rbtree_inorder_for_each(root))
+    32
     """
     node_type = _node_type(root.prog_)
     return _walk(root, limit, lambda prog, address: Object(prog, node_type, address))
@@ -229,7 +233,8 @@ def rbtree_inorder_for_each_entry(type: Type | str, root: Object, member: str, *
                                   limit: int = DEFAULT_LIMIT) -> ListWalk:
     """Iterate over the entries of a red-black tree in order, ``rb_entry(node, type, member)`` of each node.
 
-    :param type: the entry type (``"struct vmap_area"``) or a :class:`~kcrash.types.model.Type`
+    :param type: the entry type (``"struct vmap_area"``, ``"struct kcrash_test_rb"``) or a
+        :class:`~kcrash.types.model.Type`
     :param root: ``struct rb_root *`` (or a ``struct rb_root``, or ``struct rb_root_cached``)
     :param member: the name of the ``struct rb_node`` member of ``type``
     :param limit: the most entries to yield
@@ -238,8 +243,9 @@ def rbtree_inorder_for_each_entry(type: Type | str, root: Object, member: str, *
     :raises FaultError: if ``root`` itself cannot be read
     :raises TypeLookupError: if ``type`` or ``member`` is unknown
 
-    >>> for va in rbtree_inorder_for_each_entry("struct vmap_area", prog["vmap_area_root"], "rb_node"):
-    ...     print(hex(va.va_start), hex(va.va_end))
+    >>> root = prog.object("struct rb_root", prog.symbol_address("kcrash_test_rbtree"))
+    >>> [int(entry.key) for entry in rbtree_inorder_for_each_entry("struct kcrash_test_rb", root, "rb")][:4]
+    [0, 7, 14, 21]
     """
     prog = root.prog_
     t = prog.type(type)

@@ -50,7 +50,7 @@ class QueuedTask:
     :param policy: ``task->policy`` (``SCHED_NORMAL``...)
 
     >>> runqueue_info(prog, 1).curr.comm
-    'insmod'
+    'khungtaskd'
     """
 
     task: int
@@ -82,7 +82,7 @@ class Runqueue:
 
     >>> rq = runqueue_info(prog, 1)
     >>> rq.curr.comm, [t.pid for t in rq.cfs]
-    ('insmod', [15])
+    ('khungtaskd', [18, 1, 45])
     """
 
     cpu: int
@@ -110,7 +110,7 @@ def cpu_rq(prog: Program, cpu: int) -> Object:
     :return: ``struct rq *``
 
     >>> int(cpu_rq(prog, 0).nr_running)
-    1
+    2
     """
     return per_cpu(prog, "runqueues", cpu).address_of_()
 
@@ -165,7 +165,7 @@ def rq_fair_tasks(rq: Object, truncated: list[str] | None = None) -> list[int]:
     :return: ``struct task_struct *`` addresses
 
     >>> [hex(t) for t in rq_fair_tasks(cpu_rq(prog, 1))]
-    ['0xffff888003f5c000']
+    ['0xffff8880042c48c0', '0xffff88800425c8c0', '0xffff888004bc6100']
     """
     prog = rq.prog_
     se_offset = offsetof(prog.type("struct task_struct"), "se")
@@ -301,7 +301,7 @@ def runqueue_info(prog: Program, cpu: int) -> Runqueue:
     :raises FaultError: if the ``struct rq`` itself cannot be read
 
     >>> [t.comm for t in runqueue_info(prog, 1).cfs]
-    ['kworker/1:1']
+    ['rcu_preempt', 'init', 'kworker/1:1']
     """
     rq = cpu_rq(prog, cpu)
     truncated: list[str] = []

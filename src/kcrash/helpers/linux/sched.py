@@ -72,8 +72,8 @@ def for_each_task(prog: Program, *, idle: bool = False, limit: int = _TASK_LIMIT
     :return: a :class:`~kcrash.helpers.linux.list.ListWalk` of ``struct task_struct *``
     :raises FaultError: if ``init_task`` cannot be read
 
-    >>> for task in for_each_task(prog):
-    ...     print(int(task.pid), task.comm.string_(), task_state_to_char(task))
+    >>> [(int(t.pid), t.comm.string_(), task_state_to_char(t)) for t in for_each_task(prog)][-3:]
+    [(183, b'kcrash_abba_a', 'D'), (184, b'kcrash_abba_b', 'D'), (223, b'exe', 'R')]
     """
 
     def tasks(walk: ListWalk) -> Iterator[Object]:
@@ -138,7 +138,7 @@ def cpu_curr(prog: Program, cpu: int) -> Object:
     :raises FaultError: if the run queue cannot be read
 
     >>> cpu_curr(prog, 1).comm.string_()
-    b'insmod'
+    b'khungtaskd'
     """
     return per_cpu(prog, "runqueues", cpu).curr
 
@@ -184,7 +184,7 @@ def task_ps_layout(prog: Program) -> StructLayout:
 
     >>> row = task_ps_layout(prog).read(prog, int(cpu_curr(prog, 1)))
     >>> row.value("pid"), row.string("comm")
-    (214, b'insmod')
+    (34, b'khungtaskd')
     """
     return StructLayout(prog.type("struct task_struct"), _PS_MEMBERS)
 
@@ -226,7 +226,7 @@ def validate_task(prog: Program, address: int) -> Object:
     :raises ValidationError: if ``address`` is not a task (or cannot be read)
 
     >>> int(validate_task(prog, int(cpu_curr(prog, 1))).pid)
-    214
+    34
     """
     walk = for_each_task(prog)
     if address in _idle_tasks(prog) or any(int(task) == address for task in walk):
@@ -319,7 +319,7 @@ def task_state_to_char(task: Object) -> str:
     :raises FaultError: if the task cannot be read
 
     >>> task_state_to_char(find_task_or_none(prog, 1))
-    'S'
+    'R'
     """
     members = _task_members(task, "state", "exit_state")
     return task_state_char(task.prog_, members.value("state"), members.value("exit_state"))

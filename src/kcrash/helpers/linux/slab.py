@@ -169,7 +169,8 @@ class SlabObjectInfo:
     :param allocated: True allocated, False free, None unknown (damaged freelist, or not inside an
         object: the slab's tail or left red zone)
 
-    >>> slab_object_info(prog, 0xffff888104d0d048).offset
+    >>> address = next(slab_cache_for_each_allocated_object(prog, find_slab_cache(prog, "kcrash_test_cache")))
+    >>> slab_object_info(prog, address + 8).offset
     8
     """
 
@@ -646,7 +647,7 @@ def for_each_slab_cache(prog: Program) -> ListWalk:
     :raises FaultError: if ``slab_caches`` cannot be read
 
     >>> [slab_cache_info(prog, c).name for c in for_each_slab_cache(prog)][:2]
-    ['kcrash_test_cache', 'ext4_groupinfo_4k']
+    ['kcrash_test_cache', 'fsverity_info']
     """
     return list_for_each_entry("struct kmem_cache", prog["slab_caches"].address_of_(), "list", limit=_MAX_CACHES)
 
@@ -659,7 +660,7 @@ def find_slab_cache(prog: Program, name: str) -> Object | None:
     :return: ``struct kmem_cache *``, None if there is none
 
     >>> hex(find_slab_cache(prog, "dentry"))
-    '0xffff888100052300'
+    '0xffff8880041f4b00'
     """
     for cache in for_each_slab_cache(prog):
         if slab_cache_info(prog, cache).name == name:
@@ -676,7 +677,7 @@ def slab_cache_info(prog: Program, cache: Object | int) -> SlabCacheInfo:
     :raises FaultError: if the cache cannot be read
 
     >>> slab_cache_info(prog, find_slab_cache(prog, "kcrash_test_cache")).objects_per_slab
-    64
+    51
     """
     return _slub(prog).cache(_address(cache))
 
@@ -719,7 +720,7 @@ def slab_cache_node_counts(prog: Program, cache: Object | int) -> tuple[int, int
     :raises FaultError: if the cache or a node cannot be read
 
     >>> slab_cache_node_counts(prog, find_slab_cache(prog, "kcrash_test_cache"))
-    (9, 153)
+    (3, 153)
     """
     slub = _slub(prog)
     layout = StructLayout(prog.type("struct kmem_cache_node"), ("nr_slabs.counter", "total_objects.counter"))
@@ -851,7 +852,8 @@ def slab_object_info(prog: Program, address: int) -> SlabObjectInfo | None:
     :param address: a kernel virtual address
     :return: where the address lies; None if it is not in a slab page of the direct map
 
-    >>> slab_object_info(prog, 0xffff888104d0d048).cache_name
+    >>> cache = find_slab_cache(prog, "kcrash_test_cache")
+    >>> slab_object_info(prog, next(slab_cache_for_each_allocated_object(prog, cache))).cache_name
     'kcrash_test_cache'
     """
     slub = _slub(prog)

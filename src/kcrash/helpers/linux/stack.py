@@ -61,7 +61,7 @@ class KernelUnwinder:
 
     >>> unwinder = kernel_unwinder(prog)
     >>> [hex(frame.pc) for frame in unwinder.unwind_cpu(1).frames][:2]
-    ['0xffffffffc0201045', '0xffffffff81a2b3c4']
+    ['0xffffffffc020a212', '0xffffffffc020a283']
     """
 
     def __init__(self, prog: Program) -> None:
@@ -207,7 +207,7 @@ def stack_trace(prog: Program, task_or_cpu: Object | int, *, scan: bool = False)
 
     >>> trace = stack_trace(prog, prog["init_task"].address_of_())
     >>> [prog.format_address(frame.pc) for frame in trace.frames][:2]
-    ['__schedule+0x2f5/0x8a0', 'schedule_idle+0x26/0x40']
+    ['__schedule+0x4e0/0xbf0', 'schedule_idle+0x23/0x40']
     """
     unwinder = kernel_unwinder(prog)
     if isinstance(task_or_cpu, int):

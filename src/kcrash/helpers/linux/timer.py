@@ -56,7 +56,7 @@ class Timer:
     :param function_name: the function's symbol (``name+0x10``; None where no symbol covers it)
 
     >>> [t.function_name for t in cpu_timer_bases(prog, 0)[0].timers][:1]
-    ['process_timeout']
+    ['mce_timer_fn']
     """
 
     address: int
@@ -78,7 +78,7 @@ class TimerBase:
     :param truncated: why a bucket walk stopped early, None if none did
 
     >>> [(b.name, len(b.timers)) for b in cpu_timer_bases(prog, 0)]
-    [('BASE_LOCAL', 2), ('BASE_GLOBAL', 11), ('BASE_DEF', 3)]
+    [('BASE_LOCAL', 1), ('BASE_GLOBAL', 7), ('BASE_DEF', 10)]
     """
 
     cpu: int
@@ -124,7 +124,7 @@ class HrtimerClockBase:
     :param truncated: why the walk stopped early, None if it did not
 
     >>> [(b.name, len(b.timers)) for b in cpu_hrtimer_bases(prog, 0)][:2]
-    [('HRTIMER_BASE_MONOTONIC', 3), ('HRTIMER_BASE_REALTIME', 0)]
+    [('HRTIMER_BASE_MONOTONIC', 9), ('HRTIMER_BASE_REALTIME', 0)]
     """
 
     cpu: int
@@ -161,7 +161,7 @@ def get_jiffies(prog: Program) -> int:
     :raises FaultError: if it cannot be read
 
     >>> get_jiffies(prog)
-    4295105426
+    4294900753
     """
     return prog.read_u64(prog.symbol_address("jiffies_64"))
 
@@ -226,8 +226,9 @@ def timer_base_for_each(base: Object, *, limit: int = DEFAULT_LIMIT) -> Iterator
     :return: an iterator of ``struct timer_list *``
     :raises FaultError: if the base cannot be read
 
-    >>> [t.function for t in timer_base_for_each(per_cpu(prog, "timer_bases", 0)[0].address_of_())]
-    []
+    >>> base = per_cpu(prog, "timer_bases", 0)[0].address_of_()
+    >>> [symbol_text(prog, int(t.function)) for t in timer_base_for_each(base)]
+    ['mce_timer_fn']
     """
     for _, walk in _buckets(base, limit):
         yield from walk
@@ -282,7 +283,7 @@ def cpu_timer_bases(prog: Program, cpu: int, *, limit: int = DEFAULT_LIMIT) -> l
     :raises FaultError: if the per-CPU bases cannot be read
 
     >>> [(b.name, len(b.timers)) for b in cpu_timer_bases(prog, 0)]
-    [('BASE_LOCAL', 2), ('BASE_GLOBAL', 11), ('BASE_DEF', 3)]
+    [('BASE_LOCAL', 1), ('BASE_GLOBAL', 7), ('BASE_DEF', 10)]
     """
     bases = _percpu_variable(prog, "timer_bases", _timer_bases_type(prog), cpu)
     if bases.type_.strip_typedefs().kind is not TypeKind.ARRAY:
@@ -352,7 +353,7 @@ def cpu_hrtimer_bases(prog: Program, cpu: int, *, limit: int = DEFAULT_LIMIT) ->
     :raises FaultError: if the per-CPU base cannot be read
 
     >>> [(b.name, len(b.timers)) for b in cpu_hrtimer_bases(prog, 0)][:2]
-    [('HRTIMER_BASE_MONOTONIC', 3), ('HRTIMER_BASE_REALTIME', 0)]
+    [('HRTIMER_BASE_MONOTONIC', 9), ('HRTIMER_BASE_REALTIME', 0)]
     """
     names = _clock_names(prog)
     try:

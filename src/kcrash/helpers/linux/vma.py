@@ -77,8 +77,9 @@ def for_each_vma(mm: Object, *, limit: int = DEFAULT_LIMIT) -> ListWalk:
     :return: a :class:`~kcrash.helpers.linux.list.ListWalk` of ``struct vm_area_struct *`` objects
     :raises FaultError: if ``mm`` itself cannot be read
 
-    >>> for vma in for_each_vma(task.mm):
-    ...     print(hex(vma.vm_start), hex(vma.vm_end), vm_flags_names(int(vma.vm_flags)))
+    >>> vmas = list(for_each_vma(task.mm))
+    >>> hex(vmas[1].vm_start), hex(vmas[1].vm_end), vm_flags_names(int(vmas[1].vm_flags))
+    ('0x401000', '0x585000', ['READ', 'EXEC', 'MAYREAD', 'MAYWRITE', 'MAYEXEC', 'SOFTDIRTY'])
     """
     mm = _mm_pointer(mm)
     prog = mm.prog_
@@ -195,7 +196,7 @@ def get_mm_counters(mm: Object) -> MmCounters:
     :raises FaultError: if the counters cannot be read
 
     >>> get_mm_counters(task.mm).anon
-    1234
+    15
     """
     mm = _mm_pointer(mm)
     prog = mm.prog_
@@ -224,7 +225,7 @@ def task_rss(task: Object) -> MmCounters:
     :raises FaultError: if the task or its counters cannot be read
 
     >>> task_rss(task).rss * 4096
-    26169344
+    1703936
     """
     mm = task.mm.read_()
     if not int(mm):

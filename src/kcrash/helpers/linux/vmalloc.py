@@ -50,16 +50,17 @@ class VmapArea:
     :param start: ``va_start``
     :param end: ``va_end`` (exclusive)
     :param vm: the ``struct vm_struct *``, 0 for none (vm_map_ram areas, per-CPU chunks being set up)
-    :param flags: ``vm->flags`` (``VM_*``, see :meth:`flag_names`)
+    :param flags: ``vm->flags`` (``VM_*``, see :attr:`flag_names`)
     :param size: ``vm->size``, the guard page included unless ``VM_NO_GUARD``
     :param nr_pages: ``vm->nr_pages``
     :param pages: ``vm->pages``, the address of the ``struct page *`` array
     :param caller: ``vm->caller``, a return address in the allocating function
     :param phys_addr: ``vm->phys_addr`` (ioremap areas)
 
-    >>> area = find_vmap_area(prog, int(prog["kcrash_test_vmalloc_buf"]))
-    >>> area.flag_names()
-    ['VM_ALLOC']
+    >>> buf = prog.read_u64(prog.symbol_address("kcrash_test_vmalloc_buf"))
+    >>> area = find_vmap_area(prog, buf)
+    >>> area.flag_names
+    ('vmalloc',)
     """
 
     address: int
@@ -75,7 +76,8 @@ class VmapArea:
 
     @property
     def flag_names(self) -> tuple[str, ...]:
-        """Return the names of the ``VM_*`` bits set in :attr:`flags` (``include/linux/vmalloc.h``).
+        """The names of the ``VM_*`` bits set in :attr:`flags` (``include/linux/vmalloc.h``), as
+        ``/proc/vmallocinfo`` prints them (``VM_ALLOC`` is ``vmalloc``).
 
         :return: the names, lowest bit first
         """
@@ -91,7 +93,7 @@ class VmapAreas:
     :param truncated: why the walk stopped early, None if it did not
 
     >>> areas = vmap_areas(prog)
-    >>> areas.find(int(prog["kcrash_test_vmalloc_buf"])) is not None
+    >>> areas.find(prog.read_u64(prog.symbol_address("kcrash_test_vmalloc_buf"))) is not None
     True
     """
 
@@ -158,7 +160,7 @@ def vmap_areas(prog: Program) -> VmapAreas:
     :raises FaultError: if the list head cannot be read
 
     >>> len(vmap_areas(prog).areas)
-    517
+    121
     """
     found: VmapAreas | None = prog.cache.get(_CACHE)
     if found is None:
@@ -201,7 +203,7 @@ def find_vmap_area(prog: Program, address: int) -> VmapArea | None:
     :param address: a kernel virtual address
     :return: the area, or None if no busy area holds ``address``
 
-    >>> find_vmap_area(prog, int(prog["kcrash_test_vmalloc_buf"])).nr_pages
+    >>> find_vmap_area(prog, prog.read_u64(prog.symbol_address("kcrash_test_vmalloc_buf"))).nr_pages
     4
     """
     return vmap_areas(prog).find(address)
@@ -216,8 +218,8 @@ def vmalloc_to_pfn(prog: Program, address: int) -> int:
     :return: the PFN
     :raises FaultError: if the address is not mapped
 
-    >>> vmalloc_to_pfn(prog, int(prog["kcrash_test_vmalloc_buf"]))
-    20573
+    >>> vmalloc_to_pfn(prog, prog.read_u64(prog.symbol_address("kcrash_test_vmalloc_buf")))
+    21070
     """
     return prog.memory.translate(address) >> _PAGE_SHIFT
 
@@ -230,6 +232,6 @@ def vmalloc_to_page(prog: Program, address: int) -> Object:
     :return: ``struct page *``
     :raises FaultError: if the address is not mapped
 
-    >>> page = vmalloc_to_page(prog, int(prog["kcrash_test_vmalloc_buf"]))
+    >>> page = vmalloc_to_page(prog, prog.read_u64(prog.symbol_address("kcrash_test_vmalloc_buf")))
     """
     return pfn_to_page(prog, vmalloc_to_pfn(prog, address))

@@ -52,7 +52,7 @@ def waitqueue_active(wq: Object) -> bool:
     :return: True if its ``head`` list is not empty
     :raises FaultError: if ``wq`` cannot be read
 
-    >>> waitqueue_active(prog["oom_reaper_wait"].address_of_())
+    >>> waitqueue_active(prog.object("wait_queue_head_t", prog.symbol_address("oom_reaper_wait")).address_of_())
     True
     """
     return not list_empty(_head(wq).address_of_())
@@ -67,8 +67,9 @@ def waitqueue_for_each_entry(wq: Object, *, limit: int = DEFAULT_LIMIT) -> ListW
         (``truncated`` names a damaged list)
     :raises FaultError: if ``wq`` itself cannot be read
 
-    >>> [hex(e.private) for e in waitqueue_for_each_entry(prog["oom_reaper_wait"].address_of_())]
-    ['0xffff888003f5c000']
+    >>> wq = prog.object("wait_queue_head_t", prog.symbol_address("oom_reaper_wait")).address_of_()
+    >>> [hex(e.private) for e in waitqueue_for_each_entry(wq)]
+    ['0xffff8880043c9840']
     """
     type_name, link = _entry_type(wq)
     return list_for_each_entry(type_name, _head(wq).address_of_(), link, limit=limit)
@@ -84,7 +85,8 @@ def waitqueue_for_each_task(wq: Object, *, limit: int = DEFAULT_LIMIT) -> Iterat
     :return: an iterator of ``struct task_struct *`` objects
     :raises FaultError: if ``wq`` itself cannot be read
 
-    >>> [t.comm.string_() for t in waitqueue_for_each_task(prog["oom_reaper_wait"].address_of_())]
+    >>> wq = prog.object("wait_queue_head_t", prog.symbol_address("oom_reaper_wait")).address_of_()
+    >>> [t.comm.string_() for t in waitqueue_for_each_task(wq)]
     [b'oom_reaper']
     """
     task_type = wq.prog_.pointer_type("struct task_struct")
@@ -99,7 +101,8 @@ def swait_active(wq: Object) -> bool:
     :return: True if its ``task_list`` is not empty
     :raises FaultError: if ``wq`` cannot be read
 
-    >>> swait_active(prog["kcrash_test_completion"].wait.address_of_())
+    >>> wq = prog.object("struct completion", prog.symbol_address("kcrash_test_completion")).wait.address_of_()
+    >>> swait_active(wq)
     True
     """
     return not list_empty(wq.task_list.address_of_())
@@ -113,8 +116,9 @@ def swait_for_each_task(wq: Object, *, limit: int = DEFAULT_LIMIT) -> Iterator[O
     :return: an iterator of ``struct task_struct *`` objects
     :raises FaultError: if ``wq`` itself cannot be read
 
-    >>> [int(t.pid) for t in swait_for_each_task(prog["kcrash_test_completion"].wait.address_of_())]
-    [214]
+    >>> wq = prog.object("struct completion", prog.symbol_address("kcrash_test_completion")).wait.address_of_()
+    >>> [int(t.pid) for t in swait_for_each_task(wq)]
+    [154]
     """
     for entry in list_for_each_entry("struct swait_queue", wq.task_list.address_of_(), "task_list", limit=limit):
         yield entry.task

@@ -341,8 +341,8 @@ def xa_for_each(xa: Object, *, advanced: bool = False,
     :return: an :class:`IndexedWalk` of ``(int, void *)`` tuples
     :raises FaultError: if ``xa`` itself cannot be read
 
-    >>> for index, entry in xa_for_each(prog["init_pid_ns"].idr.idr_rt):
-    ...     print(index, hex(entry))
+    >>> [(index, hex(entry)) for index, entry in xa_for_each(prog["init_pid_ns"].idr.idr_rt)][:2]
+    [(1, '0xffff88800423ee00'), (2, '0xffff88800423ed80')]
     """
     ranged = xa_for_each_range(xa, advanced=advanced, limit=limit)
     void_p = xa.prog_.pointer_type("void")
