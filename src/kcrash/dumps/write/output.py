@@ -60,14 +60,17 @@ class DumpOutput:
 
     def _append(self, data: bytes | memoryview) -> None:
         # Append at the end of a flattened file; on a short write, cut back so no partial record is left.
-        start = self._pos
+        self._pos += self._pwrite(data, self._pos, self._pos)
+
+    def _pwrite(self, data: bytes | memoryview, offset: int, truncate_to: int | None) -> int:
+        # One positioned write of all of ``data``; a full disk or a short write ends in OutputFull.
         try:
-            done = os.pwrite(self._fd, data, start)
+            done = os.pwrite(self._fd, data, offset)
         except OSError as exc:
-            self._fail(exc, start)
+            self._fail(exc, truncate_to)
         if done != len(data):
-            self._fail(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), start)
-        self._pos += done
+            self._fail(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), truncate_to)
+        return done
 
     def _fail(self, exc: OSError, truncate_to: int | None) -> NoReturn:
         if exc.errno not in _FULL:
@@ -83,12 +86,7 @@ class DumpOutput:
         if not len(data):
             return
         if not self.flattened:
-            try:
-                done = os.pwrite(self._fd, data, offset)
-            except OSError as exc:
-                self._fail(exc, None)
-            if done != len(data):
-                self._fail(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), None)
+            self._pwrite(data, offset, None)
             return
         record = flat_structs().makedumpfile_data_header.pack(offset=offset, buf_size=len(data))
         start = self._pos
