@@ -7,6 +7,9 @@ work through a Program whose memory is a plain reader."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from kcrash.debuginfo.symbols import SymbolTable
@@ -178,3 +181,13 @@ def test_without_cpus_the_panic_helpers_say_so() -> None:
     assert panic_cpu_or_none(k.prog) is None
     with pytest.raises(MissingDebugInfoError, match="no registers for CPU 1"):
         crash_context(k.prog, 1)
+
+
+def test_no_layer_above_types_looks_behind_the_program() -> None:
+    # helpers, analysis and cli ask the Program (and analysis.live.kernel_binder_or_none), never
+    # downcast its parts or stash attributes on it
+    src = Path(__file__).resolve().parents[3] / "src" / "kcrash"
+    banned = re.compile(r"isinstance\([^)]*\b(?:SymbolTable|KernelMemory|KernelBinder)\b|[sg]etattr\((?:self\.)?prog\b")
+    found = [f"{path.relative_to(src)}: {m.group(0)}" for layer in ("helpers", "analysis", "cli")
+             for path in sorted((src / layer).rglob("*.py")) for m in banned.finditer(path.read_text(encoding="utf-8"))]
+    assert found == []
