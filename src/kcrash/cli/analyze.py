@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ from kcrash.types.program import Program
 if TYPE_CHECKING:
     from kcrash.debuginfo.symbolizer import KernelSymbolizer
 
-__all__ = ["commands"]
+__all__ = ["commands", "print_backtraces"]
 
 _DUMP = click.argument("path", metavar="DUMP", type=DumpOrLive())
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -123,6 +124,12 @@ def bt_command(
         symbolizer = _bt_symbolizer(prog, debuginfo, force, lines)
     if symbolizer is not None:
         traces = _with_sources(traces, symbolizer)
+    print_backtraces(traces, as_json)
+
+
+def print_backtraces(traces: Sequence[TaskTraceDetail], as_json: bool) -> None:
+    """Print backtraces as ``bt`` does: JSON, or each as crash prints it with a blank line between;
+    also ``foreach bt``'s output."""
     if as_json:
         echo_json([to_dict(t) for t in traces])
         return

@@ -224,18 +224,9 @@ def _foreach_bt(prog: Program, rows: Sequence[TaskRow], _: Sequence[str]) -> lis
 
 
 def _print_bt(results: list[Any], as_json: bool) -> None:
-    from kcrash.model import to_dict
+    from kcrash.cli.analyze import print_backtraces
 
-    if as_json:
-        echo_json([to_dict(t) for t in results])
-        return
-    from kcrash.report.terminal import make_console, render_backtrace
-
-    console = make_console()
-    for i, entry in enumerate(results):
-        if i:
-            console.print()
-        render_backtrace(entry, console)
+    print_backtraces(results, as_json)
 
 
 def _foreach_vm(prog: Program, rows: Sequence[TaskRow], _: Sequence[str]) -> list[Any]:

@@ -3,13 +3,16 @@ the ps time format."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from kcrash.cli import main
+from kcrash.cli import main, tasks
+from kcrash.cli.analyze import print_backtraces
 from kcrash.cli.tasks import _filter_words, _hms
 from kcrash.errors import CliError
+from kcrash.model import TaskRow, TaskTraceDetail, Trace
 
 
 @pytest.fixture
@@ -46,3 +49,14 @@ def test_run_time_format() -> None:
     assert _hms(None) == "?"
     assert _hms(3_723 * 10**9 + 5) == "01:02:03"
     assert _hms((2 * 86400 + 3600) * 10**9) == "2:01:00:00"
+
+
+def test_foreach_bt_prints_as_bt_does(capsys: pytest.CaptureFixture[str]) -> None:
+    traces = [TaskTraceDetail(TaskRow(pid, 1, pid, 0, 0xFFFF888004259840 + pid, "D", f"t{pid}", False),
+                              Trace((), None), (), None) for pid in (42, 43)]
+    for as_json in (False, True):
+        print_backtraces(traces, as_json)
+        bt = capsys.readouterr().out
+        tasks._print_bt(traces, as_json)
+        assert capsys.readouterr().out == bt and "t42" in bt and "t43" in bt
+    assert json.loads(bt)[1]["task"]["pid"] == 43
