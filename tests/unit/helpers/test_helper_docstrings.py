@@ -1,50 +1,32 @@
 """Every public helper is documented the drgn way (issue 22, item 11): a ``:param name:`` for each
 parameter, a ``:return:`` unless it returns None, and a ``>>>`` example whose code parses and calls
 functions that exist, with arguments their signatures accept. Public methods of the helper classes
-need ``:param``/``:return:`` too (their class carries the example). Checked statically: the examples
-are not run (they need a dump), see ``tests/oracle`` for the helpers' results on real kernels."""
+need ``:param``/``:return:`` too (their class carries the example). Checked statically here; the
+examples run against a real dump, and print what they show, in ``tests/lab/test_helper_examples_lab.py``."""
 
 from __future__ import annotations
 
 import ast
 import builtins
-import importlib
 import inspect
-import pkgutil
 import re
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
 
-import kcrash.helpers
 from kcrash.types.program import Program
+from support.helper_docs import public_helpers
 
 _HIDDEN = {"self", "cls"}
 #: what every example may use without defining it (see the kcrash.helpers.linux docstring)
 _GIVEN = {"prog", "task"}
 
 
-def _modules() -> Iterator[ModuleType]:
-    for info in pkgutil.walk_packages(kcrash.helpers.__path__, "kcrash.helpers."):
-        yield importlib.import_module(info.name)
-
-
-def _public() -> list[tuple[ModuleType, str, object]]:
-    found: list[tuple[ModuleType, str, object]] = []
-    for module in _modules():
-        for name in getattr(module, "__all__", ()):
-            obj = getattr(module, name)
-            if (inspect.isfunction(obj) or inspect.isclass(obj)) and \
-                    getattr(obj, "__module__", "").startswith("kcrash.helpers"):
-                found.append((module, name, obj))
-    return found
-
-
 def _methods() -> list[tuple[str, Callable[..., object]]]:
     found: list[tuple[str, Callable[..., object]]] = []
-    for _module, name, obj in _public():
+    for _module, name, obj in public_helpers():
         if not inspect.isclass(obj):
             continue
         for attr, value in vars(obj).items():
@@ -53,7 +35,7 @@ def _methods() -> list[tuple[str, Callable[..., object]]]:
     return found
 
 
-PUBLIC = _public()
+PUBLIC = public_helpers()
 METHODS = _methods()
 
 

@@ -15,6 +15,8 @@ The examples assume a program opened from a dump, and ``task`` a ``struct task_s
     >>> from kcrash.helpers.linux.sched import find_task_or_none
     >>> task = find_task_or_none(prog, 1)
 
-(``tests/unit/helpers/test_helper_docstrings.py`` checks that every example parses, calls
-functions that exist with arguments their signatures accept, and needs no other name.)
+The outputs shown are those of the lab's 6.12 HUNG_ABBA dump, opened without vmlinux
+(``tests/lab/test_helper_examples_lab.py`` runs every example on it;
+``tests/unit/helpers/test_helper_docstrings.py`` checks that every example parses, calls functions
+that exist with arguments their signatures accept, and needs no other name).
 """
