@@ -7,9 +7,9 @@ builders in ``tests/support``), statically:
 
 - ``import kcrash.a.b`` and ``from kcrash.a.b import c`` count ``kcrash.a.b`` (and ``kcrash.a.b.c``
   when that is a module); ``from kcrash.a import b`` counts ``kcrash.a.b``;
-- a name a package re-exports counts the module it comes from: ``from kcrash.unwind import unwind``
-  counts ``kcrash.unwind.arch.x86_64``, because ``kcrash/unwind/__init__.py`` says
-  ``from kcrash.unwind.arch.x86_64 import unwind``;
+- a name a package re-exports does not count for the module it comes from (``from kcrash.unwind
+  import unwind`` does not count ``kcrash.unwind.arch.x86_64``): a module's own test imports it by
+  its name, so that the test is found from the module;
 - a package (``__init__.py``) counts when any module inside it is imported (importing it runs the
   ``__init__``).
 
@@ -50,20 +50,7 @@ def source_modules() -> dict[str, Path]:
     return {_module_name(p): p for p in _python_files(SRC / "kcrash")}
 
 
-def _reexports(modules: dict[str, Path]) -> dict[tuple[str, str], str]:
-    # (package, name) -> the submodule the package's __init__ imports the name from
-    found: dict[tuple[str, str], str] = {}
-    for name, path in modules.items():
-        if path.name != "__init__.py":
-            continue
-        for node in ast.parse(path.read_text()).body:
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith(name + "."):
-                for alias in node.names:
-                    found[(name, alias.asname or alias.name)] = str(node.module)
-    return found
-
-
-def _imported_names(path: Path, reexports: dict[tuple[str, str], str]) -> set[str]:
+def _imported_names(path: Path) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -72,16 +59,14 @@ def _imported_names(path: Path, reexports: dict[tuple[str, str], str]) -> set[st
             names.add(node.module)
             for alias in node.names:
                 names.add(f"{node.module}.{alias.name}")
-                names.add(reexports.get((node.module, alias.name), node.module))
     return {n for n in names if n == "kcrash" or n.startswith("kcrash.")}
 
 
 def imported_by_tests(modules: dict[str, Path]) -> dict[str, set[str]]:
     """Module -> the files under tests/ that import it (per the rules in the module docstring)."""
-    reexports = _reexports(modules)
     users: dict[str, set[str]] = {}
     for path in _python_files(TESTS):
-        for name in _imported_names(path, reexports):
+        for name in _imported_names(path):
             if name in modules:
                 users.setdefault(name, set()).add(str(path.relative_to(ROOT)))
     return users
@@ -110,13 +95,13 @@ def test_allow_list_is_not_stale() -> None:
 
 
 def test_the_rules_see_each_import_form(tmp_path: Path) -> None:
-    # the three import forms and a re-export, on a throwaway file
+    # the three import forms count; a re-exported name does not count its source module
     probe = tmp_path / "probe.py"
     probe.write_text("import kcrash.dumps.registry\nfrom kcrash.memory.reader import MemoryReader\n"
                      "from kcrash.helpers.linux import cpumask\nfrom kcrash.unwind import unwind\n")
-    names = _imported_names(probe, _reexports(source_modules()))
-    assert {"kcrash.dumps.registry", "kcrash.memory.reader", "kcrash.helpers.linux.cpumask",
-            "kcrash.unwind.arch.x86_64"} <= names
+    names = _imported_names(probe) & set(source_modules())
+    assert names == {"kcrash.dumps.registry", "kcrash.memory.reader", "kcrash.helpers.linux.cpumask",
+                     "kcrash.helpers.linux", "kcrash.unwind"}
 
 
 def test_test_basenames_are_unique() -> None:

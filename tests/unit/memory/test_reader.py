@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from kcrash.errors import FaultError
-from kcrash.memory import MemoryReader, SegmentMap
+from kcrash.memory.reader import MemoryReader
+from kcrash.memory.segments import SegmentMap
 
 PAGE = 4096
 PHYS = bytes((i * 7) & 0xFF for i in range(64 * PAGE))  # 64 physical pages with a pattern

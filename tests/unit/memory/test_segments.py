@@ -8,7 +8,7 @@ import pytest
 
 from kcrash.dumps.base import MemorySegment, ReadFn
 from kcrash.errors import FaultError
-from kcrash.memory import SegmentMap
+from kcrash.memory.segments import SegmentMap
 
 
 def _filled(byte: int, calls: list[tuple[int, int]] | None = None) -> ReadFn:

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kcrash.unwind import MemoryUnwindContext, OrcTables, Registers, StackRange, inactive_task_frame_registers, unwind
+from kcrash.unwind import MemoryUnwindContext, OrcTables, Registers, StackRange
+from kcrash.unwind.arch.x86_64 import inactive_task_frame_registers, unwind
 from kcrash.unwind.frame import PT_REGS_NAMES
 from kcrash.unwind.orc import (
     ORC_FORMATS,
