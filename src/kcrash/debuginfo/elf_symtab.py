@@ -8,6 +8,9 @@ pyelftools symbol objects costs seconds on a 633 MB vmlinux). For a relocatable 
 the sections out the way the kernel's module loader does (``kernel/module/main.c:layout_sections``)
 and applies the ``R_X86_64_64``/``R_X86_64_32`` relocations of a debug section, so DWARF addresses
 become load addresses. The file is mmapped, never read whole. DWARF itself is not parsed here.
+The ELF constants are pyelftools' names and values, declared here rather than imported from
+``elftools.elf.enums``, which costs ~10 ms of CPU per process (``bench/ab_cpu.py``, bench/RESULTS.md
+"ELF enums") on the warm ``kcrash decode`` that has a stated target; a unit test keeps them equal.
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ __all__ = [
     "relocated_section",
 ]
 
+# The ELF constants kcrash uses, with pyelftools' names and values (a unit test compares them with
+# elftools.elf.enums and elftools.elf.constants). Kept here rather than imported: elftools.elf.enums
+# loads pyelftools' construct package, +10 ms CPU per process (bench/ab_cpu.py, bench/RESULTS.md "ELF
+# enums"), and the warm `kcrash decode`, whose target is <= 1.0x llvm-symbolizer with a 4 % margin,
+# imports this module but nothing else of pyelftools.
 ET_REL = 1
 SHT_SYMTAB = 2
 SHT_RELA = 4
@@ -46,6 +54,7 @@ SHF_EXECINSTR = 0x4
 SHF_COMPRESSED = 0x800
 SHN_UNDEF = 0
 SHN_LORESERVE = 0xFF00
+STB_LOCAL = 0
 STT_NOTYPE = 0
 STT_FUNC = 2
 NT_GNU_BUILD_ID = 3

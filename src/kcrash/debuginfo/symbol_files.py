@@ -20,7 +20,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kcrash.debuginfo.elf_symtab import ElfSection, open_elf_image
+from kcrash.debuginfo.elf_symtab import (
+    SHF_EXECINSTR,
+    SHF_WRITE,
+    SHN_UNDEF,
+    SHT_NOBITS,
+    STB_LOCAL,
+    ElfSection,
+    open_elf_image,
+)
 from kcrash.debuginfo.kernel_build import KernelBuild, check_kernel_build
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import CorruptDumpError, MissingDebugInfoError
@@ -37,10 +45,6 @@ __all__ = ["find_symbol_file_or_none", "load_symbol_file"]
 _LINE = re.compile(rb"^([0-9a-fA-F]{1,16}) ([A-Za-z?]) (\S+)", re.MULTILINE)
 _MAX_MAP_BYTES = 256 << 20
 _MIN_SYMBOLS = 1000  # a kernel has tens of thousands; fewer is a stub or another file
-_SHN_UNDEF, _SHN_ABS = 0, 0xFFF1
-_STB_LOCAL = 0
-_SHF_WRITE, _SHF_EXECINSTR = 0x1, 0x4
-_SHT_NOBITS = 8
 _DEBUG_ROOT = Path("usr/lib/debug")
 
 
@@ -111,12 +115,12 @@ def _columns(syms: npt.NDArray[Any], strtab: bytes,
     # Named symbols of a section or SHN_ABS (not SECTION/FILE entries), vectorized: 200k symbols.
     import numpy as np
 
-    keep = (syms["st_shndx"] != _SHN_UNDEF) & ~np.isin(syms["st_info"] & 0xF, (3, 4)) & \
+    keep = (syms["st_shndx"] != SHN_UNDEF) & ~np.isin(syms["st_info"] & 0xF, (3, 4)) & \
         (syms["st_name"] > 0) & (syms["st_name"] < len(strtab))
     syms = syms[keep]
     shndx = np.minimum(syms["st_shndx"].astype(np.int64), len(letters) - 1)
     kind = letters[shndx]
-    kind = np.where(syms["st_info"] >> 4 == _STB_LOCAL, kind | 0x20, kind).astype(np.uint8)  # lower case
+    kind = np.where(syms["st_info"] >> 4 == STB_LOCAL, kind | 0x20, kind).astype(np.uint8)  # lower case
     text = strtab.decode("latin-1")  # one character per byte: offsets stay byte offsets
     names = [text[o:text.find("\0", o)] for o in syms["st_name"].tolist()]
     return names, syms["st_value"].tolist(), [chr(k) for k in kind.tolist()]
@@ -124,11 +128,11 @@ def _columns(syms: npt.NDArray[Any], strtab: bytes,
 
 def _letter(section: ElfSection) -> str:
     # nm's letter for a symbol in ``section``
-    if section.sh_flags & _SHF_EXECINSTR:
+    if section.sh_flags & SHF_EXECINSTR:
         return "T"
-    if section.sh_type == _SHT_NOBITS:
+    if section.sh_type == SHT_NOBITS:
         return "B"
-    return "D" if section.sh_flags & _SHF_WRITE else "R"
+    return "D" if section.sh_flags & SHF_WRITE else "R"
 
 
 def _check_against_vmcoreinfo(path: Path, names: Sequence[str], addresses: Sequence[int],

@@ -7,7 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from elftools.elf import constants, enums
 
+from kcrash.debuginfo import elf_symtab
 from kcrash.debuginfo.elf_symtab import ElfSymbolTable, module_section_bases, open_elf_image, relocated_section
 from kcrash.errors import CorruptDumpError
 
@@ -81,3 +83,16 @@ def test_garbage_and_truncated_files_are_typed_errors(tmp_path: Path, objects: t
         open_elf_image(cut)
     with pytest.raises(CorruptDumpError):
         ElfSymbolTable.from_bytes(b"\x01" * 20)
+
+
+def test_elf_constants_are_pyelftools() -> None:
+    # elf_symtab keeps its own copies (importing elftools.elf.enums costs ~10 ms, see bench/RESULTS.md);
+    # every one must be pyelftools' value under pyelftools' name.
+    library = {**enums.ENUM_E_TYPE, **enums.ENUM_SH_TYPE_BASE, **enums.ENUM_ST_INFO_TYPE, **enums.ENUM_ST_INFO_BIND,
+               **enums.ENUM_NOTE_N_TYPE, **enums.ENUM_RELOC_TYPE_x64, **enums.ENUM_E_MACHINE,
+               **{k: v for k, v in vars(constants.SH_FLAGS).items() if k.startswith("SHF_")},
+               **{k: v for k, v in vars(constants.SHN_INDICES).items() if k.startswith("SHN_")}}
+    ours = {k: v for k, v in vars(elf_symtab).items() if k.isupper() and k.split("_")[0] in
+            ("ET", "SHT", "SHF", "SHN", "STT", "STB", "NT", "R", "EM")}
+    assert len(ours) >= 17
+    assert {k: library.get(k) for k in ours} == ours
