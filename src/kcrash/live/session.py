@@ -382,36 +382,36 @@ class LiveSession:
 
     def _step_over(self) -> StopReply | None:
         # Resuming on an inserted breakpoint would hit it again: step that vCPU alone first.
-        # QEMU under TCG ignores breakpoints while single-stepping, so the points can stay.
+        last = self.last
+        points = self._points_at_stop()
+        if last is None or not points:
+            return None
+        stop = self._step_past(points, last.thread)
+        return stop if stop.signal != 5 or self._watched(stop) else None
+
+    def _points_at_stop(self) -> list[Breakpoint]:
+        # The inserted breakpoints at the pc of the current stop (none once the target has moved on).
         last = self.last
         if last is None or last.stop is not self.client.last_stop:
-            return None
-        points = [bp for bp in self.breakpoints.at_pc(last.pc) if bp.inserted]
-        if not points:
-            return None
+            return []
+        return [bp for bp in self.breakpoints.at_pc(last.pc) if bp.inserted]
+
+    def _step_past(self, points: list[Breakpoint], thread: str) -> StopReply:
+        # One instruction of ``thread`` with ``points`` lifted for it; QEMU under TCG ignores
+        # breakpoints while single-stepping (step_over_inserted), so there the points can stay.
         if not self.step_over_inserted:
             for bp in points:
                 self.breakpoints.remove(bp)
         self._mark_resume()
-        stop = self.client.step(last.thread)
+        stop = self.client.step(thread)
         self._mark_stop()
         for bp in points:
             self.breakpoints.insert(bp)
-        return stop if stop.signal != 5 or self._watched(stop) else None
+        return stop
 
     def step(self) -> HitContext:
         """Execute one instruction on the stopped vCPU (``next-instruction``)."""
-        if self.last is not None and self.last.stop is self.client.last_stop:
-            points = [bp for bp in self.breakpoints.at_pc(self.last.pc) if bp.inserted]
-        else:
-            points = []
-        for bp in points if not self.step_over_inserted else []:
-            self.breakpoints.remove(bp)
-        self._mark_resume()
-        stop = self.client.step(self.thread)
-        self._mark_stop()
-        for bp in points:
-            self.breakpoints.insert(bp)
+        stop = self._step_past(self._points_at_stop(), self.thread)
         ctx = HitContext(self, stop, stop.thread or self.thread, self.client.read_registers())
         self.last = ctx
         return ctx

@@ -53,6 +53,20 @@ def test_step_over_keeps_points_when_the_stub_ignores_them_while_stepping() -> N
     assert count[0] == 3 and stub.log.count(b"z0,ffffffff81000000,1") == 1
 
 
+def test_a_single_step_from_a_breakpoint_lifts_it_as_the_step_over_does() -> None:
+    # next-instruction and cont share one step-past: remove the point, step, reinsert it
+    for inserted_stays in (False, True):
+        stub = FakeStub()
+        with make_session(stub, step_over_inserted=inserted_stays) as session:
+            session.break_at(hex(BASE + 0x40), lambda ctx: True)
+            assert session.cont() is not None
+            removals = stub.log.count(b"z0,ffffffff81000040,1")
+            ctx = session.step()
+            assert ctx.pc != BASE + 0x40 and stub.log.count(b"vCont;s:01") == 1
+            assert stub.log.count(b"z0,ffffffff81000040,1") == removals + (0 if inserted_stays else 1)
+            assert BASE + 0x40 in {p[1] for p in stub.points}
+
+
 def test_condition_and_ignore_count() -> None:
     stub = FakeStub()
     seen: list[int] = []
