@@ -97,24 +97,55 @@ class Program:
     # -- memory ---------------------------------------------------------------------------------
 
     def read(self, address: int, size: int) -> bytes:
-        """Read kernel virtual memory (FaultError if unreadable)."""
+        """Read kernel virtual memory.
+
+        :param address: the virtual address
+        :param size: how many bytes
+        :return: the bytes
+        :raises FaultError: if any of them is unreadable (not mapped, or not in the dump)
+
+        >>> prog.read(prog.symbol_address("linux_banner"), 13)
+        b'Linux version'
+        """
         return self.memory.read(address, size)
 
     def read_u64(self, address: int) -> int:
-        """Read a little-endian u64."""
+        """Read a little-endian u64 from kernel virtual memory.
+
+        :param address: the virtual address
+        :return: the value
+        :raises FaultError: if it is unreadable
+
+        >>> prog.read_u64(prog.symbol_address("jiffies_64")) == int(prog["jiffies_64"])
+        True
+        """
         return int.from_bytes(self.read(address, 8), "little")
 
     def read_u32(self, address: int) -> int:
-        """Read a little-endian u32."""
+        """Read a little-endian u32 from kernel virtual memory.
+
+        :param address: the virtual address
+        :return: the value
+        :raises FaultError: if it is unreadable
+
+        >>> prog.read_u32(prog.symbol_address("nr_cpu_ids"))
+        2
+        """
         return int.from_bytes(self.read(address, 4), "little")
 
     # -- the machine ----------------------------------------------------------------------------
 
     @property
     def cpus(self) -> list[CpuState]:
-        """The CPUs with saved registers, in CPU order: a dump's ``NT_PRSTATUS`` (and QEMU) notes, a
-        live kernel's vCPUs as its stub reports them. Empty when the target has none (a dump without
-        CPU notes, a synthetic test kernel): then no CPU can be unwound from its registers."""
+        """The CPUs with saved registers, in CPU order: a dump's ``NT_PRSTATUS`` (and QEMU) notes, a live
+        kernel's vCPUs as its stub reports them.
+
+        Empty when the target has none (a dump without CPU notes, a synthetic test kernel): then no CPU can
+        be unwound from its registers.
+
+        >>> len(prog.cpus)
+        2
+        """
         memory = self.memory
         return memory.cpus if isinstance(memory, KernelMemory) else self._cpus
 
@@ -128,15 +159,23 @@ class Program:
 
     @property
     def layout(self) -> KernelLayout | None:
-        """How kernel addresses map (page-table root, paging levels, KASLR offset, ``phys_base`` and
-        where these came from); None when the memory is a flat reader of virtual addresses."""
+        """How kernel addresses map (page-table root, paging levels, KASLR offset, ``phys_base`` and where
+        these came from); None when the memory is a flat reader of virtual addresses.
+
+        >>> prog.layout.levels
+        4
+        """
         memory = self.memory
         return memory.layout if isinstance(memory, KernelMemory) else None
 
     @property
     def kaslr_offset(self) -> int | None:
-        """The KASLR offset of kernel text (0 without KASLR): from VMCOREINFO's ``KERNELOFFSET`` or, with
-        no VMCOREINFO, from the kernel-text mapping; None when neither tells."""
+        """The KASLR offset of kernel text (0 without KASLR): from VMCOREINFO's ``KERNELOFFSET`` or, with no
+        VMCOREINFO, from the kernel-text mapping; None when neither tells.
+
+        >>> prog.kaslr_offset
+        0
+        """
         memory = self.memory
         if isinstance(memory, KernelMemory):
             return memory.layout.kaslr_offset
@@ -144,16 +183,24 @@ class Program:
 
     @property
     def page_tables(self) -> X86_64PageTables | None:
-        """The kernel's page tables; None when the memory has no paging (a flat reader of virtual
-        addresses, as tests build) or a dump lacks both VMCOREINFO and a CR3 note."""
+        """The kernel's page tables; None when the memory has no paging (a flat reader of virtual addresses,
+        as tests build) or a dump lacks both VMCOREINFO and a CR3 note.
+
+        >>> prog.page_tables is not None
+        True
+        """
         memory = self.memory
         return memory.page_tables if isinstance(memory, KernelMemory) else None
 
     def page_tables_at(self, pgd: int) -> X86_64PageTables:
-        """Page tables rooted at physical ``pgd`` (a task's ``mm->pgd``, translated), in the kernel's
+        """Return page tables rooted at physical ``pgd`` (a task's ``mm->pgd``, translated), in the kernel's
         paging mode (levels, SME mask).
 
-        :raises MissingDebugInfoError: the program has no kernel page tables (see :attr:`page_tables`)
+        :param pgd: the physical address of the top-level table
+        :return: the page tables
+        :raises MissingDebugInfoError: if the program has no kernel page tables (see :attr:`page_tables`)
+
+        >>> tables = prog.page_tables_at(prog.page_tables.translate(int(task.mm.pgd)))
         """
         memory = self.memory
         if not isinstance(memory, KernelMemory) or memory.page_tables is None:
@@ -164,12 +211,27 @@ class Program:
     # -- types ----------------------------------------------------------------------------------
 
     def add_types(self, btf: Btf) -> None:
-        """Use ``btf`` as the vmlinux types."""
+        """Use ``btf`` as the vmlinux types (the cached type lookups are forgotten).
+
+        :param btf: the parsed vmlinux BTF
+
+        >>> prog.add_types(prog.btf)
+        """
         self.btf = btf
         self._types.clear()
 
     def add_module_types(self, name: str, btf_bytes: bytes) -> Btf:
-        """Add a module's split BTF (its type ids continue after vmlinux's)."""
+        """Add a module's split BTF (its type ids continue after vmlinux's).
+
+        :param name: the module's name
+        :param btf_bytes: the module's raw split BTF (``mod->btf_data``)
+        :return: the parsed BTF, also kept in :attr:`module_btf`
+        :raises MissingDebugInfoError: if the vmlinux BTF is not loaded yet
+        :raises CorruptDumpError: if the BTF cannot be parsed
+
+        >>> from kcrash.helpers.linux.module import find_module_or_none, module_btf_or_none
+        >>> btf = prog.add_module_types("kcrash_test", module_btf_or_none(find_module_or_none(prog, "kcrash_test")))
+        """
         if self.btf is None:
             raise MissingDebugInfoError(f"module {name}: split BTF needs the vmlinux BTF first")
         btf = parse_btf(btf_bytes, self.btf, name=name)
@@ -178,7 +240,17 @@ class Program:
         return btf
 
     def type(self, name: str | Type) -> Type:
-        """A type by C name: ``struct task_struct``, ``u64``, ``unsigned long``, ``char *``, ``int [4]``."""
+        """Return a type by C name: ``struct task_struct``, ``u64``, ``unsigned long``, ``char *``, ``int [4]``.
+
+        Looked up in the vmlinux BTF, then the modules' split BTF, then the built-in integer types.
+
+        :param name: the C type name (a :class:`~kcrash.types.model.Type` is returned as it is)
+        :return: the type
+        :raises TypeLookupError: if there is no such type
+
+        >>> prog.type("struct task_struct").sizeof()
+        9792
+        """
         if isinstance(name, Type):
             return name
         cached = self._types.get(name)
@@ -188,7 +260,14 @@ class Program:
         return cached
 
     def find_type_or_none(self, name: str) -> Type | None:
-        """Like :meth:`type`, None when the type does not exist."""
+        """Return a type by C name, like :meth:`type`, or None when the type does not exist.
+
+        :param name: the C type name
+        :return: the type, or None
+
+        >>> prog.find_type_or_none("struct no_such_type") is None
+        True
+        """
         try:
             return self.type(name)
         except TypeLookupError:
@@ -207,22 +286,56 @@ class Program:
         raise TypeLookupError(f"no type {keyword}{name!r} ({where})")
 
     def pointer_type(self, target: Type | str) -> Type:
-        """``target *``."""
+        """Return the type ``target *``.
+
+        :param target: the pointed-to type, or its C name
+        :return: the pointer type
+        :raises TypeLookupError: if ``target`` does not exist
+
+        >>> prog.pointer_type("struct task_struct").type_name()
+        'struct task_struct *'
+        """
         return pointer_type(self.type(target))
 
     def array_type(self, element: Type | str, length: int | None) -> Type:
-        """``element [length]``."""
+        """Return the type ``element [length]``.
+
+        :param element: the element type, or its C name
+        :param length: the number of elements, None for a flexible array (``[]``)
+        :return: the array type
+        :raises TypeLookupError: if ``element`` does not exist
+
+        >>> prog.array_type("u64", 4).sizeof()
+        32
+        """
         return array_type(self.type(element), length)
 
     # -- variables ------------------------------------------------------------------------------
 
     def declare(self, name: str, type: Type | str) -> None:
-        """Give global ``name`` a type (a C type name or a Type); overrides BTF and the table."""
+        """Give global ``name`` a type; the declaration overrides BTF and the shipped table.
+
+        :param name: the global variable's name
+        :param type: a C type name or a :class:`~kcrash.types.model.Type`
+
+        >>> prog.declare("oom_reaper_wait", "wait_queue_head_t")
+        >>> prog["oom_reaper_wait"].type_.type_name()
+        'wait_queue_head_t'
+        """
         self._declarations[name] = parse_type_spec(type) if isinstance(type, str) else type
         self._user.add(name)
 
     def variable_type(self, name: str) -> Type:
-        """The type of global ``name``: user declaration, then BTF VAR, then the shipped table."""
+        """Return the type of global ``name``: a user declaration, then a BTF ``VAR``, then the shipped table
+        (:data:`KERNEL_DECLARATIONS`).
+
+        :param name: the global variable's name
+        :return: its type
+        :raises TypeLookupError: if no type is known for it (give one with :meth:`declare`)
+
+        >>> prog.variable_type("jiffies_64").type_name()
+        'u64'
+        """
         decl = self._declarations.get(name)
         if name not in self._user:
             for btf in (self.btf, *self.module_btf.values()):
@@ -235,22 +348,40 @@ class Program:
         return decl if isinstance(decl, Type) else decl.resolve(self._lookup)
 
     def symbol_address(self, name: str) -> int:
-        """The address of global symbol ``name``."""
+        """Return the address of global symbol ``name`` (vmlinux, then the modules).
+
+        :param name: the symbol's name
+        :return: its address
+        :raises SymbolNotFoundError: if there is no such symbol
+        :raises MissingDebugInfoError: if the program has no symbols
+
+        >>> hex(prog.symbol_address("init_task"))
+        '0xffffffff82c10940'
+        """
         if self.symbols is None:
             raise MissingDebugInfoError(f"no symbols to find {name!r} (kallsyms or System.map)")
         return self.symbols.address_of(name)
 
     @property
     def symbol_table(self) -> SymbolTable | None:
-        """The symbols as a table (sizes, modules, lookups by address); None when the program was
-        given only a name-to-address source (``symbols`` without a table) or no symbols."""
+        """The symbols as a table (sizes, modules, lookups by address); None when the program was given only
+        a name-to-address source (``symbols`` without a table) or no symbols.
+
+        >>> prog.symbol_table is not None
+        True
+        """
         return self.symbols if isinstance(self.symbols, SymbolTable) else None
 
     def get_symbol_by_name(self, name: str) -> Symbol:
-        """The symbol ``name`` with its size and kind (the first one of that name, vmlinux first).
+        """Return the symbol ``name`` with its size and kind (the first one of that name, vmlinux first).
 
-        :raises SymbolNotFoundError: no such symbol
-        :raises MissingDebugInfoError: no symbol table (see :attr:`symbol_table`)
+        :param name: the symbol's name
+        :return: the symbol
+        :raises SymbolNotFoundError: if there is no such symbol
+        :raises MissingDebugInfoError: if there is no symbol table (see :attr:`symbol_table`)
+
+        >>> prog.get_symbol_by_name("schedule").name
+        'schedule'
         """
         table = self.symbol_table
         if table is None:
@@ -258,25 +389,54 @@ class Program:
         return table.get_symbol_by_name(name)
 
     def symbolize_or_none(self, address: int) -> tuple[Symbol, int] | None:
-        """How the kernel names ``address`` (its ``%pS``): the symbol at or below it and the offset;
-        None outside the kernel image and modules, or without a symbol table."""
+        """Return how the kernel names ``address`` (its ``%pS``): the symbol at or below it and the offset.
+
+        :param address: a kernel address
+        :return: ``(symbol, offset)``; None outside the kernel image and modules, or without a symbol table
+
+        >>> symbol, offset = prog.symbolize_or_none(prog.symbol_address("schedule") + 4)
+        >>> symbol.name, offset
+        ('schedule', 4)
+        """
         table = self.symbol_table
         return table.symbolize_or_none(address) if table is not None else None
 
     def containing_symbol_or_none(self, address: int) -> tuple[Symbol, int] | None:
-        """The symbol ``address`` lies inside (a module symbol's real size bounds it) and the offset;
-        None if none, or without a symbol table."""
+        """Return the symbol ``address`` lies inside (a module symbol's real size bounds it) and the offset.
+
+        :param address: a kernel address
+        :return: ``(symbol, offset)``; None if no symbol holds it, or without a symbol table
+
+        >>> prog.containing_symbol_or_none(prog.symbol_address("schedule"))[1]
+        0
+        """
         table = self.symbol_table
         return table.containing_symbol_or_none(address) if table is not None else None
 
     def format_address(self, address: int) -> str:
-        """``symbol+0xoff/0xsize [module]`` as the kernel prints ``%pS``; the bare ``0x…`` address when
-        no symbol holds it or there is no symbol table."""
+        """Return ``symbol+0xoff/0xsize [module]`` for an address, as the kernel prints ``%pS``.
+
+        :param address: a kernel address
+        :return: the text; the bare ``0x...`` address when no symbol holds it or there is no symbol table
+
+        >>> prog.format_address(prog.symbol_address("schedule") + 4)
+        'schedule+0x4/0xc0'
+        """
         table = self.symbol_table
         return table.format_address(address) if table is not None else f"{address:#x}"
 
     def variable(self, name: str) -> Object:
-        """Global variable ``name`` as a reference object (per-CPU ones: the per-CPU offset)."""
+        """Return global variable ``name`` as a reference object (per-CPU ones: the per-CPU offset);
+        ``prog[name]`` is the same.
+
+        :param name: the variable's name
+        :return: the object, of :meth:`variable_type`'s type at :meth:`symbol_address`
+        :raises SymbolNotFoundError: if there is no such symbol
+        :raises TypeLookupError: if no type is known for it (give one with :meth:`declare`)
+
+        >>> prog.variable("init_task").comm.string_()
+        b'swapper/0'
+        """
         address = self.symbol_address(name)
         return Object(self, self.variable_type(name), address=address)
 
@@ -291,7 +451,15 @@ class Program:
         return True
 
     def constant(self, name: str) -> Object:
-        """Enum constant ``name`` as a value object of its enum type."""
+        """Return enum constant ``name`` as a value object of its enum type.
+
+        :param name: the enumerator's name
+        :return: the value object
+        :raises TypeLookupError: if no enum of the vmlinux or module BTF has it
+
+        >>> int(prog.constant("PIDTYPE_TGID"))
+        1
+        """
         for btf in (self.btf, *self.module_btf.values()):
             hit = btf.find_enumerator_or_none(name) if btf is not None else None
             if hit is not None:
@@ -299,24 +467,51 @@ class Program:
         raise TypeLookupError(f"no enum constant {name!r}")
 
     def object(self, type: Type | str, address: int) -> Object:
-        """The object of ``type`` at ``address``."""
+        """Return the object of ``type`` at ``address``.
+
+        :param type: the object's type, or its C name
+        :param address: where it is
+        :return: a reference object (read on access)
+        :raises TypeLookupError: if ``type`` does not exist
+
+        >>> prog.object("struct task_struct", prog.symbol_address("init_task")).pid
+        Object(prog, 'pid_t', address=0xffffffff82c112c0)
+        """
         return Object(self, self.type(type), address=address)
 
     def format_object(self, obj: Object, **options: int | bool) -> str:
-        """The text of ``str(obj)`` / ``obj.format_(**options)``: :func:`kcrash.types.format.format_object`
-        (a subclass may print objects its own way, as the shell's drgn-compatible program does)."""
+        """Return the text of ``str(obj)`` / ``obj.format_(**options)``: :func:`kcrash.types.format.format_object`
+        (a subclass may print objects its own way, as the shell's drgn-compatible program does).
+
+        :param obj: the object
+        :param options: formatting options of :func:`kcrash.types.format.format_object`
+        :return: the text
+
+        >>> prog.format_object(prog["init_task"].pid)
+        '(pid_t)0'
+        """
         from kcrash.types.format import format_object
 
         return format_object(obj, **options)
 
     def is_percpu(self, name: str) -> bool:
-        """True if BTF lists ``name`` in ``.data..percpu``."""
+        """Return whether BTF lists ``name`` in ``.data..percpu`` (a per-CPU variable).
+
+        :param name: the variable's name
+        :return: True for a per-CPU variable
+
+        >>> prog.is_percpu("runqueues"), prog.is_percpu("init_task")
+        (True, False)
+        """
         return self.btf is not None and self.btf.is_percpu_variable(name)
 
     # -- lifetime -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the files behind this program."""
+        """Close the files behind this program (``with open_target(...) as prog`` does it).
+
+        >>> prog.close()  # doctest: +SKIP
+        """
         while self._closers:
             self._closers.pop()()
 
