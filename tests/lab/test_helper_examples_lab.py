@@ -15,14 +15,16 @@ from types import ModuleType
 
 import pytest
 
+import kcrash.types.program as program_module
 from kcrash.analysis.target import open_target
 from kcrash.helpers.linux.sched import find_task_or_none
 from kcrash.types.program import Program
-from support.helper_docs import public_helpers
+from support.helper_docs import program_members, public_helpers
 
 pytestmark = pytest.mark.lab
 
 PUBLIC = public_helpers()
+PROGRAM = program_members()
 
 
 @pytest.fixture(scope="module")
@@ -46,4 +48,12 @@ def test_helper_example_runs_and_prints_what_its_docstring_shows(module: ModuleT
                                                                  prog: Program) -> None:
     results, report = _run(module, name, obj, prog)
     assert results.attempted > 0, f"{module.__name__}.{name} has no example"
+    assert results.failed == 0, report
+
+
+@pytest.mark.parametrize(("name", "member"), PROGRAM, ids=[n for n, _ in PROGRAM])
+def test_program_example_runs_and_prints_what_its_docstring_shows(name: str, member: object, prog: Program) -> None:
+    results, report = _run(program_module, f"Program.{name}", member, prog)
+    if results.attempted == 0:
+        pytest.skip("its example is marked +SKIP (it would close the shared program)")
     assert results.failed == 0, report

@@ -28,3 +28,12 @@ def public_helpers() -> list[tuple[ModuleType, str, object]]:
                     getattr(obj, "__module__", "").startswith("kcrash.helpers"):
                 found.append((module, name, obj))
     return found
+
+
+def program_members() -> list[tuple[str, object]]:
+    """``(name, function or property)`` of every public method and property of
+    :class:`~kcrash.types.program.Program`, documented as the helpers are."""
+    from kcrash.types.program import Program
+
+    return [(name, value) for name, value in vars(Program).items()
+            if not name.startswith("_") and (inspect.isfunction(value) or isinstance(value, property))]

@@ -16,8 +16,9 @@ from types import ModuleType
 
 import pytest
 
+import kcrash.types.program as program_module
 from kcrash.types.program import Program
-from support.helper_docs import public_helpers
+from support.helper_docs import program_members, public_helpers
 
 _HIDDEN = {"self", "cls"}
 #: what every example may use without defining it (see the kcrash.helpers.linux docstring)
@@ -189,3 +190,21 @@ def test_example_checker_catches_wrong_calls() -> None:
     with pytest.raises(AssertionError, match="Program has none"):
         _check_example_calls(ast.parse("prog.no_such_method()"), namespace, set(), "bad")
     assert _examples(">>> for x in f(prog, h):\n...     print(x)\n3\n") == ["for x in f(prog, h):\n    print(x)"]
+
+
+PROGRAM = program_members()
+
+
+@pytest.mark.parametrize(("name", "member"), PROGRAM, ids=[n for n, _ in PROGRAM])
+def test_program_member_docstring_documents_parameters_return_and_example(name: str, member: object) -> None:
+    doc = inspect.getdoc(member) or ""
+    missing = _missing(member, doc, returns=True) if inspect.isfunction(member) else []
+    examples = _examples(doc)
+    if not examples:
+        missing.append(">>> example")
+    assert not missing, f"Program.{name}: docstring lacks {', '.join(missing)}"
+    trees = [ast.parse(example) for example in examples]
+    bound = set().union(*(_bound_names(tree) for tree in trees))
+    for tree in trees:
+        _check_example_calls(tree, dict(vars(program_module)), bound, f"Program.{name}")
+    assert any(f"prog.{name}" in example for example in examples), f"Program.{name}: no example uses it"
