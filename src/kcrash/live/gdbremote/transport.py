@@ -18,6 +18,7 @@ import select
 import socket
 import termios
 import tty
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -25,6 +26,8 @@ from kcrash.errors import LiveTargetError
 
 __all__ = ["SerialTransport", "TcpTransport", "Transport", "open_transport"]
 
+#: the most bytes one read asks for
+_CHUNK = 65536
 _BAUDS = {9600: termios.B9600, 19200: termios.B19200, 38400: termios.B38400, 57600: termios.B57600,
           115200: termios.B115200}
 
@@ -68,32 +71,16 @@ class TcpTransport:
     def send(self, data: bytes) -> None:
         """Write all of ``data``."""
         sock = self._socket()
-        view = memoryview(data)
-        while view:
-            try:
-                n = sock.send(view)
-            except BlockingIOError:
-                select.select([], [sock], [], 1.0)
-                continue
-            except OSError as exc:
-                raise LiveTargetError(f"lost connection to {self.description}: {exc.strerror or exc}") from exc
-            view = view[n:]
+        _send_all(sock, sock.send, data, self._lost)
 
     def recv(self, timeout: float) -> bytes:
         """Return what arrives within ``timeout`` s."""
         sock = self._socket()
-        ready, _, _ = select.select([sock], [], [], max(timeout, 0.0))
-        if not ready:
-            return b""
-        try:
-            data = sock.recv(65536)
-        except BlockingIOError:
-            return b""
-        except OSError as exc:
-            raise LiveTargetError(f"lost connection to {self.description}: {exc.strerror or exc}") from exc
-        if not data:
-            raise LiveTargetError(f"{self.description} closed the connection")
-        return data
+        return _recv_within(sock, lambda: sock.recv(_CHUNK), timeout, self._lost,
+                            f"{self.description} closed the connection")
+
+    def _lost(self, exc: OSError) -> str:
+        return f"lost connection to {self.description}: {exc.strerror or exc}"
 
     def close(self) -> None:
         """Close the socket."""
@@ -128,30 +115,16 @@ class SerialTransport:
     def send(self, data: bytes) -> None:
         """Write all of ``data``."""
         fd = self._descriptor()
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(fd, view):]
-            except BlockingIOError:
-                select.select([], [fd], [], 1.0)
-            except OSError as exc:
-                raise LiveTargetError(f"serial device {self.description} failed: {exc.strerror}") from exc
+        _send_all(fd, lambda view: os.write(fd, view), data, self._failed)
 
     def recv(self, timeout: float) -> bytes:
         """Return what arrives within ``timeout`` s."""
         fd = self._descriptor()
-        ready, _, _ = select.select([fd], [], [], max(timeout, 0.0))
-        if not ready:
-            return b""
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return b""
-        except OSError as exc:
-            raise LiveTargetError(f"serial device {self.description} failed: {exc.strerror}") from exc
-        if not data:
-            raise LiveTargetError(f"serial device {self.description} hung up")
-        return data
+        return _recv_within(fd, lambda: os.read(fd, _CHUNK), timeout, self._failed,
+                            f"serial device {self.description} hung up")
+
+    def _failed(self, exc: OSError) -> str:
+        return f"serial device {self.description} failed: {exc.strerror}"
 
     def close(self) -> None:
         """Close the device."""
@@ -159,6 +132,37 @@ class SerialTransport:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = None
+
+
+def _send_all(handle: socket.socket | int, write: Callable[[memoryview], int], data: bytes,
+              failed: Callable[[OSError], str]) -> None:
+    # Write all of ``data`` to a non-blocking socket or descriptor, waiting while it is full.
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[write(view):]
+        except BlockingIOError:
+            select.select([], [handle], [], 1.0)
+        except OSError as exc:
+            raise LiveTargetError(failed(exc)) from exc
+
+
+def _recv_within(handle: socket.socket | int, read: Callable[[], bytes], timeout: float,
+                 failed: Callable[[OSError], str], hung_up: str) -> bytes:
+    # What a non-blocking socket or descriptor has within ``timeout`` s (b"" for nothing); end of
+    # file means the peer is gone.
+    ready, _, _ = select.select([handle], [], [], max(timeout, 0.0))
+    if not ready:
+        return b""
+    try:
+        data = read()
+    except BlockingIOError:
+        return b""
+    except OSError as exc:
+        raise LiveTargetError(failed(exc)) from exc
+    if not data:
+        raise LiveTargetError(hung_up)
+    return data
 
 
 def open_transport(target: str, *, connect_timeout: float = 5.0, baud: int = 115200) -> Transport:
