@@ -685,8 +685,8 @@ def slab_cache_info(prog: Program, cache: Object | int) -> SlabCacheInfo:
 def slab_cache_usage(prog: Program, cache: Object | int) -> SlabCacheUsage:
     """Return a cache's slabs, objects and free objects, counted from its slabs.
 
-    Every slab page of the cache (``PG_slab`` pages whose ``slab_cache`` is ``cache``), ``objects -
-    inuse`` of each, plus the objects on per-CPU freelists and in sheaves.
+    Every slab page of the cache (flagged by ``PG_slab`` or, since v6.10, a page type; ``slab_cache``
+    is ``cache``), ``objects - inuse`` of each, plus the objects on per-CPU freelists and in sheaves.
 
     :param prog: the program
     :param cache: ``struct kmem_cache *`` (or its address)

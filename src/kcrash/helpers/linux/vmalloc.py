@@ -151,7 +151,8 @@ def _area(prog: Program, va_layout: StructLayout, vm_layout: StructLayout, addre
 
 
 def vmap_areas(prog: Program) -> VmapAreas:
-    """Return every busy vmap area, sorted by address (``vmap_area_list``, walked once per program).
+    """Return every busy vmap area, sorted by address: ``vmap_area_list`` before v6.9, each
+    ``vmap_nodes[i].busy.head`` since (walked once per program).
 
     A broken list ends the walk, with :attr:`VmapAreas.truncated` saying where.
 
