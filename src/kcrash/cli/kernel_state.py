@@ -175,15 +175,10 @@ def _print_timers(table: TimerTable) -> None:
     click.echo(f"JIFFIES: {table.jiffies}")
     for base in table.bases:
         click.echo(f"CPU: {base.cpu}  {base.name}: {base.address:016x}  CLK: {base.clk}")
-        if not base.timers:
-            click.echo("  [no timers queued]")
-            continue
-        click.echo(f"  {'EXPIRES':>12} {'TTE':>12}  {'TIMER_LIST':<16}  FUNCTION")
-        for t in base.timers:
-            click.echo(f"  {t.expires:>12} {t.expires - table.jiffies:>12}  {t.address:016x}  "
-                       f"{_symbol(t.function, t.function_name)}")
-        if base.truncated:
-            click.echo(f"  (walk stopped early: {base.truncated})")
+        rows = [f"{t.expires:>12} {t.expires - table.jiffies:>12}  {t.address:016x}  "
+                f"{_symbol(t.function, t.function_name)}" for t in base.timers]
+        _print_queue("  ", "timers", f"{'EXPIRES':>12} {'TTE':>12}  {'TIMER_LIST':<16}  FUNCTION", rows,
+                     base.truncated)
 
 
 def _print_hrtimers(table: TimerTable) -> None:
@@ -193,15 +188,22 @@ def _print_hrtimers(table: TimerTable) -> None:
             cpu = base.cpu
             click.echo(f"CPU: {cpu}")
         click.echo(f"  CLOCK: {base.index}  HRTIMER_CLOCK_BASE: {base.address:016x}  [{base.name}]")
-        if not base.timers:
-            click.echo("    [no hrtimers queued]")
-            continue
-        click.echo(f"    {'SOFTEXPIRES':>20} {'EXPIRES':>20}  {'HRTIMER':<16}  FUNCTION")
-        for t in base.timers:
-            click.echo(f"    {t.softexpires:>20} {t.expires:>20}  {t.address:016x}  "
-                       f"{_symbol(t.function, t.function_name)}")
-        if base.truncated:
-            click.echo(f"    (walk stopped early: {base.truncated})")
+        rows = [f"{t.softexpires:>20} {t.expires:>20}  {t.address:016x}  {_symbol(t.function, t.function_name)}"
+                for t in base.timers]
+        _print_queue("    ", "hrtimers", f"{'SOFTEXPIRES':>20} {'EXPIRES':>20}  {'HRTIMER':<16}  FUNCTION", rows,
+                     base.truncated)
+
+
+def _print_queue(indent: str, what: str, header: str, rows: Sequence[str], truncated: str | None) -> None:
+    # One timer base's queue: "[no timers queued]", or the header, a row a timer, and why the walk
+    # stopped early when it did.
+    if not rows:
+        click.echo(f"{indent}[no {what} queued]")
+        return
+    for line in (header, *rows):
+        click.echo(indent + line)
+    if truncated:
+        click.echo(f"{indent}(walk stopped early: {truncated})")
 
 
 # -- runq ---------------------------------------------------------------------------------------
