@@ -53,7 +53,7 @@ __all__ = [
 ExtractTask = Callable[[str, ExtractOptions], FileResult]
 _DEFAULT_OPTIONS: Final = ExtractOptions()
 _COMMIT_RECORDS: Final = 500
-_COMMIT_SECONDS: Final = 2.0
+_COMMIT_SECONDS: Final = 0.5
 
 
 class IngestObserver(Protocol):
@@ -189,34 +189,45 @@ class _Runner:
             except Exception as exc:  # a dead worker or a bug in extraction: retry
                 broken = broken or _is_broken_pool(exc)
                 self._retry(job, exc)
-        if broken:
+        if broken and self.replace_pool is not None:
             self._restart()
 
     def _retry(self, job: _Job, exc: BaseException) -> None:
-        if job.attempts > self.retries:
-            reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
-            job.result = FileResult(job.path, job.size, "", (), f"{job.path}: failed {job.attempts} times: {reason}")
-            return
         self.retried += 1
-        if _is_broken_pool(exc):
-            self.stranded.append(job)
+        if _is_broken_pool(exc) and self.replace_pool is not None:
+            self.stranded.append(job)  # attempts are judged in _restart
+        elif job.attempts > self.retries:
+            self._fail(job, exc)
         else:
             self._submit(job)
 
+    def _fail(self, job: _Job, exc: BaseException) -> None:
+        reason = "its worker died" if _is_broken_pool(exc) else f"{type(exc).__name__}: {exc}".rstrip(": ")
+        job.result = FileResult(job.path, job.size, "", (), f"{job.path}: failed {job.attempts} times: {reason}")
+
     def _restart(self) -> None:
-        # A dead process took the local pool down: every task still in it failed too. Resubmit them all
-        # on a new pool (they count an attempt: a file that kills its worker each time ends as an error).
-        jobs = self.stranded + list(self.running.values())
+        # A dead process took the local pool down, and every task queued in it failed with it: which one
+        # killed it is unknown. Resubmit them on a new pool; one that was already stranded `retries` times
+        # runs alone in a pool of its own, so that only a file that kills its worker by itself fails.
+        jobs = sorted(self.stranded + list(self.running.values()), key=lambda j: j.index)
         self.running.clear()
         self.stranded = []
-        if self.replace_pool is not None:
-            self.executor.shutdown(wait=False, cancel_futures=True)
-            self.executor, self.replaced = self.replace_pool(), True
-        for job in sorted(jobs, key=lambda j: j.index):
+        assert self.replace_pool is not None
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor, self.replaced = self.replace_pool(), True
+        for job in jobs:
             if job.attempts > self.retries:
-                job.result = FileResult(job.path, job.size, "", (), f"{job.path}: its worker died {job.attempts} times")
+                self._isolated(job)
             else:
                 self._submit(job)
+
+    def _isolated(self, job: _Job) -> None:
+        job.attempts += 1
+        with _pool(1) as alone:
+            try:
+                job.result = alone.submit(self.task, job.path, self.options).result()
+            except Exception as exc:
+                self._fail(job, exc)
 
 
 def _is_broken_pool(exc: BaseException) -> bool:
