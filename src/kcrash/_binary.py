@@ -34,6 +34,7 @@ _SIZES = {"b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4, "q": 8, "Q": 8}
 class Record:
     """The unpacked fields of one :class:`Layout`: integers by ``rec["name"]``, strings by ``rec.text()``."""
 
+    # slots: a class with behaviour, not a record (so no dataclass); the slots fix its attributes
     __slots__ = ("_ints", "_texts")
 
     def __init__(self, ints: dict[str, int], texts: dict[str, bytes]) -> None:

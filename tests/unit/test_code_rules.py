@@ -24,3 +24,14 @@ def test_no_private_interpreter_modules_or_load_polling() -> None:
 def test_gc_tuning_only_in_the_program_entry_point() -> None:
     found = sorted(str(p.relative_to(SRC)) for p, text in _sources() if re.search(r"gc\.(freeze|set_threshold)", text))
     assert found == ["cli/__init__.py"]
+
+
+def test_each_slotted_class_says_why_it_is_not_a_dataclass() -> None:
+    # Issue 22 item 5: a hand-written slotted class is either a class with behaviour or a record kept
+    # for a measured reason (bench/RESULTS.md "dataclass creation"); the line above its __slots__ says which.
+    bare = []
+    for path, text in _sources():
+        lines = text.split("\n")
+        bare += [f"{path.relative_to(SRC)}:{i + 1}" for i, line in enumerate(lines)
+                 if re.match(r"\s+__slots__ = ", line) and not lines[i - 1].strip().startswith("# slots:")]
+    assert bare == []

@@ -80,6 +80,7 @@ class _Group:
     # kept among aliases; ``ends[i]`` is where symbol i stops (the next higher address or the end
     # of its range). Symbol objects are made on demand: tables hold 100k+ entries.
 
+    # slots: a class with behaviour, not a record (so no dataclass); the slots fix its attributes
     __slots__ = ("_by_name", "_positions", "addrs", "ends", "kinds", "module", "names", "object_ends", "sorted_pos")
     names: Sequence[str]
 

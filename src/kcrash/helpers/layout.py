@@ -47,6 +47,7 @@ class StructLayout:
     (0, 0)
     """
 
+    # slots: a class with behaviour, not a record (so no dataclass); the slots fix its attributes
     __slots__ = ("_fields", "_size", "_start", "type")
 
     def __init__(self, type: Type, members: Mapping[str, str | tuple[str, ...]] | Iterable[str] | str) -> None:
@@ -108,6 +109,7 @@ class StructBytes:
     b'swapper/0'
     """
 
+    # slots: a class with behaviour, not a record (so no dataclass); the slots fix its attributes
     __slots__ = ("_buf", "_layout", "_prog", "address")
 
     def __init__(self, layout: StructLayout, prog: Program, address: int) -> None:

@@ -191,6 +191,7 @@ class LazyPattern:
     ``needles`` gives the literals instead of reading them off the pattern, where the scan cannot see them
     (a character class that every match must use, such as ``[0-9]``)."""
 
+    # slots: a class with behaviour, not a record (so no dataclass); the slots fix its attributes
     __slots__ = ("findall", "flags", "found_in", "fullmatch", "match", "needles", "pattern", "search", "sub")
     search: _MatchFn
     match: _MatchFn
@@ -263,6 +264,7 @@ class Alternation:
     short texts such as function names: each alternative is a plain substring test or a
     :class:`LazyPattern` tried only where one of its needles occurs in the text."""
 
+    # slots: a class with behaviour, not a record (so no dataclass); the slots fix its attributes
     __slots__ = ("_always", "_index", "_width", "alternatives", "flags")
 
     def __init__(self, alternatives: tuple[str, ...], flags: int = 0) -> None:

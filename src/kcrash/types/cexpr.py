@@ -65,6 +65,7 @@ class SymbolObject(Object):
     symbol name, whether its type is known (``typed``) and whether it is a per-CPU variable still
     to be placed on a CPU (``percpu``: its address is the per-CPU offset)."""
 
+    # slots: a class with behaviour, not a record (so no dataclass); the slots fix its attributes
     __slots__ = ("name_", "percpu_", "typed_")
 
     name_: str

@@ -73,6 +73,7 @@ class TypeTable(Protocol):
 
 class _Fixed:
     # A table of exactly one type (id 0), for types built in Python (pointer to X, array of X).
+    # slots: a class with behaviour, not a record (so no dataclass); the slots fix its attributes
     __slots__ = ("_type",)
 
     def __init__(self, target: Type) -> None:

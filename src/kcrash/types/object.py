@@ -40,6 +40,7 @@ class Object:
     or a value (bytes held here). ``bit_offset_`` is 0..7 within the first byte; ``bit_field_size_``
     is 0 unless the object is a bitfield."""
 
+    # slots: a class with behaviour, not a record (so no dataclass); the slots fix its attributes
     __slots__ = ("_buf", "address_", "bit_field_size_", "bit_offset_", "prog_", "type_")
 
     prog_: Program

@@ -231,6 +231,7 @@ class _Sparse:
     # A ring of ``size`` bytes at ``base``: read whole when it can be, else page by page on demand
     # (so a ring whose size the dump gives does not make us allocate that size); a record that
     # touches an unreadable page raises _Missing.
+    # slots: a class with behaviour, not a record (so no dataclass); the slots fix its attributes
     __slots__ = ("_mem", "_pages", "_whole", "base", "size")
 
     def __init__(self, mem: MemoryReader, address: int, size: int) -> None:

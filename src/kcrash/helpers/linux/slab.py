@@ -378,6 +378,7 @@ def _decode(slub: _Slub, cache: SlabCacheInfo, slot: int, raw: int, inside: _Ins
 
 class _Inside:
     # Is a pointer an object start of one slab?
+    # slots: a class with behaviour, not a record (so no dataclass); the slots fix its attributes
     __slots__ = ("base", "end", "size")
 
     def __init__(self, base: int, objects: int, size: int) -> None:
