@@ -25,7 +25,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kcrash.errors import FleetDbError
 
-__all__ = ["DEFAULT_URL", "CrashDb", "alembic_config", "current_revision", "head_revision", "open_db", "upgrade"]
+__all__ = [
+    "DEFAULT_URL",
+    "CrashDb",
+    "alembic_config",
+    "current_revision",
+    "head_revision",
+    "make_engine",
+    "migrations_dir",
+    "open_db",
+    "upgrade",
+]
 
 #: The database used when none is given: a SQLite file in the current directory.
 DEFAULT_URL: Final = "sqlite:///crashes.db"
@@ -66,20 +76,20 @@ def make_engine(url: str) -> Engine:
 def alembic_config(engine: Engine) -> Config:
     """An Alembic configuration pointing at the packaged migrations, to run on ``engine``."""
     cfg = Config()
-    cfg.set_main_option("script_location", _script_dir())
+    cfg.set_main_option("script_location", migrations_dir())
     cfg.attributes["engine"] = engine
     return cfg
 
 
 def head_revision() -> str:
     """The newest migration's revision id."""
-    head = ScriptDirectory(_script_dir()).get_current_head()
+    head = ScriptDirectory(migrations_dir()).get_current_head()
     if head is None:  # pragma: no cover - the package ships its migrations
         raise FleetDbError("no migrations found in kcrash.fleet.migrations")
     return head
 
 
-def _script_dir() -> str:
+def migrations_dir() -> str:
     return str(files("kcrash.fleet") / "migrations")
 
 
