@@ -151,8 +151,9 @@ class StructBytes:
         return self.raw(name).split(b"\0", 1)[0]
 
     def object(self, name: str) -> Object:
-        """Return a member as a value :class:`~kcrash.types.object.Object`, for what the other accessors do
-        not decode (such as the string a ``char *`` member points to).
+        """Return a member as a value :class:`~kcrash.types.object.Object`, for what the other accessors do not decode.
+
+        Such as the string a ``char *`` member points to.
 
         :param name: the member's name in the layout
         :return: the member's value object

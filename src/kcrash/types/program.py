@@ -137,8 +137,9 @@ class Program:
 
     @property
     def cpus(self) -> list[CpuState]:
-        """The CPUs with saved registers, in CPU order: a dump's ``NT_PRSTATUS`` (and QEMU) notes, a live
-        kernel's vCPUs as its stub reports them.
+        """The CPUs with saved registers, in CPU order.
+
+        A dump's ``NT_PRSTATUS`` (and QEMU) notes, a live kernel's vCPUs as its stub reports them.
 
         Empty when the target has none (a dump without CPU notes, a synthetic test kernel): then no CPU can
         be unwound from its registers.
@@ -159,8 +160,9 @@ class Program:
 
     @property
     def layout(self) -> KernelLayout | None:
-        """How kernel addresses map (page-table root, paging levels, KASLR offset, ``phys_base`` and where
-        these came from); None when the memory is a flat reader of virtual addresses.
+        """How kernel addresses map; None when the memory is a flat reader of virtual addresses.
+
+        Page-table root, paging levels, KASLR offset, ``phys_base`` and where these came from.
 
         >>> prog.layout.levels
         4
@@ -170,8 +172,10 @@ class Program:
 
     @property
     def kaslr_offset(self) -> int | None:
-        """The KASLR offset of kernel text (0 without KASLR): from VMCOREINFO's ``KERNELOFFSET`` or, with no
-        VMCOREINFO, from the kernel-text mapping; None when neither tells.
+        """The KASLR offset of kernel text (0 without KASLR).
+
+        From VMCOREINFO's ``KERNELOFFSET`` or, with no VMCOREINFO, from the kernel-text mapping; None when
+        neither tells.
 
         >>> prog.kaslr_offset
         0
@@ -183,8 +187,10 @@ class Program:
 
     @property
     def page_tables(self) -> X86_64PageTables | None:
-        """The kernel's page tables; None when the memory has no paging (a flat reader of virtual addresses,
-        as tests build) or a dump lacks both VMCOREINFO and a CR3 note.
+        """The kernel's page tables, or None.
+
+        None when the memory has no paging (a flat reader of virtual addresses, as tests build) or a dump
+        lacks both VMCOREINFO and a CR3 note.
 
         >>> prog.page_tables is not None
         True
@@ -193,8 +199,10 @@ class Program:
         return memory.page_tables if isinstance(memory, KernelMemory) else None
 
     def page_tables_at(self, pgd: int) -> X86_64PageTables:
-        """Return page tables rooted at physical ``pgd`` (a task's ``mm->pgd``, translated), in the kernel's
-        paging mode (levels, SME mask).
+        """Return page tables rooted at physical ``pgd``.
+
+        ``pgd`` is a task's ``mm->pgd``, translated; the tables use the kernel's paging mode (levels, SME
+        mask).
 
         :param pgd: the physical address of the top-level table
         :return: the page tables
@@ -326,7 +334,9 @@ class Program:
         self._user.add(name)
 
     def variable_type(self, name: str) -> Type:
-        """Return the type of global ``name``: a user declaration, then a BTF ``VAR``, then the shipped table
+        """Return the type of global ``name``.
+
+        Looked up in a user declaration, then a BTF ``VAR``, then the shipped table
         (:data:`KERNEL_DECLARATIONS`).
 
         :param name: the global variable's name
@@ -364,8 +374,10 @@ class Program:
 
     @property
     def symbol_table(self) -> SymbolTable | None:
-        """The symbols as a table (sizes, modules, lookups by address); None when the program was given only
-        a name-to-address source (``symbols`` without a table) or no symbols.
+        """The symbols as a table (sizes, modules, lookups by address).
+
+        None when the program was given only a name-to-address source (``symbols`` without a table) or no
+        symbols.
 
         >>> prog.symbol_table is not None
         True
@@ -426,7 +438,8 @@ class Program:
         return table.format_address(address) if table is not None else f"{address:#x}"
 
     def variable(self, name: str) -> Object:
-        """Return global variable ``name`` as a reference object (per-CPU ones: the per-CPU offset);
+        """Return global variable ``name`` as a reference object (per-CPU ones: the per-CPU offset).
+
         ``prog[name]`` is the same.
 
         :param name: the variable's name
@@ -480,8 +493,10 @@ class Program:
         return Object(self, self.type(type), address=address)
 
     def format_object(self, obj: Object, **options: int | bool) -> str:
-        """Return the text of ``str(obj)`` / ``obj.format_(**options)``: :func:`kcrash.types.format.format_object`
-        (a subclass may print objects its own way, as the shell's drgn-compatible program does).
+        """Return the text of ``str(obj)`` / ``obj.format_(**options)``.
+
+        That is :func:`kcrash.types.format.format_object`; a subclass may print objects its own way, as the
+        shell's drgn-compatible program does.
 
         :param obj: the object
         :param options: formatting options of :func:`kcrash.types.format.format_object`

@@ -208,3 +208,13 @@ def test_program_member_docstring_documents_parameters_return_and_example(name: 
     for tree in trees:
         _check_example_calls(tree, dict(vars(program_module)), bound, f"Program.{name}")
     assert any(f"prog.{name}" in example for example in examples), f"Program.{name}: no example uses it"
+
+
+DOCUMENTED = [(f"{m.__name__}.{n}", o) for m, n, o in PUBLIC] + METHODS + [(f"Program.{n}", o) for n, o in PROGRAM]
+
+
+@pytest.mark.parametrize(("name", "obj"), DOCUMENTED, ids=[n for n, _ in DOCUMENTED])
+def test_docstring_starts_with_one_summary_line(name: str, obj: object) -> None:
+    doc = inspect.getdoc(obj) or ""
+    summary = doc.split("\n\n")[0]
+    assert summary.strip() and "\n" not in summary, f"{name}: the summary is not one line: {summary!r}"

@@ -42,8 +42,9 @@ def _mask(prog: Program, name: str) -> Iterator[int]:
 
 
 def for_each_possible_cpu(prog: Program) -> Iterator[int]:
-    """Iterate over the possible CPUs, like the kernel's ``for_each_possible_cpu(cpu)``: the CPUs in
-    ``__cpu_possible_mask``.
+    """Iterate over the possible CPUs, like the kernel's ``for_each_possible_cpu(cpu)``.
+
+    The CPUs in ``__cpu_possible_mask``.
 
     :param prog: the program
     :return: an iterator of CPU numbers, ascending
@@ -55,8 +56,9 @@ def for_each_possible_cpu(prog: Program) -> Iterator[int]:
 
 
 def for_each_present_cpu(prog: Program) -> Iterator[int]:
-    """Iterate over the present CPUs, like the kernel's ``for_each_present_cpu(cpu)``: the CPUs in
-    ``__cpu_present_mask``.
+    """Iterate over the present CPUs, like the kernel's ``for_each_present_cpu(cpu)``.
+
+    The CPUs in ``__cpu_present_mask``.
 
     :param prog: the program
     :return: an iterator of CPU numbers, ascending
@@ -68,8 +70,9 @@ def for_each_present_cpu(prog: Program) -> Iterator[int]:
 
 
 def for_each_online_cpu(prog: Program) -> Iterator[int]:
-    """Iterate over the online CPUs, like the kernel's ``for_each_online_cpu(cpu)``: the CPUs in
-    ``__cpu_online_mask`` (after a panic, the CPUs stopped by it are offline).
+    """Iterate over the online CPUs, like the kernel's ``for_each_online_cpu(cpu)``.
+
+    The CPUs in ``__cpu_online_mask`` (after a panic, the CPUs stopped by it are offline).
 
     :param prog: the program
     :return: an iterator of CPU numbers, ascending

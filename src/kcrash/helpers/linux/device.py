@@ -198,8 +198,9 @@ def _char_device(prog: Program, cd: Object) -> CharDevice:
 
 
 def for_each_registered_chrdev(prog: Program) -> Iterator[CharDevice]:
-    """Iterate over every registered character device range, by ``chrdevs[]`` hash bucket then chain
-    (crash's ``dev``).
+    """Iterate over every registered character device range, as crash's ``dev`` lists them.
+
+    By ``chrdevs[]`` hash bucket, then chain.
 
     :param prog: the program
     :return: an iterator of :class:`CharDevice`

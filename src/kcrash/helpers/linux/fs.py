@@ -281,8 +281,9 @@ def mount_dst(mnt: Object) -> bytes:
 
 
 def mount_fstype(mnt: Object) -> bytes:
-    """Return the filesystem type of a mount (``sb->s_type->name``), ``type.subtype`` when the
-    superblock has a subtype (FUSE).
+    """Return the filesystem type of a mount.
+
+    That is ``sb->s_type->name``, or ``type.subtype`` when the superblock has a subtype (FUSE).
 
     :param mnt: ``struct mount *``
     :return: the type's name

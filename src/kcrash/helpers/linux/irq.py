@@ -111,8 +111,9 @@ def irq_get_nr_irqs(prog: Program) -> int:
 
 
 def for_each_irq_desc(prog: Program) -> Iterator[tuple[int, Object]]:
-    """Iterate over every allocated IRQ descriptor in IRQ order (the ``sparse_irqs`` maple tree since
-    v6.5, the ``irq_desc_tree`` radix tree before).
+    """Iterate over every allocated IRQ descriptor in IRQ order.
+
+    They are in the ``sparse_irqs`` maple tree since v6.5, the ``irq_desc_tree`` radix tree before.
 
     :param prog: the program
     :return: an iterator of ``(irq, struct irq_desc *)``
@@ -140,8 +141,9 @@ def for_each_irq_desc(prog: Program) -> Iterator[tuple[int, Object]]:
 
 
 def irq_desc_kstat_cpu(desc: Object, cpu: int) -> int:
-    """Return how many times an IRQ fired on a CPU, like the kernel's ``irq_desc_kstat_cpu(desc, cpu)``
-    (``desc->kstat_irqs``, per CPU).
+    """Return how many times an IRQ fired on a CPU, like the kernel's ``irq_desc_kstat_cpu(desc, cpu)``.
+
+    Read from ``desc->kstat_irqs``, per CPU.
 
     :param desc: ``struct irq_desc *``
     :param cpu: the CPU number

@@ -126,9 +126,10 @@ _BLOCKER_TYPE_MASK = 0x3
 
 
 def task_blocker_or_none(prog: Program, task: int) -> tuple[str, str | None, int] | None:
-    """Return the lock a task is blocked on, where the kernel records it: ``task->blocker``
-    (``CONFIG_DETECT_HUNG_TASK_BLOCKER``, v6.16), a mutex, semaphore or rwsem address with its type
-    in the low bits.
+    """Return the lock a task is blocked on, where the kernel records it.
+
+    That is ``task->blocker`` (``CONFIG_DETECT_HUNG_TASK_BLOCKER``, v6.16): a mutex, semaphore or rwsem
+    address with its type in the low bits.
 
     :param prog: the program
     :param task: ``struct task_struct *``, as an address
@@ -175,9 +176,10 @@ def mutex_owner(prog: Program, mutex: int) -> int:
 
 
 def rwsem_owner(prog: Program, sem: int) -> tuple[int, bool]:
-    """Return the task recorded in ``sem->owner`` and whether the rwsem is reader-owned
-    (``RWSEM_READER_OWNED``: the task is then only the last reader to take it, a hint, and no single
-    task owns it).
+    """Return the task recorded in ``sem->owner`` and whether the rwsem is reader-owned.
+
+    With ``RWSEM_READER_OWNED`` the task is only the last reader to take it, a hint, and no single task
+    owns it.
 
     :param prog: the program
     :param sem: ``struct rw_semaphore *``, as an address
@@ -194,8 +196,9 @@ def rwsem_owner(prog: Program, sem: int) -> tuple[int, bool]:
 
 
 def rwsem_reader_count(prog: Program, sem: int) -> tuple[int, bool]:
-    """Return the readers and the writer bit of an rwsem, from ``sem->count`` (``RWSEM_READER_SHIFT``,
-    ``RWSEM_WRITER_LOCKED``).
+    """Return the readers and the writer bit of an rwsem, from ``sem->count``.
+
+    Decoded with ``RWSEM_READER_SHIFT`` and ``RWSEM_WRITER_LOCKED``.
 
     :param prog: the program
     :param sem: ``struct rw_semaphore *``, as an address

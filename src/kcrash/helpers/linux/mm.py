@@ -124,8 +124,10 @@ class MmLayout:
 
 @per_program
 def mm_layout(prog: Program) -> MmLayout:
-    """Return this kernel's :class:`MmLayout`, found once per program (VMCOREINFO's
-    ``SYMBOL(vmemmap)`` or ``vmemmap_base``, ``page_offset_base``, ``mem_section``, ``struct page``).
+    """Return this kernel's :class:`MmLayout`, found once per program.
+
+    From VMCOREINFO's ``SYMBOL(vmemmap)`` or ``vmemmap_base``, ``page_offset_base``, ``mem_section`` and
+    ``struct page``.
 
     :param prog: the program
     :return: the layout
@@ -324,8 +326,9 @@ def pfn_to_virt(prog: Program, pfn: int) -> int:
 
 
 def virt_to_pfn(prog: Program, address: int) -> int:
-    """Return the PFN of a direct-map address, like the kernel's ``virt_to_pfn(addr)``
-    (``__pa(addr) >> PAGE_SHIFT``).
+    """Return the PFN of a direct-map address, like the kernel's ``virt_to_pfn(addr)``.
+
+    That is ``__pa(addr) >> PAGE_SHIFT``.
 
     :param prog: the program
     :param address: a direct-map address (not checked: see :func:`in_direct_map`)
@@ -352,8 +355,9 @@ def virt_to_page(prog: Program, address: int) -> Object:
 
 
 def in_direct_map(prog: Program, address: int) -> bool:
-    """Return whether ``address`` lies in the direct map of RAM (``PAGE_OFFSET`` + ``[min_low_pfn,
-    max_pfn]``), as drgn's helper of that name decides.
+    """Return whether ``address`` lies in the direct map of RAM.
+
+    That is ``PAGE_OFFSET`` + ``[min_low_pfn, max_pfn]``, as drgn's helper of that name decides.
 
     :param prog: the program
     :param address: a kernel virtual address
@@ -494,8 +498,9 @@ def _decoder(prog: Program) -> _PageDecoder:
 
 
 def decode_page_flags(prog: Program, flags: int) -> tuple[str, ...]:
-    """Return the names of the page flags set in ``flags``: the low ``__NR_PAGEFLAGS`` bits of
-    ``page->flags``, named by the BTF ``enum pageflags``.
+    """Return the names of the page flags set in ``flags``.
+
+    Those are the low ``__NR_PAGEFLAGS`` bits of ``page->flags``, named by the BTF ``enum pageflags``.
 
     :param prog: the program
     :param flags: ``page->flags``

@@ -107,8 +107,10 @@ def find_module_or_none(prog: Program, name: str) -> Object | None:
 
 
 def module_address_regions(mod: Object) -> list[tuple[int, int]]:
-    """Return every ``(start, size)`` of a module's memory: ``mod->mem[]`` since v6.4 (Linux kernel
-    commit ac3b43283923), ``core_layout``/``init_layout`` before; text first, empty regions included.
+    """Return every ``(start, size)`` of a module's memory.
+
+    From ``mod->mem[]`` since v6.4 (Linux kernel commit ac3b43283923), ``core_layout``/``init_layout``
+    before; text first, empty regions included.
 
     :param mod: ``struct module *``
     :return: the regions
@@ -141,8 +143,9 @@ def module_base(mod: Object) -> int:
 
 
 def module_size(mod: Object) -> int:
-    """Return the total size of a module's core memory (init memory excluded): the core ``mod->mem[]``
-    regions, or ``mod->core_layout.size`` before v6.4.
+    """Return the total size of a module's core memory (init memory excluded).
+
+    The sum of the core ``mod->mem[]`` regions, or ``mod->core_layout.size`` before v6.4.
 
     :param mod: ``struct module *``
     :return: the size in bytes
@@ -188,8 +191,9 @@ def module_taints(mod: Object) -> str:
 
 
 def module_symbols_of(mod: Object) -> list[Symbol]:
-    """Return a module's symbols from its in-memory ELF symbol table (``mod->kallsyms``: ``symtab``,
-    ``strtab``, ``typetab``).
+    """Return a module's symbols from its in-memory ELF symbol table.
+
+    Read from ``mod->kallsyms``: ``symtab``, ``strtab``, ``typetab``.
 
     :param mod: ``struct module *``
     :return: the symbols
@@ -297,8 +301,9 @@ def _member_or_none(obj: Object, name: str) -> Object | None:
 
 
 def module_btf_or_none(mod: Object) -> bytes | None:
-    """Return a module's split BTF: ``mod->btf_data`` or, where the kernel freed it after loading, its
-    copy on ``btf_modules``.
+    """Return a module's split BTF.
+
+    That is ``mod->btf_data`` or, where the kernel freed it after loading, its copy on ``btf_modules``.
 
     :param mod: ``struct module *``
     :return: the raw BTF, or None if the module has none (or an implausible size)

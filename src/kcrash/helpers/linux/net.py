@@ -87,8 +87,9 @@ def for_each_net(prog: Program) -> ListWalk:
 
 
 def for_each_netdev(prog: Program | Object, net: Object | None = None) -> ListWalk:
-    """Iterate over the network devices of a namespace in ``net->dev_base_head`` order, like the kernel's
-    ``for_each_netdev(net, dev)``.
+    """Iterate over the network devices of a namespace in ``net->dev_base_head`` order.
+
+    Like the kernel's ``for_each_netdev(net, dev)``.
 
     :param prog: the program, or (as drgn takes it) the ``struct net *`` itself
     :param net: ``struct net *`` (default: ``init_net``)
@@ -220,8 +221,9 @@ def netdev_ipv4_addrs(dev: Object) -> list[ipaddress.IPv4Address]:
 
 
 def netdev_ipv4_ifaddrs(dev: Object) -> list[IfAddress]:
-    """Return the IPv4 addresses of a device as ``ip addr`` shows them: ``ifa_local``, prefix length,
-    label (``lo``, ``eth0:1``) of each ``struct in_ifaddr``.
+    """Return the IPv4 addresses of a device as ``ip addr`` shows them.
+
+    Each ``struct in_ifaddr``'s ``ifa_local``, prefix length and label (``lo``, ``eth0:1``).
 
     :param dev: ``struct net_device *``
     :return: the addresses, in list order
@@ -249,8 +251,9 @@ def _inet6_ifaddrs(dev: Object) -> list[Object]:
 
 
 def netdev_ipv6_addrs(dev: Object) -> list[ipaddress.IPv6Address]:
-    """Return the IPv6 addresses of a device, like drgn's ``netdev_ipv6_addrs()``: those of
-    ``dev->ip6_ptr->addr_list``.
+    """Return the IPv6 addresses of a device, like drgn's ``netdev_ipv6_addrs()``.
+
+    The addresses of ``dev->ip6_ptr->addr_list``.
 
     :param dev: ``struct net_device *``
     :return: the addresses, in list order
@@ -262,8 +265,9 @@ def netdev_ipv6_addrs(dev: Object) -> list[ipaddress.IPv6Address]:
 
 
 def netdev_ipv6_ifaddrs(dev: Object) -> list[IfAddress]:
-    """Return the IPv6 addresses of a device with prefix length; the label is the scope (``host``,
-    ``link``, ``site``, ``global``).
+    """Return the IPv6 addresses of a device with prefix length.
+
+    The label is the scope (``host``, ``link``, ``site``, ``global``).
 
     :param dev: ``struct net_device *``
     :return: the addresses (``struct inet6_ifaddr``), in list order
@@ -281,8 +285,9 @@ def _ipv6_scope(scope: int) -> str:
 
 
 def sock_from_file_or_none(file: Object) -> Object | None:
-    """Return the socket of a socket file, like the kernel's ``sock_from_file()`` (``net/socket.c``):
-    ``file->private_data`` when ``f_op`` is ``socket_file_ops``.
+    """Return the socket of a socket file, like the kernel's ``sock_from_file()`` (``net/socket.c``).
+
+    That is ``file->private_data`` when ``f_op`` is ``socket_file_ops``.
 
     :param file: ``struct file *``
     :return: ``struct socket *``, None for other files

@@ -52,8 +52,9 @@ _YEAR_2000 = 946_684_800
 
 @dataclass(frozen=True, slots=True)
 class CrashContext:
-    """Where the crash happened: the crashing CPU, the task on it and that CPU's registers, as
-    :func:`crash_context` finds them.
+    """Where the crash happened, as :func:`crash_context` finds it.
+
+    The crashing CPU, the task on it and that CPU's registers.
 
     :param cpu: the CPU
     :param pid: the running task's ``pid``
@@ -78,8 +79,10 @@ class CrashContext:
 
 
 def panic_cpu_or_none(prog: Program) -> int | None:
-    """Return the CPU that called ``panic()``: ``panic_cpu`` (``PANIC_CPU_INVALID``, -1, when none),
-    else, in a dump, the one CPU whose registers are not halted.
+    """Return the CPU that called ``panic()``.
+
+    That is ``panic_cpu`` (``PANIC_CPU_INVALID``, -1, when none) or else, in a dump, the one CPU whose
+    registers are not halted.
 
     :param prog: the program
     :return: the CPU number, or None (also on a running kernel without a panic)
@@ -112,8 +115,10 @@ def panic_task_or_none(prog: Program) -> Object | None:
 
 
 def panic_message_or_none(records: Iterable[PrintkRecord]) -> str | None:
-    """Return the panic line of the kernel log: ``Kernel panic - not syncing: ...`` if present, else the
-    best-ranked oops line (NULL dereference, ``kernel BUG at``, ``Oops:``).
+    """Return the panic line of the kernel log.
+
+    That is ``Kernel panic - not syncing: ...`` if present, else the best-ranked oops line (NULL
+    dereference, ``kernel BUG at``, ``Oops:``).
 
     :param records: the log's records (see :func:`~kcrash.helpers.linux.printk.get_printk_records`)
     :return: the line, or None if the log has none
@@ -179,8 +184,9 @@ def _symbol_size(prog: Program, name: str) -> int:
 
 
 def tainted(prog: Program) -> str:
-    """Return the kernel's taint string as oops headers print it, like the kernel's ``print_tainted()``
-    (``tainted_mask`` through :func:`taint_flags`).
+    """Return the kernel's taint string as oops headers print it, like the kernel's ``print_tainted()``.
+
+    Built from ``tainted_mask`` and :func:`taint_flags`.
 
     :param prog: the program
     :return: the string (``G           O       ``); ``""`` when the kernel is not tainted
@@ -205,8 +211,9 @@ def _timekeeper_or_none(prog: Program) -> Object | None:
 
 
 def uptime_ns_or_none(prog: Program) -> int | None:
-    """Return the time since boot at the last timekeeping update (``CLOCK_BOOTTIME``, one tick's
-    precision): ``tk_core.timekeeper``'s ``tkr_mono.base + offs_boot``.
+    """Return the time since boot at the last timekeeping update (``CLOCK_BOOTTIME``, one tick's precision).
+
+    That is ``tk_core.timekeeper``'s ``tkr_mono.base + offs_boot``.
 
     :param prog: the program
     :return: nanoseconds, or None if the timekeeper cannot be read or looks wrong

@@ -44,8 +44,9 @@ LOG_NEWLINE, LOG_CONT = 2, 8
 
 @dataclass(frozen=True, slots=True)
 class PrintkRecord:
-    """One record of the printk ring buffer: ``struct printk_info`` and its text
-    (``kernel/printk/printk_ringbuffer.h``).
+    """One record of the printk ring buffer.
+
+    A ``struct printk_info`` and its text (``kernel/printk/printk_ringbuffer.h``).
 
     :param seq: ``info->seq``, the record's sequence number
     :param ts_nsec: ``info->ts_nsec``, nanoseconds since boot

@@ -113,8 +113,9 @@ def rb_last(root: Object) -> Object:
 
 
 def rb_parent(node: Object) -> Object:
-    """Return the parent of a red-black tree node, like ``rb_parent(node)``: ``__rb_parent_color``
-    without its colour bits.
+    """Return the parent of a red-black tree node, like ``rb_parent(node)``.
+
+    That is ``__rb_parent_color`` without its colour bits.
 
     :param node: ``struct rb_node *``
     :return: ``struct rb_node *``, NULL for the root node

@@ -156,9 +156,10 @@ def _group_queue(se: Object) -> Object | None:
 
 
 def rq_fair_tasks(rq: Object, truncated: list[str] | None = None) -> list[int]:
-    """Return the fair-class tasks queued on a run queue: the ``cfs.tasks_timeline`` rbtree of
-    ``struct sched_entity`` (tree order within each group, groups descended); the running task is not
-    among them.
+    """Return the fair-class tasks queued on a run queue.
+
+    From the ``cfs.tasks_timeline`` rbtree of ``struct sched_entity`` (tree order within each group,
+    groups descended); the running task is not among them.
 
     :param rq: ``struct rq *``
     :param truncated: where to add the reasons walks stopped early
@@ -194,9 +195,10 @@ def _rt_entities(rt_rq: Object, truncated: list[str], depth: int) -> Iterator[in
 
 
 def rq_rt_tasks(rq: Object, truncated: list[str] | None = None) -> list[int]:
-    """Return the real-time tasks queued on a run queue, by priority (``rt.active.queue[]`` lists of
-    ``struct sched_rt_entity``); the running one is included when it is still queued, as the kernel
-    keeps it there.
+    """Return the real-time tasks queued on a run queue, by priority.
+
+    From the ``rt.active.queue[]`` lists of ``struct sched_rt_entity``; the running one is included when
+    it is still queued, as the kernel keeps it there.
 
     :param rq: ``struct rq *``
     :param truncated: where to add the reasons walks stopped early
@@ -222,8 +224,9 @@ def _dl_servers(rq: Object) -> set[int]:
 
 
 def rq_dl_tasks(rq: Object, truncated: list[str] | None = None) -> list[int]:
-    """Return the deadline tasks queued on a run queue, by deadline (the ``dl.root`` rbtree of
-    ``struct sched_dl_entity``; deadline servers left out).
+    """Return the deadline tasks queued on a run queue, by deadline.
+
+    From the ``dl.root`` rbtree of ``struct sched_dl_entity``; deadline servers left out.
 
     :param rq: ``struct rq *``
     :param truncated: where to add the reasons walks stopped early
@@ -244,8 +247,10 @@ def rq_dl_tasks(rq: Object, truncated: list[str] | None = None) -> list[int]:
 
 
 def rq_stop_task(rq: Object) -> int | None:
-    """Return the CPU's stopper task (``rq->stop``, ``kernel/sched/stop_task.c``: ``migration/N``) when it
-    is queued (``on_rq``) and not the running task; it counts in ``nr_running`` like any other.
+    """Return the CPU's stopper task (``migration/N``) when it is queued and not running.
+
+    That is ``rq->stop`` (``kernel/sched/stop_task.c``) when ``on_rq`` and not ``rq->curr``; it counts
+    in ``nr_running`` like any other.
 
     :param rq: ``struct rq *``
     :return: its ``struct task_struct *`` address, or None (also without ``CONFIG_SMP``)

@@ -58,8 +58,9 @@ _PS_MEMBERS: dict[str, str | tuple[str, ...]] = {
 
 
 def for_each_task(prog: Program, *, idle: bool = False, limit: int = _TASK_LIMIT) -> ListWalk:
-    """Iterate over every thread of every process, like the kernel's ``for_each_process_thread(p, t)``:
-    ``init_task.tasks``, then each leader's ``signal->thread_head`` list.
+    """Iterate over every thread of every process, like the kernel's ``for_each_process_thread(p, t)``.
+
+    It walks ``init_task.tasks``, then each leader's ``signal->thread_head`` list.
 
     The idle tasks (pid 0, one per CPU, not on the task list) come first when ``idle`` is set.
     ``truncated`` of the returned walk names the first broken list, if any. At most ``limit`` tasks
@@ -129,8 +130,9 @@ def task_thread_count(task: Object) -> int:
 
 
 def cpu_curr(prog: Program, cpu: int) -> Object:
-    """Return the task running on a CPU, like the kernel's ``cpu_curr(cpu)``: ``rq->curr`` of the per-CPU
-    ``runqueues``.
+    """Return the task running on a CPU, like the kernel's ``cpu_curr(cpu)``.
+
+    That is ``rq->curr`` of the per-CPU ``runqueues``.
 
     :param prog: the program
     :param cpu: a possible CPU
@@ -158,8 +160,9 @@ def idle_task(prog: Program, cpu: int) -> Object:
 
 
 def task_cpu(task: Object) -> int:
-    """Return the CPU a task last ran on, like the kernel's ``task_cpu(task)`` (``task->cpu``, or
-    ``task->thread_info.cpu`` where the kernel keeps it there).
+    """Return the CPU a task last ran on, like the kernel's ``task_cpu(task)``.
+
+    That is ``task->cpu``, or ``task->thread_info.cpu`` where the kernel keeps it there.
 
     :param task: ``struct task_struct *``
     :return: the CPU number
@@ -198,8 +201,9 @@ def _task_members(task: Object, *names: str) -> StructBytes:
 
 
 def find_task_or_none(prog: Program, pid: int) -> Object | None:
-    """Return the task with a PID, like the kernel's ``find_task_by_pid_ns()`` in the initial namespace
-    (a walk of :func:`for_each_task`, idle tasks included).
+    """Return the task with a PID, like the kernel's ``find_task_by_pid_ns()`` in the initial namespace.
+
+    A walk of :func:`for_each_task`, idle tasks included.
 
     :param prog: the program
     :param pid: the PID (0: the idle task of the first CPU)
@@ -297,8 +301,9 @@ def _read_state_chars(prog: Program) -> str | None:
 
 
 def task_state(task: Object) -> int:
-    """Return a task's state bits: ``task->__state`` (``state`` before v5.14, Linux kernel commit
-    2f064a59a11f).
+    """Return a task's state bits.
+
+    That is ``task->__state`` (``state`` before v5.14, Linux kernel commit 2f064a59a11f).
 
     :param task: ``struct task_struct *``
     :return: the ``TASK_*`` bits (0: ``TASK_RUNNING``)
@@ -311,8 +316,9 @@ def task_state(task: Object) -> int:
 
 
 def task_state_to_char(task: Object) -> str:
-    """Return a task's state letter as ``ps`` and ``/proc/PID/stat`` print it (``fs/proc/array.c``
-    ``task_state_to_char()``).
+    """Return a task's state letter as ``ps`` and ``/proc/PID/stat`` print it.
+
+    As ``task_state_to_char()`` in ``fs/proc/array.c`` gives it.
 
     :param task: ``struct task_struct *``
     :return: ``R``, ``S``, ``D``, ``T``, ``t``, ``X``, ``Z``, ``P`` or ``I``
@@ -326,8 +332,10 @@ def task_state_to_char(task: Object) -> str:
 
 
 def task_state_char(prog: Program, state: int, exit_state: int) -> str:
-    """Return the state letter (:func:`task_state_to_char`) of a task whose ``__state`` (``state`` before
-    v5.14) and ``exit_state`` members hold ``state`` and ``exit_state``.
+    """Return the state letter of a task from its ``__state`` and ``exit_state`` values.
+
+    As :func:`task_state_to_char` gives it; ``state`` is the task's ``__state`` (``state`` before
+    v5.14).
 
     For rows read with :func:`task_ps_layout`, without an object per task.
 

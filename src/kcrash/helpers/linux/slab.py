@@ -712,8 +712,9 @@ def slab_cache_usage(prog: Program, cache: Object | int) -> SlabCacheUsage:
 
 
 def slab_cache_node_counts(prog: Program, cache: Object | int) -> tuple[int, int]:
-    r"""Return ``(nr_slabs, total_objects)`` summed over a cache's ``struct kmem_cache_node``\ s: the
-    counters ``/proc/slabinfo`` prints (kept with ``CONFIG_SLUB_DEBUG``).
+    r"""Return ``(nr_slabs, total_objects)`` summed over a cache's ``struct kmem_cache_node``\ s.
+
+    The counters ``/proc/slabinfo`` prints (kept with ``CONFIG_SLUB_DEBUG``).
 
     :param prog: the program
     :param cache: ``struct kmem_cache *`` (or its address)
@@ -846,8 +847,9 @@ def slab_cache_for_each_allocated_object(prog: Program, cache: Object | int) -> 
 
 
 def slab_object_info(prog: Program, address: int) -> SlabObjectInfo | None:
-    """Return the slab object holding ``address``: its cache, slab, start and state (like drgn's
-    ``slab_object_info()``; KFENCE objects included).
+    """Return the slab object holding ``address``.
+
+    Its cache, slab, start and state, like drgn's ``slab_object_info()``; KFENCE objects included.
 
     :param prog: the program
     :param address: a kernel virtual address

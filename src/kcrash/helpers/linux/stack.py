@@ -52,8 +52,10 @@ class _TaskFrameLayout:
 
 
 class KernelUnwinder:
-    """Everything :func:`stack_trace` needs, found once per program: the ORC tables of vmlinux and the
-    modules, the per-CPU IRQ/exception stacks, kernel text, and each CPU's ``NT_PRSTATUS`` registers.
+    """Everything :func:`stack_trace` needs, found once per program.
+
+    The ORC tables of vmlinux and the modules, the per-CPU IRQ/exception stacks, kernel text, and each
+    CPU's ``NT_PRSTATUS`` registers.
 
     Get it with :func:`kernel_unwinder`, which caches it per program.
 
@@ -159,8 +161,9 @@ class KernelUnwinder:
         return StackRange(base, base + self.thread_size, f"task {int(task.pid)}")
 
     def unwind_task(self, task: Object, *, scan: bool = False) -> Trace:
-        """Unwind a task: from its CPU's registers when it is running, else from the ``struct
-        inactive_task_frame`` saved at ``task->thread.sp``.
+        """Unwind a task from its CPU's registers or its saved ``struct inactive_task_frame``.
+
+        From its CPU's registers when it is running, else from the frame saved at ``task->thread.sp``.
 
         :param task: ``struct task_struct *``
         :param scan: after an early stop, add unreliable frames found by scanning the stack
@@ -196,8 +199,10 @@ def kernel_unwinder(prog: Program) -> KernelUnwinder:
 
 
 def stack_trace(prog: Program, task_or_cpu: Object | int, *, scan: bool = False) -> Trace:
-    """Return the stack trace of a task or a CPU, like drgn's ``stack_trace()``: ORC unwinding through
-    the task, IRQ and exception stacks, with ``struct pt_regs`` frames at interrupts.
+    """Return the stack trace of a task or a CPU, like drgn's ``stack_trace()``.
+
+    It unwinds with ORC through the task, IRQ and exception stacks, with ``struct pt_regs`` frames at
+    interrupts.
 
     :param prog: the program
     :param task_or_cpu: ``struct task_struct *``, or a CPU number (its ``NT_PRSTATUS`` registers)

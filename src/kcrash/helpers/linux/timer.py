@@ -218,8 +218,10 @@ def _percpu_variable(prog: Program, name: str, type: Type, cpu: int) -> Object:
 
 
 def timer_base_for_each(base: Object, *, limit: int = DEFAULT_LIMIT) -> Iterator[Object]:
-    """Iterate over every timer on a timer base (the ``base->vectors[]`` hash lists of ``struct
-    timer_list``, linked by ``entry``), in bucket order, not expiry order.
+    """Iterate over every timer on a timer base.
+
+    From the ``base->vectors[]`` hash lists of ``struct timer_list`` (linked by ``entry``), in bucket
+    order, not expiry order.
 
     :param base: ``struct timer_base *``
     :param limit: the most timers per bucket
@@ -343,8 +345,9 @@ def _clock_base(prog: Program, cpu: int, index: int, name: str, base: Object, li
 
 
 def cpu_hrtimer_bases(prog: Program, cpu: int, *, limit: int = DEFAULT_LIMIT) -> list[HrtimerClockBase]:
-    """Return every clock base of a CPU's ``hrtimer_bases`` (``struct hrtimer_cpu_base``) with its queued
-    hrtimers, in expiry order.
+    """Return every clock base of a CPU's ``hrtimer_bases`` with its queued hrtimers.
+
+    Read from the per-CPU ``struct hrtimer_cpu_base``; timers in expiry order.
 
     :param prog: the program
     :param cpu: a possible CPU

@@ -76,8 +76,10 @@ class VmapArea:
 
     @property
     def flag_names(self) -> tuple[str, ...]:
-        """The names of the ``VM_*`` bits set in :attr:`flags` (``include/linux/vmalloc.h``), as
-        ``/proc/vmallocinfo`` prints them (``VM_ALLOC`` is ``vmalloc``).
+        """The names of the ``VM_*`` bits set in :attr:`flags`.
+
+        Named as ``/proc/vmallocinfo`` prints them (``VM_ALLOC`` is ``vmalloc``;
+        ``include/linux/vmalloc.h``).
 
         :return: the names, lowest bit first
         """
@@ -151,8 +153,10 @@ def _area(prog: Program, va_layout: StructLayout, vm_layout: StructLayout, addre
 
 
 def vmap_areas(prog: Program) -> VmapAreas:
-    """Return every busy vmap area, sorted by address: ``vmap_area_list`` before v6.9, each
-    ``vmap_nodes[i].busy.head`` since (walked once per program).
+    """Return every busy vmap area, sorted by address.
+
+    From ``vmap_area_list`` before v6.9, each ``vmap_nodes[i].busy.head`` since; walked once per
+    program.
 
     A broken list ends the walk, with :attr:`VmapAreas.truncated` saying where.
 
@@ -211,8 +215,9 @@ def find_vmap_area(prog: Program, address: int) -> VmapArea | None:
 
 
 def vmalloc_to_pfn(prog: Program, address: int) -> int:
-    """Return the page frame number mapped at a vmalloc/vmap address, like ``vmalloc_to_pfn(addr)``
-    (a walk of the kernel page tables).
+    """Return the page frame number mapped at a vmalloc/vmap address, like ``vmalloc_to_pfn(addr)``.
+
+    Found by a walk of the kernel page tables.
 
     :param prog: the program
     :param address: a vmalloc or vmap address

@@ -52,8 +52,9 @@ _ULONG_BITS = 64
 
 
 class IndexedWalk(Generic[T]):
-    """An iterable, bounded walk of a tree's entries (XArray, maple tree); :attr:`truncated` says why
-    it stopped early.
+    """An iterable, bounded walk of a tree's entries (XArray, maple tree).
+
+    :attr:`truncated` says why it stopped early.
 
     After (or during) iteration, ``truncated`` is None if the walk reached its end, else why it
     stopped early (a cycle, an unreadable node, the limit). Iterating again restarts the walk.
@@ -80,8 +81,9 @@ def _value(entry: Object | int) -> int:
 
 
 def xa_is_value(entry: Object | int) -> bool:
-    """Return whether an XArray entry is an integer stored with ``xa_mk_value()`` (bit 0 set), like
-    the kernel's ``xa_is_value(entry)``.
+    """Return whether an XArray entry is an integer stored with ``xa_mk_value()``.
+
+    That is bit 0 set, like the kernel's ``xa_is_value(entry)``.
 
     :param entry: the entry, ``void *`` or its value
     :return: True for a value entry
@@ -129,8 +131,9 @@ def xa_to_internal(entry: Object | int) -> int:
 
 
 def xa_is_node(entry: Object | int) -> bool:
-    """Return whether an XArray entry points to a ``struct xa_node`` (internal and above 4096), like
-    the kernel's ``xa_is_node(entry)``.
+    """Return whether an XArray entry points to a ``struct xa_node``.
+
+    That is internal and above 4096, like the kernel's ``xa_is_node(entry)``.
 
     :param entry: the entry, ``void *`` or its value
     :return: True for a node pointer
@@ -143,8 +146,9 @@ def xa_is_node(entry: Object | int) -> bool:
 
 
 def xa_is_sibling(entry: Object | int) -> bool:
-    """Return whether an XArray entry is a sibling slot of a multi-index entry (internal, below
-    ``xa_mk_sibling(63)``), like the kernel's ``xa_is_sibling(entry)``.
+    """Return whether an XArray entry is a sibling slot of a multi-index entry.
+
+    That is internal and below ``xa_mk_sibling(63)``, like the kernel's ``xa_is_sibling(entry)``.
 
     :param entry: the entry, ``void *`` or its value
     :return: True for a sibling entry
@@ -169,8 +173,9 @@ def xa_is_zero(entry: Object | int) -> bool:
 
 
 def xa_is_retry(entry: Object | int) -> bool:
-    """Return whether an XArray entry is ``XA_RETRY_ENTRY``, left while a node is being freed, like
-    the kernel's ``xa_is_retry(entry)``.
+    """Return whether an XArray entry is ``XA_RETRY_ENTRY``, left while a node is being freed.
+
+    Like the kernel's ``xa_is_retry(entry)``.
 
     :param entry: the entry, ``void *`` or its value
     :return: True for the retry entry
@@ -329,8 +334,9 @@ def xa_for_each_range(xa: Object, *, advanced: bool = False,
 
 def xa_for_each(xa: Object, *, advanced: bool = False,
                 limit: int = DEFAULT_LIMIT) -> IndexedWalk[tuple[int, Object]]:
-    """Iterate over the entries of an XArray in index order as ``(index, void *)``, like the kernel's
-    ``xa_for_each(xa, index, entry)``.
+    """Iterate over the entries of an XArray in index order as ``(index, void *)``.
+
+    Like the kernel's ``xa_for_each(xa, index, entry)``.
 
     Bounded and filtered as :func:`xa_for_each_range`, of which it yields each entry's first index.
 
