@@ -120,6 +120,8 @@ class Crash(Base):
         Index("ix_crash_kernel_release", "kernel_release"),
         # The bucket page's per-release table and host counts read this index alone (migration 0002).
         Index("ix_crash_bucket_id_release", "bucket_id", "kernel_release", "build_id", "host", "crash_time"),
+        # Crashes by source and by kind (the fleet statistics) read this index alone (migration 0003).
+        Index("ix_crash_source_kind", "source", "kind"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

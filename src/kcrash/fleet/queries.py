@@ -58,6 +58,7 @@ SortKey = Literal["count", "first_seen", "last_seen"]
 #: The bucket list's sort keys.
 SORT_KEYS: Final[tuple[SortKey, ...]] = ("count", "first_seen", "last_seen")
 _TOP: Final = 10
+_NEVER: Final = dt.datetime.min  # a group without crashes has no times (never shown: groups come from crashes)
 #: Integers outside [-MAX_SAFE, MAX_SAFE] lose precision in JavaScript: :func:`jsonable` makes them hex strings.
 MAX_SAFE: Final = 2**53 - 1
 
@@ -250,10 +251,12 @@ class _Agg:
     first: dt.datetime | None = None
     last: dt.datetime | None = None
 
-    def add(self, count: int, first: dt.datetime, last: dt.datetime) -> None:
+    def add(self, count: int, first: dt.datetime | None, last: dt.datetime | None) -> None:
         self.count += count
-        self.first = first if self.first is None else min(self.first, first)
-        self.last = last if self.last is None else max(self.last, last)
+        if first is not None:
+            self.first = first if self.first is None else min(self.first, first)
+        if last is not None:
+            self.last = last if self.last is None else max(self.last, last)
 
 
 _BUCKET_COLUMNS: Final = (
@@ -350,16 +353,19 @@ def get_bucket(session: Session, bucket_id: int, *, samples: int = 20) -> Bucket
     root = roots[bucket_id]
     member_ids = _members(roots)[root]
     bucket = _bucket_row(session, root)
-    summary = _summary(bucket, _total(session, member_ids), member_ids)
+    days, totals = _days(session, member_ids)
+    total = _Agg()
+    for agg in totals.values():
+        total.add(agg.count, agg.first, agg.last)
     hosts = _hosts(session, member_ids)
     samples_ = _samples(session, member_ids, samples)
     return BucketDetail(
-        bucket=summary,
+        bucket=_summary(bucket, total, member_ids),
         grouping_version=bucket.grouping_version,
         alt_titles=_alt_titles(session, member_ids, bucket.title),
-        merged=_merged(session, root, member_ids),
+        merged=_merged(session, root, member_ids, totals),
         releases=_releases(session, member_ids),
-        days=_days(session, member_ids),
+        days=days,
         hosts=tuple(hosts[:_TOP]),
         host_count=len(hosts),
         samples=samples_,
@@ -378,32 +384,20 @@ def _merges(session: Session, member_ids: Sequence[int]) -> tuple[MergeRow, ...]
     return tuple(MergeRow(m.id, m.source_bucket_id, m.target_bucket_id, m.how, m.created_at, m.undone_at) for m in rows)
 
 
-def _total(session: Session, member_ids: Sequence[int]) -> _Agg:
-    # Summed over the member buckets one by one: each is an index-only range scan.
-    total = _Agg()
-    for member in member_ids:
-        count, first, last = session.execute(
-            select(func.count(), func.min(Crash.crash_time), func.max(Crash.crash_time)).where(
-                Crash.bucket_id == member
-            )
-        ).one()
-        if count:
-            total.add(count, first, last)
-    return total
-
-
 def _alt_titles(session: Session, member_ids: Sequence[int], title: str) -> tuple[str, ...]:
     titles = session.scalars(select(BucketTitle.title).where(BucketTitle.bucket_id.in_(member_ids))).all()
     return tuple(sorted(set(titles) - {title}))
 
 
-def _merged(session: Session, root: int, member_ids: Sequence[int]) -> tuple[BucketSummary, ...]:
+def _merged(
+    session: Session, root: int, member_ids: Sequence[int], totals: dict[int, _Agg]
+) -> tuple[BucketSummary, ...]:
     # The buckets merged (directly or through another) into ``root``, each with its own crashes.
     others = [m for m in member_ids if m != root]
     if not others:
         return ()
     rows = session.execute(select(*_BUCKET_COLUMNS).where(Bucket.id.in_(others)).order_by(Bucket.id)).all()
-    return tuple(_summary(row, _total(session, [row.id]), ()) for row in rows)
+    return tuple(_summary(row, totals.get(row.id), ()) for row in rows)
 
 
 def _releases(session: Session, member_ids: Sequence[int]) -> tuple[ReleaseRow, ...]:
@@ -424,7 +418,7 @@ def _releases(session: Session, member_ids: Sequence[int]) -> tuple[ReleaseRow, 
         )
         for release, build_id, count, first, last in rows:
             by_build[release, build_id].add(count, first, last)
-    table = [ReleaseRow(r, b, a.count, a.first, a.last) for (r, b), a in by_build.items()]  # type: ignore[arg-type]
+    table = [ReleaseRow(r, b, a.count, a.first or _NEVER, a.last or _NEVER) for (r, b), a in by_build.items()]
     table.sort(key=lambda r: (release_key(r.kernel_release), r.first_seen, r.build_id))
     return tuple(table)
 
@@ -444,14 +438,19 @@ def _as_date(value: object) -> dt.date:
     return dt.date.fromisoformat(str(value))
 
 
-def _days(session: Session, member_ids: Sequence[int]) -> tuple[DayCount, ...]:
+def _days(session: Session, member_ids: Sequence[int]) -> tuple[tuple[DayCount, ...], dict[int, _Agg]]:
+    # The daily counts, and each member's count and first/last crash, from one index-only scan per
+    # member bucket (grouped by day, with the first and last crash of each day).
     day = _day_of(session).label("day")
     counts: dict[dt.date, int] = defaultdict(int)
+    totals: dict[int, _Agg] = {}
     for member in member_ids:
-        rows = session.execute(select(day, func.count()).where(Crash.bucket_id == member).group_by(day))
-        for d, n in rows:
+        query = select(day, func.count(), func.min(Crash.crash_time), func.max(Crash.crash_time))
+        total = totals[member] = _Agg()
+        for d, n, first, last in session.execute(query.where(Crash.bucket_id == member).group_by(day)):
             counts[_as_date(d)] += n
-    return fill_days(counts.items())
+            total.add(n, first, last)
+    return fill_days(counts.items()), totals
 
 
 def fill_days(counts: Iterable[tuple[dt.date, int]]) -> tuple[DayCount, ...]:
@@ -569,15 +568,13 @@ def get_crash_html(session: Session, crash_id: int) -> str | None:
 
 def get_stats(session: Session) -> FleetStats:
     """Fleet-wide statistics: totals, buckets by status, crashes by source, kind and release."""
-    crashes, hosts, releases, first, last = session.execute(
-        select(
-            func.count(),
-            func.count(distinct(Crash.host)),
-            func.count(distinct(Crash.kernel_release)),
-            func.min(Crash.crash_time),
-            func.max(Crash.crash_time),
-        )
-    ).one()
+    # One statement per number: each reads one index (min and max together scan the whole index on
+    # SQLite; alone, each is one seek).
+    crashes = session.scalar(select(func.count()).select_from(Crash)) or 0
+    hosts = session.scalar(select(func.count(distinct(Crash.host)))) or 0
+    releases = session.scalar(select(func.count(distinct(Crash.kernel_release)))) or 0
+    first = session.scalar(select(func.min(Crash.crash_time)))
+    last = session.scalar(select(func.max(Crash.crash_time)))
     roots = bucket_roots(session)
     effective = sorted({r for r in roots.values()})
     statuses = session.scalars(select(Bucket.status).where(Bucket.id.in_(effective))).all() if effective else []

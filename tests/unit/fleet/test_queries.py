@@ -1,8 +1,8 @@
-"""The read side of the crash database (kcrash.fleet.queries) on a small database written row by row
-through the ORM's tables (tests/support/fleet_synth.py), every expected count, first/last seen,
-per-release row, day and host computed here from the same rows with plain Python; then on a
-synthetic fleet replaying the shared corpus, its buckets compared with the corpus grouped by the
-oops parser's signatures."""
+"""The read side of the crash database (kcrash.fleet.queries), on SQLite and PostgreSQL: a small
+database written row by row through the ORM's tables (tests/support/fleet_synth.py), every expected
+count, first/last seen, per-release row, day and host computed here from the same rows with plain
+Python; then a synthetic fleet replaying the shared corpus's reports, its buckets compared with the
+generated rows grouped by the oops parser's signatures."""
 
 from __future__ import annotations
 
@@ -18,7 +18,15 @@ from kcrash.errors import BucketNotFoundError, CrashNotFoundError
 from kcrash.fleet import queries
 from kcrash.fleet.db import CrashDb, open_db
 from kcrash.fleet.models import BucketMerge
-from support.fleet_synth import crash_row, insert_rows, merge_buckets
+from support.fleet_synth import (
+    CORPUS,
+    corpus_logs,
+    crash_row,
+    insert_rows,
+    merge_buckets,
+    synthetic_fleet,
+    templates_from_logs,
+)
 
 T0 = dt.datetime(2026, 11, 1, 8, 0, 0)
 
@@ -59,9 +67,10 @@ def _root(sig: str) -> str:
     return MERGED.get(sig, sig)
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[tuple[CrashDb, dict[str, int]]]:
-    crash_db = open_db(f"sqlite:///{tmp_path / 'q.db'}")
+    url = f"sqlite:///{tmp_path / 'q.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    crash_db = open_db(url)
     ids = insert_rows(crash_db.engine, _rows(), alt_titles={"sigA": ["other title of A"]})
     for source, target in MERGED.items():
         merge_buckets(crash_db.engine, ids[source], ids[target])
@@ -254,3 +263,30 @@ def test_jsonable_makes_big_integers_hex_and_times_strings() -> None:
         "day": "2026-11-01",
         "rows": [{"name": "a", "count": 1}],
     }
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_synthetic_fleet_from_the_corpus(request: pytest.FixtureRequest, tmp_path: Any, backend: str) -> None:
+    if not CORPUS.is_dir():
+        pytest.skip(f"shared corpus not found at {CORPUS}")
+    templates = templates_from_logs(corpus_logs()[::10])
+    rows = list(synthetic_fleet(templates, 3000, seed=7, hosts=50, days=20))
+    url = f"sqlite:///{tmp_path / 's.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    crash_db = open_db(url)
+    ids = insert_rows(crash_db.engine, rows)
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[row["signature"]].append(row)
+    with crash_db.sessions() as session:
+        page = queries.list_buckets(session, limit=10_000)
+        top = queries.get_bucket(session, page.buckets[0].id)
+    crash_db.close()
+    assert {b.id: (b.crash_count, b.first_seen, b.last_seen) for b in page.buckets} == {
+        ids[sig]: (len(g), min(r["crash_time"] for r in g), max(r["crash_time"] for r in g))
+        for sig, g in groups.items()
+    }
+    biggest = max(groups.values(), key=lambda g: (len(g), max(r["crash_time"] for r in g)))
+    per = Counter((r["kernel_release"], r["build_id"]) for r in biggest)
+    assert {(r.kernel_release, r.build_id): r.crash_count for r in top.releases} == dict(per)
+    assert top.host_count == len({r["host"] for r in biggest})
+    assert sum(d.count for d in top.days) == len(biggest)
