@@ -117,7 +117,7 @@ def show_cmd(db_url: str, ident: int, is_crash: bool, as_json: bool) -> None:
     with _session(db_url) as session:
         if is_crash:
             crash = queries.get_crash(session, ident)
-            _echo_json(crash) if as_json else _print_crash(crash)
+            _echo_json(queries.crash_jsonable(crash)) if as_json else _print_crash(crash)
             return
         detail = queries.get_bucket(session, ident)
     _echo_json(detail) if as_json else _print_bucket(detail)

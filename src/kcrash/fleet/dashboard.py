@@ -17,7 +17,6 @@ report) are ``"0x…"`` hex strings. The data comes from :mod:`kcrash.fleet.quer
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Final
@@ -101,15 +100,6 @@ def _sort_args(sort: str, order: str) -> tuple[queries.SortKey, bool]:
     raise HTTPException(400, f"sort must be one of {', '.join(queries.SORT_KEYS)}, not {sort!r}")
 
 
-def _crash_json(crash: queries.CrashDetail) -> dict[str, object]:
-    # The crash with its stored JSON report parsed (and its addresses made hex strings by jsonable).
-    data = queries.jsonable(crash)
-    assert isinstance(data, dict)
-    data["report"] = None if crash.report_json is None else queries.jsonable(json.loads(crash.report_json))
-    del data["report_json"]
-    return data
-
-
 async def _form(request: Request) -> dict[str, str]:
     # An application/x-www-form-urlencoded body (no multipart dependency for two fields).
     body = (await request.body()).decode("utf-8", "replace")
@@ -167,7 +157,7 @@ def _crash_routes(app: FastAPI, dash: _Dashboard) -> None:
             except CrashNotFoundError as exc:
                 raise HTTPException(404, str(exc)) from exc
         if _wants_json(request):
-            return JSONResponse(_crash_json(detail))
+            return JSONResponse(queries.crash_jsonable(detail))
         return dash.respond(request, "crash.html.j2", detail)
 
     @app.get("/crash/{crash_id}/report.html")

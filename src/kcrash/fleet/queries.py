@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ __all__ = [
     "ReleaseRow",
     "SortKey",
     "bucket_roots",
+    "crash_jsonable",
     "fill_days",
     "get_bucket",
     "get_crash",
@@ -615,3 +617,13 @@ def jsonable(value: object) -> object:
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE:
         return f"-0x{-value:x}" if value < 0 else f"0x{value:x}"
     return value
+
+
+def crash_jsonable(crash: CrashDetail) -> dict[str, object]:
+    """A crash as :func:`jsonable` gives it, its stored JSON report parsed into ``report`` (``None`` for
+    a log's crash) instead of the ``report_json`` text, its addresses as hex strings."""
+    data = jsonable(crash)
+    assert isinstance(data, dict)
+    del data["report_json"]
+    data["report"] = None if crash.report_json is None else jsonable(json.loads(crash.report_json))
+    return data
