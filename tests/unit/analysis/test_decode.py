@@ -39,10 +39,17 @@ def test_faulting_instruction_is_marked_and_boundaries_found() -> None:
         disassemble(b"\x90", 0, "masm")
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
-def test_log_frames_of_a_module_get_source_lines(tmp_path: Path) -> None:
+@pytest.fixture()
+def module(tmp_path: Path) -> Path:
+    """``m.ko``: SOURCE built with DWARF (a relocatable object, as a module is)."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
     (tmp_path / "m.c").write_text(SOURCE)
     subprocess.run(["gcc", "-O2", "-g", "-c", "-o", "m.ko", "m.c"], cwd=tmp_path, check=True)
+    return tmp_path / "m.ko"
+
+
+def test_log_frames_of_a_module_get_source_lines(module: Path) -> None:
     log = (
         "[    1.0] divide error: 0000 [#1] PREEMPT SMP NOPTI\n"
         "[    1.0] CPU: 0 PID: 1 Comm: init Tainted: G           OE      6.1.0-56-amd64 #1\n"
@@ -52,7 +59,7 @@ def test_log_frames_of_a_module_get_source_lines(tmp_path: Path) -> None:
         "[    1.0]  caller+0x4/0x10 [m]\n"
         "[    1.0]  ? not_in_module+0x1/0x2 [m]\n"
         "[    1.0]  </TASK>\n")
-    symbolizer = open_symbolizers(None, {"m": (tmp_path / "m.ko", 0)}, cache_dir=None)
+    symbolizer = open_symbolizers(None, {"m": (module, 0)}, cache_dir=None)
     try:
         decoded = decode_log_text(log, symbolizer)
     finally:
@@ -101,15 +108,12 @@ def test_each_code_line_is_decoded_from_its_own_bytes_at_its_own_rip() -> None:
     assert listing.index("47b7a0:*") > listing.index("RIP: 0033:0x47b7a0")
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
-def test_trace_frames_are_looked_up_at_the_call_site_the_rip_at_itself(tmp_path: Path) -> None:
-    (tmp_path / "m.c").write_text(SOURCE)
-    subprocess.run(["gcc", "-O2", "-g", "-c", "-o", "m.ko", "m.c"], cwd=tmp_path, check=True)
+def test_trace_frames_are_looked_up_at_the_call_site_the_rip_at_itself(module: Path) -> None:
     log = ("[    1.0] divide error: 0000 [#1] PREEMPT SMP NOPTI\n"
            "[    1.0] RIP: 0010:caller+0x4/0x10 [m]\n"
            "[    1.0] Call Trace:\n"
            "[    1.0]  caller+0x4/0x10 [m]\n")
-    symbolizer = open_symbolizers(None, {"m": (tmp_path / "m.ko", 0)}, cache_dir=None)
+    symbolizer = open_symbolizers(None, {"m": (module, 0)}, cache_dir=None)
     try:
         decoded = decode_log_text(log, symbolizer)
         rip = decoded.frames["caller+0x4/0x10"]
