@@ -6,112 +6,21 @@ when a worker process dies mid-ingest."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from kcrash.errors import FleetError
 from kcrash.fleet.db import CrashDb, open_db
-from kcrash.fleet.extract import UNKNOWN_HOST
 from kcrash.fleet.ingest import _pool, executor_from_spec, ingest, ingest_files
-from kcrash.fleet.models import Bucket, BucketMerge, BucketTitle, Crash
-from kcrash.oops.stream import iter_reports_in_file
 from support.fleet_chaos import MARK, always_die, die_once, died_flag
+from support.fleet_expect import crash_totals, db_buckets, expected_buckets, snapshot
 
 _BASE = dt.datetime(2026, 5, 1)
-
-
-@dataclass(frozen=True)
-class _Expected:
-    count: int
-    first: dt.datetime
-    last: dt.datetime
-
-
-def _expected(root: Path) -> dict[str, _Expected]:
-    # Group every distinct report (its raw bytes, as a crash's identity) by the parser's signature;
-    # a report's time is its file's modification time (the logs carry no dates).
-    seen: set[bytes] = set()
-    found: dict[str, list[dt.datetime]] = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        data = path.read_bytes()
-        when = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).replace(tzinfo=None)
-        for report in iter_reports_in_file(path):
-            key = hashlib.sha256(UNKNOWN_HOST.encode() + b"\0" + data[report.start_pos : report.end_pos]).digest()
-            if key not in seen:
-                seen.add(key)
-                found.setdefault(report.signature, []).append(when)
-    return {sig: _Expected(len(times), min(times), max(times)) for sig, times in found.items()}
-
-
-def _buckets(db: CrashDb) -> dict[str, _Expected]:
-    with db.sessions() as session:
-        rows = session.execute(select(Bucket.signature, Bucket.crash_count, Bucket.first_seen, Bucket.last_seen))
-        return {sig: _Expected(n, first, last) for sig, n, first, last in rows}
-
-
-def _crash_totals(db: CrashDb) -> dict[str, _Expected]:
-    totals: dict[str, list[dt.datetime]] = {}
-    with db.sessions() as session:
-        for sig, when in session.execute(
-            select(Bucket.signature, Crash.crash_time).join(Crash, Crash.bucket_id == Bucket.id)
-        ):
-            totals.setdefault(sig, []).append(when)
-    return {sig: _Expected(len(t), min(t), max(t)) for sig, t in totals.items()}
-
-
-def _snapshot(db: CrashDb) -> dict[str, list[tuple[object, ...]]]:
-    # Everything but ids and ingest times, by signature.
-    with db.sessions() as session:
-        sig = {i: s for i, s in session.execute(select(Bucket.id, Bucket.signature))}
-        buckets = session.scalars(select(Bucket)).all()
-        crashes = session.scalars(select(Crash)).all()
-        return {
-            "buckets": sorted(
-                (
-                    b.signature,
-                    b.title,
-                    b.kind,
-                    b.crash_count,
-                    b.first_seen,
-                    b.last_seen,
-                    sig.get(b.merged_into_id or 0),
-                    b.assorted,
-                    b.status,
-                    b.grouping_version,
-                )
-                for b in buckets
-            ),
-            "crashes": sorted(
-                (
-                    c.content_hash,
-                    sig[c.bucket_id],
-                    c.signature,
-                    c.title,
-                    c.host,
-                    c.crash_time,
-                    c.kernel_release,
-                    Path(c.path).name,
-                    c.source,
-                    c.kind,
-                    c.taints,
-                    c.guilty_frame,
-                    c.arch,
-                )
-                for c in crashes
-            ),
-            "titles": sorted((sig[t.bucket_id], t.title) for t in session.scalars(select(BucketTitle))),
-            "merges": sorted(
-                (sig[m.source_bucket_id], sig[m.target_bucket_id], m.how) for m in session.scalars(select(BucketMerge))
-            ),
-        }
 
 
 @pytest.fixture(scope="module")
@@ -144,18 +53,18 @@ def _open(url: str) -> CrashDb:
 def test_full_corpus_one_bucket_per_signature(tmp_path: Path, corpus_dir: Path) -> None:
     db = _open(f"sqlite:///{tmp_path / 'c.db'}")
     stats = ingest(db, [corpus_dir], executor="local:2")
-    expected = _expected(corpus_dir)
+    expected = expected_buckets(corpus_dir)
     assert (stats.files_failed, stats.errors) == (0, [])
     assert stats.new_crashes == sum(e.count for e in expected.values())
-    assert _buckets(db) == expected
-    assert _crash_totals(db) == expected
+    assert db_buckets(db) == expected
+    assert crash_totals(db) == expected
     db.close()
 
 
 def test_sample_identical_on_sqlite_postgres_and_dask(
     tmp_path: Path, sample: Path, postgres_url: str, dask_address: str
 ) -> None:
-    expected = _expected(sample)
+    expected = expected_buckets(sample)
     assert len({e.first for e in expected.values()}) > 10  # the times say something
     snapshots = []
     for url, executor in (
@@ -166,8 +75,8 @@ def test_sample_identical_on_sqlite_postgres_and_dask(
         db = _open(url)
         stats = ingest(db, [sample], executor=executor)
         assert stats.errors == [] and stats.new_crashes == sum(e.count for e in expected.values()), executor
-        assert _buckets(db) == expected, (url, executor)
-        snapshots.append(_snapshot(db))
+        assert db_buckets(db) == expected, (url, executor)
+        snapshots.append(snapshot(db))
         db.close()
     assert snapshots[0] == snapshots[1] == snapshots[2]
     assert snapshots[0]["merges"]  # title merges happened, the same way everywhere
@@ -175,18 +84,20 @@ def test_sample_identical_on_sqlite_postgres_and_dask(
 
 def test_second_ingest_adds_no_rows(tmp_path: Path, sample: Path) -> None:
     db = _open(f"sqlite:///{tmp_path / 'c.db'}")
-    first = ingest(db, [sample], executor="local:1")
-    before = _snapshot(db)
-    again = ingest(db, [sample], executor="local:1")
+    first = ingest(db, [sample], executor="local:2")
+    before = snapshot(db)
+    again = ingest(db, [sample], executor="local:2")
     assert (again.new_crashes, again.new_buckets, again.duplicates) == (0, 0, first.crashes)
-    assert _snapshot(db) == before
+    assert snapshot(db) == before
     db.close()
 
 
 def _chaos_input(tmp_path: Path, sample: Path) -> Path:
-    # The sample's first folder, with its last file renamed so that the chaos tasks kill their worker.
+    # Ten files of the sample, the last renamed so that the chaos tasks kill their worker.
     folder = tmp_path / "in"
-    shutil.copytree(sorted(sample.iterdir())[0], folder)
+    folder.mkdir()
+    for path in sorted(p for p in sample.rglob("*") if p.is_file())[-10:]:
+        shutil.copy2(path, folder / path.name)
     victim = sorted(folder.iterdir())[-1]
     victim.rename(victim.with_name(f"{MARK}-{victim.name}"))
     return folder
@@ -199,7 +110,7 @@ def test_killed_local_worker_loses_nothing(tmp_path: Path, sample: Path) -> None
         stats = ingest_files(db, [folder], pool, workers, task=die_once, replace_pool=lambda: _pool(2))
     assert died_flag(next(folder.glob(f"{MARK}*"))).exists(), "the worker never died"
     assert stats.retried >= 1 and stats.errors == []
-    assert _buckets(db) == _expected(folder)
+    assert db_buckets(db) == expected_buckets(folder)
     db.close()
 
 
@@ -214,7 +125,7 @@ def test_killed_dask_worker_loses_nothing(tmp_path: Path, sample: Path, dask_add
     victim = next(folder.glob(f"{MARK}*"))
     assert int(died_flag(victim).read_text()) in pids_before
     assert stats.errors == []
-    assert _buckets(db) == _expected(folder)
+    assert db_buckets(db) == expected_buckets(folder)
     db.close()
 
 
@@ -222,11 +133,11 @@ def test_a_file_that_always_kills_its_worker_is_reported(tmp_path: Path, sample:
     folder = _chaos_input(tmp_path, sample)
     db = _open(f"sqlite:///{tmp_path / 'c.db'}")
     with executor_from_spec("local:2") as (pool, workers):
-        stats = ingest_files(db, [folder], pool, workers, task=always_die, retries=1, replace_pool=lambda: _pool(2))
+        stats = ingest_files(db, [folder], pool, workers, task=always_die, retries=0, replace_pool=lambda: _pool(2))
     (error,) = stats.errors  # the files that were in the pool with it are not blamed
-    assert MARK in error and error.endswith("failed 3 times: its worker died")
+    assert MARK in error and error.endswith("failed 2 times: its worker died")
     next(folder.glob(f"{MARK}*")).unlink()
-    assert _buckets(db) == _expected(folder)
+    assert db_buckets(db) == expected_buckets(folder)
     db.close()
 
 
