@@ -3,13 +3,16 @@ against VMCOREINFO (and the build-id), refused with one reason when they do not 
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from kcrash.debuginfo.symbol_files import find_symbol_file_or_none, load_symbol_file
+from kcrash.dumps.base import DumpWarning
 from kcrash.dumps.vmcoreinfo import parse_vmcoreinfo
-from kcrash.errors import MissingDebugInfoError
+from kcrash.errors import DebugInfoMismatchError, MissingDebugInfoError
 
 LINK = 0xFFFFFFFF81000000
 OFFSET = 0x1E00000
@@ -84,3 +87,16 @@ def test_found_by_build_id(tmp_path: Path) -> None:
     (where / "cdef.debug").write_text("x")
     assert find_symbol_file_or_none(None, "ABcdef", root=tmp_path) == where / "cdef.debug"
     assert find_symbol_file_or_none(None, "ffff", root=tmp_path) is None
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
+def test_a_vmlinux_of_another_release_is_refused_by_its_banner(tmp_path: Path) -> None:
+    # no BUILD-ID in this VMCOREINFO (kernels before 5.9): the vmlinux's linux_banner names the release
+    banner = "Linux version 6.1.0-other (builder@host) (gcc) #1 SMP Debian 6.1.1-1 (2023-01-01)"
+    (tmp_path / "v.c").write_text(f'const char linux_banner[] = "{banner}\\n";\nint _stext(void) {{ return 0; }}\n')
+    subprocess.run(["gcc", "-c", "-o", "vmlinux", "v.c"], cwd=tmp_path, check=True)
+    with pytest.raises(DebugInfoMismatchError, match=r"6\.1\.0-other .*the kernel is 6\.1\.0-test.*--force"):
+        load_symbol_file(tmp_path / "vmlinux", _info())  # type: ignore[arg-type]
+    with pytest.warns(DumpWarning, match="another kernel build"), \
+            pytest.raises(MissingDebugInfoError, match="symbol"):  # forced past the build, then too few symbols
+        load_symbol_file(tmp_path / "vmlinux", _info(), force=True)  # type: ignore[arg-type]
