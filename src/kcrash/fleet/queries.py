@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import heapq
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -359,7 +360,7 @@ def get_bucket(session: Session, bucket_id: int, *, samples: int = 20) -> Bucket
     total = _Agg()
     for agg in totals.values():
         total.add(agg.count, agg.first, agg.last)
-    hosts = _hosts(session, member_ids)
+    hosts, host_count = _hosts(session, member_ids)
     samples_ = _samples(session, member_ids, samples)
     return BucketDetail(
         bucket=_summary(bucket, total, member_ids),
@@ -368,8 +369,8 @@ def get_bucket(session: Session, bucket_id: int, *, samples: int = 20) -> Bucket
         merged=_merged(session, root, member_ids, totals),
         releases=_releases(session, member_ids),
         days=days,
-        hosts=tuple(hosts[:_TOP]),
-        host_count=len(hosts),
+        hosts=hosts,
+        host_count=host_count,
         samples=samples_,
         excerpt=_excerpt(session, samples_),
         merges=_merges(session, member_ids),
@@ -475,15 +476,17 @@ def _top(
     return tuple(NameCount(name, count) for name, count in rows)
 
 
-def _hosts(session: Session, member_ids: Sequence[int]) -> list[NameCount]:
-    # Every host of the bucket, most crashes first: one index-only GROUP BY per member bucket gives
-    # both the top hosts and their number.
-    counts: dict[str, int] = defaultdict(int)
+def _hosts(session: Session, member_ids: Sequence[int]) -> tuple[tuple[NameCount, ...], int]:
+    # The most affected hosts and the number of hosts: one index-only GROUP BY per member bucket.
+    counts: Counter[str] = Counter()
     for member in member_ids:
-        rows = session.execute(select(Crash.host, func.count()).where(Crash.bucket_id == member).group_by(Crash.host))
-        for host, n in rows:
-            counts[host] += n
-    return sorted((NameCount(host, n) for host, n in counts.items()), key=lambda h: (-h.count, h.name))
+        query = select(Crash.host, func.count()).where(Crash.bucket_id == member).group_by(Crash.host)
+        if len(member_ids) == 1:
+            counts = Counter(dict(session.execute(query).all()))
+        else:
+            counts.update(dict(session.execute(query).all()))
+    top = heapq.nsmallest(_TOP, counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return tuple(NameCount(host, n) for host, n in top), len(counts)
 
 
 def _excerpt(session: Session, samples: Sequence[CrashSummary]) -> str:
