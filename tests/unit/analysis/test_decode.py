@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +14,8 @@ from kcrash.debuginfo.symbolizer import open_symbolizers
 from kcrash.debuginfo.symbols import lookup_address
 from kcrash.errors import KcrashError, OopsParseError
 from kcrash.oops import CodeBytes
+from kcrash.oops.corpus import iter_report_cases
+from kcrash.oops.details import parse_code
 
 # The Code: line of a real lab BUG (Debian 6.1, kcrash_test_do_bug+0x5): <0f> 0b is ud2.
 BUG_CODE = bytes.fromhex(
@@ -125,3 +128,33 @@ def test_trace_frames_are_looked_up_at_the_call_site_the_rip_at_itself(module: P
             source_roots(symbolizer)["m"]))
     finally:
         symbolizer.close()
+
+
+CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "corpus" / "syzkaller-linux-reports"
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared syzkaller corpus is not here")
+def test_corpus_user_code_lines_are_decoded_at_their_own_rip() -> None:
+    # Every report of the corpus with a user-mode RIP: each Code: line gives one block, and the
+    # block after "RIP: 0033:0x…" traps at that address (kernel blocks, without debug info, at offsets)
+    symbolizer = open_symbolizers(None, {}, cache_dir=None)
+    user_blocks = 0
+    for case in iter_report_cases(CORPUS.parent):
+        if "RIP: 0033:0x" not in case.log or "Code: " not in case.log:
+            continue
+        decoded = decode_log_text(case.log, symbolizer)
+        lines = case.log.splitlines()
+        codes = [c for line in lines if "Code: " in line and (c := parse_code(line[line.find("Code: "):]))]
+        assert len(decoded.code) == len(codes), case.name
+        blocks, rip = iter(decoded.code), None
+        for line in lines:
+            if "RIP: " in line:
+                user = re.search(r"RIP: [0-9a-f]{4}:0x([0-9a-f]+)", line)
+                rip = int(user.group(1), 16) if user else None
+            elif "Code: " in line and parse_code(line[line.find("Code: "):]) is not None:
+                faulting = [i.address for i in next(blocks) if i.faulting]
+                if rip is not None and faulting:
+                    assert faulting == [rip], case.name
+                    user_blocks += 1
+                rip = None
+    assert user_blocks >= 100
