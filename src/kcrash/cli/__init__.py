@@ -49,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str] | None) -> int:
     try:
-        kcrash.main(args=argv, prog_name="kcrash", standalone_mode=False)
+        # Without standalone mode click returns (not raises) the status of a command's
+        # click.exceptions.Exit(code): the way a command ends with a status and no message
+        # (kcrash collect vmcore's makedumpfile exit codes). Commands otherwise return None.
+        status = kcrash.main(args=argv, prog_name="kcrash", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("kcrash: interrupted", err=True)
         return 130
@@ -74,7 +77,7 @@ def _run(argv: list[str] | None) -> int:
         click.echo(f"kcrash: error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}",
                    err=True)
         return 1
-    return 0
+    return status if type(status) is int else 0
 
 
 def _show_details(exc: KcrashError) -> None:

@@ -87,9 +87,12 @@ class FlatFile:
         return self._sorted(records)
 
     def _sorted(self, records: list[tuple[int, int, int]]) -> tuple[list[int], list[int], list[int]]:
-        # Later records win where records overlap (as ``makedumpfile -R`` would write them);
-        # a well-formed file has no overlaps, so this is only checked, not resolved.
-        records.sort(key=lambda r: r[0])
+        # Later records win where records overlap (as ``makedumpfile -R`` would write them). The
+        # one overlap a well-formed file has is a record repeated for the same range (a streamed
+        # writer's final header replacing the "incomplete" one it sent first): the later copy is
+        # kept. Other overlaps are refused. (The sort is stable: equal ranges stay in file order.)
+        records.sort(key=lambda r: (r[0], r[1]))
+        records = [r for i, r in enumerate(records) if i + 1 == len(records) or records[i + 1][:2] != r[:2]]
         for prev, cur in itertools.pairwise(records):
             if cur[0] < prev[1]:
                 raise CorruptDumpError(f"flattened records overlap at rebuilt offset {cur[0]:#x}",

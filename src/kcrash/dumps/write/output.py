@@ -13,6 +13,11 @@ A failed write is recorded (:attr:`DumpOutput.failure`) instead of raised when i
 ``EDQUOT`` or ``EFBIG``: the caller then stops, and the file stays readable up to that point. When
 not even the headers fit, there is nothing to keep: :meth:`DumpOutput.abandon` deletes the file and
 raises the error as an ``OSError`` naming the final path.
+
+:class:`StreamOutput` writes the flattened format to a pipe or terminal (``makedumpfile -F``):
+records go out in order and nothing can be rewritten, so :meth:`StreamOutput.patch` appends a new
+record for the same offsets; ``makedumpfile -R`` and kcrash's reader let the later record win, so
+the "incomplete" mark set first is cleared by a final header record only when every page went out.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import NoReturn
 
 from kcrash._binary import flat_structs
 
-__all__ = ["DumpOutput", "OutputFull", "temporary_path"]
+__all__ = ["DumpOutput", "OutputFull", "StreamOutput", "temporary_path"]
 
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _FLAT_HEADER = 4096
@@ -133,3 +138,60 @@ class DumpOutput:
             os.close(self._fd)
             self._fd = -1
         self.path.unlink(missing_ok=True)
+
+
+class StreamOutput(DumpOutput):
+    """A flattened dump written in order to an open file descriptor (a pipe, ``-F``), never renamed."""
+
+    def __init__(self, fd: int, name: str = "<stdout>") -> None:  # no super(): there is no file to create
+        self.final = Path(name)
+        self.path = self.final
+        self.flattened = True
+        self.failure = None
+        self._fd = fd
+        self._pos = 0
+        self._records = []
+        header = flat_structs().makedumpfile_header.pack(signature=b"makedumpfile", type=1, version=1)
+        try:
+            self._append(header.ljust(_FLAT_HEADER, b"\0"))
+        except OutputFull:
+            self.abandon()
+
+    def _pwrite(self, data: bytes | memoryview, offset: int, truncate_to: int | None) -> int:
+        # Sequential writes (a pipe cannot seek); a closed reader (EPIPE) or a full disk ends the dump.
+        view, done = memoryview(data), 0
+        while done < len(view):
+            try:
+                done += os.write(self._fd, view[done:])
+            except OSError as exc:
+                if exc.errno not in _FULL | {errno.EPIPE}:
+                    raise
+                self.failure = exc.strerror or str(exc)
+                raise OutputFull(self.failure) from exc
+        return done
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        """Append one record holding ``data`` for dump offset ``offset``."""
+        if len(data):
+            record = flat_structs().makedumpfile_data_header.pack(offset=offset, buf_size=len(data))
+            self._append(record + bytes(data))
+
+    def patch(self, offset: int, data: bytes) -> None:
+        """Append a record that replaces ``data``'s bytes at dump offset ``offset``."""
+        with contextlib.suppress(OutputFull):
+            self.write(offset, data)
+
+    def commit(self) -> Path:
+        """Write the end marker; the descriptor stays open (it belongs to the caller)."""
+        end = flat_structs().makedumpfile_data_header.pack(offset=-1, buf_size=-1)
+        with contextlib.suppress(OutputFull):
+            self._append(end)
+        return self.final
+
+    def abandon(self) -> NoReturn:
+        """Raise why the stream ended before the headers were out."""
+        raise OSError(errno.ENOSPC if self.failure is None else errno.EIO, self.failure or "output full",
+                      str(self.final))
+
+    def discard(self) -> None:
+        """Nothing to delete on a stream."""

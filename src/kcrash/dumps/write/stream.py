@@ -35,6 +35,7 @@ import numpy.typing as npt
 
 from kcrash._binary import binary_structs
 from kcrash.dumps.codecs import CODEC_FLAGS
+from kcrash.dumps.notes import parse_notes
 from kcrash.dumps.write.compress import PageCompressor
 from kcrash.dumps.write.output import DumpOutput, OutputFull
 
@@ -118,8 +119,6 @@ def _packbits(bits: Bits, nbytes: int) -> bytes:
 
 def _vmcoreinfo_span(notes: bytes) -> tuple[int, int]:
     # (offset of the VMCOREINFO desc inside ``notes``, its size), or (0, 0).
-    from kcrash.dumps.notes import parse_notes
-
     for note in parse_notes(notes, 0):
         if note.name == "VMCOREINFO":
             return note.offset, len(note.desc)
@@ -220,17 +219,19 @@ class _KdumpWriter:
 
 def write_kdump_dump(path: Path, source: PageSource, ram: Bits, dumpable: Bits, meta: DumpMeta, *,
                      codec: str = "zlib", flattened: bool = False, threads: int = 1,
-                     progress: Progress | None = None) -> WriteResult:
+                     progress: Progress | None = None, output: DumpOutput | None = None) -> WriteResult:
     """Write a kdump-compressed file (header version 6) of the ``dumpable`` pages at ``path``.
 
     :param ram: one bool per pfn, RAM (1st bitmap); its length is ``max_mapnr``
     :param dumpable: one bool per pfn, pages to write (2nd bitmap); a subset of ``ram``
+    :param output: where to write instead of ``path`` (a :class:`~kcrash.dumps.write.output.StreamOutput`
+        for ``makedumpfile -F``-style output to a pipe)
     """
     max_mapnr = len(ram)
     lay = _kdump_layout(meta, max_mapnr, int(np.count_nonzero(dumpable)))
     status = CODEC_FLAGS.get(codec, 0)
     header, sub = _kdump_headers(meta, lay, max_mapnr, status | DUMP_DH_COMPRESSED_INCOMPLETE)
-    out = DumpOutput(path, flattened=flattened)
+    out = output if output is not None else DumpOutput(path, flattened=flattened)
     comp = PageCompressor(codec, lay.bs, threads)
     writer = _KdumpWriter(out, source, meta, comp, lay)
     _kdump_start(out, writer, header, sub, ram, dumpable)
