@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import heapq
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -356,7 +355,7 @@ def get_bucket(session: Session, bucket_id: int, *, samples: int = 20) -> Bucket
     root = roots[bucket_id]
     member_ids = _members(roots)[root]
     bucket = _bucket_row(session, root)
-    days, totals = _days(session, member_ids)
+    releases, totals = _releases(session, member_ids)
     total = _Agg()
     for agg in totals.values():
         total.add(agg.count, agg.first, agg.last)
@@ -367,8 +366,8 @@ def get_bucket(session: Session, bucket_id: int, *, samples: int = 20) -> Bucket
         grouping_version=bucket.grouping_version,
         alt_titles=_alt_titles(session, member_ids, bucket.title),
         merged=_merged(session, root, member_ids, totals),
-        releases=_releases(session, member_ids),
-        days=days,
+        releases=releases,
+        days=_days(session, member_ids),
         hosts=hosts,
         host_count=host_count,
         samples=samples_,
@@ -403,11 +402,14 @@ def _merged(
     return tuple(_summary(row, totals.get(row.id), ()) for row in rows)
 
 
-def _releases(session: Session, member_ids: Sequence[int]) -> tuple[ReleaseRow, ...]:
-    # Grouped per member bucket (an ordered scan of the (bucket_id, kernel_release, build_id, ...)
-    # index; grouping several buckets at once sorts all their crashes), then combined.
+def _releases(session: Session, member_ids: Sequence[int]) -> tuple[tuple[ReleaseRow, ...], dict[int, _Agg]]:
+    # The per-release table, and each member's count and first/last crash: grouped per member bucket
+    # (an ordered scan of the (bucket_id, kernel_release, build_id, ...) index; grouping several
+    # buckets at once sorts all their crashes), then combined.
     by_build: dict[tuple[str, str], _Agg] = defaultdict(_Agg)
+    totals: dict[int, _Agg] = {}
     for member in member_ids:
+        total = totals[member] = _Agg()
         rows = session.execute(
             select(
                 Crash.kernel_release,
@@ -421,9 +423,10 @@ def _releases(session: Session, member_ids: Sequence[int]) -> tuple[ReleaseRow, 
         )
         for release, build_id, count, first, last in rows:
             by_build[release, build_id].add(count, first, last)
+            total.add(count, first, last)
     table = [ReleaseRow(r, b, a.count, a.first or _NEVER, a.last or _NEVER) for (r, b), a in by_build.items()]
     table.sort(key=lambda r: (release_key(r.kernel_release), r.first_seen, r.build_id))
-    return tuple(table)
+    return tuple(table), totals
 
 
 def _day_of(session: Session) -> ColumnElement[object]:
@@ -441,19 +444,14 @@ def _as_date(value: object) -> dt.date:
     return dt.date.fromisoformat(str(value))
 
 
-def _days(session: Session, member_ids: Sequence[int]) -> tuple[tuple[DayCount, ...], dict[int, _Agg]]:
-    # The daily counts, and each member's count and first/last crash, from one index-only scan per
-    # member bucket (grouped by day, with the first and last crash of each day).
+def _days(session: Session, member_ids: Sequence[int]) -> tuple[DayCount, ...]:
+    # The daily counts: one index-only scan per member bucket.
     day = _day_of(session).label("day")
     counts: dict[dt.date, int] = defaultdict(int)
-    totals: dict[int, _Agg] = {}
     for member in member_ids:
-        query = select(day, func.count(), func.min(Crash.crash_time), func.max(Crash.crash_time))
-        total = totals[member] = _Agg()
-        for d, n, first, last in session.execute(query.where(Crash.bucket_id == member).group_by(day)):
+        for d, n in session.execute(select(day, func.count()).where(Crash.bucket_id == member).group_by(day)):
             counts[_as_date(d)] += n
-            total.add(n, first, last)
-    return fill_days(counts.items()), totals
+    return fill_days(counts.items())
 
 
 def fill_days(counts: Iterable[tuple[dt.date, int]]) -> tuple[DayCount, ...]:
@@ -477,16 +475,18 @@ def _top(
 
 
 def _hosts(session: Session, member_ids: Sequence[int]) -> tuple[tuple[NameCount, ...], int]:
-    # The most affected hosts and the number of hosts: one index-only GROUP BY per member bucket.
-    counts: Counter[str] = Counter()
-    for member in member_ids:
-        query = select(Crash.host, func.count()).where(Crash.bucket_id == member).group_by(Crash.host)
-        if len(member_ids) == 1:
-            counts = Counter(dict(session.execute(query).all()))
-        else:
-            counts.update(dict(session.execute(query).all()))
-    top = heapq.nsmallest(_TOP, counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    return tuple(NameCount(host, n) for host, n in top), len(counts)
+    # The most affected hosts and the number of hosts, counted by the database (a big bucket has
+    # thousands of hosts: handing them all to Python costs more than the two index scans).
+    where = Crash.bucket_id.in_(member_ids)
+    top = session.execute(
+        select(Crash.host, func.count().label("n"))
+        .where(where)
+        .group_by(Crash.host)
+        .order_by(func.count().desc(), Crash.host)
+        .limit(_TOP)
+    )
+    count = session.scalar(select(func.count(distinct(Crash.host))).where(where)) or 0
+    return tuple(NameCount(host, n) for host, n in top), count
 
 
 def _excerpt(session: Session, samples: Sequence[CrashSummary]) -> str:
