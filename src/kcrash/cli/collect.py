@@ -18,20 +18,16 @@ with ``-F``; the progress line on a terminal only). The work is :mod:`kcrash.col
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from kcrash.analysis.triage import dump_log
-from kcrash.cli.common import echo_json
-from kcrash.cli.dump import _default_threads, opened_dump, progress_bar, report_write
+from kcrash.cli.common import echo_json, printed_dump_warnings
 from kcrash.cli.progress import progress_lines
 from kcrash.collect.convert import FORMATS, ConvertOptions, ConvertResult
-from kcrash.collect.qemu import CollectResult, collect_qemu
 from kcrash.collect.vmcore import (
     COMPLETED,
     FAILED,
@@ -42,17 +38,32 @@ from kcrash.collect.vmcore import (
     ML_PRINT_REPORT_MSG,
     Collection,
     collect_vmcore,
+    default_threads,
 )
+from kcrash.dumps import open_dump
 from kcrash.dumps.write.compress import CODECS
 from kcrash.errors import CliError, KcrashError, LiveTargetError
-from kcrash.helpers.linux.printk import format_dmesg
+
+if TYPE_CHECKING:
+    from kcrash.collect.qemu import CollectResult
+
+# collect qemu's modules (asyncio, QMP, kcrash.cli.dump and the analysis it imports) load in its
+# command only: a capture kernel's collector starts without them (about 0.7 s less).
 
 __all__ = ["commands"]
 
 
 async def _collect(sock: str, out: Path, opts: ConvertOptions, resume: bool | None) -> CollectResult:
+    import asyncio  # lazy: only collect qemu uses it (collect vmcore starts without)
+
     # lazy: +8 ms CPU to import, paid only when used (measured)
     from qemu.qmp import QMPClient, QMPError
+
+    # lazy: with kcrash.cli.dump (and the analysis it imports) about 0.7 s of collect vmcore's start-up
+    from kcrash.cli.dump import progress_bar
+
+    # lazy: as above (the QMP collector)
+    from kcrash.collect.qemu import collect_qemu
 
     client = QMPClient("kcrash-collect")
     try:
@@ -91,6 +102,10 @@ def collect() -> None:
 def qemu(sock: str, out: str, level: int, codec: str, fmt: str, threads: int, resume: bool | None,
          as_json: bool) -> None:
     """Dump a QEMU guest (guest RAM must be a shared memory-backend-file)."""
+    import asyncio  # lazy: only collect qemu uses it (collect vmcore starts without)
+
+    from kcrash.cli.dump import report_write  # lazy: kcrash.cli.dump costs collect vmcore ~0.7 s start-up
+
     opts = ConvertOptions(level, codec, fmt, threads)
     result = asyncio.run(_collect(sock, Path(out), opts, resume))
     if not result.vmcoreinfo:
@@ -234,18 +249,22 @@ def vmcore(paths: tuple[str, ...], level_text: str, zlib: bool, lzo: bool, snapp
         raise click.UsageError("-F writes the dump to stdout: redirect it to a file or pipe, without --json")
 
     opts = ConvertOptions(_dump_level(level_text), chosen, "elf" if elf else "flat" if flat else "kdump",
-                          threads or _default_threads(chosen))
+                          threads or default_threads(chosen))
     collection = _run_vmcore(src, None if flat else Path(out or ""), opts, msgs)
     _finish(collection, msgs, as_json)
 
 
 def _run_vmcore(src: str, out: Path | None, opts: ConvertOptions, msgs: _Messages) -> Collection:
     try:
-        with opened_dump((src,)) as handle, \
-                progress_lines("Copying data", quiet=not msgs.level & ML_PRINT_PROGRESS) as progress:
-            if out is None:
-                sys.stdout.flush()
-            return collect_vmcore(handle, out, opts, stream_fd=1 if out is None else None, progress=progress)
+        with printed_dump_warnings():
+            handle = open_dump(src)
+        try:
+            with progress_lines("Copying data", quiet=not msgs.level & ML_PRINT_PROGRESS) as progress:
+                if out is None:
+                    sys.stdout.flush()
+                return collect_vmcore(handle, out, opts, stream_fd=1 if out is None else None, progress=progress)
+        finally:
+            handle.close()
     except (KcrashError, OSError) as exc:
         raise msgs.fail(f"{exc}") from None
     except KeyboardInterrupt:
@@ -295,9 +314,17 @@ def _print_stats(result: ConvertResult, msgs: _Messages) -> None:
 
 def _dump_dmesg(src: str, out: Path, msgs: _Messages) -> None:
     # makedumpfile --dump-dmesg: the kernel log as text, from VMCOREINFO alone
+    # lazy: the analysis modules cost collect vmcore ~0.7 s of start-up (-X importtime); only --dump-dmesg needs them
+    from kcrash.analysis.triage import dump_log
+    from kcrash.helpers.linux.printk import format_dmesg  # lazy: as above
+
     try:
-        with opened_dump((src,)) as handle:
+        with printed_dump_warnings():
+            handle = open_dump(src)
+        try:
             log = dump_log(handle)
+        finally:
+            handle.close()
         if not log.records:
             raise msgs.fail(f"no kernel log found in {src}")
         out.write_text(format_dmesg(log.records), encoding="utf-8")

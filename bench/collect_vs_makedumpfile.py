@@ -1,0 +1,91 @@
+"""The capture-kernel collector: ``kcrash collect vmcore`` vs ``makedumpfile`` with the same arguments, side by side.
+
+Usage: .venv/bin/python bench/collect_vs_makedumpfile.py VMCORE [--repeat R] [--workdir DIR] [--json]
+
+VMCORE is a /proc/vmcore-shaped ELF file (``kcrash.dumps.write.elf_vmcore.convert_to_proc_vmcore`` of a lab
+dump; makedumpfile 1.7.2 cannot read QEMU's own ELF). For each codec flag at ``-d 31`` (``-c`` zlib, ``-l`` lzo,
+none; ``-z`` zstd and ``-p`` snappy for kcrash only: Debian's makedumpfile is built without them) both tools run
+as whole processes under ``/usr/bin/time`` with the same argument vector (kcrash as ``kcrash collect vmcore
+ARGS``, the way kdump-tools would run it through a ``makedumpfile`` shim), alternating, R times; the median
+wall time, peak RSS, output size, the wall ratio kcrash/makedumpfile and whether the two files are
+byte-identical are printed. kcrash runs with compiled bytecode in a private ``PYTHONPYCACHEPREFIX`` (one
+untimed run fills it), with its default compression threads (the CPUs it may use, for zlib and zstd).
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from convert_vs_makedumpfile import _timed  # wall seconds, peak RSS MiB of one process
+
+_FLAGS = (("zlib", "-c", True), ("lzo", "-l", True), ("none", None, True), ("zstd", "-z", False),
+          ("snappy", "-p", False))
+
+
+def _cmds(src: str, out: str, flag: str | None, with_mdf: bool) -> dict[str, list[str]]:
+    args = ([flag] if flag else []) + ["-d", "31", src]
+    kcrash = str(Path(sys.executable).with_name("kcrash"))
+    cmds = {"kcrash": [kcrash, "collect", "vmcore", *args, out + ".k"]}
+    if with_mdf:
+        cmds["makedumpfile"] = ["makedumpfile", *args, out + ".m"]
+    return cmds
+
+
+def run(src: str, repeat: int, workdir: str, env: dict[str, str]) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for codec, flag, with_mdf in _FLAGS:
+        out = os.path.join(workdir, codec)
+        cmds = _cmds(src, out, flag, with_mdf)
+        samples: dict[str, list[tuple[float, int]]] = {k: [] for k in cmds}
+        for _ in range(repeat):
+            for name, cmd in cmds.items():
+                Path(cmd[-1]).unlink(missing_ok=True)
+                samples[name].append(_timed(cmd, env))
+        same = filecmp.cmp(out + ".k", out + ".m", shallow=False) if with_mdf else None
+        for name, cmd in cmds.items():
+            rows.append({"codec": codec, "tool": name, "wall": statistics.median(s[0] for s in samples[name]),
+                         "rss_mib": max(s[1] for s in samples[name]), "size": os.path.getsize(cmd[-1]),
+                         "identical": same})
+    return rows
+
+
+def _print(rows: list[dict[str, object]]) -> None:
+    ref = {r["codec"]: r for r in rows if r["tool"] == "makedumpfile"}
+    print(f"{'codec':>6} {'tool':>12} {'wall s':>7} {'RSS MiB':>7} {'size':>11} {'ratio':>6} {'same bytes':>10}")
+    for r in rows:
+        base = ref.get(r["codec"])
+        ratio = f"{r['wall'] / base['wall']:.2f}" if base and base["wall"] else "-"  # type: ignore[operator]
+        same = "-" if r["identical"] is None else str(r["identical"])
+        print(f"{r['codec']:>6} {r['tool']:>12} {r['wall']:>7.2f} {r['rss_mib']:>7} {r['size']:>11,} {ratio:>6} "
+              f"{same:>10}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("vmcore")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--workdir")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp, tempfile.TemporaryDirectory() as pycache:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = pycache
+        warm = _cmds(args.vmcore, os.path.join(tmp, "warm"), "-l", False)["kcrash"]
+        _timed(warm, env)
+        rows = run(args.vmcore, args.repeat, tmp, env)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print(rows)
+
+
+if __name__ == "__main__":
+    main()
