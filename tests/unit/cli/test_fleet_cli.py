@@ -63,8 +63,8 @@ def test_merge_unmerge_fix(tmp_path: Path, logs: Path) -> None:
     db = open_db(url)
     with db.sessions() as session:
         a, b = session.scalars(select(Bucket.id).where(Bucket.merged_into_id.is_(None)).order_by(Bucket.id)).all()[:2]
-    assert _run("merge", "--db", url, str(b), str(a)) == {"merge": 1, "source": b, "target": a}
-    assert _run("unmerge", "--db", url, str(b)) == {"merge": 1, "source": b, "target": a}
+    assert _run("merge", "--db", url, str(b), str(a)) == {"merge_id": 1, "source_bucket": b, "target_bucket": a}
+    assert _run("unmerge", "--db", url, str(b)) == {"merge_id": 1, "source_bucket": b, "target_bucket": a}
     fixed = _run("fix", "--db", url, "--release", "99.0", str(a))
     assert fixed == {"bucket": a, "status": "fixed", "fixed_in_release": "99.0"}
     with db.sessions() as session:
