@@ -36,6 +36,7 @@ from kcrash.cli.common import (
     warn_of_missing_log,
 )
 from kcrash.cli.params import DumpOrLive, parse_live_target
+from kcrash.cli.progress import progress_lines
 from kcrash.collect.convert import FORMATS, ConvertOptions, ConvertResult, convert_dump
 from kcrash.dumps import DumpFormat, open_dump
 from kcrash.dumps.write.compress import CODECS
@@ -248,15 +249,16 @@ def _check_output(source: Path, out: Path, force: bool) -> None:
               help="Compression threads (default: the CPUs this process may run on for zlib and zstd, "
                    "1 for the fast codecs; makedumpfile uses one).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress line (it is drawn on a terminal only anyway).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def convert(source: str, out: str, level: int, codec: str, fmt: str, threads: int | None, force: bool,
-            as_json: bool) -> None:
+            quiet: bool, as_json: bool) -> None:
     """Filter and rewrite a dump (any format kcrash reads) like makedumpfile. OUT appears only when
     written (a killed conversion leaves none); an existing OUT is kept unless --force."""
     _check_output(Path(source), Path(out), force)
     opts = ConvertOptions(level, codec, fmt, threads or _default_threads(codec))
     _install_sigterm()
-    with opened_dump((source,)) as handle, progress_bar("converting") as progress:
+    with opened_dump((source,)) as handle, progress_lines("Converting", quiet=quiet) as progress:
         try:
             result = convert_dump(handle, Path(out), opts, progress)
         except KeyboardInterrupt:
