@@ -146,3 +146,21 @@ def test_no_progress_on_a_pipe_or_when_quiet(stream: io.StringIO, quiet: bool) -
     with progress_lines("Copying data", quiet=quiet, stream=stream) as progress:
         assert progress is None
     assert stream.getvalue() == ""
+
+
+@pytest.mark.parametrize("command", [["collect", "vmcore", "-c"], ["dump", "convert", "-c", "zlib"]])
+def test_commands_draw_progress_on_a_terminal_only(vmcore: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    tty = _Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert main([*command, "-d", "1", str(vmcore), str(tmp_path / "a")]) == 0
+    drawn = tty.getvalue()
+    assert "[100.0 %]" in drawn and "MB/s" in drawn and drawn.endswith("eta: 0s\n")
+    tty = _Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert main([*command, "-q", "-d", "1", str(vmcore), str(tmp_path / "b")]) == 0
+    assert "%]" not in tty.getvalue()
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main([*command, "-d", "1", str(vmcore), str(tmp_path / "c")]) == 0  # stderr captured: not a terminal
+    assert "%]" not in capsys.readouterr().err
