@@ -7,7 +7,7 @@ dump; makedumpfile 1.7.2 cannot read QEMU's own ELF). For each codec flag at ``-
 none; ``-z`` zstd and ``-p`` snappy for kcrash only: Debian's makedumpfile is built without them) both tools run
 as whole processes under ``/usr/bin/time`` with the same argument vector (kcrash as ``kcrash collect vmcore
 ARGS``, the way kdump-tools would run it through a ``makedumpfile`` shim), alternating, R times; the median
-wall time, peak RSS, output size, the wall ratio kcrash/makedumpfile and whether the two files are
+wall and CPU (user + system) time, peak RSS, output size, the ratios kcrash/makedumpfile and whether the two files are
 byte-identical are printed. kcrash runs with compiled bytecode in a private ``PYTHONPYCACHEPREFIX`` (one
 untimed run fills it), with its default compression threads (the CPUs it may use, for zlib and zstd).
 """
@@ -19,12 +19,20 @@ import filecmp
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from convert_vs_makedumpfile import _timed  # wall seconds, peak RSS MiB of one process
+
+def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    # wall seconds, CPU seconds (user + system: fairer than wall on a shared, loaded machine), peak RSS MiB
+    run = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", *cmd], capture_output=True, text=True, env=env)
+    if run.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{run.stderr[-2000:]}")
+    wall, user, system, rss = run.stderr.strip().splitlines()[-1].split()
+    return float(wall), float(user) + float(system), int(rss) // 1024
+
 
 _FLAGS = (("zlib", "-c", True), ("lzo", "-l", True), ("none", None, True), ("zstd", "-z", False),
           ("snappy", "-p", False))
@@ -44,7 +52,7 @@ def run(src: str, repeat: int, workdir: str, env: dict[str, str]) -> list[dict[s
     for codec, flag, with_mdf in _FLAGS:
         out = os.path.join(workdir, codec)
         cmds = _cmds(src, out, flag, with_mdf)
-        samples: dict[str, list[tuple[float, int]]] = {k: [] for k in cmds}
+        samples: dict[str, list[tuple[float, float, int]]] = {k: [] for k in cmds}
         for _ in range(repeat):
             for name, cmd in cmds.items():
                 Path(cmd[-1]).unlink(missing_ok=True)
@@ -52,20 +60,23 @@ def run(src: str, repeat: int, workdir: str, env: dict[str, str]) -> list[dict[s
         same = filecmp.cmp(out + ".k", out + ".m", shallow=False) if with_mdf else None
         for name, cmd in cmds.items():
             rows.append({"codec": codec, "tool": name, "wall": statistics.median(s[0] for s in samples[name]),
-                         "rss_mib": max(s[1] for s in samples[name]), "size": os.path.getsize(cmd[-1]),
+                         "cpu": statistics.median(s[1] for s in samples[name]),
+                         "rss_mib": max(s[2] for s in samples[name]), "size": os.path.getsize(cmd[-1]),
                          "identical": same})
     return rows
 
 
 def _print(rows: list[dict[str, object]]) -> None:
     ref = {r["codec"]: r for r in rows if r["tool"] == "makedumpfile"}
-    print(f"{'codec':>6} {'tool':>12} {'wall s':>7} {'RSS MiB':>7} {'size':>11} {'ratio':>6} {'same bytes':>10}")
+    print(f"{'codec':>6} {'tool':>12} {'wall s':>7} {'CPU s':>6} {'RSS MiB':>7} {'size':>11} {'wall ratio':>10} "
+          f"{'CPU ratio':>9} {'same bytes':>10}")
     for r in rows:
         base = ref.get(r["codec"])
-        ratio = f"{r['wall'] / base['wall']:.2f}" if base and base["wall"] else "-"  # type: ignore[operator]
+        wr = f"{r['wall'] / base['wall']:.2f}" if base and base["wall"] else "-"  # type: ignore[operator]
+        cr = f"{r['cpu'] / base['cpu']:.2f}" if base and base["cpu"] else "-"  # type: ignore[operator]
         same = "-" if r["identical"] is None else str(r["identical"])
-        print(f"{r['codec']:>6} {r['tool']:>12} {r['wall']:>7.2f} {r['rss_mib']:>7} {r['size']:>11,} {ratio:>6} "
-              f"{same:>10}")
+        print(f"{r['codec']:>6} {r['tool']:>12} {r['wall']:>7.2f} {r['cpu']:>6.2f} {r['rss_mib']:>7} {r['size']:>11,} "
+              f"{wr:>10} {cr:>9} {same:>10}")
 
 
 def main() -> None:
