@@ -2,7 +2,9 @@
 6.12 HUNG_ABBA crash opened without vmlinux, and print what their docstrings show: the outputs in the
 docstrings are that dump's. ``prog`` and ``task`` (PID 1) are given, as the ``kcrash.helpers.linux``
 docstring says. The static checks (every parameter documented, calls that fit the signatures) are in
-``tests/unit/helpers/test_helper_docstrings.py``.
+``tests/unit/helpers/test_helper_docstrings.py``. A failure's report is doctest's (the example, what
+the docstring expects, what the dump gave): when the lab's kernel module or init change (a new dump,
+other addresses), the docstring's output is updated to what the dump now gives.
 """
 
 from __future__ import annotations
