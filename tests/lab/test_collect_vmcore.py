@@ -6,8 +6,9 @@ On the 6.1 dump the two collectors write the same bytes (-c, -l, uncompressed, a
 ``makedumpfile -R``). On 6.12 makedumpfile 1.7.2 drops slab pages it takes for user data (fixed in
 1.7.6; see tests/lab/test_collect_convert.py), so there the check is: every page it keeps we keep, with
 the same content, read back by kcrash's reader and by drgn. Also: exit codes, a full disk (a 4 MiB
-tmpfs: both exit 1 and flag the dump incomplete; what survived reads back), ``--dump-dmesg`` equal to
-makedumpfile's, and the exact command lines kdump-tools' ``kdump-config savecore`` runs."""
+tmpfs: both exit 1 and flag the dump incomplete, crash 8.0.2 says so of both; what survived reads back),
+``--dump-dmesg`` equal to makedumpfile's, and the exact command lines kdump-tools' ``kdump-config
+savecore`` runs."""
 
 from __future__ import annotations
 
@@ -133,7 +134,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_full_disk_leaves_an_incomplete_readable_dump_as_makedumpfile_does(
-        proc_vmcore: Callable[[str], Path], small_disk: Path, tmp_path: Path) -> None:
+        proc_vmcore: Callable[[str], Path], small_disk: Path, tmp_path: Path,
+        lab_vmlinux_dbg: Callable[[str], Path]) -> None:
     src = proc_vmcore("6.1")
     ours = _run([KCRASH, "collect", "vmcore", "-c", "-d", "31", str(src), str(small_disk / "k")])
     assert ours.returncode == 1 and "INCOMPLETE" in ours.stderr and "Failed." in ours.stdout
@@ -150,6 +152,11 @@ def test_a_full_disk_leaves_an_incomplete_readable_dump_as_makedumpfile_does(
     with _pages(src) as source:
         for pfn, page in list(survived["ours"].items())[::3]:
             assert page == source.read_pages(pfn, 1)
+    if shutil.which("crash"):  # crash 8.0.2 flags both the same way
+        vmlinux = str(lab_vmlinux_dbg("6.1"))
+        for path in (tmp_path / "k", small_disk / "m"):
+            run = _run(["crash", "-s", vmlinux, str(path)], input="q\n")
+            assert "This dumpfile is incomplete." in run.stdout + run.stderr, path
     # the printk ring (at 0xd664000 here) lies past the cut: the log command says why, not a traceback
     log = _run([KCRASH, "log", str(tmp_path / "k")])
     assert log.returncode == 0 and "lost: dump incomplete" in log.stderr, log.stderr
