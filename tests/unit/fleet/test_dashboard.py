@@ -1,8 +1,9 @@
-"""The dashboard's routes through FastAPI's TestClient on a small crash database written row by row
-(tests/support/fleet_synth.py): HTML and JSON on the same routes, the bucket list's three sort orders
-(expected orders computed here from the rows), a bucket's per-release table, sparkline and samples, a
-crash and a dump's stored HTML report, 64-bit values as hex strings in JSON, merges and unmerges
-through the forms, and the errors (404, 400, a refused merge, a cross-origin form)."""
+"""The dashboard's routes through FastAPI's TestClient, on SQLite and PostgreSQL, on a small crash
+database written row by row (tests/support/fleet_synth.py): HTML and JSON on the same routes, the
+bucket list's three sort orders (expected orders computed here from the rows), a bucket's per-release
+table, sparkline and samples, a crash and a dump's stored HTML report, 64-bit values as hex strings in
+JSON, merges and unmerges through the forms, and the errors (404, 400, a refused merge, a cross-origin
+form)."""
 
 from __future__ import annotations
 
@@ -28,9 +29,10 @@ HTML = "<!DOCTYPE html><html><body><h1 id='verdict'>stored report</h1></body></h
 TIMES = {"sigA": [0, 1, 2], "sigB": [-5, 9], "sigC": [3, 4, 5, 6]}
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, int]]]:
-    db = open_db(f"sqlite:///{tmp_path / 'd.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, int]]]:
+    url = f"sqlite:///{tmp_path / 'd.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    db = open_db(url)
     rows = [
         crash_row(i * 10 + k, sig, T0 + dt.timedelta(days=d), host=f"h{k}", kernel_release=f"6.1.0-{50 + k}-amd64")
         for i, (sig, days) in enumerate(TIMES.items())
