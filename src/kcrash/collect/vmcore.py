@@ -15,9 +15,11 @@ module adds the stream output and makedumpfile's process conventions as data:
 
 from __future__ import annotations
 
+import errno
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +43,7 @@ from kcrash.metrics import COUNTERS, phase
 
 __all__ = ["COMPLETED", "FAILED", "MAKEDUMPFILE_EXIT", "ML_PRINT_COMMON_MSG", "ML_PRINT_DEBUG_MSG",
            "ML_PRINT_ERROR_MSG", "ML_PRINT_PROGRESS", "ML_PRINT_REPORT_MSG", "WRONG_RELEASE", "Collection",
-           "collect_vmcore", "default_threads"]
+           "collect_vmcore", "collect_vmcore_retrying", "default_threads"]
 
 # makedumpfile.h (1.7.2), "Result of command": the process exit status of makedumpfile.
 COMPLETED = 0
@@ -101,6 +103,27 @@ def collect_vmcore(dump: DumpFormat, out: Path | None, opts: ConvertOptions, *, 
     COUNTERS.memory_dumps_collected += 1
     COUNTERS.memory_dump_bytes += write.size
     return Collection(ConvertResult(write, report, time.monotonic() - start), stream_fd is not None)
+
+
+def collect_vmcore_retrying(dump: DumpFormat, out: Path, opts: ConvertOptions, levels: Sequence[int], *,
+                            progress: Progress | None = None,
+                            on_retry: Callable[[int], None] | None = None) -> Collection:
+    """makedumpfile's ``-d DL1,DL2,...``: write at ``levels[0]``; when the disk fills up (``ENOSPC``;
+    makedumpfile's ``NOSPACE``), delete the cut dump and write again at the next level, calling
+    ``on_retry(level)`` first (makedumpfile 1.7.2 ``create_dumpfile``: "Retry to create a dumpfile by
+    dump_level(N)."). The last attempt's dump is kept, flagged incomplete if it was cut too.
+    """
+    if not levels:
+        raise ValidationError("no dump level")
+    for i, level in enumerate(levels):
+        collection = collect_vmcore(dump, out, replace(opts, dump_level=level), progress=progress)
+        w = collection.result.write
+        if not (w.incomplete and w.reason == os.strerror(errno.ENOSPC)) or i + 1 == len(levels):
+            break
+        if on_retry is not None:
+            on_retry(levels[i + 1])
+        out.unlink(missing_ok=True)
+    return collection
 
 
 def _collect(dump: DumpFormat, out: Path | None, opts: ConvertOptions, stream_fd: int | None,

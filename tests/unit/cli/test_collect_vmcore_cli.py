@@ -4,8 +4,10 @@ pipe, and the progress line (only on a terminal)."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +166,35 @@ def test_commands_draw_progress_on_a_terminal_only(vmcore: Path, tmp_path: Path,
     capsys.readouterr()
     assert main([*command, "-d", "1", str(vmcore), str(tmp_path / "c")]) == 0  # stderr captured: not a terminal
     assert "%]" not in capsys.readouterr().err
+
+
+def _size_cap(monkeypatch: pytest.MonkeyPatch, cap: int) -> None:
+    # os.pwrite as on a disk with room for ``cap`` bytes per file: writes past it fail with ENOSPC
+    real = os.pwrite
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        if offset + len(data) > cap:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+
+
+def test_a_full_disk_retries_the_next_level_of_a_list(vmcore: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # makedumpfile -d 0,1: level 0 (992 raw pages, ~4 MB) does not fit in 2.5 MB, level 1 (398 pages) does
+    _size_cap(monkeypatch, 2_500_000)
+    out = tmp_path / "out"
+    code, stdout, err = _run(capsys, "--json", "-d", "0,1", vmcore, out)
+    assert code == 0, err
+    assert "Retry to create a dumpfile by dump_level(1)." in stdout
+    data = json.loads(stdout[stdout.index("{"):])
+    assert not data["incomplete"] and data["excluded"]["zero"] > 0
+    dump = open_dump(out)
+    assert isinstance(dump, KdumpCompressed) and not dump.incomplete and dump.header.dump_level == 1
+    dump.close()
+    # a single level has nothing to fall back to: the cut dump is kept, flagged, and the status is FAILED
+    code, stdout, err = _run(capsys, "-d", "0", vmcore, tmp_path / "cut")
+    assert code == 1 and "INCOMPLETE (No space left on device)" in err and "Retry" not in stdout
+    assert _status(tmp_path / "cut") & 0x8
