@@ -25,9 +25,9 @@ _BASE = dt.datetime(2026, 5, 1)
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> Path:
-    """Every 12th corpus log, each with its own modification time (an hour apart)."""
+    """Every 16th corpus log, each with its own modification time (an hour apart)."""
     root = tmp_path_factory.mktemp("sample") / "in"
-    files = sorted(p for p in corpus_dir.rglob("*") if p.is_file())[::12]
+    files = sorted(p for p in corpus_dir.rglob("*") if p.is_file())[::16]
     for i, path in enumerate(files):
         target = root / path.parent.name / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -84,9 +84,10 @@ def test_sample_identical_on_sqlite_postgres_and_dask(
 
 def test_second_ingest_adds_no_rows(tmp_path: Path, sample: Path) -> None:
     db = _open(f"sqlite:///{tmp_path / 'c.db'}")
-    first = ingest(db, [sample], executor="local:2")
+    folder = sorted(sample.iterdir())[-1]  # one of the sample's two folders
+    first = ingest(db, [folder], executor="local:2")
     before = snapshot(db)
-    again = ingest(db, [sample], executor="local:2")
+    again = ingest(db, [folder], executor="local:2")
     assert (again.new_crashes, again.new_buckets, again.duplicates) == (0, 0, first.crashes)
     assert snapshot(db) == before
     db.close()
