@@ -130,7 +130,8 @@ def _row(whole: dict[str, object], cut: Path, npages: int, pfns: list[int]) -> d
     code_ps, ps = _kcrash("ps", str(cut))
     code_bt, bt = _kcrash("bt", str(cut))
     code_rep, rep = _kcrash("report", str(cut))
-    pcs = {f["pc"] for f in bt[0]["trace"]["frames"]} if code_bt == 0 and bt else set()
+    # --json writes addresses as "0x..." strings (README, "JSON output")
+    pcs = {int(f["pc"], 16) for f in bt[0]["trace"]["frames"]} if code_bt == 0 and bt else set()
     return {
         "pages": alive / npages,
         "log": (len(log) if code == 0 and log else 0,

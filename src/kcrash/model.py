@@ -133,16 +133,21 @@ class CrashingContext:
 
 @dataclass(frozen=True, slots=True)
 class LogLine:
-    """One kernel log line: seconds since boot, caller (``T123``/``C1``, when recorded) and text."""
+    """One kernel log record, named after ``struct printk_info`` (``kernel/printk/printk_ringbuffer.h``):
+    ``seq``, ``ts_nsec`` (nanoseconds since boot), the caller (``T123``/``C1`` as dmesg shows
+    ``caller_id``, when recorded), the text, and the ``level`` (0-7) and syslog ``facility`` when
+    recorded."""
 
     seq: int
-    timestamp_ns: int
+    ts_nsec: int
     caller: str | None
     text: str
+    level: int | None = None
+    facility: int | None = None
 
     def formatted(self, *, caller: bool = False) -> str:
         """``[    1.234567] text`` as dmesg prints it (with ``[T123]`` when ``caller``)."""
-        stamp = f"[{self.timestamp_ns // 1_000_000_000:5d}.{self.timestamp_ns % 1_000_000_000 // 1000:06d}]"
+        stamp = f"[{self.ts_nsec // 1_000_000_000:5d}.{self.ts_nsec % 1_000_000_000 // 1000:06d}]"
         who = f"[{self.caller:>6}]" if caller and self.caller else ""
         return f"{stamp}{who} {self.text}"
 

@@ -27,6 +27,7 @@ from kcrash.dumps import open_dump
 from kcrash.errors import FaultError
 from kcrash.helpers.linux.printk import get_printk_log
 from kcrash.memory import open_kernel_memory
+from support.jsonout import from_hex
 
 pytestmark = pytest.mark.lab
 
@@ -60,7 +61,7 @@ def test_half_a_dump_still_reports(lab_crash: Callable[..., Path], capsys: pytes
     whole = lab_crash(kind, kernel) / name
     cut = _cut(whole, tmp_path / name, 0.5)
     code, out, err = _run(capsys, "dump", "info", cut, "--json")
-    info = json.loads(out)
+    info = from_hex(json.loads(out))
     assert code == 0 and "cut short" in err and err.count("\n") == 1
     assert info["pages"]["lost"] > 0 and info["incomplete"]
     code, out, err = _run(capsys, "log", cut)
@@ -69,10 +70,10 @@ def test_half_a_dump_still_reports(lab_crash: Callable[..., Path], capsys: pytes
     if not out:  # the ring's own pages are gone: the warning says so
         assert err.splitlines()[-1].startswith("kcrash: warning: no log record survives: the printk ring lies")
     code, out, err = _run(capsys, "report", cut, "--json")
-    report = json.loads(out)
+    report = from_hex(json.loads(out))
     assert code == 0 and "kcrash: warning: the report lacks part of:" in err
-    assert report["unavailable"] and report["system"]["release"] == json.loads(
-        (whole.parent / "lab.json").read_text())["kernel"]["release"]
+    assert report["unavailable"] and report["system"]["release"] == from_hex(json.loads(
+        (whole.parent / "lab.json").read_text()))["kernel"]["release"]
 
 
 def _record_pages(mem: object, info: object) -> dict[int, set[int]]:
@@ -162,7 +163,7 @@ def test_crashed_backtrace_survives_with_its_stack(lab_crash: Callable[..., Path
                                                    kernel: str, name: str) -> None:
     monkeypatch.setenv("KCRASH_CACHE", str(tmp_path / "cache"))
     whole = lab_crash(kind, kernel) / name
-    full = json.loads(_run(capsys, "bt", whole, "--json")[1])[0]["trace"]
+    full = from_hex(json.loads(_run(capsys, "bt", whole, "--json")[1]))[0]["trace"]
     sps = [f["sp"] for f in full["frames"]]
     cut = _cut(whole, tmp_path / name, 0.9)
     with warnings.catch_warnings():
@@ -176,7 +177,7 @@ def test_crashed_backtrace_survives_with_its_stack(lab_crash: Callable[..., Path
     dump.close()
     code, out, err = _run(capsys, "bt", cut, "--json")
     assert code == 0 and "cut short" in err
-    trace = json.loads(out)[0]["trace"]
+    trace = from_hex(json.loads(out))[0]["trace"]
     if stack_present:  # every return address is still found; frames whose module (struct module, ORC)
         # is missing come from the stack scan, marked unreliable
         pcs = [f["pc"] for f in trace["frames"]]
@@ -212,7 +213,7 @@ def test_report_without_usable_orc(lab_crash: Callable[..., Path], capsys: pytes
     del data
     code, out, _ = _run(capsys, "report", damaged, "--json")
     assert code == 0
-    trace = json.loads(out)["backtrace"]
+    trace = from_hex(json.loads(out))["backtrace"]
     assert "no usable ORC table" in trace["truncated"] and "fits no known layout" in trace["truncated"]
     assert trace["frames"] and not any(f["reliable"] for f in trace["frames"][1:])
     # the guesses still include the function that crashed (the stack scan finds it)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from support.jsonout import from_hex
 from support.live_guest import boot_live_guest
 
 pytestmark = pytest.mark.lab
@@ -37,7 +38,7 @@ def kcrash(*args: str) -> Any:
     done = subprocess.run([sys.executable, "-m", "kcrash", *args, "--json"], capture_output=True, text=True,
                           timeout=180, check=False)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return from_hex(json.loads(done.stdout))
 
 
 def test_ps_lists_the_planted_threads(target: str) -> None:

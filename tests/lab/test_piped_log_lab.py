@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from kcrash.cli.app import kcrash
+from support.jsonout import from_hex
 
 pytestmark = pytest.mark.lab
 
@@ -25,12 +26,12 @@ def test_piped_log_has_one_line_per_record(lab_crash: Callable[..., Path]) -> No
     crash = lab_crash("BUG", "6.12", False)
     vmcore = str(crash / "vmcore.elf")
     text = CliRunner().invoke(kcrash, ["log", vmcore])
-    records = json.loads(CliRunner().invoke(kcrash, ["log", "--json", vmcore]).stdout)
+    records = from_hex(json.loads(CliRunner().invoke(kcrash, ["log", "--json", vmcore]).stdout))
     assert text.exit_code == 0, text.output
     lines = text.stdout.splitlines()
     assert len(lines) == len(records) > 100
     # the kernel's text as is, tabs included (``rcu: \tRCU restricting CPUs``)
-    assert lines == [_dmesg(r["timestamp_ns"], r["text"]) for r in records]
+    assert lines == [_dmesg(r["ts_nsec"], r["text"]) for r in records]
     assert any("\t" in line for line in lines)
     long = [line for line in lines if len(line) > 200]
     assert any("Linux version" in line for line in long) and any("Code: " in line for line in long)
@@ -49,8 +50,9 @@ def test_piped_log_reads_back_with_oops_parse(lab_crash: Callable[..., Path], tm
     crash = lab_crash("BUG", "6.12", False)
     log = tmp_path / "log.txt"
     log.write_text(CliRunner().invoke(kcrash, ["log", str(crash / "vmcore.elf")]).stdout)
-    piped = json.loads(CliRunner().invoke(kcrash, ["oops", "parse", "--json", str(log)]).stdout)
-    serial = json.loads(CliRunner().invoke(kcrash, ["oops", "parse", "--json", str(crash / "console.log")]).stdout)
+    piped = from_hex(json.loads(CliRunner().invoke(kcrash, ["oops", "parse", "--json", str(log)]).stdout))
+    serial = from_hex(json.loads(
+        CliRunner().invoke(kcrash, ["oops", "parse", "--json", str(crash / "console.log")]).stdout))
     assert piped[0]["title"] == serial[0]["title"] == "kernel BUG in kcrash_test_do_bug"
     assert piped[0]["details"] == serial[0]["details"]
     assert len(piped[0]["details"]["code"]["data"]) == 2 * 64

@@ -28,6 +28,7 @@ from kcrash import metrics
 from kcrash.cli import main
 from kcrash.lab.kinds import KINDS
 from kcrash.report.html import SECTIONS
+from support.jsonout import from_hex
 
 pytestmark = pytest.mark.lab
 
@@ -56,8 +57,9 @@ def test_json_of_every_kind_validates(lab_crash: Callable[..., Path], capsys: py
     monkeypatch.setenv("KCRASH_CACHE", str(tmp_path))
     out = lab_crash(kind, "6.12")
     schema = json.loads(_run(capsys, "report", "--schema"))
-    doc: dict[str, Any] = json.loads(_run(capsys, "report", str(out / "vmcore.kdump"), "--format", "json"))
-    jsonschema.validate(doc, schema, cls=jsonschema.Draft202012Validator)
+    raw = json.loads(_run(capsys, "report", str(out / "vmcore.kdump"), "--format", "json"))
+    jsonschema.validate(raw, schema, cls=jsonschema.Draft202012Validator)
+    doc: dict[str, Any] = from_hex(raw)  # the values as numbers (addresses are "0x..." strings)
     counts = Counter(t["state"] for t in doc["tasks"])
     assert {s["state"]: s["count"] for s in doc["task_states"]} == counts
     assert sorted(b["task"]["pid"] for b in doc["blocked"]) == sorted(t["pid"] for t in doc["tasks"]
@@ -111,7 +113,7 @@ def test_metrics_match_what_bt_did(lab_crash: Callable[..., Path], capsys: pytes
     dump = lab_crash("BUG", "6.12") / f"vmcore.{fmt}"
     prom = tmp_path / "bt.prom"
     metrics.reset()
-    traces = json.loads(_run(capsys, "--metrics", str(prom), "bt", "-a", "--json", str(dump)))
+    traces = from_hex(json.loads(_run(capsys, "--metrics", str(prom), "bt", "-a", "--json", str(dump))))
     got = _samples(prom.read_text())
     assert got["kcrash_stack_traces_captured_total"] == len(traces) == 2
     assert got["kcrash_stack_frames_unwound_total"] == sum(len(t["trace"]["frames"]) for t in traces)

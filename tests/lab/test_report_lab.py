@@ -17,6 +17,7 @@ import pytest
 
 from kcrash.cli import main
 from kcrash.lab.kinds import KINDS
+from support.jsonout import from_hex
 
 pytestmark = pytest.mark.lab
 
@@ -41,7 +42,7 @@ def test_report_names_panic_and_crashing_function(lab_crash: Callable[..., Path]
     want = lab.get("blocked_function") or lab["crash_function"]
     code, text = _report(capsys, out / "vmcore.kdump", "--json")
     assert code == 0
-    report = json.loads(text)
+    report = from_hex(json.loads(text))
     verdict = report["verdict"]
     assert lab["expected_panic_message"] in verdict["panic_message"]
     assert (verdict["crashing_function"], verdict["source"]) == (want, "backtrace")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from kcrash.cli import main
+from support.jsonout import from_hex
 
 pytestmark = pytest.mark.lab
 
@@ -30,7 +31,7 @@ def _console_oops(console: str) -> tuple[list[str], str]:
 
 
 def stamp(line: dict[str, int]) -> str:
-    return f"[{line['timestamp_ns'] // 10**9:5d}.{line['timestamp_ns'] % 10**9 // 1000:06d}] "
+    return f"[{line['ts_nsec'] // 10**9:5d}.{line['ts_nsec'] % 10**9 // 1000:06d}] "
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -47,7 +48,7 @@ def test_oops_header_equals_the_console(lab_crash: Callable[..., Path], capsys: 
     monkeypatch.setenv("KCRASH_CACHE", str(tmp_path))
     out = lab_crash(*case)
     header, code = _console_oops((out / "console.log").read_text(errors="replace"))
-    doc = json.loads(_run(capsys, "report", str(out / "vmcore.kdump"), "--json"))
+    doc = from_hex(json.loads(_run(capsys, "report", str(out / "vmcore.kdump"), "--json")))
     oops = doc["oops"]
     assert [stamp(line) + line["text"] for line in oops["lines"]] == header
     assert stamp(oops["code"]) + oops["code"]["text"] == code

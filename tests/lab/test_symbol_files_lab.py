@@ -17,6 +17,7 @@ import pytest
 from kcrash.cli import main
 from kcrash.dumps import open_dump
 from kcrash.memory import open_kernel_memory
+from support.jsonout import from_hex
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle,
               pytest.mark.skipif(shutil.which("nm") is None, reason="binutils' nm is not installed")]
@@ -70,7 +71,7 @@ def test_without_symbols_the_commands_say_why(damaged: tuple[Path, Path, Path, P
     code, out, err = _run(capsys, "ps", cut)
     assert code == 1 and out == "" and "give --system-map or --vmlinux" in err.splitlines()[-1]
     code, out, _ = _run(capsys, "report", cut, "--json")
-    assert code == 0 and json.loads(out)["unavailable"]
+    assert code == 0 and from_hex(json.loads(out))["unavailable"]
     assert _run(capsys, "log", cut)[0] == 0  # the log needs VMCOREINFO only
 
 
@@ -85,15 +86,15 @@ def test_a_symbol_file_stands_in_for_kallsyms(damaged: tuple[Path, Path, Path, P
                     ["struct", "task_struct"], ["p", "init_uts_ns.name.release"]):
         code, out, err = _run(capsys, command[0], cut, *command[1:], option, given, "--json")
         assert code == 0, err
-        got = json.loads(out)
-        want = json.loads(_run(capsys, command[0], whole, *command[1:], "--json")[1])
+        got = from_hex(json.loads(out))
+        want = from_hex(json.loads(_run(capsys, command[0], whole, *command[1:], "--json")[1]))
         if command[0] == "sys":  # the file names differ
             got.pop("dump"), want.pop("dump")
         if command[0] == "mod":  # kallsyms gives module symbols as well; only the module list is compared
             got, want = [m["name"] for m in got], [m["name"] for m in want]
         assert got == want, command
     code, out, err = _run(capsys, "report", cut, option, given, "--json")
-    report = json.loads(out)
+    report = from_hex(json.loads(out))
     lab = json.loads((whole.parent / "lab.json").read_text())
     assert code == 0 and report["verdict"]["crashing_function"] == lab["crash_function"]
     assert report["backtrace"]["truncated"] is None

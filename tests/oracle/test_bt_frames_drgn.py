@@ -44,6 +44,7 @@ from kcrash.helpers.linux.stack import kernel_unwinder
 from kcrash.model import ExceptionFrame, TaskTraceDetail
 from kcrash.types.program import Program
 from support.drgn_oracle import case_id, drgn_program, lab_info
+from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
 
@@ -323,7 +324,7 @@ def test_non_tasks_are_refused(crash: tuple[Path, Any, Any], capsys: pytest.Capt
         assert err.count("\n") == 1 and f"{address:#x} is not a task" in err and "Traceback" not in err
     code, out, err = _run(capsys, "bt", dump, f"{task.value_():#x}", "--json")
     assert code == 0, err
-    assert json.loads(out)[0]["task"]["pid"] == task.pid.value_()
+    assert from_hex(json.loads(out))[0]["task"]["pid"] == task.pid.value_()
 
 
 def _nested_label(dprog: Any, label: str, function: str) -> bool:
@@ -352,7 +353,7 @@ def test_bt_lines_are_drgns_source_lines(
     ]
     code, text, err = _run(capsys, *args)
     assert code == 0, err
-    frames = json.loads(text)[0]["trace"]["frames"]
+    frames = from_hex(json.loads(text))[0]["trace"]["frames"]
     theirs: dict[int, list[tuple[str, int]]] = {}
     for frame in dprog.crashed_thread().stack_trace():
         try:

@@ -11,6 +11,7 @@ import pytest
 
 from kcrash.cli import main
 from kcrash.dumps import open_dump
+from support.jsonout import from_hex
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
@@ -32,7 +33,7 @@ def test_bt_with_debuginfo_annotates_every_kernel_frame(
     args = ["bt", str(out / "vmcore.kdump"), "--debuginfo", str(debug_root), "--debuginfo", info["module"]["path"],
             "--json"]
     assert main(args) == 0
-    frames = json.loads(capsys.readouterr().out)[0]["trace"]["frames"]
+    frames = from_hex(json.loads(capsys.readouterr().out))[0]["trace"]["frames"]
     assert len(frames) >= 10
     for frame in frames:
         assert frame["source"], f"no source line for {frame['text']}"

@@ -15,6 +15,7 @@ import pytest
 
 from kcrash.cli import main
 from kcrash.dumps import open_dump
+from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
 
@@ -25,7 +26,7 @@ CASES = [("BUG", "6.1", True), ("BUG", "6.12", False)]
 
 def _json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
     assert main(list(args)) == 0
-    data: dict[str, object] = json.loads(capsys.readouterr().out)
+    data: dict[str, object] = from_hex(json.loads(capsys.readouterr().out))
     return data
 
 

@@ -38,6 +38,7 @@ from kcrash.types.btf import BTF_KIND
 from kcrash.types.cexpr import evaluate
 from kcrash.types.program import Program
 from support.drgn_oracle import LAB_CASES, case_id, drgn_program, lab_info
+from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
 
@@ -193,11 +194,11 @@ def test_p_of_a_per_cpu_variable_lists_drgns_addresses(crash: tuple[Path, Any, d
 
     d = crash[1]
     assert main(["p", str(crash[0] / "vmcore.kdump"), "runqueues", "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
+    data = from_hex(json.loads(capsys.readouterr().out))
     theirs = [{"cpu": c, "address": per_cpu_ptr(d["runqueues"].address_of_(), c).value_()} for c in _possible_cpus(d)]
     assert data["cpus"] == theirs and data["declaration"] == "struct rq runqueues"
     assert main(["p", str(crash[0] / "vmcore.kdump"), "runqueues:a", "--json"]) == 0
-    values = json.loads(capsys.readouterr().out)
+    values = from_hex(json.loads(capsys.readouterr().out))
     assert [(v["cpu"], v["address"], v["value"]["cpu"]) for v in values] == \
         [(t["cpu"], t["address"], t["cpu"]) for t in theirs]
 
@@ -222,13 +223,13 @@ def test_module_typed_expressions_equal_drgn(prog: Program, crash: tuple[Path, A
         _same(evaluate(prog, text), theirs(crash[1]), text)
     dump = str(crash[0] / "vmcore.kdump")
     assert main(["p", dump, "kcrash_test_percpu_counter:a", "--json"]) == 0
-    assert [v["value"] for v in json.loads(capsys.readouterr().out)] == [0x102A, 0x202A]
+    assert [v["value"] for v in from_hex(json.loads(capsys.readouterr().out))] == [0x102A, 0x202A]
     assert main(["p", dump, "kcrash_test_global"]) == 1
     err = capsys.readouterr().err
     assert "cast it: (TYPE)kcrash_test_global or *(TYPE *)&kcrash_test_global" in err and "declare(" not in err
     assert main(["p", "--declare", "struct kcrash_test_obj *kcrash_test_freed[20]", dump,
                  "kcrash_test_freed[3]", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["value"] == crash[1]["kcrash_test_freed"][3].value_()
+    assert from_hex(json.loads(capsys.readouterr().out))["value"] == crash[1]["kcrash_test_freed"][3].value_()
 
 
 @pytest.mark.parametrize(("type_name", "member"), [("task_struct", "pid"), ("task_struct", "se.vruntime"),
@@ -236,7 +237,7 @@ def test_module_typed_expressions_equal_drgn(prog: Program, crash: tuple[Path, A
 def test_whatis_member_offsets_equal_drgn(crash: tuple[Path, Any, dict[str, Any]], capsys: pytest.CaptureFixture[str],
                                           type_name: str, member: str) -> None:
     assert main(["whatis", str(crash[0] / "vmcore.kdump"), f"{type_name}.{member}", "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
+    data = from_hex(json.loads(capsys.readouterr().out))
     t = crash[1].type(f"struct {type_name}")
     assert (data["kind"], data["offset"]) == ("member", drgn.offsetof(t, member))
     assert data["size"] == drgn.sizeof(t.member(member.split(".")[0]).type) or "." in member
@@ -273,7 +274,7 @@ def _objdump(ko: str, function: str) -> tuple[list[tuple[int, str]], dict[int, s
 
 def _dis(dump: Path, function: str, capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     assert main(["dis", str(dump), function, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+    return from_hex(json.loads(capsys.readouterr().out))  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("function", ["kcrash_test_do_bug", "kcrash_test_level1", "kcrash_test_level2",
@@ -334,7 +335,7 @@ def test_dis_l_of_a_module_function_equals_addr2line(crash: tuple[Path, Any, dic
     _needs_module(crash[2])
     ko = crash[2]["module"]["path"]
     assert main(["dis", str(crash[0] / "vmcore.kdump"), "kcrash_test_level2", "-l", "--debuginfo", ko, "--json"]) == 0
-    ours = json.loads(capsys.readouterr().out)
+    ours = from_hex(json.loads(capsys.readouterr().out))
     nm = subprocess.run(["nm", ko], capture_output=True, text=True, check=True).stdout
     start = next(int(line.split()[0], 16) for line in nm.splitlines() if line.endswith(" kcrash_test_level2"))
     offsets = [hex(i["address"] - ours[0]["address"] + start) for i in ours]

@@ -42,6 +42,7 @@ from kcrash.analysis.target import open_target
 from kcrash.cli.app import kcrash
 from kcrash.types.program import Program
 from support.drgn_oracle import LAB_CASES, case_id, drgn_program, lab_info
+from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.block import for_each_disk  # noqa: E402
@@ -99,7 +100,7 @@ def _name(dprog: Any, address: int) -> str | None:
 def _cli_json(path: Path, *args: str) -> Any:
     result = CliRunner().invoke(kcrash, [args[0], str(path / "vmcore.elf"), *args[1:], "--json"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return from_hex(json.loads(result.output))
 
 
 def _possible(dprog: Any) -> list[int]:

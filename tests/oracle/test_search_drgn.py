@@ -38,6 +38,7 @@ from kcrash.memory.kernel import KernelMemory, open_kernel_memory
 from kcrash.memory.search import X86_64_ESPFIX_AREA, Pattern, search_physical, search_virtual
 from kcrash.memory.translate.x86_64 import MappingWalk
 from support.drgn_oracle import case_id, drgn_program, lab_info
+from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
 
@@ -196,7 +197,7 @@ def _cli_json(capsys: pytest.CaptureFixture[str], *args: str | Path) -> Any:
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     assert code == 0, err
-    return json.loads(out)
+    return from_hex(json.loads(out))
 
 
 @pytest.mark.parametrize("where", [("sys_call_table", 128), ("init_task", 400), ("__this_module", 120)])

@@ -44,6 +44,7 @@ from kcrash.helpers.linux.slab import (
 )
 from kcrash.types.program import Program
 from support.drgn_oracle import LAB_CASES, case_id, drgn_program, lab_info
+from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
 
@@ -306,7 +307,7 @@ def test_kmem_cli(crash: tuple[Path, Any, dict[str, Any]], prog: Program) -> Non
     assert cache is not None
     assert int(row[0], 16) == int(cache) and row[2:5] == [str(_NR_ALLOCATED), str(ours[int(cache)][1][1]),
                                                           str(ours[int(cache)][1][0])]
-    as_json = json.loads(runner.invoke(kcrash, ["kmem", path, "-s", "--json", "kcrash_test_cache"]).output)
+    as_json = from_hex(json.loads(runner.invoke(kcrash, ["kmem", path, "-s", "--json", "kcrash_test_cache"]).output))
     assert as_json["caches"][0]["allocated"] == _NR_ALLOCATED and as_json["caches"][0]["cache"] == int(cache)
     objects = runner.invoke(kcrash, ["kmem", path, "-S", "kcrash_test_cache"])
     assert objects.exit_code == 0
@@ -314,7 +315,7 @@ def test_kmem_cli(crash: tuple[Path, Any, dict[str, Any]], prog: Program) -> Non
     assert len(marked) == _NR_ALLOCATED
     titles = [line for line in objects.output.splitlines() if line.endswith(":") and not line.startswith(" ")]
     assert titles[0].startswith("CPU ") and titles[0].endswith(" SLAB:")
-    detail = json.loads(runner.invoke(kcrash, ["kmem", path, "-S", "--json", "kcrash_test_cache"]).output)
+    detail = from_hex(json.loads(runner.invoke(kcrash, ["kmem", path, "-S", "--json", "kcrash_test_cache"]).output))
     assert {s["where"] for s in detail["caches"][0]["slab_list"]} == \
         {None, *slab_cache_slab_locations(prog, cache).values()}
     states = [o["allocated"] for s in detail["caches"][0]["slab_list"] for o in s["objects"]]

@@ -34,6 +34,7 @@ from kcrash.helpers.linux import fs, net
 from kcrash.helpers.linux.sched import for_each_task
 from kcrash.types.program import Program
 from support.drgn_oracle import LAB_CASES, case_id, drgn_program
+from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.fs import d_path, for_each_file, for_each_mount, mount_dst, mount_fstype, mount_src  # noqa: E402
@@ -231,18 +232,18 @@ def test_cli_json_equals_the_analysis(prog: Program, crash: tuple[Path, Any]) ->
                    fs.d_path(fs.fget(t, 3).f_path) == b"/init")
     result = _cli("files", dump, str(int(sleeper.pid)), "--json")
     assert result.exit_code == 0, result.output
-    got = json.loads(result.output)
+    got = from_hex(json.loads(result.output))
     assert (got["pid"], [f["path"] for f in got["files"]]) == (
         int(sleeper.pid), [f.path for f in task_files(sleeper).files])
-    by_address = json.loads(_cli("files", dump, hex(int(sleeper)), "--json").output)
+    by_address = from_hex(json.loads(_cli("files", dump, hex(int(sleeper)), "--json").output))
     assert by_address == got
     result = _cli("mount", dump, "--json")
-    assert [m["dirname"] for m in json.loads(result.output)] == [m.dirname for m in mounts(prog)]
+    assert [m["dirname"] for m in from_hex(json.loads(result.output))] == [m.dirname for m in mounts(prog)]
     result = _cli("net", dump, "-s", "--json")
-    assert [(s["pid"], s["sock"]["sock"]) for s in json.loads(result.output)] == [
+    assert [(s["pid"], s["sock"]["sock"]) for s in from_hex(json.loads(result.output))] == [
         (r.pid, r.sock.sock) for r in task_sockets(prog)]
     result = _cli("net", dump, "--json")
-    assert [d["name"] for d in json.loads(result.output)] == [d.name for d in net_devices(prog)]
+    assert [d["name"] for d in from_hex(json.loads(result.output))] == [d.name for d in net_devices(prog)]
 
 
 def test_cli_refuses_what_is_not_a_task(prog: Program, crash: tuple[Path, Any],

@@ -46,6 +46,7 @@ from kcrash.cli.app import kcrash
 from kcrash.types.object import Object
 from kcrash.types.program import Program
 from support.drgn_oracle import LAB_CASES, case_id, drgn_program
+from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.cpumask import for_each_possible_cpu  # noqa: E402
@@ -88,7 +89,7 @@ def _task(prog: Program, address: int) -> Object:
 def _cli(*args: str) -> Any:
     result = CliRunner().invoke(kcrash, list(args))
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return from_hex(json.loads(result.output))
 
 
 # -- waitq --------------------------------------------------------------------------------------
@@ -187,7 +188,7 @@ def test_task_members_equal_drgn(crash: tuple[Path, Program, Any]) -> None:
     for address, t in tasks.items():
         ours = {m.name: m.value for m in task_members(_task(prog, address), ["pid", "comm", "prio", "se.vruntime"])}
         assert ours == {"pid": t.pid.value_(), "comm": t.comm.string_().decode(errors="backslashreplace"),
-                        "prio": t.prio.value_(), "se.vruntime": t.se.vruntime.value_()}, hex(address)
+                        "prio": t.prio.value_(), "se.vruntime": hex(t.se.vruntime.value_())}, hex(address)
     data = _cli("task", str(out / "vmcore.elf"), "1", "-R", "pid,comm,prio", "--json")
     init = find_task(dprog, 1)
     assert [(m["name"], m["value"]) for m in data[0]["members"]] == [
@@ -200,7 +201,7 @@ def test_task_whole_struct_formats(crash: tuple[Path, Program, Any]) -> None:
     init = next(t for t in _drgn_tasks(dprog).values() if t.pid.value_() == 1)
     (whole,) = task_members(_task(prog, init.value_()))
     assert whole.value["pid"] == 1 and whole.value["tgid"] == 1
-    assert whole.value["real_parent"] == init.real_parent.value_()
+    assert whole.value["real_parent"] == hex(init.real_parent.value_())  # pointers: "0x..." as in --json
     assert "\t.pid = 1,\n" in whole.text and "\t.comm = \"" in whole.text
 
 

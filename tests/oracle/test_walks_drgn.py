@@ -47,6 +47,7 @@ from kcrash.memory.kernel import KernelMemory
 from kcrash.types.object import Object, offsetof
 from kcrash.types.program import Program
 from support.drgn_oracle import LAB_CASES, case_id, drgn_program, lab_info
+from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.fs import d_path  # noqa: E402
@@ -225,7 +226,7 @@ def test_planted_rbtree(prog: Program, crash: tuple[Path, Any, dict[str, Any]]) 
 def _cli(*args: str) -> Any:
     result = CliRunner().invoke(kcrash, list(args))
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return from_hex(json.loads(result.output))
 
 
 def test_cli_tree_and_list_on_the_planted_structures(crash: tuple[Path, Any, dict[str, Any]]) -> None:

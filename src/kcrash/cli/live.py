@@ -38,6 +38,7 @@ from kcrash.errors import CliError, KcrashError, MissingDebugInfoError
 from kcrash.helpers.linux.printk import format_record, get_printk_records
 from kcrash.live.breakpoints import Breakpoint
 from kcrash.live.session import HitContext, LiveSession
+from kcrash.report.json import json_ready
 from kcrash.types.cexpr import evaluate
 from kcrash.types.object import Object
 
@@ -77,7 +78,8 @@ class _Repl(cmd.Cmd):
         return binder
 
     def out(self, text: str, data: object = None) -> None:
-        self.echo(json.dumps(data, default=str) if self.as_json and data is not None else text)
+        # one JSON value per line, numbers by the --json rule (kcrash.report.json.json_ready)
+        self.echo(json.dumps(json_ready(data), default=str) if self.as_json and data is not None else text)
 
     def run(self, line: str) -> None:
         """Run one command line (cmd.Cmd's precmd, onecmd and postcmd)."""
@@ -337,7 +339,7 @@ def _live(target: str, qmp: str | None, script: str | None, commands_: tuple[str
         if script is None and not commands_:
             _interactive(repl)
     if script is not None and as_json:
-        click.echo(json.dumps(session.metrics()))
+        click.echo(json.dumps(json_ready(session.metrics())))
 
 
 def _run_script(session: LiveSession, path: Path) -> None:

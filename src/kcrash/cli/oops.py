@@ -9,7 +9,6 @@ commands only parse arguments and print; the work is done by :mod:`kcrash.oops`.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Final
 
 import click
 
+from kcrash.cli.common import echo_json
 from kcrash.errors import CliError, OopsParseError
 from kcrash.oops import OopsReport, iter_reports, iter_reports_in_file, report_to_dict, score_corpus
 
@@ -94,7 +94,7 @@ def parse_cmd(logs: tuple[str, ...], as_json: bool) -> None:
             for rep in reports:
                 click.echo(_summary(log, rep))
     if as_json:
-        click.echo(json.dumps(items, indent=2))
+        echo_json(items)
 
 
 @oops.command("signature")

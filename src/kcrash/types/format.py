@@ -97,19 +97,25 @@ def _quote(data: bytes) -> str:
 
 
 def object_to_json(obj: Object, *, max_elements: int = 4096, depth: int = 0) -> Any:
-    """A JSON-able value: ints, strings for char arrays, lists, dicts by member name. An
-    unreadable object raises FaultError; unreadable parts inside it are ``{"fault": address}``."""
+    """A JSON-able value: ints, strings for char arrays, lists, dicts by member name. Pointers and
+    integers wider than 32 bits are ``"0x…"`` strings (JavaScript reads JSON numbers as doubles:
+    the README's "JSON output" rule). An unreadable object raises FaultError; unreadable parts
+    inside it are ``{"fault": "0x…"}``."""
     if depth == 0:
         return _json_unsafe(obj, max_elements, depth)
     try:
         return _json_unsafe(obj, max_elements, depth)
     except FaultError as exc:
-        return {"fault": exc.address}
+        return {"fault": hex(exc.address)}
 
 
 def _json_unsafe(obj: Object, max_elements: int, depth: int) -> Any:
     t = obj.type_.strip_typedefs()
-    if t.kind in (TypeKind.INT, TypeKind.BOOL, TypeKind.FLOAT, TypeKind.POINTER, TypeKind.ENUM):
+    if t.kind is TypeKind.POINTER or (t.kind in (TypeKind.INT, TypeKind.ENUM) and t.sizeof() > 4):
+        number = obj.value_()
+        assert isinstance(number, int)
+        return hex(number)
+    if t.kind in (TypeKind.INT, TypeKind.BOOL, TypeKind.FLOAT, TypeKind.ENUM):
         return obj.value_()
     if t.kind is TypeKind.ARRAY:
         elem = t.type.strip_typedefs()

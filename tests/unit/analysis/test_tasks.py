@@ -93,9 +93,9 @@ def test_task_members() -> None:
         ("pid", "7", 7),
         ("comm", '"sh"', "sh"),
         ("prio", "100", 100),
-        ("sched_info.last_arrival", "999", 999),
+        ("sched_info.last_arrival", "999", "0x3e7"),  # 64-bit values are "0x..." (JSON rule)
     ]
-    assert found[4].value == {"last_arrival": 999} and ".last_arrival = 999," in found[4].text
+    assert found[4].value == {"last_arrival": "0x3e7"} and ".last_arrival = 999," in found[4].text
     assert tasks.task_members(k.obj(sh), ["prio"], radix=16)[0].text == "0x64"
     (whole,) = tasks.task_members(k.obj(sh))
     assert whole.name == "task_struct" and whole.value["pid"] == 7 and whole.text.startswith("{\n\t.pid = 7,")

@@ -32,11 +32,11 @@ def test_dump_info_json(dumps: tuple[Path, Path], capsys: pytest.CaptureFixture[
         assert code == 0
         data = json.loads(out)
         assert data["kernel_release"] == "6.1.0-synthetic"
-        assert data["kaslr_offset"] == 0x1E00000
+        assert data["kaslr_offset"] == "0x1e00000"
         assert data["build_id"] == "00112233445566778899aabbccddeeff00112233"
         assert data["crash_time"] == 1700000000
         assert data["panic_cpu"] == 1
-        assert [c["registers"]["rax"] for c in data["cpus"]] == [0, 1]
+        assert [c["registers"]["rax"] for c in data["cpus"]] == ["0x0", "0x1"]
         assert [c["qemu_cpu_index"] for c in data["cpus"]] == [0, 1]
         assert not any("pid" in c or "pr_pid" in c for c in data["cpus"])
     assert "zlib" in data["codecs"] and data["pages"]["zero"] > 0
@@ -56,7 +56,7 @@ def test_rd(dumps: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> Non
     code, out, _ = _run(capsys, "rd", dumps[0], "-p", "0x1000", "-8", "-n", "10")
     assert code == 0 and out.startswith("1000:  6c 6f 77 20 6d 65 6d 6f 72 79") and "low memory" in out
     code, out, _ = _run(capsys, "rd", dumps[0], "-p", "0x1000", "-32", "-n", "2", "--json")
-    assert json.loads(out)["values"] == [0x20776F6C, 0x6F6D656D]
+    assert json.loads(out)["values"] == ["0x20776f6c", "0x6f6d656d"]
 
 
 def test_vtop(dumps: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,6 +16,7 @@ from kcrash.analysis import kernel_state
 from kcrash.cli import kernel_state as state_cli
 from kcrash.cli import main
 from kcrash.errors import SymbolNotFoundError
+from kcrash.report.json import json_ready
 from kcrash.types.program import Program
 from support.state_kernel import BLOCK_SP, CLASS_KSET, Kernel, sample
 
@@ -41,7 +42,8 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, st
 
 
 def _asdict(value: object) -> object:
-    return json.loads(json.dumps(dataclasses.asdict(value), default=str))  # type: ignore[call-overload]
+    # as --json writes it: addresses and other 64-bit values as "0x..." strings (json_ready's rule)
+    return json.loads(json.dumps(json_ready(dataclasses.asdict(value)), default=str))  # type: ignore[call-overload]
 
 
 def test_timer_text_and_json(dump: tuple[Path, Kernel, dict[str, int]], capsys: pytest.CaptureFixture[str]) -> None:
@@ -128,3 +130,19 @@ def test_unreadable_state_is_one_line(dump: tuple[Path, Kernel, dict[str, int]],
 def test_missing_dump_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = _run(capsys, "runq", tmp_path / "nope")
     assert code == 2 and "does not exist" in err
+
+
+def test_timer_queues_are_laid_out_as_crash_does(dump: tuple[Path, Kernel, dict[str, int]],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # each base: its header line, then (indented) the column header and a row a timer, or the note
+    path, _, named = dump
+    _, out, _ = _run(capsys, "timer", path)
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if f"{named['timer_b']:016x}" in line)
+    header = next(line for line in reversed(lines[:at]) if "EXPIRES" in line)
+    assert header == f"  {'EXPIRES':>12} {'TTE':>12}  {'TIMER_LIST':<16}  FUNCTION" and lines[at].startswith("  ")
+    assert "  [no timers queued]" in lines
+    _, out, _ = _run(capsys, "timer", path, "-r")
+    lines = out.splitlines()
+    assert f"    {'SOFTEXPIRES':>20} {'EXPIRES':>20}  {'HRTIMER':<16}  FUNCTION" in lines
+    assert any(line.startswith("    ") and f"{named['hrtimer_a']:016x}" in line for line in lines)

@@ -34,10 +34,10 @@ def test_rd_symbolic_words(dumps: dict[str, Path], capsys: pytest.CaptureFixture
                                 f"{STEXT + 0x1810:x}:  0000000000001234 dead"]
     code, out, _ = _run(capsys, "rd", dumps["kallsyms"], "-s", "_stext+0x1800", "-n", "4", "--json")
     data = json.loads(out)
-    assert code == 0 and data["address"] == STEXT + 0x1800
-    assert [s and (s["name"], s["offset"]) for s in data["symbols"]] == [("schedule", 0), ("helper", 5), None,
-                                                                          ("dead", 0)]
-    assert data["values"][2] == 0x1234
+    assert code == 0 and data["address"] == hex(STEXT + 0x1800)
+    assert [s and (s["name"], s["offset"]) for s in data["symbols"]] == [("schedule", "0x0"), ("helper", "0x5"), None,
+                                                                          ("dead", "0x0")]
+    assert data["values"][2] == "0x1234"
 
 
 def test_rd_and_vtop_take_symbols(dumps: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
@@ -46,7 +46,7 @@ def test_rd_and_vtop_take_symbols(dumps: dict[str, Path], capsys: pytest.Capture
     code, by_address, _ = _run(capsys, "rd", dumps["kallsyms"], f"{STEXT + 0x108:#x}", "-n", "2")
     assert by_symbol == by_address
     code, out, _ = _run(capsys, "vtop", dumps["kallsyms"], "schedule", "--json")
-    assert code == 0 and json.loads(out)["virtual"] == STEXT + 0x100
+    assert code == 0 and json.loads(out)["virtual"] == hex(STEXT + 0x100)
 
 
 @pytest.mark.parametrize(("args", "message"), [

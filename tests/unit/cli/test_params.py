@@ -121,11 +121,11 @@ def test_rd_and_vtop_good_forms(dump: Path, capsys: pytest.CaptureFixture[str]) 
     assert code == 0 and out.strip().endswith("inux")
     for address in ("0x1000", "00001000"):
         code, out, _ = _run(capsys, "rd", dump, "-p", address, "-8", "--json")
-        assert code == 0 and json.loads(out)["address"] == 0x1000
+        assert code == 0 and json.loads(out)["address"] == "0x1000"
     code, out, _ = _run(capsys, "dump", "info", dump, "--json")
     root = json.loads(out)["page_table_root"]
     for option in ("--pgd", "--cr3"):
-        code, out, err = _run(capsys, "vtop", dump, "ffffffff82e00000", option, f"{root:#x}", "--json")
+        code, out, err = _run(capsys, "vtop", dump, "ffffffff82e00000", option, root, "--json")
         assert code == 0, err
         assert json.loads(out)["root"] == root and json.loads(out)["physical"] is not None
 
@@ -139,11 +139,11 @@ def test_rd_unknown_symbol_is_one_line(dump: Path, capsys: pytest.CaptureFixture
 def test_dis_and_sym_good_forms(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(capsys, "dis", dump, "schedule+16", "--json")
     assert code == 0, err
-    assert json.loads(out)[0]["address"] == STEXT + 0x110
+    assert json.loads(out)[0]["address"] == hex(STEXT + 0x110)
     code, out, _ = _run(capsys, "dis", dump, f"{STEXT + 0x100:x}", "--count", "1", "--json")
-    assert code == 0 and json.loads(out)[0]["address"] == STEXT + 0x100
+    assert code == 0 and json.loads(out)[0]["address"] == hex(STEXT + 0x100)
     code, out, _ = _run(capsys, "sym", dump, "schedule+0x5", f"{STEXT + 0x201:x}", "dead", "--json")
     assert code == 0
     plus, by_addr, by_name = json.loads(out)
     assert plus["formatted"] == "schedule+0x5/0x100" and by_addr["formatted"] == "dead+0x1/0xe00"
-    assert by_name["matches"][0]["address"] == STEXT + 0x200
+    assert by_name["matches"][0]["address"] == hex(STEXT + 0x200)

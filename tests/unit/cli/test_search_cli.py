@@ -49,7 +49,7 @@ def test_physical_masked_json(dump: tuple[Path, int], capsys: pytest.CaptureFixt
     code, out, err = _run(capsys, "search", path, "-p", "-m", "0xffffffff", "0xfeedface00000000", "--json")
     assert code == 0, err
     data = json.loads(out)
-    assert data["space"] == "physical" and data["hits"] == [{"address": phys + 0x40, "value": VALUE}]
+    assert data["space"] == "physical" and data["hits"] == [{"address": hex(phys + 0x40), "value": hex(VALUE)}]
     assert data["scanned"] > 0
 
 

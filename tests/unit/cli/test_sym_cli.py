@@ -50,9 +50,9 @@ def test_sym_json(dumps: dict[str, Path], capsys: pytest.CaptureFixture[str]) ->
     code, out, _ = _run(capsys, "sym", dumps["kallsyms"], "dead", f"{stext + 0x201:x}", "--json")
     assert code == 0
     by_name, by_addr = json.loads(out)
-    assert by_name["matches"] == [{"name": "dead", "address": stext + 0x200, "size": 0x100, "kind": "T",
+    assert by_name["matches"] == [{"name": "dead", "address": hex(stext + 0x200), "size": 0x100, "kind": "T",
                                    "module": None}]
-    assert by_addr["formatted"] == "dead+0x1/0x100" and by_addr["offset"] == 1
+    assert by_addr["formatted"] == "dead+0x1/0x100" and by_addr["offset"] == "0x1"
     assert by_addr["symbol"]["name"] == "dead"
 
 
@@ -83,8 +83,8 @@ def test_sym_globs_regexes_substrings_and_list(dumps: dict[str, Path], capsys: p
     assert code == 0, err
     glob, regex, substring = json.loads(out)
     assert [m["name"] for m in glob["matches"]] == ["schedule"]
-    assert [(m["name"], m["address"]) for m in regex["matches"]] == [("helper", stext + 0x180),
-                                                                     ("helper", stext + 0x300)]
+    assert [(m["name"], m["address"]) for m in regex["matches"]] == [("helper", hex(stext + 0x180)),
+                                                                     ("helper", hex(stext + 0x300))]
     assert [m["name"] for m in substring["matches"]] == ["dead"]
     code, out, _ = _run(capsys, "sym", dumps["kallsyms"], "-l")
     assert code == 0 and len(out.splitlines()) == 10 and out.splitlines()[-1].endswith("(B) _end")

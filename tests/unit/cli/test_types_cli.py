@@ -71,14 +71,14 @@ def test_struct_at_address_and_expression(dump: Path, capsys: pytest.CaptureFixt
     assert code == 0 and '.comm = "init",' in out and ".pid = 1," in out
     code, out, _ = _run(capsys, "struct", dump, "list_head", "&init_task.tasks", "--json")
     data = json.loads(out)
-    assert data["address"] == TASK + 24 and data["value"]["next"] == TASK + 24
+    assert data["address"] == hex(TASK + 24) and data["value"]["next"] == hex(TASK + 24)
 
 
 def test_print(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "p", dump, "init_task.comm")
     assert (code, out) == (0, '(char [16])"init"\n')
     code, out, _ = _run(capsys, "p", dump, "init_task.pid", "--json")
-    assert json.loads(out) == {"address": TASK, "type": "int", "value": 1}
+    assert json.loads(out) == {"address": hex(TASK), "type": "int", "value": "0x1"}
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -104,7 +104,7 @@ def test_print_arithmetic_and_leading_minus(dump: Path, capsys: pytest.CaptureFi
     code, out, _ = _run(capsys, "p", dump, "-1", "<", "0u")  # the rest of the line is the expression, as crash
     assert (code, out) == (0, "(int)0\n")
     code, out, _ = _run(capsys, "p", dump, "sizeof(struct task_struct)", "--json")
-    assert json.loads(out) == {"address": None, "type": "long unsigned int", "value": 40}
+    assert json.loads(out) == {"address": None, "type": "long unsigned int", "value": "0x28"}
 
 
 def test_print_untyped_global_and_declare(dump: Path, capsys: pytest.CaptureFixture[str],

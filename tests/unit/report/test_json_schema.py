@@ -37,7 +37,8 @@ def test_sample_report_validates(report: CrashReport) -> None:
     [
         lambda d: d.pop("verdict"),
         lambda d: d.update(extra=1),
-        lambda d: d["backtrace"]["frames"][0].update(pc="0xffff"),
+        lambda d: d["backtrace"]["frames"][0].update(pc=0xFFFF),  # addresses are "0x..." strings
+        lambda d: d["backtrace"]["frames"][0].update(pc="65535"),
         lambda d: d["context"].update(registers=[["rip"]]),
         lambda d: d["memory"]["top_slabs"][0].pop("total_bytes"),
         lambda d: d["dump"].update(collected="yesterday"),

@@ -47,7 +47,9 @@ def test_object_text_and_json(kernel: Kernel) -> None:
     assert '\t.tag = "obj-0",' in text and "\t.col = BLUE," in text and "\t.neg = -3," in text
     assert f"\t.next = {kernel.notes['item1'] + 24:#x}," in text
     data = object_to_json(item)
-    assert data["tag"] == "obj-0" and data["node"]["prev"] == kernel.notes["head"] and data["ratio"] == 1.5
+    assert data["tag"] == "obj-0" and data["node"]["prev"] == hex(kernel.notes["head"]) and data["ratio"] == 1.5
+    # pointers and 64-bit integers are "0x..." strings (JSON numbers are doubles); narrower ints stay ints
+    assert data["node"]["next"] == hex(kernel.notes["item1"] + 24) and data["neg"] == -3 and data["id"] == 0
 
 
 def test_faults_inside_objects_are_marked(kernel: Kernel) -> None:
@@ -57,7 +59,7 @@ def test_faults_inside_objects_are_marked(kernel: Kernel) -> None:
     edge = kernel.prog.object("struct item [2]", 0xFFFF888000010000 - 104)
     text = format_object(edge, max_elements=2)
     assert "<fault at 0xffff888000010000>" in text
-    assert object_to_json(edge)[1] == {"fault": 0xFFFF888000010000}
+    assert object_to_json(edge)[1] == {"fault": "0xffff888000010000"}
 
 
 def test_hexadecimal_integers_in_their_width(kernel: Kernel) -> None:

@@ -1,0 +1,97 @@
+"""Every ``--json`` output of kcrash, as invocations on a lab crash: the table the JSON tests
+(``tests/oracle/test_json_outputs_lab.py``) and the schema generator (``tests/support/json_schemas.py``)
+share. Each row is (schema name, arguments); the placeholders are filled by :func:`arguments`.
+
+``DUMP`` is the crash's ``vmcore.elf``, ``LOG`` its ``console.log``, ``VMLINUX`` the Debian ``-dbg``
+vmlinux, ``OUT`` a fresh file name. Rows marked ``module`` need the lab's test module (not on the
+``7`` kernel); rows marked ``debuginfo`` need the ``-dbg`` vmlinux.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["INVOCATIONS", "NOT_RUN", "Invocation", "arguments"]
+
+#: (schema name, arguments, needs) with needs a subset of {"module", "debuginfo"}
+Invocation = tuple[str, tuple[str, ...], frozenset[str]]
+_M = frozenset({"module"})
+_D = frozenset({"debuginfo"})
+_N: frozenset[str] = frozenset()
+
+INVOCATIONS: tuple[Invocation, ...] = (
+    ("addr2line", ("addr2line", "-e", "VMLINUX", "-f", "-i", "PANIC_ADDR"), _D),
+    ("bt", ("bt", "DUMP"), _N),
+    ("bt", ("bt", "DUMP", "-a"), _N),
+    ("bt", ("bt", "DUMP", "-f", "1"), _N),
+    ("decode", ("decode", "LOG", "--debuginfo", "VMLINUX"), _D),
+    ("dev", ("dev", "DUMP"), _N),
+    ("dev", ("dev", "DUMP", "-d"), _N),
+    ("dis", ("dis", "DUMP", "panic"), _N),
+    ("dump-convert", ("dump", "convert", "DUMP", "OUT", "-d", "31"), _N),
+    ("dump-dmesg", ("dump", "dmesg", "DUMP"), _N),
+    ("dump-info", ("dump", "info", "DUMP"), _N),
+    ("files", ("files", "DUMP", "1"), _N),
+    ("foreach", ("foreach", "DUMP", "bt", "1", "2"), _N),
+    ("foreach", ("foreach", "DUMP", "files", "1"), _N),
+    ("foreach", ("foreach", "DUMP", "vm", "1"), _N),
+    ("foreach", ("foreach", "DUMP", "task", "1", "-R", "pid,comm,mm"), _N),
+    ("foreach", ("foreach", "DUMP", "ps", "-k"), _N),
+    ("irq", ("irq", "DUMP"), _N),
+    ("kmem", ("kmem", "DUMP", "-i"), _N),
+    ("kmem", ("kmem", "DUMP", "-s"), _N),
+    ("kmem", ("kmem", "DUMP", "-S", "kcrash_test_cache"), _M),
+    ("kmem", ("kmem", "DUMP", "kcrash_test_global", "init_task", "jiffies"), _M),
+    ("lab-kernels", ("lab", "kernels"), _N),
+    ("list", ("list", "DUMP", "-H", "kcrash_test_objects", "-l", "kcrash_test_obj.node", "-s", "kcrash_test_obj"), _M),
+    ("list", ("list", "DUMP", "-H", "init_task.tasks", "-o", "0"), _N),
+    ("locks", ("locks", "DUMP"), _N),
+    ("log", ("log", "DUMP"), _N),
+    ("mod", ("mod", "DUMP"), _N),
+    ("mount", ("mount", "DUMP"), _N),
+    ("net", ("net", "DUMP"), _N),
+    ("oops-parse", ("oops", "parse", "LOG"), _N),
+    ("p", ("p", "DUMP", "jiffies"), _N),
+    ("p", ("p", "DUMP", "init_task"), _N),
+    ("p", ("p", "DUMP", "init_task.comm"), _N),
+    ("ps", ("ps", "DUMP"), _N),
+    ("rd", ("rd", "DUMP", "jiffies", "-n", "4"), _N),
+    ("rd", ("rd", "DUMP", "linux_banner", "-a"), _N),
+    ("rd", ("rd", "DUMP", "init_task", "-s", "-n", "8"), _N),
+    ("report", ("report", "DUMP"), _N),
+    ("runq", ("runq", "DUMP"), _N),
+    ("search", ("search", "DUMP", "-s", "init_task", "-l", "8192", "init_task"), _N),
+    ("struct", ("struct", "DUMP", "list_head"), _N),
+    ("struct", ("struct", "DUMP", "list_head", "&init_task.tasks"), _N),
+    ("sym", ("sym", "DUMP", "jiffies", "panic+0x10", "init_t*"), _N),
+    ("sys", ("sys", "DUMP"), _N),
+    ("task", ("task", "DUMP", "1"), _N),
+    ("task", ("task", "DUMP", "1", "-R", "pid,comm"), _N),
+    ("timer", ("timer", "DUMP"), _N),
+    ("timer", ("timer", "DUMP", "-r"), _N),
+    ("tree", ("tree", "DUMP", "-t", "rbtree", "kcrash_test_rbtree", "-s", "kcrash_test_rb.key"), _M),
+    ("tree", ("tree", "DUMP", "-t", "xarray", "kcrash_test_xarray"), _M),
+    ("vm", ("vm", "DUMP", "1"), _N),
+    ("vtop", ("vtop", "DUMP", "jiffies"), _N),
+    ("waitq", ("waitq", "DUMP", "oom_reaper_wait"), _N),
+    ("whatis", ("whatis", "DUMP", "jiffies"), _N),
+    ("whatis", ("whatis", "DUMP", "struct list_head"), _N),
+)
+
+#: --json outputs the table does not run on a lab dump, and why. They print through the same
+#: ``echo_json`` (the number rule holds); only ``lab-crash`` has a schema (from the cached lab.json).
+NOT_RUN: dict[str, str] = {
+    "lab-crash": "boots QEMU; it prints the crash's lab.json, checked against its schema from the cached file",
+    "live": "needs a running guest (tests/lab/test_live_commands.py runs the same commands live)",
+    "collect-qemu": "freezes a running QEMU VM (tests/lab/test_collect_qemu.py)",
+    "collect-vmcore": "reads /proc/vmcore inside a kdump kernel",
+    **{f"triage-{name}": "the crash database of issue 19 (in progress); no schema yet"
+       for name in ("fix", "ingest", "list", "merge", "show", "stats", "unmerge")},
+}
+
+
+def arguments(args: tuple[str, ...], crash: Path, vmlinux: Path | None, out: Path, panic_addr: int) -> list[str]:
+    """``args`` with the placeholders filled (the crash directory, the vmlinux, an output path)."""
+    values = {"DUMP": str(crash / "vmcore.elf"), "LOG": str(crash / "console.log"), "OUT": str(out),
+              "VMLINUX": str(vmlinux), "PANIC_ADDR": hex(panic_addr)}
+    return [values.get(a, a) for a in args] + ["--json"]
