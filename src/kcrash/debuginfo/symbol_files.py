@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from kcrash.debuginfo.elf_symtab import (
     SHF_EXECINSTR,
     SHF_WRITE,
@@ -60,7 +62,6 @@ def load_symbol_file(path: Path, vmcoreinfo: VmcoreInfo | None, *, force: bool =
     if len(names) < _MIN_SYMBOLS:
         raise MissingDebugInfoError(f"{path}: {len(names)} symbol(s), not a kernel's symbol table (Debian's "
                                     "image package ships a stub System.map; the real one is in the -dbg package)")
-    import numpy as np
 
     offset = (vmcoreinfo.kerneloffset or 0) if vmcoreinfo is not None else 0
     raw = np.array(addresses, dtype=np.uint64)
@@ -87,8 +88,6 @@ def _read_map(path: Path) -> tuple[list[str], list[int], list[str]]:
 
 
 def _read_elf(path: Path, vmcoreinfo: VmcoreInfo | None, force: bool) -> tuple[list[str], list[int], list[str]]:
-    import numpy as np
-
     try:
         image = open_elf_image(path)
     except CorruptDumpError as exc:
@@ -113,8 +112,6 @@ def _read_elf(path: Path, vmcoreinfo: VmcoreInfo | None, force: bool) -> tuple[l
 def _columns(syms: npt.NDArray[Any], strtab: bytes,
              letters: npt.NDArray[np.uint8]) -> tuple[list[str], list[int], list[str]]:
     # Named symbols of a section or SHN_ABS (not SECTION/FILE entries), vectorized: 200k symbols.
-    import numpy as np
-
     keep = (syms["st_shndx"] != SHN_UNDEF) & ~np.isin(syms["st_info"] & 0xF, (3, 4)) & \
         (syms["st_name"] > 0) & (syms["st_name"] < len(strtab))
     syms = syms[keep]
