@@ -149,6 +149,7 @@ def _collected(timestamp: int | None, crashtime: int | None, path: str) -> tuple
 def debuginfo_sources(prog: Program) -> dict[str, str]:
     """How the kernel's symbols, types and unwind tables of ``prog`` were found, one line each
     (``symbols``, ``types``, ``unwind``), for ``dump info``."""
+    # lazy: +44 ms CPU to import it after this module (measured, loaded host)
     from kcrash.helpers.linux.stack import kernel_unwinder
 
     symbols = prog.symbol_table

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kcrash import model
 from kcrash.analysis import triage
@@ -356,8 +356,6 @@ def _trace_or_none(prog: Program, task: int) -> model.Trace | None:
 
 
 def _with_chains(waits: list[model.LockWait]) -> tuple[model.LockWait, ...]:
-    from dataclasses import replace
-
     by_task = {w.task.task: w for w in waits}
     return tuple(replace(w, chain=_chain(w, by_task)) for w in waits)
 
