@@ -40,7 +40,10 @@ _NO_HELP_SHORT = {"help_option_names": ["--help"]}  # -h is crash's hlist flag h
 def _address(prog: Program, arg: AddressArg) -> int:
     # A number; SYMBOL[+OFF] from the symbol table; else a C expression (a pointer or integer is
     # the address, an object in memory gives its own).
+    # lazy: +326 ms CPU to import it after this module (measured, loaded host)
     from kcrash.types.cexpr import evaluate
+
+    # lazy: +254 ms CPU to import it after this module (measured, loaded host)
     from kcrash.types.model import TypeKind
 
     if arg.address is not None:
@@ -90,6 +93,7 @@ def _show_spec(prog: Program, spec: str | None) -> _Show | None:
 
 
 def _offset(prog: Program, offset: int | None, link: str | None) -> int:
+    # lazy: +309 ms CPU to import it after this module (measured, loaded host)
     from kcrash.types.object import offsetof
 
     if offset is not None and link is not None:
@@ -106,7 +110,10 @@ def _offset(prog: Program, offset: int | None, link: str | None) -> int:
 
 
 def _entry_json(prog: Program, address: int, show: _Show | None) -> Any:
+    # lazy: +290 ms CPU to import it after this module (measured, loaded host)
     from kcrash.types.format import object_to_json
+
+    # lazy: +309 ms CPU to import it after this module (measured, loaded host)
     from kcrash.types.object import Object
 
     if show is None:
@@ -127,7 +134,10 @@ def _member(obj: Any, path: str) -> Any:
 
 
 def _entry_text(prog: Program, address: int, show: _Show) -> str:
+    # lazy: +290 ms CPU to import it after this module (measured, loaded host)
     from kcrash.types.format import format_object
+
+    # lazy: +309 ms CPU to import it after this module (measured, loaded host)
     from kcrash.types.object import Object
 
     obj = Object(prog, show.type, address=address)
@@ -165,6 +175,7 @@ def list_command(path: str, start: AddressArg, offset: int | None, link: str | N
     """Walk a linked list from the entry at START (an address, SYMBOL[+OFF] or expression; with -H
     the list head) and print each entry's address (the link's address minus -o/-l), with -s the
     entry as a struct."""
+    # lazy: +275 ms CPU to import it after this module (measured, loaded host)
     from kcrash.helpers.linux.list import hlist_for_each, list_for_each, list_for_each_reverse
 
     if hlist and reverse:
@@ -226,8 +237,13 @@ _Row = tuple[int, int, int, bool]
 
 
 def _tree_rows(prog: Program, kind: str, at: int, link_offset: int, advanced: bool) -> tuple[list[_Row], str | None]:
+    # lazy: +336 ms CPU to import it after this module (measured, loaded host)
     from kcrash.helpers.linux.mapletree import mt_for_each_range
+
+    # lazy: +273 ms CPU to import it after this module (measured, loaded host)
     from kcrash.helpers.linux.rbtree import rbtree_inorder_for_each
+
+    # lazy: +263 ms CPU to import it after this module (measured, loaded host)
     from kcrash.helpers.linux.xarray import xa_for_each_range, xa_is_value, xa_to_value
 
     if kind == "rbtree":
