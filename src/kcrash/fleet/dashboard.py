@@ -17,6 +17,7 @@ report) are ``"0x…"`` hex strings. The data comes from :mod:`kcrash.fleet.quer
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Final
@@ -41,7 +42,8 @@ _SPARK_H: Final = 48
 def sparkline_points(days: Sequence[queries.DayCount], width: int = _SPARK_W, height: int = _SPARK_H) -> str:
     """The ``points`` of an SVG polyline drawing the daily counts (left: first day; top: the busiest).
 
-    >>> sparkline_points([queries.DayCount(dt.date(2026, 1, 1), 0), queries.DayCount(dt.date(2026, 1, 2), 4)], 10, 8)
+    >>> from datetime import date
+    >>> sparkline_points([queries.DayCount(date(2026, 1, 1), 0), queries.DayCount(date(2026, 1, 2), 4)], 10, 8)
     '0.0,8.0 10.0,0.0'
     """
     if not days:
@@ -116,6 +118,14 @@ def create_app(db: CrashDb) -> FastAPI:
     return app
 
 
+def _bucket_detail(dash: _Dashboard, bucket_id: int) -> queries.BucketDetail:
+    with dash.session() as session:
+        try:
+            return queries.get_bucket(session, bucket_id)
+        except BucketNotFoundError as exc:
+            raise HTTPException(404, str(exc)) from exc
+
+
 def _read_routes(app: FastAPI, dash: _Dashboard) -> None:
     @app.get("/")
     def index(request: Request, sort: str = "count", order: str = "desc", limit: int = 200, skip: int = 0) -> Response:
@@ -132,15 +142,11 @@ def _read_routes(app: FastAPI, dash: _Dashboard) -> None:
 
     @app.get("/bucket/{bucket_id}")
     def bucket(request: Request, bucket_id: int) -> Response:
-        with dash.session() as session:
-            try:
-                detail = queries.get_bucket(session, bucket_id)
-            except BucketNotFoundError as exc:
-                raise HTTPException(404, str(exc)) from exc
+        detail = _bucket_detail(dash, bucket_id)
         if detail.bucket.id != bucket_id:
             query = f"?{request.url.query}" if request.url.query else ""
             return RedirectResponse(f"/bucket/{detail.bucket.id}{query}", status_code=307)
-        return dash.respond(request, "bucket.html.j2", detail, error=request.query_params.get("error", ""))
+        return dash.respond(request, "bucket.html.j2", detail, error="")
 
     @app.get("/stats")
     def stats(request: Request) -> Response:
@@ -185,25 +191,34 @@ def _write_routes(app: FastAPI, dash: _Dashboard) -> None:
         _same_origin(request)
         into = (await _form(request)).get("into", "").strip().removeprefix("#")
         if not into.isdigit():
-            return _back(bucket_id, f"merge into which bucket? (a bucket id, not {into!r})")
-        return _change(dash, bucket_id, lambda s: buckets.merge_buckets(s, bucket_id, int(into)), int(into))
+            return _refused(dash, request, bucket_id, f"merge into which bucket? (a bucket id, not {into!r})")
+        change = functools.partial(buckets.merge_buckets, source_id=bucket_id, target_id=int(into))
+        return _change(dash, request, bucket_id, change, int(into))
 
     @app.post("/bucket/{bucket_id}/unmerge")
     def unmerge(request: Request, bucket_id: int) -> Response:
         _same_origin(request)
-        return _change(dash, bucket_id, lambda s: buckets.unmerge_bucket(s, bucket_id), bucket_id)
+        change = functools.partial(buckets.unmerge_bucket, bucket_id=bucket_id)
+        return _change(dash, request, bucket_id, change, bucket_id)
 
 
-def _back(bucket_id: int, error: str) -> Response:
-    return RedirectResponse(f"/bucket/{bucket_id}?" + urlencode({"error": error}), status_code=303)
+def _refused(dash: _Dashboard, request: Request, bucket_id: int, error: str) -> Response:
+    # The page of bucket ``bucket_id`` with the reason a change was refused (409; JSON: the reason).
+    if _wants_json(request):
+        return JSONResponse({"detail": error}, status_code=409)
+    detail = _bucket_detail(dash, bucket_id)
+    html = dash.env.get_template("bucket.html.j2").render(data=detail, request=request, error=error)
+    return HTMLResponse(html, status_code=409)
 
 
-def _change(dash: _Dashboard, bucket_id: int, change: Callable[[Session], object], then: int) -> Response:
+def _change(
+    dash: _Dashboard, request: Request, bucket_id: int, change: Callable[[Session], object], then: int
+) -> Response:
     # Runs one write of kcrash.fleet.buckets in its own transaction, then shows bucket ``then``
-    # (a refused change comes back to bucket ``bucket_id`` with the reason).
+    # (a refused change shows bucket ``bucket_id`` with the reason).
     try:
         with dash.session() as session, session.begin():
             change(session)
     except (BucketNotFoundError, FleetError) as exc:
-        return _back(bucket_id, str(exc))
+        return _refused(dash, request, bucket_id, str(exc))
     return RedirectResponse(f"/bucket/{then}", status_code=303)
