@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -34,4 +35,30 @@ def test_each_slotted_class_says_why_it_is_not_a_dataclass() -> None:
         lines = text.split("\n")
         bare += [f"{path.relative_to(SRC)}:{i + 1}" for i, line in enumerate(lines)
                  if re.match(r"\s+__slots__ = ", line) and not lines[i - 1].strip().startswith("# slots:")]
+    assert bare == []
+
+
+def _function_imports(text: str) -> list[int]:
+    # line numbers of the import statements inside a function body
+    found: list[int] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.Import, ast.ImportFrom)) and in_function:
+                found.append(child.lineno)
+            visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+    visit(ast.parse(text), False)
+    return found
+
+
+def test_each_import_inside_a_function_says_why() -> None:
+    # Issue 22 item 5: imports go at the top of the module, unless importing at first use measurably cuts
+    # the start-up of the commands that do not use it (or breaks a cycle); such an import carries a
+    # "# lazy: <why>" comment on its line or the line above (e.g. "# lazy: +47 ms CPU to import, ...").
+    bare = []
+    for path, text in _sources():
+        lines = text.split("\n")
+        bare += [f"{path.relative_to(SRC)}:{n}" for n in _function_imports(text)
+                 if "# lazy:" not in lines[n - 1] and not lines[n - 2].strip().startswith("# lazy:")]
     assert bare == []
