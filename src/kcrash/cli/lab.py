@@ -71,18 +71,22 @@ def _kernel_row(cache: Path, flavour: str) -> dict[str, object]:
 @click.option("--smp", type=click.IntRange(1, 8), default=2, show_default=True)
 @click.option("--timeout", type=float, default=None, help="Seconds to wait for the panic.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--via", type=click.Choice(["qemu", "kdump"]), default="qemu", show_default=True,
+              help="qemu: QMP dump-guest-memory; kdump: a kexec'd capture kernel runs kcrash collect vmcore.")
 @click.option("--json", "as_json", is_flag=True, help="Print lab.json.")
 def crash(kind: str, kernel: str, kaslr: bool, mem: str, smp: int, timeout: float | None,
-          output: Path, as_json: bool) -> None:
-    """Boot KERNEL, crash it with KIND and collect the dump through QMP into OUTPUT."""
+          output: Path, via: str, as_json: bool) -> None:
+    """Boot KERNEL, crash it with KIND and collect the dump (through QMP, or kdump) into OUTPUT."""
     require_tools(boot=True)
-    info = run_crash(cache_dir(), CrashOptions(kind, kernel, kaslr, mem, smp, timeout), output)
+    info = run_crash(cache_dir(), CrashOptions(kind, kernel, kaslr, mem, smp, timeout, via), output)
     if as_json:
         echo_json(info)
         return
     t = info["timings"]
+    took = (f"panic after {t['boot_to_panic_s']} s" if via == "qemu"
+            else f"boot to capture-kernel poweroff {t['boot_to_poweroff_s']} s")
     click.echo(f"{info['kind']} on {info['kernel']['release']} (KASLR {'on' if kaslr else 'off'}): "
-               f"panic after {t['boot_to_panic_s']} s: {info.get('panic_line', '?')}")
+               f"{took}: {info.get('panic_line', '?')}")
     for name, size in info["files"].items():
         click.echo(f"  {output / name}  {size:,} bytes")
     click.echo(f"  {output / 'lab.json'}  crashing function {info['crash_function']}")

@@ -104,7 +104,7 @@ class DumpPages:
 class _Reader:
     # Physical reads from (start, size, file offset | read_fn) pieces; absent bytes are zeros.
     def __init__(self, pieces: list[tuple[int, int, int]], fd: int | None, dump: DumpFormat) -> None:
-        self.pieces = sorted(pieces)
+        self.pieces = _disjoint(pieces)
         self.starts = [p[0] for p in self.pieces]
         self.fd = fd
         self.dump = dump
@@ -135,6 +135,21 @@ class _Reader:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def _disjoint(pieces: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    # /proc/vmcore repeats the kernel text as its own PT_LOAD inside a System RAM one (the same
+    # bytes, kexec-tools' crash_create_elf64_headers). Each physical byte is kept once: with the text
+    # piece left in, a read past its end (the rest of that RAM range) found no piece and read zeros.
+    out: list[tuple[int, int, int]] = []
+    for start, length, where in sorted(pieces, key=lambda p: (p[0], -p[1])):
+        end = out[-1][0] + out[-1][1] if out else 0
+        if start + length <= end:
+            continue
+        if start < end:
+            start, length, where = end, length - (end - start), where + (end - start)
+        out.append((start, length, where))
+    return out
 
 
 def _segment_read(dump: DumpFormat, address: int, size: int) -> bytes:

@@ -46,6 +46,8 @@ CONSOLE_FLUSH_SECONDS = 3.0
 FILES = ("vmcore.elf", "vmcore.kdump", "console.log", "lab.json")
 #: written by kcrash's collector (not in FILES: older cached crashes lack it)
 COLLECTED = "vmcore.kcrash"
+#: per non-default dump path, a number to bump when its guest side changes (part of its crash keys)
+VIA_FORMAT = {"kdump": 1}
 COLLECT_OPTIONS = ConvertOptions(dump_level=31, codec="zlib", format="kdump", threads=1)
 
 
@@ -59,6 +61,9 @@ class CrashOptions:
     mem: str = "256M"
     smp: int = 2
     timeout: float | None = None
+    #: ``qemu`` (QMP dump-guest-memory, the default) or ``kdump`` (kexec -p capture kernel,
+    #: :mod:`kcrash.lab.kdump`)
+    via: str = "qemu"
 
 
 def kernel_cmdline(kind: CrashKind | None, kaslr: bool) -> str:
@@ -85,7 +90,9 @@ def crash_key(prepared: PreparedKernel, opts: CrashOptions) -> str:
     module_hash = prepared.module.source_hash if prepared.module else "no-module"
     text = "|".join([str(LAB_FORMAT), prepared.package.key, module_hash, prepared.initramfs.name,
                      kind.name,
-                     str(opts.kaslr), opts.mem, str(opts.smp)])
+                     str(opts.kaslr), opts.mem, str(opts.smp)]
+                    # the kdump path has its own key component (the qemu keys stay as they were)
+                    + ([f"via={opts.via}-{VIA_FORMAT[opts.via]}"] if opts.via != "qemu" else []))
     return f"{kind.name.lower()}-{opts.kernel}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
@@ -188,7 +195,7 @@ def _module_json(prepared: PreparedKernel) -> dict[str, Any] | None:
 
 
 def _lab_json(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions, run: dict[str, Any],
-              out: Path, total: float) -> dict[str, Any]:
+              out: Path, total: float, files: tuple[str, ...] = FILES[:3]) -> dict[str, Any]:
     console = (out / "console.log").read_text(errors="replace")
     pkg = prepared.package
     info: dict[str, Any] = {
@@ -201,7 +208,7 @@ def _lab_json(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions, run
         "planted": planted_facts(console) if prepared.module else {}, **_console_facts(console), **run,
     }
     info["timings"]["total_s"] = round(total, 2)
-    info["files"] = {name: (out / name).stat().st_size for name in FILES[:3]}
+    info["files"] = {name: (out / name).stat().st_size for name in files}
     return info
 
 
@@ -213,6 +220,13 @@ def run_crash(cache: Path, opts: CrashOptions, out: Path) -> dict[str, Any]:
     start = time.monotonic()
     prepared = prepare_kernel(cache, opts.kernel)
     kind = _supported_kind(prepared, opts.kind)
+    if opts.via == "kdump":
+        # lazy: kdump imports this module's helpers
+        from kcrash.lab.kdump import run_kdump_crash
+
+        return run_kdump_crash(cache, prepared, kind, opts, out)
+    if opts.via != "qemu":
+        raise LabError(f"unknown dump path {opts.via!r} (qemu or kdump)")
     out.mkdir(parents=True, exist_ok=True)
     for name in (*FILES, COLLECTED):
         (out / name).unlink(missing_ok=True)
