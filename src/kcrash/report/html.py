@@ -95,7 +95,7 @@ def render_html(report: CrashReport) -> str:
     macros = env.get_template("trace.html.j2").module
     return env.get_template("report.html.j2").render(
         r=report,
-        trace=macros.trace,
+        trace=macros.trace,  # type: ignore[attr-defined]
         instructions=macros.instructions,  # type: ignore[attr-defined]
         version=__version__,
         frame_sources=_frame_sources(report),
