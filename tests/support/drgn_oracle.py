@@ -30,9 +30,10 @@ def lab_info(crash_dir: Path) -> dict[str, Any]:
     return info
 
 
-def drgn_program(crash_dir: Path, vmlinux: Path, *, other_modules: bool = False) -> Any:
-    """A ``drgn.Program`` on the crash's ``vmcore.elf`` with the -dbg ``vmlinux``, the lab module's
-    .ko if the crash has one, and with ``other_modules`` the debug .ko of the other modules."""
+def drgn_program(crash_dir: Path, vmlinux: Path, *, other_modules: bool = False, core: str = "vmcore.elf") -> Any:
+    """A ``drgn.Program`` on the crash's ``core`` (``vmcore.elf``; a kdump lab crash has ``vmcore.kcrash``) with
+    the -dbg ``vmlinux``, the lab module's .ko if the crash has one, and with ``other_modules`` the debug .ko of
+    the other modules."""
     import drgn
 
     module = lab_info(crash_dir)["module"]
@@ -40,7 +41,7 @@ def drgn_program(crash_dir: Path, vmlinux: Path, *, other_modules: bool = False)
     if other_modules:
         files += sorted(str(p) for p in vmlinux.parents[1].glob("lib/modules/*/kernel/drivers/**/*.ko"))
     prog = drgn.Program()
-    prog.set_core_dump(str(crash_dir / "vmcore.elf"))
+    prog.set_core_dump(str(crash_dir / core))
     with contextlib.suppress(drgn.MissingDebugInfoError):
         prog.load_debug_info(files)
     return prog
