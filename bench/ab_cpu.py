@@ -56,10 +56,10 @@ def main() -> None:
             got[name].append(_run(cmd, side_env))
     med = {name: (statistics.median(c for c, _ in runs), statistics.median(w for _, w in runs))
            for name, runs in got.items()}
+    labels = {"A": opts.import_a or opts.a, "B": opts.import_b or opts.b}
     for name in ("A", "B"):
-        what = opts.import_a if name == "A" and opts.import_a else opts.import_b if opts.import_b else \
-            (opts.a if name == "A" else opts.b)
-        print(f"{name}: {what}: CPU {med[name][0] * 1000:.1f} ms, wall {med[name][1] * 1000:.1f} ms (median of {opts.runs})")
+        cpu, wall = med[name]
+        print(f"{name}: {labels[name]}: CPU {cpu * 1000:.1f} ms, wall {wall * 1000:.1f} ms (median of {opts.runs})")
     print(f"B/A: CPU {med['B'][0] / med['A'][0]:.3f}, wall {med['B'][1] / med['A'][1]:.3f}; "
           f"B-A: CPU {(med['B'][0] - med['A'][0]) * 1000:+.1f} ms")
 
