@@ -21,7 +21,7 @@ from kcrash.lab.prepare import prepare_kernel
 
 pytestmark = pytest.mark.lab
 
-CASES = [("BUG", "6.12"), ("BUG", "6.1")]
+CASES = [("BUG", "6.12"), ("BUG", "6.1"), ("SYSRQ", "6.12")]
 
 
 @pytest.fixture(scope="session")

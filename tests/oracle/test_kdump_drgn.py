@@ -22,14 +22,14 @@ from kcrash.helpers.linux.module import for_each_module, module_base, module_nam
 from kcrash.helpers.linux.sched import for_each_task, task_state_to_char
 from kcrash.lab.crash import CrashOptions, cached_crash
 from kcrash.types.program import Program
-from support.drgn_oracle import drgn_program
+from support.drgn_oracle import drgn_program, lab_info
 from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = [("BUG", "6.12"), ("BUG", "6.1")]
+CASES = [("BUG", "6.12"), ("BUG", "6.1"), ("SYSRQ", "6.12")]
 DUMPS = ["vmcore.kcrash", "vmcore.makedumpfile"]
 
 
@@ -91,8 +91,11 @@ def test_dmesg_is_drgns_line_for_line(prog: Program, crash: tuple[Path, Any]) ->
     ours = [*"\n".join(line.formatted() for line in log_lines(printk_records(prog))).split("\n"), ""]
     assert len(ours) > 200
     assert ours == theirs
-    # the crash is in the log: the capture kernel was entered from the oops of the BUG
-    assert any("invalid opcode" in line for line in ours)
+    # the crash is in the log: BUG enters the capture kernel from the oops (oops_end() -> crash_kexec(),
+    # before any panic line), SYSRQ from panic() after its panic line
+    info = lab_info(crash[0].parent)
+    marker = "invalid opcode" if info["kind"] == "BUG" else info["expected_panic_message"]
+    assert any(marker in line for line in ours)
 
 
 def test_module_list_is_drgns(prog: Program, crash: tuple[Path, Any]) -> None:
@@ -111,8 +114,13 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
     return from_hex(json.loads(capsys.readouterr().out))
 
 
-def test_sys_and_crashed_task_backtrace_are_drgns(crash: tuple[Path, Any],
+def test_sys_and_crashed_task_backtrace_are_drgns(crash: tuple[Path, Any], request: pytest.FixtureRequest,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    if lab_info(crash[0].parent)["kind"] == "SYSRQ":
+        # Known gap (found here): the capture path's registers of a panic() come from crash_setup_regs()
+        # inside __crash_kexec (RIP __crash_kexec+0x11c). drgn's ORC unwind goes on to vpanic, panic,
+        # sysrq_handle_crash ...; kcrash's stops after frame 0 and falls back to a stack scan ('?' frames).
+        request.applymarker(pytest.mark.xfail(strict=True, reason="kcrash cannot unwind from crash_setup_regs()"))
     _skip_unsupported_makedumpfile(crash[0])
     dprog = crash[1]
     info = _cli(capsys, "sys", str(crash[0]))
@@ -126,4 +134,6 @@ def test_sys_and_crashed_task_backtrace_are_drgns(crash: tuple[Path, Any],
     ours = [f["pc"] for f in ours_trace["trace"]["frames"]]
     assert len(ours) >= 8
     assert ours == theirs[:len(ours)]
-    assert thread.stack_trace()[0].name == "kcrash_test_do_bug"
+    # the kind's crashing function is on the crashed thread's stack (BUG: frame 0, the trap; SYSRQ: under
+    # panic -> __crash_kexec, whose crash_setup_regs() gave the registers)
+    assert lab_info(crash[0].parent)["crash_function"] in [f.name for f in thread.stack_trace()]
