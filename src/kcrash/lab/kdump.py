@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -214,6 +215,8 @@ def run_kdump_vm(vmlinuz: Path, initrd: Path, append: str, out: Path, mem: str, 
         except LabTimeoutError as exc:
             raise LabTimeoutError(f"kdump guest did not power off within {timeout:.0f} s", str(exc)) from exc
     status = (out / "collect.status").read_text().strip() if (out / "collect.status").exists() else ""
+    # kcrash's cache inside the guest (HOME is the share there): not part of the result
+    shutil.rmtree(out / ".cache", ignore_errors=True)
     return KdumpRun(status, run.boot_to_off_s, run.event)
 
 
