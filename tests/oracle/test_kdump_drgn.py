@@ -118,8 +118,10 @@ def test_sys_and_crashed_task_backtrace_are_drgns(crash: tuple[Path, Any], reque
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     if lab_info(crash[0].parent)["kind"] == "SYSRQ":
         # Known gap (found here): the capture path's registers of a panic() come from crash_setup_regs()
-        # inside __crash_kexec (RIP __crash_kexec+0x11c). drgn's ORC unwind goes on to vpanic, panic,
-        # sysrq_handle_crash ...; kcrash's stops after frame 0 and falls back to a stack scan ('?' frames).
+        # inside __crash_kexec: RIP is its _THIS_IP_ (__crash_kexec+0x11c on 6.12), where the kernel's ORC
+        # table has an undefined entry. kcrash (ORC only, no vmlinux) stops there ("ORC entry for
+        # 0xffffffff811dd2cc is undefined") and falls back to a stack scan ('?' frames); drgn, given the
+        # -dbg vmlinux, goes on to vpanic, panic, sysrq_handle_crash, ... entry_SYSCALL_64.
         request.applymarker(pytest.mark.xfail(strict=True, reason="kcrash cannot unwind from crash_setup_regs()"))
     _skip_unsupported_makedumpfile(crash[0])
     dprog = crash[1]
