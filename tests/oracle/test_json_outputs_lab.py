@@ -22,7 +22,7 @@ from kcrash.cli.app import COMMANDS, kcrash, load_command
 from kcrash.report import json as report_json
 from kcrash.report.json import JSON_SAFE_INTEGER, is_hex_field, output_schema, output_schema_names
 from support.json_commands import INVOCATIONS, NOT_RUN
-from support.json_schemas import run_outputs
+from support.json_schemas import C_VALUE_OUTPUTS, run_outputs
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
@@ -60,28 +60,51 @@ def test_every_json_output_is_run_and_has_a_schema() -> None:
     assert set(output_schema_names()) == run | {"lab-crash"}, "regenerate: tests/support/json_schemas.py --write"
 
 
-def _walk(value: Any, key: str | None, parent: str | None, where: str) -> Iterator[str]:
+# Inside C values (object_to_json; C_VALUE_OUTPUTS: the outputs and keys holding them) the C type
+# decides, not the member's name: a pointer or an integer wider than 32 bits is a string, the rest integers.
+def _walk(value: Any, key: str | None, parent: str | None, where: str,
+          c_values: frozenset[str] = frozenset()) -> Iterator[str]:
     if isinstance(value, dict):
         for k, v in value.items():
-            yield from _walk(v, k, key, f"{where}.{k}")
+            yield from _walk(v, k, key, f"{where}.{k}", c_values)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            yield from _walk(v, key, parent, f"{where}[{i}]")
+            yield from _walk(v, key, parent, f"{where}[{i}]", c_values)
     elif isinstance(value, int) and not isinstance(value, bool):
         if abs(value) >= JSON_SAFE_INTEGER:
             yield f"{where}: {value} reaches 2^53"
-        if key is not None and is_hex_field(key, parent):
+        if _inside_c_value(where, c_values):
+            if not -(2**31) <= value < 2**32:
+                yield f"{where}: {value} is a C integer wider than 32 bits"
+        elif key is not None and is_hex_field(key, parent):
             yield f"{where}: {value} is an integer in an address field"
 
 
+def _inside_c_value(where: str, c_values: frozenset[str]) -> bool:
+    return any(part.split("[")[0] in c_values for part in where.split(".")[1:])
+
+
+def _problems(name: str, argv: list[str], data: Any) -> Iterator[str]:
+    return _walk(data, None, None, argv[0], C_VALUE_OUTPUTS.get(name, frozenset()))
+
+
 def test_numbers_follow_the_rule_in_every_output(outputs: list[Output]) -> None:
-    bad = [problem for _, argv, data in outputs for problem in _walk(data, None, None, " ".join(argv[:2]))]
+    bad = [problem for name, argv, data in outputs for problem in _problems(name, argv, data)]
     assert not bad, bad[:20]
     # the rule is not vacuous: every output with an address field carries it as a string
     by_name = {name: data for name, _, data in outputs}
     assert by_name["bt"][0]["trace"]["frames"][0]["pc"].startswith("0xffffffff")
     assert by_name["sys"]["taint_mask"].startswith("0x") and isinstance(by_name["sys"]["cpus"], int)
     assert by_name["ps"]["tasks"][0]["task"].startswith("0xffff") and by_name["ps"]["tasks"][0]["pid"] == 0
+    # C values follow the C type: pid_t 1 is an integer in a field named "value", a pointer a string
+    by_argv = {" ".join(a for a in argv[:1] + argv[2:] if a != "--json"): data for _, argv, data in outputs}
+    members = {m["name"]: m["value"] for m in by_argv["task 1 -R pid,comm"][0]["members"]}
+    assert members["pid"] == 1 and members["comm"] == "init"
+    tasks = by_argv["struct list_head &init_task.tasks"]["value"]
+    assert tasks["next"].startswith("0xffff") and tasks["prev"].startswith("0xffff")
+    # a page count is an integer, also for the page cache's class (not a kmem cache address)
+    excluded = by_name["dump-convert"]["excluded"]
+    assert isinstance(excluded["cache"], int) and sum(excluded.values()) + by_name["dump-convert"]["remaining"] > 0
 
 
 def test_every_output_validates_against_its_schema(outputs: list[Output]) -> None:

@@ -12,7 +12,7 @@ dump lacks, e.g. the printk caller id, is null), and other properties are allowe
 Regenerate after changing an output on purpose (and bump the schema's version when a field is renamed
 or changes type; say so in CHANGELOG.md)::
 
-    .venv/bin/python tests/support/json_schemas.py --write
+    .venv/bin/python tests/support/json_schemas.py --write [NAME ...]
 """
 
 from __future__ import annotations
@@ -33,12 +33,18 @@ from kcrash.report.json import HEX_PATTERN, JSON_SAFE_INTEGER, is_hex_field, jso
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from support.json_commands import INVOCATIONS, arguments
 
-__all__ = ["SCHEMA_DIR", "infer_schema", "run_outputs", "schema_document"]
+__all__ = ["C_VALUE_OUTPUTS", "SCHEMA_DIR", "infer_schema", "run_outputs", "schema_document"]
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "src" / "kcrash" / "report" / "schemas"
 _HEX = re.compile(HEX_PATTERN)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _C_VALUE_KEYS = {"value", "struct"}
+#: The outputs that carry C values, and the keys holding them (the C type decides: any JSON value
+#: by the rule; the JSON lab test shares this table).
+C_VALUE_OUTPUTS: dict[str, frozenset[str]] = {
+    "p": frozenset({"value"}), "struct": frozenset({"value"}), "task": frozenset({"value"}),
+    "foreach": frozenset({"value"}), "list": frozenset({"struct"}), "tree": frozenset({"struct"}),
+}
 _C_VALUE_DEF: dict[str, Any] = {
     "description": "A C object as JSON: a struct or union is an object by member name, an array a list, "
                    "a char array a string, a pointer or an integer wider than 32 bits a \"0x…\" string.",
@@ -71,14 +77,17 @@ def run_outputs(crash: Path, vmlinux: Path | None, *, module: bool) -> Iterator[
         yield "lab-crash", ["lab", "crash", "--json"], json.loads(json.dumps(json_ready(lab), default=str))
 
 
-def infer_schema(values: list[Any], key: str | None = None, parent: str | None = None) -> dict[str, Any]:
-    """The schema of the values seen at one place of the output (see the module docstring)."""
+def infer_schema(values: list[Any], key: str | None = None, parent: str | None = None, *,
+                 c_values: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The schema of the values seen at one place of the output (see the module docstring);
+    ``c_values``: the keys holding C values in this output (:data:`C_VALUE_OUTPUTS`)."""
     kinds = {_kind(v) for v in values}
     if kinds <= {"null"}:
         return {}  # seen only as null (or never): no claim
-    if key in _C_VALUE_KEYS and kinds & {"object", "array"}:
+    if key in c_values or (key in _C_VALUE_KEYS and kinds & {"object", "array"}):
         return {"$ref": "#/$defs/c_value"}
-    branches = [_branch(kind, [v for v in values if _kind(v) == kind], key, parent) for kind in sorted(kinds)]
+    branches = [_branch(kind, [v for v in values if _kind(v) == kind], key, parent, c_values)
+                for kind in sorted(kinds)]
     return branches[0] if len(branches) == 1 else {"anyOf": branches}
 
 
@@ -96,7 +105,8 @@ def _kind(value: Any) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
-def _branch(kind: str, values: list[Any], key: str | None, parent: str | None) -> dict[str, Any]:
+def _branch(kind: str, values: list[Any], key: str | None, parent: str | None,
+            c_values: frozenset[str]) -> dict[str, Any]:
     if kind == "integer":
         return {"$ref": "#/$defs/int53"}
     if kind == "string":
@@ -104,13 +114,16 @@ def _branch(kind: str, values: list[Any], key: str | None, parent: str | None) -
         return {"$ref": "#/$defs/hex"} if hexes else {"type": "string"}
     if kind == "array":
         items = [item for v in values for item in v]
-        return {"type": "array", "items": infer_schema(items, key, parent)} if items else {"type": "array"}
+        items_schema = infer_schema(items, key, parent, c_values=c_values)
+        return {"type": "array", "items": items_schema} if items else {"type": "array"}
     if kind == "object":
         keys = sorted({k for v in values for k in v})
         if not all(_NAME.fullmatch(k) for k in keys):  # a map (decode's frames by their text), not a record
-            return {"type": "object", "additionalProperties": infer_schema([x for v in values for x in v.values()])}
+            values_schema = infer_schema([x for v in values for x in v.values()], c_values=c_values)
+            return {"type": "object", "additionalProperties": values_schema}
         required = [k for k in keys if all(k in v for v in values)]
-        props = {k: _nullable(infer_schema([v[k] for v in values if k in v], k, key)) for k in keys}
+        props = {k: _nullable(infer_schema([v[k] for v in values if k in v], k, key, c_values=c_values))
+                 for k in keys}
         return {"type": "object", "properties": props, "required": required}
     return {"type": kind}
 
@@ -131,7 +144,7 @@ def schema_document(name: str, samples: list[Any]) -> dict[str, Any]:
         "$id": f"https://kcrash.invalid/schema/{name}-1.json",
         "schema_version": 1,
         "title": f"kcrash {name.replace('-', ' ')} --json",
-        **infer_schema(samples),
+        **infer_schema(samples, c_values=C_VALUE_OUTPUTS.get(name, frozenset())),
         "$defs": {
             "c_value": _C_VALUE_DEF,
             "hex": {"description": "An address or other 64-bit value", "type": "string", "pattern": HEX_PATTERN},
@@ -157,8 +170,9 @@ def _main() -> None:
             samples.setdefault(name, []).append(data)
     if "--write" in sys.argv:
         SCHEMA_DIR.mkdir(exist_ok=True)
+        only = set(sys.argv[sys.argv.index("--write") + 1:])  # names given: write only those
         for name, values in sorted(samples.items()):
-            if name == "report":
+            if name == "report" or (only and name not in only):
                 continue  # derived from the report model instead (kcrash.report.json.schema_from_model)
             text = json.dumps(schema_document(name, values), indent=2, sort_keys=True) + "\n"
             (SCHEMA_DIR / f"{name}.json").write_text(text, encoding="utf-8")

@@ -13,7 +13,6 @@ commands, which turns dump warnings into one ``kcrash: warning:`` line each.
 from __future__ import annotations
 
 import datetime
-import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -37,7 +36,7 @@ from kcrash.cli.common import (
 )
 from kcrash.cli.params import DumpOrLive, parse_live_target
 from kcrash.cli.progress import progress_lines
-from kcrash.collect.convert import FORMATS, ConvertOptions, ConvertResult, convert_dump
+from kcrash.collect.convert import FORMATS, ConvertOptions, ConvertResult, convert_dump, default_threads
 from kcrash.dumps import DumpFormat, open_dump
 from kcrash.dumps.write.compress import CODECS
 from kcrash.errors import CliError, KcrashError
@@ -211,16 +210,6 @@ def _print_report(result: ConvertResult) -> None:
     click.echo(f"Written          : {result.write.path} ({result.write.size} bytes, {result.seconds:.2f} s)")
 
 
-def _default_threads(codec: str) -> int:
-    # zlib and zstd spend ~45 us per page in C with the GIL released: they scale with cores. LZO and
-    # snappy take a few us per page, about as long as the Python around each call, so a pool only
-    # adds contention (measured: LZO is ~5 % slower with 2 threads).
-    if codec not in ("zlib", "zstd"):
-        return 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return min(cpus, 64)
-
-
 def _install_sigterm() -> None:
     # SIGTERM interrupts like ^C, so the writer can flag and keep what it wrote.
     # lazy: +2 ms CPU to import it after this module (measured, loaded host)
@@ -260,7 +249,7 @@ def convert(source: str, out: str, level: int, codec: str, fmt: str, threads: in
     """Filter and rewrite a dump (any format kcrash reads) like makedumpfile. OUT appears only when
     written (a killed conversion leaves none); an existing OUT is kept unless --force."""
     _check_output(Path(source), Path(out), force)
-    opts = ConvertOptions(level, codec, fmt, threads or _default_threads(codec))
+    opts = ConvertOptions(level, codec, fmt, threads or default_threads(codec))
     _install_sigterm()
     with opened_dump((source,)) as handle, progress_lines("Converting", quiet=quiet) as progress:
         try:

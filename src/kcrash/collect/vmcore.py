@@ -29,6 +29,7 @@ from kcrash.collect.convert import (
     ConvertResult,
     FilterReport,
     build_filter,
+    default_threads,
     dump_meta,
     trim_to_mem_map,
     write_filtered,
@@ -71,17 +72,6 @@ class Collection:
     def exit_status(self) -> int:
         """Return makedumpfile's exit status for this outcome (``FAILED`` when incomplete)."""
         return FAILED if self.result.write.incomplete else COMPLETED
-
-
-def default_threads(codec: str) -> int:
-    """Return the compression threads to use for ``codec``: the CPUs this process may run on for
-    zlib and zstd (about 45 us per page in C with the GIL released: they scale), one for the fast
-    codecs (a few us per page, about the Python around each call: a pool only adds contention; the
-    measurement is in :mod:`kcrash.cli.dump`, which picks the same for ``dump convert``)."""
-    if codec not in ("zlib", "zstd"):
-        return 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return min(cpus, 64)
 
 
 def collect_vmcore(dump: DumpFormat, out: Path | None, opts: ConvertOptions, *, stream_fd: int | None = None,

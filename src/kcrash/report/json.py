@@ -12,7 +12,9 @@ It also holds the one rule for numbers in every ``--json`` output of kcrash (:fu
 documented in the README's "JSON output" section): JavaScript's ``JSON.parse`` turns integers above
 2^53 into doubles, so addresses and other 64-bit values are written as ``"0x…"`` strings, decided
 per field name (:data:`HEX_FIELDS`); counts, pids, CPU numbers, line numbers and sizes in bytes stay
-integers.
+integers. C values (``p``, ``struct``, ``task -R``, ``list -s``, ``tree -s``) follow the C type instead
+(:func:`kcrash.types.format.object_to_json`): pointers and integers wider than 32 bits are strings,
+the others (:class:`~kcrash.types.format.CInt`) integers whatever the member is called.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import typing
 from importlib import resources
 
 from kcrash import model
+from kcrash.types.format import CInt
 
 __all__ = [
     "HEX_FIELDS",
@@ -78,6 +81,9 @@ _HEX_SUFFIXES = ("_address", "_addr")
 # Every integer directly inside these objects is a register value, or (``lab crash``'s
 # ``planted.global_values``) a value the lab module planted in memory.
 _HEX_CHILDREN = frozenset({"registers", "segment_bases", "segment_selectors", "global_values"})
+# Every integer directly inside these objects is a count: ``dump convert``/``collect vmcore``'s
+# ``excluded`` pages per class (its ``cache`` class is not a kmem cache address).
+_COUNT_CHILDREN = frozenset({"excluded"})
 # (parent, field) pairs that differ from the name's rule: a struct layout's member offsets are small
 # byte counts; an xarray entry's index is any unsigned long.
 _SCOPED: dict[tuple[str | None, str], bool] = {
@@ -105,7 +111,7 @@ def is_hex_field(name: str, parent: str | None = None) -> bool:
     :param name: the field's key
     :param parent: the key of the object (or of the list of objects) holding the field
     :return: True for the fields of :data:`HEX_FIELDS`, names ending in ``_address`` or ``_addr``,
-        and the register objects
+        and the register objects; False inside the count objects (``excluded``)
 
     >>> is_hex_field("pc"), is_hex_field("pid"), is_hex_field("rip", "registers")
     (True, False, True)
@@ -113,6 +119,8 @@ def is_hex_field(name: str, parent: str | None = None) -> bool:
     scoped = _SCOPED.get((parent, name))
     if scoped is not None:
         return scoped
+    if parent in _COUNT_CHILDREN:
+        return False
     return name in HEX_FIELDS or name.endswith(_HEX_SUFFIXES) or parent in _HEX_CHILDREN
 
 
@@ -135,6 +143,8 @@ def _ready(value: object, key: str | None, parent: str | None) -> object:
         return {k: _ready(v, k, key) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_ready(v, key, parent) for v in value]
+    if isinstance(value, CInt):
+        return int(value)  # a C value of 32 bits or less: its type decided (object_to_json)
     if isinstance(value, int) and not isinstance(value, bool):
         if key is not None and is_hex_field(key, parent):
             return hex(value)

@@ -17,10 +17,23 @@ from kcrash.errors import FaultError
 from kcrash.types.model import Type, TypeKind
 from kcrash.types.object import Object
 
-__all__ = ["format_layout", "format_object", "layout_to_json", "object_to_json"]
+__all__ = ["CInt", "format_layout", "format_object", "layout_to_json", "object_to_json"]
 
 _MAX_ELEMENTS = 64
 _MAX_DEPTH = 8
+
+
+class CInt(int):
+    """An integer of a C value of 32 bits or less (``int``, ``u32``, ``char``, an enum), as
+    :func:`object_to_json` returns it: the C type already decided that it stays a JSON integer, so
+    :func:`kcrash.report.json.json_ready` leaves it one whatever the member is called (``value``,
+    ``flags``, ``start`` …).
+
+    >>> CInt(7) + 1
+    8
+    """
+
+    __slots__ = ()
 
 
 def format_object(obj: Object, *, max_elements: int = _MAX_ELEMENTS, depth: int = 0, radix: int = 10) -> str:
@@ -99,7 +112,8 @@ def _quote(data: bytes) -> str:
 def object_to_json(obj: Object, *, max_elements: int = 4096, depth: int = 0) -> Any:
     """A JSON-able value: ints, strings for char arrays, lists, dicts by member name. Pointers and
     integers wider than 32 bits are ``"0x…"`` strings (JavaScript reads JSON numbers as doubles:
-    the README's "JSON output" rule). An unreadable object raises FaultError; unreadable parts
+    the README's "JSON output" rule); the other integers are :class:`CInt`, which ``json_ready``
+    keeps integers whatever their member's name. An unreadable object raises FaultError; unreadable parts
     inside it are ``{"fault": "0x…"}``."""
     if depth == 0:
         return _json_unsafe(obj, max_elements, depth)
@@ -115,7 +129,10 @@ def _json_unsafe(obj: Object, max_elements: int, depth: int) -> Any:
         number = obj.value_()
         assert isinstance(number, int)
         return hex(number)
-    if t.kind in (TypeKind.INT, TypeKind.BOOL, TypeKind.FLOAT, TypeKind.ENUM):
+    if t.kind in (TypeKind.INT, TypeKind.ENUM):
+        number = obj.value_()
+        return CInt(number) if isinstance(number, int) and not isinstance(number, bool) else number
+    if t.kind in (TypeKind.BOOL, TypeKind.FLOAT):
         return obj.value_()
     if t.kind is TypeKind.ARRAY:
         elem = t.type.strip_typedefs()

@@ -140,3 +140,14 @@ def test_a_pipe_closed_midway_ends_in_failed_and_what_went_out_reads_back(vmcore
     pages.close()
     src.close()
     dump.close()
+
+
+def test_one_thread_count_for_dump_convert_and_collect_vmcore() -> None:
+    # issue 22 item 5: one default for both commands, in the converter's layer
+    from kcrash.cli import dump as cli_dump
+    from kcrash.collect import convert, vmcore
+
+    assert vmcore.default_threads is convert.default_threads is cli_dump.default_threads
+    cpus = len(os.sched_getaffinity(0))
+    assert convert.default_threads("zstd") == convert.default_threads("zlib") == min(cpus, 64)
+    assert convert.default_threads("lzo") == convert.default_threads("snappy") == 1

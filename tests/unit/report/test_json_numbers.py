@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from kcrash.report.json import JSON_SAFE_INTEGER, dumps, is_hex_field, json_ready
+from kcrash.types.format import CInt
 
 
 def test_fields_by_meaning() -> None:
@@ -32,3 +33,20 @@ def test_no_unsafe_integer_survives() -> None:
     # a field the table does not name still never carries a number JavaScript would round
     out = json.loads(dumps({"count": JSON_SAFE_INTEGER, "small": JSON_SAFE_INTEGER - 1, "t": (1, 2)}))
     assert out == {"count": hex(JSON_SAFE_INTEGER), "small": JSON_SAFE_INTEGER - 1, "t": [1, 2]}
+
+
+def test_counts_inside_count_objects_stay_integers() -> None:
+    # dump convert / collect vmcore: "excluded" maps a page class to a page count; its "cache" class
+    # is a count of page-cache pages, not a kmem cache address (issue 22 item 7)
+    data = {"excluded": {"cache": 0x247, "free": 3}, "cache": 0xFFFF888004000000}
+    assert json_ready(data) == {"excluded": {"cache": 0x247, "free": 3}, "cache": "0xffff888004000000"}
+    assert not is_hex_field("cache", "excluded") and is_hex_field("cache")
+
+
+def test_c_values_follow_their_type_not_the_member_name() -> None:
+    # object_to_json marks C integers of 32 bits or less as CInt: json_ready keeps them integers
+    # even in a field named like an address ("value", "flags", "start"); plain ints there are hex
+    data = {"value": CInt(1), "flags": [CInt(0x400100), 0x400100], "start": {"start": CInt(-3)}}
+    out = json.loads(dumps(data))
+    assert out == {"value": 1, "flags": [0x400100, "0x400100"], "start": {"start": -3}}
+    assert type(json_ready(CInt(5))) is int

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from conftest import Kernel
 from kcrash.types.format import format_layout, format_object, layout_to_json, object_to_json
 
@@ -70,3 +72,17 @@ def test_hexadecimal_integers_in_their_width(kernel: Kernel) -> None:
         assert line in text.splitlines(), line
     assert format_object(item.id, radix=16) == "(int)0x0"
     assert format_object(item.magic) == "(u32)3237998081"
+
+
+def test_json_integers_follow_the_c_type(kernel: Kernel) -> None:
+    # issue 22 item 7: through the one JSON rule (json_ready) a C value keeps its type's shape
+    # whatever the key: u32/int/enum stay integers, long and pointers are "0x..." strings
+    from kcrash.report.json import dumps
+
+    item = kernel.prog.object("struct item", kernel.notes["item0"])
+    data = json.loads(dumps({"value": object_to_json(item.member_("magic")),
+                             "flags": object_to_json(item.member_("neg")),
+                             "start": object_to_json(item), "address": item.address_}))
+    assert data["value"] == 0xC0FFEE01 and data["flags"] == -3 and data["address"] == hex(kernel.notes["item0"])
+    assert data["start"]["x"] == "-0x3039" and data["start"]["y"] == -12345 and data["start"]["id"] == 0
+    assert data["start"]["node"]["prev"] == hex(kernel.notes["head"])
