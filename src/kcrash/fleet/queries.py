@@ -29,9 +29,9 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from kcrash.errors import BucketNotFoundError, CrashNotFoundError
 from kcrash.fleet.buckets import KernelRelease, parse_release
 from kcrash.fleet.models import Bucket, BucketMerge, BucketTitle, Crash
+from kcrash.report.json import json_ready
 
 __all__ = [
-    "MAX_SAFE",
     "SORT_KEYS",
     "BucketDetail",
     "BucketList",
@@ -61,8 +61,6 @@ SortKey = Literal["count", "first_seen", "last_seen"]
 SORT_KEYS: Final[tuple[SortKey, ...]] = ("count", "first_seen", "last_seen")
 _TOP: Final = 10
 _NEVER: Final = dt.datetime.min  # a group without crashes has no times (never shown: groups come from crashes)
-#: Integers outside [-MAX_SAFE, MAX_SAFE] lose precision in JavaScript: :func:`jsonable` makes them hex strings.
-MAX_SAFE: Final = 2**53 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -602,23 +600,28 @@ def get_stats(session: Session) -> FleetStats:
 
 def jsonable(value: object) -> object:
     """``value`` (query results: dataclasses, tuples, datetimes) as JSON-ready data: datetimes as ISO
-    8601 UTC strings (``Z``), dates as ``YYYY-MM-DD``, integers beyond ±(2^53-1) as ``"0x…"`` strings.
+    8601 UTC strings (``Z``), dates as ``YYYY-MM-DD``, numbers by the one rule of every ``--json``
+    output (:func:`kcrash.report.json.json_ready`: addresses and integers beyond ±(2^53-1) as ``"0x…"``
+    strings).
 
     >>> jsonable({"ip": 0xFFFFFFFF81000000, "n": 3, "t": dt.datetime(2026, 1, 2, 3, 4, 5)})
     {'ip': '0xffffffff81000000', 'n': 3, 't': '2026-01-02T03:04:05Z'}
     """
+    return json_ready(_plain(value))
+
+
+def _plain(value: object) -> object:
+    # dataclasses, tuples and times as dicts, lists and strings
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
+        return [_plain(v) for v in value]
     if isinstance(value, dt.datetime):
         return value.replace(tzinfo=None).isoformat() + "Z"
     if isinstance(value, dt.date):
         return value.isoformat()
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE:
-        return f"-0x{-value:x}" if value < 0 else f"0x{value:x}"
     return value
 
 

@@ -243,8 +243,12 @@ def test_release_order_and_days() -> None:
 
 
 def test_jsonable_makes_big_integers_hex_and_times_strings() -> None:
+    # the one number rule of every --json output (kcrash.report.json.json_ready; issue 22 item 7):
+    # address fields are hex whatever their size, counts stay integers, nothing reaches 2^53
     data = queries.jsonable(
         {
+            "pc": 0x10,
+            "count": 3,
             "ip": 0xFFFFFFFF81000000,
             "neg": -(2**60),
             "small": 2**53 - 1,
@@ -255,6 +259,8 @@ def test_jsonable_makes_big_integers_hex_and_times_strings() -> None:
         }
     )
     assert data == {
+        "pc": "0x10",
+        "count": 3,
         "ip": "0xffffffff81000000",
         "neg": "-0x1000000000000000",
         "small": 2**53 - 1,
