@@ -104,6 +104,8 @@ def test_numbers_follow_the_rule_in_every_output(outputs: list[Output]) -> None:
     assert tasks["next"].startswith("0xffff") and tasks["prev"].startswith("0xffff")
     # a page count is an integer, also for the page cache's class (not a kmem cache address)
     excluded = by_name["dump-convert"]["excluded"]
+    usage = by_argv["kmem -i"]
+    assert isinstance(usage["slab_pages"], int) and usage["slab_pages"] > 0 and "slab" not in usage
     assert isinstance(excluded["cache"], int) and sum(excluded.values()) + by_name["dump-convert"]["remaining"] > 0
 
 

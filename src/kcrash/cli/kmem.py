@@ -83,7 +83,10 @@ def _kmem_usage(path: str, args: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         rows = [{"label": r.label, "pages": r.pages, "bytes": r.pages * usage.page_size,
                  "percent": usage.percent(r), "of": r.of} for group in usage.groups() for r in group]
-        echo_json({**asdict(usage), "rows": rows})
+        counts = asdict(usage)
+        # "slab" is an address wherever else it appears (kmem ADDR, -S): here the pages are "slab_pages"
+        counts["slab_pages"] = counts.pop("slab")
+        echo_json({**counts, "rows": rows})
         return
     click.echo(_USAGE_HEADER)
     for i, group in enumerate(usage.groups()):

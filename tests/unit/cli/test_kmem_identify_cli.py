@@ -58,7 +58,10 @@ def test_kmem_i(dump: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "COMMIT LIMIT" in out
     assert "kcrash: warning: buffers:" in err  # the synthetic kernel has no blockdev_superblock
     code, out, _ = _run(capsys, "kmem", dump, "-i", "--json")
-    rows = {row["label"]: row for row in json.loads(out)["rows"]}
+    data = json.loads(out)
+    rows = {row["label"]: row for row in data["rows"]}
+    # page counts are integers (issue 22 item 7): the slab pages too, under a name that is no address's
+    assert data["slab_pages"] == rows["SLAB"]["pages"] and "slab" not in data
     assert rows["FREE"] == {"label": "FREE", "pages": 400, "bytes": 400 * 4096, "percent": 8, "of": "TOTAL MEM"}
 
 
