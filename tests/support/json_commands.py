@@ -3,8 +3,9 @@
 share. Each row is (schema name, arguments); the placeholders are filled by :func:`arguments`.
 
 ``DUMP`` is the crash's ``vmcore.elf``, ``LOG`` its ``console.log``, ``VMLINUX`` the Debian ``-dbg``
-vmlinux, ``OUT`` a fresh file name. Rows marked ``module`` need the lab's test module (not on the
-``7`` kernel); rows marked ``debuginfo`` need the ``-dbg`` vmlinux.
+vmlinux, ``OUT`` a fresh file name, ``DB`` a crash database (sqlite) shared by the ``triage`` rows (run
+in order: ingest first), ``OOPS1``/``OOPS2`` two oops fixtures. Rows marked ``module`` need the lab's
+test module (not on the ``7`` kernel); rows marked ``debuginfo`` need the ``-dbg`` vmlinux.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = ["INVOCATIONS", "NOT_RUN", "Invocation", "arguments"]
+
+_OOPS = Path(__file__).resolve().parents[1] / "fixtures" / "oops" / "x86_64"
 
 #: (schema name, arguments, needs) with needs a subset of {"module", "debuginfo"}
 Invocation = tuple[str, tuple[str, ...], frozenset[str]]
@@ -77,6 +80,15 @@ INVOCATIONS: tuple[Invocation, ...] = (
     ("waitq", ("waitq", "DUMP", "oom_reaper_wait"), _N),
     ("whatis", ("whatis", "DUMP", "jiffies"), _N),
     ("whatis", ("whatis", "DUMP", "struct list_head"), _N),
+    # the crash database (issue 19): two oops fixtures make two buckets in a fresh sqlite file, DB
+    ("triage-ingest", ("triage", "ingest", "--db", "DB", "--executor", "local:1", "-q", "OOPS1", "OOPS2"), _N),
+    ("triage-list", ("triage", "list", "--db", "DB"), _N),
+    ("triage-stats", ("triage", "stats", "--db", "DB"), _N),
+    ("triage-show", ("triage", "show", "--db", "DB", "1"), _N),
+    ("triage-show", ("triage", "show", "--db", "DB", "1", "--crash"), _N),
+    ("triage-merge", ("triage", "merge", "--db", "DB", "2", "1"), _N),
+    ("triage-unmerge", ("triage", "unmerge", "--db", "DB", "2"), _N),
+    ("triage-fix", ("triage", "fix", "--db", "DB", "1", "--release", "6.12.200"), _N),
 )
 
 #: --json outputs the table does not run on a lab dump, and why. They print through the same
@@ -85,13 +97,13 @@ NOT_RUN: dict[str, str] = {
     "lab-crash": "boots QEMU; it prints the crash's lab.json, checked against its schema from the cached file",
     "live": "needs a running guest (tests/lab/test_live_commands.py runs the same commands live)",
     "collect-qemu": "freezes a running QEMU VM (tests/lab/test_collect_qemu.py)",
-    **{f"triage-{name}": "the crash database of issue 19 (in progress); no schema yet"
-       for name in ("fix", "ingest", "list", "merge", "show", "stats", "unmerge")},
 }
 
 
 def arguments(args: tuple[str, ...], crash: Path, vmlinux: Path | None, out: Path, panic_addr: int) -> list[str]:
     """``args`` with the placeholders filled (the crash directory, the vmlinux, an output path)."""
     values = {"DUMP": str(crash / "vmcore.elf"), "LOG": str(crash / "console.log"), "OUT": str(out),
+              "DB": f"sqlite:///{out.parent / 'crashes.db'}", "OOPS1": str(_OOPS / "005.txt"),
+              "OOPS2": str(_OOPS / "006.txt"),
               "VMLINUX": str(vmlinux), "PANIC_ADDR": hex(panic_addr)}
     return [values.get(a, a) for a in args] + ["--json"]
