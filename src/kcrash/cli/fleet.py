@@ -19,14 +19,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from kcrash.cli.common import cache_dir, echo_json
-from kcrash.cli.fleet_view import VIEW_COMMANDS
+from kcrash.cli.fleet_view import VIEW_COMMANDS, db_option, db_session, opened_db
 from kcrash.errors import CliError, FleetError
 from kcrash.fleet.buckets import mark_fixed, merge_buckets, unmerge_bucket
-from kcrash.fleet.db import DEFAULT_URL, CrashDb, open_db
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
-    from sqlalchemy.orm import Session
 
     from kcrash.fleet.extract import FileResult
     from kcrash.fleet.ingest import IngestStats
@@ -36,42 +34,8 @@ __all__ = ["fix_cmd", "ingest_cmd", "merge_cmd", "triage", "unmerge_cmd"]
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _db_option(command: _F) -> _F:
-    return click.option(
-        "--db",
-        "db_url",
-        default=DEFAULT_URL,
-        show_default=True,
-        metavar="URL",
-        help="The crash database: sqlite:///FILE or postgresql+psycopg://USER@HOST/DB.",
-    )(command)
-
-
 def _json_option(command: _F) -> _F:
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(command)
-
-
-@contextmanager
-def _opened(db_url: str) -> Iterator[CrashDb]:
-    try:
-        db = open_db(db_url)
-    except FleetError as exc:
-        raise CliError(str(exc)) from exc
-    try:
-        yield db
-    finally:
-        db.close()
-
-
-@contextmanager
-def _session(db_url: str) -> Iterator[Session]:
-    with _opened(db_url) as db, db.sessions() as session:
-        try:
-            yield session
-            session.commit()
-        except FleetError as exc:
-            session.rollback()
-            raise CliError(str(exc)) from exc
 
 
 @click.group()
@@ -145,7 +109,7 @@ def _summary(stats: IngestStats) -> str:
 
 
 @triage.command("ingest")
-@_db_option
+@db_option
 @click.option("--host", help="The machine the files come from (default: as the log/dump names it, else unknown).")
 @click.option(
     "--executor",
@@ -170,7 +134,7 @@ def ingest_cmd(
     from kcrash.fleet.ingest import ingest
 
     options = ExtractOptions(host=host, cache_dir=cache_dir(), html=not no_html)
-    with _opened(db_url) as db, _observer(quiet or as_json) as observer:
+    with opened_db(db_url) as db, _observer(quiet or as_json) as observer:
         try:
             stats = ingest(db, paths, executor=executor, options=options, observer=observer)
         except FleetError as exc:
@@ -184,13 +148,13 @@ def ingest_cmd(
 
 
 @triage.command("merge")
-@_db_option
+@db_option
 @_json_option
 @click.argument("source", type=int)
 @click.argument("target", type=int)
 def merge_cmd(db_url: str, as_json: bool, source: int, target: int) -> None:
     """Merge bucket SOURCE (with what is merged into it) into bucket TARGET."""
-    with _session(db_url) as session:
+    with db_session(db_url) as session:
         merge = merge_buckets(session, source, target)
         done = {"merge_id": merge.id, "source_bucket": merge.source_bucket_id, "target_bucket": merge.target_bucket_id}
     if as_json:
@@ -200,12 +164,12 @@ def merge_cmd(db_url: str, as_json: bool, source: int, target: int) -> None:
 
 
 @triage.command("unmerge")
-@_db_option
+@db_option
 @_json_option
 @click.argument("bucket", type=int)
 def unmerge_cmd(db_url: str, as_json: bool, bucket: int) -> None:
     """Take BUCKET out of the bucket it was merged into (a title merge of the pair is not redone)."""
-    with _session(db_url) as session:
+    with db_session(db_url) as session:
         merge = unmerge_bucket(session, bucket)
         done = {"merge_id": merge.id, "source_bucket": merge.source_bucket_id, "target_bucket": merge.target_bucket_id}
     if as_json:
@@ -215,13 +179,13 @@ def unmerge_cmd(db_url: str, as_json: bool, bucket: int) -> None:
 
 
 @triage.command("fix")
-@_db_option
+@db_option
 @_json_option
 @click.option("--release", required=True, metavar="R", help="The kernel release the fix is in (e.g. 6.12.120).")
 @click.argument("bucket", type=int)
 def fix_cmd(db_url: str, as_json: bool, release: str, bucket: int) -> None:
     """Mark BUCKET fixed in kernel release R: it regresses only when seen on R or a later release."""
-    with _session(db_url) as session:
+    with db_session(db_url) as session:
         root = mark_fixed(session, bucket, release)
         done = {"bucket": root.id, "status": root.status, "fixed_in_release": root.fixed_in_release}
     if as_json:

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from kcrash.cli.common import echo_json
-from kcrash.errors import BucketNotFoundError, CliError, CrashNotFoundError, FleetDbError
+from kcrash.errors import CliError, FleetError
 from kcrash.fleet import queries
 from kcrash.fleet.db import DEFAULT_URL, CrashDb, open_db
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["VIEW_COMMANDS", "db_option", "list_cmd", "serve_cmd", "show_cmd", "stats_cmd"]
+__all__ = ["VIEW_COMMANDS", "db_option", "db_session", "list_cmd", "opened_db", "serve_cmd", "show_cmd", "stats_cmd"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -45,10 +45,11 @@ def db_option(command: _F) -> _F:
 
 
 @contextmanager
-def _opened(db_url: str) -> Iterator[CrashDb]:
+def opened_db(db_url: str) -> Iterator[CrashDb]:
+    """The crash database at ``db_url``, closed on exit; a database error is a :class:`CliError`."""
     try:
         db = open_db(db_url)
-    except FleetDbError as exc:
+    except FleetError as exc:
         raise CliError(str(exc)) from exc
     try:
         yield db
@@ -57,11 +58,15 @@ def _opened(db_url: str) -> Iterator[CrashDb]:
 
 
 @contextmanager
-def _session(db_url: str) -> Iterator[Session]:
-    with _opened(db_url) as db, db.sessions() as session:
+def db_session(db_url: str) -> Iterator[Session]:
+    """A session on ``db_url``: committed on success, rolled back on a fleet error (then a
+    :class:`CliError`: unknown bucket or crash, bad merge, database error)."""
+    with opened_db(db_url) as db, db.sessions() as session:
         try:
             yield session
-        except (BucketNotFoundError, CrashNotFoundError) as exc:
+            session.commit()
+        except FleetError as exc:
+            session.rollback()
             raise CliError(str(exc)) from exc
 
 
@@ -93,7 +98,7 @@ def _flags(bucket: queries.BucketSummary) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def list_cmd(db_url: str, sort: queries.SortKey, ascending: bool, limit: int, as_json: bool) -> None:
     """List the crash buckets: id, crashes, first and last seen, title."""
-    with _session(db_url) as session:
+    with db_session(db_url) as session:
         page = queries.list_buckets(session, sort, descending=not ascending, limit=limit)
     if as_json:
         _echo_json(page)
@@ -115,7 +120,7 @@ def list_cmd(db_url: str, sort: queries.SortKey, ascending: bool, limit: int, as
 @click.option("--json", "as_json", is_flag=True, help="Print the bucket (or crash) as JSON.")
 def show_cmd(db_url: str, ident: int, is_crash: bool, as_json: bool) -> None:
     """Show bucket ID: per-release table, daily counts, hosts and the newest crashes."""
-    with _session(db_url) as session:
+    with db_session(db_url) as session:
         if is_crash:
             crash = queries.get_crash(session, ident)
             _echo_json(queries.crash_jsonable(crash)) if as_json else _print_crash(crash)
@@ -163,7 +168,7 @@ def _print_crash(c: queries.CrashDetail) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 def stats_cmd(db_url: str, as_json: bool) -> None:
     """Fleet statistics: crashes, buckets, hosts, releases; by status, source, kind and release."""
-    with _session(db_url) as session:
+    with db_session(db_url) as session:
         stats = queries.get_stats(session)
     if as_json:
         _echo_json(stats)
@@ -191,7 +196,7 @@ def serve_cmd(db_url: str, host: str, port: int) -> None:
     # lazy: +520 ms CPU to import it after this module (measured, loaded host)
     from kcrash.fleet.dashboard import create_app
 
-    with _opened(db_url) as db:
+    with opened_db(db_url) as db:
         click.echo(f"kcrash triage: serving {db_url} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
         uvicorn.run(create_app(db), host=host, port=port, log_level="warning")
 

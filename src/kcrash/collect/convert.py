@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from kcrash.memory.kernel import KernelMemory, open_kernel_memory
 from kcrash.metrics import COUNTERS, phase
 
 __all__ = ["FORMATS", "ConvertOptions", "ConvertResult", "FilterReport", "build_filter", "convert_dump",
-           "default_threads", "dump_meta", "trim_to_mem_map", "write_filtered"]
+           "default_threads", "dump_meta", "filter_and_write", "trim_to_mem_map", "write_filtered"]
 
 #: output formats: kdump-compressed, its flattened (pipe) form, ELF
 FORMATS = ("kdump", "flat", "elf")
@@ -228,6 +228,19 @@ def convert_dump(dump: DumpFormat, out: Path, opts: ConvertOptions, progress: Pr
 
 def _convert(dump: DumpFormat, out: Path, opts: ConvertOptions, progress: Progress | None
              ) -> tuple[WriteResult, FilterReport]:
+    def write(pages: DumpPages, dumpable: npt.NDArray[np.bool_], meta: DumpMeta) -> tuple[WriteResult, int]:
+        return write_filtered(out, pages, pages.segments, pages.ram, dumpable, meta, opts, progress)
+
+    return filter_and_write(dump, opts, write)
+
+
+def filter_and_write(dump: DumpFormat, opts: ConvertOptions,
+                     write: Callable[[DumpPages, npt.NDArray[np.bool_], DumpMeta], tuple[WriteResult, int]]
+                     ) -> tuple[WriteResult, FilterReport]:
+    """The steps ``convert`` and ``collect vmcore`` share: the dump's pages (trimmed to ``mem_map``),
+    makedumpfile's filter at ``opts.dump_level`` and the dump's metadata, handed to ``write`` (which
+    returns the result and the zero pages it dropped); the pages are closed after.
+    """
     info = dump.vmcoreinfo_or_none()
     mem = open_kernel_memory(dump) if info is not None else None
     pages = dump_pages(dump)
@@ -235,7 +248,7 @@ def _convert(dump: DumpFormat, out: Path, opts: ConvertOptions, progress: Progre
         trim_to_mem_map(pages, mem, info)
         dumpable, counts = build_filter(pages, mem, info, opts.dump_level)
         meta = dump_meta(dump, mem, opts.dump_level)
-        result, zero = write_filtered(out, pages, pages.segments, pages.ram, dumpable, meta, opts, progress)
+        result, zero = write(pages, dumpable, meta)
     finally:
         pages.close()
     report = FilterReport(int(np.count_nonzero(pages.ram)), int(np.count_nonzero(pages.present)),

@@ -23,23 +23,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from kcrash.collect.convert import (
     ConvertOptions,
     ConvertResult,
     FilterReport,
-    build_filter,
     default_threads,
-    dump_meta,
-    trim_to_mem_map,
+    filter_and_write,
     write_filtered,
 )
-from kcrash.collect.source import dump_pages
+from kcrash.collect.source import DumpPages
 from kcrash.dumps.base import DumpFormat
 from kcrash.dumps.write.output import StreamOutput
-from kcrash.dumps.write.stream import Progress, WriteResult, write_kdump_dump
+from kcrash.dumps.write.stream import DumpMeta, Progress, WriteResult, write_kdump_dump
 from kcrash.errors import ValidationError
-from kcrash.memory.kernel import open_kernel_memory
 from kcrash.metrics import COUNTERS, phase
 
 __all__ = ["COMPLETED", "FAILED", "MAKEDUMPFILE_EXIT", "ML_PRINT_COMMON_MSG", "ML_PRINT_DEBUG_MSG",
@@ -118,23 +116,13 @@ def collect_vmcore_retrying(dump: DumpFormat, out: Path, opts: ConvertOptions, l
 
 def _collect(dump: DumpFormat, out: Path | None, opts: ConvertOptions, stream_fd: int | None,
              progress: Progress | None) -> tuple[WriteResult, FilterReport]:
-    info = dump.vmcoreinfo_or_none()
-    mem = open_kernel_memory(dump) if info is not None else None
-    pages = dump_pages(dump)
-    try:
-        trim_to_mem_map(pages, mem, info)
-        dumpable, counts = build_filter(pages, mem, info, opts.dump_level)
-        meta = dump_meta(dump, mem, opts.dump_level)
+    def write(pages: DumpPages, dumpable: npt.NDArray[np.bool_], meta: DumpMeta) -> tuple[WriteResult, int]:
         if stream_fd is None:
             assert out is not None
-            write, zero = write_filtered(out, pages, pages.segments, pages.ram, dumpable, meta, opts, progress)
-        else:
-            write = write_kdump_dump(Path("<stdout>"), pages, pages.ram, dumpable, meta, codec=opts.codec,
-                                     flattened=True, threads=opts.threads, progress=progress,
-                                     output=StreamOutput(stream_fd))
-            zero = write.zero_pages
-    finally:
-        pages.close()
-    report = FilterReport(int(np.count_nonzero(pages.ram)), int(np.count_nonzero(pages.present)),
-                          {"zero": zero, **counts})
-    return write, report
+            return write_filtered(out, pages, pages.segments, pages.ram, dumpable, meta, opts, progress)
+        result = write_kdump_dump(Path("<stdout>"), pages, pages.ram, dumpable, meta, codec=opts.codec,
+                                  flattened=True, threads=opts.threads, progress=progress,
+                                  output=StreamOutput(stream_fd))
+        return result, result.zero_pages
+
+    return filter_and_write(dump, opts, write)

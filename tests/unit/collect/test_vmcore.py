@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kcrash.collect.convert import ConvertOptions
+from kcrash.collect.convert import ConvertOptions, convert_dump
 from kcrash.collect.source import dump_pages
 from kcrash.collect.vmcore import COMPLETED, FAILED, MAKEDUMPFILE_EXIT, collect_vmcore
 from kcrash.dumps import open_dump
@@ -151,3 +151,13 @@ def test_one_thread_count_for_dump_convert_and_collect_vmcore() -> None:
     cpus = len(os.sched_getaffinity(0))
     assert convert.default_threads("zstd") == convert.default_threads("zlib") == min(cpus, 64)
     assert convert.default_threads("lzo") == convert.default_threads("snappy") == 1
+
+
+def test_collect_vmcore_and_dump_convert_filter_alike(vmcore: Path, tmp_path: Path) -> None:
+    # Both go through kcrash.collect.convert.filter_and_write: one filter, one report, the same pages.
+    opts = ConvertOptions(1, "zstd", "kdump")
+    col = collect_vmcore(open_dump(vmcore), tmp_path / "collected", opts)
+    conv = convert_dump(open_dump(vmcore), tmp_path / "converted", opts)
+    assert col.result.report == conv.report
+    assert col.result.report.ram_pages > 0 and col.result.write.pages_written == conv.write.pages_written
+    assert _same_pages(tmp_path / "converted", tmp_path / "collected") == conv.write.pages_written
