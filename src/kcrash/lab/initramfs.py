@@ -24,7 +24,7 @@ import zstandard
 
 from kcrash.errors import LabError, LabToolMissingError
 
-__all__ = ["GUEST_MODULES", "build_initramfs", "find_module", "init_script", "newc_archive"]
+__all__ = ["GUEST_MODULES", "build_initramfs", "cached_archive", "find_module", "init_script", "newc_archive"]
 
 GUEST_MODULES = ("qemu_fw_cfg", "pvpanic", "pvpanic-mmio")
 # Kernels before the 2021 pvpanic split (5.10) have one pvpanic.ko (drivers/misc/pvpanic.ko) that
@@ -88,11 +88,16 @@ def _contents(modules_root: Path, test_module: Path | None) -> dict[str, bytes]:
 def build_initramfs(cache: Path, modules_root: Path, test_module: Path | None) -> Path:
     """Build (or reuse) the initramfs; returns the path of the ``.cpio.gz``. Without a
     ``test_module`` the guest boots without it (only kinds that need no module work there)."""
-    files = _contents(modules_root, test_module)
+    return cached_archive(cache, _contents(modules_root, test_module))
+
+
+def cached_archive(cache: Path, files: dict[str, bytes], prefix: str = "") -> Path:
+    """Pack ``files`` into ``cache/initramfs/PREFIXHASH.cpio.gz`` unless it is there already; HASH is
+    of the names and contents, so an unchanged initramfs keeps its name (and the crashes cached on it)."""
     digest = hashlib.sha256()
     for name, data in sorted(files.items()):
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-    out = cache / "initramfs" / f"{digest.hexdigest()[:16]}.cpio.gz"
+    out = cache / "initramfs" / f"{prefix}{digest.hexdigest()[:16]}.cpio.gz"
     if not out.exists():
         _pack(files, out)
     return out

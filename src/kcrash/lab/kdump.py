@@ -15,7 +15,6 @@ guest without crashing and runs kcrash on the guest's own ``/proc/kcore``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
 import shutil
@@ -31,7 +30,7 @@ from typing import Any
 from kcrash.errors import KernelPackageError, LabError, LabTimeoutError
 from kcrash.lab import debian
 from kcrash.lab.crash import CrashOptions, _console_facts, _lab_json, kernel_cmdline
-from kcrash.lab.initramfs import GUEST_MODULES, _module_bytes, _pack, find_module
+from kcrash.lab.initramfs import GUEST_MODULES, _module_bytes, cached_archive, find_module
 from kcrash.lab.kinds import CrashKind
 from kcrash.lab.locks import cache_lock
 from kcrash.lab.prepare import PreparedKernel
@@ -117,14 +116,7 @@ def _contents(modules_root: Path, test_module: Path | None) -> dict[str, bytes]:
 
 def build_kdump_initramfs(cache: Path, modules_root: Path, test_module: Path | None) -> Path:
     """Build (or reuse) the kdump guest's initramfs (its own cache name: ``kdump-HASH.cpio.gz``)."""
-    files = _contents(modules_root, test_module)
-    digest = hashlib.sha256()
-    for name, data in sorted(files.items()):
-        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-    out = cache / "initramfs" / f"kdump-{digest.hexdigest()[:16]}.cpio.gz"
-    if not out.exists():
-        _pack(files, out)
-    return out
+    return cached_archive(cache, _contents(modules_root, test_module), prefix="kdump-")
 
 
 def _missing_on_host(package: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import lzma
 import shutil
 import stat
@@ -98,3 +99,18 @@ def test_a_missing_required_module_is_an_error(tmp_path: Path) -> None:
     _modules(tmp_path, ["qemu_fw_cfg", "pvpanic-mmio"])
     with pytest.raises(LabError, match="module pvpanic not found"):
         initramfs._contents(tmp_path, None)
+
+
+def test_cached_archive_names_by_content_and_packs_once(tmp_path: Path) -> None:
+    # The name is the first 16 hex digits of sha256 over (name NUL sha256(data)) in name order: the
+    # scheme both the crash and the kdump initramfs had, so the crashes cached on them stay valid.
+    files = {"init": b"#!/bin/sh\n", "modules/order": b"virtio\n"}
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    out = initramfs.cached_archive(tmp_path, files, prefix="kdump-")
+    assert out == tmp_path / "initramfs" / f"kdump-{digest.hexdigest()[:16]}.cpio.gz"
+    assert gzip.decompress(out.read_bytes()) == newc_archive(_entries(files))
+    out.write_bytes(b"kept")
+    assert initramfs.cached_archive(tmp_path, files, prefix="kdump-") == out and out.read_bytes() == b"kept"
+    assert initramfs.cached_archive(tmp_path, files).name == f"{digest.hexdigest()[:16]}.cpio.gz"
