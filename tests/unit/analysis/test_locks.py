@@ -12,12 +12,7 @@ from kcrash import model
 from kcrash.analysis import locks
 from kcrash.analysis.locks import _wait_kind, _with_chains, find_deadlocks, is_hang, why_it_hung
 from support.lock_kernel import THREAD_SIZE, LockKernel
-
-
-def _row(pid: int, comm: str, state: str = "D") -> model.TaskRow:
-    return model.TaskRow(
-        pid=pid, ppid=2, tgid=pid, cpu=0, task=0xFFFF888000000000 + pid * 0x1000, state=state, comm=comm, active=False
-    )
+from support.locks_sample import spin_lockup, task_row
 
 
 def _frames(*names: str) -> tuple[model.Frame, ...]:
@@ -69,7 +64,7 @@ def test_no_wait_frame() -> None:
 
 
 def test_abba_cycle_is_one_deadlock_starting_at_the_lowest_pid() -> None:
-    a, b, c, holder = _row(175, "b"), _row(174, "a"), _row(200, "c"), _row(146, "holder", "S")
+    a, b, c, holder = task_row(175, "b"), task_row(174, "a"), task_row(200, "c"), task_row(146, "holder", "S")
     waits = [_wait(a, b, 0x1000, "mutex_a"), _wait(b, a, 0x2000, "mutex_b"), _wait(c, holder, 0x3000, "held")]
     deadlocks = find_deadlocks(waits)
     assert len(deadlocks) == 1
@@ -85,7 +80,7 @@ def test_abba_cycle_is_one_deadlock_starting_at_the_lowest_pid() -> None:
 
 
 def test_three_task_cycle_and_a_chain_into_it() -> None:
-    t1, t2, t3, t4 = _row(1, "t1"), _row(2, "t2"), _row(3, "t3"), _row(4, "t4")
+    t1, t2, t3, t4 = task_row(1, "t1"), task_row(2, "t2"), task_row(3, "t3"), task_row(4, "t4")
     waits = [_wait(t1, t2, 1, "l2"), _wait(t2, t3, 2, "l3"), _wait(t3, t1, 3, "l1"), _wait(t4, t1, 4, "l1")]
     deadlocks = find_deadlocks(waits)
     assert [[w.task.pid for w in d.waits] for d in deadlocks] == [[1, 2, 3]]
@@ -94,19 +89,9 @@ def test_three_task_cycle_and_a_chain_into_it() -> None:
 
 
 def test_lockup_sentences() -> None:
-    spin = model.Lockup(
-        1,
-        _row(1, "init", "R"),
-        "spinlock",
-        "native_queued_spin_lock_slowpath",
-        0xFFFFFFFFC021C968,
-        "kcrash_test_lock",
-        None,
-        "a qspinlock records no holder",
-        model.Trace((), None),
-    )
+    spin = spin_lockup(model.Trace((), None))
     busy = model.Lockup(
-        0, _row(1, "init", "R"), "busy", "kcrash_test_do_softlockup", None, None, None, None, model.Trace((), None)
+        0, task_row(1, "init", "R"), "busy", "kcrash_test_do_softlockup", None, None, None, None, model.Trace((), None)
     )
     assert why_it_hung((), (spin, busy), ()) == (
         "CPU 1, init (pid 1), spins on spinlock kcrash_test_lock in native_queued_spin_lock_slowpath; "

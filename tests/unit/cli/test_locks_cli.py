@@ -14,13 +14,7 @@ from kcrash import model
 from kcrash.analysis import locks as analysis_locks
 from kcrash.cli import locks as cli_locks
 from kcrash.cli import main
-
-
-def _row(pid: int, comm: str, state: str = "D") -> model.TaskRow:
-    return model.TaskRow(
-        pid=pid, ppid=2, tgid=pid, cpu=0, task=0xFFFF888000000000 + pid * 0x1000, state=state, comm=comm, active=False
-    )
-
+from support.locks_sample import abba_waits, task_row
 
 TRACE = model.Trace(
     (model.Frame(0, 0xFFFFFFFF81000010, 0, "__mutex_lock", 0x10, None, "__mutex_lock+0x10/0x40", True, "call"),), None
@@ -28,37 +22,10 @@ TRACE = model.Trace(
 
 
 def _analysis() -> model.LockAnalysis:
-    a, b, holder = _row(174, "kcrash_abba_a"), _row(175, "kcrash_abba_b"), _row(146, "kcrash_holder", "S")
-    wa = model.LockWait(
-        a,
-        "mutex",
-        0xFFFFFFFFC021C1C0,
-        "kcrash_test_mutex_b",
-        None,
-        0xFFFFC90000001E00,
-        (174,),
-        b,
-        None,
-        (174, 175, 174),
-        "__mutex_lock+0x10/0x40",
-        TRACE,
-    )
-    wb = model.LockWait(
-        b,
-        "mutex",
-        0xFFFFFFFFC021C1E0,
-        "kcrash_test_mutex_a",
-        None,
-        None,
-        (175,),
-        a,
-        None,
-        (175, 174, 175),
-        "__mutex_lock+0x10/0x40",
-        TRACE,
-    )
+    a, b, holder = task_row(174, "kcrash_abba_a"), task_row(175, "kcrash_abba_b"), task_row(146, "kcrash_holder", "S")
+    wa, wb = abba_waits(a, b, TRACE, "__mutex_lock+0x10/0x40", a_stack=0xFFFFC90000001E00)
     ws = model.LockWait(
-        _row(149, "kcrash_wait_sem"),
+        task_row(149, "kcrash_wait_sem"),
         "semaphore",
         0xFFFFFFFFC021C830,
         "kcrash_test_sem",
@@ -72,7 +39,7 @@ def _analysis() -> model.LockAnalysis:
         TRACE,
     )
     wr = model.LockWait(
-        _row(148, "kcrash_wait_rws"),
+        task_row(148, "kcrash_wait_rws"),
         "rwsem",
         0xFFFFFFFFC021C160,
         "kcrash_test_held_rwsem",

@@ -16,6 +16,7 @@ from kcrash import model
 from kcrash.report.html import render_html
 from kcrash.report.json import render_json, schema
 from kcrash.report.terminal import make_console, render_report
+from support.locks_sample import abba_waits, spin_lockup, task_row
 
 HOSTILE = "<i>x</i>&\"'"
 TRACE = model.Trace(
@@ -36,51 +37,17 @@ TRACE = model.Trace(
 )
 
 
+_BASE = 0xFFFF888005000000
+
+
 def _row(pid: int, comm: str, state: str = "D") -> model.TaskRow:
-    return model.TaskRow(pid, 2, pid, 0, 0xFFFF888005000000 + pid * 0x1000, state, comm, False)
+    return task_row(pid, comm, state, _BASE)
 
 
 def _locks() -> model.LockAnalysis:
     a, b = _row(174, "kcrash_abba_a"), _row(175, HOSTILE)
-    wa = model.LockWait(
-        a,
-        "mutex",
-        0xFFFFFFFFC021C1C0,
-        "kcrash_test_mutex_b",
-        None,
-        None,
-        (174,),
-        b,
-        None,
-        (174, 175, 174),
-        "__mutex_lock+0x10/0x6f0",
-        TRACE,
-    )
-    wb = model.LockWait(
-        b,
-        "mutex",
-        0xFFFFFFFFC021C1E0,
-        "kcrash_test_mutex_a",
-        None,
-        None,
-        (175,),
-        a,
-        None,
-        (175, 174, 175),
-        "__mutex_lock+0x10/0x6f0",
-        TRACE,
-    )
-    spin = model.Lockup(
-        1,
-        _row(1, "init", "R"),
-        "spinlock",
-        "native_queued_spin_lock_slowpath",
-        0xFFFFFFFFC021C968,
-        "kcrash_test_lock",
-        None,
-        "a qspinlock records no holder",
-        TRACE,
-    )
+    wa, wb = abba_waits(a, b, TRACE, "__mutex_lock+0x10/0x6f0")
+    spin = spin_lockup(TRACE, _BASE)
     why = (
         "AB-BA deadlock: kcrash_abba_a (pid 174) waits for mutex kcrash_test_mutex_b held by ...",
         "CPU 1, init (pid 1), spins on spinlock kcrash_test_lock",
