@@ -32,20 +32,11 @@ import pytest
 
 from kcrash.cli import main
 from kcrash.oops import decode_log, parse_all
+from support.browser import chromium_tab
 from support.fleet_synth import CORPUS, corpus_logs
 
 pytestmark = pytest.mark.lab
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DAY = 86400
 
 
@@ -117,19 +108,9 @@ def server(fleet_db: tuple[str, Path]) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def page(server: str) -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if shutil.which("chromium") is None:
-        pytest.skip("Debian's chromium is not installed (scripts/bootstrap.sh installs it)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            tab = browser.new_page(viewport={"width": 1280, "height": 1000})
-            requests: list[str] = []
-            tab.on("request", lambda r: requests.append(r.url))
-            yield tab
-            assert all(url.startswith(server) for url in requests), requests  # nothing loaded from elsewhere
-        finally:
-            browser.close()
+    with chromium_tab() as (tab, requests):
+        yield tab
+        assert all(url.startswith(server) for url in requests), requests  # nothing loaded from elsewhere
 
 
 def _dump_title(lab: Path) -> str:

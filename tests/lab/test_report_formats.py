@@ -14,7 +14,6 @@ the command did.
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -28,15 +27,13 @@ from kcrash import metrics
 from kcrash.cli import main
 from kcrash.lab.kinds import KINDS
 from kcrash.report.html import SECTIONS
+from support.browser import chromium_tab
 from support.jsonout import from_hex
 
 pytestmark = pytest.mark.lab
 
 HOSTILE = '<i>x</i>&"\''
 NONUTF8_TEXT = "nu\\xff\\xfe\\x01<b>"  # b"nu\xff\xfe\x01<b>": invalid UTF-8 as \xNN, the control byte shown as \x01
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -77,31 +74,21 @@ def test_json_of_every_kind_validates(lab_crash: Callable[..., Path], capsys: py
 
 def test_html_in_headless_chromium(lab_crash: Callable[..., Path], capsys: pytest.CaptureFixture[str],
                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if shutil.which("chromium") is None:
-        pytest.skip("Debian's chromium is not installed (scripts/bootstrap.sh installs it)")
     monkeypatch.setenv("KCRASH_CACHE", str(tmp_path))
     page_file = tmp_path / "report.html"
     _run(capsys, "report", str(lab_crash("BUG", "6.12") / "vmcore.kdump"), "--format", "html", "-o", str(page_file))
-    requests: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(page_file.as_uri())
-            page.click("#expand-all")
-            for section in SECTIONS:
-                assert page.locator(f"#{section}").count() == 1, section
-                assert page.locator(f"#{section}").is_visible(), section
-            comms = page.locator("td.comm").all_inner_texts()
-            assert HOSTILE in comms and NONUTF8_TEXT in comms
-            assert page.locator("i").count() == 0  # the hostile name made no element
-            assert page.locator("td.comm b").count() == 0
-            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
-            page.locator("#tasks").screenshot(path=str(tmp_path / "tasks.png"))
-        finally:
-            browser.close()
+    with chromium_tab() as (page, requests):
+        page.goto(page_file.as_uri())
+        page.click("#expand-all")
+        for section in SECTIONS:
+            assert page.locator(f"#{section}").count() == 1, section
+            assert page.locator(f"#{section}").is_visible(), section
+        comms = page.locator("td.comm").all_inner_texts()
+        assert HOSTILE in comms and NONUTF8_TEXT in comms
+        assert page.locator("i").count() == 0  # the hostile name made no element
+        assert page.locator("td.comm b").count() == 0
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        page.locator("#tasks").screenshot(path=str(tmp_path / "tasks.png"))
     assert requests == [page_file.as_uri()]  # nothing else was fetched
     assert (tmp_path / "report.png").stat().st_size > 10_000
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,11 @@ from typing import Any
 import pytest
 
 from kcrash.cli import main
+from support.browser import chromium_tab
+from support.jsonout import from_hex
 
 pytestmark = pytest.mark.lab
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 _STAMP = re.compile(r"^\[\s*\d+\.\d+\] ")
 
 
@@ -59,27 +57,17 @@ def rendered(lab_crash: Callable[..., Path], tmp_path_factory: pytest.TempPathFa
         mp.setenv("KCRASH_CACHE", str(tmp))
         assert main(["report", str(out / "vmcore.kdump"), "--format", "html", "-o", str(page_file)]) == 0
         assert main(["report", str(out / "vmcore.kdump"), "--format", "json", "-o", str(tmp / "report.json")]) == 0
-    return out, page_file, json.loads((tmp / "report.json").read_text())
+    return out, page_file, from_hex(json.loads((tmp / "report.json").read_text()))
 
 
 @pytest.fixture(scope="module")
 def page(rendered: tuple[Path, Path, Any]) -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if shutil.which("chromium") is None:
-        pytest.skip("Debian's chromium is not installed (scripts/bootstrap.sh installs it)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            tab = browser.new_page(viewport={"width": 1280, "height": 1000})
-            requests: list[str] = []
-            tab.on("request", lambda r: requests.append(r.url))
-            tab.goto(rendered[1].as_uri())
-            yield tab
-            # the reports load nothing else (a test may open a second report)
-            assert requests[0] == rendered[1].as_uri()
-            assert all(url.startswith("file://") and url.endswith(".html") for url in requests), requests
-        finally:
-            browser.close()
+    with chromium_tab() as (tab, requests):
+        tab.goto(rendered[1].as_uri())
+        yield tab
+        # the reports load nothing else (a test may open a second report)
+        assert requests[0] == rendered[1].as_uri()
+        assert all(url.startswith("file://") and url.endswith(".html") for url in requests), requests
 
 
 def test_clicking_the_faulting_frame_shows_its_disassembly(rendered: tuple[Path, Path, Any], page: Any) -> None:
@@ -171,7 +159,7 @@ def test_with_debuginfo_a_frames_block_shows_its_source_lines(
         for fmt in ("html", "json"):
             assert main(["report", str(out / "vmcore.kdump"), "--vmlinux", str(vmlinux), "--format", fmt,
                          "-o", str(tmp / f"r.{fmt}")]) == 0
-    frame = next(f for f in json.loads((tmp / "r.json").read_text())["backtrace"]["frames"]
+    frame = next(f for f in from_hex(json.loads((tmp / "r.json").read_text()))["backtrace"]["frames"]
                  if f["function"] == "vfs_write")
     page.goto((tmp / "r.html").as_uri())
     block = page.locator(f"#dis-{frame['pc']:x}")
