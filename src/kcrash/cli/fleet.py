@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from kcrash.fleet.extract import FileResult
     from kcrash.fleet.ingest import IngestStats
+    from kcrash.fleet.models import BucketMerge
 
 __all__ = ["fix_cmd", "ingest_cmd", "merge_cmd", "triage", "unmerge_cmd"]
 
@@ -155,12 +156,12 @@ def ingest_cmd(
 def merge_cmd(db_url: str, as_json: bool, source: int, target: int) -> None:
     """Merge bucket SOURCE (with what is merged into it) into bucket TARGET."""
     with db_session(db_url) as session:
-        merge = merge_buckets(session, source, target)
-        done = {"merge_id": merge.id, "source_bucket": merge.source_bucket_id, "target_bucket": merge.target_bucket_id}
-    if as_json:
-        echo_json(done)
-        return
-    click.echo(f"bucket {done['source_bucket']} merged into bucket {done['target_bucket']} (merge {done['merge_id']})")
+        done = _merge_done(merge_buckets(session, source, target))
+    _echo_done(
+        as_json,
+        done,
+        f"bucket {done['source_bucket']} merged into bucket {done['target_bucket']} (merge {done['merge_id']})",
+    )
 
 
 @triage.command("unmerge")
@@ -170,12 +171,8 @@ def merge_cmd(db_url: str, as_json: bool, source: int, target: int) -> None:
 def unmerge_cmd(db_url: str, as_json: bool, bucket: int) -> None:
     """Take BUCKET out of the bucket it was merged into (a title merge of the pair is not redone)."""
     with db_session(db_url) as session:
-        merge = unmerge_bucket(session, bucket)
-        done = {"merge_id": merge.id, "source_bucket": merge.source_bucket_id, "target_bucket": merge.target_bucket_id}
-    if as_json:
-        echo_json(done)
-        return
-    click.echo(f"bucket {done['source_bucket']} is no longer merged into bucket {done['target_bucket']}")
+        done = _merge_done(unmerge_bucket(session, bucket))
+    _echo_done(as_json, done, f"bucket {done['source_bucket']} is no longer merged into bucket {done['target_bucket']}")
 
 
 @triage.command("fix")
@@ -188,10 +185,19 @@ def fix_cmd(db_url: str, as_json: bool, release: str, bucket: int) -> None:
     with db_session(db_url) as session:
         root = mark_fixed(session, bucket, release)
         done = {"bucket": root.id, "status": root.status, "fixed_in_release": root.fixed_in_release}
+    _echo_done(as_json, done, f"bucket {done['bucket']}: {done['status']} (fixed in {release})")
+
+
+def _merge_done(merge: BucketMerge) -> dict[str, int]:
+    return {"merge_id": merge.id, "source_bucket": merge.source_bucket_id, "target_bucket": merge.target_bucket_id}
+
+
+def _echo_done(as_json: bool, done: dict[str, Any], line: str) -> None:
+    # What a write command did: its dict as JSON, or one line of text.
     if as_json:
         echo_json(done)
-        return
-    click.echo(f"bucket {done['bucket']}: {done['status']} (fixed in {release})")
+    else:
+        click.echo(line)
 
 
 # The read side (list, show, stats, serve) is defined in kcrash.cli.fleet_view, registered here.

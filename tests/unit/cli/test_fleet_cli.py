@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -80,3 +81,19 @@ def test_errors_are_one_line(tmp_path: Path, logs: Path, capsys: pytest.CaptureF
     assert "unknown executor 'nope'" in capsys.readouterr().err
     assert main(["triage", "fix", "--db", url, "--release", "x", "1"]) == 1
     assert capsys.readouterr().err.startswith("kcrash: error: not a kernel release: 'x'")
+
+
+def test_merge_unmerge_fix_text(tmp_path: Path, logs: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    _run("ingest", "--db", url, "--executor", "local:1", str(logs))
+    with contextlib.closing(open_db(url)) as db, db.sessions() as session:
+        a, b = session.scalars(select(Bucket.id).where(Bucket.merged_into_id.is_(None)).order_by(Bucket.id)).all()[:2]
+
+    def text(*args: str) -> str:
+        result = CliRunner().invoke(kcrash, ["triage", *args, "--db", url])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert text("merge", str(b), str(a)) == f"bucket {b} merged into bucket {a} (merge 1)\n"
+    assert text("unmerge", str(b)) == f"bucket {b} is no longer merged into bucket {a}\n"
+    assert text("fix", "--release", "99.0", str(a)) == f"bucket {a}: fixed (fixed in 99.0)\n"
