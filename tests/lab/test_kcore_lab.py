@@ -7,25 +7,39 @@ the shell's short-lived commands) are not compared; everything that lives throug
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import kcrash
 from kcrash.lab.kdump import build_kdump_initramfs, run_kcore_guest
 from kcrash.lab.prepare import prepare_kernel
 
 pytestmark = pytest.mark.lab
 
 
+def _kcrash_source_digest() -> str:
+    # The guest runs this checkout's kcrash: its answers are cached only for the code that gave them.
+    src = Path(kcrash.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(src.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(src)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 @pytest.fixture(scope="module")
 def kcore_run(kcrash_cache: Path) -> Path:
-    """The guest's output directory (cached by kernel and initramfs content)."""
+    """The guest's output directory (cached by kernel, initramfs content and kcrash's source)."""
     prepared = prepare_kernel(kcrash_cache, "6.12")
     initrd = build_kdump_initramfs(kcrash_cache, prepared.modules_root,
                                    prepared.module.path if prepared.module else None)
-    out = kcrash_cache / "kcore" / f"{prepared.package.key}-{initrd.name.removesuffix('.cpio.gz')}"
+    key = f"{prepared.package.key}-{initrd.name.removesuffix('.cpio.gz')}-{_kcrash_source_digest()}"
+    out = kcrash_cache / "kcore" / key
     if not (out / "kcore.status").exists():
         run_kcore_guest(kcrash_cache, prepared, out)
     return out
@@ -55,6 +69,15 @@ def test_ps_has_every_long_lived_task_of_proc(kcore_run: Path) -> None:
     assert set(lasting) <= set(tasks), sorted(set(lasting) - set(tasks))
     for pid, comm in lasting.items():
         assert "\ufffd" in comm or comm.startswith(tasks[pid]), (pid, comm, tasks[pid])
+
+
+def test_sys_counts_the_cpus_the_kernel_brought_up(kcore_run: Path) -> None:
+    # /proc/kcore saves no CPU (its one NT_PRSTATUS is zeros): the count is the kernel's online CPUs,
+    # checked against the kernel's own boot line "smp: Brought up 1 node, 2 CPUs"
+    texts = "\n".join(r["text"] for r in _json(kcore_run, "log"))
+    brought_up = re.search(r"smp: Brought up \d+ nodes?, (\d+) CPUs?", texts)
+    assert brought_up, "no 'smp: Brought up' line in the guest's log"
+    assert _json(kcore_run, "sys")["cpus"] == int(brought_up.group(1))
 
 
 def test_mod_equals_proc_modules(kcore_run: Path) -> None:

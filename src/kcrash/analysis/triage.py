@@ -31,6 +31,7 @@ from kcrash.debuginfo.symbols import lookup_address
 from kcrash.dumps.cpustate import cpu_states
 from kcrash.errors import FaultError, KcrashError, MissingDebugInfoError
 from kcrash.helpers.layout import StructLayout
+from kcrash.helpers.linux.cpumask import num_online_cpus
 from kcrash.helpers.linux.module import for_each_module, module_base, module_name, module_size, module_taints
 from kcrash.helpers.linux.panic import (
     crash_context,
@@ -355,6 +356,15 @@ def log_lines(records: Sequence[PrintkRecord]) -> tuple[model.LogLine, ...]:
     return tuple(model.LogLine(r.seq, r.ts_nsec, r.caller, _text(r.text), r.level, r.facility) for r in records)
 
 
+def _online_cpus_or_zero(prog: Program) -> int:
+    # A running kernel (/proc/kcore, a live target) has no saved CPUs: its online mask is current.
+    # (After a panic the mask is not: stop_this_cpu() took the other CPUs out of it.)
+    try:
+        return num_online_cpus(prog)
+    except KcrashError:
+        return 0
+
+
 def system_info(prog: Program, dump: str) -> model.SystemInfo:
     """crash's ``sys``: release, machine, CPUs, uptime, time and taint at the crash."""
     uts = prog["init_uts_ns"].name
@@ -363,7 +373,7 @@ def system_info(prog: Program, dump: str) -> model.SystemInfo:
         version=_text(uts.version.string_()),
         machine=_text(uts.machine.string_()),
         nodename=_text(uts.nodename.string_()),
-        cpus=len(prog.cpus),
+        cpus=len(prog.cpus) or _online_cpus_or_zero(prog),
         panic_cpu=panic_cpu_or_none(prog),
         uptime_ns=uptime_ns_or_none(prog),
         crash_time=crash_time_or_none(prog.vmcoreinfo, prog),

@@ -105,6 +105,9 @@ def cpu_states(notes: Sequence[Note], *, little_endian: bool = True) -> list[Cpu
     """Pair the i-th ``CORE``/``NT_PRSTATUS`` note with the i-th ``QEMU`` note, one entry per CPU."""
     prs = [parse_prstatus(n, little_endian=little_endian) for n in notes
            if n.name == "CORE" and n.n_type == NT_PRSTATUS]
+    # /proc/kcore carries one NT_PRSTATUS of zeros (fs/proc/kcore.c fills only its size): no CPU was
+    # saved there. A CPU the kernel or QEMU did save never has every register zero (rip, rsp, cs).
+    prs = [p for p in prs if any(p.registers.values())]
     qemu = [parse_qemu_cpu_state(n, little_endian=little_endian) for n in notes
             if n.name == "QEMU" and n.n_type == 0]
     count = max(len(prs), len(qemu))
