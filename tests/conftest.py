@@ -56,6 +56,18 @@ def lab_crash(kcrash_cache: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
+def kdump_crash(kcrash_cache: Path) -> Callable[[str, str], Path]:
+    """Factory: ``kdump_crash(kind, kernel)`` -> the crash directory of a kdump run (the capture
+    kernel's ``vmcore.kcrash`` and ``vmcore.makedumpfile``), cached by content like ``lab_crash``."""
+
+    @functools.cache
+    def get(kind: str, kernel: str) -> Path:
+        return cached_crash(kcrash_cache, CrashOptions(kind, kernel, via="kdump"))
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def lab_vmlinux_dbg(kcrash_cache: Path) -> Callable[[str], Path]:
     """Factory: ``lab_vmlinux_dbg(kernel)`` -> the Debian ``-dbg`` vmlinux of that kernel."""
 

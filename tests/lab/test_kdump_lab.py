@@ -7,7 +7,6 @@ vmlinux) reads the same file.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -15,24 +14,13 @@ from typing import Any
 
 import pytest
 
-from kcrash.lab.crash import CrashOptions, cached_crash, crash_key
+from kcrash.lab.crash import CrashOptions, crash_key
 from kcrash.lab.kdump import COLLECT_ARGS, MAKEDUMPFILE_FILE
 from kcrash.lab.prepare import prepare_kernel
 
 pytestmark = pytest.mark.lab
 
 CASES = [("BUG", "6.12"), ("BUG", "6.1"), ("SYSRQ", "6.12")]
-
-
-@pytest.fixture(scope="session")
-def kdump_crash(kcrash_cache: Path) -> Callable[[str, str], Path]:
-    """``kdump_crash(kind, kernel)``: the crash directory of a kdump run (cached by content)."""
-
-    @functools.cache
-    def get(kind: str, kernel: str) -> Path:
-        return cached_crash(kcrash_cache, CrashOptions(kind, kernel, via="kdump"))
-
-    return get
 
 
 def _info(out: Path) -> dict[str, Any]:

@@ -7,7 +7,6 @@ release, and the crashed task's backtrace (kernel pcs from the registers crash_s
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,6 @@ from kcrash.analysis.triage import log_lines, printk_records
 from kcrash.cli import main
 from kcrash.helpers.linux.module import for_each_module, module_base, module_name
 from kcrash.helpers.linux.sched import for_each_task, task_state_to_char
-from kcrash.lab.crash import CrashOptions, cached_crash
 from kcrash.types.program import Program
 from support.drgn_oracle import drgn_program, lab_info
 from support.jsonout import from_hex
@@ -31,15 +29,6 @@ pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
 CASES = [("BUG", "6.12"), ("BUG", "6.1"), ("SYSRQ", "6.12")]
 DUMPS = ["vmcore.kcrash", "vmcore.makedumpfile"]
-
-
-@pytest.fixture(scope="session")
-def kdump_crash(kcrash_cache: Path) -> Callable[[str, str], Path]:
-    @functools.cache
-    def get(kind: str, kernel: str) -> Path:
-        return cached_crash(kcrash_cache, CrashOptions(kind, kernel, via="kdump"))
-
-    return get
 
 
 @pytest.fixture(scope="module", params=[(c, d) for c in CASES for d in DUMPS],
