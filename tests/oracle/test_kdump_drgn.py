@@ -103,15 +103,10 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
     return from_hex(json.loads(capsys.readouterr().out))
 
 
-def test_sys_and_crashed_task_backtrace_are_drgns(crash: tuple[Path, Any], request: pytest.FixtureRequest,
+def test_sys_and_crashed_task_backtrace_are_drgns(crash: tuple[Path, Any],
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    if lab_info(crash[0].parent)["kind"] == "SYSRQ":
-        # Known gap (found here): the capture path's registers of a panic() come from crash_setup_regs()
-        # inside __crash_kexec: RIP is its _THIS_IP_ (__crash_kexec+0x11c on 6.12), where the kernel's ORC
-        # table has an undefined entry. kcrash (ORC only, no vmlinux) stops there ("ORC entry for
-        # 0xffffffff811dd2cc is undefined") and falls back to a stack scan ('?' frames); drgn, given the
-        # -dbg vmlinux, goes on to vpanic, panic, sysrq_handle_crash, ... entry_SYSCALL_64.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="kcrash cannot unwind from crash_setup_regs()"))
+    # SYSRQ via kdump: the registers of a panic() come from crash_setup_regs() in __crash_kexec, a
+    # function without ORC; the unwinder resumes at its verified caller (unwind.arch.x86_64).
     _skip_unsupported_makedumpfile(crash[0])
     dprog = crash[1]
     info = _cli(capsys, "sys", str(crash[0]))

@@ -282,3 +282,37 @@ def test_garbage_stacks_never_raise_or_hang(words: list[int], start: int, fmt: s
     reliable = [f for f in trace.frames if f.kind != "scan"]
     assert 1 <= len(reliable) <= 64
     assert trace.frames[0].pc == start
+
+
+def _text_mem() -> FakeMemory:
+    mem = _mem()
+    mem.map(TEXT, 0x1000)
+    return mem
+
+
+def test_undefined_first_pc_resumes_at_a_verified_caller() -> None:
+    # crash_setup_regs()'s ip in __crash_kexec, which has no ORC: the caller's return address is the
+    # first word above sp that follows a direct call of the function holding pc
+    mem = _text_mem()
+    call_at = LEAF + 0x20
+    mem.write(call_at, b"\xe8" + (UNDEFF - (call_at + 5)).to_bytes(4, "little", signed=True))
+    mem.write_u64(S + 0x8, LEAF + 0x40)  # text, but no call before it: skipped
+    mem.write_u64(S + 0x10, call_at + 5, ENDF + 0x10)
+    trace = unwind(_regs(rip=UNDEFF + 0x30, rsp=S), _ctx(mem))
+    assert trace.pcs == (UNDEFF + 0x30, call_at + 5, ENDF + 0x10) and trace.truncated is None
+    assert [f.reliable for f in trace.frames] == [True, False, True]
+    assert [f.sp for f in trace.frames[1:]] == [S + 0x18, S + 0x20]
+
+
+def test_undefined_first_pc_without_a_caller_of_its_function_stops() -> None:
+    mem = _text_mem()
+    call_at = LEAF + 0x20
+    # a direct call of another function (LEAF) does not vouch for a pc in UNDEFF
+    mem.write(call_at, b"\xe8" + (LEAF - (call_at + 5)).to_bytes(4, "little", signed=True))
+    mem.write_u64(S + 0x10, call_at + 5, ENDF + 0x10)
+    trace = unwind(_regs(rip=UNDEFF + 0x30, rsp=S), _ctx(mem))
+    assert trace.truncated is not None and "undefined" in trace.truncated
+    # a sleeping task's pc is a return address: no recovery there either
+    mem.write(call_at, b"\xe8" + (UNDEFF - (call_at + 5)).to_bytes(4, "little", signed=True))
+    trace = unwind(_regs(rip=UNDEFF + 0x30, rsp=S), _ctx(mem), interrupted=False)
+    assert trace.truncated is not None and "undefined" in trace.truncated

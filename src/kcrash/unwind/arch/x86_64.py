@@ -65,6 +65,8 @@ _SP_BASE_REGS = {ORC_REG_R10: "r10", ORC_REG_R13: "r13", ORC_REG_DI: "rdi", ORC_
 # Registers an IRET frame leaves as they were (kernel commit 81b67439d147; drgn does the same).
 _PARTIAL_KEPT = ("r10", "r13", "rdi", "rdx")
 _IRET = ("rip", "cs", "eflags", "rsp", "ss")
+# How far before an undefined first pc the recovery looks for its function's entries and call target.
+_RECOVER_WINDOW = 0x1000
 
 
 class _Stop(Exception):
@@ -83,6 +85,8 @@ class _State:
     regs: dict[str, int]
     signal: bool
     reliable: bool = True
+    first: bool = True
+    recovered: bool = False  # the first frame's caller was found by _recover_first_entry: a guess
     stack: tuple[int, int, str] | None = None
     visited: set[tuple[int, int, str]] = field(default_factory=set)
 
@@ -187,9 +191,50 @@ def _find_entry(ctx: UnwindContext, state: _State) -> OrcEntry:
         return FRAME_POINTER_ENTRY
     if entry.type == "end_of_stack":
         raise _Stop(None)
+    if entry.type == "undefined" and state.first and state.signal:
+        recovered = _recover_first_entry(ctx, state)
+        if recovered is not None:
+            state.recovered = True
+            return recovered
     if entry.type not in ("call", "regs", "regs_partial"):
         raise _Stop(f"ORC entry for {pc:#x} is {entry.type}")
     return entry
+
+
+def _recover_first_entry(ctx: UnwindContext, state: _State) -> OrcEntry | None:
+    # crash_setup_regs() (arch/x86/include/asm/kexec.h) saves ip = _THIS_IP_ inside __crash_kexec(),
+    # which objtool leaves without ORC (the whole function is undefined on Debian's 6.12): the capture
+    # kernel's registers of a panic start there. Find the caller's return address as the first word
+    # above sp that follows a direct call of the function pc is in (its target at most
+    # _RECOVER_WINDOW bytes before pc, with only undefined ORC from there to pc), and resume from it
+    # as a call frame.
+    sp = state.sp
+    stack = ctx.stack_bounds(sp)
+    if stack is None:
+        return None
+    for slot in range(sp, min(stack[1], sp + _RECOVER_WINDOW) - 7, 8):
+        if _calls_function_of(ctx, slot, state.pc):
+            return OrcEntry(slot + 8 - sp, 0, ORC_REG_SP, ORC_REG_UNDEFINED, "call", False)
+    return None
+
+
+def _calls_function_of(ctx: UnwindContext, slot: int, pc: int) -> bool:
+    try:
+        ret = ctx.read_u64(slot)
+        call = ctx.read(ret - 5, 5) if ctx.is_kernel_text(ret) else b""
+    except FaultError:
+        return False
+    if len(call) != 5 or call[0] != 0xE8:
+        return False
+    target = (ret + int.from_bytes(call[1:], "little", signed=True)) & (1 << 64) - 1
+    if not target <= pc < target + _RECOVER_WINDOW:
+        return False
+    # the called function is the one pc is in: no ORC-described code lies between its start and pc
+    return all(_undefined(ctx.orc_lookup(ip)) for ip in range(target, pc + 1))
+
+
+def _undefined(entry: OrcEntry | None) -> bool:
+    return entry is not None and entry.type == "undefined"
 
 
 def _step(ctx: UnwindContext, state: _State) -> Frame:
@@ -197,6 +242,10 @@ def _step(ctx: UnwindContext, state: _State) -> Frame:
     cfa = _cfa(ctx, state, entry)
     old_bp, old_sp, old_stack = state.regs.get("rbp"), state.sp, state.stack
     frame = _restore(ctx, state, entry, cfa)
+    if state.recovered:
+        frame = dataclasses.replace(frame, reliable=False)
+        state.recovered = False
+    state.first = False
     if frame.kind in ("regs", "partial") and state.regs.get("cs", 0) & 3:
         raise _Stop(None, frame.regs or Registers.from_mapping(state.regs), frame.regs_address)
     _restore_bp(ctx, state, entry, cfa, old_bp, frame.kind == "regs")
