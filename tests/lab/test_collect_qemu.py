@@ -20,6 +20,7 @@ from kcrash.helpers.linux.printk import format_dmesg, get_printk_records
 from kcrash.lab.boot import BootOptions, LiveGuest, boot_live
 from kcrash.lab.crash import CrashOptions, run_crash
 from kcrash.memory import open_kernel_memory
+from support.jsonout import assert_json_output
 
 pytestmark = pytest.mark.lab
 
@@ -100,10 +101,12 @@ def test_live_vm_collection_resumes(kcrash_cache: Path, tmp_path: Path) -> None:
     code, out, err, status = results["--resume"]
     assert code == 0, err
     data = json.loads(out)
+    assert_json_output("collect-qemu", data)  # the shipped schema; no integer reaches 2^53
     assert data["status_before"] == "running" and data["resumed"] and data["vmcoreinfo"]
     assert status["status"] == "running"
     code, out, err, status = results["--keep-stopped"]
     assert code == 0 and status["status"] == "paused" and not json.loads(out)["resumed"]
+    assert_json_output("collect-qemu", json.loads(out))
     text = _dmesg(tmp_path / "live--resume.kdump")
     assert "kcrash_test: planted 100 objects" in text
     assert not Path(results["ram_file"]).exists()  # the lab removes the RAM file with the VM

@@ -24,6 +24,7 @@ from kcrash.errors import LiveTargetError
 from kcrash.live.connect import attach
 from kcrash.live.qmp import QmpClient
 from kcrash.live.session import HitContext
+from support.jsonout import assert_json_output
 from support.live_guest import boot_live_guest
 
 pytestmark = pytest.mark.lab
@@ -152,6 +153,26 @@ def test_keep_stopped_and_live_commands(guest: Guest) -> None:
         qmp.close()
 
 
+def test_live_json_records_follow_the_schema(guest: Guest) -> None:
+    # one JSON value per printing command (issue 22 item 7): each validates against `kcrash schema live`
+    commands = ["ps", "p jiffies_64", "bt", "log 3", "regs", "break __x64_sys_clock_nanosleep", "info",
+                "continue 30", "delete", "info", "metrics"]
+    out = subprocess.run([sys.executable, "-m", "kcrash", "live", guest.target, "--qmp", guest.qmp, "--json",
+                          *[a for c in commands for a in ("-x", c)]], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    records = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(records) == len(commands) - 1  # delete prints nothing
+    for record in records:
+        assert_json_output("live", record)
+    tasks, value, bt, log, regs, point, listed, stop, no_points, metrics = records  # info: a record per point
+    assert tasks[0]["task"].startswith("0xffff") and any(t["pid"] == 1 and t["comm"] == "init" for t in tasks)
+    assert value["expression"] == "jiffies_64" and bt and len(log) == 3
+    assert regs["rip"].startswith("0xffffffff") and regs["rsp"].startswith("0xffff")
+    assert point["address"].startswith("0xffffffff") and listed == point
+    assert stop.get("stopped") == "timeout" or stop["pc"] == point["address"], stop
+    assert no_points == [] and metrics["packets_sent"] > 0
+
+
 # Runs after test_detach_leaves_no_points_and_the_guest_running on the same guest: when one of its
 # stops caught both vCPUs (one at a watchpoint), QEMU 7.2 keeps the other vCPU's watchpoint hit and
 # reports it (``watch:`` of freed memory) with that vCPU's next breakpoint stop, here. This test
@@ -172,6 +193,7 @@ def test_script_batch_mode(guest: Guest, tmp_path: Path) -> None:
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("HITS 2 sleep,sleep __x64_sys_clock_nanosleep+0x0")
     metrics = json.loads(lines[-1])
+    assert_json_output("live", metrics)
     assert metrics["breakpoint_hits"] == 2 and metrics["packets_sent"] > 0
 
 

@@ -57,7 +57,7 @@ def test_every_json_output_is_run_and_has_a_schema() -> None:
     commands = set(_json_commands())
     run = {name for name, _, _ in INVOCATIONS}
     assert commands == run | set(NOT_RUN), "add the command to tests/support/json_commands.py"
-    assert set(output_schema_names()) == run | {"lab-crash"}, "regenerate: tests/support/json_schemas.py --write"
+    assert set(output_schema_names()) == run | set(NOT_RUN), "regenerate: tests/support/json_schemas.py --write"
 
 
 # Inside C values (object_to_json; C_VALUE_OUTPUTS: the outputs and keys holding them) the C type
@@ -119,7 +119,8 @@ def test_every_output_validates_against_its_schema(outputs: list[Output]) -> Non
         errors = list(jsonschema.Draft202012Validator(schema).iter_errors(data))
         assert not errors, (argv, errors[0].message, list(errors[0].absolute_path))
         checked.add(name)
-    assert checked == set(output_schema_names())
+    # live and collect-qemu need a running guest: their lab tests validate them (NOT_RUN)
+    assert checked == set(output_schema_names()) - {"live", "collect-qemu"}
 
 
 def test_a_changed_output_is_rejected(outputs: list[Output]) -> None:

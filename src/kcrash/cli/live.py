@@ -174,7 +174,8 @@ class _Repl(cmd.Cmd):
     def do_regs(self, args: list[str]) -> None:
         regs = self.session.registers()
         names = args or [n for n in regs if not n.startswith(("st", "xmm", "f"))]
-        self.out("\n".join(f"{n:<9} {regs[n]:#018x}" for n in names), {n: regs[n] for n in names})
+        # register values are "0x…" strings, as inside every other output's "registers" (kcrash.report.json)
+        self.out("\n".join(f"{n:<9} {regs[n]:#018x}" for n in names), {n: hex(regs[n]) for n in names})
 
     @_argv
     def do_bt(self, args: list[str]) -> None:

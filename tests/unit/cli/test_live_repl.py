@@ -5,12 +5,14 @@ are one-line CliErrors, ``detach`` ends the loop."""
 from __future__ import annotations
 
 import cmd
+import json
 from typing import Any
 
 import pytest
 
 from kcrash.cli.live import _Repl
 from kcrash.errors import CliError
+from support.jsonout import assert_json_output
 
 
 class _Session:
@@ -69,3 +71,17 @@ def test_detach_stops_the_loop() -> None:
     repl.run("q --keep-stopped")
     assert repl.done and session.calls == [("detach", True)]
     assert repl.onecmd(repl.precmd("")) is False
+
+
+def test_json_records_follow_the_live_schema() -> None:
+    # --json: one record per line by `kcrash schema live`; register values are "0x…" strings, small or not
+    session = _Session()
+    session.registers = lambda: {"rip": 0xFFFFFFFF81000000, "rax": 0, "eflags": 0x246}  # type: ignore[attr-defined]
+    out: list[str] = []
+    repl = _Repl(session, True, out.append)  # type: ignore[arg-type]
+    for line in ("regs", "continue 1", "info"):
+        repl.run(line)
+    records = [json.loads(line) for line in out]
+    assert records == [{"rip": "0xffffffff81000000", "rax": "0x0", "eflags": "0x246"}, {"stopped": "timeout"}, []]
+    for record in records:
+        assert_json_output("live", record)

@@ -15,7 +15,8 @@ from kcrash.report.json import output_schema_names
 
 def test_lists_and_prints_the_schemas() -> None:
     names = CliRunner().invoke(kcrash, ["schema"]).stdout.split()
-    assert names == output_schema_names() and {"bt", "dump-info", "dump-dmesg", "log", "report"} <= set(names)
+    assert names == output_schema_names()
+    assert {"bt", "dump-info", "dump-dmesg", "log", "report", "collect-qemu", "live"} <= set(names)
     for name in names:
         result = CliRunner().invoke(kcrash, ["schema", name])
         assert result.exit_code == 0, result.output
