@@ -47,9 +47,13 @@ def _cmds(src: str, out: str, flag: str | None, with_mdf: bool) -> dict[str, lis
     return cmds
 
 
-def run(src: str, repeat: int, workdir: str, env: dict[str, str]) -> list[dict[str, object]]:
+def run(src: str, repeat: int, workdir: str, env: dict[str, str],
+        codecs: tuple[str, ...] | None = None) -> list[dict[str, object]]:
+    """Median rows per (codec, tool); ``codecs`` limits the codecs run (default: all of ``_FLAGS``)."""
     rows: list[dict[str, object]] = []
     for codec, flag, with_mdf in _FLAGS:
+        if codecs is not None and codec not in codecs:
+            continue
         out = os.path.join(workdir, codec)
         cmds = _cmds(src, out, flag, with_mdf)
         samples: dict[str, list[tuple[float, float, int]]] = {k: [] for k in cmds}
