@@ -17,6 +17,7 @@ import pytest
 
 from kcrash.cli import main
 from support.addr2line import addr2line
+from support.jsonout import from_hex
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
@@ -33,7 +34,7 @@ def report(lab_crash: Callable[..., Path], lab_vmlinux_dbg: Callable[[str], Path
         mp.setenv("KCRASH_CACHE", str(tmp))
         assert main(["report", str(out / "vmcore.kdump"), "--vmlinux", str(lab_vmlinux_dbg("6.12")),
                      "--debuginfo", str(module), "--format", "json", "-o", str(tmp / "r.json")]) == 0
-    return json.loads((tmp / "r.json").read_text()), lab_vmlinux_dbg("6.12"), module
+    return from_hex(json.loads((tmp / "r.json").read_text())), lab_vmlinux_dbg("6.12"), module
 
 
 def _chain(insn: dict[str, Any]) -> list[tuple[str, str]]:
