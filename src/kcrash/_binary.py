@@ -180,11 +180,9 @@ class BinaryStructs:
         # page_desc is 24 bytes, packed, on every architecture.
         self.page_desc = _build("page_desc", p, [
             ("offset", "q"), ("size", "I"), ("flags", "I"), ("page_flags", "Q")], 1)
-        self.elf_prstatus_x86_64 = _build("elf_prstatus", p, [
-            ("si_signo", "i"), ("si_code", "i"), ("si_errno", "i"), ("pr_cursig", "h"),
-            ("pr_sigpend", "Q"), ("pr_sighold", "Q"), ("pr_pid", "i"), ("pr_ppid", "i"), ("pr_pgrp", "i"),
-            ("pr_sid", "i"), *[(f"_tv{i}", "q") for i in range(8)], *[(f"pr_reg{i}", "Q") for i in range(27)],
-            ("pr_fpvalid", "i")], 8)
+        self.elf_prstatus_x86_64 = _elf_prstatus(p, 27)
+        # arm64: pr_reg is struct user_pt_regs (x0-x30, sp, pc, pstate): 34 words at offset 112, 392 bytes
+        self.elf_prstatus_aarch64 = _elf_prstatus(p, 34)
         self.QEMUCPUState_x86_64 = _build("QEMUCPUState", p, _qemu_cpu_state_fields(), 8)
 
     def _ehdr(self, p: str, w: str, a: int) -> Layout:
@@ -201,6 +199,16 @@ class BinaryStructs:
         return _build("Elf32_Phdr", p, [
             ("p_type", "I"), ("p_offset", "I"), ("p_vaddr", "I"), ("p_paddr", "I"), ("p_filesz", "I"),
             ("p_memsz", "I"), ("p_flags", "I"), ("p_align", "I")], a)
+
+
+def _elf_prstatus(p: str, registers: int) -> Layout:
+    # struct elf_prstatus of a 64-bit kernel: siginfo, signal sets, pids, four timevals, then
+    # ``registers`` words of pr_reg (the arch's elf_gregset_t) and pr_fpvalid
+    return _build("elf_prstatus", p, [
+        ("si_signo", "i"), ("si_code", "i"), ("si_errno", "i"), ("pr_cursig", "h"),
+        ("pr_sigpend", "Q"), ("pr_sighold", "Q"), ("pr_pid", "i"), ("pr_ppid", "i"), ("pr_pgrp", "i"),
+        ("pr_sid", "i"), *[(f"_tv{i}", "q") for i in range(8)],
+        *[(f"pr_reg{i}", "Q") for i in range(registers)], ("pr_fpvalid", "i")], 8)
 
 
 def _qemu_cpu_state_fields() -> list[_Field]:

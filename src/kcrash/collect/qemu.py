@@ -165,6 +165,11 @@ class GuestRamDump:
         self._text = vmcoreinfo
         self._notes = parse_notes(_notes(capture.cpus, vmcoreinfo), 0)
 
+    @property
+    def machine(self) -> str:
+        """Return ``"x86_64"``: the only guest architecture this target supports."""
+        return "x86_64"
+
     @classmethod
     def sniff(cls, head: bytes) -> bool:
         """Never: this dump is built, not opened from a file."""

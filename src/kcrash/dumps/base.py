@@ -20,14 +20,38 @@ if TYPE_CHECKING:
     from kcrash.dumps.vmcoreinfo import VmcoreInfo
 
 __all__ = [
+    "MACHINE_AARCH64",
+    "MACHINE_X86_64",
     "DumpDescription",
     "DumpFormat",
     "DumpWarning",
     "MemorySegment",
     "PageCounts",
     "ReadFn",
+    "machine_from_e_machine",
+    "machine_from_uname",
     "missing_pages_warning",
 ]
+
+#: the canonical machine names a dump reports (``uname -m`` spelling)
+MACHINE_X86_64 = "x86_64"
+MACHINE_AARCH64 = "aarch64"
+# ELF e_machine -> canonical name (EM_X86_64, EM_AARCH64)
+_E_MACHINES = {62: MACHINE_X86_64, 183: MACHINE_AARCH64}
+# utsname.machine spellings -> canonical name
+_UNAME_MACHINES = {"x86_64": MACHINE_X86_64, "amd64": MACHINE_X86_64, "aarch64": MACHINE_AARCH64,
+                   "arm64": MACHINE_AARCH64}
+
+
+def machine_from_e_machine(e_machine: int) -> str:
+    """Return the canonical machine of an ELF ``e_machine`` (``"x86_64"``, ``"aarch64"``; another
+    machine as ``"elf-machine-<n>"``)."""
+    return _E_MACHINES.get(e_machine, f"elf-machine-{e_machine}")
+
+
+def machine_from_uname(machine: str) -> str:
+    """Return the canonical machine of a ``utsname.machine`` string (unknown ones unchanged)."""
+    return _UNAME_MACHINES.get(machine, machine)
 
 #: ``read_fn(address, size) -> bytes``: ``address`` is absolute (inside the segment), ``size`` > 0.
 #: It raises :class:`~kcrash.errors.FaultError` for pages it cannot supply.
@@ -100,6 +124,11 @@ class DumpFormat(Protocol):
 
     format_name: ClassVar[str]
     path: Path
+
+    @property
+    def machine(self) -> str:
+        """Return the dumped machine: ``"x86_64"`` or ``"aarch64"`` (ELF ``e_machine``, kdump ``utsname``)."""
+        ...
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:

@@ -24,7 +24,15 @@ from typing import ClassVar, Self
 
 from kcrash._binary import BinaryStructs, Record, binary_structs
 from kcrash.dumps._io import PlainFile, read_exact
-from kcrash.dumps.base import DumpDescription, DumpWarning, MemorySegment, PageCounts, ReadFn, missing_pages_warning
+from kcrash.dumps.base import (
+    DumpDescription,
+    DumpWarning,
+    MemorySegment,
+    PageCounts,
+    ReadFn,
+    machine_from_e_machine,
+    missing_pages_warning,
+)
 from kcrash.dumps.notes import Note, parse_notes
 from kcrash.dumps.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 from kcrash.errors import CorruptDumpError, FaultError, UnsupportedDumpFormat
@@ -110,6 +118,11 @@ class ElfVmcore:
     def word_size(self) -> int:
         """Return 8 for ELF64, 4 for ELF32."""
         return self._structs.word_size
+
+    @property
+    def machine(self) -> str:
+        """Return the canonical machine of ``e_machine`` (``"x86_64"``, ``"aarch64"``)."""
+        return machine_from_e_machine(self.ehdr["e_machine"])
 
     def loads(self) -> list[ProgramHeader]:
         """Return the ``PT_LOAD`` headers."""

@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, ClassVar, Self
 from kcrash.dumps._bitmap import Bitmap
 from kcrash.dumps._cache import LruCache
 from kcrash.dumps._io import FileView, PlainFile, read_exact
-from kcrash.dumps.base import DumpDescription, DumpWarning, MemorySegment, PageCounts, missing_pages_warning
+from kcrash.dumps.base import (
+    DumpDescription,
+    DumpWarning,
+    MemorySegment,
+    PageCounts,
+    machine_from_uname,
+    missing_pages_warning,
+)
 from kcrash.dumps.codecs import codec_name, decompress, decompress_pages
 from kcrash.dumps.flattened import FLAT_HEADER_SIZE, FlatFile, sniff_flattened
 from kcrash.dumps.kdump_header import (
@@ -161,6 +168,11 @@ class KdumpCompressed:
         bs = self._bs
         return [MemorySegment(start * bs, (end - start) * bs, self.read, True)
                 for start, end in self.ram_runs()]
+
+    @property
+    def machine(self) -> str:
+        """Return the canonical machine of the header's ``utsname.machine``."""
+        return machine_from_uname(self.header.utsname.get("machine", ""))
 
     def ram_runs(self) -> list[tuple[int, int]]:
         """Return the ``[start, end)`` pfn runs of RAM this file covers (excluded pages included)."""

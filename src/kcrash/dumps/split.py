@@ -52,6 +52,11 @@ class SplitDump:
         """Split parts are sniffed as kdump-compressed files; this format is never sniffed."""
         return False
 
+    @property
+    def machine(self) -> str:
+        """Return the first part's machine."""
+        return self.parts[0].machine
+
     def segments(self) -> Sequence[MemorySegment]:
         """Return each part's physical segment."""
         return [seg for part in self.parts for seg in part.segments()]

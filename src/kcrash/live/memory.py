@@ -74,6 +74,11 @@ class LiveDump:
         self.counters = LiveMemoryCounters()
         self.has_physical = self._probe_physical() if physical is None else physical
 
+    @property
+    def machine(self) -> str:
+        """Return ``"x86_64"``: the only guest architecture this target supports."""
+        return "x86_64"
+
     @classmethod
     def sniff(cls, head: bytes) -> bool:
         """A live target is never a file."""

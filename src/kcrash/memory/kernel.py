@@ -47,6 +47,7 @@ class KernelLayout:
     phys_base: int | None
     source: str
     sme_mask: int = 0
+    machine: str = "x86_64"
 
 
 class KernelMemory(MemoryReader):
@@ -62,6 +63,11 @@ class KernelMemory(MemoryReader):
         translator = None if self.page_tables is None else _KernelTranslator(
             self.page_tables, layout.phys_base, kernel_image_end(vmcoreinfo))
         super().__init__(segments, translator)
+
+    @property
+    def machine(self) -> str:
+        """Return the dumped machine, ``"x86_64"`` or ``"aarch64"`` (the dump's ``machine``)."""
+        return self.layout.machine
 
     def _read_physical(self, address: int, size: int) -> bytes:
         return self.segments.read(address, size, physical=True)
@@ -105,7 +111,7 @@ class _KernelTranslator:
 def open_kernel_memory(dump: DumpFormat) -> KernelMemory:
     """Return the kernel address space of ``dump`` (virtual reads need page tables; see module doc)."""
     segments = SegmentMap(dump.segments())
-    cpus = cpu_states(dump.notes())
+    cpus = cpu_states(dump.notes(), machine=dump.machine)
     info = dump.vmcoreinfo_or_none()
     layout = _layout_from_vmcoreinfo(info, dump) if info is not None else None
     if layout is None:

@@ -161,6 +161,17 @@ class Program:
             self._cpus = cpus
 
     @property
+    def machine(self) -> str:
+        """The target's machine, ``"x86_64"`` or ``"aarch64"`` (drgn: ``prog.platform.arch``); a reader
+        that is not a dump's kernel memory is taken as x86-64.
+
+        >>> prog.machine
+        'x86_64'
+        """
+        memory = self.memory
+        return memory.machine if isinstance(memory, KernelMemory) else "x86_64"
+
+    @property
     def layout(self) -> KernelLayout | None:
         """How kernel addresses map; None when the memory is a flat reader of virtual addresses.
 

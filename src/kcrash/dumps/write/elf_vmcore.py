@@ -49,10 +49,10 @@ def bytes_segment(p_paddr: int, data: bytes, *, p_vaddr: int | None = None, p_me
                        lambda off, size: data[off:off + size])
 
 
-def _ehdr(phoff: int, phnum: int, shoff: int, shnum: int, e_flags: int) -> bytes:
+def _ehdr(phoff: int, phnum: int, shoff: int, shnum: int, e_flags: int, e_machine: int = 62) -> bytes:
     s = binary_structs(True, 8)
     ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
-    return s.Elf_Ehdr.pack(e_ident=ident, e_type=4, e_machine=62, e_version=1, e_phoff=phoff, e_shoff=shoff,
+    return s.Elf_Ehdr.pack(e_ident=ident, e_type=4, e_machine=e_machine, e_version=1, e_phoff=phoff, e_shoff=shoff,
                            e_flags=e_flags, e_ehsize=_EHDR, e_phentsize=_PHDR, e_phnum=phnum,
                            e_shentsize=_SHDR if shnum else 0, e_shnum=shnum, e_shstrndx=1 if shnum else 0)
 
@@ -64,8 +64,9 @@ def _shdrs(strtab_offset: int) -> bytes:
 
 
 def write_elf_vmcore(path: Path, notes: bytes, segments: Sequence[LoadSegment], *, qemu_layout: bool = False,
-                     e_flags: int = 0) -> None:
-    """Write an ELF64 x86-64 core file: ``PT_NOTE`` with ``notes``, then one PT_LOAD per segment."""
+                     e_flags: int = 0, e_machine: int = 62) -> None:
+    """Write an ELF64 core file (``e_machine`` 62: x86-64, 183: aarch64): ``PT_NOTE`` with ``notes``,
+    then one PT_LOAD per segment."""
     s = binary_structs(True, 8)
     phnum = 1 + len(segments)
     shnum = 2 if qemu_layout else 0
@@ -82,7 +83,7 @@ def write_elf_vmcore(path: Path, notes: bytes, segments: Sequence[LoadSegment], 
                                      p_paddr=seg.p_paddr, p_filesz=seg.filesz, p_memsz=seg.p_memsz))
         pos += seg.filesz
     with Path(path).open("wb") as f:
-        f.write(_ehdr(phoff, phnum, _EHDR if qemu_layout else 0, shnum, e_flags))
+        f.write(_ehdr(phoff, phnum, _EHDR if qemu_layout else 0, shnum, e_flags, e_machine))
         if qemu_layout:
             f.write(_shdrs(strtab))
         f.write(b"".join(phdrs))
