@@ -71,9 +71,13 @@ class Registers:
 
     @property
     def user_mode(self) -> bool:
-        """Whether ``cs`` says the registers were saved in user mode (``user_mode(regs)``: ``cs & 3``)."""
+        """Whether the registers were saved in user mode (``user_mode(regs)``): on x86-64 ``cs & 3``,
+        on arm64 (no ``cs``) ``pstate`` at EL0 (mode bits 0) or in AArch32 state."""
         cs = self.get_or_none("cs")
-        return cs is not None and cs & 3 != 0
+        if cs is not None:
+            return cs & 3 != 0
+        pstate = self.get_or_none("pstate")
+        return pstate is not None and (pstate & 0x10 != 0 or pstate & 0xF == 0)
 
 
 @dataclass(frozen=True, slots=True)
