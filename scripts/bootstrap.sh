@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="${KCRASH_APT_PACKAGES:-qemu-system-x86 busybox-static cpio gzip xz-utils zstd gcc gcc-12 make libc6-dev \
+APT_PACKAGES="${KCRASH_APT_PACKAGES:-qemu-system-x86 qemu-system-arm gcc-12-aarch64-linux-gnu busybox-static cpio gzip xz-utils zstd gcc gcc-12 make libc6-dev \
 dwarves makedumpfile crash liblzo2-dev python3-venv python3-dev binutils kmod file llvm chromium postgresql-15}"
 VENV="${KCRASH_VENV:-.venv}"
 

@@ -23,6 +23,7 @@ from kcrash.lab.tools import require_tools
 __all__ = ["lab"]
 
 _KERNELS = click.Choice(sorted(debian.KERNEL_FLAVOURS))
+_ARCHES = click.Choice(list(debian.ARCHES))
 
 
 @click.group()
@@ -73,19 +74,21 @@ def _kernel_row(cache: Path, flavour: str) -> dict[str, object]:
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--via", type=click.Choice(["qemu", "kdump"]), default="qemu", show_default=True,
               help="qemu: QMP dump-guest-memory; kdump: a kexec'd capture kernel runs kcrash collect vmcore.")
+@click.option("--arch", type=_ARCHES, default="x86_64", show_default=True,
+              help="Guest architecture: Debian's arm64 kernels run under qemu-system-aarch64 (TCG).")
 @click.option("--json", "as_json", is_flag=True, help="Print lab.json.")
 def crash(kind: str, kernel: str, kaslr: bool, mem: str, smp: int, timeout: float | None,
-          output: Path, via: str, as_json: bool) -> None:
+          output: Path, via: str, arch: str, as_json: bool) -> None:
     """Boot KERNEL, crash it with KIND and collect the dump (through QMP, or kdump) into OUTPUT."""
-    require_tools(boot=True)
-    info = run_crash(cache_dir(), CrashOptions(kind, kernel, kaslr, mem, smp, timeout, via), output)
+    require_tools(boot=True, arch=arch)
+    info = run_crash(cache_dir(), CrashOptions(kind, kernel, kaslr, mem, smp, timeout, via, arch), output)
     if as_json:
         echo_json(info)
         return
     t = info["timings"]
     took = (f"panic after {t['boot_to_panic_s']} s" if via == "qemu"
             else f"boot to capture-kernel poweroff {t['boot_to_poweroff_s']} s")
-    click.echo(f"{info['kind']} on {info['kernel']['release']} (KASLR {'on' if kaslr else 'off'}): "
+    click.echo(f"{info['kind']} on {info['kernel']['release']} ({arch}, KASLR {'on' if kaslr else 'off'}): "
                f"{took}: {info.get('panic_line', '?')}")
     for name, size in info["files"].items():
         click.echo(f"  {output / name}  {size:,} bytes")

@@ -28,6 +28,7 @@ __all__ = [
     "AptSource",
     "PrivateApt",
     "archive_for_suite",
+    "machine_suites",
     "parse_deb822_sources",
     "parse_one_line_sources",
     "private_apt",
@@ -235,16 +236,28 @@ def _update(apt: PrivateApt, sources: str) -> None:
     (apt.root / "state" / "updated").write_text(sources)
 
 
-def private_apt(cache: Path, suites: tuple[str, ...], sources: list[AptSource] | None = None) -> PrivateApt:
+def machine_suites(sources: list[AptSource] | None = None) -> tuple[str, ...]:
+    """The suites the machine's apt carries, in the order of its sources (``bookworm``, ...)."""
+    out: list[str] = []
+    for source in system_sources() if sources is None else sources:
+        out += [s for s in source.suites if s not in out]
+    return tuple(out)
+
+
+def private_apt(cache: Path, suites: tuple[str, ...], sources: list[AptSource] | None = None,
+                arch: str | None = None) -> PrivateApt:
     """The private apt configuration for ``suites`` under ``cache/apt``, its package lists fetched
     (again when older than :data:`LISTS_MAX_AGE_S`; older lists are kept when that fails).
-    ``sources`` defaults to the machine's."""
+    ``sources`` defaults to the machine's. ``arch`` is a Debian architecture (``arm64``) whose
+    packages this configuration serves instead of the machine's (its directory is ``SUITES@ARCH``);
+    they are only ever downloaded and unpacked, never installed."""
     machine = system_sources() if sources is None else sources
-    name = "+".join(suites)
+    host = _host_arch()
+    name = "+".join(suites) + (f"@{arch}" if arch and arch != host else "")
     apt = PrivateApt(cache / "apt" / name, suites)
     text = _sources_text([archive_for_suite(machine, suite) for suite in suites])
     with cache_lock(cache, f"apt-{name}"):
-        _layout(apt.root, text, _config_text(apt.root, _host_arch(), _inherited_settings()))
+        _layout(apt.root, text, _config_text(apt.root, arch or host, _inherited_settings()))
         if not _lists_fresh(apt.root, text):
             try:
                 _update(apt, text)

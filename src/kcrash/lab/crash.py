@@ -11,6 +11,13 @@ guest's shared RAM file; QEMU's two dumps stay as the comparison), ``console.log
 (what was run and the facts the test module planted). :func:`cached_crash` reuses earlier results by
 content key; crash directories made before the collector existed have no ``vmcore.kcrash`` (and no
 ``collector`` key in ``lab.json``).
+
+``CrashOptions.arch`` ``arm64`` crashes Debian's arm64 kernel of the same flavour under
+``qemu-system-aarch64`` (TCG): console on ``ttyAMA0``, and since those kernels have no pvpanic the
+panic is seen on the serial console (the line ``---[ end Kernel panic``, printed when ``panic()`` is
+done) before the VM is stopped and dumped. kcrash's collector is not run there (``lab.json``'s
+``collector`` says why). The architecture is part of the crash key and of the directory name
+(``bug-6.12-arm64-HASH``) for arm64 only, so x86-64 keys are unchanged.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from kcrash.collect.convert import ConvertOptions
 from kcrash.collect.qemu import collect_qemu
 from kcrash.errors import LabError, LabTimeoutError
 from kcrash.lab.debian import get_flavour
-from kcrash.lab.kinds import CrashKind, get_kind, supported_kinds
+from kcrash.lab.kinds import CrashKind, get_kind, supported_kinds, unsupported_on_arch
 from kcrash.lab.kmod import MODULE_NAME
 from kcrash.lab.prepare import PreparedKernel, prepare_kernel
 from kcrash.lab.qemu import Vm, VmConfig, shm_ram_file
@@ -64,11 +71,22 @@ class CrashOptions:
     #: ``qemu`` (QMP dump-guest-memory, the default) or ``kdump`` (kexec -p capture kernel,
     #: :mod:`kcrash.lab.kdump`)
     via: str = "qemu"
+    #: the guest architecture: ``x86_64`` (the default) or ``arm64``
+    arch: str = "x86_64"
 
 
-def kernel_cmdline(kind: CrashKind | None, kaslr: bool) -> str:
+#: the serial console device per guest architecture
+CONSOLES = {"x86_64": "ttyS0", "arm64": "ttyAMA0"}
+#: the last line panic() prints; guests without pvpanic are dumped once it is on the console
+PANIC_END_MARKER = b"---[ end Kernel panic"
+#: why kcrash's own collector is not run on arm64 guests (recorded in lab.json)
+ARM64_NO_COLLECTOR = ("kcrash's QEMU collector (kcrash.collect.qemu) parses x86-64 registers from HMP "
+                      "'info registers' and finds VMCOREINFO through x86-64 page tables; not run on arm64")
+
+
+def kernel_cmdline(kind: CrashKind | None, kaslr: bool, arch: str = "x86_64") -> str:
     """The guest kernel command line (``kind`` None boots an idle guest)."""
-    parts = ["console=ttyS0", "panic=0", "oops=panic", "loglevel=7",
+    parts = [f"console={CONSOLES[arch]}", "panic=0", "oops=panic", "loglevel=7",
              f"kcrash_kind={kind.name if kind else 'none'}", f"kcrash_alloc={OBJECT_COUNT}"]
     if not kaslr:
         parts.append("nokaslr")
@@ -77,6 +95,9 @@ def kernel_cmdline(kind: CrashKind | None, kaslr: bool) -> str:
 
 def _supported_kind(prepared: PreparedKernel, name: str) -> CrashKind:
     kind = get_kind(name)
+    why = unsupported_on_arch(kind, prepared.package.arch)
+    if why:
+        raise LabError(f"{kind.name} does not work on {prepared.package.arch}: {why}")
     if prepared.module is None and kind.trigger == "module":
         flavour = get_flavour(prepared.package.flavour)
         raise LabError(f"{kind.name} needs the test module, which is not built for kernel {flavour.name} "
@@ -92,8 +113,11 @@ def crash_key(prepared: PreparedKernel, opts: CrashOptions) -> str:
                      kind.name,
                      str(opts.kaslr), opts.mem, str(opts.smp)]
                     # the kdump path has its own key component (the qemu keys stay as they were)
-                    + ([f"via={opts.via}-{VIA_FORMAT[opts.via]}"] if opts.via != "qemu" else []))
-    return f"{kind.name.lower()}-{opts.kernel}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+                    + ([f"via={opts.via}-{VIA_FORMAT[opts.via]}"] if opts.via != "qemu" else [])
+                    # so does a foreign architecture (x86-64 keys stay as they were)
+                    + ([f"arch={opts.arch}"] if opts.arch != "x86_64" else []))
+    arch = f"-{opts.arch}" if opts.arch != "x86_64" else ""
+    return f"{kind.name.lower()}-{opts.kernel}{arch}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 def planted_facts(console: str) -> dict[str, Any]:
@@ -156,8 +180,34 @@ async def _flush_console(vm: Vm, serial: Path) -> bool:
     return False
 
 
+async def _aarch64_run_vm(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions, out: Path,
+                          sock_dir: Path) -> dict[str, Any]:
+    # No pvpanic: the end of the panic on the serial console is the signal; the console is complete then.
+    serial = out / "console.log"
+    cfg = VmConfig(prepared.vmlinuz, prepared.initramfs, kernel_cmdline(kind, opts.kaslr, opts.arch), serial,
+                   sock_dir / "qmp.sock", opts.mem, opts.smp, arch=opts.arch)
+    timeout = opts.timeout or (240.0 if kind.slow else 150.0)
+    async with Vm(cfg) as vm:
+        version = await vm.execute("query-version")
+        start = time.monotonic()
+        await vm.wait_console(PANIC_END_MARKER, timeout)
+        panicked = time.monotonic() - start
+        await vm.execute("stop")
+        status = await vm.execute("query-status")
+        t_elf = await vm.dump(out / "vmcore.elf", "elf")
+        t_kdump = await vm.dump(out / "vmcore.kdump", "kdump-zlib")
+    q = version["qemu"]
+    return {"qemu_version": f"{q['major']}.{q['minor']}.{q['micro']}", "status_after_stop": status["status"],
+            "console_flushed_after_dump": True, "panic_detected_by": "console",
+            "timings": {"boot_to_panic_s": round(panicked, 2), "dump_elf_s": round(t_elf, 2),
+                        "dump_kdump_s": round(t_kdump, 2)},
+            "collector": {"file": None, "skipped": ARM64_NO_COLLECTOR}}
+
+
 async def _run_vm(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions, out: Path,
                   sock_dir: Path) -> dict[str, Any]:
+    if opts.arch == "arm64":
+        return await _aarch64_run_vm(prepared, kind, opts, out, sock_dir)
     serial = out / "console.log"
     cfg = VmConfig(prepared.vmlinuz, prepared.initramfs, kernel_cmdline(kind, opts.kaslr), serial,
                    sock_dir / "qmp.sock", opts.mem, opts.smp, ram_file=shm_ram_file("lab"))
@@ -201,7 +251,8 @@ def _lab_json(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions, run
     info: dict[str, Any] = {
         "kind": kind.name, "trigger": kind.trigger,
         "kernel": {"flavour": pkg.flavour, "package": pkg.name, "version": pkg.version, "release": pkg.release},
-        "kaslr": opts.kaslr, "mem": opts.mem, "smp": opts.smp, "cmdline": kernel_cmdline(kind, opts.kaslr),
+        "arch": opts.arch,
+        "kaslr": opts.kaslr, "mem": opts.mem, "smp": opts.smp, "cmdline": kernel_cmdline(kind, opts.kaslr, opts.arch),
         "crash_function": kind.crash_function, "blocked_function": kind.blocked_function,
         "expected_panic_message": kind.panic_message,
         "module": _module_json(prepared),
@@ -218,8 +269,10 @@ def run_crash(cache: Path, opts: CrashOptions, out: Path) -> dict[str, Any]:
     ``lab.json``'s ``module`` is None on kernels the test module is not built for.
     """
     start = time.monotonic()
-    prepared = prepare_kernel(cache, opts.kernel)
+    prepared = prepare_kernel(cache, opts.kernel, opts.arch)
     kind = _supported_kind(prepared, opts.kind)
+    if opts.via != "qemu" and opts.arch != "x86_64":
+        raise LabError(f"--via {opts.via} is x86-64 only; {opts.arch} guests are dumped through QMP")
     if opts.via == "kdump":
         # lazy: kdump imports this module's helpers
         from kcrash.lab.kdump import run_kdump_crash
@@ -242,7 +295,7 @@ def cached_crash(cache: Path, opts: CrashOptions) -> Path:
 
     Safe for concurrent callers: one produces the crash under a lock, the others wait and reuse it.
     """
-    prepared = prepare_kernel(cache, opts.kernel)
+    prepared = prepare_kernel(cache, opts.kernel, opts.arch)
     final = cache / "crashes" / crash_key(prepared, opts)
     if (final / "lab.json").exists():
         return final

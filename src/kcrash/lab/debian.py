@@ -11,6 +11,12 @@ whose kernel is in ``linux-binary-RELEASE`` and modules in ``linux-modules-RELEA
 needed to build the lab module, and the few files of the ``-dbg`` package that oracle tests need.
 Where each file lives is found by probing the unpacked tree, not from the version. It does not boot
 anything (see :mod:`kcrash.lab.qemu`).
+
+Besides the machine's own architecture (``x86_64``: Debian's amd64), the lab boots Debian's
+``arm64`` kernels: the same flavours with the ``-arm64`` image packages, fetched through a private
+apt configuration for the arm64 architecture (the machine's suites, or the flavour's), together with
+a static arm64 busybox for the guest. The headers' kbuild host programs must run on the machine, so
+the ``linux-kbuild`` package of an arm64 kernel comes from the machine's architecture.
 """
 
 from __future__ import annotations
@@ -23,15 +29,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kcrash.errors import KernelPackageError, LabToolMissingError
-from kcrash.lab.apt import PrivateApt, private_apt
+from kcrash.lab.apt import PrivateApt, machine_suites, private_apt
 
 __all__ = [
+    "ARCHES",
     "KERNEL_FLAVOURS",
     "Flavour",
     "KernelImage",
     "KernelPackage",
     "cached_debuginfo",
     "cached_image",
+    "debian_arch",
+    "fetch_busybox",
     "fetch_debuginfo",
     "fetch_headers",
     "fetch_image",
@@ -74,6 +83,11 @@ KERNEL_FLAVOURS: dict[str, Flavour] = {f.name: f for f in (
             why="its kbuild needs gcc-16 and glibc 2.38; bookworm has gcc-12 and glibc 2.36"),
 )}
 
+#: the lab's architectures (kcrash's names) and Debian's name of each; the first is the machine's
+ARCHES: dict[str, str] = {"x86_64": "amd64", "arm64": "arm64"}
+# A flavour's image package names (and patterns) name the amd64 build.
+_AMD64_SUFFIX = "-amd64"
+
 # Files of the -dbg package the lab uses besides the vmlinux (debug .ko of the modules it loads).
 _DBG_MODULES = ("qemu_fw_cfg", "pvpanic", "pvpanic-mmio")
 # Where the kcrash cache is when a caller names none (the CLI's default).
@@ -90,6 +104,8 @@ class KernelPackage:
     version: str
     release: str
     suites: tuple[str, ...] = ()
+    #: the lab architecture (a key of :data:`ARCHES`)
+    arch: str = "x86_64"
 
     @property
     def key(self) -> str:
@@ -112,6 +128,19 @@ def get_flavour(name: str) -> Flavour:
     if name not in KERNEL_FLAVOURS:
         raise KernelPackageError(f"unknown kernel {name!r}; supported: {', '.join(KERNEL_FLAVOURS)}")
     return KERNEL_FLAVOURS[name]
+
+
+def debian_arch(arch: str) -> str:
+    """Debian's name of a lab architecture (``x86_64`` -> ``amd64``); unknown ones raise."""
+    if arch not in ARCHES:
+        raise KernelPackageError(f"unknown architecture {arch!r}; supported: {', '.join(ARCHES)}")
+    return ARCHES[arch]
+
+
+def _image_name(spec: Flavour, arch: str) -> str:
+    """The flavour's image package name (or pattern) for ``arch``."""
+    wanted = "-" + debian_arch(arch)
+    return spec.image if wanted == _AMD64_SUFFIX else spec.image.removesuffix(_AMD64_SUFFIX) + wanted
 
 
 def _run(cmd: list[str], cwd: Path | None = None, apt: PrivateApt | None = None) -> str:
@@ -158,7 +187,10 @@ def parse_depends(depends: str) -> list[str]:
     return names
 
 
-def _apt_for(cache: Path | None, suites: tuple[str, ...]) -> PrivateApt | None:
+def _apt_for(cache: Path | None, suites: tuple[str, ...], arch: str = "x86_64") -> PrivateApt | None:
+    if arch != next(iter(ARCHES)):
+        # a foreign architecture: always a private configuration, of the machine's suites by default
+        return private_apt(cache or _DEFAULT_CACHE, suites or machine_suites(), arch=debian_arch(arch))
     return private_apt(cache or _DEFAULT_CACHE, suites) if suites else None
 
 
@@ -180,25 +212,26 @@ def _newest_matching(pattern: str, apt: PrivateApt | None) -> tuple[str, dict[st
     return best
 
 
-def resolve_kernel(flavour: str, cache: Path | None = None) -> KernelPackage:
+def resolve_kernel(flavour: str, cache: Path | None = None, arch: str = "x86_64") -> KernelPackage:
     """Resolve a flavour (``5.10``, ``6.1``, ``6.12``, ``7``) to its concrete image package, through apt.
 
-    ``cache`` is the kcrash cache, where flavours from other suites keep their private apt
-    configuration (None: ``~/.cache/kcrash``).
+    ``cache`` is the kcrash cache, where flavours from other suites (and other architectures) keep
+    their private apt configuration (None: ``~/.cache/kcrash``).
     """
     spec = get_flavour(flavour)
-    apt = _apt_for(cache, spec.suites)
+    apt = _apt_for(cache, spec.suites, arch)
+    image = _image_name(spec, arch)
     if spec.newest:
-        name, fields = _newest_matching(spec.image, apt)
+        name, fields = _newest_matching(image, apt)
     else:
-        name, fields = spec.image, _apt_show(spec.image, apt)
+        name, fields = image, _apt_show(image, apt)
     if not re.search(r"\d+\.\d+\.\d+", name.removeprefix("linux-image-")):
         concrete = [d for d in parse_depends(fields.get("Depends", "")) if d.startswith("linux-image-")]
         if not concrete:
             raise KernelPackageError(f"{name} depends on no linux-image package")
         name = concrete[0]
         fields = _apt_show(name, apt)
-    return KernelPackage(flavour, name, fields["Version"], name.removeprefix("linux-image-"), spec.suites)
+    return KernelPackage(flavour, name, fields["Version"], name.removeprefix("linux-image-"), spec.suites, arch)
 
 
 def kernel_dir(cache: Path, pkg: KernelPackage) -> Path:
@@ -206,8 +239,13 @@ def kernel_dir(cache: Path, pkg: KernelPackage) -> Path:
     return cache / "kernels" / pkg.key
 
 
-def _download(cache: Path, package: str, version: str, apt: PrivateApt | None) -> Path:
-    debs = cache / "debs"
+def _debs_dir(cache: Path, arch: str) -> Path:
+    # Packages of another architecture can have the same file name prefix (linux-kbuild-6.1_*).
+    return cache / "debs" if arch == next(iter(ARCHES)) else cache / "debs" / debian_arch(arch)
+
+
+def _download(cache: Path, package: str, version: str, apt: PrivateApt | None, arch: str = "x86_64") -> Path:
+    debs = _debs_dir(cache, arch)
     debs.mkdir(parents=True, exist_ok=True)
     for old in debs.glob(f"{package}_*.deb"):
         return old
@@ -218,8 +256,8 @@ def _download(cache: Path, package: str, version: str, apt: PrivateApt | None) -
     return found[0]
 
 
-def _fetch_debs(cache: Path, packages: list[str], apt: PrivateApt | None) -> list[Path]:
-    return [_download(cache, name, _apt_show(name, apt)["Version"], apt) for name in packages]
+def _fetch_debs(cache: Path, packages: list[str], apt: PrivateApt | None, arch: str = "x86_64") -> list[Path]:
+    return [_download(cache, name, _apt_show(name, apt)["Version"], apt, arch) for name in packages]
 
 
 # tar's complaints about members a package does not have (the caller probes what arrived).
@@ -281,10 +319,10 @@ def fetch_image(cache: Path, pkg: KernelPackage) -> KernelImage:
     found = cached_image(cache, pkg)
     if found is not None:
         return found
-    apt = _apt_for(cache, pkg.suites)
+    apt = _apt_for(cache, pkg.suites, pkg.arch)
     fields = _apt_show(pkg.name, apt)
     parts = [d for d in parse_depends(fields.get("Depends", "")) if pkg.release in d]
-    debs = [_download(cache, pkg.name, pkg.version, apt), *_fetch_debs(cache, parts, apt)]
+    debs = [_download(cache, pkg.name, pkg.version, apt, pkg.arch), *_fetch_debs(cache, parts, apt, pkg.arch)]
     root = kernel_dir(cache, pkg) / "image"
     _extract(debs, root)
     found = _probe_image(root, pkg.release)
@@ -314,11 +352,13 @@ def fetch_headers(cache: Path, pkg: KernelPackage) -> Path:
     root = kernel_dir(cache, pkg) / "headers"
     build = root / "usr" / "src" / f"linux-headers-{pkg.release}"
     if not (build / "Makefile").exists():
-        apt = _apt_for(cache, pkg.suites)
+        apt = _apt_for(cache, pkg.suites, pkg.arch)
         name = f"linux-headers-{pkg.release}"
         deps = parse_depends(_apt_show(name, apt).get("Depends", ""))
-        debs = _fetch_debs(cache, [name] + [d for d in deps if d.startswith(("linux-headers-", "linux-kbuild-"))],
-                           apt)
+        debs = _fetch_debs(cache, [name] + [d for d in deps if d.startswith("linux-headers-")], apt, pkg.arch)
+        # kbuild's host programs (fixdep, modpost) run here: the machine's architecture of linux-kbuild
+        kbuild = [d for d in deps if d.startswith("linux-kbuild-")]
+        debs += _fetch_debs(cache, kbuild, _apt_for(cache, pkg.suites))
         _extract(debs, root)
         for deb in debs:
             deb.unlink()
@@ -366,16 +406,33 @@ def fetch_debuginfo(cache: Path, pkg: KernelPackage) -> Path:
     found = cached_debuginfo(cache, pkg)
     if found is not None:
         return found
-    apt = _apt_for(cache, pkg.suites)
+    apt = _apt_for(cache, pkg.suites, pkg.arch)
     root = kernel_dir(cache, pkg) / "dbg"
     debug = f"./usr/lib/debug/lib/modules/{pkg.release}"
     members = [f"./usr/lib/debug/boot/vmlinux-{pkg.release}", f"{debug}/vmlinux"]
     members += [f"{debug}/kernel/drivers/*/{m}.ko*" for m in _DBG_MODULES]
-    (deb,) = _fetch_debs(cache, [f"{pkg.name}-dbg"], apt)
+    (deb,) = _fetch_debs(cache, [f"{pkg.name}-dbg"], apt, pkg.arch)
     _extract([deb], root, members)
     _relative_boot_link(root, pkg.release)
     found = _probe_debuginfo(root, pkg.release)
     if found is None:
         raise KernelPackageError(f"{deb.name} has no vmlinux for {pkg.release}")
     deb.unlink()
+    return found
+
+
+def fetch_busybox(cache: Path, arch: str) -> Path:
+    """A static busybox for guests of ``arch`` (a foreign one: from its ``busybox-static`` package,
+    unpacked under ``cache/tools/ARCH``, not installable beside the machine's); the machine's own
+    architecture uses the installed ``/bin/busybox``."""
+    if arch == next(iter(ARCHES)):
+        return Path("/bin/busybox")
+    root = cache / "tools" / debian_arch(arch) / "busybox-static"
+    found = root / "bin" / "busybox"
+    if not found.is_file():
+        (deb,) = _fetch_debs(cache, ["busybox-static"], _apt_for(cache, (), arch), arch)
+        _extract([deb], root, ["./bin/busybox"])
+        deb.unlink()
+        if not found.is_file():
+            raise KernelPackageError(f"{deb.name} has no bin/busybox")
     return found

@@ -72,9 +72,10 @@ def _busybox() -> Path:
     return _BUSYBOX
 
 
-def _contents(modules_root: Path, test_module: Path | None) -> dict[str, bytes]:
-    files = {"init": init_script(), "bin/busybox": _busybox().read_bytes()}
-    for name in GUEST_MODULES:
+def _contents(modules_root: Path, test_module: Path | None, busybox: Path | None = None,
+              modules: tuple[str, ...] = GUEST_MODULES) -> dict[str, bytes]:
+    files = {"init": init_script(), "bin/busybox": (busybox or _busybox()).read_bytes()}
+    for name in modules:
         try:
             files[f"modules/{name}.ko"] = _module_bytes(find_module(modules_root, name))
         except LabError:
@@ -85,10 +86,14 @@ def _contents(modules_root: Path, test_module: Path | None) -> dict[str, bytes]:
     return files
 
 
-def build_initramfs(cache: Path, modules_root: Path, test_module: Path | None) -> Path:
+def build_initramfs(cache: Path, modules_root: Path, test_module: Path | None, busybox: Path | None = None,
+                    modules: tuple[str, ...] = GUEST_MODULES) -> Path:
     """Build (or reuse) the initramfs; returns the path of the ``.cpio.gz``. Without a
-    ``test_module`` the guest boots without it (only kinds that need no module work there)."""
-    return cached_archive(cache, _contents(modules_root, test_module))
+    ``test_module`` the guest boots without it (only kinds that need no module work there).
+    ``busybox`` (default ``/bin/busybox``) and ``modules`` are given for a foreign architecture:
+    arm64 guests get Debian's arm64 static busybox and only ``qemu_fw_cfg`` (Debian's arm64 kernels
+    have no pvpanic; ``init.sh`` logs the failed insmod and goes on)."""
+    return cached_archive(cache, _contents(modules_root, test_module, busybox, modules))
 
 
 def cached_archive(cache: Path, files: dict[str, bytes], prefix: str = "") -> Path:

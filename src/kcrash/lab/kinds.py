@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from kcrash.errors import LabError
 
-__all__ = ["KINDS", "CrashKind", "get_kind", "supported_kinds"]
+__all__ = ["ARCH_UNSUPPORTED", "KINDS", "CrashKind", "get_kind", "supported_kinds", "unsupported_on_arch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +68,17 @@ def supported_kinds(test_module: bool) -> tuple[str, ...]:
     """Names of the kinds a kernel can crash with: all of them, or without the test module those
     that need none (sysrq, init, oom, nmi triggers)."""
     return tuple(name for name, kind in KINDS.items() if test_module or kind.trigger != "module")
+
+
+#: kinds that cannot work on a lab architecture, with the reason
+ARCH_UNSUPPORTED: dict[str, dict[str, str]] = {
+    "arm64": {
+        "DIVZERO": "arm64 integer division by zero does not trap (it yields 0)",
+        "NMI": "QEMU's virt machine has no NMI to inject (inject-nmi) and the kernel no unknown_nmi_panic",
+    },
+}
+
+
+def unsupported_on_arch(kind: CrashKind, arch: str) -> str | None:
+    """Why ``kind`` cannot crash a guest of ``arch``, or None when it can."""
+    return ARCH_UNSUPPORTED.get(arch, {}).get(kind.name)

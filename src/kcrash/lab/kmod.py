@@ -5,6 +5,12 @@ kcrash.lab.kmod
 Build the lab's own test module (``kcrash_test.ko``, C source shipped in ``kmod/``) out of tree
 against a kernel's unpacked Debian headers, with module BTF when possible. Builds are cached by
 kernel release and source hash. The module's runtime behaviour is described in its source.
+
+For an arm64 kernel the module is cross-built (``ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-``,
+Debian's ``gcc-12-aarch64-linux-gnu``); the headers tree then carries the machine's kbuild host
+programs (see :func:`kcrash.lab.debian.fetch_headers`). Its module BTF needs a vmlinux in the headers
+(Debian's arm64 6.12 headers ship one; an arm64 ``vmlinuz`` is a plain Image, with no ELF inside to
+recover), so without one the module is built without BTF.
 """
 
 from __future__ import annotations
@@ -17,15 +23,18 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from kcrash.errors import LabError, LabToolMissingError
+from kcrash.errors import KernelPackageError, LabError, LabToolMissingError
 from kcrash.lab.vmlinux import extract_vmlinux
 
-__all__ = ["MODULE_NAME", "BuiltModule", "build_module", "compiler_override", "module_source_hash"]
+__all__ = ["CROSS_COMPILE", "MODULE_NAME", "BuiltModule", "build_module", "compiler_override", "cross_args",
+           "module_source_hash"]
 
 MODULE_NAME = "kcrash_test"
 _SOURCES = ("kcrash_test.c", "Makefile")
 # The compiler modules are built with when the one a kernel was built with is not installed.
 _HOST_CC = "gcc-12"
+#: cross-compiler prefix per foreign lab architecture (the machine's is x86_64)
+CROSS_COMPILE = {"arm64": "aarch64-linux-gnu-"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +59,19 @@ def module_source_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def _ensure_btf_base(headers: Path, vmlinuz: Path) -> None:
+def _ensure_btf_base(headers: Path, vmlinuz: Path, arch: str = "x86_64") -> None:
     # kbuild makes module BTF against $(objtree)/vmlinux; Debian ships one only for some ABIs.
     # The stripped vmlinux inside vmlinuz keeps .BTF, which is all pahole needs.
     target = headers / "vmlinux"
     if not target.exists():
+        try:
+            data = extract_vmlinux(vmlinuz.read_bytes())
+        except KernelPackageError:
+            if arch == "x86_64":
+                raise
+            return  # an arm64 Image holds no ELF: kbuild skips the module's BTF
         tmp = target.with_suffix(".part")
-        tmp.write_bytes(extract_vmlinux(vmlinuz.read_bytes()))
+        tmp.write_bytes(data)
         tmp.rename(target)
 
 
@@ -68,16 +83,19 @@ def _has_section(path: Path, name: bytes) -> bool:
         return ELFFile(f).get_section_by_name(name.decode()) is not None
 
 
-def build_module(cache: Path, release: str, headers: Path, vmlinuz: Path) -> BuiltModule:
-    """Build (or reuse) ``kcrash_test.ko`` for ``release`` against the unpacked ``headers``."""
+def build_module(cache: Path, release: str, headers: Path, vmlinuz: Path, arch: str = "x86_64") -> BuiltModule:
+    """Build (or reuse) ``kcrash_test.ko`` for ``release`` against the unpacked ``headers``
+    (cross-built for a foreign ``arch``)."""
     if shutil.which("make") is None or shutil.which(_HOST_CC) is None:
         raise LabToolMissingError(f"make/{_HOST_CC}", f"make {_HOST_CC}")
+    if arch in CROSS_COMPILE and shutil.which(f"{CROSS_COMPILE[arch]}{_HOST_CC}") is None:
+        raise LabToolMissingError(f"{CROSS_COMPILE[arch]}{_HOST_CC}", f"{_HOST_CC}-{CROSS_COMPILE[arch][:-1]}")
     source_hash = module_source_hash()
     out = cache / "kmod" / f"{release}-{source_hash}"
     ko = out / f"{MODULE_NAME}.ko"
     if not ko.exists():
-        _ensure_btf_base(headers, vmlinuz)
-        _compile(out, headers)
+        _ensure_btf_base(headers, vmlinuz, arch)
+        _compile(out, headers, cross_args(arch))
     return BuiltModule(ko, _has_section(ko, b".BTF"), source_hash)
 
 
@@ -95,13 +113,18 @@ def compiler_override(headers: Path) -> list[str]:
     return [f"CC={_HOST_CC}"]
 
 
-def _compile(out: Path, headers: Path) -> None:
+def cross_args(arch: str) -> list[str]:
+    """``make`` arguments that cross-build for ``arch`` (none for the machine's x86_64)."""
+    return [f"ARCH={arch}", f"CROSS_COMPILE={CROSS_COMPILE[arch]}"] if arch in CROSS_COMPILE else []
+
+
+def _compile(out: Path, headers: Path, extra: list[str] | None = None) -> None:
     work = out.with_name(out.name + ".build")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     for name, data in _source_bytes().items():
         (work / name).write_bytes(data)
-    cmd = ["make", "-C", str(headers), f"M={work}", "modules", *compiler_override(headers)]
+    cmd = ["make", "-C", str(headers), f"M={work}", "modules", *compiler_override(headers), *(extra or [])]
     if not (headers / "tools" / "bpf" / "resolve_btfids" / "resolve_btfids").exists():
         cmd.append("RESOLVE_BTFIDS=true")  # the module uses no BTF ids; the tool is optional
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

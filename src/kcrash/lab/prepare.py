@@ -17,7 +17,10 @@ from kcrash.lab.initramfs import build_initramfs
 from kcrash.lab.kmod import BuiltModule, build_module
 from kcrash.lab.locks import cache_lock
 
-__all__ = ["PreparedKernel", "cache_lock", "fetch_debuginfo", "prepare_kernel"]
+#: modules a foreign-architecture (arm64) guest loads: Debian's arm64 kernels have no pvpanic
+FOREIGN_GUEST_MODULES = ("qemu_fw_cfg",)
+
+__all__ = ["FOREIGN_GUEST_MODULES", "PreparedKernel", "cache_lock", "fetch_debuginfo", "prepare_kernel"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +35,17 @@ class PreparedKernel:
     initramfs: Path
 
 
-def prepare_kernel(cache: Path, flavour: str) -> PreparedKernel:
-    """Fetch, unpack and build what booting ``flavour`` (``5.10``, ``6.1``, ``6.12``, ``7``) needs."""
-    pkg = debian.resolve_kernel(flavour, cache)
+def prepare_kernel(cache: Path, flavour: str, arch: str = "x86_64") -> PreparedKernel:
+    """Fetch, unpack and build what booting ``flavour`` (``5.10``, ``6.1``, ``6.12``, ``7``) of
+    ``arch`` (``x86_64``, ``arm64``) needs."""
+    pkg = debian.resolve_kernel(flavour, cache, arch)
     with cache_lock(cache, f"prepare-{pkg.key}"):
         return _prepare(cache, pkg)
 
 
-def fetch_debuginfo(cache: Path, flavour: str) -> Path:
-    """The ``-dbg`` vmlinux of ``flavour``, extracted once (under the same kind of lock)."""
-    pkg = debian.resolve_kernel(flavour, cache)
+def fetch_debuginfo(cache: Path, flavour: str, arch: str = "x86_64") -> Path:
+    """The ``-dbg`` vmlinux of ``flavour`` (of ``arch``), extracted once (under the same kind of lock)."""
+    pkg = debian.resolve_kernel(flavour, cache, arch)
     with cache_lock(cache, f"debuginfo-{pkg.key}"):
         return debian.fetch_debuginfo(cache, pkg)
 
@@ -51,6 +55,10 @@ def _prepare(cache: Path, pkg: debian.KernelPackage) -> PreparedKernel:
     module = None
     if debian.get_flavour(pkg.flavour).test_module:
         headers = debian.fetch_headers(cache, pkg)
-        module = build_module(cache, pkg.release, headers, image.vmlinuz)
-    initramfs = build_initramfs(cache, image.modules_root, module.path if module else None)
+        module = build_module(cache, pkg.release, headers, image.vmlinuz, pkg.arch)
+    if pkg.arch == "x86_64":
+        initramfs = build_initramfs(cache, image.modules_root, module.path if module else None)
+    else:
+        initramfs = build_initramfs(cache, image.modules_root, module.path if module else None,
+                                    debian.fetch_busybox(cache, pkg.arch), FOREIGN_GUEST_MODULES)
     return PreparedKernel(pkg, image.vmlinuz, image.modules_root, module, initramfs)

@@ -12,6 +12,10 @@ With ``VmConfig.ram_file`` set, guest RAM is a shared memory-backend file (``-ob
 memory-backend-file,id=ram0,...,share=on -machine memory-backend=ram0``), which is what
 ``kcrash collect qemu`` reads; the file is deleted when the VM is closed. :func:`shm_ram_file`
 picks a name in ``/dev/shm`` (tmpfs) when it exists.
+
+``VmConfig.arch`` ``arm64`` runs ``qemu-system-aarch64 -M virt -cpu max`` instead (TCG too). Debian's
+arm64 kernels have no pvpanic driver, so there is no ``GUEST_PANICKED`` event: :meth:`Vm.wait_console`
+watches the serial log for the end of the panic instead.
 """
 
 from __future__ import annotations
@@ -34,10 +38,14 @@ from qemu.qmp import EventListener, QMPClient, QMPError
 
 from kcrash.errors import LabError, LabTimeoutError, LabToolMissingError
 
-__all__ = ["QEMU_BINARY", "RAM_BACKEND_ID", "Vm", "VmConfig", "free_tcp_port", "qemu_command", "serial_tail",
-           "shm_ram_file"]
+__all__ = ["QEMU_BINARIES", "QEMU_BINARY", "RAM_BACKEND_ID", "Vm", "VmConfig", "free_tcp_port", "qemu_command",
+           "serial_tail", "shm_ram_file"]
 
 QEMU_BINARY = "qemu-system-x86_64"
+#: per lab architecture: the QEMU binary and the Debian package that has it
+QEMU_BINARIES: dict[str, tuple[str, str]] = {
+    "x86_64": (QEMU_BINARY, "qemu-system-x86"), "arm64": ("qemu-system-aarch64", "qemu-system-arm"),
+}
 _PR_SET_PDEATHSIG = 1
 #: the id of the memory backend holding guest RAM (``-machine memory-backend=``)
 RAM_BACKEND_ID = "ram0"
@@ -58,6 +66,8 @@ class VmConfig:
     extra: tuple[str, ...] = field(default_factory=tuple)
     #: guest RAM in this shared file (for ``kcrash collect qemu``); None = QEMU's anonymous RAM
     ram_file: Path | None = None
+    #: the guest architecture (a key of :data:`QEMU_BINARIES`)
+    arch: str = "x86_64"
 
 
 def shm_ram_file(tag: str) -> Path:
@@ -86,14 +96,25 @@ def _remove_stale_ram_files(base: Path) -> None:
             continue
 
 
-def qemu_command(cfg: VmConfig, binary: str = QEMU_BINARY) -> list[str]:
+def _x86_64_machine() -> tuple[list[str], list[str]]:
+    # the default pc machine; pvpanic pauses the guest in panic() (GUEST_PANICKED)
+    return [], ["-device", "pvpanic", "-action", "panic=pause"]
+
+
+def _aarch64_machine() -> tuple[list[str], list[str]]:
+    # virt has fw_cfg (for -device vmcoreinfo) and a PL011 UART (ttyAMA0); no pvpanic driver in the guest
+    return ["-machine", "virt", "-cpu", "max,pauth-impdef=on"], []
+
+
+def qemu_command(cfg: VmConfig, binary: str | None = None) -> list[str]:
     """The QEMU command line for ``cfg`` (the guest starts paused; QMP connects back to us)."""
+    machine, devices = _aarch64_machine() if cfg.arch == "arm64" else _x86_64_machine()
     cmd = [
-        binary, "-accel", "tcg", "-m", cfg.mem, "-smp", str(cfg.smp),
+        binary or QEMU_BINARIES[cfg.arch][0], *machine, "-accel", "tcg", "-m", cfg.mem, "-smp", str(cfg.smp),
         "-display", "none", "-monitor", "none", "-nodefaults", "-no-user-config",
         "-serial", f"file:{cfg.serial}",
         "-kernel", str(cfg.vmlinuz), "-initrd", str(cfg.initrd), "-append", cfg.append,
-        "-device", "vmcoreinfo", "-device", "pvpanic", "-action", "panic=pause",
+        "-device", "vmcoreinfo", *devices,
         "-qmp", f"unix:{cfg.qmp_socket}", "-no-reboot", "-S",
     ]
     if cfg.gdb_port is not None:
@@ -128,16 +149,16 @@ def _die_with_parent() -> None:
 class Vm:
     """One running guest. Use as ``async with Vm(cfg) as vm:``; QEMU is killed on exit."""
 
-    def __init__(self, cfg: VmConfig, binary: str = QEMU_BINARY) -> None:
+    def __init__(self, cfg: VmConfig, binary: str | None = None) -> None:
         self.cfg = cfg
-        self.binary = binary
+        self.binary = binary or QEMU_BINARIES[cfg.arch][0]
         self.proc: subprocess.Popen[bytes] | None = None
         self.qmp = QMPClient("kcrash-lab")
         self.started_at = 0.0
 
     async def __aenter__(self) -> Vm:
         if shutil.which(self.binary) is None:
-            raise LabToolMissingError(self.binary, "qemu-system-x86")
+            raise LabToolMissingError(self.binary, QEMU_BINARIES[self.cfg.arch][1])
         try:
             await self._launch()
         except BaseException:
@@ -199,6 +220,23 @@ class Vm:
                 if on_tick is not None:
                     await on_tick()
         raise LabTimeoutError(f"no {'/'.join(names)} from the guest within {timeout:.0f} s",
+                              serial_tail(self.cfg.serial))
+
+    async def wait_console(self, marker: bytes, timeout: float) -> None:
+        """Resume the guest and wait until ``marker`` appears in its serial log (for guests without
+        pvpanic). Raises :class:`LabTimeoutError` with the serial tail when time runs out, and
+        :class:`LabError` when QEMU exits first."""
+        await self.execute("cont")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if marker in self.cfg.serial.read_bytes():
+                    return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise LabError(f"QEMU exited (status {self.proc.returncode}) before {marker.decode()!r} on the "
+                               f"console: {self._stderr()}")
+            await asyncio.sleep(0.1)
+        raise LabTimeoutError(f"no {marker.decode()!r} on the guest console within {timeout:.0f} s",
                               serial_tail(self.cfg.serial))
 
     async def dump(self, path: Path, fmt: str = "elf") -> float:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kcrash.errors import LabToolMissingError
 
-__all__ = ["BOOT_TOOLS", "BUILD_TOOLS", "require_tools"]
+__all__ = ["ARCH_TOOLS", "BOOT_TOOLS", "BUILD_TOOLS", "require_tools"]
 
 # tool -> Debian package
 BUILD_TOOLS: dict[str, str] = {
@@ -21,13 +21,20 @@ BUILD_TOOLS: dict[str, str] = {
     "make": "make", "gcc-12": "gcc-12", "pahole": "dwarves",
 }
 BOOT_TOOLS: dict[str, str] = {"qemu-system-x86_64": "qemu-system-x86"}
+#: what a foreign-architecture guest needs instead of the x86-64 QEMU (its busybox comes from its archive)
+ARCH_TOOLS: dict[str, dict[str, str]] = {
+    "arm64": {"qemu-system-aarch64": "qemu-system-arm", "aarch64-linux-gnu-gcc-12": "gcc-12-aarch64-linux-gnu"},
+}
 
 
-def require_tools(boot: bool) -> None:
+def require_tools(boot: bool, arch: str = "x86_64") -> None:
     """Raise :class:`LabToolMissingError` for the first missing tool (QEMU first when booting)."""
-    wanted = {**BOOT_TOOLS, **BUILD_TOOLS} if boot else BUILD_TOOLS
+    if arch in ARCH_TOOLS:
+        wanted = {**ARCH_TOOLS[arch], **BUILD_TOOLS}
+    else:
+        wanted = {**BOOT_TOOLS, **BUILD_TOOLS} if boot else BUILD_TOOLS
     for tool, package in wanted.items():
         if shutil.which(tool) is None:
             raise LabToolMissingError(tool, package)
-    if not Path("/bin/busybox").exists():
+    if arch == "x86_64" and not Path("/bin/busybox").exists():
         raise LabToolMissingError("/bin/busybox", "busybox-static")
