@@ -155,3 +155,26 @@ def test_stale_lists_are_kept_when_the_archive_is_out_of_reach(tmp_path: Path,
     stamp.write_text(apt._sources_text([archive_for_suite(sources, "sid")]))
     os.utime(stamp, (0, 0))  # lists from 1970
     assert apt.private_apt(tmp_path, ("sid",), sources).root == root
+
+
+def test_a_foreign_architecture_gets_its_own_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_update(private: apt.PrivateApt, sources: str) -> None:
+        (private.root / "state" / "updated").write_text(sources)
+
+    monkeypatch.setattr(apt, "_update", fake_update)
+    monkeypatch.setattr(apt, "_host_arch", lambda: "amd64")
+    monkeypatch.setattr(apt, "_inherited_settings", list)
+    sources = parse_deb822_sources(DEB822)
+    host = apt.private_apt(tmp_path, ("sid",), sources)
+    arm = apt.private_apt(tmp_path, ("sid",), sources, arch="arm64")
+    assert host.root == tmp_path / "apt" / "sid" and arm.root == tmp_path / "apt" / "sid@arm64"
+    assert apt.private_apt(tmp_path, ("sid",), sources, arch="amd64").root == host.root
+    assert 'APT::Architectures { "arm64"; };' in arm.config.read_text()
+    assert 'APT::Architecture "amd64";' in host.config.read_text()
+
+
+def test_machine_suites_in_source_order() -> None:
+    sources = [AptSource(("http://a",), ("bookworm", "bookworm-updates"), ("main",)),
+               AptSource(("http://b",), ("bookworm-security",), ("main",)),
+               AptSource(("http://c",), ("bookworm",), ("contrib",))]
+    assert apt.machine_suites(sources) == ("bookworm", "bookworm-updates", "bookworm-security")

@@ -61,3 +61,26 @@ def test_module_kinds_are_refused_where_the_module_is_not_built() -> None:
 def test_crash_key_depends_on_whether_the_module_is_built() -> None:
     opts = CrashOptions("SYSRQ", "6.1")
     assert crash_key(_prepared("6.1", True), opts) != crash_key(_prepared("6.1", False), opts)
+
+
+def _arm64_prepared() -> PreparedKernel:
+    pkg = KernelPackage("6.12", "linux-image-6.12.1-arm64", "1", "6.12.1-arm64", arch="arm64")
+    return PreparedKernel(pkg, Path("/vmlinuz"), Path("/modules"), BuiltModule(Path("/m.ko"), False, "abc"),
+                          Path("/initrd-0123.cpio.gz"))
+
+
+def test_arm64_keys_and_names_carry_the_architecture() -> None:
+    x86 = _prepared("6.12", module=True)
+    key = crash_key(x86, CrashOptions("BUG", "6.12"))
+    assert key == crash_key(x86, CrashOptions("BUG", "6.12", arch="x86_64")) and "x86" not in key
+    arm = crash_key(_arm64_prepared(), CrashOptions("BUG", "6.12", arch="arm64"))
+    assert arm.startswith("bug-6.12-arm64-") and arm[-16:] != key[-16:]
+    line = kernel_cmdline(get_kind("bug"), kaslr=False, arch="arm64").split()
+    assert "console=ttyAMA0" in line and "console=ttyS0" not in line
+
+
+def test_kinds_arm64_cannot_do_are_refused() -> None:
+    with pytest.raises(LabError, match=r"DIVZERO does not work on arm64: .*does not trap"):
+        crash_key(_arm64_prepared(), CrashOptions("DIVZERO", "6.12", arch="arm64"))
+    with pytest.raises(LabError, match="NMI does not work on arm64"):
+        crash_key(_arm64_prepared(), CrashOptions("NMI", "6.12", arch="arm64"))

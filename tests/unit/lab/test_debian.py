@@ -181,3 +181,27 @@ def test_every_flavour_without_the_test_module_says_why() -> None:
     assert not debian.KERNEL_FLAVOURS["7"].test_module
     for flavour in debian.KERNEL_FLAVOURS.values():
         assert flavour.test_module or flavour.why, flavour.name
+
+
+def test_arm64_image_names_follow_the_amd64_ones() -> None:
+    assert debian._image_name(debian.get_flavour("6.1"), "arm64") == "linux-image-6.1.0-56-arm64"
+    assert debian._image_name(debian.get_flavour("6.12"), "arm64") == "linux-image-6.12-arm64"
+    assert debian._image_name(debian.get_flavour("6.1"), "x86_64") == debian.get_flavour("6.1").image
+    assert debian._image_name(debian.get_flavour("5.10"), "arm64").endswith(r"\d+-arm64")
+    assert debian.debian_arch("x86_64") == "amd64" and debian.debian_arch("arm64") == "arm64"
+    with pytest.raises(KernelPackageError, match="unknown architecture 'mips'"):
+        debian.debian_arch("mips")
+
+
+def test_foreign_packages_download_to_their_own_directory(tmp_path: Path) -> None:
+    # linux-kbuild-6.1 of amd64 and of arm64 have the same name: they must not be mistaken for each other
+    assert debian._debs_dir(tmp_path, "x86_64") == tmp_path / "debs"
+    assert debian._debs_dir(tmp_path, "arm64") == tmp_path / "debs" / "arm64"
+
+
+def test_the_machines_busybox_for_its_own_architecture(tmp_path: Path) -> None:
+    assert debian.fetch_busybox(tmp_path, "x86_64") == Path("/bin/busybox")
+    cached = tmp_path / "tools" / "arm64" / "busybox-static" / "bin" / "busybox"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"\x7fELF")
+    assert debian.fetch_busybox(tmp_path, "arm64") == cached  # unpacked once, not fetched again

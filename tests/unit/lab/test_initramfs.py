@@ -114,3 +114,13 @@ def test_cached_archive_names_by_content_and_packs_once(tmp_path: Path) -> None:
     out.write_bytes(b"kept")
     assert initramfs.cached_archive(tmp_path, files, prefix="kdump-") == out and out.read_bytes() == b"kept"
     assert initramfs.cached_archive(tmp_path, files).name == f"{digest.hexdigest()[:16]}.cpio.gz"
+
+
+def test_a_foreign_guest_gets_its_busybox_and_only_the_modules_asked_for(tmp_path: Path) -> None:
+    _modules(tmp_path, ["qemu_fw_cfg"])  # Debian's arm64 kernels have no pvpanic
+    busybox = tmp_path / "arm64-busybox"
+    busybox.write_bytes(b"\x7fELF arm64 busybox")
+    files = initramfs._contents(tmp_path, None, busybox, ("qemu_fw_cfg",))
+    assert files["bin/busybox"] == b"\x7fELF arm64 busybox"
+    assert sorted(n for n in files if n.startswith("modules/")) == ["modules/qemu_fw_cfg.ko"]
+    assert files["init"] == initramfs.init_script()

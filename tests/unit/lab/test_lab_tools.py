@@ -39,3 +39,14 @@ def test_busybox_and_all_present(monkeypatch: pytest.MonkeyPatch) -> None:
         require_tools(boot=True)
     _only_missing(monkeypatch, set())
     require_tools(boot=True)  # nothing missing: no error
+
+
+def test_arm64_needs_its_qemu_and_cross_compiler_not_the_x86_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    _only_missing(monkeypatch, {"qemu-system-x86_64"}, busybox=False)
+    require_tools(boot=True, arch="arm64")  # neither x86 QEMU nor the host's busybox is used
+    _only_missing(monkeypatch, {"aarch64-linux-gnu-gcc-12"})
+    with pytest.raises(LabToolMissingError, match="gcc-12-aarch64-linux-gnu"):
+        require_tools(boot=True, arch="arm64")
+    _only_missing(monkeypatch, {"qemu-system-aarch64"})
+    with pytest.raises(LabToolMissingError, match="qemu-system-arm"):
+        require_tools(boot=True, arch="arm64")

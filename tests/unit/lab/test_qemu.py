@@ -68,3 +68,37 @@ def test_stale_ram_files_of_dead_runners_are_removed(tmp_path: Path) -> None:
         p.write_bytes(b"x")
     _remove_stale_ram_files(tmp_path)
     assert not stale.exists() and alive.exists() and other.exists()
+
+
+def test_arm64_guests_run_on_the_virt_machine_without_pvpanic(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    cmd = qemu_command(replace(_cfg(tmp_path), append="console=ttyAMA0", arch="arm64"))
+    joined = " ".join(cmd)
+    assert cmd[0] == "qemu-system-aarch64"
+    assert cmd[cmd.index("-machine") + 1] == "virt" and cmd[cmd.index("-cpu") + 1].startswith("max")
+    assert "-device vmcoreinfo" in joined and "pvpanic" not in joined and "-action" not in cmd
+
+
+def test_wait_console_returns_at_the_marker_and_times_out_without_it(tmp_path: Path) -> None:
+    import asyncio
+
+    import pytest
+
+    from kcrash.errors import LabTimeoutError
+    from kcrash.lab.qemu import Vm
+
+    cfg = _cfg(tmp_path)
+    vm = Vm(cfg)
+    sent: list[str] = []
+
+    async def execute(cmd: str, args: object = None, timeout: float = 120) -> None:
+        sent.append(cmd)
+
+    vm.execute = execute  # type: ignore[method-assign]
+    cfg.serial.write_bytes(b"[ 1.0] Kernel panic - not syncing: x\n---[ end Kernel panic - not syncing: x ]---\n")
+    asyncio.run(vm.wait_console(b"---[ end Kernel panic", 5))
+    assert sent == ["cont"]
+    cfg.serial.write_bytes(b"[ 1.0] booting\n")
+    with pytest.raises(LabTimeoutError, match="end Kernel panic"):
+        asyncio.run(vm.wait_console(b"---[ end Kernel panic", 0.3))
