@@ -42,15 +42,16 @@ def kcrash_cache() -> Path:
 
 @pytest.fixture(scope="session")
 def lab_crash(kcrash_cache: Path) -> Callable[..., Path]:
-    """Factory: ``lab_crash(kind="sysrq", kernel="6.1", kaslr=False)`` -> crash directory.
+    """Factory: ``lab_crash(kind="sysrq", kernel="6.1", kaslr=False, arch="x86_64")`` -> crash directory.
 
     The directory holds ``vmcore.elf``, ``vmcore.kdump``, ``console.log`` and ``lab.json``. A crash
-    is produced on first use and reused from the cache afterwards.
+    is produced on first use and reused from the cache afterwards. ``arch="arm64"`` crashes Debian's
+    arm64 kernel under qemu-system-aarch64 (no ``vmcore.kcrash`` there).
     """
 
     @functools.cache
-    def make(kind: str = "sysrq", kernel: str = "6.1", kaslr: bool = False) -> Path:
-        return cached_crash(kcrash_cache, CrashOptions(kind, kernel, kaslr))
+    def make(kind: str = "sysrq", kernel: str = "6.1", kaslr: bool = False, arch: str = "x86_64") -> Path:
+        return cached_crash(kcrash_cache, CrashOptions(kind, kernel, kaslr, arch=arch))
 
     return make
 
@@ -68,11 +69,11 @@ def kdump_crash(kcrash_cache: Path) -> Callable[[str, str], Path]:
 
 
 @pytest.fixture(scope="session")
-def lab_vmlinux_dbg(kcrash_cache: Path) -> Callable[[str], Path]:
-    """Factory: ``lab_vmlinux_dbg(kernel)`` -> the Debian ``-dbg`` vmlinux of that kernel."""
+def lab_vmlinux_dbg(kcrash_cache: Path) -> Callable[..., Path]:
+    """Factory: ``lab_vmlinux_dbg(kernel, arch="x86_64")`` -> the Debian ``-dbg`` vmlinux of that kernel."""
 
     @functools.cache
-    def get(kernel: str) -> Path:
-        return fetch_debuginfo(kcrash_cache, kernel)
+    def get(kernel: str, arch: str = "x86_64") -> Path:
+        return fetch_debuginfo(kcrash_cache, kernel, arch)
 
     return get
