@@ -2,15 +2,21 @@
 kcrash.helpers.linux.stack
 ==========================
 
-Stack traces of a typed kernel target (``arch/x86/kernel/unwind_orc.c``,
-``arch/x86/include/asm/switch_to.h``, ``arch/x86/include/asm/cpu_entry_area.h``) with nothing but
-the dump: :func:`stack_trace` unwinds a task (``struct task_struct *``) or a CPU (its
-``NT_PRSTATUS`` registers) with :func:`kcrash.unwind.unwind`. The ORC tables come from kernel memory
-(vmlinux: ``__start_orc_unwind_ip`` … from kallsyms; modules: ``mod->arch.orc_unwind_ip``,
-``orc_unwind``, ``num_orcs``), the stack bounds from the task's ``stack``, the per-CPU IRQ stack
-(``pcpu_hot.hardirq_stack_ptr`` or ``hardirq_stack_ptr``) and exception stacks
-(``cea_exception_stacks``). A task running on a CPU is unwound from that CPU's registers, as drgn
-does; other tasks from the ``struct inactive_task_frame`` at ``task->thread.sp``. x86-64 only. The
+Stack traces of a typed kernel target with nothing but the dump: :func:`stack_trace` unwinds a
+task (``struct task_struct *``) or a CPU (its ``NT_PRSTATUS`` registers) with the unwinder of the
+dump's machine (:func:`kcrash.unwind.arch.arch_unwinder`). What the unwinders need from the kernel
+is found here, per machine. On x86-64 (``arch/x86/kernel/unwind_orc.c``,
+``arch/x86/include/asm/switch_to.h``, ``arch/x86/include/asm/cpu_entry_area.h``) the ORC tables
+come from kernel memory (vmlinux: ``__start_orc_unwind_ip`` … from kallsyms; modules:
+``mod->arch.orc_unwind_ip``, ``orc_unwind``, ``num_orcs``), the stack bounds from the task's
+``stack``, the per-CPU IRQ stack (``pcpu_hot.hardirq_stack_ptr`` or ``hardirq_stack_ptr``) and
+exception stacks (``cea_exception_stacks``), a sleeping task starts from the
+``struct inactive_task_frame`` at ``task->thread.sp``. On arm64 (``arch/arm64/kernel/stacktrace.c``,
+``arch/arm64/include/asm/stacktrace.h``, ``process.c``) the stacks are the task's, the per-CPU
+``irq_stack_ptr``, ``overflow_stack`` and SDEI stacks (``sdei_stack_normal_ptr``,
+``sdei_stack_critical_ptr``) where present; a sleeping task starts from ``task->thread.cpu_context``;
+return addresses lose their PAC bits (VMCOREINFO ``NUMBER(KERNELPACMASK)``); the ``pt_regs`` layout
+comes from BTF. A task running on a CPU is unwound from that CPU's registers, as drgn does. The
 NT_PRSTATUS note of CPU *n* is taken to be the *n*-th one (QEMU and kdump write them in CPU order).
 Symbolizing frames is the caller's business.
 """
@@ -18,14 +24,21 @@ Symbolizing frames is the caller's business.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from kcrash.errors import CorruptDumpError, FaultError, MissingDebugInfoError, SymbolNotFoundError, TypeLookupError
+from kcrash.errors import (
+    CorruptDumpError,
+    FaultError,
+    KcrashError,
+    MissingDebugInfoError,
+    SymbolNotFoundError,
+    TypeLookupError,
+)
 from kcrash.helpers.linux.list import list_for_each_entry
 from kcrash.memory.kernel import kernel_image_end
-from kcrash.types.object import Object
-from kcrash.types.percpu import per_cpu
+from kcrash.types.object import Object, offsetof
+from kcrash.types.percpu import per_cpu, per_cpu_offset
 from kcrash.types.program import Program
 from kcrash.unwind import (
     MemoryUnwindContext,
@@ -35,9 +48,10 @@ from kcrash.unwind import (
     StackRange,
     Trace,
     inactive_task_frame_registers,
-    unwind,
     vmlinux_orc_table,
 )
+from kcrash.unwind.arch import Aarch64Unwinder, ArchUnwinder, arch_unwinder
+from kcrash.unwind.arch.arm64 import Aarch64Kernel, cpu_context_registers
 
 __all__ = ["KernelUnwinder", "kernel_unwinder", "stack_trace"]
 
@@ -68,8 +82,29 @@ class KernelUnwinder:
 
     def __init__(self, prog: Program) -> None:
         self.prog = prog
+        #: the unwinder of the dump's machine
+        self.arch: ArchUnwinder = arch_unwinder(prog.machine)
         #: why there is no vmlinux ORC table (unknown layout, damaged, missing pages), or None
         self.orc_error: str | None = None
+        self.orc = OrcTables([])
+        self.modules_complete = True
+        self.thread_size = _thread_size(prog)
+        if prog.machine == "aarch64":
+            self.arch = Aarch64Unwinder(_aarch64_kernel(prog))
+            cpu_stacks: Callable[[Program, int, int], list[StackRange]] = _aarch64_cpu_stacks
+            text, self.modules_complete = _aarch64_text_ranges(prog)
+        else:
+            self._x86_64_orc(prog)
+            cpu_stacks = _x86_64_cpu_stacks
+        # A CPU whose per-CPU area is missing from the dump has no known IRQ/exception stacks and
+        # no known running task; the others are unaffected.
+        self.cpu_stacks = [s for cpu in range(self.num_cpus())
+                           for s in _cpu_stacks_or_none(prog, cpu, self.thread_size, cpu_stacks)]
+        self.text = text if prog.machine == "aarch64" else _text_ranges(prog, self.orc, self.modules_complete)
+        self._start = _aarch64_task_start(prog) if prog.machine == "aarch64" else _x86_64_task_start(prog)
+        self._running = {curr: cpu for cpu in range(self.num_cpus()) if (curr := _cpu_curr_or_none(prog, cpu))}
+
+    def _x86_64_orc(self, prog: Program) -> None:
         try:
             vmlinux = vmlinux_orc_table(prog.memory, prog.symbol_address("__start_orc_unwind_ip"),
                                         prog.symbol_address("__stop_orc_unwind_ip"),
@@ -79,19 +114,9 @@ class KernelUnwinder:
             # all unreliable; the traces say why.
             self.orc_error = str(exc)
             self.modules_complete = False
-            self.orc = OrcTables([])
         else:
             modules, self.modules_complete = _module_tables(prog, vmlinux.format, vmlinux.registers)
             self.orc = OrcTables([vmlinux, *modules])
-        self.thread_size = _thread_size(prog)
-        # A CPU whose per-CPU area is missing from the dump has no known IRQ/exception stacks and
-        # no known running task; the others are unaffected.
-        self.cpu_stacks = [s for cpu in range(self.num_cpus())
-                           for s in _cpu_stacks_or_none(prog, cpu, self.thread_size)]
-        self.text = _text_ranges(prog, self.orc, self.modules_complete)
-        self._frame = _task_frame_layout(prog)
-        self._ret_from_fork = _symbol_or_none(prog, "ret_from_fork_asm") or _symbol_or_none(prog, "ret_from_fork")
-        self._running = {curr: cpu for cpu in range(self.num_cpus()) if (curr := _cpu_curr_or_none(prog, cpu))}
 
     def num_cpus(self) -> int:
         """Return the number of CPUs with registers in the dump.
@@ -139,9 +164,9 @@ class KernelUnwinder:
         try:
             stack: StackRange | None = self.task_stack(per_cpu(self.prog, "runqueues", cpu).curr)
         except FaultError:
-            sp = regs.get_or_none("rsp")
+            sp = regs.get_or_none(self.arch.sp_register)
             stack = self._stack_around(sp) if sp is not None else None
-        return unwind(regs, self.context(stack), scan=scan)
+        return self.arch.unwind(regs, self.context(stack), scan=scan)
 
     def _stack_around(self, sp: int) -> StackRange | None:
         # Task stacks are THREAD_SIZE long and THREAD_SIZE aligned (THREAD_ALIGN, kernel/fork.c).
@@ -174,13 +199,11 @@ class KernelUnwinder:
         if cpu is not None:
             return self.unwind_cpu(cpu, scan=scan)
         ctx = self.context(self.task_stack(task))
-        thread_sp = int(task.thread.sp)
         try:
-            frame = self.prog.memory.read(thread_sp, self._frame.size)
-        except FaultError as exc:
-            return Trace((), f"cannot read the saved frame at thread.sp {thread_sp:#x}: {exc.reason}")
-        regs = inactive_task_frame_registers(frame, thread_sp, self._frame.members, self._frame.size)
-        return unwind(regs, ctx, interrupted=regs["rip"] == self._ret_from_fork, scan=scan)
+            regs, interrupted = self._start(task)
+        except _NoStart as exc:
+            return Trace((), str(exc))
+        return self.arch.unwind(regs, ctx, interrupted=interrupted, scan=scan)
 
 
 def kernel_unwinder(prog: Program) -> KernelUnwinder:
@@ -270,9 +293,10 @@ def _hardirq_stack_ptr(prog: Program, cpu: int) -> int:
 _MODULES_END = 0xFFFFFFFFFF000000
 
 
-def _cpu_stacks_or_none(prog: Program, cpu: int, thread_size: int) -> list[StackRange]:
+def _cpu_stacks_or_none(prog: Program, cpu: int, thread_size: int,
+                        find: Callable[[Program, int, int], list[StackRange]]) -> list[StackRange]:
     try:
-        return _cpu_stacks(prog, cpu, thread_size)
+        return find(prog, cpu, thread_size)
     except FaultError:
         return []
 
@@ -284,7 +308,7 @@ def _cpu_curr_or_none(prog: Program, cpu: int) -> int | None:
         return None
 
 
-def _cpu_stacks(prog: Program, cpu: int, thread_size: int) -> list[StackRange]:
+def _x86_64_cpu_stacks(prog: Program, cpu: int, thread_size: int) -> list[StackRange]:
     stacks = []
     top = _hardirq_stack_ptr(prog, cpu)
     if top:  # hardirq_stack_ptr is IRQ_STACK_SIZE (THREAD_SIZE) above the base, minus 8
@@ -326,3 +350,128 @@ def _task_frame_layout(prog: Program) -> _TaskFrameLayout:
     frame_type = prog.type("struct inactive_task_frame")
     members = {m.name: bits // 8 for m, bits in frame_type.iter_members() if m.name}
     return _TaskFrameLayout(members, frame_type.sizeof())
+
+
+class _NoStart(Exception):
+    """A sleeping task's saved context cannot be read (the message says why)."""
+
+
+_TaskStart = Callable[[Object], tuple[Registers, bool]]
+
+
+def _x86_64_task_start(prog: Program) -> _TaskStart:
+    # From the struct inactive_task_frame at task->thread.sp; a pc at ret_from_fork (a task that
+    # has never run) is not a return address.
+    layout = _task_frame_layout(prog)
+    ret_from_fork = _symbol_or_none(prog, "ret_from_fork_asm") or _symbol_or_none(prog, "ret_from_fork")
+
+    def start(task: Object) -> tuple[Registers, bool]:
+        thread_sp = int(task.thread.sp)
+        try:
+            frame = prog.memory.read(thread_sp, layout.size)
+        except FaultError as exc:
+            raise _NoStart(f"cannot read the saved frame at thread.sp {thread_sp:#x}: {exc.reason}") from exc
+        regs = inactive_task_frame_registers(frame, thread_sp, layout.members, layout.size)
+        return regs, regs["rip"] == ret_from_fork
+
+    return start
+
+
+def _aarch64_task_start(prog: Program) -> _TaskStart:
+    # From task->thread.cpu_context, saved by cpu_switch_to(): pc is a return address.
+    context_type = prog.type("struct cpu_context")
+    members = {m.name: bits // 8 for m, bits in context_type.iter_members() if m.name}
+    size = context_type.sizeof()
+
+    def start(task: Object) -> tuple[Registers, bool]:
+        address = int(task.thread.cpu_context.address_of_())
+        try:
+            data = prog.memory.read(address, size)
+        except FaultError as exc:
+            raise _NoStart(f"cannot read thread.cpu_context at {address:#x}: {exc.reason}") from exc
+        return cpu_context_registers(data, members), False
+
+    return start
+
+
+# OVERFLOW_STACK_SIZE (arch/arm64/include/asm/stacktrace.h) when the variable's type is not known
+_AARCH64_OVERFLOW_STACK_SIZE = 4096
+_U64_MASK = (1 << 64) - 1
+
+
+def _aarch64_cpu_stacks(prog: Program, cpu: int, thread_size: int) -> list[StackRange]:
+    # IRQ_STACK_SIZE and SDEI_STACK_SIZE are THREAD_SIZE; irq_stack_ptr and the SDEI pointers hold
+    # the stacks' bases (arch/arm64/kernel/irq.c, sdei.c)
+    offset = per_cpu_offset(prog, cpu)
+    stacks = []
+    for name, label in (("irq_stack_ptr", "IRQ"), ("sdei_stack_normal_ptr", "SDEI"),
+                        ("sdei_stack_critical_ptr", "SDEI critical")):
+        symbol = _symbol_or_none(prog, name)
+        base = prog.read_u64((symbol + offset) & _U64_MASK) if symbol is not None else 0
+        if base:
+            stacks.append(StackRange(base, base + thread_size, f"{label} {cpu}"))
+    overflow = _symbol_or_none(prog, "overflow_stack")
+    if overflow is not None:
+        try:
+            size = prog["overflow_stack"].type_.sizeof()
+        except (KcrashError, LookupError):
+            size = _AARCH64_OVERFLOW_STACK_SIZE
+        base = (overflow + offset) & _U64_MASK
+        stacks.append(StackRange(base, base + size, f"overflow {cpu}"))
+    return stacks
+
+
+def _aarch64_kernel(prog: Program) -> Aarch64Kernel:
+    pt_regs = prog.type("struct pt_regs")
+    stackframe = offsetof(pt_regs, "stackframe")
+    # Since Linux kernel commit c2c6b27b5aa1 (v6.13) pt_regs->stackframe is a struct
+    # frame_record_meta whose type tells a pt_regs record from the final one.
+    try:
+        meta: int | None = offsetof(prog.type("struct frame_record_meta"), "type")
+    except (TypeLookupError, KcrashError, LookupError):
+        meta = None
+    entry = _symbol_or_none(prog, "__entry_text_start"), _symbol_or_none(prog, "__entry_text_end")
+    table = prog.symbol_table
+
+    def function_start(pc: int) -> int | None:
+        found = table.symbolize_or_none(pc) if table is not None else None
+        return found[0].address if found is not None else None
+
+    return Aarch64Kernel(_aarch64_pac_mask(prog), stackframe, pt_regs.sizeof(), meta,
+                         ((entry[0], entry[1]),) if entry[0] is not None and entry[1] is not None else (),
+                         function_start)
+
+
+def _aarch64_pac_mask(prog: Program) -> int:
+    # NUMBER(KERNELPACMASK) when the kernel signs return addresses; else the bits a kernel address
+    # has set above VA_BITS (setting them again is harmless), GENMASK(54, VA_BITS)
+    info = prog.vmcoreinfo
+    mask = info.get_number_or_none("KERNELPACMASK") if info is not None else None
+    if mask:
+        return mask
+    va_bits = (info.get_number_or_none("VA_BITS") if info is not None else None) or 48
+    return ((1 << 55) - 1) & ~((1 << va_bits) - 1)
+
+
+def _aarch64_text_ranges(prog: Program) -> tuple[list[tuple[int, int]], bool]:
+    # vmlinux text, init text and each module's text (struct module_memory mem[MOD_TEXT] since
+    # Linux kernel commit ac3b43283923 (v6.4), core_layout before)
+    text = [(prog.symbol_address("_stext"), prog.symbol_address("_etext"))]
+    init = _symbol_or_none(prog, "_sinittext"), _symbol_or_none(prog, "_einittext")
+    if init[0] is not None and init[1] is not None:
+        text.append((init[0], init[1]))
+    walk = list_for_each_entry("struct module", prog["modules"].address_of_(), "list", limit=10_000)
+    complete = True
+    for mod in walk:
+        try:
+            try:
+                mem = mod.mem[0]
+                base, size = int(mem.base), int(mem.size)
+            except AttributeError:
+                base, size = int(mod.core_layout.base), int(mod.core_layout.text_size)
+        except (KcrashError, LookupError, AttributeError):
+            complete = False
+            continue
+        if base and 0 < size < 1 << 30:
+            text.append((base, base + size))
+    return text, complete and walk.truncated is None

@@ -365,6 +365,10 @@ def _analyse(ctx: UnwindContext, kernel: Aarch64Kernel, pc: int, interrupted: bo
         return None
     depth, fp_offset = 0, None
     for (insn,) in struct.iter_unpack("<I", code[: len(code) & ~3]):
+        if _ends_prologue(insn):
+            # control left the straight line before x29 was set: what ran before pc is unknown
+            # (an exception vector's stubs, a shrink-wrapped path); follow the records only
+            return None if interrupted else _Prologue(depth, None)
         depth, fp_offset, done = _simulate(insn, depth, fp_offset)
         if done:
             break
@@ -381,8 +385,6 @@ def _simulate(insn: int, depth: int, fp_offset: int | None) -> tuple[int, int | 
         depth += (insn >> 10 & 0xFFF) << (12 if insn & 1 << 22 else 0)
     elif insn & 0xFF800000 == 0x91000000 and rd == 29 and rn == 31:  # add x29, sp, #imm (mov x29, sp)
         fp_offset = depth - ((insn >> 10 & 0xFFF) << (12 if insn & 1 << 22 else 0))
-        return depth, fp_offset, True
-    elif _ends_prologue(insn):
         return depth, fp_offset, True
     return depth, fp_offset, False
 
