@@ -84,3 +84,15 @@ def test_kinds_arm64_cannot_do_are_refused() -> None:
         crash_key(_arm64_prepared(), CrashOptions("DIVZERO", "6.12", arch="arm64"))
     with pytest.raises(LabError, match="NMI does not work on arm64"):
         crash_key(_arm64_prepared(), CrashOptions("NMI", "6.12", arch="arm64"))
+
+
+def test_x86_64_keys_keep_the_formula_of_before_arm64() -> None:
+    # Cached x86-64 crashes are found by these keys: adding the arch option must not change them.
+    import hashlib
+
+    from kcrash.lab.crash import LAB_FORMAT
+
+    prepared = _prepared("6.12", module=True)
+    text = "|".join([str(LAB_FORMAT), prepared.package.key, "abc", "initrd-0123.cpio.gz", "BUG", "False", "256M", "2"])
+    expected = f"bug-6.12-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+    assert crash_key(prepared, CrashOptions("BUG", "6.12")) == expected
