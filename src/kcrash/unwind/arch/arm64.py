@@ -353,9 +353,9 @@ def _advance(ctx: UnwindContext, state: _State, next_fp: int, record: int, *, ch
 def _analyse(ctx: UnwindContext, kernel: Aarch64Kernel, pc: int, interrupted: bool) -> _Prologue | None:
     # Run the function's first instructions up to pc (a return address: up to the call; an
     # interrupted pc: the instructions before it), tracking CFA - sp and where x29 is set.
-    if kernel.function_start is None:
-        return None
-    start = kernel.function_start(pc if interrupted else pc - 4)
+    start = kernel.function_start(pc if interrupted else pc - 4) if kernel.function_start is not None else None
+    if start is None and not interrupted:
+        start = _guess_start(ctx, pc)
     if start is None or not start <= pc or pc - start > 1 << 20:
         return None
     end = min(pc, start + 4 * _PROLOGUE_INSNS)
@@ -373,6 +373,26 @@ def _analyse(ctx: UnwindContext, kernel: Aarch64Kernel, pc: int, interrupted: bo
         if done:
             break
     return _Prologue(depth, fp_offset)
+
+
+def _guess_start(ctx: UnwindContext, pc: int) -> int | None:
+    # No symbol (a module whose symbols are not loaded): the prologue is taken to start after the
+    # last ret/b before the nearest "add x29, sp, #imm" below pc, at most _PROLOGUE_INSNS back.
+    lo = max(pc - 4 * 4 * _PROLOGUE_INSNS, pc & ~0xFFF)
+    try:
+        code = ctx.read(lo, pc - lo)
+    except FaultError:
+        return None
+    words = [w for (w,) in struct.iter_unpack("<I", code[: len(code) & ~3])]
+    sets_fp = [i for i, w in enumerate(words) if w & 0xFF8003FF == 0x910003FD]
+    if not sets_fp:
+        return None
+    at = sets_fp[-1]
+    first = max(0, at - _PROLOGUE_INSNS // 4)
+    for i in range(at - 1, first - 1, -1):
+        if _ends_prologue(words[i]):
+            return lo + 4 * (i + 1)
+    return lo + 4 * first
 
 
 def _simulate(insn: int, depth: int, fp_offset: int | None) -> tuple[int, int | None, bool]:
