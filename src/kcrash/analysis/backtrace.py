@@ -152,9 +152,9 @@ def _frame_exception(prog: Program, index: int, frame: UnwindFrame) -> model.Exc
 
 def _exception(prog: Program, regs: Registers, address: int | None, *, user: bool) -> model.ExceptionFrame:
     values = regs.as_dict()
-    rip = values.get("rip", 0)
+    rip = values.get("rip", values.get("pc", 0))  # arm64 registers name it pc
     text = f"{rip:#x}" if user else prog.format_address(rip)
-    kind = "pt_regs" if "orig_rax" in values else "iret"
+    kind = "pt_regs" if "orig_rax" in values or "pstate" in values else "iret"
     return model.ExceptionFrame(address, kind, regs.values, text, user or regs.user_mode)
 
 
