@@ -67,6 +67,8 @@ def _start(prog: Program, ip: int) -> tuple[int, str | None]:
 def disassemble_around(prog: Program, ip: int, *, before: int = 12, after: int = 8) -> model.Disassembly:
     """Up to ``before`` instructions before the one at ``ip`` and ``after`` from it on."""
     start, function = _start(prog, ip)
+    if prog.machine != "x86_64":
+        return model.Disassembly(ip, function, (), f"the disassembler decodes x86-64 only, not {prog.machine}")
     try:
         data = prog.read(start, ip - start + _TAIL)
     except KcrashError as exc:
@@ -94,6 +96,8 @@ def frame_disassemblies(
     >>> [d.ip for d in frame_disassemblies(prog, [trace])]  # doctest: +SKIP
     [18446744072635812112]
     """
+    if prog.machine != "x86_64":
+        return ()  # x86-64 code only; the faulting IP's section says so
     pcs = sorted({frame.pc for trace in traces for frame in trace.frames})[:limit]
     return tuple(disassemble_around(prog, pc) for pc in pcs)
 

@@ -495,7 +495,8 @@ def crashing_context(prog: Program, cpu: int, frames: Sequence[model.Frame]) -> 
     start = (_panic_index(frames) or 0) + 1
     regs_frame = next((f for f in trace.frames[start:] if f.kind == "regs" and f.regs is not None), None)
     registers = regs_frame.regs.as_dict() if regs_frame is not None and regs_frame.regs is not None else ctx.registers
-    ip, sp = registers.get("rip", ctx.ip), registers.get("rsp", ctx.sp)
+    # x86-64 names the pc and sp rip and rsp; arm64 pc and sp
+    ip, sp = registers.get("rip", registers.get("pc", ctx.ip)), registers.get("rsp", registers.get("sp", ctx.sp))
     return model.CrashingContext(
         cpu,
         ctx.pid,

@@ -275,5 +275,6 @@ def crash_context(prog: Program, cpu: int | None = None) -> CrashContext:
         raise MissingDebugInfoError(f"the dump has no NT_PRSTATUS note for CPU {cpu}")
     regs = dict(prstatus.registers)
     task = per_cpu(prog, "runqueues", cpu).curr
-    return CrashContext(cpu, int(task.pid), task.comm.string_(), int(task), regs.get("rip", 0),
-                        regs.get("rsp", 0), regs)
+    # x86-64 names the pc and sp rip and rsp; arm64 pc and sp
+    return CrashContext(cpu, int(task.pid), task.comm.string_(), int(task), regs.get("rip", regs.get("pc", 0)),
+                        regs.get("rsp", regs.get("sp", 0)), regs)
