@@ -161,11 +161,20 @@ def _keys(info: VmcoreInfo) -> _Keys:
 
 
 def _field(raw: npt.NDArray[np.uint8], off: int | None, width: int = 8) -> U64:
+    # One member of every struct page, read in place through a strided view (no copy of mem_map).
     n = raw.shape[0]
     if off is None:
         return np.zeros(n, dtype=np.uint64)
     dtype = {8: "<u8", 4: "<u4", 1: "u1"}[width]
-    return np.ascontiguousarray(raw[:, off:off + width]).view(dtype).reshape(n).astype(np.uint64)
+    column: npt.NDArray[np.generic] = np.ndarray((n,), dtype=dtype, buffer=raw, offset=off, strides=(raw.shape[1],))
+    return column.astype(np.uint64)
+
+
+def _next(values: U64) -> U64:
+    # The same member of the next struct page (the first tail of a compound head); 0 after the last.
+    out = np.zeros_like(values)
+    out[:-1] = values[1:]
+    return out
 
 
 def _bit(flags: U64, numbers: dict[str, int], name: str) -> npt.NDArray[np.bool_]:
@@ -190,15 +199,14 @@ def _type_is(mapcount: U64, numbers: dict[str, int], name: str) -> npt.NDArray[n
 def _orders(k: _Keys, raw: npt.NDArray[np.uint8], head: npt.NDArray[np.bool_], pfns: U64
             ) -> tuple[U64, npt.NDArray[np.bool_]]:
     # (compound order, hugetlb) of head pages, read from the first tail page (the next struct page).
-    nxt = np.concatenate((raw[1:], np.zeros((1, raw.shape[1]), dtype=np.uint8)))
     hugetlb_bit = k.numbers.get("PG_hugetlb")
     if hugetlb_bit is not None:  # 6.6-6.8: folio._flags_1 holds the order (low byte) and PG_hugetlb
-        flags1 = _field(nxt, k.flags)
+        flags1 = _next(_field(raw, k.flags))
         order = flags1 & np.uint64(0xFF)
         hugetlb = _bit(flags1, k.numbers, "PG_hugetlb")
     else:
-        order = _field(nxt, k.compound_order, 1)  # u8 since 4.16; little-endian low byte before
-        hugetlb = _dtor_is_hugetlb(k, nxt)
+        order = _next(_field(raw, k.compound_order, 1))  # u8 since 4.16; little-endian low byte before
+        hugetlb = _dtor_is_hugetlb(k, raw)
     hugetlb |= _type_is(_field(raw, k.mapcount, 4), k.numbers, "PAGE_HUGETLB_MAPCOUNT_VALUE")
     bad = (order >= np.uint64(64)) | ((pfns & ((np.uint64(1) << np.minimum(order, np.uint64(63))) - np.uint64(1)))
                                       != np.uint64(0))
@@ -206,15 +214,16 @@ def _orders(k: _Keys, raw: npt.NDArray[np.uint8], head: npt.NDArray[np.bool_], p
     return order, hugetlb & head
 
 
-def _dtor_is_hugetlb(k: _Keys, nxt: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+def _dtor_is_hugetlb(k: _Keys, raw: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+    # compound_dtor of the next struct page (the first tail)
     if k.compound_dtor is None:
-        return np.zeros(nxt.shape[0], dtype=np.bool_)
+        return np.zeros(raw.shape[0], dtype=np.bool_)
     dtor_id = k.numbers.get("HUGETLB_PAGE_DTOR")
     if dtor_id is not None:  # an index since 4.4
-        return np.asarray(_field(nxt, k.compound_dtor, 1) == np.uint64(dtor_id), dtype=np.bool_)
+        return np.asarray(_next(_field(raw, k.compound_dtor, 1)) == np.uint64(dtor_id), dtype=np.bool_)
     if k.free_huge_page is not None:  # a function pointer before
-        return np.asarray(_field(nxt, k.compound_dtor) == np.uint64(k.free_huge_page), dtype=np.bool_)
-    return np.zeros(nxt.shape[0], dtype=np.bool_)
+        return np.asarray(_next(_field(raw, k.compound_dtor)) == np.uint64(k.free_huge_page), dtype=np.bool_)
+    return np.zeros(raw.shape[0], dtype=np.bool_)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,14 +4,18 @@ kcrash.collect.source
 
 Physical pages of an opened dump, for the writers: which pfns are RAM, which of them the dump
 actually holds (a filtered kdump file or an ELF file with ``p_filesz < p_memsz`` holds fewer), and
-``read_pages(pfn, count)``. ELF input is read straight from the file with ``pread`` (the
-``/proc/vmcore`` path of a capture kernel), anything else through the dump's physical segments.
+``read_pages(pfn, count)``. ELF input is read straight from the file (the ``/proc/vmcore`` path of a
+capture kernel): a run of pages of 64 KiB or more through a read-only ``mmap`` window of its own,
+which is unmapped when the last view of it goes (no copy into a new buffer, as makedumpfile maps
+``/proc/vmcore``), a smaller one, or any whose ``mmap`` fails or lies past the end of the file, with
+``pread``. Anything else is read through the dump's physical segments.
 A raw guest-RAM image (QEMU's memory-backend file) is :class:`RamFileSource`.
 """
 
 from __future__ import annotations
 
 import bisect
+import mmap
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -92,7 +96,7 @@ class DumpPages:
     segments: list[ElfSegment]
     _reader: _Reader
 
-    def read_pages(self, pfn: int, count: int) -> bytes:
+    def read_pages(self, pfn: int, count: int) -> bytes | memoryview:
         """Return ``count`` whole pages from ``pfn``; pages the dump lacks read as zeros."""
         return self._reader.read(pfn * self.page_size, count * self.page_size)
 
@@ -108,8 +112,9 @@ class _Reader:
         self.starts = [p[0] for p in self.pieces]
         self.fd = fd
         self.dump = dump
+        self.file_size = os.fstat(fd).st_size if fd is not None else 0
 
-    def read(self, address: int, size: int) -> bytes:
+    def read(self, address: int, size: int) -> bytes | memoryview:
         i = max(bisect.bisect_right(self.starts, address) - 1, 0)
         start, length, where = self.pieces[i] if self.pieces else (0, 0, 0)
         if start <= address and address + size <= start + length:  # the common case: one piece
@@ -123,8 +128,12 @@ class _Reader:
             i += 1
         return bytes(out)
 
-    def _piece(self, address: int, size: int, file_offset: int) -> bytes:
+    def _piece(self, address: int, size: int, file_offset: int) -> bytes | memoryview:
         if self.fd is not None:
+            if size >= _MAP_MIN and file_offset + size <= self.file_size:
+                view = _mapped(self.fd, file_offset, size)
+                if view is not None:
+                    return view
             return os.pread(self.fd, size, file_offset)
         try:
             return _segment_read(self.dump, address, size)
@@ -135,6 +144,20 @@ class _Reader:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+_MAP_MIN = 64 * 1024
+
+
+def _mapped(fd: int, offset: int, size: int) -> memoryview | None:
+    # A read-only view of the file's bytes [offset, offset + size); the window is unmapped when the
+    # view (and every array made from it) is gone.
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    try:
+        window = mmap.mmap(fd, offset + size - start, prot=mmap.PROT_READ, offset=start)
+    except (OSError, ValueError, OverflowError):
+        return None
+    return memoryview(window)[offset - start:]
 
 
 def _disjoint(pieces: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:

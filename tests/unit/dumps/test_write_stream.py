@@ -139,11 +139,15 @@ def test_page_runs() -> None:
 def test_compressor_stores_incompressible_pages_raw() -> None:
     rnd, text = os.urandom(4096), b"abcd" * 1024
     for codec in ("zlib", "lzo", "snappy", "zstd"):
-        comp = PageCompressor(codec, threads=2)
-        (stored_rnd, flag_rnd), (stored_txt, flag_txt) = comp.submit([rnd, text]).result()
-        comp.close()
+        comp = PageCompressor(codec)
+        (stored_rnd, flag_rnd), (stored_txt, flag_txt) = comp.compress([rnd, text])
         assert (stored_rnd, flag_rnd) == (rnd, 0)
         assert flag_txt != 0 and len(stored_txt) < 4096
+        # pack: the same bytes, back to back, for the chosen pages of a chunk
+        sizes, flags, blob = comp.pack(text + rnd + text, np.array([0, 1, 2]))
+        assert list(sizes) == [len(stored_txt), 4096, len(stored_txt)] and list(flags) == [flag_txt, 0, flag_txt]
+        assert blob == stored_txt + rnd + stored_txt
+        assert comp.pack(rnd + text, np.array([1]))[2] == stored_txt
     assert PageCompressor("none").compress([text]) == [(text, 0)]
     with pytest.raises(ValueError, match="unknown codec"):
         PageCompressor("lz4")

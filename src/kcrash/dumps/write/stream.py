@@ -4,7 +4,7 @@ kcrash.dumps.write.stream
 
 The streaming dump writers behind ``kcrash dump convert`` and ``kcrash collect``: a filtered
 kdump-compressed file (header version 6, plain or flattened, any codec, the shared zero page,
-compression on a thread pool) or a filtered ``/proc/vmcore``-shaped ELF64 file, written page run by
+compression in worker processes) or a filtered ``/proc/vmcore``-shaped ELF64 file, written page run by
 page run from a :class:`PageSource`, without holding the dump in memory.
 
 Which pages go in is decided by the caller (:mod:`kcrash.collect`) as two bitmaps over pfns: RAM
@@ -23,9 +23,8 @@ before the headers are written, no file is left and ``OSError`` (``ENOSPC``) is 
 
 from __future__ import annotations
 
-from collections import deque
+import struct
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -38,6 +37,7 @@ from kcrash.dumps.codecs import CODEC_FLAGS
 from kcrash.dumps.notes import parse_notes
 from kcrash.dumps.write.compress import PageCompressor
 from kcrash.dumps.write.output import DumpOutput, OutputFull
+from kcrash.dumps.write.workers import ForkPool
 
 __all__ = ["DumpMeta", "ElfSegment", "PageSource", "Progress", "WriteResult", "page_runs", "write_elf_dump",
            "write_kdump_dump"]
@@ -58,7 +58,7 @@ class PageSource(Protocol):
 
     page_size: int
 
-    def read_pages(self, pfn: int, count: int) -> bytes:
+    def read_pages(self, pfn: int, count: int) -> bytes | memoryview:
         """Return the pages ``[pfn, pfn + count)`` (all of them RAM)."""
         ...
 
@@ -170,11 +170,46 @@ def _kdump_headers(meta: DumpMeta, lay: _KdumpLayout, max_mapnr: int, status: in
     return header, sub + meta.notes
 
 
+_CHUNK_HEAD = struct.Struct("<qqq")  # pages, stored pages, blob bytes
+
+
+class _Encoder:
+    # Reads, zero-tests and compresses one chunk of pages; runs in the writing process or in a
+    # worker process (then its answer travels as bytes: _CHUNK_HEAD, nonzero, sizes, flags, blob).
+    def __init__(self, source: PageSource, comp: PageCompressor, exclude_zero: bool) -> None:
+        self.source, self.comp, self.bs, self.exclude_zero = source, comp, comp.page_size, exclude_zero
+
+    def encode(self, pfn: int, count: int
+               ) -> tuple[Bits, npt.NDArray[np.uint32], npt.NDArray[np.uint32], bytes | memoryview]:
+        data = self.source.read_pages(pfn, count)
+        if self.exclude_zero:
+            nonzero = np.asarray(np.frombuffer(data, dtype=np.uint64).reshape(count, self.bs // 8).any(axis=1))
+        else:
+            nonzero = np.ones(count, dtype=np.bool_)
+        sizes, flags, blob = self.comp.pack(data, np.flatnonzero(nonzero))
+        return nonzero, sizes, flags, blob
+
+    def encode_parts(self, pfn: int, count: int) -> list[bytes | memoryview]:
+        nonzero, sizes, flags, blob = self.encode(pfn, count)
+        return [_CHUNK_HEAD.pack(count, len(sizes), len(blob)), nonzero.tobytes(), sizes.tobytes(), flags.tobytes(),
+                blob]
+
+
+def _decode(msg: memoryview) -> tuple[Bits, npt.NDArray[np.uint32], npt.NDArray[np.uint32], memoryview]:
+    count, stored, size = _CHUNK_HEAD.unpack(msg[:_CHUNK_HEAD.size])
+    pos = _CHUNK_HEAD.size
+    nonzero = np.frombuffer(msg, dtype=np.bool_, count=count, offset=pos)
+    pos += count
+    sizes = np.frombuffer(msg, dtype=np.uint32, count=stored, offset=pos)
+    flags = np.frombuffer(msg, dtype=np.uint32, count=stored, offset=pos + 4 * stored)
+    pos += 8 * stored
+    return nonzero, sizes, flags, msg[pos:pos + size]
+
+
 class _KdumpWriter:
     # One kdump-compressed file being written; see write_kdump_dump.
-    def __init__(self, out: DumpOutput, source: PageSource, meta: DumpMeta, compressor: PageCompressor,
-                 lay: _KdumpLayout) -> None:
-        self.out, self.source, self.meta, self.comp, self.lay = out, source, meta, compressor, lay
+    def __init__(self, out: DumpOutput, meta: DumpMeta, lay: _KdumpLayout) -> None:
+        self.out, self.meta, self.lay = out, meta, lay
         self.exclude_zero = bool(meta.dump_level & 1)
         self.data_pos = lay.data_offset
         self.desc_index = 0
@@ -186,34 +221,23 @@ class _KdumpWriter:
             self.out.write(self.data_pos, bytes(self.lay.bs))
             self.data_pos += self.lay.bs
 
-    def submit(self, pfn: int, count: int) -> tuple[int, npt.NDArray[np.bool_], Future[list[tuple[bytes, int]]]]:
-        bs = self.lay.bs
-        data = self.source.read_pages(pfn, count)
-        if self.exclude_zero:
-            nonzero = np.asarray(np.frombuffer(data, dtype=np.uint64).reshape(count, bs // 8).any(axis=1))
-        else:
-            nonzero = np.ones(count, dtype=np.bool_)
-        pages = [data[i * bs:(i + 1) * bs] for i in np.flatnonzero(nonzero)]
-        return count, nonzero, self.comp.submit(pages)
-
-    def finish_chunk(self, count: int, nonzero: npt.NDArray[np.bool_],
-                     future: Future[list[tuple[bytes, int]]]) -> None:
-        stored = future.result()
+    def finish_chunk(self, nonzero: Bits, sizes: npt.NDArray[np.uint32], flags: npt.NDArray[np.uint32],
+                     blob: bytes | memoryview) -> None:
+        count = len(nonzero)
         descs = np.zeros(count, dtype=_DESC)
         descs["offset"] = self.lay.data_offset
         descs["size"] = self.lay.bs
-        if stored:
-            sizes = np.fromiter((len(s) for s, _ in stored), dtype=np.int64, count=len(stored))
+        if len(sizes):
             where = np.flatnonzero(nonzero)
-            descs["offset"][where] = self.data_pos + np.cumsum(sizes) - sizes
+            ends = np.cumsum(sizes, dtype=np.int64)
+            descs["offset"][where] = self.data_pos + ends - sizes
             descs["size"][where] = sizes
-            descs["flags"][where] = [f for _, f in stored]
-        blob = b"".join(s for s, _ in stored)
+            descs["flags"][where] = flags
         self.out.write(self.data_pos, blob)
         self.out.write(self.lay.pd_offset + self.desc_index * _DESC.itemsize, descs.tobytes())
         self.data_pos += len(blob)
         self.desc_index += count
-        self.zero_pages += count - len(stored)
+        self.zero_pages += count - len(sizes)
         self.written += count
 
 
@@ -222,8 +246,13 @@ def write_kdump_dump(path: Path, source: PageSource, ram: Bits, dumpable: Bits, 
                      progress: Progress | None = None, output: DumpOutput | None = None) -> WriteResult:
     """Write a kdump-compressed file (header version 6) of the ``dumpable`` pages at ``path``.
 
+    The file is the same whatever ``threads`` is: chunks are written in pfn order.
+
     :param ram: one bool per pfn, RAM (1st bitmap); its length is ``max_mapnr``
     :param dumpable: one bool per pfn, pages to write (2nd bitmap); a subset of ``ram``
+    :param threads: how many processes read, zero-test and compress the pages: 1 does it in this
+        process; more fork that many workers (:class:`~kcrash.dumps.write.workers.ForkPool`)
+        while this process writes
     :param output: where to write instead of ``path`` (a :class:`~kcrash.dumps.write.output.StreamOutput`
         for ``makedumpfile -F``-style output to a pipe)
     """
@@ -231,21 +260,19 @@ def write_kdump_dump(path: Path, source: PageSource, ram: Bits, dumpable: Bits, 
     lay = _kdump_layout(meta, max_mapnr, int(np.count_nonzero(dumpable)))
     status = CODEC_FLAGS.get(codec, 0)
     header, sub = _kdump_headers(meta, lay, max_mapnr, status | DUMP_DH_COMPRESSED_INCOMPLETE)
+    encoder = _Encoder(source, PageCompressor(codec, lay.bs), bool(meta.dump_level & 1))  # checks the codec
     out = output if output is not None else DumpOutput(path, flattened=flattened)
-    comp = PageCompressor(codec, lay.bs, threads)
-    writer = _KdumpWriter(out, source, meta, comp, lay)
+    writer = _KdumpWriter(out, meta, lay)
     _kdump_start(out, writer, header, sub, ram, dumpable)
     try:
-        _pump(writer, _chunks(dumpable), comp.threads, lay.num_dumpable, progress)
+        _pump(writer, encoder, _chunks(dumpable), threads, lay.num_dumpable, progress)
         done_header, _ = _kdump_headers(meta, lay, max_mapnr, status)
         out.patch(0, done_header)
     except OutputFull:
         pass
     except BaseException:
-        comp.close()
         out.commit()  # keep what was written, flagged incomplete
         raise
-    comp.close()
     return _result(out, lay.num_dumpable, writer.written, writer.zero_pages, writer.data_pos)
 
 
@@ -261,26 +288,35 @@ def _kdump_start(out: DumpOutput, writer: _KdumpWriter, header: bytes, sub: byte
         out.write(bm_off + lay.bitmap_len, _packbits(dumpable, lay.bitmap_len))
         writer.start()
     except BaseException as exc:
-        writer.comp.close()
         if isinstance(exc, OutputFull):
             out.abandon()
         out.discard()
         raise
 
 
-def _pump(writer: _KdumpWriter, chunks: list[tuple[int, int]], threads: int, total: int,
+def _pump(writer: _KdumpWriter, encoder: _Encoder, chunks: list[tuple[int, int]], workers: int, total: int,
           progress: Progress | None) -> None:
-    pending: deque[tuple[int, npt.NDArray[np.bool_], Future[list[tuple[bytes, int]]]]] = deque()
-    for pfn, count in chunks:
-        pending.append(writer.submit(pfn, count))
-        while len(pending) > 2 * threads:
-            writer.finish_chunk(*pending.popleft())
+    if workers <= 1 or len(chunks) < 2:
+        for pfn, count in chunks:
+            writer.finish_chunk(*encoder.encode(pfn, count))
             if progress is not None:
                 progress(writer.written, total)
-    while pending:
-        writer.finish_chunk(*pending.popleft())
-        if progress is not None:
-            progress(writer.written, total)
+        return
+    pool = ForkPool(encoder.encode_parts, min(workers, len(chunks)))
+    try:
+        depth = 3 * pool.workers  # tasks in flight: each worker has its next chunk queued
+        for pfn, count in chunks:
+            pool.submit(pfn, count)
+            while pool.in_flight > depth:
+                writer.finish_chunk(*_decode(pool.result()))
+                if progress is not None:
+                    progress(writer.written, total)
+        while pool.in_flight:
+            writer.finish_chunk(*_decode(pool.result()))
+            if progress is not None:
+                progress(writer.written, total)
+    finally:
+        pool.close()
 
 
 def _result(out: DumpOutput, total: int, written: int, zero: int, size: int) -> WriteResult:
@@ -387,7 +423,7 @@ def _cut_elf(out: DumpOutput, notes: bytes, loads: list[tuple[int, int, int, int
     out.patch(0, head[:_EHDR] + b"".join(phdrs))
 
 
-def _read_span(source: PageSource, paddr: int, size: int) -> bytes:
+def _read_span(source: PageSource, paddr: int, size: int) -> bytes | memoryview:
     bs = source.page_size
     first = paddr // bs
     count = -(-(paddr + size) // bs) - first
