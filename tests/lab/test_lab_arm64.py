@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from kcrash.lab.kinds import get_kind
+from kcrash.lab.kinds import get_kind, kind_for_arch
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.printk import get_dmesg  # noqa: E402  (after the importorskip)
 
 pytestmark = pytest.mark.lab
 
-CASES = [("SYSRQ", "6.12"), ("BUG", "6.12"), ("SYSRQ", "6.1"), ("BUG", "6.1")]
+CASES = [("SYSRQ", "6.12"), ("BUG", "6.12"), ("HUNG_ABBA", "6.12"), ("SYSRQ", "6.1"), ("BUG", "6.1")]
 EM_AARCH64 = 183
 NT_PRSTATUS = 1
 #: arm64 elf_prstatus: x0-x30, sp, pc, pstate (34 x 8 bytes) after the 112-byte common part, plus fpvalid
@@ -51,7 +51,8 @@ def test_arm64_crash_dir_holds_aarch64_dumps_and_the_panic(lab_crash: Callable[.
     assert info["kernel"]["release"].endswith("-arm64") and info["release_booted"] == info["kernel"]["release"]
     assert info["panic_detected_by"] == "console" and info["status_after_stop"] == "paused"
     assert info["collector"]["file"] is None and info["collector"]["skipped"]
-    assert get_kind(kind).panic_message in info["panic_line"]
+    assert kind_for_arch(get_kind(kind), "arm64").panic_message in info["panic_line"]
+    assert info["expected_panic_message"] in info["panic_line"]
     assert info["timings"]["boot_to_panic_s"] > 0 and info["timings"]["dump_elf_s"] > 0
     console = (out / "console.log").read_text(errors="replace")
     assert "console=ttyAMA0" in console and f"Kernel panic - not syncing: {info['panic_line']}" in console

@@ -38,7 +38,7 @@ from kcrash.collect.convert import ConvertOptions
 from kcrash.collect.qemu import collect_qemu
 from kcrash.errors import LabError, LabTimeoutError
 from kcrash.lab.debian import get_flavour
-from kcrash.lab.kinds import CrashKind, get_kind, supported_kinds, unsupported_on_arch
+from kcrash.lab.kinds import CrashKind, get_kind, kind_for_arch, supported_kinds, unsupported_on_arch
 from kcrash.lab.kmod import MODULE_NAME
 from kcrash.lab.prepare import PreparedKernel, prepare_kernel
 from kcrash.lab.qemu import Vm, VmConfig, shm_ram_file
@@ -98,6 +98,7 @@ def _supported_kind(prepared: PreparedKernel, name: str) -> CrashKind:
     why = unsupported_on_arch(kind, prepared.package.arch)
     if why:
         raise LabError(f"{kind.name} does not work on {prepared.package.arch}: {why}")
+    kind = kind_for_arch(kind, prepared.package.arch)
     if prepared.module is None and kind.trigger == "module":
         flavour = get_flavour(prepared.package.flavour)
         raise LabError(f"{kind.name} needs the test module, which is not built for kernel {flavour.name} "

@@ -11,11 +11,12 @@ kernels that cannot build it (see :class:`kcrash.lab.debian.Flavour`) run the ot
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kcrash.errors import LabError
 
-__all__ = ["ARCH_UNSUPPORTED", "KINDS", "CrashKind", "get_kind", "supported_kinds", "unsupported_on_arch"]
+__all__ = ["ARCH_PANIC_MESSAGES", "ARCH_UNSUPPORTED", "KINDS", "CrashKind", "get_kind", "kind_for_arch",
+           "supported_kinds", "unsupported_on_arch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +83,16 @@ ARCH_UNSUPPORTED: dict[str, dict[str, str]] = {
 def unsupported_on_arch(kind: CrashKind, arch: str) -> str | None:
     """Why ``kind`` cannot crash a guest of ``arch``, or None when it can."""
     return ARCH_UNSUPPORTED.get(arch, {}).get(kind.name)
+
+
+#: panic messages that differ on a lab architecture (measured on Debian's arm64 6.12: the overflow is
+#: caught on the overflow stack by handle_bad_stack -> panic_bad_stack -> nmi_panic)
+ARCH_PANIC_MESSAGES: dict[str, dict[str, str]] = {
+    "arm64": {"STACK_OVERFLOW": "kernel stack overflow"},
+}
+
+
+def kind_for_arch(kind: CrashKind, arch: str) -> CrashKind:
+    """``kind`` with the facts that differ on ``arch`` (its panic message)."""
+    message = ARCH_PANIC_MESSAGES.get(arch, {}).get(kind.name)
+    return replace(kind, panic_message=message) if message else kind

@@ -8,7 +8,7 @@ from importlib import resources
 import pytest
 
 from kcrash.errors import LabError
-from kcrash.lab.kinds import KINDS, get_kind, supported_kinds
+from kcrash.lab.kinds import KINDS, get_kind, kind_for_arch, supported_kinds, unsupported_on_arch
 
 
 def _module_kinds() -> set[str]:
@@ -47,3 +47,10 @@ def test_the_issue_list_of_kinds_is_covered() -> None:
 def test_without_the_test_module_only_module_free_kinds_remain() -> None:
     assert set(supported_kinds(False)) == {"SYSRQ", "INITEXIT", "OOM", "NMI"}
     assert supported_kinds(True) == tuple(KINDS)
+
+
+def test_arm64_kind_facts() -> None:
+    assert kind_for_arch(get_kind("STACK_OVERFLOW"), "arm64").panic_message == "kernel stack overflow"
+    assert kind_for_arch(get_kind("STACK_OVERFLOW"), "x86_64") is get_kind("STACK_OVERFLOW")
+    assert unsupported_on_arch(get_kind("DIVZERO"), "arm64") and unsupported_on_arch(get_kind("NMI"), "arm64")
+    assert unsupported_on_arch(get_kind("DIVZERO"), "x86_64") is None
