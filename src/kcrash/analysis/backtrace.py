@@ -30,6 +30,8 @@ from kcrash.types.program import Program
 from kcrash.unwind import Frame as UnwindFrame
 from kcrash.unwind import Registers
 from kcrash.unwind import Trace as UnwindTrace
+from kcrash.unwind.arch import Aarch64Unwinder
+from kcrash.unwind.arch.arm64 import strip_pac
 
 __all__ = [
     "BacktraceOptions",
@@ -117,12 +119,15 @@ def frame_details(prog: Program, trace: UnwindTrace, options: BacktraceOptions) 
     """One :class:`~kcrash.model.FrameDetail` per frame of ``trace``."""
     frames = trace.frames
     describe = _describer(prog) if options.symbolic else None
+    # x86-64 pushes a return address just below the caller's sp; an arm64 caller's sp is the
+    # callee's CFA, the return address lies in the callee's frame record (inside the frame)
+    ret_slot = 8 if prog.machine == "x86_64" else 0
     out = []
     for i, frame in enumerate(frames):
         following = frames[i + 1] if i + 1 < len(frames) else None
         words: tuple[model.StackWord, ...] = ()
         if options.words or options.symbolic:
-            words = _words(prog, frame.sp, _frame_end(frame, following, trace.user_regs_address), describe)
+            words = _words(prog, frame.sp, _frame_end(frame, following, trace.user_regs_address, ret_slot), describe)
         out.append(
             model.FrameDetail(
                 i,
@@ -158,7 +163,8 @@ def _exception(prog: Program, regs: Registers, address: int | None, *, user: boo
     return model.ExceptionFrame(address, kind, regs.values, text, user or regs.user_mode)
 
 
-def _frame_end(frame: UnwindFrame, following: UnwindFrame | None, user_regs_address: int | None) -> int:
+def _frame_end(frame: UnwindFrame, following: UnwindFrame | None, user_regs_address: int | None,
+               ret_slot: int = 8) -> int:
     # Up to the next frame's return address (a call/scan frame's sp is just above it) or saved
     # registers; the last frame on a stack runs to that stack's top (or to the user pt_regs).
     top = frame.stack[1] if frame.stack else frame.sp
@@ -168,7 +174,7 @@ def _frame_end(frame: UnwindFrame, following: UnwindFrame | None, user_regs_addr
         return top
     if following.regs_address is not None:
         return following.regs_address
-    return following.sp - 8
+    return following.sp - ret_slot
 
 
 def _words(
@@ -203,11 +209,15 @@ def _describer(prog: Program) -> Callable[[int], tuple[str | None, str | None]]:
     table = prog.symbol_table
     slab = _slab_cache_namer(prog)
     seen: dict[int, tuple[str | None, str | None]] = {}
+    # arm64 return addresses on the stack carry a pointer-authentication code: described stripped
+    arch = kernel_unwinder(prog).arch if prog.machine == "aarch64" else None
+    pac_mask = arch.kernel.pac_mask if isinstance(arch, Aarch64Unwinder) else 0
 
     def describe(value: int) -> tuple[str | None, str | None]:
         found = seen.get(value)
         if found is None:
-            found = seen[value] = _describe(table, slab, value)
+            plain = strip_pac(value, pac_mask) if pac_mask and value & 1 << 55 else value
+            found = seen[value] = _describe(table, slab, plain)
         return found
 
     return describe

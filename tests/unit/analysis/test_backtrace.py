@@ -164,3 +164,30 @@ def test_symbolic_words_name_symbols_and_slab_objects(monkeypatch: pytest.Monkey
 )
 def test_stack_marks_are_crashs(name: str | None, mark: str | None) -> None:
     assert stack_mark(name) == mark
+
+
+def test_arm64_frames_words_exception_and_pac(monkeypatch: pytest.MonkeyPatch) -> None:
+    # arm64: a frame's words run up to the next frame's sp (the return address lies in the callee's
+    # frame record, not below the caller's sp); a pt_regs frame shows its pc; -F strips PAC bits
+    from kcrash.unwind.arch import Aarch64Unwinder
+    from kcrash.unwind.arch.arm64 import Aarch64Kernel
+
+    pac = 0xFF7F800000000000
+    stack = _Stack()
+    signed = (TEXT + 0x20A) & ~pac | 0x0012_0000_0000_0000
+    stack.put(TASK + 0x18, signed)
+    monkeypatch.setattr(Program, "machine", property(lambda self: "aarch64"))
+    monkeypatch.setattr(backtrace, "kernel_unwinder", lambda prog: type("U", (), {
+        "arch": Aarch64Unwinder(Aarch64Kernel(pac_mask=pac))})())
+    monkeypatch.setattr(backtrace, "_slab_cache_namer", lambda prog: lambda value: None)
+    regs = Registers.from_mapping({"x29": TASK + 0x40, "sp": TASK + 0x40, "pc": TEXT + 0x105, "pstate": 0x3C5})
+    trace = Trace((
+        Frame(TEXT + 0x210, TASK + 0x10, True, None, "call", None, TASK_STACK),
+        Frame(TEXT + 0x220, TASK + 0x20, True, None, "call", None, TASK_STACK),
+        Frame(TEXT + 0x105, TASK + 0x40, True, regs, "regs", TASK + 0x28, TASK_STACK),
+    ), None)
+    details = frame_details(stack.prog, trace, BacktraceOptions(symbolic=True))
+    assert _addresses(details[0]) == [TASK + 0x10, TASK + 0x18]
+    assert details[0].words[1].symbol == "handler+0xa/0x100"  # the signed return address, stripped
+    exception = details[2].exception
+    assert exception is not None and exception.kind == "pt_regs" and exception.rip_text == "do_work+0x5/0x100"
