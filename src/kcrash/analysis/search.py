@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from kcrash.errors import KcrashError, SymbolNotFoundError
 from kcrash.helpers.linux.sched import find_task_or_none
-from kcrash.memory.translate.x86_64 import X86_64PageTables
+from kcrash.memory.layout import PageTables
 from kcrash.types.program import Program
 
 __all__ = ["kernel_half", "task_page_tables", "user_half"]
@@ -35,7 +35,7 @@ def kernel_half(levels: int) -> tuple[int, int]:
     return (1 << 64) - (1 << (56 if levels == 5 else 47)), 1 << 64
 
 
-def task_page_tables(prog: Program, pid: int) -> X86_64PageTables:
+def task_page_tables(prog: Program, pid: int) -> PageTables:
     """The page tables of task ``pid``'s address space (``task->mm->pgd``, translated to physical).
 
     :raises SymbolNotFoundError: no such task

@@ -22,7 +22,8 @@ from kcrash.errors import KcrashError, ValidationError
 from kcrash.helpers.layout import StructLayout
 from kcrash.helpers.linux.fs import d_path
 from kcrash.helpers.linux.vma import MmCounters, for_each_vma, task_rss, vm_flags_names, vma_find
-from kcrash.memory.translate.x86_64 import PageWalk, X86_64PageTables
+from kcrash.memory.layout import PageTables
+from kcrash.memory.translate.x86_64 import PageWalk
 from kcrash.types.object import Object
 from kcrash.types.program import Program
 
@@ -217,7 +218,7 @@ def task_vma_or_none(prog: Program, task: Object, address: int) -> Vma | None:
     return _VmaReader(prog, mm).read(vma) if int(vma) else None
 
 
-def user_page_tables(prog: Program, task: Object) -> X86_64PageTables:
+def user_page_tables(prog: Program, task: Object) -> PageTables:
     """The page tables of ``task``'s address space, rooted at its ``mm->pgd`` (the kernel's paging
     mode and SME mask; the PGD's physical address from the kernel's own page tables). Keep it to
     walk many addresses of one task.

@@ -25,7 +25,8 @@ from kcrash.cli.sym import resolve_address, symbol_table
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import CliError, KcrashError
 from kcrash.memory.kernel import KernelMemory, open_kernel_memory
-from kcrash.memory.translate.x86_64 import PageWalk, X86_64PageTables, cr3_to_pgd
+from kcrash.memory.layout import PageTables
+from kcrash.memory.translate.x86_64 import PageWalk, cr3_to_pgd
 
 __all__ = ["rd", "vtop"]
 
@@ -190,12 +191,12 @@ def _user_vtop(path: str, address: AddressArg, task_arg: int, as_json: bool) -> 
         raise CliError(f"virtual address {vaddr:#x} is not mapped: {walk.reason}", 1)
 
 
-def _tables(memory: KernelMemory, pgd: int | None, cr3: int | None) -> X86_64PageTables:
+def _tables(memory: KernelMemory, pgd: int | None, cr3: int | None) -> PageTables:
+    if cr3 is not None and memory.machine != "x86_64":
+        raise CliError(f"--cr3 is an x86-64 register; this is an {memory.machine} dump: use --pgd", 2)
     root = pgd if pgd is not None else cr3_to_pgd(cr3, kernel=False) if cr3 is not None else None
     if root is not None:
-        return X86_64PageTables(memory.page_tables.read_phys if memory.page_tables else
-                                (lambda a, n: memory.read(a, n, physical=True)), root,
-                                levels=memory.layout.levels, sme_mask=memory.layout.sme_mask)
+        return memory.page_tables_at(root)
     if memory.page_tables is None:
         raise CliError("no page tables: the dump has neither VMCOREINFO nor a CR3 note; use --pgd", 1)
     return memory.page_tables

@@ -24,6 +24,7 @@ from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.errors import CliError
 from kcrash.memory.kernel import KernelMemory, open_kernel_memory
 from kcrash.memory.search import X86_64_ESPFIX_AREA, Pattern, Search, search_physical, search_virtual
+from kcrash.memory.translate.x86_64 import X86_64PageTables
 
 __all__ = ["commands", "search"]
 
@@ -112,6 +113,9 @@ def _start(memory: KernelMemory, space: str, pattern: Pattern, lo: int | None, h
                                pattern, lo or 0, hi or 1 << 64)
     if memory.page_tables is None:
         raise CliError("no page tables: the dump has neither VMCOREINFO nor a CR3 note; search -p instead", 1)
+    if not isinstance(memory.page_tables, X86_64PageTables):
+        raise CliError(f"virtual search walks x86-64 page tables; this is an {memory.machine} dump: "
+                       "search -p instead", 1)
     # lazy: +1 ms CPU to import it after this module (measured, loaded host)
     from kcrash.analysis.search import kernel_half
 
@@ -127,6 +131,9 @@ def _run_user(dump_path: str, pid: int, pattern: Pattern, lo: int | None, hi: in
 
     with opened_target(dump_path, orc=False) as prog:
         tables = task_page_tables(prog, pid)
+        if not isinstance(tables, X86_64PageTables):
+            raise CliError(f"virtual search walks x86-64 page tables; this is an {prog.machine} dump: "
+                           "search -p instead", 1)
         half_lo, half_hi = user_half(tables.levels)
         found = search_virtual(tables, pattern, half_lo if lo is None else lo, half_hi if hi is None else hi,
                                physical=prog.memory.segments.ranges(physical=True))

@@ -29,6 +29,7 @@ __all__ = [
     "PageCounts",
     "ReadFn",
     "machine_from_e_machine",
+    "machine_from_notes_or_none",
     "machine_from_uname",
     "missing_pages_warning",
 ]
@@ -52,6 +53,21 @@ def machine_from_e_machine(e_machine: int) -> str:
 def machine_from_uname(machine: str) -> str:
     """Return the canonical machine of a ``utsname.machine`` string (unknown ones unchanged)."""
     return _UNAME_MACHINES.get(machine, machine)
+
+
+#: ``sizeof(struct elf_prstatus)`` of a 64-bit kernel -> machine (``pr_reg`` of 27 or 34 words)
+_PRSTATUS_SIZES = {336: MACHINE_X86_64, 392: MACHINE_AARCH64}
+
+
+def machine_from_notes_or_none(notes: Sequence[Note]) -> str | None:
+    """Return the machine the ``CORE``/``NT_PRSTATUS`` notes' size implies, or None.
+
+    For a header that does not name its machine: QEMU's kdump-compressed writer stores
+    ``utsname.machine`` ``"Unknown"`` for targets without ``ELF_MACHINE_UNAME`` (aarch64 in 7.2).
+    """
+    sizes = {len(n.desc) for n in notes if n.name == "CORE" and n.n_type == 1}
+    found = {_PRSTATUS_SIZES[size] for size in sizes if size in _PRSTATUS_SIZES}
+    return found.pop() if len(found) == 1 else None
 
 #: ``read_fn(address, size) -> bytes``: ``address`` is absolute (inside the segment), ``size`` > 0.
 #: It raises :class:`~kcrash.errors.FaultError` for pages it cannot supply.

@@ -26,10 +26,13 @@ from kcrash.dumps._bitmap import Bitmap
 from kcrash.dumps._cache import LruCache
 from kcrash.dumps._io import FileView, PlainFile, read_exact
 from kcrash.dumps.base import (
+    MACHINE_AARCH64,
+    MACHINE_X86_64,
     DumpDescription,
     DumpWarning,
     MemorySegment,
     PageCounts,
+    machine_from_notes_or_none,
     machine_from_uname,
     missing_pages_warning,
 )
@@ -171,8 +174,12 @@ class KdumpCompressed:
 
     @property
     def machine(self) -> str:
-        """Return the canonical machine of the header's ``utsname.machine``."""
-        return machine_from_uname(self.header.utsname.get("machine", ""))
+        """Return the canonical machine of the header's ``utsname.machine``; when that names no machine
+        kcrash knows (QEMU writes ``"Unknown"`` for aarch64), the one the CPU notes' layout implies."""
+        machine = machine_from_uname(self.header.utsname.get("machine", ""))
+        if machine in (MACHINE_X86_64, MACHINE_AARCH64):
+            return machine
+        return machine_from_notes_or_none(self.notes()) or machine
 
     def ram_runs(self) -> list[tuple[int, int]]:
         """Return the ``[start, end)`` pfn runs of RAM this file covers (excluded pages included)."""

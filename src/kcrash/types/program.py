@@ -33,7 +33,7 @@ from kcrash.dumps import open_dump
 from kcrash.errors import FaultError, MissingDebugInfoError, SymbolNotFoundError, TypeLookupError
 from kcrash.memory import open_kernel_memory
 from kcrash.memory.kernel import KernelLayout, KernelMemory
-from kcrash.memory.translate.x86_64 import X86_64PageTables
+from kcrash.memory.layout import PageTables
 from kcrash.types.btf import Btf, parse_btf
 from kcrash.types.declarations import KERNEL_DECLARATIONS, TypeSpec, parse_declarations, parse_type_spec
 from kcrash.types.model import Type, TypeKind, array_type, int_type, pointer_type
@@ -199,7 +199,7 @@ class Program:
         return self.vmcoreinfo.kerneloffset if self.vmcoreinfo is not None else None
 
     @property
-    def page_tables(self) -> X86_64PageTables | None:
+    def page_tables(self) -> PageTables | None:
         """The kernel's page tables, or None.
 
         None when the memory has no paging (a flat reader of virtual addresses, as tests build) or a dump
@@ -211,7 +211,7 @@ class Program:
         memory = self.memory
         return memory.page_tables if isinstance(memory, KernelMemory) else None
 
-    def page_tables_at(self, pgd: int) -> X86_64PageTables:
+    def page_tables_at(self, pgd: int) -> PageTables:
         """Return page tables rooted at physical ``pgd``.
 
         ``pgd`` is a task's ``mm->pgd``, translated; the tables use the kernel's paging mode (levels, SME
@@ -226,8 +226,7 @@ class Program:
         memory = self.memory
         if not isinstance(memory, KernelMemory) or memory.page_tables is None:
             raise MissingDebugInfoError("no kernel page tables in this target")
-        return X86_64PageTables(memory.page_tables.read_phys, pgd, levels=memory.layout.levels,
-                                sme_mask=memory.layout.sme_mask)
+        return memory.page_tables_at(pgd)
 
     # -- types ----------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from kcrash.dumps.base import machine_from_e_machine, machine_from_uname
 from kcrash.dumps.split import SplitDump
 from kcrash.dumps.write.elf_vmcore import bytes_segment, write_elf_vmcore
 from kcrash.dumps.write.kdump_compressed import KdumpSpec, write_kdump
+from kcrash.dumps.write.notes import build_note
 
 
 @pytest.mark.parametrize(("e_machine", "machine"), [(62, "x86_64"), (183, "aarch64")])
@@ -43,3 +44,11 @@ def test_machine_names() -> None:
     assert machine_from_e_machine(243) == "elf-machine-243"
     assert machine_from_uname("arm64") == "aarch64"
     assert machine_from_uname("riscv64") == "riscv64"
+
+
+@pytest.mark.parametrize(("size", "machine"), [(392, "aarch64"), (336, "x86_64"), (100, "Unknown")])
+def test_kdump_unknown_uname_machine_from_prstatus_size(tmp_path: Path, size: int, machine: str) -> None:
+    # QEMU 7.2 writes utsname.machine "Unknown" for aarch64 guests
+    notes = build_note("CORE", 1, b"\1" * size) * 2
+    write_kdump(tmp_path / "k", KdumpSpec(pages={1: b"x" * 4096}, max_mapnr=4, machine="Unknown", notes=notes))
+    assert open_dump(tmp_path / "k").machine == machine

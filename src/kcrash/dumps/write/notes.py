@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from kcrash._binary import binary_structs
-from kcrash.dumps.cpustate import PRSTATUS_REGISTERS_X86_64
+from kcrash.dumps.cpustate import PRSTATUS_REGISTERS_AARCH64, PRSTATUS_REGISTERS_X86_64
 
 __all__ = ["build_note", "build_prstatus", "build_qemu_cpu_state", "build_vmcoreinfo_note"]
 
@@ -29,10 +29,15 @@ def build_note(name: str, n_type: int, desc: bytes, *, little_endian: bool = Tru
     return hdr + _pad4(raw_name) + _pad4(desc)
 
 
-def build_prstatus(pid: int, registers: Mapping[str, int], *, little_endian: bool = True) -> bytes:
-    """Return an x86-64 ``CORE``/``NT_PRSTATUS`` note for one CPU."""
-    regs = {f"pr_reg{i}": registers.get(name, 0) for i, name in enumerate(PRSTATUS_REGISTERS_X86_64)}
-    desc = binary_structs(little_endian, 8).elf_prstatus_x86_64.pack(pr_pid=pid, **regs)
+def build_prstatus(pid: int, registers: Mapping[str, int], *, little_endian: bool = True,
+                   machine: str = "x86_64") -> bytes:
+    """Return a ``CORE``/``NT_PRSTATUS`` note for one CPU of ``machine`` (``"x86_64"``, ``"aarch64"``)."""
+    aarch64 = machine == "aarch64"
+    names = PRSTATUS_REGISTERS_AARCH64 if aarch64 else PRSTATUS_REGISTERS_X86_64
+    regs = {f"pr_reg{i}": registers.get(name, 0) for i, name in enumerate(names)}
+    structs = binary_structs(little_endian, 8)
+    layout = structs.elf_prstatus_aarch64 if aarch64 else structs.elf_prstatus_x86_64
+    desc = layout.pack(pr_pid=pid, **regs)
     return build_note("CORE", 1, desc, little_endian=little_endian)
 
 

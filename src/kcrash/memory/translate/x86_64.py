@@ -50,9 +50,10 @@ MAX_TABLES = 1 << 18
 _PTI_USER_BIT = 1 << 12
 
 
-def entry_flags(value: int) -> tuple[str, ...]:
-    """Return the names of the set flag bits of a page-table entry."""
-    return tuple(name for bit, name in _FLAG_NAMES if value >> bit & 1)
+def entry_flags(value: int, names: tuple[tuple[int, str], ...] = _FLAG_NAMES) -> tuple[str, ...]:
+    """Return the names of the set flag bits of a page-table entry (``names``: ``(bit, name)`` pairs,
+    x86-64's by default)."""
+    return tuple(name for bit, name in names if value >> bit & 1)
 
 
 def cr3_to_pgd(cr3: int, *, sme_mask: int = 0, kernel: bool = True) -> int:
@@ -65,13 +66,14 @@ def cr3_to_pgd(cr3: int, *, sme_mask: int = 0, kernel: bool = True) -> int:
 @dataclass(frozen=True, slots=True)
 class PageTableEntry:
     """One level of a walk: ``level`` name, the ``table`` it is in, ``index``, its physical
-    ``address`` and ``value``."""
+    ``address`` and ``value``; ``flag_names`` are the architecture's ``(bit, name)`` pairs."""
 
     level: str
     table: int
     index: int
     address: int
     value: int
+    flag_names: tuple[tuple[int, str], ...] = _FLAG_NAMES
 
     @property
     def present(self) -> bool:
@@ -81,7 +83,7 @@ class PageTableEntry:
     @property
     def flags(self) -> tuple[str, ...]:
         """Return the flag names."""
-        return entry_flags(self.value)
+        return entry_flags(self.value, self.flag_names)
 
 
 @dataclass(frozen=True, slots=True)
