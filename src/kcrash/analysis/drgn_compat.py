@@ -131,7 +131,8 @@ class StackFrame:
     def registers(self) -> dict[str, int]:
         """The registers known in this frame (all of them only where it was interrupted)."""
         regs = self._frame.regs.as_dict() if self._frame.regs is not None else {}
-        return {**regs, "rip": self.pc, "rsp": self.sp}
+        pc, sp = _pc_sp_names(self._trace.prog)
+        return {**regs, pc: self.pc, sp: self.sp}
 
     def register(self, reg: str) -> int:
         """One register's value (LookupError if it is not known in this frame)."""
@@ -164,6 +165,11 @@ class StackFrame:
         return f"StackFrame(#{self._index} {self._where()}, pc={self.pc:#x}, sp={self.sp:#x})"
 
 
+def _pc_sp_names(prog: Program) -> tuple[str, str]:
+    # the register names of the pc and sp: rip/rsp on x86-64, pc/sp on arm64
+    return ("pc", "sp") if prog.machine == "aarch64" else ("rip", "rsp")
+
+
 class StackTrace:
     """drgn's ``StackTrace``: frames innermost first, then (after a system call or an interrupt
     from user mode) the user-mode frame, as drgn shows it. ``truncated`` says why the unwinder
@@ -175,7 +181,8 @@ class StackTrace:
         frames = list(trace.frames)
         if trace.user_regs is not None:
             regs = trace.user_regs
-            frames.append(Frame(regs["rip"], regs["rsp"], True, regs, "regs", trace.user_regs_address))
+            pc, sp = _pc_sp_names(prog)
+            frames.append(Frame(regs[pc], regs[sp], True, regs, "regs", trace.user_regs_address))
         self._frames = [StackFrame(self, i, frame) for i, frame in enumerate(frames)]
 
     def __len__(self) -> int:
