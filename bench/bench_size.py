@@ -3,6 +3,7 @@
 
 Usage: .venv/bin/python bench/bench_size.py [--mem 256M 2G 4G] [--repeat R] [--report-repeat R]
                                             [--skip-collect] [--skip-report] [--workdir DIR] [--json]
+                                            [--kcrash-threads default,1,2]
 
 1. The dumps: ``cached_crash(cache, CrashOptions("bug", "6.12", False, mem=MEM))`` (the same crash as
    ``kcrash lab crash bug --kernel 6.12 --mem MEM``, kept in the lab cache; made when missing, which boots a TCG
@@ -10,7 +11,9 @@ Usage: .venv/bin/python bench/bench_size.py [--mem 256M 2G 4G] [--repeat R] [--r
 2. Collect: each dump's ``vmcore.elf`` as a /proc/vmcore-shaped ELF (``convert_to_proc_vmcore``), then
    ``kcrash collect vmcore -d 31`` vs ``makedumpfile -d 31`` for zlib (-c), lzo (-l) and none, whole processes under
    ``/usr/bin/time`` (bench/collect_vs_makedumpfile.py's ``run``): median wall and CPU (user + system) of R runs,
-   the kcrash/makedumpfile ratios, and their trend from the smallest to the largest dump.
+   the kcrash/makedumpfile ratios, and their trend from the smallest to the largest dump; ``--kcrash-threads``
+   adds kcrash runs with ``--num-threads N`` (rows ``kcrash-tN``) beside the default. The load average before and
+   after each size is printed (the machine may be shared).
 3. Report: ``kcrash report DUMP --no-color -o FILE`` on ``vmcore.elf`` and ``vmcore.kdump`` of each size: once
    with an empty ``KCRASH_CACHE`` (cold) and R times with a warm one; wall, CPU, peak RSS (``%M``) and the
    ratios to the smallest dump (targets: wall within 1.2x, peak RSS <= 150 MiB).
@@ -31,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from collect_vs_makedumpfile import _cmds, _timed, run
+from collect_vs_makedumpfile import _cmds, _timed, loadavg, run
 
 from kcrash.cli.common import cache_dir
 from kcrash.dumps import open_dump
@@ -52,7 +55,8 @@ def crash_dirs(mems: list[str]) -> dict[str, Path]:
     return dirs
 
 
-def collect(dirs: dict[str, Path], repeat: int, workdir: str, env: dict[str, str]) -> list[dict[str, object]]:
+def collect(dirs: dict[str, Path], repeat: int, workdir: str, env: dict[str, str],
+            threads: tuple[str, ...] = ("default",)) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for mem, d in dirs.items():
         src = Path(workdir) / f"proc-vmcore-{mem}"
@@ -64,8 +68,10 @@ def collect(dirs: dict[str, Path], repeat: int, workdir: str, env: dict[str, str
         with tempfile.TemporaryDirectory(dir=workdir) as out:
             if not rows:  # fill the bytecode cache of the collector, untimed
                 _timed(_cmds(str(src), os.path.join(out, "warm"), "-l", False)["kcrash"], env)
-            for row in run(str(src), repeat, out, env, CODECS):
+            before = loadavg()
+            for row in run(str(src), repeat, out, env, CODECS, threads):
                 rows.append({"mem": mem, "input_size": src.stat().st_size, **row})
+            print(f"# {mem}: load average {before} before, {loadavg()} after", file=sys.stderr, flush=True)
         src.unlink()
     return rows
 
@@ -102,13 +108,15 @@ def print_collect(rows: list[dict[str, object]]) -> None:
               f"{r['identical']!s:>10}")
     print("\ntrend of kcrash/makedumpfile (wall ratio / CPU ratio) by dump size:")
     mems = list(dict.fromkeys(str(r["mem"]) for r in rows))
-    for codec in CODECS:
-        cells = []
-        for mem in mems:
-            k = next(r for r in rows if r["mem"] == mem and r["codec"] == codec and r["tool"] == "kcrash")
-            m = ref[(mem, codec)]
-            cells.append(f"{mem} {_ratio(k['wall'], m['wall'])}/{_ratio(k['cpu'], m['cpu'])}")
-        print(f"  {codec:>5}: " + "  ->  ".join(cells))
+    tools = list(dict.fromkeys(str(r["tool"]) for r in rows if str(r["tool"]).startswith("kcrash")))
+    for tool in tools:
+        for codec in CODECS:
+            cells = []
+            for mem in mems:
+                k = next(r for r in rows if r["mem"] == mem and r["codec"] == codec and r["tool"] == tool)
+                m = ref[(mem, codec)]
+                cells.append(f"{mem} {_ratio(k['wall'], m['wall'])}/{_ratio(k['cpu'], m['cpu'])}")
+            print(f"  {tool:>10} {codec:>5}: " + "  ->  ".join(cells))
 
 
 def print_report(rows: list[dict[str, object]]) -> None:
@@ -132,6 +140,7 @@ def main() -> None:
     ap.add_argument("--skip-report", action="store_true")
     ap.add_argument("--workdir")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--kcrash-threads", default="default", help="comma-separated: default and/or counts")
     args = ap.parse_args()
     dirs = crash_dirs(args.mem)
     result: dict[str, list[dict[str, object]]] = {}
@@ -147,7 +156,7 @@ def main() -> None:
                 print_report(result["report"])
                 print(flush=True)
         if not args.skip_collect:
-            result["collect"] = collect(dirs, args.repeat, tmp, env)
+            result["collect"] = collect(dirs, args.repeat, tmp, env, tuple(args.kcrash_threads.split(",")))
             if not args.json:
                 print_collect(result["collect"])
     if args.json:

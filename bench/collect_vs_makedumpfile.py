@@ -1,6 +1,7 @@
 """The capture-kernel collector: ``kcrash collect vmcore`` vs ``makedumpfile`` with the same arguments, side by side.
 
 Usage: .venv/bin/python bench/collect_vs_makedumpfile.py VMCORE [--repeat R] [--workdir DIR] [--json]
+                                                          [--kcrash-threads default,1,2]
 
 VMCORE is a /proc/vmcore-shaped ELF file (``kcrash.dumps.write.elf_vmcore.convert_to_proc_vmcore`` of a lab
 dump; makedumpfile 1.7.2 cannot read QEMU's own ELF). For each codec flag at ``-d 31`` (``-c`` zlib, ``-l`` lzo,
@@ -9,7 +10,10 @@ as whole processes under ``/usr/bin/time`` with the same argument vector (kcrash
 ARGS``, the way kdump-tools would run it through a ``makedumpfile`` shim), alternating, R times; the median
 wall and CPU (user + system) time, peak RSS, output size, the ratios kcrash/makedumpfile and whether the two files are
 byte-identical are printed. kcrash runs with compiled bytecode in a private ``PYTHONPYCACHEPREFIX`` (one
-untimed run fills it), with its default compression threads (the CPUs it may use, for zlib and zstd).
+untimed run fills it), with its default compression processes (``--num-threads``; the CPUs it may use, for zlib
+and zstd); ``--kcrash-threads default,1,2`` runs it once per listed count as its own tool (``kcrash``,
+``kcrash-t1``, ``kcrash-t2``), interleaved with the others. The load average (``/proc/loadavg``) before and after
+is printed: the machine may be shared.
 """
 
 from __future__ import annotations
@@ -38,31 +42,40 @@ _FLAGS = (("zlib", "-c", True), ("lzo", "-l", True), ("none", None, True), ("zst
           ("snappy", "-p", False))
 
 
-def _cmds(src: str, out: str, flag: str | None, with_mdf: bool) -> dict[str, list[str]]:
+def loadavg() -> str:
+    """Return the first three fields of /proc/loadavg (1, 5 and 15 minutes)."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _cmds(src: str, out: str, flag: str | None, with_mdf: bool,
+          threads: tuple[str, ...] = ("default",)) -> dict[str, list[str]]:
     args = ([flag] if flag else []) + ["-d", "31", src]
     kcrash = str(Path(sys.executable).with_name("kcrash"))
-    cmds = {"kcrash": [kcrash, "collect", "vmcore", *args, out + ".k"]}
+    cmds = {}
+    for t in threads:
+        name, extra = ("kcrash", []) if t == "default" else (f"kcrash-t{t}", ["--num-threads", t])
+        cmds[name] = [kcrash, "collect", "vmcore", *extra, *args, out + "." + name]
     if with_mdf:
         cmds["makedumpfile"] = ["makedumpfile", *args, out + ".m"]
     return cmds
 
 
 def run(src: str, repeat: int, workdir: str, env: dict[str, str],
-        codecs: tuple[str, ...] | None = None) -> list[dict[str, object]]:
+        codecs: tuple[str, ...] | None = None, threads: tuple[str, ...] = ("default",)) -> list[dict[str, object]]:
     """Median rows per (codec, tool); ``codecs`` limits the codecs run (default: all of ``_FLAGS``)."""
     rows: list[dict[str, object]] = []
     for codec, flag, with_mdf in _FLAGS:
         if codecs is not None and codec not in codecs:
             continue
         out = os.path.join(workdir, codec)
-        cmds = _cmds(src, out, flag, with_mdf)
+        cmds = _cmds(src, out, flag, with_mdf, threads)
         samples: dict[str, list[tuple[float, float, int]]] = {k: [] for k in cmds}
         for _ in range(repeat):
             for name, cmd in cmds.items():
                 Path(cmd[-1]).unlink(missing_ok=True)
                 samples[name].append(_timed(cmd, env))
-        same = filecmp.cmp(out + ".k", out + ".m", shallow=False) if with_mdf else None
         for name, cmd in cmds.items():
+            same = filecmp.cmp(cmd[-1], out + ".m", shallow=False) if with_mdf and name != "makedumpfile" else None
             rows.append({"codec": codec, "tool": name, "wall": statistics.median(s[0] for s in samples[name]),
                          "cpu": statistics.median(s[1] for s in samples[name]),
                          "rss_mib": max(s[2] for s in samples[name]), "size": os.path.getsize(cmd[-1]),
@@ -89,13 +102,17 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--workdir")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--kcrash-threads", default="default", help="comma-separated: default and/or counts")
     args = ap.parse_args()
+    threads = tuple(args.kcrash_threads.split(","))
+    print(f"# load average before: {loadavg()}", file=sys.stderr)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp, tempfile.TemporaryDirectory() as pycache:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = pycache
         warm = _cmds(args.vmcore, os.path.join(tmp, "warm"), "-l", False)["kcrash"]
         _timed(warm, env)
-        rows = run(args.vmcore, args.repeat, tmp, env)
+        rows = run(args.vmcore, args.repeat, tmp, env, threads=threads)
+    print(f"# load average after: {loadavg()}", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

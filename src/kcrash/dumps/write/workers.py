@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import os
 import pickle
 import struct
@@ -67,6 +68,7 @@ class ForkPool:
         if pid == 0:  # the worker
             status = 1
             try:
+                gc.disable()  # a collection would write to every inherited object's page (copy on write)
                 os.close(task_w)
                 os.close(answer_r)
                 for fd in self._tasks + self._answers:  # the other workers' parent ends
