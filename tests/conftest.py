@@ -6,6 +6,7 @@ import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -64,6 +65,32 @@ def kdump_crash(kcrash_cache: Path) -> Callable[[str, str], Path]:
     @functools.cache
     def get(kind: str, kernel: str) -> Path:
         return cached_crash(kcrash_cache, CrashOptions(kind, kernel, via="kdump"))
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def lab_case(lab_crash: Callable[..., Path], kdump_crash: Callable[[str, str], Path],
+             tmp_path_factory: pytest.TempPathFactory) -> Callable[[tuple[Any, ...]], Path]:
+    """Factory: ``lab_case(case)`` -> the directory an oracle reads a case from. A QEMU case
+    ``(kind, kernel, kaslr)`` is ``lab_crash``'s directory; a kdump case ``(kind, kernel, kaslr, file)``
+    (support.drgn_oracle.KDUMP_CASES) gets a directory of links in which ``vmcore.elf`` and
+    ``vmcore.kdump`` both name the capture kernel's ``file``, beside its ``lab.json`` and ``console.log``
+    (skipped when that file was not written: makedumpfile is not on the host)."""
+
+    @functools.cache
+    def get(case: tuple[Any, ...]) -> Path:
+        if len(case) == 3:
+            return lab_crash(*case)
+        kind, kernel, _, name = case
+        out = kdump_crash(kind, kernel)
+        if not (out / name).exists():
+            pytest.skip(f"no {name} (makedumpfile is not on the host)")
+        view = tmp_path_factory.mktemp(f"kdump-{kind}-{kernel}-{name.removeprefix('vmcore.')}", numbered=True)
+        for link, target in (("vmcore.elf", name), ("vmcore.kdump", name), (name, name),
+                             ("lab.json", "lab.json"), ("console.log", "console.log")):
+            (view / link).symlink_to(out / target)
+        return view
 
     return get
 
