@@ -230,14 +230,22 @@ _EXCEPTION_ROWS = (
     ("r10", "r11", "r12"),
     ("r13", "r14", "r15"),
 )
-_CRASH_NAMES = {"eflags": "RFLAGS"}
+# crash's arm64 exception frame (arm64_print_exception_frame): PC, LR, SP, then x29 down to x0, PSTATE
+_AARCH64_EXCEPTION_ROWS = (
+    ("pc", "x30", "sp"),
+    *((f"x{i}", f"x{i - 1}", f"x{i - 2}") for i in range(29, 1, -3)),
+    ("pstate",),
+)
+_CRASH_NAMES = {"eflags": "RFLAGS", "x30": "LR"}
 _WIDTHS = {"eflags": 8, "cs": 4, "ss": 4}
 
 
 def _exception_frame(frame: ExceptionFrame) -> _Lines:
     regs = dict(frame.registers)
-    out: _Lines = [] if frame.user else [Text(f"    [exception RIP: {frame.rip_text}]", style="bold")]
-    for names in _EXCEPTION_ROWS:
+    arm64 = "pstate" in regs
+    label = "PC" if arm64 else "RIP"
+    out: _Lines = [] if frame.user else [Text(f"    [exception {label}: {frame.rip_text}]", style="bold")]
+    for names in _AARCH64_EXCEPTION_ROWS if arm64 else _EXCEPTION_ROWS:
         known = [n for n in names if n in regs]
         if known:
             out.append(
@@ -340,9 +348,10 @@ def _log(lines: Sequence[LogLine], caller: bool) -> _Lines:
 
 
 def _context(ctx: CrashingContext) -> _Lines:
+    pc, sp = ("PC", "SP") if "pstate" in dict(ctx.registers) else ("RIP", "RSP")  # arm64 or x86-64
     out: _Lines = [
         Text(f'CPU {ctx.cpu}  PID {ctx.pid}  COMM "{visible(ctx.comm)}"  TASK {ctx.task:016x}'),
-        Text(f"RIP: {ctx.ip_text}   RSP: {ctx.sp:016x}   (registers from {ctx.registers_from})"),
+        Text(f"{pc}: {ctx.ip_text}   {sp}: {ctx.sp:016x}   (registers from {ctx.registers_from})"),
         *_sources(ctx.ip_source, indent=2),
     ]
     if ctx.snippet is not None:
@@ -354,7 +363,8 @@ def _context(ctx: CrashingContext) -> _Lines:
             for n, text in enumerate(ctx.snippet.lines, ctx.snippet.first)
         ]
     regs = dict(ctx.registers)
-    names = [n for n in _REG_ORDER if n in regs and n not in ("rip", "rsp")]
+    order = [n for row in _AARCH64_EXCEPTION_ROWS for n in row] if "pstate" in regs else _REG_ORDER
+    names = [n for n in order if n in regs and n not in ("rip", "rsp", "pc", "sp")]
     out += [
         Text("  " + "  ".join(f"{n.upper():>3}: {regs[n]:016x}" for n in names[i : i + 3]))
         for i in range(0, len(names), 3)
