@@ -128,3 +128,31 @@ def test_kdump_file_is_the_same_for_every_process_count(tmp_path: Path, codec: s
         assert not result.incomplete and result.pages_written == int(dumpable.sum())
         files.append(out.read_bytes())
     assert files[0] == files[1] == files[2]
+
+
+def test_interrupted_pool_writer_keeps_a_flagged_file_and_no_workers(tmp_path: Path) -> None:
+    from kcrash.dumps import open_dump
+    from kcrash.dumps.base import DumpWarning
+
+    n = 600
+    source = _Pages(n)
+    ram = np.ones(n, dtype=np.bool_)
+    seen: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append(done)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "int.kdump"
+    before = set(os.listdir("/proc/self/task"))
+    with pytest.raises(KeyboardInterrupt):
+        write_kdump_dump(out, source, ram, ram.copy(), DumpMeta(notes=b"", dump_level=31), codec="zlib", threads=2,
+                         progress=progress)
+    assert set(os.listdir("/proc/self/task")) == before
+    with pytest.raises(ChildProcessError):  # every worker was waited for
+        os.waitpid(-1, os.WNOHANG)
+    with pytest.warns(DumpWarning):
+        dump = open_dump(out)
+    assert dump.describe().incomplete
+    dump.close()

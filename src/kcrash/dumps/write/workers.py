@@ -15,7 +15,9 @@ An exception in a worker comes back pickled and is raised again in the parent by
 :meth:`ForkPool.result` (as a :class:`~kcrash.errors.KcrashError` with its message when it does not
 survive pickling); a worker that dies without an answer raises :class:`~kcrash.errors.KcrashError`
 there. Workers end when their task pipe closes
-(:meth:`ForkPool.close`) and never run the parent's ``atexit`` handlers or flush its buffers.
+(:meth:`ForkPool.close`) and never run the parent's ``atexit`` handlers or flush its buffers; they
+ignore SIGINT (a terminal's Ctrl-C reaches the whole process group: the parent handles it, keeps what
+was written and closes the pool).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import fcntl
 import gc
 import os
 import pickle
+import signal
 import struct
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -69,6 +72,7 @@ class ForkPool:
             status = 1
             try:
                 gc.disable()  # a collection would write to every inherited object's page (copy on write)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops and closes the pool
                 os.close(task_w)
                 os.close(answer_r)
                 for fd in self._tasks + self._answers:  # the other workers' parent ends
