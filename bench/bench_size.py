@@ -3,7 +3,7 @@
 
 Usage: .venv/bin/python bench/bench_size.py [--mem 256M 2G 4G] [--repeat R] [--report-repeat R]
                                             [--skip-collect] [--skip-report] [--workdir DIR] [--json]
-                                            [--kcrash-threads default,1,2]
+                                            [--kcrash-threads default,1,2] [--before SRC]
 
 1. The dumps: ``cached_crash(cache, CrashOptions("bug", "6.12", False, mem=MEM))`` (the same crash as
    ``kcrash lab crash bug --kernel 6.12 --mem MEM``, kept in the lab cache; made when missing, which boots a TCG
@@ -13,7 +13,8 @@ Usage: .venv/bin/python bench/bench_size.py [--mem 256M 2G 4G] [--repeat R] [--r
    ``/usr/bin/time`` (bench/collect_vs_makedumpfile.py's ``run``): median wall and CPU (user + system) of R runs,
    the kcrash/makedumpfile ratios, and their trend from the smallest to the largest dump; ``--kcrash-threads``
    adds kcrash runs with ``--num-threads N`` (rows ``kcrash-tN``) beside the default. The load average before and
-   after each size is printed (the machine may be shared).
+   after each size is printed (the machine may be shared); ``--before SRC`` adds ``kcrash-before``, the same command
+   run from an older tree's ``src`` (``PYTHONPATH``), interleaved.
 3. Report: ``kcrash report DUMP --no-color -o FILE`` on ``vmcore.elf`` and ``vmcore.kdump`` of each size: once
    with an empty ``KCRASH_CACHE`` (cold) and R times with a warm one; wall, CPU, peak RSS (``%M``) and the
    ratios to the smallest dump (targets: wall within 1.2x, peak RSS <= 150 MiB).
@@ -56,7 +57,7 @@ def crash_dirs(mems: list[str]) -> dict[str, Path]:
 
 
 def collect(dirs: dict[str, Path], repeat: int, workdir: str, env: dict[str, str],
-            threads: tuple[str, ...] = ("default",)) -> list[dict[str, object]]:
+            threads: tuple[str, ...] = ("default",), before: str | None = None) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for mem, d in dirs.items():
         src = Path(workdir) / f"proc-vmcore-{mem}"
@@ -67,9 +68,12 @@ def collect(dirs: dict[str, Path], repeat: int, workdir: str, env: dict[str, str
             dump.close()
         with tempfile.TemporaryDirectory(dir=workdir) as out:
             if not rows:  # fill the bytecode cache of the collector, untimed
-                _timed(_cmds(str(src), os.path.join(out, "warm"), "-l", False)["kcrash"], env)
+                warm = _cmds(str(src), os.path.join(out, "warm"), "-l", False)["kcrash"]
+                _timed(warm, env)
+                if before is not None:
+                    _timed(warm, {**env, "PYTHONPATH": before})
             before = loadavg()
-            for row in run(str(src), repeat, out, env, CODECS, threads):
+            for row in run(str(src), repeat, out, env, CODECS, threads, before):
                 rows.append({"mem": mem, "input_size": src.stat().st_size, **row})
             print(f"# {mem}: load average {before} before, {loadavg()} after", file=sys.stderr, flush=True)
         src.unlink()
@@ -141,6 +145,7 @@ def main() -> None:
     ap.add_argument("--workdir")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--kcrash-threads", default="default", help="comma-separated: default and/or counts")
+    ap.add_argument("--before", help="an older kcrash src tree, run as the tool kcrash-before")
     args = ap.parse_args()
     dirs = crash_dirs(args.mem)
     result: dict[str, list[dict[str, object]]] = {}
@@ -156,7 +161,7 @@ def main() -> None:
                 print_report(result["report"])
                 print(flush=True)
         if not args.skip_collect:
-            result["collect"] = collect(dirs, args.repeat, tmp, env, tuple(args.kcrash_threads.split(",")))
+            result["collect"] = collect(dirs, args.repeat, tmp, env, tuple(args.kcrash_threads.split(",")), args.before)
             if not args.json:
                 print_collect(result["collect"])
     if args.json:

@@ -1,7 +1,7 @@
 """The capture-kernel collector: ``kcrash collect vmcore`` vs ``makedumpfile`` with the same arguments, side by side.
 
 Usage: .venv/bin/python bench/collect_vs_makedumpfile.py VMCORE [--repeat R] [--workdir DIR] [--json]
-                                                          [--kcrash-threads default,1,2]
+                                                          [--kcrash-threads default,1,2] [--before SRC]
 
 VMCORE is a /proc/vmcore-shaped ELF file (``kcrash.dumps.write.elf_vmcore.convert_to_proc_vmcore`` of a lab
 dump; makedumpfile 1.7.2 cannot read QEMU's own ELF). For each codec flag at ``-d 31`` (``-c`` zlib, ``-l`` lzo,
@@ -13,7 +13,8 @@ byte-identical are printed. kcrash runs with compiled bytecode in a private ``PY
 untimed run fills it), with its default compression processes (``--num-threads``; the CPUs it may use, for zlib
 and zstd); ``--kcrash-threads default,1,2`` runs it once per listed count as its own tool (``kcrash``,
 ``kcrash-t1``, ``kcrash-t2``), interleaved with the others. The load average (``/proc/loadavg``) before and after
-is printed: the machine may be shared.
+is printed: the machine may be shared. ``--before SRC`` adds the tool ``kcrash-before``: the same command with
+``PYTHONPATH=SRC`` (an older tree's ``src``, e.g. ``git archive COMMIT src | tar -x -C DIR``), interleaved too.
 """
 
 from __future__ import annotations
@@ -48,10 +49,12 @@ def loadavg() -> str:
 
 
 def _cmds(src: str, out: str, flag: str | None, with_mdf: bool,
-          threads: tuple[str, ...] = ("default",)) -> dict[str, list[str]]:
+          threads: tuple[str, ...] = ("default",), before: bool = False) -> dict[str, list[str]]:
     args = ([flag] if flag else []) + ["-d", "31", src]
     kcrash = str(Path(sys.executable).with_name("kcrash"))
     cmds = {}
+    if before:  # default threads, from the older tree
+        cmds["kcrash-before"] = [kcrash, "collect", "vmcore", *args, out + ".kcrash-before"]
     for t in threads:
         name, extra = ("kcrash", []) if t == "default" else (f"kcrash-t{t}", ["--num-threads", t])
         cmds[name] = [kcrash, "collect", "vmcore", *extra, *args, out + "." + name]
@@ -61,19 +64,21 @@ def _cmds(src: str, out: str, flag: str | None, with_mdf: bool,
 
 
 def run(src: str, repeat: int, workdir: str, env: dict[str, str],
-        codecs: tuple[str, ...] | None = None, threads: tuple[str, ...] = ("default",)) -> list[dict[str, object]]:
+        codecs: tuple[str, ...] | None = None, threads: tuple[str, ...] = ("default",),
+        before: str | None = None) -> list[dict[str, object]]:
     """Median rows per (codec, tool); ``codecs`` limits the codecs run (default: all of ``_FLAGS``)."""
     rows: list[dict[str, object]] = []
     for codec, flag, with_mdf in _FLAGS:
         if codecs is not None and codec not in codecs:
             continue
         out = os.path.join(workdir, codec)
-        cmds = _cmds(src, out, flag, with_mdf, threads)
+        cmds = _cmds(src, out, flag, with_mdf, threads, before is not None)
+        envs = {name: {**env, "PYTHONPATH": before} if name == "kcrash-before" and before else env for name in cmds}
         samples: dict[str, list[tuple[float, float, int]]] = {k: [] for k in cmds}
         for _ in range(repeat):
             for name, cmd in cmds.items():
                 Path(cmd[-1]).unlink(missing_ok=True)
-                samples[name].append(_timed(cmd, env))
+                samples[name].append(_timed(cmd, envs[name]))
         for name, cmd in cmds.items():
             same = filecmp.cmp(cmd[-1], out + ".m", shallow=False) if with_mdf and name != "makedumpfile" else None
             rows.append({"codec": codec, "tool": name, "wall": statistics.median(s[0] for s in samples[name]),
@@ -103,6 +108,7 @@ def main() -> None:
     ap.add_argument("--workdir")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--kcrash-threads", default="default", help="comma-separated: default and/or counts")
+    ap.add_argument("--before", help="an older kcrash src tree, run as the tool kcrash-before")
     args = ap.parse_args()
     threads = tuple(args.kcrash_threads.split(","))
     print(f"# load average before: {loadavg()}", file=sys.stderr)
@@ -111,7 +117,9 @@ def main() -> None:
         env["PYTHONPYCACHEPREFIX"] = pycache
         warm = _cmds(args.vmcore, os.path.join(tmp, "warm"), "-l", False)["kcrash"]
         _timed(warm, env)
-        rows = run(args.vmcore, args.repeat, tmp, env, threads=threads)
+        if args.before:  # its bytecode too
+            _timed(warm, {**env, "PYTHONPATH": args.before})
+        rows = run(args.vmcore, args.repeat, tmp, env, threads=threads, before=args.before)
     print(f"# load average after: {loadavg()}", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=2))

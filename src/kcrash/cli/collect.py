@@ -225,7 +225,8 @@ def _paths(paths: tuple[str, ...], flat: bool) -> tuple[str, str | None]:
 @click.option("--dump-dmesg", is_flag=True, help="Write the kernel log of VMCORE to DUMPFILE instead.")
 @click.option("-x", "vmlinux", type=click.Path(), help="Accepted for makedumpfile compatibility; not needed.")
 @click.option("-i", "vmcoreinfo", type=click.Path(), help="Accepted for makedumpfile compatibility; not needed.")
-@click.option("--num-threads", "threads", type=click.IntRange(1, 64), help="Compression threads.")
+@click.option("--num-threads", "threads", type=click.IntRange(1, 64),
+              help="Compression processes (default: the CPUs for zlib and zstd, else 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (not with -F).")
 def vmcore(paths: tuple[str, ...], level_text: str, zlib: bool, lzo: bool, snappy: bool, zstd: bool,
            codec: str | None, elf: bool, flat: bool, force: bool, message_level: int, quiet: bool, debug: bool,

@@ -52,7 +52,8 @@ _ZERO_SCAN_PAGES = 4096
 
 @dataclass(frozen=True, slots=True)
 class ConvertOptions:
-    """How to filter and write: dump level 0–31, codec, output format, compression threads."""
+    """How to filter and write: dump level 0–31, codec, output format, compression processes
+    (``threads``: 1 compresses in this process; the file is the same for every count)."""
 
     dump_level: int = 31
     codec: str = "zlib"
@@ -195,15 +196,16 @@ def write_filtered(out: Path, pages: PageSource, segments: Sequence[ElfSegment],
 
 
 def default_threads(codec: str) -> int:
-    """Return the compression threads to use for ``codec`` (``dump convert``, ``collect vmcore``).
+    """Return the compression processes to use for ``codec`` (``dump convert``, ``collect vmcore``).
 
-    zlib and zstd spend about 45 us per page in C with the GIL released: they scale with the CPUs
-    this process may run on (at most 64). LZO and snappy take a few us per page, about as long as the
-    Python around each call, so a pool only adds contention (measured: LZO is ~5 % slower with 2
-    threads): one.
+    zlib and zstd spend about 45 us per page in C: they scale with the CPUs this process may run on
+    (at most 64), each a forked worker (:class:`~kcrash.dumps.write.workers.ForkPool`; threads do
+    not scale, the GIL serialises the Python around each page). LZO and snappy take a few us per
+    page: on 2 CPUs a second process cost more CPU (pipes, fork) than it saved (measured on the
+    4 GiB lab dump, bench/RESULTS.md), and ``none`` has nothing to spread: one, in this process.
 
     :param codec: a name of :data:`~kcrash.dumps.write.compress.CODECS`
-    :return: the thread count, at least 1
+    :return: the process count, at least 1
 
     >>> default_threads("lzo")
     1
