@@ -43,6 +43,7 @@ from support.drgn_oracle import (
     drgn_program,
     is_kdump,
     lab_info,
+    module_kallsyms_symbol,
     skip_kdump_pair,
     skip_lost_slab,
 )
@@ -297,7 +298,7 @@ def classify(dprog: Any, address: int, ours: AddressIdentity, theirs_text: str |
     if kcrash_key(ours) == theirs:
         return "exact"
     if ours.kind == "symbol" and ours.module is not None and theirs[0] == "vmap" \
-            and _module_kallsyms_symbol(dprog, address) == (ours.name, ours.start):
+            and module_kallsyms_symbol(dprog, address) == (ours.name, ours.start):
         return "module kallsyms"
     if ours.kind == "vmap" and theirs[0] == "vmap" and _module_caller(dprog, ours, theirs):
         return "module kallsyms"
@@ -336,28 +337,12 @@ def _module_label(dprog: Any, address: int, ours: AddressIdentity) -> bool:
             and ours.start <= address < ours.end)
 
 
-def _module_kallsyms_symbol(dprog: Any, address: int) -> tuple[str, int] | None:
-    # the symbol drgn reads from the in-memory kallsyms of the module holding ``address`` (drgn's
-    # module_kallsyms), for a module drgn has no debug .ko of
-    from drgn.helpers.linux.kallsyms import module_kallsyms
-    from drgn.helpers.linux.module import address_to_module
-
-    module = address_to_module(dprog, address)
-    below = [sym for sym in module_kallsyms(module) if sym.address <= address] if module else []
-    if not below:
-        return None
-    # the nearest symbol below; one of size 0 (6.1's __ksymtab_*/__kstrtab_* entries) runs to the next
-    # symbol, as kallsyms' symbols do
-    sym = max(below, key=lambda s: s.address)
-    return (sym.name, sym.address) if sym.size == 0 or address < sym.address + sym.size else None
-
-
 def _module_caller(dprog: Any, ours: AddressIdentity, theirs: tuple[Any, ...]) -> bool:
     # a vmap area drgn gives without its caller (a function of a module drgn has no debug .ko of) and
     # kcrash names that caller as drgn's module_kallsyms does
     if ours.vmap is None or theirs[:3] != ("vmap", ours.start, ours.end) or theirs[3] is not None:
         return False
-    found = _module_kallsyms_symbol(dprog, ours.vmap.caller)
+    found = module_kallsyms_symbol(dprog, ours.vmap.caller)
     module = drgn_module_name(dprog, ours.vmap.caller)
     return found is not None and ours.caller == f"{found[0]}+{ours.vmap.caller - found[1]:#x} [{module}]"
 

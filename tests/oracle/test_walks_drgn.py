@@ -46,7 +46,7 @@ from kcrash.helpers.linux.xarray import xa_for_each_range, xa_load, xa_to_value
 from kcrash.memory.kernel import KernelMemory
 from kcrash.types.object import Object, offsetof
 from kcrash.types.program import Program
-from support.drgn_oracle import LAB_CASES, case_id, drgn_program, lab_info
+from support.drgn_oracle import KDUMP_CASES, LAB_CASES, case_id, drgn_program, lab_info, skip_kdump_pair, skip_lost_slab
 from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
@@ -62,16 +62,17 @@ from drgn.helpers.linux.xarray import xa_load as drgn_xa_load  # noqa: E402
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = LAB_CASES
+CASES = LAB_CASES + KDUMP_CASES
 XA_KEYS = (0, 1, 5, 63, 64, 1000, 4096, 1 << 20)
 SAMPLES_PER_VMA = 4
 
 
 @pytest.fixture(scope="module", params=CASES, ids=case_id)
-def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
+def crash(request: pytest.FixtureRequest, lab_case: Callable[..., Path],
           lab_vmlinux_dbg: Callable[[str], Path]) -> tuple[Path, Any, dict[str, Any]]:
-    kind, kernel, kaslr = request.param
-    out = lab_crash(kind, kernel, kaslr)
+    skip_lost_slab(request.param)
+    kernel = request.param[1]
+    out = lab_case(request.param)
     info = lab_info(out)
     dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
     return out, dprog, info
@@ -281,6 +282,7 @@ def test_cli_vm_and_vtop_c(prog: Program, crash: tuple[Path, Any, dict[str, Any]
 def test_vm_of_the_kdump_file_equals_the_elf_file(prog: Program, crash: tuple[Path, Any, dict[str, Any]],
                                                   tmp_path: Path) -> None:
     # the same memory in the compressed format (user data pages filtered out; page tables and VMAs kept)
+    skip_kdump_pair(crash[0])
     with open_target(crash[0] / "vmcore.kdump", tmp_path) as kdump:
         for mm, task in _processes(prog).items():
             ours = task_vm(kdump, Object(kdump, kdump.pointer_type("struct task_struct"), int(task)))

@@ -93,3 +93,20 @@ def drgn_program(crash_dir: Path, vmlinux: Path, *, other_modules: bool = False,
 # a kdump case's drgn programs, shared by the oracle modules one pytest process runs (each load costs
 # seconds; the QEMU cases keep one program per module fixture, as before)
 _SHARED: dict[tuple[Path, Path, bool, str], Any] = {}
+
+
+def module_kallsyms_symbol(dprog: Any, address: int) -> tuple[str, int] | None:
+    """drgn's symbol at ``address`` from the in-memory kallsyms of the module holding it (drgn's
+    ``module_kallsyms``): for modules drgn has no debug .ko of (the lab unpacks the debug .ko of the
+    QEMU guest's modules; the kdump guest also loads 9p, netfs and virtio modules). ``(name, start)``,
+    the nearest symbol below; one of size 0 (6.1's ``__ksymtab_*`` entries) runs to the next symbol,
+    as kallsyms' symbols do."""
+    from drgn.helpers.linux.kallsyms import module_kallsyms
+    from drgn.helpers.linux.module import address_to_module
+
+    module = address_to_module(dprog, address)
+    below = [sym for sym in module_kallsyms(module) if sym.address <= address] if module else []
+    if not below:
+        return None
+    sym = max(below, key=lambda s: s.address)
+    return (sym.name, sym.address) if sym.size == 0 or address < sym.address + sym.size else None
