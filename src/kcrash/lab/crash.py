@@ -41,7 +41,7 @@ from kcrash.lab.debian import get_flavour
 from kcrash.lab.kinds import CrashKind, get_kind, kind_for_arch, supported_kinds, unsupported_on_arch
 from kcrash.lab.kmod import MODULE_NAME
 from kcrash.lab.prepare import PreparedKernel, prepare_kernel
-from kcrash.lab.qemu import Vm, VmConfig, shm_ram_file
+from kcrash.lab.qemu import Vm, VmConfig, qemu_command, shm_ram_file
 
 __all__ = ["CrashOptions", "cached_crash", "crash_key", "kernel_cmdline", "planted_facts", "run_crash"]
 
@@ -198,7 +198,9 @@ async def _aarch64_run_vm(prepared: PreparedKernel, kind: CrashKind, opts: Crash
         t_elf = await vm.dump(out / "vmcore.elf", "elf")
         t_kdump = await vm.dump(out / "vmcore.kdump", "kdump-zlib")
     q = version["qemu"]
+    cmd = qemu_command(cfg)
     return {"qemu_version": f"{q['major']}.{q['minor']}.{q['micro']}", "status_after_stop": status["status"],
+            "qemu_machine": cmd[cmd.index("-machine") + 1], "qemu_cpu": cmd[cmd.index("-cpu") + 1],
             "console_flushed_after_dump": True, "panic_detected_by": "console",
             "timings": {"boot_to_panic_s": round(panicked, 2), "dump_elf_s": round(t_elf, 2),
                         "dump_kdump_s": round(t_kdump, 2)},

@@ -102,7 +102,10 @@ def _x86_64_machine() -> tuple[list[str], list[str]]:
 
 
 def _aarch64_machine() -> tuple[list[str], list[str]]:
-    # virt has fw_cfg (for -device vmcoreinfo) and a PL011 UART (ttyAMA0); no pvpanic driver in the guest
+    # virt has fw_cfg (for -device vmcoreinfo) and a PL011 UART (ttyAMA0); no pvpanic driver in the guest.
+    # pauth-impdef=on: the guest keeps pointer authentication (PAC bits in saved return addresses), but
+    # TCG signs with QEMU's cheap implementation-defined hash instead of emulating QARMA5, which took
+    # boot to panic from 24-34 s to 12-20 s here (README, "arm64 lab: what TCG costs here").
     return ["-machine", "virt", "-cpu", "max,pauth-impdef=on"], []
 
 
