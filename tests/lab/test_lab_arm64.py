@@ -19,7 +19,8 @@ from drgn.helpers.linux.printk import get_dmesg  # noqa: E402  (after the import
 
 pytestmark = pytest.mark.lab
 
-CASES = [("SYSRQ", "6.12"), ("BUG", "6.12"), ("HUNG_ABBA", "6.12"), ("SYSRQ", "6.1"), ("BUG", "6.1")]
+CASES = [("SYSRQ", "6.12", False), ("BUG", "6.12", False), ("BUG", "6.12", True), ("HUNG_ABBA", "6.12", False),
+         ("SYSRQ", "6.1", False), ("BUG", "6.1", False), ("BUG", "6.1", True)]
 EM_AARCH64 = 183
 NT_PRSTATUS = 1
 #: arm64 elf_prstatus: x0-x30, sp, pc, pstate (34 x 8 bytes) after the 112-byte common part, plus fpvalid
@@ -41,13 +42,14 @@ def _notes(path: Path) -> list[tuple[str, int | str, bytes]]:
         return out
 
 
-@pytest.mark.parametrize(("kind", "kernel"), CASES)
+@pytest.mark.parametrize(("kind", "kernel", "kaslr"), CASES)
 def test_arm64_crash_dir_holds_aarch64_dumps_and_the_panic(lab_crash: Callable[..., Path], kind: str,
-                                                           kernel: str) -> None:
-    out = lab_crash(kind, kernel, False, "arm64")
+                                                           kernel: str, kaslr: bool) -> None:
+    out = lab_crash(kind, kernel, kaslr, "arm64")
     assert "-arm64-" in out.name
     info = json.loads((out / "lab.json").read_text())
     assert info["arch"] == "arm64" and info["kind"] == kind and info["kernel"]["flavour"] == kernel
+    assert info["kaslr"] == kaslr and ("nokaslr" in info["cmdline"].split()) != kaslr
     assert info["kernel"]["release"].endswith("-arm64") and info["release_booted"] == info["kernel"]["release"]
     assert info["panic_detected_by"] == "console" and info["status_after_stop"] == "paused"
     assert info["collector"]["file"] is None and info["collector"]["skipped"]
@@ -73,6 +75,7 @@ def test_arm64_crash_dir_holds_aarch64_dumps_and_the_panic(lab_crash: Callable[.
                       for line in desc.decode("ascii", errors="replace").splitlines() if "=" in line)
     assert vmcoreinfo["OSRELEASE"] == info["kernel"]["release"]
     assert {"NUMBER(VA_BITS)", "NUMBER(kimage_voffset)", "NUMBER(PHYS_OFFSET)"} <= set(vmcoreinfo)
+    assert (int(vmcoreinfo["KERNELOFFSET"], 16) != 0) == kaslr
     assert (out / "vmcore.kdump").read_bytes()[:16].rstrip(b"\0") == b"makedumpfile"
 
 
@@ -94,10 +97,10 @@ def _kdump_machine(path: Path) -> bytes:
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize(("kind", "kernel"), CASES)
+@pytest.mark.parametrize(("kind", "kernel", "kaslr"), CASES)
 def test_drgn_reads_the_arm64_elf_dump(lab_crash: Callable[..., Path], lab_vmlinux_dbg: Callable[..., Path],
-                                       kind: str, kernel: str) -> None:
-    out = lab_crash(kind, kernel, False, "arm64")
+                                       kind: str, kernel: str, kaslr: bool) -> None:
+    out = lab_crash(kind, kernel, kaslr, "arm64")
     prog = _drgn(out / "vmcore.elf", lab_vmlinux_dbg(kernel, "arm64"))
     assert prog.platform.arch == drgn.Architecture.AARCH64
     assert prog["init_task"].comm.string_() == b"swapper/0"
@@ -111,10 +114,10 @@ def test_drgn_reads_the_arm64_elf_dump(lab_crash: Callable[..., Path], lab_vmlin
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize(("kind", "kernel"), CASES)
+@pytest.mark.parametrize(("kind", "kernel", "kaslr"), CASES)
 def test_drgn_and_the_arm64_kdump_file(lab_crash: Callable[..., Path], lab_vmlinux_dbg: Callable[..., Path],
-                                       kind: str, kernel: str) -> None:
-    out = lab_crash(kind, kernel, False, "arm64")
+                                       kind: str, kernel: str, kaslr: bool) -> None:
+    out = lab_crash(kind, kernel, kaslr, "arm64")
     try:
         prog = _drgn(out / "vmcore.kdump", lab_vmlinux_dbg(kernel, "arm64"))
     except Exception as exc:
