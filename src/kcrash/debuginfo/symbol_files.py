@@ -50,8 +50,13 @@ _MIN_SYMBOLS = 1000  # a kernel has tens of thousands; fewer is a stub or anothe
 _DEBUG_ROOT = Path("usr/lib/debug")
 
 
-def load_symbol_file(path: Path, vmcoreinfo: VmcoreInfo | None, *, force: bool = False) -> SymbolTable:
+def load_symbol_file(path: Path, vmcoreinfo: VmcoreInfo | None, *, force: bool = False,
+                     image_start: int = START_KERNEL_MAP) -> SymbolTable:
     """The kernel symbols of ``path`` (a System.map or a vmlinux ELF file), at the dump's addresses.
+
+    ``image_start``: where the kernel image's mapping starts (the architecture's; x86-64's
+    ``__START_KERNEL_map`` by default): symbols at or above it are moved by KASLR and checked
+    against VMCOREINFO.
 
     :raises MissingDebugInfoError: the file does not belong to the dump (another build-id, symbols
         that disagree with VMCOREINFO), unless ``force``; or it holds no symbols.
@@ -65,9 +70,9 @@ def load_symbol_file(path: Path, vmcoreinfo: VmcoreInfo | None, *, force: bool =
 
     offset = (vmcoreinfo.kerneloffset or 0) if vmcoreinfo is not None else 0
     raw = np.array(addresses, dtype=np.uint64)
-    moved = np.where(raw >= np.uint64(START_KERNEL_MAP), raw + np.uint64(offset), raw)
+    moved = np.where(raw >= np.uint64(image_start), raw + np.uint64(offset), raw)
     if not force:
-        _check_against_vmcoreinfo(path, names, moved.tolist(), vmcoreinfo)
+        _check_against_vmcoreinfo(path, names, moved.tolist(), vmcoreinfo, image_start)
     order = np.argsort(moved, kind="stable").tolist()
     return SymbolTable([names[i] for i in order], moved[order], [kinds[i] for i in order],
                        source=f"{'vmlinux' if is_elf else 'System.map'} {path}")
@@ -133,7 +138,7 @@ def _letter(section: ElfSection) -> str:
 
 
 def _check_against_vmcoreinfo(path: Path, names: Sequence[str], addresses: Sequence[int],
-                              vmcoreinfo: VmcoreInfo | None) -> None:
+                              vmcoreinfo: VmcoreInfo | None, image_start: int) -> None:
     # Every kernel-image symbol VMCOREINFO names and the file has must sit at the same address (some
     # SYMBOL() lines hold a pointer's value instead, e.g. mem_section with SPARSEMEM_EXTREME: skipped).
     if vmcoreinfo is None:
@@ -142,7 +147,7 @@ def _check_against_vmcoreinfo(path: Path, names: Sequence[str], addresses: Seque
     where = dict(zip(names, addresses, strict=True))
     checked = 0
     for name, address in vmcoreinfo.symbols.items():
-        if name in where and address >= START_KERNEL_MAP:
+        if name in where and address >= image_start:
             if where[name] != address:
                 raise MissingDebugInfoError(
                     f"{path} does not match the dump: {name} is at {where[name]:#x} in it, at {address:#x} "

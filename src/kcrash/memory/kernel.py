@@ -67,6 +67,10 @@ class KernelMemory(MemoryReader):
         """Return ``[start, end)`` of the kernel's module area."""
         return self.arch.module_range(self.vmcoreinfo, self.layout)
 
+    def image_start(self) -> int:
+        """Return where the kernel image's mapping starts without KASLR (see :class:`KernelArch`)."""
+        return self.arch.image_start(self.vmcoreinfo, self.layout)
+
 
 class _KernelTranslator:
     # The page tables; where a page-table page itself is missing from the dump (cut short,

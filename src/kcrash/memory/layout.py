@@ -98,6 +98,11 @@ class KernelArch(Protocol):
         """Return ``[start, end)`` of the module area."""
         ...
 
+    def image_start(self, info: VmcoreInfo | None, layout: KernelLayout) -> int:
+        """Return the lowest address of the kernel image's mapping without KASLR: the vmlinux's
+        symbols at or above it are moved by ``KERNELOFFSET``."""
+        ...
+
     def panic_cpu_or_none(self, memory: MemoryReader, cpus: Sequence[CpuState]) -> int | None:
         """Return the CPU that panicked when the CPUs' saved registers tell, else None."""
         ...

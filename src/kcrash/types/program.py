@@ -34,6 +34,7 @@ from kcrash.errors import FaultError, MissingDebugInfoError, SymbolNotFoundError
 from kcrash.memory import open_kernel_memory
 from kcrash.memory.kernel import KernelLayout, KernelMemory
 from kcrash.memory.layout import PageTables
+from kcrash.memory.translate.x86_64 import START_KERNEL_MAP
 from kcrash.types.btf import Btf, parse_btf
 from kcrash.types.declarations import KERNEL_DECLARATIONS, TypeSpec, parse_declarations, parse_type_spec
 from kcrash.types.model import Type, TypeKind, array_type, int_type, pointer_type
@@ -555,6 +556,12 @@ def read_vmlinux_btf(memory: MemoryReader, symbols: SymbolSource) -> bytes:
     try:
         start, stop = symbols.address_of("__start_BTF"), symbols.address_of("__stop_BTF")
     except SymbolNotFoundError as exc:
+        # every kernel has init_task: a table without it lacks the data symbols
+        if isinstance(symbols, SymbolTable) and not symbols.has_symbol("init_task"):
+            raise MissingDebugInfoError(
+                "the dump's kallsyms holds text symbols only (the kernel is built without CONFIG_KALLSYMS_ALL): "
+                "__start_BTF, init_task and the other data symbols are not in it; give --vmlinux or a "
+                "System.map (symbols only, types still come from the dump's BTF)") from exc
         raise MissingDebugInfoError(
             "no __start_BTF/__stop_BTF symbols: the kernel has no BTF (CONFIG_DEBUG_INFO_BTF); "
             "types need a vmlinux with DWARF") from exc
@@ -593,8 +600,9 @@ def _symbols(memory: MemoryReader, info: VmcoreInfo | None, cache_dir: Path | No
     # lazy: +16 ms CPU to import it after this module (measured, loaded host)
     from kcrash.debuginfo.symbol_files import find_symbol_file_or_none, load_symbol_file
 
+    image_start = memory.image_start() if isinstance(memory, KernelMemory) else START_KERNEL_MAP
     if symbol_file is not None:
-        return load_symbol_file(symbol_file, info, force=force)
+        return load_symbol_file(symbol_file, info, force=force, image_start=image_start)
     try:
         return _load_symbols(memory, info, cache_dir)
     except (MissingDebugInfoError, FaultError) as exc:
@@ -603,7 +611,7 @@ def _symbols(memory: MemoryReader, info: VmcoreInfo | None, cache_dir: Path | No
         if found is None:
             raise MissingDebugInfoError(f"{exc}; give --system-map or --vmlinux") from None
         try:
-            return load_symbol_file(found, info)
+            return load_symbol_file(found, info, image_start=image_start)
         except MissingDebugInfoError as refused:
             raise MissingDebugInfoError(f"{exc}; and {refused}") from None
 

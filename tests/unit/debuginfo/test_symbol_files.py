@@ -100,3 +100,20 @@ def test_a_vmlinux_of_another_release_is_refused_by_its_banner(tmp_path: Path) -
     with pytest.warns(DumpWarning, match="another kernel build"), \
             pytest.raises(MissingDebugInfoError, match="symbol"):  # forced past the build, then too few symbols
         load_symbol_file(tmp_path / "vmlinux", _info(), force=True)  # type: ignore[arg-type]
+
+
+def test_arm64_image_symbols_move_and_are_checked(tmp_path: Path) -> None:
+    # arm64: the image starts at KIMAGE_VADDR (= MODULES_END), below x86's __START_KERNEL_map; per-CPU
+    # symbols lie in the image and move with it
+    kimage = 0xFFFF800080000000
+    lines = [f"{kimage + 0x10000:016x} T _stext", f"{kimage + 0x2000000:016x} D init_task",
+             f"{kimage + 0x1800000:016x} D runqueues"]
+    lines += [f"{kimage + 0x20000 + 0x10 * i:016x} t func_{i}" for i in range(2000)]
+    path = tmp_path / "System.map"
+    path.write_text("\n".join(lines) + "\n")
+    info = parse_vmcoreinfo(f"KERNELOFFSET={OFFSET:x}\nSYMBOL(_stext)={kimage + 0x10000 + OFFSET:x}\n")
+    table = load_symbol_file(path, info, image_start=kimage)
+    assert table.address_of("runqueues") == kimage + 0x1800000 + OFFSET
+    assert table.address_of("init_task") == kimage + 0x2000000 + OFFSET
+    with pytest.raises(MissingDebugInfoError, match="none of the dump's VMCOREINFO symbols"):
+        load_symbol_file(path, info)  # with x86-64's image start nothing is moved, nothing checked

@@ -74,6 +74,7 @@ def test_image_rule_and_module_fallback() -> None:
     assert arch.image_physical_or_none(0xFFFF_8000_8001_0000, layout, info) == 0x4021_0000
     assert arch.image_physical_or_none(0xFFFF_8000_7000_0000, layout, info) is None
     assert arch.module_range(info, layout) == (0xFFFF_8000_0000_0000, 0xFFFF_8000_8000_0000)
+    assert arch.image_start(info, layout) == 0xFFFF_8000_8000_0000
 
 
 def test_64k_pages_walk_with_configured_va_bits() -> None:

@@ -22,6 +22,7 @@ def test_image_rule_and_module_range() -> None:
     assert arch.module_range(info, layout) == (kernel_image_end(info), MODULES_END) == (0xFFFFFFFFA0000000,
                                                                                       0xFFFFFFFFFF000000)
     assert arch.module_range(None, layout)[0] == 0xFFFFFFFFC0000000
+    assert arch.image_start(info, layout) == 0xFFFFFFFF80000000
 
 
 def test_panic_cpu_is_the_one_not_halted() -> None:

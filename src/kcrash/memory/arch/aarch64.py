@@ -113,6 +113,11 @@ class Aarch64Kernel:
         start = (1 << 64) - (1 << 47)
         return start, (stext & ~(_SZ_2M - 1)) if stext is not None else start + (2 << 30)
 
+    def image_start(self, info: VmcoreInfo | None, layout: KernelLayout) -> int:
+        """``KIMAGE_VADDR``, where the module area ends (``MODULES_END``, v4.6 on): every vmlinux symbol,
+        per-CPU ones included, lies in the image."""
+        return self.module_range(info, layout)[1]
+
     def panic_cpu_or_none(self, memory: MemoryReader, cpus: Sequence[CpuState]) -> int | None:
         """After ``panic()`` the other CPUs park in ``cpu_park_loop()`` (``wfe``/``wfi`` forever, from
         the stop IPI): a CPU whose saved pc is at, or just after, a ``wfi`` or ``wfe`` is parked. When

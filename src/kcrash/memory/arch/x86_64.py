@@ -70,6 +70,10 @@ class X86_64Kernel:
         """From the image's end to the fixmap."""
         return kernel_image_end(info), MODULES_END
 
+    def image_start(self, info: VmcoreInfo | None, layout: KernelLayout) -> int:
+        """``__START_KERNEL_map`` (per-CPU symbols below it are zero-based offsets, never moved)."""
+        return START_KERNEL_MAP
+
     def panic_cpu_or_none(self, memory: MemoryReader, cpus: Sequence[CpuState]) -> int | None:
         """After ``panic()`` the other CPUs sit halted in ``stop_this_cpu`` (their saved RIP follows an
         ``hlt``); when exactly one CPU is not halted, it is the one that panicked."""
