@@ -37,6 +37,7 @@ from typing import Any
 from kcrash.collect.convert import ConvertOptions
 from kcrash.collect.qemu import collect_qemu
 from kcrash.errors import LabError, LabTimeoutError
+from kcrash.lab.arches import HOST_ARCH, get_arch
 from kcrash.lab.debian import get_flavour
 from kcrash.lab.kinds import CrashKind, get_kind, kind_for_arch, supported_kinds, unsupported_on_arch
 from kcrash.lab.kmod import MODULE_NAME
@@ -75,18 +76,13 @@ class CrashOptions:
     arch: str = "x86_64"
 
 
-#: the serial console device per guest architecture
-CONSOLES = {"x86_64": "ttyS0", "arm64": "ttyAMA0"}
 #: the last line panic() prints; guests without pvpanic are dumped once it is on the console
 PANIC_END_MARKER = b"---[ end Kernel panic"
-#: why kcrash's own collector is not run on arm64 guests (recorded in lab.json)
-ARM64_NO_COLLECTOR = ("kcrash's QEMU collector (kcrash.collect.qemu) parses x86-64 registers from HMP "
-                      "'info registers' and finds VMCOREINFO through x86-64 page tables; not run on arm64")
 
 
 def kernel_cmdline(kind: CrashKind | None, kaslr: bool, arch: str = "x86_64") -> str:
     """The guest kernel command line (``kind`` None boots an idle guest)."""
-    parts = [f"console={CONSOLES[arch]}", "panic=0", "oops=panic", "loglevel=7",
+    parts = [f"console={get_arch(arch).console}", "panic=0", "oops=panic", "loglevel=7",
              f"kcrash_kind={kind.name if kind else 'none'}", f"kcrash_alloc={OBJECT_COUNT}"]
     if not kaslr:
         parts.append("nokaslr")
@@ -116,8 +112,8 @@ def crash_key(prepared: PreparedKernel, opts: CrashOptions) -> str:
                     # the kdump path has its own key component (the qemu keys stay as they were)
                     + ([f"via={opts.via}-{VIA_FORMAT[opts.via]}"] if opts.via != "qemu" else [])
                     # so does a foreign architecture (x86-64 keys stay as they were)
-                    + ([f"arch={opts.arch}"] if opts.arch != "x86_64" else []))
-    arch = f"-{opts.arch}" if opts.arch != "x86_64" else ""
+                    + ([f"arch={opts.arch}"] if opts.arch != HOST_ARCH else []))
+    arch = f"-{opts.arch}" if opts.arch != HOST_ARCH else ""
     return f"{kind.name.lower()}-{opts.kernel}{arch}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
@@ -181,7 +177,7 @@ async def _flush_console(vm: Vm, serial: Path) -> bool:
     return False
 
 
-async def _aarch64_run_vm(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions, out: Path,
+async def _console_run_vm(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions, out: Path,
                           sock_dir: Path) -> dict[str, Any]:
     # No pvpanic: the end of the panic on the serial console is the signal; the console is complete then.
     serial = out / "console.log"
@@ -204,13 +200,13 @@ async def _aarch64_run_vm(prepared: PreparedKernel, kind: CrashKind, opts: Crash
             "console_flushed_after_dump": True, "panic_detected_by": "console",
             "timings": {"boot_to_panic_s": round(panicked, 2), "dump_elf_s": round(t_elf, 2),
                         "dump_kdump_s": round(t_kdump, 2)},
-            "collector": {"file": None, "skipped": ARM64_NO_COLLECTOR}}
+            "collector": {"file": None, "skipped": get_arch(opts.arch).no_collector}}
 
 
 async def _run_vm(prepared: PreparedKernel, kind: CrashKind, opts: CrashOptions, out: Path,
                   sock_dir: Path) -> dict[str, Any]:
-    if opts.arch == "arm64":
-        return await _aarch64_run_vm(prepared, kind, opts, out, sock_dir)
+    if not get_arch(opts.arch).pvpanic:
+        return await _console_run_vm(prepared, kind, opts, out, sock_dir)
     serial = out / "console.log"
     cfg = VmConfig(prepared.vmlinuz, prepared.initramfs, kernel_cmdline(kind, opts.kaslr), serial,
                    sock_dir / "qmp.sock", opts.mem, opts.smp, ram_file=shm_ram_file("lab"))
@@ -274,7 +270,7 @@ def run_crash(cache: Path, opts: CrashOptions, out: Path) -> dict[str, Any]:
     start = time.monotonic()
     prepared = prepare_kernel(cache, opts.kernel, opts.arch)
     kind = _supported_kind(prepared, opts.kind)
-    if opts.via != "qemu" and opts.arch != "x86_64":
+    if opts.via != "qemu" and opts.arch != HOST_ARCH:
         raise LabError(f"--via {opts.via} is x86-64 only; {opts.arch} guests are dumped through QMP")
     if opts.via == "kdump":
         # lazy: kdump imports this module's helpers

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from kcrash.errors import KernelPackageError, LabToolMissingError
 from kcrash.lab.apt import PrivateApt, machine_suites, private_apt
+from kcrash.lab.arches import HOST_ARCH, LAB_ARCHES
 
 __all__ = [
     "ARCHES",
@@ -83,8 +84,8 @@ KERNEL_FLAVOURS: dict[str, Flavour] = {f.name: f for f in (
             why="its kbuild needs gcc-16 and glibc 2.38; bookworm has gcc-12 and glibc 2.36"),
 )}
 
-#: the lab's architectures (kcrash's names) and Debian's name of each; the first is the machine's
-ARCHES: dict[str, str] = {"x86_64": "amd64", "arm64": "arm64"}
+#: the lab's architectures (kcrash's names) and Debian's name of each (:mod:`kcrash.lab.arches`)
+ARCHES: dict[str, str] = {a.name: a.debian for a in LAB_ARCHES.values()}
 # A flavour's image package names (and patterns) name the amd64 build.
 _AMD64_SUFFIX = "-amd64"
 
@@ -188,7 +189,7 @@ def parse_depends(depends: str) -> list[str]:
 
 
 def _apt_for(cache: Path | None, suites: tuple[str, ...], arch: str = "x86_64") -> PrivateApt | None:
-    if arch != next(iter(ARCHES)):
+    if arch != HOST_ARCH:
         # a foreign architecture: always a private configuration, of the machine's suites by default
         return private_apt(cache or _DEFAULT_CACHE, suites or machine_suites(), arch=debian_arch(arch))
     return private_apt(cache or _DEFAULT_CACHE, suites) if suites else None
@@ -241,7 +242,7 @@ def kernel_dir(cache: Path, pkg: KernelPackage) -> Path:
 
 def _debs_dir(cache: Path, arch: str) -> Path:
     # Packages of another architecture can have the same file name prefix (linux-kbuild-6.1_*).
-    return cache / "debs" if arch == next(iter(ARCHES)) else cache / "debs" / debian_arch(arch)
+    return cache / "debs" if arch == HOST_ARCH else cache / "debs" / debian_arch(arch)
 
 
 def _download(cache: Path, package: str, version: str, apt: PrivateApt | None, arch: str = "x86_64") -> Path:
@@ -425,7 +426,7 @@ def fetch_busybox(cache: Path, arch: str) -> Path:
     """A static busybox for guests of ``arch`` (a foreign one: from its ``busybox-static`` package,
     unpacked under ``cache/tools/ARCH``, not installable beside the machine's); the machine's own
     architecture uses the installed ``/bin/busybox``."""
-    if arch == next(iter(ARCHES)):
+    if arch == HOST_ARCH:
         return Path("/bin/busybox")
     root = cache / "tools" / debian_arch(arch) / "busybox-static"
     found = root / "bin" / "busybox"

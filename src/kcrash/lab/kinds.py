@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from kcrash.errors import LabError
+from kcrash.lab.arches import get_arch
 
-__all__ = ["ARCH_PANIC_MESSAGES", "ARCH_UNSUPPORTED", "KINDS", "CrashKind", "get_kind", "kind_for_arch",
+__all__ = ["KINDS", "CrashKind", "get_kind", "kind_for_arch",
            "supported_kinds", "unsupported_on_arch"]
 
 
@@ -71,28 +72,13 @@ def supported_kinds(test_module: bool) -> tuple[str, ...]:
     return tuple(name for name, kind in KINDS.items() if test_module or kind.trigger != "module")
 
 
-#: kinds that cannot work on a lab architecture, with the reason
-ARCH_UNSUPPORTED: dict[str, dict[str, str]] = {
-    "arm64": {
-        "DIVZERO": "arm64 integer division by zero does not trap (it yields 0)",
-        "NMI": "QEMU's virt machine has no NMI to inject (inject-nmi) and the kernel no unknown_nmi_panic",
-    },
-}
-
 
 def unsupported_on_arch(kind: CrashKind, arch: str) -> str | None:
-    """Why ``kind`` cannot crash a guest of ``arch``, or None when it can."""
-    return ARCH_UNSUPPORTED.get(arch, {}).get(kind.name)
-
-
-#: panic messages that differ on a lab architecture (measured on Debian's arm64 6.12: the overflow is
-#: caught on the overflow stack by handle_bad_stack -> panic_bad_stack -> nmi_panic)
-ARCH_PANIC_MESSAGES: dict[str, dict[str, str]] = {
-    "arm64": {"STACK_OVERFLOW": "kernel stack overflow"},
-}
+    """Why ``kind`` cannot crash a guest of ``arch`` (:mod:`kcrash.lab.arches`), or None when it can."""
+    return dict(get_arch(arch).unsupported_kinds).get(kind.name)
 
 
 def kind_for_arch(kind: CrashKind, arch: str) -> CrashKind:
     """``kind`` with the facts that differ on ``arch`` (its panic message)."""
-    message = ARCH_PANIC_MESSAGES.get(arch, {}).get(kind.name)
+    message = dict(get_arch(arch).panic_messages).get(kind.name)
     return replace(kind, panic_message=message) if message else kind

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from kcrash.errors import KernelPackageError, LabError, LabToolMissingError
+from kcrash.lab.arches import HOST_ARCH, LAB_ARCHES
 from kcrash.lab.vmlinux import extract_vmlinux
 
 __all__ = ["CROSS_COMPILE", "MODULE_NAME", "BuiltModule", "build_module", "compiler_override", "cross_args",
@@ -33,8 +34,8 @@ MODULE_NAME = "kcrash_test"
 _SOURCES = ("kcrash_test.c", "Makefile")
 # The compiler modules are built with when the one a kernel was built with is not installed.
 _HOST_CC = "gcc-12"
-#: cross-compiler prefix per foreign lab architecture (the machine's is x86_64)
-CROSS_COMPILE = {"arm64": "aarch64-linux-gnu-"}
+#: cross-compiler prefix per foreign lab architecture (:mod:`kcrash.lab.arches`)
+CROSS_COMPILE = {a.name: a.cross_compile for a in LAB_ARCHES.values() if a.cross_compile}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ def _ensure_btf_base(headers: Path, vmlinuz: Path, arch: str = "x86_64") -> None
         try:
             data = extract_vmlinux(vmlinuz.read_bytes())
         except KernelPackageError:
-            if arch == "x86_64":
+            if arch == HOST_ARCH:
                 raise
             return  # an arm64 Image holds no ELF: kbuild skips the module's BTF
         tmp = target.with_suffix(".part")
@@ -89,7 +90,7 @@ def build_module(cache: Path, release: str, headers: Path, vmlinuz: Path, arch: 
     if shutil.which("make") is None or shutil.which(_HOST_CC) is None:
         raise LabToolMissingError(f"make/{_HOST_CC}", f"make {_HOST_CC}")
     if arch in CROSS_COMPILE and shutil.which(f"{CROSS_COMPILE[arch]}{_HOST_CC}") is None:
-        raise LabToolMissingError(f"{CROSS_COMPILE[arch]}{_HOST_CC}", f"{_HOST_CC}-{CROSS_COMPILE[arch][:-1]}")
+        raise LabToolMissingError(f"{CROSS_COMPILE[arch]}{_HOST_CC}", LAB_ARCHES[arch].cross_package)
     source_hash = module_source_hash()
     out = cache / "kmod" / f"{release}-{source_hash}"
     ko = out / f"{MODULE_NAME}.ko"

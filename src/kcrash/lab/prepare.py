@@ -13,14 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kcrash.lab import debian
+from kcrash.lab.arches import HOST_ARCH, get_arch
 from kcrash.lab.initramfs import build_initramfs
 from kcrash.lab.kmod import BuiltModule, build_module
 from kcrash.lab.locks import cache_lock
 
-#: modules a foreign-architecture (arm64) guest loads: Debian's arm64 kernels have no pvpanic
-FOREIGN_GUEST_MODULES = ("qemu_fw_cfg",)
-
-__all__ = ["FOREIGN_GUEST_MODULES", "PreparedKernel", "cache_lock", "fetch_debuginfo", "prepare_kernel"]
+__all__ = ["PreparedKernel", "cache_lock", "fetch_debuginfo", "prepare_kernel"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +54,9 @@ def _prepare(cache: Path, pkg: debian.KernelPackage) -> PreparedKernel:
     if debian.get_flavour(pkg.flavour).test_module:
         headers = debian.fetch_headers(cache, pkg)
         module = build_module(cache, pkg.release, headers, image.vmlinuz, pkg.arch)
-    if pkg.arch == "x86_64":
+    if pkg.arch == HOST_ARCH:
         initramfs = build_initramfs(cache, image.modules_root, module.path if module else None)
     else:
         initramfs = build_initramfs(cache, image.modules_root, module.path if module else None,
-                                    debian.fetch_busybox(cache, pkg.arch), FOREIGN_GUEST_MODULES)
+                                    debian.fetch_busybox(cache, pkg.arch), get_arch(pkg.arch).guest_modules)
     return PreparedKernel(pkg, image.vmlinuz, image.modules_root, module, initramfs)

@@ -37,15 +37,12 @@ from typing import Any
 from qemu.qmp import EventListener, QMPClient, QMPError
 
 from kcrash.errors import LabError, LabTimeoutError, LabToolMissingError
+from kcrash.lab.arches import HOST_ARCH, LAB_ARCHES, get_arch
 
-__all__ = ["QEMU_BINARIES", "QEMU_BINARY", "RAM_BACKEND_ID", "Vm", "VmConfig", "free_tcp_port", "qemu_command",
+__all__ = ["QEMU_BINARY", "RAM_BACKEND_ID", "Vm", "VmConfig", "free_tcp_port", "qemu_command",
            "serial_tail", "shm_ram_file"]
 
-QEMU_BINARY = "qemu-system-x86_64"
-#: per lab architecture: the QEMU binary and the Debian package that has it
-QEMU_BINARIES: dict[str, tuple[str, str]] = {
-    "x86_64": (QEMU_BINARY, "qemu-system-x86"), "arm64": ("qemu-system-aarch64", "qemu-system-arm"),
-}
+QEMU_BINARY = LAB_ARCHES[HOST_ARCH].qemu
 _PR_SET_PDEATHSIG = 1
 #: the id of the memory backend holding guest RAM (``-machine memory-backend=``)
 RAM_BACKEND_ID = "ram0"
@@ -66,8 +63,8 @@ class VmConfig:
     extra: tuple[str, ...] = field(default_factory=tuple)
     #: guest RAM in this shared file (for ``kcrash collect qemu``); None = QEMU's anonymous RAM
     ram_file: Path | None = None
-    #: the guest architecture (a key of :data:`QEMU_BINARIES`)
-    arch: str = "x86_64"
+    #: the guest architecture (a key of :data:`kcrash.lab.arches.LAB_ARCHES`)
+    arch: str = HOST_ARCH
 
 
 def shm_ram_file(tag: str) -> Path:
@@ -96,28 +93,15 @@ def _remove_stale_ram_files(base: Path) -> None:
             continue
 
 
-def _x86_64_machine() -> tuple[list[str], list[str]]:
-    # the default pc machine; pvpanic pauses the guest in panic() (GUEST_PANICKED)
-    return [], ["-device", "pvpanic", "-action", "panic=pause"]
-
-
-def _aarch64_machine() -> tuple[list[str], list[str]]:
-    # virt has fw_cfg (for -device vmcoreinfo) and a PL011 UART (ttyAMA0); no pvpanic driver in the guest.
-    # pauth-impdef=on: the guest keeps pointer authentication (PAC bits in saved return addresses), but
-    # TCG signs with QEMU's cheap implementation-defined hash instead of emulating QARMA5, which took
-    # boot to panic from 24-34 s to 12-20 s here (README, "arm64 lab: what TCG costs here").
-    return ["-machine", "virt", "-cpu", "max,pauth-impdef=on"], []
-
-
 def qemu_command(cfg: VmConfig, binary: str | None = None) -> list[str]:
     """The QEMU command line for ``cfg`` (the guest starts paused; QMP connects back to us)."""
-    machine, devices = _aarch64_machine() if cfg.arch == "arm64" else _x86_64_machine()
+    arch = get_arch(cfg.arch)
     cmd = [
-        binary or QEMU_BINARIES[cfg.arch][0], *machine, "-accel", "tcg", "-m", cfg.mem, "-smp", str(cfg.smp),
+        binary or arch.qemu, *arch.machine, "-accel", "tcg", "-m", cfg.mem, "-smp", str(cfg.smp),
         "-display", "none", "-monitor", "none", "-nodefaults", "-no-user-config",
         "-serial", f"file:{cfg.serial}",
         "-kernel", str(cfg.vmlinuz), "-initrd", str(cfg.initrd), "-append", cfg.append,
-        "-device", "vmcoreinfo", *devices,
+        "-device", "vmcoreinfo", *arch.panic_devices,
         "-qmp", f"unix:{cfg.qmp_socket}", "-no-reboot", "-S",
     ]
     if cfg.gdb_port is not None:
@@ -154,14 +138,14 @@ class Vm:
 
     def __init__(self, cfg: VmConfig, binary: str | None = None) -> None:
         self.cfg = cfg
-        self.binary = binary or QEMU_BINARIES[cfg.arch][0]
+        self.binary = binary or get_arch(cfg.arch).qemu
         self.proc: subprocess.Popen[bytes] | None = None
         self.qmp = QMPClient("kcrash-lab")
         self.started_at = 0.0
 
     async def __aenter__(self) -> Vm:
         if shutil.which(self.binary) is None:
-            raise LabToolMissingError(self.binary, QEMU_BINARIES[self.cfg.arch][1])
+            raise LabToolMissingError(self.binary, get_arch(self.cfg.arch).qemu_package)
         try:
             await self._launch()
         except BaseException:

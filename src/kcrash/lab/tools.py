@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from kcrash.errors import LabToolMissingError
+from kcrash.lab.arches import HOST_ARCH, LAB_ARCHES
 
 __all__ = ["ARCH_TOOLS", "BOOT_TOOLS", "BUILD_TOOLS", "require_tools"]
 
@@ -23,7 +24,8 @@ BUILD_TOOLS: dict[str, str] = {
 BOOT_TOOLS: dict[str, str] = {"qemu-system-x86_64": "qemu-system-x86"}
 #: what a foreign-architecture guest needs instead of the x86-64 QEMU (its busybox comes from its archive)
 ARCH_TOOLS: dict[str, dict[str, str]] = {
-    "arm64": {"qemu-system-aarch64": "qemu-system-arm", "aarch64-linux-gnu-gcc-12": "gcc-12-aarch64-linux-gnu"},
+    a.name: {a.qemu: a.qemu_package, f"{a.cross_compile}gcc-12": a.cross_package}
+    for a in LAB_ARCHES.values() if a.name != HOST_ARCH
 }
 
 
@@ -36,5 +38,5 @@ def require_tools(boot: bool, arch: str = "x86_64") -> None:
     for tool, package in wanted.items():
         if shutil.which(tool) is None:
             raise LabToolMissingError(tool, package)
-    if arch == "x86_64" and not Path("/bin/busybox").exists():
+    if arch == HOST_ARCH and not Path("/bin/busybox").exists():
         raise LabToolMissingError("/bin/busybox", "busybox-static")
