@@ -73,9 +73,13 @@ def _record_at(starts: list[int], pos: int) -> int:
 
 def _header(records: Sequence[PrintkRecord], first: int, last: int, report: OopsReport) -> model.OopsHeader:
     end = min(last, first + _MAX_HEADER)
-    ip = next((i for i in range(first, end + 1) if _IP_LINE.match(records[i].text)), None)
-    stop = next((i for i in range(first, end + 1) if _TRACE_LINE.match(records[i].text)), end + 1)
-    header_end = ip if ip is not None else stop - 1
+    # The registers and Code: line may lie past the report's last oops line: with a capture kernel
+    # loaded, oops_end() enters it (crash_kexec) before any "end trace"/panic line, so the last oops
+    # line is the "Oops: ..." one. They are looked for up to the call trace within _MAX_HEADER lines.
+    reach = min(len(records) - 1, first + _MAX_HEADER)
+    stop = next((i for i in range(first, reach + 1) if _TRACE_LINE.match(records[i].text)), reach + 1)
+    ip = next((i for i in range(first, stop) if _IP_LINE.match(records[i].text)), None)
+    header_end = ip if ip is not None else min(stop, end + 1) - 1
     code = next((i for i in range(header_end + 1, stop) if _CODE_LINE.match(records[i].text)), None)
     lines = tuple(_line(records[i]) for i in range(first, max(first, header_end) + 1))
     return model.OopsHeader(

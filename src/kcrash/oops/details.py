@@ -40,8 +40,9 @@ _REG_LINE_RE: Final = LazyPattern(
 _REG_PAIR_RE: Final = LazyPattern(
     r"([A-Za-z][A-Za-z0-9]{0,5})\s?: ?(?:([0-9a-f]{4}):)?([0-9a-f]{4,16})\b", re.ASCII, prefilter=False)
 _CODE_RE: Final = LazyPattern(r"^\s*Code: ((?:[<(]?[0-9a-fA-F]{2,8}[>)]?\s*)+)$", re.ASCII, prefilter=False)
+# lib/dump_stack.c dump_stack_print_info(): "Kdump: loaded " follows the comm when a capture kernel is loaded
 _TASK_LINE_RE: Final = LazyPattern(
-    r"CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>\S+)"
+    r"CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>\S+)(?: Kdump: loaded)?"
     r"(?: (?P<taint>Not tainted|Tainted: (?P<flags>[A-Z ]*?)))? +(?P<rel>\S+) #", re.ASCII, prefilter=False)
 _HW_RE: Final = LazyPattern(r"Hardware name: (.*?)\s*$", prefilter=False)
 # lib/bug.c report_bug(): "kernel BUG at %s:%u!"; kernel/panic.c __warn(): "WARNING: CPU: %d PID: %d at

@@ -88,6 +88,19 @@ Kernel panic - not syncing: Fatal exception
     assert [line.text for line in header.lines] == fault.splitlines()[:8]
 
 
+def test_header_and_code_of_an_oops_that_entered_the_capture_kernel() -> None:
+    # with kdump loaded, oops_end() calls crash_kexec() before "end trace" or any panic line: the log
+    # ends with the call trace (and "Kdump: loaded" is in the CPU line), so the report's last oops line
+    # is "Oops: ...", above the registers
+    lines = BUG_LOG.splitlines()
+    lines[5] = lines[5].replace("Comm: init Tainted", "Comm: init Kdump: loaded Tainted")
+    kdump = "\n".join(lines[:lines.index(" </TASK>")]) + "\n </TASK>\n"
+    header = oops_header(_records(kdump))
+    assert header is not None and header.code is not None
+    assert [line.text for line in header.lines] == lines[3:9]
+    assert header.code.text.startswith("Code: c0 e8 5b") and header.code.seq == 109
+
+
 def test_no_oops_no_header() -> None:
     assert oops_header(_records("Linux version 6.12\nkcrash-lab: ready kind=SYSRQ\n")) is None
     assert oops_header([]) is None

@@ -8,7 +8,7 @@ import pytest
 
 from kcrash.oops import parse
 from kcrash.oops.demangle import demangle
-from kcrash.oops.details import parse_bug_location, parse_code, parse_frame
+from kcrash.oops.details import parse_bug_location, parse_code, parse_details, parse_frame
 from kcrash.oops.guilty import guilty_file
 from kcrash.oops.lines import CONSOLE, line_context, strip_line
 from kcrash.oops.title import normalize_title, title_to_type
@@ -35,6 +35,16 @@ def test_debian_null_deref_fields() -> None:
     level1 = next(f for f in d.call_trace if f.function == "kcrash_test_level1")
     assert (level1.module, level1.reliable, level1.section, level1.size) == ("kcrash_test", True, "TASK", 0x20)
     assert any(not f.reliable for f in d.call_trace)
+
+
+def test_task_line_with_a_capture_kernel_loaded() -> None:
+    # the kdump lab's 6.1 and 6.12 oopses: "Kdump: loaded " between the comm and the taint
+    for line, cpu in (("CPU: 1 PID: 1 Comm: init Kdump: loaded Tainted: G           OE      6.1.0-56-amd64 #1  "
+                       "Debian 6.1.192-2", 1),
+                      ("CPU: 0 UID: 0 PID: 1 Comm: init Kdump: loaded Not tainted 6.12.118+deb12-amd64 #1", 0)):
+        d = parse_details([line])
+        assert (d.cpu, d.pid, d.comm) == (cpu, 1, "init") and d.kernel_release.startswith("6.1")
+        assert d.tainted is (cpu == 1) and d.taint_flags == ("GOE" if cpu == 1 else "")
 
 
 def test_irq_and_nmi_sections() -> None:
