@@ -54,8 +54,9 @@ CONSOLE_FLUSH_SECONDS = 3.0
 FILES = ("vmcore.elf", "vmcore.kdump", "console.log", "lab.json")
 #: written by kcrash's collector (not in FILES: older cached crashes lack it)
 COLLECTED = "vmcore.kcrash"
-#: per non-default dump path, a number to bump when its guest side changes (part of its crash keys)
-VIA_FORMAT = {"kdump": 1}
+#: per non-default dump path, a number to bump when its guest side changes (part of its crash keys;
+#: kdump 2: init-kdump.sh plants init.sh's files and sockets)
+VIA_FORMAT = {"kdump": 2}
 COLLECT_OPTIONS = ConvertOptions(dump_level=31, codec="zlib", format="kdump", threads=1)
 
 

@@ -95,6 +95,17 @@ fi
 
 for i in 1 2 3 4; do sleep 100000 & done
 (while true; do sleep 1; done) &
+# The QEMU guest's planted files and sockets (init.sh), for the oracles of `files`, `net` and `waitq`:
+# a sleep holding /init (fd 3), a tmpfs file (fd 4), /dev/null (fd 5) and a pipe to another sleep;
+# loopback up, a TCP listener on port 4322 and a connection to 127.0.0.1:4321.
+echo kcrash-lab > /tmp/kcrash-open
+sleep 100000 3</init 4>>/tmp/kcrash-open 5</dev/null | sleep 100000 &
+ip link set lo up
+sleep 100000 | nc -l -p 4321 > /dev/null &
+sleep 100000 | nc -l -p 4322 > /dev/null &
+sleep 1
+sleep 100000 | nc 127.0.0.1 4321 &
+sleep 1
 echo 1 > /proc/sys/kernel/sysrq
 sysctl() { echo "$2" > "/proc/sys/$(echo "$1" | tr . /)"; }
 case "$KIND" in
