@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from kcrash.lab.boot import BootOptions, LiveGuest, boot_live
 from kcrash.lab.kinds import get_kind, kind_for_arch
 
 drgn = pytest.importorskip("drgn")
@@ -129,3 +130,17 @@ def test_drgn_and_the_arm64_kdump_file(lab_crash: Callable[..., Path], lab_vmlin
         pytest.skip("drgn 0.3.0 cannot open QEMU's arm64 kdump-zlib file: its header names machine 'Unknown', "
                     "so libkdumpfile has no architecture")
     assert prog["init_task"].comm.string_() == b"swapper/0"
+
+
+def test_a_live_arm64_guest_comes_up_with_a_shared_ram_file(kcrash_cache: Path) -> None:
+    seen: list[tuple[LiveGuest, int, str]] = []
+
+    def on_ready(guest: LiveGuest) -> None:
+        assert guest.ram_file is not None
+        seen.append((guest, guest.ram_file.stat().st_size, guest.serial.read_text(errors="replace")))
+
+    boot_live(kcrash_cache, BootOptions("6.12", gdb_port=None, arch="arm64", boot_timeout=240), on_ready,
+              stop_after=1)
+    ((guest, ram_size, console),) = seen
+    assert guest.release.endswith("-arm64") and ram_size == 256 << 20
+    assert "console=ttyAMA0" in console and "kcrash-lab: ready kind=none" in console

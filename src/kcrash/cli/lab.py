@@ -107,11 +107,12 @@ def crash(kind: str, kernel: str, kaslr: bool, mem: str, smp: int, timeout: floa
 @click.option("--serial", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the guest console here.")
 @click.option("--duration", type=float, default=None, help="Shut down after this many seconds.")
+@click.option("--arch", type=_ARCHES, default="x86_64", show_default=True, help="Guest architecture.")
 def boot(kernel: str, kaslr: bool, mem: str, smp: int, gdb_port: int, qmp_socket: Path | None,
-         serial: Path | None, duration: float | None) -> None:
+         serial: Path | None, duration: float | None, arch: str) -> None:
     """Boot a live guest that does not crash, for live debugging; Ctrl-C shuts it down."""
-    require_tools(boot=True)
-    opts = BootOptions(kernel, kaslr, mem, smp, gdb_port, qmp_socket, serial)
+    require_tools(boot=True, arch=arch)
+    opts = BootOptions(kernel, kaslr, mem, smp, gdb_port, qmp_socket, serial, arch=arch)
     boot_live(cache_dir(), opts, _print_attach, stop_after=duration)
     click.echo("guest shut down")
 

@@ -42,6 +42,8 @@ class BootOptions:
     qmp_socket: Path | None = None
     serial: Path | None = None
     boot_timeout: float = 90.0
+    #: the guest architecture (``x86_64``, ``arm64``: :mod:`kcrash.lab.arches`)
+    arch: str = "x86_64"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,15 +83,15 @@ async def _run(cfg: VmConfig, opts: BootOptions, release: str, on_ready: Callabl
 def boot_live(cache: Path, opts: BootOptions, on_ready: Callable[[LiveGuest], None],
               stop_after: float | None = None) -> None:
     """Boot a live guest, call ``on_ready`` once it is up, run until interrupted or ``stop_after`` s."""
-    prepared = prepare_kernel(cache, opts.kernel)
+    prepared = prepare_kernel(cache, opts.kernel, opts.arch)
     gdb_port = free_tcp_port() if opts.gdb_port == 0 else opts.gdb_port
     extra: tuple[str, ...] = ()
     if opts.qmp_socket is not None:
         extra = ("-qmp", f"unix:{opts.qmp_socket},server=on,wait=off")
     with tempfile.TemporaryDirectory(prefix="kcrash-lab-") as tmp:
         serial = opts.serial or Path(tmp) / "console.log"
-        cfg = VmConfig(prepared.vmlinuz, prepared.initramfs, kernel_cmdline(None, opts.kaslr), serial,
-                       Path(tmp) / "qmp.sock", opts.mem, opts.smp, gdb_port, extra, shm_ram_file("live"))
+        cfg = VmConfig(prepared.vmlinuz, prepared.initramfs, kernel_cmdline(None, opts.kaslr, opts.arch), serial,
+                       Path(tmp) / "qmp.sock", opts.mem, opts.smp, gdb_port, extra, shm_ram_file("live"), opts.arch)
 
         async def main() -> None:
             stop = asyncio.Event()
