@@ -34,16 +34,17 @@ def lab() -> None:
 @lab.command()
 @click.option("--fetch", "fetch", metavar="VERSION", type=_KERNELS, help="Fetch and prepare this kernel.")
 @click.option("--with-debuginfo", is_flag=True, help="Also extract the -dbg vmlinux (large download).")
+@click.option("--arch", type=_ARCHES, default="x86_64", show_default=True, help="Kernel architecture.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def kernels(fetch: str | None, with_debuginfo: bool, as_json: bool) -> None:
+def kernels(fetch: str | None, with_debuginfo: bool, arch: str, as_json: bool) -> None:
     """List the supported kernels and what of them is in the cache."""
     cache = cache_dir()
     if fetch:
-        require_tools(boot=False)
-        prepare_kernel(cache, fetch)
+        require_tools(boot=False, arch=arch)
+        prepare_kernel(cache, fetch, arch)
         if with_debuginfo:
-            fetch_debuginfo(cache, fetch)
-    rows = [_kernel_row(cache, flavour) for flavour in sorted(debian.KERNEL_FLAVOURS)]
+            fetch_debuginfo(cache, fetch, arch)
+    rows = [_kernel_row(cache, flavour, arch) for flavour in sorted(debian.KERNEL_FLAVOURS)]
     if as_json:
         echo_json(rows)
         return
@@ -52,8 +53,8 @@ def kernels(fetch: str | None, with_debuginfo: bool, as_json: bool) -> None:
         click.echo(f"{row['flavour']:5} {row['package']} {row['version']}  [{have}]")
 
 
-def _kernel_row(cache: Path, flavour: str) -> dict[str, object]:
-    pkg = debian.resolve_kernel(flavour)
+def _kernel_row(cache: Path, flavour: str, arch: str = "x86_64") -> dict[str, object]:
+    pkg = debian.resolve_kernel(flavour, arch=arch)
     root = debian.kernel_dir(cache, pkg)
     return {
         "flavour": flavour, "package": pkg.name, "version": pkg.version, "release": pkg.release,
