@@ -71,6 +71,7 @@ def collect(dirs: dict[str, Path], repeat: int, workdir: str, env: dict[str, str
                 warm = _cmds(str(src), os.path.join(out, "warm"), "-l", False)["kcrash"]
                 _timed(warm, env)
                 if before is not None:
+                    Path(warm[-1]).unlink()
                     _timed(warm, {**env, "PYTHONPATH": before})
             before = loadavg()
             for row in run(str(src), repeat, out, env, CODECS, threads, before):

@@ -118,6 +118,7 @@ def main() -> None:
         warm = _cmds(args.vmcore, os.path.join(tmp, "warm"), "-l", False)["kcrash"]
         _timed(warm, env)
         if args.before:  # its bytecode too
+            Path(warm[-1]).unlink()
             _timed(warm, {**env, "PYTHONPATH": args.before})
         rows = run(args.vmcore, args.repeat, tmp, env, threads=threads, before=args.before)
     print(f"# load average after: {loadavg()}", file=sys.stderr)
