@@ -272,3 +272,24 @@ def test_cli_commands_on_arm64_dumps(crash: tuple[Path, Any, str, Path], fmt: st
     assert sym.exit_code == 0 and "schedule+0x4" in sym.output
     missing = _cli("sym", dump, "no_such_symbol_anywhere")
     assert missing.exit_code != 0 and "Traceback" not in missing.output
+
+
+def test_current_and_page_layout_agree_with_drgn(prog: Program, crash: tuple[Path, Any, str, Path]) -> None:
+    # arm64's current is sp_el0 (not saved): kcrash reads the per-CPU __entry_task, drgn's cpu_curr the
+    # runqueue's curr; pfn <-> virtual <-> struct page through PHYS_OFFSET and VMEMMAP_START / SYMBOL(vmemmap)
+    from drgn.helpers.linux.mm import pfn_to_page as drgn_pfn_to_page
+    from drgn.helpers.linux.mm import pfn_to_virt as drgn_pfn_to_virt
+    from drgn.helpers.linux.sched import cpu_curr
+
+    from kcrash.helpers.linux.mm import pfn_to_page, pfn_to_virt, virt_to_pfn
+    from kcrash.helpers.linux.percpu import this_cpu_current
+
+    dprog = crash[1]
+    assert [int(this_cpu_current(prog, cpu)) for cpu in (0, 1)] == [cpu_curr(dprog, cpu).value_() for cpu in (0, 1)]
+    first = dprog["memstart_addr"].value_() >> 12
+    rng = random.Random(7)
+    for pfn in [first, *(first + rng.randrange(dprog["max_pfn"].value_() - first) for _ in range(200))]:
+        virt = int(pfn_to_virt(prog, pfn))
+        assert virt == drgn_pfn_to_virt(dprog, pfn).value_()
+        assert virt_to_pfn(prog, virt) == pfn
+        assert int(pfn_to_page(prog, pfn)) == drgn_pfn_to_page(dprog, pfn).value_()

@@ -21,7 +21,8 @@ Why each global is here (all probed by name, never by kernel version):
   ``__cpu_present_mask``, ``__cpu_active_mask``: per-CPU data and which CPUs exist.
 - Per-CPU (addresses are offsets into each CPU's area, see :func:`~kcrash.types.percpu.per_cpu_ptr`):
   ``runqueues``, ``current_task`` and ``cpu_number`` (until v6.2; then in ``struct pcpu_hot pcpu_hot``,
-  commit e57ef2ed97c1, itself folded back in v6.15), ``hardirq_stack_ptr``, ``irq_stack_backing_store``.
+  commit e57ef2ed97c1, itself folded back in v6.15), ``hardirq_stack_ptr``, ``irq_stack_backing_store``;
+  on arm64 ``__entry_task`` (``current`` as ``sp_el0`` is reloaded from it).
   When BTF has a VAR for them (DATASEC ``.data..percpu``), the BTF type wins.
 - ``tainted_mask``, ``panic_cpu``, ``panic_on_oops``, ``crashing_cpu``, ``oops_in_progress``: panic state.
 - ``saved_command_line``, ``linux_banner``: kernel command line and version banner.
@@ -68,6 +69,7 @@ struct cpumask __cpu_present_mask;
 struct cpumask __cpu_active_mask;
 struct rq runqueues;
 struct task_struct *current_task;
+struct task_struct *__entry_task;
 struct pcpu_hot pcpu_hot;
 int cpu_number;
 struct irq_stack *hardirq_stack_ptr;

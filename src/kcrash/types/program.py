@@ -163,8 +163,9 @@ class Program:
 
     @property
     def machine(self) -> str:
-        """The target's machine, ``"x86_64"`` or ``"aarch64"`` (drgn: ``prog.platform.arch``); a reader
-        that is not a dump's kernel memory is taken as x86-64.
+        """The target's machine, ``"x86_64"`` or ``"aarch64"`` (drgn: ``prog.platform.arch``).
+
+        A reader that is not a dump's kernel memory is taken as x86-64.
 
         >>> prog.machine
         'x86_64'

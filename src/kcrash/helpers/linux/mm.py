@@ -54,6 +54,7 @@ _MAX_PHYSMEM_BITS = {4: 46, 5: 52}
 _SECTION_SIZE_BITS = 27
 _MAX_ROOTS = 1 << 16
 _PAGE_SHIFT = 12
+_U64_MASK = (1 << 64) - 1
 #: the ``struct page`` members :func:`page_info` reads, with the names they had (newest first)
 _PAGE_MEMBERS: dict[str, str | tuple[str, ...]] = {
     "flags": ("flags.f", "flags"), "mapping": "mapping", "index": ("index", "__folio_index"),
@@ -150,12 +151,33 @@ def _u64_or_none(prog: Program, name: str) -> int | None:
         return None
 
 
-def _vmemmap(prog: Program, levels: int) -> int:
+def _vmemmap(prog: Program, levels: int, sizeof_page: int) -> int:
     # VMCOREINFO has SYMBOL(vmemmap) since Linux kernel commit 0c6c7d7ad8a6 (v5.12 era); before,
-    # the KASLR'd base is the variable vmemmap_base (CONFIG_DYNAMIC_MEMORY_LAYOUT, v4.17).
+    # the KASLR'd base is the variable vmemmap_base (CONFIG_DYNAMIC_MEMORY_LAYOUT, v4.17). arm64
+    # without SYMBOL(vmemmap) states NUMBER(VMEMMAP_START) and NUMBER(PHYS_OFFSET) (memstart_addr):
+    # vmemmap = (struct page *)VMEMMAP_START - (memstart_addr >> PAGE_SHIFT) (asm/memory.h).
     info = prog.vmcoreinfo
     found = info.get_symbol_or_none("vmemmap") if info is not None else None
-    return found or _u64_or_none(prog, "vmemmap_base") or _VMEMMAP[levels]
+    found = found or _u64_or_none(prog, "vmemmap_base")
+    if found is None and info is not None:
+        start, phys = info.get_number_or_none("VMEMMAP_START"), info.get_number_or_none("PHYS_OFFSET")
+        if start is not None and phys is not None:
+            found = (start - (phys >> _PAGE_SHIFT) * sizeof_page) & _U64_MASK
+    return found or _VMEMMAP[levels]
+
+
+def _page_offset(prog: Program, levels: int) -> int:
+    # x86-64: the KASLR'd variable page_offset_base (else the fixed default). arm64 states
+    # NUMBER(PHYS_OFFSET) in VMCOREINFO: its linear map starts PAGE_OFFSET = -(1 << va_bits) at
+    # PHYS_OFFSET, so __va(pa) = pa - PHYS_OFFSET + PAGE_OFFSET; returned as the address of pfn 0.
+    found = _u64_or_none(prog, "page_offset_base")
+    if found is not None:
+        return found
+    info, layout = prog.vmcoreinfo, prog.layout
+    phys = info.get_number_or_none("PHYS_OFFSET") if info is not None else None
+    if phys is not None and layout is not None and layout.va_bits:
+        return ((1 << 64) - (1 << layout.va_bits) - phys) & _U64_MASK
+    return _PAGE_OFFSET[levels]
 
 
 def _build_layout(prog: Program) -> MmLayout:
@@ -163,8 +185,8 @@ def _build_layout(prog: Program) -> MmLayout:
     sizeof_page = prog.type("struct page").sizeof()
     max_pfn = _u64_or_none(prog, "max_pfn") or 0
     return MmLayout(
-        page_offset=_u64_or_none(prog, "page_offset_base") or _PAGE_OFFSET[levels],
-        vmemmap=_vmemmap(prog, levels), sizeof_page=sizeof_page,
+        page_offset=_page_offset(prog, levels),
+        vmemmap=_vmemmap(prog, levels, sizeof_page), sizeof_page=sizeof_page,
         valid=_valid_ranges(prog, levels, max_pfn), min_low_pfn=_u64_or_none(prog, "min_low_pfn") or 0,
         max_pfn=max_pfn, nodes_shift=_nodes_shift(prog), zones_shift=_zones_shift(prog))
 

@@ -32,7 +32,9 @@ def this_cpu_current(prog: Program, cpu: int) -> Object:
     """Return ``current`` on a CPU, from the per-CPU variable the kernel reads.
 
     Since Linux kernel commit e57ef2ed97c1 (v6.2) it is ``pcpu_hot.current_task``; before (and after
-    ``pcpu_hot`` was dissolved again) the per-CPU ``current_task``.
+    ``pcpu_hot`` was dissolved again) the per-CPU ``current_task``. arm64 keeps ``current`` in
+    ``sp_el0``, which a dump does not save; the per-CPU ``__entry_task`` it reloads ``sp_el0`` from
+    (set at every context switch, ``entry_task_switch()``) is read there.
 
     :param prog: the program
     :param cpu: a possible CPU
@@ -42,10 +44,13 @@ def this_cpu_current(prog: Program, cpu: int) -> Object:
     >>> this_cpu_current(prog, 1).comm.string_()
     b'khungtaskd'
     """
-    try:
-        return per_cpu(prog, "pcpu_hot", cpu).current_task
-    except (SymbolNotFoundError, TypeLookupError):
-        return per_cpu(prog, "current_task", cpu)
+    for name in ("pcpu_hot", "current_task"):
+        try:
+            found = per_cpu(prog, name, cpu)
+        except (SymbolNotFoundError, TypeLookupError):
+            continue
+        return found.current_task if name == "pcpu_hot" else found
+    return per_cpu(prog, "__entry_task", cpu)
 
 
 # -- which CPU's area an address is in ----------------------------------------------------------------
