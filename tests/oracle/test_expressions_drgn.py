@@ -37,14 +37,14 @@ from kcrash.cli import main
 from kcrash.types.btf import BTF_KIND
 from kcrash.types.cexpr import evaluate
 from kcrash.types.program import Program
-from support.drgn_oracle import LAB_CASES, case_id, drgn_program, lab_info
+from support.drgn_oracle import KDUMP_CASES, LAB_CASES, case_id, drgn_program, lab_info, skip_lost_slab
 from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = LAB_CASES
+CASES = LAB_CASES + KDUMP_CASES
 MAGIC = 0xFEEDFACE0BADC0DE
 # Sites the kernel rewrites when it loads a module: ftrace turns "call __fentry__" into a NOP, the
 # return thunk becomes "ret; int3", retpoline thunks become indirect branches (arch/x86/kernel/alternative.c).
@@ -52,10 +52,11 @@ PATCHED = re.compile(r"^(__fentry__|__x86_return_thunk|__x86_indirect_thunk_\w+|
 
 
 @pytest.fixture(scope="module", params=CASES, ids=case_id)
-def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
+def crash(request: pytest.FixtureRequest, lab_case: Callable[..., Path],
           lab_vmlinux_dbg: Callable[[str], Path]) -> tuple[Path, Any, dict[str, Any]]:
-    kind, kernel, kaslr = request.param
-    out = lab_crash(kind, kernel, kaslr)
+    kernel = request.param[1]
+    skip_lost_slab(request.param)  # drgn places the module's sections by its slab-allocated sect_attrs
+    out = lab_case(request.param)
     info = lab_info(out)
     dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
     return out, dprog, info

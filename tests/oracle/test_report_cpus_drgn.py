@@ -28,7 +28,7 @@ import pytest
 from kcrash import model
 from kcrash.analysis.target import open_target
 from kcrash.analysis.triage import build_report
-from support.drgn_oracle import case_id, drgn_program
+from support.drgn_oracle import KDUMP_CASES, case_id, drgn_program, skip_lost_slab
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.cpumask import for_each_possible_cpu  # noqa: E402
@@ -37,19 +37,20 @@ from drgn.helpers.linux.sched import cpu_curr  # noqa: E402
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = [("BUG", "6.1", True), ("BUG", "6.12", False)]
+CASES = [("BUG", "6.1", True), ("BUG", "6.12", False), *KDUMP_CASES]
 _USER_TOP = 0xFFFF800000000000
 
 
 @pytest.fixture(scope="module", params=CASES, ids=case_id)
 def crash(
     request: pytest.FixtureRequest,
-    lab_crash: Callable[..., Path],
+    lab_case: Callable[..., Path],
     lab_vmlinux_dbg: Callable[[str], Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[model.CrashReport, Any, float]:
-    kind, kernel, kaslr = request.param
-    out = lab_crash(kind, kernel, kaslr)
+    skip_lost_slab(request.param)
+    kernel = request.param[1]
+    out = lab_case(request.param)
     dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
     with open_target(out / "vmcore.elf", tmp_path_factory.mktemp("cache")) as prog:
         start = time.perf_counter()
@@ -117,11 +118,18 @@ def test_every_cpus_task_is_drgns_cpu_curr(crash: tuple[model.CrashReport, Any, 
         assert c.task.active and c.task.cpu == c.cpu and c.registers_from == "NT_PRSTATUS"
 
 
-def test_every_cpus_frames_are_drgns(crash: tuple[model.CrashReport, Any, float]) -> None:
+def test_every_cpus_frames_are_drgns(crash: tuple[model.CrashReport, Any, float],
+                                     request: pytest.FixtureRequest) -> None:
     report, dprog, _ = crash
+    kdump = len(request.node.callspec.params["crash"]) == 4
     for c in report.cpus:
         ours = [f.pc for f in c.trace.frames]
         assert ours == _drgn_pcs(dprog.stack_trace(cpu_curr(dprog, c.cpu))), f"CPU {c.cpu}"
+        if len(ours) == 1 and kdump and c.trace.frames[0].function == "asm_exc_page_fault":
+            # kdump's NMI stop caught this CPU at a user-mode page fault's first instruction, its sp on
+            # the CPU entry area's entry stack: drgn too stops after that frame (the pcs agree above)
+            assert c.trace.truncated is not None and "on no known stack" in c.trace.truncated
+            continue
         assert len(ours) >= 4 and c.trace.truncated is None, f"CPU {c.cpu}"
         agree = [
             _names_agree(dprog, f.function, f.pc - 1 if f.kind in ("call", "scan") else f.pc) for f in c.trace.frames
@@ -156,7 +164,20 @@ def test_frame_disassembly_is_drgns_memory(crash: tuple[model.CrashReport, Any, 
     assert [d.ip for d in report.frame_disassembly] == sorted(pcs)
     modules = {f.pc: f.module for t in traces for f in t.frames}
     unknown: list[tuple[str | None, str | None]] = []
+    excluded = 0
+    init = (dprog.symbol("__init_begin").address, dprog.symbol("__init_end").address)
     for block in report.frame_disassembly:
+        if block.error is not None and init[0] <= block.ip < init[1]:
+            # init text (start_kernel, x86_64_start_reservations) was freed after boot: a -d 31 kdump
+            # file leaves the page out if it is still free (and drgn cannot read it either), else holds
+            # what reused it
+            if block.error.endswith("excluded by dump level 31"):
+                with pytest.raises(drgn.FaultError):
+                    dprog.read(block.ip, 1)
+            else:
+                assert block.error.startswith("no instruction starts at"), block.error
+            excluded += 1
+            continue
         assert block.error is None, (hex(block.ip), block.error)
         at = [i for i in block.instructions if i.faulting]
         assert len(at) == 1 and at[0].address == block.ip, hex(block.ip)
@@ -170,10 +191,13 @@ def test_frame_disassembly_is_drgns_memory(crash: tuple[model.CrashReport, Any, 
             assert agree, (hex(block.ip), block.function)
     # drgn was given vmlinux and kcrash_test.ko only: the other modules' pcs have no drgn symbol
     assert all(module not in (None, "kcrash_test") for _, module in unknown), unknown
-    assert len(report.frame_disassembly) - len(unknown) > 40
+    assert len(report.frame_disassembly) - len(unknown) - excluded > 40
 
 
-def test_oops_lines_are_drgns_dmesg_lines(crash: tuple[model.CrashReport, Any, float]) -> None:
+def test_oops_lines_are_drgns_dmesg_lines(crash: tuple[model.CrashReport, Any, float],
+                                          request: pytest.FixtureRequest) -> None:
+    if request.node.callspec.params["crash"][0] != "BUG":
+        pytest.skip("a BUG's oops header: SYSRQ panics without one")
     report, dprog, _ = crash
     assert report.oops is not None and report.oops.code is not None
     dmesg = get_dmesg(dprog).decode(errors="replace").splitlines()

@@ -33,7 +33,7 @@ from kcrash.analysis.target import open_target
 from kcrash.helpers.linux import fs, net
 from kcrash.helpers.linux.sched import for_each_task
 from kcrash.types.program import Program
-from support.drgn_oracle import LAB_CASES, case_id, drgn_program
+from support.drgn_oracle import KDUMP_CASES, LAB_CASES, case_id, drgn_program, skip_lost_slab
 from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
@@ -48,16 +48,17 @@ from drgn.helpers.linux.pid import for_each_task as drgn_for_each_task  # noqa: 
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = LAB_CASES
+CASES = LAB_CASES + KDUMP_CASES
 PORT = 4321
 LISTEN_PORT = 4322
 
 
 @pytest.fixture(scope="module", params=CASES, ids=case_id)
-def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
+def crash(request: pytest.FixtureRequest, lab_case: Callable[..., Path],
           lab_vmlinux_dbg: Callable[[str], Path]) -> tuple[Path, Any]:
-    kind, kernel, kaslr = request.param
-    out = lab_crash(kind, kernel, kaslr)
+    skip_lost_slab(request.param)
+    kernel = request.param[1]
+    out = lab_case(request.param)
     dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
     return out, dprog
 

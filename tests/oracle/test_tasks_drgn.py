@@ -45,7 +45,7 @@ from kcrash.cli import main
 from kcrash.cli.app import kcrash
 from kcrash.types.object import Object
 from kcrash.types.program import Program
-from support.drgn_oracle import LAB_CASES, case_id, drgn_program
+from support.drgn_oracle import KDUMP_CASES, LAB_CASES, case_id, drgn_program, skip_lost_slab
 from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
@@ -59,16 +59,17 @@ from drgn.helpers.linux.wait import waitqueue_for_each_entry, waitqueue_for_each
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = LAB_CASES
+CASES = LAB_CASES + KDUMP_CASES
 _USER_TOP = 1 << 47
 _PF_KTHREAD = 0x00200000
 
 
 @pytest.fixture(scope="module", params=CASES, ids=case_id)
-def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
+def crash(request: pytest.FixtureRequest, lab_case: Callable[..., Path],
           lab_vmlinux_dbg: Callable[[str], Path], kcrash_cache: Path) -> Iterator[tuple[Path, Program, Any]]:
-    kind, kernel, kaslr = request.param
-    out = lab_crash(kind, kernel, kaslr)
+    skip_lost_slab(request.param)
+    kernel = request.param[1]
+    out = lab_case(request.param)
     dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
     prog = open_target(out / "vmcore.elf", kcrash_cache)
     yield out, prog, dprog
@@ -147,7 +148,7 @@ def test_waitq_of_sockets_equals_drgns_entries(crash: tuple[Path, Program, Any])
         if t.comm.string_() != b"nc":
             continue
         for _, f in for_each_file(t):
-            if f.f_op.value_() == socket_ops:
+            if f and f.f_op.value_() == socket_ops:
                 queues.append((t.value_(), drgn.cast("struct socket *", f.private_data).wq.wait.address_of_()))
     by_task = 0
     for task, queue in queues:
