@@ -66,3 +66,19 @@ def test_report(crash: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixtur
     assert "x86-64 only" in (report["disassembly"]["error"] or "")
     text = _run(capsys, "report", str(out / "vmcore.elf"))
     assert f"PC: {lab['crash_function']}+" in text
+
+
+ARM64_KINDS = ("BUG", "SYSRQ", "PANIC", "WARNING", "NULL_READ", "NULL_WRITE", "OOM", "SOFTLOCKUP", "SPINLOCKUP",
+               "HUNG_ABBA", "INITEXIT", "STACK_OVERFLOW")
+
+
+@pytest.mark.parametrize("kind", ARM64_KINDS)
+def test_report_names_the_crashing_function_of_every_kind(lab_crash: Callable[..., Path],
+                                                           capsys: pytest.CaptureFixture[str], kind: str) -> None:
+    # as tests/lab/test_report_lab.py on x86-64: lab.json's crash_function, for a hung-task panic
+    # its blocked_function; the CPUs' and the crashed thread's traces end normally
+    out = lab_crash(kind, "6.12", arch="arm64")
+    lab = json.loads((out / "lab.json").read_text())
+    report = from_hex(json.loads(_run(capsys, "report", str(out / "vmcore.elf"), "--json")))
+    assert report["verdict"]["crashing_function"] == (lab.get("blocked_function") or lab["crash_function"])
+    assert all(c["trace"]["truncated"] is None and c["trace"]["frames"] for c in report["cpus"])

@@ -89,8 +89,10 @@ __all__ = [
     "verdict",
 ]
 
-#: Panic messages raised on behalf of code a trap or interrupt stopped: blame that code.
-_INTERRUPTED = re.compile(r"Fatal exception|panic_on_warn set|softlockup: hung tasks|Hard LOCKUP|stack guard page")
+#: Panic messages raised on behalf of code a trap or interrupt stopped: blame that code. arm64's
+#: stack overflow panics from handle_bad_stack() with "kernel stack overflow" (arch/arm64/kernel/traps.c).
+_INTERRUPTED = re.compile(
+    r"Fatal exception|panic_on_warn set|softlockup: hung tasks|Hard LOCKUP|stack guard page|kernel stack overflow")
 #: Hung-task panics: blame what the blocked tasks sleep in.
 _BLOCKED = re.compile(r"hung_task: blocked tasks")
 #: Lockups: a CPU stopper spinning for another CPU is a victim (as the oops parser's running rule).
@@ -106,6 +108,8 @@ _RUNNING_SKIP = (
 _PANIC_FUNCS = re.compile(r"^(?:v?panic|nmi_panic|__panic)$")
 _PANIC_SKIP = ("^v?panic$", "^nmi_panic", "^dump_stack", "^show_stack", "^_?printk", "^vprintk", "^__pfx_")
 _BLOCKED_SKIP = (
+    "^__switch_to",  # an arm64 sleeping task's frame #0 (its cpu_context pc)
+    "^context_switch",
     "^__schedule",
     "^schedule",
     "^io_schedule",
