@@ -10,11 +10,13 @@ import datetime
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kcrash.cli import main
 from kcrash.dumps import open_dump
+from support.drgn_oracle import KDUMP_CASES, case_id, drgn_program
 from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
@@ -53,3 +55,19 @@ def test_dump_info_and_sys_give_drgns_xtime_sec(lab_crash: Callable[..., Path], 
         assert main(["dump", "info", path]) == 0
         date = datetime.datetime.fromtimestamp(expected, datetime.UTC).strftime("%a %b %e %H:%M:%S UTC %Y")
         assert f"crash time: {date} ({expected})" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", KDUMP_CASES, ids=case_id)
+def test_kdump_crash_time_is_vmcoreinfos_crashtime(case: tuple[Any, ...], lab_case: Callable[..., Path],
+                                                    lab_vmlinux_dbg: Callable[[str], Path],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # /proc/vmcore's VMCOREINFO carries CRASHTIME (crash_save_vmcoreinfo()); drgn reads the note as
+    # its VMCOREINFO object, and the timekeeper it reads stopped in the same second
+    out = lab_case(case)
+    dprog = drgn_program(out, lab_vmlinux_dbg(case[1]))
+    note = dprog["VMCOREINFO"].string_().decode()
+    crashtime = int(next(line for line in note.splitlines() if line.startswith("CRASHTIME="))[len("CRASHTIME="):])
+    assert abs(crashtime - dprog["tk_core"].timekeeper.xtime_sec.value_()) <= 1
+    path = str(out / "vmcore.elf")
+    assert _json(capsys, "dump", "info", path, "--json")["crash_time"] == crashtime
+    assert _json(capsys, "sys", path, "--json")["crash_time"] == crashtime

@@ -35,7 +35,7 @@ import pytest
 from kcrash import model
 from kcrash.analysis.locks import analyze_locks
 from kcrash.analysis.target import open_target
-from support.drgn_oracle import drgn_program
+from support.drgn_oracle import KDUMP_CASES, case_id, drgn_program, skip_lost_slab
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.list import list_for_each_entry  # noqa: E402
@@ -65,20 +65,19 @@ WAIT_LISTS = {
 }
 
 
-def _ids(case: tuple[str, str, bool]) -> str:
-    return f"{case[0]}-{case[1]}-{'kaslr' if case[2] else 'nokaslr'}"
+def _ids(case: tuple[Any, ...]) -> str:
+    return case_id(case)
 
 
 def _open(
-    kind: str,
-    kernel: str,
-    kaslr: bool,
-    lab_crash: Callable[..., Path],
+    case: tuple[Any, ...],
+    lab_case: Callable[..., Path],
     lab_vmlinux_dbg: Callable[[str], Path],
     tmp: Path,
 ) -> tuple[model.LockAnalysis, Any, float]:
-    out = lab_crash(kind, kernel, kaslr)
-    dprog = drgn_program(out, lab_vmlinux_dbg(kernel))
+    skip_lost_slab(case)
+    out = lab_case(case)
+    dprog = drgn_program(out, lab_vmlinux_dbg(case[1]))
     prog = open_target(str(out / "vmcore.elf"), tmp)
     try:
         start = time.perf_counter()
@@ -89,16 +88,15 @@ def _open(
     return analysis, dprog, elapsed
 
 
-@pytest.fixture(scope="module", params=HUNG + BUG + LOCKUPS, ids=_ids)
+@pytest.fixture(scope="module", params=HUNG + BUG + LOCKUPS + KDUMP_CASES, ids=_ids)
 def crash(
     request: pytest.FixtureRequest,
-    lab_crash: Callable[..., Path],
+    lab_case: Callable[..., Path],
     lab_vmlinux_dbg: Callable[[str], Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[str, model.LockAnalysis, Any, float]:
-    kind, kernel, kaslr = request.param
-    analysis, dprog, elapsed = _open(kind, kernel, kaslr, lab_crash, lab_vmlinux_dbg, tmp_path_factory.mktemp("c"))
-    return kind, analysis, dprog, elapsed
+    analysis, dprog, elapsed = _open(request.param, lab_case, lab_vmlinux_dbg, tmp_path_factory.mktemp("c"))
+    return request.param[0], analysis, dprog, elapsed
 
 
 def _drgn_waiter_tasks(dprog: Any, kind: str, lock: int) -> list[int]:

@@ -5,7 +5,6 @@ reads as the kernel counts core memory: ``mem[t].size`` summed over the types th
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,13 +13,14 @@ import pytest
 
 from kcrash.analysis.target import open_target
 from kcrash.helpers.linux.module import for_each_module, module_name, module_size
+from support.drgn_oracle import KDUMP_CASES, case_id, drgn_program
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.list import list_for_each_entry  # noqa: E402
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = [("BUG", "6.1", True), ("BUG", "6.12", False)]
+CASES = [("BUG", "6.1", True), ("BUG", "6.12", False), *KDUMP_CASES]
 
 
 def _drgn_sizes(dprog: Any) -> dict[str, int]:
@@ -37,14 +37,11 @@ def _drgn_sizes(dprog: Any) -> dict[str, int]:
     return sizes
 
 
-@pytest.mark.parametrize(("kind", "kernel", "kaslr"), CASES)
-def test_module_sizes_equal_drgn(lab_crash: Callable[..., Path], lab_vmlinux_dbg: Callable[[str], Path],
-                                 tmp_path: Path, kind: str, kernel: str, kaslr: bool) -> None:
-    out = lab_crash(kind, kernel, kaslr)
-    dprog = drgn.Program()
-    dprog.set_core_dump(str(out / "vmcore.elf"))
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        dprog.load_debug_info([str(lab_vmlinux_dbg(kernel))])
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_module_sizes_equal_drgn(lab_case: Callable[..., Path], lab_vmlinux_dbg: Callable[[str], Path],
+                                 tmp_path: Path, case: tuple[Any, ...]) -> None:
+    out = lab_case(case)
+    dprog = drgn_program(out, lab_vmlinux_dbg(case[1]))
     with open_target(out / "vmcore.elf", tmp_path, orc=False) as prog:
         ours = {module_name(m): module_size(m) for m in for_each_module(prog)}
     expected = _drgn_sizes(dprog)

@@ -3,7 +3,6 @@ with the Debian -dbg vmlinux (DWARF) and the lab module's DWARF."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -15,12 +14,13 @@ from elftools.elf.elffile import ELFFile
 from kcrash.helpers.linux.list import list_for_each_entry
 from kcrash.types.model import Type, TypeKind
 from kcrash.types.program import Program, open_program
+from support.drgn_oracle import KDUMP_CASES, case_id, drgn_program, skip_lost_slab
 
 drgn = pytest.importorskip("drgn")
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CRASHES = [("6.1", True), ("6.12", False)]
+CRASHES = [("BUG", "6.1", True), ("BUG", "6.12", False), *KDUMP_CASES]
 STRUCTS = ["task_struct", "module", "list_head", "hlist_head", "hlist_node", "rq", "printk_ringbuffer",
            "prb_desc_ring", "printk_info", "mm_struct", "kmem_cache", "page", "uts_namespace", "cpumask",
            "pt_regs", "thread_struct", "inode", "file", "sk_buff", "mutex", "task_struct", "cfs_rq", "pid"]
@@ -35,11 +35,8 @@ def _section(path: Path | str, name: str) -> bytes:
 
 
 def _drgn(out: Path, vmlinux: Path, ko: str) -> Any:
-    prog = drgn.Program()
-    prog.set_core_dump(str(out / "vmcore.elf"))
-    with contextlib.suppress(drgn.MissingDebugInfoError):
-        prog.load_debug_info([str(vmlinux), ko])
-    return prog
+    assert ko == json.loads((out / "lab.json").read_text())["module"]["path"]
+    return drgn_program(out, vmlinux)
 
 
 def _ours(out: Path, tmp_path: Path, ko: str) -> Program:
@@ -85,10 +82,11 @@ def _rows_ours(t: Type, base: int = 0) -> list[tuple[str | None, int, int, int |
     return rows
 
 
-@pytest.mark.parametrize(("kernel", "kaslr"), CRASHES)
-def test_btf_and_layouts_match_dwarf(lab_crash: Callable[..., Path], lab_vmlinux_dbg: Callable[[str], Path],
-                                     tmp_path: Path, kernel: str, kaslr: bool) -> None:
-    out = lab_crash("BUG", kernel, kaslr)
+@pytest.mark.parametrize("case", CRASHES, ids=case_id)
+def test_btf_and_layouts_match_dwarf(lab_case: Callable[..., Path], lab_vmlinux_dbg: Callable[[str], Path],
+                                     tmp_path: Path, case: tuple[Any, ...]) -> None:
+    kernel = case[1]
+    out = lab_case(case)
     vmlinux = lab_vmlinux_dbg(kernel)
     ko = json.loads((out / "lab.json").read_text())["module"]["path"]
     ours = _ours(out, tmp_path, ko)
@@ -107,12 +105,14 @@ def test_btf_and_layouts_match_dwarf(lab_crash: Callable[..., Path], lab_vmlinux
         assert [(e.name, e.value) for e in t.enumerators or ()] == [(e.name, e.value) for e in d.enumerators]
 
 
-@pytest.mark.parametrize(("kernel", "kaslr"), CRASHES)
-def test_objects_match_drgn(lab_crash: Callable[..., Path], lab_vmlinux_dbg: Callable[[str], Path],
-                            tmp_path: Path, kernel: str, kaslr: bool) -> None:
+@pytest.mark.parametrize("case", CRASHES, ids=case_id)
+def test_objects_match_drgn(lab_case: Callable[..., Path], lab_vmlinux_dbg: Callable[[str], Path],
+                            tmp_path: Path, case: tuple[Any, ...]) -> None:
     from drgn.helpers.linux.pid import for_each_task
 
-    out = lab_crash("BUG", kernel, kaslr)
+    skip_lost_slab(case)
+    kernel = case[1]
+    out = lab_case(case)
     info = json.loads((out / "lab.json").read_text())
     ours = _ours(out, tmp_path, info["module"]["path"])
     theirs = _drgn(out, lab_vmlinux_dbg(kernel), info["module"]["path"])
