@@ -34,6 +34,7 @@ from kcrash.errors import (
     MissingDebugInfoError,
     SymbolNotFoundError,
     TypeLookupError,
+    UnwindError,
 )
 from kcrash.helpers.linux.list import list_for_each_entry
 from kcrash.memory.kernel import kernel_image_end
@@ -82,41 +83,24 @@ class KernelUnwinder:
 
     def __init__(self, prog: Program) -> None:
         self.prog = prog
-        #: the unwinder of the dump's machine
-        self.arch: ArchUnwinder = arch_unwinder(prog.machine)
-        #: why there is no vmlinux ORC table (unknown layout, damaged, missing pages), or None
-        self.orc_error: str | None = None
-        self.orc = OrcTables([])
-        self.modules_complete = True
         self.thread_size = _thread_size(prog)
-        if prog.machine == "aarch64":
-            self.arch = Aarch64Unwinder(_aarch64_kernel(prog))
-            cpu_stacks: Callable[[Program, int, int], list[StackRange]] = _aarch64_cpu_stacks
-            text, self.modules_complete = _aarch64_text_ranges(prog)
-        else:
-            self._x86_64_orc(prog)
-            cpu_stacks = _x86_64_cpu_stacks
+        probe = _MACHINES.get(prog.machine)
+        if probe is None:
+            raise UnwindError(f"no unwinder for machine {prog.machine!r} (kcrash unwinds x86_64 and aarch64)")
+        found = probe(prog)
+        #: the unwinder of the dump's machine, with what it knows of this kernel
+        self.arch: ArchUnwinder = found.arch
+        #: why there is no vmlinux ORC table (unknown layout, damaged, missing pages), or None
+        self.orc_error = found.orc_error
+        self.orc = found.orc
+        self.modules_complete = found.modules_complete
+        self.text = found.text
         # A CPU whose per-CPU area is missing from the dump has no known IRQ/exception stacks and
         # no known running task; the others are unaffected.
         self.cpu_stacks = [s for cpu in range(self.num_cpus())
-                           for s in _cpu_stacks_or_none(prog, cpu, self.thread_size, cpu_stacks)]
-        self.text = text if prog.machine == "aarch64" else _text_ranges(prog, self.orc, self.modules_complete)
-        self._start = _aarch64_task_start(prog) if prog.machine == "aarch64" else _x86_64_task_start(prog)
+                           for s in _cpu_stacks_or_none(prog, cpu, self.thread_size, found.cpu_stacks)]
+        self._start = found.task_start
         self._running = {curr: cpu for cpu in range(self.num_cpus()) if (curr := _cpu_curr_or_none(prog, cpu))}
-
-    def _x86_64_orc(self, prog: Program) -> None:
-        try:
-            vmlinux = vmlinux_orc_table(prog.memory, prog.symbol_address("__start_orc_unwind_ip"),
-                                        prog.symbol_address("__stop_orc_unwind_ip"),
-                                        prog.symbol_address("__start_orc_unwind"))
-        except (CorruptDumpError, FaultError, SymbolNotFoundError) as exc:
-            # Without ORC every frame is the kernel's orc_fp_entry guess plus the stack scan,
-            # all unreliable; the traces say why.
-            self.orc_error = str(exc)
-            self.modules_complete = False
-        else:
-            modules, self.modules_complete = _module_tables(prog, vmlinux.format, vmlinux.registers)
-            self.orc = OrcTables([vmlinux, *modules])
 
     def num_cpus(self) -> int:
         """Return the number of CPUs with registers in the dump.
@@ -293,8 +277,7 @@ def _hardirq_stack_ptr(prog: Program, cpu: int) -> int:
 _MODULES_END = 0xFFFFFFFFFF000000
 
 
-def _cpu_stacks_or_none(prog: Program, cpu: int, thread_size: int,
-                        find: Callable[[Program, int, int], list[StackRange]]) -> list[StackRange]:
+def _cpu_stacks_or_none(prog: Program, cpu: int, thread_size: int, find: _CpuStacks) -> list[StackRange]:
     try:
         return find(prog, cpu, thread_size)
     except FaultError:
@@ -357,6 +340,50 @@ class _NoStart(Exception):
 
 
 _TaskStart = Callable[[Object], tuple[Registers, bool]]
+_CpuStacks = Callable[[Program, int, int], list[StackRange]]
+
+
+@dataclass(frozen=True, slots=True)
+class _MachineKernel:
+    # What the unwinder needs of the kernel on one machine: the unwinder, how to find a CPU's
+    # stacks and a sleeping task's starting registers, kernel text, and (x86-64) the ORC tables.
+    arch: ArchUnwinder
+    cpu_stacks: _CpuStacks
+    task_start: _TaskStart
+    text: list[tuple[int, int]]
+    orc: OrcTables = dataclasses.field(default_factory=lambda: OrcTables([]))
+    orc_error: str | None = None
+    modules_complete: bool = True
+
+
+def _x86_64_machine(prog: Program) -> _MachineKernel:
+    error: str | None = None
+    try:
+        vmlinux = vmlinux_orc_table(prog.memory, prog.symbol_address("__start_orc_unwind_ip"),
+                                    prog.symbol_address("__stop_orc_unwind_ip"),
+                                    prog.symbol_address("__start_orc_unwind"))
+    except (CorruptDumpError, FaultError, SymbolNotFoundError) as exc:
+        # Without ORC every frame is the kernel's orc_fp_entry guess plus the stack scan, all
+        # unreliable; the traces say why.
+        orc, error, complete = OrcTables([]), str(exc), False
+    else:
+        modules, complete = _module_tables(prog, vmlinux.format, vmlinux.registers)
+        orc = OrcTables([vmlinux, *modules])
+    return _MachineKernel(arch_unwinder("x86_64"), _x86_64_cpu_stacks, _x86_64_task_start(prog),
+                          _text_ranges(prog, orc, complete), orc, error, complete)
+
+
+def _aarch64_machine(prog: Program) -> _MachineKernel:
+    text, complete = _aarch64_text_ranges(prog)
+    return _MachineKernel(Aarch64Unwinder(_aarch64_kernel(prog)), _aarch64_cpu_stacks, _aarch64_task_start(prog),
+                          text, modules_complete=complete)
+
+
+# How the unwinder's view of the kernel is found on each machine (Program.machine)
+_MACHINES: dict[str, Callable[[Program], _MachineKernel]] = {
+    "x86_64": _x86_64_machine,
+    "aarch64": _aarch64_machine,
+}
 
 
 def _x86_64_task_start(prog: Program) -> _TaskStart:
