@@ -164,7 +164,9 @@ def debuginfo_sources(prog: Program) -> dict[str, str]:
     except KcrashError as exc:
         facts["unwind"] = f"unavailable: {exc}"
         return facts
-    if unwinder.orc_error is not None:
+    if unwinder.arch.machine == "aarch64":
+        facts["unwind"] = "frame records (x29 chain), pt_regs at exception entries, PAC bits stripped (KERNELPACMASK)"
+    elif unwinder.orc_error is not None:
         facts["unwind"] = f"no usable ORC table ({unwinder.orc_error}): frame pointers and stack scan, unreliable"
     else:
         tables = unwinder.orc.tables
