@@ -73,10 +73,10 @@ def collect(dirs: dict[str, Path], repeat: int, workdir: str, env: dict[str, str
                 if before is not None:
                     Path(warm[-1]).unlink()
                     _timed(warm, {**env, "PYTHONPATH": before})
-            before = loadavg()
+            load = loadavg()
             for row in run(str(src), repeat, out, env, CODECS, threads, before):
                 rows.append({"mem": mem, "input_size": src.stat().st_size, **row})
-            print(f"# {mem}: load average {before} before, {loadavg()} after", file=sys.stderr, flush=True)
+            print(f"# {mem}: load average {load} before, {loadavg()} after", file=sys.stderr, flush=True)
         src.unlink()
     return rows
 
