@@ -24,8 +24,15 @@ from kcrash.analysis.x86_disasm import Instruction, branch_target, disassemble, 
 from kcrash.debuginfo.finder import find_debuginfo, find_module_debuginfo
 from kcrash.debuginfo.symbolizer import SourceLocation, open_symbolizers
 from kcrash.debuginfo.symbols import SymbolTable
-from kcrash.errors import DebugInfoMismatchError, KcrashError, MissingDebugInfoError, SymbolNotFoundError
+from kcrash.errors import (
+    DebugInfoMismatchError,
+    KcrashError,
+    MissingDebugInfoError,
+    SymbolNotFoundError,
+    UnsupportedDumpFormat,
+)
 from kcrash.helpers.linux.module import find_module_or_none, module_base
+from kcrash.memory.kernel import KernelMemory
 from kcrash.types.program import Program
 
 if TYPE_CHECKING:
@@ -215,7 +222,11 @@ def disassemble_target(
     address; for a function all of it (or ``count``); for an address one (or ``count``).
 
     :raises FaultError: the code is not in the dump
+    :raises UnsupportedDumpFormat: the dump is not of an x86-64 kernel (the decoder knows only x86-64)
     """
+    machine = memory.machine if isinstance(memory, KernelMemory) else "x86_64"
+    if machine != "x86_64":
+        raise UnsupportedDumpFormat(f"dis decodes x86-64 code only; this dump is of an {machine} kernel")
     insns = disassemble(memory.read(where.start, where.end - where.start), where.start, syntax)
     if where.last is not None:
         return tuple(i for i in insns if i.address <= where.last)
