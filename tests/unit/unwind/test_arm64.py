@@ -9,6 +9,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kcrash.errors import UnwindError
 from kcrash.unwind import MemoryUnwindContext, OrcTables, Registers, StackRange
@@ -270,3 +272,19 @@ def test_registry() -> None:
     assert set(ARCH_UNWINDERS) == {"x86_64", "aarch64"}
     with pytest.raises(UnwindError, match="riscv64"):
         arch_unwinder("riscv64")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1), min_size=64, max_size=64), st.integers(0, 63), st.integers(0, 2**64 - 1),
+       st.booleans())
+def test_random_stacks_never_raise_or_loop(words: list[int], at: int, x30: int, interrupted: bool) -> None:
+    # any stack contents and registers: a Trace with a bounded number of frames, never an exception;
+    # half the words point into the stack itself (records that chain) and some into the text
+    mem = _mem()
+    base = STACK + SIZE - 8 * 64
+    values = [STACK + SIZE - 8 * 64 + (w % 512) if w % 3 == 0 else TEXT + (w % 0x700) if w % 3 == 1 else w
+              for w in words]
+    mem.write_u64(base, *values)
+    regs = _regs(pc=TEXT + (x30 % 0x700), sp=base + 8 * at, x29=base + 8 * at, x30=x30)
+    trace = unwind(regs, _ctx(mem), _kernel(meta=interrupted), interrupted=interrupted, scan=True)
+    assert 1 <= len(trace.frames) <= 192 + 64
