@@ -365,10 +365,11 @@ def _analyse(ctx: UnwindContext, kernel: Aarch64Kernel, pc: int, interrupted: bo
         return None
     depth, fp_offset = 0, None
     for (insn,) in struct.iter_unpack("<I", code[: len(code) & ~3]):
-        if _ends_prologue(insn):
-            # control left the straight line before x29 was set: what ran before pc is unknown
-            # (an exception vector's stubs, a shrink-wrapped path); follow the records only
-            return None if interrupted else _Prologue(depth, None)
+        if interrupted and _ends_prologue(insn):
+            # control left the straight line before x29 was set: what ran before an interrupted
+            # pc is unknown (an exception vector's stubs, a shrink-wrapped path); follow the
+            # records only. Below a return address the record is surely set up: scan on to it.
+            return None
         depth, fp_offset, done = _simulate(insn, depth, fp_offset)
         if done:
             break
