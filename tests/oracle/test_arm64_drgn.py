@@ -293,3 +293,19 @@ def test_current_and_page_layout_agree_with_drgn(prog: Program, crash: tuple[Pat
         assert virt == drgn_pfn_to_virt(dprog, pfn).value_()
         assert virt_to_pfn(prog, virt) == pfn
         assert int(pfn_to_page(prog, pfn)) == drgn_pfn_to_page(dprog, pfn).value_()
+
+
+def test_kallsyms_found_by_structure_without_vmcoreinfo_lines(crash: tuple[Path, Any, str, Path]) -> None:
+    # kernels before 6.0 name no kallsyms_* in VMCOREINFO: the finder locates the tables in the arm64
+    # image from SYMBOL(_stext) alone, and decodes the same table as the VMCOREINFO lines give
+    from kcrash.dumps.vmcoreinfo import parse_vmcoreinfo
+
+    mem = open_kernel_memory(open_dump(crash[0] / "vmcore.elf"))
+    assert mem.vmcoreinfo is not None
+    stripped = parse_vmcoreinfo("\n".join(line for line in mem.vmcoreinfo.text.splitlines()
+                                          if not line.startswith("SYMBOL(kallsyms_")))
+    assert not any(name.startswith("kallsyms_") for name in stripped.symbols)
+    found, given = load_kallsyms(mem, stripped, None), load_kallsyms(mem, mem.vmcoreinfo, None)
+    assert [(s.name, s.address, s.kind) for s in found.iter_symbols()] == \
+        [(s.name, s.address, s.kind) for s in given.iter_symbols()]
+    assert found.num_symbols() > 50_000
