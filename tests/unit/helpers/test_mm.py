@@ -6,7 +6,10 @@ fallbacks when VMCOREINFO is absent."""
 
 from __future__ import annotations
 
+from kcrash.dumps.vmcoreinfo import parse_vmcoreinfo
 from kcrash.helpers.linux.mm import (
+    _page_offset,
+    _vmemmap,
     compound_head,
     decode_page_flags,
     for_each_valid_page_range,
@@ -20,6 +23,9 @@ from kcrash.helpers.linux.mm import (
     virt_to_page,
     virt_to_pfn,
 )
+from kcrash.memory.reader import MemoryReader
+from kcrash.memory.segments import SegmentMap
+from kcrash.types.program import Program
 from support.mm_kernel import PAGE, PAGE_OFFSET, PG, VMEMMAP, Kernel
 
 
@@ -101,3 +107,15 @@ def test_exports_and_docstring() -> None:
               == module.__name__ and (inspect.isfunction(v) or inspect.isclass(v))}
     assert public <= set(module.__all__)
     assert module.__doc__ is not None and "include/linux/" in module.__doc__
+
+
+def test_arm64_linear_map_and_vmemmap_from_vmcoreinfo() -> None:
+    # arm64 has no page_offset_base/vmemmap_base: VMCOREINFO's PHYS_OFFSET, VA_BITS and VMEMMAP_START
+    # (Debian 6.1 arm64's values) give __va() and vmemmap; pfn 0's address is PAGE_OFFSET - PHYS_OFFSET
+
+    info = parse_vmcoreinfo("NUMBER(VA_BITS)=48\nNUMBER(PHYS_OFFSET)=0x40000000\n"
+                            "NUMBER(VMEMMAP_START)=0xfffffc0000000000\n")
+    prog = Program(MemoryReader(SegmentMap()), vmcoreinfo=info)
+    page_offset = _page_offset(prog, 4)
+    assert (page_offset + 0x40000000) % (1 << 64) == 0xFFFF000000000000  # __va(PHYS_OFFSET) = PAGE_OFFSET
+    assert _vmemmap(prog, 4, 64) == 0xFFFFFC0000000000 - (0x40000000 >> 12) * 64

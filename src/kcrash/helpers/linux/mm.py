@@ -168,15 +168,19 @@ def _vmemmap(prog: Program, levels: int, sizeof_page: int) -> int:
 
 def _page_offset(prog: Program, levels: int) -> int:
     # x86-64: the KASLR'd variable page_offset_base (else the fixed default). arm64 states
-    # NUMBER(PHYS_OFFSET) in VMCOREINFO: its linear map starts PAGE_OFFSET = -(1 << va_bits) at
-    # PHYS_OFFSET, so __va(pa) = pa - PHYS_OFFSET + PAGE_OFFSET; returned as the address of pfn 0.
+    # NUMBER(PHYS_OFFSET) (memstart_addr) and NUMBER(VA_BITS) in VMCOREINFO: __va(pa) = pa -
+    # PHYS_OFFSET + PAGE_OFFSET with PAGE_OFFSET = -(1 << VA_BITS), the configured size (a 52-bit
+    # kernel on a 48-bit CPU lowers memstart_addr instead, arm64_memblock_init()); returned as the
+    # address of pfn 0.
     found = _u64_or_none(prog, "page_offset_base")
     if found is not None:
         return found
     info, layout = prog.vmcoreinfo, prog.layout
     phys = info.get_number_or_none("PHYS_OFFSET") if info is not None else None
-    if phys is not None and layout is not None and layout.va_bits:
-        return ((1 << 64) - (1 << layout.va_bits) - phys) & _U64_MASK
+    va_bits = (info.get_number_or_none("VA_BITS") if info is not None else None) or \
+        (layout.va_bits if layout is not None else 0)
+    if phys is not None and va_bits:
+        return ((1 << 64) - (1 << va_bits) - phys) & _U64_MASK
     return _PAGE_OFFSET[levels]
 
 
