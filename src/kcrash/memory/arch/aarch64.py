@@ -14,8 +14,8 @@ time, v6.9), so the walk uses ``64 - T1SZ``; with 64 KiB pages the level count s
 NUMBER(kimage_voffset)`` (``__pa_symbol``); ``NUMBER(PHYS_OFFSET)`` is the physical start of RAM,
 where the linear map (``PAGE_OFFSET = -(1 << VA_BITS)``, the lower half of the kernel range since
 v5.4) begins. ``KERNELOFFSET`` is the KASLR displacement of the image; ``NUMBER(MODULES_VADDR)`` and
-``NUMBER(MODULES_END)`` bound the module area (VMCOREINFO has them since v6.?; before, the area
-below the image).
+``NUMBER(MODULES_END)`` bound the module area (Debian's 6.1 and 6.12 state them; without them, the
+area below the image is taken).
 
 A dump without VMCOREINFO has no layout here: arm64 CPU notes carry no TTBR1.
 """
