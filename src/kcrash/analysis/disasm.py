@@ -32,7 +32,6 @@ from kcrash.errors import (
     UnsupportedDumpFormat,
 )
 from kcrash.helpers.linux.module import find_module_or_none, module_base
-from kcrash.memory.kernel import KernelMemory
 from kcrash.types.program import Program
 
 if TYPE_CHECKING:
@@ -216,15 +215,16 @@ def _dis_address(symbols: SymbolTable | None, address: int, reverse: bool, count
 
 
 def disassemble_target(
-    memory: MemoryReader, where: DisTarget, *, syntax: str = "intel", count: int | None = None
+    memory: MemoryReader, where: DisTarget, *, syntax: str = "intel", count: int | None = None,
+    machine: str = "x86_64",
 ) -> tuple[Instruction, ...]:
     """The instructions ``dis`` shows for ``where``: with ``-r`` up to and including the one at the
-    address; for a function all of it (or ``count``); for an address one (or ``count``).
+    address; for a function all of it (or ``count``); for an address one (or ``count``). ``machine``
+    is the dump's (:attr:`kcrash.dumps.base.DumpFormat.machine`).
 
     :raises FaultError: the code is not in the dump
     :raises UnsupportedDumpFormat: the dump is not of an x86-64 kernel (the decoder knows only x86-64)
     """
-    machine = memory.machine if isinstance(memory, KernelMemory) else "x86_64"
     if machine != "x86_64":
         raise UnsupportedDumpFormat(f"dis decodes x86-64 code only; this dump is of an {machine} kernel")
     insns = disassemble(memory.read(where.start, where.end - where.start), where.start, syntax)

@@ -66,7 +66,7 @@ def dis(dump: str, target: AddressArg, reverse: bool, lines: bool, count: int | 
             bases[where.module] = module_text_base(prog, where.module)
     with opened_dump((dump,)) as opened:  # a dump file, or a live target stopped meanwhile
         mem = open_kernel_memory(opened)
-        insns = disassemble_target(mem, where, syntax=syntax, count=count)
+        insns = disassemble_target(mem, where, syntax=syntax, count=count, machine=opened.machine)
         with printed_dump_warnings():  # a vmlinux of another build taken with --force
             source = source_lines(mem, opened.vmcoreinfo_or_none(), insns, list(debuginfo), bases, force=force,
                                   cache=cache, module=where.module) if lines else {}
