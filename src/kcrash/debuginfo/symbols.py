@@ -216,6 +216,9 @@ class SymbolTable:
         self._vmlinux = _Group(None, names, kinds, addrs, self.kernel_ranges)
         self._modules: dict[str, _Group] = {}
         self._module_ranges: list[tuple[int, int, str]] = []
+        # vmlinux symbols found by structure where kallsyms lacks them (kcrash.types.recover):
+        # found by name only, after kallsyms; addresses never resolve to them
+        self._recovered: _Group | None = None
 
     @classmethod
     def from_symbols(cls, symbols: Iterable[Symbol], *,
@@ -264,6 +267,14 @@ class SymbolTable:
         for start, end in regions:
             bisect.insort(self._module_ranges, (start, end, name))
 
+    def add_recovered(self, symbols: Iterable[tuple[str, int, str]]) -> None:
+        """Add vmlinux symbols ``(name, address, kind)`` that kallsyms lacks (found by structure, see
+        :mod:`kcrash.types.recover`): lookups by name find them after kallsyms; lookups by address
+        never answer with them. Adding again replaces the earlier ones."""
+        items = list(symbols)
+        addrs = np.fromiter((a for _, a, _ in items), dtype=_U64, count=len(items))
+        self._recovered = _Group(None, [n for n, _, _ in items], [k for _, _, k in items], addrs, [])
+
     def remove_module(self, name: str) -> None:
         """Forget module ``name`` (no error if unknown)."""
         self._modules.pop(name, None)
@@ -301,10 +312,11 @@ class SymbolTable:
         return self.get_symbol_by_name(name).address
 
     def _groups_for(self, module: str | None) -> list[_Group]:
+        vmlinux = [self._vmlinux] if self._recovered is None else [self._vmlinux, self._recovered]
         if module is None:
-            return [self._vmlinux, *self._modules.values()]
+            return [*vmlinux, *self._modules.values()]
         if module == "vmlinux":
-            return [self._vmlinux]
+            return vmlinux
         group = self._modules.get(module)
         return [group] if group is not None else []
 

@@ -39,6 +39,7 @@ from kcrash.types.btf import Btf, parse_btf
 from kcrash.types.declarations import KERNEL_DECLARATIONS, TypeSpec, parse_declarations, parse_type_spec
 from kcrash.types.model import Type, TypeKind, array_type, int_type, pointer_type
 from kcrash.types.object import Object
+from kcrash.types.recover import recover_missing_symbols
 
 if TYPE_CHECKING:
     from kcrash.dumps.base import DumpFormat
@@ -585,6 +586,7 @@ def open_program(dump_paths: str | os.PathLike[str] | Sequence[str | os.PathLike
         memory = open_kernel_memory(dump)
         info = dump.vmcoreinfo_or_none()
         symbols = _symbols(memory, info, cache_dir, symbol_file, force)
+        recover_missing_symbols(memory, symbols)
         btf = parse_btf(read_vmlinux_btf(memory, symbols), name="vmlinux", cache_dir=cache_dir,
                         cache_key=info.build_id if info is not None else None)
         prog = Program(memory, symbols, btf, vmcoreinfo=info)
