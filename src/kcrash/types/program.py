@@ -586,7 +586,7 @@ def open_program(dump_paths: str | os.PathLike[str] | Sequence[str | os.PathLike
         memory = open_kernel_memory(dump)
         info = dump.vmcoreinfo_or_none()
         symbols = _symbols(memory, info, cache_dir, symbol_file, force)
-        recover_missing_symbols(memory, symbols)
+        recover_missing_symbols(memory, symbols, info)
         btf = parse_btf(read_vmlinux_btf(memory, symbols), name="vmlinux", cache_dir=cache_dir,
                         cache_key=info.build_id if info is not None else None)
         prog = Program(memory, symbols, btf, vmcoreinfo=info)

@@ -17,7 +17,9 @@ validated, never guessed from a version.
   ``struct module.list`` members in the module area, each module with a valid ``state`` and a
   printable name. No module loaded: no ``modules`` (the list is empty anyway).
 
-Per-CPU symbols (``__per_cpu_offset``, ``runqueues``, ``__entry_task``) are not recovered.
+- ``__per_cpu_offset``, ``__per_cpu_start``/``__per_cpu_end`` and every per-CPU variable: see
+  :func:`find_per_cpu_offset_or_none`; the variables' offsets come from BTF's ``.data..percpu``.
+- VMCOREINFO's ``SYMBOL()`` lines inside the image (``init_uts_ns``, ``prb``, ``swapper_pg_dir`` ...).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 
 from kcrash.debuginfo.symbols import SymbolTable
 from kcrash.dumps.base import DumpWarning
+from kcrash.dumps.vmcoreinfo import VmcoreInfo
 from kcrash.errors import CorruptDumpError, FaultError, KcrashError
 from kcrash.memory.kernel import KernelMemory
 from kcrash.memory.reader import MemoryReader
@@ -51,6 +54,8 @@ _RING_LIMIT = 100_000
 _MODULE_STATES = range(4)  # MODULE_STATE_LIVE, COMING, GOING, UNFORMED
 _MODULE_NAME_LEN = 56
 _MODULE_WINDOW = 2 << 30
+#: VMCOREINFO symbols further than this from _stext are not the image's (mem_section's value is a pointer)
+_IMAGE_SPAN = 256 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +216,74 @@ def find_modules_head_or_none(image: ImageData, btf: Btf, memory: MemoryReader,
     return None
 
 
+def percpu_variables(btf: Btf) -> dict[str, tuple[int, int]]:
+    """The VARs of BTF DATASEC ``.data..percpu``: name -> (offset in the section, size)."""
+    out: dict[str, tuple[int, int]] = {}
+    for sec_id in btf.ids_named(".data..percpu", (15,)):  # BTF_KIND_DATASEC
+        record = btf._record(sec_id)  # DATASEC entries are not in the Type model
+        for i in range(record[3]):
+            var_id, offset, size = (btf._words[record[0] + 3 + 3 * i + k] for k in range(3))
+            if btf.first_id <= var_id < btf.end_id:
+                out[btf.string(btf._record(var_id)[1])] = (offset, size)
+    return out
+
+
+def runqueues_by_cpu(btf: Btf, tasks: Sequence[int], read_u64: Callable[[int], int],
+                     read_u32: Callable[[int], int]) -> dict[int, int]:
+    """Each CPU's ``struct rq`` as the tasks show it: a task's ``se.cfs_rq->rq`` (or the ``rq`` that
+    embeds its ``cfs_rq``) whose ``cpu`` is the task's ``thread_info.cpu`` (or ``cpu``)."""
+    task = btf.find_type_or_none("task_struct", TypeKind.STRUCT)
+    rq = btf.find_type_or_none("rq", TypeKind.STRUCT)
+    cfs_rq = btf.find_type_or_none("cfs_rq", TypeKind.STRUCT)
+    if task is None or rq is None or cfs_rq is None or not rq.has_member("cpu"):
+        return {}
+    cpu_path = "cpu" if task.has_member("cpu") else "thread_info.cpu"
+    task_cpu, se_cfs_rq, rq_cpu = _offset(task, cpu_path), _offset(task, "se.cfs_rq"), _offset(rq, "cpu")
+    rq_of = _offset(cfs_rq, "rq") if cfs_rq.has_member("rq") else None
+    rq_cfs = _offset(rq, "cfs")
+    found: dict[int, int] = {}
+    for t in tasks:
+        try:
+            cpu, cfs = read_u32(t + task_cpu), read_u64(t + se_cfs_rq)
+            if cfs == 0 or cpu in found:
+                continue
+            address = read_u64(cfs + rq_of) if rq_of is not None else cfs - rq_cfs
+            if read_u32(address + rq_cpu) == cpu and read_u64(address + rq_cfs + (rq_of or 0)) != 0:
+                found[cpu] = address
+        except FaultError:
+            continue
+    return found
+
+
+def find_per_cpu_offset_or_none(image: ImageData, runqueues: dict[int, int], runqueues_offset: int,
+                                page_size: int = 4096) -> tuple[int, int] | None:
+    """Find ``__per_cpu_offset`` in ``image``: ``(its address, __per_cpu_start)`` or None.
+
+    For CPUs ``c`` with a known runqueue ``rq[c]``, ``__per_cpu_start + runqueues_offset +
+    __per_cpu_offset[c] == rq[c]``, so the array is the one place where ``e[c] - e[c0] == rq[c] - rq[c0]``
+    for every known CPU (at least two, all entries non-zero); ``__per_cpu_start`` then follows and must be
+    page-aligned and below the array. Exactly one such place is accepted.
+    """
+    if len(runqueues) < 2:
+        return None
+    cpus = sorted(runqueues)
+    c0, top = cpus[0], cpus[-1]
+    words = np.frombuffer(image.data[:len(image.data) // 8 * 8], dtype="<u8")
+    n = len(words) - top
+    if n <= 0:
+        return None
+    ok = words[c0:c0 + n] != 0
+    for c in cpus[1:]:
+        delta = np.uint64((runqueues[c] - runqueues[c0]) % (1 << 64))
+        ok &= (words[c:c + n] - words[c0:c0 + n] == delta) & (words[c:c + n] != 0)
+    hits = []
+    for index in np.flatnonzero(ok).tolist():
+        start = (runqueues[c0] - runqueues_offset - int(words[index + c0])) % (1 << 64)
+        if start % page_size == 0 and start < image.base + index * 8:
+            hits.append((image.base + index * 8, start))
+    return hits[0] if len(hits) == 1 else None
+
+
 def _aarch64_module_window(init_begin: int) -> tuple[int, int]:
     # arm64 with KASLR (before v6.5) allocates modules within 2 GiB below the kernel's text
     # (module_alloc_base, arch/arm64/kernel/kaslr.c), outside MODULES_VADDR..MODULES_END
@@ -252,22 +325,58 @@ def recover_symbols(memory: MemoryReader, address_of: Callable[[str], int],
     if head is not None:
         out.append(RecoveredSymbol("modules", head, "the list_head in .data whose ring holds only struct "
                                    "modules (valid state, printable name) in the module area"))
+    if init_task is not None:
+        out.extend(_recover_percpu(image, btf, init_task, read_u64, memory))
     return out
 
 
-def recover_missing_symbols(memory: MemoryReader, symbols: object) -> Sequence[RecoveredSymbol]:
+def _recover_percpu(image: ImageData, btf: Btf, init_task: int, read_u64: Callable[[int], int],
+                    memory: MemoryReader) -> list[RecoveredSymbol]:
+    variables = percpu_variables(btf)
+    task = btf.find_type_or_none("task_struct", TypeKind.STRUCT)
+    if "runqueues" not in variables or task is None:
+        return []
+    tasks_off = _offset(task, "tasks")
+    ring = _ring_or_none(init_task + tasks_off, read_u64) or []
+
+    def read_u32(address: int) -> int:
+        return int.from_bytes(memory.read(address, 4), "little")
+
+    runqueues = runqueues_by_cpu(btf, [n - tasks_off for n in ring], read_u64, read_u32)
+    found = find_per_cpu_offset_or_none(image, runqueues, variables["runqueues"][0])
+    if found is None:
+        return []
+    array, start = found
+    how = (f"__per_cpu_offset: the one array in .data whose entries differ as the runqueues of CPUs "
+           f"{sorted(runqueues)} (tasks' se.cfs_rq->rq with rq.cpu) do; per-CPU variables at "
+           f"__per_cpu_start + their BTF .data..percpu offset")
+    end = start + max(offset + size for offset, size in variables.values())
+    out = [RecoveredSymbol("__per_cpu_offset", array, how), RecoveredSymbol("__per_cpu_start", start, how),
+           RecoveredSymbol("__per_cpu_end", end, how)]
+    out.extend(RecoveredSymbol(name, start + offset, how) for name, (offset, _) in sorted(variables.items()))
+    return out
+
+
+def recover_missing_symbols(memory: MemoryReader, symbols: object,
+                            info: VmcoreInfo | None = None) -> Sequence[RecoveredSymbol]:
     """Add :func:`recover_symbols`' finds to a kallsyms table that lacks ``__start_BTF`` and ``init_task``
     (text symbols only), with a warning naming them; any other symbol source is left as it is.
 
     :param memory: the kernel address space (a :class:`~kcrash.memory.kernel.KernelMemory`)
     :param symbols: the program's symbol source
+    :param info: VMCOREINFO, whose ``SYMBOL()`` lines inside the image (``init_uts_ns``, ``prb`` ...) are
+        taken as they are
     :return: what was added (empty when nothing was missing or nothing was found)
     """
     if not isinstance(symbols, SymbolTable) or not isinstance(memory, KernelMemory) \
             or symbols.has_symbol("__start_BTF") or symbols.has_symbol("init_task") \
             or not symbols.has_symbol("_etext") or not symbols.has_symbol("__init_begin"):
         return []
-    found = recover_symbols(memory, symbols.address_of, memory.module_range())
+    found = list(recover_symbols(memory, symbols.address_of, memory.module_range()))
+    if info is not None:
+        stext, known = symbols.address_of("_stext"), {s.name for s in found}
+        found.extend(RecoveredSymbol(name, address, "VMCOREINFO SYMBOL()") for name, address in info.symbols.items()
+                     if name not in known and not symbols.has_symbol(name) and stext <= address < stext + _IMAGE_SPAN)
     if found:
         symbols.add_recovered((s.name, s.address, "D") for s in found)
         hows: dict[str, list[str]] = {}
