@@ -43,7 +43,7 @@ from kcrash.helpers.linux.sched import for_each_task
 from kcrash.helpers.linux.stack import kernel_unwinder, stack_trace
 from kcrash.model import ExceptionFrame, TaskTraceDetail
 from kcrash.types.program import Program
-from support.drgn_oracle import KDUMP_CASES, case_id, drgn_program, lab_info, skip_lost_slab
+from support.drgn_oracle import KDUMP_KCRASH, case_id, drgn_program, lab_info, skip_lost_slab
 from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
@@ -56,7 +56,7 @@ CASES = [
     ("BUG", "5.10", True),
     ("SYSRQ", "7", False),
     ("HUNG_ABBA", "6.12", False),
-    *KDUMP_CASES,
+    *KDUMP_KCRASH,
 ]
 _SYMBOLIC = BacktraceOptions(words=True, symbolic=True)
 # struct pt_regs members (drgn reads them by name from DWARF) -> kcrash's register names

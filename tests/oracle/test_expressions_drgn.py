@@ -37,14 +37,14 @@ from kcrash.cli import main
 from kcrash.types.btf import BTF_KIND
 from kcrash.types.cexpr import evaluate
 from kcrash.types.program import Program
-from support.drgn_oracle import KDUMP_CASES, LAB_CASES, case_id, drgn_program, lab_info, skip_lost_slab
+from support.drgn_oracle import KDUMP_KCRASH, LAB_CASES, case_id, drgn_program, lab_info, skip_lost_slab
 from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = LAB_CASES + KDUMP_CASES
+CASES = LAB_CASES + KDUMP_KCRASH[:2]
 MAGIC = 0xFEEDFACE0BADC0DE
 # Sites the kernel rewrites when it loads a module: ftrace turns "call __fentry__" into a NOP, the
 # return thunk becomes "ret; int3", retpoline thunks become indirect branches (arch/x86/kernel/alternative.c).

@@ -42,7 +42,7 @@ from kcrash.analysis.target import open_target
 from kcrash.cli.app import kcrash
 from kcrash.types.program import Program
 from support.drgn_oracle import (
-    KDUMP_CASES,
+    KDUMP_KCRASH,
     LAB_CASES,
     case_id,
     drgn_program,
@@ -75,7 +75,7 @@ from drgn.helpers.linux.timer import (  # noqa: E402
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = LAB_CASES + KDUMP_CASES
+CASES = LAB_CASES + KDUMP_KCRASH
 
 
 @pytest.fixture(scope="module", params=CASES, ids=case_id)

@@ -35,7 +35,7 @@ import pytest
 from kcrash import model
 from kcrash.analysis.locks import analyze_locks
 from kcrash.analysis.target import open_target
-from support.drgn_oracle import KDUMP_CASES, case_id, drgn_program, skip_lost_slab
+from support.drgn_oracle import KDUMP_READABLE, case_id, drgn_program, skip_lost_slab
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.list import list_for_each_entry  # noqa: E402
@@ -88,7 +88,7 @@ def _open(
     return analysis, dprog, elapsed
 
 
-@pytest.fixture(scope="module", params=HUNG + BUG + LOCKUPS + KDUMP_CASES, ids=_ids)
+@pytest.fixture(scope="module", params=HUNG + BUG + LOCKUPS + KDUMP_READABLE, ids=_ids)
 def crash(
     request: pytest.FixtureRequest,
     lab_case: Callable[..., Path],

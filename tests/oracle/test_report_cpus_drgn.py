@@ -28,7 +28,7 @@ import pytest
 from kcrash import model
 from kcrash.analysis.target import open_target
 from kcrash.analysis.triage import build_report
-from support.drgn_oracle import KDUMP_CASES, case_id, drgn_program, skip_lost_slab
+from support.drgn_oracle import KDUMP_KCRASH, case_id, drgn_program, skip_lost_slab
 
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.cpumask import for_each_possible_cpu  # noqa: E402
@@ -37,7 +37,7 @@ from drgn.helpers.linux.sched import cpu_curr  # noqa: E402
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = [("BUG", "6.1", True), ("BUG", "6.12", False), *KDUMP_CASES]
+CASES = [("BUG", "6.1", True), ("BUG", "6.12", False), *KDUMP_KCRASH]
 _USER_TOP = 0xFFFF800000000000
 
 

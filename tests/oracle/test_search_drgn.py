@@ -38,14 +38,15 @@ from kcrash.memory.kernel import KernelMemory, open_kernel_memory
 from kcrash.memory.search import X86_64_ESPFIX_AREA, Pattern, search_physical, search_virtual
 from kcrash.memory.translate.x86_64 import MappingWalk
 from support.drgn_oracle import (
-    KDUMP_CASES,
     KDUMP_EXCLUDES,
+    KDUMP_KCRASH,
     case_id,
     drgn_program,
     is_kdump,
     lab_info,
     skip_kdump_pair,
     skip_lost_slab,
+    skip_unless_first_kdump,
 )
 from support.jsonout import from_hex
 
@@ -53,7 +54,7 @@ drgn = pytest.importorskip("drgn")
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = [("BUG", "6.1", True), ("BUG", "6.12", False), ("BUG", "5.10", True), *KDUMP_CASES]
+CASES = [("BUG", "6.1", True), ("BUG", "6.12", False), ("BUG", "5.10", True), *KDUMP_KCRASH[:2]]
 FORMATS = ("vmcore.elf", "vmcore.kdump")
 PLANTED = 0xFEEDFACE0BADC0DE
 KERNEL_HALF = 0xFFFF800000000000
@@ -150,6 +151,7 @@ def _numpy_hits(read: Callable[[int, int], bytes], start: int, end: int, value: 
 
 
 def test_physical_hits_equal_drgns_reads_of_every_segment(crash: tuple[Path, Any, dict[str, Any]]) -> None:
+    skip_unless_first_kdump(crash[0], "drgn's reads of all memory, ~10 s a dump")
     dprog = crash[1]
     dump = open_dump(crash[0] / "vmcore.elf")
     try:
@@ -166,6 +168,8 @@ def test_physical_hits_equal_drgns_reads_of_every_segment(crash: tuple[Path, Any
 
 def test_kernel_hits_equal_drgns_reads_of_the_mapped_runs(crash: tuple[Path, Any, dict[str, Any]]) -> None:
     from drgn.helpers.linux.mm import follow_phys
+
+    skip_unless_first_kdump(crash[0], "drgn's reads of all mapped memory, ~10 s a dump")
 
     dprog = crash[1]
     dump = open_dump(crash[0] / "vmcore.elf")

@@ -43,14 +43,23 @@ from kcrash.helpers.linux.slab import (
     slab_object_info,
 )
 from kcrash.types.program import Program
-from support.drgn_oracle import KDUMP_CASES, LAB_CASES, case_id, drgn_program, lab_info, skip_kdump_pair, skip_lost_slab
+from support.drgn_oracle import (
+    KDUMP_READABLE,
+    LAB_CASES,
+    case_id,
+    drgn_program,
+    lab_info,
+    skip_kdump_pair,
+    skip_lost_slab,
+    skip_unless_first_kdump,
+)
 from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = LAB_CASES + KDUMP_CASES
+CASES = LAB_CASES + KDUMP_READABLE
 SAMPLES = 1_000
 #: struct kcrash_test_obj (src/kcrash/lab/kmod/kcrash_test.c): u32 magic, u32 id, char tag[16], then
 #: the list_head ``node`` (at 24); the 5.10 module has no BTF, so the offset comes from the source
@@ -170,6 +179,7 @@ def test_allocated_objects_equal_drgn(prog: Program, crash: tuple[Path, Any, dic
     from drgn.helpers.linux.slab import find_slab_cache as drgn_find
     from drgn.helpers.linux.slab import slab_cache_for_each_allocated_object as drgn_allocated
 
+    skip_unless_first_kdump(crash[0], "drgn's object walk of four caches, ~20 s a dump")
     ours = _ours(prog)
     biggest = sorted(ours.values(), key=lambda v: -v[1][1])[:3]
     names = [name for name, _ in biggest] + (["kcrash_test_cache"] if crash[2]["module"] else [])

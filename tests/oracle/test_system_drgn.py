@@ -33,7 +33,7 @@ from kcrash.analysis.target import open_target
 from kcrash.helpers.linux import fs, net
 from kcrash.helpers.linux.sched import for_each_task
 from kcrash.types.program import Program
-from support.drgn_oracle import KDUMP_CASES, LAB_CASES, case_id, drgn_program, skip_lost_slab
+from support.drgn_oracle import KDUMP_READABLE, LAB_CASES, case_id, drgn_program, skip_lost_slab
 from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
@@ -48,7 +48,7 @@ from drgn.helpers.linux.pid import for_each_task as drgn_for_each_task  # noqa: 
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = LAB_CASES + KDUMP_CASES
+CASES = LAB_CASES + KDUMP_READABLE
 PORT = 4321
 LISTEN_PORT = 4322
 

@@ -45,7 +45,7 @@ from kcrash.cli import main
 from kcrash.cli.app import kcrash
 from kcrash.types.object import Object
 from kcrash.types.program import Program
-from support.drgn_oracle import KDUMP_CASES, LAB_CASES, case_id, drgn_program, skip_lost_slab
+from support.drgn_oracle import KDUMP_READABLE, LAB_CASES, case_id, drgn_program, skip_lost_slab
 from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
@@ -59,7 +59,7 @@ from drgn.helpers.linux.wait import waitqueue_for_each_entry, waitqueue_for_each
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = LAB_CASES + KDUMP_CASES
+CASES = LAB_CASES + KDUMP_READABLE
 _USER_TOP = 1 << 47
 _PF_KTHREAD = 0x00200000
 

@@ -19,7 +19,7 @@ from kcrash.helpers.linux.stack import kernel_unwinder, stack_trace
 from kcrash.types.object import Object
 from kcrash.types.percpu import per_cpu
 from kcrash.types.program import Program, open_program
-from support.drgn_oracle import KDUMP_CASES, case_id, drgn_program, skip_lost_slab
+from support.drgn_oracle import KDUMP_KCRASH, case_id, drgn_program, skip_lost_slab
 
 drgn = pytest.importorskip("drgn")
 
@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
 _USER_TOP = 0xFFFF800000000000
 CASES = [("BUG", "6.1", True), ("BUG", "6.12", False), ("HUNG_ABBA", "6.12", False), ("SOFTLOCKUP", "6.1", False),
-         *KDUMP_CASES]
+         *KDUMP_KCRASH]
 
 
 def _drgn_pcs(trace: drgn.StackTrace) -> list[int]:

@@ -46,7 +46,15 @@ from kcrash.helpers.linux.xarray import xa_for_each_range, xa_load, xa_to_value
 from kcrash.memory.kernel import KernelMemory
 from kcrash.types.object import Object, offsetof
 from kcrash.types.program import Program
-from support.drgn_oracle import KDUMP_CASES, LAB_CASES, case_id, drgn_program, lab_info, skip_kdump_pair, skip_lost_slab
+from support.drgn_oracle import (
+    KDUMP_READABLE,
+    LAB_CASES,
+    case_id,
+    drgn_program,
+    lab_info,
+    skip_kdump_pair,
+    skip_lost_slab,
+)
 from support.jsonout import from_hex
 
 drgn = pytest.importorskip("drgn")
@@ -62,7 +70,7 @@ from drgn.helpers.linux.xarray import xa_load as drgn_xa_load  # noqa: E402
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = LAB_CASES + KDUMP_CASES
+CASES = LAB_CASES + KDUMP_READABLE
 XA_KEYS = (0, 1, 5, 63, 64, 1000, 4096, 1 << 20)
 SAMPLES_PER_VMA = 4
 
