@@ -262,7 +262,8 @@ def find_per_cpu_offset_or_none(image: ImageData, runqueues: dict[int, int], run
     For CPUs ``c`` with a known runqueue ``rq[c]``, ``__per_cpu_start + runqueues_offset +
     __per_cpu_offset[c] == rq[c]``, so the array is the one place where ``e[c] - e[c0] == rq[c] - rq[c0]``
     for every known CPU (at least two, all entries non-zero); ``__per_cpu_start`` then follows and must be
-    page-aligned and below the array. Exactly one such place is accepted.
+    page-aligned and below the array. Exactly one such place is accepted: where the known CPUs leave
+    gaps among evenly spaced areas, a shifted array fits too and the answer is None.
     """
     if len(runqueues) < 2:
         return None
