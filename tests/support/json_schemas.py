@@ -168,6 +168,13 @@ def _main() -> None:
         vmlinux = fetch_debuginfo(cache, kernel) if kernel == "6.12" else None
         for name, _argv, data in run_outputs(crash, vmlinux, module=module):
             samples.setdefault(name, []).append(data)
+    # the kdump lab's dump (issue 20): kcrash's collector's file, read as DUMP through a directory of links
+    kdump = cached_crash(cache, CrashOptions("BUG", "6.12", via="kdump"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for link, target in (("vmcore.elf", "vmcore.kcrash"), ("console.log", "console.log"), ("lab.json", "lab.json")):
+            (Path(tmp) / link).symlink_to(kdump / target)
+        for name, _argv, data in run_outputs(Path(tmp), fetch_debuginfo(cache, "6.12"), module=True):
+            samples.setdefault(name, []).append(data)
     if "--write" in sys.argv:
         SCHEMA_DIR.mkdir(exist_ok=True)
         only = set(sys.argv[sys.argv.index("--write") + 1:])  # names given: write only those
