@@ -44,7 +44,9 @@ drgn = pytest.importorskip("drgn")
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = [("BUG", "6.12"), ("SYSRQ", "6.12"), ("BUG", "6.1"), ("SYSRQ", "6.1")]
+#: (kind, kernel, KASLR): both kernels, KASLR off and on (KERNELOFFSET non-zero)
+CASES = [("BUG", "6.12", False), ("SYSRQ", "6.12", False), ("BUG", "6.12", True), ("BUG", "6.1", False),
+         ("SYSRQ", "6.1", False), ("BUG", "6.1", True)]
 FORMATS = ("vmcore.elf", "vmcore.kdump")
 #: kernels whose kallsyms lacks data symbols (CONFIG_KALLSYMS_ALL unset in Debian's arm64 config)
 TEXT_ONLY_KALLSYMS = frozenset({"6.1"})
@@ -56,11 +58,11 @@ MKSYSMAP_DROPS = ("__efistub_", "__kvm_nvhe_", "__pi_")
 ADDRESSES = 1_000
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-arm64")
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}-arm64{'-kaslr' if c[2] else ''}")
 def crash(request: pytest.FixtureRequest, lab_crash: Callable[..., Path],
           lab_vmlinux_dbg: Callable[..., Path]) -> tuple[Path, Any, str, Path]:
-    kind, kernel = request.param
-    out = lab_crash(kind, kernel, False, "arm64")
+    kind, kernel, kaslr = request.param
+    out = lab_crash(kind, kernel, kaslr, "arm64")
     vmlinux = lab_vmlinux_dbg(kernel, arch="arm64")
     dprog = drgn_program(out, vmlinux, other_modules=True)
     assert dprog.platform.arch == drgn.Architecture.AARCH64
@@ -177,7 +179,10 @@ def _drawn_addresses(dprog: Any) -> list[int]:
     rng = random.Random(1000)
     ram_start = dprog["memstart_addr"].value_()
     ram = (dprog["max_pfn"].value_() << 12) - ram_start
-    stext, end = dprog.symbol("_stext").address, dprog.symbol("_end").address
+    # the image's end: the highest sized symbol above _stext (drgn leaves the linker's absolute _end
+    # unrelocated under KASLR)
+    stext = dprog.symbol("_stext").address
+    end = max(s.address + s.size for s in dprog.symbols() if stext <= s.address < stext + (1 << 28))
     stacks = [t.stack.value_() for t in drgn_tasks(dprog)]
     regions = [(base, size) for m in drgn_modules(dprog) for base, size in module_address_regions(m) if size]
     return ([phys_to_virt(dprog, ram_start + rng.randrange(ram)).value_() for _ in range(300)]
