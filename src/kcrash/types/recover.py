@@ -256,14 +256,15 @@ def runqueues_by_cpu(btf: Btf, tasks: Sequence[int], read_u64: Callable[[int], i
 
 
 def find_per_cpu_offset_or_none(image: ImageData, runqueues: dict[int, int], runqueues_offset: int,
-                                page_size: int = 4096) -> tuple[int, int] | None:
+                                image_start: int, page_size: int = 4096) -> tuple[int, int] | None:
     """Find ``__per_cpu_offset`` in ``image``: ``(its address, __per_cpu_start)`` or None.
 
     For CPUs ``c`` with a known runqueue ``rq[c]``, ``__per_cpu_start + runqueues_offset +
     __per_cpu_offset[c] == rq[c]``, so the array is the one place where ``e[c] - e[c0] == rq[c] - rq[c0]``
     for every known CPU (at least two, all entries non-zero); ``__per_cpu_start`` then follows and must be
-    page-aligned and below the array. Exactly one such place is accepted: where the known CPUs leave
-    gaps among evenly spaced areas, a shifted array fits too and the answer is None.
+    page-aligned, in the image (from ``image_start``) and below the array. Exactly one such place is
+    accepted: where the known CPUs leave gaps among evenly spaced areas, a shifted array fits too and
+    the answer is None.
     """
     if len(runqueues) < 2:
         return None
@@ -280,7 +281,7 @@ def find_per_cpu_offset_or_none(image: ImageData, runqueues: dict[int, int], run
     hits = []
     for index in np.flatnonzero(ok).tolist():
         start = (runqueues[c0] - runqueues_offset - int(words[index + c0])) % (1 << 64)
-        if start % page_size == 0 and start < image.base + index * 8:
+        if start % page_size == 0 and image_start <= start < image.base + index * 8:
             hits.append((image.base + index * 8, start))
     return hits[0] if len(hits) == 1 else None
 
@@ -327,12 +328,12 @@ def recover_symbols(memory: MemoryReader, address_of: Callable[[str], int],
         out.append(RecoveredSymbol("modules", head, "the list_head in .data whose ring holds only struct "
                                    "modules (valid state, printable name) in the module area"))
     if init_task is not None:
-        out.extend(_recover_percpu(image, btf, init_task, read_u64, memory))
+        out.extend(_recover_percpu(image, btf, init_task, read_u64, memory, address_of("_stext")))
     return out
 
 
 def _recover_percpu(image: ImageData, btf: Btf, init_task: int, read_u64: Callable[[int], int],
-                    memory: MemoryReader) -> list[RecoveredSymbol]:
+                    memory: MemoryReader, image_start: int) -> list[RecoveredSymbol]:
     variables = percpu_variables(btf)
     task = btf.find_type_or_none("task_struct", TypeKind.STRUCT)
     if "runqueues" not in variables or task is None:
@@ -344,7 +345,7 @@ def _recover_percpu(image: ImageData, btf: Btf, init_task: int, read_u64: Callab
         return int.from_bytes(memory.read(address, 4), "little")
 
     runqueues = runqueues_by_cpu(btf, [n - tasks_off for n in ring], read_u64, read_u32)
-    found = find_per_cpu_offset_or_none(image, runqueues, variables["runqueues"][0])
+    found = find_per_cpu_offset_or_none(image, runqueues, variables["runqueues"][0], image_start)
     if found is None:
         return []
     array, start = found
@@ -383,7 +384,8 @@ def recover_missing_symbols(memory: MemoryReader, symbols: object,
         hows: dict[str, list[str]] = {}
         for s in found:
             hows.setdefault(s.how, []).append(f"{s.name} at {s.address:#x}")
-        named = "; ".join(f"{', '.join(names)}: {how}" for how, names in hows.items())
+        named = "; ".join(f"{', '.join(names) if len(names) <= 4 else f'{len(names)} symbols ({names[0]} ...)'}: {how}"
+                          for how, names in hows.items())
         warnings.warn(f"kallsyms holds text symbols only; recovered from the dump by structure: {named}",
                       DumpWarning, stacklevel=3)
     return found

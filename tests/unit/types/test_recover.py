@@ -158,7 +158,7 @@ def test_per_cpu_offset_is_the_one_array_matching_the_runqueues(start_misaligned
     words = [5, 6, 0, 0, *offsets, 0, 0, 1, 2]
     array = BASE + 0x10000 + 4 * 8
     image = ImageData(BASE + 0x10000, b"".join(w.to_bytes(8, "little") for w in words))
-    found = find_per_cpu_offset_or_none(image, rqs, 0x1000)
+    found = find_per_cpu_offset_or_none(image, rqs, 0x1000, BASE)
     assert found == (None if start_misaligned or len(known) < 4 else (array, start))
 
 
@@ -167,7 +167,9 @@ def test_per_cpu_offset_needs_two_cpus_and_a_unique_match() -> None:
     offsets = [0x100000, 0x200000]
     rqs = {c: start + 0x1000 + offsets[c] for c in (0, 1)}
     twice = b"".join(w.to_bytes(8, "little") for w in [*offsets, 0, *offsets])
-    assert find_per_cpu_offset_or_none(ImageData(BASE + 0x10000, twice), rqs, 0x1000) is None
+    assert find_per_cpu_offset_or_none(ImageData(BASE + 0x10000, twice), rqs, 0x1000, BASE) is None
     once = b"".join(w.to_bytes(8, "little") for w in offsets)
-    assert find_per_cpu_offset_or_none(ImageData(BASE + 0x10000, once), {0: rqs[0]}, 0x1000) is None
-    assert find_per_cpu_offset_or_none(ImageData(BASE + 0x10000, once), rqs, 0x1000) == (BASE + 0x10000, start)
+    assert find_per_cpu_offset_or_none(ImageData(BASE + 0x10000, once), {0: rqs[0]}, 0x1000, BASE) is None
+    assert find_per_cpu_offset_or_none(ImageData(BASE + 0x10000, once), rqs, 0x1000, BASE) == (BASE + 0x10000, start)
+    # a __per_cpu_start below the image (a pointer pair that happens to differ as the runqueues) is refused
+    assert find_per_cpu_offset_or_none(ImageData(BASE + 0x10000, once), rqs, 0x1000, start + 0x1000) is None
