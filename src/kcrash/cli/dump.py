@@ -239,7 +239,7 @@ def _check_output(source: Path, out: Path, force: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="kdump", show_default=True,
               help="kdump-compressed, its flattened (pipe) form, or a /proc/vmcore-shaped ELF file.")
 @click.option("--threads", type=click.IntRange(1, 64), default=None,
-              help="Compression threads (default: the CPUs this process may run on for zlib and zstd, "
+              help="Compression processes (default: the CPUs this process may run on for zlib and zstd, "
                    "1 for the fast codecs; makedumpfile uses one).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line (it is drawn on a terminal only anyway).")
