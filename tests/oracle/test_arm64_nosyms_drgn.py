@@ -31,7 +31,9 @@ drgn = pytest.importorskip("drgn")
 
 pytestmark = [pytest.mark.lab, pytest.mark.oracle]
 
-CASES = [("BUG", False), ("SYSRQ", False), ("PANIC", False), ("BUG", True)]
+KINDS = ("BUG", "SYSRQ", "PANIC", "WARNING", "NULL_READ", "NULL_WRITE", "OOM", "SOFTLOCKUP", "SPINLOCKUP",
+         "HUNG_ABBA", "INITEXIT", "STACK_OVERFLOW")
+CASES = [*((kind, False) for kind in KINDS), ("BUG", True)]
 FORMATS = ("vmcore.elf", "vmcore.kdump")
 _USER_TOP = 0xFFFF000000000000
 
