@@ -1,7 +1,7 @@
 """Oracle (issue 21): Debian's 6.1 arm64 kernel, whose kallsyms holds text symbols only (no
 ``CONFIG_KALLSYMS_ALL``), read by kcrash with NO symbol file — ``__start_BTF``/``__stop_BTF``,
-``init_task``, ``modules``, ``__per_cpu_offset`` and the per-CPU variables recovered from the dump by
-structure (:mod:`kcrash.types.recover`) — against drgn 0.3.0 with the -dbg vmlinux and the lab module.
+``init_task``, ``modules``, ``__per_cpu_offset``, the per-CPU variables and the exported symbols
+(``__ksymtab``) recovered from the dump by structure (:mod:`kcrash.types.recover`) — against drgn 0.3.0 with the -dbg vmlinux and the lab module.
 
 Compared, per dump file (QEMU's ELF and the flattened kdump file; drgn reads the ELF): every recovered
 symbol's address with the -dbg vmlinux's (KASLR-moved, by drgn); the task set (pid, comm, state
@@ -62,7 +62,8 @@ def prog(request: pytest.FixtureRequest, crash: tuple[Path, Any], tmp_path: Path
 def test_recovered_symbols_are_the_vmlinux_ones(prog: Program, crash: tuple[Path, Any]) -> None:
     dprog = crash[1]
     names = ["__start_BTF", "__stop_BTF", "init_task", "modules", "__per_cpu_offset", "__per_cpu_start",
-             "runqueues", "__entry_task", "init_uts_ns", "prb"]
+             "runqueues", "__entry_task", "init_uts_ns", "prb", "__cpu_online_mask", "__cpu_present_mask",
+             "nr_cpu_ids", "system_wq", "jiffies"]
     ours = {name: prog.symbol_address(name) for name in names}
     theirs = {name: dprog.symbol(name).address for name in names}
     assert ours == theirs

@@ -19,6 +19,7 @@ validated, never guessed from a version.
 
 - ``__per_cpu_offset``, ``__per_cpu_start``/``__per_cpu_end`` and every per-CPU variable: see
   :func:`find_per_cpu_offset_or_none`; the variables' offsets come from BTF's ``.data..percpu``.
+- exported symbols (``__cpu_online_mask``, ``nr_cpu_ids``, ``system_wq`` ...): see :func:`find_ksymtab`.
 - VMCOREINFO's ``SYMBOL()`` lines inside the image (``init_uts_ns``, ``prb``, ``swapper_pg_dir`` ...).
 """
 
@@ -56,6 +57,8 @@ _MODULE_NAME_LEN = 56
 _MODULE_WINDOW = 2 << 30
 #: VMCOREINFO symbols further than this from _stext are not the image's (mem_section's value is a pointer)
 _IMAGE_SPAN = 256 << 20
+#: the fewest consecutive entries taken for a __ksymtab table (Debian 6.1 arm64: ~10k and ~12k)
+_KSYMTAB_RUN = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +289,65 @@ def find_per_cpu_offset_or_none(image: ImageData, runqueues: dict[int, int], run
     return hits[0] if len(hits) == 1 else None
 
 
+def find_ksymtab(data: bytes, base: int, entry_size: int, known: Callable[[str], int | None],
+                 minimum: int = 100) -> dict[str, int]:
+    """Exported symbols from the ``__ksymtab``/``__ksymtab_gpl`` tables in ``data`` (at ``base``):
+    ``name -> address``.
+
+    With ``CONFIG_HAVE_ARCH_PREL32_RELOCATIONS`` an entry (``struct kernel_symbol``, ``entry_size``
+    bytes) starts with two self-relative ``int``s: ``value_offset`` and ``name_offset`` (to the name in
+    ``__kstrtab``). Runs of at least four entries whose names are NUL-terminated C identifiers inside
+    ``data`` are read; a run of at least 64 is taken when every entry (of up to 256 evenly spaced) whose
+    name ``known`` resolves (kallsyms' text symbols) agrees with it, and the result when at least
+    ``minimum`` agreed. Names kallsyms has are returned too (lookups find kallsyms' first).
+    """
+    words = np.frombuffer(data[:len(data) // 4 * 4], dtype="<i4").astype(np.int64)
+    step = entry_size // 4
+    if entry_size % 4 or step < 2 or len(words) <= 4 * step:
+        return {}
+    positions = np.arange(len(words), dtype=np.int64) * 4
+    targets = positions[:-1] + 4 + words[1:]
+    raw = np.frombuffer(data, dtype=np.uint8)
+    inside = (targets >= 0) & (targets < len(data))
+    first = np.zeros(len(targets), dtype=np.uint8)
+    first[inside] = raw[targets[inside]]
+    ident = inside & (((first >= 65) & (first <= 90)) | ((first >= 97) & (first <= 122)) | (first == 95))
+    n = len(ident) - 3 * step
+    run = ident[:n] & ident[step:n + step] & ident[2 * step:n + 2 * step] & ident[3 * step:n + 3 * step]
+    entries: dict[int, tuple[str, int]] = {}
+    for k in sorted({int(i) + j * step for i in np.flatnonzero(run) for j in range(4)}):
+        target = int(targets[k])
+        end = data.find(b"\0", target, target + 256)
+        name = data[target:end].decode("ascii", "replace") if end > target else ""
+        if name.isidentifier() and name.isascii():
+            entries[k] = (name, (base + k * 4 + int(words[k])) % (1 << 64))
+    # the tables are long runs of entries; other self-relative tables (BPF's, ...) make short ones.
+    # A run is checked on up to 256 evenly spaced entries (each kallsyms lookup costs ~40 us)
+    found: dict[str, int] = {}
+    agree = 0
+    for table in _runs(sorted(entries), step):
+        if len(table) < _KSYMTAB_RUN:
+            continue
+        sample = [entries[k] for k in table[::max(1, len(table) // 256)]]
+        verdicts = [expected == value for name, value in sample if (expected := known(name)) is not None]
+        if not verdicts or not all(verdicts):
+            continue
+        agree += len(verdicts)
+        for k in table:
+            found.setdefault(*entries[k])
+    return found if agree >= minimum else {}
+
+
+def _runs(keys: list[int], step: int) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for k in keys:
+        if runs and runs[-1][-1] + step == k:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    return runs
+
+
 def _aarch64_module_window(init_begin: int) -> tuple[int, int]:
     # arm64 with KASLR (before v6.5) allocates modules within 2 GiB below the kernel's text
     # (module_alloc_base, arch/arm64/kernel/kaslr.c), outside MODULES_VADDR..MODULES_END
@@ -315,6 +377,7 @@ def recover_symbols(memory: MemoryReader, address_of: Callable[[str], int],
     rule = "a BTF header in .rodata (_etext.._init_begin) whose types parse and hold struct task_struct"
     out = [RecoveredSymbol("__start_BTF", start, rule), RecoveredSymbol("__stop_BTF", stop, rule)]
     image = read_image_data(memory, init_begin)
+    out.extend(_recover_ksymtab(rodata, etext, btf, address_of))
 
     def read_u64(address: int) -> int:
         return int.from_bytes(memory.read(address, 8), "little")
@@ -330,6 +393,24 @@ def recover_symbols(memory: MemoryReader, address_of: Callable[[str], int],
     if init_task is not None:
         out.extend(_recover_percpu(image, btf, init_task, read_u64, memory, address_of("_stext")))
     return out
+
+
+def _recover_ksymtab(rodata: bytes, base: int, btf: Btf,
+                     address_of: Callable[[str], int]) -> list[RecoveredSymbol]:
+    entry = btf.find_type_or_none("kernel_symbol", TypeKind.STRUCT)
+    if entry is None or not entry.has_member("value_offset") or not entry.has_member("name_offset"):
+        return []
+
+    def known(name: str) -> int | None:
+        try:
+            return address_of(name)
+        except KcrashError:
+            return None
+
+    how = ("__ksymtab: exported symbols, each entry's self-relative value and name (every kallsyms "
+           "symbol among them at kallsyms' address)")
+    return [RecoveredSymbol(name, address, how)
+            for name, address in sorted(find_ksymtab(rodata, base, entry.sizeof(), known).items())]
 
 
 def _recover_percpu(image: ImageData, btf: Btf, init_task: int, read_u64: Callable[[int], int],
