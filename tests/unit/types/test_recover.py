@@ -173,3 +173,31 @@ def test_per_cpu_offset_needs_two_cpus_and_a_unique_match() -> None:
     assert find_per_cpu_offset_or_none(ImageData(BASE + 0x10000, once), rqs, 0x1000, BASE) == (BASE + 0x10000, start)
     # a __per_cpu_start below the image (a pointer pair that happens to differ as the runqueues) is refused
     assert find_per_cpu_offset_or_none(ImageData(BASE + 0x10000, once), rqs, 0x1000, start + 0x1000) is None
+
+
+def _ksymtab(names: list[str], values: list[int], base: int) -> tuple[bytes, dict[str, int]]:
+    # entries first (12 bytes: value_offset, name_offset, namespace_offset), then the names
+    strings = b"".join(n.encode() + b"\0" for n in names)
+    table = 12 * len(names)
+    out, at = bytearray(), table
+    for i, (name, value) in enumerate(zip(names, values, strict=True)):
+        out += struct.pack("<iii", value - (base + 12 * i), at - (12 * i + 4), 0)
+        at += len(name) + 1
+    return bytes(out) + strings, dict(zip(names, values, strict=True))
+
+
+def test_ksymtab_runs_are_taken_when_kallsyms_agrees() -> None:
+    from kcrash.types.recover import find_ksymtab
+
+    names = [f"sym_{i}" for i in range(80)]
+    values = [BASE + 0x100000 + 0x40 * i for i in range(80)]
+    data, expected = _ksymtab(names, values, BASE)
+    kallsyms = {"sym_0": values[0], "sym_40": values[40]}
+    assert find_ksymtab(data, BASE, 12, kallsyms.get, minimum=1) == expected
+    # one kallsyms symbol elsewhere: the run is not the table
+    assert find_ksymtab(data, BASE, 12, {**kallsyms, "sym_40": values[40] + 4}.get, minimum=1) == {}
+    # no name kallsyms knows, or too few agreeing, or a run too short: nothing
+    assert find_ksymtab(data, BASE, 12, {}.get, minimum=0) == {}
+    assert find_ksymtab(data, BASE, 12, kallsyms.get, minimum=3) == {}
+    short, _ = _ksymtab(names[:40], values[:40], BASE)
+    assert find_ksymtab(short, BASE, 12, kallsyms.get, minimum=1) == {}
