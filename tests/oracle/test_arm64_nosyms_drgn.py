@@ -63,7 +63,7 @@ def test_recovered_symbols_are_the_vmlinux_ones(prog: Program, crash: tuple[Path
     dprog = crash[1]
     names = ["__start_BTF", "__stop_BTF", "init_task", "modules", "__per_cpu_offset", "__per_cpu_start",
              "runqueues", "__entry_task", "init_uts_ns", "prb", "__cpu_online_mask", "__cpu_present_mask",
-             "nr_cpu_ids", "system_wq", "jiffies"]
+             "nr_cpu_ids", "system_wq", "jiffies", "taint_flags"]
     ours = {name: prog.symbol_address(name) for name in names}
     theirs = {name: dprog.symbol(name).address for name in names}
     assert ours == theirs

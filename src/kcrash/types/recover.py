@@ -20,11 +20,13 @@ validated, never guessed from a version.
 - ``__per_cpu_offset``, ``__per_cpu_start``/``__per_cpu_end`` and every per-CPU variable: see
   :func:`find_per_cpu_offset_or_none`; the variables' offsets come from BTF's ``.data..percpu``.
 - exported symbols (``__cpu_online_mask``, ``nr_cpu_ids``, ``system_wq`` ...): see :func:`find_ksymtab`.
+- ``taint_flags``: see :func:`find_taint_flags_or_none`.
 - VMCOREINFO's ``SYMBOL()`` lines inside the image (``init_uts_ns``, ``prb``, ``swapper_pg_dir`` ...).
 """
 
 from __future__ import annotations
 
+import re
 import struct
 import warnings
 from collections.abc import Callable, Sequence
@@ -41,8 +43,10 @@ from kcrash.memory.reader import MemoryReader
 from kcrash.types.btf import Btf, parse_btf
 from kcrash.types.model import Type, TypeKind
 
-__all__ = ["ImageData", "RecoveredSymbol", "find_btf_or_none", "find_init_task_or_none",
-           "find_modules_head_or_none", "read_image_data", "recover_missing_symbols", "recover_symbols"]
+__all__ = ["ImageData", "RecoveredSymbol", "find_btf_or_none", "find_init_task_or_none", "find_ksymtab",
+           "find_modules_head_or_none", "find_per_cpu_offset_or_none", "find_taint_flags_or_none",
+           "percpu_variables", "read_image_data", "recover_missing_symbols", "recover_symbols",
+           "runqueues_by_cpu"]
 
 _BTF_MAGIC = b"\x9f\xeb\x01"
 _BTF_HEADER = struct.Struct("<HBBIIIII")
@@ -338,6 +342,18 @@ def find_ksymtab(data: bytes, base: int, entry_size: int, known: Callable[[str],
     return found if agree >= minimum else {}
 
 
+def find_taint_flags_or_none(data: bytes, base: int, entry_size: int) -> int | None:
+    """Find ``taint_flags[]`` (``kernel/panic.c``) in ``data``: ``struct taint_flag`` entries
+    (``c_true``, ``c_false``, ``module``, ``entry_size`` bytes) starting ``'P','G'``, ``'F',' '``,
+    ``'S',' '``, ``'R',' '``, ``'M',' '`` (the letters every kernel since v4.6 has first), found once."""
+    if entry_size < 3:
+        return None
+    pad = b"[\x00\x01]" + b"." * (entry_size - 3)
+    pattern = re.compile(pad.join([b"PG", b"F ", b"S ", b"R ", b"M ", b""]), re.DOTALL)
+    hits = [m.start() for m in pattern.finditer(data)]
+    return base + hits[0] if len(hits) == 1 else None
+
+
 def _runs(keys: list[int], step: int) -> list[list[int]]:
     runs: list[list[int]] = []
     for k in keys:
@@ -378,6 +394,11 @@ def recover_symbols(memory: MemoryReader, address_of: Callable[[str], int],
     out = [RecoveredSymbol("__start_BTF", start, rule), RecoveredSymbol("__stop_BTF", stop, rule)]
     image = read_image_data(memory, init_begin)
     out.extend(_recover_ksymtab(rodata, etext, btf, address_of))
+    taint = btf.find_type_or_none("taint_flag", TypeKind.STRUCT)
+    flags = find_taint_flags_or_none(rodata, etext, taint.sizeof()) if taint is not None else None
+    if flags is not None:
+        out.append(RecoveredSymbol("taint_flags", flags, "the one struct taint_flag array in .rodata "
+                                   "starting P/G, F, S, R, M"))
 
     def read_u64(address: int) -> int:
         return int.from_bytes(memory.read(address, 8), "little")

@@ -201,3 +201,13 @@ def test_ksymtab_runs_are_taken_when_kallsyms_agrees() -> None:
     assert find_ksymtab(data, BASE, 12, kallsyms.get, minimum=3) == {}
     short, _ = _ksymtab(names[:40], values[:40], BASE)
     assert find_ksymtab(short, BASE, 12, kallsyms.get, minimum=1) == {}
+
+
+def test_taint_flags_is_the_one_array_starting_pg_f_s_r_m() -> None:
+    from kcrash.types.recover import find_taint_flags_or_none
+
+    table = b"PG\x01F \x01S \x00R \x00M \x00B \x00"
+    assert find_taint_flags_or_none(b"xx" + table, BASE, 3) == BASE + 2
+    assert find_taint_flags_or_none(b"PG\x01F \x01S \x00R \x00X \x00", BASE, 3) is None  # not M
+    assert find_taint_flags_or_none(table + table, BASE, 3) is None  # twice: not told apart
+    assert find_taint_flags_or_none(b"PG\x01\x00F \x01\x00S \x00\x00R \x00\x00M \x00\x00", BASE, 4) == BASE
