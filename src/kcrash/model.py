@@ -253,7 +253,8 @@ class SystemInfo:
     uptime_ns: int | None
     crash_time: int | None
     tainted: str
-    taint_mask: int
+    #: None when ``tainted_mask`` cannot be read (a kernel without CONFIG_KALLSYMS_ALL, no symbol file)
+    taint_mask: int | None
     memory_bytes: int | None
     dump: str
 

@@ -381,11 +381,26 @@ def system_info(prog: Program, dump: str) -> model.SystemInfo:
         panic_cpu=panic_cpu_or_none(prog),
         uptime_ns=uptime_ns_or_none(prog),
         crash_time=crash_time_or_none(prog.vmcoreinfo, prog),
-        tainted=tainted(prog),
-        taint_mask=int(prog["tainted_mask"]),
+        tainted=_tainted_or_empty(prog),
+        taint_mask=_taint_mask_or_none(prog),
         memory_bytes=_memory_bytes(prog),
         dump=dump,
     )
+
+
+def _taint_mask_or_none(prog: Program) -> int | None:
+    # tainted_mask is a static variable: absent from a text-only kallsyms (no CONFIG_KALLSYMS_ALL)
+    try:
+        return int(prog["tainted_mask"])
+    except KcrashError:
+        return None
+
+
+def _tainted_or_empty(prog: Program) -> str:
+    try:
+        return tainted(prog)
+    except KcrashError:
+        return ""
 
 
 def _memory_bytes(prog: Program) -> int | None:

@@ -165,9 +165,15 @@ def _system(info: SystemInfo) -> _Lines:
             ("UPTIME", _uptime(info.uptime_ns)),
             ("DATE", _time(info.crash_time)),
             ("PANIC CPU", "none" if info.panic_cpu is None else str(info.panic_cpu)),
-            ("TAINTED", f"{info.tainted.strip() or 'no'} ({info.taint_mask:#x})"),
+            ("TAINTED", _taint_text(info)),
         ]
     )
+
+
+def _taint_text(info: SystemInfo) -> str:
+    if info.taint_mask is None:
+        return "unknown (tainted_mask is not among the dump's symbols)"
+    return f"{info.tainted.strip() or 'no'} ({info.taint_mask:#x})"
 
 
 def render_trace(trace: Trace, console: Console, *, limit: int | None = None) -> None:
