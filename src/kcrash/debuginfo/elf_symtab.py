@@ -334,6 +334,8 @@ class ElfSymbolTable:
         sym_t, _ = _dtypes()
         syms = np.frombuffer(image.section_bytes(symtab), sym_t, symtab.sh_size // sym_t.itemsize)
         code = _code_symbols(image, syms, len(strtab))
+        # ARM/AArch64 mapping symbols ($x, $d, $x.12) mark code/data starts, not functions (kallsyms drops them)
+        code[code] = np.frombuffer(strtab, np.uint8)[syms["st_name"][code]] != ord("$")
         syms = syms[code]
         values = syms["st_value"].copy()
         if bases is not None:

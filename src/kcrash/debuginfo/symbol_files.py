@@ -125,6 +125,13 @@ def _columns(syms: npt.NDArray[Any], strtab: bytes,
     kind = np.where(syms["st_info"] >> 4 == STB_LOCAL, kind | 0x20, kind).astype(np.uint8)  # lower case
     text = strtab.decode("latin-1")  # one character per byte: offsets stay byte offsets
     names = [text[o:text.find("\0", o)] for o in syms["st_name"].tolist()]
+    # ARM/AArch64 mapping symbols ($x, $d, $x.12: where code or data starts) name no function;
+    # scripts/kallsyms.c and mksysmap leave them out, and so do we.
+    mapping = [name.startswith("$") for name in names]
+    if any(mapping):
+        keep_rows = [i for i, drop in enumerate(mapping) if not drop]
+        values, kinds = syms["st_value"].tolist(), kind.tolist()
+        return ([names[i] for i in keep_rows], [values[i] for i in keep_rows], [chr(kinds[i]) for i in keep_rows])
     return names, syms["st_value"].tolist(), [chr(k) for k in kind.tolist()]
 
 

@@ -96,3 +96,24 @@ def test_elf_constants_are_pyelftools() -> None:
             ("ET", "SHT", "SHF", "SHN", "STT", "STB", "NT", "R", "EM")}
     assert len(ours) >= 17
     assert {k: library.get(k) for k in ours} == ours
+
+
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc-12") is None,
+                    reason="gcc-12-aarch64-linux-gnu is not installed")
+def test_aarch64_mapping_symbols_name_no_function(tmp_path: Path) -> None:
+    # An arm64 object has $x/$d mapping symbols at code and data starts (nm shows them); kallsyms and
+    # mksysmap drop them, so a frame must be named after its function, never "$x".
+    (tmp_path / "m.c").write_text("int table[4] = {1, 2, 3, 4};\n"
+                                  "int first(int a) { return table[a & 3] + 1; }\n"
+                                  "int second(int a) { return first(a) * 3; }\n")
+    subprocess.run(["aarch64-linux-gnu-gcc-12", "-O2", "-c", "-o", "m.o", "m.c"], cwd=tmp_path, check=True)
+    assert any(name.startswith("$") for name in nm(tmp_path / "m.o"))
+    image = open_elf_image(tmp_path / "m.o")
+    try:
+        table = ElfSymbolTable.from_image(image)
+        names = {table.symbolize_or_none(addr)[0].name for addr in range(0, 0x40, 4)
+                 if table.symbolize_or_none(addr) is not None}
+    finally:
+        image.close()
+    assert names and not any(name.startswith("$") for name in names)
+    assert {"first", "second"} <= names

@@ -7,9 +7,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from kcrash.debuginfo.symbol_files import find_symbol_file_or_none, load_symbol_file
+from kcrash.debuginfo.symbol_files import _columns, find_symbol_file_or_none, load_symbol_file
 from kcrash.dumps.base import DumpWarning
 from kcrash.dumps.vmcoreinfo import parse_vmcoreinfo
 from kcrash.errors import DebugInfoMismatchError, MissingDebugInfoError
@@ -117,3 +118,14 @@ def test_arm64_image_symbols_move_and_are_checked(tmp_path: Path) -> None:
     assert table.address_of("init_task") == kimage + 0x2000000 + OFFSET
     with pytest.raises(MissingDebugInfoError, match="none of the dump's VMCOREINFO symbols"):
         load_symbol_file(path, info)  # with x86-64's image start nothing is moved, nothing checked
+
+
+def test_arm64_mapping_symbols_are_left_out_of_a_vmlinux_table() -> None:
+    # $x/$d (AArch64 mapping symbols) sit at function starts in a vmlinux's .symtab; kallsyms drops them
+    strtab = b"\0$x\0start_kernel\0$d\0jiffies\0"
+    sym = np.dtype([("st_name", "<u4"), ("st_info", "u1"), ("st_other", "u1"), ("st_shndx", "<u2"),
+                    ("st_value", "<u8"), ("st_size", "<u8")])
+    syms = np.array([(1, 0, 0, 1, 0x1000, 0), (4, 0x12, 0, 1, 0x1000, 64), (17, 0, 0, 2, 0x2000, 0),
+                     (20, 0x11, 0, 2, 0x2000, 8)], dtype=sym)
+    names, addresses, kinds = _columns(syms, strtab, np.array([ord("A"), ord("T"), ord("D"), ord("A")], np.uint8))
+    assert (names, addresses, kinds) == (["start_kernel", "jiffies"], [0x1000, 0x2000], ["T", "D"])
