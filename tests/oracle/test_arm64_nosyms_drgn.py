@@ -1,7 +1,8 @@
 """Oracle (issue 21): Debian's 6.1 arm64 kernel, whose kallsyms holds text symbols only (no
 ``CONFIG_KALLSYMS_ALL``), read by kcrash with NO symbol file — ``__start_BTF``/``__stop_BTF``,
 ``init_task``, ``modules``, ``__per_cpu_offset``, the per-CPU variables and the exported symbols
-(``__ksymtab``) recovered from the dump by structure (:mod:`kcrash.types.recover`) — against drgn 0.3.0 with the -dbg vmlinux and the lab module.
+(``__ksymtab``) recovered from the dump by structure (:mod:`kcrash.types.recover`) — against drgn 0.3.0
+with the -dbg vmlinux and the lab module.
 
 Compared, per dump file (QEMU's ELF and the flattened kdump file; drgn reads the ELF): every recovered
 symbol's address with the -dbg vmlinux's (KASLR-moved, by drgn); the task set (pid, comm, state
