@@ -24,6 +24,7 @@ __all__ = [
     "Frame",
     "Registers",
     "Trace",
+    "WalkStop",
 ]
 
 #: ``struct pt_regs`` members on x86-64, in memory order (``rip`` is ``ip``, ``eflags`` is ``flags``):
@@ -126,3 +127,16 @@ class Trace:
 
     def __len__(self) -> int:
         return len(self.frames)
+
+
+class WalkStop(Exception):
+    """Raised inside an unwinder to end its walk: ``reason`` None is a normal end (then ``user_regs``,
+    saved at ``user_regs_address``, may hold the user-mode registers found there), else why it stopped
+    early — what becomes :attr:`Trace.truncated`."""
+
+    def __init__(self, reason: str | None, user_regs: Registers | None = None,
+                 user_regs_address: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.user_regs = user_regs
+        self.user_regs_address = user_regs_address

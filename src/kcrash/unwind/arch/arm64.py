@@ -41,6 +41,7 @@ from kcrash.errors import FaultError
 from kcrash.metrics import COUNTERS
 from kcrash.unwind.context import UnwindContext
 from kcrash.unwind.frame import Frame, Registers, Trace
+from kcrash.unwind.frame import WalkStop as _Stop
 from kcrash.unwind.frame_pointer import scan_stack
 
 __all__ = [
@@ -138,17 +139,6 @@ def user_mode(regs: Registers) -> bool:
     """Whether ``pstate`` says the registers were saved at EL0 (``user_mode(regs)``)."""
     pstate = regs.get_or_none("pstate")
     return pstate is not None and (pstate & _PSR_MODE32_BIT != 0 or pstate & _PSR_MODE_MASK == 0)
-
-
-class _Stop(Exception):
-    """Ends the walk; ``reason`` None means a normal end."""
-
-    def __init__(self, reason: str | None, user_regs: Registers | None = None,
-                 user_regs_address: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.user_regs = user_regs
-        self.user_regs_address = user_regs_address
 
 
 @dataclass(slots=True)

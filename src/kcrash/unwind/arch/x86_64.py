@@ -32,6 +32,7 @@ from kcrash.errors import FaultError
 from kcrash.metrics import COUNTERS
 from kcrash.unwind.context import UnwindContext
 from kcrash.unwind.frame import PT_REGS_SIZE, Frame, Registers, Trace
+from kcrash.unwind.frame import WalkStop as _Stop
 from kcrash.unwind.frame_pointer import FRAME_POINTER_ENTRY, NULL_ENTRY, scan_stack
 from kcrash.unwind.orc import (
     ORC_REG_BP,
@@ -67,17 +68,6 @@ _PARTIAL_KEPT = ("r10", "r13", "rdi", "rdx")
 _IRET = ("rip", "cs", "eflags", "rsp", "ss")
 # How far before an undefined first pc the recovery looks for its function's entries and call target.
 _RECOVER_WINDOW = 0x1000
-
-
-class _Stop(Exception):
-    """Ends the walk; ``reason`` None means a normal end."""
-
-    def __init__(self, reason: str | None, user_regs: Registers | None = None,
-                 user_regs_address: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.user_regs = user_regs
-        self.user_regs_address = user_regs_address
 
 
 @dataclass(slots=True)
