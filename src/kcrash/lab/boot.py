@@ -95,7 +95,11 @@ def boot_live(cache: Path, opts: BootOptions, on_ready: Callable[[LiveGuest], No
 
         async def main() -> None:
             stop = asyncio.Event()
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+            # Ctrl-C and SIGTERM both end the wait and shut the guest down. (Left to asyncio.run's own
+            # SIGINT handling, the cancellation could be lost in the polling wait_for — Python 3.11's
+            # wait_for may swallow a cancel that races its timeout — and the guest ran on to --duration.)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(signum, stop.set)
             if stop_after is not None:
                 asyncio.get_running_loop().call_later(stop_after, stop.set)
             await _run(cfg, opts, prepared.package.release, on_ready, stop)
