@@ -51,12 +51,13 @@ def load_modules(prog: Program) -> tuple[ModuleDebugInfo, ...]:
     """Load every module's symbols and BTF into ``prog`` (once); return what was found."""
     found: tuple[tuple[ModuleDebugInfo, ...], str | None] | None = prog.cache.get(_LOADED)
     if found is None:
-        walk = for_each_module(prog)
         try:
+            walk = for_each_module(prog)
             loaded = tuple(load_module_debuginfo(prog, mod) for mod in walk)
-        except KcrashError as exc:  # the module list head itself is unreadable
-            loaded, walk.truncated = (), str(exc)
-        found = prog.cache[_LOADED] = (loaded, walk.truncated)
+            truncated = walk.truncated
+        except KcrashError as exc:  # the module list head itself is unknown or unreadable (a damaged dump)
+            loaded, truncated = (), str(exc)
+        found = prog.cache[_LOADED] = (loaded, truncated)
     return found[0]
 
 

@@ -612,7 +612,8 @@ def _symbols(memory: MemoryReader, info: VmcoreInfo | None, cache_dir: Path | No
         found = find_symbol_file_or_none(info.osrelease if info is not None else None,
                                          info.build_id if info is not None else None)
         if found is None:
-            raise MissingDebugInfoError(f"{exc}; give --system-map or --vmlinux") from None
+            hint = "" if "give --system-map or --vmlinux" in str(exc) else "; give --system-map or --vmlinux"
+            raise MissingDebugInfoError(f"{exc}{hint}") from None
         try:
             return load_symbol_file(found, info, image_start=image_start)
         except MissingDebugInfoError as refused:
